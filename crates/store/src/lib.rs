@@ -1,0 +1,320 @@
+//! The only crate that speaks SQL. One [`Store`] over SQLite (the embedded default) and PostgreSQL,
+//! chosen at run time from the URL. Every query is parameterised; the same SQL text (with `$n`
+//! placeholders, which both engines accept) runs on both backends, and the `with_db!` macro expands
+//! each body once per pool type. Schemas live in `migrations/sqlite` and `migrations/postgres`.
+//!
+//! This crate knows rows, not rules: validation, crypto and authorisation live in `rampart-core`.
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use std::str::FromStr;
+use std::time::Duration;
+
+mod rows;
+pub use rows::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("record already exists")]
+    Conflict,
+    #[error("invalid store URL: {0}")]
+    Url(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Clone, Debug)]
+enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Handle to the database; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: Db,
+}
+
+macro_rules! with_db {
+    ($self:expr, $pool:ident => $body:expr) => {
+        match &$self.db {
+            Db::Sqlite($pool) => $body,
+            Db::Postgres($pool) => $body,
+        }
+    };
+}
+
+fn map_conflict(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict,
+        _ => StoreError::Db(e),
+    }
+}
+
+impl Store {
+    /// Open `sqlite://PATH` or `postgres://...` and run migrations.
+    pub async fn open(url: &str) -> Result<Store> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let opts = PgConnectOptions::from_str(url).map_err(|e| StoreError::Url(e.to_string()))?;
+            Self::open_postgres(opts).await
+        } else if let Some(path) = url.strip_prefix("sqlite://") {
+            Self::open_sqlite(std::path::Path::new(path)).await
+        } else {
+            Err(StoreError::Url(format!("unsupported scheme in `{url}` (sqlite:// or postgres://)")))
+        }
+    }
+
+    /// Open (creating if needed) an SQLite database file.
+    pub async fn open_sqlite(path: &std::path::Path) -> Result<Store> {
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(opts).await?;
+        sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+        Ok(Store { db: Db::Sqlite(pool) })
+    }
+
+    /// Connect to PostgreSQL with the given options (a test may set `search_path` to its own schema).
+    pub async fn open_postgres(opts: PgConnectOptions) -> Result<Store> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts)
+            .await?;
+        sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        Ok(Store { db: Db::Postgres(pool) })
+    }
+
+    pub fn backend(&self) -> &'static str {
+        with_db!(self, _p => if matches!(self.db, Db::Sqlite(_)) { "sqlite" } else { "postgres" })
+    }
+
+    pub async fn close(&self) {
+        with_db!(self, p => p.close().await)
+    }
+
+    // ---- settings ----
+
+    pub async fn get_setting(&self, key: &str) -> Result<Option<String>> {
+        let sql = "SELECT value FROM settings WHERE key = $1";
+        Ok(with_db!(self, p => sqlx::query_scalar(sql).bind(key).fetch_optional(p).await?))
+    }
+
+    /// Insert a setting unless present; true when this call inserted it.
+    pub async fn init_setting(&self, key: &str, value: &str) -> Result<bool> {
+        let sql = "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING";
+        let n = with_db!(self, p => sqlx::query(sql).bind(key).bind(value).execute(p).await?.rows_affected());
+        Ok(n == 1)
+    }
+
+    // ---- products ----
+
+    pub async fn insert_product(&self, r: &ProductRow) -> Result<()> {
+        let sql = "INSERT INTO products (product_key, name, secret_enc, dynamic_registration, allowlist, \
+                   report_limit_per_min, model, enterprise_id, created_at) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+        with_db!(self, p => sqlx::query(sql)
+            .bind(&r.product_key).bind(&r.name).bind(&r.secret_enc).bind(r.dynamic_registration)
+            .bind(r.allowlist).bind(r.report_limit_per_min).bind(&r.model).bind(&r.enterprise_id)
+            .bind(r.created_at)
+            .execute(p).await.map_err(map_conflict)?.rows_affected());
+        Ok(())
+    }
+
+    pub async fn get_product(&self, product_key: &str) -> Result<Option<ProductRow>> {
+        let sql = "SELECT * FROM products WHERE product_key = $1";
+        Ok(with_db!(self, p => sqlx::query_as(sql).bind(product_key).fetch_optional(p).await?))
+    }
+
+    pub async fn list_products(&self, offset: i64, limit: i64) -> Result<(Vec<ProductRow>, i64)> {
+        let sql = "SELECT * FROM products ORDER BY created_at, product_key LIMIT $1 OFFSET $2";
+        let count = "SELECT COUNT(*) FROM products";
+        Ok(with_db!(self, p => (
+            sqlx::query_as(sql).bind(limit).bind(offset).fetch_all(p).await?,
+            sqlx::query_scalar(count).fetch_one(p).await?,
+        )))
+    }
+
+    // ---- allowlist ----
+
+    /// Add hardware ids to a product's allowlist; returns how many were new.
+    pub async fn allowlist_add(&self, product_key: &str, ids: &[String], now: i64) -> Result<u64> {
+        let sql = "INSERT INTO allowlist (product_key, hardware_id, created_at) VALUES ($1, $2, $3) \
+                   ON CONFLICT (product_key, hardware_id) DO NOTHING";
+        with_db!(self, p => {
+            let mut tx = p.begin().await?;
+            let mut n = 0;
+            for id in ids {
+                n += sqlx::query(sql).bind(product_key).bind(id).bind(now).execute(&mut *tx).await?.rows_affected();
+            }
+            tx.commit().await?;
+            Ok(n)
+        })
+    }
+
+    pub async fn allowlist_contains(&self, product_key: &str, hardware_id: &str) -> Result<bool> {
+        let sql = "SELECT COUNT(*) FROM allowlist WHERE product_key = $1 AND hardware_id = $2";
+        let n: i64 = with_db!(self, p => sqlx::query_scalar(sql).bind(product_key).bind(hardware_id).fetch_one(p).await?);
+        Ok(n > 0)
+    }
+
+    // ---- factory identities ----
+
+    /// Store a factory batch and its identities in one transaction.
+    pub async fn insert_factory_batch(
+        &self,
+        batch_id: &str,
+        product_key: &str,
+        identities: &[(String, Vec<u8>)],
+        now: i64,
+    ) -> Result<()> {
+        let b = "INSERT INTO factory_batches (batch_id, product_key, count, created_at) VALUES ($1, $2, $3, $4)";
+        let i = "INSERT INTO factory_identities (serial, product_key, batch_id, secret_enc, created_at) \
+                 VALUES ($1, $2, $3, $4, $5)";
+        with_db!(self, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query(b).bind(batch_id).bind(product_key).bind(identities.len() as i64).bind(now)
+                .execute(&mut *tx).await.map_err(map_conflict)?;
+            for (serial, secret) in identities {
+                sqlx::query(i).bind(serial).bind(product_key).bind(batch_id).bind(secret).bind(now)
+                    .execute(&mut *tx).await.map_err(map_conflict)?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    pub async fn get_factory_identity(&self, serial: &str) -> Result<Option<FactoryIdentityRow>> {
+        let sql = "SELECT serial, product_key, batch_id, secret_enc FROM factory_identities WHERE serial = $1";
+        Ok(with_db!(self, p => sqlx::query_as(sql).bind(serial).fetch_optional(p).await?))
+    }
+
+    // ---- devices ----
+
+    pub async fn get_device(&self, did: &str) -> Result<Option<DeviceRow>> {
+        let sql = "SELECT * FROM devices WHERE did = $1";
+        Ok(with_db!(self, p => sqlx::query_as(sql).bind(did).fetch_optional(p).await?))
+    }
+
+    pub async fn get_device_by_hardware(&self, product_key: &str, hardware_id: &str) -> Result<Option<DeviceRow>> {
+        let sql = "SELECT * FROM devices WHERE product_key = $1 AND hardware_id = $2";
+        Ok(with_db!(self, p => sqlx::query_as(sql).bind(product_key).bind(hardware_id).fetch_optional(p).await?))
+    }
+
+    pub async fn insert_device(&self, r: &DeviceRow) -> Result<()> {
+        let sql = "INSERT INTO devices (did, product_key, hardware_id, mode, secret_enc, passcode_enc, created_at, \
+                   online, last_seen, state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+        with_db!(self, p => sqlx::query(sql)
+            .bind(&r.did).bind(&r.product_key).bind(&r.hardware_id).bind(&r.mode).bind(&r.secret_enc)
+            .bind(&r.passcode_enc).bind(r.created_at).bind(r.online).bind(r.last_seen).bind(&r.state)
+            .execute(p).await.map_err(map_conflict)?.rows_affected());
+        Ok(())
+    }
+
+    /// Replace a device's secret (re-registration rotates it; the old one stops working at once).
+    pub async fn set_device_secret(&self, did: &str, secret_enc: &[u8]) -> Result<()> {
+        let sql = "UPDATE devices SET secret_enc = $1 WHERE did = $2";
+        with_db!(self, p => sqlx::query(sql).bind(secret_enc).bind(did).execute(p).await?.rows_affected());
+        Ok(())
+    }
+
+    pub async fn set_presence(&self, did: &str, online: bool, ts: i64) -> Result<()> {
+        let sql = "UPDATE devices SET online = $1, last_seen = $2 WHERE did = $3";
+        with_db!(self, p => sqlx::query(sql).bind(online).bind(ts).bind(did).execute(p).await?.rows_affected());
+        Ok(())
+    }
+
+    /// Mark every device offline (at start-up of a single node: no session survived a restart).
+    pub async fn reset_presence(&self) -> Result<u64> {
+        let sql = "UPDATE devices SET online = $1 WHERE online = $2";
+        Ok(with_db!(self, p => sqlx::query(sql).bind(false).bind(true).execute(p).await?.rows_affected()))
+    }
+
+    /// Store a validated report: the merged latest state and one history row per point, in one
+    /// transaction.
+    pub async fn record_report(&self, did: &str, ts: i64, merged_state: &str, points: &[(String, String)]) -> Result<()> {
+        let upd = "UPDATE devices SET state = $1, last_seen = $2 WHERE did = $3";
+        let ins = "INSERT INTO history (did, ts, point, value) VALUES ($1, $2, $3, $4)";
+        with_db!(self, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query(upd).bind(merged_state).bind(ts).bind(did).execute(&mut *tx).await?;
+            for (point, value) in points {
+                sqlx::query(ins).bind(did).bind(ts).bind(point).bind(value).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// Clear a device's latest state (factory reset / wipe) and optionally its history.
+    pub async fn clear_device_data(&self, did: &str, history: bool) -> Result<()> {
+        let upd = "UPDATE devices SET state = $1 WHERE did = $2";
+        let del = "DELETE FROM history WHERE did = $1";
+        with_db!(self, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query(upd).bind("{}").bind(did).execute(&mut *tx).await?;
+            if history {
+                sqlx::query(del).bind(did).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// History rows, newest first, optionally for one point, within `[from, to]`.
+    pub async fn history(&self, did: &str, point: Option<&str>, from: i64, to: i64, limit: i64) -> Result<Vec<HistoryRow>> {
+        let sql = "SELECT ts, point, value FROM history WHERE did = $1 AND ($2 = '' OR point = $2) \
+                   AND ts >= $3 AND ts <= $4 ORDER BY ts DESC, point LIMIT $5";
+        let point = point.unwrap_or("");
+        Ok(with_db!(self, p => sqlx::query_as(sql).bind(did).bind(point).bind(from).bind(to).bind(limit).fetch_all(p).await?))
+    }
+
+    pub async fn list_devices(&self, product_key: Option<&str>, offset: i64, limit: i64) -> Result<(Vec<DeviceRow>, i64)> {
+        let sql = "SELECT * FROM devices WHERE ($1 = '' OR product_key = $1) ORDER BY created_at, did LIMIT $2 OFFSET $3";
+        let count = "SELECT COUNT(*) FROM devices WHERE ($1 = '' OR product_key = $1)";
+        let pk = product_key.unwrap_or("");
+        Ok(with_db!(self, p => (
+            sqlx::query_as(sql).bind(pk).bind(limit).bind(offset).fetch_all(p).await?,
+            sqlx::query_scalar(count).bind(pk).fetch_one(p).await?,
+        )))
+    }
+
+    // ---- nonces ----
+
+    /// Record a nonce for `scope`; false if it was already used (and has not expired).
+    pub async fn use_nonce(&self, scope: &str, nonce: &str, expires_at: i64, now: i64) -> Result<bool> {
+        let purge = "DELETE FROM nonces WHERE expires_at < $1";
+        let ins = "INSERT INTO nonces (scope, nonce, expires_at) VALUES ($1, $2, $3) ON CONFLICT (scope, nonce) DO NOTHING";
+        with_db!(self, p => {
+            sqlx::query(purge).bind(now).execute(p).await?;
+            let n = sqlx::query(ins).bind(scope).bind(nonce).bind(expires_at).execute(p).await?.rows_affected();
+            Ok(n == 1)
+        })
+    }
+
+    // ---- audit ----
+
+    pub async fn append_audit(&self, e: &AuditRow) -> Result<()> {
+        let sql = "INSERT INTO audit (ts, actor_kind, actor_id, tenant, action, target, source_ip, outcome, detail) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+        with_db!(self, p => sqlx::query(sql)
+            .bind(e.ts).bind(&e.actor_kind).bind(&e.actor_id).bind(&e.tenant).bind(&e.action)
+            .bind(&e.target).bind(&e.source_ip).bind(&e.outcome).bind(&e.detail)
+            .execute(p).await?.rows_affected());
+        Ok(())
+    }
+
+    pub async fn list_audit(&self, action: Option<&str>, limit: i64) -> Result<Vec<AuditRow>> {
+        let sql = "SELECT ts, actor_kind, actor_id, tenant, action, target, source_ip, outcome, detail FROM audit \
+                   WHERE ($1 = '' OR action = $1) ORDER BY id DESC LIMIT $2";
+        Ok(with_db!(self, p => sqlx::query_as(sql).bind(action.unwrap_or("")).bind(limit).fetch_all(p).await?))
+    }
+}
