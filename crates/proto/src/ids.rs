@@ -71,7 +71,8 @@ id_type!(
 pub fn valid_hardware_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b'&' | b'=' | b'|'))
+        && s.bytes()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b'&' | b'=' | b'|'))
 }
 
 #[cfg(test)]

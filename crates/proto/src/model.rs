@@ -117,10 +117,16 @@ impl Model {
             let numeric = matches!(p.kind, PointType::Int | PointType::Float);
             let sized = matches!(p.kind, PointType::String | PointType::Binary);
             if !numeric && (p.min.is_some() || p.max.is_some() || p.step.is_some()) {
-                return err(format!("`{}`: min/max/step only apply to int and float", p.name));
+                return err(format!(
+                    "`{}`: min/max/step only apply to int and float",
+                    p.name
+                ));
             }
             if !sized && p.max_len.is_some() {
-                return err(format!("`{}`: max_len only applies to string and binary", p.name));
+                return err(format!(
+                    "`{}`: max_len only applies to string and binary",
+                    p.name
+                ));
             }
             if p.kind != PointType::Enum && p.values.is_some() {
                 return err(format!("`{}`: values only apply to enum", p.name));
@@ -144,14 +150,20 @@ impl Model {
                             .flatten()
                             .any(|v| v.fract() != 0.0 || v.abs() > 9.0e15)
                     {
-                        return err(format!("`{}`: int bounds and step must be integers", p.name));
+                        return err(format!(
+                            "`{}`: int bounds and step must be integers",
+                            p.name
+                        ));
                     }
                 }
                 PointType::Enum => match &p.values {
                     Some(v) if !v.is_empty() && v.len() <= 255 => {
                         for (j, s) in v.iter().enumerate() {
                             if s.is_empty() || s.len() > 64 || v[..j].contains(s) {
-                                return err(format!("`{}`: enum values must be distinct, 1-64 bytes", p.name));
+                                return err(format!(
+                                    "`{}`: enum values must be distinct, 1-64 bytes",
+                                    p.name
+                                ));
                             }
                         }
                     }
@@ -282,7 +294,10 @@ impl Model {
                     let mut a = [0u8; 8];
                     a.copy_from_slice(b);
                     let f = f64::from_le_bytes(a);
-                    Value::from(serde_json::Number::from_f64(f).ok_or_else(|| bad(&p.name, "not finite"))?)
+                    Value::from(
+                        serde_json::Number::from_f64(f)
+                            .ok_or_else(|| bad(&p.name, "not finite"))?,
+                    )
                 }
                 PointType::String | PointType::Binary => {
                     let n = get_varint(&mut r).ok_or_else(|| perr("bad varint"))?;
@@ -353,8 +368,16 @@ fn check_value(p: &DataPoint, v: &Value) -> Result<(), ModelError> {
             }
         }
         PointType::Enum => {
-            let s = v.as_str().ok_or_else(|| bad(name, "expected an enum string"))?;
-            if !p.values.as_deref().unwrap_or_default().iter().any(|x| x == s) {
+            let s = v
+                .as_str()
+                .ok_or_else(|| bad(name, "expected an enum string"))?;
+            if !p
+                .values
+                .as_deref()
+                .unwrap_or_default()
+                .iter()
+                .any(|x| x == s)
+            {
                 return Err(bad(name, format!("`{s}` is not one of the enum values")));
             }
         }
@@ -367,7 +390,10 @@ fn check_value(p: &DataPoint, v: &Value) -> Result<(), ModelError> {
             if let Some(step) = p.step {
                 let step = step as i64;
                 if step > 1 && (n - min) % step != 0 {
-                    return Err(bad(name, format!("{n} is not on a step of {step} from {min}")));
+                    return Err(bad(
+                        name,
+                        format!("{n} is not on a step of {step} from {min}"),
+                    ));
                 }
             }
         }
@@ -380,7 +406,10 @@ fn check_value(p: &DataPoint, v: &Value) -> Result<(), ModelError> {
             if let Some(step) = p.step {
                 let k = (f - min) / step;
                 if (k - k.round()).abs() > 1e-6 {
-                    return Err(bad(name, format!("{f} is not on a step of {step} from {min}")));
+                    return Err(bad(
+                        name,
+                        format!("{f} is not on a step of {step} from {min}"),
+                    ));
                 }
             }
         }
@@ -392,7 +421,9 @@ fn check_value(p: &DataPoint, v: &Value) -> Result<(), ModelError> {
             }
         }
         PointType::Binary => {
-            let s = v.as_str().ok_or_else(|| bad(name, "expected base64 data"))?;
+            let s = v
+                .as_str()
+                .ok_or_else(|| bad(name, "expected base64 data"))?;
             let b = B64.decode(s).map_err(|_| bad(name, "invalid base64"))?;
             let max = p.max_len.unwrap_or(DEFAULT_MAX_LEN) as usize;
             if b.len() > max {
@@ -451,7 +482,10 @@ mod tests {
         let m = model();
         let mut v = Values::new();
         v.insert("temp".into(), json!(20.0));
-        assert_eq!(m.validate(&v, true), Err(ModelError::NotWritable("temp".into())));
+        assert_eq!(
+            m.validate(&v, true),
+            Err(ModelError::NotWritable("temp".into()))
+        );
         assert!(m.validate(&v, false).is_ok());
     }
 
@@ -469,7 +503,9 @@ mod tests {
             let points: Vec<DataPoint> = serde_json::from_value(pts.clone()).unwrap();
             assert!(Model::new(points).is_err(), "{pts}");
         }
-        assert!(serde_json::from_value::<DataPoint>(json!({"name":"a","type":"bool","x":1})).is_err());
+        assert!(
+            serde_json::from_value::<DataPoint>(json!({"name":"a","type":"bool","x":1})).is_err()
+        );
     }
 
     #[test]

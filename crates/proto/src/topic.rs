@@ -39,7 +39,10 @@ pub fn ack(did: &str) -> String {
 /// Classify `topic` as published by device `did`; `None` if it is outside the device's namespace or
 /// not a valid topic name.
 pub fn classify(did: &str, topic: &str) -> Option<DeviceTopic> {
-    let rest = topic.strip_prefix("dev/")?.strip_prefix(did)?.strip_prefix('/')?;
+    let rest = topic
+        .strip_prefix("dev/")?
+        .strip_prefix(did)?
+        .strip_prefix('/')?;
     if rest.is_empty() || !valid_topic_name(topic) {
         return None;
     }
@@ -55,7 +58,10 @@ pub fn classify(did: &str, topic: &str) -> Option<DeviceTopic> {
 /// Whether subscription filter `filter` stays inside the namespace of device `did`.
 /// Wildcards are allowed only after `dev/{did}/`.
 pub fn filter_allowed(did: &str, filter: &str) -> bool {
-    match filter.strip_prefix("dev/").and_then(|r| r.strip_prefix(did)) {
+    match filter
+        .strip_prefix("dev/")
+        .and_then(|r| r.strip_prefix(did))
+    {
         Some(rest) => rest.starts_with('/') && rest.len() > 1 && valid_topic_filter(filter),
         None => false,
     }
@@ -63,9 +69,7 @@ pub fn filter_allowed(did: &str, filter: &str) -> bool {
 
 /// MQTT topic name rules: non-empty, no wildcards, no NUL, at most 65535 bytes.
 pub fn valid_topic_name(topic: &str) -> bool {
-    !topic.is_empty()
-        && topic.len() <= 65535
-        && !topic.contains(['+', '#', '\0'])
+    !topic.is_empty() && topic.len() <= 65535 && !topic.contains(['+', '#', '\0'])
 }
 
 /// MQTT topic filter rules: `#` only as the whole last level, `+` only as a whole level.

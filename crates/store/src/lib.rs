@@ -6,7 +6,9 @@
 //! This crate knows rows, not rules: validation, crypto and authorisation live in `rampart-core`.
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -59,12 +61,15 @@ impl Store {
     /// Open `sqlite://PATH` or `postgres://...` and run migrations.
     pub async fn open(url: &str) -> Result<Store> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let opts = PgConnectOptions::from_str(url).map_err(|e| StoreError::Url(e.to_string()))?;
+            let opts =
+                PgConnectOptions::from_str(url).map_err(|e| StoreError::Url(e.to_string()))?;
             Self::open_postgres(opts).await
         } else if let Some(path) = url.strip_prefix("sqlite://") {
             Self::open_sqlite(std::path::Path::new(path)).await
         } else {
-            Err(StoreError::Url(format!("unsupported scheme in `{url}` (sqlite:// or postgres://)")))
+            Err(StoreError::Url(format!(
+                "unsupported scheme in `{url}` (sqlite:// or postgres://)"
+            )))
         }
     }
 
@@ -77,9 +82,14 @@ impl Store {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(opts).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(opts)
+            .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-        Ok(Store { db: Db::Sqlite(pool) })
+        Ok(Store {
+            db: Db::Sqlite(pool),
+        })
     }
 
     /// Connect to PostgreSQL with the given options (a test may set `search_path` to its own schema).
@@ -90,7 +100,9 @@ impl Store {
             .connect_with(opts)
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
-        Ok(Store { db: Db::Postgres(pool) })
+        Ok(Store {
+            db: Db::Postgres(pool),
+        })
     }
 
     pub fn backend(&self) -> &'static str {
@@ -147,7 +159,8 @@ impl Store {
 
     /// Add hardware ids to a product's allowlist; returns how many were new.
     pub async fn allowlist_add(&self, product_key: &str, ids: &[String], now: i64) -> Result<u64> {
-        let sql = "INSERT INTO allowlist (product_key, hardware_id, created_at) VALUES ($1, $2, $3) \
+        let sql =
+            "INSERT INTO allowlist (product_key, hardware_id, created_at) VALUES ($1, $2, $3) \
                    ON CONFLICT (product_key, hardware_id) DO NOTHING";
         with_db!(self, p => {
             let mut tx = p.begin().await?;
@@ -204,9 +217,15 @@ impl Store {
         Ok(with_db!(self, p => sqlx::query_as(sql).bind(did).fetch_optional(p).await?))
     }
 
-    pub async fn get_device_by_hardware(&self, product_key: &str, hardware_id: &str) -> Result<Option<DeviceRow>> {
+    pub async fn get_device_by_hardware(
+        &self,
+        product_key: &str,
+        hardware_id: &str,
+    ) -> Result<Option<DeviceRow>> {
         let sql = "SELECT * FROM devices WHERE product_key = $1 AND hardware_id = $2";
-        Ok(with_db!(self, p => sqlx::query_as(sql).bind(product_key).bind(hardware_id).fetch_optional(p).await?))
+        Ok(
+            with_db!(self, p => sqlx::query_as(sql).bind(product_key).bind(hardware_id).fetch_optional(p).await?),
+        )
     }
 
     pub async fn insert_device(&self, r: &DeviceRow) -> Result<()> {
@@ -235,12 +254,20 @@ impl Store {
     /// Mark every device offline (at start-up of a single node: no session survived a restart).
     pub async fn reset_presence(&self) -> Result<u64> {
         let sql = "UPDATE devices SET online = $1 WHERE online = $2";
-        Ok(with_db!(self, p => sqlx::query(sql).bind(false).bind(true).execute(p).await?.rows_affected()))
+        Ok(
+            with_db!(self, p => sqlx::query(sql).bind(false).bind(true).execute(p).await?.rows_affected()),
+        )
     }
 
     /// Store a validated report: the merged latest state and one history row per point, in one
     /// transaction.
-    pub async fn record_report(&self, did: &str, ts: i64, merged_state: &str, points: &[(String, String)]) -> Result<()> {
+    pub async fn record_report(
+        &self,
+        did: &str,
+        ts: i64,
+        merged_state: &str,
+        points: &[(String, String)],
+    ) -> Result<()> {
         let upd = "UPDATE devices SET state = $1, last_seen = $2 WHERE did = $3";
         let ins = "INSERT INTO history (did, ts, point, value) VALUES ($1, $2, $3, $4)";
         with_db!(self, p => {
@@ -270,14 +297,29 @@ impl Store {
     }
 
     /// History rows, newest first, optionally for one point, within `[from, to]`.
-    pub async fn history(&self, did: &str, point: Option<&str>, from: i64, to: i64, limit: i64) -> Result<Vec<HistoryRow>> {
-        let sql = "SELECT ts, point, value FROM history WHERE did = $1 AND ($2 = '' OR point = $2) \
+    pub async fn history(
+        &self,
+        did: &str,
+        point: Option<&str>,
+        from: i64,
+        to: i64,
+        limit: i64,
+    ) -> Result<Vec<HistoryRow>> {
+        let sql =
+            "SELECT ts, point, value FROM history WHERE did = $1 AND ($2 = '' OR point = $2) \
                    AND ts >= $3 AND ts <= $4 ORDER BY ts DESC, point LIMIT $5";
         let point = point.unwrap_or("");
-        Ok(with_db!(self, p => sqlx::query_as(sql).bind(did).bind(point).bind(from).bind(to).bind(limit).fetch_all(p).await?))
+        Ok(
+            with_db!(self, p => sqlx::query_as(sql).bind(did).bind(point).bind(from).bind(to).bind(limit).fetch_all(p).await?),
+        )
     }
 
-    pub async fn list_devices(&self, product_key: Option<&str>, offset: i64, limit: i64) -> Result<(Vec<DeviceRow>, i64)> {
+    pub async fn list_devices(
+        &self,
+        product_key: Option<&str>,
+        offset: i64,
+        limit: i64,
+    ) -> Result<(Vec<DeviceRow>, i64)> {
         let sql = "SELECT * FROM devices WHERE ($1 = '' OR product_key = $1) ORDER BY created_at, did LIMIT $2 OFFSET $3";
         let count = "SELECT COUNT(*) FROM devices WHERE ($1 = '' OR product_key = $1)";
         let pk = product_key.unwrap_or("");
@@ -290,7 +332,13 @@ impl Store {
     // ---- nonces ----
 
     /// Record a nonce for `scope`; false if it was already used (and has not expired).
-    pub async fn use_nonce(&self, scope: &str, nonce: &str, expires_at: i64, now: i64) -> Result<bool> {
+    pub async fn use_nonce(
+        &self,
+        scope: &str,
+        nonce: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool> {
         let purge = "DELETE FROM nonces WHERE expires_at < $1";
         let ins = "INSERT INTO nonces (scope, nonce, expires_at) VALUES ($1, $2, $3) ON CONFLICT (scope, nonce) DO NOTHING";
         with_db!(self, p => {
@@ -315,6 +363,8 @@ impl Store {
     pub async fn list_audit(&self, action: Option<&str>, limit: i64) -> Result<Vec<AuditRow>> {
         let sql = "SELECT ts, actor_kind, actor_id, tenant, action, target, source_ip, outcome, detail FROM audit \
                    WHERE ($1 = '' OR action = $1) ORDER BY id DESC LIMIT $2";
-        Ok(with_db!(self, p => sqlx::query_as(sql).bind(action.unwrap_or("")).bind(limit).fetch_all(p).await?))
+        Ok(
+            with_db!(self, p => sqlx::query_as(sql).bind(action.unwrap_or("")).bind(limit).fetch_all(p).await?),
+        )
     }
 }

@@ -4,6 +4,7 @@ pub const SUCCESS: u8 = 0x00;
 pub const GRANTED_QOS_1: u8 = 0x01;
 pub const GRANTED_QOS_2: u8 = 0x02;
 pub const NO_MATCHING_SUBSCRIBERS: u8 = 0x10;
+pub const NO_SUBSCRIPTION_EXISTED: u8 = 0x11;
 pub const UNSPECIFIED_ERROR: u8 = 0x80;
 pub const MALFORMED_PACKET: u8 = 0x81;
 pub const PROTOCOL_ERROR: u8 = 0x82;

@@ -42,7 +42,10 @@ async fn suite(s: Store) {
 
     // products
     s.insert_product(&product("pk1")).await.unwrap();
-    assert!(matches!(s.insert_product(&product("pk1")).await, Err(StoreError::Conflict)));
+    assert!(matches!(
+        s.insert_product(&product("pk1")).await,
+        Err(StoreError::Conflict)
+    ));
     assert_eq!(s.get_product("pk1").await.unwrap(), Some(product("pk1")));
     s.insert_product(&product("pk2")).await.unwrap();
     let (page, total) = s.list_products(1, 10).await.unwrap();
@@ -56,40 +59,79 @@ async fn suite(s: Store) {
 
     // factory
     let batch = vec![("s1".to_string(), vec![1u8]), ("s2".to_string(), vec![2u8])];
-    s.insert_factory_batch("b1", "pk1", &batch, 1).await.unwrap();
+    s.insert_factory_batch("b1", "pk1", &batch, 1)
+        .await
+        .unwrap();
     let f = s.get_factory_identity("s2").await.unwrap().unwrap();
-    assert_eq!((f.batch_id.as_str(), f.secret_enc.as_slice()), ("b1", &[2u8][..]));
+    assert_eq!(
+        (f.batch_id.as_str(), f.secret_enc.as_slice()),
+        ("b1", &[2u8][..])
+    );
     // a batch that reuses a serial is refused whole
     let dup = vec![("s3".to_string(), vec![3u8]), ("s1".to_string(), vec![1u8])];
-    assert!(matches!(s.insert_factory_batch("b2", "pk1", &dup, 1).await, Err(StoreError::Conflict)));
+    assert!(matches!(
+        s.insert_factory_batch("b2", "pk1", &dup, 1).await,
+        Err(StoreError::Conflict)
+    ));
     assert!(s.get_factory_identity("s3").await.unwrap().is_none());
 
     // devices
     s.insert_device(&device("d1", "pk1", "hw1")).await.unwrap();
-    assert!(matches!(s.insert_device(&device("d2", "pk1", "hw1")).await, Err(StoreError::Conflict)));
-    assert_eq!(s.get_device_by_hardware("pk1", "hw1").await.unwrap().unwrap().did, "d1");
+    assert!(matches!(
+        s.insert_device(&device("d2", "pk1", "hw1")).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(
+        s.get_device_by_hardware("pk1", "hw1")
+            .await
+            .unwrap()
+            .unwrap()
+            .did,
+        "d1"
+    );
     s.set_device_secret("d1", &[7]).await.unwrap();
     s.set_presence("d1", true, 100).await.unwrap();
     let d = s.get_device("d1").await.unwrap().unwrap();
-    assert_eq!((d.secret_enc, d.online, d.last_seen), (vec![7], true, Some(100)));
+    assert_eq!(
+        (d.secret_enc, d.online, d.last_seen),
+        (vec![7], true, Some(100))
+    );
     assert_eq!(s.reset_presence().await.unwrap(), 1);
 
     // reports and history
-    let pts = vec![("temp".to_string(), "21.5".to_string()), ("power".to_string(), "true".to_string())];
-    s.record_report("d1", 200, r#"{"temp":21.5,"power":true}"#, &pts).await.unwrap();
-    s.record_report("d1", 300, r#"{"temp":22,"power":true}"#, &pts[..1]).await.unwrap();
+    let pts = vec![
+        ("temp".to_string(), "21.5".to_string()),
+        ("power".to_string(), "true".to_string()),
+    ];
+    s.record_report("d1", 200, r#"{"temp":21.5,"power":true}"#, &pts)
+        .await
+        .unwrap();
+    s.record_report("d1", 300, r#"{"temp":22,"power":true}"#, &pts[..1])
+        .await
+        .unwrap();
     let all = s.history("d1", None, 0, i64::MAX, 10).await.unwrap();
     assert_eq!(all.len(), 3);
     assert_eq!(all[0].ts, 300);
     let temp = s.history("d1", Some("temp"), 250, 400, 10).await.unwrap();
     assert_eq!(temp.len(), 1);
-    assert_eq!(s.get_device("d1").await.unwrap().unwrap().state, r#"{"temp":22,"power":true}"#);
+    assert_eq!(
+        s.get_device("d1").await.unwrap().unwrap().state,
+        r#"{"temp":22,"power":true}"#
+    );
     // a point name that looks like SQL is just a value
-    assert!(s.history("d1", Some("x' OR '1'='1"), 0, i64::MAX, 10).await.unwrap().is_empty());
+    assert!(s
+        .history("d1", Some("x' OR '1'='1"), 0, i64::MAX, 10)
+        .await
+        .unwrap()
+        .is_empty());
     let (devs, n) = s.list_devices(Some("pk1"), 0, 10).await.unwrap();
     assert_eq!((devs.len(), n), (1, 1));
     s.clear_device_data("d1", true).await.unwrap();
-    assert!(s.history("d1", None, 0, i64::MAX, 10).await.unwrap().is_empty());
+    assert!(s
+        .history("d1", None, 0, i64::MAX, 10)
+        .await
+        .unwrap()
+        .is_empty());
 
     // nonces
     assert!(s.use_nonce("reg", "n1", 1000, 0).await.unwrap());
@@ -108,7 +150,10 @@ async fn suite(s: Store) {
         ..Default::default()
     };
     s.append_audit(&e).await.unwrap();
-    assert_eq!(s.list_audit(Some("product.create"), 10).await.unwrap(), vec![e]);
+    assert_eq!(
+        s.list_audit(Some("product.create"), 10).await.unwrap(),
+        vec![e]
+    );
     assert!(s.list_audit(Some("nothing"), 10).await.unwrap().is_empty());
 }
 
@@ -128,7 +173,10 @@ async fn postgres_suite() {
     };
     let schema = format!("t_{}_{}", std::process::id(), rand_suffix());
     let admin = sqlx::PgPool::connect(&url).await.unwrap();
-    sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&admin).await.unwrap();
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&admin)
+        .await
+        .unwrap();
     let opts = sqlx::postgres::PgConnectOptions::from_str(&url)
         .unwrap()
         .options([("search_path", schema.as_str())]);
@@ -136,7 +184,10 @@ async fn postgres_suite() {
     assert_eq!(s.backend(), "postgres");
     suite(s.clone()).await;
     s.close().await;
-    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE")).execute(&admin).await.unwrap();
+    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&admin)
+        .await
+        .unwrap();
 }
 
 fn rand_suffix() -> u64 {

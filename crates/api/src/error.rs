@@ -1,0 +1,112 @@
+//! `api::Error`: every client-caused failure has one HTTP status and one UPPER_SNAKE code, answered as
+//! `{"error": {"code", "message"}}`. 5xx bodies are generic; their details go to the log only.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use rampart_core::Error as CoreError;
+
+#[derive(Debug)]
+pub struct Error {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl Error {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Error {
+        Error {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+    pub fn unauthorized() -> Error {
+        Error::new(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "missing or invalid credentials",
+        )
+    }
+    pub fn not_found(what: &str) -> Error {
+        Error::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            format!("{what} not found"),
+        )
+    }
+    pub fn invalid(message: impl Into<String>) -> Error {
+        Error::new(StatusCode::BAD_REQUEST, "INVALID_REQUEST", message)
+    }
+}
+
+impl From<CoreError> for Error {
+    fn from(e: CoreError) -> Error {
+        use StatusCode as S;
+        match e {
+            CoreError::NotFound(what) => Error::not_found(what),
+            CoreError::Conflict(m) => Error::new(S::CONFLICT, "CONFLICT", m),
+            CoreError::Unauthorized => Error::new(
+                S::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                "signature, timestamp or nonce not accepted",
+            ),
+            CoreError::Forbidden(m) => Error::new(S::FORBIDDEN, "FORBIDDEN", m),
+            CoreError::Invalid(m) => Error::invalid(m),
+            CoreError::Model(m) => Error::new(S::BAD_REQUEST, "INVALID_DATAPOINT", m.to_string()),
+            CoreError::Offline => Error::new(S::CONFLICT, "DEVICE_OFFLINE", "device is offline"),
+            CoreError::Timeout(ms) => Error::new(
+                S::GATEWAY_TIMEOUT,
+                "COMMAND_TIMEOUT",
+                format!("device did not acknowledge within {ms} ms"),
+            ),
+            CoreError::DeviceError(m) => Error::new(S::BAD_GATEWAY, "DEVICE_ERROR", m),
+            e @ (CoreError::Store(_) | CoreError::Internal(_)) => {
+                tracing::error!(error = %e, "internal error");
+                Error::new(S::INTERNAL_SERVER_ERROR, "INTERNAL", "internal error")
+            }
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        let mut resp = (self.status, axum::Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}
+
+impl From<axum::extract::rejection::JsonRejection> for Error {
+    fn from(r: axum::extract::rejection::JsonRejection) -> Error {
+        use axum::extract::rejection::JsonRejection as J;
+        match r {
+            J::MissingJsonContentType(_) => Error::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UNSUPPORTED_MEDIA_TYPE",
+                "expected Content-Type: application/json",
+            ),
+            J::BytesRejection(_) => Error::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PAYLOAD_TOO_LARGE",
+                "request body too large",
+            ),
+            r => Error::new(StatusCode::BAD_REQUEST, "INVALID_JSON", r.body_text()),
+        }
+    }
+}
+
+impl From<axum::extract::rejection::QueryRejection> for Error {
+    fn from(r: axum::extract::rejection::QueryRejection) -> Error {
+        Error::invalid(r.body_text())
+    }
+}
+
+impl From<axum::extract::rejection::PathRejection> for Error {
+    fn from(r: axum::extract::rejection::PathRejection) -> Error {
+        Error::invalid(r.body_text())
+    }
+}

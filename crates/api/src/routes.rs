@@ -1,0 +1,293 @@
+//! Routes and handlers. Every answer is JSON; lists page with `page`/`limit` and answer
+//! `{"data": [...], "meta": {"page", "limit", "total"}}`.
+
+use crate::{AppState, ClientAddr, Error};
+use axum::extract::{FromRequest, FromRequestParts, Path, State};
+use axum::http::{header, request::Parts, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use rampart_core::audit::Actor;
+use rampart_core::devices::CommandRequest;
+use rampart_core::products::NewProduct;
+use rampart_core::registry::RegisterRequest;
+use rampart_proto::ids::{Did, ProductKey};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+/// A JSON body whose rejections answer with our error format.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(Error))]
+pub(crate) struct Body<T>(T);
+
+/// Query string with our error format.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(Error))]
+pub(crate) struct Q<T>(T);
+
+/// Proof that the request carries the bootstrap admin token.
+pub(crate) struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = Error;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Admin, Error> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(Error::unauthorized)?;
+        if state.core.check_admin_token(token.trim()).await? {
+            Ok(Admin)
+        } else {
+            Err(Error::unauthorized())
+        }
+    }
+}
+
+fn client_ip(addr: &Option<Extension<ClientAddr>>) -> Option<String> {
+    addr.as_ref()
+        .map(|Extension(ClientAddr(a))| a.ip().to_string())
+}
+
+pub(crate) fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/v1/products", post(create_product).get(list_products))
+        .route("/v1/products/{product_key}", get(get_product))
+        .route("/v1/products/{product_key}/allowlist", post(allowlist_add))
+        .route("/v1/device/register", post(register))
+        .route("/v1/devices", get(list_devices))
+        .route("/v1/devices/{did}", get(get_device))
+        .route("/v1/devices/{did}/history", get(history))
+        .route("/v1/devices/{did}/commands", post(command))
+        .fallback(|| async { Error::not_found("route") })
+        .method_not_allowed_fallback(|| async {
+            Error::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "METHOD_NOT_ALLOWED",
+                "method not allowed on this path",
+            )
+        })
+        .layer(RequestBodyLimitLayer::new(4 * 1024 * 1024))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .with_state(state)
+}
+
+async fn healthz(State(s): State<AppState>) -> Response {
+    match s.core.store().get_setting("admin_token_sha256").await {
+        Ok(_) => Json(json!({"status": "ok", "store": s.core.store().backend()})).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "health check: store unavailable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "unavailable"})),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    match &s.metrics {
+        Some(h) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            h.render(),
+        )
+            .into_response(),
+        None => Error::not_found("metrics recorder").into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Paging {
+    page: Option<i64>,
+    limit: Option<i64>,
+    product_key: Option<String>,
+}
+
+impl Paging {
+    fn resolve(&self) -> Result<(i64, i64), Error> {
+        let page = self.page.unwrap_or(1);
+        let limit = self.limit.unwrap_or(50);
+        if page < 1 || !(1..=200).contains(&limit) {
+            return Err(Error::invalid("page must be >= 1 and limit 1..=200"));
+        }
+        Ok((page, limit))
+    }
+}
+
+fn page_of<T: serde::Serialize>(data: Vec<T>, page: i64, limit: i64, total: i64) -> Json<Value> {
+    Json(json!({"data": data, "meta": {"page": page, "limit": limit, "total": total}}))
+}
+
+fn parse_pk(pk: &str) -> Result<ProductKey, Error> {
+    ProductKey::parse(pk).map_err(|_| Error::not_found("product"))
+}
+
+fn parse_did(did: &str) -> Result<Did, Error> {
+    Did::parse(did).map_err(|_| Error::not_found("device"))
+}
+
+async fn create_product(
+    State(s): State<AppState>,
+    _: Admin,
+    addr: Option<Extension<ClientAddr>>,
+    Body(p): Body<NewProduct>,
+) -> Result<Response, Error> {
+    let created = s.core.create_product(p).await?;
+    let mut ev = rampart_core::audit::AuditEvent::new(&Actor::admin(), "product.create", "ok")
+        .target(format!("product:{}", created.product_key));
+    if let Some(ip) = client_ip(&addr) {
+        ev = ev.source_ip(ip);
+    }
+    s.core.audit(ev).await;
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+async fn list_products(
+    State(s): State<AppState>,
+    _: Admin,
+    Q(q): Q<Paging>,
+) -> Result<Json<Value>, Error> {
+    let (page, limit) = q.resolve()?;
+    let (rows, total) = s.core.list_products((page - 1) * limit, limit).await?;
+    Ok(page_of(rows, page, limit, total))
+}
+
+async fn get_product(
+    State(s): State<AppState>,
+    _: Admin,
+    Path(pk): Path<String>,
+) -> Result<Response, Error> {
+    let pk = parse_pk(&pk)?;
+    let p = s.core.product(pk.as_str()).await?;
+    Ok(Json(&*p).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AllowlistBody {
+    hardware_ids: Vec<String>,
+}
+
+async fn allowlist_add(
+    State(s): State<AppState>,
+    _: Admin,
+    Path(pk): Path<String>,
+    Body(b): Body<AllowlistBody>,
+) -> Result<Json<Value>, Error> {
+    let pk = parse_pk(&pk)?;
+    let added = s
+        .core
+        .allowlist_add(pk.as_str(), &b.hardware_ids, &Actor::admin())
+        .await?;
+    Ok(Json(
+        json!({"added": added, "submitted": b.hardware_ids.len()}),
+    ))
+}
+
+async fn register(
+    State(s): State<AppState>,
+    addr: Option<Extension<ClientAddr>>,
+    Body(req): Body<RegisterRequest>,
+) -> Result<Response, Error> {
+    let r = s.core.register(&req, client_ip(&addr)).await?;
+    Ok(Json(r).into_response())
+}
+
+async fn list_devices(
+    State(s): State<AppState>,
+    _: Admin,
+    Q(q): Q<Paging>,
+) -> Result<Json<Value>, Error> {
+    let (page, limit) = q.resolve()?;
+    let (rows, total) = s
+        .core
+        .store()
+        .list_devices(q.product_key.as_deref(), (page - 1) * limit, limit)
+        .await
+        .map_err(rampart_core::Error::from)?;
+    let data: Vec<Value> = rows
+        .into_iter()
+        .map(|d| {
+            json!({"did": d.did, "product_key": d.product_key, "hardware_id": d.hardware_id,
+                   "online": d.online, "last_seen": d.last_seen, "created_at": d.created_at})
+        })
+        .collect();
+    Ok(page_of(data, page, limit, total))
+}
+
+async fn get_device(
+    State(s): State<AppState>,
+    _: Admin,
+    Path(did): Path<String>,
+) -> Result<Response, Error> {
+    let did = parse_did(&did)?;
+    Ok(Json(s.core.device_view(did.as_str()).await?).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HistoryQuery {
+    point: Option<String>,
+    from: Option<i64>,
+    to: Option<i64>,
+    limit: Option<i64>,
+}
+
+async fn history(
+    State(s): State<AppState>,
+    _: Admin,
+    Path(did): Path<String>,
+    Q(q): Q<HistoryQuery>,
+) -> Result<Json<Value>, Error> {
+    let did = parse_did(&did)?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(Error::invalid("limit must be 1..=1000"));
+    }
+    let (from, to) = (q.from.unwrap_or(0), q.to.unwrap_or(i64::MAX));
+    if from > to {
+        return Err(Error::invalid("from must not be after to"));
+    }
+    let point = q.point.as_deref().filter(|p| !p.is_empty());
+    let rows = s
+        .core
+        .device_history(did.as_str(), point, from, to, limit)
+        .await?;
+    let n = rows.len();
+    Ok(Json(
+        json!({"data": rows, "meta": {"limit": limit, "count": n}}),
+    ))
+}
+
+async fn command(
+    State(s): State<AppState>,
+    _: Admin,
+    addr: Option<Extension<ClientAddr>>,
+    Path(did): Path<String>,
+    Body(req): Body<CommandRequest>,
+) -> Result<Json<Value>, Error> {
+    let did = parse_did(&did)?;
+    let ack = s
+        .core
+        .send_command(did.as_str(), req, &Actor::admin(), client_ip(&addr))
+        .await?;
+    Ok(Json(json!(ack)))
+}

@@ -1,0 +1,200 @@
+//! Typed configuration: defaults, then a TOML file (`--config`), then `RAMPART_*` environment
+//! variables (`__` separates sections: `RAMPART_MQTT__TLS_LISTEN`), then command-line flags.
+//! Unknown keys are refused everywhere. `docs/config.md` lists every option.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct Config {
+    /// Data directory (store, keys, certificates, listeners.json).
+    pub(crate) data_dir: PathBuf,
+    pub(crate) store: StoreConfig,
+    pub(crate) mqtt: MqttConfig,
+    pub(crate) http: HttpConfig,
+    pub(crate) tls: TlsConfig,
+    pub(crate) log: LogConfig,
+    pub(crate) commands: CommandConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct StoreConfig {
+    /// `sqlite://PATH` or `postgres://...`; empty means `sqlite://DATA/rampart.db`.
+    pub(crate) url: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct MqttConfig {
+    /// MQTT over TLS listen address; empty disables it.
+    pub(crate) tls_listen: String,
+    /// Plain-TCP MQTT listen address; empty (the default) disables it.
+    pub(crate) listen: String,
+    pub(crate) max_packet_size: usize,
+    pub(crate) connect_timeout_secs: u64,
+    pub(crate) max_connections: usize,
+    pub(crate) max_subscriptions: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct HttpConfig {
+    pub(crate) listen: String,
+    /// Serve HTTPS (true) or plain HTTP (only behind a TLS-terminating proxy).
+    pub(crate) tls: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct TlsConfig {
+    /// PEM certificate chain; empty means `DATA/tls/cert.pem`, generated self-signed when absent.
+    pub(crate) cert: String,
+    /// PEM private key (mode 0600); empty means `DATA/tls/key.pem`.
+    pub(crate) key: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct LogConfig {
+    /// `text` or `json`.
+    pub(crate) format: String,
+    /// A tracing filter such as `info` or `rampart_gateway=debug,info`; `RUST_LOG` wins when set.
+    pub(crate) level: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct CommandConfig {
+    /// How long a command waits for the device's ack.
+    pub(crate) timeout_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./rampart-data"),
+            store: StoreConfig { url: String::new() },
+            mqtt: MqttConfig::default(),
+            http: HttpConfig::default(),
+            tls: TlsConfig::default(),
+            log: LogConfig::default(),
+            commands: CommandConfig::default(),
+        }
+    }
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            tls_listen: "0.0.0.0:8883".into(),
+            listen: String::new(),
+            max_packet_size: 256 * 1024,
+            connect_timeout_secs: 10,
+            max_connections: 100_000,
+            max_subscriptions: 50,
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: "0.0.0.0:8443".into(),
+            tls: true,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: "text".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+impl Default for CommandConfig {
+    fn default() -> Self {
+        CommandConfig { timeout_ms: 10_000 }
+    }
+}
+
+/// Variables that are not configuration keys.
+const NOT_CONFIG: &[&str] = &["RAMPART_DATA", "RAMPART_ADMIN_TOKEN", "RAMPART_CONFIG"];
+
+impl Config {
+    /// Defaults <- file <- environment.
+    pub(crate) fn load(file: Option<&Path>) -> Result<Config, String> {
+        let mut value = toml::Value::try_from(Config::default()).map_err(|e| e.to_string())?;
+        if let Some(path) = file {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let file_value: toml::Value =
+                toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            merge(&mut value, file_value);
+        }
+        for (k, v) in std::env::vars() {
+            let Some(rest) = k.strip_prefix("RAMPART_") else {
+                continue;
+            };
+            if NOT_CONFIG.contains(&k.as_str()) || rest.starts_with("TEST_") {
+                continue;
+            }
+            let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+            let leaf = toml::from_str::<toml::Table>(&format!("x = {v}"))
+                .ok()
+                .and_then(|mut t| t.remove("x"))
+                .unwrap_or(toml::Value::String(v.clone()));
+            let mut patch = leaf;
+            for key in path.iter().rev() {
+                let mut t = toml::Table::new();
+                t.insert(key.clone(), patch);
+                patch = toml::Value::Table(t);
+            }
+            merge(&mut value, patch);
+        }
+        value
+            .try_into()
+            .map_err(|e: toml::de::Error| format!("configuration: {e}"))
+    }
+}
+
+fn merge(base: &mut toml::Value, patch: toml::Value) {
+    match (base, patch) {
+        (toml::Value::Table(b), toml::Value::Table(p)) => {
+            for (k, v) in p {
+                match b.get_mut(&k) {
+                    Some(slot) => merge(slot, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_round_trips_and_unknown_keys_fail() {
+        let text = toml::to_string(&Config::default()).unwrap();
+        let c: Config = toml::from_str(&text).unwrap();
+        assert_eq!(c.mqtt.tls_listen, "0.0.0.0:8883");
+        let mut v = toml::Value::try_from(Config::default()).unwrap();
+        merge(&mut v, toml::from_str("[mqtt]\nbogus = 1").unwrap());
+        assert!(v.try_into::<Config>().is_err());
+        let mut v = toml::Value::try_from(Config::default()).unwrap();
+        merge(
+            &mut v,
+            toml::from_str("[mqtt]\nmax_connections = 7").unwrap(),
+        );
+        assert_eq!(v.try_into::<Config>().unwrap().mqtt.max_connections, 7);
+    }
+}

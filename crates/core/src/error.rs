@@ -1,0 +1,37 @@
+//! The domain error every service returns; each edge maps it to its own codes.
+
+use rampart_proto::model::ModelError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("authentication failed")]
+    Unauthorized,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("device is offline")]
+    Offline,
+    #[error("device did not acknowledge within {0} ms")]
+    Timeout(u64),
+    #[error("device refused the command: {0}")]
+    DeviceError(String),
+    #[error("storage: {0}")]
+    Store(#[from] rampart_store::StoreError),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl From<crate::secret::KeyError> for Error {
+    fn from(e: crate::secret::KeyError) -> Error {
+        Error::Internal(e.to_string())
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

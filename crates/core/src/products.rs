@@ -1,0 +1,196 @@
+//! Products (M1): creation with a generated key and secret, the data-point model, and an in-memory
+//! cache of product info that the publish path reads without touching the database.
+
+use crate::secret::{random_from, random_hex, Secret};
+use crate::{now_ms, Core, Error, Result};
+use rampart_proto::model::{DataPoint, Model};
+use rampart_store::ProductRow;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+/// Identity modes a product allows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityModes {
+    /// One product one secret: devices register with the product secret.
+    #[serde(default)]
+    pub dynamic_registration: bool,
+    /// Only allowlisted MAC/IMEI may register.
+    #[serde(default)]
+    pub allowlist: bool,
+}
+
+/// A product definition as submitted (API body, CLI model file).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewProduct {
+    pub name: String,
+    #[serde(default)]
+    pub identity: IdentityModes,
+    #[serde(default = "default_report_limit")]
+    pub report_limit_per_min: i64,
+    #[serde(default)]
+    pub datapoints: Vec<DataPoint>,
+    #[serde(default)]
+    pub enterprise_id: Option<String>,
+}
+
+fn default_report_limit() -> i64 {
+    1800
+}
+
+/// A product as the rest of the system sees it (no secret).
+#[derive(Debug, Clone, Serialize)]
+pub struct ProductInfo {
+    pub product_key: String,
+    pub name: String,
+    pub identity: IdentityModes,
+    pub report_limit_per_min: i64,
+    pub datapoints: Model,
+    pub enterprise_id: Option<String>,
+    pub created_at: i64,
+}
+
+/// The answer to product creation: the only time the secret is shown.
+#[derive(Debug, Serialize)]
+pub struct CreatedProduct {
+    pub product_key: String,
+    pub product_secret: String,
+}
+
+#[derive(Default)]
+pub(crate) struct ProductCache {
+    map: RwLock<HashMap<String, Arc<ProductInfo>>>,
+}
+
+const KEY_ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+
+fn info_from_row(r: ProductRow) -> Result<ProductInfo> {
+    let points: Vec<DataPoint> = serde_json::from_str(&r.model)
+        .map_err(|e| Error::Internal(format!("stored model of {}: {e}", r.product_key)))?;
+    Ok(ProductInfo {
+        datapoints: Model::new(points)?,
+        product_key: r.product_key,
+        name: r.name,
+        identity: IdentityModes {
+            dynamic_registration: r.dynamic_registration,
+            allowlist: r.allowlist,
+        },
+        report_limit_per_min: r.report_limit_per_min,
+        enterprise_id: r.enterprise_id,
+        created_at: r.created_at,
+    })
+}
+
+impl Core {
+    /// Create a product; returns its key and (once) its secret.
+    pub async fn create_product(&self, p: NewProduct) -> Result<CreatedProduct> {
+        let name = p.name.trim();
+        if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+            return Err(Error::Invalid(
+                "name must be 1-128 printable characters".into(),
+            ));
+        }
+        if !(1..=60_000).contains(&p.report_limit_per_min) {
+            return Err(Error::Invalid(
+                "report_limit_per_min must be 1..=60000".into(),
+            ));
+        }
+        let model = Model::new(p.datapoints)?;
+        let product_key = random_from(KEY_ALPHABET, 16);
+        let secret = Secret::new(random_hex(16));
+        let row = ProductRow {
+            product_key: product_key.clone(),
+            name: name.to_owned(),
+            secret_enc: self.key().seal(secret.expose().as_bytes()),
+            dynamic_registration: p.identity.dynamic_registration,
+            allowlist: p.identity.allowlist,
+            report_limit_per_min: p.report_limit_per_min,
+            model: serde_json::to_string(&model).map_err(|e| Error::Internal(e.to_string()))?,
+            enterprise_id: p.enterprise_id,
+            created_at: now_ms(),
+        };
+        self.store().insert_product(&row).await?;
+        Ok(CreatedProduct {
+            product_key,
+            product_secret: secret.expose().to_owned(),
+        })
+    }
+
+    /// Product info, from the cache or the store.
+    pub async fn product(&self, product_key: &str) -> Result<Arc<ProductInfo>> {
+        if let Some(p) = self
+            .inner
+            .products
+            .map
+            .read()
+            .ok()
+            .and_then(|m| m.get(product_key).cloned())
+        {
+            return Ok(p);
+        }
+        let row = self
+            .store()
+            .get_product(product_key)
+            .await?
+            .ok_or(Error::NotFound("product"))?;
+        let info = Arc::new(info_from_row(row)?);
+        if let Ok(mut m) = self.inner.products.map.write() {
+            m.insert(product_key.to_owned(), info.clone());
+        }
+        Ok(info)
+    }
+
+    pub async fn list_products(&self, offset: i64, limit: i64) -> Result<(Vec<ProductInfo>, i64)> {
+        let (rows, total) = self.store().list_products(offset, limit).await?;
+        Ok((
+            rows.into_iter().map(info_from_row).collect::<Result<_>>()?,
+            total,
+        ))
+    }
+
+    /// The product secret in clear (for registration checks).
+    pub(crate) async fn product_secret(&self, product_key: &str) -> Result<Option<Secret>> {
+        match self.store().get_product(product_key).await? {
+            Some(r) => Ok(Some(self.key().open_string(&r.secret_enc)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Set the bootstrap admin token on first start. With `given` (from `RAMPART_ADMIN_TOKEN`) that
+    /// token is used; otherwise one is generated and returned so the caller can print it once. Only
+    /// its SHA-256 is stored. Returns `None` when an admin token already exists.
+    pub async fn init_admin_token(&self, given: Option<&str>) -> Result<Option<Secret>> {
+        let token = match given {
+            Some(t) if t.len() >= 16 => Secret::new(t.to_owned()),
+            Some(_) => {
+                return Err(Error::Invalid(
+                    "RAMPART_ADMIN_TOKEN must be at least 16 characters".into(),
+                ))
+            }
+            None => Secret::new(format!("rpa_{}", random_hex(24))),
+        };
+        let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+            token.expose().as_bytes(),
+        ));
+        if self
+            .store()
+            .init_setting("admin_token_sha256", &hash)
+            .await?
+        {
+            Ok(Some(token))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Constant-time check of a presented admin token.
+    pub async fn check_admin_token(&self, token: &str) -> Result<bool> {
+        let Some(stored) = self.store().get_setting("admin_token_sha256").await? else {
+            return Ok(false);
+        };
+        let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(token.as_bytes()));
+        Ok(subtle::ConstantTimeEq::ct_eq(hash.as_bytes(), stored.as_bytes()).into())
+    }
+}

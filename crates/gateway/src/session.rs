@@ -1,0 +1,662 @@
+//! One MQTT connection from CONNECT to close: authentication, the device's topic namespace, QoS 0/1/2
+//! inbound, QoS 1 outbound (commands), retain, wills, keepalive and MQTT 5 topic aliases.
+
+use crate::Shared;
+use bytes::{Bytes, BytesMut};
+use rampart_core::bus::{KickReason, ToSession};
+use rampart_core::devices::{ConnectRefusal, DeviceAuth};
+use rampart_core::Error as CoreError;
+use rampart_proto::mqtt::{
+    self, reason, ConnAck, Disconnect, Packet, Properties, ProtocolVersion, PubResp, Publish, QoS,
+    SubAck, UnsubAck,
+};
+use rampart_proto::topic::{self, DeviceTopic};
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+/// Why a session ended, for presence and logs.
+enum Close {
+    /// Clean DISCONNECT; `with_will` when the client asked for its will (MQTT 5 reason 0x04).
+    Clean {
+        with_will: bool,
+    },
+    /// Protocol violation or policy refusal: send DISCONNECT (5.0) with this code, then close.
+    Violation(u8, &'static str),
+    /// Peer went away or I/O failed.
+    Gone,
+    KeepAlive,
+    Kicked(KickReason),
+    Shutdown,
+}
+
+struct Session<S> {
+    io: S,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    version: ProtocolVersion,
+    dev: DeviceAuth,
+    shared: Arc<Shared>,
+    subs: HashMap<String, QoS>,
+    aliases: HashMap<u16, String>,
+    awaiting_rel: HashSet<u16>,
+    next_pid: u16,
+    inflight_out: HashSet<u16>,
+    client_max_packet: usize,
+}
+
+pub(crate) async fn run<S>(
+    mut io: S,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let max = shared.config.max_packet_size;
+    let mut rbuf = BytesMut::new();
+    // 1. CONNECT, within the connect timeout, as the very first packet.
+    let connect = match tokio::time::timeout(
+        shared.config.connect_timeout,
+        read_packet(&mut io, &mut rbuf, ProtocolVersion::V311, max),
+    )
+    .await
+    {
+        Ok(Ok(Some(Packet::Connect(c)))) => c,
+        Ok(Ok(Some(_))) => {
+            tracing::debug!(%peer, "first packet was not CONNECT");
+            return;
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "bad CONNECT");
+            if let mqtt::DecodeError::UnsupportedVersion(_) = e {
+                let mut w = BytesMut::new();
+                let ack = ConnAck {
+                    session_present: false,
+                    code: reason::v311::UNACCEPTABLE_PROTOCOL_VERSION,
+                    properties: Properties::default(),
+                };
+                if mqtt::encode(&Packet::ConnAck(ack), ProtocolVersion::V311, &mut w).is_ok() {
+                    let _ = io.write_all(&w).await;
+                }
+            }
+            return;
+        }
+        Ok(Ok(None)) => return,
+        Err(_) => {
+            tracing::debug!(%peer, "no CONNECT within the timeout");
+            return;
+        }
+    };
+    let version = connect.protocol;
+    let ip = peer.ip().to_string();
+    let refuse = |code5: u8, code3: u8| -> BytesMut {
+        let mut w = BytesMut::new();
+        let code = if version == ProtocolVersion::V5 {
+            code5
+        } else {
+            code3
+        };
+        let ack = ConnAck {
+            session_present: false,
+            code,
+            properties: Properties::default(),
+        };
+        let _ = mqtt::encode(&Packet::ConnAck(ack), version, &mut w);
+        w
+    };
+    // 2. Authenticate.
+    let pw = connect.password.as_deref();
+    let dev = match shared
+        .core
+        .authenticate_device(&connect.client_id, connect.username.as_deref(), pw, &ip)
+        .await
+    {
+        Ok(d) => d,
+        Err(r) => {
+            let w = match r {
+                ConnectRefusal::BadCredentials => refuse(
+                    reason::BAD_USER_NAME_OR_PASSWORD,
+                    reason::v311::BAD_USER_NAME_OR_PASSWORD,
+                ),
+                ConnectRefusal::NotAuthorized => {
+                    refuse(reason::NOT_AUTHORIZED, reason::v311::NOT_AUTHORIZED)
+                }
+            };
+            let _ = io.write_all(&w).await;
+            let _ = io.flush().await;
+            return;
+        }
+    };
+    let did = dev.did.as_str().to_owned();
+    if let Some(will) = &connect.will {
+        if topic::classify(&did, &will.topic).is_none_or(|t| t == DeviceTopic::Down) {
+            let w = refuse(reason::NOT_AUTHORIZED, reason::v311::NOT_AUTHORIZED);
+            let _ = io.write_all(&w).await;
+            return;
+        }
+    }
+    // 3. Attach to the bus (an older session of this device is told to close), then CONNACK.
+    let (tx, mut rx) = mpsc::channel(64);
+    let session_id = shared.core.bus().attach(&did, tx);
+    shared.core.set_presence(&did, true, "connect").await;
+    tracing::info!(%peer, did = %did, version = ?version, "device connected");
+
+    let mut props = Properties::default();
+    if version == ProtocolVersion::V5 {
+        props.topic_alias_maximum = Some(shared.config.topic_alias_max);
+        props.receive_maximum = Some(100);
+        props.maximum_packet_size = Some(shared.config.max_packet_size as u32);
+        props.wildcard_subscription_available = Some(1);
+        props.subscription_identifier_available = Some(0);
+        props.shared_subscription_available = Some(0);
+        props.maximum_qos = None;
+        if connect.client_id.is_empty() {
+            props.assigned_client_identifier = Some(did.clone());
+        }
+    }
+    let keep_alive = connect.keep_alive;
+    let client_max_packet = connect
+        .properties
+        .maximum_packet_size
+        .map_or(usize::MAX, |m| m as usize);
+    let mut s = Session {
+        io,
+        rbuf,
+        wbuf: BytesMut::new(),
+        version,
+        dev,
+        shared: shared.clone(),
+        subs: HashMap::new(),
+        aliases: HashMap::new(),
+        awaiting_rel: HashSet::new(),
+        next_pid: 0,
+        inflight_out: HashSet::new(),
+        client_max_packet,
+    };
+    s.send(Packet::ConnAck(ConnAck {
+        session_present: false,
+        code: 0,
+        properties: props,
+    }));
+    let close = match s.flush().await {
+        Ok(()) => s.run_loop(keep_alive, &mut rx, &mut stop).await,
+        Err(_) => Close::Gone,
+    };
+
+    // 4. Close: will, DISCONNECT, presence.
+    let (publish_will, why): (bool, &str) = match &close {
+        Close::Clean { with_will } => (*with_will, "disconnect"),
+        Close::Violation(_, why) => (true, why),
+        Close::Gone => (true, "connection lost"),
+        Close::KeepAlive => (true, "keepalive timeout"),
+        Close::Kicked(KickReason::TakenOver) => (true, "taken over"),
+        Close::Kicked(KickReason::Revoked) => (true, "credentials revoked"),
+        Close::Shutdown => (false, "server shutdown"),
+    };
+    let code = match close {
+        Close::Violation(code, _) => Some(code),
+        Close::Kicked(KickReason::TakenOver) => Some(reason::SESSION_TAKEN_OVER),
+        Close::Kicked(KickReason::Revoked) => Some(reason::ADMINISTRATIVE_ACTION),
+        Close::Shutdown => Some(reason::SERVER_SHUTTING_DOWN),
+        Close::KeepAlive => Some(reason::KEEP_ALIVE_TIMEOUT),
+        _ => None,
+    };
+    if let (Some(code), ProtocolVersion::V5) = (code, version) {
+        let mut properties = Properties::default();
+        properties.reason_string = Some(why.to_owned());
+        s.send(Packet::Disconnect(Disconnect { code, properties }));
+        let _ = tokio::time::timeout(Duration::from_secs(2), s.flush()).await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), s.io.shutdown()).await;
+    if publish_will {
+        if let Some(will) = connect.will {
+            let p = Publish {
+                dup: false,
+                qos: will.qos,
+                retain: will.retain,
+                topic: will.topic,
+                packet_id: None,
+                payload: will.payload,
+                properties: will.properties,
+            };
+            s.route_inbound(&p).await;
+        }
+    }
+    if shared.core.bus().detach(&did, session_id) {
+        shared.core.set_presence(&did, false, why).await;
+    }
+    tracing::info!(%peer, did = %did, reason = why, "device disconnected");
+}
+
+/// Read until one whole packet is decoded; `Ok(None)` at EOF.
+async fn read_packet<S: AsyncRead + Unpin>(
+    io: &mut S,
+    buf: &mut BytesMut,
+    version: ProtocolVersion,
+    max: usize,
+) -> Result<Option<Packet>, mqtt::DecodeError> {
+    loop {
+        if let Some(p) = mqtt::decode(buf, version, max)? {
+            return Ok(Some(p));
+        }
+        if let Some(n) = mqtt::frame_len(buf, max)? {
+            buf.reserve(n.saturating_sub(buf.len()));
+        } else {
+            buf.reserve(64);
+        }
+        match io.read_buf(buf).await {
+            Ok(0) | Err(_) => return Ok(None),
+            Ok(_) => {}
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    fn send(&mut self, p: Packet) {
+        let mut tmp = BytesMut::new();
+        match mqtt::encode(&p, self.version, &mut tmp) {
+            Ok(()) if tmp.len() <= self.client_max_packet => self.wbuf.extend_from_slice(&tmp),
+            Ok(()) => tracing::debug!("dropping a packet larger than the client's maximum"),
+            Err(e) => tracing::warn!(error = %e, "encode failed"),
+        }
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.wbuf.is_empty() {
+            self.io.write_all(&self.wbuf).await?;
+            self.io.flush().await?;
+            self.wbuf.clear();
+            if self.wbuf.capacity() > 4096 {
+                self.wbuf = BytesMut::new();
+            }
+        }
+        Ok(())
+    }
+
+    fn v5(&self) -> bool {
+        self.version == ProtocolVersion::V5
+    }
+
+    async fn run_loop(
+        &mut self,
+        keep_alive: u16,
+        rx: &mut mpsc::Receiver<ToSession>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Close {
+        // MQTT: the server closes after 1.5 keepalive periods without a packet.
+        let idle = (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
+        let max = self.shared.config.max_packet_size;
+        let mut deadline = idle.map(|d| Instant::now() + d);
+        loop {
+            // Drain every whole packet already buffered.
+            loop {
+                match mqtt::decode(&mut self.rbuf, self.version, max) {
+                    Ok(Some(p)) => {
+                        if let Some(close) = self.handle(p).await {
+                            return close;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::debug!(did = %self.dev.did, error = %e, "decode error");
+                        return Close::Violation(e.reason_code(), "malformed or invalid packet");
+                    }
+                }
+            }
+            if self.flush().await.is_err() {
+                return Close::Gone;
+            }
+            if self.rbuf.is_empty() && self.rbuf.capacity() > 4096 {
+                self.rbuf = BytesMut::new();
+            }
+            match mqtt::frame_len(&self.rbuf, max) {
+                Ok(Some(n)) => self.rbuf.reserve(n.saturating_sub(self.rbuf.len())),
+                Ok(None) => self.rbuf.reserve(256),
+                Err(e) => return Close::Violation(e.reason_code(), "invalid packet length"),
+            }
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                r = self.io.read_buf(&mut self.rbuf) => match r {
+                    Ok(0) | Err(_) => return Close::Gone,
+                    Ok(_) => deadline = idle.map(|d| Instant::now() + d),
+                },
+                msg = rx.recv() => match msg {
+                    Some(ToSession::Publish { topic, payload }) => self.deliver(topic, payload, false),
+                    Some(ToSession::Kick(r)) => return Close::Kicked(r),
+                    None => return Close::Gone,
+                },
+                _ = sleep => return Close::KeepAlive,
+                _ = stop.changed() => return Close::Shutdown,
+            }
+        }
+    }
+
+    /// Send a message to the device if one of its subscriptions matches.
+    fn deliver(&mut self, topic_name: String, payload: Bytes, retain: bool) {
+        let Some(granted) = self
+            .subs
+            .iter()
+            .filter(|(f, _)| topic::matches(f, &topic_name))
+            .map(|(_, q)| *q)
+            .max()
+        else {
+            tracing::debug!(did = %self.dev.did, topic = %topic_name, "no subscription; message dropped");
+            return;
+        };
+        let packet_id = if granted == QoS::AtMostOnce {
+            None
+        } else {
+            if self.inflight_out.len() >= 100 {
+                tracing::warn!(did = %self.dev.did, "outbound inflight window full; message dropped");
+                return;
+            }
+            let mut pid;
+            loop {
+                self.next_pid = self.next_pid.wrapping_add(1).max(1);
+                pid = self.next_pid;
+                if !self.inflight_out.contains(&pid) {
+                    break;
+                }
+            }
+            self.inflight_out.insert(pid);
+            Some(pid)
+        };
+        self.send(Packet::Publish(Publish {
+            dup: false,
+            qos: granted,
+            retain,
+            topic: topic_name,
+            packet_id,
+            payload,
+            properties: Properties::default(),
+        }));
+    }
+
+    fn pubresp(&self, packet_id: u16, code: u8, why: Option<&str>) -> PubResp {
+        let mut properties = Properties::default();
+        if self.v5() {
+            properties.reason_string = why.map(|w| w.chars().take(200).collect());
+        }
+        PubResp {
+            packet_id,
+            code: if self.v5() { code } else { 0 },
+            properties,
+        }
+    }
+
+    async fn handle(&mut self, p: Packet) -> Option<Close> {
+        match p {
+            Packet::Publish(mut p) => {
+                // Topic aliases (MQTT 5).
+                if let Some(alias) = p.properties.topic_alias {
+                    if alias == 0 || alias > self.shared.config.topic_alias_max {
+                        return Some(Close::Violation(
+                            reason::TOPIC_ALIAS_INVALID,
+                            "topic alias out of range",
+                        ));
+                    }
+                    if p.topic.is_empty() {
+                        match self.aliases.get(&alias) {
+                            Some(t) => p.topic = t.clone(),
+                            None => {
+                                return Some(Close::Violation(
+                                    reason::PROTOCOL_ERROR,
+                                    "unknown topic alias",
+                                ))
+                            }
+                        }
+                    } else {
+                        self.aliases.insert(alias, p.topic.clone());
+                    }
+                } else if p.topic.is_empty() {
+                    return Some(Close::Violation(reason::PROTOCOL_ERROR, "empty topic"));
+                }
+                if p.topic.len() > self.shared.config.max_topic_len {
+                    return Some(Close::Violation(
+                        reason::TOPIC_NAME_INVALID,
+                        "topic too long",
+                    ));
+                }
+                let did = self.dev.did.as_str();
+                match topic::classify(did, &p.topic) {
+                    None | Some(DeviceTopic::Down) => {
+                        tracing::info!(did, topic = %p.topic, "publish outside the device namespace refused");
+                        metrics::counter!("rampart_mqtt_acl_denied_total").increment(1);
+                        if let (Some(pid), true) = (p.packet_id, self.v5()) {
+                            let r = self.pubresp(
+                                pid,
+                                reason::NOT_AUTHORIZED,
+                                Some("topic outside dev/{did}/"),
+                            );
+                            self.send(if p.qos == QoS::ExactlyOnce {
+                                Packet::PubRec(r)
+                            } else {
+                                Packet::PubAck(r)
+                            });
+                        }
+                        return Some(Close::Violation(
+                            reason::NOT_AUTHORIZED,
+                            "publish outside the device namespace",
+                        ));
+                    }
+                    Some(_) => {}
+                }
+                match (p.qos, p.packet_id) {
+                    (QoS::AtMostOnce, _) => {
+                        self.route_inbound(&p).await;
+                    }
+                    (QoS::AtLeastOnce, Some(pid)) => {
+                        let (code, why) = self.route_inbound(&p).await;
+                        let r = self.pubresp(pid, code, why.as_deref());
+                        self.send(Packet::PubAck(r));
+                    }
+                    (QoS::ExactlyOnce, Some(pid)) => {
+                        // Deliver once on first receipt; a duplicate while awaiting PUBREL is only acknowledged.
+                        let (code, why) = if self.awaiting_rel.contains(&pid) {
+                            (reason::SUCCESS, None)
+                        } else {
+                            if self.awaiting_rel.len() >= self.shared.config.max_awaiting_rel {
+                                return Some(Close::Violation(
+                                    reason::RECEIVE_MAXIMUM_EXCEEDED,
+                                    "too many QoS 2 messages awaiting PUBREL",
+                                ));
+                            }
+                            let (code, why) = self.route_inbound(&p).await;
+                            if code < 0x80 {
+                                self.awaiting_rel.insert(pid);
+                            }
+                            (code, why)
+                        };
+                        let r = self.pubresp(pid, code, why.as_deref());
+                        self.send(Packet::PubRec(r));
+                    }
+                    _ => {
+                        return Some(Close::Violation(
+                            reason::PROTOCOL_ERROR,
+                            "missing packet id",
+                        ))
+                    }
+                }
+                None
+            }
+            Packet::PubRel(r) => {
+                let code = if self.awaiting_rel.remove(&r.packet_id) {
+                    0
+                } else {
+                    reason::PACKET_IDENTIFIER_NOT_FOUND
+                };
+                let resp = self.pubresp(r.packet_id, code, None);
+                self.send(Packet::PubComp(resp));
+                None
+            }
+            Packet::PubAck(r) => {
+                self.inflight_out.remove(&r.packet_id);
+                None
+            }
+            // We never send QoS 2; answer a stray PUBREC so the peer does not hang.
+            Packet::PubRec(r) => {
+                self.inflight_out.remove(&r.packet_id);
+                let resp = self.pubresp(r.packet_id, reason::PACKET_IDENTIFIER_NOT_FOUND, None);
+                self.send(Packet::PubRel(resp));
+                None
+            }
+            Packet::PubComp(_) => None,
+            Packet::Subscribe(sub) => {
+                let did = self.dev.did.as_str().to_owned();
+                let mut codes = Vec::with_capacity(sub.filters.len().min(64));
+                let mut denied = false;
+                let mut new_retained = Vec::new();
+                for f in &sub.filters {
+                    if !topic::filter_allowed(&did, &f.filter)
+                        || f.filter.len() > self.shared.config.max_topic_len
+                    {
+                        denied = true;
+                        codes.push(if self.v5() {
+                            reason::NOT_AUTHORIZED
+                        } else {
+                            reason::v311::SUBACK_FAILURE
+                        });
+                        continue;
+                    }
+                    if !self.subs.contains_key(&f.filter)
+                        && self.subs.len() >= self.shared.config.max_subscriptions
+                    {
+                        codes.push(if self.v5() {
+                            reason::QUOTA_EXCEEDED
+                        } else {
+                            reason::v311::SUBACK_FAILURE
+                        });
+                        continue;
+                    }
+                    let granted = f.qos.min(QoS::AtLeastOnce);
+                    self.subs.insert(f.filter.clone(), granted);
+                    codes.push(granted as u8);
+                    if f.retain_handling != 2 {
+                        new_retained.push(f.filter.clone());
+                    }
+                }
+                self.send(Packet::SubAck(SubAck {
+                    packet_id: sub.packet_id,
+                    codes,
+                    properties: Properties::default(),
+                }));
+                if denied {
+                    metrics::counter!("rampart_mqtt_acl_denied_total").increment(1);
+                    return Some(Close::Violation(
+                        reason::NOT_AUTHORIZED,
+                        "subscription outside the device namespace",
+                    ));
+                }
+                let retained: Vec<(String, Bytes)> = {
+                    let r = self
+                        .shared
+                        .retained
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner());
+                    r.iter()
+                        .filter(|(t, _)| new_retained.iter().any(|f| topic::matches(f, t)))
+                        .map(|(t, b)| (t.clone(), b.clone()))
+                        .collect()
+                };
+                for (t, b) in retained {
+                    self.deliver(t, b, true);
+                }
+                None
+            }
+            Packet::Unsubscribe(u) => {
+                let codes = u
+                    .filters
+                    .iter()
+                    .map(|f| {
+                        if self.subs.remove(f).is_some() {
+                            0
+                        } else {
+                            reason::NO_SUBSCRIPTION_EXISTED
+                        }
+                    })
+                    .collect();
+                self.send(Packet::UnsubAck(UnsubAck {
+                    packet_id: u.packet_id,
+                    codes,
+                    properties: Properties::default(),
+                }));
+                None
+            }
+            Packet::PingReq => {
+                self.send(Packet::PingResp);
+                None
+            }
+            Packet::Disconnect(d) => Some(Close::Clean {
+                with_will: d.code == reason::DISCONNECT_WITH_WILL,
+            }),
+            Packet::Connect(_) => Some(Close::Violation(reason::PROTOCOL_ERROR, "second CONNECT")),
+            Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
+                Some(Close::Violation(
+                    reason::PROTOCOL_ERROR,
+                    "server-only packet from a client",
+                ))
+            }
+            Packet::Auth(_) => Some(Close::Violation(
+                reason::PROTOCOL_ERROR,
+                "enhanced authentication is not supported",
+            )),
+        }
+    }
+
+    /// Act on a publish inside the device's namespace; returns the reason code and string for its ack.
+    async fn route_inbound(&mut self, p: &Publish) -> (u8, Option<String>) {
+        let did = self.dev.did.as_str().to_owned();
+        let kind = topic::classify(&did, &p.topic);
+        let result = match kind {
+            Some(DeviceTopic::Report) => self
+                .shared
+                .core
+                .ingest_report(&self.dev, &p.payload)
+                .await
+                .map(|_| ()),
+            Some(DeviceTopic::Ack) => self.shared.core.ingest_ack(&self.dev, &p.payload),
+            _ => Ok(()),
+        };
+        match result {
+            Ok(()) => {}
+            Err(CoreError::Model(e)) => {
+                tracing::debug!(did = %did, error = %e, "invalid payload refused");
+                return (reason::PAYLOAD_FORMAT_INVALID, Some(e.to_string()));
+            }
+            Err(e) => {
+                tracing::error!(did = %did, error = %e, "ingest failed");
+                return (
+                    reason::IMPLEMENTATION_SPECIFIC_ERROR,
+                    Some("server error".into()),
+                );
+            }
+        }
+        if p.retain && matches!(kind, Some(DeviceTopic::Other | DeviceTopic::Raw)) {
+            let mut r = self
+                .shared
+                .retained
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if p.payload.is_empty() {
+                r.remove(&p.topic);
+            } else {
+                r.insert(p.topic.clone(), p.payload.clone());
+            }
+        }
+        // The device's own subscriptions to its other subtopics.
+        if matches!(kind, Some(DeviceTopic::Other | DeviceTopic::Raw)) {
+            self.deliver(p.topic.clone(), p.payload.clone(), false);
+        }
+        (reason::SUCCESS, None)
+    }
+}
