@@ -34,8 +34,11 @@ pub enum ConnectRefusal {
 /// Remembers accepted (did, ts) pairs for the clock window, so a captured CONNECT cannot be replayed.
 #[derive(Default)]
 pub(crate) struct ReplayGuard {
-    inner: Mutex<(HashSet<(String, i64)>, VecDeque<(i64, String, i64)>)>,
+    inner: Mutex<ReplayState>,
 }
+
+/// Accepted pairs, and the same pairs in expiry order `(expires_at, did, ts)` for purging.
+type ReplayState = (HashSet<(String, i64)>, VecDeque<(i64, String, i64)>);
 
 impl ReplayGuard {
     /// True when the pair is new (and records it).

@@ -207,11 +207,14 @@ pub(crate) async fn run<S>(
         _ => None,
     };
     if let (Some(code), ProtocolVersion::V5) = (code, version) {
-        let mut properties = Properties::default();
-        properties.reason_string = Some(why.to_owned());
+        let properties = Properties {
+            reason_string: Some(why.to_owned()),
+            ..Default::default()
+        };
         s.send(Packet::Disconnect(Disconnect { code, properties }));
-        let _ = tokio::time::timeout(Duration::from_secs(2), s.flush()).await;
     }
+    // Whatever was answered before closing (a SUBACK with failures, a PUBACK) still goes out.
+    let _ = tokio::time::timeout(Duration::from_secs(2), s.flush()).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), s.io.shutdown()).await;
     if publish_will {
         if let Some(will) = connect.will {

@@ -511,9 +511,7 @@ mod tests {
     #[test]
     fn binary_known_bytes() {
         let m = model();
-        let v = m.parse_report(br#"{"power":true,"target":-0}"#).unwrap();
-        // power is index 0 (bool 1); target index 2... -0 is 0, outside range -> use a valid one.
-        assert!(m.encode_binary(&v).is_err());
+        // power is point 0 (bool 1), target point 2 (zigzag 17 = 34)
         let v = m.parse_report(br#"{"power":true,"target":17}"#).unwrap();
         let b = m.encode_binary(&v).unwrap();
         assert_eq!(b, vec![0x01, 0, 1, 2, 34]);

@@ -172,8 +172,14 @@ fn decode_body(
             };
             Packet::Disconnect(Disconnect { code, properties })
         }
+        // Unlike DISCONNECT, AUTH may drop its reason code only together with the property length.
+        AUTH if v5 && r.is_empty() => Packet::Auth(Auth {
+            code: 0,
+            properties: Properties::default(),
+        }),
         AUTH if v5 => {
-            let (code, properties) = short_tail(r, Ctx::Auth)?;
+            let code = r.u8()?;
+            let properties = props::decode(r, Ctx::Auth)?;
             Packet::Auth(Auth { code, properties })
         }
         _ => return Err(DecodeError::Malformed("reserved packet type")),
@@ -548,116 +554,43 @@ pub fn encode(
 ) -> Result<(), EncodeError> {
     let v5 = version == ProtocolVersion::V5;
     let mut body = BytesMut::new();
+    let b = &mut body;
+    let mut flags = 0;
     let mut payload: &[u8] = &[];
-    let (kind, flags) = match packet {
-        Packet::Connect(c) => (CONNECT, encode_connect(c, &mut body).map(|()| 0)?),
-        Packet::ConnAck(c) => {
-            if c.session_present && c.code != 0 {
-                return Err(EncodeError::Invalid(
-                    "session present on a refused connection",
-                ));
-            }
-            body.put_u8(u8::from(c.session_present));
-            body.put_u8(c.code);
-            if v5 {
-                props::encode(&c.properties, Ctx::ConnAck, &mut body)?;
-            }
-            (CONNACK, 0)
-        }
+    let kind = match packet {
+        Packet::Connect(c) => encode_connect(c, b).map(|()| CONNECT)?,
+        Packet::ConnAck(c) => encode_connack(c, v5, b).map(|()| CONNACK)?,
         Packet::Publish(p) => {
+            flags = encode_publish(p, v5, b)?;
             payload = &p.payload;
-            (PUBLISH, encode_publish(p, v5, &mut body)?)
+            PUBLISH
         }
-        Packet::PubAck(p) => (PUBACK, encode_pub_resp(p, v5, &mut body).map(|()| 0)?),
-        Packet::PubRec(p) => (PUBREC, encode_pub_resp(p, v5, &mut body).map(|()| 0)?),
-        Packet::PubRel(p) => (PUBREL, encode_pub_resp(p, v5, &mut body).map(|()| 0b0010)?),
-        Packet::PubComp(p) => (PUBCOMP, encode_pub_resp(p, v5, &mut body).map(|()| 0)?),
+        Packet::PubAck(p) => encode_pub_resp(p, v5, b).map(|()| PUBACK)?,
+        Packet::PubRec(p) => encode_pub_resp(p, v5, b).map(|()| PUBREC)?,
+        Packet::PubRel(p) => {
+            flags = 0b0010;
+            encode_pub_resp(p, v5, b).map(|()| PUBREL)?
+        }
+        Packet::PubComp(p) => encode_pub_resp(p, v5, b).map(|()| PUBCOMP)?,
         Packet::Subscribe(s) => {
-            put_packet_id(&mut body, s.packet_id)?;
-            if s.filters.is_empty() {
-                return Err(EncodeError::Invalid("SUBSCRIBE without topic filters"));
-            }
-            if v5 {
-                props::encode(&s.properties, Ctx::Subscribe, &mut body)?;
-            }
-            for f in &s.filters {
-                put_filter(&mut body, &f.filter)?;
-                let mut options = f.qos as u8;
-                if v5 {
-                    if f.retain_handling > 2 {
-                        return Err(EncodeError::Invalid("retain handling above 2"));
-                    }
-                    options |= u8::from(f.no_local) << 2
-                        | u8::from(f.retain_as_published) << 3
-                        | f.retain_handling << 4;
-                }
-                body.put_u8(options);
-            }
-            (SUBSCRIBE, 0b0010)
+            flags = 0b0010;
+            encode_subscribe(s, v5, b).map(|()| SUBSCRIBE)?
         }
-        Packet::SubAck(s) => {
-            put_packet_id(&mut body, s.packet_id)?;
-            if s.codes.is_empty() {
-                return Err(EncodeError::Invalid("SUBACK without return codes"));
-            }
-            if v5 {
-                props::encode(&s.properties, Ctx::SubAck, &mut body)?;
-                body.extend_from_slice(&s.codes);
-            } else {
-                for &code in &s.codes {
-                    body.put_u8(match code {
-                        0..=2 => code,
-                        0x80.. => 0x80,
-                        _ => {
-                            return Err(EncodeError::Invalid("SUBACK code has no MQTT 3.1.1 form"))
-                        }
-                    });
-                }
-            }
-            (SUBACK, 0)
-        }
+        Packet::SubAck(s) => encode_suback(s, v5, b).map(|()| SUBACK)?,
         Packet::Unsubscribe(u) => {
-            put_packet_id(&mut body, u.packet_id)?;
-            if u.filters.is_empty() {
-                return Err(EncodeError::Invalid("UNSUBSCRIBE without topic filters"));
-            }
-            if v5 {
-                props::encode(&u.properties, Ctx::Unsubscribe, &mut body)?;
-            }
-            for f in &u.filters {
-                put_filter(&mut body, f)?;
-            }
-            (UNSUBSCRIBE, 0b0010)
+            flags = 0b0010;
+            encode_unsubscribe(u, v5, b).map(|()| UNSUBSCRIBE)?
         }
-        Packet::UnsubAck(u) => {
-            put_packet_id(&mut body, u.packet_id)?;
-            if v5 {
-                if u.codes.is_empty() {
-                    return Err(EncodeError::Invalid("UNSUBACK without reason codes"));
-                }
-                props::encode(&u.properties, Ctx::UnsubAck, &mut body)?;
-                body.extend_from_slice(&u.codes);
-            }
-            (UNSUBACK, 0)
-        }
-        Packet::PingReq => (PINGREQ, 0),
-        Packet::PingResp => (PINGRESP, 0),
+        Packet::UnsubAck(u) => encode_unsuback(u, v5, b).map(|()| UNSUBACK)?,
+        Packet::PingReq => PINGREQ,
+        Packet::PingResp => PINGRESP,
         Packet::Disconnect(d) => {
             if v5 {
-                put_short_tail(&mut body, d.code, &d.properties, Ctx::Disconnect)?;
+                put_short_tail(b, d.code, &d.properties, Ctx::Disconnect)?;
             }
-            (DISCONNECT, 0)
+            DISCONNECT
         }
-        Packet::Auth(a) => {
-            if !v5 {
-                return Err(EncodeError::Invalid("AUTH does not exist in MQTT 3.1.1"));
-            }
-            if a.code != 0 || !props::is_empty(&a.properties) {
-                body.put_u8(a.code);
-                props::encode(&a.properties, Ctx::Auth, &mut body)?;
-            }
-            (AUTH, 0)
-        }
+        Packet::Auth(a) => encode_auth(a, v5, b).map(|()| AUTH)?,
     };
     let remaining = body.len() + payload.len();
     if remaining > MAX_VARINT {
@@ -750,7 +683,104 @@ fn encode_pub_resp(p: &PubResp, v5: bool, body: &mut BytesMut) -> Result<(), Enc
     Ok(())
 }
 
-/// Reason code + properties in their shortest allowed form (PUBACK family and DISCONNECT).
+fn encode_connack(c: &ConnAck, v5: bool, body: &mut BytesMut) -> Result<(), EncodeError> {
+    if c.session_present && c.code != 0 {
+        return Err(EncodeError::Invalid(
+            "session present on a refused connection",
+        ));
+    }
+    body.put_u8(u8::from(c.session_present));
+    body.put_u8(c.code);
+    if v5 {
+        props::encode(&c.properties, Ctx::ConnAck, body)?;
+    }
+    Ok(())
+}
+
+fn encode_subscribe(s: &Subscribe, v5: bool, body: &mut BytesMut) -> Result<(), EncodeError> {
+    put_packet_id(body, s.packet_id)?;
+    if s.filters.is_empty() {
+        return Err(EncodeError::Invalid("SUBSCRIBE without topic filters"));
+    }
+    if v5 {
+        props::encode(&s.properties, Ctx::Subscribe, body)?;
+    }
+    for f in &s.filters {
+        put_filter(body, &f.filter)?;
+        let mut options = f.qos as u8;
+        if v5 {
+            if f.retain_handling > 2 {
+                return Err(EncodeError::Invalid("retain handling above 2"));
+            }
+            options |= u8::from(f.no_local) << 2
+                | u8::from(f.retain_as_published) << 3
+                | f.retain_handling << 4;
+        }
+        body.put_u8(options);
+    }
+    Ok(())
+}
+
+fn encode_suback(s: &SubAck, v5: bool, body: &mut BytesMut) -> Result<(), EncodeError> {
+    put_packet_id(body, s.packet_id)?;
+    if s.codes.is_empty() {
+        return Err(EncodeError::Invalid("SUBACK without return codes"));
+    }
+    if v5 {
+        props::encode(&s.properties, Ctx::SubAck, body)?;
+        body.extend_from_slice(&s.codes);
+        return Ok(());
+    }
+    for &code in &s.codes {
+        body.put_u8(match code {
+            0..=2 => code,
+            0x80.. => 0x80,
+            _ => return Err(EncodeError::Invalid("SUBACK code has no MQTT 3.1.1 form")),
+        });
+    }
+    Ok(())
+}
+
+fn encode_unsubscribe(u: &Unsubscribe, v5: bool, body: &mut BytesMut) -> Result<(), EncodeError> {
+    put_packet_id(body, u.packet_id)?;
+    if u.filters.is_empty() {
+        return Err(EncodeError::Invalid("UNSUBSCRIBE without topic filters"));
+    }
+    if v5 {
+        props::encode(&u.properties, Ctx::Unsubscribe, body)?;
+    }
+    for f in &u.filters {
+        put_filter(body, f)?;
+    }
+    Ok(())
+}
+
+fn encode_unsuback(u: &UnsubAck, v5: bool, body: &mut BytesMut) -> Result<(), EncodeError> {
+    put_packet_id(body, u.packet_id)?;
+    if v5 {
+        if u.codes.is_empty() {
+            return Err(EncodeError::Invalid("UNSUBACK without reason codes"));
+        }
+        props::encode(&u.properties, Ctx::UnsubAck, body)?;
+        body.extend_from_slice(&u.codes);
+    }
+    Ok(())
+}
+
+fn encode_auth(a: &Auth, v5: bool, body: &mut BytesMut) -> Result<(), EncodeError> {
+    if !v5 {
+        return Err(EncodeError::Invalid("AUTH does not exist in MQTT 3.1.1"));
+    }
+    // Reason code and property length go together, or not at all on success without properties.
+    if a.code != 0 || !props::is_empty(&a.properties) {
+        body.put_u8(a.code);
+        props::encode(&a.properties, Ctx::Auth, body)?;
+    }
+    Ok(())
+}
+
+/// Reason code + properties in their shortest allowed form (PUBACK family and DISCONNECT): nothing
+/// for success without properties, a lone reason code without properties.
 fn put_short_tail(
     body: &mut BytesMut,
     code: u8,

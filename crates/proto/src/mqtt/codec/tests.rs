@@ -646,7 +646,7 @@ fn auth() {
             },
         ),
     );
-    assert_eq!(dec(&[0xF0, 1, 0x18], V5), a(0x18, none()));
+    malformed(err(&[0xF0, 1, 0x18], V5)); // property length may only go with the reason code
 }
 
 #[test]

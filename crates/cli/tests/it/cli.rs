@@ -1,0 +1,174 @@
+//! The CLI subcommands, run against the data directory of a running server.
+
+use crate::support::*;
+use std::process::Command;
+
+fn run(args: &[&str], data: &std::path::Path) -> (bool, String, String) {
+    let out = Command::new(bin())
+        .args(args)
+        .arg("--data")
+        .arg(data)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn factory_batch_register_in_device_mode_and_connect() {
+    let srv = Server::start().await;
+    let (pk, _) = srv.product(false, false).await;
+    let out = srv.data().join("batch.csv");
+    let (ok, stdout, stderr) = run(
+        &[
+            "factory",
+            "issue",
+            "--product",
+            &pk,
+            "--count",
+            "3",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        srv.data(),
+    );
+    assert!(ok, "{stdout} {stderr}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&out).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let text = std::fs::read_to_string(&out).unwrap();
+    let rows: Vec<(String, String)> = text
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let (a, b) = l.split_once(',').unwrap();
+            (a.to_owned(), b.to_owned())
+        })
+        .collect();
+    assert_eq!(rows.len(), 3);
+    // secrets are stored sealed, never in clear
+    let db = std::fs::read(srv.data().join("rampart.db")).unwrap();
+    let wal = std::fs::read(srv.data().join("rampart.db-wal")).unwrap_or_default();
+    for (_, secret) in &rows {
+        let needle = secret.as_bytes();
+        assert!(!db.windows(needle.len()).any(|w| w == needle));
+        assert!(!wal.windows(needle.len()).any(|w| w == needle));
+    }
+
+    let (serial, secret) = &rows[0];
+    let body = Server::register_body(&pk, serial, "device", secret, now_ms(), &nonce());
+    let (s, v) = srv
+        .call("POST", "/v1/device/register", None, Some(body))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert!(v.get("device_secret").is_none(), "{v}");
+    let did = v["did"].as_str().unwrap();
+    assert!(v["passcode"].as_str().is_some());
+
+    // a serial signed with another serial's secret: 401
+    let body = Server::register_body(&pk, &rows[1].0, "device", &rows[2].1, now_ms(), &nonce());
+    let (s, _) = srv
+        .call("POST", "/v1/device/register", None, Some(body))
+        .await;
+    assert_eq!(s, 401);
+
+    // the device connects with its factory secret
+    let (u, p) = creds(did, secret);
+    let (_c, mut el) = rumqttc::AsyncClient::new(v4_options(&srv, did, &u, &p), 10);
+    v4_until(&mut el, |e| match e {
+        Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(a))) => Some(a.code),
+        _ => None,
+    })
+    .await;
+    srv.wait_state(did, |v| v["online"] == true).await;
+}
+
+#[tokio::test]
+async fn factory_allow_and_product_create_from_files() {
+    let srv = Server::start().await;
+    let model = srv.data().join("model.json");
+    std::fs::write(
+        &model,
+        r#"{"name":"Plug","identity":{"dynamic_registration":true,"allowlist":true},"report_limit_per_min":60,
+            "datapoints":[{"name":"power","type":"bool","writable":true}]}"#,
+    )
+    .unwrap();
+    let (ok, stdout, stderr) = run(
+        &["product", "create", "--model", model.to_str().unwrap()],
+        srv.data(),
+    );
+    assert!(ok, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let pk = v["product_key"].as_str().unwrap();
+    let ps = v["product_secret"].as_str().unwrap();
+    let ids = srv.data().join("ids.txt");
+    std::fs::write(&ids, "# MACs\nAA:BB:CC:00:00:01\nAA:BB:CC:00:00:02\n\n").unwrap();
+    let (ok, stdout, stderr) = run(
+        &[
+            "factory",
+            "allow",
+            "--product",
+            pk,
+            "--file",
+            ids.to_str().unwrap(),
+        ],
+        srv.data(),
+    );
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("2 new of 2"), "{stdout}");
+    srv.register(pk, ps, "AA:BB:CC:00:00:02").await;
+    let body = Server::register_body(pk, "AA:BB:CC:00:00:03", "product", ps, now_ms(), &nonce());
+    let (s, _) = srv
+        .call("POST", "/v1/device/register", None, Some(body))
+        .await;
+    assert_eq!(s, 403);
+
+    // a bad model file is a clear error, not a crash
+    std::fs::write(
+        &model,
+        r#"{"name":"x","datapoints":[{"name":"a","type":"float"}]}"#,
+    )
+    .unwrap();
+    let (ok, _, stderr) = run(
+        &["product", "create", "--model", model.to_str().unwrap()],
+        srv.data(),
+    );
+    assert!(!ok);
+    assert!(stderr.contains("min and max"), "{stderr}");
+}
+
+#[test]
+fn config_generate_prints_defaults() {
+    let out = Command::new(bin())
+        .args(["config", "generate"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("tls_listen = \"0.0.0.0:8883\""), "{text}");
+    assert!(text.contains("listen = \"0.0.0.0:8443\""), "{text}");
+}
+
+#[tokio::test]
+async fn unknown_config_keys_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "[mqtt]\nno_such_option = 1\n").unwrap();
+    let out = Command::new(bin())
+        .args([
+            "serve",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--data",
+            dir.path().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no_such_option"));
+}

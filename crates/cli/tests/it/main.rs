@@ -1,0 +1,9 @@
+//! End-to-end tests: the real binary on port 0, driven by independent clients.
+#![allow(unreachable_pub)]
+
+mod cli;
+mod commands;
+mod interop;
+mod mqtt;
+mod registration;
+mod support;

@@ -1,0 +1,208 @@
+//! Products and device registration over HTTPS (M1, M2).
+
+use crate::support::*;
+use serde_json::json;
+
+#[tokio::test]
+async fn api_errors_are_json_and_admin_only() {
+    let srv = Server::start().await;
+    let (s, v) = srv.call("GET", "/v1/products", None, None).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (401, Some("UNAUTHORIZED"))
+    );
+    let (s, _) = srv
+        .call("GET", "/v1/products", Some("wrong-token-wrong-token"), None)
+        .await;
+    assert_eq!(s, 401);
+    let (s, v) = srv.admin("GET", "/v1/nope", None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (404, Some("NOT_FOUND")));
+    // unknown fields, bad models, bad JSON: 400 with a code
+    let (s, v) = srv
+        .admin(
+            "POST",
+            "/v1/products",
+            Some(json!({"name": "x", "bogus": 1})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("INVALID_JSON")),
+        "{v}"
+    );
+    let (s, v) = srv
+        .admin(
+            "POST",
+            "/v1/products",
+            Some(json!({"name": "x", "datapoints": [{"name": "a", "type": "int"}]})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("INVALID_DATAPOINT")),
+        "{v}"
+    );
+    let (s, v) = srv.admin("GET", "/v1/products?limit=1000", None).await;
+    assert_eq!(s, 400, "{v}");
+    let (s, v) = srv.admin("GET", "/v1/devices/not-a-did!", None).await;
+    assert_eq!(s, 404, "{v}");
+    let (s, v) = srv.call("GET", "/healthz", None, None).await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("ok")));
+}
+
+#[tokio::test]
+async fn products_list_and_show_without_secret() {
+    let srv = Server::start().await;
+    let (pk, ps) = srv.product(true, false).await;
+    srv.product(false, true).await;
+    let (s, v) = srv.admin("GET", "/v1/products?page=1&limit=1", None).await;
+    assert_eq!(s, 200);
+    assert_eq!(v["meta"]["total"], 2);
+    assert_eq!(v["data"].as_array().unwrap().len(), 1);
+    let (s, v) = srv.admin("GET", &format!("/v1/products/{pk}"), None).await;
+    assert_eq!(s, 200);
+    assert_eq!(v["datapoints"].as_array().unwrap().len(), 4);
+    assert!(
+        !v.to_string().contains(&ps),
+        "a read endpoint returned the product secret"
+    );
+}
+
+#[tokio::test]
+async fn register_with_product_secret() {
+    let srv = Server::start().await;
+    let (pk, ps) = srv.product(true, false).await;
+    let ts = now_ms();
+    let n = nonce();
+    let body = Server::register_body(&pk, "AA:BB:CC:DD:EE:01", "product", &ps, ts, &n);
+    let (s, v) = srv
+        .call("POST", "/v1/device/register", None, Some(body.clone()))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let did = v["did"].as_str().unwrap().to_owned();
+    let secret1 = v["device_secret"].as_str().unwrap().to_owned();
+    let passcode = v["passcode"].as_str().unwrap().to_owned();
+
+    // the same nonce again: refused
+    let (s, replay) = srv
+        .call("POST", "/v1/device/register", None, Some(body))
+        .await;
+    assert_eq!(s, 401, "{replay}");
+
+    // a bad signature and an unknown product answer alike
+    let bad = Server::register_body(
+        &pk,
+        "AA:BB:CC:DD:EE:01",
+        "product",
+        "not-the-secret",
+        now_ms(),
+        &nonce(),
+    );
+    let (s1, v1) = srv
+        .call("POST", "/v1/device/register", None, Some(bad))
+        .await;
+    let unknown = Server::register_body(
+        "nosuchproduct",
+        "AA:BB:CC:DD:EE:01",
+        "product",
+        &ps,
+        now_ms(),
+        &nonce(),
+    );
+    let (s2, v2) = srv
+        .call("POST", "/v1/device/register", None, Some(unknown))
+        .await;
+    assert_eq!((s1, s2), (401, 401));
+    assert_eq!(v1, v2, "answers must not tell whether the product exists");
+
+    // a stale timestamp
+    let stale = Server::register_body(
+        &pk,
+        "AA:BB:CC:DD:EE:01",
+        "product",
+        &ps,
+        now_ms() - 301_000,
+        &nonce(),
+    );
+    let (s, _) = srv
+        .call("POST", "/v1/device/register", None, Some(stale))
+        .await;
+    assert_eq!(s, 401);
+
+    // re-registering the same hardware keeps the did and rotates the secret
+    let (did2, secret2, passcode2) = srv.register(&pk, &ps, "AA:BB:CC:DD:EE:01").await;
+    assert_eq!(did2, did);
+    assert_ne!(secret2, secret1);
+    assert_eq!(passcode2, passcode);
+
+    // the old secret no longer connects; the new one does
+    let (u, p) = creds(&did, &secret1);
+    let (_c, mut el) = rumqttc::AsyncClient::new(v4_options(&srv, &did, &u, &p), 10);
+    let refused = v4_until(&mut el, |e| match e {
+        Err(rumqttc::ConnectionError::ConnectionRefused(code)) => Some(code),
+        _ => None,
+    })
+    .await;
+    assert_eq!(refused, rumqttc::ConnectReturnCode::BadUserNamePassword);
+    let (u, p) = creds(&did, &secret2);
+    let (_c, mut el) = rumqttc::AsyncClient::new(v4_options(&srv, &did, &u, &p), 10);
+    v4_until(&mut el, |e| match e {
+        Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(a))) => Some(a.code),
+        _ => None,
+    })
+    .await;
+
+    // no read endpoint returns the passcode or the secret
+    let view = srv.state(&did).await.to_string();
+    assert!(!view.contains(&passcode) && !view.contains(&secret2));
+}
+
+#[tokio::test]
+async fn product_without_dynamic_registration_refuses_product_mode() {
+    let srv = Server::start().await;
+    let (pk, ps) = srv.product(false, false).await;
+    let body = Server::register_body(&pk, "hw1", "product", &ps, now_ms(), &nonce());
+    let (s, v) = srv
+        .call("POST", "/v1/device/register", None, Some(body))
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (403, Some("FORBIDDEN")),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn allowlist_refuses_unknown_hardware() {
+    let srv = Server::start().await;
+    let (pk, ps) = srv.product(true, true).await;
+    let body = Server::register_body(
+        &pk,
+        "IMEI-490154203237518",
+        "product",
+        &ps,
+        now_ms(),
+        &nonce(),
+    );
+    let (s, v) = srv
+        .call("POST", "/v1/device/register", None, Some(body))
+        .await;
+    assert_eq!(s, 403, "{v}");
+    let (s, v) = srv
+        .admin(
+            "POST",
+            &format!("/v1/products/{pk}/allowlist"),
+            Some(json!({"hardware_ids": ["IMEI-490154203237518"]})),
+        )
+        .await;
+    assert_eq!((s, v["added"].as_u64()), (200, Some(1)), "{v}");
+    let (s, v) = srv
+        .admin(
+            "POST",
+            &format!("/v1/products/{pk}/allowlist"),
+            Some(json!({"hardware_ids": ["bad id"]})),
+        )
+        .await;
+    assert_eq!(s, 400, "{v}");
+    srv.register(&pk, &ps, "IMEI-490154203237518").await;
+}

@@ -1,0 +1,325 @@
+//! Test support: start the real `rampart` binary on port 0 in its own data directory, and talk to it
+//! with clients we did not write (reqwest, rumqttc, mosquitto-clients).
+
+use hmac::{Hmac, Mac};
+use rumqttc::tokio_rustls::rustls;
+use serde_json::{json, Value};
+use sha2::Sha256;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub const ADMIN: &str = "test-admin-token-0123456789";
+
+pub struct Server {
+    child: Child,
+    pub dir: tempfile::TempDir,
+    pub http: u16,
+    pub mqtt_tls: u16,
+    pub mqtt_plain: u16,
+    pub http_client: reqwest::Client,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_rampart")
+}
+
+impl Server {
+    pub async fn start() -> Server {
+        Server::start_with(&[]).await
+    }
+
+    /// Start with extra environment variables (configuration overrides).
+    pub async fn start_with(env: &[(&str, &str)]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new(bin());
+        cmd.args([
+            "serve",
+            "--mqtt-tls-listen",
+            "127.0.0.1:0",
+            "--mqtt-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data")
+        .arg(dir.path())
+        .env("RAMPART_ADMIN_TOKEN", ADMIN)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn rampart");
+        let listeners = dir.path().join("listeners.json");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let v: Value = loop {
+            if let Ok(text) = std::fs::read_to_string(&listeners) {
+                if let Ok(v) = serde_json::from_str(&text) {
+                    break v;
+                }
+            }
+            assert!(Instant::now() < deadline, "server did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let port = |k: &str| -> u16 {
+            v[k].as_str()
+                .unwrap()
+                .rsplit_once(':')
+                .unwrap()
+                .1
+                .parse()
+                .unwrap()
+        };
+        let pem = std::fs::read(dir.path().join("tls/cert.pem")).unwrap();
+        let http_client = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+            .build()
+            .unwrap();
+        Server {
+            http: port("http"),
+            mqtt_tls: port("mqtt_tls"),
+            mqtt_plain: port("mqtt"),
+            child,
+            dir,
+            http_client,
+        }
+    }
+
+    pub fn data(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.path().join("tls/cert.pem")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.http)
+    }
+
+    /// An HTTP call; returns status and JSON body.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut rb = self.http_client.request(m, self.url(path));
+        if let Some(t) = token {
+            rb = rb.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        let resp = rb.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let ct = resp
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let text = resp.text().await.unwrap();
+        assert_eq!(
+            ct.as_deref(),
+            Some("application/json"),
+            "{method} {path} -> {status} {text}"
+        );
+        (status, serde_json::from_str(&text).unwrap())
+    }
+
+    pub async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.call(method, path, Some(ADMIN), body).await
+    }
+
+    /// Create the standard test product; returns (product_key, product_secret).
+    pub async fn product(&self, dynamic: bool, allowlist: bool) -> (String, String) {
+        let (s, v) = self
+            .admin(
+                "POST",
+                "/v1/products",
+                Some(json!({
+                    "name": "Test lamp",
+                    "identity": {"dynamic_registration": dynamic, "allowlist": allowlist},
+                    "report_limit_per_min": 600,
+                    "datapoints": [
+                        {"name": "power", "type": "bool", "writable": true},
+                        {"name": "mode", "type": "enum", "values": ["auto", "cool"], "writable": true},
+                        {"name": "level", "type": "int", "min": 0, "max": 100, "step": 5, "writable": true},
+                        {"name": "temp", "type": "float", "min": -40, "max": 85, "step": 0.5}
+                    ]
+                })),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+        (
+            v["product_key"].as_str().unwrap().into(),
+            v["product_secret"].as_str().unwrap().into(),
+        )
+    }
+
+    /// Registration request body signed with `key`.
+    pub fn register_body(pk: &str, hw: &str, mode: &str, key: &str, ts: i64, nonce: &str) -> Value {
+        let msg = format!("product_key={pk}&hardware_id={hw}&ts={ts}&nonce={nonce}");
+        json!({"product_key": pk, "hardware_id": hw, "ts": ts, "nonce": nonce, "mode": mode, "sign": hmac_hex(key, &msg)})
+    }
+
+    /// Register `hw` with the product secret; returns (did, device_secret, passcode).
+    pub async fn register(&self, pk: &str, ps: &str, hw: &str) -> (String, String, String) {
+        let body = Server::register_body(pk, hw, "product", ps, now_ms(), &nonce());
+        let (s, v) = self
+            .call("POST", "/v1/device/register", None, Some(body))
+            .await;
+        assert_eq!(s, 200, "{v}");
+        (
+            v["did"].as_str().unwrap().into(),
+            v["device_secret"].as_str().unwrap().into(),
+            v["passcode"].as_str().unwrap().into(),
+        )
+    }
+
+    /// A fresh product with one registered device: (product_key, did, device_secret).
+    pub async fn device(&self) -> (String, String, String) {
+        let (pk, ps) = self.product(true, false).await;
+        let (did, secret, _) = self.register(&pk, &ps, &format!("hw-{}", nonce())).await;
+        (pk, did, secret)
+    }
+
+    pub async fn state(&self, did: &str) -> Value {
+        let (s, v) = self.admin("GET", &format!("/v1/devices/{did}"), None).await;
+        assert_eq!(s, 200, "{v}");
+        v
+    }
+
+    /// Wait until `f(device view)` holds, polling the API (a state change has no other signal).
+    pub async fn wait_state(&self, did: &str, f: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let v = self.state(did).await;
+            if f(&v) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "state never matched: {v}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+pub fn nonce() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("n{}x{}", now_ms(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+pub fn hmac_hex(key: &str, msg: &str) -> String {
+    let mut m = Hmac::<Sha256>::new_from_slice(key.as_bytes()).unwrap();
+    m.update(msg.as_bytes());
+    hex::encode(m.finalize().into_bytes())
+}
+
+/// MQTT credentials for `did`: (username, password).
+pub fn creds(did: &str, secret: &str) -> (String, String) {
+    creds_at(did, secret, now_ms())
+}
+
+pub fn creds_at(did: &str, secret: &str, ts: i64) -> (String, String) {
+    (
+        format!("{did}|hmac-sha256|{ts}"),
+        hmac_hex(secret, &format!("did={did}&ts={ts}")),
+    )
+}
+
+/// rustls (rumqttc's version) client config trusting the server's certificate.
+pub fn tls_config(ca: &Path) -> Arc<rustls::ClientConfig> {
+    let pem = std::fs::read(ca).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut pem.as_slice()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    Arc::new(
+        rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+pub fn v4_options(srv: &Server, client_id: &str, user: &str, pass: &str) -> rumqttc::MqttOptions {
+    let mut o = rumqttc::MqttOptions::new(client_id, "localhost", srv.mqtt_tls);
+    o.set_credentials(user, pass);
+    o.set_keep_alive(Duration::from_secs(30));
+    o.set_transport(rumqttc::Transport::tls_with_config(
+        rumqttc::TlsConfiguration::Rustls(tls_config(&srv.ca_path())),
+    ));
+    o
+}
+
+pub fn v5_options(
+    srv: &Server,
+    client_id: &str,
+    user: &str,
+    pass: &str,
+) -> rumqttc::v5::MqttOptions {
+    let mut o = rumqttc::v5::MqttOptions::new(client_id, "localhost", srv.mqtt_tls);
+    o.set_credentials(user, pass);
+    o.set_keep_alive(Duration::from_secs(30));
+    o.set_transport(rumqttc::Transport::tls_with_config(
+        rumqttc::TlsConfiguration::Rustls(tls_config(&srv.ca_path())),
+    ));
+    o
+}
+
+/// Poll a v4 event loop until `f` picks an event out of it (errors are returned to `f` as well).
+pub async fn v4_until<T>(
+    el: &mut rumqttc::EventLoop,
+    mut f: impl FnMut(Result<rumqttc::Event, rumqttc::ConnectionError>) -> Option<T>,
+) -> T {
+    tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            let ev = el.poll().await;
+            let dbg = format!("{ev:?}");
+            let is_err = ev.is_err();
+            if let Some(t) = f(ev) {
+                return t;
+            }
+            assert!(!is_err, "unexpected connection error: {dbg}");
+        }
+    })
+    .await
+    .expect("timed out waiting for an MQTT event")
+}
+
+pub async fn v5_until<T>(
+    el: &mut rumqttc::v5::EventLoop,
+    mut f: impl FnMut(Result<rumqttc::v5::Event, rumqttc::v5::ConnectionError>) -> Option<T>,
+) -> T {
+    tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            let ev = el.poll().await;
+            let dbg = format!("{ev:?}");
+            let is_err = ev.is_err();
+            if let Some(t) = f(ev) {
+                return t;
+            }
+            assert!(!is_err, "unexpected connection error: {dbg}");
+        }
+    })
+    .await
+    .expect("timed out waiting for an MQTT event")
+}

@@ -1,0 +1,6 @@
+//! Integration tests of the device SDK against scripted fake peers (MQTT and HTTPS).
+
+mod client;
+mod fake;
+mod memprobe;
+mod simulate;
