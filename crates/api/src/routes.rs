@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use rampart_core::audit::Actor;
-use rampart_core::devices::CommandRequest;
+use rampart_core::devices::{CommandOutcome, CommandRequest};
 use rampart_core::products::NewProduct;
 use rampart_core::registry::RegisterRequest;
 use rampart_proto::ids::{Did, ProductKey};
@@ -283,11 +283,18 @@ async fn command(
     addr: Option<Extension<ClientAddr>>,
     Path(did): Path<String>,
     Body(req): Body<CommandRequest>,
-) -> Result<Json<Value>, Error> {
+) -> Result<Response, Error> {
     let did = parse_did(&did)?;
-    let ack = s
+    let outcome = s
         .core
         .send_command(did.as_str(), req, &Actor::admin(), client_ip(&addr))
         .await?;
-    Ok(Json(json!(ack)))
+    Ok(match outcome {
+        CommandOutcome::Acked(ack) => Json(json!(ack)).into_response(),
+        CommandOutcome::Queued { id } => (
+            StatusCode::ACCEPTED,
+            Json(json!({"id": id, "status": "queued"})),
+        )
+            .into_response(),
+    })
 }

@@ -36,6 +36,9 @@ pub(crate) struct MqttConfig {
     pub(crate) connect_timeout_secs: u64,
     pub(crate) max_connections: usize,
     pub(crate) max_subscriptions: usize,
+    /// Longest a persistent session outlives its connection (MQTT 3.1.1 clean-session-0 sessions get
+    /// exactly this; MQTT 5 session expiry is capped at it).
+    pub(crate) max_session_expiry_secs: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -94,6 +97,7 @@ impl Default for MqttConfig {
             connect_timeout_secs: 10,
             max_connections: 100_000,
             max_subscriptions: 50,
+            max_session_expiry_secs: 86_400,
         }
     }
 }

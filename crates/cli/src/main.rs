@@ -411,6 +411,7 @@ async fn serve(cfg: Config) -> AnyResult {
         connect_timeout: Duration::from_secs(cfg.mqtt.connect_timeout_secs),
         max_connections: cfg.mqtt.max_connections,
         max_subscriptions: cfg.mqtt.max_subscriptions,
+        max_session_expiry_secs: cfg.mqtt.max_session_expiry_secs,
         ..Default::default()
     };
     let mut listeners = serde_json::Map::new();

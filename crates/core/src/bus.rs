@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use rampart_proto::command::Ack;
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -62,8 +62,40 @@ struct SessionSlot {
     tx: mpsc::Sender<ToSession>,
 }
 
+/// Most messages queued for one parked session; older ones are dropped first.
+pub const PARKED_QUEUE_MAX: usize = 100;
+
+/// The state of a persistent session whose connection has gone (MQTT clean start = 0 with a session
+/// expiry), kept until it expires or the device reconnects.
+#[derive(Debug, Default)]
+pub struct ParkedSession {
+    /// Subscriptions: filter and granted QoS.
+    pub subscriptions: Vec<(String, u8)>,
+    /// Messages to deliver on resume (unacknowledged ones first), topic and payload.
+    pub queue: VecDeque<(String, Bytes)>,
+    /// Unix ms after which the session is gone.
+    pub expires_at: i64,
+}
+
+/// What happened to a message for a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Handed to the live session.
+    Sent,
+    /// Queued in the device's parked persistent session.
+    Queued,
+    /// No live or parked session (or the session is saturated).
+    NotDelivered,
+}
+
+#[derive(Default)]
+struct Sessions {
+    live: HashMap<String, SessionSlot>,
+    parked: HashMap<String, ParkedSession>,
+}
+
 pub struct Bus {
-    sessions: Mutex<HashMap<String, SessionSlot>>,
+    sessions: Mutex<Sessions>,
     pending: Mutex<HashMap<(String, String), oneshot::Sender<Ack>>>,
     events: broadcast::Sender<DeviceEvent>,
     next_id: AtomicU64,
@@ -86,44 +118,91 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Bus {
     /// Register the session now holding `did`; an older session of the same device is told to
-    /// close. Returns the id to unregister with.
-    pub fn attach(&self, did: &str, tx: mpsc::Sender<ToSession>) -> u64 {
+    /// close. With `resume`, a parked persistent session that has not expired is handed back;
+    /// without, any parked session is discarded. Returns the id to detach with.
+    pub fn attach(
+        &self,
+        did: &str,
+        tx: mpsc::Sender<ToSession>,
+        resume: bool,
+        now: i64,
+    ) -> (u64, Option<ParkedSession>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let old = lock(&self.sessions).insert(did.to_owned(), SessionSlot { id, tx });
-        if let Some(old) = old {
+        let mut s = lock(&self.sessions);
+        let parked = s
+            .parked
+            .remove(did)
+            .filter(|p| resume && p.expires_at > now);
+        if let Some(old) = s.live.insert(did.to_owned(), SessionSlot { id, tx }) {
             let _ = old.tx.try_send(ToSession::Kick(KickReason::TakenOver));
         }
-        id
+        (id, parked)
     }
 
-    /// Remove the session `id` of `did`, unless a newer one has replaced it. True when removed.
-    pub fn detach(&self, did: &str, id: u64) -> bool {
+    /// Remove the session `id` of `did`, unless a newer one has replaced it, parking its state
+    /// when given. True when this session was the device's current one.
+    pub fn detach(&self, did: &str, id: u64, park: Option<ParkedSession>) -> bool {
         let mut s = lock(&self.sessions);
-        if s.get(did).is_some_and(|slot| slot.id == id) {
-            s.remove(did);
-            return true;
+        if s.live.get(did).is_none_or(|slot| slot.id != id) {
+            return false;
         }
-        false
+        s.live.remove(did);
+        if let Some(p) = park {
+            s.parked.insert(did.to_owned(), p);
+        }
+        true
     }
 
     pub fn is_attached(&self, did: &str) -> bool {
-        lock(&self.sessions).contains_key(did)
+        lock(&self.sessions).live.contains_key(did)
     }
 
-    /// Close the session of `did`, if any.
+    /// Close the session of `did`, if any, and forget a parked one.
     pub fn kick(&self, did: &str) {
-        if let Some(slot) = lock(&self.sessions).get(did) {
+        let mut s = lock(&self.sessions);
+        s.parked.remove(did);
+        if let Some(slot) = s.live.get(did) {
             let _ = slot.tx.try_send(ToSession::Kick(KickReason::Revoked));
         }
     }
 
-    /// Hand a message to the session holding `did`; false when none does or it is saturated.
-    pub fn deliver(&self, did: &str, msg: ToSession) -> bool {
-        let tx = match lock(&self.sessions).get(did) {
-            Some(slot) => slot.tx.clone(),
-            None => return false,
-        };
-        tx.try_send(msg).is_ok()
+    /// Hand a message to the session holding `did`, or queue it in its parked session.
+    pub fn deliver(&self, did: &str, topic: String, payload: Bytes, now: i64) -> Delivery {
+        let mut s = lock(&self.sessions);
+        if let Some(slot) = s.live.get(did) {
+            return match slot.tx.try_send(ToSession::Publish { topic, payload }) {
+                Ok(()) => Delivery::Sent,
+                Err(_) => Delivery::NotDelivered,
+            };
+        }
+        match s.parked.get_mut(did) {
+            Some(p) if p.expires_at > now => {
+                if p.queue.len() >= PARKED_QUEUE_MAX {
+                    p.queue.pop_front();
+                }
+                p.queue.push_back((topic, payload));
+                Delivery::Queued
+            }
+            Some(_) => {
+                s.parked.remove(did);
+                Delivery::NotDelivered
+            }
+            None => Delivery::NotDelivered,
+        }
+    }
+
+    /// Whether `did` has a live session or an unexpired parked one.
+    pub fn reachable(&self, did: &str, now: i64) -> bool {
+        let s = lock(&self.sessions);
+        s.live.contains_key(did) || s.parked.get(did).is_some_and(|p| p.expires_at > now)
+    }
+
+    /// Drop parked sessions that have expired; returns how many.
+    pub fn purge_expired(&self, now: i64) -> usize {
+        let mut s = lock(&self.sessions);
+        let before = s.parked.len();
+        s.parked.retain(|_, p| p.expires_at > now);
+        before - s.parked.len()
     }
 
     pub(crate) fn expect_ack(&self, did: &str, id: &str) -> oneshot::Receiver<Ack> {

@@ -1,7 +1,7 @@
 //! Devices at run time: CONNECT authentication, presence, validated reports, commands and acks.
 
 use crate::audit::{Actor, AuditEvent};
-use crate::bus::{DeviceEvent, ToSession};
+use crate::bus::{Delivery, DeviceEvent};
 use crate::products::ProductInfo;
 use crate::secret::random_hex;
 use crate::{now_ms, Core, Error, Result};
@@ -81,6 +81,15 @@ pub struct CommandRequest {
     pub set: Option<Values>,
     #[serde(default)]
     pub action: Option<Action>,
+}
+
+/// The result of a command.
+#[derive(Debug)]
+pub enum CommandOutcome {
+    /// The device answered.
+    Acked(Ack),
+    /// The device is offline with a persistent session; the command waits in it.
+    Queued { id: String },
 }
 
 #[derive(Debug, Serialize)]
@@ -296,7 +305,7 @@ impl Core {
         req: CommandRequest,
         actor: &Actor,
         source_ip: Option<String>,
-    ) -> Result<Ack> {
+    ) -> Result<CommandOutcome> {
         let row = self
             .store()
             .get_device(did)
@@ -317,9 +326,7 @@ impl Core {
                 ))
             }
         }
-        if !self.bus().is_attached(did) {
-            return Err(Error::Offline);
-        }
+        let now = now_ms();
         let cmd = Command {
             id: random_hex(8),
             set: req.set,
@@ -327,25 +334,37 @@ impl Core {
         };
         let payload = serde_json::to_vec(&cmd).map_err(|e| Error::Internal(e.to_string()))?;
         let waiter = self.bus().expect_ack(did, &cmd.id);
-        let mut ev = AuditEvent::new(actor, "device.command", "sent")
-            .target(format!("device:{did}"))
-            .detail(match cmd.action {
-                Some(a) => format!("id={} action={a:?}", cmd.id),
-                None => format!("id={} set", cmd.id),
-            });
+        let delivery = self
+            .bus()
+            .deliver(did, topic::down(did), Bytes::from(payload), now);
+        let mut ev = AuditEvent::new(
+            actor,
+            "device.command",
+            match delivery {
+                Delivery::Sent => "sent",
+                Delivery::Queued => "queued",
+                Delivery::NotDelivered => "offline",
+            },
+        )
+        .target(format!("device:{did}"))
+        .detail(match cmd.action {
+            Some(a) => format!("id={} action={a:?}", cmd.id),
+            None => format!("id={} set", cmd.id),
+        });
         if let Some(ip) = source_ip {
             ev = ev.source_ip(ip);
         }
         self.audit(ev).await;
-        if !self.bus().deliver(
-            did,
-            ToSession::Publish {
-                topic: topic::down(did),
-                payload: Bytes::from(payload),
-            },
-        ) {
-            self.bus().forget_ack(did, &cmd.id);
-            return Err(Error::Offline);
+        match delivery {
+            Delivery::Sent => {}
+            Delivery::Queued => {
+                self.bus().forget_ack(did, &cmd.id);
+                return Ok(CommandOutcome::Queued { id: cmd.id });
+            }
+            Delivery::NotDelivered => {
+                self.bus().forget_ack(did, &cmd.id);
+                return Err(Error::Offline);
+            }
         }
         let timeout = self.config().command_timeout_ms;
         let ack = match tokio::time::timeout(Duration::from_millis(timeout), waiter).await {
@@ -363,7 +382,7 @@ impl Core {
                 _ => {}
             }
         }
-        Ok(ack)
+        Ok(CommandOutcome::Acked(ack))
     }
 }
 

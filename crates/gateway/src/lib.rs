@@ -32,6 +32,8 @@ pub struct GatewayConfig {
     pub topic_alias_max: u16,
     /// Longest topic accepted.
     pub max_topic_len: usize,
+    /// Cap on a persistent session's expiry (an MQTT 3.1.1 clean-session-0 session gets exactly this).
+    pub max_session_expiry_secs: u32,
 }
 
 impl Default for GatewayConfig {
@@ -44,6 +46,7 @@ impl Default for GatewayConfig {
             max_awaiting_rel: 100,
             topic_alias_max: 16,
             max_topic_len: 256,
+            max_session_expiry_secs: 86_400,
         }
     }
 }
@@ -72,6 +75,17 @@ pub async fn serve(
         retained: Default::default(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
+    // Expired parked sessions are dropped once a minute.
+    let purge = {
+        let core = shared.core.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                core.bus().purge_expired(rampart_core::now_ms());
+            }
+        })
+    };
     tokio::pin!(shutdown);
     loop {
         let (sock, peer) = tokio::select! {
@@ -101,6 +115,7 @@ pub async fn serve(
             drop(permit);
         });
     }
+    purge.abort();
     let _ = stop_tx.send(true);
 }
 

@@ -3,7 +3,7 @@
 
 use crate::Shared;
 use bytes::{Bytes, BytesMut};
-use rampart_core::bus::{KickReason, ToSession};
+use rampart_core::bus::{KickReason, ParkedSession, ToSession};
 use rampart_core::devices::{ConnectRefusal, DeviceAuth};
 use rampart_core::Error as CoreError;
 use rampart_proto::mqtt::{
@@ -11,13 +11,57 @@ use rampart_proto::mqtt::{
     SubAck, UnsubAck,
 };
 use rampart_proto::topic::{self, DeviceTopic};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
+
+/// Most unacknowledged QoS 1 messages to one device.
+const OUTBOUND_INFLIGHT_MAX: usize = 100;
+
+/// Messages per minute allowed by the device's product.
+fn s_limit(dev: &DeviceAuth) -> u32 {
+    u32::try_from(dev.product.report_limit_per_min)
+        .unwrap_or(u32::MAX)
+        .max(1)
+}
+
+/// A token bucket per connection: `per_min` messages a minute, with a burst of two seconds' worth
+/// (at least 5). On MQTT 5 an excess QoS > 0 message is answered with 0x96; otherwise dropped and
+/// counted.
+struct RateLimiter {
+    capacity: f64,
+    per_ms: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl RateLimiter {
+    fn new(per_min: u32) -> RateLimiter {
+        let capacity = (f64::from(per_min) / 30.0).max(5.0);
+        RateLimiter {
+            capacity,
+            per_ms: f64::from(per_min) / 60_000.0,
+            tokens: capacity,
+            at: Instant::now(),
+        }
+    }
+
+    fn allow(&mut self, now: Instant) -> bool {
+        let ms = now.saturating_duration_since(self.at).as_secs_f64() * 1000.0;
+        self.at = now;
+        self.tokens = (self.tokens + ms * self.per_ms).min(self.capacity);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
 
 /// Why a session ended, for presence and logs.
 enum Close {
@@ -45,7 +89,12 @@ struct Session<S> {
     aliases: HashMap<u16, String>,
     awaiting_rel: HashSet<u16>,
     next_pid: u16,
-    inflight_out: HashSet<u16>,
+    /// Unacknowledged QoS 1 messages to the device, kept for a parked session.
+    inflight_out: BTreeMap<u16, (String, Bytes)>,
+    /// Session expiry in seconds (0: the session ends with the connection).
+    expiry_secs: u32,
+    /// Inbound publish rate limit from the product model.
+    limiter: RateLimiter,
     client_max_packet: usize,
 }
 
@@ -140,9 +189,20 @@ pub(crate) async fn run<S>(
             return;
         }
     }
-    // 3. Attach to the bus (an older session of this device is told to close), then CONNACK.
+    // 3. Attach to the bus (an older session of this device is told to close; a parked persistent
+    //    session is resumed unless the client asked for a clean start), then CONNACK.
+    let expiry_secs = match version {
+        ProtocolVersion::V5 => connect.properties.session_expiry_interval.unwrap_or(0),
+        ProtocolVersion::V311 if connect.clean_start => 0,
+        ProtocolVersion::V311 => u32::MAX,
+    }
+    .min(shared.config.max_session_expiry_secs);
     let (tx, mut rx) = mpsc::channel(64);
-    let session_id = shared.core.bus().attach(&did, tx);
+    let (session_id, parked) =
+        shared
+            .core
+            .bus()
+            .attach(&did, tx, !connect.clean_start, rampart_core::now_ms());
     shared.core.set_presence(&did, true, "connect").await;
     tracing::info!(%peer, did = %did, version = ?version, "device connected");
 
@@ -159,7 +219,13 @@ pub(crate) async fn run<S>(
             props.assigned_client_identifier = Some(did.clone());
         }
     }
+    if version == ProtocolVersion::V5
+        && connect.properties.session_expiry_interval.unwrap_or(0) > expiry_secs
+    {
+        props.session_expiry_interval = Some(expiry_secs);
+    }
     let keep_alive = connect.keep_alive;
+    let limit = s_limit(&dev);
     let client_max_packet = connect
         .properties
         .maximum_packet_size
@@ -175,14 +241,26 @@ pub(crate) async fn run<S>(
         aliases: HashMap::new(),
         awaiting_rel: HashSet::new(),
         next_pid: 0,
-        inflight_out: HashSet::new(),
+        inflight_out: BTreeMap::new(),
         client_max_packet,
+        expiry_secs,
+        limiter: RateLimiter::new(limit),
     };
+    let session_present = parked.is_some();
     s.send(Packet::ConnAck(ConnAck {
-        session_present: false,
+        session_present,
         code: 0,
         properties: props,
     }));
+    if let Some(p) = parked {
+        for (filter, qos) in p.subscriptions {
+            s.subs
+                .insert(filter, QoS::from_u8(qos).unwrap_or(QoS::AtLeastOnce));
+        }
+        for (t, payload) in p.queue {
+            s.deliver(t, payload, false);
+        }
+    }
     let close = match s.flush().await {
         Ok(()) => s.run_loop(keep_alive, &mut rx, &mut stop).await,
         Err(_) => Close::Gone,
@@ -198,8 +276,8 @@ pub(crate) async fn run<S>(
         Close::Kicked(KickReason::Revoked) => (true, "credentials revoked"),
         Close::Shutdown => (false, "server shutdown"),
     };
-    let code = match close {
-        Close::Violation(code, _) => Some(code),
+    let code = match &close {
+        Close::Violation(code, _) => Some(*code),
         Close::Kicked(KickReason::TakenOver) => Some(reason::SESSION_TAKEN_OVER),
         Close::Kicked(KickReason::Revoked) => Some(reason::ADMINISTRATIVE_ACTION),
         Close::Shutdown => Some(reason::SERVER_SHUTTING_DOWN),
@@ -230,7 +308,23 @@ pub(crate) async fn run<S>(
             s.route_inbound(&p).await;
         }
     }
-    if shared.core.bus().detach(&did, session_id) {
+    // A persistent session keeps its subscriptions and undelivered messages until it expires.
+    let park = (s.expiry_secs > 0 && !matches!(close, Close::Kicked(_))).then(|| {
+        let mut queue: std::collections::VecDeque<(String, Bytes)> =
+            std::mem::take(&mut s.inflight_out).into_values().collect();
+        while let Ok(msg) = rx.try_recv() {
+            if let ToSession::Publish { topic, payload } = msg {
+                queue.push_back((topic, payload));
+            }
+        }
+        ParkedSession {
+            subscriptions: s.subs.iter().map(|(f, q)| (f.clone(), *q as u8)).collect(),
+            queue,
+            expires_at: rampart_core::now_ms()
+                .saturating_add(i64::from(s.expiry_secs).saturating_mul(1000)),
+        }
+    });
+    if shared.core.bus().detach(&did, session_id, park) {
         shared.core.set_presence(&did, false, why).await;
     }
     tracing::info!(%peer, did = %did, reason = why, "device disconnected");
@@ -359,7 +453,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let packet_id = if granted == QoS::AtMostOnce {
             None
         } else {
-            if self.inflight_out.len() >= 100 {
+            if self.inflight_out.len() >= OUTBOUND_INFLIGHT_MAX {
                 tracing::warn!(did = %self.dev.did, "outbound inflight window full; message dropped");
                 return;
             }
@@ -367,11 +461,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             loop {
                 self.next_pid = self.next_pid.wrapping_add(1).max(1);
                 pid = self.next_pid;
-                if !self.inflight_out.contains(&pid) {
+                if !self.inflight_out.contains_key(&pid) {
                     break;
                 }
             }
-            self.inflight_out.insert(pid);
+            self.inflight_out
+                .insert(pid, (topic_name.clone(), payload.clone()));
             Some(pid)
         };
         self.send(Packet::Publish(Publish {
@@ -453,6 +548,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                         ));
                     }
                     Some(_) => {}
+                }
+                if !self.limiter.allow(Instant::now()) {
+                    metrics::counter!("rampart_reports_rate_limited_total").increment(1);
+                    tracing::debug!(did, "publish over the product's report rate limit dropped");
+                    if let Some(pid) = p.packet_id {
+                        let why = format!(
+                            "over {} messages per minute",
+                            self.dev.product.report_limit_per_min
+                        );
+                        let r = self.pubresp(pid, reason::MESSAGE_RATE_TOO_HIGH, Some(&why));
+                        self.send(if p.qos == QoS::ExactlyOnce {
+                            Packet::PubRec(r)
+                        } else {
+                            Packet::PubAck(r)
+                        });
+                    }
+                    return None;
                 }
                 match (p.qos, p.packet_id) {
                     (QoS::AtMostOnce, _) => {
@@ -599,9 +711,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.send(Packet::PingResp);
                 None
             }
-            Packet::Disconnect(d) => Some(Close::Clean {
-                with_will: d.code == reason::DISCONNECT_WITH_WILL,
-            }),
+            Packet::Disconnect(d) => {
+                if let Some(e) = d.properties.session_expiry_interval {
+                    self.expiry_secs = e.min(self.shared.config.max_session_expiry_secs);
+                }
+                Some(Close::Clean {
+                    with_will: d.code == reason::DISCONNECT_WITH_WILL,
+                })
+            }
             Packet::Connect(_) => Some(Close::Violation(reason::PROTOCOL_ERROR, "second CONNECT")),
             Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
                 Some(Close::Violation(

@@ -181,3 +181,102 @@ async fn wipe_clears_state_and_history() {
     assert_eq!(h["data"], json!([]));
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
+
+#[tokio::test]
+async fn persistent_session_queues_commands_while_offline() {
+    let srv = Server::start().await;
+    let (_, did, secret) = srv.device().await;
+    let path = format!("/v1/devices/{did}/commands");
+    let down = format!("dev/{did}/down");
+
+    // connect with a persistent session (clean session = 0), subscribe, go away
+    let (u, p) = creds(&did, &secret);
+    let mut o = v4_options(&srv, &did, &u, &p);
+    o.set_clean_session(false);
+    let (c, mut el) = rumqttc::AsyncClient::new(o, 10);
+    c.subscribe(&down, QoS::AtLeastOnce).await.unwrap();
+    v4_until(&mut el, |e| {
+        matches!(e, Ok(Event::Incoming(Packet::SubAck(_)))).then_some(())
+    })
+    .await;
+    c.disconnect().await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while el.poll().await.is_ok() {}
+    })
+    .await;
+    srv.wait_state(&did, |v| v["online"] == false).await;
+
+    // a command while offline is queued in the session: 202
+    let (s, v) = srv
+        .admin("POST", &path, Some(json!({"set": {"power": true}})))
+        .await;
+    assert_eq!((s, v["status"].as_str()), (202, Some("queued")), "{v}");
+    let queued_id = v["id"].as_str().unwrap().to_owned();
+
+    // reconnect without subscribing: the session is resumed and the command delivered
+    let (u, p) = creds_at(&did, &secret, now_ms() + 1);
+    let mut o = v4_options(&srv, &did, &u, &p);
+    o.set_clean_session(false);
+    let (_c, mut el) = rumqttc::AsyncClient::new(o, 10);
+    let present = v4_until(&mut el, |e| match e {
+        Ok(Event::Incoming(Packet::ConnAck(a))) => Some(a.session_present),
+        _ => None,
+    })
+    .await;
+    assert!(present, "session should be resumed");
+    let cmd: Value = v4_until(&mut el, |e| match e {
+        Ok(Event::Incoming(Packet::Publish(p))) if p.topic == down => {
+            Some(serde_json::from_slice(&p.payload).unwrap())
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!(cmd, json!({"id": queued_id, "set": {"power": true}}));
+}
+
+#[tokio::test]
+async fn clean_session_discards_and_offline_device_gets_409() {
+    let srv = Server::start().await;
+    let (_, did, secret) = srv.device().await;
+    let path = format!("/v1/devices/{did}/commands");
+    let (u, p) = creds(&did, &secret);
+    let mut o = v4_options(&srv, &did, &u, &p);
+    o.set_clean_session(false);
+    let (c, mut el) = rumqttc::AsyncClient::new(o, 10);
+    c.subscribe(format!("dev/{did}/down"), QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    v4_until(&mut el, |e| {
+        matches!(e, Ok(Event::Incoming(Packet::SubAck(_)))).then_some(())
+    })
+    .await;
+    c.disconnect().await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while el.poll().await.is_ok() {}
+    })
+    .await;
+    srv.wait_state(&did, |v| v["online"] == false).await;
+    // a clean-session connection discards the parked session
+    let (u, p) = creds_at(&did, &secret, now_ms() + 1);
+    let (c, mut el) = rumqttc::AsyncClient::new(v4_options(&srv, &did, &u, &p), 10);
+    let present = v4_until(&mut el, |e| match e {
+        Ok(Event::Incoming(Packet::ConnAck(a))) => Some(a.session_present),
+        _ => None,
+    })
+    .await;
+    assert!(!present);
+    c.disconnect().await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while el.poll().await.is_ok() {}
+    })
+    .await;
+    srv.wait_state(&did, |v| v["online"] == false).await;
+    let (s, v) = srv
+        .admin("POST", &path, Some(json!({"set": {"power": true}})))
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (409, Some("DEVICE_OFFLINE")),
+        "{v}"
+    );
+}

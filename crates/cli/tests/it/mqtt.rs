@@ -227,6 +227,47 @@ async fn invalid_report_v5_gets_0x99_and_connection_stays() {
     s.write_all(&[0xE0, 0x00]).await.unwrap();
 }
 
+#[tokio::test]
+async fn report_rate_limit_answers_0x96_on_v5() {
+    use tokio::io::AsyncWriteExt;
+    let srv = Server::start().await;
+    let (s, v) = srv
+        .admin(
+            "POST",
+            "/v1/products",
+            Some(json!({"name": "slow", "identity": {"dynamic_registration": true}, "report_limit_per_min": 60,
+                        "datapoints": [{"name": "power", "type": "bool"}]})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let (pk, ps) = (
+        v["product_key"].as_str().unwrap(),
+        v["product_secret"].as_str().unwrap(),
+    );
+    let (did, secret, _) = srv.register(pk, ps, "slow-1").await;
+    let (u, p) = creds(&did, &secret);
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", srv.mqtt_plain))
+        .await
+        .unwrap();
+    s.write_all(&raw::connect_v5(&did, &u, &p)).await.unwrap();
+    raw::read_packet(&mut s).await;
+    let up = format!("dev/{did}/up");
+    // 60 per minute allows a burst of 5; 20 at once must see refusals, and the connection stays
+    let mut codes = Vec::new();
+    for pid in 1..=20u16 {
+        s.write_all(&raw::publish_qos1_v5(&up, pid, br#"{"power":true}"#))
+            .await
+            .unwrap();
+        let ack = raw::read_packet(&mut s).await;
+        assert_eq!(ack[0], 0x40);
+        codes.push(if ack.len() > 4 { ack[4] } else { 0 });
+    }
+    let refused = codes.iter().filter(|c| **c == 0x96).count();
+    assert!(codes[..5].iter().all(|c| *c == 0), "{codes:02x?}");
+    assert!(refused >= 14, "{codes:02x?}");
+    assert_eq!(refused + codes.iter().filter(|c| **c == 0).count(), 20);
+}
+
 /// Hand-written MQTT 5 frames (independent of our codec).
 mod raw {
     use tokio::io::AsyncReadExt;
