@@ -35,7 +35,6 @@ use bytes::Bytes;
 use futures_util::stream::{BoxStream, Stream, StreamExt};
 use rampart_proto::sign::{connect_string, connect_username, hmac_hex};
 use rampart_proto::topic;
-use rumqttc::tokio_rustls::rustls;
 use serde_json::{Map, Value};
 use tokio::sync::Notify;
 
@@ -88,7 +87,10 @@ impl TlsSettings {
         if roots.is_empty() {
             return Err(Error::Tls("no certificate in the CA PEM".into()));
         }
-        let config = rustls::ClientConfig::builder()
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::Tls(e.to_string()))?
             .with_root_certificates(roots)
             .with_no_client_auth();
         Ok(TlsSettings {

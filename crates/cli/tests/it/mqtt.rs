@@ -268,6 +268,135 @@ async fn report_rate_limit_answers_0x96_on_v5() {
     assert_eq!(refused + codes.iter().filter(|c| **c == 0).count(), 20);
 }
 
+#[tokio::test]
+async fn keepalive_expiry_closes_and_marks_offline() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let srv = Server::start().await;
+    let (_, did, secret) = srv.device().await;
+    let (u, p) = creds(&did, &secret);
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", srv.mqtt_plain))
+        .await
+        .unwrap();
+    s.write_all(&raw::connect_v5_keepalive(&did, &u, &p, 1))
+        .await
+        .unwrap();
+    raw::read_packet(&mut s).await;
+    srv.wait_state(&did, |v| v["online"] == true).await;
+    // say nothing: after 1.5 s the server sends DISCONNECT 0x8D and closes
+    let d = tokio::time::timeout(Duration::from_secs(5), raw::read_packet(&mut s))
+        .await
+        .unwrap();
+    assert_eq!((d[0], d[2]), (0xE0, 0x8D), "{d:02x?}");
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest).await;
+    srv.wait_state(&did, |v| v["online"] == false).await;
+}
+
+#[tokio::test]
+async fn topic_alias_and_qos2_duplicates() {
+    use tokio::io::AsyncWriteExt;
+    let srv = Server::start().await;
+    let (_, did, secret) = srv.device().await;
+    let (u, p) = creds(&did, &secret);
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", srv.mqtt_plain))
+        .await
+        .unwrap();
+    s.write_all(&raw::connect_v5(&did, &u, &p)).await.unwrap();
+    raw::read_packet(&mut s).await;
+    let up = format!("dev/{did}/up");
+    // QoS 1 with topic alias 3 set, then a publish using only the alias
+    s.write_all(&raw::publish_v5(
+        0x32,
+        &up,
+        1,
+        &[0x23, 0x00, 0x03],
+        br#"{"level":5}"#,
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        raw::read_packet(&mut s).await[..4],
+        [0x40, 0x02, 0x00, 0x01]
+    );
+    s.write_all(&raw::publish_v5(
+        0x32,
+        "",
+        2,
+        &[0x23, 0x00, 0x03],
+        br#"{"level":15}"#,
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        raw::read_packet(&mut s).await[..4],
+        [0x40, 0x02, 0x00, 0x02]
+    );
+    srv.wait_state(&did, |v| v["state"]["level"] == 15).await;
+    // QoS 2 sent twice (DUP) before PUBREL is stored once
+    s.write_all(&raw::publish_v5(0x34, &up, 9, &[], br#"{"level":20}"#))
+        .await
+        .unwrap();
+    assert_eq!(
+        raw::read_packet(&mut s).await[..4],
+        [0x50, 0x02, 0x00, 0x09]
+    );
+    s.write_all(&raw::publish_v5(0x3C, &up, 9, &[], br#"{"level":20}"#))
+        .await
+        .unwrap();
+    assert_eq!(
+        raw::read_packet(&mut s).await[..4],
+        [0x50, 0x02, 0x00, 0x09]
+    );
+    s.write_all(&[0x62, 0x02, 0x00, 0x09]).await.unwrap(); // PUBREL
+    assert_eq!(
+        raw::read_packet(&mut s).await[..4],
+        [0x70, 0x02, 0x00, 0x09]
+    );
+    let (_, h) = srv
+        .admin(
+            "GET",
+            &format!("/v1/devices/{did}/history?point=level"),
+            None,
+        )
+        .await;
+    let levels: Vec<i64> = h["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["value"].as_i64().unwrap())
+        .collect();
+    assert_eq!(levels, vec![20, 15, 5]);
+    // an alias above the announced maximum (16) is a protocol violation: DISCONNECT 0x94
+    s.write_all(&raw::publish_v5(
+        0x30,
+        &up,
+        0,
+        &[0x23, 0x00, 0x40],
+        br#"{"level":5}"#,
+    ))
+    .await
+    .unwrap();
+    let d = raw::read_packet(&mut s).await;
+    assert_eq!((d[0], d[2]), (0xE0, 0x94), "{d:02x?}");
+}
+
+#[tokio::test]
+async fn mqtt_3_1_protocol_level_is_refused() {
+    use tokio::io::AsyncWriteExt;
+    let srv = Server::start().await;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", srv.mqtt_plain))
+        .await
+        .unwrap();
+    // CONNECT "MQIsdp" level 3
+    let mut b = vec![0x00, 0x06];
+    b.extend_from_slice(b"MQIsdp");
+    b.extend_from_slice(&[3, 0x02, 0x00, 0x3C, 0x00, 0x01, b'x']);
+    let mut frame = vec![0x10, b.len() as u8];
+    frame.extend(b);
+    s.write_all(&frame).await.unwrap();
+    assert_eq!(raw::read_packet(&mut s).await, vec![0x20, 0x02, 0x00, 0x01]);
+}
+
 /// Hand-written MQTT 5 frames (independent of our codec).
 mod raw {
     use tokio::io::AsyncReadExt;
@@ -292,11 +421,20 @@ mod raw {
     }
 
     pub(crate) fn connect_v5(client_id: &str, user: &str, pass: &str) -> Vec<u8> {
+        connect_v5_keepalive(client_id, user, pass, 30)
+    }
+
+    pub(crate) fn connect_v5_keepalive(
+        client_id: &str,
+        user: &str,
+        pass: &str,
+        keepalive: u16,
+    ) -> Vec<u8> {
         let mut b = Vec::new();
         string(&mut b, b"MQTT");
         b.push(5); // protocol level
         b.push(0b1100_0010); // username, password, clean start
-        b.extend_from_slice(&30u16.to_be_bytes()); // keepalive
+        b.extend_from_slice(&keepalive.to_be_bytes());
         b.push(0); // no properties
         string(&mut b, client_id.as_bytes());
         string(&mut b, user.as_bytes());
@@ -305,12 +443,27 @@ mod raw {
     }
 
     pub(crate) fn publish_qos1_v5(topic: &str, pid: u16, payload: &[u8]) -> Vec<u8> {
+        publish_v5(0x32, topic, pid, &[], payload)
+    }
+
+    /// PUBLISH with the given first byte (QoS/DUP/retain flags), packet id (omitted for QoS 0)
+    /// and raw property bytes.
+    pub(crate) fn publish_v5(
+        first: u8,
+        topic: &str,
+        pid: u16,
+        props: &[u8],
+        payload: &[u8],
+    ) -> Vec<u8> {
         let mut b = Vec::new();
         string(&mut b, topic.as_bytes());
-        b.extend_from_slice(&pid.to_be_bytes());
-        b.push(0); // no properties
+        if first & 0x06 != 0 {
+            b.extend_from_slice(&pid.to_be_bytes());
+        }
+        b.push(props.len() as u8);
+        b.extend_from_slice(props);
         b.extend_from_slice(payload);
-        frame(0x32, b)
+        frame(first, b)
     }
 
     /// Read one whole packet (fixed header included).

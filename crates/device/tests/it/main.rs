@@ -2,5 +2,4 @@
 
 mod client;
 mod fake;
-mod memprobe;
 mod simulate;
