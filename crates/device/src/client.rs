@@ -10,7 +10,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), rampart_device::Error> {
-//! use rampart_device::{Ack, Command, ConnectOptions, DeviceClient, Event, TlsSettings, Transport};
+//! use rampart_device::{Ack, ConnectOptions, DeviceClient, Event, TlsSettings, Transport};
 //! let tls = TlsSettings::from_ca_file("ca.pem".as_ref())?;
 //! let opts = ConnectOptions::new("cloud.example:8883", "did1", "secret".into(), Transport::Tls(tls));
 //! let (client, mut events) = DeviceClient::connect(opts)?;
@@ -397,6 +397,7 @@ impl DeviceClient {
             let ev = d.next_event().await?;
             Some((ev, d))
         })
+        .fuse() // keeps answering `None` once closed (a bare unfold would panic)
         .boxed();
         Ok((DeviceClient { shared }, DeviceEvents { inner }))
     }

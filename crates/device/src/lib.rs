@@ -26,7 +26,7 @@ pub mod simulate;
 mod model;
 
 pub use client::{
-    ConnectOptions, DeviceClient, DeviceEvents, Event, Protocol, TlsSettings, Transport,
+    Backoff, ConnectOptions, DeviceClient, DeviceEvents, Event, Protocol, TlsSettings, Transport,
 };
 pub use command::{Ack, AckStatus, Action, BadCommand, Command};
 pub use error::Error;

@@ -80,6 +80,9 @@ pub struct SimulateReport {
 
 /// Run the simulation described by `opts` until its duration elapses or Ctrl-C.
 pub async fn simulate(opts: SimulateOptions) -> Result<SimulateReport, Error> {
+    if opts.count == 0 {
+        return Err(Error::invalid("device count must be at least 1"));
+    }
     let ca = std::fs::read(&opts.ca)
         .map_err(|e| Error::Tls(format!("CA file {}: {e}", opts.ca.display())))?;
     let tls = TlsSettings::from_ca_pem(&ca)?;
