@@ -172,3 +172,92 @@ async fn unknown_config_keys_are_refused() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no_such_option"));
 }
+
+#[tokio::test]
+async fn simulator_registers_reports_and_answers_commands() {
+    let srv = Server::start().await;
+    let (pk, _) = srv.product(false, false).await;
+    let batch = srv.data().join("sim.csv");
+    let (ok, _, stderr) = run(
+        &[
+            "factory",
+            "issue",
+            "--product",
+            &pk,
+            "--count",
+            "3",
+            "--out",
+            batch.to_str().unwrap(),
+        ],
+        srv.data(),
+    );
+    assert!(ok, "{stderr}");
+    let model = srv.data().join("sim-model.json");
+    std::fs::write(
+        &model,
+        r#"{"name":"x","datapoints":[{"name":"power","type":"bool","writable":true},
+            {"name":"mode","type":"enum","values":["auto","cool"],"writable":true},
+            {"name":"level","type":"int","min":0,"max":100,"step":5,"writable":true},
+            {"name":"temp","type":"float","min":-40,"max":85,"step":0.5}]}"#,
+    )
+    .unwrap();
+    let mut sim = tokio::process::Command::new(bin())
+        .args([
+            "device",
+            "simulate",
+            "--server",
+            &format!("localhost:{}", srv.mqtt_tls),
+        ])
+        .arg("--ca")
+        .arg(srv.ca_path())
+        .arg("--batch")
+        .arg(&batch)
+        .args([
+            "--count",
+            "2",
+            "--interval-ms",
+            "300",
+            "--duration-s",
+            "20",
+            "--api",
+            &srv.url(""),
+        ])
+        .arg("--model")
+        .arg(&model)
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // both simulated devices register, connect and report
+    let dids = loop {
+        let (_, v) = srv
+            .admin("GET", &format!("/v1/devices?product_key={pk}"), None)
+            .await;
+        let online: Vec<String> = v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["online"] == true)
+            .map(|d| d["did"].as_str().unwrap().to_owned())
+            .collect();
+        if online.len() == 2 {
+            break online;
+        }
+        assert!(sim.try_wait().unwrap().is_none(), "simulator exited early");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let did = &dids[0];
+    srv.wait_state(did, |v| v["state"]["temp"].is_number())
+        .await;
+    // a command is applied, acknowledged and reported back
+    let (s, v) = srv
+        .admin(
+            "POST",
+            &format!("/v1/devices/{did}/commands"),
+            Some(serde_json::json!({"set": {"level": 35}})),
+        )
+        .await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("ok")), "{v}");
+    srv.wait_state(did, |v| v["state"]["level"] == 35).await;
+    sim.kill().await.unwrap();
+}

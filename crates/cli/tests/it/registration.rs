@@ -206,3 +206,70 @@ async fn allowlist_refuses_unknown_hardware() {
     assert_eq!(s, 400, "{v}");
     srv.register(&pk, &ps, "IMEI-490154203237518").await;
 }
+
+#[tokio::test]
+async fn metrics_are_exported() {
+    let srv = Server::start().await;
+    let (_, did, secret) = srv.device().await;
+    let (u, p) = creds(&did, "bad");
+    let (_c, mut el) = rumqttc::AsyncClient::new(v4_options(&srv, &did, &u, &p), 10);
+    v4_until(&mut el, |e| e.is_err().then_some(())).await;
+    let _ = secret;
+    let text = srv
+        .http_client
+        .get(srv.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("rampart_connect_refused_total 1"), "{text}");
+}
+
+#[tokio::test]
+async fn server_on_postgresql() {
+    let Ok(url) = std::env::var("RAMPART_TEST_POSTGRES_URL") else {
+        eprintln!("skipping server_on_postgresql: RAMPART_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    // a schema of our own, named in the connection options
+    let schema = format!("e2e_{}", nonce().to_lowercase());
+    let out = std::process::Command::new("psql")
+        .arg(&url)
+        .args(["-c", &format!("CREATE SCHEMA {schema}")])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {}
+        _ => {
+            eprintln!("skipping server_on_postgresql: cannot create a schema with psql");
+            return;
+        }
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let store_url = format!("{url}{sep}options=-c%20search_path%3D{schema}");
+    let srv = Server::start_with(&[("RAMPART_STORE__URL", store_url.as_str())]).await;
+    let (s, v) = srv.call("GET", "/healthz", None, None).await;
+    assert_eq!((s, v["store"].as_str()), (200, Some("postgres")), "{v}");
+    let (_, did, secret) = srv.device().await;
+    let (u, p) = creds(&did, &secret);
+    let (c, mut el) = rumqttc::AsyncClient::new(v4_options(&srv, &did, &u, &p), 10);
+    c.publish(
+        format!("dev/{did}/up"),
+        rumqttc::QoS::AtLeastOnce,
+        false,
+        r#"{"level":45}"#,
+    )
+    .await
+    .unwrap();
+    v4_until(&mut el, |e| {
+        matches!(e, Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_)))).then_some(())
+    })
+    .await;
+    srv.wait_state(&did, |v| v["state"]["level"] == 45).await;
+    drop(srv);
+    let _ = std::process::Command::new("psql")
+        .arg(&url)
+        .args(["-c", &format!("DROP SCHEMA {schema} CASCADE")])
+        .output();
+}
