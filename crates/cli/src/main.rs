@@ -356,7 +356,10 @@ async fn run(cli: Cli) -> AnyResult {
             let report = rampart_device::simulate::simulate(opts)
                 .await
                 .map_err(|e| e.to_string())?;
-            println!("{report:?}");
+            println!(
+                "{}",
+                serde_json::to_string(&report).map_err(|e| e.to_string())?
+            );
             Ok(())
         }
     }

@@ -199,12 +199,7 @@ async fn persistent_session_queues_commands_while_offline() {
         matches!(e, Ok(Event::Incoming(Packet::SubAck(_)))).then_some(())
     })
     .await;
-    c.disconnect().await.unwrap();
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        while el.poll().await.is_ok() {}
-    })
-    .await;
-    srv.wait_state(&did, |v| v["online"] == false).await;
+    disconnect_v4(&srv, &did, c, el).await;
 
     // a command while offline is queued in the session: 202
     let (s, v) = srv
@@ -250,12 +245,7 @@ async fn clean_session_discards_and_offline_device_gets_409() {
         matches!(e, Ok(Event::Incoming(Packet::SubAck(_)))).then_some(())
     })
     .await;
-    c.disconnect().await.unwrap();
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        while el.poll().await.is_ok() {}
-    })
-    .await;
-    srv.wait_state(&did, |v| v["online"] == false).await;
+    disconnect_v4(&srv, &did, c, el).await;
     // a clean-session connection discards the parked session
     let (u, p) = creds_at(&did, &secret, now_ms() + 1);
     let (c, mut el) = rumqttc::AsyncClient::new(v4_options(&srv, &did, &u, &p), 10);
@@ -265,12 +255,7 @@ async fn clean_session_discards_and_offline_device_gets_409() {
     })
     .await;
     assert!(!present);
-    c.disconnect().await.unwrap();
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        while el.poll().await.is_ok() {}
-    })
-    .await;
-    srv.wait_state(&did, |v| v["online"] == false).await;
+    disconnect_v4(&srv, &did, c, el).await;
     let (s, v) = srv
         .admin("POST", &path, Some(json!({"set": {"power": true}})))
         .await;

@@ -177,12 +177,7 @@ async fn reports_v311_valid_stored_invalid_dropped() {
         .map(|r| r["value"].as_f64().unwrap())
         .collect();
     assert_eq!(temps, vec![-3.5, 20.5]);
-    c.disconnect().await.unwrap();
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        while el.poll().await.is_ok() {}
-    })
-    .await;
-    srv.wait_state(&did, |v| v["online"] == false).await;
+    disconnect_v4(&srv, &did, c, el).await;
 }
 
 #[tokio::test]
@@ -192,17 +187,7 @@ async fn invalid_report_v5_gets_0x99_and_connection_stays() {
     use tokio::io::AsyncWriteExt;
     let srv = Server::start().await;
     let (_, did, secret) = srv.device().await;
-    let (u, p) = creds(&did, &secret);
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", srv.mqtt_plain))
-        .await
-        .unwrap();
-    s.write_all(&raw::connect_v5(&did, &u, &p)).await.unwrap();
-    let connack = raw::read_packet(&mut s).await;
-    assert_eq!(
-        (connack[0], connack[2], connack[3]),
-        (0x20, 0x00, 0x00),
-        "CONNACK success expected: {connack:02x?}"
-    );
+    let mut s = raw::session(&srv, &did, &secret, 30).await;
     let up = format!("dev/{did}/up");
     s.write_all(&raw::publish_qos1_v5(&up, 1, br#"{"level":7}"#))
         .await
@@ -245,12 +230,7 @@ async fn report_rate_limit_answers_0x96_on_v5() {
         v["product_secret"].as_str().unwrap(),
     );
     let (did, secret, _) = srv.register(pk, ps, "slow-1").await;
-    let (u, p) = creds(&did, &secret);
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", srv.mqtt_plain))
-        .await
-        .unwrap();
-    s.write_all(&raw::connect_v5(&did, &u, &p)).await.unwrap();
-    raw::read_packet(&mut s).await;
+    let mut s = raw::session(&srv, &did, &secret, 30).await;
     let up = format!("dev/{did}/up");
     // 60 per minute allows a burst of 5; 20 at once must see refusals, and the connection stays
     let mut codes = Vec::new();
@@ -270,17 +250,10 @@ async fn report_rate_limit_answers_0x96_on_v5() {
 
 #[tokio::test]
 async fn keepalive_expiry_closes_and_marks_offline() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncReadExt;
     let srv = Server::start().await;
     let (_, did, secret) = srv.device().await;
-    let (u, p) = creds(&did, &secret);
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", srv.mqtt_plain))
-        .await
-        .unwrap();
-    s.write_all(&raw::connect_v5_keepalive(&did, &u, &p, 1))
-        .await
-        .unwrap();
-    raw::read_packet(&mut s).await;
+    let mut s = raw::session(&srv, &did, &secret, 1).await;
     srv.wait_state(&did, |v| v["online"] == true).await;
     // say nothing: after 1.5 s the server sends DISCONNECT 0x8D and closes
     let d = tokio::time::timeout(Duration::from_secs(5), raw::read_packet(&mut s))
@@ -297,12 +270,7 @@ async fn topic_alias_and_qos2_duplicates() {
     use tokio::io::AsyncWriteExt;
     let srv = Server::start().await;
     let (_, did, secret) = srv.device().await;
-    let (u, p) = creds(&did, &secret);
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", srv.mqtt_plain))
-        .await
-        .unwrap();
-    s.write_all(&raw::connect_v5(&did, &u, &p)).await.unwrap();
-    raw::read_packet(&mut s).await;
+    let mut s = raw::session(&srv, &did, &secret, 30).await;
     let up = format!("dev/{did}/up");
     // QoS 1 with topic alias 3 set, then a publish using only the alias
     s.write_all(&raw::publish_v5(
@@ -420,10 +388,6 @@ mod raw {
         out
     }
 
-    pub(crate) fn connect_v5(client_id: &str, user: &str, pass: &str) -> Vec<u8> {
-        connect_v5_keepalive(client_id, user, pass, 30)
-    }
-
     pub(crate) fn connect_v5_keepalive(
         client_id: &str,
         user: &str,
@@ -464,6 +428,30 @@ mod raw {
         b.extend_from_slice(props);
         b.extend_from_slice(payload);
         frame(first, b)
+    }
+
+    /// A plain-TCP MQTT 5 connection of device `did` that has received a successful CONNACK.
+    pub(crate) async fn session(
+        srv: &crate::support::Server,
+        did: &str,
+        secret: &str,
+        keepalive: u16,
+    ) -> tokio::net::TcpStream {
+        use tokio::io::AsyncWriteExt;
+        let (u, p) = crate::support::creds(did, secret);
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", srv.mqtt_plain))
+            .await
+            .unwrap();
+        s.write_all(&connect_v5_keepalive(did, &u, &p, keepalive))
+            .await
+            .unwrap();
+        let connack = read_packet(&mut s).await;
+        assert_eq!(
+            (connack[0], connack[2], connack[3]),
+            (0x20, 0x00, 0x00),
+            "CONNACK success expected: {connack:02x?}"
+        );
+        s
     }
 
     /// Read one whole packet (fixed header included).

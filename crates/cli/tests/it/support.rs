@@ -323,3 +323,18 @@ pub async fn v5_until<T>(
     .await
     .expect("timed out waiting for an MQTT event")
 }
+
+/// Disconnect cleanly, drain the event loop, and wait until the server shows the device offline.
+pub async fn disconnect_v4(
+    srv: &Server,
+    did: &str,
+    c: rumqttc::AsyncClient,
+    mut el: rumqttc::EventLoop,
+) {
+    c.disconnect().await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while el.poll().await.is_ok() {}
+    })
+    .await;
+    srv.wait_state(did, |v| v["online"] == false).await;
+}
