@@ -21,6 +21,8 @@ use tokio::time::Instant;
 
 /// Most unacknowledged QoS 1 messages to one device.
 const OUTBOUND_INFLIGHT_MAX: usize = 100;
+/// Most QoS 1 messages waiting behind a full inflight window.
+const OUTBOUND_PENDING_MAX: usize = 1000;
 
 /// Messages per minute allowed by the device's product.
 fn s_limit(dev: &DeviceAuth) -> u32 {
@@ -95,6 +97,10 @@ struct Session<S> {
     expiry_secs: u32,
     /// Inbound publish rate limit from the product model.
     limiter: RateLimiter,
+    /// Most QoS 1 messages in flight to the device: the client's receive maximum, capped.
+    out_window: usize,
+    /// QoS 1 messages waiting for an inflight slot.
+    pending_out: std::collections::VecDeque<(String, Bytes, bool)>,
     client_max_packet: usize,
 }
 
@@ -245,6 +251,9 @@ pub(crate) async fn run<S>(
         client_max_packet,
         expiry_secs,
         limiter: RateLimiter::new(limit),
+        out_window: usize::from(connect.properties.receive_maximum.unwrap_or(u16::MAX))
+            .min(OUTBOUND_INFLIGHT_MAX),
+        pending_out: Default::default(),
     };
     let session_present = parked.is_some();
     s.send(Packet::ConnAck(ConnAck {
@@ -294,24 +303,40 @@ pub(crate) async fn run<S>(
     // Whatever was answered before closing (a SUBACK with failures, a PUBACK) still goes out.
     let _ = tokio::time::timeout(Duration::from_secs(2), s.flush()).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), s.io.shutdown()).await;
-    if publish_will {
-        if let Some(will) = connect.will {
-            let p = Publish {
-                dup: false,
-                qos: will.qos,
-                retain: will.retain,
-                topic: will.topic,
-                packet_id: None,
-                payload: will.payload,
-                properties: will.properties,
-            };
-            s.route_inbound(&p).await;
+    if let (true, Some(will)) = (publish_will, connect.will) {
+        let p = Publish {
+            dup: false,
+            qos: will.qos,
+            retain: will.retain,
+            topic: will.topic,
+            packet_id: None,
+            payload: will.payload,
+            properties: Properties::default(),
+        };
+        // MQTT 5 will delay: published after the delay (at most the session expiry), unless the
+        // device has reconnected by then.
+        let delay = will
+            .properties
+            .will_delay_interval
+            .unwrap_or(0)
+            .min(s.expiry_secs);
+        if delay == 0 {
+            apply_publish(&shared, &s.dev, &p).await;
+        } else {
+            let (shared, dev) = (shared.clone(), s.dev.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(u64::from(delay))).await;
+                if !shared.core.bus().is_attached(dev.did.as_str()) {
+                    apply_publish(&shared, &dev, &p).await;
+                }
+            });
         }
     }
     // A persistent session keeps its subscriptions and undelivered messages until it expires.
     let park = (s.expiry_secs > 0 && !matches!(close, Close::Kicked(_))).then(|| {
         let mut queue: std::collections::VecDeque<(String, Bytes)> =
             std::mem::take(&mut s.inflight_out).into_values().collect();
+        queue.extend(s.pending_out.drain(..).map(|(t, b, _)| (t, b)));
         while let Ok(msg) = rx.try_recv() {
             if let ToSession::Publish { topic, payload } = msg {
                 queue.push_back((topic, payload));
@@ -450,13 +475,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             tracing::debug!(did = %self.dev.did, topic = %topic_name, "no subscription; message dropped");
             return;
         };
-        let packet_id = if granted == QoS::AtMostOnce {
-            None
-        } else {
-            if self.inflight_out.len() >= OUTBOUND_INFLIGHT_MAX {
-                tracing::warn!(did = %self.dev.did, "outbound inflight window full; message dropped");
-                return;
+        if granted != QoS::AtMostOnce && self.inflight_out.len() >= self.out_window {
+            // The client's receive maximum is reached: hold the message until a PUBACK frees a slot.
+            if self.pending_out.len() >= OUTBOUND_PENDING_MAX {
+                tracing::warn!(did = %self.dev.did, "outbound queue full; oldest message dropped");
+                self.pending_out.pop_front();
             }
+            self.pending_out.push_back((topic_name, payload, retain));
+            return;
+        }
+        self.send_publish(topic_name, payload, retain, granted);
+    }
+
+    fn send_publish(&mut self, topic_name: String, payload: Bytes, retain: bool, qos: QoS) {
+        let packet_id = (qos != QoS::AtMostOnce).then(|| {
             let mut pid;
             loop {
                 self.next_pid = self.next_pid.wrapping_add(1).max(1);
@@ -467,17 +499,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             self.inflight_out
                 .insert(pid, (topic_name.clone(), payload.clone()));
-            Some(pid)
-        };
+            pid
+        });
         self.send(Packet::Publish(Publish {
             dup: false,
-            qos: granted,
+            qos,
             retain,
             topic: topic_name,
             packet_id,
             payload,
             properties: Properties::default(),
         }));
+    }
+
+    /// A PUBACK freed an inflight slot: send what waited for it.
+    fn release_pending(&mut self) {
+        while self.inflight_out.len() < self.out_window {
+            let Some((t, payload, retain)) = self.pending_out.pop_front() else {
+                break;
+            };
+            self.send_publish(t, payload, retain, QoS::AtLeastOnce);
+        }
     }
 
     fn pubresp(&self, packet_id: u16, code: u8, why: Option<&str>) -> PubResp {
@@ -616,6 +658,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             Packet::PubAck(r) => {
                 self.inflight_out.remove(&r.packet_id);
+                self.release_pending();
                 None
             }
             // We never send QoS 2; answer a stray PUBREC so the peer does not hang.
@@ -735,48 +778,52 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// Act on a publish inside the device's namespace; returns the reason code and string for its ack.
     async fn route_inbound(&mut self, p: &Publish) -> (u8, Option<String>) {
-        let did = self.dev.did.as_str().to_owned();
-        let kind = topic::classify(&did, &p.topic);
-        let result = match kind {
-            Some(DeviceTopic::Report) => self
-                .shared
-                .core
-                .ingest_report(&self.dev, &p.payload)
-                .await
-                .map(|_| ()),
-            Some(DeviceTopic::Ack) => self.shared.core.ingest_ack(&self.dev, &p.payload),
-            _ => Ok(()),
-        };
-        match result {
-            Ok(()) => {}
-            Err(CoreError::Model(e)) => {
-                tracing::debug!(did = %did, error = %e, "invalid payload refused");
-                return (reason::PAYLOAD_FORMAT_INVALID, Some(e.to_string()));
-            }
-            Err(e) => {
-                tracing::error!(did = %did, error = %e, "ingest failed");
-                return (
-                    reason::IMPLEMENTATION_SPECIFIC_ERROR,
-                    Some("server error".into()),
-                );
-            }
-        }
-        if p.retain && matches!(kind, Some(DeviceTopic::Other | DeviceTopic::Raw)) {
-            let mut r = self
-                .shared
-                .retained
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            if p.payload.is_empty() {
-                r.remove(&p.topic);
-            } else {
-                r.insert(p.topic.clone(), p.payload.clone());
-            }
-        }
+        let answer = apply_publish(&self.shared, &self.dev, p).await;
         // The device's own subscriptions to its other subtopics.
-        if matches!(kind, Some(DeviceTopic::Other | DeviceTopic::Raw)) {
+        if answer.0 == reason::SUCCESS
+            && matches!(
+                topic::classify(self.dev.did.as_str(), &p.topic),
+                Some(DeviceTopic::Other | DeviceTopic::Raw)
+            )
+        {
             self.deliver(p.topic.clone(), p.payload.clone(), false);
         }
-        (reason::SUCCESS, None)
+        answer
     }
+}
+
+/// What a device publish means to the cloud: a report is validated and stored, an ack resolves its
+/// command, a retained message is kept. Returns the reason code (and string) for the ack. Also used
+/// for wills, which may fire after the session is gone.
+async fn apply_publish(shared: &Shared, dev: &DeviceAuth, p: &Publish) -> (u8, Option<String>) {
+    let did = dev.did.as_str();
+    let kind = topic::classify(did, &p.topic);
+    let result = match kind {
+        Some(DeviceTopic::Report) => shared.core.ingest_report(dev, &p.payload).await.map(|_| ()),
+        Some(DeviceTopic::Ack) => shared.core.ingest_ack(dev, &p.payload),
+        _ => Ok(()),
+    };
+    match result {
+        Ok(()) => {}
+        Err(CoreError::Model(e)) => {
+            tracing::debug!(did, error = %e, "invalid payload refused");
+            return (reason::PAYLOAD_FORMAT_INVALID, Some(e.to_string()));
+        }
+        Err(e) => {
+            tracing::error!(did, error = %e, "ingest failed");
+            return (
+                reason::IMPLEMENTATION_SPECIFIC_ERROR,
+                Some("server error".into()),
+            );
+        }
+    }
+    if p.retain && matches!(kind, Some(DeviceTopic::Other | DeviceTopic::Raw)) {
+        let mut r = shared.retained.lock().unwrap_or_else(|p| p.into_inner());
+        if p.payload.is_empty() {
+            r.remove(&p.topic);
+        } else {
+            r.insert(p.topic.clone(), p.payload.clone());
+        }
+    }
+    (reason::SUCCESS, None)
 }

@@ -261,3 +261,119 @@ async fn simulator_registers_reports_and_answers_commands() {
     srv.wait_state(did, |v| v["state"]["level"] == 35).await;
     sim.kill().await.unwrap();
 }
+
+#[tokio::test]
+async fn first_start_prints_admin_token_once_and_keeps_keys_private() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let start = || {
+        Command::new(bin())
+            .args([
+                "serve",
+                "--mqtt-tls-listen",
+                "127.0.0.1:0",
+                "--http-listen",
+                "127.0.0.1:0",
+                "--data",
+            ])
+            .arg(dir.path())
+            .env_remove("RAMPART_ADMIN_TOKEN")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // read stdout until the fingerprint line, which comes after the token line
+    let lines_until_fingerprint = |child: &mut std::process::Child| -> Vec<String> {
+        let out = child.stdout.take().unwrap();
+        let mut lines = Vec::new();
+        for line in BufReader::new(out).lines() {
+            let line = line.unwrap();
+            let done = line.contains("SHA-256 fingerprint");
+            lines.push(line);
+            if done {
+                break;
+            }
+        }
+        lines
+    };
+    let mut first = start();
+    let lines = lines_until_fingerprint(&mut first);
+    let token = lines
+        .iter()
+        .find_map(|l| {
+            l.strip_prefix("bootstrap admin token (shown once; only its hash is stored): ")
+        })
+        .unwrap_or_else(|| panic!("no token in {lines:?}"))
+        .to_owned();
+    let fp = lines.last().unwrap().rsplit(' ').next().unwrap().to_owned();
+    assert_eq!(fp.split(':').count(), 32, "{fp}");
+    for f in ["master.key", "tls/key.pem"] {
+        let mode = std::fs::metadata(dir.path().join(f))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{f}");
+    }
+    // the token works; it is not stored in clear
+    let v: serde_json::Value = loop {
+        if let Ok(t) = std::fs::read_to_string(dir.path().join("listeners.json")) {
+            break serde_json::from_str(&t).unwrap();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let port = v["http"]
+        .as_str()
+        .unwrap()
+        .rsplit_once(':')
+        .unwrap()
+        .1
+        .to_owned();
+    let pem = std::fs::read(dir.path().join("tls/cert.pem")).unwrap();
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .build()
+        .unwrap();
+    let resp = http
+        .get(format!("https://localhost:{port}/v1/products"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let db = std::fs::read(dir.path().join("rampart.db")).unwrap();
+    let wal = std::fs::read(dir.path().join("rampart.db-wal")).unwrap_or_default();
+    for bytes in [&db, &wal] {
+        assert!(
+            !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
+            "token stored in clear"
+        );
+    }
+    // a second start neither prints a token nor changes the certificate
+    let mut second = start();
+    let lines = lines_until_fingerprint(&mut second);
+    second.kill().unwrap();
+    second.wait().unwrap();
+    assert!(
+        !lines.iter().any(|l| l.contains("admin token")),
+        "{lines:?}"
+    );
+    assert!(lines.last().unwrap().ends_with(&fp));
+    // a world-readable master key is refused
+    std::fs::set_permissions(
+        dir.path().join("master.key"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .args(["serve", "--data"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"));
+}

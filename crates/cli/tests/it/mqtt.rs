@@ -365,6 +365,94 @@ async fn mqtt_3_1_protocol_level_is_refused() {
     assert_eq!(raw::read_packet(&mut s).await, vec![0x20, 0x02, 0x00, 0x01]);
 }
 
+#[tokio::test]
+async fn will_delay_defers_the_will() {
+    use tokio::io::AsyncWriteExt;
+    let srv = Server::start().await;
+    let (_, did, secret) = srv.device().await;
+    let (u, p) = creds(&did, &secret);
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", srv.mqtt_plain))
+        .await
+        .unwrap();
+    // session expiry 60 s (0x11), will delay 2 s (0x18)
+    let props = [0x11, 0, 0, 0, 60];
+    let will_props = [0x18, 0, 0, 0, 2];
+    let up = format!("dev/{did}/up");
+    s.write_all(&raw::connect_v5_full(
+        &did,
+        &u,
+        &p,
+        30,
+        &props,
+        Some((&will_props, &up, br#"{"power":false}"#)),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(raw::read_packet(&mut s).await[3], 0x00);
+    s.write_all(&raw::publish_qos1_v5(&up, 1, br#"{"power":true}"#))
+        .await
+        .unwrap();
+    raw::read_packet(&mut s).await;
+    drop(s);
+    let started = std::time::Instant::now();
+    let v = srv.wait_state(&did, |v| v["online"] == false).await;
+    if started.elapsed() < Duration::from_millis(1500) {
+        assert_eq!(v["state"]["power"], true, "the will fired before its delay");
+    }
+    srv.wait_state(&did, |v| v["state"]["power"] == false).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(1900),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn outbound_respects_the_clients_receive_maximum() {
+    use tokio::io::AsyncWriteExt;
+    let srv = Server::start_with(&[("RAMPART_COMMANDS__TIMEOUT_MS", "15000")]).await;
+    let (_, did, secret) = srv.device().await;
+    let (u, p) = creds(&did, &secret);
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", srv.mqtt_plain))
+        .await
+        .unwrap();
+    s.write_all(&raw::connect_v5_full(
+        &did,
+        &u,
+        &p,
+        30,
+        &[0x21, 0x00, 0x01],
+        None,
+    ))
+    .await
+    .unwrap(); // receive maximum 1
+    assert_eq!(raw::read_packet(&mut s).await[3], 0x00);
+    s.write_all(&raw::subscribe_v5(1, &format!("dev/{did}/down")))
+        .await
+        .unwrap();
+    assert_eq!(raw::read_packet(&mut s).await[0], 0x90);
+    // two commands at once; the device sees only the first until it acknowledges it
+    let path = format!("/v1/devices/{did}/commands");
+    let c1 = srv.admin("POST", &path, Some(json!({"set": {"level": 5}})));
+    let c2 = srv.admin("POST", &path, Some(json!({"set": {"level": 10}})));
+    let device = async {
+        let first = raw::read_packet(&mut s).await;
+        assert_eq!(first[0] & 0xF6, 0x32, "{first:02x?}");
+        let next = tokio::time::timeout(Duration::from_millis(500), raw::read_packet(&mut s)).await;
+        assert!(
+            next.is_err(),
+            "a second message arrived past the receive maximum"
+        );
+        let mut answered = vec![raw::ack_command(&mut s, &did, &first).await];
+        let second = raw::read_packet(&mut s).await;
+        answered.push(raw::ack_command(&mut s, &did, &second).await);
+        answered
+    };
+    let ((s1, v1), (s2, v2), answered) = tokio::join!(c1, c2, device);
+    assert_eq!((s1, s2), (200, 200), "{v1} {v2}");
+    assert_eq!(answered.len(), 2);
+}
+
 /// Hand-written MQTT 5 frames (independent of our codec).
 mod raw {
     use tokio::io::AsyncReadExt;
@@ -394,16 +482,45 @@ mod raw {
         pass: &str,
         keepalive: u16,
     ) -> Vec<u8> {
+        connect_v5_full(client_id, user, pass, keepalive, &[], None)
+    }
+
+    /// CONNECT with raw CONNECT properties and an optional will `(will properties, topic, payload)`
+    /// (QoS 0, not retained).
+    pub(crate) fn connect_v5_full(
+        client_id: &str,
+        user: &str,
+        pass: &str,
+        keepalive: u16,
+        props: &[u8],
+        will: Option<(&[u8], &str, &[u8])>,
+    ) -> Vec<u8> {
         let mut b = Vec::new();
         string(&mut b, b"MQTT");
         b.push(5); // protocol level
-        b.push(0b1100_0010); // username, password, clean start
+                   // username, password, clean start, and the will flag when there is one
+        b.push(0b1100_0010 | if will.is_some() { 0b0000_0100 } else { 0 });
         b.extend_from_slice(&keepalive.to_be_bytes());
-        b.push(0); // no properties
+        b.push(props.len() as u8);
+        b.extend_from_slice(props);
         string(&mut b, client_id.as_bytes());
+        if let Some((wprops, topic, payload)) = will {
+            b.push(wprops.len() as u8);
+            b.extend_from_slice(wprops);
+            string(&mut b, topic.as_bytes());
+            string(&mut b, payload);
+        }
         string(&mut b, user.as_bytes());
         string(&mut b, pass.as_bytes());
         frame(0x10, b)
+    }
+
+    pub(crate) fn subscribe_v5(pid: u16, filter: &str) -> Vec<u8> {
+        let mut b = pid.to_be_bytes().to_vec();
+        b.push(0); // no properties
+        string(&mut b, filter.as_bytes());
+        b.push(0x01); // QoS 1
+        frame(0x82, b)
     }
 
     pub(crate) fn publish_qos1_v5(topic: &str, pid: u16, payload: &[u8]) -> Vec<u8> {
@@ -452,6 +569,40 @@ mod raw {
             "CONNACK success expected: {connack:02x?}"
         );
         s
+    }
+
+    /// PUBACK a command PUBLISH (QoS 1, no properties) and answer it with an ok ack (QoS 0).
+    /// Returns the command id.
+    pub(crate) async fn ack_command(
+        s: &mut tokio::net::TcpStream,
+        did: &str,
+        publish: &[u8],
+    ) -> String {
+        use tokio::io::AsyncWriteExt;
+        // fixed header (1 + 1..2 length bytes), topic, packet id, properties length 0, payload
+        let mut i = 1;
+        while publish[i] & 0x80 != 0 {
+            i += 1;
+        }
+        i += 1;
+        let tlen = u16::from_be_bytes([publish[i], publish[i + 1]]) as usize;
+        let pid_at = i + 2 + tlen;
+        let pid = [publish[pid_at], publish[pid_at + 1]];
+        let plen = publish[pid_at + 2] as usize;
+        let payload = &publish[pid_at + 3 + plen..];
+        let cmd: serde_json::Value = serde_json::from_slice(payload).unwrap();
+        s.write_all(&[0x40, 0x02, pid[0], pid[1]]).await.unwrap();
+        let ack = serde_json::json!({"id": cmd["id"], "status": "ok"}).to_string();
+        s.write_all(&publish_v5(
+            0x30,
+            &format!("dev/{did}/ack"),
+            0,
+            &[],
+            ack.as_bytes(),
+        ))
+        .await
+        .unwrap();
+        cmd["id"].as_str().unwrap().to_owned()
     }
 
     /// Read one whole packet (fixed header included).
