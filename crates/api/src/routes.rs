@@ -14,7 +14,6 @@ use rampart_core::registry::RegisterRequest;
 use rampart_proto::ids::{Did, ProductKey};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 /// A JSON body whose rejections answer with our error format.
@@ -72,7 +71,7 @@ pub(crate) fn router(state: AppState) -> Router {
                 "method not allowed on this path",
             )
         })
-        .layer(RequestBodyLimitLayer::new(4 * 1024 * 1024))
+        .layer(axum::extract::DefaultBodyLimit::max(4 * 1024 * 1024))
         .layer(SetResponseHeaderLayer::overriding(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),

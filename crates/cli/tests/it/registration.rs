@@ -273,3 +273,54 @@ async fn server_on_postgresql() {
         .args(["-c", &format!("DROP SCHEMA {schema} CASCADE")])
         .output();
 }
+
+#[tokio::test]
+async fn oversized_and_non_json_bodies_get_json_errors() {
+    let srv = Server::start().await;
+    // reqwest may report the early close of an upload as an error, so curl sends the big body.
+    let big = srv.data().join("big.json");
+    std::fs::write(
+        &big,
+        format!("{{\"name\":\"{}\"}}", "x".repeat(5 * 1024 * 1024)),
+    )
+    .unwrap();
+    match std::process::Command::new("curl")
+        .args(["-s", "--cacert"])
+        .arg(srv.ca_path())
+        .args([
+            "-H",
+            &format!("Authorization: Bearer {ADMIN}"),
+            "-H",
+            "content-type: application/json",
+        ])
+        .arg("--data-binary")
+        .arg(format!("@{}", big.display()))
+        .args(["-w", "\n%{http_code}", &srv.url("/v1/products")])
+        .output()
+    {
+        Ok(out) => {
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let (body, code) = text.rsplit_once('\n').unwrap();
+            assert_eq!(code, "413", "{text}");
+            let v: serde_json::Value = serde_json::from_str(body).unwrap();
+            assert_eq!(v["error"]["code"], "PAYLOAD_TOO_LARGE");
+        }
+        Err(_) => eprintln!("skipping the 413 check: curl is not installed"),
+    }
+    let resp = srv
+        .http_client
+        .post(srv.url("/v1/products"))
+        .bearer_auth(ADMIN)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 415);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "UNSUPPORTED_MEDIA_TYPE");
+    let (s, v) = srv.admin("DELETE", "/v1/products", None).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (405, Some("METHOD_NOT_ALLOWED"))
+    );
+}
