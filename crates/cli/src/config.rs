@@ -72,6 +72,8 @@ pub(crate) struct LogConfig {
 pub(crate) struct CommandConfig {
     /// How long a command waits for the device's ack.
     pub(crate) timeout_ms: u64,
+    /// How long a command queued for an offline persistent session stays deliverable.
+    pub(crate) queued_ttl_secs: u32,
 }
 
 impl Default for Config {
@@ -122,7 +124,10 @@ impl Default for LogConfig {
 
 impl Default for CommandConfig {
     fn default() -> Self {
-        CommandConfig { timeout_ms: 10_000 }
+        CommandConfig {
+            timeout_ms: 10_000,
+            queued_ttl_secs: 3600,
+        }
     }
 }
 

@@ -211,6 +211,7 @@ async fn open_core(cfg: &Config) -> AnyResult<(Core, bool)> {
     let store = Store::open(&url).await.map_err(|e| e.to_string())?;
     let core_cfg = CoreConfig {
         command_timeout_ms: cfg.commands.timeout_ms,
+        command_ttl_ms: i64::from(cfg.commands.queued_ttl_secs) * 1000,
         ..CoreConfig::default()
     };
     Ok((Core::new(store, key, core_cfg), created))

@@ -20,14 +20,34 @@ pub enum KickReason {
     Revoked,
 }
 
+/// A message on its way to a device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub topic: String,
+    pub payload: Bytes,
+    /// Unix ms after which the message is not delivered any more (MQTT 5 message expiry).
+    pub expires_at: Option<i64>,
+}
+
+impl Message {
+    /// Whole seconds left before expiry (at least 1 while not expired), `None` without an expiry,
+    /// `Some(0)` once expired at `now`.
+    pub fn remaining_secs(&self, now: i64) -> Option<u32> {
+        self.expires_at.map(|e| {
+            if e <= now {
+                0
+            } else {
+                u32::try_from((e - now + 999) / 1000).unwrap_or(u32::MAX)
+            }
+        })
+    }
+}
+
 /// A message to a device's session task.
 #[derive(Debug)]
 pub enum ToSession {
     /// Publish to the device (QoS 1).
-    Publish {
-        topic: String,
-        payload: Bytes,
-    },
+    Publish(Message),
     Kick(KickReason),
 }
 
@@ -71,8 +91,8 @@ pub const PARKED_QUEUE_MAX: usize = 100;
 pub struct ParkedSession {
     /// Subscriptions: filter and granted QoS.
     pub subscriptions: Vec<(String, u8)>,
-    /// Messages to deliver on resume (unacknowledged ones first), topic and payload.
-    pub queue: VecDeque<(String, Bytes)>,
+    /// Messages to deliver on resume (unacknowledged ones first).
+    pub queue: VecDeque<Message>,
     /// Unix ms after which the session is gone.
     pub expires_at: i64,
 }
@@ -167,10 +187,10 @@ impl Bus {
     }
 
     /// Hand a message to the session holding `did`, or queue it in its parked session.
-    pub fn deliver(&self, did: &str, topic: String, payload: Bytes, now: i64) -> Delivery {
+    pub fn deliver(&self, did: &str, msg: Message, now: i64) -> Delivery {
         let mut s = lock(&self.sessions);
         if let Some(slot) = s.live.get(did) {
-            return match slot.tx.try_send(ToSession::Publish { topic, payload }) {
+            return match slot.tx.try_send(ToSession::Publish(msg)) {
                 Ok(()) => Delivery::Sent,
                 Err(_) => Delivery::NotDelivered,
             };
@@ -180,7 +200,7 @@ impl Bus {
                 if p.queue.len() >= PARKED_QUEUE_MAX {
                     p.queue.pop_front();
                 }
-                p.queue.push_back((topic, payload));
+                p.queue.push_back(msg);
                 Delivery::Queued
             }
             Some(_) => {

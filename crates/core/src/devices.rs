@@ -1,7 +1,7 @@
 //! Devices at run time: CONNECT authentication, presence, validated reports, commands and acks.
 
 use crate::audit::{Actor, AuditEvent};
-use crate::bus::{Delivery, DeviceEvent};
+use crate::bus::{Delivery, DeviceEvent, Message};
 use crate::products::ProductInfo;
 use crate::secret::random_hex;
 use crate::{now_ms, Core, Error, Result};
@@ -334,9 +334,12 @@ impl Core {
         };
         let payload = serde_json::to_vec(&cmd).map_err(|e| Error::Internal(e.to_string()))?;
         let waiter = self.bus().expect_ack(did, &cmd.id);
-        let delivery = self
-            .bus()
-            .deliver(did, topic::down(did), Bytes::from(payload), now);
+        let msg = Message {
+            topic: topic::down(did),
+            payload: Bytes::from(payload),
+            expires_at: Some(now.saturating_add(self.config().command_ttl_ms)),
+        };
+        let delivery = self.bus().deliver(did, msg, now);
         let mut ev = AuditEvent::new(
             actor,
             "device.command",

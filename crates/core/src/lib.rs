@@ -34,6 +34,9 @@ pub struct CoreConfig {
     pub command_timeout_ms: u64,
     /// Allowed clock skew for signed timestamps.
     pub clock_window_ms: i64,
+    /// How long a command queued for an offline persistent session stays deliverable (sent to MQTT 5
+    /// devices as the message expiry).
+    pub command_ttl_ms: i64,
 }
 
 impl Default for CoreConfig {
@@ -41,6 +44,7 @@ impl Default for CoreConfig {
         CoreConfig {
             command_timeout_ms: 10_000,
             clock_window_ms: rampart_proto::sign::CLOCK_WINDOW_MS,
+            command_ttl_ms: 3_600_000,
         }
     }
 }

@@ -56,7 +56,7 @@ pub(crate) struct Shared {
     pub(crate) core: Core,
     pub(crate) config: GatewayConfig,
     /// Retained messages by topic (each topic lies inside one device's namespace).
-    pub(crate) retained: Mutex<std::collections::HashMap<String, bytes::Bytes>>,
+    pub(crate) retained: Mutex<std::collections::HashMap<String, rampart_core::bus::Message>>,
 }
 
 /// Serve MQTT on an already-bound listener until `shutdown` resolves. With `tls`, every connection

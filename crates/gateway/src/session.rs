@@ -2,8 +2,8 @@
 //! inbound, QoS 1 outbound (commands), retain, wills, keepalive and MQTT 5 topic aliases.
 
 use crate::Shared;
-use bytes::{Bytes, BytesMut};
-use rampart_core::bus::{KickReason, ParkedSession, ToSession};
+use bytes::BytesMut;
+use rampart_core::bus::{KickReason, Message, ParkedSession, ToSession};
 use rampart_core::devices::{ConnectRefusal, DeviceAuth};
 use rampart_core::Error as CoreError;
 use rampart_proto::mqtt::{
@@ -92,7 +92,7 @@ struct Session<S> {
     awaiting_rel: HashSet<u16>,
     next_pid: u16,
     /// Unacknowledged QoS 1 messages to the device, kept for a parked session.
-    inflight_out: BTreeMap<u16, (String, Bytes)>,
+    inflight_out: BTreeMap<u16, Message>,
     /// Session expiry in seconds (0: the session ends with the connection).
     expiry_secs: u32,
     /// Inbound publish rate limit from the product model.
@@ -100,7 +100,7 @@ struct Session<S> {
     /// Most QoS 1 messages in flight to the device: the client's receive maximum, capped.
     out_window: usize,
     /// QoS 1 messages waiting for an inflight slot.
-    pending_out: std::collections::VecDeque<(String, Bytes, bool)>,
+    pending_out: std::collections::VecDeque<(Message, bool)>,
     client_max_packet: usize,
 }
 
@@ -266,8 +266,8 @@ pub(crate) async fn run<S>(
             s.subs
                 .insert(filter, QoS::from_u8(qos).unwrap_or(QoS::AtLeastOnce));
         }
-        for (t, payload) in p.queue {
-            s.deliver(t, payload, false);
+        for msg in p.queue {
+            s.deliver(msg, false);
         }
     }
     let close = match s.flush().await {
@@ -334,12 +334,12 @@ pub(crate) async fn run<S>(
     }
     // A persistent session keeps its subscriptions and undelivered messages until it expires.
     let park = (s.expiry_secs > 0 && !matches!(close, Close::Kicked(_))).then(|| {
-        let mut queue: std::collections::VecDeque<(String, Bytes)> =
+        let mut queue: std::collections::VecDeque<Message> =
             std::mem::take(&mut s.inflight_out).into_values().collect();
-        queue.extend(s.pending_out.drain(..).map(|(t, b, _)| (t, b)));
+        queue.extend(s.pending_out.drain(..).map(|(m, _)| m));
         while let Ok(msg) = rx.try_recv() {
-            if let ToSession::Publish { topic, payload } = msg {
-                queue.push_back((topic, payload));
+            if let ToSession::Publish(m) = msg {
+                queue.push_back(m);
             }
         }
         ParkedSession {
@@ -453,7 +453,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     Ok(_) => deadline = idle.map(|d| Instant::now() + d),
                 },
                 msg = rx.recv() => match msg {
-                    Some(ToSession::Publish { topic, payload }) => self.deliver(topic, payload, false),
+                    Some(ToSession::Publish(msg)) => self.deliver(msg, false),
                     Some(ToSession::Kick(r)) => return Close::Kicked(r),
                     None => return Close::Gone,
                 },
@@ -464,15 +464,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     /// Send a message to the device if one of its subscriptions matches.
-    fn deliver(&mut self, topic_name: String, payload: Bytes, retain: bool) {
+    fn deliver(&mut self, msg: Message, retain: bool) {
         let Some(granted) = self
             .subs
             .iter()
-            .filter(|(f, _)| topic::matches(f, &topic_name))
+            .filter(|(f, _)| topic::matches(f, &msg.topic))
             .map(|(_, q)| *q)
             .max()
         else {
-            tracing::debug!(did = %self.dev.did, topic = %topic_name, "no subscription; message dropped");
+            tracing::debug!(did = %self.dev.did, topic = %msg.topic, "no subscription; message dropped");
             return;
         };
         if granted != QoS::AtMostOnce && self.inflight_out.len() >= self.out_window {
@@ -481,13 +481,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 tracing::warn!(did = %self.dev.did, "outbound queue full; oldest message dropped");
                 self.pending_out.pop_front();
             }
-            self.pending_out.push_back((topic_name, payload, retain));
+            self.pending_out.push_back((msg, retain));
             return;
         }
-        self.send_publish(topic_name, payload, retain, granted);
+        self.send_publish(msg, retain, granted);
     }
 
-    fn send_publish(&mut self, topic_name: String, payload: Bytes, retain: bool, qos: QoS) {
+    /// Send now (expired messages are dropped; MQTT 5 gets the remaining expiry).
+    fn send_publish(&mut self, msg: Message, retain: bool, qos: QoS) {
+        let remaining = msg.remaining_secs(rampart_core::now_ms());
+        if remaining == Some(0) {
+            tracing::debug!(did = %self.dev.did, topic = %msg.topic, "message expired before delivery");
+            return;
+        }
         let packet_id = (qos != QoS::AtMostOnce).then(|| {
             let mut pid;
             loop {
@@ -497,28 +503,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     break;
                 }
             }
-            self.inflight_out
-                .insert(pid, (topic_name.clone(), payload.clone()));
+            self.inflight_out.insert(pid, msg.clone());
             pid
         });
         self.send(Packet::Publish(Publish {
             dup: false,
             qos,
             retain,
-            topic: topic_name,
+            topic: msg.topic,
             packet_id,
-            payload,
-            properties: Properties::default(),
+            payload: msg.payload,
+            properties: Properties {
+                message_expiry_interval: remaining,
+                ..Default::default()
+            },
         }));
     }
 
     /// A PUBACK freed an inflight slot: send what waited for it.
     fn release_pending(&mut self) {
         while self.inflight_out.len() < self.out_window {
-            let Some((t, payload, retain)) = self.pending_out.pop_front() else {
+            let Some((msg, retain)) = self.pending_out.pop_front() else {
                 break;
             };
-            self.send_publish(t, payload, retain, QoS::AtLeastOnce);
+            self.send_publish(msg, retain, QoS::AtLeastOnce);
         }
     }
 
@@ -715,7 +723,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                         "subscription outside the device namespace",
                     ));
                 }
-                let retained: Vec<(String, Bytes)> = {
+                let retained: Vec<Message> = {
                     let r = self
                         .shared
                         .retained
@@ -723,11 +731,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                         .unwrap_or_else(|p| p.into_inner());
                     r.iter()
                         .filter(|(t, _)| new_retained.iter().any(|f| topic::matches(f, t)))
-                        .map(|(t, b)| (t.clone(), b.clone()))
+                        .map(|(_, m)| m.clone())
                         .collect()
                 };
-                for (t, b) in retained {
-                    self.deliver(t, b, true);
+                for m in retained {
+                    self.deliver(m, true);
                 }
                 None
             }
@@ -786,7 +794,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 Some(DeviceTopic::Other | DeviceTopic::Raw)
             )
         {
-            self.deliver(p.topic.clone(), p.payload.clone(), false);
+            self.deliver(message_of(p), false);
         }
         answer
     }
@@ -822,8 +830,20 @@ async fn apply_publish(shared: &Shared, dev: &DeviceAuth, p: &Publish) -> (u8, O
         if p.payload.is_empty() {
             r.remove(&p.topic);
         } else {
-            r.insert(p.topic.clone(), p.payload.clone());
+            r.insert(p.topic.clone(), message_of(p));
         }
     }
     (reason::SUCCESS, None)
+}
+
+/// A device publish as a message to deliver, with its MQTT 5 message expiry.
+fn message_of(p: &Publish) -> Message {
+    Message {
+        topic: p.topic.clone(),
+        payload: p.payload.clone(),
+        expires_at: p
+            .properties
+            .message_expiry_interval
+            .map(|secs| rampart_core::now_ms().saturating_add(i64::from(secs) * 1000)),
+    }
 }

@@ -453,6 +453,74 @@ async fn outbound_respects_the_clients_receive_maximum() {
     assert_eq!(answered.len(), 2);
 }
 
+#[tokio::test]
+async fn queued_commands_carry_and_honour_message_expiry() {
+    use tokio::io::AsyncWriteExt;
+    let srv = Server::start_with(&[("RAMPART_COMMANDS__QUEUED_TTL_SECS", "2")]).await;
+    let (_, did, secret) = srv.device().await;
+    let down = format!("dev/{did}/down");
+    let path = format!("/v1/devices/{did}/commands");
+    let session_expiry = [0x11, 0, 0, 0x0E, 0x10]; // 3600 s
+    let connect = |ts: i64| {
+        let (u, p) = creds_at(&did, &secret, ts);
+        let mut c = raw::connect_v5_full(&did, &u, &p, 30, &session_expiry, None);
+        // the connect flags follow "MQTT" and the protocol level: clear clean start
+        let flags = c.windows(4).position(|w| w == b"MQTT").unwrap() + 5;
+        c[flags] &= !0x02;
+        c
+    };
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", srv.mqtt_plain))
+        .await
+        .unwrap();
+    s.write_all(&connect(now_ms())).await.unwrap();
+    assert_eq!(raw::read_packet(&mut s).await[3], 0x00);
+    s.write_all(&raw::subscribe_v5(1, &down)).await.unwrap();
+    raw::read_packet(&mut s).await;
+    s.write_all(&[0xE0, 0x00]).await.unwrap();
+    drop(s);
+    srv.wait_state(&did, |v| v["online"] == false).await;
+
+    // queued, then resumed at once: delivered with a message expiry of at most 2 s
+    let (st, v) = srv
+        .admin("POST", &path, Some(json!({"set": {"power": true}})))
+        .await;
+    assert_eq!(st, 202, "{v}");
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", srv.mqtt_plain))
+        .await
+        .unwrap();
+    s.write_all(&connect(now_ms() + 1)).await.unwrap();
+    let connack = raw::read_packet(&mut s).await;
+    assert_eq!(
+        (connack[2], connack[3]),
+        (0x01, 0x00),
+        "session present expected: {connack:02x?}"
+    );
+    let publish = raw::read_packet(&mut s).await;
+    let expiry = publish
+        .windows(5)
+        .find(|w| w[0] == 0x02)
+        .map(|w| u32::from_be_bytes([w[1], w[2], w[3], w[4]]));
+    assert!(matches!(expiry, Some(1..=2)), "{publish:02x?}");
+    raw::ack_command(&mut s, &did, &publish).await;
+    s.write_all(&[0xE0, 0x00]).await.unwrap();
+    drop(s);
+    srv.wait_state(&did, |v| v["online"] == false).await;
+
+    // queued, then resumed after the TTL: not delivered
+    let (st, _) = srv
+        .admin("POST", &path, Some(json!({"set": {"power": false}})))
+        .await;
+    assert_eq!(st, 202);
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", srv.mqtt_plain))
+        .await
+        .unwrap();
+    s.write_all(&connect(now_ms() + 2)).await.unwrap();
+    assert_eq!(raw::read_packet(&mut s).await[2], 0x01);
+    s.write_all(&[0xC0, 0x00]).await.unwrap(); // PINGREQ: the next packet must be PINGRESP, not a PUBLISH
+    assert_eq!(raw::read_packet(&mut s).await, vec![0xD0, 0x00]);
+}
+
 /// Hand-written MQTT 5 frames (independent of our codec).
 mod raw {
     use tokio::io::AsyncReadExt;
