@@ -203,7 +203,13 @@ impl Core {
     }
 
     /// Validate a report against the product model and store it (latest state and history).
-    pub async fn ingest_report(&self, dev: &DeviceAuth, payload: &[u8]) -> Result<Values> {
+    /// With `durable`, return only once the report is committed (for a QoS 1/2 acknowledgement).
+    pub async fn ingest_report(
+        &self,
+        dev: &DeviceAuth,
+        payload: &[u8],
+        durable: bool,
+    ) -> Result<Values> {
         let values = match dev.product.datapoints.parse_report(payload) {
             Ok(v) => v,
             Err(e) => {
@@ -213,21 +219,19 @@ impl Core {
         };
         let did = dev.did.as_str();
         let ts = now_ms();
-        let row = self
-            .store()
-            .get_device(did)
-            .await?
-            .ok_or(Error::NotFound("device"))?;
-        let mut state: Values = serde_json::from_str(&row.state).unwrap_or_default();
-        let mut points = Vec::with_capacity(values.len());
-        for (k, v) in &values {
-            state.insert(k.clone(), v.clone());
-            points.push((k.clone(), v.to_string()));
-        }
-        let merged = serde_json::Value::Object(state).to_string();
-        self.store()
-            .record_report(did, ts, &merged, &points)
-            .await?;
+        let row = rampart_store::ReportRow {
+            did: did.to_owned(),
+            ts,
+            values: serde_json::to_string(&values).map_err(|e| Error::Internal(e.to_string()))?,
+            points: values
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_string()))
+                .collect(),
+        };
+        self.writer()
+            .write(row, durable)
+            .await
+            .map_err(Error::Internal)?;
         metrics::counter!("rampart_reports_total").increment(1);
         self.bus().publish_event(DeviceEvent::Report {
             did: did.to_owned(),

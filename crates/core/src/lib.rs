@@ -12,6 +12,7 @@ mod error;
 pub mod products;
 pub mod registry;
 pub mod secret;
+mod writer;
 
 pub use error::{Error, Result};
 
@@ -62,6 +63,7 @@ struct Inner {
     products: products::ProductCache,
     bus: bus::Bus,
     replay: devices::ReplayGuard,
+    writer: std::sync::OnceLock<writer::ReportWriter>,
 }
 
 impl Core {
@@ -74,6 +76,7 @@ impl Core {
                 products: Default::default(),
                 bus: Default::default(),
                 replay: Default::default(),
+                writer: Default::default(),
             }),
         }
     }
@@ -92,5 +95,12 @@ impl Core {
 
     pub fn bus(&self) -> &bus::Bus {
         &self.inner.bus
+    }
+
+    /// The group-commit writer, started on first use (always inside the runtime).
+    fn writer(&self) -> &writer::ReportWriter {
+        self.inner
+            .writer
+            .get_or_init(|| writer::ReportWriter::start(self.inner.store.clone()))
     }
 }

@@ -807,7 +807,11 @@ async fn apply_publish(shared: &Shared, dev: &DeviceAuth, p: &Publish) -> (u8, O
     let did = dev.did.as_str();
     let kind = topic::classify(did, &p.topic);
     let result = match kind {
-        Some(DeviceTopic::Report) => shared.core.ingest_report(dev, &p.payload).await.map(|_| ()),
+        Some(DeviceTopic::Report) => shared
+            .core
+            .ingest_report(dev, &p.payload, p.qos != QoS::AtMostOnce)
+            .await
+            .map(|_| ()),
         Some(DeviceTopic::Ack) => shared.core.ingest_ack(dev, &p.payload),
         _ => Ok(()),
     };

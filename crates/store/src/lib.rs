@@ -259,22 +259,40 @@ impl Store {
         )
     }
 
-    /// Store a validated report: the merged latest state and one history row per point, in one
-    /// transaction.
-    pub async fn record_report(
-        &self,
-        did: &str,
-        ts: i64,
-        merged_state: &str,
-        points: &[(String, String)],
-    ) -> Result<()> {
-        let upd = "UPDATE devices SET state = $1, last_seen = $2 WHERE did = $3";
-        let ins = "INSERT INTO history (did, ts, point, value) VALUES ($1, $2, $3, $4)";
+    /// Store a batch of validated reports in one transaction (group commit): each report's values
+    /// are merged into its device's latest state (in order) and become one history row per point.
+    pub async fn record_reports(&self, reports: &[ReportRow]) -> Result<()> {
+        if reports.is_empty() {
+            return Ok(());
+        }
+        // The merge happens in SQL, so no read is needed: SQLite's json_patch and PostgreSQL's
+        // jsonb `||` both replace top-level keys (values are never null or objects).
+        let upd = match self.db {
+            Db::Sqlite(_) => "UPDATE devices SET state = json_patch(state, $1), last_seen = $2 WHERE did = $3",
+            Db::Postgres(_) => {
+                "UPDATE devices SET state = (state::jsonb || $1::jsonb)::text, last_seen = $2 WHERE did = $3"
+            }
+        };
+        let rows: Vec<(&str, i64, &str, &str)> = reports
+            .iter()
+            .flat_map(|r| {
+                r.points
+                    .iter()
+                    .map(move |(p, v)| (r.did.as_str(), r.ts, p.as_str(), v.as_str()))
+            })
+            .collect();
         with_db!(self, p => {
             let mut tx = p.begin().await?;
-            sqlx::query(upd).bind(merged_state).bind(ts).bind(did).execute(&mut *tx).await?;
-            for (point, value) in points {
-                sqlx::query(ins).bind(did).bind(ts).bind(point).bind(value).execute(&mut *tx).await?;
+            for r in reports {
+                sqlx::query(upd).bind(&r.values).bind(r.ts).bind(&r.did).execute(&mut *tx).await?;
+            }
+            // Multi-row inserts, in chunks well under both engines' bound-parameter limits.
+            for chunk in rows.chunks(2000) {
+                let mut qb = sqlx::QueryBuilder::new("INSERT INTO history (did, ts, point, value) ");
+                qb.push_values(chunk, |mut b, (did, ts, point, value)| {
+                    b.push_bind(*did).push_bind(*ts).push_bind(*point).push_bind(*value);
+                });
+                qb.build().execute(&mut *tx).await?;
             }
             tx.commit().await?;
             Ok(())

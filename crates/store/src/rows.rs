@@ -58,3 +58,14 @@ pub struct AuditRow {
     pub outcome: String,
     pub detail: Option<String>,
 }
+
+/// One validated report to store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportRow {
+    pub did: String,
+    pub ts: i64,
+    /// The report's values as a JSON object.
+    pub values: String,
+    /// `(point, value as JSON)` for the history.
+    pub points: Vec<(String, String)>,
+}

@@ -98,26 +98,45 @@ async fn suite(s: Store) {
     );
     assert_eq!(s.reset_presence().await.unwrap(), 1);
 
-    // reports and history
-    let pts = vec![
-        ("temp".to_string(), "21.5".to_string()),
-        ("power".to_string(), "true".to_string()),
-    ];
-    s.record_report("d1", 200, r#"{"temp":21.5,"power":true}"#, &pts)
-        .await
-        .unwrap();
-    s.record_report("d1", 300, r#"{"temp":22,"power":true}"#, &pts[..1])
-        .await
-        .unwrap();
+    // reports and history: a batch merges in order into the latest state
+    let report = |ts: i64, values: &str, points: &[(&str, &str)]| ReportRow {
+        did: "d1".into(),
+        ts,
+        values: values.into(),
+        points: points
+            .iter()
+            .map(|(p, v)| (p.to_string(), v.to_string()))
+            .collect(),
+    };
+    s.record_reports(&[
+        report(
+            200,
+            r#"{"temp":21.5,"power":true}"#,
+            &[("temp", "21.5"), ("power", "true")],
+        ),
+        report(300, r#"{"temp":22}"#, &[("temp", "22")]),
+    ])
+    .await
+    .unwrap();
+    s.record_reports(&[]).await.unwrap();
     let all = s.history("d1", None, 0, i64::MAX, 10).await.unwrap();
     assert_eq!(all.len(), 3);
     assert_eq!(all[0].ts, 300);
     let temp = s.history("d1", Some("temp"), 250, 400, 10).await.unwrap();
     assert_eq!(temp.len(), 1);
-    assert_eq!(
-        s.get_device("d1").await.unwrap().unwrap().state,
-        r#"{"temp":22,"power":true}"#
-    );
+    let state: serde_json::Value =
+        serde_json::from_str(&s.get_device("d1").await.unwrap().unwrap().state).unwrap();
+    assert_eq!(state, serde_json::json!({"temp": 22, "power": true}));
+    // a large batch goes through the chunked insert
+    let many: Vec<ReportRow> = (0..3000)
+        .map(|i| report(1000 + i, r#"{"temp":1}"#, &[("temp", "1")]))
+        .collect();
+    s.record_reports(&many).await.unwrap();
+    let temps = s
+        .history("d1", Some("temp"), 1000, 5000, 5000)
+        .await
+        .unwrap();
+    assert_eq!(temps.len(), 3000);
     // a point name that looks like SQL is just a value
     assert!(s
         .history("d1", Some("x' OR '1'='1"), 0, i64::MAX, 10)
