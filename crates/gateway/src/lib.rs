@@ -4,6 +4,7 @@
 //! Never depends on the HTTP edge. A session's failure (bad bytes, dead peer) ends that session
 //! only; the accept loop never returns an error for a single connection.
 
+mod conn;
 mod session;
 
 use rampart_core::Core;

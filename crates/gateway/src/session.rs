@@ -1,6 +1,7 @@
 //! One MQTT connection from CONNECT to close: authentication, the device's topic namespace, QoS 0/1/2
 //! inbound, QoS 1 outbound (commands), retain, wills, keepalive and MQTT 5 topic aliases.
 
+use crate::conn::Conn;
 use crate::Shared;
 use bytes::BytesMut;
 use rampart_core::bus::{KickReason, Message, ParkedSession, ToSession};
@@ -15,7 +16,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -104,13 +105,11 @@ struct Session<S> {
     client_max_packet: usize,
 }
 
-pub(crate) async fn run<S>(
-    mut io: S,
-    peer: SocketAddr,
-    shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
-) where
-    S: AsyncRead + AsyncWrite + Unpin,
+/// Steps 1-3: CONNECT within the timeout, authentication, attach to the bus, CONNACK (queued in
+/// the write buffer). `None` when the connection was refused or went away.
+async fn open<S>(mut io: S, peer: SocketAddr, shared: &Arc<Shared>) -> Option<Opened<S>>
+where
+    S: Conn,
 {
     let max = shared.config.max_packet_size;
     let mut rbuf = BytesMut::new();
@@ -124,7 +123,7 @@ pub(crate) async fn run<S>(
         Ok(Ok(Some(Packet::Connect(c)))) => c,
         Ok(Ok(Some(_))) => {
             tracing::debug!(%peer, "first packet was not CONNECT");
-            return;
+            return None;
         }
         Ok(Err(e)) => {
             tracing::debug!(%peer, error = %e, "bad CONNECT");
@@ -139,12 +138,12 @@ pub(crate) async fn run<S>(
                     let _ = io.write_all(&w).await;
                 }
             }
-            return;
+            return None;
         }
-        Ok(Ok(None)) => return,
+        Ok(Ok(None)) => return None,
         Err(_) => {
             tracing::debug!(%peer, "no CONNECT within the timeout");
-            return;
+            return None;
         }
     };
     let version = connect.protocol;
@@ -184,7 +183,7 @@ pub(crate) async fn run<S>(
             };
             let _ = io.write_all(&w).await;
             let _ = io.flush().await;
-            return;
+            return None;
         }
     };
     let did = dev.did.as_str().to_owned();
@@ -192,7 +191,7 @@ pub(crate) async fn run<S>(
         if topic::classify(&did, &will.topic).is_none_or(|t| t == DeviceTopic::Down) {
             let w = refuse(reason::NOT_AUTHORIZED, reason::v311::NOT_AUTHORIZED);
             let _ = io.write_all(&w).await;
-            return;
+            return None;
         }
     }
     // 3. Attach to the bus (an older session of this device is told to close; a parked persistent
@@ -203,7 +202,7 @@ pub(crate) async fn run<S>(
         ProtocolVersion::V311 => u32::MAX,
     }
     .min(shared.config.max_session_expiry_secs);
-    let (tx, mut rx) = mpsc::channel(64);
+    let (tx, rx) = mpsc::channel(64);
     let (session_id, parked) =
         shared
             .core
@@ -270,10 +269,67 @@ pub(crate) async fn run<S>(
             s.deliver(msg, false);
         }
     }
+    Some(Opened {
+        session: s,
+        rx,
+        session_id,
+        will: connect.will.map(Box::new),
+        keep_alive,
+    })
+}
+
+/// What `open` hands to the rest of the connection.
+struct Opened<S> {
+    session: Session<S>,
+    rx: mpsc::Receiver<ToSession>,
+    session_id: u64,
+    /// Boxed: a will (with its MQTT 5 properties) is large and rarely used.
+    will: Option<Box<rampart_proto::mqtt::Will>>,
+    keep_alive: u16,
+}
+
+/// One connection from its first byte to close. The opening and closing steps, and the handling of
+/// each packet, are boxed: they await database work whose futures are large, and the future of an
+/// idle connection should hold only what an idle connection needs.
+pub(crate) async fn run<S>(
+    io: S,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: Conn,
+{
+    let Some(Opened {
+        session: mut s,
+        mut rx,
+        session_id,
+        will,
+        keep_alive,
+    }) = Box::pin(open(io, peer, &shared)).await
+    else {
+        return;
+    };
     let close = match s.flush().await {
         Ok(()) => s.run_loop(keep_alive, &mut rx, &mut stop).await,
         Err(_) => Close::Gone,
     };
+    Box::pin(finish(s, close, rx, session_id, will, peer)).await;
+}
+
+/// Step 4: will, DISCONNECT, parking a persistent session, presence.
+async fn finish<S>(
+    mut s: Session<S>,
+    close: Close,
+    mut rx: mpsc::Receiver<ToSession>,
+    session_id: u64,
+    will: Option<Box<rampart_proto::mqtt::Will>>,
+    peer: SocketAddr,
+) where
+    S: Conn,
+{
+    let shared = s.shared.clone();
+    let version = s.version;
+    let did = s.dev.did.as_str().to_owned();
 
     // 4. Close: will, DISCONNECT, presence.
     let (publish_will, why): (bool, &str) = match &close {
@@ -303,7 +359,7 @@ pub(crate) async fn run<S>(
     // Whatever was answered before closing (a SUBACK with failures, a PUBACK) still goes out.
     let _ = tokio::time::timeout(Duration::from_secs(2), s.flush()).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), s.io.shutdown()).await;
-    if let (true, Some(will)) = (publish_will, connect.will) {
+    if let (true, Some(will)) = (publish_will, will) {
         let p = Publish {
             dup: false,
             qos: will.qos,
@@ -356,7 +412,7 @@ pub(crate) async fn run<S>(
 }
 
 /// Read until one whole packet is decoded; `Ok(None)` at EOF.
-async fn read_packet<S: AsyncRead + Unpin>(
+async fn read_packet<S: Conn>(
     io: &mut S,
     buf: &mut BytesMut,
     version: ProtocolVersion,
@@ -366,19 +422,16 @@ async fn read_packet<S: AsyncRead + Unpin>(
         if let Some(p) = mqtt::decode(buf, version, max)? {
             return Ok(Some(p));
         }
-        if let Some(n) = mqtt::frame_len(buf, max)? {
-            buf.reserve(n.saturating_sub(buf.len()));
-        } else {
-            buf.reserve(64);
-        }
-        match io.read_buf(buf).await {
+        // Refuse an oversized or malformed length before reading its body.
+        mqtt::frame_len(buf, max)?;
+        match io.read_some(buf).await {
             Ok(0) | Err(_) => return Ok(None),
             Ok(_) => {}
         }
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+impl<S: Conn> Session<S> {
     fn send(&mut self, p: Packet) {
         let mut tmp = BytesMut::new();
         match mqtt::encode(&p, self.version, &mut tmp) {
@@ -392,10 +445,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if !self.wbuf.is_empty() {
             self.io.write_all(&self.wbuf).await?;
             self.io.flush().await?;
-            self.wbuf.clear();
-            if self.wbuf.capacity() > 4096 {
-                self.wbuf = BytesMut::new();
-            }
+            // Nothing is kept allocated between writes.
+            self.wbuf = BytesMut::new();
         }
         Ok(())
     }
@@ -417,29 +468,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         loop {
             // Drain every whole packet already buffered.
             loop {
-                match mqtt::decode(&mut self.rbuf, self.version, max) {
-                    Ok(Some(p)) => {
-                        if let Some(close) = self.handle(p).await {
-                            return close;
-                        }
-                    }
+                // Bind the packet first so the decode result is not kept across the await.
+                let p = match mqtt::decode(&mut self.rbuf, self.version, max) {
+                    Ok(Some(p)) => p,
                     Ok(None) => break,
                     Err(e) => {
                         tracing::debug!(did = %self.dev.did, error = %e, "decode error");
                         return Close::Violation(e.reason_code(), "malformed or invalid packet");
                     }
+                };
+                if let Some(close) = Box::pin(self.handle(p)).await {
+                    return close;
                 }
             }
             if self.flush().await.is_err() {
                 return Close::Gone;
             }
-            if self.rbuf.is_empty() && self.rbuf.capacity() > 4096 {
+            // Between packets the read buffer holds nothing (and no allocation).
+            if self.rbuf.is_empty() {
                 self.rbuf = BytesMut::new();
             }
-            match mqtt::frame_len(&self.rbuf, max) {
-                Ok(Some(n)) => self.rbuf.reserve(n.saturating_sub(self.rbuf.len())),
-                Ok(None) => self.rbuf.reserve(256),
-                Err(e) => return Close::Violation(e.reason_code(), "invalid packet length"),
+            if let Err(e) = mqtt::frame_len(&self.rbuf, max) {
+                return Close::Violation(e.reason_code(), "invalid packet length");
             }
             let sleep = async {
                 match deadline {
@@ -448,7 +498,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
             };
             tokio::select! {
-                r = self.io.read_buf(&mut self.rbuf) => match r {
+                r = self.io.read_some(&mut self.rbuf) => match r {
                     Ok(0) | Err(_) => return Close::Gone,
                     Ok(_) => deadline = idle.map(|d| Instant::now() + d),
                 },
@@ -849,5 +899,40 @@ fn message_of(p: &Publish) -> Message {
             .properties
             .message_expiry_interval
             .map(|secs| rampart_core::now_ms().saturating_add(i64::from(secs) * 1000)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The session future is allocated once per connection and lives as long as the connection, so
+    /// its size is memory per idle device. Rare, large steps are boxed to keep it small.
+    #[tokio::test]
+    async fn session_future_stays_small() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = rampart_store::Store::open_sqlite(&dir.path().join("t.db"))
+            .await
+            .unwrap();
+        let core = rampart_core::Core::new(
+            store,
+            rampart_core::secret::MasterKey::from_bytes(&[1; 32]),
+            Default::default(),
+        );
+        let shared = Arc::new(Shared {
+            core,
+            config: crate::GatewayConfig::default(),
+            retained: Default::default(),
+        });
+        let (a, _b) = tokio::io::duplex(64);
+        let (_tx, rx) = watch::channel(false);
+        let fut = run(a, "127.0.0.1:1".parse().unwrap(), shared, rx);
+        let size = std::mem::size_of_val(&fut);
+        println!(
+            "session future: {size} bytes; Session<TcpStream>: {} bytes; Packet: {} bytes",
+            std::mem::size_of::<Session<tokio::net::TcpStream>>(),
+            std::mem::size_of::<Packet>()
+        );
+        assert!(size <= 1200, "session future is {size} bytes");
     }
 }

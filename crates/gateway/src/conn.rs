@@ -1,0 +1,60 @@
+//! Reading from a connection without holding a buffer while it is idle.
+//!
+//! A plain TCP connection waits for readiness and then reads into a per-thread scratch buffer;
+//! only the bytes of a partial packet are copied into the connection's own buffer, which is empty
+//! (no allocation) between packets. Streams that buffer internally (TLS) read straight into the
+//! connection's buffer.
+
+use bytes::BytesMut;
+use std::cell::RefCell;
+use std::future::Future;
+use std::io;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+
+/// Scratch space for one read; shared by every connection served on the thread.
+const SCRATCH: usize = 16 * 1024;
+
+thread_local! {
+    static SCRATCH_BUF: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; SCRATCH].into_boxed_slice());
+}
+
+/// A byte stream the gateway serves.
+pub(crate) trait Conn: AsyncRead + AsyncWrite + Unpin + Send {
+    /// Append what is readable now (waiting until something is) to `buf`; `Ok(0)` at end of stream.
+    fn read_some<'a>(
+        &'a mut self,
+        buf: &'a mut BytesMut,
+    ) -> impl Future<Output = io::Result<usize>> + Send + 'a;
+}
+
+impl Conn for tokio::net::TcpStream {
+    async fn read_some(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        loop {
+            self.readable().await?;
+            let res = SCRATCH_BUF.with(|s| {
+                let mut s = s.borrow_mut();
+                let n = self.try_read(&mut s[..])?;
+                buf.extend_from_slice(&s[..n]);
+                Ok::<usize, io::Error>(n)
+            });
+            match res {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                r => return r,
+            }
+        }
+    }
+}
+
+impl Conn for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
+    async fn read_some(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        buf.reserve(1024);
+        self.read_buf(buf).await
+    }
+}
+
+impl Conn for tokio::io::DuplexStream {
+    async fn read_some(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        buf.reserve(1024);
+        self.read_buf(buf).await
+    }
+}
