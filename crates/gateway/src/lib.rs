@@ -109,35 +109,49 @@ pub async fn serve(
         };
         let _ = sock.set_nodelay(true);
         let shared = shared.clone();
-        let tls = tls.clone();
         let stop = stop_rx.clone();
-        tokio::spawn(async move {
-            run_connection(sock, peer, tls, shared, stop).await;
-            drop(permit);
-        });
+        match tls.clone() {
+            Some(acceptor) => tokio::spawn(async move {
+                run_tls(sock, peer, acceptor, shared, stop).await;
+                drop(permit);
+            }),
+            None => tokio::spawn(async move {
+                run_plain(sock, peer, shared, stop).await;
+                drop(permit);
+            }),
+        };
     }
     purge.abort();
     let _ = stop_tx.send(true);
 }
 
-async fn run_connection(
+/// A plain-TCP connection. Its own function (not a branch of the TLS one) so that its task future
+/// does not carry the size of a TLS session.
+async fn run_plain(
     sock: tokio::net::TcpStream,
     peer: SocketAddr,
-    tls: Option<TlsAcceptor>,
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
 ) {
     metrics::gauge!("rampart_mqtt_connections").increment(1.0);
-    match tls {
-        Some(acceptor) => {
-            let timeout = shared.config.connect_timeout;
-            match tokio::time::timeout(timeout, acceptor.accept(sock)).await {
-                Ok(Ok(stream)) => session::run(stream, peer, shared, stop).await,
-                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-            }
-        }
-        None => session::run(sock, peer, shared, stop).await,
+    session::run(sock, peer, shared, stop).await;
+    metrics::gauge!("rampart_mqtt_connections").decrement(1.0);
+}
+
+/// A TLS connection: the handshake (within the connect timeout), then the session.
+async fn run_tls(
+    sock: tokio::net::TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+) {
+    metrics::gauge!("rampart_mqtt_connections").increment(1.0);
+    let timeout = shared.config.connect_timeout;
+    match tokio::time::timeout(timeout, acceptor.accept(sock)).await {
+        Ok(Ok(stream)) => session::run(stream, peer, shared, stop).await,
+        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
     }
     metrics::gauge!("rampart_mqtt_connections").decrement(1.0);
 }

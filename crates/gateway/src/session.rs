@@ -165,10 +165,14 @@ where
     };
     // 2. Authenticate.
     let pw = connect.password.as_deref();
-    let dev = match shared
-        .core
-        .authenticate_device(&connect.client_id, connect.username.as_deref(), pw, &ip)
-        .await
+    // Boxed here so that a connection still waiting for its CONNECT holds only a small future.
+    let dev = match Box::pin(shared.core.authenticate_device(
+        &connect.client_id,
+        connect.username.as_deref(),
+        pw,
+        &ip,
+    ))
+    .await
     {
         Ok(d) => d,
         Err(r) => {
@@ -208,7 +212,7 @@ where
             .core
             .bus()
             .attach(&did, tx, !connect.clean_start, rampart_core::now_ms());
-    shared.core.set_presence(&did, true, "connect").await;
+    Box::pin(shared.core.set_presence(&did, true, "connect")).await;
     tracing::info!(%peer, did = %did, version = ?version, "device connected");
 
     let mut props = Properties::default();
@@ -926,11 +930,16 @@ mod tests {
         });
         let (a, _b) = tokio::io::duplex(64);
         let (_tx, rx) = watch::channel(false);
+        let opening = open(a, "127.0.0.1:1".parse().unwrap(), &shared);
+        println!("opening future: {} bytes", std::mem::size_of_val(&opening));
+        drop(opening);
+        let (a, _b) = tokio::io::duplex(64);
         let fut = run(a, "127.0.0.1:1".parse().unwrap(), shared, rx);
         let size = std::mem::size_of_val(&fut);
         println!(
-            "session future: {size} bytes; Session<TcpStream>: {} bytes; Packet: {} bytes",
+            "session future: {size} bytes; Session<TcpStream>: {} bytes; TlsStream: {} bytes; Packet: {} bytes",
             std::mem::size_of::<Session<tokio::net::TcpStream>>(),
+            std::mem::size_of::<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>(),
             std::mem::size_of::<Packet>()
         );
         assert!(size <= 1200, "session future is {size} bytes");
