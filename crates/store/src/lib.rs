@@ -261,17 +261,44 @@ impl Store {
 
     /// Store a batch of validated reports in one transaction (group commit): each report's values
     /// are merged into its device's latest state (in order) and become one history row per point.
+    ///
+    /// The batch costs a handful of statements whatever its size: reports of the same device are
+    /// merged first, then one `UPDATE ... FROM (VALUES ...)` per chunk of devices merges them into
+    /// the stored states (SQLite's `json_patch`, PostgreSQL's jsonb `||`: both replace top-level
+    /// keys; values are never null or objects), and one multi-row `INSERT` per chunk of history rows.
     pub async fn record_reports(&self, reports: &[ReportRow]) -> Result<()> {
         if reports.is_empty() {
             return Ok(());
         }
-        // The merge happens in SQL, so no read is needed: SQLite's json_patch and PostgreSQL's
-        // jsonb `||` both replace top-level keys (values are never null or objects).
-        let upd = match self.db {
-            Db::Sqlite(_) => "UPDATE devices SET state = json_patch(state, $1), last_seen = $2 WHERE did = $3",
-            Db::Postgres(_) => {
-                "UPDATE devices SET state = (state::jsonb || $1::jsonb)::text, last_seen = $2 WHERE did = $3"
+        let mut merged: Vec<(&str, serde_json::Map<String, serde_json::Value>, i64)> = Vec::new();
+        let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for r in reports {
+            let values: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(&r.values).unwrap_or_default();
+            match index.get(r.did.as_str()) {
+                Some(&i) => {
+                    merged[i].1.extend(values);
+                    merged[i].2 = merged[i].2.max(r.ts);
+                }
+                None => {
+                    index.insert(&r.did, merged.len());
+                    merged.push((&r.did, values, r.ts));
+                }
             }
+        }
+        let states: Vec<(&str, String, i64)> = merged
+            .into_iter()
+            .map(|(did, m, ts)| (did, serde_json::Value::Object(m).to_string(), ts))
+            .collect();
+        let (upd_head, upd_tail) = match self.db {
+            Db::Sqlite(_) => (
+                "UPDATE devices SET state = json_patch(devices.state, v.column2), last_seen = v.column3 FROM (",
+                ") AS v WHERE devices.did = v.column1",
+            ),
+            Db::Postgres(_) => (
+                "UPDATE devices SET state = (devices.state::jsonb || v.vals::jsonb)::text, last_seen = v.ts FROM (",
+                ") AS v(did, vals, ts) WHERE devices.did = v.did",
+            ),
         };
         let rows: Vec<(&str, i64, &str, &str)> = reports
             .iter()
@@ -283,10 +310,15 @@ impl Store {
             .collect();
         with_db!(self, p => {
             let mut tx = p.begin().await?;
-            for r in reports {
-                sqlx::query(upd).bind(&r.values).bind(r.ts).bind(&r.did).execute(&mut *tx).await?;
+            // Chunks stay well under both engines' bound-parameter limits.
+            for chunk in states.chunks(1000) {
+                let mut qb = sqlx::QueryBuilder::new(upd_head);
+                qb.push_values(chunk, |mut b, (did, vals, ts)| {
+                    b.push_bind(*did).push_bind(vals.as_str()).push_bind(*ts);
+                });
+                qb.push(upd_tail);
+                qb.build().execute(&mut *tx).await?;
             }
-            // Multi-row inserts, in chunks well under both engines' bound-parameter limits.
             for chunk in rows.chunks(2000) {
                 let mut qb = sqlx::QueryBuilder::new("INSERT INTO history (did, ts, point, value) ");
                 qb.push_values(chunk, |mut b, (did, ts, point, value)| {

@@ -137,6 +137,24 @@ async fn suite(s: Store) {
         .await
         .unwrap();
     assert_eq!(temps.len(), 3000);
+    // one batch spanning several devices updates each of them
+    s.insert_device(&device("d2", "pk1", "hw2")).await.unwrap();
+    let two = vec![
+        report(6000, r#"{"power":false}"#, &[("power", "false")]),
+        ReportRow {
+            did: "d2".into(),
+            ts: 6001,
+            values: r#"{"temp":-4.5}"#.into(),
+            points: vec![("temp".into(), "-4.5".into())],
+        },
+    ];
+    s.record_reports(&two).await.unwrap();
+    let st = |d: DeviceRow| serde_json::from_str::<serde_json::Value>(&d.state).unwrap();
+    let d1 = s.get_device("d1").await.unwrap().unwrap();
+    assert_eq!(st(d1), serde_json::json!({"temp": 1, "power": false}));
+    let d2 = s.get_device("d2").await.unwrap().unwrap();
+    assert_eq!(d2.last_seen, Some(6001));
+    assert_eq!(st(d2), serde_json::json!({"temp": -4.5}));
     // a point name that looks like SQL is just a value
     assert!(s
         .history("d1", Some("x' OR '1'='1"), 0, i64::MAX, 10)
@@ -144,7 +162,7 @@ async fn suite(s: Store) {
         .unwrap()
         .is_empty());
     let (devs, n) = s.list_devices(Some("pk1"), 0, 10).await.unwrap();
-    assert_eq!((devs.len(), n), (1, 1));
+    assert_eq!((devs.len(), n), (2, 2));
     s.clear_device_data("d1", true).await.unwrap();
     assert!(s
         .history("d1", None, 0, i64::MAX, 10)
