@@ -71,6 +71,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: DeviceCmd,
     },
+    /// Load generator: connect, ingest and command scenarios against Rampart or any MQTT broker.
+    Bench {
+        #[command(subcommand)]
+        cmd: rampart_bench::BenchCmd,
+    },
 }
 
 #[derive(Subcommand)]
@@ -238,6 +243,7 @@ async fn run(cli: Cli) -> AnyResult {
             init_tracing(&cfg);
             serve(cfg).await
         }
+        Cmd::Bench { cmd } => rampart_bench::run(cmd).await,
         Cmd::Config {
             cmd: ConfigCmd::Generate,
         } => {

@@ -8,8 +8,9 @@ use rampart_proto::command::Ack;
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::sync::Mutex;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, oneshot, Notify};
 
 /// Why a session is closed from outside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +80,53 @@ pub enum DeviceEvent {
 
 struct SessionSlot {
     id: u64,
-    tx: mpsc::Sender<ToSession>,
+    inbox: Arc<Inbox>,
+}
+
+/// Most messages waiting in one session's inbox; a full inbox refuses more.
+pub const INBOX_MAX: usize = 64;
+
+/// Messages for one live session. Unlike a channel it allocates nothing until a message arrives,
+/// and gives the memory back once drained: most sessions are idle most of the time.
+#[derive(Debug, Default)]
+pub struct Inbox {
+    queue: Mutex<VecDeque<ToSession>>,
+    notify: Notify,
+}
+
+impl Inbox {
+    /// Queue a message (kicks always fit); false when the inbox is full.
+    pub fn push(&self, msg: ToSession) -> bool {
+        let mut q = lock(&self.queue);
+        if q.len() >= INBOX_MAX && matches!(msg, ToSession::Publish(_)) {
+            return false;
+        }
+        q.push_back(msg);
+        drop(q);
+        self.notify.notify_one();
+        true
+    }
+
+    /// Take the next message, if any, without waiting.
+    pub fn try_recv(&self) -> Option<ToSession> {
+        let mut q = lock(&self.queue);
+        let m = q.pop_front();
+        if q.is_empty() && q.capacity() > 0 {
+            *q = VecDeque::new();
+        }
+        m
+    }
+
+    /// Wait for the next message.
+    pub async fn recv(&self) -> ToSession {
+        loop {
+            if let Some(m) = self.try_recv() {
+                return m;
+            }
+            // A push between the check and this wait leaves a permit, so nothing is missed.
+            self.notify.notified().await;
+        }
+    }
 }
 
 /// Most messages queued for one parked session; older ones are dropped first.
@@ -143,7 +190,7 @@ impl Bus {
     pub fn attach(
         &self,
         did: &str,
-        tx: mpsc::Sender<ToSession>,
+        inbox: Arc<Inbox>,
         resume: bool,
         now: i64,
     ) -> (u64, Option<ParkedSession>) {
@@ -153,8 +200,8 @@ impl Bus {
             .parked
             .remove(did)
             .filter(|p| resume && p.expires_at > now);
-        if let Some(old) = s.live.insert(did.to_owned(), SessionSlot { id, tx }) {
-            let _ = old.tx.try_send(ToSession::Kick(KickReason::TakenOver));
+        if let Some(old) = s.live.insert(did.to_owned(), SessionSlot { id, inbox }) {
+            old.inbox.push(ToSession::Kick(KickReason::TakenOver));
         }
         (id, parked)
     }
@@ -182,7 +229,7 @@ impl Bus {
         let mut s = lock(&self.sessions);
         s.parked.remove(did);
         if let Some(slot) = s.live.get(did) {
-            let _ = slot.tx.try_send(ToSession::Kick(KickReason::Revoked));
+            slot.inbox.push(ToSession::Kick(KickReason::Revoked));
         }
     }
 
@@ -190,9 +237,10 @@ impl Bus {
     pub fn deliver(&self, did: &str, msg: Message, now: i64) -> Delivery {
         let mut s = lock(&self.sessions);
         if let Some(slot) = s.live.get(did) {
-            return match slot.tx.try_send(ToSession::Publish(msg)) {
-                Ok(()) => Delivery::Sent,
-                Err(_) => Delivery::NotDelivered,
+            return if slot.inbox.push(ToSession::Publish(msg)) {
+                Delivery::Sent
+            } else {
+                Delivery::NotDelivered
             };
         }
         match s.parked.get_mut(did) {

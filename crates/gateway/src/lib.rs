@@ -5,6 +5,7 @@
 //! only; the accept loop never returns an error for a single connection.
 
 mod conn;
+mod lean_tls;
 mod session;
 
 use rampart_core::Core;

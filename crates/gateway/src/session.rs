@@ -4,7 +4,7 @@
 use crate::conn::Conn;
 use crate::Shared;
 use bytes::BytesMut;
-use rampart_core::bus::{KickReason, Message, ParkedSession, ToSession};
+use rampart_core::bus::{Inbox, KickReason, Message, ParkedSession, ToSession};
 use rampart_core::devices::{ConnectRefusal, DeviceAuth};
 use rampart_core::Error as CoreError;
 use rampart_proto::mqtt::{
@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// Most unacknowledged QoS 1 messages to one device.
@@ -206,12 +206,13 @@ where
         ProtocolVersion::V311 => u32::MAX,
     }
     .min(shared.config.max_session_expiry_secs);
-    let (tx, rx) = mpsc::channel(64);
-    let (session_id, parked) =
-        shared
-            .core
-            .bus()
-            .attach(&did, tx, !connect.clean_start, rampart_core::now_ms());
+    let rx = Arc::new(Inbox::default());
+    let (session_id, parked) = shared.core.bus().attach(
+        &did,
+        rx.clone(),
+        !connect.clean_start,
+        rampart_core::now_ms(),
+    );
     Box::pin(shared.core.set_presence(&did, true, "connect")).await;
     tracing::info!(%peer, did = %did, version = ?version, "device connected");
 
@@ -285,7 +286,7 @@ where
 /// What `open` hands to the rest of the connection.
 struct Opened<S> {
     session: Session<S>,
-    rx: mpsc::Receiver<ToSession>,
+    rx: Arc<Inbox>,
     session_id: u64,
     /// Boxed: a will (with its MQTT 5 properties) is large and rarely used.
     will: Option<Box<rampart_proto::mqtt::Will>>,
@@ -305,7 +306,7 @@ pub(crate) async fn run<S>(
 {
     let Some(Opened {
         session: mut s,
-        mut rx,
+        rx,
         session_id,
         will,
         keep_alive,
@@ -314,7 +315,7 @@ pub(crate) async fn run<S>(
         return;
     };
     let close = match s.flush().await {
-        Ok(()) => s.run_loop(keep_alive, &mut rx, &mut stop).await,
+        Ok(()) => s.run_loop(keep_alive, &rx, &mut stop).await,
         Err(_) => Close::Gone,
     };
     Box::pin(finish(s, close, rx, session_id, will, peer)).await;
@@ -324,7 +325,7 @@ pub(crate) async fn run<S>(
 async fn finish<S>(
     mut s: Session<S>,
     close: Close,
-    mut rx: mpsc::Receiver<ToSession>,
+    rx: Arc<Inbox>,
     session_id: u64,
     will: Option<Box<rampart_proto::mqtt::Will>>,
     peer: SocketAddr,
@@ -397,7 +398,7 @@ async fn finish<S>(
         let mut queue: std::collections::VecDeque<Message> =
             std::mem::take(&mut s.inflight_out).into_values().collect();
         queue.extend(s.pending_out.drain(..).map(|(m, _)| m));
-        while let Ok(msg) = rx.try_recv() {
+        while let Some(msg) = rx.try_recv() {
             if let ToSession::Publish(m) = msg {
                 queue.push_back(m);
             }
@@ -462,7 +463,7 @@ impl<S: Conn> Session<S> {
     async fn run_loop(
         &mut self,
         keep_alive: u16,
-        rx: &mut mpsc::Receiver<ToSession>,
+        rx: &Inbox,
         stop: &mut watch::Receiver<bool>,
     ) -> Close {
         // MQTT: the server closes after 1.5 keepalive periods without a packet.
@@ -507,9 +508,8 @@ impl<S: Conn> Session<S> {
                     Ok(_) => deadline = idle.map(|d| Instant::now() + d),
                 },
                 msg = rx.recv() => match msg {
-                    Some(ToSession::Publish(msg)) => self.deliver(msg, false),
-                    Some(ToSession::Kick(r)) => return Close::Kicked(r),
-                    None => return Close::Gone,
+                    ToSession::Publish(msg) => self.deliver(msg, false),
+                    ToSession::Kick(r) => return Close::Kicked(r),
                 },
                 _ = sleep => return Close::KeepAlive,
                 _ = stop.changed() => return Close::Shutdown,

@@ -1,0 +1,145 @@
+//! Against a Rampart server started inside the test: provisioning through the data directory and
+//! the HTTPS API, signed CONNECTs, validated reports, commands through the API.
+
+use crate::parse;
+use crate::support::{check_shape, Rampart, ADMIN};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_20_devices_over_tls_then_reuse_identities() {
+    rampart_bench::set_quiet(true);
+    let srv = Rampart::start().await;
+    let target = format!("localhost:{}", srv.mqtt_tls);
+    let data = srv.data();
+    let ca = srv.ca().display().to_string();
+    let out = srv.dir.path().join("r.json");
+    let run = || {
+        parse(&[
+            "connect",
+            "--target",
+            &target,
+            "--tls",
+            "--ca",
+            &ca,
+            "--connections",
+            "20",
+            "--hold-secs",
+            "1",
+            "--rampart",
+            "--data",
+            &data,
+            "--api",
+            &srv.api(),
+            "--server-pid",
+            &std::process::id().to_string(),
+            "--timeout-secs",
+            "120",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    let r = rampart_bench::run_report(run()).await.unwrap();
+    assert_eq!(r.connect.ok, 20, "{:?} {:?}", r.errors, r.notes);
+    assert!(r.tls && r.rampart);
+    let reg = r.registration.as_ref().unwrap();
+    assert_eq!(reg.devices, 20);
+    assert_eq!(reg.failed, 0);
+    assert!(reg.rate_per_s.is_some());
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    check_shape(&v);
+    assert!(v["server"]["rss_before_kib"].is_u64());
+
+    // The identities file is kept (mode 0600) and reused: no new registration, fresh CONNECT
+    // timestamps are accepted again.
+    let ids = srv.dir.path().join("bench-identities.csv");
+    let text = std::fs::read_to_string(&ids).unwrap();
+    assert_eq!(text.lines().count(), 21);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&ids).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let r = rampart_bench::run_report(run()).await.unwrap();
+    assert_eq!(r.connect.ok, 20, "{:?}", r.errors);
+    let reg = r.registration.as_ref().unwrap();
+    assert_eq!((reg.devices, reg.reused), (0, 20));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_5_through_the_api() {
+    rampart_bench::set_quiet(true);
+    let srv = Rampart::start().await;
+    let target = format!("127.0.0.1:{}", srv.mqtt);
+    let data = srv.data();
+    // No --api and no --ca: both come from the data directory.
+    let cmd = parse(&[
+        "command",
+        "--target",
+        &target,
+        "--devices",
+        "4",
+        "--commands",
+        "5",
+        "--rate",
+        "50",
+        "--rampart",
+        "--data",
+        &data,
+        "--admin-token",
+        ADMIN,
+        "--mqtt-version",
+        "5",
+        "--timeout-secs",
+        "120",
+        "--out",
+        srv.dir.path().join("c.json").to_str().unwrap(),
+    ]);
+    let r = rampart_bench::run_report(cmd).await.unwrap();
+    assert_eq!(r.connect.ok, 4, "{:?}", r.errors);
+    let c = r.command.as_ref().unwrap();
+    assert_eq!(c.path, "http");
+    assert_eq!((c.sent, c.ok, c.failed), (5, 5, 0), "{:?}", r.errors);
+    assert_eq!(c.answered_by_devices, 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_reports_are_valid_for_the_bench_model() {
+    rampart_bench::set_quiet(true);
+    let srv = Rampart::start().await;
+    let target = format!("127.0.0.1:{}", srv.mqtt);
+    let data = srv.data();
+    for version in ["3", "5"] {
+        let cmd = parse(&[
+            "ingest",
+            "--target",
+            &target,
+            "--devices",
+            "5",
+            "--rate",
+            "50",
+            "--qos",
+            "1",
+            "--duration-secs",
+            "1",
+            "--rampart",
+            "--data",
+            &data,
+            "--mqtt-version",
+            version,
+            "--timeout-secs",
+            "120",
+            "--out",
+            srv.dir.path().join("i.json").to_str().unwrap(),
+        ]);
+        let r = rampart_bench::run_report(cmd).await.unwrap();
+        assert_eq!(r.connect.ok, 5, "{:?}", r.errors);
+        let i = r.ingest.as_ref().unwrap();
+        assert!(i.sent > 0);
+        // MQTT 5 would answer an invalid report with PUBACK 0x99: none may come back.
+        assert_eq!(i.nacked, Some(0), "{:?}", r.errors);
+        assert_eq!(i.acked, Some(i.sent), "{:?}", r.errors);
+        assert!(i.e2e_latency_ms.is_none());
+        assert!(r.notes.iter().any(|n| n.contains("end-to-end")));
+    }
+}
