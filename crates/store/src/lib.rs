@@ -81,6 +81,9 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
+            // 1 MiB of page cache per pooled connection (SQLite's default is 2 MiB): the hot rows
+            // are few, and memory should go to connections.
+            .pragma("cache_size", "-1024")
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
