@@ -14,9 +14,6 @@
 //!
 //! The handshake (TLS 1.3 and 1.2) uses temporary buffers that are dropped when it completes.
 
-// Until `run_tls` uses it.
-#![cfg_attr(not(test), allow(dead_code))]
-
 use crate::conn::Conn;
 use bytes::BytesMut;
 use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
@@ -155,8 +152,10 @@ fn handshake_step(inner: &mut Inner) -> io::Result<Handshake> {
         held_in,
         unsent,
         plain,
+        read_closed,
         ..
     } = inner;
+    let mut peer_closed = false;
     loop {
         let UnbufferedStatus { mut discard, state } = tls.process_tls_records(held_in);
         let next = match state {
@@ -185,17 +184,28 @@ fn handshake_step(inner: &mut Inner) -> io::Result<Handshake> {
                 }
                 None
             }
+            // close_notify right behind the client's Finished (and perhaps some data).
             Ok(ConnectionState::PeerClosed | ConnectionState::Closed) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "peer closed the connection during the TLS handshake",
-                ))
+                peer_closed = true;
+                Some(Handshake::Done)
             }
             Ok(_) => return Err(misuse("unexpected TLS state during the handshake")),
         };
         drop_front(held_in, discard);
         match next {
-            Some(Handshake::Done) if tls.is_handshaking() => return Ok(Handshake::Receive),
+            Some(Handshake::Done) if tls.is_handshaking() => {
+                if peer_closed {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "peer closed the connection during the TLS handshake",
+                    ));
+                }
+                return Ok(Handshake::Receive);
+            }
+            Some(Handshake::Done) => {
+                *read_closed |= peer_closed;
+                return Ok(Handshake::Done);
+            }
             Some(n) => return Ok(n),
             None => {}
         }
@@ -459,9 +469,15 @@ impl LeanTlsStream {
         let absorbed = match absorbed {
             Ok(a) => a,
             Err(e) => {
-                if e.kind() != io::ErrorKind::WouldBlock {
-                    inner.write_closed = true;
-                    flush_unsent_now(sock, &mut inner.unsent);
+                // After a TLS error its alert is in `unsent`; rustls would still encrypt, so refuse
+                // further writes here. A peer's EOF (with or without close_notify) leaves writing
+                // open, as TCP's half-close does.
+                match e.kind() {
+                    io::ErrorKind::WouldBlock | io::ErrorKind::UnexpectedEof => {}
+                    _ => {
+                        inner.write_closed = true;
+                        flush_unsent_now(sock, &mut inner.unsent);
+                    }
                 }
                 return Err(e);
             }
@@ -883,6 +899,31 @@ mod tests {
         assert_eq!(s.buffered_bytes(), 0);
     }
 
+    /// Finished, data and close_notify in one go: the data is delivered, then end of stream.
+    #[tokio::test]
+    async fn close_right_after_the_handshake() {
+        for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+            let (l, config, cert) = listen().await;
+            let server = async {
+                let (sock, _) = l.accept().await.unwrap();
+                accept(sock, config).await.unwrap()
+            };
+            let client = async {
+                let mut c = connect(&l, &cert, &[version]).await;
+                c.write_all(b"bye").await.unwrap();
+                c.shutdown().await.unwrap();
+                c
+            };
+            let (mut s, _c) = tokio::join!(server, client);
+            let got = read_at_least(&mut s, 3).await;
+            assert_eq!(&got[..], b"bye");
+            assert_eq!(s.read_some(&mut BytesMut::new()).await.unwrap(), 0);
+            // Writing back still works after the peer's close_notify.
+            s.write_all(b"ok").await.unwrap();
+            s.shutdown().await.unwrap();
+        }
+    }
+
     #[tokio::test]
     async fn garbage_instead_of_client_hello() {
         for garbage in [
@@ -1117,7 +1158,10 @@ mod tests {
                     .output()
                     .unwrap();
                 let out = String::from_utf8_lossy(&out.stdout);
-                let result = out.lines().find(|l| l.starts_with("RESULT"));
+                // libtest prints "test <name> ... " before the test's own output, on the same line.
+                let result = out
+                    .lines()
+                    .find_map(|l| l.find("RESULT").map(|at| &l[at..]));
                 println!("{}", result.unwrap_or("RESULT missing"));
             }
         }
@@ -1186,7 +1230,7 @@ mod tests {
             let mut from_client = BufReader::new(client.stdout.take().unwrap());
             let wait_for = |line: &str, count: usize, from: &mut BufReader<_>| {
                 let mut l = String::new();
-                while l.trim() != line {
+                while !l.trim_end().ends_with(line) {
                     l.clear();
                     assert!(from.read_line(&mut l).unwrap() > 0, "client exited");
                 }

@@ -88,6 +88,7 @@ pub async fn serve(
             }
         })
     };
+    let tls_config = tls.map(|acceptor| acceptor.config().clone());
     tokio::pin!(shutdown);
     loop {
         let (sock, peer) = tokio::select! {
@@ -111,9 +112,9 @@ pub async fn serve(
         let _ = sock.set_nodelay(true);
         let shared = shared.clone();
         let stop = stop_rx.clone();
-        match tls.clone() {
-            Some(acceptor) => tokio::spawn(async move {
-                run_tls(sock, peer, acceptor, shared, stop).await;
+        match tls_config.clone() {
+            Some(config) => tokio::spawn(async move {
+                run_tls(sock, peer, config, shared, stop).await;
                 drop(permit);
             }),
             None => tokio::spawn(async move {
@@ -143,13 +144,13 @@ async fn run_plain(
 async fn run_tls(
     sock: tokio::net::TcpStream,
     peer: SocketAddr,
-    acceptor: TlsAcceptor,
+    config: Arc<rustls::ServerConfig>,
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
 ) {
     metrics::gauge!("rampart_mqtt_connections").increment(1.0);
     let timeout = shared.config.connect_timeout;
-    match tokio::time::timeout(timeout, acceptor.accept(sock)).await {
+    match tokio::time::timeout(timeout, lean_tls::accept(sock, config)).await {
         Ok(Ok(stream)) => session::run(stream, peer, shared, stop).await,
         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
