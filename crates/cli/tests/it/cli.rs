@@ -17,25 +17,30 @@ fn run(args: &[&str], data: &std::path::Path) -> (bool, String, String) {
     )
 }
 
+/// `rampart factory issue` into `DATA/{name}`, against the running server's data directory.
+fn issue_batch(srv: &Server, pk: &str, count: usize, name: &str) -> std::path::PathBuf {
+    let out = srv.data().join(name);
+    let count = count.to_string();
+    let args = [
+        "factory",
+        "issue",
+        "--product",
+        pk,
+        "--count",
+        &count,
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let (ok, stdout, stderr) = run(&args, srv.data());
+    assert!(ok, "{stdout} {stderr}");
+    out
+}
+
 #[tokio::test]
 async fn factory_batch_register_in_device_mode_and_connect() {
     let srv = Server::start().await;
     let (pk, _) = srv.product(false, false).await;
-    let out = srv.data().join("batch.csv");
-    let (ok, stdout, stderr) = run(
-        &[
-            "factory",
-            "issue",
-            "--product",
-            &pk,
-            "--count",
-            "3",
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        srv.data(),
-    );
-    assert!(ok, "{stdout} {stderr}");
+    let out = issue_batch(&srv, &pk, 3, "batch.csv");
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
         std::fs::metadata(&out).unwrap().permissions().mode() & 0o777,
@@ -177,21 +182,7 @@ async fn unknown_config_keys_are_refused() {
 async fn simulator_registers_reports_and_answers_commands() {
     let srv = Server::start().await;
     let (pk, _) = srv.product(false, false).await;
-    let batch = srv.data().join("sim.csv");
-    let (ok, _, stderr) = run(
-        &[
-            "factory",
-            "issue",
-            "--product",
-            &pk,
-            "--count",
-            "3",
-            "--out",
-            batch.to_str().unwrap(),
-        ],
-        srv.data(),
-    );
-    assert!(ok, "{stderr}");
+    let batch = issue_batch(&srv, &pk, 3, "sim.csv");
     let model = srv.data().join("sim-model.json");
     std::fs::write(
         &model,
