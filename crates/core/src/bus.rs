@@ -292,6 +292,11 @@ impl Bus {
         }
     }
 
+    /// Whether anyone listens for device events (so callers can skip building them).
+    pub fn has_event_subscribers(&self) -> bool {
+        self.events.receiver_count() > 0
+    }
+
     pub fn publish_event(&self, ev: DeviceEvent) {
         let _ = self.events.send(ev);
     }

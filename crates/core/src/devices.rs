@@ -209,7 +209,7 @@ impl Core {
         dev: &DeviceAuth,
         payload: &[u8],
         durable: bool,
-    ) -> Result<Values> {
+    ) -> Result<()> {
         let values = match dev.product.datapoints.parse_report(payload) {
             Ok(v) => v,
             Err(e) => {
@@ -219,26 +219,33 @@ impl Core {
         };
         let did = dev.did.as_str();
         let ts = now_ms();
+        // The event copy is made only when someone listens for events.
+        let event = self
+            .bus()
+            .has_event_subscribers()
+            .then(|| DeviceEvent::Report {
+                did: did.to_owned(),
+                ts,
+                values: values.clone(),
+            });
         let row = rampart_store::ReportRow {
             did: did.to_owned(),
             ts,
-            values: serde_json::to_string(&values).map_err(|e| Error::Internal(e.to_string()))?,
             points: values
                 .iter()
                 .map(|(k, v)| (k.clone(), v.to_string()))
                 .collect(),
+            values,
         };
         self.writer()
             .write(row, durable)
             .await
             .map_err(Error::Internal)?;
         metrics::counter!("rampart_reports_total").increment(1);
-        self.bus().publish_event(DeviceEvent::Report {
-            did: did.to_owned(),
-            ts,
-            values: values.clone(),
-        });
-        Ok(values)
+        if let Some(ev) = event {
+            self.bus().publish_event(ev);
+        }
+        Ok(())
     }
 
     /// A device acknowledged a command.

@@ -438,10 +438,15 @@ async fn read_packet<S: Conn>(
 
 impl<S: Conn> Session<S> {
     fn send(&mut self, p: Packet) {
-        let mut tmp = BytesMut::new();
-        match mqtt::encode(&p, self.version, &mut tmp) {
-            Ok(()) if tmp.len() <= self.client_max_packet => self.wbuf.extend_from_slice(&tmp),
-            Ok(()) => tracing::debug!("dropping a packet larger than the client's maximum"),
+        // Encode straight into the write buffer (the encoder writes nothing on error); a packet
+        // over the client's maximum size is cut off again.
+        let start = self.wbuf.len();
+        match mqtt::encode(&p, self.version, &mut self.wbuf) {
+            Ok(()) if self.wbuf.len() - start <= self.client_max_packet => {}
+            Ok(()) => {
+                self.wbuf.truncate(start);
+                tracing::debug!("dropping a packet larger than the client's maximum");
+            }
             Err(e) => tracing::warn!(error = %e, "encode failed"),
         }
     }

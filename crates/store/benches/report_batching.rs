@@ -57,7 +57,8 @@ fn batch(n: usize) -> Vec<ReportRow> {
             ReportRow {
                 did: DID.into(),
                 ts,
-                values: format!(r#"{{"power":{power},"temp":{temp}}}"#),
+                values: serde_json::from_str(&format!(r#"{{"power":{power},"temp":{temp}}}"#))
+                    .expect("values"),
                 points: vec![("power".into(), power.to_string()), ("temp".into(), temp)],
             }
         })

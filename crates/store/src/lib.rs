@@ -276,16 +276,16 @@ impl Store {
         let mut merged: Vec<(&str, serde_json::Map<String, serde_json::Value>, i64)> = Vec::new();
         let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
         for r in reports {
-            let values: serde_json::Map<String, serde_json::Value> =
-                serde_json::from_str(&r.values).unwrap_or_default();
             match index.get(r.did.as_str()) {
                 Some(&i) => {
-                    merged[i].1.extend(values);
+                    merged[i]
+                        .1
+                        .extend(r.values.iter().map(|(k, v)| (k.clone(), v.clone())));
                     merged[i].2 = merged[i].2.max(r.ts);
                 }
                 None => {
                     index.insert(&r.did, merged.len());
-                    merged.push((&r.did, values, r.ts));
+                    merged.push((&r.did, r.values.clone(), r.ts));
                 }
             }
         }

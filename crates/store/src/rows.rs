@@ -64,8 +64,8 @@ pub struct AuditRow {
 pub struct ReportRow {
     pub did: String,
     pub ts: i64,
-    /// The report's values as a JSON object.
-    pub values: String,
+    /// The report's values.
+    pub values: serde_json::Map<String, serde_json::Value>,
     /// `(point, value as JSON)` for the history.
     pub points: Vec<(String, String)>,
 }

@@ -102,7 +102,7 @@ async fn suite(s: Store) {
     let report = |ts: i64, values: &str, points: &[(&str, &str)]| ReportRow {
         did: "d1".into(),
         ts,
-        values: values.into(),
+        values: serde_json::from_str(values).unwrap(),
         points: points
             .iter()
             .map(|(p, v)| (p.to_string(), v.to_string()))
@@ -144,7 +144,7 @@ async fn suite(s: Store) {
         ReportRow {
             did: "d2".into(),
             ts: 6001,
-            values: r#"{"temp":-4.5}"#.into(),
+            values: serde_json::from_str(r#"{"temp":-4.5}"#).unwrap(),
             points: vec![("temp".into(), "-4.5".into())],
         },
     ];
