@@ -301,6 +301,11 @@ impl Bus {
         let _ = self.events.send(ev);
     }
 
+    /// A sender for events published from elsewhere (the report writer, after its commit).
+    pub(crate) fn event_sender(&self) -> broadcast::Sender<DeviceEvent> {
+        self.events.clone()
+    }
+
     pub fn subscribe_events(&self) -> broadcast::Receiver<DeviceEvent> {
         self.events.subscribe()
     }

@@ -210,6 +210,23 @@ impl Core {
         payload: &[u8],
         durable: bool,
     ) -> Result<()> {
+        self.submit_report(dev, payload, durable)
+            .await?
+            .committed()
+            .await
+            .map_err(Error::Internal)
+    }
+
+    /// Validate a report and queue it for the group-commit writer without waiting for the commit:
+    /// a session can go on reading while its earlier reports are written, and acknowledge each
+    /// when its receipt resolves (receipts resolve in submission order). The report's event is
+    /// published after the commit.
+    pub async fn submit_report(
+        &self,
+        dev: &DeviceAuth,
+        payload: &[u8],
+        durable: bool,
+    ) -> Result<crate::ReportReceipt> {
         let values = match dev.product.datapoints.parse_report(payload) {
             Ok(v) => v,
             Err(e) => {
@@ -238,14 +255,9 @@ impl Core {
             values,
         };
         self.writer()
-            .write(row, durable)
+            .submit(row, event, durable)
             .await
-            .map_err(Error::Internal)?;
-        metrics::counter!("rampart_reports_total").increment(1);
-        if let Some(ev) = event {
-            self.bus().publish_event(ev);
-        }
-        Ok(())
+            .map_err(Error::Internal)
     }
 
     /// A device acknowledged a command.

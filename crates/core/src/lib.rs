@@ -14,6 +14,8 @@ pub mod registry;
 pub mod secret;
 mod writer;
 
+pub use writer::ReportReceipt;
+
 pub use error::{Error, Result};
 
 use rampart_store::Store;
@@ -99,8 +101,8 @@ impl Core {
 
     /// The group-commit writer, started on first use (always inside the runtime).
     fn writer(&self) -> &writer::ReportWriter {
-        self.inner
-            .writer
-            .get_or_init(|| writer::ReportWriter::start(self.inner.store.clone()))
+        self.inner.writer.get_or_init(|| {
+            writer::ReportWriter::start(self.inner.store.clone(), self.inner.bus.event_sender())
+        })
     }
 }

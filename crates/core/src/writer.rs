@@ -3,9 +3,13 @@
 //! holds hundreds of reports for one fsync; when idle a report is written alone, at once.
 //!
 //! A QoS 1/2 report is acknowledged only after its batch committed; a QoS 0 report does not wait.
+//! Commits complete in queue order, so a session that keeps several reports in flight sees their
+//! receipts resolve in the order it submitted them. The report's event reaches listeners only once
+//! it is stored.
 
+use crate::bus::DeviceEvent;
 use rampart_store::{ReportRow, Store};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 /// Most reports in one transaction.
 const MAX_BATCH: usize = 1024;
@@ -14,6 +18,7 @@ const QUEUE: usize = 16 * 1024;
 
 struct Job {
     row: ReportRow,
+    event: Option<DeviceEvent>,
     done: Option<oneshot::Sender<Result<(), String>>>,
 }
 
@@ -21,41 +26,85 @@ pub(crate) struct ReportWriter {
     tx: mpsc::Sender<Job>,
 }
 
+/// Resolves once a submitted report is committed (at once for a report nobody waits for).
+#[derive(Debug)]
+pub struct ReportReceipt(Option<oneshot::Receiver<Result<(), String>>>);
+
+impl ReportReceipt {
+    /// Wait for the commit; `Err` carries a message fit for logs.
+    pub async fn committed(self) -> Result<(), String> {
+        self.await
+    }
+}
+
+/// Polling by reference lets a session keep its receipts in a queue and wait on the oldest.
+impl std::future::Future for ReportReceipt {
+    type Output = Result<(), String>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        match &mut self.0 {
+            Some(rx) => std::pin::Pin::new(rx).poll(cx).map(|r| match r {
+                Ok(res) => res,
+                Err(_) => Err("report writer stopped".to_owned()),
+            }),
+            None => std::task::Poll::Ready(Ok(())),
+        }
+    }
+}
+
 impl ReportWriter {
     /// Start the writer task on the current runtime.
-    pub(crate) fn start(store: Store) -> ReportWriter {
+    pub(crate) fn start(store: Store, events: broadcast::Sender<DeviceEvent>) -> ReportWriter {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(store, rx));
+        tokio::spawn(run(store, events, rx));
         ReportWriter { tx }
     }
 
-    /// Queue a report; with `durable`, wait until it is committed.
-    pub(crate) async fn write(&self, row: ReportRow, durable: bool) -> Result<(), String> {
+    /// Queue a report (waiting only when the queue is full); with `durable`, the receipt resolves
+    /// after the commit.
+    pub(crate) async fn submit(
+        &self,
+        row: ReportRow,
+        event: Option<DeviceEvent>,
+        durable: bool,
+    ) -> Result<ReportReceipt, String> {
         let (done, wait) = if durable {
             let (tx, rx) = oneshot::channel();
             (Some(tx), Some(rx))
         } else {
             (None, None)
         };
-        self.tx
-            .send(Job { row, done })
-            .await
-            .map_err(|_| "report writer stopped".to_owned())?;
-        match wait {
-            Some(rx) => rx.await.map_err(|_| "report writer stopped".to_owned())?,
-            None => Ok(()),
+        let job = Job { row, event, done };
+        let job = match self.tx.try_send(job) {
+            Ok(()) => None,
+            Err(mpsc::error::TrySendError::Full(job)) => Some(job),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                return Err("report writer stopped".to_owned())
+            }
+        };
+        if let Some(job) = job {
+            self.tx
+                .send(job)
+                .await
+                .map_err(|_| "report writer stopped".to_owned())?;
         }
+        Ok(ReportReceipt(wait))
     }
 }
 
-async fn run(store: Store, mut rx: mpsc::Receiver<Job>) {
+async fn run(store: Store, events: broadcast::Sender<DeviceEvent>, mut rx: mpsc::Receiver<Job>) {
     let mut rows = Vec::with_capacity(64);
     let mut waiters = Vec::with_capacity(64);
+    let mut evs = Vec::new();
     while let Some(first) = rx.recv().await {
         let mut next = Some(first);
         while let Some(job) = next.take() {
             rows.push(job.row);
             waiters.extend(job.done);
+            evs.extend(job.event);
             if rows.len() < MAX_BATCH {
                 next = rx.try_recv().ok();
             }
@@ -66,8 +115,16 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Job>) {
             "storage error".to_owned()
         });
         metrics::histogram!("rampart_report_batch_size").record(n as f64);
+        if res.is_ok() {
+            metrics::counter!("rampart_reports_total").increment(n as u64);
+        }
         for w in waiters.drain(..) {
             let _ = w.send(res.clone());
+        }
+        for ev in evs.drain(..) {
+            if res.is_ok() {
+                let _ = events.send(ev);
+            }
         }
         rows.clear();
         if rows.capacity() > 4 * MAX_BATCH {

@@ -24,6 +24,19 @@ use tokio::time::Instant;
 const OUTBOUND_INFLIGHT_MAX: usize = 100;
 /// Most QoS 1 messages waiting behind a full inflight window.
 const OUTBOUND_PENDING_MAX: usize = 1000;
+/// Most inbound QoS 1 reports of one connection waiting for their commit; at this many the
+/// session stops reading from the device until the oldest is acknowledged.
+const INBOUND_UNCOMMITTED_MAX: usize = 256;
+
+/// An inbound QoS 1 publish not yet acknowledged: PUBACKs go out in the order the publishes came
+/// in, so an answer that is ready waits behind an earlier report still being committed.
+struct PendingAck {
+    packet_id: u16,
+    /// The report's commit; `None` once the answer is known.
+    receipt: Option<rampart_core::ReportReceipt>,
+    code: u8,
+    why: Option<String>,
+}
 
 /// Messages per minute allowed by the device's product.
 fn s_limit(dev: &DeviceAuth) -> u32 {
@@ -102,6 +115,8 @@ struct Session<S> {
     out_window: usize,
     /// QoS 1 messages waiting for an inflight slot.
     pending_out: std::collections::VecDeque<(Message, bool)>,
+    /// Inbound QoS 1 publishes awaiting their PUBACK, oldest first.
+    acks: std::collections::VecDeque<PendingAck>,
     client_max_packet: usize,
 }
 
@@ -258,6 +273,7 @@ where
         out_window: usize::from(connect.properties.receive_maximum.unwrap_or(u16::MAX))
             .min(OUTBOUND_INFLIGHT_MAX),
         pending_out: Default::default(),
+        acks: Default::default(),
     };
     let session_present = parked.is_some();
     s.send(Packet::ConnAck(ConnAck {
@@ -336,7 +352,11 @@ async fn finish<S>(
     let version = s.version;
     let did = s.dev.did.as_str().to_owned();
 
-    // 4. Close: will, DISCONNECT, presence.
+    // 4. Close: will, DISCONNECT, presence. Reports already submitted are answered first if their
+    //    commit comes soon.
+    if !s.acks.is_empty() && !matches!(close, Close::Gone) {
+        let _ = tokio::time::timeout(Duration::from_secs(2), s.settle_acks()).await;
+    }
     let (publish_will, why): (bool, &str) = match &close {
         Close::Clean { with_will } => (*with_will, "disconnect"),
         Close::Violation(_, why) => (true, why),
@@ -476,8 +496,8 @@ impl<S: Conn> Session<S> {
         let max = self.shared.config.max_packet_size;
         let mut deadline = idle.map(|d| Instant::now() + d);
         loop {
-            // Drain every whole packet already buffered.
-            loop {
+            // Drain every whole packet already buffered (while reports in flight leave room).
+            while self.acks.len() < INBOUND_UNCOMMITTED_MAX {
                 // Bind the packet first so the decode result is not kept across the await.
                 let p = match mqtt::decode(&mut self.rbuf, self.version, max) {
                     Ok(Some(p)) => p,
@@ -507,11 +527,25 @@ impl<S: Conn> Session<S> {
                     None => std::future::pending().await,
                 }
             };
+            let reading = self.acks.len() < INBOUND_UNCOMMITTED_MAX;
+            let committing = self.acks.front().is_some_and(|a| a.receipt.is_some());
             tokio::select! {
-                r = self.io.read_some(&mut self.rbuf) => match r {
+                r = self.io.read_some(&mut self.rbuf), if reading => match r {
                     Ok(0) | Err(_) => return Close::Gone,
                     Ok(_) => deadline = idle.map(|d| Instant::now() + d),
                 },
+                r = async {
+                    match self.acks.front_mut().and_then(|a| a.receipt.as_mut()) {
+                        Some(receipt) => receipt.await,
+                        None => std::future::pending().await,
+                    }
+                }, if committing => {
+                    self.committed(r);
+                    // Time spent waiting on our own storage is not the device's silence.
+                    if !reading {
+                        deadline = idle.map(|d| Instant::now() + d);
+                    }
+                }
                 msg = rx.recv() => match msg {
                     ToSession::Publish(msg) => self.deliver(msg, false),
                     ToSession::Kick(r) => return Close::Kicked(r),
@@ -586,6 +620,55 @@ impl<S: Conn> Session<S> {
                 break;
             };
             self.send_publish(msg, retain, QoS::AtLeastOnce);
+        }
+    }
+
+    /// Answer a QoS 1 publish now, or queue the answer behind reports still being committed.
+    fn ack_in_order(&mut self, packet_id: u16, code: u8, why: Option<String>) {
+        if self.acks.is_empty() {
+            let r = self.pubresp(packet_id, code, why.as_deref());
+            self.send(Packet::PubAck(r));
+        } else {
+            self.acks.push_back(PendingAck {
+                packet_id,
+                receipt: None,
+                code,
+                why,
+            });
+        }
+    }
+
+    /// The oldest report in flight was committed (or failed): acknowledge it and every answer
+    /// that was waiting behind it, up to the next report still in flight.
+    fn committed(&mut self, res: Result<(), String>) {
+        if let Some(front) = self.acks.front_mut() {
+            front.receipt = None;
+            if let Err(e) = res {
+                tracing::error!(did = %self.dev.did, error = %e, "report not stored");
+                front.code = reason::IMPLEMENTATION_SPECIFIC_ERROR;
+                front.why = Some("server error".into());
+            }
+        }
+        while self.acks.front().is_some_and(|a| a.receipt.is_none()) {
+            let Some(a) = self.acks.pop_front() else {
+                break;
+            };
+            let r = self.pubresp(a.packet_id, a.code, a.why.as_deref());
+            self.send(Packet::PubAck(r));
+        }
+        if self.acks.is_empty() && self.acks.capacity() > 0 {
+            self.acks = Default::default();
+        }
+    }
+
+    /// Wait for every report in flight and queue all their answers.
+    async fn settle_acks(&mut self) {
+        while let Some(front) = self.acks.front_mut() {
+            let res = match front.receipt.as_mut() {
+                Some(r) => r.await,
+                None => Ok(()),
+            };
+            self.committed(res);
         }
     }
 
@@ -680,9 +763,30 @@ impl<S: Conn> Session<S> {
                         self.route_inbound(&p).await;
                     }
                     (QoS::AtLeastOnce, Some(pid)) => {
-                        let (code, why) = self.route_inbound(&p).await;
-                        let r = self.pubresp(pid, code, why.as_deref());
-                        self.send(Packet::PubAck(r));
+                        let did = self.dev.did.as_str();
+                        if topic::classify(did, &p.topic) == Some(DeviceTopic::Report) {
+                            // Reports are acknowledged when committed; reading goes on meanwhile.
+                            match self
+                                .shared
+                                .core
+                                .submit_report(&self.dev, &p.payload, true)
+                                .await
+                            {
+                                Ok(receipt) => self.acks.push_back(PendingAck {
+                                    packet_id: pid,
+                                    receipt: Some(receipt),
+                                    code: reason::SUCCESS,
+                                    why: None,
+                                }),
+                                Err(e) => {
+                                    let (code, why) = refusal_of(did, e);
+                                    self.ack_in_order(pid, code, why);
+                                }
+                            }
+                        } else {
+                            let (code, why) = self.route_inbound(&p).await;
+                            self.ack_in_order(pid, code, why);
+                        }
                     }
                     (QoS::ExactlyOnce, Some(pid)) => {
                         // Deliver once on first receipt; a duplicate while awaiting PUBREL is only acknowledged.
@@ -874,19 +978,8 @@ async fn apply_publish(shared: &Shared, dev: &DeviceAuth, p: &Publish) -> (u8, O
         Some(DeviceTopic::Ack) => shared.core.ingest_ack(dev, &p.payload),
         _ => Ok(()),
     };
-    match result {
-        Ok(()) => {}
-        Err(CoreError::Model(e)) => {
-            tracing::debug!(did, error = %e, "invalid payload refused");
-            return (reason::PAYLOAD_FORMAT_INVALID, Some(e.to_string()));
-        }
-        Err(e) => {
-            tracing::error!(did, error = %e, "ingest failed");
-            return (
-                reason::IMPLEMENTATION_SPECIFIC_ERROR,
-                Some("server error".into()),
-            );
-        }
+    if let Err(e) = result {
+        return refusal_of(did, e);
     }
     if p.retain && matches!(kind, Some(DeviceTopic::Other | DeviceTopic::Raw)) {
         let mut r = shared.retained.lock().unwrap_or_else(|p| p.into_inner());
@@ -897,6 +990,23 @@ async fn apply_publish(shared: &Shared, dev: &DeviceAuth, p: &Publish) -> (u8, O
         }
     }
     (reason::SUCCESS, None)
+}
+
+/// The ack code (and reason string) for a publish the core refused.
+fn refusal_of(did: &str, e: CoreError) -> (u8, Option<String>) {
+    match e {
+        CoreError::Model(e) => {
+            tracing::debug!(did, error = %e, "invalid payload refused");
+            (reason::PAYLOAD_FORMAT_INVALID, Some(e.to_string()))
+        }
+        e => {
+            tracing::error!(did, error = %e, "ingest failed");
+            (
+                reason::IMPLEMENTATION_SPECIFIC_ERROR,
+                Some("server error".into()),
+            )
+        }
+    }
 }
 
 /// A device publish as a message to deliver, with its MQTT 5 message expiry.

@@ -265,10 +265,10 @@ impl Store {
     /// Store a batch of validated reports in one transaction (group commit): each report's values
     /// are merged into its device's latest state (in order) and become one history row per point.
     ///
-    /// The batch costs a handful of statements whatever its size: reports of the same device are
-    /// merged first, then one `UPDATE ... FROM (VALUES ...)` per chunk of devices merges them into
-    /// the stored states (SQLite's `json_patch`, PostgreSQL's jsonb `||`: both replace top-level
-    /// keys; values are never null or objects), and one multi-row `INSERT` per chunk of history rows.
+    /// The batch costs two statements whatever its size: reports of the same device are merged
+    /// first, then one `UPDATE ... FROM` merges them into the stored states (SQLite's `json_patch`,
+    /// PostgreSQL's jsonb `||`: both replace top-level keys; values are never null or objects), and
+    /// one `INSERT ... SELECT` adds the history rows.
     pub async fn record_reports(&self, reports: &[ReportRow]) -> Result<()> {
         if reports.is_empty() {
             return Ok(());
@@ -289,49 +289,87 @@ impl Store {
                 }
             }
         }
-        let states: Vec<(&str, String, i64)> = merged
-            .into_iter()
-            .map(|(did, m, ts)| (did, serde_json::Value::Object(m).to_string(), ts))
-            .collect();
-        let (upd_head, upd_tail) = match self.db {
-            Db::Sqlite(_) => (
-                "UPDATE devices SET state = json_patch(devices.state, v.column2), last_seen = v.column3 FROM (",
-                ") AS v WHERE devices.did = v.column1",
-            ),
-            Db::Postgres(_) => (
-                "UPDATE devices SET state = (devices.state::jsonb || v.vals::jsonb)::text, last_seen = v.ts FROM (",
-                ") AS v(did, vals, ts) WHERE devices.did = v.did",
-            ),
-        };
-        let rows: Vec<(&str, i64, &str, &str)> = reports
-            .iter()
-            .flat_map(|r| {
-                r.points
-                    .iter()
-                    .map(move |(p, v)| (r.did.as_str(), r.ts, p.as_str(), v.as_str()))
-            })
-            .collect();
-        with_db!(self, p => {
-            let mut tx = p.begin().await?;
-            // Chunks stay well under both engines' bound-parameter limits.
-            for chunk in states.chunks(1000) {
-                let mut qb = sqlx::QueryBuilder::new(upd_head);
-                qb.push_values(chunk, |mut b, (did, vals, ts)| {
-                    b.push_bind(*did).push_bind(vals.as_str()).push_bind(*ts);
-                });
-                qb.push(upd_tail);
-                qb.build().execute(&mut *tx).await?;
+        // Each statement has one text whatever the batch size, so both engines prepare it once
+        // and reuse it: the rows travel as one JSON array (SQLite, read back with `json_each`) or
+        // as column arrays (PostgreSQL, `UNNEST`).
+        match &self.db {
+            Db::Sqlite(p) => {
+                let states = serde_json::Value::Array(
+                    merged
+                        .into_iter()
+                        .map(|(did, m, ts)| serde_json::json!([did, m, ts]))
+                        .collect(),
+                )
+                .to_string();
+                let mut hist = Vec::new();
+                for r in reports {
+                    for (point, value) in &r.points {
+                        hist.push(serde_json::json!([r.did, r.ts, point, value]));
+                    }
+                }
+                let hist = serde_json::Value::Array(hist).to_string();
+                let mut tx = p.begin().await?;
+                sqlx::query(
+                    "UPDATE devices SET state = json_patch(devices.state, v.vals), last_seen = v.ts \
+                     FROM (SELECT value->>0 AS did, value->1 AS vals, value->>2 AS ts FROM json_each($1)) AS v \
+                     WHERE devices.did = v.did",
+                )
+                .bind(states)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO history (did, ts, point, value) \
+                     SELECT value->>0, value->>1, value->>2, value->>3 FROM json_each($1)",
+                )
+                .bind(hist)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
             }
-            for chunk in rows.chunks(2000) {
-                let mut qb = sqlx::QueryBuilder::new("INSERT INTO history (did, ts, point, value) ");
-                qb.push_values(chunk, |mut b, (did, ts, point, value)| {
-                    b.push_bind(*did).push_bind(*ts).push_bind(*point).push_bind(*value);
-                });
-                qb.build().execute(&mut *tx).await?;
+            Db::Postgres(p) => {
+                let mut dids = Vec::with_capacity(merged.len());
+                let mut vals = Vec::with_capacity(merged.len());
+                let mut tss = Vec::with_capacity(merged.len());
+                for (did, m, ts) in merged {
+                    dids.push(did);
+                    vals.push(serde_json::Value::Object(m).to_string());
+                    tss.push(ts);
+                }
+                let (mut h_did, mut h_ts, mut h_point, mut h_value) =
+                    (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+                for r in reports {
+                    for (point, value) in &r.points {
+                        h_did.push(r.did.as_str());
+                        h_ts.push(r.ts);
+                        h_point.push(point.as_str());
+                        h_value.push(value.as_str());
+                    }
+                }
+                let mut tx = p.begin().await?;
+                sqlx::query(
+                    "UPDATE devices SET state = (devices.state::jsonb || v.vals::jsonb)::text, last_seen = v.ts \
+                     FROM UNNEST($1::text[], $2::text[], $3::int8[]) AS v(did, vals, ts) \
+                     WHERE devices.did = v.did",
+                )
+                .bind(&dids)
+                .bind(&vals)
+                .bind(&tss)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO history (did, ts, point, value) \
+                     SELECT * FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[])",
+                )
+                .bind(&h_did)
+                .bind(&h_ts)
+                .bind(&h_point)
+                .bind(&h_value)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
             }
-            tx.commit().await?;
-            Ok(())
-        })
+        }
+        Ok(())
     }
 
     /// Clear a device's latest state (factory reset / wipe) and optionally its history.

@@ -213,6 +213,49 @@ async fn invalid_report_v5_gets_0x99_and_connection_stays() {
 }
 
 #[tokio::test]
+async fn pipelined_reports_are_acknowledged_in_order_after_commit() {
+    // Sixteen QoS 1 reports in one write, without waiting for any PUBACK: the session keeps
+    // reading while earlier reports are committed, and the answers still come back in order,
+    // the invalid one (pid 5) with 0x99 in its place. Every acknowledged report is in history.
+    use tokio::io::AsyncWriteExt;
+    let srv = Server::start().await;
+    let (_, did, secret) = srv.device().await;
+    let mut s = raw::session(&srv, &did, &secret, 30).await;
+    let up = format!("dev/{did}/up");
+    let mut burst = Vec::new();
+    for pid in 1..=16u16 {
+        let level = if pid == 5 { 7 } else { (pid % 20) * 5 };
+        let body = format!(r#"{{"level":{level}}}"#);
+        burst.extend(raw::publish_qos1_v5(&up, pid, body.as_bytes()));
+    }
+    s.write_all(&burst).await.unwrap();
+    for pid in 1..=16u16 {
+        let ack = raw::read_packet(&mut s).await;
+        assert_eq!(ack[0], 0x40, "PUBACK expected: {ack:02x?}");
+        assert_eq!(u16::from_be_bytes([ack[2], ack[3]]), pid, "{ack:02x?}");
+        let code = if ack.len() > 4 { ack[4] } else { 0 };
+        assert_eq!(
+            code,
+            if pid == 5 { 0x99 } else { 0x00 },
+            "pid {pid}: {ack:02x?}"
+        );
+    }
+    // Acknowledged means stored: the history holds the fifteen valid reports at once.
+    let (status, hist) = srv
+        .admin(
+            "GET",
+            &format!("/v1/devices/{did}/history?point=level&limit=100"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{hist}");
+    let n = hist["data"].as_array().map_or(0, |a| a.len());
+    assert_eq!(n, 15, "{hist}");
+    assert_eq!(srv.state(&did).await["state"]["level"], 80);
+    s.write_all(&[0xE0, 0x00]).await.unwrap();
+}
+
+#[tokio::test]
 async fn report_rate_limit_answers_0x96_on_v5() {
     use tokio::io::AsyncWriteExt;
     let srv = Server::start().await;
