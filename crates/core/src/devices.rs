@@ -248,10 +248,6 @@ impl Core {
         let row = rampart_store::ReportRow {
             did: did.to_owned(),
             ts,
-            points: values
-                .iter()
-                .map(|(k, v)| (k.clone(), v.to_string()))
-                .collect(),
             values,
         };
         self.writer()

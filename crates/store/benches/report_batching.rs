@@ -59,7 +59,6 @@ fn batch(n: usize) -> Vec<ReportRow> {
                 ts,
                 values: serde_json::from_str(&format!(r#"{{"power":{power},"temp":{temp}}}"#))
                     .expect("values"),
-                points: vec![("power".into(), power.to_string()), ("temp".into(), temp)],
             }
         })
         .collect()

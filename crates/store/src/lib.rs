@@ -39,6 +39,9 @@ enum Db {
 #[derive(Clone, Debug)]
 pub struct Store {
     db: Db,
+    /// SQLite: one connection kept for report batches, so its page cache stays warm between
+    /// commits (a pooled connection's cache is dropped whenever another connection wrote).
+    report_writer: Option<SqlitePool>,
 }
 
 macro_rules! with_db {
@@ -87,11 +90,21 @@ impl Store {
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+        // The report writer's connection: a bigger cache (the index pages that history inserts
+        // touch), never closed while idle.
+        let report_writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(opts.pragma("cache_size", "-16384"))
+            .await?;
         Ok(Store {
             db: Db::Sqlite(pool),
+            report_writer: Some(report_writer),
         })
     }
 
@@ -105,6 +118,7 @@ impl Store {
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
         Ok(Store {
             db: Db::Postgres(pool),
+            report_writer: None,
         })
     }
 
@@ -113,6 +127,9 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        if let Some(w) = &self.report_writer {
+            w.close().await;
+        }
         with_db!(self, p => p.close().await)
     }
 
@@ -294,6 +311,7 @@ impl Store {
         // as column arrays (PostgreSQL, `UNNEST`).
         match &self.db {
             Db::Sqlite(p) => {
+                let p = self.report_writer.as_ref().unwrap_or(p);
                 let states = serde_json::Value::Array(
                     merged
                         .into_iter()
@@ -301,12 +319,10 @@ impl Store {
                         .collect(),
                 )
                 .to_string();
-                let mut hist = Vec::new();
-                for r in reports {
-                    for (point, value) in &r.points {
-                        hist.push(serde_json::json!([r.did, r.ts, point, value]));
-                    }
-                }
+                let hist: Vec<serde_json::Value> = reports
+                    .iter()
+                    .map(|r| serde_json::json!([r.did, r.ts, r.values]))
+                    .collect();
                 let hist = serde_json::Value::Array(hist).to_string();
                 let mut tx = p.begin().await?;
                 sqlx::query(
@@ -318,8 +334,8 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
                 sqlx::query(
-                    "INSERT INTO history (did, ts, point, value) \
-                     SELECT value->>0, value->>1, value->>2, value->>3 FROM json_each($1)",
+                    "INSERT INTO history (did, ts, vals) \
+                     SELECT value->>0, value->>1, value->2 FROM json_each($1)",
                 )
                 .bind(hist)
                 .execute(&mut *tx)
@@ -335,15 +351,15 @@ impl Store {
                     vals.push(serde_json::Value::Object(m).to_string());
                     tss.push(ts);
                 }
-                let (mut h_did, mut h_ts, mut h_point, mut h_value) =
-                    (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+                let (mut h_did, mut h_ts, mut h_vals) = (
+                    Vec::with_capacity(reports.len()),
+                    Vec::with_capacity(reports.len()),
+                    Vec::with_capacity(reports.len()),
+                );
                 for r in reports {
-                    for (point, value) in &r.points {
-                        h_did.push(r.did.as_str());
-                        h_ts.push(r.ts);
-                        h_point.push(point.as_str());
-                        h_value.push(value.as_str());
-                    }
+                    h_did.push(r.did.as_str());
+                    h_ts.push(r.ts);
+                    h_vals.push(serde_json::Value::Object(r.values.clone()).to_string());
                 }
                 let mut tx = p.begin().await?;
                 sqlx::query(
@@ -357,13 +373,12 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
                 sqlx::query(
-                    "INSERT INTO history (did, ts, point, value) \
-                     SELECT * FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[])",
+                    "INSERT INTO history (did, ts, vals) \
+                     SELECT d, t, v::jsonb FROM UNNEST($1::text[], $2::int8[], $3::text[]) AS x(d, t, v)",
                 )
                 .bind(&h_did)
                 .bind(&h_ts)
-                .bind(&h_point)
-                .bind(&h_value)
+                .bind(&h_vals)
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;
@@ -396,13 +411,61 @@ impl Store {
         to: i64,
         limit: i64,
     ) -> Result<Vec<HistoryRow>> {
-        let sql =
-            "SELECT ts, point, value FROM history WHERE did = $1 AND ($2 = '' OR point = $2) \
-                   AND ts >= $3 AND ts <= $4 ORDER BY ts DESC, point LIMIT $5";
+        // One row per report; the rows are expanded into one entry per point here. With a point
+        // filter every row selected holds that point, so `limit` rows always suffice.
         let point = point.unwrap_or("");
-        Ok(
-            with_db!(self, p => sqlx::query_as(sql).bind(did).bind(point).bind(from).bind(to).bind(limit).fetch_all(p).await?),
-        )
+        if point.starts_with('$') {
+            // Would read as a JSON path in SQLite; no data point is named so.
+            return Ok(Vec::new());
+        }
+        let rows: Vec<(i64, String)> = match &self.db {
+            Db::Sqlite(p) => {
+                sqlx::query_as(
+                    "SELECT ts, vals FROM history WHERE did = $1 AND ($2 = '' OR vals -> $2 IS NOT NULL) \
+                     AND ts >= $3 AND ts <= $4 ORDER BY ts DESC LIMIT $5",
+                )
+                .bind(did)
+                .bind(point)
+                .bind(from)
+                .bind(to)
+                .bind(limit)
+                .fetch_all(p)
+                .await?
+            }
+            Db::Postgres(p) => {
+                sqlx::query_as(
+                    "SELECT ts, vals::text FROM history WHERE did = $1 AND ($2 = '' OR jsonb_exists(vals, $2)) \
+                     AND ts >= $3 AND ts <= $4 ORDER BY ts DESC LIMIT $5",
+                )
+                .bind(did)
+                .bind(point)
+                .bind(from)
+                .bind(to)
+                .bind(limit)
+                .fetch_all(p)
+                .await?
+            }
+        };
+        let mut out = Vec::new();
+        let limit = usize::try_from(limit).unwrap_or(0);
+        for (ts, vals) in rows {
+            let Ok(serde_json::Value::Object(m)) = serde_json::from_str(&vals) else {
+                continue;
+            };
+            for (k, v) in m {
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+                if point.is_empty() || k == point {
+                    out.push(HistoryRow {
+                        ts,
+                        point: k,
+                        value: v.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(out)
     }
 
     pub async fn list_devices(

@@ -64,8 +64,6 @@ pub struct AuditRow {
 pub struct ReportRow {
     pub did: String,
     pub ts: i64,
-    /// The report's values.
+    /// The report's values (one history row holds them all).
     pub values: serde_json::Map<String, serde_json::Value>,
-    /// `(point, value as JSON)` for the history.
-    pub points: Vec<(String, String)>,
 }

@@ -99,37 +99,61 @@ async fn suite(s: Store) {
     assert_eq!(s.reset_presence().await.unwrap(), 1);
 
     // reports and history: a batch merges in order into the latest state
-    let report = |ts: i64, values: &str, points: &[(&str, &str)]| ReportRow {
+    let report = |ts: i64, values: &str| ReportRow {
         did: "d1".into(),
         ts,
         values: serde_json::from_str(values).unwrap(),
-        points: points
-            .iter()
-            .map(|(p, v)| (p.to_string(), v.to_string()))
-            .collect(),
     };
     s.record_reports(&[
-        report(
-            200,
-            r#"{"temp":21.5,"power":true}"#,
-            &[("temp", "21.5"), ("power", "true")],
-        ),
-        report(300, r#"{"temp":22}"#, &[("temp", "22")]),
+        report(200, r#"{"temp":21.5,"power":true}"#),
+        report(300, r#"{"temp":22}"#),
     ])
     .await
     .unwrap();
     s.record_reports(&[]).await.unwrap();
     let all = s.history("d1", None, 0, i64::MAX, 10).await.unwrap();
-    assert_eq!(all.len(), 3);
-    assert_eq!(all[0].ts, 300);
+    let flat: Vec<(i64, &str, &str)> = all
+        .iter()
+        .map(|h| (h.ts, h.point.as_str(), h.value.as_str()))
+        .collect();
+    assert_eq!(
+        flat,
+        vec![
+            (300, "temp", "22"),
+            (200, "power", "true"),
+            (200, "temp", "21.5")
+        ]
+    );
+    // `limit` counts points, also when it cuts a report in two
+    let two_points = s.history("d1", None, 0, i64::MAX, 2).await.unwrap();
+    assert_eq!(two_points.len(), 2);
+    assert_eq!(
+        (two_points[1].ts, two_points[1].point.as_str()),
+        (200, "power")
+    );
     let temp = s.history("d1", Some("temp"), 250, 400, 10).await.unwrap();
     assert_eq!(temp.len(), 1);
+    let power = s
+        .history("d1", Some("power"), 0, i64::MAX, 10)
+        .await
+        .unwrap();
+    assert_eq!((power.len(), power[0].value.as_str()), (1, "true"));
+    // names that would be JSON paths or SQL are just names that match nothing
+    for odd in ["$", "$.temp", "temp.x", "x' OR '1'='1"] {
+        assert!(
+            s.history("d1", Some(odd), 0, i64::MAX, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{odd}"
+        );
+    }
     let state: serde_json::Value =
         serde_json::from_str(&s.get_device("d1").await.unwrap().unwrap().state).unwrap();
     assert_eq!(state, serde_json::json!({"temp": 22, "power": true}));
     // a large batch goes through the chunked insert
     let many: Vec<ReportRow> = (0..3000)
-        .map(|i| report(1000 + i, r#"{"temp":1}"#, &[("temp", "1")]))
+        .map(|i| report(1000 + i, r#"{"temp":1}"#))
         .collect();
     s.record_reports(&many).await.unwrap();
     let temps = s
@@ -140,12 +164,11 @@ async fn suite(s: Store) {
     // one batch spanning several devices updates each of them
     s.insert_device(&device("d2", "pk1", "hw2")).await.unwrap();
     let two = vec![
-        report(6000, r#"{"power":false}"#, &[("power", "false")]),
+        report(6000, r#"{"power":false}"#),
         ReportRow {
             did: "d2".into(),
             ts: 6001,
             values: serde_json::from_str(r#"{"temp":-4.5}"#).unwrap(),
-            points: vec![("temp".into(), "-4.5".into())],
         },
     ];
     s.record_reports(&two).await.unwrap();
