@@ -418,34 +418,24 @@ impl Store {
             // Would read as a JSON path in SQLite; no data point is named so.
             return Ok(Vec::new());
         }
-        let rows: Vec<(i64, String)> = match &self.db {
-            Db::Sqlite(p) => {
-                sqlx::query_as(
-                    "SELECT ts, vals FROM history WHERE did = $1 AND ($2 = '' OR vals -> $2 IS NOT NULL) \
-                     AND ts >= $3 AND ts <= $4 ORDER BY ts DESC LIMIT $5",
-                )
-                .bind(did)
-                .bind(point)
-                .bind(from)
-                .bind(to)
-                .bind(limit)
-                .fetch_all(p)
-                .await?
+        let sql = match self.db {
+            Db::Sqlite(_) => {
+                "SELECT ts, vals FROM history WHERE did = $1 AND ($2 = '' OR vals -> $2 IS NOT NULL) \
+                 AND ts >= $3 AND ts <= $4 ORDER BY ts DESC LIMIT $5"
             }
-            Db::Postgres(p) => {
-                sqlx::query_as(
-                    "SELECT ts, vals::text FROM history WHERE did = $1 AND ($2 = '' OR jsonb_exists(vals, $2)) \
-                     AND ts >= $3 AND ts <= $4 ORDER BY ts DESC LIMIT $5",
-                )
-                .bind(did)
-                .bind(point)
-                .bind(from)
-                .bind(to)
-                .bind(limit)
-                .fetch_all(p)
-                .await?
+            Db::Postgres(_) => {
+                "SELECT ts, vals::text FROM history WHERE did = $1 AND ($2 = '' OR jsonb_exists(vals, $2)) \
+                 AND ts >= $3 AND ts <= $4 ORDER BY ts DESC LIMIT $5"
             }
         };
+        let rows: Vec<(i64, String)> = with_db!(self, p => sqlx::query_as(sql)
+            .bind(did)
+            .bind(point)
+            .bind(from)
+            .bind(to)
+            .bind(limit)
+            .fetch_all(p)
+            .await?);
         let mut out = Vec::new();
         let limit = usize::try_from(limit).unwrap_or(0);
         for (ts, vals) in rows {
