@@ -39,6 +39,9 @@ pub(crate) struct MqttConfig {
     /// Longest a persistent session outlives its connection (MQTT 3.1.1 clean-session-0 sessions get
     /// exactly this; MQTT 5 session expiry is capped at it).
     pub(crate) max_session_expiry_secs: u32,
+    /// Milliseconds a plain-TCP session must be idle (nothing buffered or in flight) before it
+    /// waits in the idle pool off the runtime, costing far less memory; 0 keeps every session a task.
+    pub(crate) park_idle_after_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -100,6 +103,7 @@ impl Default for MqttConfig {
             max_connections: 100_000,
             max_subscriptions: 50,
             max_session_expiry_secs: 86_400,
+            park_idle_after_ms: 2_000,
         }
     }
 }

@@ -422,6 +422,8 @@ async fn serve(cfg: Config) -> AnyResult {
         max_connections: cfg.mqtt.max_connections,
         max_subscriptions: cfg.mqtt.max_subscriptions,
         max_session_expiry_secs: cfg.mqtt.max_session_expiry_secs,
+        park_idle_after: (cfg.mqtt.park_idle_after_ms > 0)
+            .then(|| std::time::Duration::from_millis(cfg.mqtt.park_idle_after_ms)),
         ..Default::default()
     };
     let mut listeners = serde_json::Map::new();

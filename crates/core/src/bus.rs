@@ -10,7 +10,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::sync::Mutex;
-use tokio::sync::{broadcast, oneshot, Notify};
+use tokio::sync::{broadcast, oneshot};
 
 /// Why a session is closed from outside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,45 +87,84 @@ struct SessionSlot {
 pub const INBOX_MAX: usize = 64;
 
 /// Messages for one live session. Unlike a channel it allocates nothing until a message arrives,
-/// and gives the memory back once drained: most sessions are idle most of the time.
+/// and gives the memory back once drained: most sessions are idle most of the time. Whoever waits
+/// leaves a [`Waker`](std::task::Waker): the session's task, or, while the session is set aside
+/// as idle, whatever the gateway uses to bring it back.
 #[derive(Debug, Default)]
 pub struct Inbox {
-    queue: Mutex<VecDeque<ToSession>>,
-    notify: Notify,
+    state: Mutex<InboxState>,
+}
+
+#[derive(Debug, Default)]
+struct InboxState {
+    queue: VecDeque<ToSession>,
+    waker: Option<std::task::Waker>,
 }
 
 impl Inbox {
     /// Queue a message (kicks always fit); false when the inbox is full.
     pub fn push(&self, msg: ToSession) -> bool {
-        let mut q = lock(&self.queue);
-        if q.len() >= INBOX_MAX && matches!(msg, ToSession::Publish(_)) {
+        let mut st = lock(&self.state);
+        if st.queue.len() >= INBOX_MAX && matches!(msg, ToSession::Publish(_)) {
             return false;
         }
-        q.push_back(msg);
-        drop(q);
-        self.notify.notify_one();
+        st.queue.push_back(msg);
+        let waker = st.waker.take();
+        drop(st);
+        if let Some(w) = waker {
+            w.wake();
+        }
         true
     }
 
     /// Take the next message, if any, without waiting.
     pub fn try_recv(&self) -> Option<ToSession> {
-        let mut q = lock(&self.queue);
-        let m = q.pop_front();
-        if q.is_empty() && q.capacity() > 0 {
-            *q = VecDeque::new();
+        let mut st = lock(&self.state);
+        let m = st.queue.pop_front();
+        if st.queue.is_empty() && st.queue.capacity() > 0 {
+            st.queue = VecDeque::new();
         }
         m
     }
 
     /// Wait for the next message.
     pub async fn recv(&self) -> ToSession {
-        loop {
-            if let Some(m) = self.try_recv() {
-                return m;
+        std::future::poll_fn(|cx| {
+            let mut st = lock(&self.state);
+            match st.queue.pop_front() {
+                Some(m) => {
+                    if st.queue.is_empty() && st.queue.capacity() > 0 {
+                        st.queue = VecDeque::new();
+                    }
+                    std::task::Poll::Ready(m)
+                }
+                None => {
+                    if !st.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                        st.waker = Some(cx.waker().clone());
+                    }
+                    std::task::Poll::Pending
+                }
             }
-            // A push between the check and this wait leaves a permit, so nothing is missed.
-            self.notify.notified().await;
+        })
+        .await
+    }
+
+    /// Wake `waker` at the next push instead of whoever waited before. True when a message is
+    /// already waiting (then nothing is registered and the caller should act at once).
+    pub fn wake_on_push(&self, waker: std::task::Waker) -> bool {
+        let mut st = lock(&self.state);
+        if st.queue.is_empty() {
+            st.waker = Some(waker);
+            false
+        } else {
+            st.waker = None;
+            true
         }
+    }
+
+    /// Forget the registered waker.
+    pub fn clear_waker(&self) {
+        lock(&self.state).waker = None;
     }
 }
 

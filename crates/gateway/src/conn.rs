@@ -25,6 +25,23 @@ pub(crate) trait Conn: AsyncRead + AsyncWrite + Unpin + Send {
         &'a mut self,
         buf: &'a mut BytesMut,
     ) -> impl Future<Output = io::Result<usize>> + Send + 'a;
+
+    /// Whether the stream keeps no state of its own, so an idle session can give up its socket
+    /// to the idle pool.
+    fn parkable(&self) -> bool {
+        false
+    }
+
+    /// The bare socket, taken off the runtime; only called when [`Conn::parkable`].
+    fn into_std(self) -> io::Result<std::net::TcpStream>
+    where
+        Self: Sized,
+    {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this stream cannot be parked",
+        ))
+    }
 }
 
 impl Conn for tokio::net::TcpStream {
@@ -42,6 +59,14 @@ impl Conn for tokio::net::TcpStream {
                 r => return r,
             }
         }
+    }
+
+    fn parkable(&self) -> bool {
+        true
+    }
+
+    fn into_std(self) -> io::Result<std::net::TcpStream> {
+        tokio::net::TcpStream::into_std(self)
     }
 }
 

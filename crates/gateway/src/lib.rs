@@ -5,6 +5,7 @@
 //! only; the accept loop never returns an error for a single connection.
 
 mod conn;
+mod idle;
 mod lean_tls;
 mod session;
 
@@ -36,6 +37,9 @@ pub struct GatewayConfig {
     pub max_topic_len: usize,
     /// Cap on a persistent session's expiry (an MQTT 3.1.1 clean-session-0 session gets exactly this).
     pub max_session_expiry_secs: u32,
+    /// Plain-TCP sessions idle this long (nothing buffered, nothing in flight) wait in the idle
+    /// pool off the runtime; `None` keeps every session a task.
+    pub park_idle_after: Option<Duration>,
 }
 
 impl Default for GatewayConfig {
@@ -49,6 +53,7 @@ impl Default for GatewayConfig {
             topic_alias_max: 16,
             max_topic_len: 256,
             max_session_expiry_secs: 86_400,
+            park_idle_after: Some(Duration::from_secs(2)),
         }
     }
 }
@@ -59,6 +64,29 @@ pub(crate) struct Shared {
     pub(crate) config: GatewayConfig,
     /// Retained messages by topic (each topic lies inside one device's namespace).
     pub(crate) retained: Mutex<std::collections::HashMap<String, rampart_core::bus::Message>>,
+    /// Where idle plain-TCP sessions wait; `None` when parking is off.
+    pub(crate) idle: Option<idle::IdlePool>,
+    /// Turns true when the gateway shuts down.
+    pub(crate) stop: watch::Receiver<bool>,
+}
+
+/// One accepted connection's place under `max_connections`, from accept to close (also while the
+/// session waits in the idle pool); counted in `rampart_mqtt_connections`.
+pub(crate) struct ConnGuard {
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl ConnGuard {
+    pub(crate) fn new(permit: Option<tokio::sync::OwnedSemaphorePermit>) -> ConnGuard {
+        metrics::gauge!("rampart_mqtt_connections").increment(1.0);
+        ConnGuard { _permit: permit }
+    }
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        metrics::gauge!("rampart_mqtt_connections").decrement(1.0);
+    }
 }
 
 /// Serve MQTT on an already-bound listener until `shutdown` resolves. With `tls`, every connection
@@ -71,12 +99,29 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let limit = Arc::new(Semaphore::new(config.max_connections));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let idle = match config.park_idle_after {
+        Some(_) => match idle::IdlePool::new() {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::warn!(error = %e, "idle pool unavailable; every session stays a task");
+                None
+            }
+        },
+        None => None,
+    };
     let shared = Arc::new(Shared {
         core,
         config,
         retained: Default::default(),
+        idle,
+        stop: stop_rx.clone(),
     });
-    let (stop_tx, stop_rx) = watch::channel(false);
+    if let Some(pool) = &shared.idle {
+        if let Err(e) = pool.start(shared.clone(), tokio::runtime::Handle::current()) {
+            tracing::warn!(error = %e, "idle pool thread did not start");
+        }
+    }
     // Expired parked sessions are dropped once a minute.
     let purge = {
         let core = shared.core.clone();
@@ -112,48 +157,33 @@ pub async fn serve(
         let _ = sock.set_nodelay(true);
         let shared = shared.clone();
         let stop = stop_rx.clone();
+        let guard = ConnGuard::new(Some(permit));
         match tls_config.clone() {
-            Some(config) => tokio::spawn(async move {
-                run_tls(sock, peer, config, shared, stop).await;
-                drop(permit);
-            }),
-            None => tokio::spawn(async move {
-                run_plain(sock, peer, shared, stop).await;
-                drop(permit);
-            }),
+            Some(config) => tokio::spawn(run_tls(sock, peer, config, shared, stop, guard)),
+            None => tokio::spawn(session::run(sock, peer, shared, stop, guard)),
         };
     }
     purge.abort();
     let _ = stop_tx.send(true);
+    if let Some(pool) = &shared.idle {
+        pool.shutdown();
+    }
 }
 
 /// A plain-TCP connection. Its own function (not a branch of the TLS one) so that its task future
 /// does not carry the size of a TLS session.
-async fn run_plain(
-    sock: tokio::net::TcpStream,
-    peer: SocketAddr,
-    shared: Arc<Shared>,
-    stop: watch::Receiver<bool>,
-) {
-    metrics::gauge!("rampart_mqtt_connections").increment(1.0);
-    session::run(sock, peer, shared, stop).await;
-    metrics::gauge!("rampart_mqtt_connections").decrement(1.0);
-}
-
-/// A TLS connection: the handshake (within the connect timeout), then the session.
 async fn run_tls(
     sock: tokio::net::TcpStream,
     peer: SocketAddr,
     config: Arc<rustls::ServerConfig>,
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
+    guard: ConnGuard,
 ) {
-    metrics::gauge!("rampart_mqtt_connections").increment(1.0);
     let timeout = shared.config.connect_timeout;
     match tokio::time::timeout(timeout, lean_tls::accept(sock, config)).await {
-        Ok(Ok(stream)) => session::run(stream, peer, shared, stop).await,
+        Ok(Ok(stream)) => session::run(stream, peer, shared, stop, guard).await,
         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
     }
-    metrics::gauge!("rampart_mqtt_connections").decrement(1.0);
 }

@@ -2,7 +2,8 @@
 //! inbound, QoS 1 outbound (commands), retain, wills, keepalive and MQTT 5 topic aliases.
 
 use crate::conn::Conn;
-use crate::Shared;
+use crate::idle::Resume;
+use crate::{ConnGuard, Shared};
 use bytes::BytesMut;
 use rampart_core::bus::{Inbox, KickReason, Message, ParkedSession, ToSession};
 use rampart_core::devices::{ConnectRefusal, DeviceAuth};
@@ -92,6 +93,8 @@ enum Close {
     KeepAlive,
     Kicked(KickReason),
     Shutdown,
+    /// Idle: set the session aside in the idle pool (not a close).
+    Park,
 }
 
 struct Session<S> {
@@ -122,7 +125,12 @@ struct Session<S> {
 
 /// Steps 1-3: CONNECT within the timeout, authentication, attach to the bus, CONNACK (queued in
 /// the write buffer). `None` when the connection was refused or went away.
-async fn open<S>(mut io: S, peer: SocketAddr, shared: &Arc<Shared>) -> Option<Opened<S>>
+async fn open<S>(
+    mut io: S,
+    peer: SocketAddr,
+    shared: &Arc<Shared>,
+    guard: ConnGuard,
+) -> Option<Opened<S>>
 where
     S: Conn,
 {
@@ -296,10 +304,14 @@ where
         session_id,
         will: connect.will.map(Box::new),
         keep_alive,
+        peer,
+        deadline: (keep_alive > 0)
+            .then(|| Instant::now() + Duration::from_millis(u64::from(keep_alive) * 1500)),
+        guard,
     })
 }
 
-/// What `open` hands to the rest of the connection.
+/// A session past its CONNACK: its state and connection, and what closing it needs.
 struct Opened<S> {
     session: Session<S>,
     rx: Arc<Inbox>,
@@ -307,6 +319,51 @@ struct Opened<S> {
     /// Boxed: a will (with its MQTT 5 properties) is large and rarely used.
     will: Option<Box<rampart_proto::mqtt::Will>>,
     keep_alive: u16,
+    peer: SocketAddr,
+    /// When the keepalive runs out without a packet.
+    deadline: Option<Instant>,
+    guard: ConnGuard,
+}
+
+impl<S> Opened<S> {
+    /// The same session over another connection; gives back the old one.
+    fn with_io<T>(self, io: T) -> (S, Opened<T>) {
+        let Opened {
+            session,
+            rx,
+            session_id,
+            will,
+            keep_alive,
+            peer,
+            deadline,
+            guard,
+        } = self;
+        let (old, session) = session.with_io(io);
+        let opened = Opened {
+            session,
+            rx,
+            session_id,
+            will,
+            keep_alive,
+            peer,
+            deadline,
+            guard,
+        };
+        (old, opened)
+    }
+}
+
+/// A session waiting in the idle pool: everything but its socket.
+pub(crate) struct Idle(Opened<()>);
+
+impl Idle {
+    pub(crate) fn inbox(&self) -> &Inbox {
+        &self.0.rx
+    }
+
+    pub(crate) fn deadline(&self) -> Option<std::time::Instant> {
+        self.0.deadline.map(Instant::into_std)
+    }
 }
 
 /// One connection from its first byte to close. The opening and closing steps, and the handling of
@@ -316,38 +373,91 @@ pub(crate) async fn run<S>(
     io: S,
     peer: SocketAddr,
     shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
+    guard: ConnGuard,
 ) where
     S: Conn,
 {
-    let Some(Opened {
+    let Some(mut o) = Box::pin(open(io, peer, &shared, guard)).await else {
+        return;
+    };
+    if o.session.flush().await.is_err() {
+        Box::pin(finish(o, Close::Gone)).await;
+        return;
+    }
+    drive(o, stop).await;
+}
+
+/// Serve packets until the session closes, or until it is idle long enough to wait in the pool.
+async fn drive<S: Conn>(mut o: Opened<S>, mut stop: watch::Receiver<bool>) {
+    let close = o
+        .session
+        .run_loop(o.keep_alive, &mut o.deadline, &o.rx, &mut stop)
+        .await;
+    if !matches!(close, Close::Park) {
+        Box::pin(finish(o, close)).await;
+        return;
+    }
+    let shared = o.session.shared.clone();
+    let (io, rest) = o.with_io(());
+    let idle = Box::new(Idle(rest));
+    let Some(pool) = shared.idle.as_ref() else {
+        return abandon(idle, shared.clone()).await;
+    };
+    match io.into_std() {
+        Ok(std) => {
+            if let Err((std, idle)) = pool.park(std, idle) {
+                // The pool has stopped: the gateway is shutting down.
+                match tokio::net::TcpStream::from_std(std) {
+                    Ok(io) => resume(io, idle, Resume::Shutdown, shared.clone()).await,
+                    Err(_) => abandon(idle, shared.clone()).await,
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not park an idle session");
+            abandon(idle, shared.clone()).await;
+        }
+    }
+}
+
+/// A parked session back on the runtime, as a task of its own.
+pub(crate) async fn resume(
+    io: tokio::net::TcpStream,
+    idle: Box<Idle>,
+    why: Resume,
+    shared: Arc<Shared>,
+) {
+    let (_, o) = idle.0.with_io(io);
+    match why {
+        Resume::KeepAlive => Box::pin(finish(o, Close::KeepAlive)).await,
+        Resume::Shutdown => Box::pin(finish(o, Close::Shutdown)).await,
+        Resume::Readable | Resume::Message => Box::pin(drive(o, shared.stop.clone())).await,
+    }
+}
+
+/// Close a session whose socket was lost on its way in or out of the idle pool: the will, the
+/// persistent session and presence are handled as for a dropped connection.
+pub(crate) async fn abandon(idle: Box<Idle>, _shared: Arc<Shared>) {
+    let (dead, _) = tokio::io::duplex(1);
+    let (_, o) = idle.0.with_io(dead);
+    Box::pin(finish(o, Close::Gone)).await;
+}
+
+/// Step 4: will, DISCONNECT, parking a persistent session, presence.
+async fn finish<S>(o: Opened<S>, close: Close)
+where
+    S: Conn,
+{
+    let Opened {
         session: mut s,
         rx,
         session_id,
         will,
-        keep_alive,
-    }) = Box::pin(open(io, peer, &shared)).await
-    else {
-        return;
-    };
-    let close = match s.flush().await {
-        Ok(()) => s.run_loop(keep_alive, &rx, &mut stop).await,
-        Err(_) => Close::Gone,
-    };
-    Box::pin(finish(s, close, rx, session_id, will, peer)).await;
-}
-
-/// Step 4: will, DISCONNECT, parking a persistent session, presence.
-async fn finish<S>(
-    mut s: Session<S>,
-    close: Close,
-    rx: Arc<Inbox>,
-    session_id: u64,
-    will: Option<Box<rampart_proto::mqtt::Will>>,
-    peer: SocketAddr,
-) where
-    S: Conn,
-{
+        peer,
+        guard,
+        ..
+    } = o;
     let shared = s.shared.clone();
     let version = s.version;
     let did = s.dev.did.as_str().to_owned();
@@ -365,6 +475,7 @@ async fn finish<S>(
         Close::Kicked(KickReason::TakenOver) => (true, "taken over"),
         Close::Kicked(KickReason::Revoked) => (true, "credentials revoked"),
         Close::Shutdown => (false, "server shutdown"),
+        Close::Park => (true, "connection lost"),
     };
     let code = match &close {
         Close::Violation(code, _) => Some(*code),
@@ -434,6 +545,7 @@ async fn finish<S>(
         shared.core.set_presence(&did, false, why).await;
     }
     tracing::info!(%peer, did = %did, reason = why, "device disconnected");
+    drop(guard);
 }
 
 /// Read until one whole packet is decoded; `Ok(None)` at EOF.
@@ -453,6 +565,51 @@ async fn read_packet<S: Conn>(
             Ok(0) | Err(_) => return Ok(None),
             Ok(_) => {}
         }
+    }
+}
+
+impl<S> Session<S> {
+    /// The same state over another connection; gives back the old one.
+    fn with_io<T>(self, io: T) -> (S, Session<T>) {
+        let Session {
+            io: old,
+            rbuf,
+            wbuf,
+            version,
+            dev,
+            shared,
+            subs,
+            aliases,
+            awaiting_rel,
+            next_pid,
+            inflight_out,
+            expiry_secs,
+            limiter,
+            out_window,
+            pending_out,
+            acks,
+            client_max_packet,
+        } = self;
+        let session = Session {
+            io,
+            rbuf,
+            wbuf,
+            version,
+            dev,
+            shared,
+            subs,
+            aliases,
+            awaiting_rel,
+            next_pid,
+            inflight_out,
+            expiry_secs,
+            limiter,
+            out_window,
+            pending_out,
+            acks,
+            client_max_packet,
+        };
+        (old, session)
     }
 }
 
@@ -485,16 +642,23 @@ impl<S: Conn> Session<S> {
         self.version == ProtocolVersion::V5
     }
 
+    /// Serve the connection until it closes (or, [`Close::Park`], has been idle long enough to
+    /// wait in the idle pool). `deadline` is the keepalive deadline, kept up to date.
     async fn run_loop(
         &mut self,
         keep_alive: u16,
+        deadline: &mut Option<Instant>,
         rx: &Inbox,
         stop: &mut watch::Receiver<bool>,
     ) -> Close {
         // MQTT: the server closes after 1.5 keepalive periods without a packet.
         let idle = (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
         let max = self.shared.config.max_packet_size;
-        let mut deadline = idle.map(|d| Instant::now() + d);
+        let park_after = match (&self.shared.idle, self.shared.config.park_idle_after) {
+            (Some(_), Some(after)) if self.io.parkable() => Some(after),
+            _ => None,
+        };
+        let mut active_at = Instant::now();
         loop {
             // Drain every whole packet already buffered (while reports in flight leave room).
             while self.acks.len() < INBOUND_UNCOMMITTED_MAX {
@@ -521,8 +685,16 @@ impl<S: Conn> Session<S> {
             if let Err(e) = mqtt::frame_len(&self.rbuf, max) {
                 return Close::Violation(e.reason_code(), "invalid packet length");
             }
+            // Idle with nothing buffered or in flight: after a while, wait in the idle pool.
+            let park_at = park_after
+                .filter(|_| self.rbuf.is_empty() && self.wbuf.is_empty() && self.acks.is_empty())
+                .map(|after| active_at + after);
+            let wake_at = match (*deadline, park_at) {
+                (Some(d), Some(p)) => Some(d.min(p)),
+                (d, p) => d.or(p),
+            };
             let sleep = async {
-                match deadline {
+                match wake_at {
                     Some(d) => tokio::time::sleep_until(d).await,
                     None => std::future::pending().await,
                 }
@@ -532,7 +704,10 @@ impl<S: Conn> Session<S> {
             tokio::select! {
                 r = self.io.read_some(&mut self.rbuf), if reading => match r {
                     Ok(0) | Err(_) => return Close::Gone,
-                    Ok(_) => deadline = idle.map(|d| Instant::now() + d),
+                    Ok(_) => {
+                        active_at = Instant::now();
+                        *deadline = idle.map(|d| active_at + d);
+                    }
                 },
                 r = async {
                     match self.acks.front_mut().and_then(|a| a.receipt.as_mut()) {
@@ -541,16 +716,25 @@ impl<S: Conn> Session<S> {
                     }
                 }, if committing => {
                     self.committed(r);
+                    active_at = Instant::now();
                     // Time spent waiting on our own storage is not the device's silence.
                     if !reading {
-                        deadline = idle.map(|d| Instant::now() + d);
+                        *deadline = idle.map(|d| active_at + d);
                     }
                 }
-                msg = rx.recv() => match msg {
-                    ToSession::Publish(msg) => self.deliver(msg, false),
-                    ToSession::Kick(r) => return Close::Kicked(r),
+                msg = rx.recv() => {
+                    active_at = Instant::now();
+                    match msg {
+                        ToSession::Publish(msg) => self.deliver(msg, false),
+                        ToSession::Kick(r) => return Close::Kicked(r),
+                    }
                 },
-                _ = sleep => return Close::KeepAlive,
+                _ = sleep => {
+                    if deadline.is_some_and(|d| d <= Instant::now()) {
+                        return Close::KeepAlive;
+                    }
+                    return Close::Park;
+                }
                 _ = stop.changed() => return Close::Shutdown,
             }
         }
@@ -1042,14 +1226,27 @@ mod tests {
             core,
             config: crate::GatewayConfig::default(),
             retained: Default::default(),
+            idle: None,
+            stop: watch::channel(false).1,
         });
         let (a, _b) = tokio::io::duplex(64);
         let (_tx, rx) = watch::channel(false);
-        let opening = open(a, "127.0.0.1:1".parse().unwrap(), &shared);
+        let opening = open(
+            a,
+            "127.0.0.1:1".parse().unwrap(),
+            &shared,
+            ConnGuard::new(None),
+        );
         println!("opening future: {} bytes", std::mem::size_of_val(&opening));
         drop(opening);
         let (a, _b) = tokio::io::duplex(64);
-        let fut = run(a, "127.0.0.1:1".parse().unwrap(), shared, rx);
+        let fut = run(
+            a,
+            "127.0.0.1:1".parse().unwrap(),
+            shared,
+            rx,
+            ConnGuard::new(None),
+        );
         let size = std::mem::size_of_val(&fut);
         println!(
             "session future: {size} bytes; Session<TcpStream>: {} bytes; TlsStream: {} bytes; Packet: {} bytes",

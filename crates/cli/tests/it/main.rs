@@ -3,6 +3,7 @@
 
 mod cli;
 mod commands;
+mod idle;
 mod interop;
 mod mqtt;
 mod registration;

@@ -565,7 +565,7 @@ async fn queued_commands_carry_and_honour_message_expiry() {
 }
 
 /// Hand-written MQTT 5 frames (independent of our codec).
-mod raw {
+pub(crate) mod raw {
     use tokio::io::AsyncReadExt;
 
     fn string(out: &mut Vec<u8>, s: &[u8]) {

@@ -95,6 +95,46 @@ impl Server {
         }
     }
 
+    /// Ask the server to stop (SIGTERM), as an operator would.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// The value of a Prometheus gauge or counter (without labels) from `/metrics`, 0 when absent.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self
+            .http_client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .filter_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .filter_map(|v| v.trim().parse().ok())
+            .next()
+            .unwrap_or(0.0)
+    }
+
+    /// Poll a metric until `f` holds (30 s at most).
+    pub async fn wait_metric(&self, name: &str, f: impl Fn(f64) -> bool) -> f64 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let v = self.metric(name).await;
+            if f(v) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "{name} stayed at {v}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
     pub fn data(&self) -> &Path {
         self.dir.path()
     }

@@ -1,0 +1,321 @@
+//! The idle pool: plain-TCP sessions with nothing to do are set aside here, off the runtime.
+//!
+//! Most devices are silent most of the time. A silent session as a tokio task costs its whole
+//! future, the task header and the runtime's registration of its socket. Here it costs its state
+//! in one box, a slab slot and an epoll registration: one thread waits on every parked socket at
+//! once and hands a session back to the runtime (a new task) when its socket becomes readable,
+//! when a message for it reaches its inbox, when its keepalive runs out, or at shutdown.
+//!
+//! This module owns the sockets while they are parked and nothing else: it never reads or writes
+//! them, and it knows sessions only as opaque [`Idle`] boxes.
+
+use crate::session::{self, Idle};
+use crate::Shared;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::os::fd::AsRawFd;
+use std::sync::{Arc, Mutex};
+use std::task::{Wake, Waker};
+use std::time::{Duration, Instant};
+
+const WAKER: Token = Token(usize::MAX);
+
+/// Why a parked session goes back to the runtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Resume {
+    /// Its socket is readable (data, end of stream or an error).
+    Readable,
+    /// A message reached its inbox.
+    Message,
+    /// Its keepalive deadline passed without a packet.
+    KeepAlive,
+    /// The gateway is shutting down.
+    Shutdown,
+}
+
+enum Cmd {
+    Park(std::net::TcpStream, Box<Idle>),
+    Wake(u32, u32),
+    Shutdown,
+}
+
+struct PoolShared {
+    waker: mio::Waker,
+    /// Commands for the pool thread; `None` once it has stopped taking sessions.
+    cmds: Mutex<Option<Vec<Cmd>>>,
+}
+
+impl PoolShared {
+    /// Queue a command (dropped once the pool has stopped: nothing is parked any more).
+    fn send(&self, cmd: Cmd) {
+        let mut g = self.cmds.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(v) = g.as_mut() {
+            v.push(cmd);
+            drop(g);
+            if let Err(e) = self.waker.wake() {
+                tracing::error!(error = %e, "idle pool wake failed");
+            }
+        }
+    }
+}
+
+/// Handle to the pool thread.
+pub(crate) struct IdlePool {
+    shared: Arc<PoolShared>,
+    poll: Mutex<Option<Poll>>,
+}
+
+impl IdlePool {
+    pub(crate) fn new() -> std::io::Result<IdlePool> {
+        let poll = Poll::new()?;
+        let waker = mio::Waker::new(poll.registry(), WAKER)?;
+        Ok(IdlePool {
+            shared: Arc::new(PoolShared {
+                waker,
+                cmds: Mutex::new(Some(Vec::new())),
+            }),
+            poll: Mutex::new(Some(poll)),
+        })
+    }
+
+    /// Start the pool thread; sessions resume as tasks on `rt`.
+    pub(crate) fn start(&self, gw: Arc<Shared>, rt: tokio::runtime::Handle) -> std::io::Result<()> {
+        let Some(poll) = self.poll.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return Ok(());
+        };
+        let pool = self.shared.clone();
+        std::thread::Builder::new()
+            .name("rampart-idle".into())
+            .spawn(move || {
+                Thread {
+                    poll,
+                    pool,
+                    gw,
+                    rt,
+                    slots: Vec::new(),
+                    free: Vec::new(),
+                    timers: BinaryHeap::new(),
+                    parked: 0,
+                }
+                .run()
+            })?;
+        Ok(())
+    }
+
+    /// Hand over an idle session; gives it back when the pool has stopped (shutdown).
+    pub(crate) fn park(
+        &self,
+        io: std::net::TcpStream,
+        idle: Box<Idle>,
+    ) -> Result<(), (std::net::TcpStream, Box<Idle>)> {
+        let mut g = self.shared.cmds.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(v) = g.as_mut() else {
+            return Err((io, idle));
+        };
+        v.push(Cmd::Park(io, idle));
+        drop(g);
+        if let Err(e) = self.shared.waker.wake() {
+            tracing::error!(error = %e, "idle pool wake failed");
+        }
+        Ok(())
+    }
+
+    /// Send every parked session back for closing, and stop taking new ones.
+    pub(crate) fn shutdown(&self) {
+        self.shared.send(Cmd::Shutdown);
+    }
+}
+
+/// Wakes the pool thread for one parked session when its inbox gets a message.
+struct InboxWake {
+    pool: Arc<PoolShared>,
+    slot: u32,
+    gen: u32,
+}
+
+impl Wake for InboxWake {
+    fn wake(self: Arc<Self>) {
+        self.pool.send(Cmd::Wake(self.slot, self.gen));
+    }
+}
+
+struct Slot {
+    gen: u32,
+    entry: Option<(std::net::TcpStream, Box<Idle>)>,
+}
+
+struct Thread {
+    poll: Poll,
+    pool: Arc<PoolShared>,
+    gw: Arc<Shared>,
+    rt: tokio::runtime::Handle,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    /// Keepalive deadlines `(when, slot, gen)`; entries of sessions gone since are skipped.
+    timers: BinaryHeap<Reverse<(Instant, u32, u32)>>,
+    parked: usize,
+}
+
+impl Thread {
+    fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        let mut cmds = Vec::new();
+        loop {
+            let timeout = self.timers.peek().map(|Reverse((at, _, _))| {
+                at.saturating_duration_since(Instant::now())
+                    .min(Duration::from_secs(1))
+            });
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    tracing::error!(error = %e, "idle pool poll failed");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                continue;
+            }
+            for ev in events.iter() {
+                if ev.token() == WAKER {
+                    continue;
+                }
+                if let Ok(slot) = u32::try_from(ev.token().0) {
+                    let gen = self.slots.get(slot as usize).map_or(0, |s| s.gen);
+                    self.resume(slot, gen, Resume::Readable);
+                }
+            }
+            {
+                let mut g = self.pool.cmds.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(v) = g.as_mut() {
+                    std::mem::swap(v, &mut cmds);
+                }
+            }
+            for cmd in cmds.drain(..) {
+                match cmd {
+                    Cmd::Park(io, idle) => self.park(io, idle),
+                    Cmd::Wake(slot, gen) => self.resume(slot, gen, Resume::Message),
+                    Cmd::Shutdown => {
+                        // Stop taking sessions, then send every parked one back to close.
+                        let late = self
+                            .pool
+                            .cmds
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .take()
+                            .unwrap_or_default();
+                        for cmd in late {
+                            if let Cmd::Park(io, idle) = cmd {
+                                self.spawn(io, idle, Resume::Shutdown);
+                            }
+                        }
+                        for slot in 0..self.slots.len() as u32 {
+                            let gen = self.slots[slot as usize].gen;
+                            self.resume(slot, gen, Resume::Shutdown);
+                        }
+                        metrics::gauge!("rampart_mqtt_sessions_idle").set(0.0);
+                        return;
+                    }
+                }
+            }
+            let now = Instant::now();
+            while let Some(Reverse((at, slot, gen))) = self.timers.peek().copied() {
+                if at > now {
+                    break;
+                }
+                self.timers.pop();
+                self.resume(slot, gen, Resume::KeepAlive);
+            }
+            if self.timers.len() > 4 * self.parked + 1024 {
+                // Drop the deadlines of sessions that have left.
+                let slots = &self.slots;
+                self.timers.retain(|Reverse((_, s, g))| {
+                    slots
+                        .get(*s as usize)
+                        .is_some_and(|x| x.gen == *g && x.entry.is_some())
+                });
+            }
+        }
+    }
+
+    fn park(&mut self, io: std::net::TcpStream, idle: Box<Idle>) {
+        let slot = match self.free.pop() {
+            Some(s) => s,
+            None => {
+                let Ok(s) = u32::try_from(self.slots.len()) else {
+                    self.spawn(io, idle, Resume::Message);
+                    return;
+                };
+                self.slots.push(Slot {
+                    gen: 0,
+                    entry: None,
+                });
+                s
+            }
+        };
+        let gen = {
+            let s = &mut self.slots[slot as usize];
+            s.gen = s.gen.wrapping_add(1);
+            s.gen
+        };
+        let fd = io.as_raw_fd();
+        if let Err(e) = self.poll.registry().register(
+            &mut SourceFd(&fd),
+            Token(slot as usize),
+            Interest::READABLE,
+        ) {
+            tracing::warn!(error = %e, "idle pool could not watch a socket");
+            self.free.push(slot);
+            self.spawn(io, idle, Resume::Message);
+            return;
+        }
+        let deadline = idle.deadline();
+        let waker = Waker::from(Arc::new(InboxWake {
+            pool: self.pool.clone(),
+            slot,
+            gen,
+        }));
+        let pending = idle.inbox().wake_on_push(waker);
+        self.slots[slot as usize].entry = Some((io, idle));
+        self.parked += 1;
+        metrics::gauge!("rampart_mqtt_sessions_idle").increment(1.0);
+        if let Some(at) = deadline {
+            self.timers.push(Reverse((at, slot, gen)));
+        }
+        if pending {
+            self.resume(slot, gen, Resume::Message);
+        }
+    }
+
+    fn resume(&mut self, slot: u32, gen: u32, why: Resume) {
+        let Some(s) = self.slots.get_mut(slot as usize) else {
+            return;
+        };
+        if s.gen != gen {
+            return;
+        }
+        let Some((io, idle)) = s.entry.take() else {
+            return;
+        };
+        self.free.push(slot);
+        self.parked -= 1;
+        metrics::gauge!("rampart_mqtt_sessions_idle").decrement(1.0);
+        let fd = io.as_raw_fd();
+        let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+        idle.inbox().clear_waker();
+        self.spawn(io, idle, why);
+    }
+
+    /// Give a session back to the runtime as a new task.
+    fn spawn(&self, io: std::net::TcpStream, idle: Box<Idle>, why: Resume) {
+        let _rt = self.rt.enter();
+        let gw = self.gw.clone();
+        match tokio::net::TcpStream::from_std(io) {
+            Ok(io) => {
+                self.rt.spawn(session::resume(io, idle, why, gw));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not hand a parked session back");
+                self.rt.spawn(session::abandon(idle, gw));
+            }
+        }
+    }
+}
