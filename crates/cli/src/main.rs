@@ -152,6 +152,11 @@ enum DeviceCmd {
     },
 }
 
+/// mimalloc gives freed pages back to the system, where glibc's malloc keeps the high-water mark
+/// of a connection storm resident; the server's memory then follows its live connections.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()
