@@ -375,6 +375,7 @@ async fn run(cli: Cli) -> AnyResult {
 async fn serve(cfg: Config) -> AnyResult {
     let (core, _) = open_core(&cfg).await?;
     let dir = cfg.data_dir.clone();
+    core.set_notifier(std::sync::Arc::new(cfg.notify.notifier(&dir)?));
     let offline = core
         .store()
         .reset_presence()
