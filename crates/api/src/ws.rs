@@ -1,5 +1,6 @@
 //! Live push: `GET /v1/ws` upgrades to a WebSocket that streams `{"did", "kind", ...}` messages
-//! (`status`, `presence`, `ack`) for every device the user may read.
+//! (`status`, `presence`, `ack`) for every device the user may read, after a first
+//! `{"kind": "ready", "devices": [...]}` once the stream is live.
 //!
 //! Each connection keeps its own set of readable devices, updated from the core's access-change
 //! broadcast before any device event is forwarded, so an unbind or a revoked share stops the
@@ -135,6 +136,14 @@ async fn run(
             .map_err(|e| e.to_string())
     };
     let mut allowed = load(core.clone(), me.clone()).await?;
+    // Tell the client the stream is live (events from here on are delivered) and what it covers.
+    let mut dids: Vec<&String> = allowed.keys().collect();
+    dids.sort();
+    let ready = json!({"kind": "ready", "devices": dids}).to_string();
+    socket
+        .send(Message::Text(ready.into()))
+        .await
+        .map_err(|e| e.to_string())?;
     let left = (session.expires_at - rampart_core::now_ms()).max(0) as u64;
     let expiry = tokio::time::sleep(Duration::from_millis(left));
     tokio::pin!(expiry);
