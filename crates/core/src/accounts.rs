@@ -794,6 +794,160 @@ mod tests {
         assert_eq!(after_success(), LockState::default());
     }
 
+    /// A core over a fresh SQLite store with one app and one active user; returns the core,
+    /// the app id and the temp dir keeping the database alive.
+    async fn core_with_user(email: &str, pw: &str) -> (Core, String, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = rampart_store::Store::open_sqlite(&dir.path().join("t.db"))
+            .await
+            .unwrap();
+        let core = Core::new(
+            store,
+            crate::secret::MasterKey::from_bytes(&[3; 32]),
+            Default::default(),
+        );
+        let p = core
+            .create_product(crate::products::NewProduct {
+                name: "lamp".into(),
+                identity: Default::default(),
+                report_limit_per_min: 60,
+                datapoints: vec![],
+                enterprise_id: None,
+            })
+            .await
+            .unwrap();
+        let app = core
+            .create_app(
+                NewApp {
+                    name: "app".into(),
+                    product_keys: vec![p.product_key],
+                },
+                &Actor::admin(),
+                None,
+            )
+            .await
+            .unwrap();
+        let who = Identity::parse_email(email).unwrap();
+        core.register_user(&app.app_id, who.clone(), Secret::new(pw.into()), None)
+            .await
+            .unwrap();
+        let u = core
+            .store()
+            .find_user(who.email(), None)
+            .await
+            .unwrap()
+            .unwrap();
+        core.store().activate_user(&u.user_id).await.unwrap();
+        (core, app.app_id, dir)
+    }
+
+    #[tokio::test]
+    async fn refresh_rotates_and_reuse_revokes_the_family() {
+        let pw = "velvet tundra oxide lantern";
+        let (core, app, _dir) = core_with_user("r@example.com", pw).await;
+        let login = || core.login(&app, "r@example.com", Secret::new(pw.into()), None);
+        let first = login().await.unwrap();
+        let other = login().await.unwrap();
+        let s1 = core
+            .authenticate_user(first.access_token.expose())
+            .await
+            .unwrap();
+        let second = core
+            .refresh_tokens(first.refresh_token.expose(), None)
+            .await
+            .unwrap();
+        let s2 = core
+            .authenticate_user(second.access_token.expose())
+            .await
+            .unwrap();
+        assert_eq!(s1.family_id, s2.family_id);
+        let mut changes = core.subscribe_access();
+        // replaying the spent token: refused, and the family is gone
+        assert!(matches!(
+            core.refresh_tokens(first.refresh_token.expose(), None)
+                .await,
+            Err(Error::InvalidToken)
+        ));
+        assert!(matches!(
+            changes.try_recv(),
+            Ok(crate::bindings::AccessChange::Sessions { .. })
+        ));
+        assert!(core
+            .refresh_tokens(second.refresh_token.expose(), None)
+            .await
+            .is_err());
+        assert!(core
+            .authenticate_user(second.access_token.expose())
+            .await
+            .is_err());
+        // the other login is untouched
+        assert!(core
+            .authenticate_user(other.access_token.expose())
+            .await
+            .is_ok());
+        assert!(core
+            .refresh_tokens(other.refresh_token.expose(), None)
+            .await
+            .is_ok());
+        // tokens are stored as hashes only
+        assert!(core
+            .store()
+            .access_session(other.access_token.expose(), now_ms())
+            .await
+            .unwrap()
+            .is_none());
+    }
+
+    #[tokio::test]
+    async fn lockout_refuses_the_right_password_like_a_wrong_one() {
+        let pw = "velvet tundra oxide lantern";
+        let (core, app, _dir) = core_with_user("l@example.com", pw).await;
+        let wrong = || {
+            core.login(
+                &app,
+                "l@example.com",
+                Secret::new("nope nope nope".into()),
+                None,
+            )
+        };
+        for _ in 0..MAX_FAILURES {
+            assert!(matches!(wrong().await, Err(Error::LoginFailed)));
+        }
+        assert!(matches!(
+            core.login(&app, "l@example.com", Secret::new(pw.into()), None)
+                .await,
+            Err(Error::LoginFailed)
+        ));
+        assert!(matches!(
+            core.login(&app, "ghost@example.com", Secret::new(pw.into()), None)
+                .await,
+            Err(Error::LoginFailed)
+        ));
+        // once the lock has passed, the right password works and clears the count
+        let u = core
+            .store()
+            .find_user(Some("l@example.com"), None)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(u.lockouts, 1);
+        assert!(u.locked_until > now_ms());
+        core.store()
+            .set_lock_state(
+                &u.user_id,
+                LockState {
+                    locked_until: now_ms() - 1,
+                    ..LockState::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert!(core
+            .login(&app, "l@example.com", Secret::new(pw.into()), None)
+            .await
+            .is_ok());
+    }
+
     #[test]
     fn identities() {
         assert_eq!(
