@@ -245,10 +245,11 @@ mod tests {
 
     #[test]
     fn event_shapes() {
-        let (did, v) = event_json(&DeviceEvent::Online {
+        let ev = DeviceEvent::Online {
             did: "d".into(),
             ts: 1,
-        });
+        };
+        let (did, v) = event_json(&ev);
         assert_eq!(did, "d");
         assert_eq!(
             v,
