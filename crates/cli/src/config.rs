@@ -40,6 +40,8 @@ pub(crate) struct WebhookConfig {
     pub(crate) url: String,
     /// Optional bearer token sent with each POST.
     pub(crate) token: String,
+    /// A file (mode 0600) holding the token instead.
+    pub(crate) token_file: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -52,6 +54,8 @@ pub(crate) struct SmtpConfig {
     /// Empty: no authentication.
     pub(crate) username: String,
     pub(crate) password: String,
+    /// A file (mode 0600) holding the password instead.
+    pub(crate) password_file: String,
     /// STARTTLS on `port` (true) or implicit TLS (false).
     pub(crate) starttls: bool,
 }
@@ -181,6 +185,7 @@ impl Default for SmtpConfig {
             from: String::new(),
             username: String::new(),
             password: String::new(),
+            password_file: String::new(),
             starttls: true,
         }
     }
@@ -199,6 +204,16 @@ impl NotifyConfig {
         };
         let outbox: Arc<dyn Notifier> = Arc::new(Outbox::new(dir));
         let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        // A secret given as a value, or as a private file.
+        let secret = |value: &str, file: &str| -> Result<Option<Secret>, String> {
+            if file.is_empty() {
+                return Ok(non_empty(value).map(Secret::new));
+            }
+            let path = Path::new(file);
+            rampart_core::secret::check_private(path).map_err(|e| e.to_string())?;
+            let text = std::fs::read_to_string(path).map_err(|e| format!("{file}: {e}"))?;
+            Ok(non_empty(text.trim()).map(Secret::new))
+        };
         let email: Arc<dyn Notifier> = match self.email.as_str() {
             "outbox" => outbox.clone(),
             "smtp" => {
@@ -213,7 +228,7 @@ impl NotifyConfig {
                     port: self.smtp.port,
                     from: self.smtp.from.clone(),
                     username: non_empty(&self.smtp.username),
-                    password: non_empty(&self.smtp.password).map(Secret::new),
+                    password: secret(&self.smtp.password, &self.smtp.password_file)?,
                     starttls: self.smtp.starttls,
                 })?)
             }
@@ -223,7 +238,7 @@ impl NotifyConfig {
             "outbox" => outbox,
             "webhook" => Arc::new(Webhook::new(
                 self.webhook.url.clone(),
-                non_empty(&self.webhook.token).map(Secret::new),
+                secret(&self.webhook.token, &self.webhook.token_file)?,
             )?),
             other => {
                 return Err(format!(
@@ -342,8 +357,19 @@ mod tests {
         let mut bad = c.notify.clone();
         bad.email = "pigeon".into();
         assert!(bad.notifier(Path::new("/tmp/x")).is_err());
-        let mut bad = c.notify;
+        let mut bad = c.notify.clone();
         bad.smtp.host = String::new();
         assert!(bad.notifier(Path::new("/tmp/x")).is_err());
+        // secrets from files: private ones only
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("smtp.pw");
+        rampart_core::secret::write_private(&f, b"hunter2\n").unwrap();
+        let mut ok = c.notify.clone();
+        ok.smtp.password_file = f.display().to_string();
+        ok.smtp.username = "me".into();
+        assert!(ok.notifier(Path::new("/tmp/x")).is_ok());
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(ok.notifier(Path::new("/tmp/x")).is_err());
     }
 }

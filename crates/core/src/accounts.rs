@@ -537,6 +537,10 @@ impl Core {
                 .set_lock_state(&user.user_id, lockout::after_success())
                 .await?;
         }
+        // Expired tokens are of no use to anyone; sweep them as sessions are made.
+        if let Err(e) = self.store().purge_tokens(now).await {
+            tracing::warn!(error = %e, "purging expired tokens failed");
+        }
         let family = format!("f_{}", random_hex(16));
         let (access, refresh) = (new_token("rat_"), new_token("rrt_"));
         self.store()
@@ -663,10 +667,30 @@ impl Core {
             .get_user(&s.user_id)
             .await?
             .ok_or(Error::InvalidToken)?;
-        if !password::verify(&old, Some(u.password_hash.clone())).await {
+        // Wrong old passwords count toward the login lockout, so a stolen access token cannot be
+        // used to guess the password.
+        let state = LockState {
+            failed_count: u.failed_count,
+            first_failed_at: u.first_failed_at,
+            locked_until: u.locked_until,
+            lockouts: u.lockouts,
+        };
+        let now = now_ms();
+        let verified = password::verify(&old, Some(u.password_hash.clone())).await;
+        let locked = lockout::is_locked(&state, now);
+        if !verified || locked {
+            if !locked {
+                let (next, now_locked) = lockout::after_failure(state, now);
+                self.store().set_lock_state(&u.user_id, next).await?;
+                if now_locked {
+                    metrics::counter!("rampart_account_lockouts_total").increment(1);
+                    self.audit(event(&s.actor(), "user.lockout", "locked", &ip))
+                        .await;
+                }
+            }
             self.audit(
                 event(&s.actor(), "user.password_change", "failed", &ip)
-                    .detail("wrong old password"),
+                    .detail("wrong old password or locked"),
             )
             .await;
             return Err(Error::Forbidden("old_password is not correct".into()));
@@ -942,10 +966,35 @@ mod tests {
             )
             .await
             .unwrap();
-        assert!(core
+        let pair = core
             .login(&app, "l@example.com", Secret::new(pw.into()), None)
             .await
-            .is_ok());
+            .unwrap();
+        // wrong old passwords on a password change count toward the same lockout
+        let s = core
+            .authenticate_user(pair.access_token.expose())
+            .await
+            .unwrap();
+        let change = |old: &str| {
+            core.change_password(
+                &s,
+                Secret::new(old.into()),
+                Secret::new("amber gravel quiet harbor".into()),
+                None,
+            )
+        };
+        for _ in 0..MAX_FAILURES {
+            assert!(matches!(
+                change("guess guess").await,
+                Err(Error::Forbidden(_))
+            ));
+        }
+        assert!(matches!(change(pw).await, Err(Error::Forbidden(_))));
+        assert!(matches!(
+            core.login(&app, "l@example.com", Secret::new(pw.into()), None)
+                .await,
+            Err(Error::LoginFailed)
+        ));
     }
 
     #[test]

@@ -50,6 +50,7 @@ CREATE TABLE tokens (
     created_at INTEGER NOT NULL
 );
 CREATE INDEX tokens_family ON tokens (family_id);
+CREATE INDEX tokens_expiry ON tokens (expires_at);
 
 CREATE TABLE bindings (
     did TEXT NOT NULL REFERENCES devices(did),
