@@ -132,6 +132,16 @@ impl Env {
         self.login(email, PW).await
     }
 
+    /// Audit rows of `action`, newest first (read from the server's SQLite store).
+    async fn audit(&self, action: &str) -> Vec<rampart_store::AuditRow> {
+        let store = rampart_store::Store::open_sqlite(&self.srv.data().join("rampart.db"))
+            .await
+            .unwrap();
+        let rows = store.list_audit(Some(action), 100).await.unwrap();
+        store.close().await;
+        rows
+    }
+
     async fn login(&self, username: &str, password: &str) -> (String, String) {
         let (s, v) = self.try_login(username, password).await;
         assert_eq!(s, 200, "{v}");
@@ -714,6 +724,21 @@ async fn shares_roles_and_revocation_stop_the_stream() {
         .call("DELETE", &format!("/v1/bindings/{d2}"), Some(&owner), None)
         .await;
     assert_eq!(s, 200);
+    for action in [
+        "device.share",
+        "device.share_accept",
+        "device.share_revoke",
+        "device.unbind",
+        "device.bind_token",
+        "device.command",
+    ] {
+        let rows = env.audit(action).await;
+        assert!(
+            rows.iter()
+                .any(|r| r.actor_kind == "user" && r.source_ip.is_some()),
+            "{action}: {rows:?}"
+        );
+    }
     for t in [&owner, &guest] {
         let (s, _) = env
             .call("GET", &format!("/v1/devices/{d2}"), Some(t), None)
@@ -791,6 +816,20 @@ async fn cross_user_attempts_on_device_endpoints_answer_404() {
     assert!(limited);
     // the limit holds for a right passcode too
     assert_eq!(env.bind(&other, &did, &passcode).await.0, 429);
+
+    // every bind attempt is audited with the user, the source address and the outcome
+    let binds = env.audit("device.bind").await;
+    let target = format!("device:{did}");
+    assert!(binds.iter().any(|r| r.outcome == "ok role=owner"
+        && r.actor_kind == "user"
+        && r.target.as_deref() == Some(target.as_str())
+        && r.source_ip.as_deref() == Some("127.0.0.1")));
+    assert!(binds
+        .iter()
+        .any(|r| r.outcome.starts_with("refused: rate") || r.outcome.contains("at most")));
+    assert!(binds
+        .iter()
+        .any(|r| r.outcome == "refused: device not found"));
 }
 
 #[tokio::test]
@@ -906,6 +945,23 @@ async fn lockout_answers_like_an_unknown_user() {
     // a malformed user name answers the same too
     let (s, v) = env.try_login("not a name", PW).await;
     assert_eq!((s, &v), (401, &unknown));
+
+    // audited: failures with their reason, one lockout, and the logins that worked
+    let logins = env.audit("user.login").await;
+    let failed = |d: &str| {
+        logins
+            .iter()
+            .filter(|r| r.outcome == "failed" && r.detail.as_deref() == Some(d))
+            .count()
+    };
+    assert_eq!(failed("wrong password"), 5);
+    assert_eq!(failed("locked"), 1);
+    assert_eq!(failed("unknown user"), 3);
+    assert_eq!(logins.iter().filter(|r| r.outcome == "ok").count(), 1);
+    let locks = env.audit("user.lockout").await;
+    assert_eq!(locks.len(), 1);
+    assert_eq!(locks[0].actor_kind, "user");
+    assert_eq!(locks[0].source_ip.as_deref(), Some("127.0.0.1"));
 }
 
 #[tokio::test]
