@@ -9,9 +9,11 @@
 
 use crate::auth::bearer;
 use crate::{AppState, Error};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
+use axum::http::StatusCode;
 use axum::response::Response;
 use rampart_core::accounts::UserSession;
 use rampart_core::bindings::{AccessChange, Role};
@@ -50,9 +52,16 @@ impl FromRequestParts<AppState> for WsToken {
 pub(crate) async fn ws(
     State(s): State<AppState>,
     WsToken(token): WsToken,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, Error> {
     let session = s.core.authenticate_user(token.expose()).await?;
+    let upgrade = upgrade.map_err(|r| {
+        Error::new(
+            StatusCode::UPGRADE_REQUIRED,
+            "UPGRADE_REQUIRED",
+            format!("a WebSocket upgrade is required: {}", r.body_text()),
+        )
+    })?;
     let core = s.core.clone();
     Ok(upgrade
         .max_message_size(64 * 1024)

@@ -906,6 +906,14 @@ async fn refresh_rotation_reuse_and_logout() {
     );
     let closed = ws.next().await;
     assert_eq!(closed["closed"], 4401, "{closed}");
+    // live push needs a WebSocket upgrade (answered in the JSON error format)
+    let (l3, _) = env.login(email, PW).await;
+    let (s, v) = env.call("GET", "/v1/ws", Some(&l3), None).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (426, Some("UPGRADE_REQUIRED")),
+        "{v}"
+    );
     // a revoked token cannot open live push
     let req = format!("wss://localhost:{}/v1/ws?access_token={l2}", env.srv.http)
         .into_client_request()
