@@ -17,6 +17,26 @@ pub(crate) struct Config {
     pub(crate) log: LogConfig,
     pub(crate) commands: CommandConfig,
     pub(crate) notify: NotifyConfig,
+    pub(crate) accounts: AccountsConfig,
+}
+
+/// End-user sessions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct AccountsConfig {
+    /// Access-token lifetime.
+    pub(crate) access_ttl_secs: u32,
+    /// Refresh-token lifetime.
+    pub(crate) refresh_ttl_days: u32,
+}
+
+impl Default for AccountsConfig {
+    fn default() -> Self {
+        AccountsConfig {
+            access_ttl_secs: 900,
+            refresh_ttl_days: 30,
+        }
+    }
 }
 
 /// Where activation and password-reset codes go.
@@ -129,6 +149,7 @@ impl Default for Config {
             log: LogConfig::default(),
             commands: CommandConfig::default(),
             notify: NotifyConfig::default(),
+            accounts: AccountsConfig::default(),
         }
     }
 }

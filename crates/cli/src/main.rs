@@ -217,6 +217,8 @@ async fn open_core(cfg: &Config) -> AnyResult<(Core, bool)> {
     let core_cfg = CoreConfig {
         command_timeout_ms: cfg.commands.timeout_ms,
         command_ttl_ms: i64::from(cfg.commands.queued_ttl_secs) * 1000,
+        access_ttl_ms: i64::from(cfg.accounts.access_ttl_secs.max(1)) * 1000,
+        refresh_ttl_ms: i64::from(cfg.accounts.refresh_ttl_days.max(1)) * 86_400_000,
         ..CoreConfig::default()
     };
     Ok((Core::new(store, key, core_cfg), created))

@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fmt;
 
-/// Access-token lifetime.
+/// Default access-token lifetime (`CoreConfig::access_ttl_ms`).
 pub const ACCESS_TTL_MS: i64 = 15 * 60_000;
-/// Refresh-token lifetime (each rotation starts a new one).
+/// Default refresh-token lifetime (`CoreConfig::refresh_ttl_ms`); each rotation starts a new one.
 pub const REFRESH_TTL_MS: i64 = 30 * 24 * 3_600_000;
 /// One-time code lifetime.
 pub const CODE_TTL_MS: i64 = 10 * 60_000;
@@ -548,8 +548,14 @@ impl Core {
                 &family,
                 &user.user_id,
                 app_id,
-                (&token_hash(access.expose()), now + ACCESS_TTL_MS),
-                (&token_hash(refresh.expose()), now + REFRESH_TTL_MS),
+                (
+                    &token_hash(access.expose()),
+                    now + self.config().access_ttl_ms,
+                ),
+                (
+                    &token_hash(refresh.expose()),
+                    now + self.config().refresh_ttl_ms,
+                ),
                 now,
             )
             .await?;
@@ -558,7 +564,7 @@ impl Core {
         Ok(TokenPair {
             access_token: access,
             refresh_token: refresh,
-            expires_in: ACCESS_TTL_MS / 1000,
+            expires_in: self.config().access_ttl_ms / 1000,
         })
     }
 
@@ -571,15 +577,21 @@ impl Core {
                 self.store()
                     .add_tokens(
                         &s.family_id,
-                        (&token_hash(access.expose()), now + ACCESS_TTL_MS),
-                        (&token_hash(next.expose()), now + REFRESH_TTL_MS),
+                        (
+                            &token_hash(access.expose()),
+                            now + self.config().access_ttl_ms,
+                        ),
+                        (
+                            &token_hash(next.expose()),
+                            now + self.config().refresh_ttl_ms,
+                        ),
                         now,
                     )
                     .await?;
                 Ok(TokenPair {
                     access_token: access,
                     refresh_token: next,
-                    expires_in: ACCESS_TTL_MS / 1000,
+                    expires_in: self.config().access_ttl_ms / 1000,
                 })
             }
             RefreshUse::Reused(s) => {

@@ -44,6 +44,10 @@ pub struct CoreConfig {
     /// How long a command queued for an offline persistent session stays deliverable (sent to MQTT 5
     /// devices as the message expiry).
     pub command_ttl_ms: i64,
+    /// End-user access-token lifetime.
+    pub access_ttl_ms: i64,
+    /// End-user refresh-token lifetime.
+    pub refresh_ttl_ms: i64,
 }
 
 impl Default for CoreConfig {
@@ -52,6 +56,8 @@ impl Default for CoreConfig {
             command_timeout_ms: 10_000,
             clock_window_ms: rampart_proto::sign::CLOCK_WINDOW_MS,
             command_ttl_ms: 3_600_000,
+            access_ttl_ms: accounts::ACCESS_TTL_MS,
+            refresh_ttl_ms: accounts::REFRESH_TTL_MS,
         }
     }
 }

@@ -22,7 +22,11 @@ struct Env {
 
 impl Env {
     async fn start() -> Env {
-        let srv = Server::start().await;
+        Env::start_with(&[]).await
+    }
+
+    async fn start_with(vars: &[(&str, &str)]) -> Env {
+        let srv = Server::start_with(vars).await;
         let (pk, ps) = srv.product(true, false).await;
         let (s, v) = srv
             .admin(
@@ -145,7 +149,7 @@ impl Env {
     async fn login(&self, username: &str, password: &str) -> (String, String) {
         let (s, v) = self.try_login(username, password).await;
         assert_eq!(s, 200, "{v}");
-        assert_eq!(v["expires_in"], 900);
+        assert!(v["expires_in"].as_i64().unwrap() > 0, "{v}");
         (
             v["access_token"].as_str().unwrap().into(),
             v["refresh_token"].as_str().unwrap().into(),
@@ -405,7 +409,9 @@ async fn sign_up_bind_control_and_live_push() {
         )
         .await;
     assert_eq!(s, 200, "{v}");
-    let (token, _) = env.login("Owner@Example.com", PW).await;
+    let (s, v) = env.try_login("Owner@Example.com", PW).await;
+    assert_eq!((s, &v["expires_in"]), (200, &json!(900)), "{v}");
+    let token = v["access_token"].as_str().unwrap().to_owned();
     let (s, me) = env.call("GET", "/v1/users/me", Some(&token), None).await;
     assert_eq!((s, me["email"].as_str()), (200, Some(email)));
 
@@ -1174,4 +1180,26 @@ async fn password_policy_codes_and_reset() {
     assert_eq!(env.try_login(phone, pw2).await.0, 401);
     env.login(phone, pw3).await;
     assert!(env.outbox("ghost@example.com", "password_reset").is_empty());
+}
+
+#[tokio::test]
+async fn expired_access_token_closes_live_push() {
+    let env = Env::start_with(&[("RAMPART_ACCOUNTS__ACCESS_TTL_SECS", "1")]).await;
+    let (access, refresh) = env.user("short@example.com").await;
+    let mut ws = env.ws(&access, true).await;
+    // the server closes the socket when the token expires (about a second from now)
+    let closed = ws.next().await;
+    assert_eq!(closed["closed"], 4401, "{closed}");
+    let (s, _) = env.call("GET", "/v1/users/me", Some(&access), None).await;
+    assert_eq!(s, 401);
+    // the refresh token still works and issues a fresh access token
+    let (s, v) = env
+        .call(
+            "POST",
+            "/v1/token/refresh",
+            None,
+            Some(json!({"refresh_token": refresh})),
+        )
+        .await;
+    assert_eq!((s, &v["expires_in"]), (200, &json!(1)), "{v}");
 }
