@@ -346,6 +346,102 @@ mod tests {
         assert_eq!(mode & 0o077, 0);
     }
 
+    /// A one-request HTTP server: returns the request it received (head and body) after answering
+    /// with `status`.
+    async fn fake_http(status: u16) -> (String, tokio::task::JoinHandle<String>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/sms", l.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let (mut sock, _) = l.accept().await.unwrap();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            loop {
+                let n = sock.read(&mut chunk).await.unwrap();
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf).to_string();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= len {
+                        break;
+                    }
+                }
+                assert!(n > 0, "connection closed early");
+            }
+            let answer =
+                format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            sock.write_all(answer.as_bytes()).await.unwrap();
+            String::from_utf8_lossy(&buf).to_string()
+        });
+        (url, task)
+    }
+
+    #[tokio::test]
+    async fn webhook_posts_json_with_the_token() {
+        let (url, req) = fake_http(200).await;
+        let hook = Webhook::new(url, Some(Secret::new("hook-token".into()))).unwrap();
+        let n = Notice::new(
+            "+15551234567",
+            Channel::Sms,
+            Purpose::PasswordReset,
+            Some(Secret::new("654321".into())),
+        );
+        hook.send(&n).await.unwrap();
+        let req = req.await.unwrap();
+        let (head, body) = req.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("POST /sms "), "{head}");
+        assert!(head
+            .to_ascii_lowercase()
+            .contains("authorization: bearer hook-token"));
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["to"], "+15551234567");
+        assert_eq!(v["channel"], "sms");
+        assert_eq!(v["purpose"], "password_reset");
+        assert_eq!(v["code"], "654321");
+        assert!(v["text"].as_str().unwrap().contains("654321"));
+
+        // a provider error is reported, without the code
+        let (url, req) = fake_http(500).await;
+        let err = Webhook::new(url, None).unwrap().send(&n).await.unwrap_err();
+        req.await.unwrap();
+        assert!(err.contains("500") && !err.contains("654321"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn router_sends_by_channel() {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, req) = fake_http(200).await;
+        let r = Router {
+            email: Arc::new(Outbox::new(dir.path().to_path_buf())),
+            sms: Arc::new(Webhook::new(url, None).unwrap()),
+        };
+        r.send(&Notice::new(
+            "a@b.example",
+            Channel::Email,
+            Purpose::Activate,
+            None,
+        ))
+        .await
+        .unwrap();
+        r.send(&Notice::new(
+            "+15551234567",
+            Channel::Sms,
+            Purpose::Activate,
+            None,
+        ))
+        .await
+        .unwrap();
+        assert!(req.await.unwrap().contains("+15551234567"));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
     #[test]
     fn smtp_and_webhook_settings_are_checked() {
         assert!(Webhook::new("ftp://x".into(), None).is_err());
