@@ -159,13 +159,33 @@ impl PageQuery {
 
 /// Check a principal's access to a device: the administrator sees every device; a user needs a
 /// binding (none answers 404 like an unknown did).
-async fn authorize(s: &AppState, p: &Principal, did: &str, need: Need) -> Result<Actor, Error> {
+/// A refusal is audited (`device.access`), so probing for devices leaves a trace.
+async fn authorize(
+    s: &AppState,
+    p: &Principal,
+    did: &str,
+    need: Need,
+    addr: &Option<Extension<ClientAddr>>,
+) -> Result<Actor, Error> {
     match p {
         Principal::Admin => Ok(Actor::admin()),
-        Principal::User(u) => {
-            s.core.authorize_device(&u.user_id, did, need).await?;
-            Ok(u.actor())
-        }
+        Principal::User(u) => match s.core.authorize_device(&u.user_id, did, need).await {
+            Ok(_) => Ok(u.actor()),
+            Err(e) => {
+                let mut ev = rampart_core::audit::AuditEvent::new(
+                    &u.actor(),
+                    "device.access",
+                    &format!("denied: {e}"),
+                )
+                .target(format!("device:{did}"))
+                .detail(format!("{need:?}"));
+                if let Some(ip) = client_ip(addr) {
+                    ev = ev.source_ip(ip);
+                }
+                s.core.audit(ev).await;
+                Err(e.into())
+            }
+        },
     }
 }
 
@@ -278,10 +298,11 @@ async fn list_devices(
 async fn get_device(
     State(s): State<AppState>,
     p: Principal,
+    addr: Option<Extension<ClientAddr>>,
     Path(did): Path<String>,
 ) -> Result<Response, Error> {
     let did = parse_did(&did)?;
-    authorize(&s, &p, did.as_str(), Need::Read).await?;
+    authorize(&s, &p, did.as_str(), Need::Read, &addr).await?;
     Ok(Json(s.core.device_view(did.as_str()).await?).into_response())
 }
 
@@ -297,11 +318,12 @@ pub(crate) struct HistoryQuery {
 async fn history(
     State(s): State<AppState>,
     p: Principal,
+    addr: Option<Extension<ClientAddr>>,
     Path(did): Path<String>,
     Q(q): Q<HistoryQuery>,
 ) -> Result<Json<Value>, Error> {
     let did = parse_did(&did)?;
-    authorize(&s, &p, did.as_str(), Need::Read).await?;
+    authorize(&s, &p, did.as_str(), Need::Read, &addr).await?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(Error::invalid("limit must be 1..=1000"));
@@ -329,7 +351,7 @@ async fn command(
     Body(req): Body<CommandRequest>,
 ) -> Result<Response, Error> {
     let did = parse_did(&did)?;
-    let actor = authorize(&s, &p, did.as_str(), Need::Control).await?;
+    let actor = authorize(&s, &p, did.as_str(), Need::Control, &addr).await?;
     let outcome = s
         .core
         .send_command(did.as_str(), req, &actor, client_ip(&addr))

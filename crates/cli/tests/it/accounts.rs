@@ -823,6 +823,20 @@ async fn cross_user_attempts_on_device_endpoints_answer_404() {
     // the limit holds for a right passcode too
     assert_eq!(env.bind(&other, &did, &passcode).await.0, 429);
 
+    // refused reads and commands are audited too
+    let denied = env.audit("device.access").await;
+    assert!(
+        denied
+            .iter()
+            .filter(
+                |r| r.target.as_deref() == Some(format!("device:{did}").as_str())
+                    && r.outcome == "denied: device not found"
+            )
+            .count()
+            >= 3,
+        "{denied:?}"
+    );
+
     // every bind attempt is audited with the user, the source address and the outcome
     let binds = env.audit("device.bind").await;
     let target = format!("device:{did}");
