@@ -319,6 +319,17 @@ pub(crate) async fn create_share(
     Ok((StatusCode::CREATED, Json(json!({"share_id": id}))).into_response())
 }
 
+pub(crate) async fn device_shares(
+    State(s): State<AppState>,
+    User(u): User,
+    Path(did): Path<String>,
+) -> Result<Json<Value>, Error> {
+    let did = parse_did(&did)?;
+    let rows = s.core.device_shares(&u, did.as_str()).await?;
+    let n = rows.len();
+    Ok(Json(json!({"data": rows, "meta": {"total": n}})))
+}
+
 pub(crate) async fn revoke_share(
     State(s): State<AppState>,
     User(u): User,

@@ -48,7 +48,10 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/devices/{did}/commands", post(command))
         .route("/v1/devices/{did}/passcode", get(acc::passcode))
         .route("/v1/devices/{did}/bind-tokens", post(acc::bind_token))
-        .route("/v1/devices/{did}/shares", post(acc::create_share))
+        .route(
+            "/v1/devices/{did}/shares",
+            post(acc::create_share).get(acc::device_shares),
+        )
         .route(
             "/v1/devices/{did}/shares/{share_id}",
             delete(acc::revoke_share),

@@ -96,6 +96,14 @@ pub struct ShareView {
     pub accepted_at: Option<i64>,
 }
 
+/// A share as its owner sees it: with the invitee's e-mail or phone.
+#[derive(Debug, Serialize)]
+pub struct DeviceShareView {
+    #[serde(flatten)]
+    pub share: ShareView,
+    pub user: String,
+}
+
 /// A fresh one-time bind token, shown once.
 #[derive(Serialize)]
 pub struct BindToken {
@@ -486,6 +494,20 @@ impl Core {
     ) -> Result<(Vec<ShareView>, i64)> {
         let (rows, total) = self.store().list_shares_for(user_id, offset, limit).await?;
         Ok((rows.into_iter().map(share_view).collect(), total))
+    }
+
+    /// The shares of the caller's device (owner only), with the invitee's name.
+    pub async fn device_shares(&self, s: &UserSession, did: &str) -> Result<Vec<DeviceShareView>> {
+        self.authorize_device(&s.user_id, did, Need::Own).await?;
+        let mut out = Vec::new();
+        for sh in self.store().list_shares_of_device(did).await? {
+            let user = self.store().get_user(&sh.invitee_id).await?;
+            out.push(DeviceShareView {
+                user: user.and_then(|u| u.email.or(u.phone)).unwrap_or_default(),
+                share: share_view(sh),
+            });
+        }
+        Ok(out)
     }
 
     /// Revoke a share of the caller's device (owner only): the invitee loses access at once.

@@ -383,6 +383,12 @@ impl Store {
         )))
     }
 
+    /// Every share of a device (pending and accepted), newest first.
+    pub async fn list_shares_of_device(&self, did: &str) -> Result<Vec<ShareRow>> {
+        let sql = "SELECT * FROM shares WHERE did = $1 ORDER BY created_at DESC, share_id";
+        Ok(with_db!(self, p => sqlx::query_as(sql).bind(did).fetch_all(p).await?))
+    }
+
     // ---- bind tokens ----
 
     pub async fn insert_bind_token(&self, r: &BindTokenRow) -> Result<()> {

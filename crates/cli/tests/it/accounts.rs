@@ -660,6 +660,29 @@ async fn shares_roles_and_revocation_stop_the_stream() {
         (Some(d1.as_str()), &json!({"level": 10}))
     );
 
+    // the owner lists the device's shares with the invitee's name
+    let (s, v) = env
+        .call(
+            "GET",
+            &format!("/v1/devices/{d1}/shares"),
+            Some(&owner),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["data"][0]["share_id"], share1.as_str());
+    assert_eq!(v["data"][0]["user"], "guest@example.com");
+    assert_eq!(v["data"][0]["status"], "accepted");
+    let (s, _) = env
+        .call(
+            "GET",
+            &format!("/v1/devices/{d1}/shares"),
+            Some(&guest),
+            None,
+        )
+        .await;
+    assert_eq!(s, 403);
+
     // revoking the guest share stops d1 at once: the next message is d2's report
     let (s, v) = env
         .call(

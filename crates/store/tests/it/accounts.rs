@@ -264,6 +264,8 @@ pub(crate) async fn suite(s: Store) {
         s.binding_role("dev_a", "u3").await.unwrap().as_deref(),
         Some("guest")
     );
+    assert_eq!(s.list_shares_of_device("dev_a").await.unwrap().len(), 1);
+    assert!(s.list_shares_of_device("dev_b").await.unwrap().is_empty());
     let (list, total) = s.list_shares_for("u3", 0, 10).await.unwrap();
     assert_eq!((list.len(), total), (1, 1));
     assert_eq!(
