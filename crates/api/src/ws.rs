@@ -62,6 +62,7 @@ pub(crate) async fn ws(
             format!("a WebSocket upgrade is required: {}", r.body_text()),
         )
     })?;
+    let slot = s.core.live_push_slot(&session.user_id)?;
     let core = s.core.clone();
     Ok(upgrade
         .max_message_size(64 * 1024)
@@ -69,6 +70,7 @@ pub(crate) async fn ws(
             if let Err(e) = run(socket, core, session, token).await {
                 tracing::debug!(error = %e, "live push connection ended");
             }
+            drop(slot);
         }))
 }
 
@@ -252,17 +254,49 @@ mod tests {
         ));
     }
 
+    /// The wire format of every message kind, pinned.
     #[test]
     fn event_shapes() {
-        let ev = DeviceEvent::Online {
-            did: "d".into(),
-            ts: 1,
-        };
-        let (did, v) = event_json(&ev);
-        assert_eq!(did, "d");
-        assert_eq!(
-            v,
-            json!({"did": "d", "kind": "presence", "online": true, "ts": 1})
-        );
+        let mut values = serde_json::Map::new();
+        values.insert("power".into(), json!(true));
+        let cases = [
+            (
+                DeviceEvent::Online {
+                    did: "d".into(),
+                    ts: 1,
+                },
+                json!({"did": "d", "kind": "presence", "online": true, "ts": 1}),
+            ),
+            (
+                DeviceEvent::Offline {
+                    did: "d".into(),
+                    ts: 2,
+                    reason: "keepalive".into(),
+                },
+                json!({"did": "d", "kind": "presence", "online": false, "ts": 2, "reason": "keepalive"}),
+            ),
+            (
+                DeviceEvent::Report {
+                    did: "d".into(),
+                    ts: 3,
+                    values,
+                },
+                json!({"did": "d", "kind": "status", "ts": 3, "values": {"power": true}}),
+            ),
+            (
+                DeviceEvent::Ack {
+                    did: "d".into(),
+                    ts: 4,
+                    id: "c1".into(),
+                    status: "ok".into(),
+                },
+                json!({"did": "d", "kind": "ack", "id": "c1", "status": "ok", "ts": 4}),
+            ),
+        ];
+        for (ev, want) in cases {
+            let (did, v) = event_json(&ev);
+            assert_eq!(did, "d");
+            assert_eq!(v, want);
+        }
     }
 }

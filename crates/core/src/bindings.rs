@@ -71,6 +71,48 @@ pub enum AccessChange {
     Sessions { user_id: String },
 }
 
+/// Most live-push connections one user may hold at once.
+pub const LIVE_PUSH_PER_USER: usize = 10;
+
+/// Counts live-push connections per user.
+#[derive(Debug, Default)]
+pub(crate) struct LiveSlots {
+    per_user: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+/// A held live-push slot; dropping it frees the slot.
+pub struct LiveSlot {
+    core: Core,
+    user_id: String,
+}
+
+impl std::fmt::Debug for LiveSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveSlot")
+            .field("user_id", &self.user_id)
+            .finish()
+    }
+}
+
+impl Drop for LiveSlot {
+    fn drop(&mut self) {
+        let mut m = self
+            .core
+            .inner
+            .accounts
+            .live
+            .per_user
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.user_id) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.user_id);
+            }
+        }
+    }
+}
+
 /// How a bind proves the caller holds the device.
 #[derive(Debug)]
 pub enum BindProof {
@@ -145,6 +187,28 @@ impl Core {
     /// Subscribe to access changes (live push keeps its per-connection filter with it).
     pub fn subscribe_access(&self) -> broadcast::Receiver<AccessChange> {
         self.inner.accounts.access.subscribe()
+    }
+
+    /// Take one of the user's live-push slots; `RateLimited` when all are in use.
+    pub fn live_push_slot(&self, user_id: &str) -> Result<LiveSlot> {
+        let mut m = self
+            .inner
+            .accounts
+            .live
+            .per_user
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(user_id.to_owned()).or_default();
+        if *n >= LIVE_PUSH_PER_USER {
+            return Err(Error::RateLimited(format!(
+                "at most {LIVE_PUSH_PER_USER} live push connections per user"
+            )));
+        }
+        *n += 1;
+        Ok(LiveSlot {
+            core: self.clone(),
+            user_id: user_id.to_owned(),
+        })
     }
 
     pub(crate) fn access_changed(&self, c: AccessChange) {
@@ -537,5 +601,45 @@ impl Core {
         )
         .await;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn live_push_slots_are_capped_per_user_and_freed_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = rampart_store::Store::open_sqlite(&dir.path().join("t.db"))
+            .await
+            .unwrap();
+        let core = Core::new(
+            store,
+            crate::secret::MasterKey::from_bytes(&[1; 32]),
+            Default::default(),
+        );
+        let held: Vec<LiveSlot> = (0..LIVE_PUSH_PER_USER)
+            .map(|_| core.live_push_slot("u1").unwrap())
+            .collect();
+        assert!(matches!(
+            core.live_push_slot("u1"),
+            Err(Error::RateLimited(_))
+        ));
+        let other = core.live_push_slot("u2").unwrap();
+        drop(held);
+        let again = core.live_push_slot("u1").unwrap();
+        drop((other, again));
+        assert!(core.inner.accounts.live.per_user.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn roles() {
+        assert!(Role::Owner.can_control() && Role::Member.can_control());
+        assert!(!Role::Guest.can_control());
+        for r in [Role::Owner, Role::Member, Role::Guest] {
+            assert_eq!(Role::parse(r.as_str()), Some(r));
+        }
+        assert_eq!(Role::parse("admin"), None);
     }
 }

@@ -89,6 +89,8 @@ struct AccountsState {
     /// Bind attempts per user.
     bind: limits::RateLimiter,
     access: tokio::sync::broadcast::Sender<bindings::AccessChange>,
+    /// Live-push connections per user.
+    live: bindings::LiveSlots,
 }
 
 impl Default for AccountsState {
@@ -98,6 +100,7 @@ impl Default for AccountsState {
             reset: limits::RateLimiter::new(1, 60_000),
             bind: limits::RateLimiter::new(bindings::BIND_ATTEMPTS_PER_MIN, 60_000),
             access: tokio::sync::broadcast::channel(1024).0,
+            live: Default::default(),
         }
     }
 }
