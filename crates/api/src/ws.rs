@@ -190,6 +190,13 @@ async fn run(
                         allowed = load(core.clone(), me.clone()).await?;
                         reload = false;
                     }
+                    if recheck {
+                        if core.authenticate_user(token.expose()).await.is_err() {
+                            close(&mut socket, "token revoked").await;
+                            return Ok(());
+                        }
+                        recheck = false;
+                    }
                     let (did, body) = event_json(&ev);
                     if allowed.contains_key(did) {
                         socket

@@ -537,7 +537,7 @@ impl Core {
                 .set_lock_state(&user.user_id, lockout::after_success())
                 .await?;
         }
-        // Expired tokens are of no use to anyone; sweep them as sessions are made.
+        // Expired tokens and codes are of no use to anyone; sweep them as sessions are made.
         if let Err(e) = self.store().purge_tokens(now).await {
             tracing::warn!(error = %e, "purging expired tokens failed");
         }

@@ -217,10 +217,18 @@ impl Store {
         )
     }
 
-    /// Forget tokens that expired before `before`.
+    /// Forget session tokens, one-time codes and bind tokens that expired before `before`.
     pub async fn purge_tokens(&self, before: i64) -> Result<u64> {
-        let sql = "DELETE FROM tokens WHERE expires_at < $1";
-        Ok(with_db!(self, p => sqlx::query(sql).bind(before).execute(p).await?.rows_affected()))
+        let sqls = [
+            "DELETE FROM tokens WHERE expires_at < $1",
+            "DELETE FROM user_codes WHERE expires_at < $1",
+            "DELETE FROM bind_tokens WHERE expires_at < $1",
+        ];
+        let mut n = 0;
+        for sql in sqls {
+            n += with_db!(self, p => sqlx::query(sql).bind(before).execute(p).await?.rows_affected());
+        }
+        Ok(n)
     }
 
     // ---- bindings ----
