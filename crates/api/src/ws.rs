@@ -1,6 +1,6 @@
 //! Live push: `GET /v1/ws` upgrades to a WebSocket that streams `{"did", "kind", ...}` messages
-//! (`status`, `presence`, `ack`) for every device the user may read, after a first
-//! `{"kind": "ready", "devices": [...]}` once the stream is live.
+//! (`status`, `presence`, `ack`) for every device the user may read. The connection subscribes
+//! before answering the upgrade, so every event after the 101 reaches the client.
 //!
 //! Each connection keeps its own set of readable devices, updated from the core's access-change
 //! broadcast before any device event is forwarded, so an unbind or a revoked share stops the
@@ -63,15 +63,32 @@ pub(crate) async fn ws(
         )
     })?;
     let slot = s.core.live_push_slot(&session.user_id)?;
+    // Subscribe (and read the set after subscribing, so no change between the two is missed)
+    // before answering 101: every event after the client sees the upgrade reaches it.
+    let subs = Subscriptions {
+        access: s.core.subscribe_access(),
+        events: s.core.bus().subscribe_events(),
+    };
+    let allowed = load(&s.core, &session.user_id).await?;
     let core = s.core.clone();
     Ok(upgrade
         .max_message_size(64 * 1024)
         .on_upgrade(move |socket| async move {
-            if let Err(e) = run(socket, core, session, token).await {
+            if let Err(e) = run(socket, core, session, token, subs, allowed).await {
                 tracing::debug!(error = %e, "live push connection ended");
             }
             drop(slot);
         }))
+}
+
+struct Subscriptions {
+    access: tokio::sync::broadcast::Receiver<AccessChange>,
+    events: tokio::sync::broadcast::Receiver<DeviceEvent>,
+}
+
+/// The devices the user may read, with the role.
+async fn load(core: &Core, user_id: &str) -> Result<HashMap<String, Role>, rampart_core::Error> {
+    Ok(core.user_devices(user_id).await?.into_iter().collect())
 }
 
 /// The JSON pushed for a device event.
@@ -135,26 +152,14 @@ async fn run(
     core: Core,
     session: UserSession,
     token: Secret,
+    subs: Subscriptions,
+    mut allowed: HashMap<String, Role>,
 ) -> Result<(), String> {
-    // Subscribe before reading the set, so no change between the two is missed.
-    let mut access = core.subscribe_access();
-    let mut events = core.bus().subscribe_events();
+    let Subscriptions {
+        mut access,
+        mut events,
+    } = subs;
     let me = session.user_id.clone();
-    let load = |core: Core, me: String| async move {
-        core.user_devices(&me)
-            .await
-            .map(|v| v.into_iter().collect::<HashMap<_, _>>())
-            .map_err(|e| e.to_string())
-    };
-    let mut allowed = load(core.clone(), me.clone()).await?;
-    // Tell the client the stream is live (events from here on are delivered) and what it covers.
-    let mut dids: Vec<&String> = allowed.keys().collect();
-    dids.sort();
-    let ready = json!({"kind": "ready", "devices": dids}).to_string();
-    socket
-        .send(Message::Text(ready.into()))
-        .await
-        .map_err(|e| e.to_string())?;
     let left = (session.expires_at - rampart_core::now_ms()).max(0) as u64;
     let expiry = tokio::time::sleep(Duration::from_millis(left));
     tokio::pin!(expiry);
@@ -187,7 +192,7 @@ async fn run(
                         }
                     }
                     if reload {
-                        allowed = load(core.clone(), me.clone()).await?;
+                        allowed = load(&core, &me).await.map_err(|e| e.to_string())?;
                         reload = false;
                     }
                     if recheck {
@@ -212,7 +217,7 @@ async fn run(
             },
         }
         if reload {
-            allowed = load(core.clone(), me.clone()).await?;
+            allowed = load(&core, &me).await.map_err(|e| e.to_string())?;
         }
         if recheck && core.authenticate_user(token.expose()).await.is_err() {
             close(&mut socket, "token revoked").await;
