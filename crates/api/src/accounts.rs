@@ -365,3 +365,13 @@ pub(crate) async fn accept_share(
     let v = s.core.accept_share(&u, &id, client_ip(&addr)).await?;
     Ok(Json(v).into_response())
 }
+
+pub(crate) async fn decline_share(
+    State(s): State<AppState>,
+    User(u): User,
+    addr: Addr,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Error> {
+    s.core.decline_share(&u, &id, client_ip(&addr)).await?;
+    Ok(Json(json!({"share_id": id, "status": "declined"})))
+}

@@ -71,6 +71,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/bindings", post(acc::bind).get(acc::list_bindings))
         .route("/v1/bindings/{did}", delete(acc::unbind))
         .route("/v1/shares", get(acc::list_shares))
+        .route("/v1/shares/{share_id}", delete(acc::decline_share))
         .route("/v1/shares/{share_id}/accept", post(acc::accept_share))
         .route("/v1/ws", get(crate::ws::ws))
         .fallback(|| async { Error::not_found("route") })

@@ -574,6 +574,33 @@ impl Core {
         Ok(out)
     }
 
+    /// Decline a share offered to the caller, or give up an accepted one.
+    pub async fn decline_share(
+        &self,
+        s: &UserSession,
+        share_id: &str,
+        ip: Option<String>,
+    ) -> Result<()> {
+        let share = self
+            .store()
+            .get_share(share_id)
+            .await?
+            .filter(|sh| sh.invitee_id == s.user_id)
+            .ok_or(Error::NotFound("share"))?;
+        self.store().delete_share(share_id).await?;
+        self.access_changed(AccessChange::Device {
+            did: share.did.clone(),
+            user_id: s.user_id.clone(),
+            role: None,
+        });
+        self.audit(
+            event(&s.actor(), "device.share_decline", "ok", &share.did, &ip)
+                .detail(format!("share={share_id} status={}", share.status)),
+        )
+        .await;
+        Ok(())
+    }
+
     /// Revoke a share of the caller's device (owner only): the invitee loses access at once.
     pub async fn revoke_share(
         &self,

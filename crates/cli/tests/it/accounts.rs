@@ -723,6 +723,28 @@ async fn shares_roles_and_revocation_stop_the_stream() {
         .await;
     assert_eq!(s, 404);
 
+    // the invitee may decline an offer; the owner may offer again
+    let (s, v) = env
+        .call(
+            "POST",
+            &format!("/v1/devices/{d1}/shares"),
+            Some(&owner),
+            Some(json!({"user": "guest@example.com", "role": "member"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let offer = v["share_id"].as_str().unwrap().to_owned();
+    let (s, _) = env
+        .call("DELETE", &format!("/v1/shares/{offer}"), Some(&owner), None)
+        .await;
+    assert_eq!(s, 404);
+    let (s, v) = env
+        .call("DELETE", &format!("/v1/shares/{offer}"), Some(&guest), None)
+        .await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("declined")));
+    let (_, v) = env.call("GET", "/v1/shares", Some(&guest), None).await;
+    assert_eq!(v["meta"]["total"], 0, "{v}");
+
     // a one-time bind token adds a member, once
     let (s, t) = env
         .call(
