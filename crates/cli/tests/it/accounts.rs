@@ -1259,3 +1259,77 @@ async fn expired_access_token_closes_live_push() {
         .await;
     assert_eq!((s, &v["expires_in"]), (200, &json!(1)), "{v}");
 }
+
+#[tokio::test]
+async fn sms_codes_go_to_the_configured_webhook() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // a one-request SMS provider
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/send", l.local_addr().unwrap());
+    let provider = tokio::spawn(async move {
+        let (mut sock, _) = l.accept().await.unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let body = loop {
+            let n = sock.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "provider connection closed early");
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf).to_string();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .unwrap_or(0);
+                if body.len() >= len {
+                    assert!(head.to_ascii_lowercase().contains("bearer sms-secret"));
+                    break body.to_owned();
+                }
+            }
+        };
+        sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        serde_json::from_str::<Value>(&body).unwrap()
+    });
+    let env = Env::start_with(&[
+        ("RAMPART_NOTIFY__SMS", "webhook"),
+        ("RAMPART_NOTIFY__WEBHOOK__URL", &url),
+        ("RAMPART_NOTIFY__WEBHOOK__TOKEN", "sms-secret"),
+    ])
+    .await;
+    let phone = "+15557654321";
+    let (s, _) = env
+        .call(
+            "POST",
+            "/v1/users",
+            None,
+            Some(json!({"phone": phone, "password": PW})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let msg = tokio::time::timeout(Duration::from_secs(15), provider)
+        .await
+        .expect("the provider was not called")
+        .unwrap();
+    assert_eq!(
+        (msg["to"].as_str(), msg["purpose"].as_str()),
+        (Some(phone), Some("activate"))
+    );
+    let code = msg["code"].as_str().unwrap();
+    let (s, _) = env
+        .call(
+            "POST",
+            "/v1/users/activate",
+            None,
+            Some(json!({"phone": phone, "code": code})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    env.login(phone, PW).await;
+    // nothing went to the outbox
+    assert!(env.outbox(phone, "activate").is_empty());
+}
