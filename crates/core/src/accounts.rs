@@ -415,6 +415,9 @@ impl Core {
                 self.send_code(&who, Purpose::Activate).await
             }
             Err(StoreError::Conflict) => {
+                if !self.inner.accounts.notice.check(who.as_str(), now_ms()) {
+                    return Ok(());
+                }
                 self.notify(Notice::new(
                     who.as_str(),
                     who.channel(),

@@ -88,6 +88,8 @@ struct AccountsState {
     reset: limits::RateLimiter,
     /// Bind attempts per user.
     bind: limits::RateLimiter,
+    /// "Already registered" notices per recipient (repeated sign-ups must not spam an address).
+    notice: limits::RateLimiter,
     access: tokio::sync::broadcast::Sender<bindings::AccessChange>,
     /// Live-push connections per user.
     live: bindings::LiveSlots,
@@ -99,6 +101,7 @@ impl Default for AccountsState {
             resend: limits::RateLimiter::new(1, 60_000),
             reset: limits::RateLimiter::new(1, 60_000),
             bind: limits::RateLimiter::new(bindings::BIND_ATTEMPTS_PER_MIN, 60_000),
+            notice: limits::RateLimiter::new(1, 3_600_000),
             access: tokio::sync::broadcast::channel(1024).0,
             live: Default::default(),
         }
