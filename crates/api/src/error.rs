@@ -60,6 +60,22 @@ impl From<CoreError> for Error {
                 format!("device did not acknowledge within {ms} ms"),
             ),
             CoreError::DeviceError(m) => Error::new(S::BAD_GATEWAY, "DEVICE_ERROR", m),
+            CoreError::LoginFailed => Error::new(
+                S::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                "invalid username or password",
+            ),
+            CoreError::AccountNotActive => Error::new(
+                S::FORBIDDEN,
+                "ACCOUNT_NOT_ACTIVE",
+                "the account is not activated yet; use the code sent at sign-up",
+            ),
+            CoreError::InvalidToken => Error::unauthorized(),
+            CoreError::InvalidCode => {
+                Error::new(S::BAD_REQUEST, "INVALID_CODE", "invalid or expired code")
+            }
+            CoreError::WeakPassword(m) => Error::new(S::BAD_REQUEST, "WEAK_PASSWORD", m),
+            CoreError::RateLimited(m) => Error::new(S::TOO_MANY_REQUESTS, "RATE_LIMITED", m),
             e @ (CoreError::Store(_) | CoreError::Internal(_)) => {
                 tracing::error!(error = %e, "internal error");
                 Error::new(S::INTERNAL_SERVER_ERROR, "INTERNAL", "internal error")

@@ -1,9 +1,13 @@
 //! HTTP edge: the axum router, authentication extractors, `api::Error`, and the HTTPS server loop.
 //!
-//! Never depends on the MQTT edge; talks to devices only through `rampart-core`.
+//! Never depends on the MQTT edge; talks to devices only through `rampart-core`. End users reach
+//! devices through bindings (`accounts`), and live device events through `ws`.
 
+mod accounts;
+mod auth;
 mod error;
 mod routes;
+mod ws;
 
 pub use error::Error;
 

@@ -1,13 +1,16 @@
 //! Routes and handlers. Every answer is JSON; lists page with `page`/`limit` and answer
 //! `{"data": [...], "meta": {"page", "limit", "total"}}`.
 
+use crate::accounts as acc;
+use crate::auth::{Admin, Principal};
 use crate::{AppState, ClientAddr, Error};
 use axum::extract::{FromRequest, FromRequestParts, Path, State};
-use axum::http::{header, request::Parts, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
 use rampart_core::audit::Actor;
+use rampart_core::bindings::Need;
 use rampart_core::devices::{CommandOutcome, CommandRequest};
 use rampart_core::products::NewProduct;
 use rampart_core::registry::RegisterRequest;
@@ -19,34 +22,14 @@ use tower_http::set_header::SetResponseHeaderLayer;
 /// A JSON body whose rejections answer with our error format.
 #[derive(FromRequest)]
 #[from_request(via(axum::Json), rejection(Error))]
-pub(crate) struct Body<T>(T);
+pub(crate) struct Body<T>(pub(crate) T);
 
 /// Query string with our error format.
 #[derive(FromRequestParts)]
 #[from_request(via(axum::extract::Query), rejection(Error))]
-pub(crate) struct Q<T>(T);
+pub(crate) struct Q<T>(pub(crate) T);
 
-/// Proof that the request carries the bootstrap admin token.
-pub(crate) struct Admin;
-
-impl FromRequestParts<AppState> for Admin {
-    type Rejection = Error;
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Admin, Error> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(Error::unauthorized)?;
-        if state.core.check_admin_token(token.trim()).await? {
-            Ok(Admin)
-        } else {
-            Err(Error::unauthorized())
-        }
-    }
-}
-
-fn client_ip(addr: &Option<Extension<ClientAddr>>) -> Option<String> {
+pub(crate) fn client_ip(addr: &Option<Extension<ClientAddr>>) -> Option<String> {
     addr.as_ref()
         .map(|Extension(ClientAddr(a))| a.ip().to_string())
 }
@@ -63,6 +46,34 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/devices/{did}", get(get_device))
         .route("/v1/devices/{did}/history", get(history))
         .route("/v1/devices/{did}/commands", post(command))
+        .route("/v1/devices/{did}/passcode", get(acc::passcode))
+        .route("/v1/devices/{did}/bind-tokens", post(acc::bind_token))
+        .route(
+            "/v1/devices/{did}/shares",
+            post(acc::create_share).get(acc::device_shares),
+        )
+        .route(
+            "/v1/devices/{did}/shares/{share_id}",
+            delete(acc::revoke_share),
+        )
+        .route("/v1/apps", post(acc::create_app))
+        .route("/v1/users", post(acc::sign_up))
+        .route("/v1/users/activate", post(acc::activate))
+        .route("/v1/users/activate/resend", post(acc::resend))
+        .route("/v1/users/me", get(acc::me))
+        .route("/v1/users/me/password", post(acc::change_password))
+        .route("/v1/users/password/reset", post(acc::reset_request))
+        .route("/v1/users/password/reset/confirm", post(acc::reset_confirm))
+        .route("/v1/login", post(acc::login))
+        .route("/v1/token/refresh", post(acc::refresh))
+        .route("/v1/logout", post(acc::logout))
+        .route("/v1/logout/all", post(acc::logout_all))
+        .route("/v1/bindings", post(acc::bind).get(acc::list_bindings))
+        .route("/v1/bindings/{did}", delete(acc::unbind))
+        .route("/v1/shares", get(acc::list_shares))
+        .route("/v1/shares/{share_id}", delete(acc::decline_share))
+        .route("/v1/shares/{share_id}/accept", post(acc::accept_share))
+        .route("/v1/ws", get(crate::ws::ws))
         .fallback(|| async { Error::not_found("route") })
         .method_not_allowed_fallback(|| async {
             Error::new(
@@ -131,7 +142,63 @@ impl Paging {
     }
 }
 
-fn page_of<T: serde::Serialize>(data: Vec<T>, page: i64, limit: i64, total: i64) -> Json<Value> {
+/// `page` and `limit` alone.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PageQuery {
+    page: Option<i64>,
+    limit: Option<i64>,
+}
+
+impl PageQuery {
+    pub(crate) fn resolve(&self) -> Result<(i64, i64), Error> {
+        Paging {
+            page: self.page,
+            limit: self.limit,
+            product_key: None,
+        }
+        .resolve()
+    }
+}
+
+/// Check a principal's access to a device: the administrator sees every device; a user needs a
+/// binding (none answers 404 like an unknown did).
+/// A refusal is audited (`device.access`), so probing for devices leaves a trace.
+async fn authorize(
+    s: &AppState,
+    p: &Principal,
+    did: &str,
+    need: Need,
+    addr: &Option<Extension<ClientAddr>>,
+) -> Result<Actor, Error> {
+    match p {
+        Principal::Admin => Ok(Actor::admin()),
+        Principal::User(u) => match s.core.authorize_device(&u.user_id, did, need).await {
+            Ok(_) => Ok(u.actor()),
+            Err(e) => {
+                let mut ev = rampart_core::audit::AuditEvent::new(
+                    &u.actor(),
+                    "device.access",
+                    &format!("denied: {e}"),
+                )
+                .target(format!("device:{did}"))
+                .detail(format!("{need:?}"));
+                if let Some(ip) = client_ip(addr) {
+                    ev = ev.source_ip(ip);
+                }
+                s.core.audit(ev).await;
+                Err(e.into())
+            }
+        },
+    }
+}
+
+pub(crate) fn page_of<T: serde::Serialize>(
+    data: Vec<T>,
+    page: i64,
+    limit: i64,
+    total: i64,
+) -> Json<Value> {
     Json(json!({"data": data, "meta": {"page": page, "limit": limit, "total": total}}))
 }
 
@@ -234,10 +301,12 @@ async fn list_devices(
 
 async fn get_device(
     State(s): State<AppState>,
-    _: Admin,
+    p: Principal,
+    addr: Option<Extension<ClientAddr>>,
     Path(did): Path<String>,
 ) -> Result<Response, Error> {
     let did = parse_did(&did)?;
+    authorize(&s, &p, did.as_str(), Need::Read, &addr).await?;
     Ok(Json(s.core.device_view(did.as_str()).await?).into_response())
 }
 
@@ -252,11 +321,13 @@ pub(crate) struct HistoryQuery {
 
 async fn history(
     State(s): State<AppState>,
-    _: Admin,
+    p: Principal,
+    addr: Option<Extension<ClientAddr>>,
     Path(did): Path<String>,
     Q(q): Q<HistoryQuery>,
 ) -> Result<Json<Value>, Error> {
     let did = parse_did(&did)?;
+    authorize(&s, &p, did.as_str(), Need::Read, &addr).await?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(Error::invalid("limit must be 1..=1000"));
@@ -278,15 +349,16 @@ async fn history(
 
 async fn command(
     State(s): State<AppState>,
-    _: Admin,
+    p: Principal,
     addr: Option<Extension<ClientAddr>>,
     Path(did): Path<String>,
     Body(req): Body<CommandRequest>,
 ) -> Result<Response, Error> {
     let did = parse_did(&did)?;
+    let actor = authorize(&s, &p, did.as_str(), Need::Control, &addr).await?;
     let outcome = s
         .core
-        .send_command(did.as_str(), req, &Actor::admin(), client_ip(&addr))
+        .send_command(did.as_str(), req, &actor, client_ip(&addr))
         .await?;
     Ok(match outcome {
         CommandOutcome::Acked(ack) => Json(json!(ack)).into_response(),

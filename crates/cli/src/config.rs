@@ -16,6 +16,68 @@ pub(crate) struct Config {
     pub(crate) tls: TlsConfig,
     pub(crate) log: LogConfig,
     pub(crate) commands: CommandConfig,
+    pub(crate) notify: NotifyConfig,
+    pub(crate) accounts: AccountsConfig,
+}
+
+/// End-user sessions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct AccountsConfig {
+    /// Access-token lifetime.
+    pub(crate) access_ttl_secs: u32,
+    /// Refresh-token lifetime.
+    pub(crate) refresh_ttl_days: u32,
+}
+
+impl Default for AccountsConfig {
+    fn default() -> Self {
+        AccountsConfig {
+            access_ttl_secs: 900,
+            refresh_ttl_days: 30,
+        }
+    }
+}
+
+/// Where activation and password-reset codes go.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct NotifyConfig {
+    /// E-mail recipients: `outbox` or `smtp`.
+    pub(crate) email: String,
+    /// Phone recipients: `outbox` or `webhook`.
+    pub(crate) sms: String,
+    /// Outbox directory; empty means `DATA/outbox`.
+    pub(crate) outbox_dir: String,
+    pub(crate) webhook: WebhookConfig,
+    pub(crate) smtp: SmtpConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct WebhookConfig {
+    /// The SMS provider's endpoint; each message is POSTed to it as JSON.
+    pub(crate) url: String,
+    /// Optional bearer token sent with each POST.
+    pub(crate) token: String,
+    /// A file (mode 0600) holding the token instead.
+    pub(crate) token_file: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct SmtpConfig {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    /// Sender, e.g. `Rampart <noreply@example.com>`.
+    pub(crate) from: String,
+    /// Empty: no authentication.
+    pub(crate) username: String,
+    pub(crate) password: String,
+    /// A file (mode 0600) holding the password instead.
+    pub(crate) password_file: String,
+    /// STARTTLS on `port` (true) or implicit TLS (false).
+    pub(crate) starttls: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -89,6 +151,8 @@ impl Default for Config {
             tls: TlsConfig::default(),
             log: LogConfig::default(),
             commands: CommandConfig::default(),
+            notify: NotifyConfig::default(),
+            accounts: AccountsConfig::default(),
         }
     }
 }
@@ -123,6 +187,91 @@ impl Default for LogConfig {
             format: "text".into(),
             level: "info".into(),
         }
+    }
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            email: "outbox".into(),
+            sms: "outbox".into(),
+            outbox_dir: String::new(),
+            webhook: WebhookConfig::default(),
+            smtp: SmtpConfig::default(),
+        }
+    }
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        SmtpConfig {
+            host: String::new(),
+            port: 587,
+            from: String::new(),
+            username: String::new(),
+            password: String::new(),
+            password_file: String::new(),
+            starttls: true,
+        }
+    }
+}
+
+impl NotifyConfig {
+    /// Build the notifier this section describes.
+    pub(crate) fn notifier(&self, data_dir: &Path) -> Result<rampart_core::notify::Router, String> {
+        use rampart_core::notify::{Notifier, Outbox, Smtp, SmtpSettings, Webhook};
+        use rampart_core::secret::Secret;
+        use std::sync::Arc;
+        let dir = if self.outbox_dir.is_empty() {
+            data_dir.join("outbox")
+        } else {
+            PathBuf::from(&self.outbox_dir)
+        };
+        let outbox: Arc<dyn Notifier> = Arc::new(Outbox::new(dir));
+        let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        // A secret given as a value, or as a private file.
+        let secret = |value: &str, file: &str| -> Result<Option<Secret>, String> {
+            if file.is_empty() {
+                return Ok(non_empty(value).map(Secret::new));
+            }
+            let path = Path::new(file);
+            rampart_core::secret::check_private(path).map_err(|e| e.to_string())?;
+            let text = std::fs::read_to_string(path).map_err(|e| format!("{file}: {e}"))?;
+            Ok(non_empty(text.trim()).map(Secret::new))
+        };
+        let email: Arc<dyn Notifier> = match self.email.as_str() {
+            "outbox" => outbox.clone(),
+            "smtp" => {
+                if self.smtp.host.is_empty() || self.smtp.from.is_empty() {
+                    return Err(
+                        "notify.email = \"smtp\" needs notify.smtp.host and notify.smtp.from"
+                            .into(),
+                    );
+                }
+                Arc::new(Smtp::new(&SmtpSettings {
+                    host: self.smtp.host.clone(),
+                    port: self.smtp.port,
+                    from: self.smtp.from.clone(),
+                    username: non_empty(&self.smtp.username),
+                    password: secret(&self.smtp.password, &self.smtp.password_file)?,
+                    starttls: self.smtp.starttls,
+                })?)
+            }
+            other => return Err(format!("notify.email: `{other}` is not `outbox` or `smtp`")),
+        };
+        let sms: Arc<dyn Notifier> = match self.sms.as_str() {
+            "outbox" => outbox,
+            "webhook" => Arc::new(Webhook::new(
+                self.webhook.url.clone(),
+                secret(&self.webhook.token, &self.webhook.token_file)?,
+            )?),
+            other => {
+                return Err(format!(
+                    "notify.sms: `{other}` is not `outbox` or `webhook`"
+                ))
+            }
+        };
+        Ok(rampart_core::notify::Router { email, sms })
     }
 }
 
@@ -209,5 +358,43 @@ mod tests {
             toml::from_str("[mqtt]\nmax_connections = 7").unwrap(),
         );
         assert_eq!(v.try_into::<Config>().unwrap().mqtt.max_connections, 7);
+    }
+
+    #[test]
+    fn notify_section() {
+        let c = Config::default();
+        assert_eq!(
+            (c.notify.email.as_str(), c.notify.sms.as_str()),
+            ("outbox", "outbox")
+        );
+        assert!(c.notify.notifier(Path::new("/tmp/x")).is_ok());
+        let mut v = toml::Value::try_from(Config::default()).unwrap();
+        merge(
+            &mut v,
+            toml::from_str(
+                "[notify]\nemail = \"smtp\"\nsms = \"webhook\"\n[notify.smtp]\nhost = \"smtp.example\"\n\
+                 from = \"noreply@example.com\"\n[notify.webhook]\nurl = \"https://sms.example/send\"",
+            )
+            .unwrap(),
+        );
+        let c: Config = v.try_into().unwrap();
+        assert!(c.notify.notifier(Path::new("/tmp/x")).is_ok());
+        let mut bad = c.notify.clone();
+        bad.email = "pigeon".into();
+        assert!(bad.notifier(Path::new("/tmp/x")).is_err());
+        let mut bad = c.notify.clone();
+        bad.smtp.host = String::new();
+        assert!(bad.notifier(Path::new("/tmp/x")).is_err());
+        // secrets from files: private ones only
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("smtp.pw");
+        rampart_core::secret::write_private(&f, b"hunter2\n").unwrap();
+        let mut ok = c.notify.clone();
+        ok.smtp.password_file = f.display().to_string();
+        ok.smtp.username = "me".into();
+        assert!(ok.notifier(Path::new("/tmp/x")).is_ok());
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(ok.notifier(Path::new("/tmp/x")).is_err());
     }
 }

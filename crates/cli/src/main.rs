@@ -222,6 +222,8 @@ async fn open_core(cfg: &Config) -> AnyResult<(Core, bool)> {
     let core_cfg = CoreConfig {
         command_timeout_ms: cfg.commands.timeout_ms,
         command_ttl_ms: i64::from(cfg.commands.queued_ttl_secs) * 1000,
+        access_ttl_ms: i64::from(cfg.accounts.access_ttl_secs.max(1)) * 1000,
+        refresh_ttl_ms: i64::from(cfg.accounts.refresh_ttl_days.max(1)) * 86_400_000,
         ..CoreConfig::default()
     };
     Ok((Core::new(store, key, core_cfg), created))
@@ -380,6 +382,7 @@ async fn run(cli: Cli) -> AnyResult {
 async fn serve(cfg: Config) -> AnyResult {
     let (core, _) = open_core(&cfg).await?;
     let dir = cfg.data_dir.clone();
+    core.set_notifier(std::sync::Arc::new(cfg.notify.notifier(&dir)?));
     let offline = core
         .store()
         .reset_presence()

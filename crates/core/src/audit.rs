@@ -30,6 +30,20 @@ impl Actor {
             id: did.into(),
         }
     }
+    /// An end user.
+    pub fn user(user_id: &str) -> Actor {
+        Actor {
+            kind: "user",
+            id: user_id.into(),
+        }
+    }
+    /// Someone who has not proven to be a user yet, named by the login name they gave.
+    pub fn user_candidate(username: &str) -> Actor {
+        Actor {
+            kind: "user_candidate",
+            id: username.chars().take(64).collect(),
+        }
+    }
     /// A device that has not proven its identity yet, named by what it claims.
     pub fn device_candidate(hardware_id: &str) -> Actor {
         Actor {

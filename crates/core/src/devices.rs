@@ -399,7 +399,11 @@ impl Core {
         };
         if ack.status == AckStatus::Ok {
             match cmd.action {
-                Some(Action::FactoryReset) => self.store().clear_device_data(did, false).await?,
+                Some(Action::FactoryReset) => {
+                    self.store().clear_device_data(did, false).await?;
+                    // A reset device belongs to nobody: the next owner binds with the passcode.
+                    self.unbind_everyone(did, actor, "factory reset").await?;
+                }
                 Some(Action::Wipe) => self.store().clear_device_data(did, true).await?,
                 _ => {}
             }

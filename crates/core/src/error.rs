@@ -22,6 +22,22 @@ pub enum Error {
     Timeout(u64),
     #[error("device refused the command: {0}")]
     DeviceError(String),
+    /// Login refused; the same for an unknown user, a wrong password and a locked account.
+    #[error("invalid username or password")]
+    LoginFailed,
+    /// The password was right but the account is not activated yet.
+    #[error("account is not activated")]
+    AccountNotActive,
+    /// Missing, expired or revoked user token.
+    #[error("invalid or expired token")]
+    InvalidToken,
+    /// Wrong, expired or used-up one-time code.
+    #[error("invalid or expired code")]
+    InvalidCode,
+    #[error("{0}")]
+    WeakPassword(String),
+    #[error("{0}")]
+    RateLimited(String),
     #[error("storage: {0}")]
     Store(#[from] rampart_store::StoreError),
     #[error("internal: {0}")]

@@ -1,14 +1,20 @@
 //! Domain services shared by the MQTT and HTTP edges: products, device registry and provisioning,
-//! device authentication, reports and presence, the command bus, audit.
+//! device authentication, reports and presence, the command bus, audit, end-user accounts,
+//! bindings and shares.
 //!
 //! No listeners, no HTTP or MQTT types here: the gateway and the API call [`Core`] and map its
 //! [`Error`] to their own codes. State that every connection needs (product models, the session
 //! map) lives here in shared structures keyed by id, never copied per connection.
 
+pub mod accounts;
 pub mod audit;
+pub mod bindings;
 pub mod bus;
 pub mod devices;
 mod error;
+pub mod limits;
+pub mod notify;
+pub mod password;
 pub mod products;
 pub mod registry;
 pub mod secret;
@@ -40,6 +46,10 @@ pub struct CoreConfig {
     /// How long a command queued for an offline persistent session stays deliverable (sent to MQTT 5
     /// devices as the message expiry).
     pub command_ttl_ms: i64,
+    /// End-user access-token lifetime.
+    pub access_ttl_ms: i64,
+    /// End-user refresh-token lifetime.
+    pub refresh_ttl_ms: i64,
 }
 
 impl Default for CoreConfig {
@@ -48,6 +58,8 @@ impl Default for CoreConfig {
             command_timeout_ms: 10_000,
             clock_window_ms: rampart_proto::sign::CLOCK_WINDOW_MS,
             command_ttl_ms: 3_600_000,
+            access_ttl_ms: accounts::ACCESS_TTL_MS,
+            refresh_ttl_ms: accounts::REFRESH_TTL_MS,
         }
     }
 }
@@ -66,6 +78,36 @@ struct Inner {
     bus: bus::Bus,
     replay: devices::ReplayGuard,
     writer: std::sync::OnceLock<writer::ReportWriter>,
+    accounts: AccountsState,
+    notifier: std::sync::RwLock<Arc<dyn notify::Notifier>>,
+}
+
+/// Run-time state of the account services: rate limits and the access-change broadcast.
+struct AccountsState {
+    /// Activation-code resends per recipient.
+    resend: limits::RateLimiter,
+    /// Password-reset codes per recipient.
+    reset: limits::RateLimiter,
+    /// Bind attempts per user.
+    bind: limits::RateLimiter,
+    /// "Already registered" notices per recipient (repeated sign-ups must not spam an address).
+    notice: limits::RateLimiter,
+    access: tokio::sync::broadcast::Sender<bindings::AccessChange>,
+    /// Live-push connections per user.
+    live: bindings::LiveSlots,
+}
+
+impl Default for AccountsState {
+    fn default() -> Self {
+        AccountsState {
+            resend: limits::RateLimiter::new(1, 60_000),
+            reset: limits::RateLimiter::new(1, 60_000),
+            bind: limits::RateLimiter::new(bindings::BIND_ATTEMPTS_PER_MIN, 60_000),
+            notice: limits::RateLimiter::new(1, 3_600_000),
+            access: tokio::sync::broadcast::channel(1024).0,
+            live: Default::default(),
+        }
+    }
 }
 
 impl Core {
@@ -79,6 +121,8 @@ impl Core {
                 bus: Default::default(),
                 replay: Default::default(),
                 writer: Default::default(),
+                accounts: Default::default(),
+                notifier: std::sync::RwLock::new(Arc::new(notify::Nowhere)),
             }),
         }
     }
@@ -97,6 +141,24 @@ impl Core {
 
     pub fn bus(&self) -> &bus::Bus {
         &self.inner.bus
+    }
+
+    /// Where activation and reset codes go (the default drops them with a warning; the binary
+    /// installs the configured outbox, webhook or SMTP notifier).
+    pub fn set_notifier(&self, n: Arc<dyn notify::Notifier>) {
+        *self
+            .inner
+            .notifier
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = n;
+    }
+
+    pub(crate) fn notifier(&self) -> Arc<dyn notify::Notifier> {
+        self.inner
+            .notifier
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The group-commit writer, started on first use (always inside the runtime).

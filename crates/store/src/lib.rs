@@ -53,6 +53,8 @@ macro_rules! with_db {
     };
 }
 
+mod accounts;
+
 fn map_conflict(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict,

@@ -1,6 +1,8 @@
 //! The store suite, run against SQLite always and PostgreSQL when `RAMPART_TEST_POSTGRES_URL` is set.
 //! Each PostgreSQL run gets its own schema, so tests never share state.
 
+mod accounts;
+
 use rampart_store::*;
 use std::str::FromStr;
 
@@ -222,7 +224,8 @@ async fn sqlite_suite() {
     let dir = tempfile::tempdir().unwrap();
     let s = Store::open_sqlite(&dir.path().join("t.db")).await.unwrap();
     assert_eq!(s.backend(), "sqlite");
-    suite(s).await;
+    suite(s.clone()).await;
+    accounts::suite(s).await;
 }
 
 #[tokio::test]
@@ -243,6 +246,7 @@ async fn postgres_suite() {
     let s = Store::open_postgres(opts).await.unwrap();
     assert_eq!(s.backend(), "postgres");
     suite(s.clone()).await;
+    accounts::suite(s.clone()).await;
     s.close().await;
     sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
         .execute(&admin)

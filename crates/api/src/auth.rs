@@ -1,0 +1,84 @@
+//! Authentication extractors: [`Admin`] (the bootstrap admin token), [`User`] (an end user's access
+//! token) and [`Principal`] (either), plus the `X-Rampart-App-Id` header.
+
+use crate::{AppState, Error};
+use axum::extract::FromRequestParts;
+use axum::http::{header, request::Parts};
+use rampart_core::accounts::UserSession;
+
+/// The bearer token of a request, if any.
+pub(crate) fn bearer(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
+/// Proof that the request carries the bootstrap admin token.
+pub(crate) struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = Error;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Admin, Error> {
+        let token = bearer(parts).ok_or_else(Error::unauthorized)?;
+        if state.core.check_admin_token(token).await? {
+            Ok(Admin)
+        } else {
+            Err(Error::unauthorized())
+        }
+    }
+}
+
+/// An end user signed in with an access token.
+pub(crate) struct User(pub(crate) UserSession);
+
+impl FromRequestParts<AppState> for User {
+    type Rejection = Error;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<User, Error> {
+        let token = bearer(parts).ok_or_else(Error::unauthorized)?;
+        Ok(User(state.core.authenticate_user(token).await?))
+    }
+}
+
+/// The administrator or an end user: device endpoints accept both.
+pub(crate) enum Principal {
+    Admin,
+    User(UserSession),
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = Error;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Principal, Error> {
+        let token = bearer(parts).ok_or_else(Error::unauthorized)?;
+        if token.starts_with("rat_") {
+            if let Ok(u) = state.core.authenticate_user(token).await {
+                return Ok(Principal::User(u));
+            }
+        }
+        if state.core.check_admin_token(token).await? {
+            Ok(Principal::Admin)
+        } else {
+            Err(Error::unauthorized())
+        }
+    }
+}
+
+/// The `X-Rampart-App-Id` header (empty when absent; the core refuses unknown apps).
+pub(crate) struct AppId(pub(crate) String);
+
+impl<S: Send + Sync> FromRequestParts<S> for AppId {
+    type Rejection = Error;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<AppId, Error> {
+        Ok(AppId(
+            parts
+                .headers
+                .get("x-rampart-app-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .trim()
+                .to_owned(),
+        ))
+    }
+}

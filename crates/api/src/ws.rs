@@ -1,0 +1,314 @@
+//! Live push: `GET /v1/ws` upgrades to a WebSocket that streams `{"did", "kind", ...}` messages
+//! (`status`, `presence`, `ack`) for every device the user may read. The connection subscribes
+//! before answering the upgrade, so every event after the 101 reaches the client.
+//!
+//! Each connection keeps its own set of readable devices, updated from the core's access-change
+//! broadcast before any device event is forwarded, so an unbind or a revoked share stops the
+//! stream for that device at once. The token is checked again whenever the user's sessions change,
+//! and the socket closes when the token expires or is revoked.
+
+use crate::auth::bearer;
+use crate::{AppState, Error};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::Response;
+use rampart_core::accounts::UserSession;
+use rampart_core::bindings::{AccessChange, Role};
+use rampart_core::bus::DeviceEvent;
+use rampart_core::secret::Secret;
+use rampart_core::Core;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+
+/// Close code for an expired or revoked token (the 4000-4999 range is for applications).
+const CLOSE_UNAUTHORIZED: u16 = 4401;
+
+/// The access token from `Authorization: Bearer` or `?access_token=`.
+pub(crate) struct WsToken(Secret);
+
+impl FromRequestParts<AppState> for WsToken {
+    type Rejection = Error;
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<WsToken, Error> {
+        if let Some(t) = bearer(parts) {
+            return Ok(WsToken(Secret::new(t.to_owned())));
+        }
+        parts
+            .uri
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("access_token="))
+            .filter(|t| !t.is_empty())
+            .map(|t| WsToken(Secret::new(t.to_owned())))
+            .ok_or_else(Error::unauthorized)
+    }
+}
+
+pub(crate) async fn ws(
+    State(s): State<AppState>,
+    WsToken(token): WsToken,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, Error> {
+    let session = s.core.authenticate_user(token.expose()).await?;
+    let upgrade = upgrade.map_err(|r| {
+        Error::new(
+            StatusCode::UPGRADE_REQUIRED,
+            "UPGRADE_REQUIRED",
+            format!("a WebSocket upgrade is required: {}", r.body_text()),
+        )
+    })?;
+    let slot = s.core.live_push_slot(&session.user_id)?;
+    // Subscribe (and read the set after subscribing, so no change between the two is missed)
+    // before answering 101: every event after the client sees the upgrade reaches it.
+    let subs = Subscriptions {
+        access: s.core.subscribe_access(),
+        events: s.core.bus().subscribe_events(),
+    };
+    let allowed = load(&s.core, &session.user_id).await?;
+    let core = s.core.clone();
+    Ok(upgrade
+        .max_message_size(64 * 1024)
+        .on_upgrade(move |socket| async move {
+            if let Err(e) = run(socket, core, session, token, subs, allowed).await {
+                tracing::debug!(error = %e, "live push connection ended");
+            }
+            drop(slot);
+        }))
+}
+
+struct Subscriptions {
+    access: tokio::sync::broadcast::Receiver<AccessChange>,
+    events: tokio::sync::broadcast::Receiver<DeviceEvent>,
+}
+
+/// The devices the user may read, with the role.
+async fn load(core: &Core, user_id: &str) -> Result<HashMap<String, Role>, rampart_core::Error> {
+    Ok(core.user_devices(user_id).await?.into_iter().collect())
+}
+
+/// The JSON pushed for a device event.
+pub(crate) fn event_json(ev: &DeviceEvent) -> (&str, Value) {
+    match ev {
+        DeviceEvent::Report { did, ts, values } => (
+            did,
+            json!({"did": did, "kind": "status", "ts": ts, "values": values}),
+        ),
+        DeviceEvent::Online { did, ts } => (
+            did,
+            json!({"did": did, "kind": "presence", "online": true, "ts": ts}),
+        ),
+        DeviceEvent::Offline { did, ts, reason } => (
+            did,
+            json!({"did": did, "kind": "presence", "online": false, "ts": ts, "reason": reason}),
+        ),
+        DeviceEvent::Ack {
+            did,
+            ts,
+            id,
+            status,
+        } => (
+            did,
+            json!({"did": did, "kind": "ack", "id": id, "status": status, "ts": ts}),
+        ),
+    }
+}
+
+/// Apply an access change to this connection's set; true when the user's sessions changed and
+/// the token must be checked again.
+fn apply(allowed: &mut HashMap<String, Role>, me: &str, c: AccessChange) -> bool {
+    match c {
+        AccessChange::Device { did, user_id, role } if user_id == me => {
+            match role {
+                Some(r) => allowed.insert(did, r),
+                None => allowed.remove(&did),
+            };
+            false
+        }
+        AccessChange::DeviceCleared { did } => {
+            allowed.remove(&did);
+            false
+        }
+        AccessChange::Sessions { user_id } => user_id == me,
+        AccessChange::Device { .. } => false,
+    }
+}
+
+async fn close(socket: &mut WebSocket, reason: &'static str) {
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code: CLOSE_UNAUTHORIZED,
+            reason: reason.into(),
+        })))
+        .await;
+}
+
+async fn run(
+    mut socket: WebSocket,
+    core: Core,
+    session: UserSession,
+    token: Secret,
+    subs: Subscriptions,
+    mut allowed: HashMap<String, Role>,
+) -> Result<(), String> {
+    let Subscriptions {
+        mut access,
+        mut events,
+    } = subs;
+    let me = session.user_id.clone();
+    let left = (session.expires_at - rampart_core::now_ms()).max(0) as u64;
+    let expiry = tokio::time::sleep(Duration::from_millis(left));
+    tokio::pin!(expiry);
+    loop {
+        let mut recheck = false;
+        let mut reload = false;
+        tokio::select! {
+            _ = &mut expiry => {
+                close(&mut socket, "token expired").await;
+                return Ok(());
+            }
+            msg = socket.recv() => match msg {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Ok(()),
+                // Pings are answered by the library; client data is ignored.
+                Some(Ok(_)) => {}
+            },
+            c = access.recv() => match c {
+                Ok(c) => recheck |= apply(&mut allowed, &me, c),
+                Err(RecvError::Lagged(_)) => reload = true,
+                Err(RecvError::Closed) => return Ok(()),
+            },
+            ev = events.recv() => match ev {
+                Ok(ev) => {
+                    // Changes announced before this event apply to it.
+                    loop {
+                        match access.try_recv() {
+                            Ok(c) => recheck |= apply(&mut allowed, &me, c),
+                            Err(TryRecvError::Lagged(_)) => reload = true,
+                            Err(_) => break,
+                        }
+                    }
+                    if reload {
+                        allowed = load(&core, &me).await.map_err(|e| e.to_string())?;
+                        reload = false;
+                    }
+                    if recheck {
+                        if core.authenticate_user(token.expose()).await.is_err() {
+                            close(&mut socket, "token revoked").await;
+                            return Ok(());
+                        }
+                        recheck = false;
+                    }
+                    let (did, body) = event_json(&ev);
+                    if allowed.contains_key(did) {
+                        socket
+                            .send(Message::Text(body.to_string().into()))
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    }
+                }
+                Err(RecvError::Lagged(n)) => {
+                    tracing::debug!(missed = n, "live push fell behind");
+                }
+                Err(RecvError::Closed) => return Ok(()),
+            },
+        }
+        if reload {
+            allowed = load(&core, &me).await.map_err(|e| e.to_string())?;
+        }
+        if recheck && core.authenticate_user(token.expose()).await.is_err() {
+            close(&mut socket, "token revoked").await;
+            return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_changes_update_the_set() {
+        let mut set = HashMap::new();
+        let dev = |did: &str, user: &str, role| AccessChange::Device {
+            did: did.into(),
+            user_id: user.into(),
+            role,
+        };
+        apply(&mut set, "u1", dev("d1", "u1", Some(Role::Guest)));
+        apply(&mut set, "u1", dev("d2", "u2", Some(Role::Owner)));
+        assert_eq!(set.len(), 1);
+        apply(&mut set, "u1", dev("d3", "u1", Some(Role::Member)));
+        apply(&mut set, "u1", dev("d1", "u1", None));
+        assert!(!set.contains_key("d1") && set.contains_key("d3"));
+        apply(
+            &mut set,
+            "u1",
+            AccessChange::DeviceCleared { did: "d3".into() },
+        );
+        assert!(set.is_empty());
+        assert!(apply(
+            &mut set,
+            "u1",
+            AccessChange::Sessions {
+                user_id: "u1".into()
+            }
+        ));
+        assert!(!apply(
+            &mut set,
+            "u1",
+            AccessChange::Sessions {
+                user_id: "u2".into()
+            }
+        ));
+    }
+
+    /// The wire format of every message kind, pinned.
+    #[test]
+    fn event_shapes() {
+        let mut values = serde_json::Map::new();
+        values.insert("power".into(), json!(true));
+        let cases = [
+            (
+                DeviceEvent::Online {
+                    did: "d".into(),
+                    ts: 1,
+                },
+                json!({"did": "d", "kind": "presence", "online": true, "ts": 1}),
+            ),
+            (
+                DeviceEvent::Offline {
+                    did: "d".into(),
+                    ts: 2,
+                    reason: "keepalive".into(),
+                },
+                json!({"did": "d", "kind": "presence", "online": false, "ts": 2, "reason": "keepalive"}),
+            ),
+            (
+                DeviceEvent::Report {
+                    did: "d".into(),
+                    ts: 3,
+                    values,
+                },
+                json!({"did": "d", "kind": "status", "ts": 3, "values": {"power": true}}),
+            ),
+            (
+                DeviceEvent::Ack {
+                    did: "d".into(),
+                    ts: 4,
+                    id: "c1".into(),
+                    status: "ok".into(),
+                },
+                json!({"did": "d", "kind": "ack", "id": "c1", "status": "ok", "ts": 4}),
+            ),
+        ];
+        for (ev, want) in cases {
+            let (did, v) = event_json(&ev);
+            assert_eq!(did, "d");
+            assert_eq!(v, want);
+        }
+    }
+}
