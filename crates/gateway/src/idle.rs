@@ -3,11 +3,14 @@
 //! Most devices are silent most of the time. A silent session as a tokio task costs its whole
 //! future, the task header and the runtime's registration of its socket. Here it costs its state
 //! in one box, a slab slot and an epoll registration: one thread waits on every parked socket at
-//! once and hands a session back to the runtime (a new task) when its socket becomes readable,
-//! when a message for it reaches its inbox, when its keepalive runs out, or at shutdown.
+//! once and hands a session back to the runtime (a new task) when its socket brings anything but a
+//! keepalive ping, when a message for it reaches its inbox, when its keepalive runs out, or at
+//! shutdown. Pings (two fixed bytes in both MQTT versions) are answered here, so an idle device's
+//! keepalive traffic never wakes its session.
 //!
-//! This module owns the sockets while they are parked and nothing else: it never reads or writes
-//! them, and it knows sessions only as opaque [`Idle`] boxes.
+//! This module owns the sockets while they are parked and nothing else: bytes it reads that are
+//! not pings go into the session's own buffer for it to decode, and it knows sessions only through
+//! the few methods of [`Idle`].
 
 use crate::session::{self, Idle};
 use crate::Shared;
@@ -15,12 +18,15 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 use std::task::{Wake, Waker};
 use std::time::{Duration, Instant};
 
 const WAKER: Token = Token(usize::MAX);
+const PINGREQ: [u8; 2] = [0xC0, 0x00];
+const PINGRESP: [u8; 2] = [0xD0, 0x00];
 
 /// Why a parked session goes back to the runtime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,8 +185,7 @@ impl Thread {
                     continue;
                 }
                 if let Ok(slot) = u32::try_from(ev.token().0) {
-                    let gen = self.slots.get(slot as usize).map_or(0, |s| s.gen);
-                    self.resume(slot, gen, Resume::Readable);
+                    self.readable(slot);
                 }
             }
             {
@@ -222,7 +227,16 @@ impl Thread {
                     break;
                 }
                 self.timers.pop();
-                self.resume(slot, gen, Resume::KeepAlive);
+                // A ping answered here moved the deadline (and queued a later timer).
+                let due = self
+                    .slots
+                    .get(slot as usize)
+                    .filter(|s| s.gen == gen)
+                    .and_then(|s| s.entry.as_ref())
+                    .is_some_and(|(_, idle)| idle.deadline().is_some_and(|d| d <= now));
+                if due {
+                    self.resume(slot, gen, Resume::KeepAlive);
+                }
             }
             if self.timers.len() > 4 * self.parked + 1024 {
                 // Drop the deadlines of sessions that have left.
@@ -282,6 +296,73 @@ impl Thread {
         }
         if pending {
             self.resume(slot, gen, Resume::Message);
+        }
+    }
+
+    /// A parked socket is readable. Keepalive pings are answered here, the session staying
+    /// parked; anything else (or the end of the stream) sends the session back with what was read.
+    fn readable(&mut self, slot: u32) {
+        let Some(s) = self.slots.get_mut(slot as usize) else {
+            return;
+        };
+        let gen = s.gen;
+        let Some((io, idle)) = s.entry.as_mut() else {
+            return;
+        };
+        // Read until the socket is drained (the registration is edge-triggered).
+        let mut got = [0u8; 64];
+        let mut n = 0;
+        let mut wake = false;
+        loop {
+            if n == got.len() {
+                // More than pings: the session decodes it.
+                idle.push_input(&got[..n]);
+                n = 0;
+                wake = true;
+            }
+            match io.read(&mut got[n..]) {
+                Ok(0) => {
+                    wake = true;
+                    break;
+                }
+                Ok(k) => n += k,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    wake = true;
+                    break;
+                }
+            }
+        }
+        let pings = !wake && n > 0 && got[..n].chunks(2).all(|c| c == PINGREQ);
+        if !pings {
+            idle.push_input(&got[..n]);
+            self.resume(slot, gen, Resume::Readable);
+            return;
+        }
+        // PINGREQ (the same two bytes in MQTT 3.1.1 and 5.0): answer, keep the session parked.
+        let mut out = [0u8; 64];
+        let replies = n / 2;
+        for r in out.chunks_mut(2).take(replies) {
+            r.copy_from_slice(&PINGRESP);
+        }
+        let out = &out[..replies * 2];
+        let written = match io.write(out) {
+            Ok(k) => k,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+            Err(_) => {
+                self.resume(slot, gen, Resume::Readable);
+                return;
+            }
+        };
+        metrics::counter!("rampart_mqtt_idle_pings_total").increment(replies as u64);
+        if let Some(at) = idle.touch() {
+            self.timers.push(Reverse((at, slot, gen)));
+        }
+        if written < out.len() {
+            // The socket's send buffer is full: the session writes the rest itself.
+            idle.push_output(&out[written..]);
+            self.resume(slot, gen, Resume::Readable);
         }
     }
 

@@ -364,6 +364,24 @@ impl Idle {
     pub(crate) fn deadline(&self) -> Option<std::time::Instant> {
         self.0.deadline.map(Instant::into_std)
     }
+
+    /// A packet arrived: the keepalive starts again. Returns the new deadline.
+    pub(crate) fn touch(&mut self) -> Option<std::time::Instant> {
+        let ka = self.0.keep_alive;
+        self.0.deadline =
+            (ka > 0).then(|| Instant::now() + Duration::from_millis(u64::from(ka) * 1500));
+        self.deadline()
+    }
+
+    /// Bytes read from the socket while parked, for the session to decode when it resumes.
+    pub(crate) fn push_input(&mut self, bytes: &[u8]) {
+        self.0.session.rbuf.extend_from_slice(bytes);
+    }
+
+    /// Bytes the session must write first when it resumes.
+    pub(crate) fn push_output(&mut self, bytes: &[u8]) {
+        self.0.session.wbuf.extend_from_slice(bytes);
+    }
 }
 
 /// One connection from its first byte to close. The opening and closing steps, and the handling of

@@ -99,3 +99,40 @@ async fn a_parked_session_that_drops_goes_offline_and_a_takeover_kicks_it() {
         .unwrap();
     assert_eq!((d[0], d[2]), (0xE0, 0x8E), "{d:02x?}");
 }
+
+#[tokio::test]
+async fn pings_are_answered_by_the_pool_and_keep_the_session_parked() {
+    let srv = server().await;
+    let (_, did, secret) = srv.device().await;
+    // keepalive 1 s: without pings the session would be closed after 1.5 s
+    let mut s = raw::session(&srv, &did, &secret, 1).await;
+    srv.wait_metric(IDLE, |v| v == 1.0).await;
+    let before = srv.metric("rampart_mqtt_idle_pings_total").await;
+    for _ in 0..8 {
+        // the device's own pace, not a wait for the server
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        s.write_all(&[0xC0, 0x00]).await.unwrap();
+        assert_eq!(raw::read_packet(&mut s).await, vec![0xD0, 0x00]);
+    }
+    // 3.2 s of pings: alive, still parked, and the pool (not a woken task) answered them
+    srv.wait_metric("rampart_mqtt_idle_pings_total", |v| v >= before + 6.0)
+        .await;
+    assert_eq!(srv.metric(IDLE).await, 1.0);
+    assert_eq!(srv.state(&did).await["online"], true);
+    // two pings in one segment get two answers
+    s.write_all(&[0xC0, 0x00, 0xC0, 0x00]).await.unwrap();
+    assert_eq!(raw::read_packet(&mut s).await, vec![0xD0, 0x00]);
+    assert_eq!(raw::read_packet(&mut s).await, vec![0xD0, 0x00]);
+    // a ping followed by a report: the session wakes and handles both
+    let mut both = vec![0xC0, 0x00];
+    both.extend(raw::publish_qos1_v5(
+        &format!("dev/{did}/up"),
+        3,
+        br#"{"level":35}"#,
+    ));
+    s.write_all(&both).await.unwrap();
+    assert_eq!(raw::read_packet(&mut s).await, vec![0xD0, 0x00]);
+    let ack = raw::read_packet(&mut s).await;
+    assert_eq!((ack[0], ack[2], ack[3]), (0x40, 0x00, 0x03), "{ack:02x?}");
+    assert_eq!(srv.state(&did).await["state"]["level"], 35);
+}
