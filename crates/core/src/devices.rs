@@ -32,31 +32,47 @@ pub enum ConnectRefusal {
 }
 
 /// Remembers accepted (did, ts) pairs for the clock window, so a captured CONNECT cannot be replayed.
+///
+/// A device id is kept as a 64-bit keyed hash (SipHash with this process's random keys), so an
+/// entry is 16 bytes whatever the id: with a million devices connecting within one window this is
+/// the difference between megabytes and tens of megabytes. Two ids sharing a hash would only make
+/// the later CONNECT with the very same timestamp look like a replay (and the device retries with
+/// a new timestamp); with keys an attacker cannot know, that is a 2^-64 event per pair.
 #[derive(Default)]
 pub(crate) struct ReplayGuard {
     inner: Mutex<ReplayState>,
+    keys: std::collections::hash_map::RandomState,
 }
 
-/// Accepted pairs, and the same pairs in expiry order `(expires_at, did, ts)` for purging.
-type ReplayState = (HashSet<(String, i64)>, VecDeque<(i64, String, i64)>);
+/// Accepted `(did hash, ts)` pairs, and the same pairs in expiry order for purging.
+#[derive(Default)]
+struct ReplayState {
+    seen: HashSet<(u64, i64)>,
+    order: VecDeque<(i64, u64, i64)>,
+}
 
 impl ReplayGuard {
     /// True when the pair is new (and records it).
     fn accept(&self, did: &str, ts: i64, now: i64, window: i64) -> bool {
+        use std::hash::BuildHasher;
+        let key = self.keys.hash_one(did);
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let (set, order) = &mut *g;
-        while let Some((exp, _, _)) = order.front() {
-            if *exp >= now {
+        let st = &mut *g;
+        while let Some(&(exp, k, t)) = st.order.front() {
+            if exp >= now {
                 break;
             }
-            if let Some((_, d, t)) = order.pop_front() {
-                set.remove(&(d, t));
-            }
+            st.order.pop_front();
+            st.seen.remove(&(k, t));
         }
-        if !set.insert((did.to_owned(), ts)) {
+        if st.seen.len() < st.seen.capacity() / 4 && st.seen.capacity() > 1024 {
+            st.seen.shrink_to_fit();
+            st.order.shrink_to_fit();
+        }
+        if !st.seen.insert((key, ts)) {
             return false;
         }
-        order.push_back((ts + window, did.to_owned(), ts));
+        st.order.push_back((ts + window, key, ts));
         true
     }
 }

@@ -13,7 +13,7 @@ use rampart_proto::mqtt::{
     SubAck, UnsubAck,
 };
 use rampart_proto::topic::{self, DeviceTopic};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,35 +48,78 @@ fn s_limit(dev: &DeviceAuth) -> u32 {
 
 /// A token bucket per connection: `per_min` messages a minute, with a burst of two seconds' worth
 /// (at least 5). On MQTT 5 an excess QoS > 0 message is answered with 0x96; otherwise dropped and
-/// counted.
+/// counted. Only the level and the time of the last refill are kept (16 bytes); the rate comes from
+/// the product each time.
 struct RateLimiter {
-    capacity: f64,
-    per_ms: f64,
-    tokens: f64,
-    at: Instant,
+    tokens: f32,
+    /// Milliseconds since [`epoch`] at the last refill.
+    at_ms: u64,
+}
+
+/// The process's reference instant for compact timestamps.
+fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn capacity(per_min: u32) -> f32 {
+    (per_min as f32 / 30.0).max(5.0)
 }
 
 impl RateLimiter {
     fn new(per_min: u32) -> RateLimiter {
-        let capacity = (f64::from(per_min) / 30.0).max(5.0);
         RateLimiter {
-            capacity,
-            per_ms: f64::from(per_min) / 60_000.0,
-            tokens: capacity,
-            at: Instant::now(),
+            tokens: capacity(per_min),
+            at_ms: epoch().elapsed().as_millis() as u64,
         }
     }
 
-    fn allow(&mut self, now: Instant) -> bool {
-        let ms = now.saturating_duration_since(self.at).as_secs_f64() * 1000.0;
-        self.at = now;
-        self.tokens = (self.tokens + ms * self.per_ms).min(self.capacity);
+    fn allow(&mut self, now: Instant, per_min: u32) -> bool {
+        let now_ms = now.saturating_duration_since(epoch()).as_millis() as u64;
+        let ms = now_ms.saturating_sub(self.at_ms) as f32;
+        self.at_ms = now_ms;
+        self.tokens = (self.tokens + ms * per_min as f32 / 60_000.0).min(capacity(per_min));
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true
         } else {
             false
         }
+    }
+}
+
+/// A connection's subscriptions: a device has one or two, so a short list (no hash table, each
+/// filter in a box of its exact size) is both smaller and faster than a map.
+#[derive(Default)]
+struct Subs(Vec<(Box<str>, QoS)>);
+
+impl Subs {
+    fn contains(&self, filter: &str) -> bool {
+        self.0.iter().any(|(f, _)| &**f == filter)
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Add or replace.
+    fn insert(&mut self, filter: &str, qos: QoS) {
+        match self.0.iter_mut().find(|(f, _)| &**f == filter) {
+            Some(e) => e.1 = qos,
+            None => {
+                self.0.push((filter.into(), qos));
+                self.0.shrink_to_fit();
+            }
+        }
+    }
+
+    fn remove(&mut self, filter: &str) -> Option<QoS> {
+        let i = self.0.iter().position(|(f, _)| &**f == filter)?;
+        Some(self.0.swap_remove(i).1)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&str, QoS)> + '_ {
+        self.0.iter().map(|(f, q)| (&**f, *q))
     }
 }
 
@@ -104,9 +147,10 @@ struct Session<S> {
     version: ProtocolVersion,
     dev: DeviceAuth,
     shared: Arc<Shared>,
-    subs: HashMap<String, QoS>,
-    aliases: HashMap<u16, String>,
-    awaiting_rel: HashSet<u16>,
+    subs: Subs,
+    // Ordered collections: empty ones hold no allocation and, unlike hash maps, no hasher keys.
+    aliases: BTreeMap<u16, String>,
+    awaiting_rel: BTreeSet<u16>,
     next_pid: u16,
     /// Unacknowledged QoS 1 messages to the device, kept for a parked session.
     inflight_out: BTreeMap<u16, Message>,
@@ -270,9 +314,9 @@ where
         version,
         dev,
         shared: shared.clone(),
-        subs: HashMap::new(),
-        aliases: HashMap::new(),
-        awaiting_rel: HashSet::new(),
+        subs: Subs::default(),
+        aliases: BTreeMap::new(),
+        awaiting_rel: BTreeSet::new(),
         next_pid: 0,
         inflight_out: BTreeMap::new(),
         client_max_packet,
@@ -292,7 +336,7 @@ where
     if let Some(p) = parked {
         for (filter, qos) in p.subscriptions {
             s.subs
-                .insert(filter, QoS::from_u8(qos).unwrap_or(QoS::AtLeastOnce));
+                .insert(&filter, QoS::from_u8(qos).unwrap_or(QoS::AtLeastOnce));
         }
         for msg in p.queue {
             s.deliver(msg, false);
@@ -554,7 +598,11 @@ where
             }
         }
         ParkedSession {
-            subscriptions: s.subs.iter().map(|(f, q)| (f.clone(), *q as u8)).collect(),
+            subscriptions: s
+                .subs
+                .iter()
+                .map(|(f, q)| (f.to_owned(), q as u8))
+                .collect(),
             queue,
             expires_at: rampart_core::now_ms()
                 .saturating_add(i64::from(s.expiry_secs).saturating_mul(1000)),
@@ -765,7 +813,7 @@ impl<S: Conn> Session<S> {
             .subs
             .iter()
             .filter(|(f, _)| topic::matches(f, &msg.topic))
-            .map(|(_, q)| *q)
+            .map(|(_, q)| q)
             .max()
         else {
             tracing::debug!(did = %self.dev.did, topic = %msg.topic, "no subscription; message dropped");
@@ -944,7 +992,7 @@ impl<S: Conn> Session<S> {
                     }
                     Some(_) => {}
                 }
-                if !self.limiter.allow(Instant::now()) {
+                if !self.limiter.allow(Instant::now(), s_limit(&self.dev)) {
                     metrics::counter!("rampart_reports_rate_limited_total").increment(1);
                     tracing::debug!(did, "publish over the product's report rate limit dropped");
                     if let Some(pid) = p.packet_id {
@@ -1060,7 +1108,7 @@ impl<S: Conn> Session<S> {
                         });
                         continue;
                     }
-                    if !self.subs.contains_key(&f.filter)
+                    if !self.subs.contains(&f.filter)
                         && self.subs.len() >= self.shared.config.max_subscriptions
                     {
                         codes.push(if self.v5() {
@@ -1071,7 +1119,7 @@ impl<S: Conn> Session<S> {
                         continue;
                     }
                     let granted = f.qos.min(QoS::AtLeastOnce);
-                    self.subs.insert(f.filter.clone(), granted);
+                    self.subs.insert(&f.filter, granted);
                     codes.push(granted as u8);
                     if f.retain_handling != 2 {
                         new_retained.push(f.filter.clone());
