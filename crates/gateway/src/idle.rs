@@ -315,10 +315,10 @@ impl Thread {
         let mut wake = false;
         loop {
             if n == got.len() {
-                // More than pings: the session decodes it.
-                idle.push_input(&got[..n]);
-                n = 0;
+                // More than pings: the session decodes it and reads the rest itself (the pool
+                // thread never keeps reading for a client that goes on sending).
                 wake = true;
+                break;
             }
             match io.read(&mut got[n..]) {
                 Ok(0) => {

@@ -48,6 +48,19 @@ async fn a_parked_session_wakes_for_commands_and_reports() {
     assert_eq!((ack[0], ack[2], ack[3]), (0x40, 0x00, 0x07), "{ack:02x?}");
     assert_eq!(srv.state(&did).await["state"]["level"], 25);
 
+    // A packet larger than the pool's read (3 KB of raw payload) wakes the session whole.
+    srv.wait_metric(IDLE, |v| v == 1.0).await;
+    s.write_all(&raw::publish_qos1_v5(
+        &format!("dev/{did}/raw"),
+        8,
+        &[0x5A; 3000],
+    ))
+    .await
+    .unwrap();
+    let ack = raw::read_packet(&mut s).await;
+    assert_eq!((ack[0], ack[2], ack[3]), (0x40, 0x00, 0x08), "{ack:02x?}");
+    assert!(ack.len() == 4 || ack[4] == 0x00, "{ack:02x?}");
+
     // A ping while parked is answered.
     srv.wait_metric(IDLE, |v| v == 1.0).await;
     s.write_all(&[0xC0, 0x00]).await.unwrap();
