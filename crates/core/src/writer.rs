@@ -121,10 +121,12 @@ async fn run(store: Store, events: broadcast::Sender<DeviceEvent>, mut rx: mpsc:
         for w in waiters.drain(..) {
             let _ = w.send(res.clone());
         }
-        for ev in evs.drain(..) {
-            if res.is_ok() {
+        if res.is_ok() {
+            for ev in evs.drain(..) {
                 let _ = events.send(ev);
             }
+        } else {
+            evs.clear();
         }
         rows.clear();
         if rows.capacity() > 4 * MAX_BATCH {

@@ -575,14 +575,15 @@ where
             .will_delay_interval
             .unwrap_or(0)
             .min(s.expiry_secs);
+        let kind = topic::classify(s.dev.did.as_str(), &p.topic);
         if delay == 0 {
-            apply_publish(&shared, &s.dev, &p).await;
+            apply_publish(&shared, &s.dev, &p, kind).await;
         } else {
             let (shared, dev) = (shared.clone(), s.dev.clone());
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_secs(u64::from(delay))).await;
                 if !shared.core.bus().is_attached(dev.did.as_str()) {
-                    apply_publish(&shared, &dev, &p).await;
+                    apply_publish(&shared, &dev, &p, kind).await;
                 }
             });
         }
@@ -969,7 +970,7 @@ impl<S: Conn> Session<S> {
                     ));
                 }
                 let did = self.dev.did.as_str();
-                match topic::classify(did, &p.topic) {
+                let kind = match topic::classify(did, &p.topic) {
                     None | Some(DeviceTopic::Down) => {
                         tracing::info!(did, topic = %p.topic, "publish outside the device namespace refused");
                         metrics::counter!("rampart_mqtt_acl_denied_total").increment(1);
@@ -990,8 +991,8 @@ impl<S: Conn> Session<S> {
                             "publish outside the device namespace",
                         ));
                     }
-                    Some(_) => {}
-                }
+                    Some(kind) => kind,
+                };
                 if !self.limiter.allow(Instant::now(), s_limit(&self.dev)) {
                     metrics::counter!("rampart_reports_rate_limited_total").increment(1);
                     tracing::debug!(did, "publish over the product's report rate limit dropped");
@@ -1011,11 +1012,10 @@ impl<S: Conn> Session<S> {
                 }
                 match (p.qos, p.packet_id) {
                     (QoS::AtMostOnce, _) => {
-                        self.route_inbound(&p).await;
+                        self.route_inbound(&p, kind).await;
                     }
                     (QoS::AtLeastOnce, Some(pid)) => {
-                        let did = self.dev.did.as_str();
-                        if topic::classify(did, &p.topic) == Some(DeviceTopic::Report) {
+                        if kind == DeviceTopic::Report {
                             // Reports are acknowledged when committed; reading goes on meanwhile.
                             match self
                                 .shared
@@ -1030,12 +1030,12 @@ impl<S: Conn> Session<S> {
                                     why: None,
                                 }),
                                 Err(e) => {
-                                    let (code, why) = refusal_of(did, e);
+                                    let (code, why) = refusal_of(self.dev.did.as_str(), e);
                                     self.ack_in_order(pid, code, why);
                                 }
                             }
                         } else {
-                            let (code, why) = self.route_inbound(&p).await;
+                            let (code, why) = self.route_inbound(&p, kind).await;
                             self.ack_in_order(pid, code, why);
                         }
                     }
@@ -1050,7 +1050,7 @@ impl<S: Conn> Session<S> {
                                     "too many QoS 2 messages awaiting PUBREL",
                                 ));
                             }
-                            let (code, why) = self.route_inbound(&p).await;
+                            let (code, why) = self.route_inbound(&p, kind).await;
                             if code < 0x80 {
                                 self.awaiting_rel.insert(pid);
                             }
@@ -1199,15 +1199,10 @@ impl<S: Conn> Session<S> {
     }
 
     /// Act on a publish inside the device's namespace; returns the reason code and string for its ack.
-    async fn route_inbound(&mut self, p: &Publish) -> (u8, Option<String>) {
-        let answer = apply_publish(&self.shared, &self.dev, p).await;
+    async fn route_inbound(&mut self, p: &Publish, kind: DeviceTopic) -> (u8, Option<String>) {
+        let answer = apply_publish(&self.shared, &self.dev, p, Some(kind)).await;
         // The device's own subscriptions to its other subtopics.
-        if answer.0 == reason::SUCCESS
-            && matches!(
-                topic::classify(self.dev.did.as_str(), &p.topic),
-                Some(DeviceTopic::Other | DeviceTopic::Raw)
-            )
-        {
+        if answer.0 == reason::SUCCESS && matches!(kind, DeviceTopic::Other | DeviceTopic::Raw) {
             self.deliver(message_of(p), false);
         }
         answer
@@ -1216,10 +1211,15 @@ impl<S: Conn> Session<S> {
 
 /// What a device publish means to the cloud: a report is validated and stored, an ack resolves its
 /// command, a retained message is kept. Returns the reason code (and string) for the ack. Also used
-/// for wills, which may fire after the session is gone.
-async fn apply_publish(shared: &Shared, dev: &DeviceAuth, p: &Publish) -> (u8, Option<String>) {
+/// for wills, which may fire after the session is gone. `kind` is the topic's class, already known
+/// to the caller.
+async fn apply_publish(
+    shared: &Shared,
+    dev: &DeviceAuth,
+    p: &Publish,
+    kind: Option<DeviceTopic>,
+) -> (u8, Option<String>) {
     let did = dev.did.as_str();
-    let kind = topic::classify(did, &p.topic);
     let result = match kind {
         Some(DeviceTopic::Report) => shared
             .core
