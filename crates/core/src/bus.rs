@@ -7,7 +7,6 @@ use bytes::Bytes;
 use rampart_proto::command::Ack;
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::sync::Mutex;
 use tokio::sync::{broadcast, oneshot};
@@ -78,18 +77,13 @@ pub enum DeviceEvent {
     },
 }
 
-struct SessionSlot {
-    id: u64,
-    inbox: Arc<Inbox>,
-}
-
 /// Most messages waiting in one session's inbox; a full inbox refuses more.
 pub const INBOX_MAX: usize = 64;
 
 /// Messages for one live session. Unlike a channel it allocates nothing until a message arrives,
-/// and gives the memory back once drained: most sessions are idle most of the time. Whoever waits
-/// leaves a [`Waker`](std::task::Waker): the session's task, or, while the session is set aside
-/// as idle, whatever the gateway uses to bring it back.
+/// and gives the memory back once drained: most sessions are idle most of the time (an idle inbox
+/// is one 64-byte allocation). Whoever waits leaves a [`Waiter`]: the session's task, or, while the
+/// session is set aside as idle, whatever the gateway uses to bring it back.
 #[derive(Debug, Default)]
 pub struct Inbox {
     state: Mutex<InboxState>,
@@ -97,21 +91,69 @@ pub struct Inbox {
 
 #[derive(Debug, Default)]
 struct InboxState {
-    queue: VecDeque<ToSession>,
-    waker: Option<std::task::Waker>,
+    /// Allocated at the first message, freed once drained. Boxed on purpose: an idle inbox pays
+    /// 8 bytes for it instead of a `VecDeque`'s 32, which keeps the inbox in a 64-byte block.
+    #[allow(clippy::box_collection)]
+    queue: Option<Box<VecDeque<ToSession>>>,
+    waiter: Option<Waiter>,
+}
+
+/// Something woken with a number: lets many waiters share one object (an `Arc` clone, no
+/// allocation per waiter), each telling itself apart by its tag.
+pub trait TagWake: Send + Sync {
+    fn wake_tag(&self, tag: u64);
+}
+
+/// Who to wake when a message arrives.
+pub enum Waiter {
+    Task(std::task::Waker),
+    Tagged(Arc<dyn TagWake>, u64),
+}
+
+impl Waiter {
+    fn wake(self) {
+        match self {
+            Waiter::Task(w) => w.wake(),
+            Waiter::Tagged(w, tag) => w.wake_tag(tag),
+        }
+    }
+}
+
+impl std::fmt::Debug for Waiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Waiter::Task(w) => f.debug_tuple("Task").field(w).finish(),
+            Waiter::Tagged(_, tag) => f.debug_tuple("Tagged").field(tag).finish(),
+        }
+    }
+}
+
+impl InboxState {
+    fn len(&self) -> usize {
+        self.queue.as_ref().map_or(0, |q| q.len())
+    }
+
+    fn pop(&mut self) -> Option<ToSession> {
+        let q = self.queue.as_mut()?;
+        let m = q.pop_front();
+        if q.is_empty() {
+            self.queue = None;
+        }
+        m
+    }
 }
 
 impl Inbox {
     /// Queue a message (kicks always fit); false when the inbox is full.
     pub fn push(&self, msg: ToSession) -> bool {
         let mut st = lock(&self.state);
-        if st.queue.len() >= INBOX_MAX && matches!(msg, ToSession::Publish(_)) {
+        if st.len() >= INBOX_MAX && matches!(msg, ToSession::Publish(_)) {
             return false;
         }
-        st.queue.push_back(msg);
-        let waker = st.waker.take();
+        st.queue.get_or_insert_with(Default::default).push_back(msg);
+        let waiter = st.waiter.take();
         drop(st);
-        if let Some(w) = waker {
+        if let Some(w) = waiter {
             w.wake();
         }
         true
@@ -119,28 +161,20 @@ impl Inbox {
 
     /// Take the next message, if any, without waiting.
     pub fn try_recv(&self) -> Option<ToSession> {
-        let mut st = lock(&self.state);
-        let m = st.queue.pop_front();
-        if st.queue.is_empty() && st.queue.capacity() > 0 {
-            st.queue = VecDeque::new();
-        }
-        m
+        lock(&self.state).pop()
     }
 
     /// Wait for the next message.
     pub async fn recv(&self) -> ToSession {
         std::future::poll_fn(|cx| {
             let mut st = lock(&self.state);
-            match st.queue.pop_front() {
-                Some(m) => {
-                    if st.queue.is_empty() && st.queue.capacity() > 0 {
-                        st.queue = VecDeque::new();
-                    }
-                    std::task::Poll::Ready(m)
-                }
+            match st.pop() {
+                Some(m) => std::task::Poll::Ready(m),
                 None => {
-                    if !st.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                        st.waker = Some(cx.waker().clone());
+                    let same =
+                        matches!(&st.waiter, Some(Waiter::Task(w)) if w.will_wake(cx.waker()));
+                    if !same {
+                        st.waiter = Some(Waiter::Task(cx.waker().clone()));
                     }
                     std::task::Poll::Pending
                 }
@@ -149,22 +183,22 @@ impl Inbox {
         .await
     }
 
-    /// Wake `waker` at the next push instead of whoever waited before. True when a message is
+    /// Wake `waiter` at the next push instead of whoever waited before. True when a message is
     /// already waiting (then nothing is registered and the caller should act at once).
-    pub fn wake_on_push(&self, waker: std::task::Waker) -> bool {
+    pub fn wake_on_push(&self, waiter: Waiter) -> bool {
         let mut st = lock(&self.state);
-        if st.queue.is_empty() {
-            st.waker = Some(waker);
+        if st.len() == 0 {
+            st.waiter = Some(waiter);
             false
         } else {
-            st.waker = None;
+            st.waiter = None;
             true
         }
     }
 
-    /// Forget the registered waker.
+    /// Forget the registered waiter.
     pub fn clear_waker(&self) {
-        lock(&self.state).waker = None;
+        lock(&self.state).waiter = None;
     }
 }
 
@@ -194,17 +228,19 @@ pub enum Delivery {
     NotDelivered,
 }
 
+/// The sessions by device id. A live session is known by its inbox alone (24 bytes an entry, one
+/// per connected device): the inbox is the session's identity, unique while the session holds it,
+/// which it does until it has detached.
 #[derive(Default)]
 struct Sessions {
-    live: HashMap<String, SessionSlot>,
-    parked: HashMap<String, ParkedSession>,
+    live: HashMap<Box<str>, Arc<Inbox>>,
+    parked: HashMap<Box<str>, ParkedSession>,
 }
 
 pub struct Bus {
     sessions: Mutex<Sessions>,
     pending: Mutex<HashMap<(String, String), oneshot::Sender<Ack>>>,
     events: broadcast::Sender<DeviceEvent>,
-    next_id: AtomicU64,
 }
 
 impl Default for Bus {
@@ -213,7 +249,6 @@ impl Default for Bus {
             sessions: Default::default(),
             pending: Default::default(),
             events: broadcast::channel(4096).0,
-            next_id: AtomicU64::new(1),
         }
     }
 }
@@ -225,36 +260,35 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Bus {
     /// Register the session now holding `did`; an older session of the same device is told to
     /// close. With `resume`, a parked persistent session that has not expired is handed back;
-    /// without, any parked session is discarded. Returns the id to detach with.
+    /// without, any parked session is discarded. The session detaches with the same inbox.
     pub fn attach(
         &self,
         did: &str,
         inbox: Arc<Inbox>,
         resume: bool,
         now: i64,
-    ) -> (u64, Option<ParkedSession>) {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+    ) -> Option<ParkedSession> {
         let mut s = lock(&self.sessions);
         let parked = s
             .parked
             .remove(did)
             .filter(|p| resume && p.expires_at > now);
-        if let Some(old) = s.live.insert(did.to_owned(), SessionSlot { id, inbox }) {
-            old.inbox.push(ToSession::Kick(KickReason::TakenOver));
+        if let Some(old) = s.live.insert(did.into(), inbox) {
+            old.push(ToSession::Kick(KickReason::TakenOver));
         }
-        (id, parked)
+        parked
     }
 
-    /// Remove the session `id` of `did`, unless a newer one has replaced it, parking its state
-    /// when given. True when this session was the device's current one.
-    pub fn detach(&self, did: &str, id: u64, park: Option<ParkedSession>) -> bool {
+    /// Remove the session of `did` that attached with `inbox`, unless a newer one has replaced
+    /// it, parking its state when given. True when this session was the device's current one.
+    pub fn detach(&self, did: &str, inbox: &Arc<Inbox>, park: Option<ParkedSession>) -> bool {
         let mut s = lock(&self.sessions);
-        if s.live.get(did).is_none_or(|slot| slot.id != id) {
+        if s.live.get(did).is_none_or(|live| !Arc::ptr_eq(live, inbox)) {
             return false;
         }
         s.live.remove(did);
         if let Some(p) = park {
-            s.parked.insert(did.to_owned(), p);
+            s.parked.insert(did.into(), p);
         }
         true
     }
@@ -267,16 +301,16 @@ impl Bus {
     pub fn kick(&self, did: &str) {
         let mut s = lock(&self.sessions);
         s.parked.remove(did);
-        if let Some(slot) = s.live.get(did) {
-            slot.inbox.push(ToSession::Kick(KickReason::Revoked));
+        if let Some(inbox) = s.live.get(did) {
+            inbox.push(ToSession::Kick(KickReason::Revoked));
         }
     }
 
     /// Hand a message to the session holding `did`, or queue it in its parked session.
     pub fn deliver(&self, did: &str, msg: Message, now: i64) -> Delivery {
         let mut s = lock(&self.sessions);
-        if let Some(slot) = s.live.get(did) {
-            return if slot.inbox.push(ToSession::Publish(msg)) {
+        if let Some(inbox) = s.live.get(did) {
+            return if inbox.push(ToSession::Publish(msg)) {
                 Delivery::Sent
             } else {
                 Delivery::NotDelivered
@@ -347,5 +381,66 @@ impl Bus {
 
     pub fn subscribe_events(&self) -> broadcast::Receiver<DeviceEvent> {
         self.events.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    struct Last(AtomicU64);
+
+    impl TagWake for Last {
+        fn wake_tag(&self, tag: u64) {
+            self.0.store(tag, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn an_idle_inbox_is_one_small_allocation() {
+        // With the two reference counts of its `Arc`, an idle inbox fits mimalloc's 64-byte class.
+        assert!(
+            std::mem::size_of::<Inbox>() <= 48,
+            "{}",
+            std::mem::size_of::<Inbox>()
+        );
+    }
+
+    #[test]
+    fn a_push_wakes_the_tagged_waiter_once_and_the_queue_is_freed_when_drained() {
+        let inbox = Inbox::default();
+        let last = Arc::new(Last(AtomicU64::new(0)));
+        assert!(!inbox.wake_on_push(Waiter::Tagged(last.clone(), 7)));
+        assert!(inbox.push(ToSession::Kick(KickReason::Revoked)));
+        assert_eq!(last.0.load(Ordering::SeqCst), 7);
+        // The waiter was used up: a second push wakes nobody.
+        last.0.store(0, Ordering::SeqCst);
+        assert!(inbox.push(ToSession::Kick(KickReason::TakenOver)));
+        assert_eq!(last.0.load(Ordering::SeqCst), 0);
+        // A message already waiting: registering says so instead of waiting.
+        assert!(inbox.wake_on_push(Waiter::Tagged(last.clone(), 8)));
+        assert!(matches!(
+            inbox.try_recv(),
+            Some(ToSession::Kick(KickReason::Revoked))
+        ));
+        assert!(inbox.try_recv().is_some());
+        assert!(inbox.try_recv().is_none());
+        assert!(lock(&inbox.state).queue.is_none());
+    }
+
+    #[test]
+    fn a_full_inbox_refuses_publishes_but_not_kicks() {
+        let inbox = Inbox::default();
+        let msg = || Message {
+            topic: "t".into(),
+            payload: Bytes::new(),
+            expires_at: None,
+        };
+        for _ in 0..INBOX_MAX {
+            assert!(inbox.push(ToSession::Publish(msg())));
+        }
+        assert!(!inbox.push(ToSession::Publish(msg())));
+        assert!(inbox.push(ToSession::Kick(KickReason::Revoked)));
     }
 }

@@ -16,12 +16,12 @@ use crate::session::{self, Idle};
 use crate::Shared;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
+use rampart_core::bus::{TagWake, Waiter};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
-use std::task::{Wake, Waker};
 use std::time::{Duration, Instant};
 
 const WAKER: Token = Token(usize::MAX);
@@ -103,6 +103,7 @@ impl IdlePool {
                     slots: Vec::new(),
                     free: Vec::new(),
                     timers: BinaryHeap::new(),
+                    epoch: Instant::now(),
                     parked: 0,
                 }
                 .run()
@@ -134,23 +135,33 @@ impl IdlePool {
     }
 }
 
-/// Wakes the pool thread for one parked session when its inbox gets a message.
-struct InboxWake {
-    pool: Arc<PoolShared>,
-    slot: u32,
-    gen: u32,
-}
-
-impl Wake for InboxWake {
-    fn wake(self: Arc<Self>) {
-        self.pool.send(Cmd::Wake(self.slot, self.gen));
+/// A message reached a parked session's inbox: every parked inbox shares the pool as its waiter,
+/// told apart by the tag `slot << 32 | gen` (no allocation per parked session).
+impl TagWake for PoolShared {
+    fn wake_tag(&self, tag: u64) {
+        self.send(Cmd::Wake((tag >> 32) as u32, tag as u32));
     }
 }
 
+/// A parked session's place. 16 bytes: the socket and the box travel together (both present or
+/// both absent) but are kept as separate options so that no tuple padding is paid per slot.
 struct Slot {
     gen: u32,
-    entry: Option<(std::net::TcpStream, Box<Idle>)>,
+    io: Option<std::net::TcpStream>,
+    idle: Option<Box<Idle>>,
 }
+
+impl Slot {
+    fn take(&mut self) -> Option<(std::net::TcpStream, Box<Idle>)> {
+        match (self.io.take(), self.idle.take()) {
+            (Some(io), Some(idle)) => Some((io, idle)),
+            _ => None,
+        }
+    }
+}
+
+/// A keepalive deadline `(ms since the pool's epoch, slot, gen)`: 16 bytes.
+type Timer = Reverse<(u64, u32, u32)>;
 
 struct Thread {
     poll: Poll,
@@ -159,18 +170,34 @@ struct Thread {
     rt: tokio::runtime::Handle,
     slots: Vec<Slot>,
     free: Vec<u32>,
-    /// Keepalive deadlines `(when, slot, gen)`; entries of sessions gone since are skipped.
-    timers: BinaryHeap<Reverse<(Instant, u32, u32)>>,
+    /// Keepalive deadlines: one entry per parked session with a keepalive (a ping answered here
+    /// moves the session's deadline, not its entry: when the entry comes due the session's own
+    /// deadline decides whether to close it or to queue a later entry). Entries of sessions gone
+    /// since are skipped when they come due, or swept when they pile up.
+    timers: BinaryHeap<Timer>,
+    /// Time zero for [`Self::timers`].
+    epoch: Instant,
     parked: usize,
 }
 
 impl Thread {
+    /// Whole milliseconds since the epoch, rounded down.
+    fn ms(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The timer entry for `deadline`: rounded up, so an entry that comes due (its time at or
+    /// before the rounded-down present) always has its deadline passed.
+    fn timer(&self, deadline: Instant, slot: u32, gen: u32) -> Timer {
+        Reverse((self.ms(deadline).saturating_add(1), slot, gen))
+    }
+
     fn run(mut self) {
         let mut events = Events::with_capacity(1024);
         let mut cmds = Vec::new();
         loop {
             let timeout = self.timers.peek().map(|Reverse((at, _, _))| {
-                at.saturating_duration_since(Instant::now())
+                Duration::from_millis(at.saturating_sub(self.ms(Instant::now())))
                     .min(Duration::from_secs(1))
             });
             if let Err(e) = self.poll.poll(&mut events, timeout) {
@@ -222,30 +249,37 @@ impl Thread {
                 }
             }
             let now = Instant::now();
+            let now_ms = self.ms(now);
             while let Some(Reverse((at, slot, gen))) = self.timers.peek().copied() {
-                if at > now {
+                if at > now_ms {
                     break;
                 }
                 self.timers.pop();
-                // A ping answered here moved the deadline (and queued a later timer).
-                let due = self
+                let deadline = self
                     .slots
                     .get(slot as usize)
                     .filter(|s| s.gen == gen)
-                    .and_then(|s| s.entry.as_ref())
-                    .is_some_and(|(_, idle)| idle.deadline().is_some_and(|d| d <= now));
-                if due {
-                    self.resume(slot, gen, Resume::KeepAlive);
+                    .and_then(|s| s.idle.as_ref())
+                    .and_then(|idle| idle.deadline());
+                match deadline {
+                    Some(d) if d <= now => self.resume(slot, gen, Resume::KeepAlive),
+                    // Pings answered here moved the deadline on.
+                    Some(d) => {
+                        let t = self.timer(d, slot, gen);
+                        self.timers.push(t);
+                    }
+                    None => {}
                 }
             }
-            if self.timers.len() > 4 * self.parked + 1024 {
-                // Drop the deadlines of sessions that have left.
+            if self.timers.len() > 2 * self.parked + 1024 {
+                // Drop the deadlines of sessions that have left, and the memory they held.
                 let slots = &self.slots;
                 self.timers.retain(|Reverse((_, s, g))| {
                     slots
                         .get(*s as usize)
-                        .is_some_and(|x| x.gen == *g && x.entry.is_some())
+                        .is_some_and(|x| x.gen == *g && x.idle.is_some())
                 });
+                self.timers.shrink_to(2 * self.timers.len() + 1024);
             }
         }
     }
@@ -260,7 +294,8 @@ impl Thread {
                 };
                 self.slots.push(Slot {
                     gen: 0,
-                    entry: None,
+                    io: None,
+                    idle: None,
                 });
                 s
             }
@@ -282,17 +317,18 @@ impl Thread {
             return;
         }
         let deadline = idle.deadline();
-        let waker = Waker::from(Arc::new(InboxWake {
-            pool: self.pool.clone(),
-            slot,
-            gen,
-        }));
-        let pending = idle.inbox().wake_on_push(waker);
-        self.slots[slot as usize].entry = Some((io, idle));
+        let pool: Arc<dyn TagWake> = self.pool.clone();
+        let pending = idle
+            .inbox()
+            .wake_on_push(Waiter::Tagged(pool, u64::from(slot) << 32 | u64::from(gen)));
+        let s = &mut self.slots[slot as usize];
+        s.io = Some(io);
+        s.idle = Some(idle);
         self.parked += 1;
         metrics::gauge!("rampart_mqtt_sessions_idle").increment(1.0);
         if let Some(at) = deadline {
-            self.timers.push(Reverse((at, slot, gen)));
+            let t = self.timer(at, slot, gen);
+            self.timers.push(t);
         }
         if pending {
             self.resume(slot, gen, Resume::Message);
@@ -306,7 +342,7 @@ impl Thread {
             return;
         };
         let gen = s.gen;
-        let Some((io, idle)) = s.entry.as_mut() else {
+        let (Some(io), Some(idle)) = (s.io.as_mut(), s.idle.as_mut()) else {
             return;
         };
         // Read until the socket is drained (the registration is edge-triggered).
@@ -356,9 +392,7 @@ impl Thread {
             }
         };
         metrics::counter!("rampart_mqtt_idle_pings_total").increment(replies as u64);
-        if let Some(at) = idle.touch() {
-            self.timers.push(Reverse((at, slot, gen)));
-        }
+        idle.touch();
         if written < out.len() {
             // The socket's send buffer is full: the session writes the rest itself.
             idle.push_output(&out[written..]);
@@ -373,7 +407,7 @@ impl Thread {
         if s.gen != gen {
             return;
         }
-        let Some((io, idle)) = s.entry.take() else {
+        let Some((io, idle)) = s.take() else {
             return;
         };
         self.free.push(slot);

@@ -23,12 +23,12 @@ macro_rules! id_type {
         $(#[$m])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
+        pub struct $name(Box<str>);
 
         impl $name {
             pub fn parse(s: &str) -> Result<Self, IdError> {
                 check(s, $kind, $max)?;
-                Ok(Self(s.to_owned()))
+                Ok(Self(s.into()))
             }
             pub fn as_str(&self) -> &str {
                 &self.0
@@ -38,12 +38,12 @@ macro_rules! id_type {
             type Error = IdError;
             fn try_from(s: String) -> Result<Self, IdError> {
                 check(&s, $kind, $max)?;
-                Ok(Self(s))
+                Ok(Self(s.into_boxed_str()))
             }
         }
         impl From<$name> for String {
             fn from(v: $name) -> String {
-                v.0
+                v.0.into_string()
             }
         }
         impl fmt::Display for $name {
