@@ -9,12 +9,18 @@
 
 use crate::bus::DeviceEvent;
 use rampart_store::{ReportRow, Store};
+use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::time::Instant;
 
 /// Most reports in one transaction.
 const MAX_BATCH: usize = 1024;
 /// Reports waiting for the writer before senders are made to wait (back-pressure).
 const QUEUE: usize = 16 * 1024;
+/// How often the store's report journal (SQLite) is moved into the history: at most this long
+/// after its first report, or as soon as it holds [`COMPACT_ROWS`] reports.
+const COMPACT_EVERY: Duration = Duration::from_secs(1);
+const COMPACT_ROWS: usize = 20_000;
 
 struct Job {
     row: ReportRow,
@@ -99,7 +105,23 @@ async fn run(store: Store, events: broadcast::Sender<DeviceEvent>, mut rx: mpsc:
     let mut rows = Vec::with_capacity(64);
     let mut waiters = Vec::with_capacity(64);
     let mut evs = Vec::new();
-    while let Some(first) = rx.recv().await {
+    // When the journal's oldest report arrived (it is due for compaction `COMPACT_EVERY` later).
+    let mut journal_since: Option<Instant> = (store.journal_len() > 0).then(Instant::now);
+    loop {
+        let first = match journal_since {
+            Some(since) => match tokio::time::timeout_at(since + COMPACT_EVERY, rx.recv()).await {
+                Ok(job) => job,
+                Err(_) => {
+                    compact(&store, &mut journal_since).await;
+                    continue;
+                }
+            },
+            None => rx.recv().await,
+        };
+        let Some(first) = first else {
+            compact(&store, &mut journal_since).await;
+            break;
+        };
         let mut next = Some(first);
         while let Some(job) = next.take() {
             rows.push(job.row);
@@ -117,6 +139,9 @@ async fn run(store: Store, events: broadcast::Sender<DeviceEvent>, mut rx: mpsc:
         metrics::histogram!("rampart_report_batch_size").record(n as f64);
         if res.is_ok() {
             metrics::counter!("rampart_reports_total").increment(n as u64);
+            if store.journal_len() > 0 {
+                journal_since.get_or_insert_with(Instant::now);
+            }
         }
         for w in waiters.drain(..) {
             let _ = w.send(res.clone());
@@ -131,6 +156,26 @@ async fn run(store: Store, events: broadcast::Sender<DeviceEvent>, mut rx: mpsc:
         rows.clear();
         if rows.capacity() > 4 * MAX_BATCH {
             rows.shrink_to(64);
+        }
+        let due = journal_since.is_some_and(|t| t.elapsed() >= COMPACT_EVERY);
+        if due || store.journal_len() >= COMPACT_ROWS {
+            compact(&store, &mut journal_since).await;
+        }
+    }
+}
+
+/// Move the journal into the history; on failure it stays journalled (still readable and
+/// durable) and the next attempt comes one period later.
+async fn compact(store: &Store, journal_since: &mut Option<Instant>) {
+    match store.compact_reports().await {
+        Ok(n) => {
+            metrics::counter!("rampart_report_compactions_total").increment(1);
+            tracing::debug!(reports = n, "report journal compacted");
+            *journal_since = None;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "report journal compaction failed; retrying later");
+            *journal_since = Some(Instant::now());
         }
     }
 }

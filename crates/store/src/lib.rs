@@ -42,6 +42,8 @@ pub struct Store {
     /// SQLite: one connection kept for report batches, so its page cache stays warm between
     /// commits (a pooled connection's cache is dropped whenever another connection wrote).
     report_writer: Option<SqlitePool>,
+    /// SQLite: the report journal's rows merged by device (see `reports`).
+    pending: Option<std::sync::Arc<std::sync::Mutex<reports::Pending>>>,
 }
 
 macro_rules! with_db {
@@ -54,6 +56,7 @@ macro_rules! with_db {
 }
 
 mod accounts;
+mod reports;
 
 fn map_conflict(e: sqlx::Error) -> StoreError {
     match &e {
@@ -104,10 +107,19 @@ impl Store {
             .max_lifetime(None)
             .connect_with(opts.pragma("cache_size", "-16384"))
             .await?;
-        Ok(Store {
+        let store = Store {
             db: Db::Sqlite(pool),
             report_writer: Some(report_writer),
-        })
+            pending: Some(Default::default()),
+        };
+        let recovered = store.recover_journal().await?;
+        if recovered > 0 {
+            tracing::info!(
+                reports = recovered,
+                "moved reports journalled before a crash into the history"
+            );
+        }
+        Ok(store)
     }
 
     /// Connect to PostgreSQL with the given options (a test may set `search_path` to its own schema).
@@ -121,6 +133,7 @@ impl Store {
         Ok(Store {
             db: Db::Postgres(pool),
             report_writer: None,
+            pending: None,
         })
     }
 
@@ -234,11 +247,6 @@ impl Store {
 
     // ---- devices ----
 
-    pub async fn get_device(&self, did: &str) -> Result<Option<DeviceRow>> {
-        let sql = "SELECT * FROM devices WHERE did = $1";
-        Ok(with_db!(self, p => sqlx::query_as(sql).bind(did).fetch_optional(p).await?))
-    }
-
     pub async fn get_device_by_hardware(
         &self,
         product_key: &str,
@@ -279,200 +287,6 @@ impl Store {
         Ok(
             with_db!(self, p => sqlx::query(sql).bind(false).bind(true).execute(p).await?.rows_affected()),
         )
-    }
-
-    /// Store a batch of validated reports in one transaction (group commit): each report's values
-    /// are merged into its device's latest state (in order) and become one history row per point.
-    ///
-    /// The batch costs two statements whatever its size: reports of the same device are merged
-    /// first, then one `UPDATE ... FROM` merges them into the stored states (SQLite's `json_patch`,
-    /// PostgreSQL's jsonb `||`: both replace top-level keys; values are never null or objects), and
-    /// one `INSERT ... SELECT` adds the history rows.
-    pub async fn record_reports(&self, reports: &[ReportRow]) -> Result<()> {
-        if reports.is_empty() {
-            return Ok(());
-        }
-        let mut merged: Vec<(&str, serde_json::Map<String, serde_json::Value>, i64)> = Vec::new();
-        let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-        for r in reports {
-            match index.get(r.did.as_str()) {
-                Some(&i) => {
-                    merged[i]
-                        .1
-                        .extend(r.values.iter().map(|(k, v)| (k.clone(), v.clone())));
-                    merged[i].2 = merged[i].2.max(r.ts);
-                }
-                None => {
-                    index.insert(&r.did, merged.len());
-                    merged.push((&r.did, r.values.clone(), r.ts));
-                }
-            }
-        }
-        // Each statement has one text whatever the batch size, so both engines prepare it once
-        // and reuse it: the rows travel as one JSON array (SQLite, read back with `json_each`) or
-        // as column arrays (PostgreSQL, `UNNEST`).
-        match &self.db {
-            Db::Sqlite(p) => {
-                let p = self.report_writer.as_ref().unwrap_or(p);
-                let states = serde_json::Value::Array(
-                    merged
-                        .into_iter()
-                        .map(|(did, m, ts)| serde_json::json!([did, m, ts]))
-                        .collect(),
-                )
-                .to_string();
-                let hist: Vec<serde_json::Value> = reports
-                    .iter()
-                    .map(|r| serde_json::json!([r.did, r.ts, r.values]))
-                    .collect();
-                let hist = serde_json::Value::Array(hist).to_string();
-                let mut tx = p.begin().await?;
-                sqlx::query(
-                    "UPDATE devices SET state = json_patch(devices.state, v.vals), last_seen = v.ts \
-                     FROM (SELECT value->>0 AS did, value->1 AS vals, value->>2 AS ts FROM json_each($1)) AS v \
-                     WHERE devices.did = v.did",
-                )
-                .bind(states)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(
-                    "INSERT INTO history (did, ts, vals) \
-                     SELECT value->>0, value->>1, value->2 FROM json_each($1)",
-                )
-                .bind(hist)
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
-            }
-            Db::Postgres(p) => {
-                let mut dids = Vec::with_capacity(merged.len());
-                let mut vals = Vec::with_capacity(merged.len());
-                let mut tss = Vec::with_capacity(merged.len());
-                for (did, m, ts) in merged {
-                    dids.push(did);
-                    vals.push(serde_json::Value::Object(m).to_string());
-                    tss.push(ts);
-                }
-                let (mut h_did, mut h_ts, mut h_vals) = (
-                    Vec::with_capacity(reports.len()),
-                    Vec::with_capacity(reports.len()),
-                    Vec::with_capacity(reports.len()),
-                );
-                for r in reports {
-                    h_did.push(r.did.as_str());
-                    h_ts.push(r.ts);
-                    h_vals.push(serde_json::Value::Object(r.values.clone()).to_string());
-                }
-                let mut tx = p.begin().await?;
-                sqlx::query(
-                    "UPDATE devices SET state = (devices.state::jsonb || v.vals::jsonb)::text, last_seen = v.ts \
-                     FROM UNNEST($1::text[], $2::text[], $3::int8[]) AS v(did, vals, ts) \
-                     WHERE devices.did = v.did",
-                )
-                .bind(&dids)
-                .bind(&vals)
-                .bind(&tss)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(
-                    "INSERT INTO history (did, ts, vals) \
-                     SELECT d, t, v::jsonb FROM UNNEST($1::text[], $2::int8[], $3::text[]) AS x(d, t, v)",
-                )
-                .bind(&h_did)
-                .bind(&h_ts)
-                .bind(&h_vals)
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Clear a device's latest state (factory reset / wipe) and optionally its history.
-    pub async fn clear_device_data(&self, did: &str, history: bool) -> Result<()> {
-        let upd = "UPDATE devices SET state = $1 WHERE did = $2";
-        let del = "DELETE FROM history WHERE did = $1";
-        with_db!(self, p => {
-            let mut tx = p.begin().await?;
-            sqlx::query(upd).bind("{}").bind(did).execute(&mut *tx).await?;
-            if history {
-                sqlx::query(del).bind(did).execute(&mut *tx).await?;
-            }
-            tx.commit().await?;
-            Ok(())
-        })
-    }
-
-    /// History rows, newest first, optionally for one point, within `[from, to]`.
-    pub async fn history(
-        &self,
-        did: &str,
-        point: Option<&str>,
-        from: i64,
-        to: i64,
-        limit: i64,
-    ) -> Result<Vec<HistoryRow>> {
-        // One row per report; the rows are expanded into one entry per point here. With a point
-        // filter every row selected holds that point, so `limit` rows always suffice.
-        let point = point.unwrap_or("");
-        if point.starts_with('$') {
-            // Would read as a JSON path in SQLite; no data point is named so.
-            return Ok(Vec::new());
-        }
-        let sql = match self.db {
-            Db::Sqlite(_) => {
-                "SELECT ts, vals FROM history WHERE did = $1 AND ($2 = '' OR vals -> $2 IS NOT NULL) \
-                 AND ts >= $3 AND ts <= $4 ORDER BY ts DESC LIMIT $5"
-            }
-            Db::Postgres(_) => {
-                "SELECT ts, vals::text FROM history WHERE did = $1 AND ($2 = '' OR jsonb_exists(vals, $2)) \
-                 AND ts >= $3 AND ts <= $4 ORDER BY ts DESC LIMIT $5"
-            }
-        };
-        let rows: Vec<(i64, String)> = with_db!(self, p => sqlx::query_as(sql)
-            .bind(did)
-            .bind(point)
-            .bind(from)
-            .bind(to)
-            .bind(limit)
-            .fetch_all(p)
-            .await?);
-        let mut out = Vec::new();
-        let limit = usize::try_from(limit).unwrap_or(0);
-        for (ts, vals) in rows {
-            let Ok(serde_json::Value::Object(m)) = serde_json::from_str(&vals) else {
-                continue;
-            };
-            for (k, v) in m {
-                if out.len() >= limit {
-                    return Ok(out);
-                }
-                if point.is_empty() || k == point {
-                    out.push(HistoryRow {
-                        ts,
-                        point: k,
-                        value: v.to_string(),
-                    });
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    pub async fn list_devices(
-        &self,
-        product_key: Option<&str>,
-        offset: i64,
-        limit: i64,
-    ) -> Result<(Vec<DeviceRow>, i64)> {
-        let sql = "SELECT * FROM devices WHERE ($1 = '' OR product_key = $1) ORDER BY created_at, did LIMIT $2 OFFSET $3";
-        let count = "SELECT COUNT(*) FROM devices WHERE ($1 = '' OR product_key = $1)";
-        let pk = product_key.unwrap_or("");
-        Ok(with_db!(self, p => (
-            sqlx::query_as(sql).bind(pk).bind(limit).bind(offset).fetch_all(p).await?,
-            sqlx::query_scalar(count).bind(pk).fetch_one(p).await?,
-        )))
     }
 
     // ---- nonces ----

@@ -153,6 +153,21 @@ async fn suite(s: Store) {
     let state: serde_json::Value =
         serde_json::from_str(&s.get_device("d1").await.unwrap().unwrap().state).unwrap();
     assert_eq!(state, serde_json::json!({"temp": 22, "power": true}));
+    // SQLite keeps new reports in a journal until the writer compacts it: the same answers after
+    let before = s.history("d1", None, 0, i64::MAX, 10).await.unwrap();
+    let moved = s.compact_reports().await.unwrap();
+    if s.backend() == "sqlite" {
+        assert_eq!(moved, 2);
+    }
+    assert_eq!(s.journal_len(), 0);
+    assert_eq!(s.compact_reports().await.unwrap(), 0);
+    assert_eq!(
+        s.history("d1", None, 0, i64::MAX, 10).await.unwrap(),
+        before
+    );
+    let state: serde_json::Value =
+        serde_json::from_str(&s.get_device("d1").await.unwrap().unwrap().state).unwrap();
+    assert_eq!(state, serde_json::json!({"temp": 22, "power": true}));
     // a large batch goes through the chunked insert
     let many: Vec<ReportRow> = (0..3000)
         .map(|i| report(1000 + i, r#"{"temp":1}"#))
@@ -188,12 +203,39 @@ async fn suite(s: Store) {
         .is_empty());
     let (devs, n) = s.list_devices(Some("pk1"), 0, 10).await.unwrap();
     assert_eq!((devs.len(), n), (2, 2));
+    let listed: Vec<serde_json::Value> = devs.into_iter().map(st).collect();
+    assert!(listed.contains(&serde_json::json!({"temp": 1, "power": false})));
+    assert!(listed.contains(&serde_json::json!({"temp": -4.5})));
+    // history reads see compacted and journalled reports together, newest first
+    s.compact_reports().await.unwrap();
+    s.record_reports(&[report(7000, r#"{"temp":2}"#)])
+        .await
+        .unwrap();
+    let latest = s.history("d1", Some("temp"), 0, i64::MAX, 2).await.unwrap();
+    let ts: Vec<i64> = latest.iter().map(|h| h.ts).collect();
+    assert_eq!(ts, vec![7000, 3999]);
+    // a wipe also drops reports not compacted yet, and a later compaction does not bring them back
+    s.record_reports(&[report(8000, r#"{"power":true}"#)])
+        .await
+        .unwrap();
     s.clear_device_data("d1", true).await.unwrap();
     assert!(s
         .history("d1", None, 0, i64::MAX, 10)
         .await
         .unwrap()
         .is_empty());
+    s.compact_reports().await.unwrap();
+    assert_eq!(
+        st(s.get_device("d1").await.unwrap().unwrap()),
+        serde_json::json!({})
+    );
+    assert!(s
+        .history("d1", None, 0, i64::MAX, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let d2 = s.get_device("d2").await.unwrap().unwrap();
+    assert_eq!(st(d2), serde_json::json!({"temp": -4.5}));
 
     // nonces
     assert!(s.use_nonce("reg", "n1", 1000, 0).await.unwrap());
@@ -226,6 +268,41 @@ async fn sqlite_suite() {
     assert_eq!(s.backend(), "sqlite");
     suite(s.clone()).await;
     accounts::suite(s).await;
+}
+
+#[tokio::test]
+async fn sqlite_reports_journalled_before_a_crash_are_in_the_history_after_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    {
+        let s = Store::open_sqlite(&path).await.unwrap();
+        s.insert_product(&product("pk1")).await.unwrap();
+        s.insert_device(&device("d1", "pk1", "hw1")).await.unwrap();
+        let reports: Vec<ReportRow> = (0..5)
+            .map(|i| ReportRow {
+                did: "d1".into(),
+                ts: 100 + i,
+                values: serde_json::from_str(&format!(r#"{{"temp":{i}}}"#)).unwrap(),
+            })
+            .collect();
+        s.record_reports(&reports).await.unwrap();
+        assert_eq!(s.journal_len(), 5);
+        // No compaction, no close: as if the process died here.
+    }
+    let s = Store::open_sqlite(&path).await.unwrap();
+    assert_eq!(s.journal_len(), 0, "opening compacts what was journalled");
+    assert_eq!(s.compact_reports().await.unwrap(), 0);
+    let h = s
+        .history("d1", Some("temp"), 0, i64::MAX, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        h.iter().map(|r| r.ts).collect::<Vec<_>>(),
+        vec![104, 103, 102, 101, 100]
+    );
+    let d = s.get_device("d1").await.unwrap().unwrap();
+    assert_eq!(d.state, r#"{"temp":4}"#);
+    assert_eq!(d.last_seen, Some(104));
 }
 
 #[tokio::test]
