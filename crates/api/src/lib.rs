@@ -6,6 +6,8 @@
 mod accounts;
 mod auth;
 mod error;
+mod oauth;
+mod oidc;
 mod routes;
 mod ws;
 
