@@ -437,6 +437,38 @@ mod tests {
     }
 
     #[test]
+    fn oidc_section() {
+        assert!(Config::default().oidc.providers().unwrap().is_empty());
+        let mut v = toml::Value::try_from(Config::default()).unwrap();
+        merge(
+            &mut v,
+            toml::from_str(
+                "[oidc.providers.corp]\nissuer = \"https://id.example\"\nclient_id = \"r\"\n\
+                 client_secret = \"s\"",
+            )
+            .unwrap(),
+        );
+        let c: Config = v.clone().try_into().unwrap();
+        let p = c.oidc.providers().unwrap();
+        assert_eq!(
+            (p[0].name.as_str(), p[0].scopes.clone()),
+            ("corp", vec!["email".to_owned()])
+        );
+        assert!(!p[0].link_verified_email);
+        let mut bad = v.clone();
+        merge(
+            &mut bad,
+            toml::from_str("[oidc.providers.corp]\nbogus = 1").unwrap(),
+        );
+        assert!(bad.try_into::<Config>().is_err());
+        let mut c = c;
+        if let Some(p) = c.oidc.providers.get_mut("corp") {
+            p.client_secret.clear();
+        }
+        assert!(c.oidc.providers().is_err());
+    }
+
+    #[test]
     fn notify_section() {
         let c = Config::default();
         assert_eq!(

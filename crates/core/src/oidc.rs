@@ -795,4 +795,55 @@ mod tests {
         }
         assert!(verify_id_token("a.b", &keys, &want).is_err());
     }
+
+    /// An RS256 id token signed once with `openssl dgst -sha256 -sign` (a 2048-bit key made for this
+    /// fixture; generating RSA keys in a debug test would be slow). Expires in 2100.
+    const RS256_JWT: &str = concat!(
+        "eyJhbGciOiJSUzI1NiIsImtpZCI6InIxIiwidHlwIjoiSldUIn0.eyJpc3MiOiJodHRwczovL2lkLmV4YW1wbGUiLC",
+        "JhdWQiOiJyYW1wYXJ0Iiwic3ViIjoicnMtMSIsImV4cCI6NDEwMjQ0NDgwMCwiaWF0IjoxMDAwMDAwLCJub25jZSI6",
+        "Im4wIn0.c5e4gSoCR7NqwB4QN7fyCg6bGmHdNDeZKO1vsrPqw4TbXBmtlLjiEP5oRKAuJmYnpYdMUT4G5GXiUkvN7L",
+        "EJEPhSrfABA38N94U9AxEdja3CKR7TQjoeBuKYoz0YvgpYjfE1GWOajV5e7tUrPg6KzOBcN9OVd4nm8MtA33r-wJ1c",
+        "EqxKA4scXKnMTUmH-TEEFuQJ5EUrAeeaEQ4gm3Jd7wVBWmkGcrGmtw6REcxwMPwKRVLP7-YVyTGcccVTWbwXFqWwSX",
+        "qhdmAkB2GbQM-QYUgrGNcqI3hJ0MnpGxhn6T4ET0n2g4p3DOEix0WIR6KQ5O6h-gt5HGrDwsPNByYA2g"
+    );
+    const RS256_N: &str = concat!(
+        "tAsnbwFtKseffEDlXwezzRM6Y4IdjethzZFQTkVR8FsQzYP8eWQ9ybWL-JOkpJk1J61okinjvrjvdsy65qsDdsmVVx",
+        "MzS3w1Epevt9pnbA_JJqJZJHfTzW5474ZIQchbEvJj5pMXTTf_VbuIBjCt8R32mQWVxqImizCYJF0bOJm8x0Pqca4-",
+        "YZqcVq1jhOUzlTFTxYcVqsI5DPTaxJAVTIS1mFJczGjWvrwhT3Nc2Uf9oCYFmgzOjHjGG8Aaa6zhTrtplgVzl66ETQ",
+        "U8gt7yg5lVTpj9D5irzpgXUCRsne071HYnxdMtHiLBP7pARLixyYAysPXqeg-kx6DVgBOZMw"
+    );
+
+    #[test]
+    fn rs256_id_token() {
+        let key = Jwk {
+            kty: "RSA".into(),
+            kid: Some("r1".into()),
+            alg: Some("RS256".into()),
+            use_: None,
+            crv: None,
+            x: None,
+            y: None,
+            n: Some(RS256_N.into()),
+            e: Some("AQAB".into()),
+        };
+        let want = Expect {
+            issuer: "https://id.example",
+            client_id: "rampart",
+            nonce: "n0",
+            now: 1_000_100,
+        };
+        let c = verify_id_token(RS256_JWT, std::slice::from_ref(&key), &want).unwrap();
+        assert_eq!((c.sub.as_str(), c.email_verified), ("rs-1", false));
+        // one flipped signature byte
+        let mut bad = RS256_JWT.to_owned();
+        let last = if bad.ends_with('A') { "B" } else { "A" };
+        bad.replace_range(bad.len() - 1.., last);
+        assert!(verify_id_token(&bad, std::slice::from_ref(&key), &want).is_err());
+        // the same token is refused under an EC key with that kid
+        let sk = SigningKey::from_slice(&[7u8; 32]).unwrap();
+        assert_eq!(
+            verify_id_token(RS256_JWT, &[jwk(&sk, "r1")], &want),
+            Err(VerifyError::NoKey)
+        );
+    }
 }

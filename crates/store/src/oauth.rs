@@ -264,7 +264,8 @@ impl Store {
         )))
     }
 
-    /// Forget grant tokens, codes and OIDC login states that expired before `before`.
+    /// Forget grant tokens, codes and OIDC login states that expired before `before`, and the
+    /// grants left without any.
     pub async fn purge_oauth(&self, before: i64) -> Result<u64> {
         let sqls = [
             "DELETE FROM oauth_tokens WHERE expires_at < $1",
@@ -275,6 +276,12 @@ impl Store {
         for sql in sqls {
             n += with_db!(self, p => sqlx::query(sql).bind(before).execute(p).await?.rows_affected());
         }
+        // Then grants nothing refers to any more: never exchanged, revoked, or past their end.
+        let grants = "DELETE FROM oauth_grants WHERE (active = $1 OR revoked = $2 OR expires_at < $3) \
+                      AND NOT EXISTS (SELECT 1 FROM oauth_codes c WHERE c.grant_id = oauth_grants.grant_id) \
+                      AND NOT EXISTS (SELECT 1 FROM oauth_tokens t WHERE t.grant_id = oauth_grants.grant_id)";
+        n += with_db!(self, p => sqlx::query(grants).bind(false).bind(true).bind(before)
+            .execute(p).await?.rows_affected());
         Ok(n)
     }
 

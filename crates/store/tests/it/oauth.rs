@@ -136,8 +136,16 @@ pub(crate) async fn suite(s: Store) {
     assert!(s.oauth_token("a4").await.unwrap().is_none());
     assert_eq!(s.list_oauth_grants("ou1", 400, 0, 10).await.unwrap().1, 0);
     // purge forgets expired tokens and codes
+    s.insert_oauth_grant(&grant("g2", "ou1"), &code("c2", "g2"))
+        .await
+        .unwrap();
     assert!(s.purge_oauth(800).await.unwrap() >= 2);
     assert_eq!(s.redeem_oauth_code("c1").await.unwrap(), CodeUse::Invalid);
+    // the revoked grant keeps its row while a token of it lives; the unexchanged one goes with its code
+    assert!(s.get_oauth_grant("g1").await.unwrap().is_some());
+    assert!(s.get_oauth_grant("g2").await.unwrap().is_none());
+    s.purge_oauth(6_000).await.unwrap();
+    assert!(s.get_oauth_grant("g1").await.unwrap().is_none());
 
     // OIDC: states are taken once; links are unique per (provider, subject)
     let st = OidcStateRow {
