@@ -467,6 +467,18 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_owned())
 }
 
+/// Back to the client once the user answered; the form's CSRF cookie is spent.
+fn answered(url: &str) -> Response {
+    let mut r = Redirect::to(url).into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static(
+            "__Host-rampart_consent=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0",
+        ),
+    );
+    r
+}
+
 /// `POST /oauth/authorize/consent`: the consent form (CSRF cookie, password sign-in, decision).
 pub(crate) async fn consent(
     State(s): State<AppState>,
@@ -502,7 +514,7 @@ pub(crate) async fn consent(
     };
     let ip = client_ip(&addr);
     if one(&f, "decision") == Some("deny") {
-        return Redirect::to(&s.core.deny_authorize(&req, None, ip).await).into_response();
+        return answered(&s.core.deny_authorize(&req, None, ip).await);
     }
     let approved = Scopes::parse(&f.get("approve").map(|v| v.join(" ")).unwrap_or_default())
         .unwrap_or_default();
@@ -527,7 +539,7 @@ pub(crate) async fn consent(
         }
     };
     match s.core.approve_authorize(&req, &user_id, approved, ip).await {
-        Ok(u) => Redirect::to(&u).into_response(),
+        Ok(u) => answered(&u),
         Err(e) => {
             tracing::error!(error = %e, "recording a grant failed");
             error_page(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
