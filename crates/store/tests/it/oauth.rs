@@ -147,6 +147,17 @@ pub(crate) async fn suite(s: Store) {
     s.purge_oauth(6_000).await.unwrap();
     assert!(s.get_oauth_grant("g1").await.unwrap().is_none());
 
+    // no token outlives its grant's absolute end
+    s.insert_oauth_grant(&grant("g3", "ou2"), &code("c3", "g3"))
+        .await
+        .unwrap();
+    assert!(s
+        .add_oauth_tokens("g3", "devices:read", ("a5", 20_000), ("r5", 20_000), 9_000)
+        .await
+        .unwrap());
+    assert!(s.oauth_access("a5", 9_999).await.unwrap().is_some());
+    assert!(s.oauth_access("a5", 10_000).await.unwrap().is_none());
+
     // OIDC: states are taken once; links are unique per (provider, subject)
     let st = OidcStateRow {
         state_hash: "sh1".into(),
