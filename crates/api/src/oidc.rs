@@ -17,6 +17,9 @@ impl From<OidcError> for Error {
         match e {
             OidcError::UnknownProvider => Error::not_found("oidc provider"),
             OidcError::Invalid(m) => Error::invalid(m),
+            e @ OidcError::RateLimited => {
+                Error::new(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", e.to_string())
+            }
             OidcError::Failed(_) => Error::new(
                 StatusCode::UNAUTHORIZED,
                 "OIDC_LOGIN_FAILED",
@@ -64,12 +67,19 @@ pub(crate) async fn start(
     State(s): State<AppState>,
     Path(provider): Path<String>,
     headers: HeaderMap,
+    addr: Option<Extension<ClientAddr>>,
     Q(q): Q<Start>,
 ) -> Result<Response, Error> {
     let default = callback_from_host(&headers, &provider);
+    let ip = client_ip(&addr);
     let url = s
         .core
-        .oidc_start(&provider, &q.app_id, default.as_deref().unwrap_or(""))
+        .oidc_start(
+            &provider,
+            &q.app_id,
+            default.as_deref().unwrap_or(""),
+            ip.as_deref(),
+        )
         .await?;
     let wants_json = headers
         .get(header::ACCEPT)

@@ -30,6 +30,8 @@ pub const LEEWAY_S: i64 = 60;
 const CACHE_MS: i64 = 3_600_000;
 /// Largest answer read from a provider.
 const MAX_BODY: usize = 1 << 20;
+/// Logins one client address may start per minute (each one stores a state).
+pub const STARTS_PER_MIN: usize = 20;
 
 /// One configured provider.
 #[derive(Debug, Clone)]
@@ -54,6 +56,8 @@ pub enum OidcError {
     UnknownProvider,
     #[error("{0}")]
     Invalid(String),
+    #[error("too many logins started from this address; wait a minute")]
+    RateLimited,
     /// The login is refused (state, code, id token, claims); details are audited, not shown.
     #[error("login refused: {0}")]
     Failed(String),
@@ -71,11 +75,23 @@ impl From<StoreError> for OidcError {
 }
 
 /// The providers and their cached metadata.
-#[derive(Default)]
 pub(crate) struct Providers {
     map: HashMap<String, ProviderConfig>,
     http: Option<reqwest::Client>,
     cache: tokio::sync::Mutex<HashMap<String, Cached>>,
+    /// Login starts per client address.
+    starts: crate::limits::RateLimiter,
+}
+
+impl Default for Providers {
+    fn default() -> Self {
+        Providers {
+            map: HashMap::new(),
+            http: None,
+            cache: Default::default(),
+            starts: crate::limits::RateLimiter::new(STARTS_PER_MIN, 60_000),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -350,7 +366,7 @@ impl Core {
         *self.inner.oidc.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Providers {
             map,
             http: Some(http),
-            cache: Default::default(),
+            ..Providers::default()
         });
         Ok(())
     }
@@ -414,9 +430,13 @@ impl Core {
         provider: &str,
         app_id: &str,
         default_redirect: &str,
+        ip: Option<&str>,
     ) -> Result<String, OidcError> {
         let ps = self.oidc();
         let p = ps.map.get(provider).ok_or(OidcError::UnknownProvider)?;
+        if !ps.starts.check(ip.unwrap_or("unknown"), now_ms()) {
+            return Err(OidcError::RateLimited);
+        }
         if self.app_products(app_id).await?.is_none() {
             return Err(OidcError::Invalid(
                 "missing or unknown app_id (query parameter)".into(),

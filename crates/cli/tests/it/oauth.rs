@@ -1331,6 +1331,23 @@ async fn oidc_login_refuses_bad_id_tokens() {
     idp.lock().unwrap().mode = Mode::Good;
     let (s, v, _) = env.oidc_login().await;
     assert_eq!(s, 200, "{v}");
+    // starting logins is limited per client address (each start stores a state)
+    let mut statuses = Vec::new();
+    for _ in 0..25 {
+        let resp = env
+            .raw
+            .get(
+                env.srv
+                    .url(&format!("/v1/oidc/test/start?app_id={}", env.app)),
+            )
+            .header("accept", "application/json")
+            .send()
+            .await
+            .unwrap();
+        statuses.push(resp.status().as_u16());
+    }
+    assert_eq!(statuses.first(), Some(&200), "{statuses:?}");
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
     // each refusal was audited with its reason (the client only sees the generic code)
     let store = rampart_store::Store::open_sqlite(&env.srv.data().join("rampart.db"))
         .await
