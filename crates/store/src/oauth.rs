@@ -235,6 +235,15 @@ impl Store {
         Ok(n > 0)
     }
 
+    /// Revoke every live grant of a user; returns how many were live.
+    pub async fn revoke_user_oauth_grants(&self, user_id: &str) -> Result<u64> {
+        let sql = "UPDATE oauth_grants SET revoked = $1 WHERE user_id = $2 AND revoked = $3";
+        Ok(
+            with_db!(self, p => sqlx::query(sql).bind(true).bind(user_id).bind(false)
+            .execute(p).await?.rows_affected()),
+        )
+    }
+
     /// Forget one access token.
     pub async fn delete_oauth_access(&self, token_hash: &str) -> Result<bool> {
         let sql = "DELETE FROM oauth_tokens WHERE token_hash = $1 AND kind = 'access'";

@@ -102,6 +102,11 @@ impl Env {
 
     /// Wait for the activation code sent to `to`.
     async fn code(&self, to: &str) -> String {
+        self.code_of(to, "activate").await
+    }
+
+    /// Wait for the code of `purpose` sent to `to`.
+    async fn code_of(&self, to: &str, purpose: &str) -> String {
         let dir = self.srv.data().join("outbox");
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
@@ -110,12 +115,12 @@ impl Env {
                     .filter_map(|e| {
                         serde_json::from_slice::<Value>(&std::fs::read(e.path()).ok()?).ok()
                     })
-                    .find(|v| v["to"] == to && v["purpose"] == "activate")
+                    .find(|v| v["to"] == to && v["purpose"] == purpose)
             });
             if let Some(v) = found {
                 return v["code"].as_str().unwrap().to_owned();
             }
-            assert!(Instant::now() < deadline, "no activation code for {to}");
+            assert!(Instant::now() < deadline, "no {purpose} code for {to}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -513,6 +518,32 @@ async fn third_party_reaches_only_what_the_user_may_within_its_scopes() {
         .call("GET", &format!("/v1/devices/{mine}"), Some(&rt), None)
         .await;
     assert_eq!(s, 200);
+
+    // recovering the account by password reset ends every grant
+    let (s, _) = env
+        .call(
+            "POST",
+            "/v1/users/password/reset",
+            None,
+            Some(json!({"email": "alice@example.com"})),
+        )
+        .await;
+    assert_eq!(s, 202);
+    let code = env.code_of("alice@example.com", "password_reset").await;
+    let (s, v) = env
+        .call(
+            "POST",
+            "/v1/users/password/reset/confirm",
+            None,
+            Some(json!({"email": "alice@example.com", "code": code,
+                        "password": "amber gravel quiet harbor"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, _) = env
+        .call("GET", &format!("/v1/devices/{mine}"), Some(&rt), None)
+        .await;
+    assert_eq!(s, 401);
 }
 
 #[tokio::test]

@@ -157,6 +157,10 @@ pub(crate) async fn suite(s: Store) {
         .unwrap());
     assert!(s.oauth_access("a5", 9_999).await.unwrap().is_some());
     assert!(s.oauth_access("a5", 10_000).await.unwrap().is_none());
+    // a password reset revokes every grant of the user
+    assert_eq!(s.revoke_user_oauth_grants("ou2").await.unwrap(), 1);
+    assert_eq!(s.revoke_user_oauth_grants("ou2").await.unwrap(), 0);
+    assert!(s.oauth_access("a5", 9_999).await.unwrap().is_none());
 
     // OIDC: states are taken once; links are unique per (provider, subject)
     let st = OidcStateRow {
