@@ -7,7 +7,7 @@
 //!
 //! Linking: a `(provider, sub)` pair names one user for good. On a subject's first login, if the
 //! provider says `email_verified: true` and the provider is configured with
-//! `link_verified_email`, an existing user with that e-mail is linked; otherwise a new, active
+//! `link_verified_email`, an existing, activated user with that e-mail is linked; otherwise a new, active
 //! user is created (with the e-mail when verified and free, without one otherwise), and it has no
 //! usable password. Never links on an unverified address.
 
@@ -633,7 +633,9 @@ impl Core {
             created_at: now,
         };
         match existing {
-            Some(u) if p.link_verified_email => {
+            // Only an activated account: one never activated may be a squatter's, made with the
+            // address before its owner came (pre-account takeover).
+            Some(u) if p.link_verified_email && u.active => {
                 self.store().insert_oidc_link(&link(&u.user_id)).await?;
                 self.audit(
                     AuditEvent::new(&Actor::user(&u.user_id), "user.oidc_link", "ok")

@@ -1303,6 +1303,40 @@ async fn oidc_login_creates_links_and_signs_in() {
         .call("GET", "/v1/users/me", Some(&tok(&v, "access_token")), None)
         .await;
     assert_eq!(me3["user_id"], pat["user_id"]);
+    // an address signed up but never activated (perhaps by a squatter) is not linked either
+    let (s, _) = env
+        .call(
+            "POST",
+            "/v1/users",
+            None,
+            Some(json!({"email": "squat@example.com", "password": PW})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    {
+        let mut i = idp.lock().unwrap();
+        i.sub = "sub-squat".into();
+        i.email = "squat@example.com".into();
+    }
+    let (s, v, _) = env.oidc_login().await;
+    assert_eq!(s, 200, "{v}");
+    let (_, me5) = env
+        .call("GET", "/v1/users/me", Some(&tok(&v, "access_token")), None)
+        .await;
+    assert_eq!(me5["email"], Value::Null, "{me5}");
+    let (s, _) = env
+        .call(
+            "POST",
+            "/v1/login",
+            None,
+            Some(json!({"username": "squat@example.com", "password": PW})),
+        )
+        .await;
+    assert_eq!(s, 403, "the squatted account stays inactive");
+    {
+        let mut i = idp.lock().unwrap();
+        i.email = "pat@example.com".into();
+    }
     // an unverified address is never linked: a new user without an e-mail
     {
         let mut i = idp.lock().unwrap();
