@@ -521,9 +521,9 @@ pub(crate) async fn consent(
     if approved.is_empty() || !req.scopes.covers(approved) {
         return consent_page(&req, &p, Some("Choose at least one permission, or deny."));
     }
-    let user = Secret::new(one(&f, "username").unwrap_or("").to_owned());
+    let username = one(&f, "username").unwrap_or("");
     let pw = Secret::new(one(&f, "password").unwrap_or("").to_owned());
-    let user_id = match s.core.consent_login(user.expose(), pw, ip.clone()).await {
+    let user_id = match s.core.consent_login(username, pw, ip.clone()).await {
         Ok(u) => u,
         Err(rampart_core::Error::AccountNotActive) => {
             return consent_page(&req, &p, Some("This account is not activated yet."))
@@ -570,28 +570,25 @@ pub(crate) async fn approve_json(
     let ip = client_ip(&addr);
     let req = match s.core.check_authorize(&b.params).await {
         Ok(r) => r,
-        Err(AuthorizeError::BadClient(m)) => {
-            return Err(Error::new(StatusCode::BAD_REQUEST, "INVALID_CLIENT", m))
-        }
-        Err(AuthorizeError::Internal(e)) => return Err(e.into()),
-        Err(e @ AuthorizeError::Redirect { .. }) => {
+        Err(e) => {
             let url = e.redirect_url().unwrap_or_default();
-            let AuthorizeError::Redirect {
-                error, description, ..
-            } = e
-            else {
-                return Err(Error::invalid("invalid request"));
+            return match e {
+                AuthorizeError::BadClient(m) => {
+                    Err(Error::new(StatusCode::BAD_REQUEST, "INVALID_CLIENT", m))
+                }
+                AuthorizeError::Internal(e) => Err(e.into()),
+                AuthorizeError::Redirect {
+                    error, description, ..
+                } => {
+                    let code = match error {
+                        "invalid_scope" => "INVALID_SCOPE",
+                        "unsupported_response_type" => "UNSUPPORTED_RESPONSE_TYPE",
+                        _ => "INVALID_REQUEST",
+                    };
+                    let body = json!({"error": {"code": code, "message": description}, "redirect_to": url});
+                    Ok((StatusCode::BAD_REQUEST, Json(body)).into_response())
+                }
             };
-            let code = match error {
-                "invalid_scope" => "INVALID_SCOPE",
-                "unsupported_response_type" => "UNSUPPORTED_RESPONSE_TYPE",
-                _ => "INVALID_REQUEST",
-            };
-            return Ok((
-                StatusCode::BAD_REQUEST,
-                Json(json!({"error": {"code": code, "message": description}, "redirect_to": url})),
-            )
-                .into_response());
         }
     };
     match b.decision.as_deref().unwrap_or("approve") {
