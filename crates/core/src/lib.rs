@@ -1,6 +1,6 @@
 //! Domain services shared by the MQTT and HTTP edges: products, device registry and provisioning,
 //! device authentication, reports and presence, the command bus, audit, end-user accounts,
-//! bindings and shares.
+//! bindings and shares, OAuth2 grants to third parties and OpenID Connect login.
 //!
 //! No listeners, no HTTP or MQTT types here: the gateway and the API call [`Core`] and map its
 //! [`Error`] to their own codes. State that every connection needs (product models, the session
