@@ -5,6 +5,7 @@ use crate::{AppState, Error};
 use axum::extract::FromRequestParts;
 use axum::http::{header, request::Parts};
 use rampart_core::accounts::UserSession;
+use rampart_core::oauth::OAuthSession;
 
 /// The bearer token of a request, if any.
 pub(crate) fn bearer(parts: &Parts) -> Option<&str> {
@@ -42,10 +43,12 @@ impl FromRequestParts<AppState> for User {
     }
 }
 
-/// The administrator or an end user: device endpoints accept both.
+/// The administrator, an end user, or a third party acting for a user within its scopes
+/// (`roa_` tokens, see `crate::oauth`): device endpoints accept all three.
 pub(crate) enum Principal {
     Admin,
     User(UserSession),
+    OAuth(OAuthSession),
 }
 
 impl FromRequestParts<AppState> for Principal {
@@ -55,6 +58,11 @@ impl FromRequestParts<AppState> for Principal {
         if token.starts_with("rat_") {
             if let Ok(u) = state.core.authenticate_user(token).await {
                 return Ok(Principal::User(u));
+            }
+        }
+        if token.starts_with(rampart_core::oauth::ACCESS_PREFIX) {
+            if let Ok(o) = state.core.authenticate_oauth(token).await {
+                return Ok(Principal::OAuth(o));
             }
         }
         if state.core.check_admin_token(token).await? {

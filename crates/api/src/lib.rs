@@ -1,11 +1,14 @@
 //! HTTP edge: the axum router, authentication extractors, `api::Error`, and the HTTPS server loop.
 //!
 //! Never depends on the MQTT edge; talks to devices only through `rampart-core`. End users reach
-//! devices through bindings (`accounts`), and live device events through `ws`.
+//! devices through bindings (`accounts`), and live device events through `ws`; third parties reach
+//! them through OAuth2 grants (`oauth`), and users may sign in through OpenID Connect (`oidc`).
 
 mod accounts;
 mod auth;
 mod error;
+mod oauth;
+mod oidc;
 mod routes;
 mod ws;
 

@@ -68,12 +68,16 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/token/refresh", post(acc::refresh))
         .route("/v1/logout", post(acc::logout))
         .route("/v1/logout/all", post(acc::logout_all))
-        .route("/v1/bindings", post(acc::bind).get(acc::list_bindings))
+        .route(
+            "/v1/bindings",
+            post(acc::bind).get(crate::oauth::list_bindings),
+        )
         .route("/v1/bindings/{did}", delete(acc::unbind))
         .route("/v1/shares", get(acc::list_shares))
         .route("/v1/shares/{share_id}", delete(acc::decline_share))
         .route("/v1/shares/{share_id}/accept", post(acc::accept_share))
         .route("/v1/ws", get(crate::ws::ws))
+        .merge(crate::oauth::routes())
         .fallback(|| async { Error::not_found("route") })
         .method_not_allowed_fallback(|| async {
             Error::new(
@@ -190,6 +194,7 @@ async fn authorize(
                 Err(e.into())
             }
         },
+        Principal::OAuth(o) => crate::oauth::authorize_device(s, o, did, need, addr).await,
     }
 }
 

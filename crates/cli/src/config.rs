@@ -18,6 +18,81 @@ pub(crate) struct Config {
     pub(crate) commands: CommandConfig,
     pub(crate) notify: NotifyConfig,
     pub(crate) accounts: AccountsConfig,
+    pub(crate) oidc: OidcConfig,
+}
+
+/// Login with third-party OpenID Connect providers (`docs/oauth.md`).
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct OidcConfig {
+    /// Providers by name (the name appears in `/v1/oidc/{name}/start`).
+    pub(crate) providers: std::collections::BTreeMap<String, OidcProviderConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct OidcProviderConfig {
+    /// Issuer URL (https; http only for loopback); discovery is `ISSUER/.well-known/openid-configuration`.
+    pub(crate) issuer: String,
+    pub(crate) client_id: String,
+    pub(crate) client_secret: String,
+    /// A file (mode 0600) holding the client secret instead.
+    pub(crate) client_secret_file: String,
+    /// Scopes asked for besides `openid`.
+    pub(crate) scopes: Vec<String>,
+    /// Our callback as registered at the provider; empty: `https://HOST/v1/oidc/NAME/callback`
+    /// from the request's Host header.
+    pub(crate) redirect_uri: String,
+    /// On a subject's first login, link it to an existing user with the same e-mail when the
+    /// provider says `email_verified: true`.
+    pub(crate) link_verified_email: bool,
+}
+
+impl Default for OidcProviderConfig {
+    fn default() -> Self {
+        OidcProviderConfig {
+            issuer: String::new(),
+            client_id: String::new(),
+            client_secret: String::new(),
+            client_secret_file: String::new(),
+            scopes: vec!["email".into()],
+            redirect_uri: String::new(),
+            link_verified_email: false,
+        }
+    }
+}
+
+impl OidcConfig {
+    /// The providers for the core, with their secrets read.
+    pub(crate) fn providers(&self) -> Result<Vec<rampart_core::oidc::ProviderConfig>, String> {
+        use rampart_core::secret::Secret;
+        let mut out = Vec::new();
+        for (name, p) in &self.providers {
+            let secret = if p.client_secret_file.is_empty() {
+                p.client_secret.clone()
+            } else {
+                let path = Path::new(&p.client_secret_file);
+                rampart_core::secret::check_private(path).map_err(|e| e.to_string())?;
+                std::fs::read_to_string(path)
+                    .map_err(|e| format!("{}: {e}", p.client_secret_file))?
+                    .trim()
+                    .to_owned()
+            };
+            if secret.is_empty() {
+                return Err(format!("oidc.providers.{name}: client_secret is empty"));
+            }
+            out.push(rampart_core::oidc::ProviderConfig {
+                name: name.clone(),
+                issuer: p.issuer.clone(),
+                client_id: p.client_id.clone(),
+                client_secret: Secret::new(secret),
+                scopes: p.scopes.clone(),
+                redirect_uri: p.redirect_uri.clone(),
+                link_verified_email: p.link_verified_email,
+            });
+        }
+        Ok(out)
+    }
 }
 
 /// End-user sessions.
@@ -153,6 +228,7 @@ impl Default for Config {
             commands: CommandConfig::default(),
             notify: NotifyConfig::default(),
             accounts: AccountsConfig::default(),
+            oidc: OidcConfig::default(),
         }
     }
 }
@@ -358,6 +434,38 @@ mod tests {
             toml::from_str("[mqtt]\nmax_connections = 7").unwrap(),
         );
         assert_eq!(v.try_into::<Config>().unwrap().mqtt.max_connections, 7);
+    }
+
+    #[test]
+    fn oidc_section() {
+        assert!(Config::default().oidc.providers().unwrap().is_empty());
+        let mut v = toml::Value::try_from(Config::default()).unwrap();
+        merge(
+            &mut v,
+            toml::from_str(
+                "[oidc.providers.corp]\nissuer = \"https://id.example\"\nclient_id = \"r\"\n\
+                 client_secret = \"s\"",
+            )
+            .unwrap(),
+        );
+        let c: Config = v.clone().try_into().unwrap();
+        let p = c.oidc.providers().unwrap();
+        assert_eq!(
+            (p[0].name.as_str(), p[0].scopes.clone()),
+            ("corp", vec!["email".to_owned()])
+        );
+        assert!(!p[0].link_verified_email);
+        let mut bad = v.clone();
+        merge(
+            &mut bad,
+            toml::from_str("[oidc.providers.corp]\nbogus = 1").unwrap(),
+        );
+        assert!(bad.try_into::<Config>().is_err());
+        let mut c = c;
+        if let Some(p) = c.oidc.providers.get_mut("corp") {
+            p.client_secret.clear();
+        }
+        assert!(c.oidc.providers().is_err());
     }
 
     #[test]

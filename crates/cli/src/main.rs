@@ -383,6 +383,7 @@ async fn serve(cfg: Config) -> AnyResult {
     let (core, _) = open_core(&cfg).await?;
     let dir = cfg.data_dir.clone();
     core.set_notifier(std::sync::Arc::new(cfg.notify.notifier(&dir)?));
+    core.set_oidc_providers(cfg.oidc.providers()?)?;
     let offline = core
         .store()
         .reset_presence()

@@ -768,6 +768,8 @@ impl Core {
             self.store().activate_user(&u.user_id).await?;
         }
         let n = self.store().revoke_user_families(&u.user_id, None).await?;
+        // An account recovered by reset may have been used to grant a third party access.
+        let n = n + self.store().revoke_user_oauth_grants(&u.user_id).await?;
         self.sessions_changed(&u.user_id);
         self.audit(
             event(&Actor::user(&u.user_id), "user.password_reset", "ok", &ip)

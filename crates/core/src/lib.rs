@@ -1,6 +1,6 @@
 //! Domain services shared by the MQTT and HTTP edges: products, device registry and provisioning,
 //! device authentication, reports and presence, the command bus, audit, end-user accounts,
-//! bindings and shares.
+//! bindings and shares, OAuth2 grants to third parties and OpenID Connect login.
 //!
 //! No listeners, no HTTP or MQTT types here: the gateway and the API call [`Core`] and map its
 //! [`Error`] to their own codes. State that every connection needs (product models, the session
@@ -14,6 +14,8 @@ pub mod devices;
 mod error;
 pub mod limits;
 pub mod notify;
+pub mod oauth;
+pub mod oidc;
 pub mod password;
 pub mod products;
 pub mod registry;
@@ -80,6 +82,8 @@ struct Inner {
     writer: std::sync::OnceLock<writer::ReportWriter>,
     accounts: AccountsState,
     notifier: std::sync::RwLock<Arc<dyn notify::Notifier>>,
+    /// Configured OpenID Connect providers (`oidc`).
+    oidc: std::sync::RwLock<Arc<oidc::Providers>>,
 }
 
 /// Run-time state of the account services: rate limits and the access-change broadcast.
@@ -123,6 +127,7 @@ impl Core {
                 writer: Default::default(),
                 accounts: Default::default(),
                 notifier: std::sync::RwLock::new(Arc::new(notify::Nowhere)),
+                oidc: Default::default(),
             }),
         }
     }

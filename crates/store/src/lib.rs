@@ -56,7 +56,9 @@ macro_rules! with_db {
 }
 
 mod accounts;
+mod oauth;
 mod reports;
+pub use oauth::*;
 
 fn map_conflict(e: sqlx::Error) -> StoreError {
     match &e {

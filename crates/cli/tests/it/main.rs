@@ -7,5 +7,6 @@ mod commands;
 mod idle;
 mod interop;
 mod mqtt;
+mod oauth;
 mod registration;
 mod support;

@@ -2,6 +2,7 @@
 //! Each PostgreSQL run gets its own schema, so tests never share state.
 
 mod accounts;
+mod oauth;
 
 use rampart_store::*;
 use std::str::FromStr;
@@ -267,7 +268,8 @@ async fn sqlite_suite() {
     let s = Store::open_sqlite(&dir.path().join("t.db")).await.unwrap();
     assert_eq!(s.backend(), "sqlite");
     suite(s.clone()).await;
-    accounts::suite(s).await;
+    accounts::suite(s.clone()).await;
+    oauth::suite(s).await;
 }
 
 #[tokio::test]
@@ -324,6 +326,7 @@ async fn postgres_suite() {
     assert_eq!(s.backend(), "postgres");
     suite(s.clone()).await;
     accounts::suite(s.clone()).await;
+    oauth::suite(s.clone()).await;
     s.close().await;
     sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
         .execute(&admin)

@@ -1,0 +1,765 @@
+//! OAuth2 authorisation-server endpoints (client registration, `/oauth/authorize` with its consent
+//! page and JSON approval, `/oauth/token`, `/oauth/revoke`), the user's grants, and the scope
+//! checks a third-party access token meets on the device endpoints.
+//!
+//! `/oauth/token` and `/oauth/revoke` answer RFC 6749 errors (`{"error", "error_description"}`);
+//! everything else answers `api::Error`. The consent page is a small server-rendered form: the
+//! user signs in on it with their password (no token ever travels in a URL), and a double-submit
+//! cookie guards the form against cross-site posts.
+
+use crate::auth::{Admin, Principal, User};
+use crate::routes::{client_ip, page_of, Body, PageQuery, Q};
+use crate::{AppState, ClientAddr, Error};
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Extension, Json};
+use base64::Engine;
+use rampart_core::audit::{Actor, AuditEvent};
+use rampart_core::bindings::Need;
+use rampart_core::oauth::{
+    AuthRequest, AuthorizeError, AuthorizeParams, NewClient, OAuthSession, Scopes, TokenError,
+};
+use rampart_core::secret::{random_hex, Secret};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+
+type Addr = Option<Extension<ClientAddr>>;
+
+/// The CSRF cookie of the consent form (`__Host-`: https only, this host only, path `/`).
+const CSRF_COOKIE: &str = "__Host-rampart_consent";
+
+/// The routes of this module (merged into the main router).
+pub(crate) fn routes() -> axum::Router<AppState> {
+    use axum::routing::{delete, get, post};
+    axum::Router::new()
+        .route("/v1/oauth/clients", post(register_client))
+        .route("/v1/oauth/grants", get(list_grants))
+        .route("/v1/oauth/grants/{grant_id}", delete(revoke_grant))
+        .route("/oauth/authorize", get(authorize_page).post(approve_json))
+        .route("/oauth/authorize/consent", post(consent))
+        .route("/oauth/token", post(token))
+        .route("/oauth/revoke", post(revoke))
+        .route("/v1/oidc/{provider}/start", get(crate::oidc::start))
+        .route("/v1/oidc/{provider}/callback", get(crate::oidc::callback))
+}
+
+// ---- who may register clients ----
+
+/// Who may register third-party clients. Today only the administrator; product owners
+/// (developer and enterprise accounts) will be let in here, and only here.
+pub(crate) struct ClientOwner(Actor);
+
+impl axum::extract::FromRequestParts<AppState> for ClientOwner {
+    type Rejection = Error;
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<ClientOwner, Error> {
+        let Admin = Admin::from_request_parts(parts, state).await?;
+        Ok(ClientOwner(Actor::admin()))
+    }
+}
+
+pub(crate) async fn register_client(
+    State(s): State<AppState>,
+    ClientOwner(actor): ClientOwner,
+    addr: Addr,
+    Body(b): Body<NewClient>,
+) -> Result<Response, Error> {
+    let c = s
+        .core
+        .register_oauth_client(b, &actor, client_ip(&addr))
+        .await?;
+    Ok((StatusCode::CREATED, Json(c)).into_response())
+}
+
+// ---- RFC 6749 errors ----
+
+/// An RFC 6749 §5.2 error answer.
+#[derive(Debug)]
+pub(crate) struct OAuthError {
+    status: StatusCode,
+    error: &'static str,
+    description: String,
+}
+
+impl OAuthError {
+    fn new(error: &'static str, description: impl Into<String>) -> OAuthError {
+        OAuthError {
+            status: StatusCode::BAD_REQUEST,
+            error,
+            description: description.into(),
+        }
+    }
+}
+
+impl From<TokenError> for OAuthError {
+    fn from(e: TokenError) -> OAuthError {
+        match e {
+            TokenError::InvalidRequest(m) => OAuthError::new("invalid_request", m),
+            TokenError::InvalidClient => OAuthError {
+                status: StatusCode::UNAUTHORIZED,
+                error: "invalid_client",
+                description: "client authentication failed".into(),
+            },
+            TokenError::InvalidGrant(m) => OAuthError::new("invalid_grant", m),
+            TokenError::UnsupportedGrantType => OAuthError::new(
+                "unsupported_grant_type",
+                "supported: authorization_code, refresh_token",
+            ),
+            TokenError::InvalidScope(m) => OAuthError::new("invalid_scope", m),
+            TokenError::Internal(e) => {
+                tracing::error!(error = %e, "internal error on an OAuth endpoint");
+                OAuthError {
+                    status: StatusCode::INTERNAL_SERVER_ERROR,
+                    error: "server_error",
+                    description: "internal error".into(),
+                }
+            }
+        }
+    }
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": self.error, "error_description": self.description});
+        let mut r = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"rampart\""),
+            );
+        }
+        r
+    }
+}
+
+// ---- forms and client authentication ----
+
+/// An `application/x-www-form-urlencoded` body: each name once, except those in `multi`.
+fn parse_form(
+    headers: &HeaderMap,
+    body: &[u8],
+    multi: &[&str],
+) -> Result<HashMap<String, Vec<String>>, OAuthError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ct.split(';').next().unwrap_or("").trim();
+    if !mime.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        return Err(OAuthError::new(
+            "invalid_request",
+            "expected Content-Type: application/x-www-form-urlencoded",
+        ));
+    }
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    for (k, v) in url::form_urlencoded::parse(body) {
+        let e = out.entry(k.to_string()).or_default();
+        if !e.is_empty() && !multi.contains(&k.as_ref()) {
+            return Err(OAuthError::new(
+                "invalid_request",
+                format!("parameter `{k}` given more than once"),
+            ));
+        }
+        e.push(v.into_owned());
+    }
+    Ok(out)
+}
+
+fn one<'a>(f: &'a HashMap<String, Vec<String>>, k: &str) -> Option<&'a str> {
+    f.get(k)
+        .and_then(|v| v.first())
+        .map(String::as_str)
+        .filter(|v| !v.is_empty())
+}
+
+/// Decode one `application/x-www-form-urlencoded` component (RFC 6749 §2.3.1 encodes the Basic
+/// credentials this way).
+fn form_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The client's id and secret, by HTTP Basic or by form fields (exactly one way).
+fn client_credentials(
+    headers: &HeaderMap,
+    f: &HashMap<String, Vec<String>>,
+) -> Result<(String, Secret), OAuthError> {
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "));
+    let in_form = (one(f, "client_id"), one(f, "client_secret"));
+    match (basic, in_form) {
+        (Some(b), (_, None)) => {
+            let invalid = || OAuthError::from(TokenError::InvalidClient);
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .map_err(|_| invalid())?;
+            let text = String::from_utf8(raw).map_err(|_| invalid())?;
+            let (id, secret) = text.split_once(':').ok_or_else(invalid)?;
+            let id = form_decode(id).ok_or_else(invalid)?;
+            let secret = form_decode(secret).ok_or_else(invalid)?;
+            if let Some(fid) = in_form.0 {
+                if fid != id {
+                    return Err(OAuthError::new(
+                        "invalid_request",
+                        "client_id differs from the Basic credentials",
+                    ));
+                }
+            }
+            Ok((id, Secret::new(secret)))
+        }
+        (Some(_), (_, Some(_))) => Err(OAuthError::new(
+            "invalid_request",
+            "use one client authentication method, not two",
+        )),
+        (None, (Some(id), Some(secret))) => Ok((id.to_owned(), Secret::new(secret.to_owned()))),
+        (None, _) => Err(TokenError::InvalidClient.into()),
+    }
+}
+
+// ---- token and revocation endpoints ----
+
+pub(crate) async fn token(
+    State(s): State<AppState>,
+    addr: Addr,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match token_inner(&s, client_ip(&addr), &headers, &body).await {
+        Ok(t) => (
+            [(header::PRAGMA, HeaderValue::from_static("no-cache"))],
+            Json(t),
+        )
+            .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn token_inner(
+    s: &AppState,
+    ip: Option<String>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<rampart_core::oauth::OAuthTokens, OAuthError> {
+    let f = parse_form(headers, body, &[])?;
+    let (id, secret) = client_credentials(headers, &f)?;
+    let client = s
+        .core
+        .authenticate_client(&id, secret.expose(), ip.clone())
+        .await?;
+    let need = |k: &str| {
+        one(&f, k).ok_or_else(|| OAuthError::new("invalid_request", format!("`{k}` is required")))
+    };
+    match one(&f, "grant_type") {
+        Some("authorization_code") => Ok(s
+            .core
+            .exchange_code(
+                &client,
+                need("code")?,
+                need("redirect_uri")?,
+                need("code_verifier")?,
+                ip,
+            )
+            .await?),
+        Some("refresh_token") => Ok(s
+            .core
+            .refresh_grant(&client, need("refresh_token")?, one(&f, "scope"), ip)
+            .await?),
+        Some(_) => Err(TokenError::UnsupportedGrantType.into()),
+        None => Err(OAuthError::new(
+            "invalid_request",
+            "`grant_type` is required",
+        )),
+    }
+}
+
+/// RFC 7009: 200 whether or not the token was known.
+pub(crate) async fn revoke(
+    State(s): State<AppState>,
+    addr: Addr,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let r: Result<(), OAuthError> = async {
+        let f = parse_form(&headers, &body, &[])?;
+        let (id, secret) = client_credentials(&headers, &f)?;
+        let ip = client_ip(&addr);
+        let client = s
+            .core
+            .authenticate_client(&id, secret.expose(), ip.clone())
+            .await?;
+        let t = one(&f, "token")
+            .ok_or_else(|| OAuthError::new("invalid_request", "`token` is required"))?;
+        s.core.revoke_oauth_token(&client, t, ip).await?;
+        Ok(())
+    }
+    .await;
+    match r {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+// ---- the authorisation endpoint ----
+
+fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+fn html(status: StatusCode, title: &str, body: &str) -> Response {
+    let page = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width\"><title>{}</title></head>\
+         <body>\n{body}\n</body></html>\n",
+        esc(title)
+    );
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        )],
+        page,
+    )
+        .into_response()
+}
+
+fn error_page(status: StatusCode, message: &str) -> Response {
+    html(
+        status,
+        "Authorisation failed",
+        &format!("<h1>Authorisation failed</h1>\n<p>{}</p>", esc(message)),
+    )
+}
+
+fn scope_label(s: &str) -> &'static str {
+    match s {
+        Scopes::READ => "see your devices, their state and history",
+        _ => "send commands to the devices you may control",
+    }
+}
+
+/// The consent page, with a fresh CSRF cookie.
+fn consent_page(req: &AuthRequest, p: &AuthorizeParams, notice: Option<&str>) -> Response {
+    let csrf = random_hex(32);
+    let hidden = [
+        ("response_type", p.response_type.as_deref()),
+        ("client_id", p.client_id.as_deref()),
+        ("redirect_uri", p.redirect_uri.as_deref()),
+        ("scope", p.scope.as_deref()),
+        ("state", p.state.as_deref()),
+        ("code_challenge", p.code_challenge.as_deref()),
+        ("code_challenge_method", p.code_challenge_method.as_deref()),
+        ("csrf", Some(csrf.as_str())),
+    ];
+    let mut body = format!(
+        "<h1>{} wants to use your Rampart devices</h1>\n",
+        esc(&req.client_name)
+    );
+    if let Some(n) = notice {
+        body.push_str(&format!(
+            "<p role=\"alert\"><strong>{}</strong></p>\n",
+            esc(n)
+        ));
+    }
+    body.push_str("<form method=\"post\" action=\"/oauth/authorize/consent\">\n");
+    for (k, v) in hidden {
+        if let Some(v) = v {
+            body.push_str(&format!(
+                "<input type=\"hidden\" name=\"{k}\" value=\"{}\">\n",
+                esc(v)
+            ));
+        }
+    }
+    body.push_str("<fieldset><legend>It asks to</legend>\n");
+    for s in req.scopes.as_string().split(' ') {
+        body.push_str(&format!(
+            "<label><input type=\"checkbox\" name=\"approve\" value=\"{s}\" checked> {} (<code>{s}</code>)</label><br>\n",
+            scope_label(s)
+        ));
+    }
+    body.push_str(&format!(
+        "</fieldset>\n<p>After you answer you go back to <code>{}</code>.</p>\n\
+         <fieldset><legend>Sign in to answer</legend>\n\
+         <label>E-mail or phone <input name=\"username\" autocomplete=\"username\"></label><br>\n\
+         <label>Password <input type=\"password\" name=\"password\" autocomplete=\"current-password\"></label>\n\
+         </fieldset>\n\
+         <button type=\"submit\" name=\"decision\" value=\"approve\">Allow</button>\n\
+         <button type=\"submit\" name=\"decision\" value=\"deny\">Deny</button>\n</form>",
+        esc(&req.redirect_uri)
+    ));
+    let mut r = html(StatusCode::OK, "Authorise access", &body);
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{CSRF_COOKIE}={csrf}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=900"
+    )) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+fn authorize_failure(e: AuthorizeError) -> Response {
+    match e {
+        AuthorizeError::BadClient(m) => error_page(StatusCode::BAD_REQUEST, &m),
+        e @ AuthorizeError::Redirect { .. } => match e.redirect_url() {
+            Some(u) => Redirect::to(&u).into_response(),
+            None => error_page(StatusCode::BAD_REQUEST, "invalid request"),
+        },
+        AuthorizeError::Internal(e) => {
+            tracing::error!(error = %e, "internal error on /oauth/authorize");
+            error_page(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+        }
+    }
+}
+
+/// `GET /oauth/authorize`: check the request, then show the consent page.
+pub(crate) async fn authorize_page(
+    State(s): State<AppState>,
+    q: Result<Query<AuthorizeParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(p)) = q else {
+        return error_page(StatusCode::BAD_REQUEST, "malformed authorisation request");
+    };
+    match s.core.check_authorize(&p).await {
+        Ok(req) => consent_page(&req, &p, None),
+        Err(e) => authorize_failure(e),
+    }
+}
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// Back to the client once the user answered; the form's CSRF cookie is spent.
+fn answered(url: &str) -> Response {
+    let mut r = Redirect::to(url).into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static(
+            "__Host-rampart_consent=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0",
+        ),
+    );
+    r
+}
+
+/// `POST /oauth/authorize/consent`: the consent form (CSRF cookie, password sign-in, decision).
+pub(crate) async fn consent(
+    State(s): State<AppState>,
+    addr: Addr,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Ok(f) = parse_form(&headers, &body, &["approve"]) else {
+        return error_page(StatusCode::BAD_REQUEST, "malformed form");
+    };
+    let sent = one(&f, "csrf").unwrap_or("");
+    let held = cookie(&headers, CSRF_COOKIE).unwrap_or_default();
+    let same: bool = subtle::ConstantTimeEq::ct_eq(sent.as_bytes(), held.as_bytes()).into();
+    if sent.len() != 64 || !same {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "this form has expired or did not come from this page; start again from the application",
+        );
+    }
+    let field = |k: &str| one(&f, k).map(str::to_owned);
+    let p = AuthorizeParams {
+        response_type: field("response_type"),
+        client_id: field("client_id"),
+        redirect_uri: field("redirect_uri"),
+        scope: field("scope"),
+        state: field("state"),
+        code_challenge: field("code_challenge"),
+        code_challenge_method: field("code_challenge_method"),
+    };
+    let req = match s.core.check_authorize(&p).await {
+        Ok(r) => r,
+        Err(e) => return authorize_failure(e),
+    };
+    let ip = client_ip(&addr);
+    if one(&f, "decision") == Some("deny") {
+        return answered(&s.core.deny_authorize(&req, None, ip).await);
+    }
+    let approved = Scopes::parse(&f.get("approve").map(|v| v.join(" ")).unwrap_or_default())
+        .unwrap_or_default();
+    if approved.is_empty() || !req.scopes.covers(approved) {
+        return consent_page(&req, &p, Some("Choose at least one permission, or deny."));
+    }
+    let username = one(&f, "username").unwrap_or("");
+    let pw = Secret::new(one(&f, "password").unwrap_or("").to_owned());
+    let user_id = match s.core.consent_login(username, pw, ip.clone()).await {
+        Ok(u) => u,
+        Err(rampart_core::Error::AccountNotActive) => {
+            return consent_page(&req, &p, Some("This account is not activated yet."))
+        }
+        Err(rampart_core::Error::LoginFailed) => {
+            let mut r = consent_page(&req, &p, Some("Wrong e-mail, phone or password."));
+            *r.status_mut() = StatusCode::UNAUTHORIZED;
+            return r;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "consent sign-in failed");
+            return error_page(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+        }
+    };
+    match s.core.approve_authorize(&req, &user_id, approved, ip).await {
+        Ok(u) => answered(&u),
+        Err(e) => {
+            tracing::error!(error = %e, "recording a grant failed");
+            error_page(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+        }
+    }
+}
+
+/// The body of the JSON approval: the authorisation request, the decision, and optionally the
+/// scopes approved (a subset of those requested; all of them when absent).
+#[derive(Deserialize)]
+pub(crate) struct Approval {
+    #[serde(flatten)]
+    params: AuthorizeParams,
+    #[serde(default)]
+    decision: Option<String>,
+    #[serde(default)]
+    approved_scope: Option<String>,
+}
+
+/// `POST /oauth/authorize`: an app approves (or denies) on behalf of its signed-in user, with the
+/// user's own access token. Answers where to send the user agent.
+pub(crate) async fn approve_json(
+    State(s): State<AppState>,
+    User(u): User,
+    addr: Addr,
+    Body(b): Body<Approval>,
+) -> Result<Response, Error> {
+    let ip = client_ip(&addr);
+    let req = match s.core.check_authorize(&b.params).await {
+        Ok(r) => r,
+        Err(e) => {
+            let url = e.redirect_url().unwrap_or_default();
+            return match e {
+                AuthorizeError::BadClient(m) => {
+                    Err(Error::new(StatusCode::BAD_REQUEST, "INVALID_CLIENT", m))
+                }
+                AuthorizeError::Internal(e) => Err(e.into()),
+                AuthorizeError::Redirect {
+                    error, description, ..
+                } => {
+                    let code = match error {
+                        "invalid_scope" => "INVALID_SCOPE",
+                        "unsupported_response_type" => "UNSUPPORTED_RESPONSE_TYPE",
+                        _ => "INVALID_REQUEST",
+                    };
+                    let body = json!({"error": {"code": code, "message": description}, "redirect_to": url});
+                    Ok((StatusCode::BAD_REQUEST, Json(body)).into_response())
+                }
+            };
+        }
+    };
+    match b.decision.as_deref().unwrap_or("approve") {
+        "approve" => {}
+        "deny" => {
+            let url = s.core.deny_authorize(&req, Some(&u.user_id), ip).await;
+            return Ok(Json(json!({"redirect_to": url})).into_response());
+        }
+        _ => return Err(Error::invalid("decision: `approve` or `deny`")),
+    }
+    let approved = match b.approved_scope.as_deref() {
+        None => req.scopes,
+        Some(a) => Scopes::parse(a)
+            .map_err(|x| Error::invalid(format!("approved_scope: unknown scope `{x}`")))?,
+    };
+    let url = s
+        .core
+        .approve_authorize(&req, &u.user_id, approved, ip)
+        .await?;
+    let code = url::Url::parse(&url)
+        .ok()
+        .and_then(|x| {
+            x.query_pairs()
+                .find(|(k, _)| k == "code")
+                .map(|(_, v)| v.into_owned())
+        })
+        .unwrap_or_default();
+    Ok(Json(json!({"redirect_to": url, "code": code, "state": req.state})).into_response())
+}
+
+// ---- the user's grants ----
+
+pub(crate) async fn list_grants(
+    State(s): State<AppState>,
+    User(u): User,
+    Q(q): Q<PageQuery>,
+) -> Result<Json<Value>, Error> {
+    let (page, limit) = q.resolve()?;
+    let (rows, total) = s
+        .core
+        .list_oauth_grants(&u.user_id, (page - 1) * limit, limit)
+        .await?;
+    Ok(page_of(rows, page, limit, total))
+}
+
+pub(crate) async fn revoke_grant(
+    State(s): State<AppState>,
+    User(u): User,
+    addr: Addr,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Error> {
+    s.core.revoke_user_grant(&u, &id, client_ip(&addr)).await?;
+    Ok(Json(json!({"grant_id": id, "status": "revoked"})))
+}
+
+// ---- third-party tokens on the device endpoints ----
+
+/// A third-party token on a device endpoint: first its scopes (`devices:read` to read,
+/// `devices:control` to command), then the granting user's own access. Refusals are audited.
+pub(crate) async fn authorize_device(
+    s: &AppState,
+    o: &OAuthSession,
+    did: &str,
+    need: Need,
+    addr: &Addr,
+) -> Result<Actor, Error> {
+    let scoped = match need {
+        Need::Read => o.scopes.read,
+        Need::Control => o.scopes.control,
+        Need::Own => false,
+    };
+    let outcome = if !scoped {
+        Err(Error::new(
+            StatusCode::FORBIDDEN,
+            "INSUFFICIENT_SCOPE",
+            format!(
+                "this token's scope does not allow this (needs `{}`)",
+                if need == Need::Read {
+                    Scopes::READ
+                } else {
+                    Scopes::CONTROL
+                }
+            ),
+        ))
+    } else {
+        s.core
+            .authorize_device(&o.user_id, did, need)
+            .await
+            .map_err(Error::from)
+    };
+    match outcome {
+        Ok(_) => Ok(o.actor()),
+        Err(e) => {
+            let mut ev =
+                AuditEvent::new(&o.actor(), "device.access", &format!("denied: {}", e.code))
+                    .target(format!("device:{did}"))
+                    .detail(format!("{need:?}"));
+            if let Some(ip) = client_ip(addr) {
+                ev = ev.source_ip(ip);
+            }
+            s.core.audit(ev).await;
+            Err(e)
+        }
+    }
+}
+
+/// `GET /v1/bindings` for the user's own token or a third-party token with `devices:read`.
+pub(crate) async fn list_bindings(
+    State(s): State<AppState>,
+    p: Principal,
+    Q(q): Q<PageQuery>,
+) -> Result<Json<Value>, Error> {
+    let user_id = match p {
+        Principal::User(u) => {
+            return crate::accounts::list_bindings(State(s), User(u), Q(q)).await;
+        }
+        Principal::OAuth(o) if o.scopes.read => o.user_id,
+        Principal::OAuth(_) => {
+            return Err(Error::new(
+                StatusCode::FORBIDDEN,
+                "INSUFFICIENT_SCOPE",
+                format!(
+                    "this token's scope does not allow this (needs `{}`)",
+                    Scopes::READ
+                ),
+            ))
+        }
+        Principal::Admin => return Err(Error::unauthorized()),
+    };
+    let (page, limit) = q.resolve()?;
+    let (rows, total) = s
+        .core
+        .list_bindings(&user_id, (page - 1) * limit, limit)
+        .await?;
+    Ok(page_of(rows, page, limit, total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_components_decode() {
+        assert_eq!(form_decode("a%3Ab+c").as_deref(), Some("a:b c"));
+        assert_eq!(form_decode("plain").as_deref(), Some("plain"));
+        assert_eq!(form_decode("bad%4"), None);
+        assert_eq!(form_decode("bad%zz"), None);
+    }
+
+    #[test]
+    fn duplicate_parameters_are_refused() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded; charset=utf-8"),
+        );
+        assert!(parse_form(&h, b"a=1&b=2", &[]).is_ok());
+        assert!(parse_form(&h, b"a=1&a=2", &[]).is_err());
+        assert_eq!(parse_form(&h, b"a=1&a=2", &["a"]).unwrap()["a"].len(), 2);
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        assert!(parse_form(&h, b"a=1", &[]).is_err());
+    }
+
+    #[test]
+    fn html_is_escaped() {
+        assert_eq!(
+            esc("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
+    }
+}
