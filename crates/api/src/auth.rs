@@ -42,10 +42,11 @@ impl FromRequestParts<AppState> for User {
     }
 }
 
-/// The administrator or an end user: device endpoints accept both.
+/// The administrator, an end user or a developer: device endpoints accept all three.
 pub(crate) enum Principal {
     Admin,
     User(UserSession),
+    Developer(rampart_core::developers::DeveloperSession),
 }
 
 impl FromRequestParts<AppState> for Principal {
@@ -56,6 +57,11 @@ impl FromRequestParts<AppState> for Principal {
             if let Ok(u) = state.core.authenticate_user(token).await {
                 return Ok(Principal::User(u));
             }
+        }
+        if token.starts_with(rampart_core::developers::ACCESS_PREFIX) {
+            return Ok(Principal::Developer(
+                state.core.authenticate_developer(token).await?,
+            ));
         }
         if state.core.check_admin_token(token).await? {
             Ok(Principal::Admin)

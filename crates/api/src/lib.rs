@@ -5,6 +5,7 @@
 
 mod accounts;
 mod auth;
+mod developers;
 mod error;
 mod routes;
 mod ws;

@@ -54,6 +54,8 @@ macro_rules! with_db {
 }
 
 mod accounts;
+mod developers;
+pub use developers::*;
 
 fn map_conflict(e: sqlx::Error) -> StoreError {
     match &e {

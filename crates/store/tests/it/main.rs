@@ -2,6 +2,7 @@
 //! Each PostgreSQL run gets its own schema, so tests never share state.
 
 mod accounts;
+mod developers;
 
 use rampart_store::*;
 use std::str::FromStr;
@@ -225,7 +226,8 @@ async fn sqlite_suite() {
     let s = Store::open_sqlite(&dir.path().join("t.db")).await.unwrap();
     assert_eq!(s.backend(), "sqlite");
     suite(s.clone()).await;
-    accounts::suite(s).await;
+    accounts::suite(s.clone()).await;
+    developers::suite(s).await;
 }
 
 #[tokio::test]
@@ -247,6 +249,7 @@ async fn postgres_suite() {
     assert_eq!(s.backend(), "postgres");
     suite(s.clone()).await;
     accounts::suite(s.clone()).await;
+    developers::suite(s.clone()).await;
     s.close().await;
     sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
         .execute(&admin)
