@@ -541,3 +541,145 @@ impl Core {
 fn last_owner() -> Error {
     Error::Conflict("an enterprise must keep at least one owner".into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tenancy::Standing;
+
+    const PW: &str = "velvet tundra oxide lantern";
+
+    async fn core() -> (Core, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = rampart_store::Store::open_sqlite(&dir.path().join("t.db"))
+            .await
+            .unwrap();
+        let core = Core::new(
+            store,
+            crate::secret::MasterKey::from_bytes(&[5; 32]),
+            Default::default(),
+        );
+        (core, dir)
+    }
+
+    async fn developer(core: &Core, email: &str) -> DeveloperSession {
+        core.operator_create_developer(email, Secret::new(PW.into()), None)
+            .await
+            .unwrap();
+        let pair = core
+            .developer_login(email, Secret::new(PW.into()), Default::default(), None)
+            .await
+            .unwrap();
+        core.authenticate_developer(pair.access_token.expose())
+            .await
+            .unwrap()
+    }
+
+    fn lamp() -> NewProduct {
+        serde_json::from_value(serde_json::json!({"name": "lamp"})).unwrap()
+    }
+
+    #[tokio::test]
+    async fn membership_changes_secrets_and_suspensions_are_audited() {
+        let (core, _dir) = core().await;
+        let owner = developer(&core, "o@example.com").await;
+        let other = developer(&core, "x@example.com").await;
+        let as_owner = Caller::Developer(owner.developer_id.clone());
+        let as_other = Caller::Developer(other.developer_id.clone());
+        let ent = core
+            .create_enterprise(&owner, "Acme", None)
+            .await
+            .unwrap()
+            .enterprise_id;
+        core.invite_member(&as_owner, &ent, "x@example.com", EntRole::Observer, None)
+            .await
+            .unwrap();
+        let inv = core.my_invites(&other).await.unwrap().remove(0).invite_id;
+        core.accept_invite(&other, &inv, None).await.unwrap();
+        assert_eq!(
+            core.enterprise_standing(&as_other, &ent).await.unwrap(),
+            Standing::Member(EntRole::Observer)
+        );
+        core.set_member_role(&as_owner, &ent, &other.developer_id, EntRole::Admin, None)
+            .await
+            .unwrap();
+        assert!(matches!(
+            core.set_member_role(&as_owner, &ent, &owner.developer_id, EntRole::Admin, None)
+                .await,
+            Err(Error::Conflict(_))
+        ));
+        let p = core
+            .create_product_as(
+                &as_other,
+                lamp(),
+                Some(OwnerSpec::EnterpriseId(ent.clone())),
+                None,
+            )
+            .await
+            .unwrap();
+        assert!(
+            p.product_secret.is_none(),
+            "an admin is not shown the secret"
+        );
+        assert!(matches!(
+            core.read_product_secret(&as_other, &p.product_key, None)
+                .await,
+            Err(Error::Forbidden(_))
+        ));
+        core.read_product_secret(&as_owner, &p.product_key, None)
+            .await
+            .unwrap();
+        core.rotate_product_secret(&as_owner, &p.product_key, None)
+            .await
+            .unwrap();
+        core.remove_member(&as_owner, &ent, &other.developer_id, None)
+            .await
+            .unwrap();
+        assert!(matches!(
+            core.authorize_product(&as_other, &p.product_key, Act::Read)
+                .await,
+            Err(Error::NotFound("product"))
+        ));
+        core.totp_enrol(&owner, None).await.unwrap();
+        core.set_developer_suspended(&other.developer_id, true, None)
+            .await
+            .unwrap();
+        core.set_enterprise_suspended(&ent, true, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            core.enterprise_standing(&as_owner, &ent).await.unwrap(),
+            Standing::SuspendedMember
+        );
+        assert!(core
+            .authenticate_developer("rdt_not_a_token")
+            .await
+            .is_err());
+        let actions: Vec<String> = core
+            .store()
+            .list_audit(None, 200)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| a.action)
+            .collect();
+        for want in [
+            "enterprise.create",
+            "enterprise.invite",
+            "enterprise.member_add",
+            "enterprise.role_change",
+            "enterprise.member_remove",
+            "product.secret_read",
+            "product.secret_rotate",
+            "product.access",
+            "developer.totp_enrol",
+            "developer.suspend",
+            "enterprise.suspend",
+        ] {
+            assert!(
+                actions.iter().any(|a| a == want),
+                "{want} not audited: {actions:?}"
+            );
+        }
+    }
+}
