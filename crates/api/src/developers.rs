@@ -70,6 +70,7 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/developers", post(sign_up))
         .route("/v1/developers/activate", post(activate))
+        .route("/v1/developers/activate/resend", post(resend))
         .route("/v1/developers/login", post(login))
         .route("/v1/developers/token/refresh", post(refresh))
         .route("/v1/developers/logout", post(logout))
@@ -107,6 +108,7 @@ pub(crate) fn routes() -> Router<AppState> {
             "/v1/admin/developers/{id}/unsuspend",
             post(admin_unsuspend_developer),
         )
+        .route("/v1/admin/enterprises", post(admin_create_enterprise))
         .route(
             "/v1/admin/enterprises/{id}/suspend",
             post(admin_suspend_enterprise),
@@ -166,6 +168,17 @@ async fn activate(
         .activate_developer(&b.email, b.code.expose(), client_ip(&addr))
         .await?;
     Ok(Json(json!({"status": "active"})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Resend {
+    email: String,
+}
+
+async fn resend(State(s): State<AppState>, Body(b): Body<Resend>) -> Result<Response, Error> {
+    s.core.resend_developer_activation(&b.email).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"status": "accepted"}))).into_response())
 }
 
 #[derive(Deserialize)]
@@ -458,6 +471,26 @@ async fn admin_unsuspend_developer(
         .set_developer_suspended(&id, false, client_ip(&addr))
         .await?;
     Ok(Json(v).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AdminNewEnterprise {
+    name: String,
+    owner_developer_id: String,
+}
+
+async fn admin_create_enterprise(
+    State(s): State<AppState>,
+    _: Admin,
+    addr: Addr,
+    Body(b): Body<AdminNewEnterprise>,
+) -> Result<Response, Error> {
+    let v = s
+        .core
+        .operator_create_enterprise(&b.name, &b.owner_developer_id, client_ip(&addr))
+        .await?;
+    Ok((StatusCode::CREATED, Json(v)).into_response())
 }
 
 async fn admin_suspend_enterprise(

@@ -264,6 +264,24 @@ impl Core {
         Ok(())
     }
 
+    /// Send a new activation code (one a minute per address); answers the same whether or not an
+    /// inactive developer has that address.
+    pub async fn resend_developer_activation(&self, email: &str) -> Result<()> {
+        let who = Identity::parse_email(email)?;
+        let key = format!("{CODE_PREFIX}{}", who.as_str());
+        if !self.inner.accounts.resend.check(&key, now_ms()) {
+            return Err(Error::RateLimited(
+                "a code was sent to this address less than a minute ago".into(),
+            ));
+        }
+        if let Some(d) = self.store().find_developer(who.as_str()).await? {
+            if !d.active {
+                self.send_developer_code(&who).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// The operator creates an active developer account; returns its view.
     pub async fn operator_create_developer(
         &self,

@@ -122,6 +122,46 @@ impl Core {
         })
     }
 
+    /// The operator creates an enterprise account with a developer as its first owner.
+    pub async fn operator_create_enterprise(
+        &self,
+        name: &str,
+        owner_developer_id: &str,
+        ip: Option<String>,
+    ) -> Result<EnterpriseView> {
+        let name = check_name(name)?;
+        if owner_developer_id.len() > 64 {
+            return Err(Error::NotFound("developer"));
+        }
+        self.developer_view(owner_developer_id).await?;
+        let row = EnterpriseRow {
+            enterprise_id: format!("ent_{}", random_from(ID_ALPHABET, 20)),
+            name: name.to_owned(),
+            suspended: false,
+            created_by: owner_developer_id.to_owned(),
+            created_at: now_ms(),
+        };
+        self.store()
+            .insert_enterprise(&row)
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict => Error::Conflict("enterprise id collision; retry".into()),
+                e => e.into(),
+            })?;
+        self.audit(
+            event(
+                &Actor::admin(),
+                "enterprise.create",
+                &row.enterprise_id,
+                &ip,
+            )
+            .detail(format!("owner={owner_developer_id}")),
+        )
+        .await;
+        self.enterprise_view(&Caller::Operator, &row.enterprise_id)
+            .await
+    }
+
     /// The enterprises a developer belongs to (suspended ones included, flagged).
     pub async fn my_enterprises(&self, s: &DeveloperSession) -> Result<Vec<EnterpriseView>> {
         Ok(self
@@ -232,6 +272,12 @@ impl Core {
                 .detail(format!("invite={invite_id} role={}", role.as_str())),
         )
         .await;
+        self.notify(crate::notify::Notice::new(
+            who.as_str(),
+            crate::notify::Channel::Email,
+            crate::notify::Purpose::EnterpriseInvite,
+            None,
+        ));
         Ok(invite_id)
     }
 

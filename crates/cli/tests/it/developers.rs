@@ -15,8 +15,16 @@ struct Dev {
     refresh: String,
 }
 
-/// The newest activation code sent to `to` (the outbox is written by a background task).
+/// The newest activation code sent to `to`.
 async fn activation_code(srv: &Server, to: &str) -> String {
+    outbox(srv, to, "activate").await["code"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// The newest message to `to` for `purpose` (the outbox is written by a background task).
+async fn outbox(srv: &Server, to: &str, purpose: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let dir = srv.data().join("outbox");
@@ -24,15 +32,15 @@ async fn activation_code(srv: &Server, to: &str) -> String {
             .map(|rd| {
                 rd.filter_map(|e| e.ok())
                     .filter_map(|e| serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok())
-                    .filter(|v: &Value| v["to"] == to && v["purpose"] == "activate")
+                    .filter(|v: &Value| v["to"] == to && v["purpose"] == purpose)
                     .collect()
             })
             .unwrap_or_default();
         msgs.sort_by_key(|v| v["created_at"].as_i64());
         if let Some(m) = msgs.last() {
-            return m["code"].as_str().unwrap().to_owned();
+            return m.clone();
         }
-        assert!(Instant::now() < deadline, "no activation code for {to}");
+        assert!(Instant::now() < deadline, "no {purpose} message for {to}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -137,6 +145,24 @@ async fn sign_up_enterprise_roles_and_secrets() {
     let (s2, unknown) = login(&srv, "ghost@maker.example", json!({})).await;
     assert_eq!((s, s2), (401, 401));
     assert_eq!(wrong, unknown);
+    // a resend answers the same for an unknown address, and at most once a minute
+    let resend = json!({"email": "nobody@maker.example"});
+    let (s, _) = srv
+        .call(
+            "POST",
+            "/v1/developers/activate/resend",
+            None,
+            Some(resend.clone()),
+        )
+        .await;
+    assert_eq!(s, 202);
+    let (s, v) = srv
+        .call("POST", "/v1/developers/activate/resend", None, Some(resend))
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (429, Some("RATE_LIMITED"))
+    );
     let code = activation_code(&srv, email).await;
     let (s, v) = srv
         .call(
@@ -226,6 +252,9 @@ async fn sign_up_enterprise_roles_and_secrets() {
         .await;
         assert_eq!((s, v["role"].as_str()), (200, Some(role)), "{v}");
     }
+    // the invitee was told by e-mail (no code in it)
+    let note = outbox(&srv, "admin@maker.example", "enterprise_invite").await;
+    assert!(note.get("code").is_none(), "{note}");
     let (s, m) = call(
         "GET",
         format!("/v1/enterprises/{ent}/members"),
@@ -741,4 +770,27 @@ async fn operator_suspends_a_developer() {
         )
         .await;
     assert_eq!(s, 200);
+
+    // the operator creates an enterprise account with this developer as its owner
+    let (s, v) = srv
+        .admin(
+            "POST",
+            "/v1/admin/enterprises",
+            Some(json!({"name": "Operator-made", "owner_developer_id": dev.id})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let (_, mine) = srv
+        .call("GET", "/v1/enterprises", Some(&dev.access), None)
+        .await;
+    assert_eq!(mine["data"][0]["enterprise_id"], v["enterprise_id"]);
+    assert_eq!(mine["data"][0]["role"], "owner");
+    let (s, _) = srv
+        .admin(
+            "POST",
+            "/v1/admin/enterprises",
+            Some(json!({"name": "Nobody's", "owner_developer_id": "dev_nobody"})),
+        )
+        .await;
+    assert_eq!(s, 404);
 }
