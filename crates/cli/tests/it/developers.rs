@@ -318,16 +318,35 @@ async fn sign_up_enterprise_roles_and_secrets() {
     let pk = v["product_key"].as_str().unwrap().to_owned();
     let ps = v["product_secret"].as_str().unwrap().to_owned();
     let (did, _, _) = srv.register(&pk, &ps, "hw-ent-1").await;
-    // the outsider's own product, personal by default
+    // the outsider owns another enterprise with a product of its own, and a personal one
+    let (s, rival) = call(
+        "POST",
+        "/v1/enterprises".into(),
+        &outsider.access,
+        Some(json!({"name": "Rival Inc"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{rival}");
     let (s, v) = call(
         "POST",
         "/v1/products".into(),
         &outsider.access,
-        Some(product_body(None)),
+        Some(product_body(Some(
+            json!({"enterprise_id": rival["enterprise_id"]}),
+        ))),
     )
     .await;
     assert_eq!(s, 201, "{v}");
     let rival_pk = v["product_key"].as_str().unwrap().to_owned();
+    let (s, v) = call(
+        "POST",
+        "/v1/products".into(),
+        &outsider.access,
+        Some(product_body(Some(json!("personal")))),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let personal_pk = v["product_key"].as_str().unwrap().to_owned();
 
     // observer: reads, nothing else
     for p in [
@@ -467,19 +486,24 @@ async fn sign_up_enterprise_roles_and_secrets() {
         assert_eq!(s, 404, "outsider {m} {p}");
     }
     let (_, list) = call("GET", "/v1/products".into(), &outsider.access, None).await;
-    assert_eq!(list["meta"]["total"], 1);
-    assert_eq!(list["data"][0]["product_key"], rival_pk.as_str());
+    assert_eq!(list["meta"]["total"], 2);
+    let mut keys: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["product_key"].as_str().unwrap())
+        .collect();
+    keys.sort();
+    let mut want = vec![rival_pk.as_str(), personal_pk.as_str()];
+    want.sort();
+    assert_eq!(keys, want);
     let (_, devs) = call("GET", "/v1/devices".into(), &outsider.access, None).await;
     assert_eq!(devs["meta"]["total"], 0);
-    // ... and the enterprise's people cannot see the outsider's product either
-    let (s, _) = call(
-        "GET",
-        format!("/v1/products/{rival_pk}"),
-        &owner.access,
-        None,
-    )
-    .await;
-    assert_eq!(s, 404);
+    // ... and the enterprise's people cannot see the outsider's products either
+    for p in [&rival_pk, &personal_pk] {
+        let (s, _) = call("GET", format!("/v1/products/{p}"), &owner.access, None).await;
+        assert_eq!(s, 404);
+    }
     // consumers' tokens still do not reach product endpoints
     let (s, _) = srv
         .call("GET", "/v1/products", Some("rat_0000"), None)
