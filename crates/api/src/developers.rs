@@ -75,6 +75,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/developers/token/refresh", post(refresh))
         .route("/v1/developers/logout", post(logout))
         .route("/v1/developers/me", get(me))
+        .route("/v1/developers/me/password", post(change_password))
         .route("/v1/developers/me/totp", post(totp_enrol))
         .route("/v1/developers/me/totp/confirm", post(totp_confirm))
         .route("/v1/developers/me/totp/disable", post(totp_disable))
@@ -239,6 +240,25 @@ async fn me(State(s): State<AppState>, Developer(d): Developer) -> Result<Json<V
     let mut body = json!(v);
     body["enterprises"] = json!(ents);
     Ok(Json(body))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ChangePassword {
+    old_password: Secret,
+    new_password: Secret,
+}
+
+async fn change_password(
+    State(s): State<AppState>,
+    Developer(d): Developer,
+    addr: Addr,
+    Body(b): Body<ChangePassword>,
+) -> Result<Json<Value>, Error> {
+    s.core
+        .developer_change_password(&d, b.old_password, b.new_password, client_ip(&addr))
+        .await?;
+    Ok(Json(json!({"status": "changed"})))
 }
 
 // ---- TOTP ----

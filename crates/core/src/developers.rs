@@ -595,6 +595,49 @@ impl Core {
         Ok(())
     }
 
+    /// Change the password (the old one must verify; wrong ones count toward the lockout). Ends
+    /// the developer's other sessions.
+    pub async fn developer_change_password(
+        &self,
+        s: &DeveloperSession,
+        old: Secret,
+        new: Secret,
+        ip: Option<String>,
+    ) -> Result<()> {
+        let dev = self.session_developer(s).await?;
+        let locked = lockout::is_locked(&dev.lock_state(), now_ms());
+        let verified = password::verify(&old, Some(dev.password_hash.clone())).await;
+        if !verified || locked {
+            if !locked {
+                self.developer_login_failure(&dev, "wrong old password", &ip)
+                    .await?;
+            }
+            self.audit(event(
+                &s.actor(),
+                "developer.password_change",
+                "failed",
+                &ip,
+            ))
+            .await;
+            return Err(Error::Forbidden("old_password is not correct".into()));
+        }
+        password::check(new.expose(), Some(&dev.email), None)?;
+        let hash = password::hash(&new).await?;
+        self.store()
+            .set_developer_password(&dev.developer_id, &hash)
+            .await?;
+        let n = self
+            .store()
+            .revoke_other_developer_families(&dev.developer_id, &s.family_id)
+            .await?;
+        self.audit(
+            event(&s.actor(), "developer.password_change", "ok", &ip)
+                .detail(format!("other sessions ended={n}")),
+        )
+        .await;
+        Ok(())
+    }
+
     // ---- TOTP ----
 
     /// Start TOTP enrolment: a new secret, stored sealed, off until confirmed with a code.

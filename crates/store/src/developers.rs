@@ -349,6 +349,29 @@ impl Store {
         )
     }
 
+    /// Revoke every session of a developer but `keep`; returns how many were live.
+    pub async fn revoke_other_developer_families(
+        &self,
+        developer_id: &str,
+        keep: &str,
+    ) -> Result<u64> {
+        let sql = "UPDATE developer_token_families SET revoked = $1 WHERE developer_id = $2 AND revoked = $3 \
+                   AND family_id <> $4";
+        Ok(
+            with_db!(self, p => sqlx::query(sql).bind(true).bind(developer_id).bind(false).bind(keep)
+            .execute(p).await?.rows_affected()),
+        )
+    }
+
+    /// Replace a developer's password hash and clear any lockout.
+    pub async fn set_developer_password(&self, developer_id: &str, hash: &str) -> Result<()> {
+        let sql =
+            "UPDATE developers SET password_hash = $1, failed_count = 0, first_failed_at = 0, \
+                   locked_until = 0, lockouts = 0 WHERE developer_id = $2";
+        with_db!(self, p => sqlx::query(sql).bind(hash).bind(developer_id).execute(p).await?.rows_affected());
+        Ok(())
+    }
+
     /// Forget developer tokens that expired before `before`.
     pub async fn purge_developer_tokens(&self, before: i64) -> Result<u64> {
         let sql = "DELETE FROM developer_tokens WHERE expires_at < $1";

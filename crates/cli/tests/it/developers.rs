@@ -817,4 +817,51 @@ async fn operator_suspends_a_developer() {
         )
         .await;
     assert_eq!(s, 404);
+
+    // a password change (same policy) ends the developer's other sessions
+    let other = logged_in(&srv, email).await;
+    let change = |old: &str, new: &str| json!({"old_password": old, "new_password": new});
+    let new_pw = "amber gravel quiet harbor";
+    let (s, _) = srv
+        .call(
+            "POST",
+            "/v1/developers/me/password",
+            Some(&dev.access),
+            Some(change("not the password", new_pw)),
+        )
+        .await;
+    assert_eq!(s, 403);
+    let (s, v) = srv
+        .call(
+            "POST",
+            "/v1/developers/me/password",
+            Some(&dev.access),
+            Some(change(PW, "short")),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("WEAK_PASSWORD"))
+    );
+    let (s, v) = srv
+        .call(
+            "POST",
+            "/v1/developers/me/password",
+            Some(&dev.access),
+            Some(change(PW, new_pw)),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, _) = srv
+        .call("GET", "/v1/developers/me", Some(&other.access), None)
+        .await;
+    assert_eq!(s, 401);
+    let (s, _) = srv
+        .call("GET", "/v1/developers/me", Some(&dev.access), None)
+        .await;
+    assert_eq!(s, 200);
+    let (s, _) = login(&srv, email, json!({})).await;
+    assert_eq!(s, 401);
+    let (s, _) = login(&srv, email, json!({"password": new_pw})).await;
+    assert_eq!(s, 200);
 }

@@ -123,6 +123,36 @@ pub(crate) async fn suite(s: Store) {
         .await
         .unwrap()
         .is_none());
+    s.create_developer_session("df2", "dev_a", ("acc3", 1000), ("ref3", 5000), 14)
+        .await
+        .unwrap();
+    s.create_developer_session("df3", "dev_a", ("acc4", 1000), ("ref4", 5000), 14)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.revoke_other_developer_families("dev_a", "df3")
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(s
+        .developer_access_session("acc3", 15)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(s
+        .developer_access_session("acc4", 15)
+        .await
+        .unwrap()
+        .is_some());
+    s.set_developer_password("dev_a", "$argon2id$y")
+        .await
+        .unwrap();
+    let a = s.get_developer("dev_a").await.unwrap().unwrap();
+    assert_eq!(
+        (a.password_hash.as_str(), a.failed_count),
+        ("$argon2id$y", 0)
+    );
     assert!(s.purge_developer_tokens(2000).await.unwrap() >= 2);
 
     // TOTP: a step is taken once; recovery codes are single use
