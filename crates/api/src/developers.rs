@@ -71,6 +71,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/developers", post(sign_up))
         .route("/v1/developers/activate", post(activate))
         .route("/v1/developers/activate/resend", post(resend))
+        .route("/v1/developers/password/reset", post(reset_request))
+        .route("/v1/developers/password/reset/confirm", post(reset_confirm))
         .route("/v1/developers/login", post(login))
         .route("/v1/developers/token/refresh", post(refresh))
         .route("/v1/developers/logout", post(logout))
@@ -180,6 +182,36 @@ pub(crate) struct Resend {
 async fn resend(State(s): State<AppState>, Body(b): Body<Resend>) -> Result<Response, Error> {
     s.core.resend_developer_activation(&b.email).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({"status": "accepted"}))).into_response())
+}
+
+async fn reset_request(
+    State(s): State<AppState>,
+    addr: Addr,
+    Body(b): Body<Resend>,
+) -> Result<Response, Error> {
+    s.core
+        .request_developer_password_reset(&b.email, client_ip(&addr))
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"status": "accepted"}))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ResetConfirm {
+    email: String,
+    code: Secret,
+    password: Secret,
+}
+
+async fn reset_confirm(
+    State(s): State<AppState>,
+    addr: Addr,
+    Body(b): Body<ResetConfirm>,
+) -> Result<Json<Value>, Error> {
+    s.core
+        .confirm_developer_password_reset(&b.email, b.code.expose(), b.password, client_ip(&addr))
+        .await?;
+    Ok(Json(json!({"status": "changed"})))
 }
 
 #[derive(Deserialize)]

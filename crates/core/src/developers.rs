@@ -26,7 +26,29 @@ pub const REFRESH_PREFIX: &str = "rdr_";
 const ID_ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
 /// Activation codes share the end users' code table under this recipient prefix.
 const CODE_PREFIX: &str = "dev:";
-const CODE_PURPOSE: &str = "dev_activate";
+
+/// What a developer's one-time code is for.
+#[derive(Debug, Clone, Copy)]
+enum DevCode {
+    Activate,
+    PasswordReset,
+}
+
+impl DevCode {
+    /// The purpose stored beside the code.
+    fn stored(self) -> &'static str {
+        match self {
+            DevCode::Activate => "dev_activate",
+            DevCode::PasswordReset => "dev_password_reset",
+        }
+    }
+    fn notice(self) -> Purpose {
+        match self {
+            DevCode::Activate => Purpose::Activate,
+            DevCode::PasswordReset => Purpose::PasswordReset,
+        }
+    }
+}
 
 /// The authenticated developer behind an access token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,8 +133,8 @@ fn event(actor: &Actor, action: &str, outcome: &str, ip: &Option<String>) -> Aud
     }
 }
 
-fn code_hash(recipient: &str, code: &str) -> String {
-    token_hash(&format!("{CODE_PURPOSE}|{recipient}|{code}"))
+fn code_hash(purpose: DevCode, recipient: &str, code: &str) -> String {
+    token_hash(&format!("{}|{recipient}|{code}", purpose.stored()))
 }
 
 fn recovery_hash(developer_id: &str, code: &str) -> String {
@@ -153,7 +175,7 @@ impl Core {
                     &ip,
                 ))
                 .await;
-                self.send_developer_code(&who).await
+                self.send_developer_code(&who, DevCode::Activate).await
             }
             Err(Error::Conflict(_)) => {
                 if self.inner.accounts.notice.check(who.as_str(), now_ms()) {
@@ -197,15 +219,15 @@ impl Core {
         }
     }
 
-    async fn send_developer_code(&self, who: &Identity) -> Result<()> {
+    async fn send_developer_code(&self, who: &Identity, purpose: DevCode) -> Result<()> {
         let code = Secret::new(random_from(b"0123456789", 6));
         let now = now_ms();
         let recipient = format!("{CODE_PREFIX}{}", who.as_str());
         self.store()
             .put_code(&rampart_store::CodeRow {
-                code_hash: code_hash(&recipient, code.expose()),
+                code_hash: code_hash(purpose, &recipient, code.expose()),
                 recipient,
-                purpose: CODE_PURPOSE.into(),
+                purpose: purpose.stored().into(),
                 expires_at: now + crate::accounts::CODE_TTL_MS,
                 attempts: 0,
                 created_at: now,
@@ -214,13 +236,40 @@ impl Core {
         self.notify(Notice::new(
             who.as_str(),
             Channel::Email,
-            Purpose::Activate,
+            purpose.notice(),
             Some(code),
         ));
         Ok(())
     }
 
-    /// Activate with the e-mailed code (dead after its expiry, its use or 5 wrong guesses).
+    /// Spend a developer's one-time code; it dies after its expiry, its use or 5 wrong guesses.
+    /// Every failure is `InvalidCode`.
+    async fn use_developer_code(&self, who: &Identity, purpose: DevCode, code: &str) -> Result<()> {
+        let recipient = format!("{CODE_PREFIX}{}", who.as_str());
+        let p = purpose.stored();
+        let store = self.store();
+        let Some(row) = store.get_code(&recipient, p).await? else {
+            return Err(Error::InvalidCode);
+        };
+        if row.expires_at <= now_ms() || row.attempts >= crate::accounts::CODE_MAX_ATTEMPTS {
+            store.delete_code(&recipient, p).await?;
+            return Err(Error::InvalidCode);
+        }
+        let given = code_hash(purpose, &recipient, code.trim());
+        let ok: bool =
+            subtle::ConstantTimeEq::ct_eq(given.as_bytes(), row.code_hash.as_bytes()).into();
+        if !ok {
+            if store.bump_code_attempts(&recipient, p).await? >= crate::accounts::CODE_MAX_ATTEMPTS
+            {
+                store.delete_code(&recipient, p).await?;
+            }
+            return Err(Error::InvalidCode);
+        }
+        store.delete_code(&recipient, p).await?;
+        Ok(())
+    }
+
+    /// Activate with the e-mailed code.
     pub async fn activate_developer(
         &self,
         email: &str,
@@ -228,27 +277,9 @@ impl Core {
         ip: Option<String>,
     ) -> Result<()> {
         let who = Identity::parse_email(email)?;
-        let recipient = format!("{CODE_PREFIX}{}", who.as_str());
+        self.use_developer_code(&who, DevCode::Activate, code)
+            .await?;
         let store = self.store();
-        let Some(row) = store.get_code(&recipient, CODE_PURPOSE).await? else {
-            return Err(Error::InvalidCode);
-        };
-        if row.expires_at <= now_ms() || row.attempts >= crate::accounts::CODE_MAX_ATTEMPTS {
-            store.delete_code(&recipient, CODE_PURPOSE).await?;
-            return Err(Error::InvalidCode);
-        }
-        let given = code_hash(&recipient, code.trim());
-        let ok: bool =
-            subtle::ConstantTimeEq::ct_eq(given.as_bytes(), row.code_hash.as_bytes()).into();
-        if !ok {
-            if store.bump_code_attempts(&recipient, CODE_PURPOSE).await?
-                >= crate::accounts::CODE_MAX_ATTEMPTS
-            {
-                store.delete_code(&recipient, CODE_PURPOSE).await?;
-            }
-            return Err(Error::InvalidCode);
-        }
-        store.delete_code(&recipient, CODE_PURPOSE).await?;
         let dev = store
             .find_developer(who.as_str())
             .await?
@@ -260,6 +291,77 @@ impl Core {
             "ok",
             &ip,
         ))
+        .await;
+        Ok(())
+    }
+
+    /// Send a password-reset code when the developer exists (one a minute per address); answers
+    /// the same either way.
+    pub async fn request_developer_password_reset(
+        &self,
+        email: &str,
+        ip: Option<String>,
+    ) -> Result<()> {
+        let who = Identity::parse_email(email)?;
+        let key = format!("{CODE_PREFIX}{}", who.as_str());
+        if !self.inner.accounts.reset.check(&key, now_ms()) {
+            return Err(Error::RateLimited(
+                "a code was sent to this address less than a minute ago".into(),
+            ));
+        }
+        if let Some(d) = self.store().find_developer(who.as_str()).await? {
+            self.send_developer_code(&who, DevCode::PasswordReset)
+                .await?;
+            self.audit(event(
+                &developer_actor(&d.developer_id),
+                "developer.password_reset_request",
+                "sent",
+                &ip,
+            ))
+            .await;
+        }
+        Ok(())
+    }
+
+    /// Set a new password with a reset code: every session ends, the lockout is cleared and the
+    /// account is activated (the code proves the address). TOTP stays as it was: a reset never
+    /// removes the second factor.
+    pub async fn confirm_developer_password_reset(
+        &self,
+        email: &str,
+        code: &str,
+        new: Secret,
+        ip: Option<String>,
+    ) -> Result<()> {
+        let who = Identity::parse_email(email)?;
+        password::check(new.expose(), who.email(), None)?;
+        self.use_developer_code(&who, DevCode::PasswordReset, code)
+            .await?;
+        let dev = self
+            .store()
+            .find_developer(who.as_str())
+            .await?
+            .ok_or(Error::InvalidCode)?;
+        let hash = password::hash(&new).await?;
+        self.store()
+            .set_developer_password(&dev.developer_id, &hash)
+            .await?;
+        if !dev.active {
+            self.store().activate_developer(&dev.developer_id).await?;
+        }
+        let n = self
+            .store()
+            .revoke_developer_families(&dev.developer_id)
+            .await?;
+        self.audit(
+            event(
+                &developer_actor(&dev.developer_id),
+                "developer.password_reset",
+                "ok",
+                &ip,
+            )
+            .detail(format!("sessions ended={n}")),
+        )
         .await;
         Ok(())
     }
@@ -276,7 +378,7 @@ impl Core {
         }
         if let Some(d) = self.store().find_developer(who.as_str()).await? {
             if !d.active {
-                self.send_developer_code(&who).await?;
+                self.send_developer_code(&who, DevCode::Activate).await?;
             }
         }
         Ok(())

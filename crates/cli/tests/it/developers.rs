@@ -675,13 +675,55 @@ async fn totp_second_factor() {
     assert_eq!(s, 200);
     let (s, _) = login(&srv, email, json!({"recovery_code": recovery[0]})).await;
     assert_eq!(s, 401);
+    // a password reset by e-mailed code ends every session but keeps the second factor
+    let (s, _) = srv
+        .call(
+            "POST",
+            "/v1/developers/password/reset",
+            None,
+            Some(json!({"email": email})),
+        )
+        .await;
+    assert_eq!(s, 202);
+    let code = outbox(&srv, email, "password_reset").await["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let new_pw = "copper meadow silent orbit";
+    let (s, v) = srv
+        .call(
+            "POST",
+            "/v1/developers/password/reset/confirm",
+            None,
+            Some(json!({"email": email, "code": code, "password": new_pw})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, _) = srv
+        .call("GET", "/v1/developers/me", Some(&dev.access), None)
+        .await;
+    assert_eq!(s, 401);
+    let (s, v) = login(&srv, email, json!({"password": new_pw})).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (401, Some("TOTP_REQUIRED"))
+    );
+    let (s, v) = login(
+        &srv,
+        email,
+        json!({"password": new_pw, "recovery_code": recovery[2]}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let access = v["access_token"].as_str().unwrap().to_owned();
+
     // turning TOTP off needs the password and a code
     let (s, _) = srv
         .call(
             "POST",
             "/v1/developers/me/totp/disable",
-            Some(&dev.access),
-            Some(json!({"password": PW})),
+            Some(&access),
+            Some(json!({"password": new_pw})),
         )
         .await;
     assert_eq!(s, 403);
@@ -689,12 +731,12 @@ async fn totp_second_factor() {
         .call(
             "POST",
             "/v1/developers/me/totp/disable",
-            Some(&dev.access),
-            Some(json!({"password": PW, "recovery_code": recovery[1]})),
+            Some(&access),
+            Some(json!({"password": new_pw, "recovery_code": recovery[1]})),
         )
         .await;
     assert_eq!(s, 200, "{v}");
-    let (s, _) = login(&srv, email, json!({})).await;
+    let (s, _) = login(&srv, email, json!({"password": new_pw})).await;
     assert_eq!(s, 200);
 }
 
