@@ -6,7 +6,7 @@
 //! No access rule lives here: every decision is `rampart_core::tenancy`'s.
 
 use crate::auth::{bearer, Admin};
-use crate::routes::{client_ip, Body};
+use crate::routes::{client_ip, page_of, Body, Q};
 use crate::{AppState, ClientAddr, Error};
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::{request::Parts, StatusCode};
@@ -101,7 +101,10 @@ pub(crate) fn routes() -> Router<AppState> {
             put(set_role).delete(remove_member),
         )
         .route("/v1/enterprises/{id}/invites", post(invite))
-        .route("/v1/admin/developers", post(admin_create_developer))
+        .route(
+            "/v1/admin/developers",
+            post(admin_create_developer).get(admin_list_developers),
+        )
         .route("/v1/admin/developers/{id}", get(admin_get_developer))
         .route(
             "/v1/admin/developers/{id}/suspend",
@@ -489,6 +492,30 @@ async fn admin_create_developer(
         .operator_create_developer(&b.email, b.password, client_ip(&addr))
         .await?;
     Ok((StatusCode::CREATED, Json(v)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DeveloperQuery {
+    email: Option<String>,
+    page: Option<i64>,
+    limit: Option<i64>,
+}
+
+async fn admin_list_developers(
+    State(s): State<AppState>,
+    _: Admin,
+    Q(q): Q<DeveloperQuery>,
+) -> Result<Json<Value>, Error> {
+    let (page, limit) = (q.page.unwrap_or(1), q.limit.unwrap_or(50));
+    if page < 1 || !(1..=200).contains(&limit) {
+        return Err(Error::invalid("page must be >= 1 and limit 1..=200"));
+    }
+    let (rows, total) = s
+        .core
+        .list_developers(q.email.as_deref(), (page - 1) * limit, limit)
+        .await?;
+    Ok(page_of(rows, page, limit, total))
 }
 
 async fn admin_get_developer(

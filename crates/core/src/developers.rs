@@ -436,6 +436,24 @@ impl Core {
         self.developer_view(developer_id).await
     }
 
+    /// A page of developers for the operator, optionally the one with `email`.
+    pub async fn list_developers(
+        &self,
+        email: Option<&str>,
+        offset: i64,
+        limit: i64,
+    ) -> Result<(Vec<DeveloperView>, i64)> {
+        let email = match email {
+            Some(e) => Some(Identity::parse_email(e)?),
+            None => None,
+        };
+        let (rows, total) = self
+            .store()
+            .list_developers(email.as_ref().map(Identity::as_str), offset, limit)
+            .await?;
+        Ok((rows.into_iter().map(Into::into).collect(), total))
+    }
+
     pub async fn developer_view(&self, developer_id: &str) -> Result<DeveloperView> {
         Ok(self
             .store()

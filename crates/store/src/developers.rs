@@ -141,6 +141,23 @@ impl Store {
         Ok(with_db!(self, p => sqlx::query_as(sql).bind(email).fetch_optional(p).await?))
     }
 
+    /// A page of developers, oldest first, optionally only the one with `email`; and the total.
+    pub async fn list_developers(
+        &self,
+        email: Option<&str>,
+        offset: i64,
+        limit: i64,
+    ) -> Result<(Vec<DeveloperRow>, i64)> {
+        let sql = "SELECT * FROM developers WHERE ($1 = '' OR email = $1) \
+                   ORDER BY created_at, developer_id LIMIT $2 OFFSET $3";
+        let count = "SELECT COUNT(*) FROM developers WHERE ($1 = '' OR email = $1)";
+        let e = email.unwrap_or("");
+        Ok(with_db!(self, p => (
+            sqlx::query_as(sql).bind(e).bind(limit).bind(offset).fetch_all(p).await?,
+            sqlx::query_scalar(count).bind(e).fetch_one(p).await?,
+        )))
+    }
+
     pub async fn activate_developer(&self, developer_id: &str) -> Result<()> {
         let sql = "UPDATE developers SET active = $1 WHERE developer_id = $2";
         with_db!(self, p => sqlx::query(sql).bind(true).bind(developer_id).execute(p).await?.rows_affected());

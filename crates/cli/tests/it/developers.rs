@@ -778,6 +778,12 @@ async fn operator_suspends_a_developer() {
         .await;
     assert_eq!(s, 404);
 
+    // the operator finds the developer by e-mail
+    let (s, v) = srv
+        .admin("GET", &format!("/v1/admin/developers?email={email}"), None)
+        .await;
+    assert_eq!((s, v["meta"]["total"].as_i64()), (200, Some(1)), "{v}");
+    assert_eq!(v["data"][0]["developer_id"], dev.id.as_str());
     let (s, v) = srv
         .admin(
             "POST",

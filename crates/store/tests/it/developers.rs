@@ -48,6 +48,13 @@ pub(crate) async fn suite(s: Store) {
             .await,
         Err(StoreError::Conflict)
     ));
+    let (page, n) = s.list_developers(None, 0, 10).await.unwrap();
+    assert_eq!((page.len(), n), (2, 2));
+    let (page, n) = s
+        .list_developers(Some("b@example.com"), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!((page[0].developer_id.as_str(), n), ("dev_b", 1));
     let a = s.find_developer("a@example.com").await.unwrap().unwrap();
     assert_eq!(a, developer("dev_a", "a@example.com"));
     let lock = LockState {
