@@ -280,14 +280,18 @@ pub(crate) async fn bind_token(
 
 pub(crate) async fn passcode(
     State(s): State<AppState>,
-    _: Admin,
+    m: crate::developers::Manager,
     addr: Addr,
     Path(did): Path<String>,
 ) -> Result<Json<Value>, Error> {
     let did = parse_did(&did)?;
+    let caller = m.caller();
+    s.core
+        .authorize_device_for(&caller, did.as_str(), rampart_core::tenancy::Act::Manage)
+        .await?;
     let p = s.core.device_passcode(did.as_str()).await?;
     let mut ev =
-        rampart_core::audit::AuditEvent::new(&Actor::admin(), "device.passcode_read", "ok")
+        rampart_core::audit::AuditEvent::new(&caller.actor(), "device.passcode_read", "ok")
             .target(format!("device:{}", did.as_str()));
     if let Some(ip) = client_ip(&addr) {
         ev = ev.source_ip(ip);

@@ -43,12 +43,13 @@ impl FromRequestParts<AppState> for User {
     }
 }
 
-/// The administrator, an end user, or a third party acting for a user within its scopes
-/// (`roa_` tokens, see `crate::oauth`): device endpoints accept all three.
+/// The administrator, an end user, a developer, or a third party acting for a user within its
+/// scopes (`roa_` tokens, see `crate::oauth`): device endpoints accept all four.
 pub(crate) enum Principal {
     Admin,
     User(UserSession),
     OAuth(OAuthSession),
+    Developer(rampart_core::developers::DeveloperSession),
 }
 
 impl FromRequestParts<AppState> for Principal {
@@ -64,6 +65,11 @@ impl FromRequestParts<AppState> for Principal {
             if let Ok(o) = state.core.authenticate_oauth(token).await {
                 return Ok(Principal::OAuth(o));
             }
+        }
+        if token.starts_with(rampart_core::developers::ACCESS_PREFIX) {
+            return Ok(Principal::Developer(
+                state.core.authenticate_developer(token).await?,
+            ));
         }
         if state.core.check_admin_token(token).await? {
             Ok(Principal::Admin)

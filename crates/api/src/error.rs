@@ -70,6 +70,12 @@ impl From<CoreError> for Error {
                 "ACCOUNT_NOT_ACTIVE",
                 "the account is not activated yet; use the code sent at sign-up",
             ),
+            CoreError::AccountSuspended => Error::new(
+                S::FORBIDDEN,
+                "ACCOUNT_SUSPENDED",
+                "the account is suspended by the operator",
+            ),
+            CoreError::TotpRequired(m) => Error::new(S::UNAUTHORIZED, "TOTP_REQUIRED", m),
             CoreError::InvalidToken => Error::unauthorized(),
             CoreError::InvalidCode => {
                 Error::new(S::BAD_REQUEST, "INVALID_CODE", "invalid or expired code")

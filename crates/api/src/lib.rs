@@ -6,6 +6,7 @@
 
 mod accounts;
 mod auth;
+mod developers;
 mod error;
 mod oauth;
 mod oidc;

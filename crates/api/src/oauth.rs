@@ -716,7 +716,7 @@ pub(crate) async fn list_bindings(
                 ),
             ))
         }
-        Principal::Admin => return Err(Error::unauthorized()),
+        Principal::Admin | Principal::Developer(_) => return Err(Error::unauthorized()),
     };
     let (page, limit) = q.resolve()?;
     let (rows, total) = s

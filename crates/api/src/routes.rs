@@ -2,7 +2,8 @@
 //! `{"data": [...], "meta": {"page", "limit", "total"}}`.
 
 use crate::accounts as acc;
-use crate::auth::{Admin, Principal};
+use crate::auth::Principal;
+use crate::developers::Manager;
 use crate::{AppState, ClientAddr, Error};
 use axum::extract::{FromRequest, FromRequestParts, Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -78,6 +79,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/shares/{share_id}/accept", post(acc::accept_share))
         .route("/v1/ws", get(crate::ws::ws))
         .merge(crate::oauth::routes())
+        .merge(crate::developers::routes())
         .fallback(|| async { Error::not_found("route") })
         .method_not_allowed_fallback(|| async {
             Error::new(
@@ -177,6 +179,15 @@ async fn authorize(
 ) -> Result<Actor, Error> {
     match p {
         Principal::Admin => Ok(Actor::admin()),
+        Principal::Developer(d) => {
+            let act = match need {
+                Need::Read => rampart_core::tenancy::Act::Read,
+                Need::Control | Need::Own => rampart_core::tenancy::Act::Manage,
+            };
+            let caller = rampart_core::tenancy::Caller::Developer(d.developer_id.clone());
+            s.core.authorize_device_for(&caller, did, act).await?;
+            Ok(d.actor())
+        }
         Principal::User(u) => match s.core.authorize_device(&u.user_id, did, need).await {
             Ok(_) => Ok(u.actor()),
             Err(e) => {
@@ -215,38 +226,49 @@ fn parse_did(did: &str) -> Result<Did, Error> {
     Did::parse(did).map_err(|_| Error::not_found("device"))
 }
 
+/// The body is a `NewProduct` plus an optional `owner` (see `rampart_core::tenancy::OwnerSpec`).
 async fn create_product(
     State(s): State<AppState>,
-    _: Admin,
+    m: Manager,
     addr: Option<Extension<ClientAddr>>,
-    Body(p): Body<NewProduct>,
+    Body(mut v): Body<Value>,
 ) -> Result<Response, Error> {
-    let created = s.core.create_product(p).await?;
-    let mut ev = rampart_core::audit::AuditEvent::new(&Actor::admin(), "product.create", "ok")
-        .target(format!("product:{}", created.product_key));
-    if let Some(ip) = client_ip(&addr) {
-        ev = ev.source_ip(ip);
-    }
-    s.core.audit(ev).await;
+    let invalid =
+        |e: serde_json::Error| Error::new(StatusCode::BAD_REQUEST, "INVALID_JSON", e.to_string());
+    let owner = match v.as_object_mut().and_then(|o| o.remove("owner")) {
+        Some(o) => Some(serde_json::from_value(o).map_err(invalid)?),
+        None => None,
+    };
+    let p: NewProduct = serde_json::from_value(v).map_err(invalid)?;
+    let created = s
+        .core
+        .create_product_as(&m.caller(), p, owner, client_ip(&addr))
+        .await?;
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
 async fn list_products(
     State(s): State<AppState>,
-    _: Admin,
+    m: Manager,
     Q(q): Q<Paging>,
 ) -> Result<Json<Value>, Error> {
     let (page, limit) = q.resolve()?;
-    let (rows, total) = s.core.list_products((page - 1) * limit, limit).await?;
+    let (rows, total) = s
+        .core
+        .list_products_as(&m.caller(), (page - 1) * limit, limit)
+        .await?;
     Ok(page_of(rows, page, limit, total))
 }
 
 async fn get_product(
     State(s): State<AppState>,
-    _: Admin,
+    m: Manager,
     Path(pk): Path<String>,
 ) -> Result<Response, Error> {
     let pk = parse_pk(&pk)?;
+    s.core
+        .authorize_product(&m.caller(), pk.as_str(), rampart_core::tenancy::Act::Read)
+        .await?;
     let p = s.core.product(pk.as_str()).await?;
     Ok(Json(&*p).into_response())
 }
@@ -259,14 +281,18 @@ pub(crate) struct AllowlistBody {
 
 async fn allowlist_add(
     State(s): State<AppState>,
-    _: Admin,
+    m: Manager,
     Path(pk): Path<String>,
     Body(b): Body<AllowlistBody>,
 ) -> Result<Json<Value>, Error> {
     let pk = parse_pk(&pk)?;
+    let caller = m.caller();
+    s.core
+        .authorize_product(&caller, pk.as_str(), rampart_core::tenancy::Act::Manage)
+        .await?;
     let added = s
         .core
-        .allowlist_add(pk.as_str(), &b.hardware_ids, &Actor::admin())
+        .allowlist_add(pk.as_str(), &b.hardware_ids, &caller.actor())
         .await?;
     Ok(Json(
         json!({"added": added, "submitted": b.hardware_ids.len()}),
@@ -284,16 +310,32 @@ async fn register(
 
 async fn list_devices(
     State(s): State<AppState>,
-    _: Admin,
+    m: Manager,
     Q(q): Q<Paging>,
 ) -> Result<Json<Value>, Error> {
     let (page, limit) = q.resolve()?;
-    let (rows, total) = s
-        .core
-        .store()
-        .list_devices(q.product_key.as_deref(), (page - 1) * limit, limit)
-        .await
-        .map_err(rampart_core::Error::from)?;
+    let (rows, total) = match (&m, q.product_key.as_deref()) {
+        (Manager::Developer(d), None) => s
+            .core
+            .store()
+            .list_developer_devices(&d.developer_id, (page - 1) * limit, limit)
+            .await
+            .map_err(rampart_core::Error::from)?,
+        (_, pk) => {
+            // A developer may list only a product they can read (the operator: any filter).
+            if let (Manager::Developer(_), Some(pk)) = (&m, pk) {
+                let pk = parse_pk(pk)?;
+                s.core
+                    .authorize_product(&m.caller(), pk.as_str(), rampart_core::tenancy::Act::Read)
+                    .await?;
+            }
+            s.core
+                .store()
+                .list_devices(pk, (page - 1) * limit, limit)
+                .await
+                .map_err(rampart_core::Error::from)?
+        }
+    };
     let data: Vec<Value> = rows
         .into_iter()
         .map(|d| {

@@ -28,6 +28,12 @@ pub enum Error {
     /// The password was right but the account is not activated yet.
     #[error("account is not activated")]
     AccountNotActive,
+    /// The password was right but the operator suspended the account.
+    #[error("account is suspended")]
+    AccountSuspended,
+    /// The password was right; a TOTP or recovery code is missing or wrong.
+    #[error("{0}")]
+    TotpRequired(String),
     /// Missing, expired or revoked user token.
     #[error("invalid or expired token")]
     InvalidToken,

@@ -10,7 +10,9 @@ pub mod accounts;
 pub mod audit;
 pub mod bindings;
 pub mod bus;
+pub mod developers;
 pub mod devices;
+pub mod enterprises;
 mod error;
 pub mod limits;
 pub mod notify;
@@ -20,6 +22,8 @@ pub mod password;
 pub mod products;
 pub mod registry;
 pub mod secret;
+pub mod tenancy;
+pub mod totp;
 mod writer;
 
 pub use writer::ReportReceipt;

@@ -32,6 +32,8 @@ pub enum Purpose {
     PasswordReset,
     /// Someone tried to register an address that already has an account (no code).
     AlreadyRegistered,
+    /// A developer was invited to an enterprise (no code).
+    EnterpriseInvite,
 }
 
 impl Purpose {
@@ -40,6 +42,7 @@ impl Purpose {
             Purpose::Activate => "activate",
             Purpose::PasswordReset => "password_reset",
             Purpose::AlreadyRegistered => "already_registered",
+            Purpose::EnterpriseInvite => "enterprise_invite",
         }
     }
 }
@@ -105,6 +108,12 @@ impl Notice {
                 "Rampart sign-up attempt".into(),
                 "Someone tried to create an account with this address, which already has one. \
                  If it was you, sign in or reset your password."
+                    .into(),
+            ),
+            Purpose::EnterpriseInvite => (
+                "You are invited to an enterprise on Rampart".into(),
+                "A Rampart enterprise invited this address to join it. Sign in as a developer (or sign \
+                 up with this address) and accept the invitation under your invitations."
                     .into(),
             ),
         }

@@ -86,6 +86,15 @@ fn info_from_row(r: ProductRow) -> Result<ProductInfo> {
 impl Core {
     /// Create a product; returns its key and (once) its secret.
     pub async fn create_product(&self, p: NewProduct) -> Result<CreatedProduct> {
+        self.create_product_for(p, None).await
+    }
+
+    /// Create a product, owned personally by `developer` when given (see `crate::tenancy`).
+    pub(crate) async fn create_product_for(
+        &self,
+        p: NewProduct,
+        developer: Option<&str>,
+    ) -> Result<CreatedProduct> {
         let name = p.name.trim();
         if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
             return Err(Error::Invalid(
@@ -111,7 +120,10 @@ impl Core {
             enterprise_id: p.enterprise_id,
             created_at: now_ms(),
         };
-        self.store().insert_product(&row).await?;
+        match developer {
+            None => self.store().insert_product(&row).await?,
+            Some(d) => self.store().insert_owned_product(&row, Some(d)).await?,
+        }
         Ok(CreatedProduct {
             product_key,
             product_secret: secret.expose().to_owned(),

@@ -56,8 +56,10 @@ macro_rules! with_db {
 }
 
 mod accounts;
+mod developers;
 mod oauth;
 mod reports;
+pub use developers::*;
 pub use oauth::*;
 
 fn map_conflict(e: sqlx::Error) -> StoreError {

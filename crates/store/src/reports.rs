@@ -65,6 +65,35 @@ fn apply_journal(row: &mut DeviceRow, journal: impl IntoIterator<Item = (i64, St
     }
 }
 
+/// SQLite: bring a page of device rows up to date with their journal rows, read in the same
+/// transaction as the rows (one snapshot).
+pub(crate) async fn apply_journal_page(
+    conn: &mut sqlx::SqliteConnection,
+    rows: &mut [DeviceRow],
+) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let dids = Value::Array(rows.iter().map(|r| Value::from(r.did.as_str())).collect()).to_string();
+    let entries: Vec<(String, i64, String)> = sqlx::query_as(
+        "SELECT did, ts, vals FROM report_journal \
+         WHERE did IN (SELECT value FROM json_each($1)) ORDER BY seq",
+    )
+    .bind(dids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut by_did: HashMap<String, Vec<(i64, String)>> = HashMap::new();
+    for (did, ts, vals) in entries {
+        by_did.entry(did).or_default().push((ts, vals));
+    }
+    for r in rows {
+        if let Some(j) = by_did.remove(&r.did) {
+            apply_journal(r, j);
+        }
+    }
+    Ok(())
+}
+
 /// `[[did, values, ts], ...]` for the state merge statements.
 fn states_json(states: &HashMap<String, (Map<String, Value>, i64)>) -> String {
     Value::Array(
@@ -306,26 +335,8 @@ impl Store {
                     .bind(pk)
                     .fetch_one(&mut *tx)
                     .await?;
-                if journal && !rows.is_empty() {
-                    let dids =
-                        Value::Array(rows.iter().map(|r| Value::from(r.did.as_str())).collect())
-                            .to_string();
-                    let entries: Vec<(String, i64, String)> = sqlx::query_as(
-                        "SELECT did, ts, vals FROM report_journal \
-                         WHERE did IN (SELECT value FROM json_each($1)) ORDER BY seq",
-                    )
-                    .bind(dids)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                    let mut by_did: HashMap<String, Vec<(i64, String)>> = HashMap::new();
-                    for (did, ts, vals) in entries {
-                        by_did.entry(did).or_default().push((ts, vals));
-                    }
-                    for r in &mut rows {
-                        if let Some(j) = by_did.remove(&r.did) {
-                            apply_journal(r, j);
-                        }
-                    }
+                if journal {
+                    apply_journal_page(&mut tx, &mut rows).await?;
                 }
                 tx.commit().await?;
                 Ok((rows, total))

@@ -4,6 +4,7 @@
 mod accounts;
 mod cli;
 mod commands;
+mod developers;
 mod idle;
 mod interop;
 mod mqtt;

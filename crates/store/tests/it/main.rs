@@ -2,6 +2,7 @@
 //! Each PostgreSQL run gets its own schema, so tests never share state.
 
 mod accounts;
+mod developers;
 mod oauth;
 
 use rampart_store::*;
@@ -269,7 +270,8 @@ async fn sqlite_suite() {
     assert_eq!(s.backend(), "sqlite");
     suite(s.clone()).await;
     accounts::suite(s.clone()).await;
-    oauth::suite(s).await;
+    oauth::suite(s.clone()).await;
+    developers::suite(s).await;
 }
 
 #[tokio::test]
@@ -327,6 +329,7 @@ async fn postgres_suite() {
     suite(s.clone()).await;
     accounts::suite(s.clone()).await;
     oauth::suite(s.clone()).await;
+    developers::suite(s.clone()).await;
     s.close().await;
     sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
         .execute(&admin)

@@ -1,0 +1,648 @@
+//! SQL of developer accounts and enterprises (M8): developers, their token families and TOTP
+//! recovery codes, enterprises, members, invitations, and who owns a product. Rules (roles, the
+//! last-owner rule's meaning, expiry) live in `rampart-core`; this file only keeps the rows
+//! consistent (a membership change that would leave an enterprise without an owner is refused
+//! inside one transaction).
+
+use crate::{map_conflict, Db, LockState, ProductRow, Result, Store};
+
+/// A developer (a manufacturer's person). `email` is stored normalised.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct DeveloperRow {
+    pub developer_id: String,
+    pub email: String,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+    pub active: bool,
+    pub suspended: bool,
+    pub created_at: i64,
+    pub failed_count: i64,
+    pub first_failed_at: i64,
+    pub locked_until: i64,
+    pub lockouts: i64,
+    /// The TOTP secret sealed by the caller; set at enrolment, before confirmation.
+    pub totp_secret_enc: Option<Vec<u8>>,
+    pub totp_enabled: bool,
+    /// The last TOTP time step accepted (a step is never accepted twice).
+    pub totp_last_step: i64,
+}
+
+impl DeveloperRow {
+    pub fn lock_state(&self) -> LockState {
+        LockState {
+            failed_count: self.failed_count,
+            first_failed_at: self.first_failed_at,
+            locked_until: self.locked_until,
+            lockouts: self.lockouts,
+        }
+    }
+}
+
+/// The session behind a developer token.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct DeveloperSessionRow {
+    pub developer_id: String,
+    pub family_id: String,
+    pub expires_at: i64,
+}
+
+/// What presenting a developer refresh token did (see [`crate::RefreshUse`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeveloperRefresh {
+    Rotated(DeveloperSessionRow),
+    Reused(DeveloperSessionRow),
+    Invalid,
+}
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct EnterpriseRow {
+    pub enterprise_id: String,
+    pub name: String,
+    pub suspended: bool,
+    pub created_by: String,
+    pub created_at: i64,
+}
+
+/// One enterprise a developer belongs to, with the developer's role.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct MembershipRow {
+    pub enterprise_id: String,
+    pub name: String,
+    pub suspended: bool,
+    pub role: String,
+    pub created_at: i64,
+}
+
+/// One member of an enterprise.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct MemberRow {
+    pub developer_id: String,
+    pub email: String,
+    pub role: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct InviteRow {
+    pub invite_id: String,
+    pub enterprise_id: String,
+    /// The invitee's normalised e-mail.
+    pub email: String,
+    pub role: String,
+    pub invited_by: String,
+    pub created_at: i64,
+}
+
+/// Who owns a product: an enterprise, a developer personally, or neither (the operator).
+#[derive(Debug, Clone, PartialEq, Eq, Default, sqlx::FromRow)]
+pub struct ProductOwnerRow {
+    pub enterprise_id: Option<String>,
+    pub owner_developer_id: Option<String>,
+}
+
+/// The outcome of a role change or a removal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberChange {
+    Done,
+    NotMember,
+    /// Refused: the enterprise would be left without an owner.
+    LastOwner,
+}
+
+/// The products developer `$1` may read (`$2` is `false`), as a constant SQL fragment.
+macro_rules! readable_products {
+    () => {
+        "(p.owner_developer_id = $1 OR p.enterprise_id IN \
+         (SELECT m.enterprise_id FROM enterprise_members m JOIN enterprises e \
+          ON e.enterprise_id = m.enterprise_id WHERE m.developer_id = $1 AND e.suspended = $2))"
+    };
+}
+
+impl Store {
+    // ---- developers ----
+
+    /// Insert a developer; `Conflict` when the e-mail is taken.
+    pub async fn insert_developer(&self, r: &DeveloperRow) -> Result<()> {
+        let sql = "INSERT INTO developers (developer_id, email, password_hash, active, suspended, created_at) \
+                   VALUES ($1, $2, $3, $4, $5, $6)";
+        with_db!(self, p => sqlx::query(sql).bind(&r.developer_id).bind(&r.email).bind(&r.password_hash)
+            .bind(r.active).bind(r.suspended).bind(r.created_at)
+            .execute(p).await.map_err(map_conflict)?.rows_affected());
+        Ok(())
+    }
+
+    pub async fn get_developer(&self, developer_id: &str) -> Result<Option<DeveloperRow>> {
+        let sql = "SELECT * FROM developers WHERE developer_id = $1";
+        Ok(with_db!(self, p => sqlx::query_as(sql).bind(developer_id).fetch_optional(p).await?))
+    }
+
+    pub async fn find_developer(&self, email: &str) -> Result<Option<DeveloperRow>> {
+        let sql = "SELECT * FROM developers WHERE email = $1";
+        Ok(with_db!(self, p => sqlx::query_as(sql).bind(email).fetch_optional(p).await?))
+    }
+
+    /// A page of developers, oldest first, optionally only the one with `email`; and the total.
+    pub async fn list_developers(
+        &self,
+        email: Option<&str>,
+        offset: i64,
+        limit: i64,
+    ) -> Result<(Vec<DeveloperRow>, i64)> {
+        let sql = "SELECT * FROM developers WHERE ($1 = '' OR email = $1) \
+                   ORDER BY created_at, developer_id LIMIT $2 OFFSET $3";
+        let count = "SELECT COUNT(*) FROM developers WHERE ($1 = '' OR email = $1)";
+        let e = email.unwrap_or("");
+        Ok(with_db!(self, p => (
+            sqlx::query_as(sql).bind(e).bind(limit).bind(offset).fetch_all(p).await?,
+            sqlx::query_scalar(count).bind(e).fetch_one(p).await?,
+        )))
+    }
+
+    pub async fn activate_developer(&self, developer_id: &str) -> Result<()> {
+        let sql = "UPDATE developers SET active = $1 WHERE developer_id = $2";
+        with_db!(self, p => sqlx::query(sql).bind(true).bind(developer_id).execute(p).await?.rows_affected());
+        Ok(())
+    }
+
+    pub async fn set_developer_lock_state(&self, developer_id: &str, s: LockState) -> Result<()> {
+        let sql =
+            "UPDATE developers SET failed_count = $1, first_failed_at = $2, locked_until = $3, \
+                   lockouts = $4 WHERE developer_id = $5";
+        with_db!(self, p => sqlx::query(sql).bind(s.failed_count).bind(s.first_failed_at)
+            .bind(s.locked_until).bind(s.lockouts).bind(developer_id).execute(p).await?.rows_affected());
+        Ok(())
+    }
+
+    /// Suspend or reinstate; false for an unknown developer.
+    pub async fn set_developer_suspended(&self, developer_id: &str, on: bool) -> Result<bool> {
+        let sql = "UPDATE developers SET suspended = $1 WHERE developer_id = $2";
+        let n = with_db!(self, p => sqlx::query(sql).bind(on).bind(developer_id).execute(p).await?.rows_affected());
+        Ok(n == 1)
+    }
+
+    /// Store a new (unconfirmed) TOTP secret; TOTP stays off until confirmed.
+    pub async fn set_developer_totp_pending(
+        &self,
+        developer_id: &str,
+        secret_enc: &[u8],
+    ) -> Result<()> {
+        let sql =
+            "UPDATE developers SET totp_secret_enc = $1, totp_enabled = $2, totp_last_step = 0 \
+                   WHERE developer_id = $3";
+        with_db!(self, p => sqlx::query(sql).bind(secret_enc).bind(false).bind(developer_id)
+            .execute(p).await?.rows_affected());
+        Ok(())
+    }
+
+    /// Turn TOTP on (after a confirmed code) and replace the recovery codes, in one transaction.
+    pub async fn enable_developer_totp(
+        &self,
+        developer_id: &str,
+        recovery_hashes: &[String],
+        now: i64,
+    ) -> Result<()> {
+        let on = "UPDATE developers SET totp_enabled = $1 WHERE developer_id = $2";
+        let del = "DELETE FROM developer_recovery_codes WHERE developer_id = $1";
+        let ins = "INSERT INTO developer_recovery_codes (developer_id, code_hash, created_at) VALUES ($1, $2, $3)";
+        with_db!(self, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query(on).bind(true).bind(developer_id).execute(&mut *tx).await?;
+            sqlx::query(del).bind(developer_id).execute(&mut *tx).await?;
+            for h in recovery_hashes {
+                sqlx::query(ins).bind(developer_id).bind(h).bind(now).execute(&mut *tx).await.map_err(map_conflict)?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// Turn TOTP off: the secret and the recovery codes are deleted.
+    pub async fn disable_developer_totp(&self, developer_id: &str) -> Result<()> {
+        let off =
+            "UPDATE developers SET totp_secret_enc = NULL, totp_enabled = $1, totp_last_step = 0 \
+                   WHERE developer_id = $2";
+        let del = "DELETE FROM developer_recovery_codes WHERE developer_id = $1";
+        with_db!(self, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query(off).bind(false).bind(developer_id).execute(&mut *tx).await?;
+            sqlx::query(del).bind(developer_id).execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// Record that TOTP step `step` was used; false when it (or a later one) already was, so
+    /// two requests with the same code cannot both pass.
+    pub async fn use_totp_step(&self, developer_id: &str, step: i64) -> Result<bool> {
+        let sql = "UPDATE developers SET totp_last_step = $1 WHERE developer_id = $2 AND totp_last_step < $1";
+        let n = with_db!(self, p => sqlx::query(sql).bind(step).bind(developer_id).execute(p).await?.rows_affected());
+        Ok(n == 1)
+    }
+
+    /// Spend a recovery code; true when it existed (and is now gone).
+    pub async fn use_recovery_code(&self, developer_id: &str, code_hash: &str) -> Result<bool> {
+        let sql = "DELETE FROM developer_recovery_codes WHERE developer_id = $1 AND code_hash = $2";
+        let n = with_db!(self, p => sqlx::query(sql).bind(developer_id).bind(code_hash).execute(p).await?.rows_affected());
+        Ok(n == 1)
+    }
+
+    pub async fn count_recovery_codes(&self, developer_id: &str) -> Result<i64> {
+        let sql = "SELECT COUNT(*) FROM developer_recovery_codes WHERE developer_id = $1";
+        Ok(with_db!(self, p => sqlx::query_scalar(sql).bind(developer_id).fetch_one(p).await?))
+    }
+
+    // ---- developer sessions ----
+
+    /// Start a session: a new family with its first access and refresh token.
+    pub async fn create_developer_session(
+        &self,
+        family_id: &str,
+        developer_id: &str,
+        access: (&str, i64),
+        refresh: (&str, i64),
+        now: i64,
+    ) -> Result<()> {
+        let fam =
+            "INSERT INTO developer_token_families (family_id, developer_id, revoked, created_at) \
+                   VALUES ($1, $2, $3, $4)";
+        let tok = "INSERT INTO developer_tokens (token_hash, kind, family_id, expires_at, used, created_at) \
+                   VALUES ($1, $2, $3, $4, $5, $6)";
+        with_db!(self, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query(fam).bind(family_id).bind(developer_id).bind(false).bind(now)
+                .execute(&mut *tx).await.map_err(map_conflict)?;
+            for (kind, (hash, exp)) in [("access", access), ("refresh", refresh)] {
+                sqlx::query(tok).bind(hash).bind(kind).bind(family_id).bind(exp).bind(false).bind(now)
+                    .execute(&mut *tx).await.map_err(map_conflict)?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// Add the next access and refresh token to a family.
+    pub async fn add_developer_tokens(
+        &self,
+        family_id: &str,
+        access: (&str, i64),
+        refresh: (&str, i64),
+        now: i64,
+    ) -> Result<()> {
+        let tok = "INSERT INTO developer_tokens (token_hash, kind, family_id, expires_at, used, created_at) \
+                   VALUES ($1, $2, $3, $4, $5, $6)";
+        with_db!(self, p => {
+            let mut tx = p.begin().await?;
+            for (kind, (hash, exp)) in [("access", access), ("refresh", refresh)] {
+                sqlx::query(tok).bind(hash).bind(kind).bind(family_id).bind(exp).bind(false).bind(now)
+                    .execute(&mut *tx).await.map_err(map_conflict)?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// The live session behind an access token: not expired, family not revoked, developer not
+    /// suspended (a suspension takes effect on the next request).
+    pub async fn developer_access_session(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<Option<DeveloperSessionRow>> {
+        let sql = "SELECT f.developer_id, f.family_id, t.expires_at FROM developer_tokens t \
+                   JOIN developer_token_families f ON f.family_id = t.family_id \
+                   JOIN developers d ON d.developer_id = f.developer_id WHERE t.token_hash = $1 \
+                   AND t.kind = 'access' AND f.revoked = $2 AND t.expires_at > $3 AND d.suspended = $2";
+        Ok(
+            with_db!(self, p => sqlx::query_as(sql).bind(token_hash).bind(false).bind(now)
+            .fetch_optional(p).await?),
+        )
+    }
+
+    /// Spend a developer refresh token; exactly one caller can rotate a given token.
+    pub async fn use_developer_refresh(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<DeveloperRefresh> {
+        let spend =
+            "UPDATE developer_tokens SET used = $1 WHERE token_hash = $2 AND kind = 'refresh' \
+                     AND used = $3 AND expires_at > $4";
+        let look = "SELECT f.developer_id, f.family_id, t.expires_at FROM developer_tokens t \
+                    JOIN developer_token_families f ON f.family_id = t.family_id WHERE t.token_hash = $1 \
+                    AND t.kind = 'refresh'";
+        let live = "SELECT COUNT(*) FROM developer_token_families f JOIN developers d \
+                    ON d.developer_id = f.developer_id WHERE f.family_id = $1 AND f.revoked = $2 AND d.suspended = $2";
+        with_db!(self, p => {
+            let spent = sqlx::query(spend).bind(true).bind(token_hash).bind(false).bind(now)
+                .execute(p).await?.rows_affected();
+            let row: Option<DeveloperSessionRow> = sqlx::query_as(look).bind(token_hash).fetch_optional(p).await?;
+            let Some(row) = row else { return Ok(DeveloperRefresh::Invalid) };
+            let n: i64 = sqlx::query_scalar(live).bind(&row.family_id).bind(false).fetch_one(p).await?;
+            Ok(if n == 0 {
+                DeveloperRefresh::Invalid
+            } else if spent == 1 {
+                DeveloperRefresh::Rotated(row)
+            } else if row.expires_at > now {
+                DeveloperRefresh::Reused(row)
+            } else {
+                DeveloperRefresh::Invalid
+            })
+        })
+    }
+
+    pub async fn revoke_developer_family(&self, family_id: &str) -> Result<bool> {
+        let sql = "UPDATE developer_token_families SET revoked = $1 WHERE family_id = $2 AND revoked = $3";
+        let n = with_db!(self, p => sqlx::query(sql).bind(true).bind(family_id).bind(false)
+            .execute(p).await?.rows_affected());
+        Ok(n > 0)
+    }
+
+    /// Revoke every session of a developer; returns how many were live.
+    pub async fn revoke_developer_families(&self, developer_id: &str) -> Result<u64> {
+        let sql = "UPDATE developer_token_families SET revoked = $1 WHERE developer_id = $2 AND revoked = $3";
+        Ok(
+            with_db!(self, p => sqlx::query(sql).bind(true).bind(developer_id).bind(false)
+            .execute(p).await?.rows_affected()),
+        )
+    }
+
+    /// Revoke every session of a developer but `keep`; returns how many were live.
+    pub async fn revoke_other_developer_families(
+        &self,
+        developer_id: &str,
+        keep: &str,
+    ) -> Result<u64> {
+        let sql = "UPDATE developer_token_families SET revoked = $1 WHERE developer_id = $2 AND revoked = $3 \
+                   AND family_id <> $4";
+        Ok(
+            with_db!(self, p => sqlx::query(sql).bind(true).bind(developer_id).bind(false).bind(keep)
+            .execute(p).await?.rows_affected()),
+        )
+    }
+
+    /// Replace a developer's password hash and clear any lockout.
+    pub async fn set_developer_password(&self, developer_id: &str, hash: &str) -> Result<()> {
+        let sql =
+            "UPDATE developers SET password_hash = $1, failed_count = 0, first_failed_at = 0, \
+                   locked_until = 0, lockouts = 0 WHERE developer_id = $2";
+        with_db!(self, p => sqlx::query(sql).bind(hash).bind(developer_id).execute(p).await?.rows_affected());
+        Ok(())
+    }
+
+    /// Forget developer tokens that expired before `before`.
+    pub async fn purge_developer_tokens(&self, before: i64) -> Result<u64> {
+        let sql = "DELETE FROM developer_tokens WHERE expires_at < $1";
+        Ok(with_db!(self, p => sqlx::query(sql).bind(before).execute(p).await?.rows_affected()))
+    }
+
+    // ---- enterprises ----
+
+    /// Create an enterprise with its first owner, in one transaction.
+    pub async fn insert_enterprise(&self, r: &EnterpriseRow) -> Result<()> {
+        let ent =
+            "INSERT INTO enterprises (enterprise_id, name, suspended, created_by, created_at) \
+                   VALUES ($1, $2, $3, $4, $5)";
+        let mem = "INSERT INTO enterprise_members (enterprise_id, developer_id, role, created_at) \
+                   VALUES ($1, $2, 'owner', $3)";
+        with_db!(self, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query(ent).bind(&r.enterprise_id).bind(&r.name).bind(r.suspended).bind(&r.created_by)
+                .bind(r.created_at).execute(&mut *tx).await.map_err(map_conflict)?;
+            sqlx::query(mem).bind(&r.enterprise_id).bind(&r.created_by).bind(r.created_at)
+                .execute(&mut *tx).await.map_err(map_conflict)?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    pub async fn get_enterprise(&self, enterprise_id: &str) -> Result<Option<EnterpriseRow>> {
+        let sql = "SELECT * FROM enterprises WHERE enterprise_id = $1";
+        Ok(with_db!(self, p => sqlx::query_as(sql).bind(enterprise_id).fetch_optional(p).await?))
+    }
+
+    /// Suspend or reinstate; false for an unknown enterprise.
+    pub async fn set_enterprise_suspended(&self, enterprise_id: &str, on: bool) -> Result<bool> {
+        let sql = "UPDATE enterprises SET suspended = $1 WHERE enterprise_id = $2";
+        let n = with_db!(self, p => sqlx::query(sql).bind(on).bind(enterprise_id).execute(p).await?.rows_affected());
+        Ok(n == 1)
+    }
+
+    /// The developer's role in the enterprise, if a member.
+    pub async fn member_role(
+        &self,
+        enterprise_id: &str,
+        developer_id: &str,
+    ) -> Result<Option<String>> {
+        let sql =
+            "SELECT role FROM enterprise_members WHERE enterprise_id = $1 AND developer_id = $2";
+        Ok(
+            with_db!(self, p => sqlx::query_scalar(sql).bind(enterprise_id).bind(developer_id)
+            .fetch_optional(p).await?),
+        )
+    }
+
+    /// Every enterprise the developer belongs to, oldest membership first.
+    pub async fn developer_memberships(&self, developer_id: &str) -> Result<Vec<MembershipRow>> {
+        let sql = "SELECT e.enterprise_id, e.name, e.suspended, m.role, m.created_at FROM enterprise_members m \
+                   JOIN enterprises e ON e.enterprise_id = m.enterprise_id WHERE m.developer_id = $1 \
+                   ORDER BY m.created_at, e.enterprise_id";
+        Ok(with_db!(self, p => sqlx::query_as(sql).bind(developer_id).fetch_all(p).await?))
+    }
+
+    pub async fn list_members(&self, enterprise_id: &str) -> Result<Vec<MemberRow>> {
+        let sql = "SELECT m.developer_id, d.email, m.role, m.created_at FROM enterprise_members m \
+                   JOIN developers d ON d.developer_id = m.developer_id WHERE m.enterprise_id = $1 \
+                   ORDER BY m.created_at, m.developer_id";
+        Ok(with_db!(self, p => sqlx::query_as(sql).bind(enterprise_id).fetch_all(p).await?))
+    }
+
+    /// Store an invitation; `Conflict` when the address already has one to this enterprise.
+    pub async fn insert_invite(&self, r: &InviteRow) -> Result<()> {
+        let sql = "INSERT INTO enterprise_invites (invite_id, enterprise_id, email, role, invited_by, created_at) \
+                   VALUES ($1, $2, $3, $4, $5, $6)";
+        with_db!(self, p => sqlx::query(sql).bind(&r.invite_id).bind(&r.enterprise_id).bind(&r.email)
+            .bind(&r.role).bind(&r.invited_by).bind(r.created_at)
+            .execute(p).await.map_err(map_conflict)?.rows_affected());
+        Ok(())
+    }
+
+    pub async fn get_invite(&self, invite_id: &str) -> Result<Option<InviteRow>> {
+        let sql = "SELECT * FROM enterprise_invites WHERE invite_id = $1";
+        Ok(with_db!(self, p => sqlx::query_as(sql).bind(invite_id).fetch_optional(p).await?))
+    }
+
+    pub async fn invites_for_email(&self, email: &str) -> Result<Vec<InviteRow>> {
+        let sql =
+            "SELECT * FROM enterprise_invites WHERE email = $1 ORDER BY created_at, invite_id";
+        Ok(with_db!(self, p => sqlx::query_as(sql).bind(email).fetch_all(p).await?))
+    }
+
+    pub async fn delete_invite(&self, invite_id: &str) -> Result<bool> {
+        let sql = "DELETE FROM enterprise_invites WHERE invite_id = $1";
+        let n =
+            with_db!(self, p => sqlx::query(sql).bind(invite_id).execute(p).await?.rows_affected());
+        Ok(n == 1)
+    }
+
+    /// Turn an invitation into a membership (one transaction); `Conflict` when already a member.
+    /// False when the invitation no longer exists.
+    pub async fn accept_invite(
+        &self,
+        invite_id: &str,
+        developer_id: &str,
+        now: i64,
+    ) -> Result<bool> {
+        let get = "SELECT * FROM enterprise_invites WHERE invite_id = $1";
+        let del = "DELETE FROM enterprise_invites WHERE invite_id = $1";
+        let mem = "INSERT INTO enterprise_members (enterprise_id, developer_id, role, created_at) \
+                   VALUES ($1, $2, $3, $4)";
+        with_db!(self, p => {
+            let mut tx = p.begin().await?;
+            let inv: Option<InviteRow> = sqlx::query_as(get).bind(invite_id).fetch_optional(&mut *tx).await?;
+            let Some(inv) = inv else { return Ok(false) };
+            let n = sqlx::query(del).bind(invite_id).execute(&mut *tx).await?.rows_affected();
+            if n != 1 {
+                return Ok(false);
+            }
+            sqlx::query(mem).bind(&inv.enterprise_id).bind(developer_id).bind(&inv.role).bind(now)
+                .execute(&mut *tx).await.map_err(map_conflict)?;
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+
+    /// Change a member's role (`None` removes the member). Refused with `LastOwner` when the
+    /// enterprise would have no owner left. The enterprise row is written first, so concurrent
+    /// changes to one enterprise queue behind each other on both engines.
+    pub async fn change_member(
+        &self,
+        enterprise_id: &str,
+        developer_id: &str,
+        role: Option<&str>,
+    ) -> Result<MemberChange> {
+        let lock = "UPDATE enterprises SET created_at = created_at WHERE enterprise_id = $1";
+        let cur =
+            "SELECT role FROM enterprise_members WHERE enterprise_id = $1 AND developer_id = $2";
+        let owners =
+            "SELECT COUNT(*) FROM enterprise_members WHERE enterprise_id = $1 AND role = 'owner'";
+        let upd = "UPDATE enterprise_members SET role = $1 WHERE enterprise_id = $2 AND developer_id = $3";
+        let del = "DELETE FROM enterprise_members WHERE enterprise_id = $1 AND developer_id = $2";
+        with_db!(self, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query(lock).bind(enterprise_id).execute(&mut *tx).await?;
+            let current: Option<String> = sqlx::query_scalar(cur).bind(enterprise_id).bind(developer_id)
+                .fetch_optional(&mut *tx).await?;
+            let Some(current) = current else { return Ok(MemberChange::NotMember) };
+            if current == "owner" && role != Some("owner") {
+                let n: i64 = sqlx::query_scalar(owners).bind(enterprise_id).fetch_one(&mut *tx).await?;
+                if n <= 1 {
+                    return Ok(MemberChange::LastOwner);
+                }
+            }
+            match role {
+                Some(r) => sqlx::query(upd).bind(r).bind(enterprise_id).bind(developer_id).execute(&mut *tx).await?,
+                None => sqlx::query(del).bind(enterprise_id).bind(developer_id).execute(&mut *tx).await?,
+            };
+            tx.commit().await?;
+            Ok(MemberChange::Done)
+        })
+    }
+
+    // ---- product ownership ----
+
+    /// Insert a product owned by a developer personally (`products.owner_developer_id`), or by
+    /// the enterprise in `r.enterprise_id` when `developer_id` is `None`.
+    pub async fn insert_owned_product(
+        &self,
+        r: &ProductRow,
+        developer_id: Option<&str>,
+    ) -> Result<()> {
+        let sql = "INSERT INTO products (product_key, name, secret_enc, dynamic_registration, allowlist, \
+                   report_limit_per_min, model, enterprise_id, created_at, owner_developer_id) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+        with_db!(self, p => sqlx::query(sql)
+            .bind(&r.product_key).bind(&r.name).bind(&r.secret_enc).bind(r.dynamic_registration)
+            .bind(r.allowlist).bind(r.report_limit_per_min).bind(&r.model).bind(&r.enterprise_id)
+            .bind(r.created_at).bind(developer_id)
+            .execute(p).await.map_err(map_conflict)?.rows_affected());
+        Ok(())
+    }
+
+    /// The owner of a product; `None` for an unknown product.
+    pub async fn product_owner(&self, product_key: &str) -> Result<Option<ProductOwnerRow>> {
+        let sql = "SELECT enterprise_id, owner_developer_id FROM products WHERE product_key = $1";
+        Ok(with_db!(self, p => sqlx::query_as(sql).bind(product_key).fetch_optional(p).await?))
+    }
+
+    /// Replace a product's (sealed) secret; false for an unknown product.
+    pub async fn set_product_secret(&self, product_key: &str, secret_enc: &[u8]) -> Result<bool> {
+        let sql = "UPDATE products SET secret_enc = $1 WHERE product_key = $2";
+        let n = with_db!(self, p => sqlx::query(sql).bind(secret_enc).bind(product_key).execute(p).await?.rows_affected());
+        Ok(n == 1)
+    }
+
+    /// A page of the products a developer may read: personally owned, or owned by an enterprise
+    /// the developer is a member of and that is not suspended.
+    pub async fn list_developer_products(
+        &self,
+        developer_id: &str,
+        offset: i64,
+        limit: i64,
+    ) -> Result<(Vec<ProductRow>, i64)> {
+        let sql = concat!(
+            "SELECT p.* FROM products p WHERE ",
+            readable_products!(),
+            " ORDER BY p.created_at, p.product_key LIMIT $3 OFFSET $4"
+        );
+        let count = concat!(
+            "SELECT COUNT(*) FROM products p WHERE ",
+            readable_products!()
+        );
+        Ok(with_db!(self, p => (
+            sqlx::query_as(sql).bind(developer_id).bind(false).bind(limit).bind(offset).fetch_all(p).await?,
+            sqlx::query_scalar(count).bind(developer_id).bind(false).fetch_one(p).await?,
+        )))
+    }
+
+    /// A page of the devices of every product a developer may read.
+    pub async fn list_developer_devices(
+        &self,
+        developer_id: &str,
+        offset: i64,
+        limit: i64,
+    ) -> Result<(Vec<crate::DeviceRow>, i64)> {
+        let sql = concat!(
+            "SELECT d.* FROM devices d WHERE d.product_key IN (SELECT p.product_key FROM products p WHERE ",
+            readable_products!(),
+            ") ORDER BY d.created_at, d.did LIMIT $3 OFFSET $4"
+        );
+        let count = concat!(
+            "SELECT COUNT(*) FROM devices d WHERE d.product_key IN (SELECT p.product_key FROM products p WHERE ",
+            readable_products!(),
+            ")"
+        );
+        if let (Db::Sqlite(p), true) = (&self.db, self.journal_len() > 0) {
+            // Reports not compacted yet are part of the states (see `reports`).
+            let mut tx = p.begin().await?;
+            let mut rows: Vec<crate::DeviceRow> = sqlx::query_as(sql)
+                .bind(developer_id)
+                .bind(false)
+                .bind(limit)
+                .bind(offset)
+                .fetch_all(&mut *tx)
+                .await?;
+            let total: i64 = sqlx::query_scalar(count)
+                .bind(developer_id)
+                .bind(false)
+                .fetch_one(&mut *tx)
+                .await?;
+            crate::reports::apply_journal_page(&mut tx, &mut rows).await?;
+            tx.commit().await?;
+            return Ok((rows, total));
+        }
+        Ok(with_db!(self, p => (
+            sqlx::query_as(sql).bind(developer_id).bind(false).bind(limit).bind(offset).fetch_all(p).await?,
+            sqlx::query_scalar(count).bind(developer_id).bind(false).fetch_one(p).await?,
+        )))
+    }
+}

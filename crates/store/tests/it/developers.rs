@@ -1,0 +1,318 @@
+//! Developer tables: developers, sessions, TOTP steps and recovery codes, enterprises, members,
+//! invitations, product ownership.
+
+use rampart_store::*;
+
+fn developer(id: &str, email: &str) -> DeveloperRow {
+    DeveloperRow {
+        developer_id: id.into(),
+        email: email.into(),
+        password_hash: "$argon2id$x".into(),
+        active: true,
+        suspended: false,
+        created_at: 10,
+        failed_count: 0,
+        first_failed_at: 0,
+        locked_until: 0,
+        lockouts: 0,
+        totp_secret_enc: None,
+        totp_enabled: false,
+        totp_last_step: 0,
+    }
+}
+
+fn product(pk: &str, enterprise: Option<&str>) -> ProductRow {
+    ProductRow {
+        product_key: pk.into(),
+        name: "p".into(),
+        secret_enc: vec![1],
+        dynamic_registration: true,
+        allowlist: false,
+        report_limit_per_min: 60,
+        model: "[]".into(),
+        enterprise_id: enterprise.map(Into::into),
+        created_at: 1,
+    }
+}
+
+pub(crate) async fn suite(s: Store) {
+    // developers
+    s.insert_developer(&developer("dev_a", "a@example.com"))
+        .await
+        .unwrap();
+    s.insert_developer(&developer("dev_b", "b@example.com"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.insert_developer(&developer("dev_c", "a@example.com"))
+            .await,
+        Err(StoreError::Conflict)
+    ));
+    let (page, n) = s.list_developers(None, 0, 10).await.unwrap();
+    assert_eq!((page.len(), n), (2, 2));
+    let (page, n) = s
+        .list_developers(Some("b@example.com"), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!((page[0].developer_id.as_str(), n), ("dev_b", 1));
+    let a = s.find_developer("a@example.com").await.unwrap().unwrap();
+    assert_eq!(a, developer("dev_a", "a@example.com"));
+    let lock = LockState {
+        failed_count: 2,
+        first_failed_at: 5,
+        locked_until: 0,
+        lockouts: 0,
+    };
+    s.set_developer_lock_state("dev_a", lock).await.unwrap();
+    assert_eq!(
+        s.get_developer("dev_a")
+            .await
+            .unwrap()
+            .unwrap()
+            .lock_state(),
+        lock
+    );
+
+    // sessions: rotation, reuse, suspension
+    s.create_developer_session("df1", "dev_a", ("acc1", 1000), ("ref1", 5000), 1)
+        .await
+        .unwrap();
+    let live = s
+        .developer_access_session("acc1", 10)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (live.developer_id.as_str(), live.family_id.as_str()),
+        ("dev_a", "df1")
+    );
+    assert!(s
+        .developer_access_session("acc1", 1000)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(s
+        .developer_access_session("ref1", 10)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(matches!(
+        s.use_developer_refresh("ref1", 10).await.unwrap(),
+        DeveloperRefresh::Rotated(_)
+    ));
+    assert!(matches!(
+        s.use_developer_refresh("ref1", 11).await.unwrap(),
+        DeveloperRefresh::Reused(_)
+    ));
+    s.add_developer_tokens("df1", ("acc2", 1000), ("ref2", 5000), 12)
+        .await
+        .unwrap();
+    assert!(s.set_developer_suspended("dev_a", true).await.unwrap());
+    assert!(s
+        .developer_access_session("acc2", 13)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        s.use_developer_refresh("ref2", 13).await.unwrap(),
+        DeveloperRefresh::Invalid
+    );
+    assert!(s.set_developer_suspended("dev_a", false).await.unwrap());
+    assert!(!s.set_developer_suspended("nobody", true).await.unwrap());
+    assert!(s
+        .developer_access_session("acc2", 13)
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(s.revoke_developer_families("dev_a").await.unwrap(), 1);
+    assert!(s
+        .developer_access_session("acc2", 13)
+        .await
+        .unwrap()
+        .is_none());
+    s.create_developer_session("df2", "dev_a", ("acc3", 1000), ("ref3", 5000), 14)
+        .await
+        .unwrap();
+    s.create_developer_session("df3", "dev_a", ("acc4", 1000), ("ref4", 5000), 14)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.revoke_other_developer_families("dev_a", "df3")
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(s
+        .developer_access_session("acc3", 15)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(s
+        .developer_access_session("acc4", 15)
+        .await
+        .unwrap()
+        .is_some());
+    s.set_developer_password("dev_a", "$argon2id$y")
+        .await
+        .unwrap();
+    let a = s.get_developer("dev_a").await.unwrap().unwrap();
+    assert_eq!(
+        (a.password_hash.as_str(), a.failed_count),
+        ("$argon2id$y", 0)
+    );
+    assert!(s.purge_developer_tokens(2000).await.unwrap() >= 2);
+
+    // TOTP: a step is taken once; recovery codes are single use
+    s.set_developer_totp_pending("dev_a", &[7, 7])
+        .await
+        .unwrap();
+    assert!(s.use_totp_step("dev_a", 100).await.unwrap());
+    assert!(!s.use_totp_step("dev_a", 100).await.unwrap());
+    assert!(!s.use_totp_step("dev_a", 99).await.unwrap());
+    s.enable_developer_totp("dev_a", &["h1".into(), "h2".into()], 20)
+        .await
+        .unwrap();
+    let a = s.get_developer("dev_a").await.unwrap().unwrap();
+    assert_eq!(
+        (a.totp_enabled, a.totp_secret_enc, a.totp_last_step),
+        (true, Some(vec![7, 7]), 100)
+    );
+    assert!(s.use_recovery_code("dev_a", "h1").await.unwrap());
+    assert!(!s.use_recovery_code("dev_a", "h1").await.unwrap());
+    assert!(!s.use_recovery_code("dev_b", "h2").await.unwrap());
+    assert_eq!(s.count_recovery_codes("dev_a").await.unwrap(), 1);
+    s.disable_developer_totp("dev_a").await.unwrap();
+    let a = s.get_developer("dev_a").await.unwrap().unwrap();
+    assert_eq!((a.totp_enabled, a.totp_secret_enc), (false, None));
+    assert_eq!(s.count_recovery_codes("dev_a").await.unwrap(), 0);
+
+    // enterprises, members, invitations, the last-owner rule
+    s.insert_enterprise(&EnterpriseRow {
+        enterprise_id: "ent_1".into(),
+        name: "Acme".into(),
+        suspended: false,
+        created_by: "dev_a".into(),
+        created_at: 30,
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        s.member_role("ent_1", "dev_a").await.unwrap().as_deref(),
+        Some("owner")
+    );
+    let inv = InviteRow {
+        invite_id: "inv_1".into(),
+        enterprise_id: "ent_1".into(),
+        email: "b@example.com".into(),
+        role: "observer".into(),
+        invited_by: "dev_a".into(),
+        created_at: 31,
+    };
+    s.insert_invite(&inv).await.unwrap();
+    assert!(matches!(
+        s.insert_invite(&InviteRow {
+            invite_id: "inv_2".into(),
+            ..inv.clone()
+        })
+        .await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(
+        s.invites_for_email("b@example.com").await.unwrap(),
+        vec![inv]
+    );
+    assert!(s.accept_invite("inv_1", "dev_b", 32).await.unwrap());
+    assert!(!s.accept_invite("inv_1", "dev_b", 33).await.unwrap());
+    assert!(s.get_invite("inv_1").await.unwrap().is_none());
+    let members = s.list_members("ent_1").await.unwrap();
+    assert_eq!(
+        members
+            .iter()
+            .map(|m| (m.email.as_str(), m.role.as_str()))
+            .collect::<Vec<_>>(),
+        vec![("a@example.com", "owner"), ("b@example.com", "observer")]
+    );
+    assert_eq!(
+        s.change_member("ent_1", "dev_a", Some("admin"))
+            .await
+            .unwrap(),
+        MemberChange::LastOwner
+    );
+    assert_eq!(
+        s.change_member("ent_1", "dev_a", None).await.unwrap(),
+        MemberChange::LastOwner
+    );
+    assert_eq!(
+        s.change_member("ent_1", "nobody", None).await.unwrap(),
+        MemberChange::NotMember
+    );
+    assert_eq!(
+        s.change_member("ent_1", "dev_b", Some("owner"))
+            .await
+            .unwrap(),
+        MemberChange::Done
+    );
+    assert_eq!(
+        s.change_member("ent_1", "dev_a", Some("admin"))
+            .await
+            .unwrap(),
+        MemberChange::Done
+    );
+    let m = s.developer_memberships("dev_a").await.unwrap();
+    assert_eq!((m.len(), m[0].role.as_str()), (1, "admin"));
+
+    // products: personal, enterprise, operator; readable lists follow membership and suspension
+    s.insert_owned_product(&product("pk_dev_b", None), Some("dev_b"))
+        .await
+        .unwrap();
+    s.insert_owned_product(&product("pk_ent", Some("ent_1")), None)
+        .await
+        .unwrap();
+    s.insert_product(&product("pk_op", None)).await.unwrap();
+    assert_eq!(
+        s.product_owner("pk_dev_b").await.unwrap().unwrap(),
+        ProductOwnerRow {
+            enterprise_id: None,
+            owner_developer_id: Some("dev_b".into())
+        }
+    );
+    assert_eq!(
+        s.product_owner("pk_op").await.unwrap().unwrap(),
+        ProductOwnerRow::default()
+    );
+    assert!(s.product_owner("missing").await.unwrap().is_none());
+    let keys = |rows: Vec<ProductRow>| rows.into_iter().map(|r| r.product_key).collect::<Vec<_>>();
+    let (rows, n) = s.list_developer_products("dev_a", 0, 10).await.unwrap();
+    assert_eq!((keys(rows), n), (vec!["pk_ent".to_string()], 1));
+    let (rows, n) = s.list_developer_products("dev_b", 0, 10).await.unwrap();
+    assert_eq!(n, 2);
+    assert_eq!(keys(rows).len(), 2);
+    s.insert_device(&DeviceRow {
+        did: "ddev1".into(),
+        product_key: "pk_ent".into(),
+        hardware_id: "hw-ddev1".into(),
+        mode: "product".into(),
+        secret_enc: vec![9],
+        passcode_enc: vec![8],
+        created_at: 5,
+        online: false,
+        last_seen: None,
+        state: "{}".into(),
+    })
+    .await
+    .unwrap();
+    let (devs, n) = s.list_developer_devices("dev_a", 0, 10).await.unwrap();
+    assert_eq!((devs.len(), n), (1, 1));
+    assert!(s.set_enterprise_suspended("ent_1", true).await.unwrap());
+    let (_, n) = s.list_developer_products("dev_a", 0, 10).await.unwrap();
+    assert_eq!(n, 0);
+    let (_, n) = s.list_developer_devices("dev_a", 0, 10).await.unwrap();
+    assert_eq!(n, 0);
+    assert!(!s.set_enterprise_suspended("nope", true).await.unwrap());
+    assert!(s.set_product_secret("pk_ent", &[5, 5]).await.unwrap());
+    assert_eq!(
+        s.get_product("pk_ent").await.unwrap().unwrap().secret_enc,
+        vec![5, 5]
+    );
+    assert!(!s.set_product_secret("missing", &[5]).await.unwrap());
+}
