@@ -11,7 +11,7 @@ use rampart_proto::ids::Did;
 use rampart_proto::model::{ModelError, Values};
 use rampart_proto::{sign, topic};
 use serde::{Deserialize, Serialize};
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,51 +33,53 @@ pub enum ConnectRefusal {
 
 /// Remembers accepted (did, ts) pairs for the clock window, so a captured CONNECT cannot be replayed.
 ///
-/// A device id is kept as a 64-bit keyed hash (SipHash with this process's random keys), so an
-/// entry is 16 bytes whatever the id: with a million devices connecting within one window this is
-/// the difference between megabytes and tens of megabytes. Two ids sharing a hash would only make
-/// the later CONNECT with the very same timestamp look like a replay (and the device retries with
-/// a new timestamp); with keys an attacker cannot know, that is a 2^-64 event per pair.
+/// A pair is kept as one 64-bit keyed hash (SipHash with this process's random keys): 8 bytes an
+/// entry whatever the id, which matters with a million devices connecting within one window. Two
+/// pairs sharing a hash would only make the later CONNECT look like a replay (the device retries
+/// with a new timestamp); with keys an attacker cannot know, that is a 2^-64 event per pair.
+///
+/// Entries are not expired one by one (that needs their times, and a queue in time order): they
+/// live in two generations, the current one and the one before, and every `2 × window` the older
+/// generation is dropped whole. A pair is therefore remembered for at least `2 × window` after it
+/// was accepted — longer than it can pass the clock check (`|ts - now| <= window`) — and forgotten
+/// after at most `4 × window`.
 #[derive(Default)]
 pub(crate) struct ReplayGuard {
     inner: Mutex<ReplayState>,
     keys: std::collections::hash_map::RandomState,
 }
 
-/// Accepted `(did hash, ts)` pairs, and the same pairs in expiry order for purging.
 #[derive(Default)]
 struct ReplayState {
-    seen: HashSet<(u64, i64)>,
-    order: VecDeque<(i64, u64, i64)>,
+    current: HashSet<u64>,
+    previous: HashSet<u64>,
+    /// When `current` was started.
+    since: i64,
 }
 
 impl ReplayGuard {
-    /// True when the pair is new (and records it).
     fn accept(&self, did: &str, ts: i64, now: i64, window: i64) -> bool {
         use std::hash::BuildHasher;
-        let key = self.keys.hash_one(did);
+        let key = self.keys.hash_one((did, ts));
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let st = &mut *g;
-        while let Some(&(exp, k, t)) = st.order.front() {
-            if exp >= now {
-                break;
-            }
-            st.order.pop_front();
-            st.seen.remove(&(k, t));
+        let age = now.saturating_sub(st.since);
+        if age >= window.saturating_mul(2) {
+            st.previous = if age >= window.saturating_mul(4) {
+                HashSet::new()
+            } else {
+                std::mem::take(&mut st.current)
+            };
+            st.current = HashSet::new();
+            st.since = now;
         }
-        if st.seen.len() < st.seen.capacity() / 4 && st.seen.capacity() > 1024 {
-            st.seen.shrink_to_fit();
-            st.order.shrink_to_fit();
-        }
-        if !st.seen.insert((key, ts)) {
+        if st.previous.contains(&key) {
             return false;
         }
-        st.order.push_back((ts + window, key, ts));
-        true
+        st.current.insert(key)
     }
 }
 
-/// What the API shows of a device.
 #[derive(Debug, Serialize)]
 pub struct DeviceView {
     pub did: String,
@@ -439,7 +441,13 @@ mod tests {
         assert!(!g.accept("d", 100, 120, 50));
         assert!(g.accept("d", 101, 120, 50));
         assert!(g.accept("e", 100, 120, 50));
-        // after the window the pair is forgotten (and the clock check refuses it anyway)
-        assert!(g.accept("d", 100, 200, 50));
+        // still remembered one generation later (at least twice the window)...
+        assert!(!g.accept("d", 100, 200, 50));
+        assert!(g.accept("f", 100, 200, 50));
+        // ...forgotten two generations later (and the clock check refuses it anyway)
+        assert!(g.accept("d", 100, 300, 50));
+        assert!(!g.accept("f", 100, 300, 50));
+        // a long quiet spell forgets everything at once
+        assert!(g.accept("f", 100, 10_000, 50));
     }
 }
