@@ -84,3 +84,142 @@ async fn every_protected_operation_answers_its_documented_401() {
     }
     assert!(checked > 40, "only {checked} operations checked");
 }
+
+/// Whether `body` has the shape `schema` documents: types, required properties, and no property
+/// the schema does not name (unless it allows others). Enough to catch a schema gone stale.
+fn conforms(doc: &Value, schema: &Value, body: &Value, at: &str) -> Result<(), String> {
+    if let Some(r) = schema["$ref"].as_str() {
+        let name = r.rsplit('/').next().unwrap();
+        return conforms(doc, &doc["components"]["schemas"][name], body, at);
+    }
+    if let Some(alts) = schema["oneOf"].as_array() {
+        return match alts.iter().any(|s| conforms(doc, s, body, at).is_ok()) {
+            true => Ok(()),
+            false => Err(format!("{at}: {body} matches no alternative")),
+        };
+    }
+    let types: Vec<&str> = match &schema["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => vec![],
+    };
+    let actual = match body {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    let type_ok = types.is_empty()
+        || types.contains(&actual)
+        || (actual == "integer" && types.contains(&"number"));
+    if !type_ok {
+        return Err(format!("{at}: {body} is {actual}, documented {types:?}"));
+    }
+    if let Some(c) = schema.get("const") {
+        if c != body {
+            return Err(format!("{at}: {body} is not {c}"));
+        }
+    }
+    if let (Some(e), Value::String(_)) = (schema["enum"].as_array(), body) {
+        if !e.contains(body) {
+            return Err(format!("{at}: {body} not in {schema}"));
+        }
+    }
+    if let Value::Object(m) = body {
+        let props = schema["properties"].as_object();
+        for req in schema["required"].as_array().into_iter().flatten() {
+            if !m.contains_key(req.as_str().unwrap()) {
+                return Err(format!("{at}: missing {req} in {body}"));
+            }
+        }
+        for (k, v) in m {
+            match props.and_then(|p| p.get(k)) {
+                Some(s) => conforms(doc, s, v, &format!("{at}.{k}"))?,
+                None if schema["additionalProperties"] == true => {}
+                None if props.is_some() => {
+                    return Err(format!("{at}: undocumented property {k} in {body}"))
+                }
+                None => {}
+            }
+        }
+    }
+    if let Value::Array(items) = body {
+        for (i, v) in items.iter().enumerate() {
+            conforms(doc, &schema["items"], v, &format!("{at}[{i}]"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Real answers of the binary have the documented shapes.
+#[tokio::test]
+async fn answers_have_the_documented_shapes() {
+    let srv = Server::start().await;
+    let doc = document(&srv).await;
+    let ack = serde_json::json!({"$ref": "#/components/schemas/Ack"});
+    assert!(conforms(
+        &doc,
+        &ack,
+        &serde_json::json!({"id": "1", "status": "ok"}),
+        ""
+    )
+    .is_ok());
+    for wrong in [
+        serde_json::json!({"id": "1", "status": "ok", "extra": 1}),
+        serde_json::json!({"id": "1", "status": "fine"}),
+        serde_json::json!({"status": "ok"}),
+    ] {
+        assert!(conforms(&doc, &ack, &wrong, "").is_err(), "{wrong}");
+    }
+    let (pk, did, _) = srv.device().await;
+    let calls: Vec<(&str, String, Option<Value>)> = vec![
+        ("GET", "/healthz".into(), None),
+        ("GET", "/v1/products".into(), None),
+        ("GET", format!("/v1/products/{pk}"), None),
+        ("GET", format!("/v1/products/{pk}/secret"), None),
+        ("GET", format!("/v1/devices?product_key={pk}"), None),
+        ("GET", format!("/v1/devices/{did}"), None),
+        ("GET", format!("/v1/devices/{did}/history"), None),
+        ("GET", format!("/v1/devices/{did}/passcode"), None),
+        (
+            "POST",
+            "/v1/apps".into(),
+            Some(serde_json::json!({"name": "App", "product_keys": [pk]})),
+        ),
+        (
+            "POST",
+            "/v1/admin/developers".into(),
+            Some(serde_json::json!({"email": "dev@maker.example",
+                "password": "velvet tundra oxide lantern"})),
+        ),
+        ("GET", "/v1/admin/developers".into(), None),
+        (
+            "POST",
+            format!("/v1/devices/{did}/commands"),
+            Some(serde_json::json!({"set": {"power": true}})),
+        ),
+    ];
+    for (method, uri, body) in calls {
+        let (status, answer) = srv.admin(method, &uri, body).await;
+        let path = uri.split('?').next().unwrap();
+        let template = path.replace(&did, "{did}").replace(&pk, "{product_key}");
+        let response =
+            &doc["paths"][&template][method.to_lowercase()]["responses"][status.to_string()];
+        assert!(
+            response.is_object(),
+            "{method} {template} {status} undocumented: {answer}"
+        );
+        let schema = &response["content"]["application/json"]["schema"];
+        if let Err(e) = conforms(
+            &doc,
+            schema,
+            &answer,
+            &format!("{method} {template} {status}"),
+        ) {
+            panic!("{e}");
+        }
+    }
+}
