@@ -802,7 +802,6 @@ fn account_ops() -> Vec<Op> {
             .ok(200, "with `Accept: application/json`",
                 object(&["authorize_url"], json!({"authorize_url": string()})))
             .err(400, &["INVALID_REQUEST"])
-            .err(401, &["OIDC_LOGIN_FAILED"])
             .err(429, &["RATE_LIMITED"])
             .err(502, &["OIDC_PROVIDER_ERROR"])
             .not_found()
@@ -813,6 +812,7 @@ fn account_ops() -> Vec<Op> {
             .query("error", string(), "the provider refused the login")
             .ok(200, "a token pair, as from POST /v1/login", pair())
             .err(401, &["OIDC_LOGIN_FAILED"])
+            .err(409, &["CONFLICT"])
             .err(502, &["OIDC_PROVIDER_ERROR"])
             .not_found()
             .store(),
