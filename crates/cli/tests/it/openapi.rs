@@ -203,23 +203,52 @@ async fn answers_have_the_documented_shapes() {
         ),
     ];
     for (method, uri, body) in calls {
-        let (status, answer) = srv.admin(method, &uri, body).await;
-        let path = uri.split('?').next().unwrap();
-        let template = path.replace(&did, "{did}").replace(&pk, "{product_key}");
-        let response =
-            &doc["paths"][&template][method.to_lowercase()]["responses"][status.to_string()];
-        assert!(
-            response.is_object(),
-            "{method} {template} {status} undocumented: {answer}"
-        );
-        let schema = &response["content"]["application/json"]["schema"];
-        if let Err(e) = conforms(
-            &doc,
-            schema,
-            &answer,
-            &format!("{method} {template} {status}"),
-        ) {
-            panic!("{e}");
-        }
+        let template = uri.replace(&did, "{did}").replace(&pk, "{product_key}");
+        shaped(&srv, &doc, (method, &uri, &template), Some(ADMIN), body).await;
     }
+
+    // A developer's own answers.
+    let password = "velvet tundra oxide lantern";
+    let login = serde_json::json!({"email": "dev@maker.example", "password": password});
+    let dev_path = "/v1/developers/login";
+    let pair = shaped(&srv, &doc, ("POST", dev_path, dev_path), None, Some(login)).await;
+    let dev = pair["access_token"].as_str().unwrap();
+    let me = "/v1/developers/me";
+    shaped(&srv, &doc, ("GET", me, me), Some(dev), None).await;
+    let name = serde_json::json!({"name": "Maker Ltd"});
+    let ents = "/v1/enterprises";
+    let ent = shaped(&srv, &doc, ("POST", ents, ents), Some(dev), Some(name)).await;
+    shaped(&srv, &doc, ("GET", ents, ents), Some(dev), None).await;
+    let members = format!(
+        "/v1/enterprises/{}/members",
+        ent["enterprise_id"].as_str().unwrap()
+    );
+    let members_t = "/v1/enterprises/{id}/members";
+    shaped(&srv, &doc, ("GET", &members, members_t), Some(dev), None).await;
+    let totp = "/v1/developers/me/totp";
+    shaped(&srv, &doc, ("POST", totp, totp), Some(dev), None).await;
+}
+
+/// Call `(method, uri, documented path)` and check the answer has the documented shape for its
+/// status; returns the answer.
+async fn shaped(
+    srv: &Server,
+    doc: &Value,
+    (method, uri, template): (&str, &str, &str),
+    token: Option<&str>,
+    body: Option<Value>,
+) -> Value {
+    let (status, answer) = srv.call(method, uri, token, body).await;
+    let template = template.split('?').next().unwrap();
+    let response = &doc["paths"][template][method.to_lowercase()]["responses"][status.to_string()];
+    assert!(
+        response.is_object(),
+        "{method} {template} {status} undocumented: {answer}"
+    );
+    let schema = &response["content"]["application/json"]["schema"];
+    let at = format!("{method} {template} {status}");
+    if let Err(e) = conforms(doc, schema, &answer, &at) {
+        panic!("{e}");
+    }
+    answer
 }
