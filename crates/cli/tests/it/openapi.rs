@@ -227,6 +227,83 @@ async fn answers_have_the_documented_shapes() {
     shaped(&srv, &doc, ("GET", &members, members_t), Some(dev), None).await;
     let totp = "/v1/developers/me/totp";
     shaped(&srv, &doc, ("POST", totp, totp), Some(dev), None).await;
+
+    // An end user's: sign-up, activation (the code from the outbox), login, bind, lists.
+    let app = srv
+        .admin(
+            "POST",
+            "/v1/apps",
+            Some(serde_json::json!({"name": "Lamp", "product_keys": [pk]})),
+        )
+        .await
+        .1["app_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let signup = serde_json::json!({"email": "me@example.com", "password": password});
+    let (status, _) = app_post(&srv, &app, "/v1/users", &signup).await;
+    assert_eq!(status, 201);
+    let code = outbox_code(&srv, "me@example.com").await;
+    let activate = serde_json::json!({"email": "me@example.com", "code": code});
+    let path = "/v1/users/activate";
+    shaped(&srv, &doc, ("POST", path, path), None, Some(activate)).await;
+    let login = serde_json::json!({"username": "me@example.com", "password": password});
+    let (_, pair) = app_post(&srv, &app, "/v1/login", &login).await;
+    let at = "POST /v1/login 200";
+    let schema = &doc["paths"]["/v1/login"]["post"]["responses"]["200"]["content"]
+        ["application/json"]["schema"];
+    conforms(&doc, schema, &pair, at).unwrap();
+    let user = pair["access_token"].as_str().unwrap();
+    let passcode = srv
+        .admin("GET", &format!("/v1/devices/{did}/passcode"), None)
+        .await
+        .1;
+    let bind = serde_json::json!({"did": did, "passcode": passcode["passcode"]});
+    let b = "/v1/bindings";
+    shaped(&srv, &doc, ("POST", b, b), Some(user), Some(bind)).await;
+    shaped(&srv, &doc, ("GET", b, b), Some(user), None).await;
+    let me = "/v1/users/me";
+    shaped(&srv, &doc, ("GET", me, me), Some(user), None).await;
+    let tokens = format!("/v1/devices/{did}/bind-tokens");
+    let tokens_t = "/v1/devices/{did}/bind-tokens";
+    shaped(&srv, &doc, ("POST", &tokens, tokens_t), Some(user), None).await;
+    let shares = format!("/v1/devices/{did}/shares");
+    let shares_t = "/v1/devices/{did}/shares";
+    shaped(&srv, &doc, ("GET", &shares, shares_t), Some(user), None).await;
+    let grants = "/v1/oauth/grants";
+    shaped(&srv, &doc, ("GET", grants, grants), Some(user), None).await;
+}
+
+/// POST a JSON body with `X-Rampart-App-Id`; returns status and JSON answer.
+async fn app_post(srv: &Server, app: &str, path: &str, body: &Value) -> (u16, Value) {
+    let resp = srv
+        .http_client
+        .post(srv.url(path))
+        .header("x-rampart-app-id", app)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+/// The activation code sent to `to` (written to the outbox by a background task: the file is the
+/// only signal, so this polls it).
+async fn outbox_code(srv: &Server, to: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let found = std::fs::read_dir(srv.data().join("outbox"))
+            .into_iter()
+            .flatten()
+            .filter_map(|e| std::fs::read(e.ok()?.path()).ok())
+            .filter_map(|b| serde_json::from_slice::<Value>(&b).ok())
+            .find(|v| v["to"] == to && v["purpose"] == "activate");
+        if let Some(v) = found {
+            return v["code"].as_str().unwrap().to_owned();
+        }
+        assert!(std::time::Instant::now() < deadline, "no code for {to}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// Call `(method, uri, documented path)` and check the answer has the documented shape for its
