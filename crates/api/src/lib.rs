@@ -10,6 +10,7 @@ mod developers;
 mod error;
 mod oauth;
 mod oidc;
+mod openapi;
 mod routes;
 mod ws;
 

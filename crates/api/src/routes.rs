@@ -80,6 +80,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/ws", get(crate::ws::ws))
         .merge(crate::oauth::routes())
         .merge(crate::developers::routes())
+        .merge(crate::openapi::routes())
         .fallback(|| async { Error::not_found("route") })
         .method_not_allowed_fallback(|| async {
             Error::new(

@@ -9,5 +9,6 @@ mod idle;
 mod interop;
 mod mqtt;
 mod oauth;
+mod openapi;
 mod registration;
 mod support;

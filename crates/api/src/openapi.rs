@@ -1,0 +1,2100 @@
+//! The OpenAPI 3.1 document of the HTTP API, served at `GET /openapi.json` (no authentication).
+//!
+//! One table, [`operations`], describes every method and path the router serves: summary, tag,
+//! parameters, request body, success answers, the security schemes it accepts and every error it
+//! can answer, with the codes listed per status. The handlers build most answers as inline JSON
+//! and many body types live in `rampart-core`, `rampart-store` and `rampart-proto`, so the schemas
+//! are written here, next to each other, rather than derived across crates; the document is checked
+//! against utoipa's model of OpenAPI 3.1 and, by the tests below, against the router itself (every
+//! served method and path is documented, and nothing else).
+//!
+//! This module only describes; it must never decide anything a handler does.
+
+use crate::AppState;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
+
+/// The route of this module (merged into the main router).
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new().route("/openapi.json", get(serve))
+}
+
+async fn serve() -> impl IntoResponse {
+    static DOC: OnceLock<String> = OnceLock::new();
+    let body = DOC.get_or_init(|| document().to_string());
+    ([(header::CONTENT_TYPE, "application/json")], body.as_str())
+}
+
+/// Who may call an operation (the alternatives of its `security`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Auth {
+    /// The operator's bootstrap admin token.
+    Admin,
+    /// An end user's `rat_` access token.
+    User,
+    /// A developer's `rdt_` access token.
+    Developer,
+    /// A third-party `roa_` token with `devices:read`.
+    OAuthRead,
+    /// A third-party `roa_` token with `devices:control`.
+    OAuthControl,
+    /// An end user's access token in `?access_token=` (live push only).
+    UserQuery,
+    /// OAuth2 client authentication: HTTP Basic (or `client_id`/`client_secret` form fields).
+    Client,
+}
+
+impl Auth {
+    fn requirement(self) -> Value {
+        match self {
+            Auth::Admin => json!({"admin": []}),
+            Auth::User => json!({"user": []}),
+            Auth::Developer => json!({"developer": []}),
+            Auth::OAuthRead => json!({"oauth": ["devices:read"]}),
+            Auth::OAuthControl => json!({"oauth": ["devices:control"]}),
+            Auth::UserQuery => json!({"user_query": []}),
+            Auth::Client => json!({"client_basic": []}),
+        }
+    }
+}
+
+/// What an `api::Error` code means, for the error descriptions.
+fn meaning(code: &str) -> &'static str {
+    match code {
+        "INVALID_REQUEST" => "a field, parameter or paging value out of range or malformed",
+        "INVALID_JSON" => "the body is not JSON, has wrong types or unknown fields",
+        "INVALID_DATAPOINT" => "a model or command that breaks the data-point rules",
+        "WEAK_PASSWORD" => "the password breaks a rule of the policy (the message names it)",
+        "INVALID_CODE" => "a wrong, expired or used-up code",
+        "INVALID_CLIENT" => "unknown `client_id`, or a `redirect_uri` not registered for it",
+        "INVALID_SCOPE" => "an unknown scope or one the client was not registered for",
+        "UNSUPPORTED_RESPONSE_TYPE" => "a `response_type` other than `code`",
+        "UNAUTHORIZED" => "missing, wrong, expired or revoked credentials",
+        "TOTP_REQUIRED" => "TOTP is on and the code is missing, wrong, expired or replayed",
+        "OIDC_LOGIN_FAILED" => "the login at the identity provider could not be verified",
+        "FORBIDDEN" => "the caller's role does not allow this act",
+        "INSUFFICIENT_SCOPE" => "a third-party token without the scope this needs",
+        "ACCOUNT_NOT_ACTIVE" => "the right password, but the account was never activated",
+        "ACCOUNT_SUSPENDED" => "the right password, but the operator suspended the account",
+        "NOT_FOUND" => "unknown (or not visible to the caller)",
+        "CONFLICT" => "the state does not allow it (already exists, last owner, ...)",
+        "DEVICE_OFFLINE" => "the device has no session",
+        "PAYLOAD_TOO_LARGE" => "body over 4 MiB",
+        "UNSUPPORTED_MEDIA_TYPE" => "body without `Content-Type: application/json`",
+        "UPGRADE_REQUIRED" => "no WebSocket upgrade was asked for",
+        "RATE_LIMITED" => "too many attempts; try later",
+        "OIDC_PROVIDER_ERROR" => "the identity provider could not be reached or answered badly",
+        "COMMAND_TIMEOUT" => "the device did not acknowledge in time",
+        "INTERNAL" => "an internal error (details are logged, never answered)",
+        _ => "",
+    }
+}
+
+/// One documented operation.
+struct Op {
+    method: &'static str,
+    path: &'static str,
+    tag: &'static str,
+    summary: &'static str,
+    description: Option<&'static str>,
+    auth: Vec<Auth>,
+    params: Vec<Value>,
+    body: Option<Value>,
+    answers: BTreeMap<u16, Value>,
+    errors: BTreeMap<u16, BTreeSet<&'static str>>,
+    /// RFC 6749 errors (`/oauth/token`, `/oauth/revoke`): status -> codes.
+    oauth_errors: BTreeMap<u16, BTreeSet<&'static str>>,
+    /// Errors answered as an HTML page (the browser-facing `/oauth/authorize*`).
+    html_errors: BTreeMap<u16, &'static str>,
+}
+
+fn op(method: &'static str, path: &'static str, tag: &'static str, summary: &'static str) -> Op {
+    Op {
+        method,
+        path,
+        tag,
+        summary,
+        description: None,
+        auth: Vec::new(),
+        params: Vec::new(),
+        body: None,
+        answers: BTreeMap::new(),
+        errors: BTreeMap::new(),
+        oauth_errors: BTreeMap::new(),
+        html_errors: BTreeMap::new(),
+    }
+}
+
+impl Op {
+    fn describe(mut self, d: &'static str) -> Op {
+        self.description = Some(d);
+        self
+    }
+    /// The accepted credentials; a missing or bad one answers 401 `UNAUTHORIZED`.
+    fn auth(mut self, a: &[Auth]) -> Op {
+        self.auth = a.to_vec();
+        self.err(401, &["UNAUTHORIZED"])
+    }
+    fn query(mut self, name: &str, schema: Value, description: &str) -> Op {
+        self.params
+            .push(json!({"name": name, "in": "query", "required": false,
+            "description": description, "schema": schema}));
+        self.err(400, &["INVALID_REQUEST"])
+    }
+    fn required_query(mut self, name: &str, schema: Value, description: &str) -> Op {
+        self.params
+            .push(json!({"name": name, "in": "query", "required": true,
+            "description": description, "schema": schema}));
+        self.err(400, &["INVALID_REQUEST"])
+    }
+    /// `page` and `limit`, answered as `{"data", "meta": {"page", "limit", "total"}}`.
+    fn paged(self) -> Op {
+        self.query(
+            "page",
+            json!({"type": "integer", "minimum": 1, "default": 1}),
+            "page, from 1",
+        )
+        .query(
+            "limit",
+            json!({"type": "integer", "minimum": 1, "maximum": 200, "default": 50}),
+            "items per page",
+        )
+    }
+    /// The `X-Rampart-App-Id` header naming the client app.
+    fn app_header(mut self) -> Op {
+        self.params.push(
+            json!({"name": "X-Rampart-App-Id", "in": "header", "required": true,
+            "description": "the client app the user signs up or logs in through",
+            "schema": {"type": "string"}}),
+        );
+        self
+    }
+    /// A strict JSON body (`Body<T>`): its rejections answer 400, 413 and 415.
+    fn json_body(mut self, schema: Value) -> Op {
+        self.body = Some(json!({"required": true,
+            "content": {"application/json": {"schema": schema}}}));
+        self.err(400, &["INVALID_JSON"])
+            .err(413, &["PAYLOAD_TOO_LARGE"])
+            .err(415, &["UNSUPPORTED_MEDIA_TYPE"])
+    }
+    fn form_body(mut self, schema: Value) -> Op {
+        self.body = Some(json!({"required": true,
+            "content": {"application/x-www-form-urlencoded": {"schema": schema}}}));
+        self
+    }
+    /// A JSON answer.
+    fn ok(self, status: u16, description: &str, schema: Value) -> Op {
+        self.answer(
+            status,
+            json!({"description": description,
+                "content": {"application/json": {"schema": schema}}}),
+        )
+    }
+    fn answer(mut self, status: u16, response: Value) -> Op {
+        self.answers.insert(status, response);
+        self
+    }
+    fn redirect(self, status: u16, description: &str) -> Op {
+        self.answer(
+            status,
+            json!({"description": description,
+                "headers": {"Location": {"schema": {"type": "string", "format": "uri"}}}}),
+        )
+    }
+    fn html(self, status: u16, description: &str) -> Op {
+        self.answer(
+            status,
+            json!({"description": description,
+                "content": {"text/html": {"schema": {"type": "string"}}}}),
+        )
+    }
+    fn err(mut self, status: u16, codes: &[&'static str]) -> Op {
+        self.errors.entry(status).or_default().extend(codes);
+        self
+    }
+    fn oauth_err(mut self, status: u16, codes: &[&'static str]) -> Op {
+        self.oauth_errors.entry(status).or_default().extend(codes);
+        self
+    }
+    fn html_err(mut self, status: u16, description: &'static str) -> Op {
+        self.html_errors.insert(status, description);
+        self
+    }
+    /// A malformed or unknown id in the path answers 404 like an unknown one.
+    fn not_found(self) -> Op {
+        self.err(404, &["NOT_FOUND"])
+    }
+    /// The store may fail: 500 `INTERNAL`.
+    fn store(self) -> Op {
+        self.err(500, &["INTERNAL"])
+    }
+
+    fn to_json(&self) -> Value {
+        let mut o = Map::new();
+        o.insert("tags".into(), json!([self.tag]));
+        o.insert("summary".into(), json!(self.summary));
+        if let Some(d) = self.description {
+            o.insert("description".into(), json!(d));
+        }
+        o.insert(
+            "operationId".into(),
+            json!(operation_id(self.method, self.path)),
+        );
+        let mut params: Vec<Value> = path_params(self.path)
+            .into_iter()
+            .map(|p| {
+                json!({"name": p, "in": "path", "required": true,
+                    "description": path_param_meaning(p), "schema": {"type": "string"}})
+            })
+            .collect();
+        params.extend(self.params.iter().cloned());
+        if !params.is_empty() {
+            o.insert("parameters".into(), Value::Array(params));
+        }
+        if let Some(b) = &self.body {
+            o.insert("requestBody".into(), b.clone());
+        }
+        let mut responses = Map::new();
+        for (status, r) in &self.answers {
+            responses.insert(status.to_string(), r.clone());
+        }
+        for (status, codes) in &self.errors {
+            responses.insert(status.to_string(), error_response(codes));
+        }
+        for (status, codes) in &self.oauth_errors {
+            responses.insert(status.to_string(), oauth_error_response(codes));
+        }
+        for (status, d) in &self.html_errors {
+            responses.insert(
+                status.to_string(),
+                json!({"description": d, "content": {"text/html": {"schema": {"type": "string"}}}}),
+            );
+        }
+        o.insert("responses".into(), Value::Object(responses));
+        if !self.auth.is_empty() {
+            let reqs: Vec<Value> = self.auth.iter().map(|a| a.requirement()).collect();
+            o.insert("security".into(), Value::Array(reqs));
+        }
+        Value::Object(o)
+    }
+}
+
+fn error_response(codes: &BTreeSet<&str>) -> Value {
+    let lines: Vec<String> = codes
+        .iter()
+        .map(|c| format!("`{c}`: {}", meaning(c)))
+        .collect();
+    json!({
+        "description": lines.join("; "),
+        "content": {"application/json": {"schema": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {"error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {
+                    "code": {"type": "string", "enum": codes},
+                    "message": {"type": "string"}
+                }
+            }}
+        }}}
+    })
+}
+
+fn oauth_error_response(codes: &BTreeSet<&str>) -> Value {
+    let list: Vec<String> = codes.iter().map(|c| format!("`{c}`")).collect();
+    json!({
+        "description": format!("RFC 6749 error: {}", list.join(", ")),
+        "content": {"application/json": {"schema": {
+            "type": "object",
+            "required": ["error", "error_description"],
+            "properties": {
+                "error": {"type": "string", "enum": codes},
+                "error_description": {"type": "string"}
+            }
+        }}}
+    })
+}
+
+/// The `{name}` segments of a path.
+fn path_params(path: &str) -> Vec<&str> {
+    path.split('/')
+        .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .collect()
+}
+
+fn path_param_meaning(name: &str) -> &'static str {
+    match name {
+        "did" => "device id (a malformed one answers 404 like an unknown one)",
+        "product_key" => "product key (a malformed one answers 404 like an unknown one)",
+        "share_id" => "share id",
+        "grant_id" => "grant id",
+        "provider" => "OpenID Connect provider name, as configured",
+        "id" => "enterprise or developer id",
+        "developer_id" => "developer id",
+        "invite_id" => "invitation id",
+        _ => "",
+    }
+}
+
+fn operation_id(method: &str, path: &str) -> String {
+    let mut id = method.to_owned();
+    for seg in path.split('/').filter(|s| !s.is_empty()) {
+        id.push('_');
+        id.extend(
+            seg.chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .filter(|c| *c != '_' || !seg.starts_with('{')),
+        );
+    }
+    id.replace("__", "_").trim_end_matches('_').to_owned()
+}
+
+// ---- schema shorthands ----
+
+fn r(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+fn string() -> Value {
+    json!({"type": "string"})
+}
+fn int() -> Value {
+    json!({"type": "integer", "format": "int64"})
+}
+fn boolean() -> Value {
+    json!({"type": "boolean"})
+}
+fn millis() -> Value {
+    r("Millis")
+}
+fn nullable(t: &str) -> Value {
+    json!({"type": [t, "null"]})
+}
+fn one_of(values: &[&str]) -> Value {
+    json!({"type": "string", "enum": values})
+}
+fn array(items: Value) -> Value {
+    json!({"type": "array", "items": items})
+}
+fn object(required: &[&str], properties: Value) -> Value {
+    json!({"type": "object", "required": required, "properties": properties})
+}
+/// A strict request object: unknown fields are refused.
+fn input(required: &[&str], properties: Value) -> Value {
+    json!({"type": "object", "required": required, "properties": properties,
+        "additionalProperties": false})
+}
+fn page(item: Value) -> Value {
+    object(
+        &["data", "meta"],
+        json!({"data": array(item), "meta": object(&["page", "limit", "total"],
+            json!({"page": int(), "limit": int(), "total": int()}))}),
+    )
+}
+fn all(item: Value) -> Value {
+    object(
+        &["data", "meta"],
+        json!({"data": array(item), "meta": object(&["total"], json!({"total": int()}))}),
+    )
+}
+fn status(value: &str) -> Value {
+    object(
+        &["status"],
+        json!({"status": {"type": "string", "const": value}}),
+    )
+}
+fn email_or_phone(extra_required: &[&str], extra: Value) -> Value {
+    let mut props = json!({"email": string(), "phone": {"type": "string",
+        "description": "international form, e.g. +4915123456789"}});
+    if let (Some(p), Some(e)) = (props.as_object_mut(), extra.as_object()) {
+        p.extend(e.clone());
+    }
+    let mut v = input(extra_required, props);
+    v["description"] = json!("exactly one of `email` or `phone`");
+    v
+}
+
+const ACCESS: &[Auth] = &[Auth::User];
+const DEVICE_READ: &[Auth] = &[Auth::Admin, Auth::User, Auth::Developer, Auth::OAuthRead];
+const DEVICE_CONTROL: &[Auth] = &[Auth::Admin, Auth::User, Auth::Developer, Auth::OAuthControl];
+const MANAGER: &[Auth] = &[Auth::Admin, Auth::Developer];
+const ADMIN: &[Auth] = &[Auth::Admin];
+const DEVELOPER: &[Auth] = &[Auth::Developer];
+
+/// Every operation the router serves.
+fn operations() -> Vec<Op> {
+    let mut ops = Vec::new();
+    ops.extend(service_ops());
+    ops.extend(product_ops());
+    ops.extend(device_ops());
+    ops.extend(account_ops());
+    ops.extend(binding_ops());
+    ops.extend(oauth_ops());
+    ops.extend(developer_ops());
+    ops.extend(enterprise_ops());
+    ops.extend(operator_ops());
+    ops
+}
+
+fn service_ops() -> Vec<Op> {
+    vec![
+        op(
+            "get",
+            "/healthz",
+            "service",
+            "Health of the server and its store",
+        )
+        .ok(
+            200,
+            "the store answers",
+            object(
+                &["status", "store"],
+                json!({"status": {"type": "string", "const": "ok"}, "store": one_of(&["sqlite", "postgres"])}),
+            ),
+        )
+        .ok(
+            503,
+            "the store is unavailable",
+            object(&["status"], json!({"status": {"type": "string", "const": "unavailable"}})),
+        ),
+        op("get", "/metrics", "service", "Prometheus metrics")
+            .answer(
+                200,
+                json!({"description": "Prometheus text format",
+                    "content": {"text/plain": {"schema": {"type": "string"}}}}),
+            )
+            .err(404, &["NOT_FOUND"]),
+        op("get", "/openapi.json", "service", "This OpenAPI document").ok(
+            200,
+            "the OpenAPI 3.1 document",
+            json!({"type": "object"}),
+        ),
+    ]
+}
+
+fn product_ops() -> Vec<Op> {
+    vec![
+        op("post", "/v1/products", "products", "Create a product")
+            .describe("The product secret is answered only to a caller who may see secrets.")
+            .auth(MANAGER)
+            .json_body(r("NewProduct"))
+            .ok(201, "the product", r("CreatedProduct"))
+            .err(400, &["INVALID_REQUEST", "INVALID_DATAPOINT"])
+            .err(403, &["FORBIDDEN"])
+            .not_found()
+            .store(),
+        op(
+            "get",
+            "/v1/products",
+            "products",
+            "List the products the caller may read",
+        )
+        .auth(MANAGER)
+        .paged()
+        .ok(200, "a page of products (no secrets)", page(r("Product")))
+        .store(),
+        op(
+            "get",
+            "/v1/products/{product_key}",
+            "products",
+            "A product and its data points",
+        )
+        .auth(MANAGER)
+        .ok(200, "the product", r("Product"))
+        .err(403, &["FORBIDDEN"])
+        .not_found()
+        .store(),
+        op(
+            "get",
+            "/v1/products/{product_key}/secret",
+            "products",
+            "Read the product secret",
+        )
+        .describe("Audited. Needs the secrets right on the product.")
+        .auth(MANAGER)
+        .ok(200, "the secret", r("ProductSecret"))
+        .err(403, &["FORBIDDEN"])
+        .not_found()
+        .store(),
+        op(
+            "post",
+            "/v1/products/{product_key}/secret/rotate",
+            "products",
+            "Rotate the product secret",
+        )
+        .describe("Audited. Answers the new secret.")
+        .auth(MANAGER)
+        .ok(200, "the new secret", r("ProductSecret"))
+        .err(403, &["FORBIDDEN"])
+        .not_found()
+        .store(),
+        op(
+            "post",
+            "/v1/products/{product_key}/factory-batches",
+            "products",
+            "Issue a batch of factory device identities",
+        )
+        .auth(MANAGER)
+        .json_body(input(
+            &["count"],
+            json!({"count": {"type": "integer", "minimum": 1, "maximum": 10000}}),
+        ))
+        .ok(
+            201,
+            "the batch; the device secrets are shown once",
+            object(
+                &["batch_id", "identities"],
+                json!({"batch_id": string(), "identities": array(object(
+                    &["serial", "device_secret"],
+                    json!({"serial": string(), "device_secret": string()})))}),
+            ),
+        )
+        .err(400, &["INVALID_REQUEST"])
+        .err(403, &["FORBIDDEN"])
+        .err(409, &["CONFLICT"])
+        .not_found()
+        .store(),
+        op(
+            "post",
+            "/v1/products/{product_key}/allowlist",
+            "products",
+            "Add hardware ids to the product's allowlist",
+        )
+        .auth(MANAGER)
+        .json_body(input(
+            &["hardware_ids"],
+            json!({"hardware_ids": {"type": "array", "items": string(),
+                "minItems": 1, "maxItems": 100000}}),
+        ))
+        .ok(
+            200,
+            "how many were new",
+            object(
+                &["added", "submitted"],
+                json!({"added": int(), "submitted": int()}),
+            ),
+        )
+        .err(400, &["INVALID_REQUEST"])
+        .err(403, &["FORBIDDEN"])
+        .not_found()
+        .store(),
+    ]
+}
+
+fn device_ops() -> Vec<Op> {
+    vec![
+        op("post", "/v1/device/register", "devices", "Register a device (signed request)")
+            .describe("Authenticated by the HMAC signature in the body; see docs/protocol.md.")
+            .json_body(r("RegisterRequest"))
+            .ok(200, "the device's identity", r("Registered"))
+            .err(400, &["INVALID_REQUEST"])
+            .err(401, &["UNAUTHORIZED"])
+            .err(403, &["FORBIDDEN"])
+            .err(409, &["CONFLICT"])
+            .store(),
+        op("get", "/v1/devices", "devices", "List the devices the caller may read")
+            .auth(MANAGER)
+            .query("product_key", string(), "only this product's devices")
+            .paged()
+            .ok(200, "a page of devices", page(r("DeviceSummary")))
+            .err(403, &["FORBIDDEN"])
+            .not_found()
+            .store(),
+        op("get", "/v1/devices/{did}", "devices", "A device and its latest state")
+            .auth(DEVICE_READ)
+            .ok(200, "the device", r("DeviceView"))
+            .err(403, &["FORBIDDEN", "INSUFFICIENT_SCOPE"])
+            .not_found()
+            .store(),
+        op("get", "/v1/devices/{did}/history", "devices", "A device's reported values, newest first")
+            .auth(DEVICE_READ)
+            .query("point", string(), "only this data point")
+            .query("from", int(), "from this time (unix ms)")
+            .query("to", int(), "up to this time (unix ms)")
+            .query(
+                "limit",
+                json!({"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}),
+                "at most this many values",
+            )
+            .ok(
+                200,
+                "the values",
+                object(
+                    &["data", "meta"],
+                    json!({"data": array(r("HistoryPoint")),
+                        "meta": object(&["limit", "count"], json!({"limit": int(), "count": int()}))}),
+                ),
+            )
+            .err(403, &["FORBIDDEN", "INSUFFICIENT_SCOPE"])
+            .not_found()
+            .store(),
+        op("post", "/v1/devices/{did}/commands", "devices", "Send a command to a device")
+            .describe("Waits for the device's acknowledgement (`commands.timeout_ms`).")
+            .auth(DEVICE_CONTROL)
+            .json_body(r("CommandRequest"))
+            .ok(200, "the device's acknowledgement", r("Ack"))
+            .ok(
+                202,
+                "queued in a parked persistent session",
+                object(&["id", "status"], json!({"id": string(), "status": {"type": "string", "const": "queued"}})),
+            )
+            .err(400, &["INVALID_REQUEST", "INVALID_DATAPOINT"])
+            .err(403, &["FORBIDDEN", "INSUFFICIENT_SCOPE"])
+            .err(409, &["DEVICE_OFFLINE"])
+            .err(504, &["COMMAND_TIMEOUT"])
+            .not_found()
+            .store(),
+        op("get", "/v1/devices/{did}/passcode", "devices", "Read a device's passcode")
+            .describe("Audited; no other read endpoint shows it.")
+            .auth(MANAGER)
+            .ok(
+                200,
+                "the passcode",
+                object(&["did", "passcode"], json!({"did": string(), "passcode": string()})),
+            )
+            .err(403, &["FORBIDDEN"])
+            .not_found()
+            .store(),
+        op("post", "/v1/devices/{did}/bind-tokens", "bindings", "Mint a single-use bind token (owner)")
+            .auth(ACCESS)
+            .ok(
+                201,
+                "the token, valid 10 minutes",
+                object(&["token", "expires_at"], json!({"token": string(), "expires_at": millis()})),
+            )
+            .err(403, &["FORBIDDEN"])
+            .not_found()
+            .store(),
+        op("post", "/v1/devices/{did}/shares", "bindings", "Offer a device to another user (owner)")
+            .auth(ACCESS)
+            .json_body(input(
+                &["user", "role"],
+                json!({"user": {"type": "string", "description": "e-mail or phone"},
+                    "role": one_of(&["member", "guest"])}),
+            ))
+            .ok(201, "the pending share", object(&["share_id"], json!({"share_id": string()})))
+            .err(400, &["INVALID_REQUEST"])
+            .err(403, &["FORBIDDEN"])
+            .err(409, &["CONFLICT"])
+            .not_found()
+            .store(),
+        op("get", "/v1/devices/{did}/shares", "bindings", "Every share of a device (owner)")
+            .auth(ACCESS)
+            .ok(200, "the shares", all(r("DeviceShare")))
+            .err(403, &["FORBIDDEN"])
+            .not_found()
+            .store(),
+        op("delete", "/v1/devices/{did}/shares/{share_id}", "bindings", "Revoke a share (owner)")
+            .auth(ACCESS)
+            .ok(
+                200,
+                "revoked",
+                object(&["share_id", "status"],
+                    json!({"share_id": string(), "status": {"type": "string", "const": "revoked"}})),
+            )
+            .err(403, &["FORBIDDEN"])
+            .not_found()
+            .store(),
+    ]
+}
+
+fn account_ops() -> Vec<Op> {
+    let pair = || r("TokenPair");
+    vec![
+        op("post", "/v1/apps", "accounts", "Create a client app for some products")
+            .auth(ADMIN)
+            .json_body(input(
+                &["name", "product_keys"],
+                json!({"name": string(), "product_keys": {"type": "array", "items": string(),
+                    "minItems": 1, "maxItems": 100}}),
+            ))
+            .ok(
+                201,
+                "the app; the secret is shown once",
+                object(&["app_id", "app_secret"], json!({"app_id": string(), "app_secret": string()})),
+            )
+            .err(400, &["INVALID_REQUEST"])
+            .err(409, &["CONFLICT"])
+            .not_found()
+            .store(),
+        op("post", "/v1/users", "accounts", "Sign up an end user")
+            .describe("A code goes to the address; an address with an account gets the same answer.")
+            .app_header()
+            .json_body(email_or_phone(&["password"], json!({"password": string()})))
+            .ok(201, "activation pending", status("activation_pending"))
+            .err(400, &["INVALID_REQUEST", "WEAK_PASSWORD"])
+            .store(),
+        op("post", "/v1/users/activate", "accounts", "Activate an account with its code")
+            .json_body(email_or_phone(&["code"], json!({"code": string()})))
+            .ok(200, "active", status("active"))
+            .err(400, &["INVALID_REQUEST", "INVALID_CODE"])
+            .store(),
+        op("post", "/v1/users/activate/resend", "accounts", "Send a new activation code")
+            .json_body(email_or_phone(&[], json!({})))
+            .ok(202, "accepted, whether or not an inactive account exists", status("accepted"))
+            .err(400, &["INVALID_REQUEST"])
+            .err(429, &["RATE_LIMITED"])
+            .store(),
+        op("post", "/v1/login", "accounts", "Log in (end user)")
+            .app_header()
+            .json_body(input(
+                &["username", "password"],
+                json!({"username": {"type": "string", "description": "e-mail or phone"},
+                    "password": string()}),
+            ))
+            .ok(200, "a token pair", pair())
+            .err(401, &["UNAUTHORIZED"])
+            .err(403, &["ACCOUNT_NOT_ACTIVE"])
+            .store(),
+        op("post", "/v1/token/refresh", "accounts", "Spend a refresh token for a new pair")
+            .json_body(input(&["refresh_token"], json!({"refresh_token": string()})))
+            .ok(200, "a new token pair", pair())
+            .err(401, &["UNAUTHORIZED"])
+            .store(),
+        op("post", "/v1/logout", "accounts", "End this login")
+            .auth(ACCESS)
+            .ok(200, "ended", object(&["sessions_ended"], json!({"sessions_ended": int()})))
+            .store(),
+        op("post", "/v1/logout/all", "accounts", "End every login of the user")
+            .auth(ACCESS)
+            .ok(200, "ended", object(&["sessions_ended"], json!({"sessions_ended": int()})))
+            .store(),
+        op("get", "/v1/users/me", "accounts", "The signed-in user")
+            .auth(ACCESS)
+            .ok(200, "the user", r("User"))
+            .not_found()
+            .store(),
+        op("post", "/v1/users/me/password", "accounts", "Change the password")
+            .auth(ACCESS)
+            .json_body(input(
+                &["old_password", "new_password"],
+                json!({"old_password": string(), "new_password": string()}),
+            ))
+            .ok(200, "changed; the user's other sessions end", status("changed"))
+            .err(400, &["WEAK_PASSWORD"])
+            .err(403, &["FORBIDDEN"])
+            .store(),
+        op("post", "/v1/users/password/reset", "accounts", "Ask for a password reset code")
+            .json_body(email_or_phone(&[], json!({})))
+            .ok(202, "accepted, whether or not the account exists", status("accepted"))
+            .err(400, &["INVALID_REQUEST"])
+            .err(429, &["RATE_LIMITED"])
+            .store(),
+        op("post", "/v1/users/password/reset/confirm", "accounts", "Set a new password with the reset code")
+            .json_body(email_or_phone(
+                &["code", "password"],
+                json!({"code": string(), "password": string()}),
+            ))
+            .ok(200, "changed; every session and third-party grant ends", status("changed"))
+            .err(400, &["INVALID_REQUEST", "INVALID_CODE", "WEAK_PASSWORD"])
+            .err(401, &["UNAUTHORIZED"])
+            .err(403, &["FORBIDDEN"])
+            .store(),
+        op("get", "/v1/oidc/{provider}/start", "accounts", "Start an OpenID Connect login")
+            .describe("Redirects to the provider, or answers `{\"authorize_url\"}` for `Accept: application/json`.")
+            .required_query("app_id", string(), "the client app")
+            .redirect(303, "to the provider's authorisation endpoint")
+            .ok(200, "with `Accept: application/json`",
+                object(&["authorize_url"], json!({"authorize_url": string()})))
+            .err(400, &["INVALID_REQUEST"])
+            .err(429, &["RATE_LIMITED"])
+            .err(502, &["OIDC_PROVIDER_ERROR"])
+            .not_found()
+            .store(),
+        op("get", "/v1/oidc/{provider}/callback", "accounts", "Finish an OpenID Connect login")
+            .query("code", string(), "the provider's authorisation code")
+            .query("state", string(), "the state of the start")
+            .query("error", string(), "the provider refused the login")
+            .ok(200, "a token pair, as from POST /v1/login", pair())
+            .err(401, &["OIDC_LOGIN_FAILED"])
+            .err(409, &["CONFLICT"])
+            .err(502, &["OIDC_PROVIDER_ERROR"])
+            .not_found()
+            .store(),
+    ]
+}
+
+fn binding_ops() -> Vec<Op> {
+    vec![
+        op("post", "/v1/bindings", "bindings", "Bind a device with its passcode or a bind token")
+            .describe("201 for a new binding, 200 when already bound. A wrong passcode or token answers 404 like an unknown did.")
+            .auth(ACCESS)
+            .json_body(input(
+                &["did"],
+                json!({"did": string(), "passcode": string(), "token": string()}),
+            ))
+            .ok(201, "bound", r("BindResult"))
+            .ok(200, "already bound", r("BindResult"))
+            .err(400, &["INVALID_REQUEST"])
+            .err(409, &["CONFLICT"])
+            .err(429, &["RATE_LIMITED"])
+            .not_found()
+            .store(),
+        op("get", "/v1/bindings", "bindings", "The user's devices, newest first")
+            .describe("An admin or developer token answers 401.")
+            .auth(&[Auth::User, Auth::OAuthRead])
+            .paged()
+            .ok(200, "a page of bindings", page(r("Binding")))
+            .err(403, &["INSUFFICIENT_SCOPE"])
+            .store(),
+        op("delete", "/v1/bindings/{did}", "bindings", "Unbind a device")
+            .describe("The owner's unbind removes every binding, share and bind token of the device.")
+            .auth(ACCESS)
+            .ok(
+                200,
+                "unbound",
+                object(&["did", "status"], json!({"did": string(), "status": {"type": "string", "const": "unbound"}})),
+            )
+            .not_found()
+            .store(),
+        op("get", "/v1/shares", "bindings", "The shares offered to the user")
+            .auth(ACCESS)
+            .paged()
+            .ok(200, "a page of shares", page(r("Share")))
+            .store(),
+        op("post", "/v1/shares/{share_id}/accept", "bindings", "Accept a share")
+            .auth(ACCESS)
+            .ok(200, "the share, now accepted", r("Share"))
+            .err(409, &["CONFLICT"])
+            .not_found()
+            .store(),
+        op("delete", "/v1/shares/{share_id}", "bindings", "Decline or give up a share")
+            .auth(ACCESS)
+            .ok(
+                200,
+                "declined",
+                object(&["share_id", "status"],
+                    json!({"share_id": string(), "status": {"type": "string", "const": "declined"}})),
+            )
+            .not_found()
+            .store(),
+        op("get", "/v1/ws", "bindings", "Live push of device events (WebSocket)")
+            .describe("Upgrades to a WebSocket streaming one `LiveEvent` JSON text message per event, for every device the user may read. Closes with 4401 when the token expires or is revoked.")
+            .auth(&[Auth::User, Auth::UserQuery])
+            .answer(101, json!({"description": "switching to the WebSocket; messages are `LiveEvent`"}))
+            .err(426, &["UPGRADE_REQUIRED"])
+            .err(429, &["RATE_LIMITED"])
+            .store(),
+    ]
+}
+
+fn oauth_ops() -> Vec<Op> {
+    let authorize_query = |o: Op| {
+        o.query(
+            "response_type",
+            json!({"type": "string", "const": "code"}),
+            "must be `code`",
+        )
+        .query("client_id", string(), "the client")
+        .query(
+            "redirect_uri",
+            string(),
+            "a redirect URI registered for the client",
+        )
+        .query(
+            "scope",
+            string(),
+            "space-separated: `devices:read`, `devices:control`",
+        )
+        .query("state", string(), "echoed back to the client")
+        .query("code_challenge", string(), "PKCE challenge")
+        .query(
+            "code_challenge_method",
+            json!({"type": "string", "const": "S256"}),
+            "must be `S256`",
+        )
+    };
+    let client_errors = |o: Op| {
+        o.oauth_err(400, &["invalid_request"])
+            .oauth_err(401, &["invalid_client"])
+            .oauth_err(500, &["server_error"])
+    };
+    let mut authorize = authorize_query(op(
+        "get",
+        "/oauth/authorize",
+        "oauth",
+        "The consent page of an authorisation request",
+    ))
+    .html(200, "the consent page (sets the CSRF cookie)")
+    .redirect(
+        303,
+        "back to the client with `error` (a bad request after the client was recognised)",
+    )
+    .html_err(
+        400,
+        "an HTML error page: unknown client, unregistered redirect URI, malformed request",
+    )
+    .html_err(500, "an HTML error page");
+    // The query is parsed by the handler itself: a bad one answers the HTML page, not JSON.
+    authorize.errors.clear();
+    vec![
+        op("post", "/v1/oauth/clients", "oauth", "Register a third-party client")
+            .auth(ADMIN)
+            .json_body(input(
+                &["name", "redirect_uris", "scopes"],
+                json!({"name": string(), "redirect_uris": array(string()),
+                    "scopes": array(one_of(&["devices:read", "devices:control"]))}),
+            ))
+            .ok(201, "the client; the secret is shown once", r("OAuthClient"))
+            .err(400, &["INVALID_REQUEST"])
+            .err(409, &["CONFLICT"])
+            .store(),
+        op("get", "/v1/oauth/grants", "oauth", "The third-party grants of the user")
+            .auth(ACCESS)
+            .paged()
+            .ok(200, "a page of grants", page(r("OAuthGrant")))
+            .store(),
+        op("delete", "/v1/oauth/grants/{grant_id}", "oauth", "Revoke a grant and its tokens")
+            .auth(ACCESS)
+            .ok(
+                200,
+                "revoked",
+                object(&["grant_id", "status"],
+                    json!({"grant_id": string(), "status": {"type": "string", "const": "revoked"}})),
+            )
+            .not_found()
+            .store(),
+        authorize,
+        op("post", "/oauth/authorize", "oauth", "Approve or deny an authorisation request as the signed-in user")
+            .describe("For apps with the user's own token. A 400 for a recognised client also carries `redirect_to`.")
+            .auth(ACCESS)
+            .json_body(r("Approval"))
+            .ok(
+                200,
+                "where to send the user agent (with `code` and `state` when approved)",
+                object(&["redirect_to"], json!({"redirect_to": string(), "code": string(),
+                    "state": nullable("string")})),
+            )
+            .err(400, &["INVALID_REQUEST", "INVALID_CLIENT", "INVALID_SCOPE", "UNSUPPORTED_RESPONSE_TYPE"])
+            .store(),
+        op("post", "/oauth/authorize/consent", "oauth", "Answer the consent form")
+            .describe("The form of the consent page: the authorisation request, `csrf` (matching the cookie), `username`, `password`, `approve` (repeatable scope) and `decision`.")
+            .form_body(json!({"type": "object", "properties": {
+                "response_type": string(), "client_id": string(), "redirect_uri": string(),
+                "scope": string(), "state": string(), "code_challenge": string(),
+                "code_challenge_method": string(), "csrf": string(), "username": string(),
+                "password": string(), "approve": array(string()),
+                "decision": one_of(&["approve", "deny"])}}))
+            .redirect(303, "back to the client with `code` and `state`, or `error=access_denied`")
+            .html(200, "the consent page again, with a notice (no scope chosen, inactive account)")
+            .html_err(400, "an HTML error page: malformed form or authorisation request")
+            .html_err(401, "the consent page again: wrong e-mail, phone or password")
+            .html_err(403, "an HTML error page: the CSRF cookie does not match")
+            .html_err(500, "an HTML error page"),
+        client_errors(
+            op("post", "/oauth/token", "oauth", "Exchange a code or a refresh token (RFC 6749)")
+                .describe("Client authentication by HTTP Basic or by `client_id`/`client_secret` form fields (one of them).")
+                .auth(&[Auth::Client])
+                .form_body(json!({"type": "object", "required": ["grant_type"], "properties": {
+                    "grant_type": one_of(&["authorization_code", "refresh_token"]),
+                    "code": string(), "redirect_uri": string(), "code_verifier": string(),
+                    "refresh_token": string(), "scope": string(),
+                    "client_id": string(), "client_secret": string()}}))
+                .ok(200, "the tokens", r("OAuthTokens")),
+        )
+        .oauth_err(
+            400,
+            &["invalid_grant", "unsupported_grant_type", "invalid_scope"],
+        ),
+        client_errors(
+            op("post", "/oauth/revoke", "oauth", "Revoke a token (RFC 7009)")
+                .describe("200 whether or not the token was known.")
+                .auth(&[Auth::Client])
+                .form_body(json!({"type": "object", "required": ["token"], "properties": {
+                    "token": string(), "token_type_hint": string(),
+                    "client_id": string(), "client_secret": string()}}))
+                .answer(200, json!({"description": "revoked (or unknown); empty body"})),
+        ),
+    ]
+    .into_iter()
+    .map(|mut o| {
+        // The client-authenticated endpoints answer RFC 6749 errors only.
+        if o.auth == [Auth::Client] {
+            o.errors.clear();
+        }
+        o
+    })
+    .collect()
+}
+
+fn developer_ops() -> Vec<Op> {
+    let pair = || r("TokenPair");
+    let email_only = || input(&["email"], json!({"email": string()}));
+    vec![
+        op(
+            "post",
+            "/v1/developers",
+            "developers",
+            "Sign up a developer",
+        )
+        .json_body(input(
+            &["email", "password"],
+            json!({"email": string(), "password": string()}),
+        ))
+        .ok(201, "activation pending", status("activation_pending"))
+        .err(400, &["INVALID_REQUEST", "WEAK_PASSWORD"])
+        .store(),
+        op(
+            "post",
+            "/v1/developers/activate",
+            "developers",
+            "Activate a developer account",
+        )
+        .json_body(input(
+            &["email", "code"],
+            json!({"email": string(), "code": string()}),
+        ))
+        .ok(200, "active", status("active"))
+        .err(400, &["INVALID_REQUEST", "INVALID_CODE"])
+        .store(),
+        op(
+            "post",
+            "/v1/developers/activate/resend",
+            "developers",
+            "Send a new activation code",
+        )
+        .json_body(email_only())
+        .ok(202, "accepted", status("accepted"))
+        .err(400, &["INVALID_REQUEST"])
+        .err(429, &["RATE_LIMITED"])
+        .store(),
+        op(
+            "post",
+            "/v1/developers/password/reset",
+            "developers",
+            "Ask for a password reset code",
+        )
+        .json_body(email_only())
+        .ok(
+            202,
+            "accepted, whether or not the account exists",
+            status("accepted"),
+        )
+        .err(400, &["INVALID_REQUEST"])
+        .err(429, &["RATE_LIMITED"])
+        .store(),
+        op(
+            "post",
+            "/v1/developers/password/reset/confirm",
+            "developers",
+            "Set a new password with the reset code",
+        )
+        .json_body(input(
+            &["email", "code", "password"],
+            json!({"email": string(), "code": string(), "password": string()}),
+        ))
+        .ok(
+            200,
+            "changed; every session ends (TOTP stays on)",
+            status("changed"),
+        )
+        .err(400, &["INVALID_REQUEST", "INVALID_CODE", "WEAK_PASSWORD"])
+        .store(),
+        op(
+            "post",
+            "/v1/developers/login",
+            "developers",
+            "Log in (developer)",
+        )
+        .json_body(input(
+            &["email", "password"],
+            json!({"email": string(), "password": string(), "totp": string(),
+                    "recovery_code": string()}),
+        ))
+        .ok(200, "a token pair", pair())
+        .err(401, &["UNAUTHORIZED", "TOTP_REQUIRED"])
+        .err(403, &["ACCOUNT_NOT_ACTIVE", "ACCOUNT_SUSPENDED"])
+        .store(),
+        op(
+            "post",
+            "/v1/developers/token/refresh",
+            "developers",
+            "Spend a refresh token for a new pair",
+        )
+        .json_body(input(
+            &["refresh_token"],
+            json!({"refresh_token": string()}),
+        ))
+        .ok(200, "a new token pair", pair())
+        .err(401, &["UNAUTHORIZED"])
+        .store(),
+        op(
+            "post",
+            "/v1/developers/logout",
+            "developers",
+            "End this login",
+        )
+        .auth(DEVELOPER)
+        .ok(
+            200,
+            "ended",
+            object(&["sessions_ended"], json!({"sessions_ended": int()})),
+        )
+        .store(),
+        op(
+            "get",
+            "/v1/developers/me",
+            "developers",
+            "The signed-in developer and their enterprises",
+        )
+        .auth(DEVELOPER)
+        .ok(200, "the developer", r("DeveloperMe"))
+        .not_found()
+        .store(),
+        op(
+            "post",
+            "/v1/developers/me/password",
+            "developers",
+            "Change the password",
+        )
+        .auth(DEVELOPER)
+        .json_body(input(
+            &["old_password", "new_password"],
+            json!({"old_password": string(), "new_password": string()}),
+        ))
+        .ok(
+            200,
+            "changed; the developer's other sessions end",
+            status("changed"),
+        )
+        .err(400, &["WEAK_PASSWORD"])
+        .err(403, &["FORBIDDEN"])
+        .store(),
+        op(
+            "post",
+            "/v1/developers/me/totp",
+            "developers",
+            "Start TOTP enrolment",
+        )
+        .auth(DEVELOPER)
+        .ok(
+            201,
+            "the secret; TOTP stays off until confirmed",
+            object(
+                &["secret", "otpauth_uri"],
+                json!({"secret": string(), "otpauth_uri": string()}),
+            ),
+        )
+        .err(409, &["CONFLICT"])
+        .store(),
+        op(
+            "post",
+            "/v1/developers/me/totp/confirm",
+            "developers",
+            "Confirm TOTP with a first code",
+        )
+        .auth(DEVELOPER)
+        .json_body(input(&["code"], json!({"code": string()})))
+        .ok(
+            200,
+            "recovery codes, shown once",
+            object(
+                &["recovery_codes"],
+                json!({"recovery_codes": array(string())}),
+            ),
+        )
+        .err(400, &["INVALID_CODE"])
+        .err(409, &["CONFLICT"])
+        .store(),
+        op(
+            "post",
+            "/v1/developers/me/totp/disable",
+            "developers",
+            "Turn TOTP off",
+        )
+        .auth(DEVELOPER)
+        .json_body(input(
+            &["password"],
+            json!({"password": string(), "totp": string(), "recovery_code": string()}),
+        ))
+        .ok(
+            200,
+            "off",
+            object(
+                &["totp_enabled"],
+                json!({"totp_enabled": {"type": "boolean", "const": false}}),
+            ),
+        )
+        .err(403, &["FORBIDDEN"])
+        .err(409, &["CONFLICT"])
+        .store(),
+        op(
+            "get",
+            "/v1/developers/me/invites",
+            "developers",
+            "Invitations addressed to the developer",
+        )
+        .auth(DEVELOPER)
+        .ok(200, "the invitations", all(r("Invite")))
+        .store(),
+        op(
+            "post",
+            "/v1/developers/me/invites/{invite_id}/accept",
+            "developers",
+            "Accept an invitation",
+        )
+        .auth(DEVELOPER)
+        .ok(200, "the enterprise joined", r("Enterprise"))
+        .err(409, &["CONFLICT"])
+        .not_found()
+        .store(),
+        op(
+            "delete",
+            "/v1/developers/me/invites/{invite_id}",
+            "developers",
+            "Decline an invitation",
+        )
+        .auth(DEVELOPER)
+        .ok(
+            200,
+            "declined",
+            object(
+                &["invite_id", "status"],
+                json!({"invite_id": string(), "status": {"type": "string", "const": "declined"}}),
+            ),
+        )
+        .not_found()
+        .store(),
+    ]
+}
+
+fn enterprise_ops() -> Vec<Op> {
+    let role = || one_of(&["owner", "admin", "observer"]);
+    vec![
+        op(
+            "post",
+            "/v1/enterprises",
+            "enterprises",
+            "Create an enterprise (the caller owns it)",
+        )
+        .auth(DEVELOPER)
+        .json_body(input(&["name"], json!({"name": string()})))
+        .ok(201, "the enterprise", r("Enterprise"))
+        .err(400, &["INVALID_REQUEST"])
+        .err(409, &["CONFLICT"])
+        .store(),
+        op(
+            "get",
+            "/v1/enterprises",
+            "enterprises",
+            "The caller's enterprises",
+        )
+        .auth(DEVELOPER)
+        .ok(
+            200,
+            "the enterprises with the caller's role",
+            all(r("Enterprise")),
+        )
+        .store(),
+        op(
+            "get",
+            "/v1/enterprises/{id}",
+            "enterprises",
+            "An enterprise",
+        )
+        .auth(MANAGER)
+        .ok(200, "the enterprise and the caller's role", r("Enterprise"))
+        .err(403, &["FORBIDDEN"])
+        .not_found()
+        .store(),
+        op(
+            "get",
+            "/v1/enterprises/{id}/members",
+            "enterprises",
+            "An enterprise's members",
+        )
+        .auth(MANAGER)
+        .ok(200, "the members", all(r("Member")))
+        .err(403, &["FORBIDDEN"])
+        .not_found()
+        .store(),
+        op(
+            "put",
+            "/v1/enterprises/{id}/members/{developer_id}",
+            "enterprises",
+            "Change a member's role",
+        )
+        .auth(MANAGER)
+        .json_body(input(&["role"], json!({"role": role()})))
+        .ok(
+            200,
+            "changed",
+            object(
+                &["developer_id", "role"],
+                json!({"developer_id": string(), "role": role()}),
+            ),
+        )
+        .err(403, &["FORBIDDEN"])
+        .err(409, &["CONFLICT"])
+        .not_found()
+        .store(),
+        op(
+            "delete",
+            "/v1/enterprises/{id}/members/{developer_id}",
+            "enterprises",
+            "Remove a member (or leave)",
+        )
+        .auth(MANAGER)
+        .ok(
+            200,
+            "removed",
+            object(
+                &["developer_id", "status"],
+                json!({"developer_id": string(), "status": {"type": "string", "const": "removed"}}),
+            ),
+        )
+        .err(403, &["FORBIDDEN"])
+        .err(409, &["CONFLICT"])
+        .not_found()
+        .store(),
+        op(
+            "post",
+            "/v1/enterprises/{id}/invites",
+            "enterprises",
+            "Invite a developer by e-mail",
+        )
+        .auth(MANAGER)
+        .json_body(input(
+            &["email", "role"],
+            json!({"email": string(), "role": role()}),
+        ))
+        .ok(
+            201,
+            "the invitation",
+            object(&["invite_id"], json!({"invite_id": string()})),
+        )
+        .err(400, &["INVALID_REQUEST"])
+        .err(403, &["FORBIDDEN"])
+        .err(409, &["CONFLICT"])
+        .not_found()
+        .store(),
+    ]
+}
+
+fn operator_ops() -> Vec<Op> {
+    vec![
+        op(
+            "post",
+            "/v1/admin/developers",
+            "operator",
+            "Create an active developer account",
+        )
+        .auth(ADMIN)
+        .json_body(input(
+            &["email", "password"],
+            json!({"email": string(), "password": string()}),
+        ))
+        .ok(201, "the developer", r("Developer"))
+        .err(400, &["INVALID_REQUEST", "WEAK_PASSWORD"])
+        .err(409, &["CONFLICT"])
+        .store(),
+        op("get", "/v1/admin/developers", "operator", "List developers")
+            .auth(ADMIN)
+            .query("email", string(), "only the developer with this e-mail")
+            .paged()
+            .ok(200, "a page of developers", page(r("Developer")))
+            .store(),
+        op(
+            "get",
+            "/v1/admin/developers/{id}",
+            "operator",
+            "A developer",
+        )
+        .auth(ADMIN)
+        .ok(200, "the developer", r("Developer"))
+        .not_found()
+        .store(),
+        op(
+            "post",
+            "/v1/admin/developers/{id}/suspend",
+            "operator",
+            "Suspend a developer",
+        )
+        .auth(ADMIN)
+        .ok(200, "the developer", r("Developer"))
+        .not_found()
+        .store(),
+        op(
+            "post",
+            "/v1/admin/developers/{id}/unsuspend",
+            "operator",
+            "Lift a developer's suspension",
+        )
+        .auth(ADMIN)
+        .ok(200, "the developer", r("Developer"))
+        .not_found()
+        .store(),
+        op(
+            "post",
+            "/v1/admin/enterprises",
+            "operator",
+            "Create an enterprise for a developer",
+        )
+        .auth(ADMIN)
+        .json_body(input(
+            &["name", "owner_developer_id"],
+            json!({"name": string(), "owner_developer_id": string()}),
+        ))
+        .ok(201, "the enterprise", r("Enterprise"))
+        .err(400, &["INVALID_REQUEST"])
+        .err(409, &["CONFLICT"])
+        .not_found()
+        .store(),
+        op(
+            "post",
+            "/v1/admin/enterprises/{id}/suspend",
+            "operator",
+            "Suspend an enterprise",
+        )
+        .auth(ADMIN)
+        .ok(200, "the enterprise", r("Enterprise"))
+        .not_found()
+        .store(),
+        op(
+            "post",
+            "/v1/admin/enterprises/{id}/unsuspend",
+            "operator",
+            "Lift an enterprise's suspension",
+        )
+        .auth(ADMIN)
+        .ok(200, "the enterprise", r("Enterprise"))
+        .not_found()
+        .store(),
+    ]
+}
+
+/// The named schemas.
+fn schemas() -> Value {
+    let role = one_of(&["owner", "member", "guest"]);
+    let share = json!({"share_id": string(), "did": string(), "role": role,
+        "status": one_of(&["pending", "accepted"]), "created_at": millis(),
+        "accepted_at": nullable("integer")});
+    let mut device_share = share.clone();
+    device_share["user"] =
+        json!({"type": "string", "description": "the invitee's e-mail or phone"});
+    let share_keys = [
+        "share_id",
+        "did",
+        "role",
+        "status",
+        "created_at",
+        "accepted_at",
+    ];
+    let mut device_share_keys = share_keys.to_vec();
+    device_share_keys.push("user");
+    let developer = json!({"developer_id": string(), "email": string(), "active": boolean(),
+        "suspended": boolean(), "totp_enabled": boolean(), "created_at": millis()});
+    let developer_keys = [
+        "developer_id",
+        "email",
+        "active",
+        "suspended",
+        "totp_enabled",
+        "created_at",
+    ];
+    let mut developer_me = developer.clone();
+    developer_me["enterprises"] = array(r("Enterprise"));
+    let mut me_keys = developer_keys.to_vec();
+    me_keys.push("enterprises");
+    let values = json!({"type": "object", "description": "data point name -> value",
+        "additionalProperties": true});
+    let list: Vec<(&str, Value)> = vec![
+        (
+            "Millis",
+            json!({"type": "integer", "format": "int64", "description": "Unix time in milliseconds"}),
+        ),
+        (
+            "TokenPair",
+            object(
+                &["access_token", "refresh_token", "expires_in"],
+                json!({
+            "access_token": string(), "refresh_token": string(),
+            "expires_in": {"type": "integer", "description": "seconds"}}),
+            ),
+        ),
+        (
+            "User",
+            object(
+                &["user_id", "email", "phone", "active", "created_at"],
+                json!({
+            "user_id": string(), "email": nullable("string"), "phone": nullable("string"),
+            "active": boolean(), "created_at": millis()}),
+            ),
+        ),
+        (
+            "IdentityModes",
+            json!({"type": "object", "additionalProperties": false, "properties": {
+            "dynamic_registration": {"type": "boolean", "default": false},
+            "allowlist": {"type": "boolean", "default": false}}}),
+        ),
+        (
+            "DataPoint",
+            json!({"type": "object", "required": ["name", "type"],
+            "additionalProperties": false, "properties": {
+            "name": string(), "type": one_of(&["bool", "enum", "int", "float", "string", "binary"]),
+            "min": {"type": "number"}, "max": {"type": "number"}, "step": {"type": "number"},
+            "values": array(string()), "max_len": {"type": "integer", "minimum": 0},
+            "writable": {"type": "boolean", "default": false},
+            "sensitivity": {"type": "string", "enum": ["public", "internal", "sensitive"],
+                "default": "public"}}}),
+        ),
+        (
+            "NewProduct",
+            json!({"type": "object", "required": ["name"], "additionalProperties": false,
+            "properties": {
+            "name": string(), "identity": r("IdentityModes"),
+            "report_limit_per_min": {"type": "integer", "default": 1800},
+            "datapoints": array(r("DataPoint")),
+            "enterprise_id": nullable("string"),
+            "owner": {"description": "who owns the product (default: the calling developer; the operator's own product for the admin)",
+                "oneOf": [{"type": "string", "const": "personal"},
+                    input(&["enterprise_id"], json!({"enterprise_id": string()})),
+                    input(&["developer_id"], json!({"developer_id": string()}))]}}}),
+        ),
+        (
+            "CreatedProduct",
+            object(
+                &["product_key"],
+                json!({"product_key": string(),
+            "product_secret": {"type": "string", "description": "only for a caller who may see secrets"}}),
+            ),
+        ),
+        (
+            "Product",
+            object(
+                &[
+                    "product_key",
+                    "name",
+                    "identity",
+                    "report_limit_per_min",
+                    "datapoints",
+                    "enterprise_id",
+                    "created_at",
+                ],
+                json!({
+            "product_key": string(), "name": string(), "identity": r("IdentityModes"),
+            "report_limit_per_min": int(), "datapoints": array(r("DataPoint")),
+            "enterprise_id": nullable("string"), "created_at": millis()}),
+            ),
+        ),
+        (
+            "ProductSecret",
+            object(
+                &["product_key", "product_secret"],
+                json!({"product_key": string(), "product_secret": string()}),
+            ),
+        ),
+        (
+            "RegisterRequest",
+            input(
+                &["product_key", "hardware_id", "ts", "nonce", "mode", "sign"],
+                json!({
+            "product_key": string(), "hardware_id": string(), "ts": millis(), "nonce": string(),
+            "mode": one_of(&["product", "device"]),
+            "sign": {"type": "string", "description": "HMAC-SHA256, hex; see docs/protocol.md"}}),
+            ),
+        ),
+        (
+            "Registered",
+            object(
+                &["did", "passcode"],
+                json!({"did": string(),
+            "device_secret": {"type": "string", "description": "absent for factory identities"},
+            "passcode": string()}),
+            ),
+        ),
+        (
+            "DeviceSummary",
+            object(
+                &[
+                    "did",
+                    "product_key",
+                    "hardware_id",
+                    "online",
+                    "last_seen",
+                    "created_at",
+                ],
+                json!({"did": string(), "product_key": string(), "hardware_id": string(),
+                "online": boolean(), "last_seen": nullable("integer"), "created_at": millis()}),
+            ),
+        ),
+        (
+            "DeviceView",
+            object(
+                &[
+                    "did",
+                    "product_key",
+                    "hardware_id",
+                    "online",
+                    "last_seen",
+                    "created_at",
+                    "state",
+                ],
+                json!({"did": string(), "product_key": string(), "hardware_id": string(),
+                "online": boolean(), "last_seen": nullable("integer"), "created_at": millis(),
+                "state": values}),
+            ),
+        ),
+        (
+            "HistoryPoint",
+            object(
+                &["ts", "point", "value"],
+                json!({"ts": millis(), "point": string(), "value": {"type": ["boolean", "number", "string"],
+                "description": "typed by the data point (binary: base64)"}}),
+            ),
+        ),
+        (
+            "CommandRequest",
+            json!({"type": "object", "additionalProperties": false,
+            "description": "exactly one of `set` or `action`",
+            "properties": {"set": values, "action": one_of(&["reboot", "factory_reset", "wipe"])}}),
+        ),
+        (
+            "Ack",
+            object(
+                &["id", "status"],
+                json!({"id": string(), "status": one_of(&["ok", "error"]),
+            "message": string()}),
+            ),
+        ),
+        (
+            "BindResult",
+            object(&["did", "role"], json!({"did": string(), "role": role})),
+        ),
+        (
+            "Binding",
+            object(
+                &["did", "product_key", "role", "bound_at"],
+                json!({"did": string(),
+            "product_key": string(), "role": role, "bound_at": millis()}),
+            ),
+        ),
+        ("Share", object(&share_keys, share)),
+        ("DeviceShare", object(&device_share_keys, device_share)),
+        (
+            "LiveEvent",
+            json!({"description": "a message of the live push (`GET /v1/ws`)", "oneOf": [
+            object(&["did", "kind", "ts", "values"], json!({"did": string(), "kind": {"type": "string", "const": "status"},
+                "ts": millis(), "values": values})),
+            object(&["did", "kind", "online", "ts"], json!({"did": string(), "kind": {"type": "string", "const": "presence"},
+                "online": boolean(), "ts": millis(), "reason": string()})),
+            object(&["did", "kind", "id", "status", "ts"], json!({"did": string(), "kind": {"type": "string", "const": "ack"},
+                "id": string(), "status": one_of(&["ok", "error"]), "ts": millis()}))]}),
+        ),
+        (
+            "OAuthClient",
+            object(
+                &[
+                    "client_id",
+                    "client_secret",
+                    "name",
+                    "redirect_uris",
+                    "scopes",
+                ],
+                json!({
+            "client_id": string(), "client_secret": string(), "name": string(),
+            "redirect_uris": array(string()), "scopes": array(string())}),
+            ),
+        ),
+        (
+            "OAuthGrant",
+            object(
+                &[
+                    "grant_id",
+                    "client_id",
+                    "client_name",
+                    "scope",
+                    "created_at",
+                    "expires_at",
+                ],
+                json!({"grant_id": string(), "client_id": string(), "client_name": string(),
+                "scope": string(), "created_at": millis(), "expires_at": millis()}),
+            ),
+        ),
+        (
+            "OAuthTokens",
+            object(
+                &[
+                    "access_token",
+                    "token_type",
+                    "expires_in",
+                    "refresh_token",
+                    "scope",
+                ],
+                json!({
+            "access_token": string(), "token_type": {"type": "string", "const": "Bearer"},
+            "expires_in": {"type": "integer", "description": "seconds"},
+            "refresh_token": string(), "scope": string()}),
+            ),
+        ),
+        (
+            "Approval",
+            json!({"type": "object", "properties": {
+            "response_type": string(), "client_id": string(), "redirect_uri": string(),
+            "scope": string(), "state": string(), "code_challenge": string(),
+            "code_challenge_method": string(),
+            "decision": {"type": "string", "enum": ["approve", "deny"], "default": "approve"},
+            "approved_scope": {"type": "string", "description": "a subset of `scope`; all of it when absent"}}}),
+        ),
+        ("Developer", object(&developer_keys, developer)),
+        ("DeveloperMe", object(&me_keys, developer_me)),
+        (
+            "Enterprise",
+            object(
+                &["enterprise_id", "name", "suspended", "role", "created_at"],
+                json!({
+            "enterprise_id": string(), "name": string(), "suspended": boolean(),
+            "role": {"type": ["string", "null"], "enum": ["owner", "admin", "observer", null],
+                "description": "the caller's role (null for the operator)"},
+            "created_at": millis()}),
+            ),
+        ),
+        (
+            "Member",
+            object(
+                &["developer_id", "email", "role", "created_at"],
+                json!({
+            "developer_id": string(), "email": string(),
+            "role": one_of(&["owner", "admin", "observer"]), "created_at": millis()}),
+            ),
+        ),
+        (
+            "Invite",
+            object(
+                &[
+                    "invite_id",
+                    "enterprise_id",
+                    "enterprise_name",
+                    "email",
+                    "role",
+                    "invited_by",
+                    "created_at",
+                ],
+                json!({"invite_id": string(), "enterprise_id": string(), "enterprise_name": string(),
+                "email": string(), "role": one_of(&["owner", "admin", "observer"]),
+                "invited_by": string(), "created_at": millis()}),
+            ),
+        ),
+    ];
+    Value::Object(list.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+}
+
+/// The whole document.
+pub(crate) fn document() -> Value {
+    let mut paths: BTreeMap<&str, Map<String, Value>> = BTreeMap::new();
+    for o in operations() {
+        paths
+            .entry(o.path)
+            .or_default()
+            .insert(o.method.to_owned(), o.to_json());
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Rampart HTTP API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Errors are `{\"error\": {\"code\", \"message\"}}` (except `/oauth/token` and `/oauth/revoke`: RFC 6749, and the HTML pages of `/oauth/authorize`). Any path answers 404 `NOT_FOUND` when unknown and 405 `METHOD_NOT_ALLOWED` for a method it does not serve. See docs/api.md.",
+            "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"}
+        },
+        "tags": [
+            {"name": "service"}, {"name": "products"}, {"name": "devices"},
+            {"name": "accounts", "description": "end users"}, {"name": "bindings"},
+            {"name": "oauth", "description": "the OAuth2 authorisation server"},
+            {"name": "developers"}, {"name": "enterprises"},
+            {"name": "operator", "description": "the operator's account administration"}
+        ],
+        "paths": paths,
+        "components": {
+            "schemas": schemas(),
+            "securitySchemes": {
+                "admin": {"type": "http", "scheme": "bearer",
+                    "description": "the operator's bootstrap admin token"},
+                "user": {"type": "http", "scheme": "bearer", "bearerFormat": "rat_",
+                    "description": "an end user's access token from POST /v1/login"},
+                "developer": {"type": "http", "scheme": "bearer", "bearerFormat": "rdt_",
+                    "description": "a developer's access token from POST /v1/developers/login"},
+                "oauth": {"type": "oauth2",
+                    "description": "a third party's `roa_` access token, within its scopes",
+                    "flows": {"authorizationCode": {
+                        "authorizationUrl": "/oauth/authorize", "tokenUrl": "/oauth/token",
+                        "refreshUrl": "/oauth/token",
+                        "scopes": {"devices:read": "see the user's devices, their state and history",
+                            "devices:control": "send commands to the devices the user may control"}}}},
+                "user_query": {"type": "apiKey", "in": "query", "name": "access_token",
+                    "description": "an end user's access token in the query (live push only)"},
+                "client_basic": {"type": "http", "scheme": "basic",
+                    "description": "OAuth2 client id and secret (or `client_id`/`client_secret` form fields)"}
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::{Method, Request, StatusCode};
+    use tower::ServiceExt;
+
+    /// The (method, path) pairs the document describes.
+    fn documented(doc: &Value) -> BTreeSet<(String, String)> {
+        let mut out = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                out.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+        out
+    }
+
+    /// The paths in the router, read from its `Debug` output (axum offers no other listing).
+    fn router_paths(router: &Router) -> BTreeSet<String> {
+        let full = format!("{router:?}");
+        // Only the path router: the fallback router holds axum's own catch-all paths.
+        let text = full.split("fallback_router").next().unwrap();
+        let mut out = BTreeSet::new();
+        for (i, chunk) in text.split('"').enumerate() {
+            if i % 2 == 1 && chunk.starts_with('/') && !chunk.contains("__private__") {
+                out.insert(chunk.to_owned());
+            }
+        }
+        out
+    }
+
+    async fn test_router() -> (Router, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = rampart_store::Store::open_sqlite(&dir.path().join("t.db"))
+            .await
+            .unwrap();
+        let core = rampart_core::Core::new(
+            store,
+            rampart_core::secret::MasterKey::from_bytes(&[7; 32]),
+            Default::default(),
+        );
+        let router = crate::router(AppState {
+            core,
+            metrics: None,
+        });
+        (router, dir)
+    }
+
+    /// Every served (method, path) is documented, and every documented one is served: the paths
+    /// come from the router itself, the methods from asking it (405 means "not served here").
+    #[tokio::test]
+    async fn the_document_lists_exactly_the_served_routes() {
+        let (router, _dir) = test_router().await;
+        let paths = router_paths(&router);
+        assert!(paths.contains("/healthz") && paths.len() > 50, "{paths:?}");
+        let mut served = BTreeSet::new();
+        for path in &paths {
+            let concrete: Vec<String> = path
+                .split('/')
+                .map(|s| {
+                    if s.starts_with('{') {
+                        "x1".to_owned()
+                    } else {
+                        s.to_owned()
+                    }
+                })
+                .collect();
+            let uri = concrete.join("/");
+            for m in [
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+            ] {
+                let req = Request::builder()
+                    .method(m.clone())
+                    .uri(&uri)
+                    .body(Body::empty())
+                    .unwrap();
+                let resp = router.clone().oneshot(req).await.unwrap();
+                if resp.status() != StatusCode::METHOD_NOT_ALLOWED {
+                    served.insert((m.to_string(), path.clone()));
+                }
+            }
+        }
+        let doc = document();
+        let documented = documented(&doc);
+        let undocumented: Vec<_> = served.difference(&documented).collect();
+        let not_served: Vec<_> = documented.difference(&served).collect();
+        assert!(
+            undocumented.is_empty(),
+            "served but not documented: {undocumented:?}"
+        );
+        assert!(
+            not_served.is_empty(),
+            "documented but not served: {not_served:?}"
+        );
+    }
+
+    #[test]
+    fn every_operation_documents_its_errors_and_parameters() {
+        let cannot_fail = ["/healthz", "/openapi.json"];
+        for o in operations() {
+            let v = o.to_json();
+            let responses = v["responses"].as_object().unwrap();
+            let client_errors = responses.keys().filter(|s| s.starts_with('4')).count();
+            if !cannot_fail.contains(&o.path) {
+                assert!(
+                    client_errors > 0,
+                    "{} {} documents no 4xx",
+                    o.method,
+                    o.path
+                );
+            }
+            assert!(responses
+                .keys()
+                .any(|s| s.starts_with('1') || s.starts_with('2')));
+            for (status, r) in responses {
+                assert!(
+                    r["description"].as_str().is_some_and(|d| !d.is_empty()),
+                    "{} {} {status}",
+                    o.method,
+                    o.path
+                );
+            }
+            if !o.auth.is_empty() && o.auth != [Auth::Client] {
+                assert!(responses.contains_key("401"), "{} {}", o.method, o.path);
+            }
+            for code in o.errors.values().flatten() {
+                assert!(!meaning(code).is_empty(), "no meaning for {code}");
+            }
+            let names: Vec<&str> = v["parameters"]
+                .as_array()
+                .map(|ps| {
+                    ps.iter()
+                        .filter(|p| p["in"] == "path")
+                        .map(|p| p["name"].as_str().unwrap())
+                        .collect()
+                })
+                .unwrap_or_default();
+            assert_eq!(names, path_params(o.path), "{} {}", o.method, o.path);
+            for p in names {
+                assert!(!path_param_meaning(p).is_empty(), "{p}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_document_is_openapi_3_1_with_resolvable_references() {
+        let doc = document();
+        // Each schema on its own first, so a failure names the schema.
+        let mut schemas_at: Vec<(String, Value)> = Vec::new();
+        collect_schemas("", &doc, &mut schemas_at);
+        for (at, schema) in schemas_at {
+            let parsed: Result<utoipa::openapi::RefOr<utoipa::openapi::Schema>, _> =
+                serde_json::from_value(schema.clone());
+            if let Err(e) = parsed {
+                panic!("{at}: {schema} -> {e}");
+            }
+        }
+        let parsed: utoipa::openapi::OpenApi = serde_json::from_value(doc.clone()).unwrap();
+        assert_eq!(
+            serde_json::to_value(&parsed.openapi).unwrap(),
+            json!("3.1.0")
+        );
+        let text = doc.to_string();
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        for piece in text.split("\"#/components/schemas/").skip(1) {
+            let name = piece.split('"').next().unwrap();
+            assert!(schemas.contains_key(name), "dangling reference to {name}");
+        }
+        let schemes = doc["components"]["securitySchemes"].as_object().unwrap();
+        let ids: Vec<String> = operations()
+            .iter()
+            .map(|o| operation_id(o.method, o.path))
+            .collect();
+        assert_eq!(
+            ids.iter().collect::<BTreeSet<_>>().len(),
+            ids.len(),
+            "operation ids must be unique"
+        );
+        for o in operations() {
+            for a in &o.auth {
+                let req = a.requirement();
+                let name = req.as_object().unwrap().keys().next().unwrap().clone();
+                assert!(schemes.contains_key(&name), "{name}");
+            }
+        }
+    }
+
+    /// The error codes the document lists are exactly those the handlers and extractors can answer
+    /// (every UPPER_SNAKE string literal of the modules that build `api::Error`s).
+    #[test]
+    fn the_documented_codes_are_the_answered_codes() {
+        let sources = [
+            include_str!("error.rs"),
+            include_str!("routes.rs"),
+            include_str!("auth.rs"),
+            include_str!("accounts.rs"),
+            include_str!("developers.rs"),
+            include_str!("oauth.rs"),
+            include_str!("oidc.rs"),
+            include_str!("ws.rs"),
+        ];
+        let is_code = |s: &&str| {
+            s.len() >= 5
+                && s.starts_with(|c: char| c.is_ascii_uppercase())
+                && s.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+        };
+        let answered: BTreeSet<&str> = sources
+            .iter()
+            .flat_map(|src| src.split('"').filter(is_code))
+            .collect();
+        let documented: BTreeSet<&str> = operations()
+            .iter()
+            .flat_map(|o| o.errors.values().flatten().copied())
+            .collect();
+        // Answered on any path; `info.description` says so once.
+        let global = ["METHOD_NOT_ALLOWED"];
+        // The mapping of `core::Error::DeviceError`, which no core path constructs today.
+        let unreachable = ["DEVICE_ERROR"];
+        for c in &documented {
+            assert!(answered.contains(c), "{c} is documented but never answered");
+        }
+        for c in &answered {
+            assert!(
+                documented.contains(c) || global.contains(c) || unreachable.contains(c),
+                "{c} can be answered but no operation documents it"
+            );
+        }
+    }
+
+    /// Every value under a `schema` key, or directly under `components.schemas`, with where it is.
+    fn collect_schemas(at: &str, v: &Value, out: &mut Vec<(String, Value)>) {
+        if let Value::Object(m) = v {
+            for (k, x) in m {
+                let here = format!("{at}/{k}");
+                if k == "schema" || at == "/components/schemas" {
+                    out.push((here.clone(), x.clone()));
+                }
+                collect_schemas(&here, x, out);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn openapi_json_is_served_without_credentials() {
+        let (router, _dir) = test_router().await;
+        let req = Request::builder()
+            .uri("/openapi.json")
+            .body(Body::empty())
+            .unwrap();
+        let resp = router.oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["openapi"], "3.1.0");
+        assert!(v["paths"]["/v1/bindings"]["get"]["responses"]["401"].is_object());
+    }
+}
