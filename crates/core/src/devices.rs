@@ -89,6 +89,20 @@ pub struct DeviceView {
     pub state: serde_json::Value,
 }
 
+impl From<rampart_store::DeviceRow> for DeviceView {
+    fn from(row: rampart_store::DeviceRow) -> DeviceView {
+        DeviceView {
+            state: serde_json::from_str(&row.state).unwrap_or_default(),
+            did: row.did,
+            product_key: row.product_key,
+            hardware_id: row.hardware_id,
+            online: row.online,
+            last_seen: row.last_seen,
+            created_at: row.created_at,
+        }
+    }
+}
+
 /// A command as the API accepts it: exactly one of `set` or `action`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -299,15 +313,7 @@ impl Core {
             .get_device(did)
             .await?
             .ok_or(Error::NotFound("device"))?;
-        Ok(DeviceView {
-            state: serde_json::from_str(&row.state).unwrap_or_default(),
-            did: row.did,
-            product_key: row.product_key,
-            hardware_id: row.hardware_id,
-            online: row.online,
-            last_seen: row.last_seen,
-            created_at: row.created_at,
-        })
+        Ok(row.into())
     }
 
     pub async fn device_history(
@@ -391,6 +397,9 @@ impl Core {
         });
         if let Some(ip) = source_ip {
             ev = ev.source_ip(ip);
+        }
+        if let Some(t) = &product.enterprise_id {
+            ev = ev.tenant(t.clone());
         }
         self.audit(ev).await;
         match delivery {
