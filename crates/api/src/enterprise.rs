@@ -304,18 +304,19 @@ async fn devices(State(s): State<AppState>, k: EnterpriseKey) -> Result<Json<Val
     Ok(page_of(rows, page, limit, total))
 }
 
-/// The device `did` if the key may do `need` to it.
+/// The device `did` and its product key, if the key may do `need` to it.
 async fn key_device(
     s: &AppState,
     k: &EnterpriseKey,
     did: &str,
     need: Scope,
-) -> Result<rampart_proto::ids::Did, Error> {
+) -> Result<(rampart_proto::ids::Did, String), Error> {
     let did = parse_did(did)?;
-    s.core
+    let pk = s
+        .core
         .authorize_key_device(&k.key, did.as_str(), need)
         .await?;
-    Ok(did)
+    Ok((did, pk))
 }
 
 async fn device(
@@ -323,8 +324,8 @@ async fn device(
     Path(did): Path<String>,
     k: EnterpriseKey,
 ) -> Result<Response, Error> {
-    let did = key_device(&s, &k, &did, Scope::Read).await?;
-    let v = s.core.device_view(did.as_str()).await?;
+    let (did, _) = key_device(&s, &k, &did, Scope::Read).await?;
+    let v = s.core.key_device_view(&k.key, did.as_str()).await?;
     s.core
         .audit_key_access(&k.key, "enterprise.device_read", format!("device:{did}"))
         .await;
@@ -337,8 +338,22 @@ async fn history(
     k: EnterpriseKey,
 ) -> Result<Json<Value>, Error> {
     let q = k.query()?;
-    let did = key_device(&s, &k, &did, Scope::Read).await?;
-    let page = history_page(&s, did.as_str(), &q).await?;
+    let (did, pk) = key_device(&s, &k, &did, Scope::Read).await?;
+    let mut page = history_page(&s, did.as_str(), &q).await?;
+    // Sensitive points the key does not name are left out.
+    let hidden = s.core.key_hidden_points(&k.key, &pk).await?;
+    let count = match page.0["data"].as_array_mut() {
+        Some(rows) => {
+            rows.retain(|r| {
+                !r["point"]
+                    .as_str()
+                    .is_some_and(|p| hidden.iter().any(|h| h == p))
+            });
+            rows.len()
+        }
+        None => 0,
+    };
+    page.0["meta"]["count"] = count.into();
     s.core
         .audit_key_access(&k.key, "enterprise.device_history", format!("device:{did}"))
         .await;
@@ -352,7 +367,7 @@ async fn command(
     Path(did): Path<String>,
     k: EnterpriseKey,
 ) -> Result<Response, Error> {
-    let did = key_device(&s, &k, &did, Scope::Control).await?;
+    let (did, _) = key_device(&s, &k, &did, Scope::Control).await?;
     let req: CommandRequest = k.json()?;
     let outcome = s
         .core

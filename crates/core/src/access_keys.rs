@@ -72,6 +72,10 @@ pub struct NewAccessKey {
     /// Unix milliseconds; none: the key does not expire.
     #[serde(default)]
     pub expires_at: Option<i64>,
+    /// Data points marked `sensitive` in the products' models that the key may see; the others
+    /// are left out of states and history.
+    #[serde(default)]
+    pub sensitive_points: Vec<String>,
 }
 
 /// A new key or a rotated secret: the only time the secret is shown.
@@ -100,6 +104,7 @@ pub struct AccessKeyView {
     pub products: Vec<String>,
     pub scopes: Vec<Scope>,
     pub allow_ips: Vec<String>,
+    pub sensitive_points: Vec<String>,
     pub disabled: bool,
     pub expires_at: Option<i64>,
     /// Set while a rotated-out secret still works.
@@ -116,6 +121,8 @@ pub struct KeySession {
     /// The products the key reaches.
     pub products: Vec<String>,
     pub scopes: Vec<Scope>,
+    /// The sensitive data points the key may see.
+    pub sensitive_points: Vec<String>,
     pub source_ip: String,
 }
 
@@ -334,6 +341,13 @@ fn parse_scopes(text: &str) -> Vec<Scope> {
         .collect()
 }
 
+fn words(text: &str) -> Vec<String> {
+    text.split(' ')
+        .filter(|w| !w.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 fn parse_networks(json: &str) -> Vec<String> {
     serde_json::from_str(json).unwrap_or_default()
 }
@@ -342,6 +356,7 @@ fn view(r: AccessKeyRow, products: Vec<String>, now: i64) -> AccessKeyView {
     AccessKeyView {
         scopes: parse_scopes(&r.scopes),
         allow_ips: parse_networks(&r.allow_ips),
+        sensitive_points: words(&r.sensitive_points),
         previous_valid_until: r.prev_valid_until.filter(|t| *t > now),
         key_id: r.key_id,
         enterprise_id: r.enterprise_id,
@@ -350,6 +365,13 @@ fn view(r: AccessKeyRow, products: Vec<String>, now: i64) -> AccessKeyView {
         expires_at: r.expires_at,
         created_by: r.created_by,
         created_at: r.created_at,
+    }
+}
+
+/// Leave the `hidden` points out of a device's state.
+fn redact(v: &mut DeviceView, hidden: &[String]) {
+    if let Some(state) = v.state.as_object_mut() {
+        state.retain(|name, _| !hidden.contains(name));
     }
 }
 
@@ -406,6 +428,26 @@ impl Core {
         }
         let scopes = check_scopes(k.scopes)?;
         let nets = check_networks(&k.allow_ips)?;
+        let mut sensitive = k.sensitive_points;
+        sensitive.sort_unstable();
+        sensitive.dedup();
+        for name in &sensitive {
+            let mut found = false;
+            for pk in &products {
+                found |= self
+                    .product(pk)
+                    .await?
+                    .datapoints
+                    .point(name)
+                    .is_some_and(|p| p.sensitivity == rampart_proto::model::Sensitivity::Sensitive);
+            }
+            if !found {
+                return Err(Error::Invalid(format!(
+                    "sensitive_points: `{}` is no sensitive data point of the key's products",
+                    name.chars().take(64).collect::<String>()
+                )));
+            }
+        }
         let now = now_ms();
         if k.expires_at.is_some_and(|e| e <= now) {
             return Err(Error::Invalid(
@@ -421,6 +463,7 @@ impl Core {
             prev_valid_until: None,
             scopes: scopes_text(&scopes),
             allow_ips: serde_json::to_string(&nets).map_err(|e| Error::Internal(e.to_string()))?,
+            sensitive_points: sensitive.join(" "),
             disabled: false,
             expires_at: k.expires_at,
             created_by: caller.actor().id,
@@ -436,10 +479,11 @@ impl Core {
         let ev = self
             .key_event(caller, "access_key.create", enterprise_id, &row.key_id)
             .detail(format!(
-                "products={} scopes={} allow_ips={} expires_at={}",
+                "products={} scopes={} allow_ips={} sensitive_points={} expires_at={}",
                 products.join(","),
                 row.scopes,
                 nets.join(","),
+                sensitive.join(","),
                 k.expires_at.map_or("never".into(), |e| e.to_string())
             ));
         self.audit_with_ip(ev, ip).await;
@@ -684,6 +728,7 @@ impl Core {
             .map_err(Error::from)?;
         Ok(KeySession {
             scopes: parse_scopes(&row.scopes),
+            sensitive_points: words(&row.sensitive_points),
             key_id: row.key_id,
             enterprise_id: row.enterprise_id,
             products,
@@ -758,6 +803,33 @@ impl Core {
         Err(refusal)
     }
 
+    /// The data points of `product_key` that `k` may not see: those marked `sensitive` in the
+    /// model that the key does not name.
+    pub async fn key_hidden_points(
+        &self,
+        k: &KeySession,
+        product_key: &str,
+    ) -> Result<Vec<String>> {
+        Ok(self
+            .product(product_key)
+            .await?
+            .datapoints
+            .points()
+            .iter()
+            .filter(|p| p.sensitivity == rampart_proto::model::Sensitivity::Sensitive)
+            .filter(|p| !k.sensitive_points.contains(&p.name))
+            .map(|p| p.name.clone())
+            .collect())
+    }
+
+    /// The device's view with the points `k` may not see left out of its state.
+    pub async fn key_device_view(&self, k: &KeySession, did: &str) -> Result<DeviceView> {
+        let mut v = self.device_view(did).await?;
+        let hidden = self.key_hidden_points(k, &v.product_key).await?;
+        redact(&mut v, &hidden);
+        Ok(v)
+    }
+
     /// A page of the devices `k` reaches, optionally of one of its products (another product:
     /// `NotFound("product")`). Needs `read`; audited (`enterprise.device_list`).
     pub async fn key_devices(
@@ -783,7 +855,14 @@ impl Core {
         };
         self.audit_key_access(k, "enterprise.device_list", target)
             .await;
-        Ok((rows.into_iter().map(DeviceView::from).collect(), total))
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let mut v = DeviceView::from(r);
+            let hidden = self.key_hidden_points(k, &v.product_key).await?;
+            redact(&mut v, &hidden);
+            out.push(v);
+        }
+        Ok((out, total))
     }
 
     /// The key's enterprise audit entries. Needs `read`; the read itself is audited (`audit.read`).

@@ -20,6 +20,8 @@ pub struct AccessKeyRow {
     pub scopes: String,
     /// The allowed source networks as a JSON array of CIDR strings.
     pub allow_ips: String,
+    /// Space-separated names of the sensitive data points the key may see.
+    pub sensitive_points: String,
     pub disabled: bool,
     pub expires_at: Option<i64>,
     pub created_by: String,
@@ -77,14 +79,14 @@ impl Store {
     /// Store a key and the products it reaches, in one transaction.
     pub async fn insert_access_key(&self, r: &AccessKeyRow, products: &[String]) -> Result<()> {
         let key = "INSERT INTO access_keys (key_id, enterprise_id, secret_enc, prev_secret_enc, prev_valid_until, \
-                   scopes, allow_ips, disabled, expires_at, created_by, created_at) \
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+                   scopes, allow_ips, sensitive_points, disabled, expires_at, created_by, created_at) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
         let prod = "INSERT INTO access_key_products (key_id, product_key) VALUES ($1, $2)";
         with_db!(self, p => {
             let mut tx = p.begin().await?;
             sqlx::query(key).bind(&r.key_id).bind(&r.enterprise_id).bind(&r.secret_enc)
                 .bind(&r.prev_secret_enc).bind(r.prev_valid_until).bind(&r.scopes).bind(&r.allow_ips)
-                .bind(r.disabled).bind(r.expires_at).bind(&r.created_by).bind(r.created_at)
+                .bind(&r.sensitive_points).bind(r.disabled).bind(r.expires_at).bind(&r.created_by).bind(r.created_at)
                 .execute(&mut *tx).await.map_err(map_conflict)?;
             for pk in products {
                 sqlx::query(prod).bind(&r.key_id).bind(pk).execute(&mut *tx).await.map_err(map_conflict)?;

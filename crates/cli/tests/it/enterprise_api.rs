@@ -599,3 +599,97 @@ async fn signed_requests_keys_tenants_and_audit_chain() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn sensitive_points_only_for_keys_that_name_them() {
+    use rumqttc::{Event, Packet, QoS};
+    let srv = Server::start().await;
+    let ent = enterprise(&srv, "Clinic").await;
+    let (s, v) = srv
+        .admin(
+            "POST",
+            "/v1/products",
+            Some(json!({
+                "name": "Door lock",
+                "identity": {"dynamic_registration": true, "allowlist": false},
+                "owner": {"enterprise_id": ent},
+                "datapoints": [
+                    {"name": "power", "type": "bool", "writable": true},
+                    {"name": "pin", "type": "int", "min": 0, "max": 9999, "sensitivity": "sensitive"},
+                    {"name": "battery", "type": "int", "min": 0, "max": 100, "sensitivity": "internal"}
+                ]
+            })),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let pk = v["product_key"].as_str().unwrap().to_owned();
+    let (did, secret, _) = srv
+        .register(&pk, v["product_secret"].as_str().unwrap(), "hw-lock-1")
+        .await;
+    let key = |points: Value| {
+        json!({"products": [pk], "scopes": ["read"], "allow_ips": ["127.0.0.1/32"],
+               "sensitive_points": points})
+    };
+    let plain = new_key(&srv, ADMIN, &ent, key(json!([]))).await;
+    let named = new_key(&srv, ADMIN, &ent, key(json!(["pin"]))).await;
+    for bad in [json!(["power"]), json!(["battery"]), json!(["nothing"])] {
+        let (s, v) = srv
+            .admin(
+                "POST",
+                &format!("/v1/enterprises/{ent}/keys"),
+                Some(key(bad)),
+            )
+            .await;
+        assert_eq!((s, code(&v)), (400, "INVALID_REQUEST"), "{v}");
+    }
+
+    // the device reports every point
+    let (u, p) = creds(&did, &secret);
+    let (c, mut el) = rumqttc::AsyncClient::new(v4_options(&srv, &did, &u, &p), 10);
+    c.publish(
+        format!("dev/{did}/up"),
+        QoS::AtLeastOnce,
+        false,
+        r#"{"power":true,"pin":1234,"battery":80}"#,
+    )
+    .await
+    .unwrap();
+    v4_until(&mut el, |e| {
+        matches!(e, Ok(Event::Incoming(Packet::PubAck(_)))).then_some(())
+    })
+    .await;
+    srv.wait_state(&did, |v| v["state"]["pin"] == 1234).await;
+
+    let device = format!("/v1/enterprise/devices/{did}");
+    let history = format!("/v1/enterprise/devices/{did}/history");
+    let (s, v) = get(&srv, &plain, &device).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["state"], json!({"power": true, "battery": 80}), "{v}");
+    let (s, v) = get(&srv, &plain, "/v1/enterprise/devices").await;
+    assert_eq!(s, 200, "{v}");
+    assert!(v["data"][0]["state"].get("pin").is_none(), "{v}");
+    let (s, v) = get(&srv, &plain, &history).await;
+    assert_eq!(s, 200, "{v}");
+    let points: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["point"].as_str().unwrap())
+        .collect();
+    assert!(!points.contains(&"pin") && points.contains(&"power"), "{v}");
+    let (s, v) = get(&srv, &plain, &format!("{history}?point=pin")).await;
+    assert_eq!((s, v["meta"]["count"].as_i64()), (200, Some(0)), "{v}");
+
+    let (s, v) = get(&srv, &named, &device).await;
+    assert_eq!((s, v["state"]["pin"].as_i64()), (200, Some(1234)), "{v}");
+    let (s, v) = get(&srv, &named, &format!("{history}?point=pin")).await;
+    assert_eq!((s, v["meta"]["count"].as_i64()), (200, Some(1)), "{v}");
+    let (s, v) = srv
+        .admin("GET", &format!("/v1/enterprises/{ent}/keys"), None)
+        .await;
+    assert_eq!(s, 200);
+    assert!(
+        v.to_string().contains("\"sensitive_points\":[\"pin\"]"),
+        "{v}"
+    );
+}

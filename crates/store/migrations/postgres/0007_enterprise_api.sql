@@ -11,6 +11,7 @@ CREATE TABLE access_keys (
     prev_valid_until BIGINT,
     scopes TEXT NOT NULL,
     allow_ips TEXT NOT NULL,
+    sensitive_points TEXT NOT NULL DEFAULT '',
     disabled BOOLEAN NOT NULL DEFAULT FALSE,
     expires_at BIGINT,
     created_by TEXT NOT NULL,

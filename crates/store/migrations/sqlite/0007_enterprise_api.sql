@@ -11,6 +11,7 @@ CREATE TABLE access_keys (
     prev_valid_until INTEGER,
     scopes TEXT NOT NULL,
     allow_ips TEXT NOT NULL,
+    sensitive_points TEXT NOT NULL DEFAULT '',
     disabled INTEGER NOT NULL DEFAULT 0,
     expires_at INTEGER,
     created_by TEXT NOT NULL,

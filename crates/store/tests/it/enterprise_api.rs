@@ -37,6 +37,7 @@ fn key(id: &str, ent: &str) -> AccessKeyRow {
         prev_valid_until: None,
         scopes: "read".into(),
         allow_ips: r#"["127.0.0.1/32"]"#.into(),
+        sensitive_points: "pin".into(),
         disabled: false,
         expires_at: Some(99),
         created_by: "bootstrap".into(),
