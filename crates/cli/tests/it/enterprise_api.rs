@@ -580,23 +580,55 @@ async fn signed_requests_keys_tenants_and_audit_chain() {
     // edit one row in the database file (the server keeps running and appending)
     let url = format!("sqlite://{}", srv.data().join("rampart.db").display());
     let db = sqlx::SqlitePool::connect(&url).await.unwrap();
-    let (id,): (i64,) = sqlx::query_as(
-        "SELECT id FROM audit WHERE action = 'access_key.rotate' ORDER BY id LIMIT 1",
+    let (id, detail): (i64, String) = sqlx::query_as(
+        "SELECT id, detail FROM audit WHERE action = 'access_key.rotate' ORDER BY id LIMIT 1",
     )
     .fetch_one(&db)
     .await
     .unwrap();
-    sqlx::query("UPDATE audit SET detail = 'previous_valid_until=0' WHERE id = $1")
-        .bind(id)
-        .execute(&db)
-        .await
-        .unwrap();
-    db.close().await;
+    let set_detail = |d: String| {
+        let db = db.clone();
+        async move {
+            sqlx::query("UPDATE audit SET detail = $1 WHERE id = $2")
+                .bind(d)
+                .bind(id)
+                .execute(&db)
+                .await
+                .unwrap();
+        }
+    };
+    set_detail("previous_valid_until=0".into()).await;
     let (ok, stdout, stderr) = verify();
     assert!(!ok, "{stdout}");
     assert!(
         stderr.contains(&format!("broken at entry {id}:")) && stderr.contains("edited"),
         "{stderr}"
+    );
+    // put it back: intact again; then remove the entry after it: its successor no longer links
+    set_detail(detail).await;
+    let (ok, stdout, stderr) = verify();
+    assert!(ok, "{stdout} {stderr}");
+    let (next,): (i64,) = sqlx::query_as("SELECT MIN(id) FROM audit WHERE id > $1")
+        .bind(id)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    let (after,): (i64,) = sqlx::query_as("SELECT MIN(id) FROM audit WHERE id > $1")
+        .bind(next)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM audit WHERE id = $1")
+        .bind(next)
+        .execute(&db)
+        .await
+        .unwrap();
+    db.close().await;
+    let (ok, _, stderr) = verify();
+    assert!(!ok);
+    assert!(
+        stderr.contains(&format!("broken at entry {after}:")) && stderr.contains("does not link"),
+        "names the entry after the gap: {stderr}"
     );
 }
 
