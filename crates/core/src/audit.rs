@@ -95,6 +95,11 @@ impl AuditEvent {
         self.0.tenant = Some(t.into());
         self
     }
+    /// The tenant when there is one (an enterprise-owned product's acts).
+    pub fn tenant_opt(mut self, t: Option<String>) -> Self {
+        self.0.tenant = t;
+        self
+    }
 }
 
 impl Core {
@@ -115,6 +120,14 @@ impl Core {
         {
             tracing::error!(error = %e, action = %r.action, "audit write failed");
         }
+    }
+
+    /// The tenant of a product's acts: the owning enterprise, if any (none for an unknown key).
+    pub async fn product_tenant(&self, product_key: &str) -> Option<String> {
+        self.product(product_key)
+            .await
+            .ok()
+            .and_then(|p| p.enterprise_id.clone())
     }
 
     /// Recompute the whole chain, oldest entry first; stops at the first entry that fails. The

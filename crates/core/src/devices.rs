@@ -398,10 +398,8 @@ impl Core {
         if let Some(ip) = source_ip {
             ev = ev.source_ip(ip);
         }
-        if let Some(t) = &product.enterprise_id {
-            ev = ev.tenant(t.clone());
-        }
-        self.audit(ev).await;
+        self.audit(ev.tenant_opt(product.enterprise_id.clone()))
+            .await;
         match delivery {
             Delivery::Sent => {}
             Delivery::Queued => {

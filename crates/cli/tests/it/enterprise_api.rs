@@ -518,6 +518,8 @@ async fn signed_requests_keys_tenants_and_audit_chain() {
         ("enterprise.device_history", "ok"),
         ("enterprise.device_access", "denied"),
         ("device.command", "sent"),
+        ("device.register", "ok"),
+        ("product.create", "ok"),
     ] {
         assert!(has(action, outcome), "{action} {outcome} missing: {v}");
     }
