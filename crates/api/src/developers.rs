@@ -358,16 +358,26 @@ pub(crate) struct NewEnterprise {
     name: String,
 }
 
+/// A developer creates an enterprise and becomes its owner; the operator creates one with no
+/// member yet (and invites its owners).
 async fn create_enterprise(
     State(s): State<AppState>,
-    Developer(d): Developer,
+    m: Manager,
     addr: Addr,
     Body(b): Body<NewEnterprise>,
 ) -> Result<Response, Error> {
-    let e = s
-        .core
-        .create_enterprise(&d, &b.name, client_ip(&addr))
-        .await?;
+    let e = match m {
+        Manager::Developer(d) => {
+            s.core
+                .create_enterprise(&d, &b.name, client_ip(&addr))
+                .await?
+        }
+        Manager::Operator => {
+            s.core
+                .operator_create_enterprise(&b.name, None, client_ip(&addr))
+                .await?
+        }
+    };
     Ok((StatusCode::CREATED, Json(e)).into_response())
 }
 
@@ -567,7 +577,7 @@ async fn admin_create_enterprise(
 ) -> Result<Response, Error> {
     let v = s
         .core
-        .operator_create_enterprise(&b.name, &b.owner_developer_id, client_ip(&addr))
+        .operator_create_enterprise(&b.name, Some(&b.owner_developer_id), client_ip(&addr))
         .await?;
     Ok((StatusCode::CREATED, Json(v)).into_response())
 }

@@ -7,6 +7,7 @@
 mod accounts;
 mod auth;
 mod developers;
+mod enterprise;
 mod error;
 mod oauth;
 mod oidc;

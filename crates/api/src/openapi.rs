@@ -47,6 +47,8 @@ enum Auth {
     UserQuery,
     /// OAuth2 client authentication: HTTP Basic (or `client_id`/`client_secret` form fields).
     Client,
+    /// A request signed with an enterprise access key (`Authorization: RAMPART-HMAC-SHA256 ...`).
+    AccessKey,
 }
 
 impl Auth {
@@ -59,6 +61,7 @@ impl Auth {
             Auth::OAuthControl => json!({"oauth": ["devices:control"]}),
             Auth::UserQuery => json!({"user_query": []}),
             Auth::Client => json!({"client_basic": []}),
+            Auth::AccessKey => json!({"access_key": []}),
         }
     }
 }
@@ -68,6 +71,15 @@ fn meaning(code: &str) -> &'static str {
     match code {
         "INVALID_REQUEST" => "a field, parameter or paging value out of range or malformed",
         "INVALID_JSON" => "the body is not JSON, has wrong types or unknown fields",
+        "INVALID_AUTHORIZATION" => {
+            "no `Authorization` header, another scheme, or a missing, repeated, unknown or malformed parameter"
+        }
+        "STALE_TIMESTAMP" => "`ts` is more than 300 s away from the server's clock",
+        "SIGNATURE_MISMATCH" => "the signature does not match the request, or the key id is unknown",
+        "KEY_DISABLED" => "the key is disabled, or its enterprise is suspended by the operator",
+        "KEY_EXPIRED" => "the key is past its `expires_at`",
+        "IP_NOT_ALLOWED" => "the connection's address is in none of the key's networks",
+        "NONCE_REUSED" => "the nonce was already used with this key (a replay)",
         "INVALID_DATAPOINT" => "a model or command that breaks the data-point rules",
         "WEAK_PASSWORD" => "the password breaks a rule of the policy (the message names it)",
         "INVALID_CODE" => "a wrong, expired or used-up code",
@@ -84,7 +96,7 @@ fn meaning(code: &str) -> &'static str {
         "NOT_FOUND" => "unknown (or not visible to the caller)",
         "CONFLICT" => "the state does not allow it (already exists, last owner, ...)",
         "DEVICE_OFFLINE" => "the device has no session",
-        "PAYLOAD_TOO_LARGE" => "body over 4 MiB",
+        "PAYLOAD_TOO_LARGE" => "body over 4 MiB (1 MiB for a signed request)",
         "UNSUPPORTED_MEDIA_TYPE" => "body without `Content-Type: application/json`",
         "UPGRADE_REQUIRED" => "no WebSocket upgrade was asked for",
         "RATE_LIMITED" => "too many attempts; try later",
@@ -135,10 +147,22 @@ impl Op {
         self.description = Some(d);
         self
     }
-    /// The accepted credentials; a missing or bad one answers 401 `UNAUTHORIZED`.
+    /// The accepted credentials; a missing or bad token answers 401 `UNAUTHORIZED`. A signed
+    /// request ([`Auth::AccessKey`]) is refused with 401 and the code of its refusal, its body
+    /// read first (at most 1 MiB: 413), and its key looked up in the store.
     fn auth(mut self, a: &[Auth]) -> Op {
         self.auth = a.to_vec();
-        self.err(401, &["UNAUTHORIZED"])
+        let mut o = self;
+        if a.iter().any(|x| *x != Auth::AccessKey) {
+            o = o.err(401, &["UNAUTHORIZED"]);
+        }
+        if a.contains(&Auth::AccessKey) {
+            o = o
+                .err(401, SIGNED_REFUSALS)
+                .err(413, &["PAYLOAD_TOO_LARGE"])
+                .store();
+        }
+        o
     }
     fn query(mut self, name: &str, schema: Value, description: &str) -> Op {
         self.params
@@ -181,6 +205,12 @@ impl Op {
         self.err(400, &["INVALID_JSON"])
             .err(413, &["PAYLOAD_TOO_LARGE"])
             .err(415, &["UNSUPPORTED_MEDIA_TYPE"])
+    }
+    /// A JSON body read as raw bytes (no `Content-Type` is required), perhaps optional.
+    fn raw_json_body(mut self, required: bool, schema: Value) -> Op {
+        self.body = Some(json!({"required": required,
+            "content": {"application/json": {"schema": schema}}}));
+        self.err(400, &["INVALID_JSON"])
     }
     fn form_body(mut self, schema: Value) -> Op {
         self.body = Some(json!({"required": true,
@@ -338,6 +368,7 @@ fn path_param_meaning(name: &str) -> &'static str {
         "id" => "enterprise or developer id",
         "developer_id" => "developer id",
         "invite_id" => "invitation id",
+        "key_id" => "access key id (`rak_...`)",
         _ => "",
     }
 }
@@ -425,6 +456,17 @@ const DEVICE_CONTROL: &[Auth] = &[Auth::Admin, Auth::User, Auth::Developer, Auth
 const MANAGER: &[Auth] = &[Auth::Admin, Auth::Developer];
 const ADMIN: &[Auth] = &[Auth::Admin];
 const DEVELOPER: &[Auth] = &[Auth::Developer];
+const ACCESS_KEY: &[Auth] = &[Auth::AccessKey];
+/// The refusals of a signed request (docs/enterprise-api.md, "Errors of signed requests").
+const SIGNED_REFUSALS: &[&str] = &[
+    "INVALID_AUTHORIZATION",
+    "STALE_TIMESTAMP",
+    "SIGNATURE_MISMATCH",
+    "KEY_DISABLED",
+    "KEY_EXPIRED",
+    "IP_NOT_ALLOWED",
+    "NONCE_REUSED",
+];
 
 /// Every operation the router serves.
 fn operations() -> Vec<Op> {
@@ -437,6 +479,8 @@ fn operations() -> Vec<Op> {
     ops.extend(oauth_ops());
     ops.extend(developer_ops());
     ops.extend(enterprise_ops());
+    ops.extend(access_key_ops());
+    ops.extend(enterprise_api_ops());
     ops.extend(operator_ops());
     ops
 }
@@ -1270,9 +1314,13 @@ fn enterprise_ops() -> Vec<Op> {
             "post",
             "/v1/enterprises",
             "enterprises",
-            "Create an enterprise (the caller owns it)",
+            "Create an enterprise",
         )
-        .auth(DEVELOPER)
+        .describe(
+            "A developer creates an enterprise and becomes its owner; the operator (admin token) \
+             creates one with no member (`role` null) and invites its owners.",
+        )
+        .auth(MANAGER)
         .json_body(input(&["name"], json!({"name": string()})))
         .ok(201, "the enterprise", r("Enterprise"))
         .err(400, &["INVALID_REQUEST"])
@@ -1373,6 +1421,243 @@ fn enterprise_ops() -> Vec<Op> {
         .err(409, &["CONFLICT"])
         .not_found()
         .store(),
+    ]
+}
+
+/// The audit query of `GET /v1/enterprise/audit` and `GET /v1/enterprises/{id}/audit`.
+fn audit_query(o: Op) -> Op {
+    o.query("actor", string(), "only entries of this actor id")
+        .query("actor_kind", string(), "only entries of this actor kind")
+        .query("action", string(), "only entries of this action")
+        .query("target", string(), "only entries with this target")
+        .query("from", int(), "from this time (unix ms, inclusive)")
+        .query("to", int(), "up to this time (unix ms, inclusive)")
+        .paged()
+}
+
+/// Access-key management (docs/enterprise-api.md): the operator and the enterprise's owners and
+/// admins; observers get 403, anyone else 404.
+fn access_key_ops() -> Vec<Op> {
+    vec![
+        op(
+            "post",
+            "/v1/enterprises/{id}/keys",
+            "enterprises",
+            "Create an access key",
+        )
+        .describe("Audited (`access_key.create`). The secret is answered only here.")
+        .auth(MANAGER)
+        .json_body(r("NewAccessKey"))
+        .ok(
+            201,
+            "the key id and its secret, shown once",
+            r("CreatedKey"),
+        )
+        .err(400, &["INVALID_REQUEST"])
+        .err(403, &["FORBIDDEN"])
+        .err(409, &["CONFLICT"])
+        .not_found()
+        .store(),
+        op(
+            "get",
+            "/v1/enterprises/{id}/keys",
+            "enterprises",
+            "An enterprise's access keys (never a secret)",
+        )
+        .auth(MANAGER)
+        .ok(200, "the keys", all(r("AccessKey")))
+        .err(403, &["FORBIDDEN"])
+        .not_found()
+        .store(),
+        op(
+            "delete",
+            "/v1/enterprises/{id}/keys/{key_id}",
+            "enterprises",
+            "Delete an access key",
+        )
+        .describe("Audited (`access_key.delete`). The key stops working at once.")
+        .auth(MANAGER)
+        .ok(
+            200,
+            "deleted",
+            object(
+                &["key_id", "status"],
+                json!({"key_id": string(), "status": {"type": "string", "const": "deleted"}}),
+            ),
+        )
+        .err(403, &["FORBIDDEN"])
+        .not_found()
+        .store(),
+        op(
+            "post",
+            "/v1/enterprises/{id}/keys/{key_id}/disable",
+            "enterprises",
+            "Disable an access key",
+        )
+        .describe("Audited (`access_key.disable`). Requests with it answer 401 `KEY_DISABLED`.")
+        .auth(MANAGER)
+        .ok(200, "the key, `disabled` true", r("AccessKey"))
+        .err(403, &["FORBIDDEN"])
+        .not_found()
+        .store(),
+        op(
+            "post",
+            "/v1/enterprises/{id}/keys/{key_id}/enable",
+            "enterprises",
+            "Enable a disabled access key",
+        )
+        .describe("Audited (`access_key.enable`).")
+        .auth(MANAGER)
+        .ok(200, "the key, `disabled` false", r("AccessKey"))
+        .err(403, &["FORBIDDEN"])
+        .not_found()
+        .store(),
+        op(
+            "post",
+            "/v1/enterprises/{id}/keys/{key_id}/rotate",
+            "enterprises",
+            "Give an access key a new secret",
+        )
+        .describe(
+            "Audited (`access_key.rotate`). The secret it replaces keeps working until \
+             `previous_valid_until`; a rotation during an overlap ends the older overlap. \
+             The body may be left out.",
+        )
+        .auth(MANAGER)
+        .raw_json_body(
+            false,
+            input(
+                &[],
+                json!({"overlap_secs": {"type": "integer", "minimum": 0, "maximum": 604800,
+                "default": 3600, "description": "how long the replaced secret keeps working"}}),
+            ),
+        )
+        .ok(
+            200,
+            "the new secret, shown once",
+            object(
+                &["key_id", "secret", "previous_valid_until"],
+                json!({"key_id": string(), "secret": string(), "previous_valid_until": millis()}),
+            ),
+        )
+        .err(400, &["INVALID_REQUEST"])
+        .err(403, &["FORBIDDEN"])
+        .not_found()
+        .store(),
+        audit_query(
+            op(
+                "get",
+                "/v1/enterprises/{id}/audit",
+                "enterprises",
+                "An enterprise's audit entries, newest first",
+            )
+            .describe(
+                "For the enterprise's owners and the operator; its admins and observers get 403.",
+            )
+            .auth(MANAGER),
+        )
+        .ok(200, "a page of audit entries", page(r("AuditEntry")))
+        .err(403, &["FORBIDDEN"])
+        .not_found()
+        .store(),
+    ]
+}
+
+/// The endpoints business systems call with requests signed by an access key
+/// (docs/enterprise-api.md). A device or product the key does not reach answers 404 like an
+/// unknown one; a key without the scope an endpoint needs answers 403.
+fn enterprise_api_ops() -> Vec<Op> {
+    vec![
+        op(
+            "get",
+            "/v1/enterprise/devices",
+            "enterprise api",
+            "The devices of the key's products (scope `read`)",
+        )
+        .describe("Audited (`enterprise.device_list`). Sensitive points the key does not name are left out of `state`.")
+        .auth(ACCESS_KEY)
+        .query("product_key", string(), "only this product's devices (one the key names, else 404)")
+        .paged()
+        .ok(200, "a page of devices", page(r("DeviceView")))
+        .err(403, &["FORBIDDEN"])
+        .not_found(),
+        op(
+            "get",
+            "/v1/enterprise/devices/{did}",
+            "enterprise api",
+            "A device, its state and presence (scope `read`)",
+        )
+        .describe("Audited (`enterprise.device_read`). Sensitive points the key does not name are left out of `state`.")
+        .auth(ACCESS_KEY)
+        .ok(200, "the device", r("DeviceView"))
+        .err(403, &["FORBIDDEN"])
+        .not_found(),
+        op(
+            "get",
+            "/v1/enterprise/devices/{did}/history",
+            "enterprise api",
+            "A device's reported values, newest first (scope `read`)",
+        )
+        .describe("Audited (`enterprise.device_history`). Sensitive points the key does not name are left out.")
+        .auth(ACCESS_KEY)
+        .query("point", string(), "only this data point")
+        .query("from", int(), "from this time (unix ms)")
+        .query("to", int(), "up to this time (unix ms)")
+        .query(
+            "limit",
+            json!({"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}),
+            "at most this many values",
+        )
+        .ok(
+            200,
+            "the values",
+            object(
+                &["data", "meta"],
+                json!({"data": array(r("HistoryPoint")),
+                    "meta": object(&["limit", "count"], json!({"limit": int(), "count": int()}))}),
+            ),
+        )
+        .err(403, &["FORBIDDEN"])
+        .not_found(),
+        op(
+            "post",
+            "/v1/enterprise/devices/{did}/commands",
+            "enterprise api",
+            "Send a command to a device (scope `control`)",
+        )
+        .describe(
+            "Validated and delivered like `POST /v1/devices/{did}/commands`; audited as \
+             `device.command` with the key as actor. The body is read as signed: no \
+             `Content-Type` is required.",
+        )
+        .auth(ACCESS_KEY)
+        .raw_json_body(true, r("CommandRequest"))
+        .ok(200, "the device's acknowledgement", r("Ack"))
+        .ok(
+            202,
+            "queued in a parked persistent session",
+            object(
+                &["id", "status"],
+                json!({"id": string(), "status": {"type": "string", "const": "queued"}}),
+            ),
+        )
+        .err(400, &["INVALID_JSON", "INVALID_REQUEST", "INVALID_DATAPOINT"])
+        .err(403, &["FORBIDDEN"])
+        .err(409, &["DEVICE_OFFLINE"])
+        .err(504, &["COMMAND_TIMEOUT"])
+        .not_found(),
+        audit_query(
+            op(
+                "get",
+                "/v1/enterprise/audit",
+                "enterprise api",
+                "The enterprise's audit entries, newest first (scope `read`)",
+            )
+            .describe("Audited (`audit.read`).")
+            .auth(ACCESS_KEY),
+        )
+        .ok(200, "a page of audit entries", page(r("AuditEntry")))
+        .err(403, &["FORBIDDEN"]),
     ]
 }
 
@@ -1755,6 +2040,78 @@ fn schemas() -> Value {
             ),
         ),
         (
+            "NewAccessKey",
+            input(
+                &["products", "scopes", "allow_ips"],
+                json!({
+            "products": {"type": "array", "items": string(), "minItems": 1, "maxItems": 100,
+                "description": "product keys of the enterprise"},
+            "scopes": {"type": "array", "items": one_of(&["read", "control"]), "minItems": 1,
+                "description": "`control` does not include `read`"},
+            "allow_ips": {"type": "array", "items": string(), "minItems": 1, "maxItems": 32,
+                "description": "networks in CIDR notation (IPv4 or IPv6; a bare address is one host)"},
+            "expires_at": {"type": ["integer", "null"], "description": "unix ms in the future; none: never"},
+            "sensitive_points": {"type": "array", "items": string(),
+                "description": "sensitive data points of the key's products that the key may see"}}),
+            ),
+        ),
+        (
+            "CreatedKey",
+            object(
+                &["key_id", "secret"],
+                json!({"key_id": string(),
+            "secret": {"type": "string", "description": "`ras_` and 64 hex digits; never shown again"}}),
+            ),
+        ),
+        (
+            "AccessKey",
+            object(
+                &[
+                    "key_id",
+                    "enterprise_id",
+                    "products",
+                    "scopes",
+                    "allow_ips",
+                    "sensitive_points",
+                    "disabled",
+                    "expires_at",
+                    "previous_valid_until",
+                    "created_by",
+                    "created_at",
+                ],
+                json!({"key_id": string(), "enterprise_id": string(), "products": array(string()),
+            "scopes": array(one_of(&["read", "control"])), "allow_ips": array(string()),
+            "sensitive_points": array(string()), "disabled": boolean(),
+            "expires_at": nullable("integer"),
+            "previous_valid_until": {"type": ["integer", "null"],
+                "description": "while a rotated-out secret still works: until when (unix ms)"},
+            "created_by": string(), "created_at": millis()}),
+            ),
+        ),
+        (
+            "AuditEntry",
+            object(
+                &[
+                    "id",
+                    "ts",
+                    "actor_kind",
+                    "actor_id",
+                    "tenant",
+                    "action",
+                    "target",
+                    "source_ip",
+                    "outcome",
+                    "detail",
+                    "hash",
+                ],
+                json!({"id": int(), "ts": millis(), "actor_kind": string(), "actor_id": string(),
+            "tenant": nullable("string"), "action": string(), "target": nullable("string"),
+            "source_ip": nullable("string"), "outcome": string(), "detail": nullable("string"),
+            "hash": {"type": ["string", "null"],
+                "description": "the entry's hash in the audit chain (null before migration 0007)"}}),
+            ),
+        ),
+        (
             "Member",
             object(
                 &["developer_id", "email", "role", "created_at"],
@@ -1806,6 +2163,7 @@ pub(crate) fn document() -> Value {
             {"name": "accounts", "description": "end users"}, {"name": "bindings"},
             {"name": "oauth", "description": "the OAuth2 authorisation server"},
             {"name": "developers"}, {"name": "enterprises"},
+            {"name": "enterprise api", "description": "signed requests with an enterprise access key"},
             {"name": "operator", "description": "the operator's account administration"}
         ],
         "paths": paths,
@@ -1828,7 +2186,9 @@ pub(crate) fn document() -> Value {
                 "user_query": {"type": "apiKey", "in": "query", "name": "access_token",
                     "description": "an end user's access token in the query (live push only)"},
                 "client_basic": {"type": "http", "scheme": "basic",
-                    "description": "OAuth2 client id and secret (or `client_id`/`client_secret` form fields)"}
+                    "description": "OAuth2 client id and secret (or `client_id`/`client_secret` form fields)"},
+                "access_key": {"type": "apiKey", "in": "header", "name": "Authorization",
+                    "description": "an enterprise access key's signed request: `Authorization: RAMPART-HMAC-SHA256 key_id=..., ts=..., nonce=..., signature=...`, an HMAC-SHA256 of the request with the key's secret; see docs/enterprise-api.md"}
             }
         }
     })
@@ -2039,15 +2399,29 @@ mod tests {
             include_str!("oauth.rs"),
             include_str!("oidc.rs"),
             include_str!("ws.rs"),
+            include_str!("enterprise.rs"),
         ];
         let is_code = |s: &&str| {
             s.len() >= 5
                 && s.starts_with(|c: char| c.is_ascii_uppercase())
                 && s.chars().all(|c| c.is_ascii_uppercase() || c == '_')
         };
+        // The refusals of a signed request, whose codes `rampart_core` names.
+        use rampart_core::access_keys::KeyAuthError as K;
+        let refusals = [
+            K::Malformed,
+            K::StaleTimestamp,
+            K::SignatureMismatch,
+            K::NonceReused,
+            K::IpNotAllowed,
+            K::KeyDisabled,
+            K::EnterpriseSuspended,
+            K::KeyExpired,
+        ];
         let answered: BTreeSet<&str> = sources
             .iter()
             .flat_map(|src| src.split('"').filter(is_code))
+            .chain(refusals.iter().map(K::code))
             .collect();
         let documented: BTreeSet<&str> = operations()
             .iter()

@@ -81,6 +81,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(crate::oauth::routes())
         .merge(crate::developers::routes())
         .merge(crate::openapi::routes())
+        .merge(crate::enterprise::routes())
         .fallback(|| async { Error::not_found("route") })
         .method_not_allowed_fallback(|| async {
             Error::new(
@@ -135,11 +136,11 @@ async fn metrics(State(s): State<AppState>) -> Response {
 pub(crate) struct Paging {
     page: Option<i64>,
     limit: Option<i64>,
-    product_key: Option<String>,
+    pub(crate) product_key: Option<String>,
 }
 
 impl Paging {
-    fn resolve(&self) -> Result<(i64, i64), Error> {
+    pub(crate) fn resolve(&self) -> Result<(i64, i64), Error> {
         let page = self.page.unwrap_or(1);
         let limit = self.limit.unwrap_or(50);
         if page < 1 || !(1..=200).contains(&limit) {
@@ -158,6 +159,10 @@ pub(crate) struct PageQuery {
 }
 
 impl PageQuery {
+    pub(crate) fn of(page: Option<i64>, limit: Option<i64>) -> PageQuery {
+        PageQuery { page, limit }
+    }
+
     pub(crate) fn resolve(&self) -> Result<(i64, i64), Error> {
         Paging {
             page: self.page,
@@ -223,7 +228,7 @@ fn parse_pk(pk: &str) -> Result<ProductKey, Error> {
     ProductKey::parse(pk).map_err(|_| Error::not_found("product"))
 }
 
-fn parse_did(did: &str) -> Result<Did, Error> {
+pub(crate) fn parse_did(did: &str) -> Result<Did, Error> {
     Did::parse(did).map_err(|_| Error::not_found("device"))
 }
 
@@ -376,6 +381,15 @@ async fn history(
 ) -> Result<Json<Value>, Error> {
     let did = parse_did(&did)?;
     authorize(&s, &p, did.as_str(), Need::Read, &addr).await?;
+    history_page(&s, did.as_str(), &q).await
+}
+
+/// The answer of a history query on a device the caller may read.
+pub(crate) async fn history_page(
+    s: &AppState,
+    did: &str,
+    q: &HistoryQuery,
+) -> Result<Json<Value>, Error> {
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(Error::invalid("limit must be 1..=1000"));
@@ -385,10 +399,7 @@ async fn history(
         return Err(Error::invalid("from must not be after to"));
     }
     let point = q.point.as_deref().filter(|p| !p.is_empty());
-    let rows = s
-        .core
-        .device_history(did.as_str(), point, from, to, limit)
-        .await?;
+    let rows = s.core.device_history(did, point, from, to, limit).await?;
     let n = rows.len();
     Ok(Json(
         json!({"data": rows, "meta": {"limit": limit, "count": n}}),
@@ -408,12 +419,17 @@ async fn command(
         .core
         .send_command(did.as_str(), req, &actor, client_ip(&addr))
         .await?;
-    Ok(match outcome {
+    Ok(command_answer(outcome))
+}
+
+/// 200 with the device's ack, or 202 for a command queued for a parked session.
+pub(crate) fn command_answer(outcome: CommandOutcome) -> Response {
+    match outcome {
         CommandOutcome::Acked(ack) => Json(json!(ack)).into_response(),
         CommandOutcome::Queued { id } => (
             StatusCode::ACCEPTED,
             Json(json!({"id": id, "status": "queued"})),
         )
             .into_response(),
-    })
+    }
 }

@@ -71,10 +71,24 @@ enum Cmd {
         #[command(subcommand)]
         cmd: DeviceCmd,
     },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        cmd: AuditCmd,
+    },
     /// Load generator: connect, ingest and command scenarios against Rampart or any MQTT broker.
     Bench {
         #[command(subcommand)]
         cmd: rampart_bench::BenchCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Recompute the audit hash chain; name the first tampered entry and fail if there is one.
+    Verify {
+        #[command(flatten)]
+        data: DataArgs,
     },
 }
 
@@ -270,6 +284,33 @@ async fn run(cli: Cli) -> AnyResult {
             serve(cfg).await
         }
         Cmd::Bench { cmd } => rampart_bench::run(cmd).await,
+        Cmd::Audit {
+            cmd: AuditCmd::Verify { data },
+        } => {
+            let cfg = load_config(&data)?;
+            let (core, _) = open_core(&cfg).await?;
+            let r = core.verify_audit_chain().await.map_err(|e| e.to_string());
+            core.store().close().await;
+            let r = r?;
+            let older = if r.unchained > 0 {
+                format!(
+                    "; {} older entries predate the chain and are not verifiable",
+                    r.unchained
+                )
+            } else {
+                String::new()
+            };
+            match r.first_bad {
+                None => {
+                    println!("audit chain intact: {} entries verified{older}", r.entries);
+                    Ok(())
+                }
+                Some(b) => Err(format!(
+                    "audit chain broken at entry {}: {} ({} entries before it verified{older})",
+                    b.id, b.reason, r.entries
+                )),
+            }
+        }
         Cmd::Config {
             cmd: ConfigCmd::Generate,
         } => {

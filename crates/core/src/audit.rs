@@ -1,8 +1,19 @@
 //! Audit log: every security-relevant act becomes one row (who, what, on what, from where, outcome)
 //! and one structured log line. A failed audit write is logged loudly but never fails the act.
+//!
+//! The rows form a hash chain (M16/M17): each stores the hash of the row before it and its own
+//! hash, SHA-256 over [`chain_hash`]'s canonical encoding. Appends are serialised twice over: a
+//! mutex here (one process) and the chain head row that the store moves in the append's own
+//! transaction (several processes or nodes). [`Core::verify_audit_chain`] recomputes the chain and
+//! names the first entry that does not match. Rows written before the chain existed have no hashes;
+//! the chain starts after them, and they are reported as unchained, not verified.
 
-use crate::{now_ms, Core};
-use rampart_store::AuditRow;
+use crate::{now_ms, Core, Error, Result};
+use rampart_store::{AuditEntryRow, AuditRow};
+
+pub use rampart_store::AuditFilter;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 /// Who did something.
 #[derive(Debug, Clone)]
@@ -84,6 +95,11 @@ impl AuditEvent {
         self.0.tenant = Some(t.into());
         self
     }
+    /// The tenant when there is one (an enterprise-owned product's acts).
+    pub fn tenant_opt(mut self, t: Option<String>) -> Self {
+        self.0.tenant = t;
+        self
+    }
 }
 
 impl Core {
@@ -96,8 +112,265 @@ impl Core {
             outcome = %r.outcome, "audit"
         );
         metrics::counter!("rampart_audit_events_total", "action" => r.action.clone()).increment(1);
-        if let Err(e) = self.store().append_audit(r).await {
+        let _serial = self.audit_lock().lock().await;
+        if let Err(e) = self
+            .store()
+            .append_audit(r, |prev| chain_hash(r, prev))
+            .await
+        {
             tracing::error!(error = %e, action = %r.action, "audit write failed");
         }
+    }
+
+    /// The tenant of a product's acts: the owning enterprise, if any (none for an unknown key).
+    pub async fn product_tenant(&self, product_key: &str) -> Option<String> {
+        self.product(product_key)
+            .await
+            .ok()
+            .and_then(|p| p.enterprise_id.clone())
+    }
+
+    /// Recompute the whole chain, oldest entry first; stops at the first entry that fails. The
+    /// chain head is read first, so entries appended while this runs are verified too and do not
+    /// look like a mismatch; the head must match the entry at its position.
+    pub async fn verify_audit_chain(&self) -> Result<ChainReport> {
+        let head = self.store().audit_chain_head().await?;
+        let mut report = ChainReport::default();
+        let mut prev = GENESIS.to_owned();
+        let mut at_head = (head.entries == 0).then(|| GENESIS.to_owned());
+        let mut after = 0;
+        loop {
+            let page = self.store().audit_entries_after(after, 1000).await?;
+            let Some(last) = page.last() else { break };
+            after = last.id;
+            for e in page {
+                match check_link(&e, &prev, report.entries > 0) {
+                    Link::Legacy => report.unchained += 1,
+                    Link::Good(h) => {
+                        report.entries += 1;
+                        report.last_id = Some(e.id);
+                        if report.entries as i64 == head.entries {
+                            at_head = Some(h.clone());
+                        }
+                        prev = h;
+                    }
+                    Link::Bad(reason) => {
+                        report.first_bad = Some(BadEntry { id: e.id, reason });
+                        return Ok(report);
+                    }
+                }
+            }
+        }
+        if at_head.as_deref() != Some(head.last_hash.as_str()) {
+            let last = report.last_id.unwrap_or(0);
+            report.first_bad = Some(BadEntry {
+                id: last + 1,
+                reason: format!(
+                    "the chain head records {} entries ending in {}..., the log has {} ending in {}...: \
+                     entries after id {last} were removed",
+                    head.entries,
+                    head.last_hash.chars().take(16).collect::<String>(),
+                    report.entries,
+                    prev.chars().take(16).collect::<String>(),
+                ),
+            });
+        }
+        Ok(report)
+    }
+
+    /// A page of one tenant's audit entries, newest first, and how many match.
+    pub async fn tenant_audit(
+        &self,
+        tenant: &str,
+        filter: &AuditFilter,
+        offset: i64,
+        limit: i64,
+    ) -> Result<(Vec<AuditEntryView>, i64)> {
+        if filter.to.is_some_and(|t| t < filter.from) {
+            return Err(Error::Invalid("from must not be after to".into()));
+        }
+        let (rows, total) = self
+            .store()
+            .list_tenant_audit(tenant, filter, offset, limit)
+            .await?;
+        Ok((rows.into_iter().map(AuditEntryView::from).collect(), total))
+    }
+}
+
+/// The `prev_hash` of the first chained entry.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The hash of an entry: lowercase hex SHA-256 of `rampart-audit-v1\n` followed by the JSON array
+/// `[prev_hash, ts, actor_kind, actor_id, tenant, action, target, source_ip, outcome, detail]`
+/// (absent fields are `null`). JSON strings make the encoding unambiguous.
+pub fn chain_hash(r: &AuditRow, prev_hash: &str) -> String {
+    let fields = serde_json::json!([
+        prev_hash,
+        r.ts,
+        r.actor_kind,
+        r.actor_id,
+        r.tenant,
+        r.action,
+        r.target,
+        r.source_ip,
+        r.outcome,
+        r.detail
+    ]);
+    let mut h = Sha256::new();
+    h.update(b"rampart-audit-v1\n");
+    h.update(fields.to_string().as_bytes());
+    hex::encode(h.finalize())
+}
+
+enum Link {
+    /// Written before the chain existed (and before any chained entry).
+    Legacy,
+    /// Verified; its hash.
+    Good(String),
+    Bad(String),
+}
+
+fn check_link(e: &AuditEntryRow, prev: &str, started: bool) -> Link {
+    let (Some(p), Some(h)) = (&e.prev_hash, &e.hash) else {
+        return if started || e.prev_hash.is_some() || e.hash.is_some() {
+            Link::Bad("its hash fields were removed".into())
+        } else {
+            Link::Legacy
+        };
+    };
+    if p != prev {
+        return Link::Bad(
+            "it does not link to the entry before it (an entry was removed, inserted or reordered)"
+                .into(),
+        );
+    }
+    if chain_hash(&e.row, p) != *h {
+        return Link::Bad("its contents do not match its hash (the entry was edited)".into());
+    }
+    Link::Good(h.clone())
+}
+
+/// The outcome of [`Core::verify_audit_chain`].
+#[derive(Debug, Default, Serialize)]
+pub struct ChainReport {
+    /// Chained entries verified.
+    pub entries: u64,
+    /// Entries from before the chain existed (not verifiable).
+    pub unchained: u64,
+    /// The id of the last verified entry.
+    pub last_id: Option<i64>,
+    pub first_bad: Option<BadEntry>,
+}
+
+/// The first entry that breaks the chain.
+#[derive(Debug, Serialize)]
+pub struct BadEntry {
+    pub id: i64,
+    pub reason: String,
+}
+
+/// An audit entry as the API shows it: its id, the entry's fields and its hash.
+#[derive(Debug, Serialize)]
+pub struct AuditEntryView {
+    pub id: i64,
+    #[serde(flatten)]
+    pub entry: AuditRow,
+    pub hash: Option<String>,
+}
+
+impl From<AuditEntryRow> for AuditEntryView {
+    fn from(e: AuditEntryRow) -> Self {
+        AuditEntryView {
+            id: e.id,
+            entry: e.row,
+            hash: e.hash,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row() -> AuditRow {
+        AuditRow {
+            ts: 1_700_000_000_000,
+            actor_kind: "access_key".into(),
+            actor_id: "rak_x".into(),
+            tenant: Some("ent_a".into()),
+            action: "device.command".into(),
+            target: Some("device:d1".into()),
+            source_ip: Some("127.0.0.1".into()),
+            outcome: "sent".into(),
+            detail: None,
+        }
+    }
+
+    #[test]
+    fn chain_hash_is_pinned_and_covers_every_field() {
+        let h = chain_hash(&row(), GENESIS);
+        // Pinned: a change of the encoding would break every stored chain.
+        let mut manual = Sha256::new();
+        manual.update(
+            concat!(
+                "rampart-audit-v1\n[\"0000000000000000000000000000000000000000000000000000000000000000\",",
+                "1700000000000,\"access_key\",\"rak_x\",\"ent_a\",\"device.command\",\"device:d1\",",
+                "\"127.0.0.1\",\"sent\",null]"
+            )
+            .as_bytes(),
+        );
+        assert_eq!(h, hex::encode(manual.finalize()));
+        let edits: [fn(&mut AuditRow); 9] = [
+            |r| r.ts += 1,
+            |r| r.actor_kind.push('x'),
+            |r| r.actor_id.push('x'),
+            |r| r.tenant = None,
+            |r| r.action.push('x'),
+            |r| r.target = Some("device:d2".into()),
+            |r| r.source_ip = None,
+            |r| r.outcome = "ok".into(),
+            |r| r.detail = Some(String::new()),
+        ];
+        for (i, edit) in edits.iter().enumerate() {
+            let mut r = row();
+            edit(&mut r);
+            assert_ne!(chain_hash(&r, GENESIS), h, "field {i} not covered");
+        }
+        assert_ne!(chain_hash(&row(), &h), h, "the previous hash is covered");
+        // no ambiguity between fields: moving text from one field to the next changes the hash
+        let mut a = row();
+        a.actor_kind = "access_keyr".into();
+        a.actor_id = "ak_x".into();
+        assert_ne!(chain_hash(&a, GENESIS), h);
+    }
+
+    fn entry(id: i64, r: AuditRow, prev: &str) -> AuditEntryRow {
+        AuditEntryRow {
+            id,
+            hash: Some(chain_hash(&r, prev)),
+            prev_hash: Some(prev.into()),
+            row: r,
+        }
+    }
+
+    #[test]
+    fn links_are_checked() {
+        let a = entry(1, row(), GENESIS);
+        let ha = a.hash.clone().unwrap();
+        assert!(matches!(check_link(&a, GENESIS, false), Link::Good(h) if h == ha));
+        let b = entry(2, row(), &ha);
+        assert!(matches!(check_link(&b, &ha, true), Link::Good(_)));
+        // skipped entry: b presented right after genesis
+        assert!(matches!(check_link(&b, GENESIS, true), Link::Bad(_)));
+        // edited contents
+        let mut edited = b.clone();
+        edited.row.outcome = "denied".into();
+        assert!(matches!(check_link(&edited, &ha, true), Link::Bad(r) if r.contains("edited")));
+        // rows from before the chain, and hashes removed once it started
+        let mut legacy = b.clone();
+        legacy.prev_hash = None;
+        legacy.hash = None;
+        assert!(matches!(check_link(&legacy, GENESIS, false), Link::Legacy));
+        assert!(matches!(check_link(&legacy, &ha, true), Link::Bad(_)));
     }
 }

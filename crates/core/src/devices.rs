@@ -91,6 +91,20 @@ pub struct DeviceView {
     pub state: serde_json::Value,
 }
 
+impl From<rampart_store::DeviceRow> for DeviceView {
+    fn from(row: rampart_store::DeviceRow) -> DeviceView {
+        DeviceView {
+            state: serde_json::from_str(&row.state).unwrap_or_default(),
+            did: row.did,
+            product_key: row.product_key,
+            hardware_id: row.hardware_id,
+            online: row.online,
+            last_seen: row.last_seen,
+            created_at: row.created_at,
+        }
+    }
+}
+
 /// A command as the API accepts it: exactly one of `set` or `action`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -301,15 +315,7 @@ impl Core {
             .get_device(did)
             .await?
             .ok_or(Error::NotFound("device"))?;
-        Ok(DeviceView {
-            state: serde_json::from_str(&row.state).unwrap_or_default(),
-            did: row.did,
-            product_key: row.product_key,
-            hardware_id: row.hardware_id,
-            online: row.online,
-            last_seen: row.last_seen,
-            created_at: row.created_at,
-        })
+        Ok(row.into())
     }
 
     pub async fn device_history(
@@ -394,7 +400,8 @@ impl Core {
         if let Some(ip) = source_ip {
             ev = ev.source_ip(ip);
         }
-        self.audit(ev).await;
+        self.audit(ev.tenant_opt(product.enterprise_id.clone()))
+            .await;
         match delivery {
             Delivery::Sent => {}
             Delivery::Queued => {

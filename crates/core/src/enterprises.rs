@@ -122,32 +122,36 @@ impl Core {
         })
     }
 
-    /// The operator creates an enterprise account with a developer as its first owner.
+    /// The operator creates an enterprise account, with a developer as its first owner or (no
+    /// owner) with no member yet: the operator then invites its owners.
     pub async fn operator_create_enterprise(
         &self,
         name: &str,
-        owner_developer_id: &str,
+        owner_developer_id: Option<&str>,
         ip: Option<String>,
     ) -> Result<EnterpriseView> {
         let name = check_name(name)?;
-        if owner_developer_id.len() > 64 {
-            return Err(Error::NotFound("developer"));
+        if let Some(owner) = owner_developer_id {
+            if owner.len() > 64 {
+                return Err(Error::NotFound("developer"));
+            }
+            self.developer_view(owner).await?;
         }
-        self.developer_view(owner_developer_id).await?;
         let row = EnterpriseRow {
             enterprise_id: format!("ent_{}", random_from(ID_ALPHABET, 20)),
             name: name.to_owned(),
             suspended: false,
-            created_by: owner_developer_id.to_owned(),
+            created_by: owner_developer_id.unwrap_or("operator").to_owned(),
             created_at: now_ms(),
         };
-        self.store()
-            .insert_enterprise(&row)
-            .await
-            .map_err(|e| match e {
-                StoreError::Conflict => Error::Conflict("enterprise id collision; retry".into()),
-                e => e.into(),
-            })?;
+        let inserted = match owner_developer_id {
+            Some(_) => self.store().insert_enterprise(&row).await,
+            None => self.store().insert_enterprise_without_owner(&row).await,
+        };
+        inserted.map_err(|e| match e {
+            StoreError::Conflict => Error::Conflict("enterprise id collision; retry".into()),
+            e => e.into(),
+        })?;
         self.audit(
             event(
                 &Actor::admin(),
@@ -155,7 +159,7 @@ impl Core {
                 &row.enterprise_id,
                 &ip,
             )
-            .detail(format!("owner={owner_developer_id}")),
+            .detail(format!("owner={}", owner_developer_id.unwrap_or("none"))),
         )
         .await;
         self.enterprise_view(&Caller::Operator, &row.enterprise_id)

@@ -6,10 +6,12 @@
 //! [`Error`] to their own codes. State that every connection needs (product models, the session
 //! map) lives here in shared structures keyed by id, never copied per connection.
 
+pub mod access_keys;
 pub mod accounts;
 pub mod audit;
 pub mod bindings;
 pub mod bus;
+pub mod cidr;
 pub mod developers;
 pub mod devices;
 pub mod enterprises;
@@ -88,6 +90,8 @@ struct Inner {
     notifier: std::sync::RwLock<Arc<dyn notify::Notifier>>,
     /// Configured OpenID Connect providers (`oidc`).
     oidc: std::sync::RwLock<Arc<oidc::Providers>>,
+    /// Serialises audit appends in this process (the store's chain head does it across processes).
+    audit_lock: tokio::sync::Mutex<()>,
 }
 
 /// Run-time state of the account services: rate limits and the access-change broadcast.
@@ -132,6 +136,7 @@ impl Core {
                 accounts: Default::default(),
                 notifier: std::sync::RwLock::new(Arc::new(notify::Nowhere)),
                 oidc: Default::default(),
+                audit_lock: Default::default(),
             }),
         }
     }
@@ -146,6 +151,10 @@ impl Core {
 
     pub fn config(&self) -> &CoreConfig {
         &self.inner.config
+    }
+
+    pub(crate) fn audit_lock(&self) -> &tokio::sync::Mutex<()> {
+        &self.inner.audit_lock
     }
 
     pub fn bus(&self) -> &bus::Bus {

@@ -98,6 +98,7 @@ impl Core {
         self.audit(
             AuditEvent::new(actor, "factory.issue", "ok")
                 .target(format!("product:{product_key}"))
+                .tenant_opt(self.product_tenant(product_key).await)
                 .detail(format!("batch={batch_id} count={count}")),
         )
         .await;
@@ -130,6 +131,7 @@ impl Core {
         self.audit(
             AuditEvent::new(actor, "allowlist.add", "ok")
                 .target(format!("product:{product_key}"))
+                .tenant_opt(self.product_tenant(product_key).await)
                 .detail(format!("submitted={} new={n}", ids.len())),
         )
         .await;
@@ -162,7 +164,10 @@ impl Core {
             ev = ev.source_ip(ip);
         }
         if let Some(did) = did {
-            ev = ev.detail(format!("did={did}"));
+            // Only a registration that proved itself names its product's tenant.
+            ev = ev
+                .detail(format!("did={did}"))
+                .tenant_opt(self.product_tenant(&req.product_key).await);
         }
         self.audit(ev).await;
         res

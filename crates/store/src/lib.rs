@@ -57,9 +57,11 @@ macro_rules! with_db {
 
 mod accounts;
 mod developers;
+mod enterprise_api;
 mod oauth;
 mod reports;
 pub use developers::*;
+pub use enterprise_api::*;
 pub use oauth::*;
 
 fn map_conflict(e: sqlx::Error) -> StoreError {
@@ -312,17 +314,7 @@ impl Store {
         })
     }
 
-    // ---- audit ----
-
-    pub async fn append_audit(&self, e: &AuditRow) -> Result<()> {
-        let sql = "INSERT INTO audit (ts, actor_kind, actor_id, tenant, action, target, source_ip, outcome, detail) \
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
-        with_db!(self, p => sqlx::query(sql)
-            .bind(e.ts).bind(&e.actor_kind).bind(&e.actor_id).bind(&e.tenant).bind(&e.action)
-            .bind(&e.target).bind(&e.source_ip).bind(&e.outcome).bind(&e.detail)
-            .execute(p).await?.rows_affected());
-        Ok(())
-    }
+    // ---- audit (appends: `enterprise_api`, the chain) ----
 
     pub async fn list_audit(&self, action: Option<&str>, limit: i64) -> Result<Vec<AuditRow>> {
         let sql = "SELECT ts, actor_kind, actor_id, tenant, action, target, source_ip, outcome, detail FROM audit \

@@ -46,7 +46,7 @@ pub struct HistoryRow {
     pub value: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Default, sqlx::FromRow, serde::Serialize)]
 pub struct AuditRow {
     pub ts: i64,
     pub actor_kind: String,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 /// Connect `did` over MQTT 3.1.1, subscribe to its down topic, and answer every command with
 /// `answer(command)` (None: stay silent). Returns once subscribed.
-async fn fake_device(
+pub(crate) async fn fake_device(
     srv: &Server,
     did: &str,
     secret: &str,

@@ -5,6 +5,7 @@ mod accounts;
 mod cli;
 mod commands;
 mod developers;
+mod enterprise_api;
 mod idle;
 mod interop;
 mod mqtt;

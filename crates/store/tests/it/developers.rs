@@ -21,7 +21,7 @@ fn developer(id: &str, email: &str) -> DeveloperRow {
     }
 }
 
-fn product(pk: &str, enterprise: Option<&str>) -> ProductRow {
+pub(crate) fn product(pk: &str, enterprise: Option<&str>) -> ProductRow {
     ProductRow {
         product_key: pk.into(),
         name: "p".into(),

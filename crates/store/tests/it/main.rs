@@ -3,6 +3,7 @@
 
 mod accounts;
 mod developers;
+mod enterprise_api;
 mod oauth;
 
 use rampart_store::*;
@@ -255,7 +256,9 @@ async fn suite(s: Store) {
         outcome: "ok".into(),
         ..Default::default()
     };
-    s.append_audit(&e).await.unwrap();
+    s.append_audit(&e, |prev| format!("h1<{prev}>"))
+        .await
+        .unwrap();
     assert_eq!(
         s.list_audit(Some("product.create"), 10).await.unwrap(),
         vec![e]
@@ -271,7 +274,8 @@ async fn sqlite_suite() {
     suite(s.clone()).await;
     accounts::suite(s.clone()).await;
     oauth::suite(s.clone()).await;
-    developers::suite(s).await;
+    developers::suite(s.clone()).await;
+    enterprise_api::suite(s).await;
 }
 
 #[tokio::test]
@@ -330,6 +334,7 @@ async fn postgres_suite() {
     accounts::suite(s.clone()).await;
     oauth::suite(s.clone()).await;
     developers::suite(s.clone()).await;
+    enterprise_api::suite(s.clone()).await;
     s.close().await;
     sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
         .execute(&admin)
