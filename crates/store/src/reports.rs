@@ -94,15 +94,19 @@ pub(crate) async fn apply_journal_page(
     Ok(())
 }
 
+/// Serialise rows (tuples, which serde writes as JSON arrays) straight to text: no `Value` copy of
+/// each report's values on the way.
+fn json_rows<T: serde::Serialize>(rows: impl Iterator<Item = T>) -> Result<String> {
+    to_json(&rows.collect::<Vec<T>>())
+}
+
+fn to_json<T: serde::Serialize + ?Sized>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| crate::StoreError::Db(sqlx::Error::Encode(Box::new(e))))
+}
+
 /// `[[did, values, ts], ...]` for the state merge statements.
-fn states_json(states: &HashMap<String, (Map<String, Value>, i64)>) -> String {
-    Value::Array(
-        states
-            .iter()
-            .map(|(did, (m, ts))| serde_json::json!([did, m, ts]))
-            .collect(),
-    )
-    .to_string()
+fn states_json(states: &HashMap<String, (Map<String, Value>, i64)>) -> Result<String> {
+    json_rows(states.iter().map(|(did, (m, ts))| (did, m, ts)))
 }
 
 const SQLITE_MERGE_STATES: &str = "UPDATE devices SET state = json_patch(devices.state, v.vals), \
@@ -123,13 +127,7 @@ impl Store {
         match &self.db {
             Db::Sqlite(p) => {
                 let p = self.report_writer.as_ref().unwrap_or(p);
-                let rows = Value::Array(
-                    reports
-                        .iter()
-                        .map(|r| serde_json::json!([r.did, r.ts, r.values]))
-                        .collect(),
-                )
-                .to_string();
+                let rows = json_rows(reports.iter().map(|r| (&r.did, r.ts, &r.values)))?;
                 sqlx::query(
                     "INSERT INTO report_journal (did, ts, vals) \
                      SELECT value->>0, value->>1, value->2 FROM json_each($1)",
@@ -166,7 +164,7 @@ impl Store {
                 for r in reports {
                     h_did.push(r.did.as_str());
                     h_ts.push(r.ts);
-                    h_vals.push(Value::Object(r.values.clone()).to_string());
+                    h_vals.push(to_json(&r.values)?);
                 }
                 let mut tx = p.begin().await?;
                 sqlx::query(
@@ -220,7 +218,7 @@ impl Store {
         };
         let res: Result<()> = async {
             sqlx::query(SQLITE_MERGE_STATES)
-                .bind(states_json(&states))
+                .bind(states_json(&states)?)
                 .execute(&mut *tx)
                 .await?;
             // Sorted by device: each device's page of the (did, ts) index is written once.
@@ -306,8 +304,7 @@ impl Store {
                 apply_journal(&mut row, journal);
                 Ok(Some(row))
             }
-            Db::Sqlite(p) => Ok(sqlx::query_as(sql).bind(did).fetch_optional(p).await?),
-            Db::Postgres(p) => Ok(sqlx::query_as(sql).bind(did).fetch_optional(p).await?),
+            _ => Ok(with_db!(self, p => sqlx::query_as(sql).bind(did).fetch_optional(p).await?)),
         }
     }
 
