@@ -213,14 +213,12 @@ impl Core {
         Ok(DeviceAuth { did, product })
     }
 
-    /// Record presence and announce it.
+    /// Record presence (group-committed with other presence changes and reports) and announce it
+    /// once stored. Returns after the commit, so a read that follows sees it.
     pub async fn set_presence(&self, did: &str, online: bool, reason: &str) {
         let ts = now_ms();
-        if let Err(e) = self.store().set_presence(did, online, ts).await {
-            tracing::error!(error = %e, did, "presence write failed");
-        }
         metrics::gauge!("rampart_devices_online").increment(if online { 1.0 } else { -1.0 });
-        self.bus().publish_event(if online {
+        let event = if online {
             DeviceEvent::Online {
                 did: did.to_owned(),
                 ts,
@@ -231,7 +229,19 @@ impl Core {
                 ts,
                 reason: reason.to_owned(),
             }
-        });
+        };
+        let row = rampart_store::PresenceRow {
+            did: did.to_owned(),
+            online,
+            ts,
+        };
+        let res = match self.writer().presence(row, event).await {
+            Ok(receipt) => receipt.committed().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = res {
+            tracing::error!(error = %e, did, online, "presence write failed");
+        }
     }
 
     /// Validate a report against the product model and store it (latest state and history).

@@ -1,6 +1,7 @@
-//! Group commit for reports: sessions hand validated reports to one writer task, which stores
-//! whatever has queued up in a single transaction and then tells each waiter. Under load a batch
-//! holds hundreds of reports for one fsync; when idle a report is written alone, at once.
+//! Group commit for reports and presence: sessions hand validated reports, connects and
+//! disconnects to one writer task, which stores whatever has queued up in a single transaction and
+//! then tells each waiter. Under load a batch holds hundreds of reports (or a connection storm's
+//! presence changes) for one fsync; when idle a change is written alone, at once.
 //!
 //! A QoS 1/2 report is acknowledged only after its batch committed; a QoS 0 report does not wait.
 //! Commits complete in queue order, so a session that keeps several reports in flight sees their
@@ -8,7 +9,7 @@
 //! it is stored.
 
 use crate::bus::DeviceEvent;
-use rampart_store::{ReportRow, Store};
+use rampart_store::{PresenceRow, ReportRow, Store};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
@@ -22,8 +23,13 @@ const QUEUE: usize = 16 * 1024;
 const COMPACT_EVERY: Duration = Duration::from_secs(1);
 const COMPACT_ROWS: usize = 20_000;
 
+enum Row {
+    Report(ReportRow),
+    Presence(PresenceRow),
+}
+
 struct Job {
-    row: ReportRow,
+    row: Row,
     event: Option<DeviceEvent>,
     done: Option<oneshot::Sender<Result<(), String>>>,
 }
@@ -77,6 +83,25 @@ impl ReportWriter {
         event: Option<DeviceEvent>,
         durable: bool,
     ) -> Result<ReportReceipt, String> {
+        self.queue(Row::Report(row), event, durable).await
+    }
+
+    /// Queue a presence change; its event is published after the commit, in queue order with the
+    /// device's reports.
+    pub(crate) async fn presence(
+        &self,
+        row: PresenceRow,
+        event: DeviceEvent,
+    ) -> Result<ReportReceipt, String> {
+        self.queue(Row::Presence(row), Some(event), true).await
+    }
+
+    async fn queue(
+        &self,
+        row: Row,
+        event: Option<DeviceEvent>,
+        durable: bool,
+    ) -> Result<ReportReceipt, String> {
         let (done, wait) = if durable {
             let (tx, rx) = oneshot::channel();
             (Some(tx), Some(rx))
@@ -103,6 +128,7 @@ impl ReportWriter {
 
 async fn run(store: Store, events: broadcast::Sender<DeviceEvent>, mut rx: mpsc::Receiver<Job>) {
     let mut rows = Vec::with_capacity(64);
+    let mut seen = Vec::new();
     let mut waiters = Vec::with_capacity(64);
     let mut evs = Vec::new();
     // When the journal's oldest report arrived (it is due for compaction `COMPACT_EVERY` later).
@@ -124,19 +150,24 @@ async fn run(store: Store, events: broadcast::Sender<DeviceEvent>, mut rx: mpsc:
         };
         let mut next = Some(first);
         while let Some(job) = next.take() {
-            rows.push(job.row);
+            match job.row {
+                Row::Report(r) => rows.push(r),
+                Row::Presence(p) => seen.push(p),
+            }
             waiters.extend(job.done);
             evs.extend(job.event);
-            if rows.len() < MAX_BATCH {
+            if rows.len() + seen.len() < MAX_BATCH {
                 next = rx.try_recv().ok();
             }
         }
         let n = rows.len();
-        let res = store.record_reports(&rows).await.map_err(|e| {
-            tracing::error!(error = %e, reports = n, "report batch failed");
+        let res = store.record_batch(&rows, &seen).await.map_err(|e| {
+            tracing::error!(error = %e, reports = n, presence = seen.len(), "batch failed");
             "storage error".to_owned()
         });
-        metrics::histogram!("rampart_report_batch_size").record(n as f64);
+        if n > 0 {
+            metrics::histogram!("rampart_report_batch_size").record(n as f64);
+        }
         if res.is_ok() {
             metrics::counter!("rampart_reports_total").increment(n as u64);
             if store.journal_len() > 0 {
@@ -154,8 +185,12 @@ async fn run(store: Store, events: broadcast::Sender<DeviceEvent>, mut rx: mpsc:
             evs.clear();
         }
         rows.clear();
+        seen.clear();
         if rows.capacity() > 4 * MAX_BATCH {
             rows.shrink_to(64);
+        }
+        if seen.capacity() > 4 * MAX_BATCH {
+            seen.shrink_to(0);
         }
         let due = journal_since.is_some_and(|t| t.elapsed() >= COMPACT_EVERY);
         if due || store.journal_len() >= COMPACT_ROWS {

@@ -13,7 +13,7 @@
 //! visible from its commit on, and a compaction never shows it twice or not at all. After a crash
 //! the journal is still there; opening the store compacts it before anything else runs.
 
-use crate::{Db, DeviceRow, HistoryRow, ReportRow, Result, Store};
+use crate::{Db, DeviceRow, HistoryRow, PresenceRow, ReportRow, Result, Store};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -114,6 +114,25 @@ const SQLITE_MERGE_STATES: &str = "UPDATE devices SET state = json_patch(devices
      FROM (SELECT value->>0 AS did, value->1 AS vals, value->>2 AS ts FROM json_each($1)) AS v \
      WHERE devices.did = v.did";
 
+const SQLITE_PRESENCE: &str = "UPDATE devices SET online = v.online, \
+     last_seen = max(coalesce(devices.last_seen, v.ts), v.ts) \
+     FROM (SELECT value->>0 AS did, value->>1 AS online, value->>2 AS ts FROM json_each($1)) AS v \
+     WHERE devices.did = v.did";
+
+/// The last row of each device, in the order of those last rows (an UPDATE joined to several rows
+/// for one device would apply an arbitrary one of them).
+fn last_per_device(rows: &[PresenceRow]) -> Vec<&PresenceRow> {
+    let mut last: HashMap<&str, usize> = HashMap::with_capacity(rows.len());
+    for (i, r) in rows.iter().enumerate() {
+        last.insert(r.did.as_str(), i);
+    }
+    rows.iter()
+        .enumerate()
+        .filter(|(i, r)| last.get(r.did.as_str()) == Some(i))
+        .map(|(_, r)| r)
+        .collect()
+}
+
 impl Store {
     /// Store a batch of validated reports durably (group commit): on return every report is
     /// committed and visible in its device's state and history. Reports of one device are applied
@@ -121,21 +140,60 @@ impl Store {
     /// once: the rows travel as one JSON array (SQLite, `json_each`) or as column arrays
     /// (PostgreSQL, `UNNEST`).
     pub async fn record_reports(&self, reports: &[ReportRow]) -> Result<()> {
-        if reports.is_empty() {
+        self.record_batch(reports, &[]).await
+    }
+
+    /// Store a batch of reports and presence changes in one commit (one fsync for a burst of
+    /// connects or disconnects as for reports). Presence rows apply in order; when a device
+    /// appears more than once, its last row wins. `last_seen` only moves forward.
+    pub async fn record_batch(
+        &self,
+        reports: &[ReportRow],
+        presence: &[PresenceRow],
+    ) -> Result<()> {
+        if reports.is_empty() && presence.is_empty() {
             return Ok(());
         }
+        let presence = last_per_device(presence);
         match &self.db {
             Db::Sqlite(p) => {
                 let p = self.report_writer.as_ref().unwrap_or(p);
-                let rows = json_rows(reports.iter().map(|r| (&r.did, r.ts, &r.values)))?;
-                sqlx::query(
-                    "INSERT INTO report_journal (did, ts, vals) \
-                     SELECT value->>0, value->>1, value->2 FROM json_each($1)",
-                )
-                .bind(rows)
-                .execute(p)
-                .await?;
-                if let Some(pending) = &self.pending {
+                let journal = if reports.is_empty() {
+                    None
+                } else {
+                    Some(json_rows(
+                        reports.iter().map(|r| (&r.did, r.ts, &r.values)),
+                    )?)
+                };
+                let seen = if presence.is_empty() {
+                    None
+                } else {
+                    Some(json_rows(
+                        presence.iter().map(|r| (&r.did, u8::from(r.online), r.ts)),
+                    )?)
+                };
+                const JOURNAL: &str = "INSERT INTO report_journal (did, ts, vals) \
+                                       SELECT value->>0, value->>1, value->2 FROM json_each($1)";
+                match (journal, seen) {
+                    (Some(j), Some(s)) => {
+                        let mut tx = p.begin().await?;
+                        sqlx::query(JOURNAL).bind(j).execute(&mut *tx).await?;
+                        sqlx::query(SQLITE_PRESENCE)
+                            .bind(s)
+                            .execute(&mut *tx)
+                            .await?;
+                        tx.commit().await?;
+                    }
+                    // One statement commits by itself.
+                    (Some(j), None) => {
+                        sqlx::query(JOURNAL).bind(j).execute(p).await?;
+                    }
+                    (None, Some(s)) => {
+                        sqlx::query(SQLITE_PRESENCE).bind(s).execute(p).await?;
+                    }
+                    (None, None) => {}
+                }
+                if let (Some(pending), false) = (&self.pending, reports.is_empty()) {
                     let mut g = lock(pending);
                     for r in reports {
                         g.add(&r.did, r.ts, &r.values);
@@ -144,49 +202,67 @@ impl Store {
                 }
             }
             Db::Postgres(p) => {
-                let mut merged = Pending::default();
-                for r in reports {
-                    merged.add(&r.did, r.ts, &r.values);
-                }
-                let mut dids = Vec::with_capacity(merged.states.len());
-                let mut vals = Vec::with_capacity(merged.states.len());
-                let mut tss = Vec::with_capacity(merged.states.len());
-                for (did, (m, ts)) in merged.states {
-                    dids.push(did);
-                    vals.push(Value::Object(m).to_string());
-                    tss.push(ts);
-                }
-                let (mut h_did, mut h_ts, mut h_vals) = (
-                    Vec::with_capacity(reports.len()),
-                    Vec::with_capacity(reports.len()),
-                    Vec::with_capacity(reports.len()),
-                );
-                for r in reports {
-                    h_did.push(r.did.as_str());
-                    h_ts.push(r.ts);
-                    h_vals.push(to_json(&r.values)?);
-                }
                 let mut tx = p.begin().await?;
-                sqlx::query(
-                    "UPDATE devices SET state = (devices.state::jsonb || v.vals::jsonb)::text, \
-                     last_seen = GREATEST(COALESCE(devices.last_seen, v.ts), v.ts) \
-                     FROM UNNEST($1::text[], $2::text[], $3::int8[]) AS v(did, vals, ts) \
-                     WHERE devices.did = v.did",
-                )
-                .bind(&dids)
-                .bind(&vals)
-                .bind(&tss)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(
-                    "INSERT INTO history (did, ts, vals) \
-                     SELECT d, t, v::jsonb FROM UNNEST($1::text[], $2::int8[], $3::text[]) AS x(d, t, v)",
-                )
-                .bind(&h_did)
-                .bind(&h_ts)
-                .bind(&h_vals)
-                .execute(&mut *tx)
-                .await?;
+                if !reports.is_empty() {
+                    let mut merged = Pending::default();
+                    for r in reports {
+                        merged.add(&r.did, r.ts, &r.values);
+                    }
+                    let mut dids = Vec::with_capacity(merged.states.len());
+                    let mut vals = Vec::with_capacity(merged.states.len());
+                    let mut tss = Vec::with_capacity(merged.states.len());
+                    for (did, (m, ts)) in merged.states {
+                        dids.push(did);
+                        vals.push(Value::Object(m).to_string());
+                        tss.push(ts);
+                    }
+                    let (mut h_did, mut h_ts, mut h_vals) = (
+                        Vec::with_capacity(reports.len()),
+                        Vec::with_capacity(reports.len()),
+                        Vec::with_capacity(reports.len()),
+                    );
+                    for r in reports {
+                        h_did.push(r.did.as_str());
+                        h_ts.push(r.ts);
+                        h_vals.push(to_json(&r.values)?);
+                    }
+                    sqlx::query(
+                        "UPDATE devices SET state = (devices.state::jsonb || v.vals::jsonb)::text, \
+                         last_seen = GREATEST(COALESCE(devices.last_seen, v.ts), v.ts) \
+                         FROM UNNEST($1::text[], $2::text[], $3::int8[]) AS v(did, vals, ts) \
+                         WHERE devices.did = v.did",
+                    )
+                    .bind(&dids)
+                    .bind(&vals)
+                    .bind(&tss)
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query(
+                        "INSERT INTO history (did, ts, vals) \
+                         SELECT d, t, v::jsonb FROM UNNEST($1::text[], $2::int8[], $3::text[]) AS x(d, t, v)",
+                    )
+                    .bind(&h_did)
+                    .bind(&h_ts)
+                    .bind(&h_vals)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                if !presence.is_empty() {
+                    let dids: Vec<&str> = presence.iter().map(|r| r.did.as_str()).collect();
+                    let online: Vec<bool> = presence.iter().map(|r| r.online).collect();
+                    let tss: Vec<i64> = presence.iter().map(|r| r.ts).collect();
+                    sqlx::query(
+                        "UPDATE devices SET online = v.online, \
+                         last_seen = GREATEST(COALESCE(devices.last_seen, v.ts), v.ts) \
+                         FROM UNNEST($1::text[], $2::bool[], $3::int8[]) AS v(did, online, ts) \
+                         WHERE devices.did = v.did",
+                    )
+                    .bind(&dids)
+                    .bind(&online)
+                    .bind(&tss)
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 tx.commit().await?;
             }
         }

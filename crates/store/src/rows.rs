@@ -68,6 +68,14 @@ pub struct ReportRow {
     pub values: serde_json::Map<String, serde_json::Value>,
 }
 
+/// A device came online or went offline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PresenceRow {
+    pub did: String,
+    pub online: bool,
+    pub ts: i64,
+}
+
 /// A client application end users sign in through.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct AppRow {

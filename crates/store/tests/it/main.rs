@@ -103,6 +103,47 @@ async fn suite(s: Store) {
     );
     assert_eq!(s.reset_presence().await.unwrap(), 1);
 
+    // presence is group-committed with reports: a device's last row in a batch wins, and
+    // `last_seen` never moves back
+    s.insert_device(&device("p1", "pk2", "hw-p1"))
+        .await
+        .unwrap();
+    s.insert_device(&device("p2", "pk2", "hw-p2"))
+        .await
+        .unwrap();
+    let seen = |did: &str, online: bool, ts: i64| PresenceRow {
+        did: did.into(),
+        online,
+        ts,
+    };
+    s.record_batch(
+        &[ReportRow {
+            did: "p1".into(),
+            ts: 420,
+            values: serde_json::from_str(r#"{"temp":1}"#).unwrap(),
+        }],
+        &[
+            seen("p1", true, 400),
+            seen("p2", true, 410),
+            seen("p1", false, 450),
+        ],
+    )
+    .await
+    .unwrap();
+    let p1 = s.get_device("p1").await.unwrap().unwrap();
+    let p2 = s.get_device("p2").await.unwrap().unwrap();
+    assert_eq!((p1.online, p1.last_seen), (false, Some(450)));
+    assert_eq!((p2.online, p2.last_seen), (true, Some(410)));
+    let p1_state: serde_json::Value = serde_json::from_str(&p1.state).unwrap();
+    assert_eq!(p1_state, serde_json::json!({"temp": 1}));
+    s.record_batch(&[], &[seen("p2", false, 300)])
+        .await
+        .unwrap();
+    let p2 = s.get_device("p2").await.unwrap().unwrap();
+    assert_eq!((p2.online, p2.last_seen), (false, Some(410)));
+    s.record_batch(&[], &[]).await.unwrap();
+    s.compact_reports().await.unwrap();
+
     // reports and history: a batch merges in order into the latest state
     let report = |ts: i64, values: &str| ReportRow {
         did: "d1".into(),
