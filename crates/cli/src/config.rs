@@ -155,11 +155,26 @@ pub(crate) struct SmtpConfig {
     pub(crate) starttls: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct StoreConfig {
     /// `sqlite://PATH` or `postgres://...`; empty means `sqlite://DATA/rampart.db`.
     pub(crate) url: String,
+    /// SQLite: page cache per reading connection (there are up to 8), KiB.
+    pub(crate) sqlite_cache_kib: u32,
+    /// SQLite: page cache of the report writer's connection, KiB.
+    pub(crate) sqlite_writer_cache_kib: u32,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        let o = rampart_store::StoreOptions::default();
+        StoreConfig {
+            url: String::new(),
+            sqlite_cache_kib: o.sqlite_cache_kib,
+            sqlite_writer_cache_kib: o.sqlite_writer_cache_kib,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -220,7 +235,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             data_dir: PathBuf::from("./rampart-data"),
-            store: StoreConfig { url: String::new() },
+            store: StoreConfig::default(),
             mqtt: MqttConfig::default(),
             http: HttpConfig::default(),
             tls: TlsConfig::default(),

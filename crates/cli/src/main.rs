@@ -251,7 +251,13 @@ async fn open_core(cfg: &Config) -> AnyResult<(Core, bool)> {
     } else {
         cfg.store.url.clone()
     };
-    let store = Store::open(&url).await.map_err(|e| e.to_string())?;
+    let options = rampart_store::StoreOptions {
+        sqlite_cache_kib: cfg.store.sqlite_cache_kib,
+        sqlite_writer_cache_kib: cfg.store.sqlite_writer_cache_kib,
+    };
+    let store = Store::open_with(&url, options)
+        .await
+        .map_err(|e| e.to_string())?;
     let core_cfg = CoreConfig {
         command_timeout_ms: cfg.commands.timeout_ms,
         command_ttl_ms: i64::from(cfg.commands.queued_ttl_secs) * 1000,

@@ -71,15 +71,41 @@ fn map_conflict(e: sqlx::Error) -> StoreError {
     }
 }
 
+/// Tuning that does not change what is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// SQLite: page cache of each pooled (reading) connection, KiB. Pages missing from it are read
+    /// from the operating system's file cache, so a small cache costs a system call, not a disk
+    /// read, on a warm machine.
+    pub sqlite_cache_kib: u32,
+    /// SQLite: page cache of the report writer's connection, KiB (the history index pages that a
+    /// journal compaction touches, and the device rows that presence changes update).
+    pub sqlite_writer_cache_kib: u32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            sqlite_cache_kib: 1024,
+            sqlite_writer_cache_kib: 16 * 1024,
+        }
+    }
+}
+
 impl Store {
     /// Open `sqlite://PATH` or `postgres://...` and run migrations.
     pub async fn open(url: &str) -> Result<Store> {
+        Self::open_with(url, StoreOptions::default()).await
+    }
+
+    /// [`Store::open`] with tuning options.
+    pub async fn open_with(url: &str, options: StoreOptions) -> Result<Store> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let opts =
                 PgConnectOptions::from_str(url).map_err(|e| StoreError::Url(e.to_string()))?;
             Self::open_postgres(opts).await
         } else if let Some(path) = url.strip_prefix("sqlite://") {
-            Self::open_sqlite(std::path::Path::new(path)).await
+            Self::open_sqlite_with(std::path::Path::new(path), options).await
         } else {
             Err(StoreError::Url(format!(
                 "unsupported scheme in `{url}` (sqlite:// or postgres://)"
@@ -89,15 +115,20 @@ impl Store {
 
     /// Open (creating if needed) an SQLite database file.
     pub async fn open_sqlite(path: &std::path::Path) -> Result<Store> {
+        Self::open_sqlite_with(path, StoreOptions::default()).await
+    }
+
+    async fn open_sqlite_with(path: &std::path::Path, options: StoreOptions) -> Result<Store> {
+        let cache = |kib: u32| format!("-{}", kib.max(64));
         let opts = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
-            // 1 MiB of page cache per pooled connection (SQLite's default is 2 MiB): the hot rows
-            // are few, and memory should go to connections.
-            .pragma("cache_size", "-1024")
+            // Each pooled connection's page cache (negative: KiB). SQLite's default is 2 MiB; the
+            // hot rows are few, and memory should go to connections.
+            .pragma("cache_size", cache(options.sqlite_cache_kib))
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
@@ -111,7 +142,7 @@ impl Store {
             .min_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
-            .connect_with(opts.pragma("cache_size", "-16384"))
+            .connect_with(opts.pragma("cache_size", cache(options.sqlite_writer_cache_kib)))
             .await?;
         let store = Store {
             db: Db::Sqlite(pool),
