@@ -375,34 +375,14 @@ async fn tls_login_refusals_and_malformed_input() {
     let (pk, _) = product(&srv, &ent).await;
     let (pk_other, _) = product(&srv, &other).await;
     let (pk_unnamed, _) = product(&srv, &ent).await;
-    let good = new_key(
-        &srv,
-        ADMIN,
-        &ent,
-        json!({"products": [pk], "scopes": ["read"], "allow_ips": ["127.0.0.1/32"]}),
-    )
-    .await;
-    let far = new_key(
-        &srv,
-        ADMIN,
-        &ent,
-        json!({"products": [pk], "scopes": ["read"], "allow_ips": ["10.0.0.0/8"]}),
-    )
-    .await;
-    let control_only = new_key(
-        &srv,
-        ADMIN,
-        &ent,
-        json!({"products": [pk], "scopes": ["control"], "allow_ips": ["127.0.0.1/32"]}),
-    )
-    .await;
-    let disabled = new_key(
-        &srv,
-        ADMIN,
-        &ent,
-        json!({"products": [pk], "scopes": ["read"], "allow_ips": ["127.0.0.1/32"]}),
-    )
-    .await;
+    let key = async |scope: &str, net: &str| {
+        let body = json!({"products": [pk], "scopes": [scope], "allow_ips": [net]});
+        new_key(&srv, ADMIN, &ent, body).await
+    };
+    let good = key("read", "127.0.0.1/32").await;
+    let far = key("read", "10.0.0.0/8").await;
+    let control_only = key("control", "127.0.0.1/32").await;
+    let disabled = key("read", "127.0.0.1/32").await;
     let (s, v) = srv
         .admin(
             "POST",
