@@ -558,7 +558,7 @@ server_cmd() {
     rampart)
         SERVER_CMD=(env RUST_LOG=error RAMPART_ADMIN_TOKEN="$ADMIN_TOKEN" "$RAMPART_BIN" serve --data "$DATA"
             --mqtt-listen "127.0.0.1:$P_RAMP" --mqtt-tls-listen "127.0.0.1:$P_RAMP_TLS"
-            --http-listen "127.0.0.1:$P_RAMP_HTTP")
+            --http-listen "127.0.0.1:$P_RAMP_HTTP" --events-listen 127.0.0.1:0)
         ;;
     esac
 }

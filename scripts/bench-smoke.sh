@@ -20,7 +20,7 @@ trap cleanup EXIT
 
 env -u RAMPART_CONFIG RAMPART_ADMIN_TOKEN=smoke-admin-token-0123456789 RUST_LOG=error \
     "$BIN" serve --data "$WORK/data" --mqtt-listen 127.0.0.1:0 --mqtt-tls-listen 127.0.0.1:0 \
-    --http-listen 127.0.0.1:0 >"$WORK/server.log" 2>&1 &
+    --http-listen 127.0.0.1:0 --events-listen 127.0.0.1:0 >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 for _ in $(seq 1 300); do
     [ -s "$WORK/data/listeners.json" ] && break

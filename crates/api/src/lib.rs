@@ -9,6 +9,8 @@ mod auth;
 mod developers;
 mod enterprise;
 mod error;
+mod events;
+mod events_tcp;
 mod oauth;
 mod oidc;
 mod openapi;
@@ -16,6 +18,7 @@ mod routes;
 mod ws;
 
 pub use error::Error;
+pub use events_tcp::{serve_events, EventsTcpConfig};
 
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};

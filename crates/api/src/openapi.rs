@@ -1658,6 +1658,22 @@ fn enterprise_api_ops() -> Vec<Op> {
         )
         .ok(200, "a page of audit entries", page(r("AuditEntry")))
         .err(403, &["FORBIDDEN"]),
+        op(
+            "get",
+            "/v1/enterprise/events",
+            "enterprise api",
+            "The operator event stream (WebSocket, scope `read`)",
+        )
+        .describe("Upgrades to a WebSocket carrying the event stream's JSON messages (see docs/enterprise-api.md): first `login_res`, then `event_push` messages to acknowledge with `event_ack`; `ping`, `remote_control_req` (scope `control`). The same stream is served as JSON lines on the TLS socket (`events.listen`, default port 2017).")
+        .auth(ACCESS_KEY)
+        .query("products", string(), "comma-separated product keys of the key's enterprise")
+        .query("subkey", string(), "the subscription group: 1-32 of A-Z a-z 0-9 _")
+        .query("prefetch", json!({"type": "integer", "minimum": 1, "maximum": 32767, "default": 50}), "most unacknowledged events at once")
+        .query("events", string(), "comma-separated event kinds; empty: all")
+        .answer(101, json!({"description": "switching to the WebSocket"}))
+        .err(426, &["UPGRADE_REQUIRED"])
+        .err(403, &["FORBIDDEN"])
+        .not_found(),
     ]
 }
 

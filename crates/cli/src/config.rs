@@ -19,6 +19,7 @@ pub(crate) struct Config {
     pub(crate) notify: NotifyConfig,
     pub(crate) accounts: AccountsConfig,
     pub(crate) oidc: OidcConfig,
+    pub(crate) events: EventsConfig,
 }
 
 /// Login with third-party OpenID Connect providers (`docs/oauth.md`).
@@ -244,6 +245,7 @@ impl Default for Config {
             notify: NotifyConfig::default(),
             accounts: AccountsConfig::default(),
             oidc: OidcConfig::default(),
+            events: EventsConfig::default(),
         }
     }
 }
@@ -363,6 +365,32 @@ impl NotifyConfig {
             }
         };
         Ok(rampart_core::notify::Router { email, sms })
+    }
+}
+
+/// The operator event stream (`docs/enterprise-api.md`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct EventsConfig {
+    /// The TLS socket of newline-delimited JSON; empty disables it (the WebSocket
+    /// `GET /v1/enterprise/events` stays available).
+    pub(crate) listen: String,
+    /// Most connections to the TLS socket.
+    pub(crate) max_connections: usize,
+    /// How long an unacknowledged event stays queued for a subscription group.
+    pub(crate) retention_secs: u64,
+    /// Most events queued per subscription group; beyond it the oldest are dropped.
+    pub(crate) max_events: u64,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            listen: "0.0.0.0:2017".into(),
+            max_connections: 1024,
+            retention_secs: 86_400,
+            max_events: 100_000,
+        }
     }
 }
 

@@ -50,6 +50,9 @@ enum Cmd {
         /// HTTP API listen address (default 0.0.0.0:8443).
         #[arg(long)]
         http_listen: Option<String>,
+        /// Event stream (TLS, JSON lines) listen address (default 0.0.0.0:2017; empty disables).
+        #[arg(long)]
+        events_listen: Option<String>,
     },
     /// Configuration helpers.
     Config {
@@ -263,6 +266,12 @@ async fn open_core(cfg: &Config) -> AnyResult<(Core, bool)> {
         command_ttl_ms: i64::from(cfg.commands.queued_ttl_secs) * 1000,
         access_ttl_ms: i64::from(cfg.accounts.access_ttl_secs.max(1)) * 1000,
         refresh_ttl_ms: i64::from(cfg.accounts.refresh_ttl_days.max(1)) * 86_400_000,
+        events: rampart_core::events::EventsConfig {
+            retention_ms: i64::try_from(cfg.events.retention_secs.max(1))
+                .unwrap_or(i64::MAX / 1000)
+                .saturating_mul(1000),
+            max_per_group: i64::try_from(cfg.events.max_events.max(1)).unwrap_or(i64::MAX),
+        },
         ..CoreConfig::default()
     };
     Ok((Core::new(store, key, core_cfg), created))
@@ -275,6 +284,7 @@ async fn run(cli: Cli) -> AnyResult {
             mqtt_tls_listen,
             mqtt_listen,
             http_listen,
+            events_listen,
         } => {
             let mut cfg = load_config(&data)?;
             if let Some(a) = mqtt_tls_listen {
@@ -285,6 +295,9 @@ async fn run(cli: Cli) -> AnyResult {
             }
             if let Some(a) = http_listen {
                 cfg.http.listen = a;
+            }
+            if let Some(a) = events_listen {
+                cfg.events.listen = a;
             }
             init_tracing(&cfg);
             serve(cfg).await
@@ -543,6 +556,27 @@ async fn serve(cfg: Config) -> AnyResult {
         app,
         stopped(),
     )));
+    if cfg.events.listen.is_empty() {
+        listeners.insert("events".into(), serde_json::Value::Null);
+    } else {
+        let l = tokio::net::TcpListener::bind(&cfg.events.listen)
+            .await
+            .map_err(|e| format!("bind events {}: {e}", cfg.events.listen))?;
+        let local = l.local_addr().map_err(|e| e.to_string())?;
+        tracing::info!(addr = %local, "event stream listening");
+        listeners.insert("events".into(), local.to_string().into());
+        tasks.push(tokio::spawn(rampart_api::serve_events(
+            l,
+            acceptor.clone(),
+            core.clone(),
+            rampart_api::EventsTcpConfig {
+                max_connections: cfg.events.max_connections,
+                ..Default::default()
+            },
+            stopped(),
+        )));
+    }
+    core.start_event_stream();
     write_listeners(&dir, &serde_json::Value::Object(listeners))?;
 
     shutdown_signal().await;

@@ -625,27 +625,13 @@ impl Core {
             None => Err(KeyAuthError::Malformed),
         };
         if let Err(e) = &outcome {
-            let claimed = params.as_ref().map_or("", |p| p.key_id);
-            let mut ev = AuditEvent::new(
-                &key_actor(if claimed.is_empty() { "-" } else { claimed }),
-                "access_key.auth",
-                &format!("denied: {}", e.code()),
-            )
-            .target(format!(
+            let target = format!(
                 "{} {}",
                 r.method,
                 r.path.chars().take(200).collect::<String>()
-            ));
-            if let Some(ip) = r.peer {
-                ev = ev.source_ip(ip.to_canonical().to_string());
-            }
-            if let Ok(Some(k)) = self.store().get_access_key(claimed).await {
-                ev = ev.tenant(k.enterprise_id);
-            }
-            if let KeyAuthError::Internal(e) = e {
-                tracing::error!(error = %e, "access key check failed");
-            }
-            self.audit(ev).await;
+            );
+            let claimed = params.as_ref().map_or("", |p| p.key_id);
+            self.audit_key_refusal(claimed, target, r.peer, e).await;
         }
         outcome
     }
@@ -660,23 +646,70 @@ impl Core {
             return Err(KeyAuthError::StaleTimestamp);
         }
         let canonical = canonical_string(r.method, r.path, r.query, r.body, p.ts_text, p.nonce);
+        let (row, ip) = self
+            .check_key(p.key_id, &canonical, p.signature, r.peer, now)
+            .await?;
+        let fresh = self
+            .store()
+            .use_nonce(
+                &format!("ak:{}", row.key_id),
+                p.nonce,
+                p.ts.max(now) + WINDOW_MS,
+                now,
+            )
+            .await
+            .map_err(Error::from)?;
+        if !fresh {
+            return Err(KeyAuthError::NonceReused);
+        }
+        self.key_session(row, ip).await
+    }
+
+    async fn key_session(&self, row: AccessKeyRow, ip: IpAddr) -> Result<KeySession, KeyAuthError> {
+        let products = self
+            .store()
+            .access_key_products(&row.key_id)
+            .await
+            .map_err(Error::from)?;
+        Ok(KeySession {
+            scopes: parse_scopes(&row.scopes),
+            sensitive_points: words(&row.sensitive_points),
+            key_id: row.key_id,
+            enterprise_id: row.enterprise_id,
+            products,
+            source_ip: ip.to_string(),
+        })
+    }
+
+    /// The checks every use of a key makes, in the order that reveals nothing to a caller who
+    /// does not hold the secret: the signature over `message` (current secret, or the previous
+    /// one during a rotation overlap; an unknown key costs the same and answers the same), then
+    /// disabled, expired, enterprise suspended, source address.
+    async fn check_key(
+        &self,
+        key_id: &str,
+        message: &str,
+        given: &str,
+        peer: Option<IpAddr>,
+        now: i64,
+    ) -> Result<(AccessKeyRow, IpAddr), KeyAuthError> {
         let Some(row) = self
             .store()
-            .get_access_key(p.key_id)
+            .get_access_key(key_id)
             .await
             .map_err(Error::from)?
         else {
             // The same work as for a known key, and the same answer.
-            let _ = signature_matches(b"no such key", &canonical, p.signature);
+            let _ = signature_matches(b"no such key", message, given);
             return Err(KeyAuthError::SignatureMismatch);
         };
         let current = self.key().open(&row.secret_enc).map_err(Error::from)?;
-        let mut good = signature_matches(&current, &canonical, p.signature);
+        let mut good = signature_matches(&current, message, given);
         if let (false, Some(prev), Some(until)) = (good, &row.prev_secret_enc, row.prev_valid_until)
         {
             if now < until {
                 let prev = self.key().open(prev).map_err(Error::from)?;
-                good = signature_matches(&prev, &canonical, p.signature);
+                good = signature_matches(&prev, message, given);
             }
         }
         if !good {
@@ -697,8 +730,7 @@ impl Core {
             Some(e) if !e.suspended => {}
             _ => return Err(KeyAuthError::EnterpriseSuspended),
         }
-        let ip = r
-            .peer
+        let ip = peer
             .map(|ip| ip.to_canonical())
             .ok_or(KeyAuthError::IpNotAllowed)?;
         let allowed = parse_networks(&row.allow_ips)
@@ -708,32 +740,69 @@ impl Core {
         if !allowed {
             return Err(KeyAuthError::IpNotAllowed);
         }
-        let fresh = self
-            .store()
-            .use_nonce(
-                &format!("ak:{}", row.key_id),
-                p.nonce,
-                p.ts.max(now) + WINDOW_MS,
-                now,
-            )
-            .await
-            .map_err(Error::from)?;
-        if !fresh {
-            return Err(KeyAuthError::NonceReused);
+        Ok((row, ip))
+    }
+
+    /// Audit a refused use of key `claimed` (`access_key.auth`), with the key's tenant when it exists.
+    async fn audit_key_refusal(
+        &self,
+        claimed: &str,
+        target: String,
+        peer: Option<IpAddr>,
+        e: &KeyAuthError,
+    ) {
+        let claimed = if claimed.is_empty() { "-" } else { claimed };
+        let mut ev = AuditEvent::new(
+            &key_actor(claimed),
+            "access_key.auth",
+            &format!("denied: {}", e.code()),
+        )
+        .target(target);
+        if let Some(ip) = peer {
+            ev = ev.source_ip(ip.to_canonical().to_string());
         }
-        let products = self
-            .store()
-            .access_key_products(&row.key_id)
-            .await
-            .map_err(Error::from)?;
-        Ok(KeySession {
-            scopes: parse_scopes(&row.scopes),
-            sensitive_points: words(&row.sensitive_points),
-            key_id: row.key_id,
-            enterprise_id: row.enterprise_id,
-            products,
-            source_ip: ip.to_string(),
-        })
+        if let Ok(Some(k)) = self.store().get_access_key(claimed).await {
+            ev = ev.tenant(k.enterprise_id);
+        }
+        if let KeyAuthError::Internal(e) = e {
+            tracing::error!(error = %e, "access key check failed");
+        }
+        self.audit(ev).await;
+    }
+
+    /// Authenticate a key by its answer to a server challenge (the event stream's TLS login):
+    /// `answer` is lowercase hex HMAC-SHA256(secret, challenge). The challenge is the server's
+    /// own random string, used once, so no nonce is stored; the other checks are those of a
+    /// signed request, and every refusal is audited alike (`access_key.auth`).
+    pub async fn authenticate_key_challenge(
+        &self,
+        key_id: &str,
+        challenge: &str,
+        answer: &str,
+        peer: Option<IpAddr>,
+    ) -> Result<KeySession, KeyAuthError> {
+        let well_formed = !key_id.is_empty()
+            && key_id.len() <= 64
+            && answer.len() == 64
+            && answer
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        let outcome = if well_formed {
+            match self
+                .check_key(key_id, challenge, answer, peer, now_ms())
+                .await
+            {
+                Ok((row, ip)) => self.key_session(row, ip).await,
+                Err(e) => Err(e),
+            }
+        } else {
+            Err(KeyAuthError::Malformed)
+        };
+        if let Err(e) = &outcome {
+            self.audit_key_refusal(key_id, "event stream login".to_owned(), peer, e)
+                .await;
+        }
+        outcome
     }
 
     // ---- what a key reaches ----

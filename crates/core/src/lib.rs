@@ -16,6 +16,7 @@ pub mod developers;
 pub mod devices;
 pub mod enterprises;
 mod error;
+pub mod events;
 pub mod limits;
 pub mod notify;
 pub mod oauth;
@@ -58,6 +59,8 @@ pub struct CoreConfig {
     pub access_ttl_ms: i64,
     /// End-user refresh-token lifetime.
     pub refresh_ttl_ms: i64,
+    /// Retention of the operator event stream's queues.
+    pub events: events::EventsConfig,
 }
 
 impl Default for CoreConfig {
@@ -68,6 +71,7 @@ impl Default for CoreConfig {
             command_ttl_ms: 3_600_000,
             access_ttl_ms: accounts::ACCESS_TTL_MS,
             refresh_ttl_ms: accounts::REFRESH_TTL_MS,
+            events: Default::default(),
         }
     }
 }
@@ -86,6 +90,7 @@ struct Inner {
     bus: bus::Bus,
     replay: devices::ReplayGuard,
     writer: std::sync::OnceLock<writer::ReportWriter>,
+    events: std::sync::OnceLock<events::EventHub>,
     accounts: AccountsState,
     notifier: std::sync::RwLock<Arc<dyn notify::Notifier>>,
     /// Configured OpenID Connect providers (`oidc`).
@@ -133,6 +138,7 @@ impl Core {
                 bus: Default::default(),
                 replay: Default::default(),
                 writer: Default::default(),
+                events: Default::default(),
                 accounts: Default::default(),
                 notifier: std::sync::RwLock::new(Arc::new(notify::Nowhere)),
                 oidc: Default::default(),
@@ -177,6 +183,17 @@ impl Core {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// The event stream's hub, started on first use (always inside the runtime).
+    fn event_hub(&self) -> &events::EventHub {
+        self.inner.events.get_or_init(|| {
+            events::EventHub::start(
+                self.inner.store.clone(),
+                self.inner.bus.subscribe_events(),
+                self.inner.config.events.clone(),
+            )
+        })
     }
 
     /// The group-commit writer, started on first use (always inside the runtime).

@@ -58,10 +58,12 @@ macro_rules! with_db {
 mod accounts;
 mod developers;
 mod enterprise_api;
+mod events;
 mod oauth;
 mod reports;
 pub use developers::*;
 pub use enterprise_api::*;
+pub use events::*;
 pub use oauth::*;
 
 fn map_conflict(e: sqlx::Error) -> StoreError {

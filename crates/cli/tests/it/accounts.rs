@@ -229,7 +229,7 @@ impl Env {
     }
 }
 
-fn ws_tls(srv: &Server) -> Arc<rustls::ClientConfig> {
+pub(crate) fn ws_tls(srv: &Server) -> Arc<rustls::ClientConfig> {
     let pem = std::fs::read(srv.ca_path()).unwrap();
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls_pemfile::certs(&mut pem.as_slice()) {

@@ -157,6 +157,10 @@ fn config_generate_prints_defaults() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("tls_listen = \"0.0.0.0:8883\""), "{text}");
     assert!(text.contains("listen = \"0.0.0.0:8443\""), "{text}");
+    assert!(
+        text.contains("[events]") && text.contains("listen = \"0.0.0.0:2017\""),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -265,6 +269,8 @@ async fn first_start_prints_admin_token_once_and_keeps_keys_private() {
                 "--mqtt-tls-listen",
                 "127.0.0.1:0",
                 "--http-listen",
+                "127.0.0.1:0",
+                "--events-listen",
                 "127.0.0.1:0",
                 "--data",
             ])

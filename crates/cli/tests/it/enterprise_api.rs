@@ -10,14 +10,21 @@ use std::process::Command;
 
 /// An access key as the enterprise's system holds it.
 #[derive(Clone)]
-struct Key {
-    id: String,
-    secret: String,
+pub(crate) struct Key {
+    pub(crate) id: String,
+    pub(crate) secret: String,
 }
 
 /// The canonical string, written from the documentation: method, path, the query's `k=v` pairs
 /// sorted by key then value, the body's SHA-256 in hex, ts and nonce, joined by newlines.
-fn canonical(method: &str, path: &str, query: &str, body: &[u8], ts: &str, nonce: &str) -> String {
+pub(crate) fn canonical(
+    method: &str,
+    path: &str,
+    query: &str,
+    body: &[u8],
+    ts: &str,
+    nonce: &str,
+) -> String {
     let mut pairs: Vec<(String, String)> = Vec::new();
     for piece in query.split('&').filter(|p| !p.is_empty()) {
         match piece.find('=') {
@@ -116,7 +123,7 @@ fn code(v: &Value) -> &str {
     v["error"]["code"].as_str().unwrap_or("")
 }
 
-async fn enterprise(srv: &Server, name: &str) -> String {
+pub(crate) async fn enterprise(srv: &Server, name: &str) -> String {
     let (s, v) = srv
         .admin("POST", "/v1/enterprises", Some(json!({"name": name})))
         .await;
@@ -125,7 +132,7 @@ async fn enterprise(srv: &Server, name: &str) -> String {
 }
 
 /// A product of the enterprise and one registered device: (product_key, did, device_secret).
-async fn product_with_device(srv: &Server, ent: &str) -> (String, String, String) {
+pub(crate) async fn product_with_device(srv: &Server, ent: &str) -> (String, String, String) {
     let (s, v) = srv
         .admin(
             "POST",
@@ -145,7 +152,7 @@ async fn product_with_device(srv: &Server, ent: &str) -> (String, String, String
     (pk, did, secret)
 }
 
-async fn new_key(srv: &Server, token: &str, ent: &str, body: Value) -> Key {
+pub(crate) async fn new_key(srv: &Server, token: &str, ent: &str, body: Value) -> Key {
     let (s, v) = srv
         .call(
             "POST",

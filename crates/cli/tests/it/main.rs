@@ -6,6 +6,7 @@ mod cli;
 mod commands;
 mod developers;
 mod enterprise_api;
+mod event_stream;
 mod idle;
 mod interop;
 mod mqtt;

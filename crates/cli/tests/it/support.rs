@@ -18,6 +18,8 @@ pub struct Server {
     pub http: u16,
     pub mqtt_tls: u16,
     pub mqtt_plain: u16,
+    /// The event stream's TLS socket.
+    pub events: u16,
     pub http_client: reqwest::Client,
 }
 
@@ -53,6 +55,7 @@ impl Server {
         .arg("--data")
         .arg(dir.path())
         .env("RAMPART_ADMIN_TOKEN", ADMIN)
+        .env("RAMPART_EVENTS__LISTEN", "127.0.0.1:0")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
@@ -89,6 +92,7 @@ impl Server {
             http: port("http"),
             mqtt_tls: port("mqtt_tls"),
             mqtt_plain: port("mqtt"),
+            events: port("events"),
             child,
             dir,
             http_client,

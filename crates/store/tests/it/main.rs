@@ -4,6 +4,7 @@
 mod accounts;
 mod developers;
 mod enterprise_api;
+mod events;
 mod oauth;
 
 use rampart_store::*;
@@ -316,7 +317,8 @@ async fn sqlite_suite() {
     accounts::suite(s.clone()).await;
     oauth::suite(s.clone()).await;
     developers::suite(s.clone()).await;
-    enterprise_api::suite(s).await;
+    enterprise_api::suite(s.clone()).await;
+    events::suite(s).await;
 }
 
 #[tokio::test]
@@ -376,6 +378,7 @@ async fn postgres_suite() {
     oauth::suite(s.clone()).await;
     developers::suite(s.clone()).await;
     enterprise_api::suite(s.clone()).await;
+    events::suite(s.clone()).await;
     s.close().await;
     sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
         .execute(&admin)
