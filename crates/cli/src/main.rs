@@ -576,7 +576,9 @@ async fn serve(cfg: Config) -> AnyResult {
             stopped(),
         )));
     }
-    core.start_event_stream();
+    core.start_event_stream()
+        .await
+        .map_err(|e| format!("event stream: {e}"))?;
     write_listeners(&dir, &serde_json::Value::Object(listeners))?;
 
     shutdown_signal().await;

@@ -264,10 +264,14 @@ impl EventHub {
 }
 
 impl Core {
-    /// Start recording events for the subscription groups in the store (the server calls this at
-    /// start; it also starts on the first login).
-    pub fn start_event_stream(&self) {
-        let _ = self.event_hub();
+    /// Start recording events if the store holds subscription groups (the server calls this at
+    /// start; otherwise the hub starts at the first login). Until then nothing listens for
+    /// device events on an operator's behalf, so reports make no event copies for nobody.
+    pub async fn start_event_stream(&self) -> Result<()> {
+        if !self.store().list_event_groups().await?.is_empty() {
+            let _ = self.event_hub();
+        }
+        Ok(())
     }
 
     /// Log a consumer in: the key needs `read`, and every product must be one of the key's and
