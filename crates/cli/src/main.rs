@@ -257,6 +257,7 @@ async fn open_core(cfg: &Config) -> AnyResult<(Core, bool)> {
         command_ttl_ms: i64::from(cfg.commands.queued_ttl_secs) * 1000,
         access_ttl_ms: i64::from(cfg.accounts.access_ttl_secs.max(1)) * 1000,
         refresh_ttl_ms: i64::from(cfg.accounts.refresh_ttl_days.max(1)) * 86_400_000,
+        limits: cfg.limits.clone(),
         ..CoreConfig::default()
     };
     Ok((Core::new(store, key, core_cfg), created))
@@ -444,6 +445,11 @@ async fn serve(cfg: Config) -> AnyResult {
     let dir = cfg.data_dir.clone();
     core.set_notifier(std::sync::Arc::new(cfg.notify.notifier(&dir)?));
     core.set_oidc_providers(cfg.oidc.providers()?)?;
+    let quotas = core.load_quotas().await.map_err(|e| e.to_string())?;
+    tracing::debug!(
+        counters = quotas,
+        "quota counters of running windows loaded"
+    );
     let offline = core
         .store()
         .reset_presence()
@@ -527,17 +533,29 @@ async fn serve(cfg: Config) -> AnyResult {
     tracing::info!(addr = %local, tls = cfg.http.tls, "HTTP API listening");
     listeners.insert("http".into(), local.to_string().into());
     listeners.insert("http_tls".into(), cfg.http.tls.into());
+    let http_limits = cfg.http.limits();
     let app = rampart_api::router(rampart_api::AppState {
         core: core.clone(),
         metrics,
+        http: http_limits.clone(),
     });
-    tasks.push(tokio::spawn(rampart_api::serve(
-        l,
-        cfg.http.tls.then(|| acceptor.clone()),
-        app,
-        stopped(),
-    )));
+    let http_tls = cfg.http.tls.then(|| acceptor.clone());
+    let http_stop = stopped();
+    tasks.push(tokio::spawn(async move {
+        rampart_api::serve_with(l, http_tls, app, &http_limits, http_stop).await
+    }));
     write_listeners(&dir, &serde_json::Value::Object(listeners))?;
+
+    let (flush_stop, flush_stopped) = tokio::sync::oneshot::channel::<()>();
+    let flusher = {
+        let core = core.clone();
+        tokio::spawn(async move {
+            core.run_quota_flusher(async move {
+                let _ = flush_stopped.await;
+            })
+            .await
+        })
+    };
 
     shutdown_signal().await;
     tracing::info!("shutting down");
@@ -545,6 +563,9 @@ async fn serve(cfg: Config) -> AnyResult {
     for t in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
     }
+    // After the listeners: the last calls are counted before the final flush.
+    let _ = flush_stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), flusher).await;
     core.store().close().await;
     Ok(())
 }

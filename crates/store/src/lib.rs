@@ -59,10 +59,12 @@ mod accounts;
 mod developers;
 mod enterprise_api;
 mod oauth;
+mod quotas;
 mod reports;
 pub use developers::*;
 pub use enterprise_api::*;
 pub use oauth::*;
+pub use quotas::*;
 
 fn map_conflict(e: sqlx::Error) -> StoreError {
     match &e {

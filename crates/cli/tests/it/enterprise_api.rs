@@ -17,7 +17,14 @@ struct Key {
 
 /// The canonical string, written from the documentation: method, path, the query's `k=v` pairs
 /// sorted by key then value, the body's SHA-256 in hex, ts and nonce, joined by newlines.
-fn canonical(method: &str, path: &str, query: &str, body: &[u8], ts: &str, nonce: &str) -> String {
+pub(crate) fn canonical(
+    method: &str,
+    path: &str,
+    query: &str,
+    body: &[u8],
+    ts: &str,
+    nonce: &str,
+) -> String {
     let mut pairs: Vec<(String, String)> = Vec::new();
     for piece in query.split('&').filter(|p| !p.is_empty()) {
         match piece.find('=') {

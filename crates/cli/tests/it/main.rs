@@ -8,6 +8,7 @@ mod developers;
 mod enterprise_api;
 mod idle;
 mod interop;
+mod limits;
 mod mqtt;
 mod oauth;
 mod openapi;

@@ -4,7 +4,9 @@
 mod accounts;
 mod developers;
 mod enterprise_api;
+mod no_string_sql;
 mod oauth;
+mod quotas;
 
 use rampart_store::*;
 use std::str::FromStr;
@@ -275,6 +277,7 @@ async fn sqlite_suite() {
     accounts::suite(s.clone()).await;
     oauth::suite(s.clone()).await;
     developers::suite(s.clone()).await;
+    quotas::suite(s.clone()).await;
     enterprise_api::suite(s).await;
 }
 
@@ -334,6 +337,7 @@ async fn postgres_suite() {
     accounts::suite(s.clone()).await;
     oauth::suite(s.clone()).await;
     developers::suite(s.clone()).await;
+    quotas::suite(s.clone()).await;
     enterprise_api::suite(s.clone()).await;
     s.close().await;
     sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
