@@ -89,10 +89,11 @@ pub(crate) struct Recipient {
 
 pub(crate) async fn resend(
     State(s): State<AppState>,
+    addr: Option<Extension<ClientAddr>>,
     Body(b): Body<Recipient>,
 ) -> Result<Response, Error> {
     let who = Identity::from_fields(b.email.as_deref(), b.phone.as_deref())?;
-    s.core.resend_activation(who).await?;
+    s.core.resend_activation(who, client_ip(&addr)).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({"status": "accepted"}))).into_response())
 }
 

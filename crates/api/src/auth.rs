@@ -17,6 +17,16 @@ pub(crate) fn bearer(parts: &Parts) -> Option<&str> {
         .map(str::trim)
 }
 
+/// Count a call of a signed-in end user against `limits.user` (their own tokens and third-party
+/// tokens acting for them share it).
+fn count_user(state: &AppState, user_id: &str) -> Result<(), Error> {
+    state
+        .core
+        .limits()
+        .check_user(user_id, rampart_core::now_ms())?;
+    Ok(())
+}
+
 /// Proof that the request carries the bootstrap admin token.
 pub(crate) struct Admin;
 
@@ -39,7 +49,9 @@ impl FromRequestParts<AppState> for User {
     type Rejection = Error;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<User, Error> {
         let token = bearer(parts).ok_or_else(Error::unauthorized)?;
-        Ok(User(state.core.authenticate_user(token).await?))
+        let u = state.core.authenticate_user(token).await?;
+        count_user(state, &u.user_id)?;
+        Ok(User(u))
     }
 }
 
@@ -58,11 +70,13 @@ impl FromRequestParts<AppState> for Principal {
         let token = bearer(parts).ok_or_else(Error::unauthorized)?;
         if token.starts_with("rat_") {
             if let Ok(u) = state.core.authenticate_user(token).await {
+                count_user(state, &u.user_id)?;
                 return Ok(Principal::User(u));
             }
         }
         if token.starts_with(rampart_core::oauth::ACCESS_PREFIX) {
             if let Ok(o) = state.core.authenticate_oauth(token).await {
+                count_user(state, &o.user_id)?;
                 return Ok(Principal::OAuth(o));
             }
         }

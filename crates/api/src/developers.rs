@@ -182,8 +182,14 @@ pub(crate) struct Resend {
     email: String,
 }
 
-async fn resend(State(s): State<AppState>, Body(b): Body<Resend>) -> Result<Response, Error> {
-    s.core.resend_developer_activation(&b.email).await?;
+async fn resend(
+    State(s): State<AppState>,
+    addr: Option<Extension<ClientAddr>>,
+    Body(b): Body<Resend>,
+) -> Result<Response, Error> {
+    s.core
+        .resend_developer_activation(&b.email, client_ip(&addr))
+        .await?;
     Ok((StatusCode::ACCEPTED, Json(json!({"status": "accepted"}))).into_response())
 }
 

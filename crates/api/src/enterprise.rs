@@ -116,6 +116,15 @@ impl FromRequest<AppState> for EnterpriseKey {
             .authenticate_access_key(&signed)
             .await
             .map_err(refusal)?;
+        // Counted only once the signature holds: nobody spends another key's quota.
+        let quota = state
+            .core
+            .limits()
+            .check_access_key(&key.key_id, rampart_core::now_ms())
+            .map_err(|r| Error::from(r).into_response())?;
+        if let Some(q) = quota {
+            crate::limits::RateSlot::report(&parts.extensions, q);
+        }
         Ok(EnterpriseKey {
             key,
             body,

@@ -3,6 +3,7 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use rampart_core::api_limits::Refusal;
 use rampart_core::Error as CoreError;
 
 #[derive(Debug)]
@@ -10,6 +11,9 @@ pub struct Error {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// For a 429 from a named limit: the `X-RateLimit-*`/`Retry-After` headers and the body's
+    /// `limit` field.
+    pub limit: Option<Box<Refusal>>,
 }
 
 impl Error {
@@ -18,6 +22,7 @@ impl Error {
             status,
             code,
             message: message.into(),
+            limit: None,
         }
     }
     pub fn unauthorized() -> Error {
@@ -82,6 +87,7 @@ impl From<CoreError> for Error {
             }
             CoreError::WeakPassword(m) => Error::new(S::BAD_REQUEST, "WEAK_PASSWORD", m),
             CoreError::RateLimited(m) => Error::new(S::TOO_MANY_REQUESTS, "RATE_LIMITED", m),
+            CoreError::Limited(r) => Error::from(*r),
             e @ (CoreError::Store(_) | CoreError::Internal(_)) => {
                 tracing::error!(error = %e, "internal error");
                 Error::new(S::INTERNAL_SERVER_ERROR, "INTERNAL", "internal error")
@@ -90,10 +96,27 @@ impl From<CoreError> for Error {
     }
 }
 
+impl From<Refusal> for Error {
+    fn from(r: Refusal) -> Error {
+        Error {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: "RATE_LIMITED",
+            message: r.to_string(),
+            limit: Some(Box::new(r)),
+        }
+    }
+}
+
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        let mut body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        if let Some(r) = &self.limit {
+            body["error"]["limit"] = r.state.name.into();
+        }
         let mut resp = (self.status, axum::Json(body)).into_response();
+        if let Some(r) = &self.limit {
+            crate::limits::set_headers(resp.headers_mut(), &r.state, Some(r.retry_after_ms));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -111,11 +134,14 @@ impl From<axum::extract::rejection::JsonRejection> for Error {
                 "UNSUPPORTED_MEDIA_TYPE",
                 "expected Content-Type: application/json",
             ),
-            J::BytesRejection(_) => Error::new(
+            J::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => Error::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "PAYLOAD_TOO_LARGE",
                 "request body too large",
             ),
+            J::BytesRejection(_) => {
+                Error::invalid("the request body could not be read (too slow or interrupted)")
+            }
             r => Error::new(StatusCode::BAD_REQUEST, "INVALID_JSON", r.body_text()),
         }
     }

@@ -548,15 +548,37 @@ pub(crate) async fn consent(
 }
 
 /// The body of the JSON approval: the authorisation request, the decision, and optionally the
-/// scopes approved (a subset of those requested; all of them when absent).
+/// scopes approved (a subset of those requested; all of them when absent). Our own API, not the
+/// browser-facing RFC 6749 request, so unknown fields are refused (no `flatten`: serde cannot
+/// combine it with `deny_unknown_fields`).
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct Approval {
-    #[serde(flatten)]
-    params: AuthorizeParams,
+    response_type: Option<String>,
+    client_id: Option<String>,
+    redirect_uri: Option<String>,
+    scope: Option<String>,
+    state: Option<String>,
+    code_challenge: Option<String>,
+    code_challenge_method: Option<String>,
     #[serde(default)]
     decision: Option<String>,
     #[serde(default)]
     approved_scope: Option<String>,
+}
+
+impl Approval {
+    fn params(&self) -> AuthorizeParams {
+        AuthorizeParams {
+            response_type: self.response_type.clone(),
+            client_id: self.client_id.clone(),
+            redirect_uri: self.redirect_uri.clone(),
+            scope: self.scope.clone(),
+            state: self.state.clone(),
+            code_challenge: self.code_challenge.clone(),
+            code_challenge_method: self.code_challenge_method.clone(),
+        }
+    }
 }
 
 /// `POST /oauth/authorize`: an app approves (or denies) on behalf of its signed-in user, with the
@@ -568,7 +590,7 @@ pub(crate) async fn approve_json(
     Body(b): Body<Approval>,
 ) -> Result<Response, Error> {
     let ip = client_ip(&addr);
-    let req = match s.core.check_authorize(&b.params).await {
+    let req = match s.core.check_authorize(&b.params()).await {
         Ok(r) => r,
         Err(e) => {
             let url = e.redirect_url().unwrap_or_default();

@@ -96,10 +96,14 @@ fn meaning(code: &str) -> &'static str {
         "NOT_FOUND" => "unknown (or not visible to the caller)",
         "CONFLICT" => "the state does not allow it (already exists, last owner, ...)",
         "DEVICE_OFFLINE" => "the device has no session",
-        "PAYLOAD_TOO_LARGE" => "body over 4 MiB (1 MiB for a signed request)",
+        "PAYLOAD_TOO_LARGE" => {
+            "body over `http.max_body_bytes` (default 4 MiB; 1 MiB for a signed request)"
+        }
         "UNSUPPORTED_MEDIA_TYPE" => "body without `Content-Type: application/json`",
         "UPGRADE_REQUIRED" => "no WebSocket upgrade was asked for",
-        "RATE_LIMITED" => "too many attempts; try later",
+        "RATE_LIMITED" => {
+            "a rate or quota was exceeded: `error.limit` names it (docs/api.md, Limits), `X-RateLimit-Reset` and `Retry-After` say when to try again"
+        }
         "OIDC_PROVIDER_ERROR" => "the identity provider could not be reached or answered badly",
         "COMMAND_TIMEOUT" => "the device did not acknowledge in time",
         "INTERNAL" => "an internal error (details are logged, never answered)",
@@ -293,8 +297,19 @@ impl Op {
         for (status, r) in &self.answers {
             responses.insert(status.to_string(), r.clone());
         }
+        if self.auth.contains(&Auth::AccessKey) {
+            for (status, r) in responses.iter_mut() {
+                if status.starts_with('2') {
+                    r["headers"] = rate_headers(false);
+                }
+            }
+        }
         for (status, codes) in &self.errors {
-            responses.insert(status.to_string(), error_response(codes));
+            let mut r = error_response(codes);
+            if *status == 429 {
+                r["headers"] = rate_headers(true);
+            }
+            responses.insert(status.to_string(), r);
         }
         for (status, codes) in &self.oauth_errors {
             responses.insert(status.to_string(), oauth_error_response(codes));
@@ -329,7 +344,8 @@ fn error_response(codes: &BTreeSet<&str>) -> Value {
                 "required": ["code", "message"],
                 "properties": {
                     "code": {"type": "string", "enum": codes},
-                    "message": {"type": "string"}
+                    "message": {"type": "string"},
+                    "limit": {"type": "string", "description": "with `RATE_LIMITED` from a named limit: its name"}
                 }
             }}
         }}}
@@ -482,7 +498,32 @@ fn operations() -> Vec<Op> {
     ops.extend(access_key_ops());
     ops.extend(enterprise_api_ops());
     ops.extend(operator_ops());
-    ops
+    // Every call but the exempt paths counts against the per-IP and per-app-id rates.
+    ops.into_iter()
+        .map(|o| {
+            if crate::limits::EXEMPT.contains(&o.path) {
+                o
+            } else {
+                o.err(429, &["RATE_LIMITED"])
+            }
+        })
+        .collect()
+}
+
+/// The headers of an answer counted under a limit (all four on a 429; the first three on a
+/// signed request's success).
+fn rate_headers(refusal: bool) -> Value {
+    let int = json!({"type": "integer"});
+    let mut h = json!({
+        "X-RateLimit-Limit": {"description": "the size of the limit (calls per window, or the burst of a rate)", "schema": int},
+        "X-RateLimit-Remaining": {"description": "calls left in the window", "schema": int},
+        "X-RateLimit-Reset": {"description": "Unix time (seconds) at which the limit is whole again", "schema": int},
+    });
+    if refusal {
+        h["Retry-After"] =
+            json!({"description": "seconds to wait before the next call", "schema": int});
+    }
+    h
 }
 
 fn service_ops() -> Vec<Op> {
@@ -2255,6 +2296,7 @@ mod tests {
         let router = crate::router(AppState {
             core,
             metrics: None,
+            http: Default::default(),
         });
         (router, dir)
     }
@@ -2416,6 +2458,7 @@ mod tests {
             include_str!("oidc.rs"),
             include_str!("ws.rs"),
             include_str!("enterprise.rs"),
+            include_str!("limits.rs"),
         ];
         let is_code = |s: &&str| {
             s.len() >= 5

@@ -35,6 +35,12 @@ pub(crate) fn client_ip(addr: &Option<Extension<ClientAddr>>) -> Option<String> 
         .map(|Extension(ClientAddr(a))| a.ip().to_string())
 }
 
+/// The Content-Security-Policy of every answer. The only HTML is the OAuth consent and error
+/// pages (`crate::oauth`): no script, no style, no images, a form posting to this origin. There
+/// is no `form-action`: after consent the server redirects the browser to the client's
+/// `redirect_uri`, which `form-action 'self'` would block in some browsers.
+pub(crate) const CSP: &str = "default-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+
 pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
@@ -91,14 +97,24 @@ pub(crate) fn router(state: AppState) -> Router {
                 "method not allowed on this path",
             )
         })
-        .layer(axum::extract::DefaultBodyLimit::max(4 * 1024 * 1024))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::limits::count_calls,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.http.max_body_bytes,
+        ))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            state.http.body_read_timeout,
+        ))
+        .layer(axum::middleware::from_fn(crate::limits::json_errors))
         .layer(SetResponseHeaderLayer::overriding(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
         ))
         .layer(SetResponseHeaderLayer::overriding(
             header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+            HeaderValue::from_static(CSP),
         ))
         .layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,

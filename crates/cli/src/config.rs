@@ -20,6 +20,8 @@ pub(crate) struct Config {
     pub(crate) accounts: AccountsConfig,
     pub(crate) oidc: OidcConfig,
     pub(crate) events: EventsConfig,
+    /// API rates, access-key quotas and code limits (`docs/api.md`, "Limits").
+    pub(crate) limits: rampart_core::api_limits::LimitsConfig,
 }
 
 /// Login with third-party OpenID Connect providers (`docs/oauth.md`).
@@ -203,6 +205,28 @@ pub(crate) struct HttpConfig {
     pub(crate) listen: String,
     /// Serve HTTPS (true) or plain HTTP (only behind a TLS-terminating proxy).
     pub(crate) tls: bool,
+    /// Largest request body in bytes (413 `PAYLOAD_TOO_LARGE` above it).
+    pub(crate) max_body_bytes: usize,
+    /// Seconds a client has to send a request's headers.
+    pub(crate) header_read_timeout_secs: u64,
+    /// Seconds a client has to send a request's body.
+    pub(crate) body_read_timeout_secs: u64,
+    /// Open connections per source address (0: no cap).
+    pub(crate) max_connections_per_ip: usize,
+}
+
+impl HttpConfig {
+    /// The API server's limits.
+    pub(crate) fn limits(&self) -> rampart_api::HttpLimits {
+        rampart_api::HttpLimits {
+            max_body_bytes: self.max_body_bytes,
+            body_read_timeout: std::time::Duration::from_secs(self.body_read_timeout_secs.max(1)),
+            header_read_timeout: std::time::Duration::from_secs(
+                self.header_read_timeout_secs.max(1),
+            ),
+            max_connections_per_ip: self.max_connections_per_ip,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -246,6 +270,7 @@ impl Default for Config {
             accounts: AccountsConfig::default(),
             oidc: OidcConfig::default(),
             events: EventsConfig::default(),
+            limits: Default::default(),
         }
     }
 }
@@ -267,9 +292,14 @@ impl Default for MqttConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
+        let d = rampart_api::HttpLimits::default();
         HttpConfig {
             listen: "0.0.0.0:8443".into(),
             tls: true,
+            max_body_bytes: d.max_body_bytes,
+            header_read_timeout_secs: d.header_read_timeout.as_secs(),
+            body_read_timeout_secs: d.body_read_timeout.as_secs(),
+            max_connections_per_ip: d.max_connections_per_ip,
         }
     }
 }
@@ -477,6 +507,54 @@ mod tests {
             toml::from_str("[mqtt]\nmax_connections = 7").unwrap(),
         );
         assert_eq!(v.try_into::<Config>().unwrap().mqtt.max_connections, 7);
+    }
+
+    #[test]
+    fn limits_and_http_sections() {
+        let text = toml::to_string_pretty(&Config::default()).unwrap();
+        assert!(
+            text.contains("[limits]") && text.contains("access_key_per_hour = 3600"),
+            "{text}"
+        );
+        assert!(text.contains("max_body_bytes = 4194304"), "{text}");
+        let mut v = toml::Value::try_from(Config::default()).unwrap();
+        merge(
+            &mut v,
+            toml::from_str(
+                "[limits]
+access_key_per_day = 50000
+[limits.ip]
+per_minute = 10
+burst = 3
+[http]
+max_body_bytes = 1024",
+            )
+            .unwrap(),
+        );
+        let c: Config = v.try_into().unwrap();
+        assert_eq!(c.limits.access_key_per_day, 50_000);
+        assert_eq!((c.limits.ip.per_minute, c.limits.ip.burst), (10, 3));
+        assert_eq!(c.limits.codes_per_recipient.per_day, 10);
+        assert_eq!(c.http.limits().max_body_bytes, 1024);
+        let mut v = toml::Value::try_from(Config::default()).unwrap();
+        merge(
+            &mut v,
+            toml::from_str(
+                "[limits.ip]
+per_second = 1",
+            )
+            .unwrap(),
+        );
+        assert!(v.try_into::<Config>().is_err(), "unknown keys are refused");
+        // Every key of the section is documented.
+        let doc = include_str!("../../../docs/config.md");
+        let table = toml::Value::try_from(Config::default().limits).unwrap();
+        for key in table.as_table().unwrap().keys() {
+            assert!(
+                doc.contains(&format!("`limits.{key}`")),
+                "limits.{key} is not in docs/config.md"
+            );
+        }
     }
 
     #[test]

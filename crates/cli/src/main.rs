@@ -272,6 +272,7 @@ async fn open_core(cfg: &Config) -> AnyResult<(Core, bool)> {
                 .saturating_mul(1000),
             max_per_group: i64::try_from(cfg.events.max_events.max(1)).unwrap_or(i64::MAX),
         },
+        limits: cfg.limits.clone(),
         ..CoreConfig::default()
     };
     Ok((Core::new(store, key, core_cfg), created))
@@ -463,6 +464,11 @@ async fn serve(cfg: Config) -> AnyResult {
     let dir = cfg.data_dir.clone();
     core.set_notifier(std::sync::Arc::new(cfg.notify.notifier(&dir)?));
     core.set_oidc_providers(cfg.oidc.providers()?)?;
+    let quotas = core.load_quotas().await.map_err(|e| e.to_string())?;
+    tracing::debug!(
+        counters = quotas,
+        "quota counters of running windows loaded"
+    );
     let offline = core
         .store()
         .reset_presence()
@@ -546,16 +552,17 @@ async fn serve(cfg: Config) -> AnyResult {
     tracing::info!(addr = %local, tls = cfg.http.tls, "HTTP API listening");
     listeners.insert("http".into(), local.to_string().into());
     listeners.insert("http_tls".into(), cfg.http.tls.into());
+    let http_limits = cfg.http.limits();
     let app = rampart_api::router(rampart_api::AppState {
         core: core.clone(),
         metrics,
+        http: http_limits.clone(),
     });
-    tasks.push(tokio::spawn(rampart_api::serve(
-        l,
-        cfg.http.tls.then(|| acceptor.clone()),
-        app,
-        stopped(),
-    )));
+    let http_tls = cfg.http.tls.then(|| acceptor.clone());
+    let http_stop = stopped();
+    tasks.push(tokio::spawn(async move {
+        rampart_api::serve_with(l, http_tls, app, &http_limits, http_stop).await
+    }));
     if cfg.events.listen.is_empty() {
         listeners.insert("events".into(), serde_json::Value::Null);
     } else {
@@ -581,12 +588,26 @@ async fn serve(cfg: Config) -> AnyResult {
         .map_err(|e| format!("event stream: {e}"))?;
     write_listeners(&dir, &serde_json::Value::Object(listeners))?;
 
+    let (flush_stop, flush_stopped) = tokio::sync::oneshot::channel::<()>();
+    let flusher = {
+        let core = core.clone();
+        tokio::spawn(async move {
+            core.run_quota_flusher(async move {
+                let _ = flush_stopped.await;
+            })
+            .await
+        })
+    };
+
     shutdown_signal().await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     for t in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
     }
+    // After the listeners: the last calls are counted before the final flush.
+    let _ = flush_stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), flusher).await;
     core.store().close().await;
     Ok(())
 }

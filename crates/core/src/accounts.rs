@@ -449,14 +449,12 @@ impl Core {
         Ok(())
     }
 
-    /// Send a new activation code (at most one per minute per recipient). Answers the same whether
-    /// or not an inactive account exists.
-    pub async fn resend_activation(&self, who: Identity) -> Result<()> {
-        if !self.inner.accounts.resend.check(who.as_str(), now_ms()) {
-            return Err(Error::RateLimited(
-                "a code was sent to this address less than a minute ago".into(),
-            ));
-        }
+    /// Send a new activation code (`limits.codes_per_recipient` and `limits.codes_per_ip`, by
+    /// default one a minute, five an hour, ten a day per recipient). Answers the same whether or
+    /// not an inactive account exists.
+    pub async fn resend_activation(&self, who: Identity, ip: Option<String>) -> Result<()> {
+        self.limits()
+            .check_code("activate", who.as_str(), ip.as_deref(), now_ms())?;
         if let Some(u) = self.store().find_user(who.email(), who.phone()).await? {
             if !u.active {
                 self.send_code(&who, Purpose::Activate).await?;
@@ -728,11 +726,8 @@ impl Core {
 
     /// Send a reset code when the account exists; answers the same either way.
     pub async fn request_password_reset(&self, who: Identity, ip: Option<String>) -> Result<()> {
-        if !self.inner.accounts.reset.check(who.as_str(), now_ms()) {
-            return Err(Error::RateLimited(
-                "a code was sent to this address less than a minute ago".into(),
-            ));
-        }
+        self.limits()
+            .check_code("reset", who.as_str(), ip.as_deref(), now_ms())?;
         if let Some(u) = self.store().find_user(who.email(), who.phone()).await? {
             self.send_code(&who, Purpose::PasswordReset).await?;
             self.audit(event(

@@ -295,7 +295,7 @@ impl Core {
         Ok(())
     }
 
-    /// Send a password-reset code when the developer exists (one a minute per address); answers
+    /// Send a password-reset code when the developer exists (`limits.codes_per_recipient`, `limits.codes_per_ip`); answers
     /// the same either way.
     pub async fn request_developer_password_reset(
         &self,
@@ -304,11 +304,8 @@ impl Core {
     ) -> Result<()> {
         let who = Identity::parse_email(email)?;
         let key = format!("{CODE_PREFIX}{}", who.as_str());
-        if !self.inner.accounts.reset.check(&key, now_ms()) {
-            return Err(Error::RateLimited(
-                "a code was sent to this address less than a minute ago".into(),
-            ));
-        }
+        self.limits()
+            .check_code("reset", &key, ip.as_deref(), now_ms())?;
         if let Some(d) = self.store().find_developer(who.as_str()).await? {
             self.send_developer_code(&who, DevCode::PasswordReset)
                 .await?;
@@ -366,16 +363,13 @@ impl Core {
         Ok(())
     }
 
-    /// Send a new activation code (one a minute per address); answers the same whether or not an
+    /// Send a new activation code (`limits.codes_per_recipient`, `limits.codes_per_ip`); answers the same whether or not an
     /// inactive developer has that address.
-    pub async fn resend_developer_activation(&self, email: &str) -> Result<()> {
+    pub async fn resend_developer_activation(&self, email: &str, ip: Option<String>) -> Result<()> {
         let who = Identity::parse_email(email)?;
         let key = format!("{CODE_PREFIX}{}", who.as_str());
-        if !self.inner.accounts.resend.check(&key, now_ms()) {
-            return Err(Error::RateLimited(
-                "a code was sent to this address less than a minute ago".into(),
-            ));
-        }
+        self.limits()
+            .check_code("activate", &key, ip.as_deref(), now_ms())?;
         if let Some(d) = self.store().find_developer(who.as_str()).await? {
             if !d.active {
                 self.send_developer_code(&who, DevCode::Activate).await?;

@@ -44,10 +44,19 @@ pub enum Error {
     WeakPassword(String),
     #[error("{0}")]
     RateLimited(String),
+    /// A named rate or quota of `api_limits` refused the call.
+    #[error("{0}")]
+    Limited(Box<crate::api_limits::Refusal>),
     #[error("storage: {0}")]
     Store(#[from] rampart_store::StoreError),
     #[error("internal: {0}")]
     Internal(String),
+}
+
+impl From<crate::api_limits::Refusal> for Error {
+    fn from(r: crate::api_limits::Refusal) -> Error {
+        Error::Limited(Box::new(r))
+    }
 }
 
 impl From<crate::secret::KeyError> for Error {

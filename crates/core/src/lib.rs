@@ -8,6 +8,7 @@
 
 pub mod access_keys;
 pub mod accounts;
+pub mod api_limits;
 pub mod audit;
 pub mod bindings;
 pub mod bus;
@@ -23,6 +24,7 @@ pub mod oauth;
 pub mod oidc;
 pub mod password;
 pub mod products;
+pub mod quotas;
 pub mod registry;
 pub mod secret;
 pub mod tenancy;
@@ -61,6 +63,8 @@ pub struct CoreConfig {
     pub refresh_ttl_ms: i64,
     /// Retention of the operator event stream's queues.
     pub events: events::EventsConfig,
+    /// Rates and quotas of the HTTP API and of one-time codes.
+    pub limits: api_limits::LimitsConfig,
 }
 
 impl Default for CoreConfig {
@@ -72,6 +76,7 @@ impl Default for CoreConfig {
             access_ttl_ms: accounts::ACCESS_TTL_MS,
             refresh_ttl_ms: accounts::REFRESH_TTL_MS,
             events: Default::default(),
+            limits: api_limits::LimitsConfig::default(),
         }
     }
 }
@@ -97,14 +102,12 @@ struct Inner {
     oidc: std::sync::RwLock<Arc<oidc::Providers>>,
     /// Serialises audit appends in this process (the store's chain head does it across processes).
     audit_lock: tokio::sync::Mutex<()>,
+    /// API rates, access-key quotas and code limits.
+    limits: api_limits::ApiLimits,
 }
 
 /// Run-time state of the account services: rate limits and the access-change broadcast.
 struct AccountsState {
-    /// Activation-code resends per recipient.
-    resend: limits::RateLimiter,
-    /// Password-reset codes per recipient.
-    reset: limits::RateLimiter,
     /// Bind attempts per user.
     bind: limits::RateLimiter,
     /// "Already registered" notices per recipient (repeated sign-ups must not spam an address).
@@ -117,8 +120,6 @@ struct AccountsState {
 impl Default for AccountsState {
     fn default() -> Self {
         AccountsState {
-            resend: limits::RateLimiter::new(1, 60_000),
-            reset: limits::RateLimiter::new(1, 60_000),
             bind: limits::RateLimiter::new(bindings::BIND_ATTEMPTS_PER_MIN, 60_000),
             notice: limits::RateLimiter::new(1, 3_600_000),
             access: tokio::sync::broadcast::channel(1024).0,
@@ -131,6 +132,7 @@ impl Core {
     pub fn new(store: Store, key: MasterKey, config: CoreConfig) -> Core {
         Core {
             inner: Arc::new(Inner {
+                limits: api_limits::ApiLimits::new(config.limits.clone()),
                 store,
                 key,
                 config,
@@ -161,6 +163,48 @@ impl Core {
 
     pub(crate) fn audit_lock(&self) -> &tokio::sync::Mutex<()> {
         &self.inner.audit_lock
+    }
+
+    /// The API's rates and quotas and the code limits.
+    pub fn limits(&self) -> &api_limits::ApiLimits {
+        &self.inner.limits
+    }
+
+    /// Read the quota counters of running windows from the store (once, before serving).
+    pub async fn load_quotas(&self) -> Result<usize> {
+        Ok(self.limits().quotas().load(self.store(), now_ms()).await?)
+    }
+
+    /// Write the quota counters changed since the last flush.
+    pub async fn flush_quotas(&self) -> Result<usize> {
+        Ok(self.limits().quotas().flush(self.store(), now_ms()).await?)
+    }
+
+    /// Flush quota counters every `limits.flush_interval_ms` until `stop` resolves, then once
+    /// more; also forgets idle rate keys. The binary runs it beside the listeners.
+    pub async fn run_quota_flusher(&self, stop: impl std::future::Future<Output = ()>) {
+        let every =
+            std::time::Duration::from_millis(self.config().limits.flush_interval_ms.max(10));
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(stop);
+        let mut n: u64 = 0;
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                _ = tick.tick() => {}
+            }
+            if let Err(e) = self.flush_quotas().await {
+                tracing::warn!(error = %e, "quota counters not written; retrying at the next tick");
+            }
+            n += 1;
+            if n.is_multiple_of(60) {
+                self.limits().sweep();
+            }
+        }
+        if let Err(e) = self.flush_quotas().await {
+            tracing::error!(error = %e, "quota counters not written at shutdown");
+        }
     }
 
     pub fn bus(&self) -> &bus::Bus {

@@ -60,11 +60,13 @@ mod developers;
 mod enterprise_api;
 mod events;
 mod oauth;
+mod quotas;
 mod reports;
 pub use developers::*;
 pub use enterprise_api::*;
 pub use events::*;
 pub use oauth::*;
+pub use quotas::*;
 
 fn map_conflict(e: sqlx::Error) -> StoreError {
     match &e {

@@ -107,9 +107,14 @@ pub struct OidcStateRow {
     pub created_at: i64,
 }
 
-const TOKEN_INFO: &str = "SELECT t.kind, t.grant_id, t.scope, t.used, t.expires_at, g.user_id, \
-     g.client_id, g.revoked AS grant_revoked, g.expires_at AS grant_expires_at \
-     FROM oauth_tokens t JOIN oauth_grants g ON g.grant_id = t.grant_id WHERE t.token_hash = $1";
+/// A token and its grant by token hash (`$1`), as a constant SQL fragment.
+macro_rules! token_info {
+    () => {
+        "SELECT t.kind, t.grant_id, t.scope, t.used, t.expires_at, g.user_id, \
+         g.client_id, g.revoked AS grant_revoked, g.expires_at AS grant_expires_at \
+         FROM oauth_tokens t JOIN oauth_grants g ON g.grant_id = t.grant_id WHERE t.token_hash = $1"
+    };
+}
 
 impl Store {
     // ---- clients ----
@@ -202,18 +207,19 @@ impl Store {
     /// A token (any kind, any state) and its grant.
     pub async fn oauth_token(&self, token_hash: &str) -> Result<Option<OAuthTokenInfo>> {
         Ok(
-            with_db!(self, p => sqlx::query_as(TOKEN_INFO).bind(token_hash).fetch_optional(p).await?),
+            with_db!(self, p => sqlx::query_as(token_info!()).bind(token_hash).fetch_optional(p).await?),
         )
     }
 
     /// A live access token: not expired at `now`, its grant neither revoked nor expired.
     pub async fn oauth_access(&self, token_hash: &str, now: i64) -> Result<Option<OAuthTokenInfo>> {
-        let sql = format!(
-            "{TOKEN_INFO} AND t.kind = 'access' AND g.revoked = $2 AND t.expires_at > $3 \
+        let sql = concat!(
+            token_info!(),
+            " AND t.kind = 'access' AND g.revoked = $2 AND t.expires_at > $3 \
              AND g.expires_at > $3"
         );
         Ok(
-            with_db!(self, p => sqlx::query_as(&sql).bind(token_hash).bind(false).bind(now)
+            with_db!(self, p => sqlx::query_as(sql).bind(token_hash).bind(false).bind(now)
             .fetch_optional(p).await?),
         )
     }

@@ -149,6 +149,7 @@ impl Rampart {
         let app = rampart_api::router(rampart_api::AppState {
             core: core.clone(),
             metrics: None,
+            http: Default::default(),
         });
         tokio::spawn(rampart_api::serve(l_http, Some(acceptor), app, stopped()));
         std::fs::write(

@@ -9,6 +9,7 @@ mod enterprise_api;
 mod event_stream;
 mod idle;
 mod interop;
+mod limits;
 mod mqtt;
 mod oauth;
 mod openapi;

@@ -948,7 +948,22 @@ async fn consent_page_signs_in_and_approves_with_a_protected_form() {
         let cookie = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
         assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
         let cookie = cookie.split(';').next().unwrap().to_owned();
+        // The hardening headers (issue 6); the page works under the CSP: no script, no style.
+        let h = resp.headers();
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert!(h["strict-transport-security"]
+            .to_str()
+            .unwrap()
+            .starts_with("max-age="));
+        let csp = h["content-security-policy"].to_str().unwrap().to_owned();
+        assert!(csp.contains("default-src 'none'"), "{csp}");
         let html = resp.text().await.unwrap();
+        for banned in ["<script", "style=", "<style", "<img", "<link", "<iframe"] {
+            assert!(
+                !html.contains(banned),
+                "the consent page needs {banned}, which the CSP blocks"
+            );
+        }
         assert!(html.contains("Voice assistant"));
         assert!(html.contains("&lt;st&gt;") && !html.contains("<st>"));
         (cookie, csrf_of(&html))

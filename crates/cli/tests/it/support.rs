@@ -41,7 +41,25 @@ impl Server {
 
     /// Start with extra environment variables (configuration overrides).
     pub async fn start_with(env: &[(&str, &str)]) -> Server {
-        let dir = tempfile::tempdir().unwrap();
+        Server::start_in(tempfile::tempdir().unwrap(), env).await
+    }
+
+    /// Stop gracefully (SIGTERM, then wait for the exit) and start again on the same data
+    /// directory with `env`.
+    pub async fn restart(mut self, env: &[(&str, &str)]) -> Server {
+        self.terminate();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "server did not stop");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        std::fs::remove_file(dir.path().join("listeners.json")).unwrap();
+        Server::start_in(dir, env).await
+    }
+
+    /// Start on an existing data directory.
+    pub async fn start_in(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(bin());
         cmd.args([
             "serve",
@@ -108,18 +126,23 @@ impl Server {
         assert!(status.success());
     }
 
-    /// The value of a Prometheus gauge or counter (without labels) from `/metrics`, 0 when absent.
-    pub async fn metric(&self, name: &str) -> f64 {
-        let text = self
-            .http_client
+    /// The text of `/metrics`.
+    pub async fn metrics_text(&self) -> String {
+        self.http_client
             .get(self.url("/metrics"))
             .send()
             .await
             .unwrap()
             .text()
             .await
-            .unwrap();
-        text.lines()
+            .unwrap()
+    }
+
+    /// The value of a Prometheus gauge or counter (without labels) from `/metrics`, 0 when absent.
+    pub async fn metric(&self, name: &str) -> f64 {
+        self.metrics_text()
+            .await
+            .lines()
             .filter_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
             .filter_map(|v| v.trim().parse().ok())
             .next()

@@ -5,7 +5,9 @@ mod accounts;
 mod developers;
 mod enterprise_api;
 mod events;
+mod no_string_sql;
 mod oauth;
+mod quotas;
 
 use rampart_store::*;
 use std::str::FromStr;
@@ -317,6 +319,7 @@ async fn sqlite_suite() {
     accounts::suite(s.clone()).await;
     oauth::suite(s.clone()).await;
     developers::suite(s.clone()).await;
+    quotas::suite(s.clone()).await;
     enterprise_api::suite(s.clone()).await;
     events::suite(s).await;
 }
@@ -377,6 +380,7 @@ async fn postgres_suite() {
     accounts::suite(s.clone()).await;
     oauth::suite(s.clone()).await;
     developers::suite(s.clone()).await;
+    quotas::suite(s.clone()).await;
     enterprise_api::suite(s.clone()).await;
     events::suite(s.clone()).await;
     s.close().await;

@@ -1,0 +1,435 @@
+//! The limits of the HTTP API and of one-time codes (issue 6, M13): configuration ([`LimitsConfig`],
+//! the `[limits]` section), GCRA rates per IP, app id, user and access key (`governor`), window
+//! quotas per access key and for codes ([`crate::quotas`], persisted), and what a caller is told:
+//! [`LimitState`] on success, [`Refusal`] when refused.
+//!
+//! No HTTP types here: the API turns these into `X-RateLimit-*` headers and 429 answers. Every
+//! refusal is counted (`rampart_limit_refusals_total{limit=...}`).
+//!
+//! Single-node state like the bus: rates live in this process; window quotas are written to the
+//! store (see [`crate::quotas`] for the bound on loss at a crash).
+
+use crate::quotas::{Quotas, Window};
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::Quota;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+/// A GCRA rate: `per_minute` calls a minute on average, up to `burst` at once. `per_minute = 0`
+/// turns the limit off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rate {
+    pub per_minute: u32,
+    pub burst: u32,
+}
+
+/// Calls per fixed window for one-time codes; 0 turns a window off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodeWindows {
+    pub per_minute: u64,
+    pub per_hour: u64,
+    pub per_day: u64,
+}
+
+/// The `[limits]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Signed calls per access key per clock hour (persisted across restarts; 0: none).
+    pub access_key_per_hour: u64,
+    /// Signed calls per access key per UTC day (persisted; 0: none).
+    pub access_key_per_day: u64,
+    /// Burst rate per access key.
+    pub access_key_rate: Rate,
+    /// Calls per source IP (device registration, `/healthz` and `/metrics` are not counted).
+    pub ip: Rate,
+    /// Calls per `X-Rampart-App-Id`.
+    pub app: Rate,
+    /// Calls per signed-in end user (their own tokens and third-party tokens acting for them).
+    pub user: Rate,
+    /// Activation and password-reset codes per recipient (e-mail or phone), per kind of code.
+    pub codes_per_recipient: CodeWindows,
+    /// Activation and password-reset codes requested per source IP.
+    pub codes_per_ip: CodeWindows,
+    /// How often changed quota counters are written to the store; a crash loses at most this much.
+    pub flush_interval_ms: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            access_key_per_hour: 3600,
+            access_key_per_day: 0,
+            access_key_rate: Rate {
+                per_minute: 600,
+                burst: 50,
+            },
+            ip: Rate {
+                per_minute: 60_000,
+                burst: 2_000,
+            },
+            app: Rate {
+                per_minute: 60_000,
+                burst: 5_000,
+            },
+            user: Rate {
+                per_minute: 1_200,
+                burst: 200,
+            },
+            codes_per_recipient: CodeWindows {
+                per_minute: 1,
+                per_hour: 5,
+                per_day: 10,
+            },
+            codes_per_ip: CodeWindows {
+                per_minute: 5,
+                per_hour: 20,
+                per_day: 50,
+            },
+            flush_interval_ms: 1_000,
+        }
+    }
+}
+
+/// A limit as a caller sees it after a call it allowed (or before one it refused).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitState {
+    /// The limit's public name, e.g. `access_key.hourly`, `ip.rate`.
+    pub name: &'static str,
+    pub limit: u64,
+    pub remaining: u64,
+    /// The window (for a rate: the time to refill the whole burst).
+    pub window_secs: u64,
+    /// Unix ms at which the limit is whole again (for a window: its end).
+    pub reset_at_ms: i64,
+}
+
+/// A refused call: the limit hit and how long to wait.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub state: LimitState,
+    pub retry_after_ms: u64,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = &self.state;
+        write!(
+            f,
+            "limit {} exceeded: {} calls per {}; retry in {} s (resets at {} Unix time)",
+            s.name,
+            s.limit,
+            human_window(s.window_secs),
+            self.retry_after_ms.div_ceil(1000).max(1),
+            s.reset_at_ms.div_euclid(1000) + i64::from(s.reset_at_ms.rem_euclid(1000) > 0),
+        )
+    }
+}
+
+fn human_window(secs: u64) -> String {
+    match secs {
+        86_400 => "day".into(),
+        3_600 => "hour".into(),
+        60 => "minute".into(),
+        s => format!("{s} s"),
+    }
+}
+
+type Keyed = governor::RateLimiter<
+    String,
+    DefaultKeyedStateStore<String>,
+    DefaultClock,
+    StateInformationMiddleware,
+>;
+
+/// One GCRA rate over many keys.
+struct KeyedRate {
+    name: &'static str,
+    limiter: Option<Keyed>,
+}
+
+impl KeyedRate {
+    fn new(name: &'static str, r: Rate) -> KeyedRate {
+        let limiter = NonZeroU32::new(r.per_minute).and_then(|per_min| {
+            let burst = NonZeroU32::new(r.burst.max(1))?;
+            let period = Duration::from_secs(60) / per_min.get();
+            let q = Quota::with_period(period)?.allow_burst(burst);
+            Some(governor::RateLimiter::keyed(q).with_middleware::<StateInformationMiddleware>())
+        });
+        KeyedRate { name, limiter }
+    }
+
+    fn check(&self, key: &str, now_ms: i64) -> Result<Option<LimitState>, Refusal> {
+        let Some(l) = &self.limiter else {
+            return Ok(None);
+        };
+        let refill = |q: Quota, missing: u64| -> i64 {
+            let per = q.replenish_interval().as_millis() as i64;
+            now_ms + per * missing as i64
+        };
+        match l.check_key(&key.to_owned()) {
+            Ok(snap) => {
+                let q = snap.quota();
+                let limit = u64::from(q.burst_size().get());
+                let remaining = u64::from(snap.remaining_burst_capacity());
+                Ok(Some(LimitState {
+                    name: self.name,
+                    limit,
+                    remaining,
+                    window_secs: q.burst_size_replenished_in().as_secs(),
+                    reset_at_ms: refill(q, limit - remaining.min(limit)),
+                }))
+            }
+            Err(not_until) => {
+                let q = not_until.quota();
+                let wait = not_until.wait_time_from(l.clock().now());
+                let limit = u64::from(q.burst_size().get());
+                Err(Refusal {
+                    state: LimitState {
+                        name: self.name,
+                        limit,
+                        remaining: 0,
+                        window_secs: q.burst_size_replenished_in().as_secs(),
+                        reset_at_ms: refill(q, limit),
+                    },
+                    retry_after_ms: wait.as_millis() as u64,
+                })
+            }
+        }
+    }
+
+    fn sweep(&self) {
+        if let Some(l) = &self.limiter {
+            l.retain_recent();
+        }
+    }
+}
+
+/// The run-time state of every API and code limit.
+pub struct ApiLimits {
+    config: LimitsConfig,
+    ip: KeyedRate,
+    app: KeyedRate,
+    user: KeyedRate,
+    key: KeyedRate,
+    quotas: Quotas,
+}
+
+const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 86_400_000;
+
+fn counted<T>(r: Result<T, Refusal>) -> Result<T, Refusal> {
+    if let Err(e) = &r {
+        metrics::counter!("rampart_limit_refusals_total", "limit" => e.state.name).increment(1);
+        tracing::info!(
+            limit = e.state.name,
+            retry_after_ms = e.retry_after_ms,
+            "call refused by a limit"
+        );
+    }
+    r
+}
+
+/// A short, stable hash of a subject (an address or IP) for counter names in the store.
+fn subject(s: &str) -> String {
+    hex::encode(&Sha256::digest(s.as_bytes())[..12])
+}
+
+impl ApiLimits {
+    pub fn new(config: LimitsConfig) -> ApiLimits {
+        ApiLimits {
+            ip: KeyedRate::new("ip.rate", config.ip),
+            app: KeyedRate::new("app.rate", config.app),
+            user: KeyedRate::new("user.rate", config.user),
+            key: KeyedRate::new("access_key.rate", config.access_key_rate),
+            quotas: Quotas::default(),
+            config,
+        }
+    }
+
+    pub fn config(&self) -> &LimitsConfig {
+        &self.config
+    }
+
+    pub fn quotas(&self) -> &Quotas {
+        &self.quotas
+    }
+
+    /// Calls from one source IP.
+    pub fn check_ip(&self, ip: &str, now_ms: i64) -> Result<Option<LimitState>, Refusal> {
+        counted(self.ip.check(ip, now_ms))
+    }
+
+    /// Calls naming one app id.
+    pub fn check_app(&self, app_id: &str, now_ms: i64) -> Result<Option<LimitState>, Refusal> {
+        counted(self.app.check(app_id, now_ms))
+    }
+
+    /// Calls of one end user.
+    pub fn check_user(&self, user_id: &str, now_ms: i64) -> Result<Option<LimitState>, Refusal> {
+        counted(self.user.check(user_id, now_ms))
+    }
+
+    /// A signed call of one access key: the burst rate, then the window quotas. On success, the
+    /// state of the tightest quota (for the response headers).
+    pub fn check_access_key(
+        &self,
+        key_id: &str,
+        now_ms: i64,
+    ) -> Result<Option<LimitState>, Refusal> {
+        let rate = counted(self.key.check(key_id, now_ms))?;
+        let c = &self.config;
+        let windows: Vec<Window> = [
+            ("access_key.hourly", "h", c.access_key_per_hour, HOUR_MS),
+            ("access_key.daily", "d", c.access_key_per_day, DAY_MS),
+        ]
+        .into_iter()
+        .filter(|w| w.2 > 0)
+        .map(|(limit_name, suffix, limit, window_ms)| Window {
+            limit_name,
+            counter: format!("ak:{key_id}:{suffix}"),
+            limit,
+            window_ms,
+        })
+        .collect();
+        let states = counted(self.quotas.take(&windows, now_ms))?;
+        Ok(states.into_iter().min_by_key(|s| s.remaining).or(rate))
+    }
+
+    /// A request for a one-time code of `kind` (`activate`, `reset`, ...) to `recipient` from
+    /// `ip`: the recipient's windows and the IP's windows, all or nothing.
+    pub fn check_code(
+        &self,
+        kind: &'static str,
+        recipient: &str,
+        ip: Option<&str>,
+        now_ms: i64,
+    ) -> Result<(), Refusal> {
+        let mut windows = Vec::with_capacity(6);
+        let r = subject(recipient);
+        push_code_windows(
+            &mut windows,
+            "codes.recipient",
+            &format!("code:{kind}:{r}"),
+            self.config.codes_per_recipient,
+        );
+        if let Some(ip) = ip {
+            let i = subject(ip);
+            push_code_windows(
+                &mut windows,
+                "codes.ip",
+                &format!("code:ip:{i}"),
+                self.config.codes_per_ip,
+            );
+        }
+        counted(self.quotas.take(&windows, now_ms)).map(|_| ())
+    }
+
+    /// Forget idle rate keys (called by the flusher).
+    pub fn sweep(&self) {
+        for r in [&self.ip, &self.app, &self.user, &self.key] {
+            r.sweep();
+        }
+    }
+}
+
+fn push_code_windows(out: &mut Vec<Window>, name: &'static str, counter: &str, w: CodeWindows) {
+    for (limit, window_ms, suffix) in [
+        (w.per_minute, 60_000, "m"),
+        (w.per_hour, HOUR_MS, "h"),
+        (w.per_day, DAY_MS, "d"),
+    ] {
+        if limit > 0 {
+            out.push(Window {
+                limit_name: name,
+                counter: format!("{counter}:{suffix}"),
+                limit,
+                window_ms,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_refuse_past_the_burst_and_name_the_limit() {
+        let l = ApiLimits::new(LimitsConfig {
+            ip: Rate {
+                per_minute: 1,
+                burst: 2,
+            },
+            ..LimitsConfig::default()
+        });
+        let s = l.check_ip("10.0.0.1", 0).unwrap().unwrap();
+        assert_eq!((s.limit, s.remaining), (2, 1));
+        assert!(l.check_ip("10.0.0.1", 0).is_ok());
+        let r = l.check_ip("10.0.0.1", 0).unwrap_err();
+        assert_eq!((r.state.name, r.state.remaining), ("ip.rate", 0));
+        assert!(r.retry_after_ms > 1_000, "one call a minute: {r:?}");
+        assert!(r.to_string().contains("ip.rate"), "{r}");
+        assert!(l.check_ip("10.0.0.2", 0).is_ok(), "another IP");
+    }
+
+    #[test]
+    fn codes_per_recipient_and_per_ip() {
+        let l = ApiLimits::new(LimitsConfig::default());
+        assert!(l
+            .check_code("activate", "a@x.io", Some("1.2.3.4"), 0)
+            .is_ok());
+        let r = l
+            .check_code("activate", "a@x.io", Some("1.2.3.4"), 1)
+            .unwrap_err();
+        assert_eq!((r.state.name, r.state.window_secs), ("codes.recipient", 60));
+        assert!(
+            l.check_code("reset", "a@x.io", Some("1.2.3.4"), 2).is_ok(),
+            "another kind"
+        );
+        // five a minute per IP by default; two taken
+        for i in 0..3 {
+            assert!(l
+                .check_code("activate", &format!("{i}@x.io"), Some("1.2.3.4"), 3)
+                .is_ok());
+        }
+        let r = l
+            .check_code("activate", "z@x.io", Some("1.2.3.4"), 4)
+            .unwrap_err();
+        assert_eq!(r.state.name, "codes.ip");
+        // the recipient's minute ends; the hour allows five
+        for m in 1..5 {
+            assert!(l.check_code("activate", "a@x.io", None, m * 60_000).is_ok());
+        }
+        let r = l
+            .check_code("activate", "a@x.io", None, 5 * 60_000)
+            .unwrap_err();
+        assert_eq!((r.state.window_secs, r.state.limit), (3600, 5));
+    }
+
+    #[test]
+    fn access_key_quota_by_hour() {
+        let l = ApiLimits::new(LimitsConfig {
+            access_key_per_hour: 2,
+            ..LimitsConfig::default()
+        });
+        let s = l.check_access_key("k1", 10).unwrap().unwrap();
+        assert_eq!(
+            (s.name, s.remaining, s.reset_at_ms),
+            ("access_key.hourly", 1, HOUR_MS)
+        );
+        assert!(l.check_access_key("k1", 20).is_ok());
+        let r = l.check_access_key("k1", 30).unwrap_err();
+        assert_eq!(
+            (r.state.name, r.retry_after_ms),
+            ("access_key.hourly", (HOUR_MS - 30) as u64)
+        );
+        assert!(l.check_access_key("k1", HOUR_MS).is_ok());
+    }
+}

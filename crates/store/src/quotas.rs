@@ -1,0 +1,47 @@
+//! Window quota counters (issue 6): the rows behind `rampart_core::quotas`, so a quota's count
+//! survives a restart. Rows only; the windows, limits and flushing are the core's.
+
+use crate::{Db, Result, Store};
+
+/// One counter in one fixed window.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct QuotaCounterRow {
+    pub counter: String,
+    pub window_start: i64,
+    pub window_ms: i64,
+    pub used: i64,
+}
+
+impl Store {
+    /// The counters whose window has not ended at `now` (Unix ms).
+    pub async fn load_quota_counters(&self, now: i64) -> Result<Vec<QuotaCounterRow>> {
+        let sql = "SELECT counter, window_start, window_ms, used FROM quota_counters \
+                   WHERE window_start + window_ms > $1";
+        Ok(with_db!(self, p => sqlx::query_as(sql).bind(now).fetch_all(p).await?))
+    }
+
+    /// Write counters in one transaction (a count never goes down: the larger of the stored and
+    /// the given value wins), then delete the rows whose window ended before `now`.
+    pub async fn save_quota_counters(&self, rows: &[QuotaCounterRow], now: i64) -> Result<()> {
+        let upsert = "INSERT INTO quota_counters (counter, window_start, window_ms, used) \
+                      VALUES ($1, $2, $3, $4) ON CONFLICT (counter, window_start) DO UPDATE SET \
+                      used = CASE WHEN excluded.used > quota_counters.used THEN excluded.used \
+                      ELSE quota_counters.used END";
+        let purge = "DELETE FROM quota_counters WHERE window_start + window_ms <= $1";
+        with_db!(self, p => {
+            let mut tx = p.begin().await?;
+            for r in rows {
+                sqlx::query(upsert)
+                    .bind(&r.counter)
+                    .bind(r.window_start)
+                    .bind(r.window_ms)
+                    .bind(r.used)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query(purge).bind(now).execute(&mut *tx).await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+}
