@@ -50,7 +50,6 @@ pub async fn serve_events(
     tokio::pin!(shutdown);
     let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
     let (stop_tx, stop_rx) = watch::channel(false);
-    core.start_event_stream();
     loop {
         let (sock, peer) = tokio::select! {
             _ = &mut shutdown => break,
