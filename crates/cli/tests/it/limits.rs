@@ -4,7 +4,7 @@
 //! minute and windows are an hour or longer (a test that straddles a window boundary says so and
 //! stops instead of asserting).
 
-use crate::enterprise_api::canonical;
+use crate::enterprise_api::{canonical, enterprise, new_key, product_with_device, Key};
 use crate::support::*;
 use serde_json::{json, Value};
 
@@ -76,37 +76,15 @@ async fn access_key_quota_answers_429_with_headers_and_survives_a_restart() {
     let env = [("RAMPART_LIMITS__ACCESS_KEY_PER_HOUR", "3")];
     let srv = Server::start_with(&env).await;
     let hour = now_ms() / 3_600_000;
-    let (s, v) = srv
-        .admin("POST", "/v1/enterprises", Some(json!({"name": "Acme"})))
-        .await;
-    assert_eq!(s, 201, "{v}");
-    let ent = v["enterprise_id"].as_str().unwrap().to_owned();
-    let (s, v) = srv
-        .admin(
-            "POST",
-            "/v1/products",
-            Some(json!({
-                "name": "Enterprise lamp",
-                "identity": {"dynamic_registration": true, "allowlist": false},
-                "owner": {"enterprise_id": ent},
-                "datapoints": [{"name": "power", "type": "bool", "writable": true}]
-            })),
-        )
-        .await;
-    assert_eq!(s, 201, "{v}");
-    let pk = v["product_key"].as_str().unwrap().to_owned();
-    let (s, v) = srv
-        .admin(
-            "POST",
-            &format!("/v1/enterprises/{ent}/keys"),
-            Some(json!({"products": [pk], "scopes": ["read"], "allow_ips": ["127.0.0.1/32", "::1/128"]})),
-        )
-        .await;
-    assert_eq!(s, 201, "{v}");
-    let (id, secret) = (
-        v["key_id"].as_str().unwrap().to_owned(),
-        v["secret"].as_str().unwrap().to_owned(),
-    );
+    let ent = enterprise(&srv, "Acme").await;
+    let (pk, _, _) = product_with_device(&srv, &ent).await;
+    let Key { id, secret } = new_key(
+        &srv,
+        ADMIN,
+        &ent,
+        json!({"products": [pk], "scopes": ["read"], "allow_ips": ["127.0.0.1/32", "::1/128"]}),
+    )
+    .await;
     let key = (id.as_str(), secret.as_str());
     let next_hour_secs = (hour + 1) * 3600;
 
