@@ -181,7 +181,7 @@ impl Core {
         if (now - ts).abs() > window {
             return Err(BadCredentials);
         }
-        let row = match self.store().get_device(did.as_str()).await {
+        let row = match self.store().device_credentials(did.as_str()).await {
             Ok(Some(r)) => r,
             Ok(None) => return Err(BadCredentials),
             Err(e) => {
@@ -450,6 +450,8 @@ impl Core {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bus::Inbox;
+    use std::sync::Arc;
 
     #[test]
     fn replay_guard() {
@@ -466,5 +468,72 @@ mod tests {
         assert!(!g.accept("f", 100, 300, 50));
         // a long quiet spell forgets everything at once
         assert!(g.accept("f", 100, 10_000, 50));
+    }
+
+    /// A session that ended queues its "offline" after leaving the bus; if a successor attached
+    /// and went online in between, the late "offline" must not win.
+    #[tokio::test]
+    async fn a_late_offline_from_a_replaced_session_does_not_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = rampart_store::Store::open_sqlite(&dir.path().join("t.db"))
+            .await
+            .unwrap();
+        store
+            .insert_product(&rampart_store::ProductRow {
+                product_key: "pk".into(),
+                name: "p".into(),
+                secret_enc: vec![0],
+                dynamic_registration: false,
+                allowlist: false,
+                report_limit_per_min: 60,
+                model: "[]".into(),
+                enterprise_id: None,
+                created_at: 0,
+            })
+            .await
+            .unwrap();
+        store
+            .insert_device(&rampart_store::DeviceRow {
+                did: "d1".into(),
+                product_key: "pk".into(),
+                hardware_id: "hw".into(),
+                mode: "device".into(),
+                secret_enc: vec![0],
+                passcode_enc: vec![0],
+                created_at: 0,
+                online: false,
+                last_seen: None,
+                state: "{}".into(),
+            })
+            .await
+            .unwrap();
+        let core = Core::new(
+            store.clone(),
+            crate::secret::MasterKey::from_bytes(&[1; 32]),
+            Default::default(),
+        );
+        let mut events = core.bus().subscribe_events();
+        let (a, b) = (Arc::new(Inbox::default()), Arc::new(Inbox::default()));
+        core.bus().attach("d1", a.clone(), false, 0);
+        core.set_presence("d1", true, "connect").await;
+        // A leaves the bus, B attaches and goes online, then A's "offline" arrives.
+        assert!(core.bus().detach("d1", &a, None));
+        core.bus().attach("d1", b.clone(), false, 0);
+        core.set_presence("d1", true, "connect").await;
+        core.set_presence("d1", false, "closed").await;
+        assert!(store.get_device("d1").await.unwrap().unwrap().online);
+        let mut seen = Vec::new();
+        while let Ok(ev) = events.try_recv() {
+            seen.push(matches!(ev, DeviceEvent::Online { .. }));
+        }
+        assert_eq!(
+            seen,
+            [true, true],
+            "no offline event after the successor's online"
+        );
+        // B's own end is not stale: the device goes offline.
+        assert!(core.bus().detach("d1", &b, None));
+        core.set_presence("d1", false, "closed").await;
+        assert!(!store.get_device("d1").await.unwrap().unwrap().online);
     }
 }

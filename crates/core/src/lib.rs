@@ -243,7 +243,13 @@ impl Core {
     /// The group-commit writer, started on first use (always inside the runtime).
     fn writer(&self) -> &writer::ReportWriter {
         self.inner.writer.get_or_init(|| {
-            writer::ReportWriter::start(self.inner.store.clone(), self.inner.bus.event_sender())
+            // Weak: the writer task must not keep the core alive.
+            let core = Arc::downgrade(&self.inner);
+            writer::ReportWriter::start(
+                self.inner.store.clone(),
+                self.inner.bus.event_sender(),
+                Box::new(move |did| core.upgrade().is_some_and(|c| c.bus.is_attached(did))),
+            )
         })
     }
 }

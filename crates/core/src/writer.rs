@@ -23,6 +23,9 @@ const QUEUE: usize = 16 * 1024;
 const COMPACT_EVERY: Duration = Duration::from_secs(1);
 const COMPACT_ROWS: usize = 20_000;
 
+/// Whether a device has a live session at this moment.
+pub(crate) type LiveCheck = Box<dyn Fn(&str) -> bool + Send + Sync>;
+
 enum Row {
     Report(ReportRow),
     Presence(PresenceRow),
@@ -68,10 +71,15 @@ impl std::future::Future for ReportReceipt {
 }
 
 impl ReportWriter {
-    /// Start the writer task on the current runtime.
-    pub(crate) fn start(store: Store, events: broadcast::Sender<DeviceEvent>) -> ReportWriter {
+    /// Start the writer task on the current runtime. `is_live` tells whether a device has a
+    /// session now (see [`run`] for why the writer asks).
+    pub(crate) fn start(
+        store: Store,
+        events: broadcast::Sender<DeviceEvent>,
+        is_live: LiveCheck,
+    ) -> ReportWriter {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(store, events, rx));
+        tokio::spawn(run(store, events, is_live, rx));
         ReportWriter { tx }
     }
 
@@ -126,7 +134,17 @@ impl ReportWriter {
     }
 }
 
-async fn run(store: Store, events: broadcast::Sender<DeviceEvent>, mut rx: mpsc::Receiver<Job>) {
+/// The writer task. Presence is ordered here: a session that ends queues its "offline" after it
+/// left the bus, and a successor can attach and queue its "online" in between, so the late
+/// "offline" would otherwise win and show a connected device as offline. An "offline" that
+/// reaches the writer while the device has a live session is stale: it is neither stored nor
+/// announced (the successor's "online" is, before or after it).
+async fn run(
+    store: Store,
+    events: broadcast::Sender<DeviceEvent>,
+    is_live: LiveCheck,
+    mut rx: mpsc::Receiver<Job>,
+) {
     let mut rows = Vec::with_capacity(64);
     let mut seen = Vec::new();
     let mut waiters = Vec::with_capacity(64);
@@ -150,12 +168,23 @@ async fn run(store: Store, events: broadcast::Sender<DeviceEvent>, mut rx: mpsc:
         };
         let mut next = Some(first);
         while let Some(job) = next.take() {
-            match job.row {
-                Row::Report(r) => rows.push(r),
-                Row::Presence(p) => seen.push(p),
-            }
+            let stale = match job.row {
+                Row::Report(r) => {
+                    rows.push(r);
+                    false
+                }
+                Row::Presence(p) if !p.online && is_live(&p.did) => true,
+                Row::Presence(p) => {
+                    seen.push(p);
+                    false
+                }
+            };
             waiters.extend(job.done);
-            evs.extend(job.event);
+            if stale {
+                metrics::counter!("rampart_presence_stale_total").increment(1);
+            } else {
+                evs.extend(job.event);
+            }
             if rows.len() + seen.len() < MAX_BATCH {
                 next = rx.try_recv().ok();
             }

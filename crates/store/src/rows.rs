@@ -38,6 +38,13 @@ pub struct DeviceRow {
     pub state: String,
 }
 
+/// A device's product and sealed secret ([`crate::Store::device_credentials`]).
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct DeviceCredentials {
+    pub product_key: String,
+    pub secret_enc: Vec<u8>,
+}
+
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct HistoryRow {
     pub ts: i64,

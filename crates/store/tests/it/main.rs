@@ -104,6 +104,9 @@ async fn suite(s: Store) {
         (d.secret_enc, d.online, d.last_seen),
         (vec![7], true, Some(100))
     );
+    let c = s.device_credentials("d1").await.unwrap().unwrap();
+    assert_eq!((c.product_key.as_str(), c.secret_enc), ("pk1", vec![7]));
+    assert!(s.device_credentials("nope").await.unwrap().is_none());
     assert_eq!(s.reset_presence().await.unwrap(), 1);
 
     // presence is group-committed with reports: a device's last row in a batch wins, and
