@@ -116,10 +116,21 @@ async fn raw(
 }
 
 async fn get(srv: &Server, key: &Key, path: &str) -> (u16, Value) {
-    send_signed(srv, &Signing::now(key), "GET", path, None).await
+    signed(srv, key, "GET", path, None).await
 }
 
-fn code(v: &Value) -> &str {
+/// A request signed with `key` now, with a fresh nonce.
+pub(crate) async fn signed(
+    srv: &Server,
+    key: &Key,
+    method: &str,
+    path_and_query: &str,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    send_signed(srv, &Signing::now(key), method, path_and_query, body).await
+}
+
+pub(crate) fn code(v: &Value) -> &str {
     v["error"]["code"].as_str().unwrap_or("")
 }
 
