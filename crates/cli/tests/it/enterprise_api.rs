@@ -179,6 +179,12 @@ pub(crate) async fn new_key(srv: &Server, token: &str, ent: &str, body: Value) -
     }
 }
 
+/// A key of `ent` for product `pk` with `scopes`, usable from 127.0.0.1.
+pub(crate) async fn local_key(srv: &Server, ent: &str, pk: &str, scopes: &[&str]) -> Key {
+    let body = json!({"products": [pk], "scopes": scopes, "allow_ips": ["127.0.0.1/32"]});
+    new_key(srv, ADMIN, ent, body).await
+}
+
 #[tokio::test]
 async fn signed_requests_keys_tenants_and_audit_chain() {
     let srv = Server::start().await;

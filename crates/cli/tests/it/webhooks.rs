@@ -4,7 +4,7 @@
 //! the documentation, not the server's code). Scripted failures exercise retries, dead letters
 //! and redrive; other tenants and SSRF refusals go through the signed API.
 
-use crate::enterprise_api::{code, enterprise, new_key, signed, Key};
+use crate::enterprise_api::{code, enterprise, local_key, signed, Key};
 use crate::event_stream::{product, report_sequence};
 use crate::support::*;
 use axum::http::{HeaderMap, StatusCode};
@@ -15,6 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_rustls::rustls;
+
+const HOOKS: &str = "/v1/enterprise/webhooks";
 
 /// Generous bound on waiting for one request; a healthy run never comes near it.
 const WAIT: Duration = Duration::from_secs(30);
@@ -183,10 +185,13 @@ impl Receiver {
     }
 }
 
+/// `env` as `Server` takes it.
+fn borrowed<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'a str, &'a str)> {
+    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
 async fn start_for(r: &Receiver, attempts: &str) -> Server {
-    let env = r.env(attempts);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    Server::start_with(&env).await
+    Server::start_with(&borrowed(&r.env(attempts))).await
 }
 
 /// An enterprise with a product, a device and a read+control key.
@@ -194,18 +199,26 @@ async fn tenant(srv: &Server, name: &str) -> (String, String, String, String, Ke
     let ent = enterprise(srv, name).await;
     let (pk, ps) = product(srv, &ent).await;
     let (did, secret, _) = srv.register(&pk, &ps, &format!("hw-{}", nonce())).await;
-    let key = new_key(
-        srv,
-        ADMIN,
-        &ent,
-        json!({"products": [pk], "scopes": ["read", "control"], "allow_ips": ["127.0.0.1/32"]}),
-    )
-    .await;
+    let key = local_key(srv, &ent, &pk, &["read", "control"]).await;
     (ent, pk, did, secret, key)
 }
 
+/// Assert that a signed call answers `status` with error `want`.
+async fn refused(
+    srv: &Server,
+    key: &Key,
+    m: &str,
+    p: &str,
+    body: Option<&Value>,
+    status: u16,
+    want: &str,
+) {
+    let (st, v) = signed(srv, key, m, p, body).await;
+    assert_eq!((st, code(&v)), (status, want), "{m} {p} {body:?}: {v}");
+}
+
 async fn create_hook(srv: &Server, key: &Key, body: Value) -> (String, String) {
-    let (s, v) = signed(srv, key, "POST", "/v1/enterprise/webhooks", Some(&body)).await;
+    let (s, v) = signed(srv, key, "POST", HOOKS, Some(&body)).await;
     assert_eq!(s, 201, "{v}");
     let secret = v["secret"].as_str().unwrap().to_owned();
     assert!(
@@ -213,6 +226,37 @@ async fn create_hook(srv: &Server, key: &Key, body: Value) -> (String, String) {
         "{secret}"
     );
     (v["webhook_id"].as_str().unwrap().to_owned(), secret)
+}
+
+/// A receiver, a server for it allowing `attempts` attempts, a tenant and its webhook for
+/// `events` pointing at the receiver, whose secret the receiver checks.
+struct Hooked {
+    rcv: Receiver,
+    srv: Server,
+    pk: String,
+    did: String,
+    dsecret: String,
+    key: Key,
+    hook: String,
+}
+
+async fn hooked(attempts: &str, events: Value) -> Hooked {
+    let secret = Arc::new(std::sync::Mutex::new(String::new()));
+    let rcv = Receiver::start(secret.clone()).await;
+    let srv = start_for(&rcv, attempts).await;
+    let (_, pk, did, dsecret, key) = tenant(&srv, "Hooked").await;
+    let body = json!({"url": rcv.url, "products": [pk], "events": events});
+    let (hook, s) = create_hook(&srv, &key, body).await;
+    *secret.lock().unwrap() = s;
+    Hooked {
+        rcv,
+        srv,
+        pk,
+        did,
+        dsecret,
+        key,
+        hook,
+    }
 }
 
 /// The `seq` values of the report events among `events`, in order.
@@ -248,22 +292,16 @@ async fn dead_letters(srv: &Server, key: &Key, hook: &str, n: i64) -> Value {
 
 #[tokio::test]
 async fn signed_events_arrive_in_order_after_retries() {
-    let secret = Arc::new(std::sync::Mutex::new(String::new()));
-    let mut rcv = Receiver::start(secret.clone()).await;
-    let srv = start_for(&rcv, "5").await;
-    let (_, pk, did, dsecret, key) = tenant(&srv, "Hooked").await;
-    let (hook, s) = create_hook(
-        &srv,
-        &key,
-        json!({"url": rcv.url, "products": [pk],
-            "events": ["device_online", "device_offline", "device_status_kv"]}),
+    let mut h = hooked(
+        "5",
+        json!(["device_online", "device_offline", "device_status_kv"]),
     )
     .await;
-    *secret.lock().unwrap() = s;
     // The first two attempts are answered 500.
-    rcv.fail.store(2, Ordering::SeqCst);
-    report_sequence(&srv, &did, &dsecret, 5).await;
-    let (all, accepted) = rcv
+    h.rcv.fail.store(2, Ordering::SeqCst);
+    report_sequence(&h.srv, &h.did, &h.dsecret, 5).await;
+    let (all, accepted) = h
+        .rcv
         .until(|ev| ev.iter().any(|e| e["event_type"] == "device_offline"))
         .await;
     // Every report arrived once accepted, in order, between online and offline.
@@ -273,7 +311,7 @@ async fn signed_events_arrive_in_order_after_retries() {
     for e in &accepted {
         assert_eq!(
             (e["did"].as_str(), e["product_key"].as_str()),
-            (Some(did.as_str()), Some(pk.as_str()))
+            (Some(h.did.as_str()), Some(h.pk.as_str()))
         );
         assert!(e["delivery_id"].as_i64().unwrap() > 0 && e["ts"].as_i64().unwrap() > 0);
     }
@@ -287,40 +325,34 @@ async fn signed_events_arrive_in_order_after_retries() {
     assert!(all[..3]
         .iter()
         .all(|r| r.delivery == all[0].delivery && r.raw == all[0].raw));
-    assert_eq!(all[0].body["webhook_id"], hook);
-    assert_eq!(srv.metric("rampart_webhook_failures_total").await, 2.0);
-    srv.wait_metric("rampart_webhook_delivered_total", |v| v >= 7.0)
+    assert_eq!(all[0].body["webhook_id"], h.hook);
+    assert_eq!(h.srv.metric("rampart_webhook_failures_total").await, 2.0);
+    h.srv
+        .wait_metric("rampart_webhook_delivered_total", |v| v >= 7.0)
         .await;
-    assert_eq!(srv.metric("rampart_webhook_dead_letters_total").await, 0.0);
+    assert_eq!(
+        h.srv.metric("rampart_webhook_dead_letters_total").await,
+        0.0
+    );
     // Created and audited.
     let (st, v) = signed(
-        &srv,
-        &key,
+        &h.srv,
+        &h.key,
         "GET",
         "/v1/enterprise/audit?action=webhook.create",
         None,
     )
     .await;
     assert_eq!(st, 200, "{v}");
-    assert_eq!(v["data"][0]["target"], format!("webhook:{hook}"));
+    assert_eq!(v["data"][0]["target"], format!("webhook:{}", h.hook));
 }
 
 #[tokio::test]
 async fn failing_endpoint_fills_dead_letters_that_redrive_delivers() {
-    let secret = Arc::new(std::sync::Mutex::new(String::new()));
-    let mut rcv = Receiver::start(secret.clone()).await;
-    let srv = start_for(&rcv, "3").await;
-    let (_, pk, did, dsecret, key) = tenant(&srv, "Flaky").await;
-    let (hook, s) = create_hook(
-        &srv,
-        &key,
-        json!({"url": rcv.url, "products": [pk], "events": ["device_status_kv"]}),
-    )
-    .await;
-    *secret.lock().unwrap() = s;
-    rcv.fail.store(-1, Ordering::SeqCst);
-    report_sequence(&srv, &did, &dsecret, 3).await;
-    let page = dead_letters(&srv, &key, &hook, 3).await;
+    let mut h = hooked("3", json!(["device_status_kv"])).await;
+    h.rcv.fail.store(-1, Ordering::SeqCst);
+    report_sequence(&h.srv, &h.did, &h.dsecret, 3).await;
+    let page = dead_letters(&h.srv, &h.key, &h.hook, 3).await;
     let letters = page["data"].as_array().unwrap();
     assert_eq!(
         seqs(
@@ -332,8 +364,8 @@ async fn failing_endpoint_fills_dead_letters_that_redrive_delivers() {
         vec![1, 2, 3]
     );
     for l in letters {
-        assert_eq!(l["webhook_id"], hook);
-        assert_eq!(l["did"], did);
+        assert_eq!(l["webhook_id"], h.hook);
+        assert_eq!(l["did"], h.did);
         assert_eq!(l["attempts"], 3);
         assert_eq!(l["last_status"], 500);
         assert!(l["last_error"].as_str().unwrap().contains("500"), "{l}");
@@ -341,62 +373,42 @@ async fn failing_endpoint_fills_dead_letters_that_redrive_delivers() {
     assert_eq!(page["meta"]["page"], 1);
     // Every batch was tried three times, never accepted.
     let mut tries: BTreeMap<String, Vec<u32>> = BTreeMap::new();
-    while let Ok(r) = rcv.rx.try_recv() {
+    while let Ok(r) = h.rcv.rx.try_recv() {
         assert_eq!(r.status, 500);
         tries.entry(r.delivery).or_default().push(r.attempt);
     }
     assert!(!tries.is_empty());
     assert!(tries.values().all(|a| a == &vec![1, 2, 3]), "{tries:?}");
-    srv.wait_metric("rampart_webhook_dead_letters_total", |v| v == 3.0)
+    h.srv
+        .wait_metric("rampart_webhook_dead_letters_total", |v| v == 3.0)
         .await;
 
     // The receiver is fixed; one dead letter is redriven, then the rest.
-    rcv.fail.store(0, Ordering::SeqCst);
-    let first = letters[0]["id"].as_i64().unwrap();
-    let (st, v) = signed(
-        &srv,
-        &key,
-        "POST",
-        &format!("/v1/enterprise/webhooks/{hook}/dead-letters/{first}/redrive"),
-        None,
-    )
-    .await;
+    h.rcv.fail.store(0, Ordering::SeqCst);
+    let letters_path = format!("{HOOKS}/{}/dead-letters", h.hook);
+    let one = format!("{letters_path}/{}/redrive", letters[0]["id"]);
+    let (st, v) = signed(&h.srv, &h.key, "POST", &one, None).await;
     assert_eq!((st, &v["redriven"]), (200, &json!(1)), "{v}");
-    let (_, got) = rcv.until(|ev| !ev.is_empty()).await;
+    let (_, got) = h.rcv.until(|ev| !ev.is_empty()).await;
     assert_eq!(seqs(&got), vec![1]);
-    let (st, v) = signed(
-        &srv,
-        &key,
-        "POST",
-        &format!("/v1/enterprise/webhooks/{hook}/dead-letters/{first}/redrive"),
-        None,
-    )
-    .await;
-    assert_eq!((st, code(&v)), (404, "NOT_FOUND"), "{v}");
-    let (st, v) = signed(
-        &srv,
-        &key,
-        "POST",
-        &format!("/v1/enterprise/webhooks/{hook}/dead-letters/redrive"),
-        None,
-    )
-    .await;
+    refused(&h.srv, &h.key, "POST", &one, None, 404, "NOT_FOUND").await;
+    let all = format!("{letters_path}/redrive");
+    let (st, v) = signed(&h.srv, &h.key, "POST", &all, None).await;
     assert_eq!((st, &v["redriven"]), (200, &json!(2)), "{v}");
-    let (_, got) = rcv.until(|ev| seqs(ev).len() == 2).await;
+    let (_, got) = h.rcv.until(|ev| seqs(ev).len() == 2).await;
     assert_eq!(seqs(&got), vec![2, 3]);
-    dead_letters(&srv, &key, &hook, 0).await;
+    dead_letters(&h.srv, &h.key, &h.hook, 0).await;
 
     // A dead letter can be deleted instead.
-    rcv.fail.store(-1, Ordering::SeqCst);
-    report_sequence(&srv, &did, &dsecret, 1).await;
-    let page = dead_letters(&srv, &key, &hook, 1).await;
+    h.rcv.fail.store(-1, Ordering::SeqCst);
+    report_sequence(&h.srv, &h.did, &h.dsecret, 1).await;
+    let page = dead_letters(&h.srv, &h.key, &h.hook, 1).await;
     let id = page["data"][0]["id"].as_i64().unwrap();
-    let path = format!("/v1/enterprise/webhooks/{hook}/dead-letters/{id}");
-    let (st, v) = signed(&srv, &key, "DELETE", &path, None).await;
+    let path = format!("{letters_path}/{id}");
+    let (st, v) = signed(&h.srv, &h.key, "DELETE", &path, None).await;
     assert_eq!((st, &v["deleted"]), (200, &json!(1)), "{v}");
-    let (st, _) = signed(&srv, &key, "DELETE", &path, None).await;
-    assert_eq!(st, 404);
-    dead_letters(&srv, &key, &hook, 0).await;
+    refused(&h.srv, &h.key, "DELETE", &path, None, 404, "NOT_FOUND").await;
+    dead_letters(&h.srv, &h.key, &h.hook, 0).await;
 }
 
 #[tokio::test]
@@ -406,6 +418,7 @@ async fn tenants_scopes_and_refused_urls() {
     let (ent, pk, _, _, key) = tenant(&srv, "Owner").await;
     let (_, other_pk, _, _, other) = tenant(&srv, "Stranger").await;
     let create = |url: &str, product: &str| json!({"url": url, "products": [product], "events": ["device_attr_alert"]});
+    let mut cases = Vec::new();
     for url in [
         "https://127.0.0.1/hook",
         "https://localhost:8443/hook",
@@ -416,15 +429,7 @@ async fn tenants_scopes_and_refused_urls() {
         "http://8.8.8.8/hook",
         "ftp://8.8.8.8/hook",
     ] {
-        let (st, v) = signed(
-            &srv,
-            &key,
-            "POST",
-            "/v1/enterprise/webhooks",
-            Some(&create(url, &pk)),
-        )
-        .await;
-        assert_eq!((st, code(&v)), (400, "WEBHOOK_URL_REFUSED"), "{url}: {v}");
+        cases.push((create(url, &pk), "WEBHOOK_URL_REFUSED"));
     }
     for body in [
         create("not a url", &pk),
@@ -432,36 +437,24 @@ async fn tenants_scopes_and_refused_urls() {
         json!({"url": "https://8.8.8.8/hook", "products": [pk], "events": ["nope"]}),
         json!({"url": "https://8.8.8.8/hook", "products": []}),
     ] {
-        let (st, v) = signed(&srv, &key, "POST", "/v1/enterprise/webhooks", Some(&body)).await;
-        assert_eq!((st, code(&v)), (400, "INVALID_REQUEST"), "{body}: {v}");
+        cases.push((body, "INVALID_REQUEST"));
+    }
+    for (body, want) in &cases {
+        refused(&srv, &key, "POST", HOOKS, Some(body), 400, want).await;
     }
     // Another enterprise's product is unknown to the key.
-    let (st, v) = signed(
-        &srv,
-        &key,
-        "POST",
-        "/v1/enterprise/webhooks",
-        Some(&create("https://8.8.8.8/hook", &other_pk)),
-    )
-    .await;
-    assert_eq!((st, code(&v)), (404, "NOT_FOUND"), "{v}");
+    let body = create("https://8.8.8.8/hook", &other_pk);
+    refused(&srv, &key, "POST", HOOKS, Some(&body), 404, "NOT_FOUND").await;
     // A public address literal is accepted (nothing is sent: the kind never occurs here).
     let (hook, _) = create_hook(&srv, &key, create("https://8.8.8.8/hook", &pk)).await;
-    let (st, v) = signed(
-        &srv,
-        &key,
-        "GET",
-        &format!("/v1/enterprise/webhooks/{hook}"),
-        None,
-    )
-    .await;
+    let base = format!("{HOOKS}/{hook}");
+    let (st, v) = signed(&srv, &key, "GET", &base, None).await;
     assert_eq!(st, 200, "{v}");
     assert!(v.get("secret").is_none(), "{v}");
     assert_eq!(v["url"], "https://8.8.8.8/hook");
     assert_eq!(v["events"], json!(["device_attr_alert"]));
 
     // Another tenant sees nothing and can change nothing.
-    let base = format!("/v1/enterprise/webhooks/{hook}");
     for (m, p) in [
         ("GET", base.clone()),
         ("DELETE", base.clone()),
@@ -470,20 +463,13 @@ async fn tenants_scopes_and_refused_urls() {
         ("POST", format!("{base}/dead-letters/redrive")),
         ("DELETE", format!("{base}/dead-letters")),
     ] {
-        let (st, v) = signed(&srv, &other, m, &p, None).await;
-        assert_eq!((st, code(&v)), (404, "NOT_FOUND"), "{m} {p}: {v}");
+        refused(&srv, &other, m, &p, None, 404, "NOT_FOUND").await;
     }
     let (st, v) = signed(&srv, &other, "GET", "/v1/enterprise/webhooks", None).await;
     assert_eq!((st, &v["meta"]["total"]), (200, &json!(0)), "{v}");
 
     // A read-only key of the owner lists but cannot change.
-    let ro = new_key(
-        &srv,
-        ADMIN,
-        &ent,
-        json!({"products": [pk], "scopes": ["read"], "allow_ips": ["127.0.0.1/32"]}),
-    )
-    .await;
+    let ro = local_key(&srv, &ent, &pk, &["read"]).await;
     let (st, v) = signed(&srv, &ro, "GET", "/v1/enterprise/webhooks", None).await;
     assert_eq!((st, &v["meta"]["total"]), (200, &json!(1)), "{v}");
     assert_eq!(v["data"][0]["webhook_id"], hook);
@@ -491,18 +477,10 @@ async fn tenants_scopes_and_refused_urls() {
         ("DELETE", base.clone()),
         ("POST", format!("{base}/disable")),
     ] {
-        let (st, v) = signed(&srv, &ro, m, &p, None).await;
-        assert_eq!((st, code(&v)), (403, "FORBIDDEN"), "{m} {p}: {v}");
+        refused(&srv, &ro, m, &p, None, 403, "FORBIDDEN").await;
     }
-    let (st, v) = signed(
-        &srv,
-        &ro,
-        "POST",
-        "/v1/enterprise/webhooks",
-        Some(&create("https://8.8.8.8/h", &pk)),
-    )
-    .await;
-    assert_eq!((st, code(&v)), (403, "FORBIDDEN"), "{v}");
+    let body = create("https://8.8.8.8/h", &pk);
+    refused(&srv, &ro, "POST", HOOKS, Some(&body), 403, "FORBIDDEN").await;
 
     // Disable, enable, delete.
     let (st, v) = signed(&srv, &key, "POST", &format!("{base}/disable"), None).await;
@@ -526,4 +504,23 @@ async fn tenants_scopes_and_refused_urls() {
         (200, &json!(format!("webhook:{hook}"))),
         "{v}"
     );
+}
+
+#[tokio::test]
+async fn queued_events_survive_a_restart() {
+    // Enough attempts that nothing becomes a dead letter while the endpoint is down.
+    let mut h = hooked("100", json!(["device_status_kv"])).await;
+    h.rcv.fail.store(-1, Ordering::SeqCst);
+    report_sequence(&h.srv, &h.did, &h.dsecret, 3).await;
+    h.srv
+        .wait_metric("rampart_event_stream_queued_total", |v| v >= 3.0)
+        .await;
+    assert_eq!(h.rcv.next().await.status, 500);
+    // Stopped while the endpoint fails; started again, it delivers what was queued, in order.
+    let srv = h.srv.restart(&borrowed(&h.rcv.env("100"))).await;
+    h.rcv.fail.store(0, Ordering::SeqCst);
+    let (_, got) = h.rcv.until(|ev| seqs(ev).len() >= 3).await;
+    assert_eq!(seqs(&got), vec![1, 2, 3]);
+    srv.wait_metric("rampart_webhook_delivered_total", |v| v >= 3.0)
+        .await;
 }
