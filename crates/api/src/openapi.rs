@@ -1762,7 +1762,8 @@ fn webhook_ops() -> Vec<Op> {
             ),
         )
         .ok(201, "the webhook and its secret", r("CreatedWebhook"))
-        .err(400, &["INVALID_REQUEST", "WEBHOOK_URL_REFUSED"]),
+        .err(400, &["INVALID_REQUEST", "WEBHOOK_URL_REFUSED"])
+        .err(409, &["CONFLICT"]),
         hook(
             "get",
             "/v1/enterprise/webhooks",

@@ -32,6 +32,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// Most webhooks per enterprise (each holds a delivery task and a consumer).
+pub const MAX_PER_ENTERPRISE: usize = 50;
 /// Longest URL accepted.
 const MAX_URL: usize = 2048;
 const ID_ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
@@ -459,6 +461,11 @@ impl Core {
         }
         let kinds = parse_kinds(&w.events)?;
         let url = self.check_webhook_url(&w.url).await?;
+        if self.store().list_webhooks(&k.enterprise_id).await?.len() >= MAX_PER_ENTERPRISE {
+            return Err(Error::Conflict(format!(
+                "an enterprise has at most {MAX_PER_ENTERPRISE} webhooks"
+            )));
+        }
         // 256 bits from the OS CSPRNG.
         let secret = format!("rwhs_{}", random_hex(32));
         let row = WebhookRow {
