@@ -88,6 +88,7 @@ impl From<CoreError> for Error {
             CoreError::WeakPassword(m) => Error::new(S::BAD_REQUEST, "WEAK_PASSWORD", m),
             CoreError::RateLimited(m) => Error::new(S::TOO_MANY_REQUESTS, "RATE_LIMITED", m),
             CoreError::Limited(r) => Error::from(*r),
+            CoreError::UrlRefused(m) => Error::new(S::BAD_REQUEST, "WEBHOOK_URL_REFUSED", m),
             e @ (CoreError::Store(_) | CoreError::Internal(_)) => {
                 tracing::error!(error = %e, "internal error");
                 Error::new(S::INTERNAL_SERVER_ERROR, "INTERNAL", "internal error")

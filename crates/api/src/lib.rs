@@ -16,6 +16,7 @@ mod oauth;
 mod oidc;
 mod openapi;
 mod routes;
+mod webhooks;
 mod ws;
 
 pub use error::Error;

@@ -106,6 +106,9 @@ fn meaning(code: &str) -> &'static str {
         }
         "OIDC_PROVIDER_ERROR" => "the identity provider could not be reached or answered badly",
         "COMMAND_TIMEOUT" => "the device did not acknowledge in time",
+        "WEBHOOK_URL_REFUSED" => {
+            "the URL is not https (`webhooks.allow_http` off), or its host is or resolves to a loopback, private, link-local or other non-public address (`webhooks.allow_private_addresses` off)"
+        }
         "INTERNAL" => "an internal error (details are logged, never answered)",
         _ => "",
     }
@@ -385,6 +388,8 @@ fn path_param_meaning(name: &str) -> &'static str {
         "developer_id" => "developer id",
         "invite_id" => "invitation id",
         "key_id" => "access key id (`rak_...`)",
+        "webhook_id" => "webhook id (`rwh_...`)",
+        "letter_id" => "dead letter id",
         _ => "",
     }
 }
@@ -497,6 +502,7 @@ fn operations() -> Vec<Op> {
     ops.extend(enterprise_ops());
     ops.extend(access_key_ops());
     ops.extend(enterprise_api_ops());
+    ops.extend(webhook_ops());
     ops.extend(operator_ops());
     // Every call but the exempt paths counts against the per-IP and per-app-id rates.
     ops.into_iter()
@@ -1718,6 +1724,131 @@ fn enterprise_api_ops() -> Vec<Op> {
     ]
 }
 
+/// Webhooks of the event stream and their dead letters (docs/enterprise-api.md, "Webhooks"): a
+/// webhook the key does not see (another enterprise's, or with a product the key does not name)
+/// answers 404 like an unknown one; reading needs `read`, changing needs `control` (else 403).
+fn webhook_ops() -> Vec<Op> {
+    let hook = |method: &'static str, path: &'static str, summary: &'static str| {
+        op(method, path, "enterprise api", summary)
+            .auth(ACCESS_KEY)
+            .err(403, &["FORBIDDEN"])
+            .not_found()
+    };
+    let counted = |what: &str| {
+        object(
+            &["webhook_id", what],
+            json!({"webhook_id": string(), what: int()}),
+        )
+    };
+    vec![
+        hook(
+            "post",
+            "/v1/enterprise/webhooks",
+            "Create a webhook (scope `control`)",
+        )
+        .describe(
+            "Events of the named products (of the kinds named, as for a stream login; none: all) \
+             are POSTed to `url`, signed with the returned secret, shown only here. Audited \
+             (`webhook.create`). The body is read as signed: no `Content-Type` is required.",
+        )
+        .raw_json_body(
+            true,
+            input(
+                &["url", "products"],
+                json!({"url": {"type": "string", "format": "uri", "maxLength": 2048},
+                    "products": array(string()),
+                    "events": {"type": "array", "items": string(),
+                        "description": "event kinds; empty or absent: all"}}),
+            ),
+        )
+        .ok(201, "the webhook and its secret", r("CreatedWebhook"))
+        .err(400, &["INVALID_REQUEST", "WEBHOOK_URL_REFUSED"])
+        .err(409, &["CONFLICT"]),
+        hook(
+            "get",
+            "/v1/enterprise/webhooks",
+            "The webhooks the key sees (scope `read`)",
+        )
+        .paged()
+        .ok(200, "a page of webhooks", page(r("Webhook"))),
+        hook(
+            "get",
+            "/v1/enterprise/webhooks/{webhook_id}",
+            "A webhook (scope `read`)",
+        )
+        .ok(200, "the webhook", r("Webhook")),
+        hook(
+            "delete",
+            "/v1/enterprise/webhooks/{webhook_id}",
+            "Delete a webhook with its queued events and dead letters (scope `control`)",
+        )
+        .describe("Audited (`webhook.delete`).")
+        .ok(
+            200,
+            "deleted",
+            object(
+                &["webhook_id", "status"],
+                json!({"webhook_id": string(), "status": {"type": "string", "const": "deleted"}}),
+            ),
+        ),
+        hook(
+            "post",
+            "/v1/enterprise/webhooks/{webhook_id}/disable",
+            "Pause a webhook (scope `control`)",
+        )
+        .describe(
+            "Audited (`webhook.disable`). Its events stay queued (within `events.retention_secs`) \
+             and are delivered once it is enabled.",
+        )
+        .ok(200, "the webhook", r("Webhook")),
+        hook(
+            "post",
+            "/v1/enterprise/webhooks/{webhook_id}/enable",
+            "Resume a webhook (scope `control`)",
+        )
+        .describe("Audited (`webhook.enable`).")
+        .ok(200, "the webhook", r("Webhook")),
+        hook(
+            "get",
+            "/v1/enterprise/webhooks/{webhook_id}/dead-letters",
+            "A webhook's dead letters, oldest first (scope `read`)",
+        )
+        .paged()
+        .ok(200, "a page of dead letters", page(r("DeadLetter"))),
+        hook(
+            "delete",
+            "/v1/enterprise/webhooks/{webhook_id}/dead-letters",
+            "Delete all of a webhook's dead letters (scope `control`)",
+        )
+        .describe("Audited (`webhook.dead_letters_delete`).")
+        .ok(200, "how many were deleted", counted("deleted")),
+        hook(
+            "post",
+            "/v1/enterprise/webhooks/{webhook_id}/dead-letters/redrive",
+            "Queue all of a webhook's dead letters again (scope `control`)",
+        )
+        .describe(
+            "They are delivered after what is queued already, in their order, with new \
+             `delivery_id`s. Audited (`webhook.redrive`).",
+        )
+        .ok(200, "how many were queued", counted("redriven")),
+        hook(
+            "delete",
+            "/v1/enterprise/webhooks/{webhook_id}/dead-letters/{letter_id}",
+            "Delete one dead letter (scope `control`)",
+        )
+        .describe("Audited (`webhook.dead_letters_delete`).")
+        .ok(200, "deleted", counted("deleted")),
+        hook(
+            "post",
+            "/v1/enterprise/webhooks/{webhook_id}/dead-letters/{letter_id}/redrive",
+            "Queue one dead letter again (scope `control`)",
+        )
+        .describe("Audited (`webhook.redrive`).")
+        .ok(200, "queued", counted("redriven")),
+    ]
+}
+
 fn operator_ops() -> Vec<Op> {
     vec![
         op(
@@ -1812,6 +1943,23 @@ fn operator_ops() -> Vec<Op> {
 
 /// The named schemas.
 fn schemas() -> Value {
+    let webhook = json!({"webhook_id": string(), "url": string(), "products": array(string()),
+        "events": array(string()), "disabled": boolean(),
+        "created_by": {"type": "string", "description": "the access key that created it"},
+        "created_at": millis()});
+    let webhook_keys = [
+        "webhook_id",
+        "url",
+        "products",
+        "events",
+        "disabled",
+        "created_by",
+        "created_at",
+        "secret",
+    ];
+    let mut created_webhook = webhook.clone();
+    created_webhook["secret"] = json!({"type": "string",
+        "description": "`rwhs_` and 64 hex digits: the HMAC key of the signatures; never shown again"});
     let role = one_of(&["owner", "member", "guest"]);
     let share = json!({"share_id": string(), "did": string(), "role": role,
         "status": one_of(&["pending", "accepted"]), "created_at": millis(),
@@ -2143,6 +2291,33 @@ fn schemas() -> Value {
             "previous_valid_until": {"type": ["integer", "null"],
                 "description": "while a rotated-out secret still works: until when (unix ms)"},
             "created_by": string(), "created_at": millis()}),
+            ),
+        ),
+        ("Webhook", object(&webhook_keys[..7], webhook.clone())),
+        ("CreatedWebhook", object(&webhook_keys, created_webhook)),
+        (
+            "DeadLetter",
+            object(
+                &[
+                    "id",
+                    "webhook_id",
+                    "delivery_id",
+                    "product_key",
+                    "did",
+                    "event_type",
+                    "ts",
+                    "data",
+                    "attempts",
+                    "last_status",
+                    "last_error",
+                    "failed_at",
+                ],
+                json!({"id": int(), "webhook_id": string(),
+                    "delivery_id": {"type": "integer", "description": "the delivery id the event last had"},
+                    "product_key": string(), "did": string(), "event_type": string(), "ts": millis(),
+                    "data": {"type": "object"}, "attempts": int(),
+                    "last_status": {"type": ["integer", "null"], "description": "the endpoint's last HTTP status; null when it never answered"},
+                    "last_error": string(), "failed_at": millis()}),
             ),
         ),
         (

@@ -89,6 +89,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(crate::developers::routes())
         .merge(crate::openapi::routes())
         .merge(crate::enterprise::routes())
+        .merge(crate::webhooks::routes())
         .fallback(|| async { Error::not_found("route") })
         .method_not_allowed_fallback(|| async {
             Error::new(

@@ -20,6 +20,8 @@ pub(crate) struct Config {
     pub(crate) accounts: AccountsConfig,
     pub(crate) oidc: OidcConfig,
     pub(crate) events: EventsConfig,
+    /// Webhooks of the event stream (`docs/enterprise-api.md`, "Webhooks").
+    pub(crate) webhooks: WebhooksConfig,
     /// API rates, access-key quotas and code limits (`docs/api.md`, "Limits").
     pub(crate) limits: rampart_core::api_limits::LimitsConfig,
 }
@@ -270,6 +272,7 @@ impl Default for Config {
             accounts: AccountsConfig::default(),
             oidc: OidcConfig::default(),
             events: EventsConfig::default(),
+            webhooks: WebhooksConfig::default(),
             limits: Default::default(),
         }
     }
@@ -424,6 +427,76 @@ impl Default for EventsConfig {
     }
 }
 
+/// Webhook delivery (`docs/enterprise-api.md`, "Webhooks").
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct WebhooksConfig {
+    /// Attempts per batch before its events become dead letters.
+    pub(crate) max_attempts: u32,
+    /// The wait before the first retry (about; doubled for each further one, with jitter).
+    pub(crate) backoff_base_ms: u64,
+    /// The longest wait between two attempts.
+    pub(crate) backoff_max_ms: u64,
+    /// Whole-request timeout of one attempt.
+    pub(crate) timeout_ms: u64,
+    /// Most events in one POST.
+    pub(crate) batch_max: usize,
+    /// Accept `http://` URLs (off: HTTPS only).
+    pub(crate) allow_http: bool,
+    /// Accept URLs whose host is or resolves to a loopback, private, link-local or other
+    /// non-public address (the SSRF defence is off).
+    pub(crate) allow_private_addresses: bool,
+    /// A PEM file of extra root certificates trusted for webhook endpoints; empty: the public
+    /// roots only.
+    pub(crate) ca_file: String,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        let d = rampart_core::webhooks::WebhooksConfig::default();
+        WebhooksConfig {
+            max_attempts: d.max_attempts,
+            backoff_base_ms: d.backoff_base_ms,
+            backoff_max_ms: d.backoff_max_ms,
+            timeout_ms: d.timeout_ms,
+            batch_max: d.batch_max,
+            allow_http: d.allow_http,
+            allow_private_addresses: d.allow_private_addresses,
+            ca_file: String::new(),
+        }
+    }
+}
+
+impl WebhooksConfig {
+    /// The core's settings; reads `ca_file`.
+    pub(crate) fn core(&self) -> Result<rampart_core::webhooks::WebhooksConfig, String> {
+        if self.max_attempts == 0 || self.max_attempts > 100 {
+            return Err("webhooks.max_attempts must be 1-100".into());
+        }
+        if self.batch_max == 0 || self.batch_max > 1000 {
+            return Err("webhooks.batch_max must be 1-1000".into());
+        }
+        let ca_pem = if self.ca_file.is_empty() {
+            None
+        } else {
+            Some(
+                std::fs::read(&self.ca_file)
+                    .map_err(|e| format!("webhooks.ca_file {}: {e}", self.ca_file))?,
+            )
+        };
+        Ok(rampart_core::webhooks::WebhooksConfig {
+            max_attempts: self.max_attempts,
+            backoff_base_ms: self.backoff_base_ms.max(1),
+            backoff_max_ms: self.backoff_max_ms.max(self.backoff_base_ms).max(1),
+            timeout_ms: self.timeout_ms.max(1),
+            batch_max: self.batch_max,
+            allow_http: self.allow_http,
+            allow_private_addresses: self.allow_private_addresses,
+            ca_pem,
+        })
+    }
+}
+
 impl Default for CommandConfig {
     fn default() -> Self {
         CommandConfig {
@@ -553,6 +626,36 @@ per_second = 1",
             assert!(
                 doc.contains(&format!("`limits.{key}`")),
                 "limits.{key} is not in docs/config.md"
+            );
+        }
+    }
+
+    #[test]
+    fn webhooks_section() {
+        let c = Config::default();
+        let core = c.webhooks.core().unwrap();
+        assert_eq!((core.max_attempts, core.allow_http), (8, false));
+        assert!(core.ca_pem.is_none());
+        let mut v = toml::Value::try_from(Config::default()).unwrap();
+        merge(
+            &mut v,
+            toml::from_str("[webhooks]\nmax_attempts = 3\nallow_private_addresses = true").unwrap(),
+        );
+        let c: Config = v.try_into().unwrap();
+        let core = c.webhooks.core().unwrap();
+        assert_eq!((core.max_attempts, core.allow_private_addresses), (3, true));
+        let mut bad = c.webhooks.clone();
+        bad.max_attempts = 0;
+        assert!(bad.core().is_err());
+        let mut bad = c.webhooks.clone();
+        bad.ca_file = "/nonexistent/ca.pem".into();
+        assert!(bad.core().unwrap_err().contains("webhooks.ca_file"));
+        let doc = include_str!("../../../docs/config.md");
+        let table = toml::Value::try_from(Config::default().webhooks).unwrap();
+        for key in table.as_table().unwrap().keys() {
+            assert!(
+                doc.contains(&format!("`webhooks.{key}`")),
+                "webhooks.{key} is not in docs/config.md"
             );
         }
     }

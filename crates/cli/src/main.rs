@@ -273,6 +273,7 @@ async fn open_core(cfg: &Config) -> AnyResult<(Core, bool)> {
             max_per_group: i64::try_from(cfg.events.max_events.max(1)).unwrap_or(i64::MAX),
         },
         limits: cfg.limits.clone(),
+        webhooks: cfg.webhooks.core()?,
         ..CoreConfig::default()
     };
     Ok((Core::new(store, key, core_cfg), created))
@@ -586,6 +587,11 @@ async fn serve(cfg: Config) -> AnyResult {
     core.start_event_stream()
         .await
         .map_err(|e| format!("event stream: {e}"))?;
+    let hooks = core
+        .start_webhooks()
+        .await
+        .map_err(|e| format!("webhooks: {e}"))?;
+    tracing::debug!(webhooks = hooks, "webhook deliveries started");
     write_listeners(&dir, &serde_json::Value::Object(listeners))?;
 
     let (flush_stop, flush_stopped) = tokio::sync::oneshot::channel::<()>();

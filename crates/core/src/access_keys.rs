@@ -819,7 +819,8 @@ impl Core {
             .await;
     }
 
-    fn require_scope(k: &KeySession, s: Scope) -> Result<()> {
+    /// `Forbidden` unless `k` has scope `s`.
+    pub(crate) fn require_scope(k: &KeySession, s: Scope) -> Result<()> {
         if k.has(s) {
             Ok(())
         } else {
@@ -879,6 +880,15 @@ impl Core {
         k: &KeySession,
         product_key: &str,
     ) -> Result<Vec<String>> {
+        self.hidden_points(product_key, &k.sensitive_points).await
+    }
+
+    /// The data points of `product_key` marked `sensitive` in the model, except those `allowed`.
+    pub(crate) async fn hidden_points(
+        &self,
+        product_key: &str,
+        allowed: &[String],
+    ) -> Result<Vec<String>> {
         Ok(self
             .product(product_key)
             .await?
@@ -886,7 +896,7 @@ impl Core {
             .points()
             .iter()
             .filter(|p| p.sensitivity == rampart_proto::model::Sensitivity::Sensitive)
-            .filter(|p| !k.sensitive_points.contains(&p.name))
+            .filter(|p| !allowed.contains(&p.name))
             .map(|p| p.name.clone())
             .collect())
     }

@@ -47,6 +47,9 @@ pub enum Error {
     /// A named rate or quota of `api_limits` refused the call.
     #[error("{0}")]
     Limited(Box<crate::api_limits::Refusal>),
+    /// A webhook URL refused by the SSRF rules (scheme or address).
+    #[error("{0}")]
+    UrlRefused(String),
     #[error("storage: {0}")]
     Store(#[from] rampart_store::StoreError),
     #[error("internal: {0}")]

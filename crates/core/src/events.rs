@@ -154,7 +154,7 @@ pub enum AckError {
     UnknownDelivery,
 }
 
-type GroupKey = (String, String);
+pub(crate) type GroupKey = (String, String);
 
 enum Cmd {
     Join {
@@ -167,6 +167,10 @@ enum Cmd {
     },
     Leave(u64),
     Ack(i64),
+    /// The store holds new events for these groups (queued by someone else than the hub).
+    Poke(Vec<GroupKey>),
+    /// Forget these groups: record nothing more for them (their rows are the caller's to delete).
+    Forget(Vec<GroupKey>, oneshot::Sender<()>),
 }
 
 /// The handle `Core` keeps to the hub task.
@@ -199,7 +203,18 @@ impl Consumer {
     /// The next event for this consumer; `None` once the hub has stopped. Data points the key
     /// may not see are left out of reports.
     pub async fn next(&mut self) -> Option<Delivery> {
-        let mut d = self.rx.recv().await?;
+        let d = self.rx.recv().await?;
+        Some(self.take(d))
+    }
+
+    /// The next event if one is waiting already (no wait).
+    pub fn try_next(&mut self) -> Option<Delivery> {
+        let d = self.rx.try_recv().ok()?;
+        Some(self.take(d))
+    }
+
+    /// Record `d` as held and leave hidden data points out of it.
+    fn take(&mut self, mut d: Delivery) -> Delivery {
         self.held.insert(d.delivery_id);
         if let Some(hidden) = self.hidden.get(&d.product_key).filter(|h| !h.is_empty()) {
             if let Ok(mut v) = serde_json::from_str::<serde_json::Value>(&d.data) {
@@ -211,7 +226,7 @@ impl Consumer {
                 d.data = v.to_string();
             }
         }
-        Some(d)
+        d
     }
 
     /// Acknowledge an event this consumer holds.
@@ -288,14 +303,8 @@ impl Core {
         }
         let mut hidden = HashMap::new();
         for pk in &sub.products {
-            let owned = k.products.contains(pk)
-                && self
-                    .store()
-                    .product_owner(pk)
-                    .await?
-                    .and_then(|o| o.enterprise_id)
-                    .as_deref()
-                    == Some(k.enterprise_id.as_str());
+            let owned =
+                k.products.contains(pk) && self.enterprise_owns(&k.enterprise_id, pk).await?;
             if !owned {
                 let ev = AuditEvent::new(&k.actor(), "event_stream.login", "denied: product")
                     .tenant(k.enterprise_id.clone())
@@ -309,37 +318,53 @@ impl Core {
             }
             hidden.insert(pk.clone(), self.key_hidden_points(k, pk).await?);
         }
-        let hub = self.event_hub();
-        let id = hub
-            .next_id
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let (tx, rx) = mpsc::unbounded_channel();
-        let (done, wait) = oneshot::channel();
-        let mut groups: Vec<GroupKey> = sub
+        let groups = sub
             .products
             .iter()
             .map(|p| (p.clone(), sub.subkey.clone()))
             .collect();
-        groups.sort();
-        groups.dedup();
-        hub.tx
-            .send(Cmd::Join {
-                id,
-                groups,
-                kinds: sub.kinds.iter().cloned().collect(),
-                prefetch: usize::from(sub.prefetch.max(1)),
-                tx,
-                done,
-            })
-            .map_err(|_| Error::Internal("event hub stopped".into()))?;
-        wait.await
-            .map_err(|_| Error::Internal("event hub stopped".into()))??;
+        let consumer = self
+            .join_consumer(groups, &sub.kinds, sub.prefetch, hidden)
+            .await?;
         let ev = AuditEvent::new(&k.actor(), "event_stream.login", "ok")
             .tenant(k.enterprise_id.clone())
             .source_ip(k.source_ip.clone())
             .target(format!("subkey:{}", sub.subkey))
             .detail(sub.products.join(" "));
         self.audit(ev).await;
+        Ok(consumer)
+    }
+
+    /// Join a consumer to the groups `groups` (creating or widening them to `kinds`); `hidden`
+    /// names, per product, the data points left out of its reports. The access checks are the
+    /// caller's.
+    pub(crate) async fn join_consumer(
+        &self,
+        mut groups: Vec<GroupKey>,
+        kinds: &[String],
+        prefetch: u16,
+        hidden: HashMap<String, Vec<String>>,
+    ) -> Result<Consumer> {
+        let hub = self.event_hub();
+        let id = hub
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (done, wait) = oneshot::channel();
+        groups.sort();
+        groups.dedup();
+        hub.tx
+            .send(Cmd::Join {
+                id,
+                groups,
+                kinds: kinds.iter().cloned().collect(),
+                prefetch: usize::from(prefetch.max(1)),
+                tx,
+                done,
+            })
+            .map_err(|_| Error::Internal("event hub stopped".into()))?;
+        wait.await
+            .map_err(|_| Error::Internal("event hub stopped".into()))??;
         Ok(Consumer {
             id,
             rx,
@@ -347,6 +372,35 @@ impl Core {
             held: HashSet::new(),
             hidden,
         })
+    }
+
+    /// Does product `pk` belong to enterprise `enterprise_id`?
+    pub(crate) async fn enterprise_owns(&self, enterprise_id: &str, pk: &str) -> Result<bool> {
+        Ok(self
+            .store()
+            .product_owner(pk)
+            .await?
+            .and_then(|o| o.enterprise_id)
+            .as_deref()
+            == Some(enterprise_id))
+    }
+
+    /// Tell the hub that the store holds new events for `groups` (a no-op before it started).
+    pub(crate) fn poke_event_groups(&self, groups: Vec<GroupKey>) {
+        if let Some(hub) = self.started_event_hub() {
+            let _ = hub.tx.send(Cmd::Poke(groups));
+        }
+    }
+
+    /// Make the hub forget `groups` and wait until it has: from then on it queues nothing for
+    /// them.
+    pub(crate) async fn forget_event_groups(&self, groups: Vec<GroupKey>) {
+        if let Some(hub) = self.started_event_hub() {
+            let (done, wait) = oneshot::channel();
+            if hub.tx.send(Cmd::Forget(groups, done)).is_ok() {
+                let _ = wait.await;
+            }
+        }
     }
 }
 
@@ -553,6 +607,27 @@ impl Hub {
             }
             Cmd::Leave(id) => self.leave(id),
             Cmd::Ack(delivery) => self.ack(delivery),
+            Cmd::Poke(groups) => {
+                for key in groups {
+                    if let Some(g) = self.groups.get_mut(&key) {
+                        g.more = true;
+                        if !g.consumers.is_empty() {
+                            self.dirty.insert(key);
+                        }
+                    }
+                }
+            }
+            Cmd::Forget(groups, done) => {
+                for key in &groups {
+                    self.groups.remove(key);
+                    self.dirty.remove(key);
+                }
+                self.inflight.retain(|_, k| !groups.contains(k));
+                for c in self.consumers.values_mut() {
+                    c.groups.retain(|k| !groups.contains(k));
+                }
+                let _ = done.send(());
+            }
         }
     }
 

@@ -29,6 +29,7 @@ pub mod registry;
 pub mod secret;
 pub mod tenancy;
 pub mod totp;
+pub mod webhooks;
 mod writer;
 
 pub use writer::ReportReceipt;
@@ -65,6 +66,8 @@ pub struct CoreConfig {
     pub events: events::EventsConfig,
     /// Rates and quotas of the HTTP API and of one-time codes.
     pub limits: api_limits::LimitsConfig,
+    /// Webhook delivery: retries, timeouts, which URLs are accepted.
+    pub webhooks: webhooks::WebhooksConfig,
 }
 
 impl Default for CoreConfig {
@@ -77,6 +80,7 @@ impl Default for CoreConfig {
             refresh_ttl_ms: accounts::REFRESH_TTL_MS,
             events: Default::default(),
             limits: api_limits::LimitsConfig::default(),
+            webhooks: Default::default(),
         }
     }
 }
@@ -96,6 +100,9 @@ struct Inner {
     replay: devices::ReplayGuard,
     writer: std::sync::OnceLock<writer::ReportWriter>,
     events: std::sync::OnceLock<events::EventHub>,
+    /// The webhooks' delivery client and tasks, made on first use (`Err`: the configuration
+    /// does not build a client).
+    webhooks: std::sync::OnceLock<std::result::Result<webhooks::Webhooks, String>>,
     accounts: AccountsState,
     notifier: std::sync::RwLock<Arc<dyn notify::Notifier>>,
     /// Configured OpenID Connect providers (`oidc`).
@@ -141,6 +148,7 @@ impl Core {
                 replay: Default::default(),
                 writer: Default::default(),
                 events: Default::default(),
+                webhooks: Default::default(),
                 accounts: Default::default(),
                 notifier: std::sync::RwLock::new(Arc::new(notify::Nowhere)),
                 oidc: Default::default(),
@@ -238,6 +246,18 @@ impl Core {
                 self.inner.config.events.clone(),
             )
         })
+    }
+
+    /// The webhooks' run-time state, made on first use.
+    fn webhooks_state(&self) -> &std::result::Result<webhooks::Webhooks, String> {
+        self.inner
+            .webhooks
+            .get_or_init(|| webhooks::Webhooks::new(&self.inner.config.webhooks))
+    }
+
+    /// The event stream's hub if it runs.
+    fn started_event_hub(&self) -> Option<&events::EventHub> {
+        self.inner.events.get()
     }
 
     /// The group-commit writer, started on first use (always inside the runtime).

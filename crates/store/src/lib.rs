@@ -62,11 +62,13 @@ mod events;
 mod oauth;
 mod quotas;
 mod reports;
+mod webhooks;
 pub use developers::*;
 pub use enterprise_api::*;
 pub use events::*;
 pub use oauth::*;
 pub use quotas::*;
+pub use webhooks::*;
 
 fn map_conflict(e: sqlx::Error) -> StoreError {
     match &e {

@@ -116,10 +116,21 @@ async fn raw(
 }
 
 async fn get(srv: &Server, key: &Key, path: &str) -> (u16, Value) {
-    send_signed(srv, &Signing::now(key), "GET", path, None).await
+    signed(srv, key, "GET", path, None).await
 }
 
-fn code(v: &Value) -> &str {
+/// A request signed with `key` now, with a fresh nonce.
+pub(crate) async fn signed(
+    srv: &Server,
+    key: &Key,
+    method: &str,
+    path_and_query: &str,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    send_signed(srv, &Signing::now(key), method, path_and_query, body).await
+}
+
+pub(crate) fn code(v: &Value) -> &str {
     v["error"]["code"].as_str().unwrap_or("")
 }
 
@@ -166,6 +177,12 @@ pub(crate) async fn new_key(srv: &Server, token: &str, ent: &str, body: Value) -
         id: v["key_id"].as_str().unwrap().into(),
         secret: v["secret"].as_str().unwrap().into(),
     }
+}
+
+/// A key of `ent` for product `pk` with `scopes`, usable from 127.0.0.1.
+pub(crate) async fn local_key(srv: &Server, ent: &str, pk: &str, scopes: &[&str]) -> Key {
+    let body = json!({"products": [pk], "scopes": scopes, "allow_ips": ["127.0.0.1/32"]});
+    new_key(srv, ADMIN, ent, body).await
 }
 
 #[tokio::test]

@@ -104,7 +104,7 @@ impl Stream {
 }
 
 /// An enterprise product with `seq` and `power` points: (product_key, product_secret).
-async fn product(srv: &Server, ent: &str) -> (String, String) {
+pub(crate) async fn product(srv: &Server, ent: &str) -> (String, String) {
     let (s, v) = srv
         .admin(
             "POST",
@@ -129,7 +129,7 @@ async fn product(srv: &Server, ent: &str) -> (String, String) {
 }
 
 /// Connect `did` and publish reports `seq` = 1..=n (QoS 1, each acknowledged after its commit).
-async fn report_sequence(srv: &Server, did: &str, secret: &str, n: i64) {
+pub(crate) async fn report_sequence(srv: &Server, did: &str, secret: &str, n: i64) {
     let (u, p) = creds(did, secret);
     let (c, mut el) = rumqttc::AsyncClient::new(v4_options(srv, did, &u, &p), 64);
     for seq in 1..=n {

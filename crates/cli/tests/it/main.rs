@@ -15,3 +15,4 @@ mod oauth;
 mod openapi;
 mod registration;
 mod support;
+mod webhooks;

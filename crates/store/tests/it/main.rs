@@ -8,6 +8,7 @@ mod events;
 mod no_string_sql;
 mod oauth;
 mod quotas;
+mod webhooks;
 
 use rampart_store::*;
 use std::str::FromStr;
@@ -324,7 +325,8 @@ async fn sqlite_suite() {
     developers::suite(s.clone()).await;
     quotas::suite(s.clone()).await;
     enterprise_api::suite(s.clone()).await;
-    events::suite(s).await;
+    events::suite(s.clone()).await;
+    webhooks::suite(s).await;
 }
 
 #[tokio::test]
@@ -386,6 +388,7 @@ async fn postgres_suite() {
     quotas::suite(s.clone()).await;
     enterprise_api::suite(s.clone()).await;
     events::suite(s.clone()).await;
+    webhooks::suite(s.clone()).await;
     s.close().await;
     sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
         .execute(&admin)
