@@ -13,6 +13,7 @@ pub mod audit;
 pub mod bindings;
 pub mod bus;
 pub mod cidr;
+pub mod connect_limits;
 pub mod developers;
 pub mod devices;
 pub mod enterprises;
@@ -65,6 +66,8 @@ pub struct CoreConfig {
     pub events: events::EventsConfig,
     /// Rates and quotas of the HTTP API and of one-time codes.
     pub limits: api_limits::LimitsConfig,
+    /// Connect rates of the MQTT edge and its report-abuse rule.
+    pub mqtt_limits: connect_limits::MqttLimitsConfig,
 }
 
 impl Default for CoreConfig {
@@ -77,6 +80,7 @@ impl Default for CoreConfig {
             refresh_ttl_ms: accounts::REFRESH_TTL_MS,
             events: Default::default(),
             limits: api_limits::LimitsConfig::default(),
+            mqtt_limits: Default::default(),
         }
     }
 }
@@ -104,6 +108,8 @@ struct Inner {
     audit_lock: tokio::sync::Mutex<()>,
     /// API rates, access-key quotas and code limits.
     limits: api_limits::ApiLimits,
+    /// MQTT connect rates per IP and device, and reconnect-storm bans.
+    connect_limits: connect_limits::ConnectLimits,
 }
 
 /// Run-time state of the account services: rate limits and the access-change broadcast.
@@ -133,6 +139,7 @@ impl Core {
         Core {
             inner: Arc::new(Inner {
                 limits: api_limits::ApiLimits::new(config.limits.clone()),
+                connect_limits: connect_limits::ConnectLimits::new(config.mqtt_limits.clone()),
                 store,
                 key,
                 config,
@@ -168,6 +175,11 @@ impl Core {
     /// The API's rates and quotas and the code limits.
     pub fn limits(&self) -> &api_limits::ApiLimits {
         &self.inner.limits
+    }
+
+    /// The MQTT connect limits (shared by every listener).
+    pub fn connect_limits(&self) -> &connect_limits::ConnectLimits {
+        &self.inner.connect_limits
     }
 
     /// Read the quota counters of running windows from the store (once, before serving).
