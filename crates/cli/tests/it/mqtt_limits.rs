@@ -332,3 +332,143 @@ async fn per_connection_sizes() {
     .await;
     assert_serving(&srv).await;
 }
+
+/// Report-to-push latencies of `did` for `n` reports: a QoS 0 report on the plain port, until
+/// the user's live-push connection shows it. Reports are 110 ms apart, within the product's 10 a
+/// second.
+async fn report_to_push(
+    s: &mut tokio::net::TcpStream,
+    ws: &mut crate::accounts::Ws,
+    did: &str,
+    n: usize,
+) -> Vec<Duration> {
+    let up = format!("dev/{did}/up");
+    let mut times = Vec::with_capacity(n);
+    for i in 0..n {
+        let level = (i % 20) * 5;
+        let body = format!(r#"{{"level":{level},"power":{}}}"#, i % 2 == 0);
+        let started = std::time::Instant::now();
+        s.write_all(&raw::publish_v5(0x30, &up, 0, &[], body.as_bytes()))
+            .await
+            .unwrap();
+        let m = ws.next_kind("status").await;
+        assert_eq!(m["values"]["level"], level, "{m}");
+        times.push(started.elapsed());
+        tokio::time::sleep(Duration::from_millis(110).saturating_sub(started.elapsed())).await;
+    }
+    times
+}
+
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
+/// The floods' switch: paused, on, or stopped for good.
+const PAUSED: u8 = 0;
+const FLOODING: u8 = 1;
+const STOPPED: u8 = 2;
+type Switch = std::sync::Arc<std::sync::atomic::AtomicU8>;
+
+/// Run a load generator on a thread and runtime of its own, so that it does not delay the test's
+/// own measurements.
+fn on_its_own_thread<F, Fut>(generator: F) -> std::thread::JoinHandle<()>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(generator())
+    })
+}
+
+/// A load generator's next 10 ms step: `Some(true)` to work, `Some(false)` to pause, `None` once
+/// stopped.
+async fn next_step(tick: &mut tokio::time::Interval, switch: &Switch) -> Option<bool> {
+    tick.tick().await;
+    match switch.load(std::sync::atomic::Ordering::Relaxed) {
+        STOPPED => None,
+        on => Some(on == FLOODING),
+    }
+}
+
+#[tokio::test]
+async fn floods_do_not_slow_another_devices_report_to_push() {
+    // The abuse disconnect is off so that the flooding device keeps costing refusals throughout;
+    // an address may open 10 connections at once, then one a second.
+    let env = crate::accounts::Env::start_with(&[
+        ("RAMPART_MQTT__LIMITS__REPORT_ABUSE_SECS", "0"),
+        ("RAMPART_MQTT__LIMITS__CONNECT_PER_IP__PER_MINUTE", "60"),
+        ("RAMPART_MQTT__LIMITS__CONNECT_PER_IP__BURST", "10"),
+    ])
+    .await;
+    let srv = &env.srv;
+    let (token, _) = env.user("latency@example.com").await;
+    let (did, secret, passcode) = env.device().await;
+    let (status, v) = env.bind(&token, &did, &passcode).await;
+    assert_eq!(status, 201, "{v}");
+    let mut ws = env.ws(&token, true).await;
+    let mut s = raw::session(srv, &did, &secret, 30).await;
+    report_to_push(&mut s, &mut ws, &did, 3).await; // warm up
+
+    // One device publishing at about 2,000 a second against a limit of one a second.
+    let (flooder, fsecret) = srv.device_with_rate(60).await;
+    let f = raw::session(srv, &flooder, &fsecret, 30).await;
+    let switch = Switch::default();
+    let f = f.into_std().unwrap();
+    let up = format!("dev/{flooder}/up");
+    let publishing = on_its_own_thread({
+        let switch = switch.clone();
+        move || async move {
+            let mut f = tokio::net::TcpStream::from_std(f).unwrap();
+            let batch: Vec<u8> = (0..20)
+                .flat_map(|_| raw::publish_v5(0x30, &up, 0, &[], br#"{"power":true}"#))
+                .collect();
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            while let Some(on) = next_step(&mut tick, &switch).await {
+                if on {
+                    f.write_all(&batch).await.unwrap();
+                }
+            }
+        }
+    });
+    // A connection flood from one other address: about 500 new connections a second (500 times
+    // its limit), each closed again at once.
+    let port = srv.mqtt_plain;
+    let connecting = on_its_own_thread({
+        let switch = switch.clone();
+        move || async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            while let Some(on) = next_step(&mut tick, &switch).await {
+                for _ in 0..if on { 5 } else { 0 } {
+                    drop(tcp_from("127.0.0.3", port).await);
+                }
+            }
+        }
+    });
+    // Quiet and flooded rounds in turn, so that the machine's own load weighs on both alike.
+    let (mut quiet, mut flooded) = (Vec::new(), Vec::new());
+    for _ in 0..4 {
+        switch.store(PAUSED, std::sync::atomic::Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        quiet.extend(report_to_push(&mut s, &mut ws, &did, 9).await);
+        switch.store(FLOODING, std::sync::atomic::Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(200)).await; // the floods are under way
+        flooded.extend(report_to_push(&mut s, &mut ws, &did, 9).await);
+    }
+    switch.store(STOPPED, std::sync::atomic::Ordering::Relaxed);
+    publishing.join().unwrap();
+    connecting.join().unwrap();
+    let (quiet, flooded) = (median(quiet), median(flooded));
+
+    let ratio = flooded.as_secs_f64() / quiet.as_secs_f64();
+    eprintln!("report-to-push median: {quiet:?} quiet, {flooded:?} under floods ({ratio:.2}x)");
+    assert!(ratio <= 2.0, "{ratio:.2}x slower under floods");
+    // the floods were refused, not served
+    assert!(refusals(srv, "mqtt.report_rate").await > 100.0);
+    assert!(refusals(srv, "mqtt.connect_per_ip").await > 0.0);
+}
