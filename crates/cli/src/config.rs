@@ -193,12 +193,18 @@ pub(crate) struct MqttConfig {
     pub(crate) connect_timeout_secs: u64,
     pub(crate) max_connections: usize,
     pub(crate) max_subscriptions: usize,
+    /// Longest topic name or filter, bytes.
+    pub(crate) max_topic_len: usize,
+    /// Most inbound QoS 1/2 publishes unacknowledged per connection (the MQTT 5 receive maximum).
+    pub(crate) max_inflight: u16,
     /// Longest a persistent session outlives its connection (MQTT 3.1.1 clean-session-0 sessions get
     /// exactly this; MQTT 5 session expiry is capped at it).
     pub(crate) max_session_expiry_secs: u32,
     /// Milliseconds a plain-TCP session must be idle (nothing buffered or in flight) before it
     /// waits in the idle pool off the runtime, costing far less memory; 0 keeps every session a task.
     pub(crate) park_idle_after_ms: u64,
+    /// Connect rates per IP and per device, the reconnect-storm ban, the report-abuse rule.
+    pub(crate) limits: rampart_core::connect_limits::MqttLimitsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -287,8 +293,11 @@ impl Default for MqttConfig {
             connect_timeout_secs: 10,
             max_connections: 100_000,
             max_subscriptions: 50,
+            max_topic_len: 256,
+            max_inflight: 100,
             max_session_expiry_secs: 86_400,
             park_idle_after_ms: 2_000,
+            limits: Default::default(),
         }
     }
 }
@@ -658,6 +667,39 @@ per_second = 1",
                 "webhooks.{key} is not in docs/config.md"
             );
         }
+    }
+
+    #[test]
+    fn mqtt_section_is_documented() {
+        let doc = include_str!("../../../docs/config.md");
+        let table = toml::Value::try_from(Config::default().mqtt).unwrap();
+        for (key, v) in table.as_table().unwrap() {
+            let names: Vec<String> = match v.as_table() {
+                Some(t) => t.keys().map(|k| format!("mqtt.{key}.{k}")).collect(),
+                None => vec![format!("mqtt.{key}")],
+            };
+            for name in names {
+                assert!(
+                    doc.contains(&format!("`{name}`")),
+                    "{name} is not in docs/config.md"
+                );
+            }
+        }
+        let mut v = toml::Value::try_from(Config::default()).unwrap();
+        merge(
+            &mut v,
+            toml::from_str(
+                "[mqtt.limits]\ndevice_connect_per_second = 5\n[mqtt.limits.connect_per_ip]\n\
+                 per_minute = 0\nburst = 1",
+            )
+            .unwrap(),
+        );
+        let c: Config = v.clone().try_into().unwrap();
+        assert_eq!(c.mqtt.limits.device_connect_per_second, 5);
+        assert_eq!(c.mqtt.limits.connect_per_ip.per_minute, 0);
+        assert_eq!(c.mqtt.limits.reconnect_ban_secs, 300);
+        merge(&mut v, toml::from_str("[mqtt.limits]\nbogus = 1").unwrap());
+        assert!(v.try_into::<Config>().is_err());
     }
 
     #[test]

@@ -274,6 +274,7 @@ async fn open_core(cfg: &Config) -> AnyResult<(Core, bool)> {
         },
         limits: cfg.limits.clone(),
         webhooks: cfg.webhooks.core()?,
+        mqtt_limits: cfg.mqtt.limits.clone(),
         ..CoreConfig::default()
     };
     Ok((Core::new(store, key, core_cfg), created))
@@ -516,6 +517,8 @@ async fn serve(cfg: Config) -> AnyResult {
         connect_timeout: Duration::from_secs(cfg.mqtt.connect_timeout_secs),
         max_connections: cfg.mqtt.max_connections,
         max_subscriptions: cfg.mqtt.max_subscriptions,
+        max_topic_len: cfg.mqtt.max_topic_len,
+        max_inflight: cfg.mqtt.max_inflight.max(1),
         max_session_expiry_secs: cfg.mqtt.max_session_expiry_secs,
         park_idle_after: (cfg.mqtt.park_idle_after_ms > 0)
             .then(|| std::time::Duration::from_millis(cfg.mqtt.park_idle_after_ms)),

@@ -16,6 +16,7 @@ use governor::state::keyed::DefaultKeyedStateStore;
 use governor::Quota;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::hash::Hash;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
@@ -141,21 +142,17 @@ fn human_window(secs: u64) -> String {
     }
 }
 
-type Keyed = governor::RateLimiter<
-    String,
-    DefaultKeyedStateStore<String>,
-    DefaultClock,
-    StateInformationMiddleware,
->;
+type Keyed<K> =
+    governor::RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock, StateInformationMiddleware>;
 
-/// One GCRA rate over many keys.
-struct KeyedRate {
+/// One GCRA rate over many keys (also the MQTT connect limits of [`crate::connect_limits`]).
+pub(crate) struct KeyedRate<K: Hash + Eq + Clone = String> {
     name: &'static str,
-    limiter: Option<Keyed>,
+    limiter: Option<Keyed<K>>,
 }
 
-impl KeyedRate {
-    fn new(name: &'static str, r: Rate) -> KeyedRate {
+impl<K: Hash + Eq + Clone> KeyedRate<K> {
+    pub(crate) fn new(name: &'static str, r: Rate) -> KeyedRate<K> {
         let limiter = NonZeroU32::new(r.per_minute).and_then(|per_min| {
             let burst = NonZeroU32::new(r.burst.max(1))?;
             let period = Duration::from_secs(60) / per_min.get();
@@ -165,7 +162,7 @@ impl KeyedRate {
         KeyedRate { name, limiter }
     }
 
-    fn check(&self, key: &str, now_ms: i64) -> Result<Option<LimitState>, Refusal> {
+    pub(crate) fn check(&self, key: &K, now_ms: i64) -> Result<Option<LimitState>, Refusal> {
         let Some(l) = &self.limiter else {
             return Ok(None);
         };
@@ -173,7 +170,7 @@ impl KeyedRate {
             let per = q.replenish_interval().as_millis() as i64;
             now_ms + per * missing as i64
         };
-        match l.check_key(&key.to_owned()) {
+        match l.check_key(key) {
             Ok(snap) => {
                 let q = snap.quota();
                 let limit = u64::from(q.burst_size().get());
@@ -204,9 +201,10 @@ impl KeyedRate {
         }
     }
 
-    fn sweep(&self) {
+    pub(crate) fn sweep(&self) {
         if let Some(l) = &self.limiter {
             l.retain_recent();
+            l.shrink_to_fit();
         }
     }
 }
@@ -224,7 +222,7 @@ pub struct ApiLimits {
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 86_400_000;
 
-fn counted<T>(r: Result<T, Refusal>) -> Result<T, Refusal> {
+pub(crate) fn counted<T>(r: Result<T, Refusal>) -> Result<T, Refusal> {
     if let Err(e) = &r {
         metrics::counter!("rampart_limit_refusals_total", "limit" => e.state.name).increment(1);
         tracing::info!(
@@ -263,17 +261,17 @@ impl ApiLimits {
 
     /// Calls from one source IP.
     pub fn check_ip(&self, ip: &str, now_ms: i64) -> Result<Option<LimitState>, Refusal> {
-        counted(self.ip.check(ip, now_ms))
+        counted(self.ip.check(&ip.to_owned(), now_ms))
     }
 
     /// Calls naming one app id.
     pub fn check_app(&self, app_id: &str, now_ms: i64) -> Result<Option<LimitState>, Refusal> {
-        counted(self.app.check(app_id, now_ms))
+        counted(self.app.check(&app_id.to_owned(), now_ms))
     }
 
     /// Calls of one end user.
     pub fn check_user(&self, user_id: &str, now_ms: i64) -> Result<Option<LimitState>, Refusal> {
-        counted(self.user.check(user_id, now_ms))
+        counted(self.user.check(&user_id.to_owned(), now_ms))
     }
 
     /// A signed call of one access key: the burst rate, then the window quotas. On success, the
@@ -283,7 +281,7 @@ impl ApiLimits {
         key_id: &str,
         now_ms: i64,
     ) -> Result<Option<LimitState>, Refusal> {
-        let rate = counted(self.key.check(key_id, now_ms))?;
+        let rate = counted(self.key.check(&key_id.to_owned(), now_ms))?;
         let c = &self.config;
         let windows: Vec<Window> = [
             ("access_key.hourly", "h", c.access_key_per_hour, HOUR_MS),

@@ -13,6 +13,7 @@ pub mod audit;
 pub mod bindings;
 pub mod bus;
 pub mod cidr;
+pub mod connect_limits;
 pub mod developers;
 pub mod devices;
 pub mod enterprises;
@@ -68,6 +69,8 @@ pub struct CoreConfig {
     pub limits: api_limits::LimitsConfig,
     /// Webhook delivery: retries, timeouts, which URLs are accepted.
     pub webhooks: webhooks::WebhooksConfig,
+    /// Connect rates of the MQTT edge and its report-abuse rule.
+    pub mqtt_limits: connect_limits::MqttLimitsConfig,
 }
 
 impl Default for CoreConfig {
@@ -81,6 +84,7 @@ impl Default for CoreConfig {
             events: Default::default(),
             limits: api_limits::LimitsConfig::default(),
             webhooks: Default::default(),
+            mqtt_limits: Default::default(),
         }
     }
 }
@@ -111,6 +115,8 @@ struct Inner {
     audit_lock: tokio::sync::Mutex<()>,
     /// API rates, access-key quotas and code limits.
     limits: api_limits::ApiLimits,
+    /// MQTT connect rates per IP and device, and reconnect-storm bans.
+    connect_limits: connect_limits::ConnectLimits,
 }
 
 /// Run-time state of the account services: rate limits and the access-change broadcast.
@@ -140,6 +146,7 @@ impl Core {
         Core {
             inner: Arc::new(Inner {
                 limits: api_limits::ApiLimits::new(config.limits.clone()),
+                connect_limits: connect_limits::ConnectLimits::new(config.mqtt_limits.clone()),
                 store,
                 key,
                 config,
@@ -176,6 +183,11 @@ impl Core {
     /// The API's rates and quotas and the code limits.
     pub fn limits(&self) -> &api_limits::ApiLimits {
         &self.inner.limits
+    }
+
+    /// The MQTT connect limits (shared by every listener).
+    pub fn connect_limits(&self) -> &connect_limits::ConnectLimits {
+        &self.inner.connect_limits
     }
 
     /// Read the quota counters of running windows from the store (once, before serving).

@@ -29,8 +29,9 @@ pub struct GatewayConfig {
     pub max_connections: usize,
     /// Most subscriptions per connection.
     pub max_subscriptions: usize,
-    /// Most QoS 2 messages awaiting PUBREL per connection.
-    pub max_awaiting_rel: usize,
+    /// Most inbound QoS 1 and 2 publishes unacknowledged per connection (QoS 2: until PUBREL);
+    /// announced to MQTT 5 clients as the receive maximum.
+    pub max_inflight: u16,
     /// Topic aliases a client may use (MQTT 5).
     pub topic_alias_max: u16,
     /// Longest topic accepted.
@@ -49,7 +50,7 @@ impl Default for GatewayConfig {
             connect_timeout: Duration::from_secs(10),
             max_connections: 100_000,
             max_subscriptions: 50,
-            max_awaiting_rel: 100,
+            max_inflight: 100,
             topic_alias_max: 16,
             max_topic_len: 256,
             max_session_expiry_secs: 86_400,
@@ -122,14 +123,17 @@ pub async fn serve(
             tracing::warn!(error = %e, "idle pool thread did not start");
         }
     }
-    // Expired parked sessions are dropped once a minute.
+    // Expired parked sessions are dropped once a minute; idle connect-limit keys every 10 s.
     let purge = {
         let core = shared.core.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
-            loop {
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            for n in 0u64.. {
                 tick.tick().await;
-                core.bus().purge_expired(rampart_core::now_ms());
+                core.connect_limits().sweep(rampart_core::now_ms());
+                if n % 6 == 0 {
+                    core.bus().purge_expired(rampart_core::now_ms());
+                }
             }
         })
     };
@@ -148,6 +152,16 @@ pub async fn serve(
                 }
             },
         };
+        // The source's connect rate, before any TLS work.
+        if let Err(r) = shared
+            .core
+            .connect_limits()
+            .check_ip(peer.ip(), rampart_core::now_ms())
+        {
+            tracing::debug!(%peer, refusal = %r, "connection refused");
+            drop(sock);
+            continue;
+        }
         let Ok(permit) = limit.clone().try_acquire_owned() else {
             metrics::counter!("rampart_mqtt_connections_refused_total", "reason" => "capacity")
                 .increment(1);

@@ -29,6 +29,19 @@ const OUTBOUND_PENDING_MAX: usize = 1000;
 /// session stops reading from the device until the oldest is acknowledged.
 const INBOUND_UNCOMMITTED_MAX: usize = 256;
 
+/// Names of the per-connection limits in `rampart_limit_refusals_total{limit}` and reason strings
+/// (the connect limits' names are in `rampart_core::connect_limits`).
+const REPORT_RATE: &str = "mqtt.report_rate";
+const REPORT_ABUSE: &str = "mqtt.report_abuse";
+const INFLIGHT: &str = "mqtt.inflight";
+const PACKET_SIZE: &str = "mqtt.packet_size";
+const TOPIC_LENGTH: &str = "mqtt.topic_length";
+const SUBSCRIPTIONS: &str = "mqtt.subscriptions";
+
+fn count_refusal(limit: &'static str) {
+    metrics::counter!("rampart_limit_refusals_total", "limit" => limit).increment(1);
+}
+
 /// An inbound QoS 1 publish not yet acknowledged: PUBACKs go out in the order the publishes came
 /// in, so an answer that is ready waits behind an earlier report still being committed.
 struct PendingAck {
@@ -48,12 +61,27 @@ fn s_limit(dev: &DeviceAuth) -> u32 {
 
 /// A token bucket per connection: `per_min` messages a minute, with a burst of two seconds' worth
 /// (at least 5). On MQTT 5 an excess QoS > 0 message is answered with 0x96; otherwise dropped and
-/// counted. Only the level and the time of the last refill are kept (16 bytes); the rate comes from
-/// the product each time.
+/// counted. Refused messages are also counted as strikes, forgiven at the same rate: strikes grow
+/// only while the device sends more than twice its rate, and past `abuse_secs` of the rate (at
+/// least [`ABUSE_MIN`]) the connection is closed with 0x96. Only the two levels and the time of the
+/// last refill are kept (16 bytes); the rate comes from the product each time.
 struct RateLimiter {
     tokens: f32,
+    strikes: f32,
     /// Milliseconds since [`epoch`] at the last refill.
     at_ms: u64,
+}
+
+/// The fewest strikes that close a connection for abuse.
+const ABUSE_MIN: f32 = 20.0;
+
+/// What the report rate says about one publish.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Allow,
+    Refuse,
+    /// Refused, and the refusals kept coming: close the connection.
+    Abuse,
 }
 
 /// The process's reference instant for compact timestamps.
@@ -70,21 +98,35 @@ impl RateLimiter {
     fn new(per_min: u32) -> RateLimiter {
         RateLimiter {
             tokens: capacity(per_min),
+            strikes: 0.0,
             at_ms: epoch().elapsed().as_millis() as u64,
         }
     }
 
-    fn allow(&mut self, now: Instant, per_min: u32) -> bool {
+    fn check(&mut self, now: Instant, per_min: u32, abuse_secs: u32) -> Verdict {
         let now_ms = now.saturating_duration_since(epoch()).as_millis() as u64;
         let ms = now_ms.saturating_sub(self.at_ms) as f32;
         self.at_ms = now_ms;
-        self.tokens = (self.tokens + ms * per_min as f32 / 60_000.0).min(capacity(per_min));
+        let refill = ms * per_min as f32 / 60_000.0;
+        self.tokens = (self.tokens + refill).min(capacity(per_min));
+        self.strikes = (self.strikes - refill).max(0.0);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
-            true
-        } else {
-            false
+            return Verdict::Allow;
         }
+        self.strikes += 1.0;
+        let limit = (abuse_secs as f32 * per_min as f32 / 60.0).max(ABUSE_MIN);
+        if abuse_secs > 0 && self.strikes > limit {
+            Verdict::Abuse
+        } else {
+            Verdict::Refuse
+        }
+    }
+
+    /// Milliseconds until the bucket is full again.
+    fn full_in_ms(&self, per_min: u32) -> u64 {
+        let missing = (capacity(per_min) - self.tokens).max(0.0);
+        (missing * 60_000.0 / per_min.max(1) as f32).ceil() as u64
     }
 }
 
@@ -239,7 +281,7 @@ where
     };
     let version = connect.protocol;
     let ip = peer.ip().to_string();
-    let refuse = |code5: u8, code3: u8| -> BytesMut {
+    let refuse = |code5: u8, code3: u8, why: Option<String>| -> BytesMut {
         let mut w = BytesMut::new();
         let code = if version == ProtocolVersion::V5 {
             code5
@@ -249,11 +291,36 @@ where
         let ack = ConnAck {
             session_present: false,
             code,
-            properties: Properties::default(),
+            properties: Properties {
+                reason_string: why.filter(|_| version == ProtocolVersion::V5),
+                ..Default::default()
+            },
         };
         let _ = mqtt::encode(&Packet::ConnAck(ack), version, &mut w);
         w
     };
+    // A connect-rate refusal: CONNACK 0x9F naming the limit (3.1.1: server unavailable).
+    let limited = |r: rampart_core::api_limits::Refusal| -> BytesMut {
+        tracing::info!(%peer, refusal = %r, "connection refused by a limit");
+        refuse(
+            reason::CONNECTION_RATE_EXCEEDED,
+            reason::v311::SERVER_UNAVAILABLE,
+            Some(r.to_string()),
+        )
+    };
+    let limits = shared.core.connect_limits();
+    // 2a. A device banned for a reconnect storm is refused before any authentication work.
+    let claimed = connect
+        .username
+        .as_deref()
+        .and_then(rampart_proto::sign::parse_connect_username)
+        .map(|(did, _)| did);
+    if let Some(Err(r)) = claimed.map(|did| limits.check_banned(did, rampart_core::now_ms())) {
+        let w = limited(r);
+        let _ = io.write_all(&w).await;
+        let _ = io.flush().await;
+        return None;
+    }
     // 2. Authenticate.
     let pw = connect.password.as_deref();
     // Boxed here so that a connection still waiting for its CONNECT holds only a small future.
@@ -271,9 +338,10 @@ where
                 ConnectRefusal::BadCredentials => refuse(
                     reason::BAD_USER_NAME_OR_PASSWORD,
                     reason::v311::BAD_USER_NAME_OR_PASSWORD,
+                    None,
                 ),
                 ConnectRefusal::NotAuthorized => {
-                    refuse(reason::NOT_AUTHORIZED, reason::v311::NOT_AUTHORIZED)
+                    refuse(reason::NOT_AUTHORIZED, reason::v311::NOT_AUTHORIZED, None)
                 }
             };
             let _ = io.write_all(&w).await;
@@ -281,10 +349,17 @@ where
             return None;
         }
     };
+    // 2b. The device's connect rates (and the storm rule) count authenticated attempts only.
+    if let Err(r) = limits.admit_device(dev.did.as_str(), rampart_core::now_ms()) {
+        let w = limited(r);
+        let _ = io.write_all(&w).await;
+        let _ = io.flush().await;
+        return None;
+    }
     let did = dev.did.as_str().to_owned();
     if let Some(will) = &connect.will {
         if topic::classify(&did, &will.topic).is_none_or(|t| t == DeviceTopic::Down) {
-            let w = refuse(reason::NOT_AUTHORIZED, reason::v311::NOT_AUTHORIZED);
+            let w = refuse(reason::NOT_AUTHORIZED, reason::v311::NOT_AUTHORIZED, None);
             let _ = io.write_all(&w).await;
             return None;
         }
@@ -310,7 +385,7 @@ where
     let mut props = Properties::default();
     if version == ProtocolVersion::V5 {
         props.topic_alias_maximum = Some(shared.config.topic_alias_max);
-        props.receive_maximum = Some(100);
+        props.receive_maximum = Some(shared.config.max_inflight.max(1));
         props.maximum_packet_size = Some(shared.config.max_packet_size as u32);
         props.wildcard_subscription_available = Some(1);
         props.subscription_identifier_available = Some(0);
@@ -786,6 +861,20 @@ where
     drop(guard);
 }
 
+/// The close for a packet the codec refused; one over the size limit is counted as such.
+fn violation_of(e: &mqtt::DecodeError) -> Close {
+    match e {
+        mqtt::DecodeError::TooLarge { .. } => {
+            count_refusal(PACKET_SIZE);
+            Close::Violation(
+                reason::PACKET_TOO_LARGE,
+                "limit mqtt.packet_size exceeded: packet larger than the maximum packet size",
+            )
+        }
+        e => Close::Violation(e.reason_code(), "malformed or invalid packet"),
+    }
+}
+
 /// Read until one whole packet is decoded; `Ok(None)` at EOF.
 async fn read_packet<S: Conn>(
     io: &mut S,
@@ -861,7 +950,7 @@ impl<S: Conn> Session<S> {
                     Ok(None) => break,
                     Err(e) => {
                         tracing::debug!(did = %self.dev.did, error = %e, "decode error");
-                        return Close::Violation(e.reason_code(), "malformed or invalid packet");
+                        return violation_of(&e);
                     }
                 };
                 if let Some(close) = Box::pin(self.handle(p)).await {
@@ -876,7 +965,7 @@ impl<S: Conn> Session<S> {
                 self.rbuf = BytesMut::new();
             }
             if let Err(e) = mqtt::frame_len(&self.rbuf, max) {
-                return Close::Violation(e.reason_code(), "invalid packet length");
+                return violation_of(&e);
             }
             // Idle with nothing buffered or in flight: after a while, wait in the idle pool.
             let park_at = park_after
@@ -1016,6 +1105,11 @@ impl<S: Conn> Session<S> {
         }
     }
 
+    /// Inbound QoS 1 publishes not yet acknowledged and QoS 2 ones awaiting their PUBREL.
+    fn inbound_unacked(&self) -> usize {
+        self.acks.len() + self.rare.as_ref().map_or(0, |r| r.awaiting_rel.len())
+    }
+
     fn inflight_len(&self) -> usize {
         self.rare.as_ref().map_or(0, |r| r.inflight_out.len())
     }
@@ -1109,9 +1203,10 @@ impl<S: Conn> Session<S> {
                     return Some(Close::Violation(reason::PROTOCOL_ERROR, "empty topic"));
                 }
                 if p.topic.len() > self.shared.config.max_topic_len {
+                    count_refusal(TOPIC_LENGTH);
                     return Some(Close::Violation(
                         reason::TOPIC_NAME_INVALID,
-                        "topic too long",
+                        "limit mqtt.topic_length exceeded: topic longer than the maximum",
                     ));
                 }
                 let did = self.dev.did.as_str();
@@ -1138,22 +1233,54 @@ impl<S: Conn> Session<S> {
                     }
                     Some(kind) => kind,
                 };
-                if !self.limiter.allow(Instant::now(), s_limit(&self.dev)) {
-                    metrics::counter!("rampart_reports_rate_limited_total").increment(1);
-                    tracing::debug!(did, "publish over the product's report rate limit dropped");
-                    if let Some(pid) = p.packet_id {
-                        let why = format!(
-                            "over {} messages per minute",
-                            self.dev.product.report_limit_per_min
-                        );
-                        let r = self.pubresp(pid, reason::MESSAGE_RATE_TOO_HIGH, Some(&why));
-                        self.send(if p.qos == QoS::ExactlyOnce {
-                            Packet::PubRec(r)
-                        } else {
-                            Packet::PubAck(r)
-                        });
+                let per_min = s_limit(&self.dev);
+                let abuse_secs = self.shared.core.connect_limits().config().report_abuse_secs;
+                match self.limiter.check(Instant::now(), per_min, abuse_secs) {
+                    Verdict::Allow => {}
+                    Verdict::Abuse => {
+                        count_refusal(REPORT_ABUSE);
+                        tracing::info!(did, "sustained publishing over the report rate: closing");
+                        return Some(Close::Violation(
+                            reason::MESSAGE_RATE_TOO_HIGH,
+                            "limit mqtt.report_abuse exceeded: publishes kept coming at more than \
+                             twice the product's report rate",
+                        ));
                     }
-                    return None;
+                    Verdict::Refuse => {
+                        count_refusal(REPORT_RATE);
+                        metrics::counter!("rampart_reports_rate_limited_total").increment(1);
+                        tracing::debug!(
+                            did,
+                            "publish over the product's report rate limit dropped"
+                        );
+                        if let Some(pid) = p.packet_id {
+                            let why = format!(
+                                "limit {REPORT_RATE} exceeded: {per_min} messages per minute, \
+                                 burst {}; full again in {} ms",
+                                capacity(per_min) as u32,
+                                self.limiter.full_in_ms(per_min)
+                            );
+                            let r = self.pubresp(pid, reason::MESSAGE_RATE_TOO_HIGH, Some(&why));
+                            self.send(if p.qos == QoS::ExactlyOnce {
+                                Packet::PubRec(r)
+                            } else {
+                                Packet::PubAck(r)
+                            });
+                        }
+                        return None;
+                    }
+                }
+                // MQTT 5: no more unacknowledged QoS > 0 publishes than the receive maximum.
+                if p.qos == QoS::AtLeastOnce
+                    && self.v5()
+                    && self.inbound_unacked() >= usize::from(self.shared.config.max_inflight)
+                {
+                    count_refusal(INFLIGHT);
+                    return Some(Close::Violation(
+                        reason::RECEIVE_MAXIMUM_EXCEEDED,
+                        "limit mqtt.inflight exceeded: more unacknowledged publishes than the \
+                         receive maximum",
+                    ));
                 }
                 match (p.qos, p.packet_id) {
                     (QoS::AtMostOnce, _) => {
@@ -1190,12 +1317,18 @@ impl<S: Conn> Session<S> {
                         let (code, why) = if awaiting.is_some_and(|a| a.contains(&pid)) {
                             (reason::SUCCESS, None)
                         } else {
-                            if awaiting.map_or(0, |a| a.len())
-                                >= self.shared.config.max_awaiting_rel
-                            {
+                            // 3.1.1 has no receive maximum: only QoS 2 publishes count there.
+                            let unacked = if self.v5() {
+                                self.inbound_unacked()
+                            } else {
+                                awaiting.map_or(0, |a| a.len())
+                            };
+                            if unacked >= usize::from(self.shared.config.max_inflight) {
+                                count_refusal(INFLIGHT);
                                 return Some(Close::Violation(
                                     reason::RECEIVE_MAXIMUM_EXCEEDED,
-                                    "too many QoS 2 messages awaiting PUBREL",
+                                    "limit mqtt.inflight exceeded: too many QoS 2 messages \
+                                     awaiting PUBREL",
                                 ));
                             }
                             let (code, why) = self.route_inbound(&p, kind).await;
@@ -1255,22 +1388,24 @@ impl<S: Conn> Session<S> {
                 let mut denied = false;
                 let mut new_retained = Vec::new();
                 for f in &sub.filters {
-                    if !topic::filter_allowed(&did, &f.filter)
-                        || f.filter.len() > self.shared.config.max_topic_len
-                    {
+                    // Length first: a filter of tens of thousands of levels costs nothing more.
+                    let refused = if f.filter.len() > self.shared.config.max_topic_len {
+                        count_refusal(TOPIC_LENGTH);
+                        Some(reason::TOPIC_FILTER_INVALID)
+                    } else if !topic::filter_allowed(&did, &f.filter) {
                         denied = true;
-                        codes.push(if self.v5() {
-                            reason::NOT_AUTHORIZED
-                        } else {
-                            reason::v311::SUBACK_FAILURE
-                        });
-                        continue;
-                    }
-                    if !self.subs.contains(&f.filter)
+                        Some(reason::NOT_AUTHORIZED)
+                    } else if !self.subs.contains(&f.filter)
                         && self.subs.len() >= self.shared.config.max_subscriptions
                     {
+                        count_refusal(SUBSCRIPTIONS);
+                        Some(reason::QUOTA_EXCEEDED)
+                    } else {
+                        None
+                    };
+                    if let Some(code) = refused {
                         codes.push(if self.v5() {
-                            reason::QUOTA_EXCEEDED
+                            code
                         } else {
                             reason::v311::SUBACK_FAILURE
                         });
@@ -1433,6 +1568,43 @@ fn message_of(p: &Publish) -> Message {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Publishing at 1.5 times the rate is refused in part but never closed; at 3 times the rate
+    /// the refusals pile up until the connection is closed. Time is passed in, not waited for.
+    #[test]
+    fn report_rate_refuses_then_closes_only_sustained_abuse() {
+        let per_min = 600; // 10 a second, burst 20
+        let run = |per_sec: u64, secs: u64| {
+            let mut l = RateLimiter::new(per_min);
+            let start = epoch() + Duration::from_millis(l.at_ms);
+            let (mut allowed, mut refused) = (0u64, 0u64);
+            for i in 0..per_sec * secs {
+                let now = start + Duration::from_micros(i * 1_000_000 / per_sec);
+                match l.check(now, per_min, 10) {
+                    Verdict::Allow => allowed += 1,
+                    Verdict::Refuse => refused += 1,
+                    Verdict::Abuse => return (allowed, refused, Some(i)),
+                }
+            }
+            (allowed, refused, None)
+        };
+        let (allowed, refused, closed) = run(15, 60);
+        assert_eq!(closed, None);
+        // 20 of burst and 10 a second (give or take one for rounding)
+        assert!((619..=621).contains(&allowed), "{allowed}");
+        assert_eq!(allowed + refused, 900);
+        let (_, refused, closed) = run(30, 60);
+        let at = closed.expect("closed for abuse");
+        // 100 strikes (10 s of the rate), forgiven at 10 a second while 20 a second are refused
+        assert!(
+            refused > 100 && at < 30 * 15,
+            "{refused} refused, closed at {at}"
+        );
+        // with the rule off, never
+        let mut l = RateLimiter::new(per_min);
+        let now = epoch() + Duration::from_millis(l.at_ms);
+        assert!((0..10_000).all(|_| l.check(now, per_min, 0) != Verdict::Abuse));
+    }
 
     /// The session future is allocated once per connection and lives as long as the connection, so
     /// its size is memory per idle device. Rare, large steps are boxed to keep it small.

@@ -13,8 +13,8 @@ use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
 const PW: &str = "velvet tundra oxide lantern";
 
 /// A server with one product (dynamic registration) and one app serving it.
-struct Env {
-    srv: Server,
+pub(crate) struct Env {
+    pub(crate) srv: Server,
     app: String,
     pk: String,
     ps: String,
@@ -25,7 +25,7 @@ impl Env {
         Env::start_with(&[]).await
     }
 
-    async fn start_with(vars: &[(&str, &str)]) -> Env {
+    pub(crate) async fn start_with(vars: &[(&str, &str)]) -> Env {
         let srv = Server::start_with(vars).await;
         let (pk, ps) = srv.product(true, false).await;
         let (s, v) = srv
@@ -72,7 +72,7 @@ impl Env {
     }
 
     /// A registered device: (did, device_secret, passcode).
-    async fn device(&self) -> (String, String, String) {
+    pub(crate) async fn device(&self) -> (String, String, String) {
         self.srv
             .register(&self.pk, &self.ps, &format!("hw-{}", nonce()))
             .await
@@ -113,7 +113,7 @@ impl Env {
     }
 
     /// Sign up, activate and log in; returns (access, refresh).
-    async fn user(&self, email: &str) -> (String, String) {
+    pub(crate) async fn user(&self, email: &str) -> (String, String) {
         let (s, v) = self
             .call(
                 "POST",
@@ -167,7 +167,7 @@ impl Env {
     }
 
     /// Bind with the passcode; returns the role.
-    async fn bind(&self, token: &str, did: &str, passcode: &str) -> (u16, Value) {
+    pub(crate) async fn bind(&self, token: &str, did: &str, passcode: &str) -> (u16, Value) {
         self.call(
             "POST",
             "/v1/bindings",
@@ -202,7 +202,7 @@ impl Env {
     }
 
     /// A live-push connection with the token in the query string or the header.
-    async fn ws(&self, token: &str, in_query: bool) -> Ws {
+    pub(crate) async fn ws(&self, token: &str, in_query: bool) -> Ws {
         let url = if in_query {
             format!(
                 "wss://localhost:{}/v1/ws?access_token={token}",
@@ -249,7 +249,7 @@ pub(crate) fn ws_tls(srv: &Server) -> Arc<rustls::ClientConfig> {
 type WsStream =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-struct Ws(WsStream);
+pub(crate) struct Ws(WsStream);
 
 impl Ws {
     /// The next JSON message (or `{"closed": code}` when the server closes).
@@ -273,7 +273,7 @@ impl Ws {
     }
 
     /// The next message of `kind` (other kinds, e.g. presence, are skipped).
-    async fn next_kind(&mut self, kind: &str) -> Value {
+    pub(crate) async fn next_kind(&mut self, kind: &str) -> Value {
         loop {
             let v = self.next().await;
             if v["kind"] == kind || v.get("closed").is_some() {

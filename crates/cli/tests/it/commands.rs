@@ -184,7 +184,7 @@ async fn wipe_clears_state_and_history() {
 
 #[tokio::test]
 async fn persistent_session_queues_commands_while_offline() {
-    let srv = Server::start().await;
+    let srv = Server::start_with(&[QUICK_RECONNECTS]).await;
     let (_, did, secret) = srv.device().await;
     let path = format!("/v1/devices/{did}/commands");
     let down = format!("dev/{did}/down");
@@ -231,7 +231,7 @@ async fn persistent_session_queues_commands_while_offline() {
 
 #[tokio::test]
 async fn clean_session_discards_and_offline_device_gets_409() {
-    let srv = Server::start().await;
+    let srv = Server::start_with(&[QUICK_RECONNECTS]).await;
     let (_, did, secret) = srv.device().await;
     let path = format!("/v1/devices/{did}/commands");
     let (u, p) = creds(&did, &secret);

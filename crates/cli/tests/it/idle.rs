@@ -2,7 +2,7 @@
 //! when their socket speaks, a command arrives, their keepalive runs out or the server stops.
 
 use crate::mqtt::raw;
-use crate::support::Server;
+use crate::support::{Server, QUICK_RECONNECTS};
 use serde_json::json;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const IDLE: &str = "rampart_mqtt_sessions_idle";
 
 async fn server() -> Server {
-    Server::start_with(&[("RAMPART_MQTT__PARK_IDLE_AFTER_MS", "50")]).await
+    Server::start_with(&[("RAMPART_MQTT__PARK_IDLE_AFTER_MS", "50"), QUICK_RECONNECTS]).await
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@ async fn mosquitto_pub_reports_over_tls() {
         eprintln!("skipping mosquitto_pub_reports_over_tls: mosquitto_pub is not installed (apt-get install mosquitto-clients)");
         return;
     }
-    let srv = Server::start().await;
+    let srv = Server::start_with(&[QUICK_RECONNECTS]).await;
     let (_, did, secret) = srv.device().await;
     let (u, p) = creds(&did, &secret);
     let port = srv.mqtt_tls.to_string();

@@ -11,6 +11,8 @@ mod idle;
 mod interop;
 mod limits;
 mod mqtt;
+mod mqtt_attacks;
+mod mqtt_limits;
 mod oauth;
 mod openapi;
 mod registration;

@@ -85,7 +85,8 @@ async fn connect_refusals_v311() {
     assert!(log >= 5, "only {log} audit rows");
 }
 
-async fn rampart_store_audit_count(srv: &Server) -> usize {
+/// Device-connect rows of the audit log.
+pub(crate) async fn rampart_store_audit_count(srv: &Server) -> usize {
     // The audit table is not exposed over the API yet; count rows through SQLite directly.
     let url = format!("sqlite://{}", srv.data().join("rampart.db").display());
     let store = rampart_store::Store::open(&url).await.unwrap();
@@ -259,20 +260,7 @@ async fn pipelined_reports_are_acknowledged_in_order_after_commit() {
 async fn report_rate_limit_answers_0x96_on_v5() {
     use tokio::io::AsyncWriteExt;
     let srv = Server::start().await;
-    let (s, v) = srv
-        .admin(
-            "POST",
-            "/v1/products",
-            Some(json!({"name": "slow", "identity": {"dynamic_registration": true}, "report_limit_per_min": 60,
-                        "datapoints": [{"name": "power", "type": "bool"}]})),
-        )
-        .await;
-    assert_eq!(s, 201);
-    let (pk, ps) = (
-        v["product_key"].as_str().unwrap(),
-        v["product_secret"].as_str().unwrap(),
-    );
-    let (did, secret, _) = srv.register(pk, ps, "slow-1").await;
+    let (did, secret) = srv.device_with_rate(60).await;
     let mut s = raw::session(&srv, &did, &secret, 30).await;
     let up = format!("dev/{did}/up");
     // 60 per minute allows a burst of 5; 20 at once must see refusals, and the connection stays
@@ -499,7 +487,8 @@ async fn outbound_respects_the_clients_receive_maximum() {
 #[tokio::test]
 async fn queued_commands_carry_and_honour_message_expiry() {
     use tokio::io::AsyncWriteExt;
-    let srv = Server::start_with(&[("RAMPART_COMMANDS__QUEUED_TTL_SECS", "2")]).await;
+    let srv =
+        Server::start_with(&[("RAMPART_COMMANDS__QUEUED_TTL_SECS", "2"), QUICK_RECONNECTS]).await;
     let (_, did, secret) = srv.device().await;
     let down = format!("dev/{did}/down");
     let path = format!("/v1/devices/{did}/commands");
@@ -568,23 +557,51 @@ async fn queued_commands_carry_and_honour_message_expiry() {
 pub(crate) mod raw {
     use tokio::io::AsyncReadExt;
 
-    fn string(out: &mut Vec<u8>, s: &[u8]) {
+    /// A length-prefixed string (or binary) field.
+    pub(crate) fn string(out: &mut Vec<u8>, s: &[u8]) {
         out.extend_from_slice(&(s.len() as u16).to_be_bytes());
         out.extend_from_slice(s);
     }
 
-    fn frame(first: u8, body: Vec<u8>) -> Vec<u8> {
-        assert!(body.len() < 16384);
-        let mut out = vec![first];
-        let n = body.len();
-        if n < 128 {
-            out.push(n as u8);
-        } else {
-            out.push((n % 128) as u8 | 0x80);
-            out.push((n / 128) as u8);
+    /// A Variable Byte Integer.
+    pub(crate) fn varint(out: &mut Vec<u8>, mut n: usize) {
+        loop {
+            let b = (n % 128) as u8;
+            n /= 128;
+            if n == 0 {
+                out.push(b);
+                return;
+            }
+            out.push(b | 0x80);
         }
+    }
+
+    /// A whole packet: first byte, Remaining Length, body.
+    pub(crate) fn frame(first: u8, body: Vec<u8>) -> Vec<u8> {
+        let mut out = vec![first];
+        varint(&mut out, body.len());
         out.extend(body);
         out
+    }
+
+    /// The body of a packet read by [`read_packet`] (after its fixed header).
+    pub(crate) fn body(packet: &[u8]) -> &[u8] {
+        let mut i = 1;
+        while packet[i] & 0x80 != 0 {
+            i += 1;
+        }
+        &packet[i + 1..]
+    }
+
+    /// MQTT 3.1.1 CONNECT (clean session) with user name and password.
+    pub(crate) fn connect_v311(client_id: &str, user: &str, pass: &str) -> Vec<u8> {
+        let mut b = Vec::new();
+        string(&mut b, b"MQTT");
+        b.extend_from_slice(&[4, 0b1100_0010, 0, 30]);
+        string(&mut b, client_id.as_bytes());
+        string(&mut b, user.as_bytes());
+        string(&mut b, pass.as_bytes());
+        frame(0x10, b)
     }
 
     pub(crate) fn connect_v5_keepalive(
@@ -652,7 +669,7 @@ pub(crate) mod raw {
         if first & 0x06 != 0 {
             b.extend_from_slice(&pid.to_be_bytes());
         }
-        b.push(props.len() as u8);
+        varint(&mut b, props.len());
         b.extend_from_slice(props);
         b.extend_from_slice(payload);
         frame(first, b)
@@ -665,21 +682,28 @@ pub(crate) mod raw {
         secret: &str,
         keepalive: u16,
     ) -> tokio::net::TcpStream {
-        use tokio::io::AsyncWriteExt;
         let (u, p) = crate::support::creds(did, secret);
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", srv.mqtt_plain))
-            .await
-            .unwrap();
-        s.write_all(&connect_v5_keepalive(did, &u, &p, keepalive))
-            .await
-            .unwrap();
-        let connack = read_packet(&mut s).await;
+        let (s, connack) = connect_with(srv, &connect_v5_keepalive(did, &u, &p, keepalive)).await;
         assert_eq!(
             (connack[0], connack[2], connack[3]),
             (0x20, 0x00, 0x00),
             "CONNACK success expected: {connack:02x?}"
         );
         s
+    }
+
+    /// Send `connect` on a new plain-TCP connection; the stream and the server's answer.
+    pub(crate) async fn connect_with(
+        srv: &crate::support::Server,
+        connect: &[u8],
+    ) -> (tokio::net::TcpStream, Vec<u8>) {
+        use tokio::io::AsyncWriteExt;
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", srv.mqtt_plain))
+            .await
+            .unwrap();
+        s.write_all(connect).await.unwrap();
+        let answer = read_packet(&mut s).await;
+        (s, answer)
     }
 
     /// PUBACK a command PUBLISH (QoS 1, no properties) and answer it with an ok ack (QoS 0).
@@ -714,6 +738,62 @@ pub(crate) mod raw {
         .await
         .unwrap();
         cmd["id"].as_str().unwrap().to_owned()
+    }
+
+    /// The next packet must be a DISCONNECT with `code`, and the connection must close after it.
+    /// Returns the DISCONNECT's body (reason code, properties).
+    pub(crate) async fn expect_disconnect(s: &mut tokio::net::TcpStream, code: u8) -> Vec<u8> {
+        let d = tokio::time::timeout(std::time::Duration::from_secs(10), read_packet(s))
+            .await
+            .expect("no DISCONNECT");
+        assert_eq!(
+            (d[0], body(&d)[0]),
+            (0xE0, code),
+            "DISCONNECT {code:#04x} expected: {d:02x?}"
+        );
+        expect_closed(s).await;
+        body(&d).to_vec()
+    }
+
+    /// Send `packet`: the server must answer DISCONNECT `code` with a reason string holding `why`
+    /// (may be empty), and close.
+    pub(crate) async fn disconnected_by(
+        s: &mut tokio::net::TcpStream,
+        packet: &[u8],
+        code: u8,
+        why: &str,
+    ) {
+        use tokio::io::AsyncWriteExt;
+        s.write_all(packet).await.unwrap();
+        let d = expect_disconnect(s, code).await;
+        assert!(says(&d, why), "{why:?} expected: {d:02x?}");
+    }
+
+    /// The server closes the connection (EOF or reset) without sending anything more.
+    pub(crate) async fn expect_closed(s: &mut tokio::net::TcpStream) {
+        let mut rest = Vec::new();
+        let r = tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut rest))
+            .await
+            .expect("the connection stayed open");
+        assert!(rest.is_empty(), "{r:?}: unexpected bytes {rest:02x?}");
+    }
+
+    /// Whether `packet` carries `text` (in a reason string); any packet carries "".
+    pub(crate) fn says(packet: &[u8], text: &str) -> bool {
+        text.is_empty() || packet.windows(text.len()).any(|w| w == text.as_bytes())
+    }
+
+    /// The server still serves devices: a new one connects and has a QoS 1 report acknowledged.
+    pub(crate) async fn assert_serving(srv: &crate::support::Server) {
+        use tokio::io::AsyncWriteExt;
+        let (_, did, secret) = srv.device().await;
+        let mut s = session(srv, &did, &secret, 30).await;
+        let up = format!("dev/{did}/up");
+        s.write_all(&publish_qos1_v5(&up, 1, br#"{"power":true}"#))
+            .await
+            .unwrap();
+        let ack = read_packet(&mut s).await;
+        assert_eq!(ack[..4], [0x40, 0x02, 0x00, 0x01], "{ack:02x?}");
     }
 
     /// Read one whole packet (fixed header included).
@@ -842,7 +922,7 @@ async fn will_is_published_and_presence_goes_offline_when_connection_drops() {
 
 #[tokio::test]
 async fn second_connection_takes_over_with_0x8e() {
-    let srv = Server::start().await;
+    let srv = Server::start_with(&[QUICK_RECONNECTS]).await;
     let (_, did, secret) = srv.device().await;
     let (u, p) = creds(&did, &secret);
     let (_c1, mut el1) = rumqttc::v5::AsyncClient::new(v5_options(&srv, &did, &u, &p), 10);

@@ -12,6 +12,11 @@ use std::time::{Duration, Instant};
 
 pub const ADMIN: &str = "test-admin-token-0123456789";
 
+/// For tests that connect one device again within a second on purpose (takeovers, resumed
+/// sessions): turns off the device's per-second connect rate (`mqtt.limits.device_connect_per_second`),
+/// which would answer CONNACK 0x9F. The per-minute rate and the storm ban stay.
+pub const QUICK_RECONNECTS: (&str, &str) = ("RAMPART_MQTT__LIMITS__DEVICE_CONNECT_PER_SECOND", "0");
+
 pub struct Server {
     child: Child,
     pub dir: tempfile::TempDir,
@@ -260,6 +265,29 @@ impl Server {
         let (pk, ps) = self.product(true, false).await;
         let (did, secret, _) = self.register(&pk, &ps, &format!("hw-{}", nonce())).await;
         (pk, did, secret)
+    }
+
+    /// A device of a fresh product (one `power` point) allowing `per_min` reports a minute:
+    /// (did, device_secret).
+    pub async fn device_with_rate(&self, per_min: u32) -> (String, String) {
+        let (s, v) = self
+            .admin(
+                "POST",
+                "/v1/products",
+                Some(
+                    json!({"name": "rated", "identity": {"dynamic_registration": true},
+                            "report_limit_per_min": per_min,
+                            "datapoints": [{"name": "power", "type": "bool"}]}),
+                ),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+        let (pk, ps) = (
+            v["product_key"].as_str().unwrap(),
+            v["product_secret"].as_str().unwrap(),
+        );
+        let (did, secret, _) = self.register(pk, ps, &format!("hw-{}", nonce())).await;
+        (did, secret)
     }
 
     pub async fn state(&self, did: &str) -> Value {

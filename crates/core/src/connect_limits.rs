@@ -1,0 +1,264 @@
+//! The MQTT edge's rate limits (issue 6, M13): configuration ([`MqttLimitsConfig`], the
+//! `[mqtt.limits]` section) and [`ConnectLimits`], the connect rates per source IP and per device
+//! and the reconnect-storm ban.
+//!
+//! One mechanism per device, three GCRA rates (`governor`) over the same key:
+//! - every *authenticated* CONNECT attempt of a device, accepted or not, is counted against the
+//!   storm rate (15 a minute); past it the device is banned for `reconnect_ban_secs` (5 minutes);
+//! - an authenticated attempt is then accepted only if the device's connect rates have room
+//!   (1 a second, 10 a minute); refused attempts do not use them up.
+//!
+//! Only a device that holds its credentials can trip its own limits: an attacker naming a did with
+//! a wrong password is refused by authentication and counts for nothing here, so it cannot ban
+//! the device. A banned device is refused *before* authentication ([`ConnectLimits::check_banned`]):
+//! no store read, no HMAC, no audit write. Refusals by these limits are never written to the store.
+//!
+//! Memory: devices are keyed by a 64-bit keyed hash of the did, IPs by address (IPv6 by its /64),
+//! each rate holds 8 bytes of state per key, and [`ConnectLimits::sweep`] forgets keys whose
+//! state is back to full and bans that have ended. No MQTT types here: the gateway turns a
+//! [`Refusal`] into CONNACK `0x9F` and its reason string.
+
+use crate::api_limits::{counted, KeyedRate, LimitState, Rate, Refusal};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::net::IpAddr;
+use std::sync::Mutex;
+
+/// The `[mqtt.limits]` section: connect rates and the report-abuse rule. The per-connection
+/// sizes (packet, topic, subscriptions, inflight) are plain `[mqtt]` keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttLimitsConfig {
+    /// New TCP connections per source IP (IPv6: per /64), checked at accept before any TLS work;
+    /// `per_minute = 0` turns it off.
+    pub connect_per_ip: Rate,
+    /// Accepted CONNECTs per device per second (0: no such limit).
+    pub device_connect_per_second: u32,
+    /// Accepted CONNECTs per device per minute (0: no such limit).
+    pub device_connect_per_minute: u32,
+    /// Authenticated CONNECT attempts per device per minute beyond which the device is banned
+    /// (0: no ban).
+    pub reconnect_storm_per_minute: u32,
+    /// How long a ban lasts.
+    pub reconnect_ban_secs: u64,
+    /// A connection whose refused publishes amount to this many seconds of its product's report
+    /// rate (they are forgiven at that rate) is closed with `0x96` (0: never).
+    pub report_abuse_secs: u32,
+}
+
+impl Default for MqttLimitsConfig {
+    fn default() -> Self {
+        MqttLimitsConfig {
+            connect_per_ip: Rate {
+                per_minute: 60_000,
+                burst: 1_000,
+            },
+            device_connect_per_second: 1,
+            device_connect_per_minute: 10,
+            reconnect_storm_per_minute: 15,
+            reconnect_ban_secs: 300,
+            report_abuse_secs: 10,
+        }
+    }
+}
+
+/// Limit names, as in `rampart_limit_refusals_total{limit}` and reason strings.
+pub const CONNECT_PER_IP: &str = "mqtt.connect_per_ip";
+pub const DEVICE_PER_SECOND: &str = "mqtt.device_connect.per_second";
+pub const DEVICE_PER_MINUTE: &str = "mqtt.device_connect.per_minute";
+pub const RECONNECT_STORM: &str = "mqtt.device_reconnect_storm";
+
+/// Run-time state of the connect limits; one per process (both MQTT listeners share it).
+pub struct ConnectLimits {
+    config: MqttLimitsConfig,
+    ip: KeyedRate<IpAddr>,
+    per_second: KeyedRate<u64>,
+    per_minute: KeyedRate<u64>,
+    storm: KeyedRate<u64>,
+    /// Banned device keys and when their ban ends (Unix ms).
+    bans: Mutex<HashMap<u64, i64>>,
+    /// Keyed, so that nobody can pick dids that share a slot.
+    hasher: std::collections::hash_map::RandomState,
+}
+
+fn per_minute(n: u32) -> Rate {
+    Rate {
+        per_minute: n,
+        burst: n,
+    }
+}
+
+impl ConnectLimits {
+    pub fn new(config: MqttLimitsConfig) -> ConnectLimits {
+        let per_second = Rate {
+            per_minute: config.device_connect_per_second.saturating_mul(60),
+            burst: config.device_connect_per_second,
+        };
+        ConnectLimits {
+            ip: KeyedRate::new(CONNECT_PER_IP, config.connect_per_ip),
+            per_second: KeyedRate::new(DEVICE_PER_SECOND, per_second),
+            per_minute: KeyedRate::new(
+                DEVICE_PER_MINUTE,
+                per_minute(config.device_connect_per_minute),
+            ),
+            storm: KeyedRate::new(
+                RECONNECT_STORM,
+                per_minute(config.reconnect_storm_per_minute),
+            ),
+            bans: Mutex::default(),
+            hasher: Default::default(),
+            config,
+        }
+    }
+
+    pub fn config(&self) -> &MqttLimitsConfig {
+        &self.config
+    }
+
+    fn key(&self, did: &str) -> u64 {
+        self.hasher.hash_one(did)
+    }
+
+    /// A new connection from `ip` (at accept, before TLS).
+    pub fn check_ip(&self, ip: IpAddr, now_ms: i64) -> Result<(), Refusal> {
+        let ip = match ip {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => {
+                    let mut o = v6.octets();
+                    o[8..].fill(0);
+                    IpAddr::V6(o.into())
+                }
+            },
+            v4 => v4,
+        };
+        counted(self.ip.check(&ip, now_ms)).map(|_| ())
+    }
+
+    /// Before authentication: refuse a device that is banned, at no cost. Counts nothing.
+    pub fn check_banned(&self, did: &str, now_ms: i64) -> Result<(), Refusal> {
+        let key = self.key(did);
+        let until = {
+            let bans = self.bans.lock().unwrap_or_else(|p| p.into_inner());
+            bans.get(&key).copied()
+        };
+        match until {
+            Some(until) if until > now_ms => counted(Err(self.ban_refusal(until, now_ms))),
+            _ => Ok(()),
+        }
+    }
+
+    fn ban_refusal(&self, until: i64, now_ms: i64) -> Refusal {
+        Refusal {
+            state: LimitState {
+                name: RECONNECT_STORM,
+                limit: u64::from(self.config.reconnect_storm_per_minute),
+                remaining: 0,
+                window_secs: 60,
+                reset_at_ms: until,
+            },
+            retry_after_ms: u64::try_from(until - now_ms).unwrap_or(0),
+        }
+    }
+
+    /// After authentication: count the attempt against the storm rate (banning the device when it
+    /// has no room), then take a slot of each connect rate.
+    pub fn admit_device(&self, did: &str, now_ms: i64) -> Result<(), Refusal> {
+        let key = self.key(did);
+        if self.storm.check(&key, now_ms).is_err() {
+            let until = now_ms.saturating_add(
+                i64::try_from(self.config.reconnect_ban_secs.saturating_mul(1000))
+                    .unwrap_or(i64::MAX),
+            );
+            self.bans
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key, until);
+            tracing::warn!(
+                did,
+                ban_secs = self.config.reconnect_ban_secs,
+                "device banned for a reconnect storm"
+            );
+            return counted(Err(self.ban_refusal(until, now_ms)));
+        }
+        counted(self.per_second.check(&key, now_ms))?;
+        counted(self.per_minute.check(&key, now_ms))?;
+        Ok(())
+    }
+
+    /// Forget keys whose rates are whole again and bans that have ended.
+    pub fn sweep(&self, now_ms: i64) {
+        for r in [&self.per_second, &self.per_minute, &self.storm] {
+            r.sweep();
+        }
+        self.ip.sweep();
+        let mut bans = self.bans.lock().unwrap_or_else(|p| p.into_inner());
+        bans.retain(|_, until| *until > now_ms);
+        bans.shrink_to_fit();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_rates_then_storm_ban() {
+        let l = ConnectLimits::new(MqttLimitsConfig::default());
+        assert!(l.admit_device("d1", 0).is_ok());
+        let r = l.admit_device("d1", 0).unwrap_err();
+        assert_eq!((r.state.name, r.state.limit), (DEVICE_PER_SECOND, 1));
+        assert!(l.admit_device("d2", 0).is_ok(), "another device");
+        // Refused attempts still count towards the storm: 15 attempts pass the storm rate, the
+        // 16th bans the device.
+        for _ in 2..15 {
+            assert_eq!(
+                l.admit_device("d1", 0).unwrap_err().state.name,
+                DEVICE_PER_SECOND
+            );
+        }
+        let r = l.admit_device("d1", 0).unwrap_err();
+        assert_eq!(r.state.name, RECONNECT_STORM);
+        assert_eq!(r.retry_after_ms, 300_000);
+        // banned before authentication, until the ban ends
+        assert!(l.check_banned("d1", 299_999).is_err());
+        assert!(l.check_banned("d2", 1_000).is_ok());
+        assert!(l.check_banned("d1", 300_000).is_ok());
+        l.sweep(300_000);
+        assert!(l.bans.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn ten_a_minute() {
+        let l = ConnectLimits::new(MqttLimitsConfig {
+            device_connect_per_second: 0,
+            ..MqttLimitsConfig::default()
+        });
+        for _ in 0..10 {
+            assert!(l.admit_device("d", 0).is_ok());
+        }
+        let r = l.admit_device("d", 0).unwrap_err();
+        assert_eq!(
+            (r.state.name, r.state.limit, r.state.window_secs),
+            (DEVICE_PER_MINUTE, 10, 60)
+        );
+    }
+
+    #[test]
+    fn ip_v6_by_prefix() {
+        let l = ConnectLimits::new(MqttLimitsConfig {
+            connect_per_ip: Rate {
+                per_minute: 1,
+                burst: 1,
+            },
+            ..MqttLimitsConfig::default()
+        });
+        assert!(l.check_ip("2001:db8::1".parse().unwrap(), 0).is_ok());
+        let r = l.check_ip("2001:db8::2".parse().unwrap(), 0).unwrap_err();
+        assert_eq!(r.state.name, CONNECT_PER_IP);
+        assert!(l.check_ip("2001:db8:0:1::1".parse().unwrap(), 0).is_ok());
+        assert!(l.check_ip("10.0.0.1".parse().unwrap(), 0).is_ok());
+        assert!(l.check_ip("::ffff:10.0.0.1".parse().unwrap(), 0).is_err());
+    }
+}
