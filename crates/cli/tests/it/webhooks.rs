@@ -190,8 +190,12 @@ fn borrowed<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'a str, &'a str)> {
     env.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
+/// The device of these tests reports in several short connections, back to back.
 async fn start_for(r: &Receiver, attempts: &str) -> Server {
-    Server::start_with(&borrowed(&r.env(attempts))).await
+    let env = r.env(attempts);
+    let mut env = borrowed(&env);
+    env.push(QUICK_RECONNECTS);
+    Server::start_with(&env).await
 }
 
 /// An enterprise with a product, a device and a read+control key.
