@@ -6,7 +6,7 @@
 //! No access rule lives here: every decision is `rampart_core::tenancy`'s.
 
 use crate::auth::{bearer, Admin};
-use crate::routes::{client_ip, page_of, Body, Q};
+use crate::routes::{client_ip, page_of, Body, PageQuery, Q};
 use crate::{AppState, ClientAddr, Error};
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::{request::Parts, StatusCode};
@@ -523,10 +523,7 @@ async fn admin_list_developers(
     _: Admin,
     Q(q): Q<DeveloperQuery>,
 ) -> Result<Json<Value>, Error> {
-    let (page, limit) = (q.page.unwrap_or(1), q.limit.unwrap_or(50));
-    if page < 1 || !(1..=200).contains(&limit) {
-        return Err(Error::invalid("page must be >= 1 and limit 1..=200"));
-    }
+    let (page, limit) = PageQuery::of(q.page, q.limit).resolve()?;
     let (rows, total) = s
         .core
         .list_developers(q.email.as_deref(), (page - 1) * limit, limit)

@@ -31,8 +31,8 @@ pub(crate) const MAX_LINE: usize = 64 * 1024;
 const MAX_COMMANDS: usize = 16;
 
 /// What a connection's reader hands to its session.
-#[derive(Debug)]
-pub(crate) enum Incoming {
+#[derive(Debug, PartialEq, Eq)]
+pub enum Incoming {
     Text(String),
     /// A message longer than [`MAX_LINE`] (dropped) or not text.
     Unreadable(&'static str),
@@ -170,6 +170,61 @@ pub(crate) async fn run_session(
     drop(consumer);
 }
 
+/// A client message after login, parsed (the session decides what it does).
+#[derive(Debug)]
+pub enum ClientMessage {
+    Ping,
+    /// `event_ack` with one or more delivery ids.
+    Ack(Vec<i64>),
+    /// `remote_control_req`: a command for `did`, answered with `req_id`.
+    Control {
+        req_id: Value,
+        did: String,
+        req: CommandRequest,
+    },
+}
+
+/// Parse one message a logged-in client sent; `Err` is the `invalid_msg` to answer with. Public
+/// for the fuzz targets.
+pub fn parse_client_message(text: &str) -> Result<ClientMessage, Value> {
+    let v: Value = match serde_json::from_str(text.trim()) {
+        Ok(v @ Value::Object(_)) => v,
+        Ok(_) => return Err(invalid_msg("INVALID_MESSAGE", "expected a JSON object")),
+        Err(e) => return Err(invalid_msg("INVALID_JSON", e.to_string())),
+    };
+    match v.get("cmd").and_then(Value::as_str) {
+        Some("ping") => Ok(ClientMessage::Ping),
+        Some("event_ack") => ack_ids(&v).map(ClientMessage::Ack),
+        Some("remote_control_req") => {
+            let req_id = v.get("req_id").cloned().unwrap_or(Value::Null);
+            let Some(did) = v.get("did").and_then(Value::as_str).map(str::to_owned) else {
+                return Err(invalid_msg(
+                    "INVALID_MESSAGE",
+                    "`remote_control_req` needs `did`",
+                ));
+            };
+            let req: CommandRequest = serde_json::from_value(json!({
+                "set": v.get("set"),
+                "action": v.get("action"),
+            }))
+            .map_err(|e| invalid_msg("INVALID_MESSAGE", e.to_string()))?;
+            Ok(ClientMessage::Control { req_id, did, req })
+        }
+        Some("login_req") => Err(invalid_msg(
+            "ALREADY_LOGGED_IN",
+            "this connection is logged in",
+        )),
+        Some(other) => Err(invalid_msg(
+            "UNKNOWN_CMD",
+            format!(
+                "unknown cmd `{}` (expected event_ack, ping or remote_control_req)",
+                other.chars().take(40).collect::<String>()
+            ),
+        )),
+        None => Err(invalid_msg("INVALID_MESSAGE", "missing `cmd`")),
+    }
+}
+
 /// Answer one client message (`None`: nothing to answer now).
 fn handle(
     core: &Core,
@@ -179,29 +234,11 @@ fn handle(
     commands: &mut usize,
     done: &mpsc::Sender<Value>,
 ) -> Option<Value> {
-    let v: Value = match serde_json::from_str(text.trim()) {
-        Ok(v @ Value::Object(_)) => v,
-        Ok(_) => return Some(invalid_msg("INVALID_MESSAGE", "expected a JSON object")),
-        Err(e) => return Some(invalid_msg("INVALID_JSON", e.to_string())),
-    };
-    match v.get("cmd").and_then(Value::as_str) {
-        Some("ping") => Some(json!({"cmd": "pong"})),
-        Some("event_ack") => ack(consumer, &v),
-        Some("remote_control_req") => {
-            let req_id = v.get("req_id").cloned().unwrap_or(Value::Null);
-            let Some(did) = v.get("did").and_then(Value::as_str).map(str::to_owned) else {
-                return Some(invalid_msg(
-                    "INVALID_MESSAGE",
-                    "`remote_control_req` needs `did`",
-                ));
-            };
-            let req: CommandRequest = match serde_json::from_value(json!({
-                "set": v.get("set"),
-                "action": v.get("action"),
-            })) {
-                Ok(r) => r,
-                Err(e) => return Some(invalid_msg("INVALID_MESSAGE", e.to_string())),
-            };
+    match parse_client_message(text) {
+        Err(answer) => Some(answer),
+        Ok(ClientMessage::Ping) => Some(json!({"cmd": "pong"})),
+        Ok(ClientMessage::Ack(ids)) => ack(consumer, ids),
+        Ok(ClientMessage::Control { req_id, did, req }) => {
             if *commands >= MAX_COMMANDS {
                 return Some(control_res(
                     &req_id,
@@ -221,51 +258,33 @@ fn handle(
             });
             None
         }
-        Some("login_req") => Some(invalid_msg(
-            "ALREADY_LOGGED_IN",
-            "this connection is logged in",
-        )),
-        Some(other) => Some(invalid_msg(
-            "UNKNOWN_CMD",
-            format!(
-                "unknown cmd `{}` (expected event_ack, ping or remote_control_req)",
-                other.chars().take(40).collect::<String>()
-            ),
-        )),
-        None => Some(invalid_msg("INVALID_MESSAGE", "missing `cmd`")),
     }
 }
 
-/// `event_ack` with `delivery_id` (one) or `delivery_ids` (several); answers only on error.
-fn ack(consumer: &mut Consumer, v: &Value) -> Option<Value> {
-    let ids: Vec<i64> = match (v.get("delivery_id"), v.get("delivery_ids")) {
+/// The ids of an `event_ack`: `delivery_id` (one) or `delivery_ids` (1 to 32,767).
+fn ack_ids(v: &Value) -> Result<Vec<i64>, Value> {
+    match (v.get("delivery_id"), v.get("delivery_ids")) {
         (Some(id), None) => match id.as_i64() {
-            Some(id) => vec![id],
-            None => {
-                return Some(invalid_msg(
-                    "INVALID_MESSAGE",
-                    "`delivery_id` must be an integer",
-                ))
-            }
-        },
-        (None, Some(Value::Array(a))) if !a.is_empty() && a.len() <= 32767 => {
-            match a.iter().map(Value::as_i64).collect::<Option<Vec<_>>>() {
-                Some(ids) => ids,
-                None => {
-                    return Some(invalid_msg(
-                        "INVALID_MESSAGE",
-                        "`delivery_ids` must be integers",
-                    ))
-                }
-            }
-        }
-        _ => {
-            return Some(invalid_msg(
+            Some(id) => Ok(vec![id]),
+            None => Err(invalid_msg(
                 "INVALID_MESSAGE",
-                "`event_ack` needs `delivery_id` or a non-empty `delivery_ids`",
-            ))
-        }
-    };
+                "`delivery_id` must be an integer",
+            )),
+        },
+        (None, Some(Value::Array(a))) if !a.is_empty() && a.len() <= 32767 => a
+            .iter()
+            .map(Value::as_i64)
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| invalid_msg("INVALID_MESSAGE", "`delivery_ids` must be integers")),
+        _ => Err(invalid_msg(
+            "INVALID_MESSAGE",
+            "`event_ack` needs `delivery_id` or a non-empty `delivery_ids`",
+        )),
+    }
+}
+
+/// Acknowledge `ids`; answers only when some are not this connection's.
+fn ack(consumer: &mut Consumer, ids: Vec<i64>) -> Option<Value> {
     let unknown: Vec<i64> = ids
         .into_iter()
         .filter(|id| consumer.ack(*id).is_err())

@@ -11,6 +11,7 @@
 
 use crate::events::{self, Incoming, LoginFields, Outgoing, MAX_LINE};
 use rampart_core::access_keys::KeyAuthError;
+use rampart_core::events::Subscription;
 use rampart_core::Core;
 use serde_json::Value;
 use std::future::Future;
@@ -145,27 +146,8 @@ async fn log_in(
     ),
     Value,
 > {
-    #[derive(serde::Deserialize)]
-    struct LoginReq {
-        cmd: String,
-        key_id: String,
-        signature: String,
-        #[serde(flatten)]
-        fields: LoginFields,
-    }
-    let req: LoginReq = serde_json::from_str(line.trim()).map_err(|e| {
-        events::login_refused("INVALID_LOGIN", format!("expected a login_req: {e}"))
-    })?;
-    if req.cmd != "login_req" {
-        return Err(events::login_refused(
-            "LOGIN_REQUIRED",
-            "the first message must be a login_req",
-        ));
-    }
-    let sub = req
-        .fields
-        .subscription()
-        .map_err(|e| refusal(crate::Error::from(e)))?;
+    let req = parse_login_req(line)?;
+    let sub = req.subscription;
     let key = core
         .authenticate_key_challenge(&req.key_id, challenge, &req.signature, Some(peer.ip()))
         .await
@@ -185,55 +167,158 @@ async fn log_in(
     Ok((key, consumer, answer))
 }
 
+/// A `login_req`, parsed; the key and its answer to the challenge are not checked yet.
+#[derive(Debug)]
+pub struct LoginReq {
+    pub key_id: String,
+    /// The claimed HMAC of the challenge.
+    pub signature: String,
+    pub subscription: Subscription,
+}
+
+/// Parse the first line of a connection; `Err` is the `login_res` refusal to send before
+/// closing. Public for the fuzz targets.
+pub fn parse_login_req(line: &str) -> Result<LoginReq, Value> {
+    #[derive(serde::Deserialize)]
+    struct Wire {
+        cmd: String,
+        key_id: String,
+        signature: String,
+        #[serde(flatten)]
+        fields: LoginFields,
+    }
+    let req: Wire = serde_json::from_str(line.trim()).map_err(|e| {
+        events::login_refused("INVALID_LOGIN", format!("expected a login_req: {e}"))
+    })?;
+    if req.cmd != "login_req" {
+        return Err(events::login_refused(
+            "LOGIN_REQUIRED",
+            "the first message must be a login_req",
+        ));
+    }
+    let subscription = req
+        .fields
+        .subscription()
+        .map_err(|e| refusal(crate::Error::from(e)))?;
+    Ok(LoginReq {
+        key_id: req.key_id,
+        signature: req.signature,
+        subscription,
+    })
+}
+
 fn refusal(e: crate::Error) -> Value {
     events::login_refused(e.code, e.message)
 }
 
-/// Split the socket into lines (at most [`MAX_LINE`] bytes each) for the session.
+/// Split the socket into lines for the session.
 async fn read_lines(
     mut read: tokio::io::ReadHalf<tokio_rustls::server::TlsStream<TcpStream>>,
     tx: mpsc::Sender<Incoming>,
 ) {
-    let mut buf: Vec<u8> = Vec::new();
+    let mut lines = LineSplitter::new(MAX_LINE);
     let mut chunk = [0u8; 4096];
-    // Inside an over-long line: drop bytes up to its newline.
-    let mut skipping = false;
     loop {
         let n = match read.read(&mut chunk).await {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        let mut rest = &chunk[..n];
-        while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
-            let (head, tail) = rest.split_at(pos);
-            rest = &tail[1..];
-            if skipping {
-                skipping = false;
-                buf.clear();
-                continue;
-            }
-            buf.extend_from_slice(head);
-            let item = match String::from_utf8(std::mem::take(&mut buf)) {
-                Ok(s) => Incoming::Text(s),
-                Err(_) => Incoming::Unreadable("a message must be UTF-8 text"),
-            };
+        for item in lines.push(&chunk[..n]) {
             if tx.send(item).await.is_err() {
                 return;
             }
         }
-        if !skipping {
-            buf.extend_from_slice(rest);
-            if buf.len() > MAX_LINE {
-                buf = Vec::new();
-                skipping = true;
-                if tx
-                    .send(Incoming::Unreadable("message longer than 64 KiB"))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
+    }
+}
+
+/// Cuts a byte stream into newline-terminated messages of at most `max` bytes (the socket:
+/// [`MAX_LINE`]). A longer line is dropped (one `Unreadable` when it passes the limit, then
+/// nothing up to its newline); a line that is not UTF-8 is `Unreadable`. Between calls it holds
+/// at most `max` bytes, and how the stream is cut into calls does not change what comes out.
+/// Public for the fuzz targets.
+#[derive(Debug)]
+pub struct LineSplitter {
+    max: usize,
+    buf: Vec<u8>,
+    /// Inside an over-long line: drop bytes up to its newline.
+    skipping: bool,
+}
+
+impl LineSplitter {
+    pub fn new(max: usize) -> LineSplitter {
+        LineSplitter {
+            max,
+            buf: Vec::new(),
+            skipping: false,
+        }
+    }
+
+    /// Take the next bytes read; returns the messages they complete, in order.
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<Incoming> {
+        let mut out = Vec::new();
+        let mut rest = bytes;
+        while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
+            let (head, tail) = rest.split_at(pos);
+            rest = &tail[1..];
+            if self.skipping {
+                self.skipping = false;
+                self.buf.clear();
+                continue;
+            }
+            self.buf.extend_from_slice(head);
+            if self.buf.len() > self.max {
+                self.buf = Vec::new();
+                out.push(Incoming::Unreadable(TOO_LONG));
+                continue;
+            }
+            out.push(match String::from_utf8(std::mem::take(&mut self.buf)) {
+                Ok(s) => Incoming::Text(s),
+                Err(_) => Incoming::Unreadable("a message must be UTF-8 text"),
+            });
+        }
+        if !self.skipping {
+            self.buf.extend_from_slice(rest);
+            if self.buf.len() > self.max {
+                self.buf = Vec::new();
+                self.skipping = true;
+                out.push(Incoming::Unreadable(TOO_LONG));
             }
         }
+        out
+    }
+
+    /// Bytes held for an unfinished line.
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+}
+
+const TOO_LONG: &str = "message longer than 64 KiB";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_over_the_limit_is_refused_however_the_reads_cut_it() {
+        // Before the splitter checked complete lines, a line of up to MAX_LINE + 4095 bytes that
+        // ended inside a 4 KiB read passed as text.
+        let stream = [vec![b'a'; MAX_LINE + 1], b"\n{\"cmd\":\"ping\"}\n".to_vec()].concat();
+        for step in [1, 7, 4096, stream.len()] {
+            let mut lines = LineSplitter::new(MAX_LINE);
+            let out: Vec<Incoming> = stream.chunks(step).flat_map(|c| lines.push(c)).collect();
+            assert_eq!(
+                out,
+                [
+                    Incoming::Unreadable(TOO_LONG),
+                    Incoming::Text("{\"cmd\":\"ping\"}".into())
+                ],
+                "reads of {step} bytes"
+            );
+            assert_eq!(lines.pending(), 0);
+        }
+        let mut lines = LineSplitter::new(MAX_LINE);
+        let exact = [vec![b'a'; MAX_LINE], b"\n".to_vec()].concat();
+        assert!(matches!(&lines.push(&exact)[..], [Incoming::Text(t)] if t.len() == MAX_LINE));
     }
 }

@@ -22,6 +22,13 @@ mod ws;
 pub use error::Error;
 pub use events_tcp::{serve_events, EventsTcpConfig};
 
+/// The event stream's parsers of client input, public for the fuzz targets (`fuzz/`): the TLS
+/// socket's line splitter, its `login_req`, and the messages of a logged-in session.
+pub mod event_stream_input {
+    pub use crate::events::{parse_client_message, ClientMessage, Incoming};
+    pub use crate::events_tcp::{parse_login_req, LineSplitter, LoginReq};
+}
+
 use axum::http::{header, HeaderValue};
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};

@@ -187,7 +187,7 @@ impl Op {
     fn paged(self) -> Op {
         self.query(
             "page",
-            json!({"type": "integer", "minimum": 1, "default": 1}),
+            json!({"type": "integer", "minimum": 1, "maximum": crate::routes::MAX_PAGE, "default": 1}),
             "page, from 1",
         )
         .query(

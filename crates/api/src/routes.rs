@@ -157,12 +157,19 @@ pub(crate) struct Paging {
     pub(crate) product_key: Option<String>,
 }
 
+/// The last page a list answers: `(page - 1) * limit` stays far inside `i64` (a larger page
+/// overflowed it, which panicked the handler in a debug build).
+pub(crate) const MAX_PAGE: i64 = 1_000_000;
+
 impl Paging {
+    /// `(page, limit)`: page 1..=[`MAX_PAGE`] (default 1), limit 1..=200 (default 50).
     pub(crate) fn resolve(&self) -> Result<(i64, i64), Error> {
         let page = self.page.unwrap_or(1);
         let limit = self.limit.unwrap_or(50);
-        if page < 1 || !(1..=200).contains(&limit) {
-            return Err(Error::invalid("page must be >= 1 and limit 1..=200"));
+        if !(1..=MAX_PAGE).contains(&page) || !(1..=200).contains(&limit) {
+            return Err(Error::invalid(format!(
+                "page must be 1..={MAX_PAGE} and limit 1..=200"
+            )));
         }
         Ok((page, limit))
     }

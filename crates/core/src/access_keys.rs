@@ -245,17 +245,24 @@ fn signature_matches(secret: &[u8], canonical: &str, given: &str) -> bool {
     rampart_proto::sign::verify_hex(secret, canonical, given)
 }
 
-/// The parameters of the `Authorization` header.
-#[derive(Debug, PartialEq, Eq)]
-struct AuthParams<'a> {
-    key_id: &'a str,
-    ts_text: &'a str,
-    ts: i64,
-    nonce: &'a str,
-    signature: &'a str,
+/// The parameters of the `Authorization` header, as given (nothing here is checked against a key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthParams<'a> {
+    /// 1-64 printable ASCII characters.
+    pub key_id: &'a str,
+    /// `ts` as sent (1-16 digits): the canonical string signs this text.
+    pub ts_text: &'a str,
+    pub ts: i64,
+    /// 8-64 characters of `[A-Za-z0-9_-]`.
+    pub nonce: &'a str,
+    /// 64 lowercase hex digits.
+    pub signature: &'a str,
 }
 
-fn parse_authorization(h: &str) -> Option<AuthParams<'_>> {
+/// Parse `RAMPART-HMAC-SHA256 key_id=..., ts=..., nonce=..., signature=...` (parameters in any
+/// order, each exactly once, nothing else); `None` for anything else. Public for the fuzz
+/// targets; the only caller that decides anything with it is [`Core::authenticate_access_key`].
+pub fn parse_authorization(h: &str) -> Option<AuthParams<'_>> {
     let rest = h.strip_prefix(SCHEME)?.strip_prefix(' ')?;
     let (mut key_id, mut ts, mut nonce, mut sig) = (None, None, None, None);
     for part in rest.split(',') {

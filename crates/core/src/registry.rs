@@ -36,6 +36,30 @@ pub struct RegisterRequest {
     pub sign: String,
 }
 
+impl RegisterRequest {
+    /// Check the fields' grammar (product key, hardware id, nonce) and build the canonical string
+    /// the `sign` field must be the HMAC of. Touches no store and no clock: the time window, the
+    /// signature and the nonce's single use are [`Core::register`]'s. Public for the fuzz targets.
+    pub fn signed_message(&self) -> Result<(ProductKey, String)> {
+        let pk = ProductKey::parse(&self.product_key).map_err(|e| Error::Invalid(e.to_string()))?;
+        if !valid_hardware_id(&self.hardware_id) {
+            return Err(Error::Invalid(
+                "hardware_id: 1-64 printable ASCII, no space, `&`, `=` or `|`".into(),
+            ));
+        }
+        if self.nonce.len() < 8
+            || self.nonce.len() > 64
+            || !self.nonce.bytes().all(|b| b.is_ascii_alphanumeric())
+        {
+            return Err(Error::Invalid(
+                "nonce: 8-64 characters of [A-Za-z0-9]".into(),
+            ));
+        }
+        let msg = sign::register_string(pk.as_str(), &self.hardware_id, self.ts, &self.nonce);
+        Ok((pk, msg))
+    }
+}
+
 /// The answer: `device_secret` only in mode product.
 #[derive(Serialize)]
 pub struct Registered {
@@ -174,25 +198,11 @@ impl Core {
     }
 
     async fn register_inner(&self, req: &RegisterRequest) -> Result<Registered> {
-        let pk = ProductKey::parse(&req.product_key).map_err(|e| Error::Invalid(e.to_string()))?;
-        if !valid_hardware_id(&req.hardware_id) {
-            return Err(Error::Invalid(
-                "hardware_id: 1-64 printable ASCII, no space, `&`, `=` or `|`".into(),
-            ));
-        }
-        if req.nonce.len() < 8
-            || req.nonce.len() > 64
-            || !req.nonce.bytes().all(|b| b.is_ascii_alphanumeric())
-        {
-            return Err(Error::Invalid(
-                "nonce: 8-64 characters of [A-Za-z0-9]".into(),
-            ));
-        }
+        let (pk, msg) = req.signed_message()?;
         let now = now_ms();
         if (now - req.ts).abs() > self.config().clock_window_ms {
             return Err(Error::Unauthorized);
         }
-        let msg = sign::register_string(pk.as_str(), &req.hardware_id, req.ts, &req.nonce);
         // Find the key to check the signature with; a missing product or serial is checked against a
         // random key so timing and answer match a bad signature.
         let key: Secret = match req.mode {

@@ -106,12 +106,8 @@ struct ErrorDetail {
     message: String,
 }
 
-/// Read the server's answer to a registration made in `mode`.
-pub(crate) fn parse_response(
-    status: u16,
-    body: &[u8],
-    mode: RegisterMode,
-) -> Result<Registration, Error> {
+/// Read the server's answer to a registration made in `mode` (public for the fuzz targets).
+pub fn parse_response(status: u16, body: &[u8], mode: RegisterMode) -> Result<Registration, Error> {
     if !(200..300).contains(&status) {
         return Err(match serde_json::from_slice::<ErrorBody>(body) {
             Ok(e) => Error::Rejected {

@@ -5,6 +5,7 @@ mod accounts;
 mod cli;
 mod commands;
 mod developers;
+mod durability;
 mod enterprise_api;
 mod event_stream;
 mod idle;

@@ -58,6 +58,19 @@ impl Server {
             assert!(Instant::now() < deadline, "server did not stop");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        self.start_again(env).await
+    }
+
+    /// Kill the server with SIGKILL (no chance to flush or close anything), wait for it to be
+    /// gone, and start again on the same data directory with `env`.
+    pub async fn crash_restart(mut self, env: &[(&str, &str)]) -> Server {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("wait for the killed server");
+        self.start_again(env).await
+    }
+
+    /// Start on this server's data directory once its process has exited.
+    async fn start_again(mut self, env: &[(&str, &str)]) -> Server {
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
         std::fs::remove_file(dir.path().join("listeners.json")).unwrap();
         Server::start_in(dir, env).await
@@ -371,11 +384,22 @@ pub fn v5_options(
     user: &str,
     pass: &str,
 ) -> rumqttc::v5::MqttOptions {
-    let mut o = rumqttc::v5::MqttOptions::new(client_id, "localhost", srv.mqtt_tls);
+    v5_options_at(srv.mqtt_tls, &srv.ca_path(), client_id, user, pass)
+}
+
+/// MQTT 5 over TLS to `localhost:port`, trusting the certificate at `ca`.
+pub fn v5_options_at(
+    port: u16,
+    ca: &Path,
+    client_id: &str,
+    user: &str,
+    pass: &str,
+) -> rumqttc::v5::MqttOptions {
+    let mut o = rumqttc::v5::MqttOptions::new(client_id, "localhost", port);
     o.set_credentials(user, pass);
     o.set_keep_alive(Duration::from_secs(30));
     o.set_transport(rumqttc::Transport::tls_with_config(
-        rumqttc::TlsConfiguration::Rustls(tls_config(&srv.ca_path())),
+        rumqttc::TlsConfiguration::Rustls(tls_config(ca)),
     ));
     o
 }
