@@ -188,8 +188,24 @@ impl Store {
                     (Some(j), None) => {
                         sqlx::query(JOURNAL).bind(j).execute(p).await?;
                     }
+                    // Presence is soft state (the server marks every device offline when it starts),
+                    // so a batch of presence alone must be visible, not durable: it commits without
+                    // an fsync, and the next durable commit syncs the log up to and past it.
                     (None, Some(s)) => {
-                        sqlx::query(SQLITE_PRESENCE).bind(s).execute(p).await?;
+                        let mut c = p.acquire().await?;
+                        sqlx::query("PRAGMA synchronous = NORMAL")
+                            .execute(&mut *c)
+                            .await?;
+                        let res = sqlx::query(SQLITE_PRESENCE).bind(s).execute(&mut *c).await;
+                        if let Err(e) = sqlx::query("PRAGMA synchronous = FULL")
+                            .execute(&mut *c)
+                            .await
+                        {
+                            // Never hand a connection that does not sync back to the pool.
+                            let _ = sqlx::Connection::close(c.detach()).await;
+                            return Err(e.into());
+                        }
+                        res?;
                     }
                     (None, None) => {}
                 }
@@ -203,6 +219,12 @@ impl Store {
             }
             Db::Postgres(p) => {
                 let mut tx = p.begin().await?;
+                if reports.is_empty() {
+                    // Presence alone is soft state (see the SQLite branch): no wait for the WAL flush.
+                    sqlx::query("SET LOCAL synchronous_commit = off")
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 if !reports.is_empty() {
                     let mut merged = Pending::default();
                     for r in reports {
@@ -593,6 +615,29 @@ mod tests {
         apply_journal(&mut r, []);
         assert_eq!(r.state, "not json");
         assert_eq!(r.last_seen, None);
+    }
+
+    /// A presence-only batch commits without an fsync; the writer's connection must be back to
+    /// syncing every commit afterwards, or acknowledged reports would stop being durable.
+    #[tokio::test]
+    async fn presence_batches_leave_the_writer_syncing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open_sqlite(&dir.path().join("t.db")).await.unwrap();
+        let sync = || async {
+            let w = s.report_writer.as_ref().unwrap();
+            sqlx::query_scalar::<_, i64>("PRAGMA synchronous")
+                .fetch_one(w)
+                .await
+                .unwrap()
+        };
+        assert_eq!(sync().await, 2, "FULL to begin with");
+        let seen = PresenceRow {
+            did: "nobody".into(),
+            online: true,
+            ts: 1,
+        };
+        s.record_batch(&[], &[seen]).await.unwrap();
+        assert_eq!(sync().await, 2, "FULL again after a presence-only batch");
     }
 
     #[test]
