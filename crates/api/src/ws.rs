@@ -115,6 +115,12 @@ pub(crate) fn event_json(ev: &DeviceEvent) -> (&str, Value) {
             did,
             json!({"did": did, "kind": "ack", "id": id, "status": status, "ts": ts}),
         ),
+        DeviceEvent::Registered {
+            did, ts, created, ..
+        } => (
+            did,
+            json!({"did": did, "kind": "registered", "created": created, "ts": ts}),
+        ),
     }
 }
 
@@ -303,6 +309,16 @@ mod tests {
                     status: "ok".into(),
                 },
                 json!({"did": "d", "kind": "ack", "id": "c1", "status": "ok", "ts": 4}),
+            ),
+            (
+                DeviceEvent::Registered {
+                    did: "d".into(),
+                    ts: 5,
+                    hardware_id: "hw".into(),
+                    mode: "product".into(),
+                    created: true,
+                },
+                json!({"did": "d", "kind": "registered", "created": true, "ts": 5}),
             ),
         ];
         for (ev, want) in cases {

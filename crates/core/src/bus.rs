@@ -75,6 +75,15 @@ pub enum DeviceEvent {
         id: String,
         status: String,
     },
+    /// A device proved itself at registration: created (`created`), or a known one registered
+    /// again (its secret rotated in mode `product`).
+    Registered {
+        did: String,
+        ts: i64,
+        hardware_id: String,
+        mode: String,
+        created: bool,
+    },
 }
 
 /// Most messages waiting in one session's inbox; a full inbox refuses more.

@@ -29,8 +29,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-/// Event kinds a login may ask for. The first four are produced today; the others are accepted
-/// so that a subscription can name them, and produce nothing yet.
+/// Event kinds a login may ask for. `device_online`, `device_offline`, `device_status_kv`,
+/// `device_ack` and `device_registered` are produced today; the others are accepted so that a
+/// subscription can name them, and produce nothing yet.
 pub const KINDS: &[&str] = &[
     "device_online",
     "device_offline",
@@ -492,6 +493,18 @@ fn describe(ev: &DeviceEvent) -> (&str, &'static str, i64, serde_json::Value) {
             "device_ack",
             *ts,
             json!({ "id": id, "status": status }),
+        ),
+        DeviceEvent::Registered {
+            did,
+            ts,
+            hardware_id,
+            mode,
+            created,
+        } => (
+            did,
+            "device_registered",
+            *ts,
+            json!({ "hardware_id": hardware_id, "mode": mode, "created": created }),
         ),
     }
 }

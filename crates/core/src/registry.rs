@@ -2,6 +2,7 @@
 //! signed registration in both modes (product secret or factory device secret).
 
 use crate::audit::{Actor, AuditEvent};
+use crate::bus::DeviceEvent;
 use crate::secret::{random_from, random_hex, Secret};
 use crate::{now_ms, Core, Error, Result};
 use rampart_proto::ids::{valid_hardware_id, ProductKey};
@@ -272,6 +273,17 @@ impl Core {
         }
     }
 
+    /// Tell the event stream (and webhooks) that a device registered, after its row is stored.
+    fn announce_registered(&self, did: &str, hardware_id: &str, mode: &str, created: bool) {
+        self.bus().publish_event(DeviceEvent::Registered {
+            did: did.to_owned(),
+            ts: now_ms(),
+            hardware_id: hardware_id.to_owned(),
+            mode: mode.to_owned(),
+            created,
+        });
+    }
+
     /// Create the device for (product, hardware), or for a known one keep its did and, with
     /// `rotate`, replace its secret (the old secret stops working and its session is closed).
     async fn upsert_device(
@@ -288,6 +300,7 @@ impl Core {
                 self.bus().kick(&d.did);
             }
             let passcode = self.key().open_string(&d.passcode_enc)?;
+            self.announce_registered(&d.did, hid, mode, false);
             return Ok((d.did, passcode.expose().to_owned()));
         }
         let did = random_from(DID_ALPHABET, 20);
@@ -305,7 +318,10 @@ impl Core {
             state: "{}".into(),
         };
         match self.store().insert_device(&row).await {
-            Ok(()) => Ok((did, passcode.expose().to_owned())),
+            Ok(()) => {
+                self.announce_registered(&did, hid, mode, true);
+                Ok((did, passcode.expose().to_owned()))
+            }
             // A concurrent registration of the same hardware won; answer with its did.
             Err(StoreError::Conflict) => {
                 let d = self

@@ -128,6 +128,20 @@ pub(crate) async fn product(srv: &Server, ent: &str) -> (String, String) {
     )
 }
 
+/// An enterprise with a product (see [`product`]) and a read-only key for it.
+async fn read_tenant(srv: &Server, name: &str) -> (String, String, Key) {
+    let ent = enterprise(srv, name).await;
+    let (pk, ps) = product(srv, &ent).await;
+    let key = new_key(
+        srv,
+        ADMIN,
+        &ent,
+        json!({"products": [pk], "scopes": ["read"], "allow_ips": ["127.0.0.1/32"]}),
+    )
+    .await;
+    (pk, ps, key)
+}
+
 /// Connect `did` and publish reports `seq` = 1..=n (QoS 1, each acknowledged after its commit).
 pub(crate) async fn report_sequence(srv: &Server, did: &str, secret: &str, n: i64) {
     let (u, p) = creds(did, secret);
@@ -218,15 +232,7 @@ impl Seen {
 #[tokio::test]
 async fn tls_stream_delivers_every_event_across_consumers_and_subkeys() {
     let srv = Server::start().await;
-    let ent = enterprise(&srv, "Stream Co").await;
-    let (pk, ps) = product(&srv, &ent).await;
-    let key = new_key(
-        &srv,
-        ADMIN,
-        &ent,
-        json!({"products": [pk], "scopes": ["read"], "allow_ips": ["127.0.0.1/32"]}),
-    )
-    .await;
+    let (pk, ps, key) = read_tenant(&srv, "Stream Co").await;
     let mut devices = Vec::new();
     for i in 0..3 {
         devices.push(
@@ -678,4 +684,45 @@ async fn websocket_with_signed_upgrade() {
     let got = [ws_next(&mut ws).await, ws_next(&mut ws).await];
     assert_eq!(got[0]["code"], "INVALID_JSON", "{got:?}");
     assert_eq!(got[1]["cmd"], "pong", "{got:?}");
+}
+
+/// A registration (a new device, then the same hardware again) reaches a consumer that asked for
+/// `device_registered`, with the device's hardware id and mode.
+#[tokio::test]
+async fn registrations_are_streamed() {
+    let srv = Server::start().await;
+    let (pk, ps, key) = read_tenant(&srv, "Registrations Co").await;
+    let (mut st, res) = Stream::login(
+        &srv,
+        &key,
+        json!({"products": [pk], "events": ["device_registered"], "subkey": "reg"}),
+    )
+    .await;
+    assert_eq!(res["result"], true, "{res}");
+    let hw = format!("hw-reg-{}", nonce());
+    let (did, _, _) = srv.register(&pk, &ps, &hw).await;
+    let (again, _, _) = srv.register(&pk, &ps, &hw).await;
+    assert_eq!(did, again);
+    for created in [true, false] {
+        let m = st.recv().await;
+        assert_eq!(
+            (
+                m["cmd"].as_str(),
+                m["event_type"].as_str(),
+                m["did"].as_str()
+            ),
+            (
+                Some("event_push"),
+                Some("device_registered"),
+                Some(did.as_str())
+            ),
+            "{m}"
+        );
+        assert_eq!(
+            m["data"],
+            json!({"hardware_id": hw, "mode": "product", "created": created}),
+            "{m}"
+        );
+        st.ack(m["delivery_id"].as_i64().unwrap()).await;
+    }
 }
