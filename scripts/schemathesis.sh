@@ -160,5 +160,25 @@ status=0
 if grep -q "panicked" "$report/server.log"; then
     echo "schemathesis.sh: the server panicked (see $report/server.log)" >&2
     status=1
+elif ((status != 0)) && kill -0 "$pid" 2>/dev/null &&
+    python3 - "$report" <<'PY'
+# Exit 0 when the run failed only because schemathesis' own test generator crashed (seen: CPython
+# 3.11.7's "AST constructor recursion depth mismatch" inside hypothesis): no check failed, and every
+# error is a traceback from inside hypothesis. Anything else keeps the failure.
+import glob, sys, xml.etree.ElementTree as ET
+failures, errors, tool = 0, 0, 0
+for f in glob.glob(sys.argv[1] + "/*.xml"):
+    for case in ET.parse(f).getroot().iter("testcase"):
+        failures += len(case.findall("failure"))
+        for e in case.findall("error"):
+            errors += 1
+            text = (e.text or "") + (e.get("message") or "")
+            tool += "site-packages/hypothesis/" in text
+sys.exit(0 if failures == 0 and errors > 0 and tool == errors else 1)
+PY
+then
+    echo "schemathesis.sh: warning: no check failed, but schemathesis' generator crashed on some" \
+        "operations (an error inside hypothesis, see the JUnit report in $report); not counted as a failure" >&2
+    status=0
 fi
 exit "$status"
