@@ -164,8 +164,7 @@ pub async fn serve_with(
         };
         let ip = peer.ip().to_canonical();
         let Some(guard) = per_ip.enter(ip, limits.max_connections_per_ip) else {
-            metrics::counter!("rampart_limit_refusals_total", "limit" => "http.connections_per_ip")
-                .increment(1);
+            rampart_core::api_limits::count_refusal("http.connections_per_ip");
             tracing::debug!(%peer, "HTTP connection refused: too many from this address");
             drop(sock);
             continue;

@@ -222,9 +222,15 @@ pub struct ApiLimits {
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 86_400_000;
 
+/// Count one refusal by the limit `name` (`rampart_limit_refusals_total{limit}`, the one metric
+/// every edge's limits share).
+pub fn count_refusal(name: &'static str) {
+    metrics::counter!("rampart_limit_refusals_total", "limit" => name).increment(1);
+}
+
 pub(crate) fn counted<T>(r: Result<T, Refusal>) -> Result<T, Refusal> {
     if let Err(e) = &r {
-        metrics::counter!("rampart_limit_refusals_total", "limit" => e.state.name).increment(1);
+        count_refusal(e.state.name);
         tracing::info!(
             limit = e.state.name,
             retry_after_ms = e.retry_after_ms,

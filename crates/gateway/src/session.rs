@@ -5,6 +5,7 @@ use crate::conn::Conn;
 use crate::idle::Resume;
 use crate::{ConnGuard, Shared};
 use bytes::BytesMut;
+use rampart_core::api_limits::count_refusal;
 use rampart_core::bus::{Inbox, KickReason, Message, ParkedSession, ToSession};
 use rampart_core::devices::{ConnectRefusal, DeviceAuth};
 use rampart_core::Error as CoreError;
@@ -37,10 +38,6 @@ const INFLIGHT: &str = "mqtt.inflight";
 const PACKET_SIZE: &str = "mqtt.packet_size";
 const TOPIC_LENGTH: &str = "mqtt.topic_length";
 const SUBSCRIPTIONS: &str = "mqtt.subscriptions";
-
-fn count_refusal(limit: &'static str) {
-    metrics::counter!("rampart_limit_refusals_total", "limit" => limit).increment(1);
-}
 
 /// An inbound QoS 1 publish not yet acknowledged: PUBACKs go out in the order the publishes came
 /// in, so an answer that is ready waits behind an earlier report still being committed.
