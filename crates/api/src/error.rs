@@ -89,6 +89,10 @@ impl From<CoreError> for Error {
             CoreError::RateLimited(m) => Error::new(S::TOO_MANY_REQUESTS, "RATE_LIMITED", m),
             CoreError::Limited(r) => Error::from(*r),
             CoreError::UrlRefused(m) => Error::new(S::BAD_REQUEST, "WEBHOOK_URL_REFUSED", m),
+            CoreError::UnsupportedContent(m) => {
+                Error::new(S::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE", m)
+            }
+            CoreError::TooLarge(m) => Error::new(S::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", m),
             e @ (CoreError::Store(_) | CoreError::Internal(_)) => {
                 tracing::error!(error = %e, "internal error");
                 Error::new(S::INTERNAL_SERVER_ERROR, "INTERNAL", "internal error")

@@ -65,6 +65,15 @@ pub struct HttpLimits {
     pub header_read_timeout: Duration,
     /// Open connections per source address; further ones are closed at accept. 0: no cap.
     pub max_connections_per_ip: usize,
+    /// Speak HTTP/2 (ALPN `h2` on HTTPS, prior knowledge on plain HTTP); false: HTTP/1.1 only.
+    pub http2: bool,
+    /// HTTP/2: streams a client may have open at once on one connection.
+    pub h2_max_concurrent_streams: u32,
+    /// HTTP/2: largest header list (decoded names and values plus 32 bytes per field).
+    pub h2_max_header_list_bytes: u32,
+    /// HTTP/2: interval of the server's keep-alive PINGs; a PING unanswered for as long again
+    /// closes the connection.
+    pub h2_keepalive_interval: Duration,
 }
 
 impl Default for HttpLimits {
@@ -74,6 +83,10 @@ impl Default for HttpLimits {
             body_read_timeout: Duration::from_secs(30),
             header_read_timeout: Duration::from_secs(10),
             max_connections_per_ip: 256,
+            http2: true,
+            h2_max_concurrent_streams: 100,
+            h2_max_header_list_bytes: 16 * 1024,
+            h2_keepalive_interval: Duration::from_secs(30),
         }
     }
 }
@@ -171,7 +184,7 @@ pub async fn serve_with(
         };
         let app = app.clone();
         let tls = tls.clone();
-        let header_timeout = limits.header_read_timeout;
+        let limits = limits.clone();
         tokio::spawn(async move {
             let _guard = guard;
             let hsts = tls.is_some();
@@ -191,33 +204,111 @@ pub async fn serve_with(
                     }
                 },
             );
-            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout);
             let res = match tls {
                 Some(acceptor) => {
-                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(sock)).await
-                    {
-                        Ok(Ok(stream)) => {
-                            builder
-                                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                                .await
-                        }
-                        _ => return,
+                    let Ok(Ok(stream)) =
+                        tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(sock)).await
+                    else {
+                        return;
+                    };
+                    // The version was agreed in the handshake (ALPN); no ALPN means HTTP/1.1.
+                    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                    if h2 && !limits.http2 {
+                        return;
                     }
+                    serve_one(TokioIo::new(stream), svc, h2, &limits).await
                 }
-                None => {
-                    builder
-                        .serve_connection_with_upgrades(TokioIo::new(sock), svc)
-                        .await
-                }
+                None => match sniff_h2_preface(&sock, limits.header_read_timeout).await {
+                    Some(true) if !limits.http2 => {
+                        tracing::debug!(%peer, "HTTP/2 prior knowledge refused: http2 is off");
+                        return;
+                    }
+                    Some(h2) => serve_one(TokioIo::new(sock), svc, h2, &limits).await,
+                    None => {
+                        tracing::debug!(%peer, "HTTP connection closed: nothing sent in time");
+                        return;
+                    }
+                },
             };
             if let Err(e) = res {
                 tracing::debug!(%peer, error = %e, "HTTP connection ended with error");
             }
         });
+    }
+}
+
+/// Time a client has to finish the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What an HTTP/2 client sends first (RFC 9113 section 3.4).
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Whether a plain-TCP client speaks HTTP/2 with prior knowledge: `Some(true)` once its first 24
+/// bytes are the HTTP/2 preface, `Some(false)` as soon as a byte differs from it, `None` when it
+/// closes or has not decided within `wait` (the bytes stay in the socket for the server).
+async fn sniff_h2_preface(sock: &tokio::net::TcpStream, wait: Duration) -> Option<bool> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut buf = [0u8; H2_PREFACE.len()];
+    let mut seen = 0;
+    loop {
+        // Checked here as well: a peek that finds bytes waiting completes even past the deadline.
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        let n = tokio::time::timeout_at(deadline, sock.peek(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        if n == 0 {
+            return None;
+        }
+        if buf[..n] != H2_PREFACE[..n] {
+            return Some(false);
+        }
+        if n == H2_PREFACE.len() {
+            return Some(true);
+        }
+        // A prefix of the preface so far: peek again once more has arrived (peek answers at
+        // once while unread bytes wait, hence the pause).
+        if n == seen {
+            tokio::time::sleep_until(
+                deadline.min(tokio::time::Instant::now() + Duration::from_millis(5)),
+            )
+            .await;
+        }
+        seen = n;
+    }
+}
+
+/// Serve one connection as HTTP/2 (`h2`) or HTTP/1.1 (with upgrades, for WebSockets), with the
+/// limits of `limits`.
+async fn serve_one<I, S>(io: I, svc: S, h2: bool, limits: &HttpLimits) -> Result<(), hyper::Error>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = axum::body::Body>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    if h2 {
+        hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(limits.h2_max_concurrent_streams)
+            .max_header_list_size(limits.h2_max_header_list_bytes)
+            .keep_alive_interval(limits.h2_keepalive_interval)
+            .keep_alive_timeout(limits.h2_keepalive_interval)
+            // Against "rapid reset" floods: streams a client opens and cancels at once.
+            .max_pending_accept_reset_streams(20)
+            .max_local_error_reset_streams(100)
+            .serve_connection(io, svc)
+            .await
+    } else {
+        hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .serve_connection(io, svc)
+            .with_upgrades()
+            .await
     }
 }
 
@@ -230,7 +321,15 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let app = Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        let app = Router::new()
+            .route("/", axum::routing::get(|| async { "ok" }))
+            .route(
+                "/slow",
+                axum::routing::get(|| async {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    "late"
+                }),
+            );
         tokio::spawn(async move {
             serve_with(l, None, app, &limits, async {
                 let _ = rx.await;
@@ -302,5 +401,150 @@ mod tests {
             .await
             .expect("the connection stayed open");
         assert!(!got.starts_with(b"HTTP/1.1 200"), "{got:?}");
+    }
+
+    #[tokio::test]
+    async fn a_client_that_sends_nothing_is_closed() {
+        let (addr, _stop) = server(HttpLimits {
+            header_read_timeout: Duration::from_millis(200),
+            ..HttpLimits::default()
+        })
+        .await;
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        assert_eq!(until_closed(&mut s).await, Some(Vec::new()));
+        // Half an HTTP/2 preface and then silence: closed as well.
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(&H2_PREFACE[..10]).await.unwrap();
+        assert_eq!(until_closed(&mut s).await, Some(Vec::new()));
+    }
+
+    /// One HTTP/2 frame: 24-bit length, type, flags, stream id, payload.
+    fn h2_frame(ty: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let len = payload.len() as u32;
+        let mut f = len.to_be_bytes()[1..].to_vec();
+        f.extend_from_slice(&[ty, flags]);
+        f.extend_from_slice(&stream.to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    }
+
+    /// A GET of `path` on `stream` (HPACK: `:method GET`, `:scheme http` and `:path` by index
+    /// or with an indexed name, `:authority: x` literal), ending the stream.
+    fn h2_get(stream: u32, path: &str) -> Vec<u8> {
+        let mut block = vec![0x82, 0x86];
+        if path == "/" {
+            block.push(0x84);
+        } else {
+            block.extend_from_slice(&[0x04, path.len() as u8]);
+            block.extend_from_slice(path.as_bytes());
+        }
+        block.extend_from_slice(&[0x01, 0x01, b'x']);
+        // HEADERS with END_STREAM | END_HEADERS.
+        h2_frame(0x1, 0x5, stream, &block)
+    }
+
+    async fn read_h2_frame(s: &mut tokio::net::TcpStream) -> (u8, u8, u32, Vec<u8>) {
+        let mut head = [0u8; 9];
+        tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut head))
+            .await
+            .expect("no frame within 10 s")
+            .expect("connection closed");
+        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+        let mut payload = vec![0u8; len];
+        s.read_exact(&mut payload).await.unwrap();
+        (head[3], head[4], stream, payload)
+    }
+
+    async fn h2_client(addr: SocketAddr) -> (tokio::net::TcpStream, HashMap<u16, u32>) {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(H2_PREFACE).await.unwrap();
+        s.write_all(&h2_frame(0x4, 0, 0, &[])).await.unwrap();
+        let (ty, flags, stream, payload) = read_h2_frame(&mut s).await;
+        assert_eq!(
+            (ty, flags, stream),
+            (0x4, 0, 0),
+            "the server's SETTINGS come first"
+        );
+        let settings = payload
+            .chunks(6)
+            .map(|c| {
+                (
+                    u16::from_be_bytes([c[0], c[1]]),
+                    u32::from_be_bytes([c[2], c[3], c[4], c[5]]),
+                )
+            })
+            .collect();
+        // Acknowledge them.
+        s.write_all(&h2_frame(0x4, 0x1, 0, &[])).await.unwrap();
+        (s, settings)
+    }
+
+    #[tokio::test]
+    async fn http2_prior_knowledge_is_served_within_the_configured_limits() {
+        let (addr, _stop) = server(HttpLimits {
+            h2_max_concurrent_streams: 3,
+            h2_max_header_list_bytes: 4096,
+            ..HttpLimits::default()
+        })
+        .await;
+        let (mut s, settings) = h2_client(addr).await;
+        // SETTINGS_MAX_CONCURRENT_STREAMS, SETTINGS_MAX_HEADER_LIST_SIZE; no extended CONNECT
+        // (SETTINGS_ENABLE_CONNECT_PROTOCOL), so WebSocket clients use HTTP/1.1.
+        assert_eq!(settings.get(&0x3), Some(&3), "{settings:?}");
+        assert_eq!(settings.get(&0x6), Some(&4096), "{settings:?}");
+        assert_eq!(settings.get(&0x8).copied().unwrap_or(0), 0, "{settings:?}");
+
+        // A plain GET is answered 200 (HPACK static index 8 is `:status 200`).
+        s.write_all(&h2_get(1, "/")).await.unwrap();
+        loop {
+            let (ty, _, stream, payload) = read_h2_frame(&mut s).await;
+            if ty == 0x1 && stream == 1 {
+                assert_eq!(payload.first(), Some(&0x88), "{payload:?}");
+                break;
+            }
+        }
+
+        // Three slow requests fill the connection; a fourth stream is refused
+        // (RST_STREAM with REFUSED_STREAM, 0x7) while the three stay open.
+        for id in [3, 5, 7] {
+            s.write_all(&h2_get(id, "/slow")).await.unwrap();
+        }
+        s.write_all(&h2_get(9, "/slow")).await.unwrap();
+        loop {
+            let (ty, _, stream, payload) = read_h2_frame(&mut s).await;
+            assert!(
+                !(ty == 0x3 && [3, 5, 7].contains(&stream)),
+                "an allowed stream was reset"
+            );
+            if ty == 0x3 && stream == 9 {
+                assert_eq!(payload, 7u32.to_be_bytes(), "REFUSED_STREAM");
+                break;
+            }
+            assert_ne!(
+                ty, 0x7,
+                "GOAWAY instead of refusing the one stream: {payload:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn http2_can_be_turned_off() {
+        let (addr, _stop) = server(HttpLimits {
+            http2: false,
+            ..HttpLimits::default()
+        })
+        .await;
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(H2_PREFACE).await.unwrap();
+        s.write_all(&h2_frame(0x4, 0, 0, &[])).await.unwrap();
+        assert_eq!(until_closed(&mut s).await, Some(Vec::new()));
+        // HTTP/1.1 still works.
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let got = until_closed(&mut s).await.unwrap();
+        assert!(got.starts_with(b"HTTP/1.1 200"), "{got:?}");
     }
 }

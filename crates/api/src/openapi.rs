@@ -219,6 +219,14 @@ impl Op {
             "content": {"application/json": {"schema": schema}}}));
         self.err(400, &["INVALID_JSON"])
     }
+    /// A text file as the body (`text/csv` or `text/plain`), its type checked by its content.
+    fn text_file_body(mut self, description: &str) -> Op {
+        let schema = json!({"type": "string", "description": description});
+        self.body = Some(json!({"required": true, "content": {
+            "text/csv": {"schema": schema.clone()}, "text/plain": {"schema": schema}}}));
+        self.err(413, &["PAYLOAD_TOO_LARGE"])
+            .err(415, &["UNSUPPORTED_MEDIA_TYPE"])
+    }
     fn form_body(mut self, schema: Value) -> Op {
         self.body = Some(json!({"required": true,
             "content": {"application/x-www-form-urlencoded": {"schema": schema}}}));
@@ -668,6 +676,30 @@ fn product_ops() -> Vec<Op> {
             object(
                 &["added", "submitted"],
                 json!({"added": int(), "submitted": int()}),
+            ),
+        )
+        .err(400, &["INVALID_REQUEST"])
+        .err(403, &["FORBIDDEN"])
+        .not_found()
+        .store(),
+        op(
+            "post",
+            "/v1/products/{product_key}/allowlist/file",
+            "products",
+            "Upload an allowlist file (CSV or one hardware id per line)",
+        )
+        .auth(MANAGER)
+        .text_file_body(
+            "UTF-8 text: one hardware id per line, or CSV whose first field is the id; blank \
+             lines, `#` comments and a first line naming the column are skipped. At most \
+             `uploads.max_allowlist_bytes` (2 MiB) and 100,000 ids.",
+        )
+        .ok(
+            200,
+            "the file is kept by its SHA-256; how many ids were new",
+            object(
+                &["sha256", "size", "submitted", "added"],
+                json!({"sha256": string(), "size": int(), "submitted": int(), "added": int()}),
             ),
         )
         .err(400, &["INVALID_REQUEST"])

@@ -48,6 +48,10 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/products", post(create_product).get(list_products))
         .route("/v1/products/{product_key}", get(get_product))
         .route("/v1/products/{product_key}/allowlist", post(allowlist_add))
+        .route(
+            "/v1/products/{product_key}/allowlist/file",
+            post(allowlist_upload),
+        )
         .route("/v1/device/register", post(register))
         .route("/v1/devices", get(list_devices))
         .route("/v1/devices/{did}", get(get_device))
@@ -310,17 +314,27 @@ pub(crate) struct AllowlistBody {
     hardware_ids: Vec<String>,
 }
 
+/// The product `pk` names, once the caller is known to be allowed to manage it.
+async fn managed_product(
+    s: &AppState,
+    m: &Manager,
+    pk: &str,
+) -> Result<(ProductKey, rampart_core::tenancy::Caller), Error> {
+    let pk = parse_pk(pk)?;
+    let caller = m.caller();
+    s.core
+        .authorize_product(&caller, pk.as_str(), rampart_core::tenancy::Act::Manage)
+        .await?;
+    Ok((pk, caller))
+}
+
 async fn allowlist_add(
     State(s): State<AppState>,
     m: Manager,
     Path(pk): Path<String>,
     Body(b): Body<AllowlistBody>,
 ) -> Result<Json<Value>, Error> {
-    let pk = parse_pk(&pk)?;
-    let caller = m.caller();
-    s.core
-        .authorize_product(&caller, pk.as_str(), rampart_core::tenancy::Act::Manage)
-        .await?;
+    let (pk, caller) = managed_product(&s, &m, &pk).await?;
     let added = s
         .core
         .allowlist_add(pk.as_str(), &b.hardware_ids, &caller.actor())
@@ -328,6 +342,59 @@ async fn allowlist_add(
     Ok(Json(
         json!({"added": added, "submitted": b.hardware_ids.len()}),
     ))
+}
+
+/// An allowlist file: the caller's right to manage the product is checked before the body is
+/// read; the body is read up to the upload cap (413 beyond it, without reading further).
+async fn allowlist_upload(
+    State(s): State<AppState>,
+    m: Manager,
+    Path(pk): Path<String>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> Result<Json<Value>, Error> {
+    let (pk, caller) = managed_product(&s, &m, &pk).await?;
+    let cap = s.core.config().uploads.max_allowlist_bytes;
+    let bytes = read_capped(body, &headers, cap).await?;
+    let declared = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let up = s
+        .core
+        .allowlist_upload(pk.as_str(), declared, &bytes, &caller.actor())
+        .await?;
+    Ok(Json(json!(up)))
+}
+
+/// A request body of at most `cap` bytes: 413 `PAYLOAD_TOO_LARGE` as soon as the declared length
+/// or the bytes received pass it.
+async fn read_capped(
+    body: axum::body::Body,
+    headers: &axum::http::HeaderMap,
+    cap: usize,
+) -> Result<Vec<u8>, Error> {
+    let too_large = || {
+        Error::from(rampart_core::Error::TooLarge(format!(
+            "the body may hold at most {cap} bytes"
+        )))
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > cap as u64) {
+        return Err(too_large());
+    }
+    let mut out = Vec::with_capacity(declared.map_or(0, |n| n as usize));
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
+        let chunk = chunk.map_err(|e| Error::invalid(format!("request body: {e}")))?;
+        if out.len() + chunk.len() > cap {
+            return Err(too_large());
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
 }
 
 async fn register(

@@ -24,6 +24,24 @@ pub(crate) struct Config {
     pub(crate) webhooks: WebhooksConfig,
     /// API rates, access-key quotas and code limits (`docs/api.md`, "Limits").
     pub(crate) limits: rampart_core::api_limits::LimitsConfig,
+    /// Uploaded files: size caps (they are kept in `DATA/uploads` by content hash).
+    pub(crate) uploads: UploadsConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct UploadsConfig {
+    /// Largest allowlist file, bytes.
+    pub(crate) max_allowlist_bytes: usize,
+}
+
+impl Default for UploadsConfig {
+    fn default() -> Self {
+        UploadsConfig {
+            max_allowlist_bytes: rampart_core::uploads::UploadsConfig::default()
+                .max_allowlist_bytes,
+        }
+    }
 }
 
 /// Login with third-party OpenID Connect providers (`docs/oauth.md`).
@@ -221,6 +239,14 @@ pub(crate) struct HttpConfig {
     pub(crate) body_read_timeout_secs: u64,
     /// Open connections per source address (0: no cap).
     pub(crate) max_connections_per_ip: usize,
+    /// Speak HTTP/2 (ALPN `h2` on HTTPS, prior knowledge on plain HTTP).
+    pub(crate) http2: bool,
+    /// HTTP/2 streams open at once per connection.
+    pub(crate) h2_max_concurrent_streams: u32,
+    /// Largest HTTP/2 header list, bytes.
+    pub(crate) h2_max_header_list_bytes: u32,
+    /// Seconds between HTTP/2 keep-alive PINGs (and the wait for their answer).
+    pub(crate) h2_keepalive_secs: u64,
 }
 
 impl HttpConfig {
@@ -233,6 +259,10 @@ impl HttpConfig {
                 self.header_read_timeout_secs.max(1),
             ),
             max_connections_per_ip: self.max_connections_per_ip,
+            http2: self.http2,
+            h2_max_concurrent_streams: self.h2_max_concurrent_streams.max(1),
+            h2_max_header_list_bytes: self.h2_max_header_list_bytes.max(1024),
+            h2_keepalive_interval: std::time::Duration::from_secs(self.h2_keepalive_secs.max(1)),
         }
     }
 }
@@ -280,6 +310,7 @@ impl Default for Config {
             events: EventsConfig::default(),
             webhooks: WebhooksConfig::default(),
             limits: Default::default(),
+            uploads: UploadsConfig::default(),
         }
     }
 }
@@ -312,6 +343,10 @@ impl Default for HttpConfig {
             header_read_timeout_secs: d.header_read_timeout.as_secs(),
             body_read_timeout_secs: d.body_read_timeout.as_secs(),
             max_connections_per_ip: d.max_connections_per_ip,
+            http2: d.http2,
+            h2_max_concurrent_streams: d.h2_max_concurrent_streams,
+            h2_max_header_list_bytes: d.h2_max_header_list_bytes,
+            h2_keepalive_secs: d.h2_keepalive_interval.as_secs(),
         }
     }
 }

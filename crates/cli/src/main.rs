@@ -275,6 +275,10 @@ async fn open_core(cfg: &Config) -> AnyResult<(Core, bool)> {
         limits: cfg.limits.clone(),
         webhooks: cfg.webhooks.core()?,
         mqtt_limits: cfg.mqtt.limits.clone(),
+        uploads: rampart_core::uploads::UploadsConfig {
+            dir: Some(dir.join("uploads")),
+            max_allowlist_bytes: cfg.uploads.max_allowlist_bytes.max(1),
+        },
         ..CoreConfig::default()
     };
     Ok((Core::new(store, key, core_cfg), created))
@@ -562,7 +566,16 @@ async fn serve(cfg: Config) -> AnyResult {
         metrics,
         http: http_limits.clone(),
     });
-    let http_tls = cfg.http.tls.then(|| acceptor.clone());
+    // The API's TLS offers HTTP/2 by ALPN when it is on; the other listeners offer no ALPN.
+    let http_tls = cfg.http.tls.then(|| {
+        let mut sc = (*tls_files.server_config).clone();
+        sc.alpn_protocols = if cfg.http.http2 {
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        } else {
+            vec![b"http/1.1".to_vec()]
+        };
+        tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(sc))
+    });
     let http_stop = stopped();
     tasks.push(tokio::spawn(async move {
         rampart_api::serve_with(l, http_tls, app, &http_limits, http_stop).await

@@ -50,6 +50,12 @@ pub enum Error {
     /// A webhook URL refused by the SSRF rules (scheme or address).
     #[error("{0}")]
     UrlRefused(String),
+    /// An upload whose content is not of an accepted type (or not what it was declared as).
+    #[error("{0}")]
+    UnsupportedContent(String),
+    /// A body or file over its size cap.
+    #[error("{0}")]
+    TooLarge(String),
     #[error("storage: {0}")]
     Store(#[from] rampart_store::StoreError),
     #[error("internal: {0}")]

@@ -30,6 +30,7 @@ pub mod registry;
 pub mod secret;
 pub mod tenancy;
 pub mod totp;
+pub mod uploads;
 pub mod webhooks;
 mod writer;
 
@@ -71,6 +72,8 @@ pub struct CoreConfig {
     pub webhooks: webhooks::WebhooksConfig,
     /// Connect rates of the MQTT edge and its report-abuse rule.
     pub mqtt_limits: connect_limits::MqttLimitsConfig,
+    /// Where uploaded files are kept and how large they may be.
+    pub uploads: uploads::UploadsConfig,
 }
 
 impl Default for CoreConfig {
@@ -85,6 +88,7 @@ impl Default for CoreConfig {
             limits: api_limits::LimitsConfig::default(),
             webhooks: Default::default(),
             mqtt_limits: Default::default(),
+            uploads: Default::default(),
         }
     }
 }

@@ -18,4 +18,5 @@ mod oauth;
 mod openapi;
 mod registration;
 mod support;
+mod uploads;
 mod webhooks;
