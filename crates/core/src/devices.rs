@@ -23,12 +23,15 @@ pub struct DeviceAuth {
 }
 
 /// Why a CONNECT was refused; each edge maps it to its protocol's code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConnectRefusal {
     /// Malformed username, unknown device, stale timestamp, replay or wrong signature.
     BadCredentials,
     /// Valid credentials, but this identity may not connect (client id mismatch, product gone).
     NotAuthorized,
+    /// A connect limit of the device (`connect_limits`): its reconnect-storm ban, decided before
+    /// any authentication work, or its connect rates, counted for authenticated attempts only.
+    Limited(Box<crate::api_limits::Refusal>),
 }
 
 /// Remembers accepted (did, ts) pairs for the clock window, so a captured CONNECT cannot be replayed.
@@ -140,7 +143,15 @@ impl Core {
         password: Option<&[u8]>,
         source_ip: &str,
     ) -> std::result::Result<DeviceAuth, ConnectRefusal> {
-        let res = self.authenticate_inner(client_id, username, password).await;
+        let parsed = username.and_then(sign::parse_connect_username);
+        let limits = self.connect_limits();
+        // A device banned for a reconnect storm is refused first: no store read, no audit row.
+        if let Some((did, _)) = parsed {
+            limits
+                .check_banned(did, now_ms())
+                .map_err(|r| ConnectRefusal::Limited(Box::new(r)))?;
+        }
+        let res = self.authenticate_inner(client_id, parsed, password).await;
         if let Err(refusal) = &res {
             metrics::counter!("rampart_connect_refused_total").increment(1);
             let claimed: String = username
@@ -159,19 +170,24 @@ impl Core {
             )
             .await;
         }
-        res
+        let dev = res?;
+        // The device's connect rates (and the storm rule) count authenticated attempts only, so
+        // nobody can use up or ban another's device with wrong passwords.
+        limits
+            .admit_device(dev.did.as_str(), now_ms())
+            .map_err(|r| ConnectRefusal::Limited(Box::new(r)))?;
+        Ok(dev)
     }
 
+    /// `parsed`: the CONNECT username's device id and timestamp, when it parsed.
     async fn authenticate_inner(
         &self,
         client_id: &str,
-        username: Option<&str>,
+        parsed: Option<(&str, i64)>,
         password: Option<&[u8]>,
     ) -> std::result::Result<DeviceAuth, ConnectRefusal> {
         use ConnectRefusal::*;
-        let (did, ts) = username
-            .and_then(sign::parse_connect_username)
-            .ok_or(BadCredentials)?;
+        let (did, ts) = parsed.ok_or(BadCredentials)?;
         let did = Did::parse(did).map_err(|_| BadCredentials)?;
         let password = password
             .and_then(|p| std::str::from_utf8(p).ok())

@@ -69,6 +69,8 @@ pub(crate) struct Shared {
     pub(crate) idle: Option<idle::IdlePool>,
     /// Turns true when the gateway shuts down.
     pub(crate) stop: watch::Receiver<bool>,
+    /// Report buckets left by devices that disconnected before theirs refilled.
+    pub(crate) carried: session::CarriedLimiters,
 }
 
 /// One accepted connection's place under `max_connections`, from accept to close (also while the
@@ -117,6 +119,7 @@ pub async fn serve(
         retained: Default::default(),
         idle,
         stop: stop_rx.clone(),
+        carried: Default::default(),
     });
     if let Some(pool) = &shared.idle {
         if let Err(e) = pool.start(shared.clone(), tokio::runtime::Handle::current()) {
@@ -125,12 +128,14 @@ pub async fn serve(
     }
     // Expired parked sessions are dropped once a minute; idle connect-limit keys every 10 s.
     let purge = {
-        let core = shared.core.clone();
+        let shared = shared.clone();
         tokio::spawn(async move {
+            let core = &shared.core;
             let mut tick = tokio::time::interval(Duration::from_secs(10));
             for n in 0u64.. {
                 tick.tick().await;
                 core.connect_limits().sweep(rampart_core::now_ms());
+                shared.carried.sweep();
                 if n % 6 == 0 {
                     core.bus().purge_expired(rampart_core::now_ms());
                 }

@@ -61,7 +61,9 @@ fn s_limit(dev: &DeviceAuth) -> u32 {
 /// counted. Refused messages are also counted as strikes, forgiven at the same rate: strikes grow
 /// only while the device sends more than twice its rate, and past `abuse_secs` of the rate (at
 /// least [`ABUSE_MIN`]) the connection is closed with 0x96. Only the two levels and the time of the
-/// last refill are kept (16 bytes); the rate comes from the product each time.
+/// last refill are kept (16 bytes); the rate comes from the product each time. A device that
+/// disconnects before its bucket refilled leaves it in [`CarriedLimiters`] for its next session.
+#[derive(Debug, Clone, Copy)]
 struct RateLimiter {
     tokens: f32,
     strikes: f32,
@@ -124,6 +126,59 @@ impl RateLimiter {
     fn full_in_ms(&self, per_min: u32) -> u64 {
         let missing = (capacity(per_min) - self.tokens).max(0.0);
         (missing * 60_000.0 / per_min.max(1) as f32).ceil() as u64
+    }
+
+    /// When (milliseconds since [`epoch`]) the bucket is full and every strike forgiven: from
+    /// then on it is the same as a new one.
+    fn settled_at_ms(&self, per_min: u32) -> u64 {
+        let strikes_ms = (self.strikes * 60_000.0 / per_min.max(1) as f32).ceil() as u64;
+        self.at_ms + self.full_in_ms(per_min).max(strikes_ms)
+    }
+}
+
+/// Report buckets of devices that disconnected before theirs refilled: a reconnect takes its
+/// bucket back instead of a full one, so reconnecting buys no extra burst. An entry lives only
+/// until its bucket would have refilled (two seconds of the rate, or as long as its strikes take
+/// to be forgiven), and is swept every 10 s.
+#[derive(Default)]
+pub(crate) struct CarriedLimiters(
+    std::sync::Mutex<std::collections::HashMap<Box<str>, (RateLimiter, u64)>>,
+);
+
+impl CarriedLimiters {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<Box<str>, (RateLimiter, u64)>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn now_ms() -> u64 {
+        epoch().elapsed().as_millis() as u64
+    }
+
+    /// Keep a closing session's bucket, unless it is as good as new.
+    fn put(&self, did: &str, limiter: RateLimiter, per_min: u32) {
+        let until = limiter.settled_at_ms(per_min);
+        if until > Self::now_ms() {
+            self.lock().insert(did.into(), (limiter, until));
+        }
+    }
+
+    /// The bucket a device left, if it has not refilled since.
+    fn take(&self, did: &str) -> Option<RateLimiter> {
+        let (limiter, until) = self.lock().remove(did)?;
+        (until > Self::now_ms()).then_some(limiter)
+    }
+
+    /// Drop the buckets that have refilled.
+    pub(crate) fn sweep(&self) {
+        let now = Self::now_ms();
+        self.lock().retain(|_, (_, until)| *until > now);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().len()
     }
 }
 
@@ -305,20 +360,8 @@ where
             Some(r.to_string()),
         )
     };
-    let limits = shared.core.connect_limits();
-    // 2a. A device banned for a reconnect storm is refused before any authentication work.
-    let claimed = connect
-        .username
-        .as_deref()
-        .and_then(rampart_proto::sign::parse_connect_username)
-        .map(|(did, _)| did);
-    if let Some(Err(r)) = claimed.map(|did| limits.check_banned(did, rampart_core::now_ms())) {
-        let w = limited(r);
-        let _ = io.write_all(&w).await;
-        let _ = io.flush().await;
-        return None;
-    }
-    // 2. Authenticate.
+    // 2. Authenticate (a device banned for a reconnect storm is refused before any work; the
+    //    device's connect rates count authenticated attempts only).
     let pw = connect.password.as_deref();
     // Boxed here so that a connection still waiting for its CONNECT holds only a small future.
     let dev = match Box::pin(shared.core.authenticate_device(
@@ -340,19 +383,14 @@ where
                 ConnectRefusal::NotAuthorized => {
                     refuse(reason::NOT_AUTHORIZED, reason::v311::NOT_AUTHORIZED, None)
                 }
+                // The device's ban or connect rate.
+                ConnectRefusal::Limited(r) => limited(*r),
             };
             let _ = io.write_all(&w).await;
             let _ = io.flush().await;
             return None;
         }
     };
-    // 2b. The device's connect rates (and the storm rule) count authenticated attempts only.
-    if let Err(r) = limits.admit_device(dev.did.as_str(), rampart_core::now_ms()) {
-        let w = limited(r);
-        let _ = io.write_all(&w).await;
-        let _ = io.flush().await;
-        return None;
-    }
     let did = dev.did.as_str().to_owned();
     if let Some(will) = &connect.will {
         if topic::classify(&did, &will.topic).is_none_or(|t| t == DeviceTopic::Down) {
@@ -399,6 +437,10 @@ where
     }
     let keep_alive = connect.keep_alive;
     let limit = s_limit(&dev);
+    let limiter = shared
+        .carried
+        .take(&did)
+        .unwrap_or_else(|| RateLimiter::new(limit));
     let client_max_packet = connect.properties.maximum_packet_size.unwrap_or(u32::MAX);
     let mut s = Session {
         io,
@@ -412,7 +454,7 @@ where
         next_pid: 0,
         client_max_packet,
         expiry_secs,
-        limiter: RateLimiter::new(limit),
+        limiter,
         out_window: connect
             .properties
             .receive_maximum
@@ -851,6 +893,7 @@ where
                 .saturating_add(i64::from(s.expiry_secs).saturating_mul(1000)),
         }
     });
+    shared.carried.put(&did, s.limiter, s_limit(&s.dev));
     if shared.core.bus().detach(&did, &rx, park) {
         shared.core.set_presence(&did, false, why).await;
     }
@@ -1566,6 +1609,35 @@ fn message_of(p: &Publish) -> Message {
 mod tests {
     use super::*;
 
+    /// A device that used up its burst and reconnects gets its spent bucket back, not a new one;
+    /// a bucket that has refilled is not kept at all.
+    #[test]
+    fn a_reconnect_takes_back_the_spent_report_bucket() {
+        let per_min = 600; // burst 20
+        let carried = CarriedLimiters::default();
+        let mut l = RateLimiter::new(per_min);
+        let now = Instant::now();
+        for _ in 0..20 {
+            assert_eq!(l.check(now, per_min, 10), Verdict::Allow);
+        }
+        assert_eq!(l.check(now, per_min, 10), Verdict::Refuse);
+        carried.put("d1", l, per_min);
+        assert!(carried.take("d2").is_none());
+        let mut back = carried.take("d1").expect("the spent bucket is kept");
+        assert_eq!(back.check(now, per_min, 10), Verdict::Refuse);
+        assert!(carried.take("d1").is_none(), "taken once");
+        // A full bucket is as good as new: nothing is kept.
+        carried.put("d3", RateLimiter::new(per_min), per_min);
+        assert_eq!(carried.len(), 0);
+        // An entry past its refill time is neither handed out nor kept by a sweep.
+        let past = CarriedLimiters::now_ms().saturating_sub(1);
+        carried.lock().insert("d4".into(), (l, past));
+        assert!(carried.take("d4").is_none());
+        carried.lock().insert("d4".into(), (l, past));
+        carried.sweep();
+        assert_eq!(carried.len(), 0);
+    }
+
     /// Publishing at 1.5 times the rate is refused in part but never closed; at 3 times the rate
     /// the refusals pile up until the connection is closed. Time is passed in, not waited for.
     #[test]
@@ -1622,6 +1694,7 @@ mod tests {
             retained: Default::default(),
             idle: None,
             stop: watch::channel(false).1,
+            carried: Default::default(),
         });
         let (a, _b) = tokio::io::duplex(64);
         let (_tx, rx) = watch::channel(false);

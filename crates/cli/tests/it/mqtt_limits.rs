@@ -80,6 +80,39 @@ async fn report_rate_refusal_names_the_limit_and_sustained_abuse_disconnects() {
 }
 
 #[tokio::test]
+async fn reconnecting_does_not_refill_the_report_bucket() {
+    let srv = Server::start_with(&[QUICK_RECONNECTS]).await;
+    // 60 a minute: a burst of 5, then one a second
+    let (did, secret) = srv.device_with_rate(60).await;
+    let up = format!("dev/{did}/up");
+    let mut s = raw::session(&srv, &did, &secret, 30).await;
+    let code_of = async |s: &mut tokio::net::TcpStream, pid: u16| {
+        s.write_all(&raw::publish_qos1_v5(&up, pid, br#"{"power":true}"#))
+            .await
+            .unwrap();
+        let ack = raw::read_packet(s).await;
+        raw::body(&ack).get(2).copied().unwrap_or(0)
+    };
+    for pid in 1..=5u16 {
+        assert_eq!(code_of(&mut s, pid).await, 0x00);
+    }
+    assert_eq!(code_of(&mut s, 6).await, 0x96);
+    // A clean DISCONNECT and a new session at once: the spent bucket comes back with the device.
+    s.write_all(&[0xE0, 0x00]).await.unwrap();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+    let mut s = raw::session(&srv, &did, &secret, 30).await;
+    assert_eq!(
+        code_of(&mut s, 1).await,
+        0x96,
+        "a fresh burst after reconnecting"
+    );
+    // It refills at the product's rate as before: one a second.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(code_of(&mut s, 2).await, 0x00);
+}
+
+#[tokio::test]
 async fn report_rate_on_v311_drops_and_counts() {
     let srv = Server::start().await;
     let (did, secret) = srv.device_with_rate(60).await;
