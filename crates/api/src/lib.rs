@@ -33,10 +33,8 @@ use axum::http::{header, HeaderValue};
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rampart_core::Core;
-use std::collections::HashMap;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -94,43 +92,6 @@ impl Default for HttpLimits {
 /// `Strict-Transport-Security` of answers on an HTTPS listener: one year, subdomains included.
 const HSTS: &str = "max-age=31536000; includeSubDomains";
 
-/// Open connections per source address, released when a connection's guard drops.
-#[derive(Clone, Default)]
-struct PerIp(Arc<Mutex<HashMap<IpAddr, usize>>>);
-
-struct PerIpGuard {
-    map: PerIp,
-    ip: IpAddr,
-}
-
-impl PerIp {
-    /// A slot for `ip`, or `None` when it already holds `cap` connections.
-    fn enter(&self, ip: IpAddr, cap: usize) -> Option<PerIpGuard> {
-        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let n = m.entry(ip).or_insert(0);
-        if cap > 0 && *n >= cap {
-            return None;
-        }
-        *n += 1;
-        Some(PerIpGuard {
-            map: self.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for PerIpGuard {
-    fn drop(&mut self) {
-        let mut m = self.map.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = m.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                m.remove(&self.ip);
-            }
-        }
-    }
-}
-
 /// The whole HTTP API.
 pub fn router(state: AppState) -> Router {
     routes::router(state)
@@ -162,7 +123,7 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
-    let per_ip = PerIp::default();
+    let per_ip = rampart_core::connect_limits::OpenPerIp::default();
     loop {
         let (sock, peer) = tokio::select! {
             _ = &mut shutdown => break,
@@ -456,7 +417,9 @@ mod tests {
         (head[3], head[4], stream, payload)
     }
 
-    async fn h2_client(addr: SocketAddr) -> (tokio::net::TcpStream, HashMap<u16, u32>) {
+    async fn h2_client(
+        addr: SocketAddr,
+    ) -> (tokio::net::TcpStream, std::collections::HashMap<u16, u32>) {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         s.write_all(H2_PREFACE).await.unwrap();
         s.write_all(&h2_frame(0x4, 0, 0, &[])).await.unwrap();

@@ -33,6 +33,9 @@ pub struct MqttLimitsConfig {
     /// New TCP connections per source IP (IPv6: per /64), checked at accept before any TLS work;
     /// `per_minute = 0` turns it off.
     pub connect_per_ip: Rate,
+    /// Open MQTT connections per source IP (IPv6: per /64), both listeners together; a further
+    /// one is closed at accept (0: no cap). Devices behind one carrier-grade NAT share an address.
+    pub max_connections_per_ip: usize,
     /// Accepted CONNECTs per device per second (0: no such limit).
     pub device_connect_per_second: u32,
     /// Accepted CONNECTs per device per minute (0: no such limit).
@@ -54,6 +57,7 @@ impl Default for MqttLimitsConfig {
                 per_minute: 60_000,
                 burst: 1_000,
             },
+            max_connections_per_ip: 10_000,
             device_connect_per_second: 1,
             device_connect_per_minute: 10,
             reconnect_storm_per_minute: 15,
@@ -68,6 +72,73 @@ pub const CONNECT_PER_IP: &str = "mqtt.connect_per_ip";
 pub const DEVICE_PER_SECOND: &str = "mqtt.device_connect.per_second";
 pub const DEVICE_PER_MINUTE: &str = "mqtt.device_connect.per_minute";
 pub const RECONNECT_STORM: &str = "mqtt.device_reconnect_storm";
+pub const CONNECTIONS_PER_IP: &str = "mqtt.connections_per_ip";
+
+/// The address a per-IP limit counts: IPv4 (also when mapped into IPv6) as is, IPv6 by its /64,
+/// since one host may hold a whole /64.
+pub fn ip_group(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut o = v6.octets();
+                o[8..].fill(0);
+                IpAddr::V6(o.into())
+            }
+        },
+        v4 => v4,
+    }
+}
+
+/// Open connections per source address (by [`ip_group`]), for the caps on concurrent
+/// connections of the MQTT and HTTP listeners. Cheap to clone (shared).
+#[derive(Clone, Default)]
+pub struct OpenPerIp(std::sync::Arc<Mutex<HashMap<IpAddr, usize>>>);
+
+/// One open connection's place in [`OpenPerIp`], given back when dropped.
+pub struct IpSlot {
+    map: OpenPerIp,
+    ip: IpAddr,
+}
+
+impl OpenPerIp {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A place for a connection from `ip`, or `None` when its group already holds `cap`
+    /// (0: no cap; the connection is still counted).
+    pub fn enter(&self, ip: IpAddr, cap: usize) -> Option<IpSlot> {
+        let ip = ip_group(ip);
+        let mut m = self.lock();
+        let n = m.entry(ip).or_insert(0);
+        if cap > 0 && *n >= cap {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot {
+            map: self.clone(),
+            ip,
+        })
+    }
+
+    /// Connections open from `ip`'s group.
+    pub fn open(&self, ip: IpAddr) -> usize {
+        self.lock().get(&ip_group(ip)).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut m = self.map.lock();
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
+}
 
 /// Run-time state of the connect limits; one per process (both MQTT listeners share it).
 pub struct ConnectLimits {
@@ -80,6 +151,8 @@ pub struct ConnectLimits {
     bans: Mutex<HashMap<u64, i64>>,
     /// Keyed, so that nobody can pick dids that share a slot.
     hasher: std::collections::hash_map::RandomState,
+    /// Open connections per source address.
+    open: OpenPerIp,
 }
 
 fn per_minute(n: u32) -> Rate {
@@ -108,6 +181,7 @@ impl ConnectLimits {
             ),
             bans: Mutex::default(),
             hasher: Default::default(),
+            open: OpenPerIp::default(),
             config,
         }
     }
@@ -122,18 +196,18 @@ impl ConnectLimits {
 
     /// A new connection from `ip` (at accept, before TLS).
     pub fn check_ip(&self, ip: IpAddr, now_ms: i64) -> Result<(), Refusal> {
-        let ip = match ip {
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => IpAddr::V4(v4),
-                None => {
-                    let mut o = v6.octets();
-                    o[8..].fill(0);
-                    IpAddr::V6(o.into())
-                }
-            },
-            v4 => v4,
-        };
-        counted(self.ip.check(&ip, now_ms)).map(|_| ())
+        counted(self.ip.check(&ip_group(ip), now_ms)).map(|_| ())
+    }
+
+    /// A place for one more open MQTT connection from `ip` (at accept, with [`Self::check_ip`]);
+    /// `None`, counted as a refusal of `mqtt.connections_per_ip`, when its address holds
+    /// `max_connections_per_ip` already.
+    pub fn open_connection(&self, ip: IpAddr) -> Option<IpSlot> {
+        let slot = self.open.enter(ip, self.config.max_connections_per_ip);
+        if slot.is_none() {
+            crate::api_limits::count_refusal(CONNECTIONS_PER_IP);
+        }
+        slot
     }
 
     /// Before authentication: refuse a device that is banned, at no cost. Counts nothing.

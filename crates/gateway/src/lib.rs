@@ -77,12 +77,20 @@ pub(crate) struct Shared {
 /// session waits in the idle pool); counted in `rampart_mqtt_connections`.
 pub(crate) struct ConnGuard {
     _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// Its place under `mqtt.limits.max_connections_per_ip`.
+    _ip: Option<rampart_core::connect_limits::IpSlot>,
 }
 
 impl ConnGuard {
-    pub(crate) fn new(permit: Option<tokio::sync::OwnedSemaphorePermit>) -> ConnGuard {
+    pub(crate) fn new(
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
+        ip: Option<rampart_core::connect_limits::IpSlot>,
+    ) -> ConnGuard {
         metrics::gauge!("rampart_mqtt_connections").increment(1.0);
-        ConnGuard { _permit: permit }
+        ConnGuard {
+            _permit: permit,
+            _ip: ip,
+        }
     }
 }
 
@@ -167,6 +175,12 @@ pub async fn serve(
             drop(sock);
             continue;
         }
+        // Open connections from the same address.
+        let Some(ip_slot) = shared.core.connect_limits().open_connection(peer.ip()) else {
+            tracing::debug!(%peer, "connection refused: too many open from this address");
+            drop(sock);
+            continue;
+        };
         let Ok(permit) = limit.clone().try_acquire_owned() else {
             metrics::counter!("rampart_mqtt_connections_refused_total", "reason" => "capacity")
                 .increment(1);
@@ -176,7 +190,7 @@ pub async fn serve(
         let _ = sock.set_nodelay(true);
         let shared = shared.clone();
         let stop = stop_rx.clone();
-        let guard = ConnGuard::new(Some(permit));
+        let guard = ConnGuard::new(Some(permit), Some(ip_slot));
         match tls_config.clone() {
             Some(config) => tokio::spawn(run_tls(sock, peer, config, shared, stop, guard)),
             None => tokio::spawn(session::run(sock, peer, shared, stop, guard)),

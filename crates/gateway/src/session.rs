@@ -1702,7 +1702,7 @@ mod tests {
             a,
             "127.0.0.1:1".parse().unwrap(),
             &shared,
-            ConnGuard::new(None),
+            ConnGuard::new(None, None),
         );
         println!("opening future: {} bytes", std::mem::size_of_val(&opening));
         drop(opening);
@@ -1712,7 +1712,7 @@ mod tests {
             "127.0.0.1:1".parse().unwrap(),
             shared,
             rx,
-            ConnGuard::new(None),
+            ConnGuard::new(None, None),
         );
         let size = std::mem::size_of_val(&fut);
         println!(

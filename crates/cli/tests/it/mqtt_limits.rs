@@ -292,6 +292,70 @@ async fn connect_rate_per_ip_refuses_before_tls() {
 }
 
 #[tokio::test]
+async fn open_connections_per_ip_are_capped() {
+    let srv = Server::start_with(&[("RAMPART_MQTT__LIMITS__MAX_CONNECTIONS_PER_IP", "2")]).await;
+    // two open connections from 127.0.0.1, one on each listener
+    let first = tcp_from("127.0.0.1", srv.mqtt_tls).await;
+    let second = tcp_from("127.0.0.1", srv.mqtt_plain).await;
+    for mut s in [first, second] {
+        let mut b = [0u8; 1];
+        let r = tokio::time::timeout(Duration::from_millis(300), s.read(&mut b)).await;
+        assert!(r.is_err(), "an accepted connection stays open");
+        held_until_end(s);
+    }
+    // a third is closed at accept, on either listener
+    for port in [srv.mqtt_tls, srv.mqtt_plain] {
+        let mut s = tcp_from("127.0.0.1", port).await;
+        raw::expect_closed(&mut s).await;
+    }
+    assert_eq!(refusals(&srv, "mqtt.connections_per_ip").await, 2.0);
+    // another address is served, and authenticates as usual
+    let (_, did, secret) = srv.device().await;
+    let (u, p) = creds(&did, &secret);
+    let mut s = tcp_from("127.0.0.2", srv.mqtt_plain).await;
+    s.write_all(&raw::connect_v5_keepalive(&did, &u, &p, 30))
+        .await
+        .unwrap();
+    assert_eq!(connack_code(&raw::read_packet(&mut s).await), 0x00);
+}
+
+/// Keep `s` open until the test's runtime ends.
+fn held_until_end(s: tokio::net::TcpStream) {
+    tokio::spawn(async move {
+        let _s = s;
+        std::future::pending::<()>().await;
+    });
+}
+
+#[tokio::test]
+async fn a_closed_connection_gives_its_place_back() {
+    let srv = Server::start_with(&[("RAMPART_MQTT__LIMITS__MAX_CONNECTIONS_PER_IP", "1")]).await;
+    let (_, did, secret) = srv.device().await;
+    let (u, p) = creds(&did, &secret);
+    let mut s = tcp_from("127.0.0.3", srv.mqtt_plain).await;
+    s.write_all(&raw::connect_v5_keepalive(&did, &u, &p, 30))
+        .await
+        .unwrap();
+    assert_eq!(connack_code(&raw::read_packet(&mut s).await), 0x00);
+    let mut other = tcp_from("127.0.0.3", srv.mqtt_plain).await;
+    raw::expect_closed(&mut other).await;
+    drop(s);
+    // Once the server has seen the close, the address may connect again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut s = tcp_from("127.0.0.3", srv.mqtt_plain).await;
+        let mut b = [0u8; 1];
+        match tokio::time::timeout(Duration::from_millis(300), s.read(&mut b)).await {
+            Err(_) => break,
+            Ok(_) => assert!(
+                std::time::Instant::now() < deadline,
+                "the closed connection's place was never given back"
+            ),
+        }
+    }
+}
+
+#[tokio::test]
 async fn per_connection_sizes() {
     let srv = Server::start_with(&[("RAMPART_MQTT__MAX_PACKET_SIZE", "4096")]).await;
     // the announced maxima
