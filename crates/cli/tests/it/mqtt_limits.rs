@@ -276,19 +276,10 @@ async fn connect_rate_per_ip_refuses_before_tls() {
         assert!(r.is_err(), "an accepted connection waits for its handshake");
     }
     // the fourth is closed at once, before any TLS work, on either listener
-    for port in [srv.mqtt_tls, srv.mqtt_plain] {
-        let mut s = tcp_from("127.0.0.1", port).await;
-        raw::expect_closed(&mut s).await;
-    }
+    closed_at_accept_on_both_listeners(&srv).await;
     assert_eq!(refusals(&srv, "mqtt.connect_per_ip").await, 2.0);
     // another source address has its own budget
-    let (_, did, secret) = srv.device().await;
-    let (u, p) = creds(&did, &secret);
-    let mut s = tcp_from("127.0.0.2", srv.mqtt_plain).await;
-    s.write_all(&raw::connect_v5_keepalive(&did, &u, &p, 30))
-        .await
-        .unwrap();
-    assert_eq!(connack_code(&raw::read_packet(&mut s).await), 0x00);
+    connects_from(&srv, "127.0.0.2").await;
 }
 
 #[tokio::test]
@@ -304,15 +295,25 @@ async fn open_connections_per_ip_are_capped() {
         held_until_end(s);
     }
     // a third is closed at accept, on either listener
+    closed_at_accept_on_both_listeners(&srv).await;
+    assert_eq!(refusals(&srv, "mqtt.connections_per_ip").await, 2.0);
+    // another address is served, and authenticates as usual
+    connects_from(&srv, "127.0.0.2").await;
+}
+
+/// A new connection from 127.0.0.1 is closed at once on either listener.
+async fn closed_at_accept_on_both_listeners(srv: &Server) {
     for port in [srv.mqtt_tls, srv.mqtt_plain] {
         let mut s = tcp_from("127.0.0.1", port).await;
         raw::expect_closed(&mut s).await;
     }
-    assert_eq!(refusals(&srv, "mqtt.connections_per_ip").await, 2.0);
-    // another address is served, and authenticates as usual
+}
+
+/// A new device connects from `source` (plain listener) and is accepted.
+async fn connects_from(srv: &Server, source: &str) {
     let (_, did, secret) = srv.device().await;
     let (u, p) = creds(&did, &secret);
-    let mut s = tcp_from("127.0.0.2", srv.mqtt_plain).await;
+    let mut s = tcp_from(source, srv.mqtt_plain).await;
     s.write_all(&raw::connect_v5_keepalive(&did, &u, &p, 30))
         .await
         .unwrap();
