@@ -307,10 +307,7 @@ impl Core {
     /// (`device_status_raw`) when it runs.
     pub async fn ingest_raw(&self, dev: &DeviceAuth, payload: &[u8]) -> Result<()> {
         if payload.len() > topic::RAW_MAX {
-            return Err(Error::Model(ModelError::Payload(format!(
-                "a raw payload is at most {} bytes",
-                topic::RAW_MAX
-            ))));
+            return Err(Error::Model(ModelError::RawTooLarge(topic::RAW_MAX)));
         }
         if self.bus().has_event_stream() {
             use base64::Engine as _;

@@ -93,6 +93,8 @@ pub enum ModelError {
     NotWritable(String),
     #[error("payload is not a JSON object or binary report: {0}")]
     Payload(String),
+    #[error("a raw payload is at most {0} bytes")]
+    RawTooLarge(usize),
 }
 
 fn bad(point: &str, problem: impl Into<String>) -> ModelError {
