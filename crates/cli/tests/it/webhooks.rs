@@ -576,3 +576,50 @@ async fn a_suspended_enterprise_s_webhook_holds_its_events() {
         "no attempt was used up while suspended"
     );
 }
+
+/// Changes and raw publishes reach a webhook like any other kind, with the same data as on
+/// the stream.
+#[tokio::test]
+async fn changes_and_raw_publishes_reach_a_webhook() {
+    let mut h = hooked("5", json!(["datapoint_changed", "device_status_raw"])).await;
+    let (u, p) = creds(&h.did, &h.dsecret);
+    let (c, mut el) = rumqttc::AsyncClient::new(v4_options(&h.srv, &h.did, &u, &p), 8);
+    for (sub, payload) in [
+        ("up", br#"{"seq":1,"power":true}"#.to_vec()),
+        ("up", br#"{"seq":1,"power":false}"#.to_vec()),
+        ("raw", b"hello".to_vec()),
+    ] {
+        c.publish(
+            format!("dev/{}/{sub}", h.did),
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            payload,
+        )
+        .await
+        .unwrap();
+        v4_until(&mut el, |e| {
+            matches!(e, Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_)))).then_some(())
+        })
+        .await;
+    }
+    let (_, accepted) = h.rcv.until(|ev| ev.len() >= 3).await;
+    let got: Vec<(&str, &Value)> = accepted
+        .iter()
+        .map(|e| (e["event_type"].as_str().unwrap(), &e["data"]))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                "datapoint_changed",
+                &json!({"values": {"seq": 1, "power": true}, "previous": {"seq": null, "power": null}})
+            ),
+            (
+                "datapoint_changed",
+                &json!({"values": {"power": false}, "previous": {"power": true}})
+            ),
+            ("device_status_raw", &json!({"payload": "aGVsbG8="})),
+        ]
+    );
+    let _ = c.disconnect().await;
+}
