@@ -274,29 +274,37 @@ async fn run(
 }
 
 /// Read the stored state of tracked devices of this batch that have no last values in memory
-/// (one read per device after it connects).
+/// (each device once after it connects; one store call for the batch).
 async fn load_previous(
     store: &Store,
     evs: &[(DeviceEvent, Option<Arc<ProductInfo>>)],
     last: &mut HashMap<String, Values>,
 ) {
+    let mut missing: Vec<String> = Vec::new();
     for (ev, track) in evs {
-        let (DeviceEvent::Report { did, .. }, Some(_)) = (ev, track) else {
-            continue;
-        };
-        if last.contains_key(did) {
-            continue;
-        }
-        let state = match store.get_device(did).await {
-            Ok(Some(row)) => serde_json::from_str(&row.state).unwrap_or_default(),
-            Ok(None) => Values::new(),
-            Err(e) => {
-                // Without the previous state, every point of the report counts as changed.
-                tracing::error!(error = %e, did, "reading a device's state for changes failed");
-                Values::new()
+        if let (DeviceEvent::Report { did, .. }, Some(_)) = (ev, track) {
+            if !last.contains_key(did) {
+                missing.push(did.clone());
             }
-        };
-        last.insert(did.clone(), state);
+        }
+    }
+    missing.sort_unstable();
+    missing.dedup();
+    if missing.is_empty() {
+        return;
+    }
+    match store.device_states(&missing).await {
+        Ok(states) => {
+            for (did, state) in states {
+                last.insert(did, serde_json::from_str(&state).unwrap_or_default());
+            }
+        }
+        // Without the previous state, every point of these reports counts as changed.
+        Err(e) => tracing::error!(error = %e, devices = missing.len(),
+            "reading devices' states for changes failed"),
+    }
+    for did in missing {
+        last.entry(did).or_default();
     }
 }
 
