@@ -236,8 +236,12 @@ async fn run(
                     (DeviceEvent::Report { did, ts, values }, Some(product)) => {
                         compare(&mut last, did, *ts, values, &product)
                     }
-                    (DeviceEvent::Offline { did, .. }, _) => {
-                        last.remove(did);
+                    // An untracked report (its product's groups stopped asking) makes the
+                    // values held for the device stale: forget them.
+                    (DeviceEvent::Offline { did, .. } | DeviceEvent::Report { did, .. }, _) => {
+                        if !last.is_empty() {
+                            last.remove(did);
+                        }
                         Vec::new()
                     }
                     _ => Vec::new(),
