@@ -142,6 +142,9 @@ pub(crate) async fn run_session(
     let (done_tx, mut done_rx) = mpsc::channel::<Value>(MAX_COMMANDS);
     let mut commands = 0usize;
     let mut suspensions = core.suspensions();
+    // Checked once at the start too: a suspension between the login's checks and this
+    // subscription is not missed.
+    suspensions.mark_changed();
     loop {
         // Biased: events already handed to this consumer go out before any answer to a later
         // message (a `pong` means everything pushed before it was written).
