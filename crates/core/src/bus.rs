@@ -129,6 +129,9 @@ pub(crate) struct EventSink {
     /// Products for which some subscription group wants `datapoint_changed` or alarms, so their
     /// reports are compared with the previous state.
     tracked: RwLock<HashSet<String>>,
+    /// Devices whose stored state was cleared (factory reset, wipe): the report writer drops the
+    /// values it holds for them before its next batch.
+    cleared: Mutex<Vec<String>>,
 }
 
 impl EventSink {
@@ -158,6 +161,19 @@ impl EventSink {
     /// Replace the products whose reports are compared with the previous state.
     pub(crate) fn set_tracked(&self, products: HashSet<String>) {
         *self.tracked.write().unwrap_or_else(|p| p.into_inner()) = products;
+    }
+
+    /// A device's stored state was cleared outside the report writer: the values it holds for
+    /// comparisons are stale.
+    pub(crate) fn state_cleared(&self, did: &str) {
+        if self.hub.get().is_some() {
+            lock(&self.cleared).push(did.to_owned());
+        }
+    }
+
+    /// The devices whose state was cleared since the last call.
+    pub(crate) fn take_cleared(&self) -> Vec<String> {
+        std::mem::take(&mut *lock(&self.cleared))
     }
 
     /// Whether reports of product `pk` are compared with the previous state.
@@ -346,6 +362,7 @@ impl Default for Bus {
                 live: broadcast::channel(4096).0,
                 hub: OnceLock::new(),
                 tracked: RwLock::new(HashSet::new()),
+                cleared: Mutex::new(Vec::new()),
             }),
         }
     }

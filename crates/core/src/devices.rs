@@ -462,10 +462,14 @@ impl Core {
             match cmd.action {
                 Some(Action::FactoryReset) => {
                     self.store().clear_device_data(did, false).await?;
+                    self.bus().event_sink().state_cleared(did);
                     // A reset device belongs to nobody: the next owner binds with the passcode.
                     self.unbind_everyone(did, actor, "factory reset").await?;
                 }
-                Some(Action::Wipe) => self.store().clear_device_data(did, true).await?,
+                Some(Action::Wipe) => {
+                    self.store().clear_device_data(did, true).await?;
+                    self.bus().event_sink().state_cleared(did);
+                }
                 _ => {}
             }
         }

@@ -1198,5 +1198,17 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(d.data, r#"{"previous":{"temp":21},"values":{"temp":22}}"#);
+        c.ack(d.delivery_id).unwrap();
+        // A factory reset clears the stored state: the same value again is a change from nothing.
+        core.store().clear_device_data("d1", false).await.unwrap();
+        core.bus().event_sink().state_cleared("d1");
+        core.ingest_report(&dev, br#"{"temp":22}"#, true)
+            .await
+            .unwrap();
+        let d = tokio::time::timeout(Duration::from_secs(10), c.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.data, r#"{"previous":{"temp":null},"values":{"temp":22}}"#);
     }
 }

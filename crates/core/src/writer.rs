@@ -10,7 +10,8 @@
 //!
 //! Changes and alarms: for a product some subscription group asked for `datapoint_changed` or
 //! alarms of, the writer compares each report with the device's previous values, kept in memory
-//! per online device of such a product (dropped when the device goes offline). The first such
+//! per online device of such a product (dropped when the device goes offline or its state is
+//! cleared by a factory reset or wipe). The first such
 //! report after a connect reads the device's stored state once (before the batch commits, so it
 //! is the state before the report); later reports cost a map lookup and a comparison per point.
 
@@ -210,6 +211,9 @@ async fn run(
             if rows.len() + seen.len() < MAX_BATCH {
                 next = rx.try_recv().ok();
             }
+        }
+        for did in events.take_cleared() {
+            last.remove(&did);
         }
         // Before the commit, the store holds the state before this batch.
         load_previous(&store, &evs, &mut last).await;
