@@ -1189,26 +1189,25 @@ mod tests {
             assert_eq!((got[i].0.as_str(), &got[i].1), (*kind, data), "event {i}");
         }
         // The last report changed only the hidden point, and came out as nothing at all: the
-        // next event is the next report's.
-        core.ingest_report(&dev, br#"{"temp":22}"#, true)
-            .await
-            .unwrap();
-        let d = tokio::time::timeout(Duration::from_secs(10), c.next())
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(d.data, r#"{"previous":{"temp":21},"values":{"temp":22}}"#);
-        c.ack(d.delivery_id).unwrap();
-        // A factory reset clears the stored state: the same value again is a change from nothing.
-        core.store().clear_device_data("d1", false).await.unwrap();
-        core.bus().event_sink().state_cleared("d1");
-        core.ingest_report(&dev, br#"{"temp":22}"#, true)
-            .await
-            .unwrap();
-        let d = tokio::time::timeout(Duration::from_secs(10), c.next())
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(d.data, r#"{"previous":{"temp":null},"values":{"temp":22}}"#);
+        // next event is the next report's. Then a factory reset clears the stored state: the
+        // same value again is a change from nothing.
+        for (cleared, want) in [
+            (false, r#"{"previous":{"temp":21},"values":{"temp":22}}"#),
+            (true, r#"{"previous":{"temp":null},"values":{"temp":22}}"#),
+        ] {
+            if cleared {
+                core.store().clear_device_data("d1", false).await.unwrap();
+                core.bus().event_sink().state_cleared("d1");
+            }
+            core.ingest_report(&dev, br#"{"temp":22}"#, true)
+                .await
+                .unwrap();
+            let d = tokio::time::timeout(Duration::from_secs(10), c.next())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(d.data, want);
+            c.ack(d.delivery_id).unwrap();
+        }
     }
 }
