@@ -3,8 +3,8 @@
 //! `GET /v1/enterprise/events` (login by a signed upgrade, handled here).
 //!
 //! After login both speak the same JSON messages, one per line or text frame (documented in
-//! `docs/enterprise-api.md`): the server sends `event_push`, `pong`, `remote_control_res` and
-//! `invalid_msg`; the client sends `event_ack`, `ping` and `remote_control_req`. Input that is not
+//! `docs/enterprise-api.md`): the server sends `event_push`, `pong`, `remote_control_res`,
+//! `invalid_msg` and, before it closes a session of a suspended enterprise, `session_end`; the client sends `event_ack`, `ping` and `remote_control_req`. Input that is not
 //! one of these gets an `invalid_msg` with a code and the connection goes on.
 //!
 //! Delivery, acknowledgement and ordering are `rampart_core::events`; this module only frames
@@ -106,6 +106,11 @@ pub(crate) fn login_ok(
     })
 }
 
+/// `{"cmd":"session_end","code","message"}`: the server closes the session.
+pub(crate) fn session_end(code: &str, message: &str) -> Value {
+    json!({"cmd": "session_end", "code": code, "message": message})
+}
+
 /// `login_res` for a refusal.
 pub(crate) fn login_refused(code: &str, message: impl Into<String>) -> Value {
     json!({"cmd": "login_res", "result": false, "code": code, "message": message.into()})
@@ -136,12 +141,29 @@ pub(crate) async fn run_session(
     tokio::pin!(shutdown);
     let (done_tx, mut done_rx) = mpsc::channel::<Value>(MAX_COMMANDS);
     let mut commands = 0usize;
+    let mut suspensions = core.suspensions();
+    // Checked once at the start too: a suspension between the login's checks and this
+    // subscription is not missed.
+    suspensions.mark_changed();
     loop {
         // Biased: events already handed to this consumer go out before any answer to a later
         // message (a `pong` means everything pushed before it was written).
         let msg = tokio::select! {
             biased;
             _ = &mut shutdown => break,
+            r = suspensions.changed() => {
+                if r.is_err() {
+                    break;
+                }
+                // A suspended enterprise's sessions end (its unacknowledged events go back to
+                // the group and are delivered after reinstatement).
+                if core.enterprise_suspended(&key.enterprise_id).await.unwrap_or(true) {
+                    let _ = out.send(&session_end("ENTERPRISE_SUSPENDED",
+                        "the key's enterprise is suspended by the operator")).await;
+                    break;
+                }
+                continue;
+            }
             d = consumer.next() => match d {
                 Some(d) => push(d),
                 None => break,

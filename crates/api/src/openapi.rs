@@ -76,8 +76,9 @@ fn meaning(code: &str) -> &'static str {
         }
         "STALE_TIMESTAMP" => "`ts` is more than 300 s away from the server's clock",
         "SIGNATURE_MISMATCH" => "the signature does not match the request, or the key id is unknown",
-        "KEY_DISABLED" => "the key is disabled, or its enterprise is suspended by the operator",
+        "KEY_DISABLED" => "the key is disabled",
         "KEY_EXPIRED" => "the key is past its `expires_at`",
+        "ENTERPRISE_SUSPENDED" => "the key's enterprise is suspended by the operator",
         "IP_NOT_ALLOWED" => "the connection's address is in none of the key's networks",
         "NONCE_REUSED" => "the nonce was already used with this key (a replay)",
         "INVALID_DATAPOINT" => "a model or command that breaks the data-point rules",
@@ -493,6 +494,7 @@ const SIGNED_REFUSALS: &[&str] = &[
     "SIGNATURE_MISMATCH",
     "KEY_DISABLED",
     "KEY_EXPIRED",
+    "ENTERPRISE_SUSPENDED",
     "IP_NOT_ALLOWED",
     "NONCE_REUSED",
 ];

@@ -91,9 +91,10 @@ async fn load(core: &Core, user_id: &str) -> Result<HashMap<String, Role>, rampa
     Ok(core.user_devices(user_id).await?.into_iter().collect())
 }
 
-/// The JSON pushed for a device event.
-pub(crate) fn event_json(ev: &DeviceEvent) -> (&str, Value) {
-    match ev {
+/// The JSON pushed for a device event; `None` for the kinds that only the operator event stream
+/// carries (the live broadcast never sends them; see `DeviceEvent::is_live`).
+pub(crate) fn event_json(ev: &DeviceEvent) -> Option<(&str, Value)> {
+    Some(match ev {
         DeviceEvent::Report { did, ts, values } => (
             did,
             json!({"did": did, "kind": "status", "ts": ts, "values": values}),
@@ -121,7 +122,10 @@ pub(crate) fn event_json(ev: &DeviceEvent) -> (&str, Value) {
             did,
             json!({"did": did, "kind": "registered", "created": created, "ts": ts}),
         ),
-    }
+        DeviceEvent::Raw { .. } | DeviceEvent::Changed { .. } | DeviceEvent::Alarm { .. } => {
+            return None
+        }
+    })
 }
 
 /// Apply an access change to this connection's set; true when the user's sessions changed and
@@ -208,7 +212,9 @@ async fn run(
                         }
                         recheck = false;
                     }
-                    let (did, body) = event_json(&ev);
+                    let Some((did, body)) = event_json(&ev) else {
+                        continue;
+                    };
                     if allowed.contains_key(did) {
                         socket
                             .send(Message::Text(body.to_string().into()))
@@ -322,7 +328,7 @@ mod tests {
             ),
         ];
         for (ev, want) in cases {
-            let (did, v) = event_json(&ev);
+            let (did, v) = event_json(&ev).unwrap();
             assert_eq!(did, "d");
             assert_eq!(v, want);
         }

@@ -513,14 +513,19 @@ impl Default for WebhooksConfig {
 
 impl WebhooksConfig {
     /// The core's settings; reads `ca_file`.
-    pub(crate) fn core(&self) -> Result<rampart_core::webhooks::WebhooksConfig, String> {
+    /// The core's webhook settings; `read_ca` loads `ca_file` (only the server delivers webhooks,
+    /// so other commands leave it unread).
+    pub(crate) fn core(
+        &self,
+        read_ca: bool,
+    ) -> Result<rampart_core::webhooks::WebhooksConfig, String> {
         if self.max_attempts == 0 || self.max_attempts > 100 {
             return Err("webhooks.max_attempts must be 1-100".into());
         }
         if self.batch_max == 0 || self.batch_max > 1000 {
             return Err("webhooks.batch_max must be 1-1000".into());
         }
-        let ca_pem = if self.ca_file.is_empty() {
+        let ca_pem = if self.ca_file.is_empty() || !read_ca {
             None
         } else {
             Some(
@@ -677,7 +682,7 @@ per_second = 1",
     #[test]
     fn webhooks_section() {
         let c = Config::default();
-        let core = c.webhooks.core().unwrap();
+        let core = c.webhooks.core(true).unwrap();
         assert_eq!((core.max_attempts, core.allow_http), (8, false));
         assert!(core.ca_pem.is_none());
         let mut v = toml::Value::try_from(Config::default()).unwrap();
@@ -686,14 +691,16 @@ per_second = 1",
             toml::from_str("[webhooks]\nmax_attempts = 3\nallow_private_addresses = true").unwrap(),
         );
         let c: Config = v.try_into().unwrap();
-        let core = c.webhooks.core().unwrap();
+        let core = c.webhooks.core(true).unwrap();
         assert_eq!((core.max_attempts, core.allow_private_addresses), (3, true));
         let mut bad = c.webhooks.clone();
         bad.max_attempts = 0;
-        assert!(bad.core().is_err());
+        assert!(bad.core(true).is_err());
         let mut bad = c.webhooks.clone();
         bad.ca_file = "/nonexistent/ca.pem".into();
-        assert!(bad.core().unwrap_err().contains("webhooks.ca_file"));
+        assert!(bad.core(true).unwrap_err().contains("webhooks.ca_file"));
+        // Left unread where webhooks are not delivered.
+        assert!(bad.core(false).unwrap().ca_pem.is_none());
         let doc = include_str!("../../../docs/config.md");
         let table = toml::Value::try_from(Config::default().webhooks).unwrap();
         for key in table.as_table().unwrap().keys() {

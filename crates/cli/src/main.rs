@@ -239,7 +239,9 @@ fn init_tracing(cfg: &Config) {
 }
 
 /// Open the data directory: create it (0700), load or create the master key, open the store.
-async fn open_core(cfg: &Config) -> AnyResult<(Core, bool)> {
+/// Only `serving` reads files that the server alone uses (`webhooks.ca_file`: webhooks are
+/// delivered by `serve`), so a bad path there does not break unrelated commands.
+async fn open_core(cfg: &Config, serving: bool) -> AnyResult<(Core, bool)> {
     let dir = &cfg.data_dir;
     std::fs::create_dir_all(dir).map_err(|e| format!("data directory {}: {e}", dir.display()))?;
     #[cfg(unix)]
@@ -273,7 +275,7 @@ async fn open_core(cfg: &Config) -> AnyResult<(Core, bool)> {
             max_per_group: i64::try_from(cfg.events.max_events.max(1)).unwrap_or(i64::MAX),
         },
         limits: cfg.limits.clone(),
-        webhooks: cfg.webhooks.core()?,
+        webhooks: cfg.webhooks.core(serving)?,
         mqtt_limits: cfg.mqtt.limits.clone(),
         uploads: rampart_core::uploads::UploadsConfig {
             dir: Some(dir.join("uploads")),
@@ -314,7 +316,7 @@ async fn run(cli: Cli) -> AnyResult {
             cmd: AuditCmd::Verify { data },
         } => {
             let cfg = load_config(&data)?;
-            let (core, _) = open_core(&cfg).await?;
+            let (core, _) = open_core(&cfg, false).await?;
             let r = core.verify_audit_chain().await.map_err(|e| e.to_string());
             core.store().close().await;
             let r = r?;
@@ -348,7 +350,7 @@ async fn run(cli: Cli) -> AnyResult {
             cmd: ProductCmd::Create { data, model },
         } => {
             let cfg = load_config(&data)?;
-            let (core, _) = open_core(&cfg).await?;
+            let (core, _) = open_core(&cfg, false).await?;
             let text =
                 std::fs::read_to_string(&model).map_err(|e| format!("{}: {e}", model.display()))?;
             let p = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", model.display()))?;
@@ -374,7 +376,7 @@ async fn run(cli: Cli) -> AnyResult {
                 },
         } => {
             let cfg = load_config(&data)?;
-            let (core, _) = open_core(&cfg).await?;
+            let (core, _) = open_core(&cfg, false).await?;
             let (batch, ids) = core
                 .factory_issue(&product, count, &Actor::cli())
                 .await
@@ -400,7 +402,7 @@ async fn run(cli: Cli) -> AnyResult {
                 },
         } => {
             let cfg = load_config(&data)?;
-            let (core, _) = open_core(&cfg).await?;
+            let (core, _) = open_core(&cfg, false).await?;
             let text =
                 std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
             let ids: Vec<String> = text
@@ -466,7 +468,7 @@ async fn run(cli: Cli) -> AnyResult {
 }
 
 async fn serve(cfg: Config) -> AnyResult {
-    let (core, _) = open_core(&cfg).await?;
+    let (core, _) = open_core(&cfg, true).await?;
     let dir = cfg.data_dir.clone();
     core.set_notifier(std::sync::Arc::new(cfg.notify.notifier(&dir)?));
     core.set_oidc_providers(cfg.oidc.providers()?)?;

@@ -189,7 +189,8 @@ impl KeyAuthError {
             KeyAuthError::SignatureMismatch => "SIGNATURE_MISMATCH",
             KeyAuthError::NonceReused => "NONCE_REUSED",
             KeyAuthError::IpNotAllowed => "IP_NOT_ALLOWED",
-            KeyAuthError::KeyDisabled | KeyAuthError::EnterpriseSuspended => "KEY_DISABLED",
+            KeyAuthError::KeyDisabled => "KEY_DISABLED",
+            KeyAuthError::EnterpriseSuspended => "ENTERPRISE_SUSPENDED",
             KeyAuthError::KeyExpired => "KEY_EXPIRED",
             KeyAuthError::Internal(_) => "INTERNAL",
         }

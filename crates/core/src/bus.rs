@@ -6,10 +6,11 @@
 use bytes::Bytes;
 use rampart_proto::command::Ack;
 use serde::Serialize;
+use std::collections::HashSet;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::Mutex;
-use tokio::sync::{broadcast, oneshot};
+use std::sync::{Mutex, OnceLock, RwLock};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 /// Why a session is closed from outside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +85,106 @@ pub enum DeviceEvent {
         mode: String,
         created: bool,
     },
+    /// A passthrough publish on `dev/{did}/raw`, base64 (not stored; operator stream only).
+    Raw {
+        did: String,
+        ts: i64,
+        payload: String,
+    },
+    /// Points of a stored report whose values differ from the device's previous state
+    /// (`previous`: the old values, `null` for a point never reported). Operator stream only.
+    Changed {
+        did: String,
+        ts: i64,
+        values: serde_json::Map<String, serde_json::Value>,
+        previous: serde_json::Map<String, serde_json::Value>,
+    },
+    /// Alert- or fault-class points of a stored report that were raised (`true`) or cleared
+    /// (`false`). Operator stream only.
+    Alarm {
+        did: String,
+        ts: i64,
+        class: rampart_proto::model::PointClass,
+        values: serde_json::Map<String, serde_json::Value>,
+    },
+}
+
+impl DeviceEvent {
+    /// Whether the app WebSocket push carries this kind (the others go to the operator
+    /// stream only).
+    pub fn is_live(&self) -> bool {
+        !matches!(
+            self,
+            DeviceEvent::Raw { .. } | DeviceEvent::Changed { .. } | DeviceEvent::Alarm { .. }
+        )
+    }
+}
+
+/// Where device events go: the live broadcast (app WebSockets; a receiver that falls behind
+/// loses events) and, once the operator event stream runs, its hub's own bounded channel, on
+/// which senders wait rather than drop (at least once).
+pub(crate) struct EventSink {
+    live: broadcast::Sender<DeviceEvent>,
+    hub: OnceLock<mpsc::Sender<DeviceEvent>>,
+    /// Products for which some subscription group wants `datapoint_changed` or alarms, so their
+    /// reports are compared with the previous state.
+    tracked: RwLock<HashSet<String>>,
+    /// Devices whose stored state was cleared (factory reset, wipe): the report writer drops the
+    /// values it holds for them before its next batch.
+    cleared: Mutex<Vec<String>>,
+}
+
+impl EventSink {
+    /// Hand `ev` to the hub (waiting while its channel is full) and to live listeners.
+    pub(crate) async fn send(&self, ev: DeviceEvent) {
+        let live = ev.is_live() && self.live.receiver_count() > 0;
+        match self.hub.get() {
+            Some(hub) if live => {
+                let _ = hub.send(ev.clone()).await;
+                let _ = self.live.send(ev);
+            }
+            Some(hub) => {
+                let _ = hub.send(ev).await;
+            }
+            None if live => {
+                let _ = self.live.send(ev);
+            }
+            None => {}
+        }
+    }
+
+    /// Connect the operator event stream's hub (once).
+    pub(crate) fn attach_hub(&self, tx: mpsc::Sender<DeviceEvent>) {
+        let _ = self.hub.set(tx);
+    }
+
+    /// Replace the products whose reports are compared with the previous state.
+    pub(crate) fn set_tracked(&self, products: HashSet<String>) {
+        *self.tracked.write().unwrap_or_else(|p| p.into_inner()) = products;
+    }
+
+    /// A device's stored state was cleared outside the report writer: the values it holds for
+    /// comparisons are stale.
+    pub(crate) fn state_cleared(&self, did: &str) {
+        if self.hub.get().is_some() {
+            lock(&self.cleared).push(did.to_owned());
+        }
+    }
+
+    /// The devices whose state was cleared since the last call.
+    pub(crate) fn take_cleared(&self) -> Vec<String> {
+        std::mem::take(&mut *lock(&self.cleared))
+    }
+
+    /// Whether reports of product `pk` are compared with the previous state.
+    pub(crate) fn tracks(&self, pk: &str) -> bool {
+        self.hub.get().is_some()
+            && self
+                .tracked
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(pk)
+    }
 }
 
 /// Most messages waiting in one session's inbox; a full inbox refuses more.
@@ -249,7 +350,7 @@ struct Sessions {
 pub struct Bus {
     sessions: Mutex<Sessions>,
     pending: Mutex<HashMap<(String, String), oneshot::Sender<Ack>>>,
-    events: broadcast::Sender<DeviceEvent>,
+    events: Arc<EventSink>,
 }
 
 impl Default for Bus {
@@ -257,7 +358,12 @@ impl Default for Bus {
         Bus {
             sessions: Default::default(),
             pending: Default::default(),
-            events: broadcast::channel(4096).0,
+            events: Arc::new(EventSink {
+                live: broadcast::channel(4096).0,
+                hub: OnceLock::new(),
+                tracked: RwLock::new(HashSet::new()),
+                cleared: Mutex::new(Vec::new()),
+            }),
         }
     }
 }
@@ -376,20 +482,29 @@ impl Bus {
 
     /// Whether anyone listens for device events (so callers can skip building them).
     pub fn has_event_subscribers(&self) -> bool {
-        self.events.receiver_count() > 0
+        self.events.hub.get().is_some() || self.events.live.receiver_count() > 0
     }
 
-    pub fn publish_event(&self, ev: DeviceEvent) {
-        let _ = self.events.send(ev);
+    /// Whether the operator event stream runs (it takes raw publishes).
+    pub fn has_event_stream(&self) -> bool {
+        self.events.hub.get().is_some()
     }
 
-    /// A sender for events published from elsewhere (the report writer, after its commit).
-    pub(crate) fn event_sender(&self) -> broadcast::Sender<DeviceEvent> {
+    /// Publish an event: to the operator event stream without loss (waiting while its queue is
+    /// full) and to live listeners.
+    pub async fn publish_event(&self, ev: DeviceEvent) {
+        self.events.send(ev).await;
+    }
+
+    /// The sink for events published from elsewhere (the report writer, after its commit).
+    pub(crate) fn event_sink(&self) -> Arc<EventSink> {
         self.events.clone()
     }
 
+    /// Live listeners (app WebSockets) only: a receiver that falls behind loses events. Raw
+    /// publishes, changes and alarms are not sent here.
     pub fn subscribe_events(&self) -> broadcast::Receiver<DeviceEvent> {
-        self.events.subscribe()
+        self.events.live.subscribe()
     }
 }
 

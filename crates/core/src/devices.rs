@@ -303,34 +303,60 @@ impl Core {
                 ts,
                 values: values.clone(),
             });
+        // Compared with the previous state (by the writer) only for products a subscription
+        // group asked for changes or alarms of.
+        let track = (event.is_some() && self.bus().event_sink().tracks(&dev.product.product_key))
+            .then(|| dev.product.clone());
         let row = rampart_store::ReportRow {
             did: did.to_owned(),
             ts,
             values,
         };
         self.writer()
-            .submit(row, event, durable)
+            .submit(row, event, track, durable)
             .await
             .map_err(Error::Internal)
     }
 
+    /// A passthrough publish on `dev/{did}/raw`: at most [`topic::RAW_MAX`] bytes (else refused
+    /// as an invalid payload), not stored, handed to the operator event stream as base64
+    /// (`device_status_raw`) when it runs.
+    pub async fn ingest_raw(&self, dev: &DeviceAuth, payload: &[u8]) -> Result<()> {
+        if payload.len() > topic::RAW_MAX {
+            return Err(Error::Model(ModelError::RawTooLarge(topic::RAW_MAX)));
+        }
+        if self.bus().has_event_stream() {
+            use base64::Engine as _;
+            self.bus()
+                .publish_event(DeviceEvent::Raw {
+                    did: dev.did.as_str().to_owned(),
+                    ts: now_ms(),
+                    payload: base64::engine::general_purpose::STANDARD.encode(payload),
+                })
+                .await;
+        }
+        Ok(())
+    }
+
     /// A device acknowledged a command.
-    pub fn ingest_ack(&self, dev: &DeviceAuth, payload: &[u8]) -> Result<()> {
+    pub async fn ingest_ack(&self, dev: &DeviceAuth, payload: &[u8]) -> Result<()> {
         let ack = Ack::parse(payload).ok_or_else(|| {
             Error::Model(ModelError::Payload(
                 "ack must be {\"id\",\"status\":\"ok\"|\"error\"}".into(),
             ))
         })?;
         let did = dev.did.as_str();
-        self.bus().publish_event(DeviceEvent::Ack {
-            did: did.to_owned(),
-            ts: now_ms(),
-            id: ack.id.clone(),
-            status: match ack.status {
-                AckStatus::Ok => "ok".into(),
-                AckStatus::Error => "error".into(),
-            },
-        });
+        self.bus()
+            .publish_event(DeviceEvent::Ack {
+                did: did.to_owned(),
+                ts: now_ms(),
+                id: ack.id.clone(),
+                status: match ack.status {
+                    AckStatus::Ok => "ok".into(),
+                    AckStatus::Error => "error".into(),
+                },
+            })
+            .await;
         self.bus().resolve_ack(did, ack);
         Ok(())
     }
@@ -452,10 +478,14 @@ impl Core {
             match cmd.action {
                 Some(Action::FactoryReset) => {
                     self.store().clear_device_data(did, false).await?;
+                    self.bus().event_sink().state_cleared(did);
                     // A reset device belongs to nobody: the next owner binds with the passcode.
                     self.unbind_everyone(did, actor, "factory reset").await?;
                 }
-                Some(Action::Wipe) => self.store().clear_device_data(did, true).await?,
+                Some(Action::Wipe) => {
+                    self.store().clear_device_data(did, true).await?;
+                    self.bus().event_sink().state_cleared(did);
+                }
                 _ => {}
             }
         }

@@ -425,8 +425,25 @@ impl Core {
         Ok(())
     }
 
+    /// Whether enterprise `id` is suspended (an unknown one counts as suspended).
+    pub async fn enterprise_suspended(&self, id: &str) -> Result<bool> {
+        Ok(self
+            .store()
+            .get_enterprise(id)
+            .await?
+            .is_none_or(|e| e.suspended))
+    }
+
+    /// Resolves at the next suspension or reinstatement of any enterprise made by this process.
+    pub fn suspensions(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.suspensions.subscribe()
+    }
+
     /// The operator suspends or reinstates an enterprise: while suspended its members cannot
-    /// reach its products through the API; the devices keep working.
+    /// reach its products through the API, its access keys are refused (signed requests and
+    /// event stream logins: `ENTERPRISE_SUSPENDED`), its live event stream sessions are closed
+    /// and its webhooks deliver nothing (events stay queued and go out after reinstatement);
+    /// the devices keep working.
     pub async fn set_enterprise_suspended(
         &self,
         id: &str,
@@ -436,6 +453,7 @@ impl Core {
         if id.len() > 64 || !self.store().set_enterprise_suspended(id, on).await? {
             return Err(Error::NotFound("enterprise"));
         }
+        self.inner.suspensions.send_modify(|n| *n += 1);
         let action = if on {
             "enterprise.suspend"
         } else {

@@ -7,7 +7,8 @@
 //! Consumers of one group share its events round-robin; each group gets every event.
 //!
 //! One task (the hub) does all of it, so nothing here needs a lock: it takes `DeviceEvent`s from
-//! the bus's broadcast (sent after the report writer's commit), queues them in one insert per
+//! its own bounded channel (fed after the report writer's commit and by acks, registrations and
+//! raw publishes; a sender waits while it is full, so nothing is dropped), queues them in one insert per
 //! batch, loads each active group's queue in id order, hands events to consumers (at most
 //! `prefetch` unacknowledged each) and deletes acknowledged ones in one statement per batch.
 //! Which consumer holds which event is kept in memory only: a consumer that goes away gives its
@@ -22,16 +23,15 @@
 
 use crate::access_keys::{KeySession, Scope};
 use crate::audit::AuditEvent;
-use crate::bus::DeviceEvent;
+use crate::bus::{Bus, DeviceEvent, EventSink};
 use crate::{now_ms, Core, Error, Result};
 use rampart_store::{EventGroupRow, QueuedEventRow, Store};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
-/// Event kinds a login may ask for. `device_online`, `device_offline`, `device_status_kv`,
-/// `device_ack` and `device_registered` are produced today; the others are accepted so that a
-/// subscription can name them, and produce nothing yet.
+/// Event kinds a login may ask for (OTA status is to come).
 pub const KINDS: &[&str] = &[
     "device_online",
     "device_offline",
@@ -48,6 +48,14 @@ pub const MAX_PRODUCTS: usize = 100;
 /// `prefetch` bounds and default.
 pub const PREFETCH_MAX: u16 = 32767;
 pub const PREFETCH_DEFAULT: u16 = 50;
+/// Kinds that need a report compared with the device's previous state.
+const CHANGE_KINDS: &[&str] = &[
+    "datapoint_changed",
+    "device_attr_alert",
+    "device_attr_fault",
+];
+/// Events waiting for the hub before their senders wait (the report writer among them).
+const HUB_QUEUE: usize = 4096;
 /// How many events of a group are held in memory ahead of delivery.
 const WINDOW: usize = 1024;
 /// How often retention runs.
@@ -202,32 +210,53 @@ impl std::fmt::Debug for Consumer {
 
 impl Consumer {
     /// The next event for this consumer; `None` once the hub has stopped. Data points the key
-    /// may not see are left out of reports.
+    /// may not see are left out (an alarm or change that was only about such points is
+    /// acknowledged here and not handed out).
     pub async fn next(&mut self) -> Option<Delivery> {
-        let d = self.rx.recv().await?;
-        Some(self.take(d))
+        loop {
+            let d = self.rx.recv().await?;
+            if let Some(d) = self.take(d) {
+                return Some(d);
+            }
+        }
     }
 
     /// The next event if one is waiting already (no wait).
     pub fn try_next(&mut self) -> Option<Delivery> {
-        let d = self.rx.try_recv().ok()?;
-        Some(self.take(d))
-    }
-
-    /// Record `d` as held and leave hidden data points out of it.
-    fn take(&mut self, mut d: Delivery) -> Delivery {
-        self.held.insert(d.delivery_id);
-        if let Some(hidden) = self.hidden.get(&d.product_key).filter(|h| !h.is_empty()) {
-            if let Ok(mut v) = serde_json::from_str::<serde_json::Value>(&d.data) {
-                if let Some(vals) = v.get_mut("values").and_then(|v| v.as_object_mut()) {
-                    for h in hidden {
-                        vals.remove(h);
-                    }
-                }
-                d.data = v.to_string();
+        loop {
+            let d = self.rx.try_recv().ok()?;
+            if let Some(d) = self.take(d) {
+                return Some(d);
             }
         }
-        d
+    }
+
+    /// Record `d` as held and leave hidden data points out of it (`None`: nothing of it is
+    /// left to see, and it was acknowledged).
+    fn take(&mut self, mut d: Delivery) -> Option<Delivery> {
+        self.held.insert(d.delivery_id);
+        let Some(hidden) = self.hidden.get(&d.product_key).filter(|h| !h.is_empty()) else {
+            return Some(d);
+        };
+        let Ok(mut v) = serde_json::from_str::<serde_json::Value>(&d.data) else {
+            return Some(d);
+        };
+        let mut emptied = false;
+        for field in ["values", "previous"] {
+            if let Some(vals) = v.get_mut(field).and_then(|v| v.as_object_mut()) {
+                let before = vals.len();
+                for h in hidden {
+                    vals.remove(h);
+                }
+                emptied |= before > 0 && vals.is_empty();
+            }
+        }
+        if emptied && d.kind != "device_status_kv" {
+            let _ = self.ack(d.delivery_id);
+            return None;
+        }
+        d.data = v.to_string();
+        Some(d)
     }
 
     /// Acknowledge an event this consumer holds.
@@ -252,15 +281,15 @@ impl Drop for Consumer {
 }
 
 impl EventHub {
-    pub(crate) fn start(
-        store: Store,
-        events: broadcast::Receiver<DeviceEvent>,
-        cfg: EventsConfig,
-    ) -> EventHub {
+    pub(crate) fn start(store: Store, bus: &Bus, cfg: EventsConfig) -> EventHub {
         let (tx, rx) = mpsc::unbounded_channel();
+        let (events_tx, events) = mpsc::channel(HUB_QUEUE);
+        let sink = bus.event_sink();
+        sink.attach_hub(events_tx);
         tokio::spawn(async move {
             let mut hub = Hub {
                 store,
+                sink,
                 cfg,
                 groups: HashMap::new(),
                 consumers: HashMap::new(),
@@ -459,6 +488,8 @@ struct ConsumerState {
 
 struct Hub {
     store: Store,
+    /// Where the hub says which products' reports to compare with the previous state.
+    sink: Arc<EventSink>,
     cfg: EventsConfig,
     groups: HashMap<GroupKey, Group>,
     consumers: HashMap<u64, ConsumerState>,
@@ -506,6 +537,34 @@ fn describe(ev: &DeviceEvent) -> (&str, &'static str, i64, serde_json::Value) {
             *ts,
             json!({ "hardware_id": hardware_id, "mode": mode, "created": created }),
         ),
+        DeviceEvent::Raw { did, ts, payload } => {
+            (did, "device_status_raw", *ts, json!({ "payload": payload }))
+        }
+        DeviceEvent::Changed {
+            did,
+            ts,
+            values,
+            previous,
+        } => (
+            did,
+            "datapoint_changed",
+            *ts,
+            json!({ "values": values, "previous": previous }),
+        ),
+        DeviceEvent::Alarm {
+            did,
+            ts,
+            class,
+            values,
+        } => (
+            did,
+            match class {
+                rampart_proto::model::PointClass::Alert => "device_attr_alert",
+                rampart_proto::model::PointClass::Fault => "device_attr_fault",
+            },
+            *ts,
+            json!({ "values": values }),
+        ),
     }
 }
 
@@ -513,7 +572,7 @@ impl Hub {
     async fn run(
         &mut self,
         mut cmds: mpsc::UnboundedReceiver<Cmd>,
-        mut events: broadcast::Receiver<DeviceEvent>,
+        mut events: mpsc::Receiver<DeviceEvent>,
     ) {
         match self.store.list_event_groups().await {
             Ok(rows) => {
@@ -525,6 +584,7 @@ impl Hub {
             }
             Err(e) => tracing::error!(error = %e, "loading event stream groups failed"),
         }
+        self.update_tracked();
         let mut sweep = tokio::time::interval(SWEEP_EVERY);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut events_open = true;
@@ -542,17 +602,14 @@ impl Hub {
                     }
                 }
                 ev = events.recv(), if events_open => {
-                    self.take_event(ev, &mut events_open);
-                    for _ in 0..4096 {
+                    match ev {
+                        Some(ev) => self.new_events.push(ev),
+                        None => events_open = false,
+                    }
+                    for _ in 0..HUB_QUEUE {
                         match events.try_recv() {
                             Ok(ev) => self.new_events.push(ev),
-                            Err(broadcast::error::TryRecvError::Lagged(n)) => self
-                                .take_event(Err(broadcast::error::RecvError::Lagged(n)), &mut events_open),
-                            Err(broadcast::error::TryRecvError::Closed) => {
-                                events_open = false;
-                                break;
-                            }
-                            Err(broadcast::error::TryRecvError::Empty) => break,
+                            Err(_) => break,
                         }
                     }
                 }
@@ -569,22 +626,16 @@ impl Hub {
         }
     }
 
-    fn take_event(
-        &mut self,
-        ev: std::result::Result<DeviceEvent, broadcast::error::RecvError>,
-        open: &mut bool,
-    ) {
-        match ev {
-            Ok(ev) => self.new_events.push(ev),
-            Err(broadcast::error::RecvError::Lagged(n)) => {
-                metrics::counter!("rampart_event_stream_lagged_total").increment(n);
-                tracing::warn!(
-                    missed = n,
-                    "event stream fell behind the device event broadcast; events were not queued"
-                );
-            }
-            Err(broadcast::error::RecvError::Closed) => *open = false,
-        }
+    /// Tell the report path which products' reports to compare with the previous state:
+    /// those with a group that asked for changes or alarms.
+    fn update_tracked(&self) {
+        let products = self
+            .groups
+            .iter()
+            .filter(|(_, g)| CHANGE_KINDS.iter().any(|k| g.kinds.contains(*k)))
+            .map(|(k, _)| k.0.clone())
+            .collect();
+        self.sink.set_tracked(products);
     }
 
     async fn handle(&mut self, cmd: Cmd) {
@@ -598,6 +649,7 @@ impl Hub {
                 done,
             } => {
                 let res = self.join(&groups, &kinds).await;
+                self.update_tracked();
                 if res.is_ok() {
                     self.consumers.insert(
                         id,
@@ -639,6 +691,7 @@ impl Hub {
                 for c in self.consumers.values_mut() {
                     c.groups.retain(|k| !groups.contains(k));
                 }
+                self.update_tracked();
                 let _ = done.send(());
             }
         }
@@ -937,6 +990,7 @@ impl Hub {
                         .collect();
                     self.groups
                         .retain(|k, g| keep.contains(k) || !g.consumers.is_empty());
+                    self.update_tracked();
                 }
             }
             Ok(_) => {}
@@ -965,5 +1019,195 @@ mod tests {
         assert!(parse_prefetch(Some(0)).is_err());
         assert!(parse_prefetch(Some(32768)).is_err());
         assert_eq!(parse_prefetch(Some(32767)).unwrap(), 32767);
+    }
+
+    /// A core on a fresh SQLite store with product `pk` (model `model`) and its device `d1`.
+    pub(crate) async fn core_with_device(dir: &std::path::Path, model: &str) -> Core {
+        let store = Store::open_sqlite(&dir.join("t.db")).await.unwrap();
+        store
+            .insert_product(&rampart_store::ProductRow {
+                product_key: "pk".into(),
+                name: "p".into(),
+                secret_enc: vec![0],
+                dynamic_registration: false,
+                allowlist: false,
+                report_limit_per_min: 60,
+                model: model.into(),
+                enterprise_id: None,
+                created_at: 0,
+            })
+            .await
+            .unwrap();
+        store
+            .insert_device(&rampart_store::DeviceRow {
+                did: "d1".into(),
+                product_key: "pk".into(),
+                hardware_id: "hw".into(),
+                mode: "device".into(),
+                secret_enc: vec![0],
+                passcode_enc: vec![0],
+                created_at: 0,
+                online: false,
+                last_seen: None,
+                state: "{}".into(),
+            })
+            .await
+            .unwrap();
+        Core::new(
+            store,
+            crate::secret::MasterKey::from_bytes(&[1; 32]),
+            Default::default(),
+        )
+    }
+
+    /// The hub used to take events from a broadcast of 4096: a burst beyond that, published
+    /// without the hub getting a turn (one thread), lost the excess. Its own channel makes the
+    /// publisher wait instead, so every event of a much larger burst is queued, in order.
+    #[tokio::test]
+    async fn a_burst_beyond_the_old_broadcast_capacity_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let core = core_with_device(dir.path(), "[]").await;
+        let mut c = core
+            .join_consumer(
+                vec![("pk".into(), "s".into())],
+                &["device_ack".to_owned()],
+                PREFETCH_MAX,
+                HashMap::new(),
+            )
+            .await
+            .unwrap();
+        const N: usize = 10_000;
+        for i in 0..N {
+            core.bus()
+                .publish_event(DeviceEvent::Ack {
+                    did: "d1".into(),
+                    ts: i as i64,
+                    id: format!("c{i}"),
+                    status: "ok".into(),
+                })
+                .await;
+        }
+        for i in 0..N {
+            let d = tokio::time::timeout(Duration::from_secs(60), c.next())
+                .await
+                .expect("an event")
+                .unwrap();
+            assert_eq!((d.kind.as_str(), d.ts), ("device_ack", i as i64));
+            let data: serde_json::Value = serde_json::from_str(&d.data).unwrap();
+            assert_eq!(data["id"], format!("c{i}"));
+            c.ack(d.delivery_id).unwrap();
+        }
+        assert!(c.try_next().is_none());
+    }
+
+    /// Changes and alarms come from real reports through the writer: the first report after
+    /// start compares with the stored state, later ones with the values in memory.
+    #[tokio::test]
+    async fn reports_produce_changes_and_alarms_against_the_previous_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = r#"[{"name":"temp","type":"int","min":0,"max":100},
+            {"name":"overheat","type":"bool","class":"alert"},
+            {"name":"motor","type":"bool","class":"fault"},
+            {"name":"code","type":"string","sensitivity":"sensitive"}]"#;
+        let core = core_with_device(dir.path(), model).await;
+        // A state stored before this run: temp 20.
+        core.store()
+            .record_batch(
+                &[rampart_store::ReportRow {
+                    did: "d1".into(),
+                    ts: 1,
+                    values: serde_json::from_str(r#"{"temp":20}"#).unwrap(),
+                }],
+                &[],
+            )
+            .await
+            .unwrap();
+        let kinds: Vec<String> = [
+            "datapoint_changed",
+            "device_attr_alert",
+            "device_attr_fault",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        let mut hidden = HashMap::new();
+        hidden.insert("pk".to_owned(), vec!["code".to_owned()]);
+        let mut c = core
+            .join_consumer(vec![("pk".into(), "s".into())], &kinds, 100, hidden)
+            .await
+            .unwrap();
+        let dev = crate::devices::DeviceAuth {
+            did: rampart_proto::ids::Did::parse("d1").unwrap(),
+            product: core.product("pk").await.unwrap(),
+        };
+        for r in [
+            r#"{"temp":20,"overheat":false}"#,
+            r#"{"temp":21,"overheat":true,"motor":false}"#,
+            r#"{"temp":21,"overheat":true,"motor":true}"#,
+            r#"{"overheat":false,"code":"E1"}"#,
+            r#"{"code":"E2"}"#,
+        ] {
+            core.ingest_report(&dev, r.as_bytes(), true).await.unwrap();
+        }
+        let mut got = Vec::new();
+        while got.len() < 7 {
+            let d = tokio::time::timeout(Duration::from_secs(10), c.next())
+                .await
+                .expect("an event")
+                .unwrap();
+            c.ack(d.delivery_id).unwrap();
+            got.push((
+                d.kind,
+                serde_json::from_str::<serde_json::Value>(&d.data).unwrap(),
+            ));
+        }
+        use serde_json::json;
+        let want = [
+            // temp 20 was stored already; overheat false was never reported: a change, no alarm.
+            (
+                "datapoint_changed",
+                json!({"values": {"overheat": false}, "previous": {"overheat": null}}),
+            ),
+            (
+                "datapoint_changed",
+                json!({"values": {"temp": 21, "overheat": true, "motor": false},
+                "previous": {"temp": 20, "overheat": false, "motor": null}}),
+            ),
+            ("device_attr_alert", json!({"values": {"overheat": true}})),
+            (
+                "datapoint_changed",
+                json!({"values": {"motor": true}, "previous": {"motor": false}}),
+            ),
+            ("device_attr_fault", json!({"values": {"motor": true}})),
+            // The sensitive point is left out; the alert cleared.
+            (
+                "datapoint_changed",
+                json!({"values": {"overheat": false}, "previous": {"overheat": true}}),
+            ),
+            ("device_attr_alert", json!({"values": {"overheat": false}})),
+        ];
+        for (i, (kind, data)) in want.iter().enumerate() {
+            assert_eq!((got[i].0.as_str(), &got[i].1), (*kind, data), "event {i}");
+        }
+        // The last report changed only the hidden point, and came out as nothing at all: the
+        // next event is the next report's. Then a factory reset clears the stored state: the
+        // same value again is a change from nothing.
+        for (cleared, want) in [
+            (false, r#"{"previous":{"temp":21},"values":{"temp":22}}"#),
+            (true, r#"{"previous":{"temp":null},"values":{"temp":22}}"#),
+        ] {
+            if cleared {
+                core.store().clear_device_data("d1", false).await.unwrap();
+                core.bus().event_sink().state_cleared("d1");
+            }
+            core.ingest_report(&dev, br#"{"temp":22}"#, true)
+                .await
+                .unwrap();
+            let d = tokio::time::timeout(Duration::from_secs(10), c.next())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(d.data, want);
+            c.ack(d.delivery_id).unwrap();
+        }
     }
 }

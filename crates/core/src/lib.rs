@@ -121,6 +121,9 @@ struct Inner {
     limits: api_limits::ApiLimits,
     /// MQTT connect rates per IP and device, and reconnect-storm bans.
     connect_limits: connect_limits::ConnectLimits,
+    /// Counts enterprise suspensions and reinstatements made by this process, so live event
+    /// stream sessions and webhook tasks notice them at once.
+    suspensions: tokio::sync::watch::Sender<u64>,
 }
 
 /// Run-time state of the account services: rate limits and the access-change broadcast.
@@ -164,6 +167,7 @@ impl Core {
                 notifier: std::sync::RwLock::new(Arc::new(notify::Nowhere)),
                 oidc: Default::default(),
                 audit_lock: Default::default(),
+                suspensions: tokio::sync::watch::channel(0).0,
             }),
         }
     }
@@ -258,7 +262,7 @@ impl Core {
         self.inner.events.get_or_init(|| {
             events::EventHub::start(
                 self.inner.store.clone(),
-                self.inner.bus.subscribe_events(),
+                &self.inner.bus,
                 self.inner.config.events.clone(),
             )
         })
@@ -283,7 +287,7 @@ impl Core {
             let core = Arc::downgrade(&self.inner);
             writer::ReportWriter::start(
                 self.inner.store.clone(),
-                self.inner.bus.event_sender(),
+                self.inner.bus.event_sink(),
                 Box::new(move |did| core.upgrade().is_some_and(|c| c.bus.is_attached(did))),
             )
         })

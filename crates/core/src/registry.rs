@@ -274,14 +274,16 @@ impl Core {
     }
 
     /// Tell the event stream (and webhooks) that a device registered, after its row is stored.
-    fn announce_registered(&self, did: &str, hardware_id: &str, mode: &str, created: bool) {
-        self.bus().publish_event(DeviceEvent::Registered {
-            did: did.to_owned(),
-            ts: now_ms(),
-            hardware_id: hardware_id.to_owned(),
-            mode: mode.to_owned(),
-            created,
-        });
+    async fn announce_registered(&self, did: &str, hardware_id: &str, mode: &str, created: bool) {
+        self.bus()
+            .publish_event(DeviceEvent::Registered {
+                did: did.to_owned(),
+                ts: now_ms(),
+                hardware_id: hardware_id.to_owned(),
+                mode: mode.to_owned(),
+                created,
+            })
+            .await;
     }
 
     /// Create the device for (product, hardware), or for a known one keep its did and, with
@@ -300,7 +302,7 @@ impl Core {
                 self.bus().kick(&d.did);
             }
             let passcode = self.key().open_string(&d.passcode_enc)?;
-            self.announce_registered(&d.did, hid, mode, false);
+            self.announce_registered(&d.did, hid, mode, false).await;
             return Ok((d.did, passcode.expose().to_owned()));
         }
         let did = random_from(DID_ALPHABET, 20);
@@ -319,7 +321,7 @@ impl Core {
         };
         match self.store().insert_device(&row).await {
             Ok(()) => {
-                self.announce_registered(&did, hid, mode, true);
+                self.announce_registered(&did, hid, mode, true).await;
                 Ok((did, passcode.expose().to_owned()))
             }
             // A concurrent registration of the same hardware won; answer with its did.

@@ -154,6 +154,10 @@ impl From<DeadLetterRow> for DeadLetterView {
     }
 }
 
+/// How often a webhook held by its enterprise's suspension checks the store again (a
+/// suspension or reinstatement made by this process wakes it at once).
+const SUSPENDED_RECHECK: Duration = Duration::from_secs(5);
+
 /// The subscription-group subkey of a webhook: `~` cannot start a login's subkey.
 pub fn group_subkey(webhook_id: &str) -> String {
     format!("~{webhook_id}")
@@ -747,6 +751,7 @@ impl Core {
         mut batch: Vec<Delivery>,
         consumer: &mut Consumer,
     ) {
+        self.wait_while_suspended(row).await;
         // Events of a product that left the enterprise are dropped, not sent.
         let mut gone = Vec::new();
         for pk in batch
@@ -785,6 +790,9 @@ impl Core {
             error: String::new(),
         };
         for attempt in 1..=attempts {
+            if attempt > 1 {
+                self.wait_while_suspended(row).await;
+            }
             match self.post_once(row, secret, &delivery, attempt, &body).await {
                 Ok(()) => {
                     for d in &batch {
@@ -841,6 +849,37 @@ impl Core {
         metrics::counter!("rampart_webhook_dead_letters_total").increment(batch.len() as u64);
         tracing::warn!(webhook = %row.webhook_id, events = batch.len(), attempts,
             "webhook events moved to the dead letters");
+    }
+
+    /// Hold the webhook's deliveries while its enterprise is suspended: its events stay queued
+    /// (or held, unsent, by this task) and go out once the enterprise is reinstated. A
+    /// suspension by this process is noticed at once, one by another node within
+    /// [`SUSPENDED_RECHECK`]; a batch's attempts made before it are not counted again.
+    async fn wait_while_suspended(&self, row: &WebhookRow) {
+        let mut changes = self.suspensions();
+        let mut waiting = false;
+        loop {
+            match self.enterprise_suspended(&row.enterprise_id).await {
+                Ok(false) => break,
+                Ok(true) if !waiting => {
+                    waiting = true;
+                    tracing::info!(webhook = %row.webhook_id,
+                        "webhook deliveries held: the enterprise is suspended");
+                }
+                Ok(true) => {}
+                // Deliver nothing until the suspension can be checked.
+                Err(e) => tracing::error!(webhook = %row.webhook_id, error = %e,
+                    "checking the enterprise's suspension failed; retrying"),
+            }
+            match tokio::time::timeout(SUSPENDED_RECHECK, changes.changed()).await {
+                Ok(Ok(())) | Err(_) => {}
+                Ok(Err(_)) => tokio::time::sleep(SUSPENDED_RECHECK).await,
+            }
+        }
+        if waiting {
+            tracing::info!(webhook = %row.webhook_id,
+                "webhook deliveries resume: the enterprise is reinstated");
+        }
     }
 
     /// One signed POST; `Ok` on a 2xx answer.

@@ -7,11 +7,22 @@
 //! Commits complete in queue order, so a session that keeps several reports in flight sees their
 //! receipts resolve in the order it submitted them. The report's event reaches listeners only once
 //! it is stored.
+//!
+//! Changes and alarms: for a product some subscription group asked for `datapoint_changed` or
+//! alarms of, the writer compares each report with the device's previous values, kept in memory
+//! per online device of such a product (dropped when the device goes offline or its state is
+//! cleared by a factory reset or wipe). The first such
+//! report after a connect reads the device's stored state once (before the batch commits, so it
+//! is the state before the report); later reports cost a map lookup and a comparison per point.
 
-use crate::bus::DeviceEvent;
+use crate::bus::{DeviceEvent, EventSink};
+use crate::products::ProductInfo;
+use rampart_proto::model::{PointType, Values};
 use rampart_store::{PresenceRow, ReportRow, Store};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 /// Most reports in one transaction.
@@ -34,8 +45,14 @@ enum Row {
 struct Job {
     row: Row,
     event: Option<DeviceEvent>,
+    /// Compare the report with the previous state (its product's model names the alarm points).
+    track: Option<Arc<ProductInfo>>,
     done: Option<oneshot::Sender<Result<(), String>>>,
 }
+
+/// Most devices whose last values the writer keeps; beyond it the map starts again (each device
+/// then reads its state once more).
+const MAX_TRACKED: usize = 1_000_000;
 
 pub(crate) struct ReportWriter {
     tx: mpsc::Sender<Job>,
@@ -73,25 +90,22 @@ impl std::future::Future for ReportReceipt {
 impl ReportWriter {
     /// Start the writer task on the current runtime. `is_live` tells whether a device has a
     /// session now (see [`run`] for why the writer asks).
-    pub(crate) fn start(
-        store: Store,
-        events: broadcast::Sender<DeviceEvent>,
-        is_live: LiveCheck,
-    ) -> ReportWriter {
+    pub(crate) fn start(store: Store, events: Arc<EventSink>, is_live: LiveCheck) -> ReportWriter {
         let (tx, rx) = mpsc::channel(QUEUE);
         tokio::spawn(run(store, events, is_live, rx));
         ReportWriter { tx }
     }
 
     /// Queue a report (waiting only when the queue is full); with `durable`, the receipt resolves
-    /// after the commit.
+    /// after the commit. With `track`, its changes and alarms are announced too.
     pub(crate) async fn submit(
         &self,
         row: ReportRow,
         event: Option<DeviceEvent>,
+        track: Option<Arc<ProductInfo>>,
         durable: bool,
     ) -> Result<ReportReceipt, String> {
-        self.queue(Row::Report(row), event, durable).await
+        self.queue(Row::Report(row), event, track, durable).await
     }
 
     /// Queue a presence change; its event is published after the commit, in queue order with the
@@ -101,13 +115,15 @@ impl ReportWriter {
         row: PresenceRow,
         event: DeviceEvent,
     ) -> Result<ReportReceipt, String> {
-        self.queue(Row::Presence(row), Some(event), true).await
+        self.queue(Row::Presence(row), Some(event), None, true)
+            .await
     }
 
     async fn queue(
         &self,
         row: Row,
         event: Option<DeviceEvent>,
+        track: Option<Arc<ProductInfo>>,
         durable: bool,
     ) -> Result<ReportReceipt, String> {
         let (done, wait) = if durable {
@@ -116,7 +132,12 @@ impl ReportWriter {
         } else {
             (None, None)
         };
-        let job = Job { row, event, done };
+        let job = Job {
+            row,
+            event,
+            track,
+            done,
+        };
         let job = match self.tx.try_send(job) {
             Ok(()) => None,
             Err(mpsc::error::TrySendError::Full(job)) => Some(job),
@@ -141,14 +162,16 @@ impl ReportWriter {
 /// announced (the successor's "online" is, before or after it).
 async fn run(
     store: Store,
-    events: broadcast::Sender<DeviceEvent>,
+    events: Arc<EventSink>,
     is_live: LiveCheck,
     mut rx: mpsc::Receiver<Job>,
 ) {
     let mut rows = Vec::with_capacity(64);
     let mut seen = Vec::new();
     let mut waiters = Vec::with_capacity(64);
-    let mut evs = Vec::new();
+    let mut evs: Vec<(DeviceEvent, Option<Arc<ProductInfo>>)> = Vec::new();
+    // The last values of tracked devices (see the module's documentation).
+    let mut last: HashMap<String, Values> = HashMap::new();
     // When the journal's oldest report arrived (it is due for compaction `COMPACT_EVERY` later).
     let mut journal_since: Option<Instant> = (store.journal_len() > 0).then(Instant::now);
     loop {
@@ -182,13 +205,18 @@ async fn run(
             waiters.extend(job.done);
             if stale {
                 metrics::counter!("rampart_presence_stale_total").increment(1);
-            } else {
-                evs.extend(job.event);
+            } else if let Some(ev) = job.event {
+                evs.push((ev, job.track));
             }
             if rows.len() + seen.len() < MAX_BATCH {
                 next = rx.try_recv().ok();
             }
         }
+        for did in events.take_cleared() {
+            last.remove(&did);
+        }
+        // Before the commit, the store holds the state before this batch.
+        load_previous(&store, &evs, &mut last).await;
         let n = rows.len();
         let res = store.record_batch(&rows, &seen).await.map_err(|e| {
             tracing::error!(error = %e, reports = n, presence = seen.len(), "batch failed");
@@ -207,11 +235,36 @@ async fn run(
             let _ = w.send(res.clone());
         }
         if res.is_ok() {
-            for ev in evs.drain(..) {
-                let _ = events.send(ev);
+            for (ev, track) in evs.drain(..) {
+                let derived = match (&ev, track) {
+                    (DeviceEvent::Report { did, ts, values }, Some(product)) => {
+                        compare(&mut last, did, *ts, values, &product)
+                    }
+                    // An untracked report (its product's groups stopped asking) makes the
+                    // values held for the device stale: forget them.
+                    (DeviceEvent::Offline { did, .. } | DeviceEvent::Report { did, .. }, _) => {
+                        if !last.is_empty() {
+                            last.remove(did);
+                        }
+                        Vec::new()
+                    }
+                    _ => Vec::new(),
+                };
+                events.send(ev).await;
+                for d in derived {
+                    events.send(d).await;
+                }
             }
         } else {
-            evs.clear();
+            // The batch was not stored: the values it would have changed are unknown now.
+            for (ev, _) in evs.drain(..) {
+                if let DeviceEvent::Report { did, .. } = ev {
+                    last.remove(&did);
+                }
+            }
+        }
+        if last.len() > MAX_TRACKED {
+            last = HashMap::new();
         }
         rows.clear();
         seen.clear();
@@ -226,6 +279,105 @@ async fn run(
             compact(&store, &mut journal_since).await;
         }
     }
+}
+
+/// Read the stored state of tracked devices of this batch that have no last values in memory
+/// (each device once after it connects; one store call for the batch).
+async fn load_previous(
+    store: &Store,
+    evs: &[(DeviceEvent, Option<Arc<ProductInfo>>)],
+    last: &mut HashMap<String, Values>,
+) {
+    let mut missing: Vec<String> = Vec::new();
+    for (ev, track) in evs {
+        if let (DeviceEvent::Report { did, .. }, Some(_)) = (ev, track) {
+            if !last.contains_key(did) {
+                missing.push(did.clone());
+            }
+        }
+    }
+    missing.sort_unstable();
+    missing.dedup();
+    if missing.is_empty() {
+        return;
+    }
+    match store.device_states(&missing).await {
+        Ok(states) => {
+            for (did, state) in states {
+                last.insert(did, serde_json::from_str(&state).unwrap_or_default());
+            }
+        }
+        // Without the previous state, every point of these reports counts as changed.
+        Err(e) => tracing::error!(error = %e, devices = missing.len(),
+            "reading devices' states for changes failed"),
+    }
+    for did in missing {
+        last.entry(did).or_default();
+    }
+}
+
+/// Compare a stored report with the device's last values (and remember the new ones): a
+/// `Changed` event for the points whose values differ, and an `Alarm` per class for alert and
+/// fault points that were raised or cleared (a point never reported counts as cleared).
+fn compare(
+    last: &mut HashMap<String, Values>,
+    did: &str,
+    ts: i64,
+    values: &Values,
+    product: &ProductInfo,
+) -> Vec<DeviceEvent> {
+    use rampart_proto::model::PointClass;
+    let prev = last.entry(did.to_owned()).or_default();
+    let mut changed = Values::new();
+    let mut previous = Values::new();
+    let mut alerts = Values::new();
+    let mut faults = Values::new();
+    for (name, v) in values {
+        let old = prev.get(name);
+        if old == Some(v) {
+            continue;
+        }
+        if let Some(p) = product.datapoints.point(name) {
+            let was_raised = old.and_then(|o| o.as_bool()).unwrap_or(false);
+            if p.kind == PointType::Bool && v.as_bool() != Some(was_raised) {
+                match p.class {
+                    Some(PointClass::Alert) => {
+                        alerts.insert(name.clone(), v.clone());
+                    }
+                    Some(PointClass::Fault) => {
+                        faults.insert(name.clone(), v.clone());
+                    }
+                    None => {}
+                }
+            }
+        }
+        previous.insert(
+            name.clone(),
+            old.cloned().unwrap_or(serde_json::Value::Null),
+        );
+        changed.insert(name.clone(), v.clone());
+        prev.insert(name.clone(), v.clone());
+    }
+    let mut out = Vec::new();
+    if !changed.is_empty() {
+        out.push(DeviceEvent::Changed {
+            did: did.to_owned(),
+            ts,
+            values: changed,
+            previous,
+        });
+    }
+    for (class, values) in [(PointClass::Alert, alerts), (PointClass::Fault, faults)] {
+        if !values.is_empty() {
+            out.push(DeviceEvent::Alarm {
+                did: did.to_owned(),
+                ts,
+                class,
+                values,
+            });
+        }
+    }
+    out
 }
 
 /// Move the journal into the history; on failure it stays journalled (still readable and

@@ -1559,7 +1559,8 @@ async fn apply_publish(
             .ingest_report(dev, &p.payload, p.qos != QoS::AtMostOnce)
             .await
             .map(|_| ()),
-        Some(DeviceTopic::Ack) => shared.core.ingest_ack(dev, &p.payload),
+        Some(DeviceTopic::Ack) => shared.core.ingest_ack(dev, &p.payload).await,
+        Some(DeviceTopic::Raw) => shared.core.ingest_raw(dev, &p.payload).await,
         _ => Ok(()),
     };
     if let Err(e) = result {

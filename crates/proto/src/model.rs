@@ -25,6 +25,15 @@ pub enum Sensitivity {
     Sensitive,
 }
 
+/// A bool point that signals a condition: the operator event stream announces it when a report
+/// raises it (`true`) or clears it (`false`) as `device_attr_alert` or `device_attr_fault`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PointClass {
+    Alert,
+    Fault,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PointType {
@@ -57,6 +66,9 @@ pub struct DataPoint {
     pub writable: bool,
     #[serde(default)]
     pub sensitivity: Sensitivity,
+    /// `alert` or `fault` (bool points only); absent for an ordinary point.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<PointClass>,
 }
 
 /// A validated product model.
@@ -81,6 +93,8 @@ pub enum ModelError {
     NotWritable(String),
     #[error("payload is not a JSON object or binary report: {0}")]
     Payload(String),
+    #[error("a raw payload is at most {0} bytes")]
+    RawTooLarge(usize),
 }
 
 fn bad(point: &str, problem: impl Into<String>) -> ModelError {
@@ -125,6 +139,12 @@ impl Model {
             if !sized && p.max_len.is_some() {
                 return err(format!(
                     "`{}`: max_len only applies to string and binary",
+                    p.name
+                ));
+            }
+            if p.kind != PointType::Bool && p.class.is_some() {
+                return err(format!(
+                    "`{}`: class (alert, fault) only applies to bool",
                     p.name
                 ));
             }
@@ -475,6 +495,37 @@ mod tests {
             let e = m.parse_report(payload).unwrap_err().to_string();
             assert!(e.contains(want), "{e} should contain {want}");
         }
+    }
+
+    #[test]
+    fn alert_and_fault_classes_are_for_bool_points() {
+        let points: Vec<DataPoint> = serde_json::from_value(json!([
+            {"name": "overheat", "type": "bool", "class": "alert"},
+            {"name": "motor", "type": "bool", "class": "fault"}
+        ]))
+        .unwrap();
+        let m = Model::new(points).unwrap();
+        assert_eq!(m.point("overheat").unwrap().class, Some(PointClass::Alert));
+        assert_eq!(m.point("motor").unwrap().class, Some(PointClass::Fault));
+        // Written back as given; an ordinary point has no `class` key.
+        let v = serde_json::to_value(&m).unwrap();
+        assert_eq!(v[0]["class"], "alert");
+        assert!(serde_json::to_value(model()).unwrap()[0]
+            .get("class")
+            .is_none());
+        let points: Vec<DataPoint> = serde_json::from_value(
+            json!([{"name": "t", "type": "int", "min": 0, "max": 9, "class": "alert"}]),
+        )
+        .unwrap();
+        let e = Model::new(points).unwrap_err().to_string();
+        assert!(
+            e.contains("class (alert, fault) only applies to bool"),
+            "{e}"
+        );
+        assert!(serde_json::from_value::<DataPoint>(
+            json!({"name": "a", "type": "bool", "class": "warning"})
+        )
+        .is_err());
     }
 
     #[test]

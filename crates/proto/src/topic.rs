@@ -5,8 +5,12 @@
 //! | `dev/{did}/up` | device -> cloud | report: JSON object of data points, or the binary encoding |
 //! | `dev/{did}/down` | cloud -> device | command: `{"id", "set": {..}}` or `{"id", "action"}` |
 //! | `dev/{did}/ack` | device -> cloud | `{"id", "status": "ok"/"error", "message"?}` |
-//! | `dev/{did}/raw` | device -> cloud | passthrough, opaque bytes |
+//! | `dev/{did}/raw` | device -> cloud | passthrough, opaque bytes (at most [`RAW_MAX`]) |
 //! | `dev/{did}/...` | both | any other subtopic: allowed, stored as nothing, routed to subscribers of that device |
+
+/// Most bytes in one passthrough publish on `dev/{did}/raw` (the event stream carries it as
+/// base64, about 43 KiB, under the stream's 64 KiB line).
+pub const RAW_MAX: usize = 32 * 1024;
 
 /// What a device-published topic means to the cloud.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

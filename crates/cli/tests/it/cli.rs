@@ -163,6 +163,50 @@ fn config_generate_prints_defaults() {
     );
 }
 
+/// `webhooks.ca_file` is read by `serve` only: a bad path does not break `product create`, and
+/// `serve` refuses to start naming it.
+#[tokio::test]
+async fn a_bad_webhook_ca_file_breaks_only_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model.json");
+    std::fs::write(
+        &model,
+        r#"{"name":"Plug","datapoints":[{"name":"power","type":"bool","writable":true}]}"#,
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let out = Command::new(bin())
+        .args(["product", "create", "--model", model.to_str().unwrap()])
+        .arg("--data")
+        .arg(&data)
+        .env("RAMPART_WEBHOOKS__CA_FILE", "/nonexistent/ca.pem")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["product_key"].as_str().unwrap().len(), 16);
+    let out = Command::new(bin())
+        .args(["serve", "--http-listen", "127.0.0.1:0"])
+        .args([
+            "--mqtt-tls-listen",
+            "127.0.0.1:0",
+            "--mqtt-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--events-listen", "127.0.0.1:0", "--data"])
+        .arg(&data)
+        .env("RAMPART_WEBHOOKS__CA_FILE", "/nonexistent/ca.pem")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("webhooks.ca_file /nonexistent/ca.pem"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[tokio::test]
 async fn unknown_config_keys_are_refused() {
     let dir = tempfile::tempdir().unwrap();

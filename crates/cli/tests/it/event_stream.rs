@@ -105,6 +105,15 @@ impl Stream {
 
 /// An enterprise product with `seq` and `power` points: (product_key, product_secret).
 pub(crate) async fn product(srv: &Server, ent: &str) -> (String, String) {
+    let points = json!([
+        {"name": "power", "type": "bool", "writable": true},
+        {"name": "seq", "type": "int", "min": 0, "max": 1000000}
+    ]);
+    product_with(srv, ent, points).await
+}
+
+/// An enterprise product with the data points `points`: (product_key, product_secret).
+async fn product_with(srv: &Server, ent: &str, points: Value) -> (String, String) {
     let (s, v) = srv
         .admin(
             "POST",
@@ -114,10 +123,7 @@ pub(crate) async fn product(srv: &Server, ent: &str) -> (String, String) {
                 "identity": {"dynamic_registration": true, "allowlist": false},
                 "owner": {"enterprise_id": ent},
                 "report_limit_per_min": 6000,
-                "datapoints": [
-                    {"name": "power", "type": "bool", "writable": true},
-                    {"name": "seq", "type": "int", "min": 0, "max": 1000000}
-                ]
+                "datapoints": points
             })),
         )
         .await;
@@ -231,7 +237,27 @@ impl Seen {
 
 #[tokio::test]
 async fn tls_stream_delivers_every_event_across_consumers_and_subkeys() {
-    let srv = Server::start().await;
+    every_event_across_consumers_and_subkeys(Server::start().await).await;
+}
+
+/// The same on the PostgreSQL store (`RAMPART_TEST_POSTGRES_URL`; skipped when unset).
+#[tokio::test]
+async fn tls_stream_delivers_every_event_on_postgresql() {
+    let Some(pg) = PgSchema::create("tls_stream_delivers_every_event_on_postgresql") else {
+        return;
+    };
+    let url = pg.store_url();
+    let srv = Server::start_with(&[("RAMPART_STORE__URL", url.as_str())]).await;
+    let (s, v) = srv.call("GET", "/healthz", None, None).await;
+    assert_eq!((s, v["store"].as_str()), (200, Some("postgres")), "{v}");
+    every_event_across_consumers_and_subkeys(srv).await;
+    drop(pg);
+}
+
+/// Two subkeys each see every event; a consumer killed mid-stream gives its unacknowledged
+/// events back and two new consumers split the rest, nothing lost, per-device order kept,
+/// `prefetch` honoured.
+async fn every_event_across_consumers_and_subkeys(srv: Server) {
     let (pk, ps, key) = read_tenant(&srv, "Stream Co").await;
     let mut devices = Vec::new();
     for i in 0..3 {
@@ -725,4 +751,199 @@ async fn registrations_are_streamed() {
         );
         st.ack(m["delivery_id"].as_i64().unwrap()).await;
     }
+}
+
+/// Publish `payload` on `dev/{did}/{sub}` at QoS 1 and wait for its PUBACK (so the next publish
+/// is handled after this one).
+async fn publish_acked(
+    c: &rumqttc::AsyncClient,
+    el: &mut rumqttc::EventLoop,
+    did: &str,
+    sub: &str,
+    payload: Vec<u8>,
+) {
+    c.publish(format!("dev/{did}/{sub}"), QoS::AtLeastOnce, false, payload)
+        .await
+        .unwrap();
+    v4_until(el, |e| {
+        matches!(e, Ok(Event::Incoming(Packet::PubAck(_)))).then_some(())
+    })
+    .await;
+}
+
+/// Alert and fault points, changes against the previous state and raw passthrough, from a real
+/// device over MQTT to a stream consumer: each kind with its exact data, a sensitive point the
+/// key does not name left out, an oversized raw payload refused.
+#[tokio::test]
+async fn alarms_changes_and_raw_publishes_are_streamed() {
+    let srv = Server::start().await;
+    let ent = enterprise(&srv, "Alarms Co").await;
+    let (pk, ps) = product_with(
+        &srv,
+        &ent,
+        json!([
+            {"name": "temp", "type": "int", "min": 0, "max": 100},
+            {"name": "overheat", "type": "bool", "class": "alert"},
+            {"name": "motor", "type": "bool", "class": "fault"},
+            {"name": "code", "type": "string", "sensitivity": "sensitive"}
+        ]),
+    )
+    .await;
+    let key = new_key(
+        &srv,
+        ADMIN,
+        &ent,
+        json!({"products": [pk], "scopes": ["read"], "allow_ips": ["127.0.0.1/32"]}),
+    )
+    .await;
+    let kinds = json!([
+        "device_status_raw",
+        "device_attr_alert",
+        "device_attr_fault",
+        "datapoint_changed"
+    ]);
+    let (mut st, res) = Stream::login(
+        &srv,
+        &key,
+        json!({"products": [pk], "events": kinds, "subkey": "alarms"}),
+    )
+    .await;
+    assert_eq!(res["result"], true, "{res}");
+    let (did, secret, _) = srv
+        .register(&pk, &ps, &format!("hw-alarm-{}", nonce()))
+        .await;
+    let (u, p) = creds(&did, &secret);
+    let mut opts = v4_options(&srv, &did, &u, &p);
+    opts.set_max_packet_size(64 * 1024, 64 * 1024);
+    let (c, mut el) = rumqttc::AsyncClient::new(opts, 16);
+    for report in [
+        json!({"temp": 20, "overheat": false}),
+        json!({"temp": 21, "overheat": true, "code": "E7"}),
+        json!({"temp": 21, "overheat": true, "motor": true}),
+        json!({"overheat": false}),
+    ] {
+        publish_acked(&c, &mut el, &did, "up", report.to_string().into_bytes()).await;
+    }
+    // Over 32 KiB: refused (a 3.1.1 device cannot be told; it is dropped), then a small one.
+    publish_acked(&c, &mut el, &did, "raw", vec![7; 32 * 1024 + 1]).await;
+    publish_acked(&c, &mut el, &did, "raw", vec![0, 1, 2, 0xff]).await;
+    let want = [
+        (
+            "datapoint_changed",
+            json!({"values": {"temp": 20, "overheat": false},
+                   "previous": {"temp": null, "overheat": null}}),
+        ),
+        (
+            "datapoint_changed",
+            json!({"values": {"temp": 21, "overheat": true},
+                   "previous": {"temp": 20, "overheat": false}}),
+        ),
+        ("device_attr_alert", json!({"values": {"overheat": true}})),
+        (
+            "datapoint_changed",
+            json!({"values": {"motor": true}, "previous": {"motor": null}}),
+        ),
+        ("device_attr_fault", json!({"values": {"motor": true}})),
+        (
+            "datapoint_changed",
+            json!({"values": {"overheat": false}, "previous": {"overheat": true}}),
+        ),
+        ("device_attr_alert", json!({"values": {"overheat": false}})),
+        ("device_status_raw", json!({"payload": "AAEC/w=="})),
+    ];
+    for (kind, data) in want {
+        let m = st.recv().await;
+        assert_eq!(
+            (
+                m["cmd"].as_str(),
+                m["event_type"].as_str(),
+                m["did"].as_str(),
+                m["product_key"].as_str()
+            ),
+            (
+                Some("event_push"),
+                Some(kind),
+                Some(did.as_str()),
+                Some(pk.as_str())
+            ),
+            "{m}"
+        );
+        assert_eq!(m["data"], data, "{m}");
+        st.ack(m["delivery_id"].as_i64().unwrap()).await;
+    }
+    assert!(st.ping().await.is_empty(), "nothing more was streamed");
+    let _ = c.disconnect().await;
+}
+
+/// A suspended enterprise: its live session ends with `session_end`, a new login and a signed
+/// request are refused with `ENTERPRISE_SUSPENDED`; after reinstatement the queued events
+/// arrive.
+#[tokio::test]
+async fn a_suspended_enterprise_loses_its_stream_until_reinstated() {
+    let srv = Server::start().await;
+    let ent = enterprise(&srv, "Suspended Co").await;
+    let (pk, ps) = product(&srv, &ent).await;
+    let key = new_key(
+        &srv,
+        ADMIN,
+        &ent,
+        json!({"products": [pk], "scopes": ["read"], "allow_ips": ["127.0.0.1/32"]}),
+    )
+    .await;
+    let fields = json!({"products": [pk], "events": ["device_status_kv"], "subkey": "s"});
+    let (mut st, res) = Stream::login(&srv, &key, fields.clone()).await;
+    assert_eq!(res["result"], true, "{res}");
+    let (did, secret, _) = srv
+        .register(&pk, &ps, &format!("hw-susp-{}", nonce()))
+        .await;
+
+    let (s, v) = srv
+        .admin(
+            "POST",
+            &format!("/v1/admin/enterprises/{ent}/suspend"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let m = st.recv().await;
+    assert_eq!(
+        (m["cmd"].as_str(), m["code"].as_str()),
+        (Some("session_end"), Some("ENTERPRISE_SUSPENDED")),
+        "{m}"
+    );
+    assert_eq!(st.recv().await, Value::Null, "the session is closed");
+    let (mut st, res) = Stream::login(&srv, &key, fields.clone()).await;
+    assert_eq!(
+        (res["result"].clone(), res["code"].clone()),
+        (json!(false), json!("ENTERPRISE_SUSPENDED")),
+        "{res}"
+    );
+    assert_eq!(st.recv().await, Value::Null);
+    let (s, v) =
+        crate::enterprise_api::signed(&srv, &key, "GET", "/v1/enterprise/devices", None).await;
+    assert_eq!(
+        (s, crate::enterprise_api::code(&v)),
+        (401, "ENTERPRISE_SUSPENDED"),
+        "{v}"
+    );
+    // The devices keep working, and their events are queued for the group.
+    report_sequence(&srv, &did, &secret, 3).await;
+
+    let (s, v) = srv
+        .admin(
+            "POST",
+            &format!("/v1/admin/enterprises/{ent}/unsuspend"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (mut st, res) = Stream::login(&srv, &key, fields).await;
+    assert_eq!(res["result"], true, "{res}");
+    let mut seen = Seen::default();
+    while seen.count() < 3 {
+        let m = st.recv().await;
+        let id = seen.take(&m);
+        st.ack(id).await;
+    }
+    assert_eq!(seen.by_device[&did], vec![1, 2, 3]);
 }

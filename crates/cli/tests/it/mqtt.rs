@@ -819,6 +819,38 @@ pub(crate) mod raw {
     }
 }
 
+/// A raw (passthrough) publish over 32 KiB is refused with 0x99 and a reason string naming the
+/// limit; the connection stays and a smaller one is accepted.
+#[tokio::test]
+async fn oversized_raw_v5_gets_0x99_and_connection_stays() {
+    use tokio::io::AsyncWriteExt;
+    let srv = Server::start().await;
+    let (_, did, secret) = srv.device().await;
+    let mut s = raw::session(&srv, &did, &secret, 30).await;
+    let topic = format!("dev/{did}/raw");
+    s.write_all(&raw::publish_qos1_v5(&topic, 1, &vec![1u8; 32 * 1024 + 1]))
+        .await
+        .unwrap();
+    let ack = raw::read_packet(&mut s).await;
+    assert_eq!(
+        (ack[0], ack[2], ack[3], ack[4]),
+        (0x40, 0x00, 0x01, 0x99),
+        "PUBACK 0x99 expected: {ack:02x?}"
+    );
+    let why = String::from_utf8_lossy(&ack[5..]).into_owned();
+    assert!(
+        why.contains("a raw payload is at most 32768 bytes"),
+        "{why}"
+    );
+    s.write_all(&raw::publish_qos1_v5(&topic, 2, &vec![1u8; 32 * 1024]))
+        .await
+        .unwrap();
+    let ack = raw::read_packet(&mut s).await;
+    assert_eq!((ack[0], ack[2], ack[3]), (0x40, 0x00, 0x02), "{ack:02x?}");
+    assert!(ack.len() == 4 || ack[4] == 0x00, "{ack:02x?}");
+    s.write_all(&[0xE0, 0x00]).await.unwrap();
+}
+
 #[tokio::test]
 async fn publish_outside_namespace_v5_disconnects_with_0x87() {
     let srv = Server::start().await;

@@ -17,6 +17,54 @@ pub const ADMIN: &str = "test-admin-token-0123456789";
 /// which would answer CONNACK 0x9F. The per-minute rate and the storm ban stay.
 pub const QUICK_RECONNECTS: (&str, &str) = ("RAMPART_MQTT__LIMITS__DEVICE_CONNECT_PER_SECOND", "0");
 
+/// A PostgreSQL schema of a test's own in `RAMPART_TEST_POSTGRES_URL` (created with `psql`,
+/// dropped on drop); [`PgSchema::store_url`] names it in the connection options.
+pub struct PgSchema {
+    url: String,
+    schema: String,
+}
+
+impl PgSchema {
+    /// `None` (with the reason printed, naming `test`) when the variable is unset or `psql`
+    /// cannot create the schema: the test is skipped.
+    pub fn create(test: &str) -> Option<PgSchema> {
+        let Ok(url) = std::env::var("RAMPART_TEST_POSTGRES_URL") else {
+            eprintln!("skipping {test}: RAMPART_TEST_POSTGRES_URL is not set");
+            return None;
+        };
+        let schema = format!("e2e_{}", nonce().to_lowercase());
+        let out = Command::new("psql")
+            .arg(&url)
+            .args(["-c", &format!("CREATE SCHEMA {schema}")])
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Some(PgSchema { url, schema }),
+            _ => {
+                eprintln!("skipping {test}: cannot create a schema with psql");
+                None
+            }
+        }
+    }
+
+    /// The store URL for `RAMPART_STORE__URL`.
+    pub fn store_url(&self) -> String {
+        let sep = if self.url.contains('?') { '&' } else { '?' };
+        format!(
+            "{}{sep}options=-c%20search_path%3D{}",
+            self.url, self.schema
+        )
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .arg(&self.url)
+            .args(["-c", &format!("DROP SCHEMA {} CASCADE", self.schema)])
+            .output();
+    }
+}
+
 pub struct Server {
     child: Child,
     pub dir: tempfile::TempDir,

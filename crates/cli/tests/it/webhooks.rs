@@ -237,6 +237,7 @@ async fn create_hook(srv: &Server, key: &Key, body: Value) -> (String, String) {
 struct Hooked {
     rcv: Receiver,
     srv: Server,
+    ent: String,
     pk: String,
     did: String,
     dsecret: String,
@@ -248,13 +249,14 @@ async fn hooked(attempts: &str, events: Value) -> Hooked {
     let secret = Arc::new(std::sync::Mutex::new(String::new()));
     let rcv = Receiver::start(secret.clone()).await;
     let srv = start_for(&rcv, attempts).await;
-    let (_, pk, did, dsecret, key) = tenant(&srv, "Hooked").await;
+    let (ent, pk, did, dsecret, key) = tenant(&srv, "Hooked").await;
     let body = json!({"url": rcv.url, "products": [pk], "events": events});
     let (hook, s) = create_hook(&srv, &key, body).await;
     *secret.lock().unwrap() = s;
     Hooked {
         rcv,
         srv,
+        ent,
         pk,
         did,
         dsecret,
@@ -527,4 +529,97 @@ async fn queued_events_survive_a_restart() {
     assert_eq!(seqs(&got), vec![1, 2, 3]);
     srv.wait_metric("rampart_webhook_delivered_total", |v| v >= 3.0)
         .await;
+}
+
+/// A suspended enterprise's webhook delivers nothing: its events stay queued and go out, in
+/// order, once the enterprise is reinstated.
+#[tokio::test]
+async fn a_suspended_enterprise_s_webhook_holds_its_events() {
+    let mut h = hooked("5", json!(["device_status_kv"])).await;
+    let (s, v) = h
+        .srv
+        .admin(
+            "POST",
+            &format!("/v1/admin/enterprises/{}/suspend", h.ent),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    report_sequence(&h.srv, &h.did, &h.dsecret, 3).await;
+    // Nothing is posted while suspended (the reports are stored and queued by now: each was
+    // acknowledged after its commit).
+    let quiet = tokio::time::timeout(Duration::from_secs(2), h.rcv.rx.recv()).await;
+    assert!(quiet.is_err(), "delivered while suspended: {quiet:?}");
+    refused(
+        &h.srv,
+        &h.key,
+        "GET",
+        &format!("{HOOKS}/{}", h.hook),
+        None,
+        401,
+        "ENTERPRISE_SUSPENDED",
+    )
+    .await;
+    let (s, v) = h
+        .srv
+        .admin(
+            "POST",
+            &format!("/v1/admin/enterprises/{}/unsuspend", h.ent),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (all, accepted) = h.rcv.until(|ev| seqs(ev).len() == 3).await;
+    assert_eq!(seqs(&accepted), vec![1, 2, 3]);
+    assert!(
+        all.iter().all(|r| r.attempt == 1),
+        "no attempt was used up while suspended"
+    );
+}
+
+/// Changes and raw publishes reach a webhook like any other kind, with the same data as on
+/// the stream.
+#[tokio::test]
+async fn changes_and_raw_publishes_reach_a_webhook() {
+    let mut h = hooked("5", json!(["datapoint_changed", "device_status_raw"])).await;
+    let (u, p) = creds(&h.did, &h.dsecret);
+    let (c, mut el) = rumqttc::AsyncClient::new(v4_options(&h.srv, &h.did, &u, &p), 8);
+    for (sub, payload) in [
+        ("up", br#"{"seq":1,"power":true}"#.to_vec()),
+        ("up", br#"{"seq":1,"power":false}"#.to_vec()),
+        ("raw", b"hello".to_vec()),
+    ] {
+        c.publish(
+            format!("dev/{}/{sub}", h.did),
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            payload,
+        )
+        .await
+        .unwrap();
+        v4_until(&mut el, |e| {
+            matches!(e, Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_)))).then_some(())
+        })
+        .await;
+    }
+    let (_, accepted) = h.rcv.until(|ev| ev.len() >= 3).await;
+    let got: Vec<(&str, &Value)> = accepted
+        .iter()
+        .map(|e| (e["event_type"].as_str().unwrap(), &e["data"]))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                "datapoint_changed",
+                &json!({"values": {"seq": 1, "power": true}, "previous": {"seq": null, "power": null}})
+            ),
+            (
+                "datapoint_changed",
+                &json!({"values": {"power": false}, "previous": {"power": true}})
+            ),
+            ("device_status_raw", &json!({"payload": "aGVsbG8="})),
+        ]
+    );
+    let _ = c.disconnect().await;
 }

@@ -143,6 +143,22 @@ async fn suite(s: Store) {
     assert_eq!((p2.online, p2.last_seen), (true, Some(410)));
     let p1_state: serde_json::Value = serde_json::from_str(&p1.state).unwrap();
     assert_eq!(p1_state, serde_json::json!({"temp": 1}));
+    // Several devices' states at once (the journal included on SQLite); unknown ones are left out.
+    let states = s
+        .device_states(&["p1".into(), "nope".into(), "p2".into()])
+        .await
+        .unwrap();
+    let states: Vec<(&str, serde_json::Value)> = states
+        .iter()
+        .map(|(d, st)| (d.as_str(), serde_json::from_str(st).unwrap()))
+        .collect();
+    assert_eq!(
+        states,
+        vec![
+            ("p1", serde_json::json!({"temp": 1})),
+            ("p2", serde_json::json!({}))
+        ]
+    );
     s.record_batch(&[], &[seen("p2", false, 300)])
         .await
         .unwrap();
