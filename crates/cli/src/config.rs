@@ -18,6 +18,10 @@ pub(crate) struct Config {
     pub(crate) commands: CommandConfig,
     pub(crate) notify: NotifyConfig,
     pub(crate) accounts: AccountsConfig,
+    /// Developer-account token lifetimes (`docs/developers.md`).
+    pub(crate) developers: DevelopersConfig,
+    /// Lifetimes of the OAuth2 authorisation server's codes, tokens and grants (`docs/oauth.md`).
+    pub(crate) oauth: OAuthConfig,
     pub(crate) oidc: OidcConfig,
     pub(crate) events: EventsConfig,
     /// Webhooks of the event stream (`docs/enterprise-api.md`, "Webhooks").
@@ -27,11 +31,210 @@ pub(crate) struct Config {
 }
 
 /// Login with third-party OpenID Connect providers (`docs/oauth.md`).
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct OidcConfig {
+    /// How long a login may take between its start and the provider's callback.
+    pub(crate) state_ttl_secs: u32,
     /// Providers by name (the name appears in `/v1/oidc/{name}/start`).
     pub(crate) providers: std::collections::BTreeMap<String, OidcProviderConfig>,
+}
+
+impl Default for OidcConfig {
+    fn default() -> Self {
+        OidcConfig {
+            state_ttl_secs: secs(rampart_core::oidc::STATE_TTL_MS),
+            providers: Default::default(),
+        }
+    }
+}
+
+/// Milliseconds as whole seconds (for the defaults).
+fn secs(ms: i64) -> u32 {
+    u32::try_from(ms / 1000).unwrap_or(u32::MAX)
+}
+
+/// Milliseconds as whole days (for the defaults).
+fn days(ms: i64) -> u32 {
+    u32::try_from(ms / 86_400_000).unwrap_or(u32::MAX)
+}
+
+/// `value` (in `unit_ms`) when it lies in `lo..=hi`; otherwise an error naming the key.
+fn lifetime(
+    key: &str,
+    value: u32,
+    lo: u32,
+    hi: u32,
+    unit: &str,
+    unit_ms: i64,
+) -> Result<i64, String> {
+    if (lo..=hi).contains(&value) {
+        Ok(i64::from(value) * unit_ms)
+    } else {
+        Err(format!("{key} = {value}: must be {lo} to {hi} {unit}"))
+    }
+}
+
+const SEC: i64 = 1000;
+const DAY: i64 = 86_400_000;
+
+/// Developer accounts' token lifetimes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct DevelopersConfig {
+    /// Lifetime of a developer's `rdt_` access token.
+    pub(crate) access_ttl_secs: u32,
+    /// Lifetime of a developer's `rdr_` refresh token.
+    pub(crate) refresh_ttl_days: u32,
+}
+
+impl Default for DevelopersConfig {
+    fn default() -> Self {
+        let d = rampart_core::Lifetimes::default();
+        DevelopersConfig {
+            access_ttl_secs: secs(d.developer_access_ms),
+            refresh_ttl_days: days(d.developer_refresh_ms),
+        }
+    }
+}
+
+/// The OAuth2 authorisation server's lifetimes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct OAuthConfig {
+    /// Lifetime of an authorisation code (RFC 6749 recommends at most 10 minutes).
+    pub(crate) code_ttl_secs: u32,
+    /// Lifetime of a third party's `roa_` access token.
+    pub(crate) access_ttl_secs: u32,
+    /// Lifetime of a third party's `ror_` refresh token; each refresh issues a new one.
+    pub(crate) refresh_ttl_days: u32,
+    /// Absolute lifetime of a grant: then the client must ask the user again.
+    pub(crate) grant_ttl_days: u32,
+}
+
+impl Default for OAuthConfig {
+    fn default() -> Self {
+        let d = rampart_core::Lifetimes::default();
+        OAuthConfig {
+            code_ttl_secs: secs(d.oauth_code_ms),
+            access_ttl_secs: secs(d.oauth_access_ms),
+            refresh_ttl_days: days(d.oauth_refresh_ms),
+            grant_ttl_days: days(d.oauth_grant_ms),
+        }
+    }
+}
+
+/// Every lifetime, checked: (end-user access, end-user refresh, the others).
+pub(crate) struct CheckedLifetimes {
+    pub(crate) access_ms: i64,
+    pub(crate) refresh_ms: i64,
+    pub(crate) other: rampart_core::Lifetimes,
+}
+
+impl Config {
+    /// The lifetimes of tokens, codes and login states, each within its documented range.
+    pub(crate) fn lifetimes(&self) -> Result<CheckedLifetimes, String> {
+        let (a, d, o) = (&self.accounts, &self.developers, &self.oauth);
+        let checked = CheckedLifetimes {
+            access_ms: lifetime(
+                "accounts.access_ttl_secs",
+                a.access_ttl_secs,
+                1,
+                86_400,
+                "seconds",
+                SEC,
+            )?,
+            refresh_ms: lifetime(
+                "accounts.refresh_ttl_days",
+                a.refresh_ttl_days,
+                1,
+                365,
+                "days",
+                DAY,
+            )?,
+            other: rampart_core::Lifetimes {
+                code_ms: lifetime(
+                    "accounts.code_ttl_secs",
+                    a.code_ttl_secs,
+                    60,
+                    86_400,
+                    "seconds",
+                    SEC,
+                )?,
+                bind_token_ms: lifetime(
+                    "accounts.bind_token_ttl_secs",
+                    a.bind_token_ttl_secs,
+                    60,
+                    86_400,
+                    "seconds",
+                    SEC,
+                )?,
+                developer_access_ms: lifetime(
+                    "developers.access_ttl_secs",
+                    d.access_ttl_secs,
+                    1,
+                    86_400,
+                    "seconds",
+                    SEC,
+                )?,
+                developer_refresh_ms: lifetime(
+                    "developers.refresh_ttl_days",
+                    d.refresh_ttl_days,
+                    1,
+                    365,
+                    "days",
+                    DAY,
+                )?,
+                oauth_code_ms: lifetime(
+                    "oauth.code_ttl_secs",
+                    o.code_ttl_secs,
+                    10,
+                    600,
+                    "seconds",
+                    SEC,
+                )?,
+                oauth_access_ms: lifetime(
+                    "oauth.access_ttl_secs",
+                    o.access_ttl_secs,
+                    1,
+                    86_400,
+                    "seconds",
+                    SEC,
+                )?,
+                oauth_refresh_ms: lifetime(
+                    "oauth.refresh_ttl_days",
+                    o.refresh_ttl_days,
+                    1,
+                    365,
+                    "days",
+                    DAY,
+                )?,
+                oauth_grant_ms: lifetime(
+                    "oauth.grant_ttl_days",
+                    o.grant_ttl_days,
+                    1,
+                    3_650,
+                    "days",
+                    DAY,
+                )?,
+                oidc_state_ms: lifetime(
+                    "oidc.state_ttl_secs",
+                    self.oidc.state_ttl_secs,
+                    60,
+                    3_600,
+                    "seconds",
+                    SEC,
+                )?,
+            },
+        };
+        if o.refresh_ttl_days > o.grant_ttl_days {
+            return Err(format!(
+                "oauth.refresh_ttl_days = {} is longer than oauth.grant_ttl_days = {}",
+                o.refresh_ttl_days, o.grant_ttl_days
+            ));
+        }
+        Ok(checked)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -108,13 +311,20 @@ pub(crate) struct AccountsConfig {
     pub(crate) access_ttl_secs: u32,
     /// Refresh-token lifetime.
     pub(crate) refresh_ttl_days: u32,
+    /// Lifetime of activation and password-reset codes (end users and developers).
+    pub(crate) code_ttl_secs: u32,
+    /// Lifetime of a one-time bind token.
+    pub(crate) bind_token_ttl_secs: u32,
 }
 
 impl Default for AccountsConfig {
     fn default() -> Self {
+        let d = rampart_core::Lifetimes::default();
         AccountsConfig {
-            access_ttl_secs: 900,
-            refresh_ttl_days: 30,
+            access_ttl_secs: secs(rampart_core::accounts::ACCESS_TTL_MS),
+            refresh_ttl_days: days(rampart_core::accounts::REFRESH_TTL_MS),
+            code_ttl_secs: secs(d.code_ms),
+            bind_token_ttl_secs: secs(d.bind_token_ms),
         }
     }
 }
@@ -158,6 +368,8 @@ pub(crate) struct SmtpConfig {
     pub(crate) password_file: String,
     /// STARTTLS on `port` (true) or implicit TLS (false).
     pub(crate) starttls: bool,
+    /// No TLS at all; allowed only to a loopback host (a local mail server that relays).
+    pub(crate) plaintext: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -276,6 +488,8 @@ impl Default for Config {
             commands: CommandConfig::default(),
             notify: NotifyConfig::default(),
             accounts: AccountsConfig::default(),
+            developers: DevelopersConfig::default(),
+            oauth: OAuthConfig::default(),
             oidc: OidcConfig::default(),
             events: EventsConfig::default(),
             webhooks: WebhooksConfig::default(),
@@ -347,6 +561,7 @@ impl Default for SmtpConfig {
             password: String::new(),
             password_file: String::new(),
             starttls: true,
+            plaintext: false,
         }
     }
 }
@@ -390,6 +605,7 @@ impl NotifyConfig {
                     username: non_empty(&self.smtp.username),
                     password: secret(&self.smtp.password, &self.smtp.password_file)?,
                     starttls: self.smtp.starttls,
+                    plaintext: self.smtp.plaintext,
                 })?)
             }
             other => return Err(format!("notify.email: `{other}` is not `outbox` or `smtp`")),
