@@ -919,6 +919,88 @@ per_second = 1",
     }
 
     #[test]
+    fn lifetimes_default_validate_and_are_documented() {
+        let l = Config::default().lifetimes().unwrap();
+        assert_eq!(l.access_ms, rampart_core::accounts::ACCESS_TTL_MS);
+        assert_eq!(l.refresh_ms, rampart_core::accounts::REFRESH_TTL_MS);
+        assert_eq!(l.other, rampart_core::Lifetimes::default());
+        let with = |patch: &str| -> Result<CheckedLifetimes, String> {
+            let mut v = toml::Value::try_from(Config::default()).unwrap();
+            merge(&mut v, toml::from_str(patch).unwrap());
+            v.try_into::<Config>().unwrap().lifetimes()
+        };
+        let l = with("[accounts]\naccess_ttl_secs = 2\n[oauth]\ncode_ttl_secs = 30\ngrant_ttl_days = 7\nrefresh_ttl_days = 7\n[oidc]\nstate_ttl_secs = 120").unwrap();
+        assert_eq!(l.access_ms, 2_000);
+        assert_eq!(
+            (
+                l.other.oauth_code_ms,
+                l.other.oauth_grant_ms,
+                l.other.oidc_state_ms
+            ),
+            (30_000, 7 * 86_400_000, 120_000)
+        );
+        for (patch, key) in [
+            (
+                "[accounts]\naccess_ttl_secs = 0",
+                "accounts.access_ttl_secs = 0: must be 1 to 86400 seconds",
+            ),
+            (
+                "[accounts]\nrefresh_ttl_days = 0",
+                "accounts.refresh_ttl_days",
+            ),
+            (
+                "[accounts]\nrefresh_ttl_days = 10000",
+                "accounts.refresh_ttl_days",
+            ),
+            ("[accounts]\ncode_ttl_secs = 5", "accounts.code_ttl_secs"),
+            (
+                "[accounts]\nbind_token_ttl_secs = 0",
+                "accounts.bind_token_ttl_secs",
+            ),
+            (
+                "[developers]\naccess_ttl_secs = 4000000000",
+                "developers.access_ttl_secs",
+            ),
+            (
+                "[developers]\nrefresh_ttl_days = 0",
+                "developers.refresh_ttl_days",
+            ),
+            ("[oauth]\ncode_ttl_secs = 3600", "oauth.code_ttl_secs"),
+            ("[oauth]\naccess_ttl_secs = 0", "oauth.access_ttl_secs"),
+            ("[oauth]\ngrant_ttl_days = 0", "oauth.grant_ttl_days"),
+            (
+                "[oauth]\nrefresh_ttl_days = 100",
+                "oauth.refresh_ttl_days = 100 is longer than oauth.grant_ttl_days = 90",
+            ),
+            ("[oidc]\nstate_ttl_secs = 86400", "oidc.state_ttl_secs"),
+        ] {
+            let e = with(patch)
+                .err()
+                .unwrap_or_else(|| panic!("{patch} was accepted"));
+            assert!(e.contains(key), "{patch}: {e}");
+        }
+        let doc = include_str!("../../../docs/config.md");
+        let c = Config::default();
+        for (section, table) in [
+            ("accounts", toml::Value::try_from(&c.accounts).unwrap()),
+            ("developers", toml::Value::try_from(&c.developers).unwrap()),
+            ("oauth", toml::Value::try_from(&c.oauth).unwrap()),
+        ] {
+            for key in table.as_table().unwrap().keys() {
+                assert!(
+                    doc.contains(&format!("`{section}.{key}`")),
+                    "{section}.{key} is not in docs/config.md"
+                );
+            }
+        }
+        assert!(doc.contains("`oidc.state_ttl_secs`"));
+        for key in ["signups_per_ip", "signups_global"] {
+            assert!(doc.contains(&format!("`limits.{key}`")));
+        }
+        assert!(doc.contains("`notify.smtp.plaintext`"));
+    }
+
+    #[test]
     fn oidc_section() {
         assert!(Config::default().oidc.providers().unwrap().is_empty());
         let mut v = toml::Value::try_from(Config::default()).unwrap();

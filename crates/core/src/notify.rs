@@ -308,7 +308,11 @@ impl Notifier for Smtp {
                 .parse()
                 .map_err(|e| format!("smtp recipient: {e}"))?;
             let (subject, body) = notice.text();
+            // A Message-ID under the sender's domain (RFC 5322 §3.6.4): lettre would otherwise
+            // leave it out, or name this machine's host name in it.
+            let message_id = format!("<{}@{}>", random_hex(16), self.from.email.domain());
             let msg = lettre::Message::builder()
+                .message_id(Some(message_id))
                 .from(self.from.clone())
                 .to(to)
                 .subject(subject)

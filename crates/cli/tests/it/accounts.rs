@@ -1333,3 +1333,113 @@ async fn sms_codes_go_to_the_configured_webhook() {
     // nothing went to the outbox
     assert!(env.outbox(phone, "activate").is_empty());
 }
+
+/// The main consumer flow against the PostgreSQL backend (skipped, with the reason printed, when
+/// `RAMPART_TEST_POSTGRES_URL` is unset): sign-up, activation, login, bind, a command acknowledged
+/// by the device, and refresh-token reuse detection.
+#[tokio::test]
+async fn consumer_flow_on_postgresql() {
+    let Some(pg) = PgSchema::create("consumer_flow_on_postgresql") else {
+        return;
+    };
+    let env = Env::start_with(&[("RAMPART_STORE__URL", pg.store_url.as_str())]).await;
+    let (s, v) = env.srv.call("GET", "/healthz", None, None).await;
+    assert_eq!((s, v["store"].as_str()), (200, Some("postgres")), "{v}");
+    let (did, secret, passcode) = env.device().await;
+    let email = "pg@example.com";
+    let (s, v) = env
+        .call(
+            "POST",
+            "/v1/users",
+            None,
+            Some(json!({"email": email, "password": PW})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = env.try_login(email, PW).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (403, Some("ACCOUNT_NOT_ACTIVE"))
+    );
+    let code = env.code(email, "activate", 0).await;
+    let (s, v) = env
+        .call(
+            "POST",
+            "/v1/users/activate",
+            None,
+            Some(json!({"email": email, "code": "000000"})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("INVALID_CODE"))
+    );
+    let (s, v) = env
+        .call(
+            "POST",
+            "/v1/users/activate",
+            None,
+            Some(json!({"email": email, "code": code})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (a1, r1) = env.login(email, PW).await;
+    let (s, v) = env.bind(&a1, &did, "AAAAAAAAAA").await;
+    assert_eq!(s, 404, "{v}");
+    let (s, v) = env.bind(&a1, &did, &passcode).await;
+    assert_eq!((s, v["role"].as_str()), (201, Some("owner")), "{v}");
+    let (_, v) = env.call("GET", "/v1/bindings", Some(&a1), None).await;
+    assert_eq!(v["meta"]["total"], 1, "{v}");
+
+    // live push and a command the device acknowledges
+    let mut ws = env.ws(&a1, true).await;
+    let mut dev = Dev::connect(&env.srv, &did, &secret).await;
+    // (level moves in steps of 5: a report the model refuses would be acknowledged and dropped)
+    dev.report(json!({"power": true, "level": 10})).await;
+    let m = ws.next_kind("status").await;
+    assert_eq!(m["values"], json!({"power": true, "level": 10}));
+    let (s, v) = env
+        .call(
+            "POST",
+            &format!("/v1/devices/{did}/commands"),
+            Some(&a1),
+            Some(json!({"set": {"power": false}})),
+        )
+        .await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("ok")), "{v}");
+    let a = ws.next_kind("ack").await;
+    assert_eq!(a["id"], v["id"]);
+    let (s, v) = env
+        .call("GET", &format!("/v1/devices/{did}"), Some(&a1), None)
+        .await;
+    assert_eq!((s, &v["state"]["level"]), (200, &json!(10)), "{v}");
+
+    // refresh rotates; the spent refresh token presented again revokes the whole login
+    let refresh = |t: &str| json!({"refresh_token": t});
+    let (s, v) = env
+        .call("POST", "/v1/token/refresh", None, Some(refresh(&r1)))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let a2 = v["access_token"].as_str().unwrap().to_owned();
+    let r2 = v["refresh_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        env.call("GET", "/v1/users/me", Some(&a2), None).await.0,
+        200
+    );
+    let (s, _) = env
+        .call("POST", "/v1/token/refresh", None, Some(refresh(&r1)))
+        .await;
+    assert_eq!(s, 401);
+    for t in [&a1, &a2] {
+        assert_eq!(env.call("GET", "/v1/users/me", Some(t), None).await.0, 401);
+    }
+    let (s, _) = env
+        .call("POST", "/v1/token/refresh", None, Some(refresh(&r2)))
+        .await;
+    assert_eq!(s, 401);
+    let closed = ws.next_kind("none: wait for the close").await;
+    assert_eq!(closed["closed"], 4401, "{closed}");
+    drop(dev);
+    drop(env);
+    drop(pg);
+}

@@ -229,26 +229,10 @@ async fn metrics_are_exported() {
 
 #[tokio::test]
 async fn server_on_postgresql() {
-    let Ok(url) = std::env::var("RAMPART_TEST_POSTGRES_URL") else {
-        eprintln!("skipping server_on_postgresql: RAMPART_TEST_POSTGRES_URL is not set");
+    let Some(pg) = PgSchema::create("server_on_postgresql") else {
         return;
     };
-    // a schema of our own, named in the connection options
-    let schema = format!("e2e_{}", nonce().to_lowercase());
-    let out = std::process::Command::new("psql")
-        .arg(&url)
-        .args(["-c", &format!("CREATE SCHEMA {schema}")])
-        .output();
-    match out {
-        Ok(o) if o.status.success() => {}
-        _ => {
-            eprintln!("skipping server_on_postgresql: cannot create a schema with psql");
-            return;
-        }
-    }
-    let sep = if url.contains('?') { '&' } else { '?' };
-    let store_url = format!("{url}{sep}options=-c%20search_path%3D{schema}");
-    let srv = Server::start_with(&[("RAMPART_STORE__URL", store_url.as_str())]).await;
+    let srv = Server::start_with(&[("RAMPART_STORE__URL", pg.store_url.as_str())]).await;
     let (s, v) = srv.call("GET", "/healthz", None, None).await;
     assert_eq!((s, v["store"].as_str()), (200, Some("postgres")), "{v}");
     let (_, did, secret) = srv.device().await;
@@ -268,10 +252,7 @@ async fn server_on_postgresql() {
     .await;
     srv.wait_state(&did, |v| v["state"]["level"] == 45).await;
     drop(srv);
-    let _ = std::process::Command::new("psql")
-        .arg(&url)
-        .args(["-c", &format!("DROP SCHEMA {schema} CASCADE")])
-        .output();
+    drop(pg);
 }
 
 #[tokio::test]

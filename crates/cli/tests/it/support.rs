@@ -323,6 +323,53 @@ impl Server {
     }
 }
 
+/// A schema of its own on the test PostgreSQL server (`RAMPART_TEST_POSTGRES_URL`), for a server
+/// started with `RAMPART_STORE__URL = store_url`; dropped with the guard.
+pub struct PgSchema {
+    url: String,
+    schema: String,
+    pub store_url: String,
+}
+
+impl PgSchema {
+    /// `None`, with the reason printed, when `RAMPART_TEST_POSTGRES_URL` is unset or `psql`
+    /// cannot create a schema there: the calling test then skips.
+    pub fn create(test: &str) -> Option<PgSchema> {
+        let Ok(url) = std::env::var("RAMPART_TEST_POSTGRES_URL") else {
+            eprintln!("skipping {test}: RAMPART_TEST_POSTGRES_URL is not set");
+            return None;
+        };
+        let schema = format!("e2e_{}", nonce().to_lowercase());
+        let out = Command::new("psql")
+            .arg(&url)
+            .args(["-c", &format!("CREATE SCHEMA {schema}")])
+            .output();
+        match out {
+            Ok(o) if o.status.success() => {}
+            _ => {
+                eprintln!("skipping {test}: cannot create a schema with psql");
+                return None;
+            }
+        }
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let store_url = format!("{url}{sep}options=-c%20search_path%3D{schema}");
+        Some(PgSchema {
+            url,
+            schema,
+            store_url,
+        })
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .arg(&self.url)
+            .args(["-c", &format!("DROP SCHEMA {} CASCADE", self.schema)])
+            .output();
+    }
+}
+
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -48,7 +48,7 @@ pub(crate) async fn suite(s: Store) {
         s.insert_oauth_client(&c).await,
         Err(StoreError::Conflict)
     ));
-    assert_eq!(s.get_oauth_client("rcl_1").await.unwrap(), Some(c));
+    assert_eq!(s.get_oauth_client("rcl_1").await.unwrap(), Some(c.clone()));
     assert_eq!(s.get_oauth_client("rcl_2").await.unwrap(), None);
 
     // a grant and its code; the code is spent exactly once
