@@ -56,6 +56,25 @@ async fn call_from(
     (status, h, v)
 }
 
+/// `POST /v1/users` through `app` from the source address `from`.
+async fn sign_up(
+    srv: &Server,
+    app: &str,
+    from: &str,
+    email: &str,
+    pw: &str,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    call_from(
+        srv,
+        from,
+        "POST",
+        "/v1/users",
+        &[("x-rampart-app-id", app)],
+        Some(json!({"email": email, "password": pw})),
+    )
+    .await
+}
+
 /// Call until the answer is 401 (the token expired); fails after 15 s.
 async fn until_expired(srv: &Server, path: &str, token: &str) {
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -72,12 +91,12 @@ async fn until_expired(srv: &Server, path: &str, token: &str) {
 
 #[tokio::test]
 async fn configured_lifetimes_expire_tokens() {
-    let srv = Server::start_with(&[
+    let env = crate::accounts::Env::start_with(&[
         ("RAMPART_DEVELOPERS__ACCESS_TTL_SECS", "2"),
         ("RAMPART_OAUTH__ACCESS_TTL_SECS", "2"),
-        ("RAMPART_ACCOUNTS__CODE_TTL_SECS", "900"),
     ])
     .await;
+    let srv = &env.srv;
     // a developer's access token lives two seconds; an end user's keeps its own default
     let (s, v) = srv
         .admin(
@@ -105,39 +124,11 @@ async fn configured_lifetimes_expire_tokens() {
         200
     );
 
-    let app = app(&srv).await;
-    let email = "life@example.com";
-    let (s, _, v) = call_from(
-        &srv,
-        "127.0.0.1",
-        "POST",
-        "/v1/users",
-        &[("x-rampart-app-id", &app)],
-        Some(json!({"email": email, "password": PW})),
-    )
-    .await;
-    assert_eq!(s, 201, "{v}");
-    let code = outbox_code(&srv, email).await;
-    let (s, v) = srv
-        .call(
-            "POST",
-            "/v1/users/activate",
-            None,
-            Some(json!({"email": email, "code": code})),
-        )
-        .await;
-    assert_eq!(s, 200, "{v}");
-    let (s, _, v) = call_from(
-        &srv,
-        "127.0.0.1",
-        "POST",
-        "/v1/login",
-        &[("x-rampart-app-id", &app)],
-        Some(json!({"username": email, "password": PW})),
-    )
-    .await;
-    assert_eq!((s, v["expires_in"].as_i64()), (200, Some(900)), "{v}");
-    let user = v["access_token"].as_str().unwrap().to_owned();
+    let (user, _) = env.user("life@example.com").await;
+    assert_eq!(
+        srv.call("GET", "/v1/users/me", Some(&user), None).await.0,
+        200
+    );
 
     // a third party's access token lives two seconds too
     let (s, c) = srv
@@ -209,26 +200,6 @@ async fn configured_lifetimes_expire_tokens() {
     assert_eq!((s, v["expires_in"].as_i64()), (200, Some(2)), "{v}");
 }
 
-/// The newest activation code in the outbox for `to`.
-async fn outbox_code(srv: &Server, to: &str) -> String {
-    let dir = srv.data().join("outbox");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let found = std::fs::read_dir(&dir).ok().and_then(|rd| {
-            rd.filter_map(|e| e.ok())
-                .filter_map(|e| {
-                    serde_json::from_slice::<Value>(&std::fs::read(e.path()).ok()?).ok()
-                })
-                .find(|v| v["to"] == to && v["purpose"] == "activate")
-        });
-        if let Some(v) = found {
-            return v["code"].as_str().unwrap().to_owned();
-        }
-        assert!(Instant::now() < deadline, "no code for {to}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn out_of_range_lifetimes_stop_the_server_at_start() {
     for (var, value, message) in [
@@ -281,18 +252,7 @@ async fn sign_ups_are_limited_per_address_and_overall() {
     let app = app(&srv).await;
     let h = [("x-rampart-app-id", app.as_str())];
     let sign_up = |from: &'static str, email: &'static str, pw: &'static str| {
-        let (srv, h) = (&srv, &h);
-        async move {
-            call_from(
-                srv,
-                from,
-                "POST",
-                "/v1/users",
-                h,
-                Some(json!({"email": email, "password": pw})),
-            )
-            .await
-        }
+        sign_up(&srv, &app, from, email, pw)
     };
     let (s, _, v) = sign_up("127.0.0.1", "a@example.com", PW).await;
     assert_eq!(s, 201, "{v}");
@@ -488,15 +448,7 @@ async fn activation_codes_are_sent_by_smtp() {
     .await;
     let app = app(&srv).await;
     let email = "mailbox@example.com";
-    let (s, _, v) = call_from(
-        &srv,
-        "127.0.0.1",
-        "POST",
-        "/v1/users",
-        &[("x-rampart-app-id", &app)],
-        Some(json!({"email": email, "password": PW})),
-    )
-    .await;
+    let (s, _, v) = sign_up(&srv, &app, "127.0.0.1", email, PW).await;
     assert_eq!(s, 201, "{v}");
     let mail = tokio::time::timeout(Duration::from_secs(20), mails.recv())
         .await

@@ -1271,10 +1271,15 @@ impl Env {
         let q = query(&at_idp);
         assert_eq!(q["redirect_uri"], self.srv.url("/v1/oidc/test/callback"));
         assert!(!q["nonce"].is_empty() && !q["state"].is_empty());
-        let resp = self.raw.get(&at_idp).send().await.unwrap();
-        let back = resp.headers()["location"].to_str().unwrap().to_owned();
+        let back = self.at_idp(&at_idp).await;
         let (s, v) = self.get_with_cookie(&back, Some(&cookie)).await;
         (s, v, back, cookie)
+    }
+
+    /// The user at the provider: where it sends them back to (our callback with code and state).
+    async fn at_idp(&self, authorize_url: &str) -> String {
+        let resp = self.raw.get(authorize_url).send().await.unwrap();
+        resp.headers()["location"].to_str().unwrap().to_owned()
     }
 
     async fn get_url(&self, url: &str) -> (u16, Value) {
@@ -1500,10 +1505,7 @@ async fn oidc_login_refuses_bad_id_tokens() {
 async fn oidc_callback_needs_the_browser_that_started_the_login() {
     let (env, _idp, _dir) = oidc_env().await;
     let (at_idp, cookie_a) = env.oidc_start().await;
-    let back = env.raw.get(&at_idp).send().await.unwrap().headers()["location"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let back = env.at_idp(&at_idp).await;
     // no cookie: refused before the state is looked at (so it is not spent)
     let (s, v) = env.get_url(&back).await;
     assert_eq!(
@@ -1519,10 +1521,7 @@ async fn oidc_callback_needs_the_browser_that_started_the_login() {
 
     // another browser's cookie (a login it started itself): refused, and the state is spent
     let (at_idp, cookie_a) = env.oidc_start().await;
-    let back = env.raw.get(&at_idp).send().await.unwrap().headers()["location"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let back = env.at_idp(&at_idp).await;
     let (_, cookie_b) = env.oidc_start().await;
     assert_ne!(cookie_a, cookie_b);
     let (s, v) = env.get_with_cookie(&back, Some(&cookie_b)).await;
@@ -1539,10 +1538,7 @@ async fn oidc_callback_needs_the_browser_that_started_the_login() {
     );
     // a cookie of the right name with a made-up value
     let (at_idp, _) = env.oidc_start().await;
-    let back = env.raw.get(&at_idp).send().await.unwrap().headers()["location"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let back = env.at_idp(&at_idp).await;
     let forged = format!("__Host-rampart_oidc={}", "0".repeat(64));
     let (s, v) = env.get_with_cookie(&back, Some(&forged)).await;
     assert_eq!(
