@@ -575,9 +575,9 @@ impl Core {
         Ok(ClientView::from(&self.managed_client(by, client_id).await?))
     }
 
-    /// Change a client's name or redirect URIs (each URI checked as at registration). Codes
-    /// already issued for a removed URI can no longer be exchanged: the exchange compares with
-    /// the code's own URI, and new authorisation requests with the new list.
+    /// Change a client's name or redirect URIs (each URI checked as at registration). New
+    /// authorisation requests are checked against the new list at once, and a code issued for a
+    /// URI that was removed can no longer be exchanged (see `exchange_code`).
     pub async fn update_oauth_client(
         &self,
         by: &ClientManager,
@@ -989,6 +989,10 @@ impl Core {
             (
                 row.redirect_uri == redirect_uri,
                 "redirect_uri does not match the authorization request",
+            ),
+            (
+                redirect_matches(&client_redirects(client), redirect_uri),
+                "redirect_uri is no longer registered for this client",
             ),
             (
                 pkce_matches(verifier, &row.code_challenge),

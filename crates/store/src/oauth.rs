@@ -182,9 +182,11 @@ impl Store {
     }
 
     /// Delete a client with every grant, code and token issued to it, in one transaction.
-    /// Returns how many of its grants were live (not revoked), or `None` for an unknown client.
+    /// Returns how many of its grants were live (exchanged for tokens, not revoked), or `None`
+    /// for an unknown client.
     pub async fn delete_oauth_client(&self, client_id: &str) -> Result<Option<u64>> {
-        let live = "SELECT COUNT(*) FROM oauth_grants WHERE client_id = $1 AND revoked = $2";
+        let live = "SELECT COUNT(*) FROM oauth_grants WHERE client_id = $1 AND revoked = $2 \
+                    AND active = $3";
         let sqls = [
             "DELETE FROM oauth_tokens WHERE grant_id IN \
              (SELECT grant_id FROM oauth_grants WHERE client_id = $1)",
@@ -195,7 +197,7 @@ impl Store {
         let client = "DELETE FROM oauth_clients WHERE client_id = $1";
         with_db!(self, p => {
             let mut tx = p.begin().await?;
-            let n: i64 = sqlx::query_scalar(live).bind(client_id).bind(false)
+            let n: i64 = sqlx::query_scalar(live).bind(client_id).bind(false).bind(true)
                 .fetch_one(&mut *tx).await?;
             for sql in sqls {
                 sqlx::query(sql).bind(client_id).execute(&mut *tx).await?;

@@ -1941,6 +1941,36 @@ async fn owners_list_update_rotate_and_delete_their_clients() {
         "{v}"
     );
     let (code, verifier) = env.code_at(&alice, &mine_id, NEW_CB, "devices:read").await;
+    // a code issued for a URI that is then removed dies with it
+    let (loop_code, loop_verifier) = env
+        .code_at(&alice, &mine_id, "http://[::1]:8/cb", "devices:read")
+        .await;
+    let (s, v) = env
+        .call(
+            "PATCH",
+            &path,
+            Some(&dev),
+            Some(json!({"redirect_uris": [NEW_CB]})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = env
+        .exchange(
+            (&mine_id, &mine_secret),
+            &loop_code,
+            &loop_verifier,
+            "http://[::1]:8/cb",
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"].as_str(), v["error_description"].as_str()),
+        (
+            400,
+            Some("invalid_grant"),
+            Some("redirect_uri is no longer registered for this client")
+        ),
+        "{v}"
+    );
 
     // secret rotation: shown once, the old secret stops at once
     let (s, r) = env
