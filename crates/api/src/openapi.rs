@@ -976,6 +976,13 @@ fn binding_ops() -> Vec<Op> {
             .err(426, &["UPGRADE_REQUIRED"])
             .err(429, &["RATE_LIMITED"])
             .store(),
+        op("get", "/v1/developers/ws", "developers", "Live push of the developer's devices (WebSocket)")
+            .describe("Upgrades to a WebSocket streaming one `LiveEvent` JSON text message per event, for every device of a product the developer may read (personal products, and enterprise products for any member role). A membership, role or suspension change applies before the next event. Closes with 4401 when the token expires or is revoked.")
+            .auth(&[Auth::Developer, Auth::UserQuery])
+            .answer(101, json!({"description": "switching to the WebSocket; messages are `LiveEvent`"}))
+            .err(426, &["UPGRADE_REQUIRED"])
+            .err(429, &["RATE_LIMITED"])
+            .store(),
     ]
 }
 
@@ -2490,7 +2497,7 @@ pub(crate) fn document() -> Value {
                         "scopes": {"devices:read": "see the user's devices, their state and history",
                             "devices:control": "send commands to the devices the user may control"}}}},
                 "user_query": {"type": "apiKey", "in": "query", "name": "access_token",
-                    "description": "an end user's access token in the query (live push only)"},
+                    "description": "an access token in the query (live push only: an end user's on /v1/ws, a developer's on /v1/developers/ws)"},
                 "client_basic": {"type": "http", "scheme": "basic",
                     "description": "OAuth2 client id and secret (or `client_id`/`client_secret` form fields)"},
                 "access_key": {"type": "apiKey", "in": "header", "name": "Authorization",

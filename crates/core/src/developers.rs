@@ -416,6 +416,7 @@ impl Core {
         } else {
             0
         };
+        self.tenancy_changed();
         let action = if on {
             "developer.suspend"
         } else {
@@ -704,6 +705,7 @@ impl Core {
 
     pub async fn developer_logout(&self, s: &DeveloperSession, ip: Option<String>) -> Result<()> {
         self.store().revoke_developer_family(&s.family_id).await?;
+        self.tenancy_changed();
         self.audit(event(&s.actor(), "developer.logout", "ok", &ip))
             .await;
         Ok(())

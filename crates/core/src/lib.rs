@@ -162,6 +162,8 @@ struct Inner {
     limits: api_limits::ApiLimits,
     /// MQTT connect rates per IP and device, and reconnect-storm bans.
     connect_limits: connect_limits::ConnectLimits,
+    /// Moved by every change of who may reach which product (`tenancy::Core::tenancy_epoch`).
+    tenancy_epoch: std::sync::atomic::AtomicU64,
 }
 
 /// Run-time state of the account services: rate limits and the access-change broadcast.
@@ -192,6 +194,7 @@ impl Core {
             inner: Arc::new(Inner {
                 limits: api_limits::ApiLimits::new(config.limits.clone()),
                 connect_limits: connect_limits::ConnectLimits::new(config.mqtt_limits.clone()),
+                tenancy_epoch: Default::default(),
                 store,
                 key,
                 config,

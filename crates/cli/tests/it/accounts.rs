@@ -203,30 +203,32 @@ impl Env {
 
     /// A live-push connection with the token in the query string or the header.
     pub(crate) async fn ws(&self, token: &str, in_query: bool) -> Ws {
-        let url = if in_query {
-            format!(
-                "wss://localhost:{}/v1/ws?access_token={token}",
-                self.srv.http
-            )
-        } else {
-            format!("wss://localhost:{}/v1/ws", self.srv.http)
-        };
-        let mut req = url.into_client_request().unwrap();
-        if !in_query {
-            req.headers_mut()
-                .insert("authorization", format!("Bearer {token}").parse().unwrap());
-        }
-        let (ws, resp) = tokio_tungstenite::connect_async_tls_with_config(
-            req,
-            None,
-            false,
-            Some(tokio_tungstenite::Connector::Rustls(ws_tls(&self.srv))),
-        )
-        .await
-        .unwrap();
-        assert_eq!(resp.status().as_u16(), 101);
-        Ws(ws)
+        open_ws(&self.srv, "/v1/ws", token, in_query).await
     }
+}
+
+/// A WebSocket to `path` on the server with `token` in the query string or the header.
+pub(crate) async fn open_ws(srv: &Server, path: &str, token: &str, in_query: bool) -> Ws {
+    let url = if in_query {
+        format!("wss://localhost:{}{path}?access_token={token}", srv.http)
+    } else {
+        format!("wss://localhost:{}{path}", srv.http)
+    };
+    let mut req = url.into_client_request().unwrap();
+    if !in_query {
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    }
+    let (ws, resp) = tokio_tungstenite::connect_async_tls_with_config(
+        req,
+        None,
+        false,
+        Some(tokio_tungstenite::Connector::Rustls(ws_tls(srv))),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status().as_u16(), 101);
+    Ws(ws)
 }
 
 pub(crate) fn ws_tls(srv: &Server) -> Arc<rustls::ClientConfig> {
@@ -253,7 +255,7 @@ pub(crate) struct Ws(WsStream);
 
 impl Ws {
     /// The next JSON message (or `{"closed": code}` when the server closes).
-    async fn next(&mut self) -> Value {
+    pub(crate) async fn next(&mut self) -> Value {
         tokio::time::timeout(Duration::from_secs(15), async {
             loop {
                 match self.0.next().await {
@@ -285,7 +287,7 @@ impl Ws {
 
 /// A simulated device: reports with QoS 1 (waiting for the PUBACK, i.e. the commit) and answers
 /// every command with `ok`.
-struct Dev {
+pub(crate) struct Dev {
     c: rumqttc::AsyncClient,
     did: String,
     pubacks: mpsc::UnboundedReceiver<()>,
@@ -293,7 +295,7 @@ struct Dev {
 }
 
 impl Dev {
-    async fn connect(srv: &Server, did: &str, secret: &str) -> Dev {
+    pub(crate) async fn connect(srv: &Server, did: &str, secret: &str) -> Dev {
         let (u, p) = creds(did, secret);
         let (c, mut el) = rumqttc::AsyncClient::new(v4_options(srv, did, &u, &p), 10);
         c.subscribe(format!("dev/{did}/down"), QoS::AtLeastOnce)
@@ -330,7 +332,7 @@ impl Dev {
         }
     }
 
-    async fn report(&mut self, v: Value) {
+    pub(crate) async fn report(&mut self, v: Value) {
         self.c
             .publish(
                 format!("dev/{}/up", self.did),
