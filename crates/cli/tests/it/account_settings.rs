@@ -181,8 +181,8 @@ async fn configured_lifetimes_expire_tokens() {
         200
     );
 
-    until_expired(&srv, "/v1/developers/me", &dev).await;
-    until_expired(&srv, "/v1/bindings", &third).await;
+    until_expired(srv, "/v1/developers/me", &dev).await;
+    until_expired(srv, "/v1/bindings", &third).await;
     assert_eq!(
         srv.call("GET", "/v1/users/me", Some(&user), None).await.0,
         200,
