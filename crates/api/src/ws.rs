@@ -56,19 +56,22 @@ impl FromRequestParts<AppState> for WsToken {
     }
 }
 
+/// The answer to a live-push request that asked for no WebSocket upgrade.
+fn upgrade_required(r: WebSocketUpgradeRejection) -> Error {
+    Error::new(
+        StatusCode::UPGRADE_REQUIRED,
+        "UPGRADE_REQUIRED",
+        format!("a WebSocket upgrade is required: {}", r.body_text()),
+    )
+}
+
 pub(crate) async fn ws(
     State(s): State<AppState>,
     WsToken(token): WsToken,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, Error> {
     let session = s.core.authenticate_user(token.expose()).await?;
-    let upgrade = upgrade.map_err(|r| {
-        Error::new(
-            StatusCode::UPGRADE_REQUIRED,
-            "UPGRADE_REQUIRED",
-            format!("a WebSocket upgrade is required: {}", r.body_text()),
-        )
-    })?;
+    let upgrade = upgrade.map_err(upgrade_required)?;
     let slot = s.core.live_push_slot(&session.user_id)?;
     // Subscribe (and read the set after subscribing, so no change between the two is missed)
     // before answering 101: every event after the client sees the upgrade reaches it.
@@ -247,13 +250,7 @@ pub(crate) async fn developer_ws(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, Error> {
     let session = s.core.authenticate_developer(token.expose()).await?;
-    let upgrade = upgrade.map_err(|r| {
-        Error::new(
-            StatusCode::UPGRADE_REQUIRED,
-            "UPGRADE_REQUIRED",
-            format!("a WebSocket upgrade is required: {}", r.body_text()),
-        )
-    })?;
+    let upgrade = upgrade.map_err(upgrade_required)?;
     let slot = s.core.live_push_slot(&session.developer_id)?;
     // Subscribed before the 101, like the user's stream.
     let events = s.core.bus().subscribe_events();

@@ -15,7 +15,7 @@ const PW: &str = "velvet tundra oxide lantern";
 /// A server with one product (dynamic registration) and one app serving it.
 pub(crate) struct Env {
     pub(crate) srv: Server,
-    app: String,
+    pub(crate) app: String,
     pk: String,
     ps: String,
 }

@@ -1282,6 +1282,23 @@ impl Env {
         resp.headers()["location"].to_str().unwrap().to_owned()
     }
 
+    /// The details of the failed logins in the audit log (read from the server's SQLite store).
+    async fn failed_login_details(&self) -> Vec<String> {
+        let store = rampart_store::Store::open_sqlite(&self.srv.data().join("rampart.db"))
+            .await
+            .unwrap();
+        let details = store
+            .list_audit(Some("user.login"), 50)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.outcome == "failed")
+            .filter_map(|r| r.detail)
+            .collect();
+        store.close().await;
+        details
+    }
+
     async fn get_url(&self, url: &str) -> (u16, Value) {
         self.get_with_cookie(url, None).await
     }
@@ -1473,18 +1490,7 @@ async fn oidc_login_refuses_bad_id_tokens() {
     assert_eq!(statuses.first(), Some(&200), "{statuses:?}");
     assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
     // each refusal was audited with its reason (the client only sees the generic code)
-    let store = rampart_store::Store::open_sqlite(&env.srv.data().join("rampart.db"))
-        .await
-        .unwrap();
-    let details: Vec<String> = store
-        .list_audit(Some("user.login"), 50)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|r| r.outcome == "failed")
-        .filter_map(|r| r.detail)
-        .collect();
-    store.close().await;
+    let details = env.failed_login_details().await;
     for why in [
         "wrong nonce",
         "wrong audience",
@@ -1546,18 +1552,7 @@ async fn oidc_callback_needs_the_browser_that_started_the_login() {
         (400, Some("OIDC_STATE_MISMATCH"))
     );
 
-    let store = rampart_store::Store::open_sqlite(&env.srv.data().join("rampart.db"))
-        .await
-        .unwrap();
-    let details: Vec<String> = store
-        .list_audit(Some("user.login"), 50)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|r| r.outcome == "failed")
-        .filter_map(|r| r.detail)
-        .collect();
-    store.close().await;
+    let details = env.failed_login_details().await;
     for why in [
         "no browser-binding cookie",
         "browser-binding cookie does not match the state",
