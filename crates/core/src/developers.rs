@@ -350,6 +350,7 @@ impl Core {
             .store()
             .revoke_developer_families(&dev.developer_id)
             .await?;
+        self.tenancy_changed();
         self.audit(
             event(
                 &developer_actor(&dev.developer_id),
@@ -670,6 +671,7 @@ impl Core {
             }
             DeveloperRefresh::Reused(s) => {
                 self.store().revoke_developer_family(&s.family_id).await?;
+                self.tenancy_changed();
                 self.audit(
                     event(
                         &developer_actor(&s.developer_id),
@@ -746,6 +748,7 @@ impl Core {
             .store()
             .revoke_other_developer_families(&dev.developer_id, &s.family_id)
             .await?;
+        self.tenancy_changed();
         self.audit(
             event(&s.actor(), "developer.password_change", "ok", &ip)
                 .detail(format!("other sessions ended={n}")),

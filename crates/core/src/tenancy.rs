@@ -198,9 +198,10 @@ impl Core {
     }
 
     /// A number that moves whenever who may reach which product may have changed (membership,
-    /// roles, enterprise and developer suspensions) or a developer logged out. Live streams that
-    /// cache decisions drop them, and check their token again, when it moves. Single-node state
-    /// like the access-change broadcast.
+    /// roles, enterprise and developer suspensions) or a developer's sessions were revoked
+    /// (logout, password change or reset, refresh-token reuse). Live streams that cache
+    /// decisions drop them, and check their token again, when it moves. Single-node state like
+    /// the access-change broadcast.
     pub fn tenancy_epoch(&self) -> u64 {
         self.inner
             .tenancy_epoch
