@@ -1,4 +1,5 @@
-//! OAuth2 authorisation-server endpoints (client registration, `/oauth/authorize` with its consent
+//! OAuth2 authorisation-server endpoints (client registration and management by its owner,
+//! `/oauth/authorize` with its consent
 //! page and JSON approval, `/oauth/token`, `/oauth/revoke`), the user's grants, and the scope
 //! checks a third-party access token meets on the device endpoints.
 //!
@@ -7,7 +8,8 @@
 //! user signs in on it with their password (no token ever travels in a URL), and a double-submit
 //! cookie guards the form against cross-site posts.
 
-use crate::auth::{Admin, Principal, User};
+use crate::auth::{Principal, User};
+use crate::developers::Manager;
 use crate::routes::{client_ip, page_of, Body, PageQuery, Q};
 use crate::{AppState, ClientAddr, Error};
 use axum::body::Bytes;
@@ -19,7 +21,8 @@ use base64::Engine;
 use rampart_core::audit::{Actor, AuditEvent};
 use rampart_core::bindings::Need;
 use rampart_core::oauth::{
-    AuthRequest, AuthorizeError, AuthorizeParams, NewClient, OAuthSession, Scopes, TokenError,
+    AuthRequest, AuthorizeError, AuthorizeParams, ClientManager, ClientUpdate, NewClient,
+    OAuthSession, Scopes, TokenError,
 };
 use rampart_core::secret::{random_hex, Secret};
 use serde::Deserialize;
@@ -35,7 +38,15 @@ const CSRF_COOKIE: &str = "__Host-rampart_consent";
 pub(crate) fn routes() -> axum::Router<AppState> {
     use axum::routing::{delete, get, post};
     axum::Router::new()
-        .route("/v1/oauth/clients", post(register_client))
+        .route("/v1/oauth/clients", post(register_client).get(list_clients))
+        .route(
+            "/v1/oauth/clients/{client_id}",
+            get(get_client).patch(update_client).delete(delete_client),
+        )
+        .route(
+            "/v1/oauth/clients/{client_id}/secret/rotate",
+            post(rotate_client_secret),
+        )
         .route("/v1/oauth/grants", get(list_grants))
         .route("/v1/oauth/grants/{grant_id}", delete(revoke_grant))
         .route("/oauth/authorize", get(authorize_page).post(approve_json))
@@ -46,11 +57,11 @@ pub(crate) fn routes() -> axum::Router<AppState> {
         .route("/v1/oidc/{provider}/callback", get(crate::oidc::callback))
 }
 
-// ---- who may register clients ----
+// ---- who may register and manage clients ----
 
-/// Who may register third-party clients. Today only the administrator; product owners
-/// (developer and enterprise accounts) will be let in here, and only here.
-pub(crate) struct ClientOwner(Actor);
+/// Who may register and manage third-party clients: the operator (admin token: every client) or
+/// a developer (`rdt_` token: the clients they registered). This is the one owner check.
+pub(crate) struct ClientOwner(ClientManager);
 
 impl axum::extract::FromRequestParts<AppState> for ClientOwner {
     type Rejection = Error;
@@ -58,22 +69,95 @@ impl axum::extract::FromRequestParts<AppState> for ClientOwner {
         parts: &mut axum::http::request::Parts,
         state: &AppState,
     ) -> Result<ClientOwner, Error> {
-        let Admin = Admin::from_request_parts(parts, state).await?;
-        Ok(ClientOwner(Actor::admin()))
+        Ok(ClientOwner(
+            match Manager::from_request_parts(parts, state).await? {
+                Manager::Operator => ClientManager {
+                    actor: Actor::admin(),
+                    operator: true,
+                },
+                Manager::Developer(d) => ClientManager {
+                    actor: d.actor(),
+                    operator: false,
+                },
+            },
+        ))
     }
 }
 
 pub(crate) async fn register_client(
     State(s): State<AppState>,
-    ClientOwner(actor): ClientOwner,
+    ClientOwner(by): ClientOwner,
     addr: Addr,
     Body(b): Body<NewClient>,
 ) -> Result<Response, Error> {
     let c = s
         .core
-        .register_oauth_client(b, &actor, client_ip(&addr))
+        .register_oauth_client(b, &by, client_ip(&addr))
         .await?;
     Ok((StatusCode::CREATED, Json(c)).into_response())
+}
+
+pub(crate) async fn list_clients(
+    State(s): State<AppState>,
+    ClientOwner(by): ClientOwner,
+    Q(q): Q<PageQuery>,
+) -> Result<Json<Value>, Error> {
+    let (page, limit) = q.resolve()?;
+    let (rows, total) = s
+        .core
+        .list_oauth_clients(&by, (page - 1) * limit, limit)
+        .await?;
+    Ok(page_of(rows, page, limit, total))
+}
+
+pub(crate) async fn get_client(
+    State(s): State<AppState>,
+    ClientOwner(by): ClientOwner,
+    Path(id): Path<String>,
+) -> Result<Response, Error> {
+    Ok(Json(s.core.get_oauth_client(&by, &id).await?).into_response())
+}
+
+pub(crate) async fn update_client(
+    State(s): State<AppState>,
+    ClientOwner(by): ClientOwner,
+    addr: Addr,
+    Path(id): Path<String>,
+    Body(b): Body<ClientUpdate>,
+) -> Result<Response, Error> {
+    let c = s
+        .core
+        .update_oauth_client(&by, &id, b, client_ip(&addr))
+        .await?;
+    Ok(Json(c).into_response())
+}
+
+pub(crate) async fn rotate_client_secret(
+    State(s): State<AppState>,
+    ClientOwner(by): ClientOwner,
+    addr: Addr,
+    Path(id): Path<String>,
+) -> Result<Response, Error> {
+    let r = s
+        .core
+        .rotate_oauth_client_secret(&by, &id, client_ip(&addr))
+        .await?;
+    Ok(Json(r).into_response())
+}
+
+pub(crate) async fn delete_client(
+    State(s): State<AppState>,
+    ClientOwner(by): ClientOwner,
+    addr: Addr,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Error> {
+    let n = s
+        .core
+        .delete_oauth_client(&by, &id, client_ip(&addr))
+        .await?;
+    Ok(Json(
+        json!({"client_id": id, "status": "deleted", "grants_revoked": n}),
+    ))
 }
 
 // ---- RFC 6749 errors ----
@@ -198,11 +282,12 @@ fn form_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// The client's id and secret, by HTTP Basic or by form fields (exactly one way).
+/// The client's id and secret, by HTTP Basic or by form fields (exactly one way). A public
+/// client sends its `client_id` alone (or Basic with an empty password): no secret.
 fn client_credentials(
     headers: &HeaderMap,
     f: &HashMap<String, Vec<String>>,
-) -> Result<(String, Secret), OAuthError> {
+) -> Result<(String, Option<Secret>), OAuthError> {
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -226,14 +311,19 @@ fn client_credentials(
                     ));
                 }
             }
-            Ok((id, Secret::new(secret)))
+            Ok((
+                id,
+                Some(Secret::new(secret)).filter(|s| !s.expose().is_empty()),
+            ))
         }
         (Some(_), (_, Some(_))) => Err(OAuthError::new(
             "invalid_request",
             "use one client authentication method, not two",
         )),
-        (None, (Some(id), Some(secret))) => Ok((id.to_owned(), Secret::new(secret.to_owned()))),
-        (None, _) => Err(TokenError::InvalidClient.into()),
+        (None, (Some(id), secret)) => {
+            Ok((id.to_owned(), secret.map(|s| Secret::new(s.to_owned()))))
+        }
+        (None, (None, _)) => Err(TokenError::InvalidClient.into()),
     }
 }
 
@@ -265,7 +355,7 @@ async fn token_inner(
     let (id, secret) = client_credentials(headers, &f)?;
     let client = s
         .core
-        .authenticate_client(&id, secret.expose(), ip.clone())
+        .authenticate_client(&id, secret.as_ref().map(Secret::expose), ip.clone())
         .await?;
     let need = |k: &str| {
         one(&f, k).ok_or_else(|| OAuthError::new("invalid_request", format!("`{k}` is required")))
@@ -306,7 +396,7 @@ pub(crate) async fn revoke(
         let ip = client_ip(&addr);
         let client = s
             .core
-            .authenticate_client(&id, secret.expose(), ip.clone())
+            .authenticate_client(&id, secret.as_ref().map(Secret::expose), ip.clone())
             .await?;
         let t = one(&f, "token")
             .ok_or_else(|| OAuthError::new("invalid_request", "`token` is required"))?;
@@ -456,7 +546,7 @@ pub(crate) async fn authorize_page(
     }
 }
 
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()

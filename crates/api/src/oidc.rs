@@ -1,11 +1,15 @@
 //! Log in with a third-party OpenID Connect provider: `GET /v1/oidc/{provider}/start` sends the
 //! user to the provider, `GET /v1/oidc/{provider}/callback` finishes with a Rampart token pair
 //! (the same as `POST /v1/login`). The protocol work is `rampart_core::oidc`.
+//!
+//! The start sets a browser-binding cookie ([`BROWSER_COOKIE`]) whose value's hash is stored with
+//! the state; the callback must carry it back, so a callback URL planted in another browser (login
+//! CSRF: signing the victim in to the attacker's account) is refused.
 
 use crate::routes::{client_ip, Q};
 use crate::{AppState, ClientAddr, Error};
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Json};
 use rampart_core::oidc::OidcError;
@@ -33,9 +37,25 @@ impl From<OidcError> for Error {
                     "the identity provider could not be reached or answered badly",
                 )
             }
+            e @ OidcError::BrowserMismatch => Error::new(
+                StatusCode::BAD_REQUEST,
+                "OIDC_STATE_MISMATCH",
+                e.to_string(),
+            ),
             OidcError::Internal(e) => e.into(),
         }
     }
+}
+
+/// The browser-binding cookie of a login in flight (`__Host-`: https only, this host only,
+/// path `/`). `SameSite=Lax`, so the provider's top-level redirect back to us carries it.
+pub(crate) const BROWSER_COOKIE: &str = "__Host-rampart_oidc";
+
+fn browser_cookie(value: &str, max_age_secs: i64) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!(
+        "{BROWSER_COOKIE}={value}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}"
+    ))
+    .ok()
 }
 
 #[derive(Deserialize)]
@@ -72,7 +92,7 @@ pub(crate) async fn start(
 ) -> Result<Response, Error> {
     let default = callback_from_host(&headers, &provider);
     let ip = client_ip(&addr);
-    let url = s
+    let started = s
         .core
         .oidc_start(
             &provider,
@@ -81,15 +101,20 @@ pub(crate) async fn start(
             ip.as_deref(),
         )
         .await?;
+    let url = &started.authorize_url;
     let wants_json = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("application/json"));
-    if wants_json {
-        Ok(Json(json!({"authorize_url": url})).into_response())
+    let mut r = if wants_json {
+        Json(json!({"authorize_url": url})).into_response()
     } else {
-        Ok(Redirect::to(&url).into_response())
-    }
+        Redirect::to(url).into_response()
+    };
+    let cookie = browser_cookie(started.browser.expose(), started.max_age_secs)
+        .ok_or_else(|| Error::from(rampart_core::Error::Internal("cookie value".into())))?;
+    r.headers_mut().insert(header::SET_COOKIE, cookie);
+    Ok(r)
 }
 
 /// What the provider sends back (other parameters are ignored).
@@ -104,6 +129,7 @@ pub(crate) struct Callback {
 pub(crate) async fn callback(
     State(s): State<AppState>,
     Path(provider): Path<String>,
+    headers: HeaderMap,
     addr: Option<Extension<ClientAddr>>,
     Q(q): Q<Callback>,
 ) -> Result<Response, Error> {
@@ -117,8 +143,13 @@ pub(crate) async fn callback(
             &provider,
             q.code.as_deref().unwrap_or(""),
             q.state.as_deref().unwrap_or(""),
+            crate::oauth::cookie(&headers, BROWSER_COOKIE).as_deref(),
             client_ip(&addr),
         )
         .await?;
-    Ok(Json(pair).into_response())
+    let mut r = Json(pair).into_response();
+    if let Some(spent) = browser_cookie("", 0) {
+        r.headers_mut().insert(header::SET_COOKIE, spent);
+    }
+    Ok(r)
 }

@@ -90,6 +90,9 @@ fn meaning(code: &str) -> &'static str {
         "UNAUTHORIZED" => "missing, wrong, expired or revoked credentials",
         "TOTP_REQUIRED" => "TOTP is on and the code is missing, wrong, expired or replayed",
         "OIDC_LOGIN_FAILED" => "the login at the identity provider could not be verified",
+        "OIDC_STATE_MISMATCH" => {
+            "the callback came without the browser-binding cookie of the login's start, or with another one"
+        }
         "FORBIDDEN" => "the caller's role does not allow this act",
         "INSUFFICIENT_SCOPE" => "a third-party token without the scope this needs",
         "ACCOUNT_NOT_ACTIVE" => "the right password, but the account was never activated",
@@ -392,6 +395,7 @@ fn path_param_meaning(name: &str) -> &'static str {
         "product_key" => "product key (a malformed one answers 404 like an unknown one)",
         "share_id" => "share id",
         "grant_id" => "grant id",
+        "client_id" => "OAuth2 client id (`rcl_...`)",
         "provider" => "OpenID Connect provider name, as configured",
         "id" => "enterprise or developer id",
         "developer_id" => "developer id",
@@ -921,7 +925,7 @@ fn account_ops() -> Vec<Op> {
             .err(403, &["FORBIDDEN"])
             .store(),
         op("get", "/v1/oidc/{provider}/start", "accounts", "Start an OpenID Connect login")
-            .describe("Redirects to the provider, or answers `{\"authorize_url\"}` for `Accept: application/json`.")
+            .describe("Redirects to the provider, or answers `{\"authorize_url\"}` for `Accept: application/json`. Both set the browser-binding cookie `__Host-rampart_oidc` (Secure, HttpOnly, SameSite=Lax), which the callback needs.")
             .required_query("app_id", string(), "the client app")
             .redirect(303, "to the provider's authorisation endpoint")
             .ok(200, "with `Accept: application/json`",
@@ -936,6 +940,7 @@ fn account_ops() -> Vec<Op> {
             .query("state", string(), "the state of the start")
             .query("error", string(), "the provider refused the login")
             .ok(200, "a token pair, as from POST /v1/login", pair())
+            .err(400, &["OIDC_STATE_MISMATCH"])
             .err(401, &["OIDC_LOGIN_FAILED"])
             .err(409, &["CONFLICT"])
             .err(502, &["OIDC_PROVIDER_ERROR"])
@@ -1005,6 +1010,13 @@ fn binding_ops() -> Vec<Op> {
             .err(426, &["UPGRADE_REQUIRED"])
             .err(429, &["RATE_LIMITED"])
             .store(),
+        op("get", "/v1/developers/ws", "developers", "Live push of the developer's devices (WebSocket)")
+            .describe("Upgrades to a WebSocket streaming one `LiveEvent` JSON text message per event, for every device of a product the developer may read (personal products, and enterprise products for any member role). A membership, role or suspension change applies before the next event. Closes with 4401 when the token expires or is revoked.")
+            .auth(&[Auth::Developer, Auth::UserQuery])
+            .answer(101, json!({"description": "switching to the WebSocket; messages are `LiveEvent`"}))
+            .err(426, &["UPGRADE_REQUIRED"])
+            .err(429, &["RATE_LIMITED"])
+            .store(),
     ]
 }
 
@@ -1059,15 +1071,58 @@ fn oauth_ops() -> Vec<Op> {
     authorize.errors.clear();
     vec![
         op("post", "/v1/oauth/clients", "oauth", "Register a third-party client")
-            .auth(ADMIN)
+            .describe("By the operator or a developer (the client's owner). `public: true` registers a public client: no secret, PKCE alone (`token_endpoint_auth_method: none`).")
+            .auth(MANAGER)
             .json_body(input(
                 &["name", "redirect_uris", "scopes"],
                 json!({"name": string(), "redirect_uris": array(string()),
-                    "scopes": array(one_of(&["devices:read", "devices:control"]))}),
+                    "scopes": array(one_of(&["devices:read", "devices:control"])),
+                    "public": boolean()}),
             ))
-            .ok(201, "the client; the secret is shown once", r("OAuthClient"))
+            .ok(201, "the client; a confidential client's secret is shown once", r("OAuthClient"))
             .err(400, &["INVALID_REQUEST"])
             .err(409, &["CONFLICT"])
+            .store(),
+        op("get", "/v1/oauth/clients", "oauth", "The clients the caller manages")
+            .describe("The operator sees every client, a developer the clients they registered.")
+            .auth(MANAGER)
+            .paged()
+            .ok(200, "a page of clients, oldest first", page(r("OAuthClientView")))
+            .store(),
+        op("get", "/v1/oauth/clients/{client_id}", "oauth", "One client the caller manages")
+            .auth(MANAGER)
+            .ok(200, "the client (never its secret)", r("OAuthClientView"))
+            .not_found()
+            .store(),
+        op("patch", "/v1/oauth/clients/{client_id}", "oauth", "Change a client's name or redirect URIs")
+            .auth(MANAGER)
+            .json_body(input(&[], json!({"name": string(), "redirect_uris": array(string())})))
+            .ok(200, "the changed client", r("OAuthClientView"))
+            .err(400, &["INVALID_REQUEST"])
+            .not_found()
+            .store(),
+        op("delete", "/v1/oauth/clients/{client_id}", "oauth", "Delete a client, its grants and tokens")
+            .auth(MANAGER)
+            .ok(
+                200,
+                "deleted; every token issued to it stops working",
+                object(&["client_id", "status", "grants_revoked"],
+                    json!({"client_id": string(), "status": {"type": "string", "const": "deleted"},
+                        "grants_revoked": int()})),
+            )
+            .not_found()
+            .store(),
+        op("post", "/v1/oauth/clients/{client_id}/secret/rotate", "oauth", "A new secret for a confidential client")
+            .describe("The old secret stops working at once; the new one is shown once.")
+            .auth(MANAGER)
+            .ok(
+                200,
+                "the new secret",
+                object(&["client_id", "client_secret"],
+                    json!({"client_id": string(), "client_secret": string()})),
+            )
+            .err(409, &["CONFLICT"])
+            .not_found()
             .store(),
         op("get", "/v1/oauth/grants", "oauth", "The third-party grants of the user")
             .auth(ACCESS)
@@ -2215,14 +2270,40 @@ fn schemas() -> Value {
             object(
                 &[
                     "client_id",
-                    "client_secret",
                     "name",
                     "redirect_uris",
                     "scopes",
+                    "public",
+                    "token_endpoint_auth_method",
                 ],
                 json!({
-            "client_id": string(), "client_secret": string(), "name": string(),
-            "redirect_uris": array(string()), "scopes": array(string())}),
+            "client_id": string(),
+            "client_secret": {"type": "string", "description": "confidential clients only; shown once"},
+            "name": string(), "redirect_uris": array(string()), "scopes": array(string()),
+            "public": boolean(),
+            "token_endpoint_auth_method": one_of(&["client_secret_basic", "none"])}),
+            ),
+        ),
+        (
+            "OAuthClientView",
+            object(
+                &[
+                    "client_id",
+                    "name",
+                    "redirect_uris",
+                    "scopes",
+                    "public",
+                    "token_endpoint_auth_method",
+                    "owner",
+                    "created_at",
+                    "updated_at",
+                ],
+                json!({
+            "client_id": string(), "name": string(), "redirect_uris": array(string()),
+            "scopes": array(string()), "public": boolean(),
+            "token_endpoint_auth_method": one_of(&["client_secret_basic", "none"]),
+            "owner": {"type": "string", "description": "who registered it: `admin:bootstrap` or `developer:DEVELOPER_ID`"},
+            "created_at": millis(), "updated_at": {"oneOf": [millis(), {"type": "null"}]}}),
             ),
         ),
         (
@@ -2450,7 +2531,7 @@ pub(crate) fn document() -> Value {
                         "scopes": {"devices:read": "see the user's devices, their state and history",
                             "devices:control": "send commands to the devices the user may control"}}}},
                 "user_query": {"type": "apiKey", "in": "query", "name": "access_token",
-                    "description": "an end user's access token in the query (live push only)"},
+                    "description": "an access token in the query (live push only: an end user's on /v1/ws, a developer's on /v1/developers/ws)"},
                 "client_basic": {"type": "http", "scheme": "basic",
                     "description": "OAuth2 client id and secret (or `client_id`/`client_secret` form fields)"},
                 "access_key": {"type": "apiKey", "in": "header", "name": "Authorization",

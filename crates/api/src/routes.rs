@@ -88,6 +88,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/shares/{share_id}", delete(acc::decline_share))
         .route("/v1/shares/{share_id}/accept", post(acc::accept_share))
         .route("/v1/ws", get(crate::ws::ws))
+        .route("/v1/developers/ws", get(crate::ws::developer_ws))
         .route("/v1/enterprise/events", get(crate::events::ws))
         .merge(crate::oauth::routes())
         .merge(crate::developers::routes())

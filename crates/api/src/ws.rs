@@ -6,6 +6,12 @@
 //! broadcast before any device event is forwarded, so an unbind or a revoked share stops the
 //! stream for that device at once. The token is checked again whenever the user's sessions change,
 //! and the socket closes when the token expires or is revoked.
+//!
+//! `GET /v1/developers/ws` is the same stream for a developer: the devices of every product the
+//! developer may read (`tenancy::decide` with `Act::Read`: personal products, and the products of
+//! enterprises where they are a member). Decisions are cached per product and dropped whenever the
+//! core's tenancy epoch moves (a membership, role or suspension change, a logout), before the next
+//! event is forwarded; the token is checked again then.
 
 use crate::auth::bearer;
 use crate::{AppState, Error};
@@ -18,6 +24,7 @@ use axum::response::Response;
 use rampart_core::accounts::UserSession;
 use rampart_core::bindings::{AccessChange, Role};
 use rampart_core::bus::DeviceEvent;
+use rampart_core::developers::DeveloperSession;
 use rampart_core::secret::Secret;
 use rampart_core::Core;
 use serde_json::{json, Value};
@@ -49,19 +56,22 @@ impl FromRequestParts<AppState> for WsToken {
     }
 }
 
+/// The answer to a live-push request that asked for no WebSocket upgrade.
+fn upgrade_required(r: WebSocketUpgradeRejection) -> Error {
+    Error::new(
+        StatusCode::UPGRADE_REQUIRED,
+        "UPGRADE_REQUIRED",
+        format!("a WebSocket upgrade is required: {}", r.body_text()),
+    )
+}
+
 pub(crate) async fn ws(
     State(s): State<AppState>,
     WsToken(token): WsToken,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, Error> {
     let session = s.core.authenticate_user(token.expose()).await?;
-    let upgrade = upgrade.map_err(|r| {
-        Error::new(
-            StatusCode::UPGRADE_REQUIRED,
-            "UPGRADE_REQUIRED",
-            format!("a WebSocket upgrade is required: {}", r.body_text()),
-        )
-    })?;
+    let upgrade = upgrade.map_err(upgrade_required)?;
     let slot = s.core.live_push_slot(&session.user_id)?;
     // Subscribe (and read the set after subscribing, so no change between the two is missed)
     // before answering 101: every event after the client sees the upgrade reaches it.
@@ -234,6 +244,131 @@ async fn run(
         if recheck && core.authenticate_user(token.expose()).await.is_err() {
             close(&mut socket, "token revoked").await;
             return Ok(());
+        }
+    }
+}
+
+// ---- developers ----
+
+pub(crate) async fn developer_ws(
+    State(s): State<AppState>,
+    WsToken(token): WsToken,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, Error> {
+    let session = s.core.authenticate_developer(token.expose()).await?;
+    let upgrade = upgrade.map_err(upgrade_required)?;
+    let slot = s.core.live_push_slot(&session.developer_id)?;
+    // Subscribed before the 101, like the user's stream.
+    let events = s.core.bus().subscribe_events();
+    let core = s.core.clone();
+    Ok(upgrade
+        .max_message_size(64 * 1024)
+        .on_upgrade(move |socket| async move {
+            if let Err(e) = run_developer(socket, core, session, token, events).await {
+                tracing::debug!(error = %e, "developer live push connection ended");
+            }
+            drop(slot);
+        }))
+}
+
+/// What a developer's stream knows about devices and products, valid for one tenancy epoch
+/// (device to product does not change; product decisions do).
+struct DeveloperView {
+    epoch: u64,
+    product_of: HashMap<String, Option<String>>,
+    readable: HashMap<String, bool>,
+}
+
+/// Most devices and products a stream remembers before it starts over.
+const VIEW_MAX: usize = 100_000;
+
+impl DeveloperView {
+    async fn may_read(
+        &mut self,
+        core: &Core,
+        developer_id: &str,
+        did: &str,
+    ) -> Result<bool, String> {
+        if self.product_of.len() >= VIEW_MAX || self.readable.len() >= VIEW_MAX {
+            self.product_of.clear();
+            self.readable.clear();
+        }
+        let pk = match self.product_of.get(did) {
+            Some(pk) => pk.clone(),
+            None => {
+                let pk = core.device_product(did).await.map_err(|e| e.to_string())?;
+                self.product_of.insert(did.to_owned(), pk.clone());
+                pk
+            }
+        };
+        let Some(pk) = pk else {
+            return Ok(false);
+        };
+        if let Some(ok) = self.readable.get(&pk) {
+            return Ok(*ok);
+        }
+        let ok = core
+            .developer_reads_product(developer_id, &pk)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.readable.insert(pk, ok);
+        Ok(ok)
+    }
+}
+
+async fn run_developer(
+    mut socket: WebSocket,
+    core: Core,
+    session: DeveloperSession,
+    token: Secret,
+    mut events: tokio::sync::broadcast::Receiver<DeviceEvent>,
+) -> Result<(), String> {
+    let me = session.developer_id.clone();
+    let mut view = DeveloperView {
+        epoch: core.tenancy_epoch(),
+        product_of: HashMap::new(),
+        readable: HashMap::new(),
+    };
+    let left = (session.expires_at - rampart_core::now_ms()).max(0) as u64;
+    let expiry = tokio::time::sleep(Duration::from_millis(left));
+    tokio::pin!(expiry);
+    loop {
+        tokio::select! {
+            _ = &mut expiry => {
+                close(&mut socket, "token expired").await;
+                return Ok(());
+            }
+            msg = socket.recv() => match msg {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Ok(()),
+                Some(Ok(_)) => {}
+            },
+            ev = events.recv() => match ev {
+                Ok(ev) => {
+                    // Changes stored before this event apply to it.
+                    let epoch = core.tenancy_epoch();
+                    if epoch != view.epoch {
+                        view.epoch = epoch;
+                        view.readable.clear();
+                        if core.authenticate_developer(token.expose()).await.is_err() {
+                            close(&mut socket, "token revoked").await;
+                            return Ok(());
+                        }
+                    }
+                    let Some((did, body)) = event_json(&ev) else {
+                        continue;
+                    };
+                    if view.may_read(&core, &me, did).await? {
+                        socket
+                            .send(Message::Text(body.to_string().into()))
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    }
+                }
+                Err(RecvError::Lagged(n)) => {
+                    tracing::debug!(missed = n, "developer live push fell behind");
+                }
+                Err(RecvError::Closed) => return Ok(()),
+            },
         }
     }
 }

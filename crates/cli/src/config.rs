@@ -18,6 +18,10 @@ pub(crate) struct Config {
     pub(crate) commands: CommandConfig,
     pub(crate) notify: NotifyConfig,
     pub(crate) accounts: AccountsConfig,
+    /// Developer-account token lifetimes (`docs/developers.md`).
+    pub(crate) developers: DevelopersConfig,
+    /// Lifetimes of the OAuth2 authorisation server's codes, tokens and grants (`docs/oauth.md`).
+    pub(crate) oauth: OAuthConfig,
     pub(crate) oidc: OidcConfig,
     pub(crate) events: EventsConfig,
     /// Webhooks of the event stream (`docs/enterprise-api.md`, "Webhooks").
@@ -45,11 +49,210 @@ impl Default for UploadsConfig {
 }
 
 /// Login with third-party OpenID Connect providers (`docs/oauth.md`).
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct OidcConfig {
+    /// How long a login may take between its start and the provider's callback.
+    pub(crate) state_ttl_secs: u32,
     /// Providers by name (the name appears in `/v1/oidc/{name}/start`).
     pub(crate) providers: std::collections::BTreeMap<String, OidcProviderConfig>,
+}
+
+impl Default for OidcConfig {
+    fn default() -> Self {
+        OidcConfig {
+            state_ttl_secs: secs(rampart_core::oidc::STATE_TTL_MS),
+            providers: Default::default(),
+        }
+    }
+}
+
+/// Milliseconds as whole seconds (for the defaults).
+fn secs(ms: i64) -> u32 {
+    u32::try_from(ms / 1000).unwrap_or(u32::MAX)
+}
+
+/// Milliseconds as whole days (for the defaults).
+fn days(ms: i64) -> u32 {
+    u32::try_from(ms / 86_400_000).unwrap_or(u32::MAX)
+}
+
+/// `value` (in `unit_ms`) when it lies in `lo..=hi`; otherwise an error naming the key.
+fn lifetime(
+    key: &str,
+    value: u32,
+    lo: u32,
+    hi: u32,
+    unit: &str,
+    unit_ms: i64,
+) -> Result<i64, String> {
+    if (lo..=hi).contains(&value) {
+        Ok(i64::from(value) * unit_ms)
+    } else {
+        Err(format!("{key} = {value}: must be {lo} to {hi} {unit}"))
+    }
+}
+
+const SEC: i64 = 1000;
+const DAY: i64 = 86_400_000;
+
+/// Developer accounts' token lifetimes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct DevelopersConfig {
+    /// Lifetime of a developer's `rdt_` access token.
+    pub(crate) access_ttl_secs: u32,
+    /// Lifetime of a developer's `rdr_` refresh token.
+    pub(crate) refresh_ttl_days: u32,
+}
+
+impl Default for DevelopersConfig {
+    fn default() -> Self {
+        let d = rampart_core::Lifetimes::default();
+        DevelopersConfig {
+            access_ttl_secs: secs(d.developer_access_ms),
+            refresh_ttl_days: days(d.developer_refresh_ms),
+        }
+    }
+}
+
+/// The OAuth2 authorisation server's lifetimes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct OAuthConfig {
+    /// Lifetime of an authorisation code (RFC 6749 recommends at most 10 minutes).
+    pub(crate) code_ttl_secs: u32,
+    /// Lifetime of a third party's `roa_` access token.
+    pub(crate) access_ttl_secs: u32,
+    /// Lifetime of a third party's `ror_` refresh token; each refresh issues a new one.
+    pub(crate) refresh_ttl_days: u32,
+    /// Absolute lifetime of a grant: then the client must ask the user again.
+    pub(crate) grant_ttl_days: u32,
+}
+
+impl Default for OAuthConfig {
+    fn default() -> Self {
+        let d = rampart_core::Lifetimes::default();
+        OAuthConfig {
+            code_ttl_secs: secs(d.oauth_code_ms),
+            access_ttl_secs: secs(d.oauth_access_ms),
+            refresh_ttl_days: days(d.oauth_refresh_ms),
+            grant_ttl_days: days(d.oauth_grant_ms),
+        }
+    }
+}
+
+/// Every lifetime, checked: (end-user access, end-user refresh, the others).
+pub(crate) struct CheckedLifetimes {
+    pub(crate) access_ms: i64,
+    pub(crate) refresh_ms: i64,
+    pub(crate) other: rampart_core::Lifetimes,
+}
+
+impl Config {
+    /// The lifetimes of tokens, codes and login states, each within its documented range.
+    pub(crate) fn lifetimes(&self) -> Result<CheckedLifetimes, String> {
+        let (a, d, o) = (&self.accounts, &self.developers, &self.oauth);
+        let checked = CheckedLifetimes {
+            access_ms: lifetime(
+                "accounts.access_ttl_secs",
+                a.access_ttl_secs,
+                1,
+                86_400,
+                "seconds",
+                SEC,
+            )?,
+            refresh_ms: lifetime(
+                "accounts.refresh_ttl_days",
+                a.refresh_ttl_days,
+                1,
+                365,
+                "days",
+                DAY,
+            )?,
+            other: rampart_core::Lifetimes {
+                code_ms: lifetime(
+                    "accounts.code_ttl_secs",
+                    a.code_ttl_secs,
+                    60,
+                    86_400,
+                    "seconds",
+                    SEC,
+                )?,
+                bind_token_ms: lifetime(
+                    "accounts.bind_token_ttl_secs",
+                    a.bind_token_ttl_secs,
+                    60,
+                    86_400,
+                    "seconds",
+                    SEC,
+                )?,
+                developer_access_ms: lifetime(
+                    "developers.access_ttl_secs",
+                    d.access_ttl_secs,
+                    1,
+                    86_400,
+                    "seconds",
+                    SEC,
+                )?,
+                developer_refresh_ms: lifetime(
+                    "developers.refresh_ttl_days",
+                    d.refresh_ttl_days,
+                    1,
+                    365,
+                    "days",
+                    DAY,
+                )?,
+                oauth_code_ms: lifetime(
+                    "oauth.code_ttl_secs",
+                    o.code_ttl_secs,
+                    10,
+                    600,
+                    "seconds",
+                    SEC,
+                )?,
+                oauth_access_ms: lifetime(
+                    "oauth.access_ttl_secs",
+                    o.access_ttl_secs,
+                    1,
+                    86_400,
+                    "seconds",
+                    SEC,
+                )?,
+                oauth_refresh_ms: lifetime(
+                    "oauth.refresh_ttl_days",
+                    o.refresh_ttl_days,
+                    1,
+                    365,
+                    "days",
+                    DAY,
+                )?,
+                oauth_grant_ms: lifetime(
+                    "oauth.grant_ttl_days",
+                    o.grant_ttl_days,
+                    1,
+                    3_650,
+                    "days",
+                    DAY,
+                )?,
+                oidc_state_ms: lifetime(
+                    "oidc.state_ttl_secs",
+                    self.oidc.state_ttl_secs,
+                    60,
+                    3_600,
+                    "seconds",
+                    SEC,
+                )?,
+            },
+        };
+        if o.refresh_ttl_days > o.grant_ttl_days {
+            return Err(format!(
+                "oauth.refresh_ttl_days = {} is longer than oauth.grant_ttl_days = {}",
+                o.refresh_ttl_days, o.grant_ttl_days
+            ));
+        }
+        Ok(checked)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -126,13 +329,20 @@ pub(crate) struct AccountsConfig {
     pub(crate) access_ttl_secs: u32,
     /// Refresh-token lifetime.
     pub(crate) refresh_ttl_days: u32,
+    /// Lifetime of activation and password-reset codes (end users and developers).
+    pub(crate) code_ttl_secs: u32,
+    /// Lifetime of a one-time bind token.
+    pub(crate) bind_token_ttl_secs: u32,
 }
 
 impl Default for AccountsConfig {
     fn default() -> Self {
+        let d = rampart_core::Lifetimes::default();
         AccountsConfig {
-            access_ttl_secs: 900,
-            refresh_ttl_days: 30,
+            access_ttl_secs: secs(rampart_core::accounts::ACCESS_TTL_MS),
+            refresh_ttl_days: days(rampart_core::accounts::REFRESH_TTL_MS),
+            code_ttl_secs: secs(d.code_ms),
+            bind_token_ttl_secs: secs(d.bind_token_ms),
         }
     }
 }
@@ -176,6 +386,8 @@ pub(crate) struct SmtpConfig {
     pub(crate) password_file: String,
     /// STARTTLS on `port` (true) or implicit TLS (false).
     pub(crate) starttls: bool,
+    /// No TLS at all; allowed only to a loopback host (a local mail server that relays).
+    pub(crate) plaintext: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -306,6 +518,8 @@ impl Default for Config {
             commands: CommandConfig::default(),
             notify: NotifyConfig::default(),
             accounts: AccountsConfig::default(),
+            developers: DevelopersConfig::default(),
+            oauth: OAuthConfig::default(),
             oidc: OidcConfig::default(),
             events: EventsConfig::default(),
             webhooks: WebhooksConfig::default(),
@@ -382,6 +596,7 @@ impl Default for SmtpConfig {
             password: String::new(),
             password_file: String::new(),
             starttls: true,
+            plaintext: false,
         }
     }
 }
@@ -425,6 +640,7 @@ impl NotifyConfig {
                     username: non_empty(&self.smtp.username),
                     password: secret(&self.smtp.password, &self.smtp.password_file)?,
                     starttls: self.smtp.starttls,
+                    plaintext: self.smtp.plaintext,
                 })?)
             }
             other => return Err(format!("notify.email: `{other}` is not `outbox` or `smtp`")),
@@ -742,6 +958,88 @@ per_second = 1",
         assert_eq!(c.mqtt.limits.reconnect_ban_secs, 300);
         merge(&mut v, toml::from_str("[mqtt.limits]\nbogus = 1").unwrap());
         assert!(v.try_into::<Config>().is_err());
+    }
+
+    #[test]
+    fn lifetimes_default_validate_and_are_documented() {
+        let l = Config::default().lifetimes().unwrap();
+        assert_eq!(l.access_ms, rampart_core::accounts::ACCESS_TTL_MS);
+        assert_eq!(l.refresh_ms, rampart_core::accounts::REFRESH_TTL_MS);
+        assert_eq!(l.other, rampart_core::Lifetimes::default());
+        let with = |patch: &str| -> Result<CheckedLifetimes, String> {
+            let mut v = toml::Value::try_from(Config::default()).unwrap();
+            merge(&mut v, toml::from_str(patch).unwrap());
+            v.try_into::<Config>().unwrap().lifetimes()
+        };
+        let l = with("[accounts]\naccess_ttl_secs = 2\n[oauth]\ncode_ttl_secs = 30\ngrant_ttl_days = 7\nrefresh_ttl_days = 7\n[oidc]\nstate_ttl_secs = 120").unwrap();
+        assert_eq!(l.access_ms, 2_000);
+        assert_eq!(
+            (
+                l.other.oauth_code_ms,
+                l.other.oauth_grant_ms,
+                l.other.oidc_state_ms
+            ),
+            (30_000, 7 * 86_400_000, 120_000)
+        );
+        for (patch, key) in [
+            (
+                "[accounts]\naccess_ttl_secs = 0",
+                "accounts.access_ttl_secs = 0: must be 1 to 86400 seconds",
+            ),
+            (
+                "[accounts]\nrefresh_ttl_days = 0",
+                "accounts.refresh_ttl_days",
+            ),
+            (
+                "[accounts]\nrefresh_ttl_days = 10000",
+                "accounts.refresh_ttl_days",
+            ),
+            ("[accounts]\ncode_ttl_secs = 5", "accounts.code_ttl_secs"),
+            (
+                "[accounts]\nbind_token_ttl_secs = 0",
+                "accounts.bind_token_ttl_secs",
+            ),
+            (
+                "[developers]\naccess_ttl_secs = 4000000000",
+                "developers.access_ttl_secs",
+            ),
+            (
+                "[developers]\nrefresh_ttl_days = 0",
+                "developers.refresh_ttl_days",
+            ),
+            ("[oauth]\ncode_ttl_secs = 3600", "oauth.code_ttl_secs"),
+            ("[oauth]\naccess_ttl_secs = 0", "oauth.access_ttl_secs"),
+            ("[oauth]\ngrant_ttl_days = 0", "oauth.grant_ttl_days"),
+            (
+                "[oauth]\nrefresh_ttl_days = 100",
+                "oauth.refresh_ttl_days = 100 is longer than oauth.grant_ttl_days = 90",
+            ),
+            ("[oidc]\nstate_ttl_secs = 86400", "oidc.state_ttl_secs"),
+        ] {
+            let e = with(patch)
+                .err()
+                .unwrap_or_else(|| panic!("{patch} was accepted"));
+            assert!(e.contains(key), "{patch}: {e}");
+        }
+        let doc = include_str!("../../../docs/config.md");
+        let c = Config::default();
+        for (section, table) in [
+            ("accounts", toml::Value::try_from(&c.accounts).unwrap()),
+            ("developers", toml::Value::try_from(&c.developers).unwrap()),
+            ("oauth", toml::Value::try_from(&c.oauth).unwrap()),
+        ] {
+            for key in table.as_table().unwrap().keys() {
+                assert!(
+                    doc.contains(&format!("`{section}.{key}`")),
+                    "{section}.{key} is not in docs/config.md"
+                );
+            }
+        }
+        assert!(doc.contains("`oidc.state_ttl_secs`"));
+        for key in ["signups_per_ip", "signups_global"] {
+            assert!(doc.contains(&format!("`limits.{key}`")));
+        }
+        assert!(doc.contains("`notify.smtp.plaintext`"));
     }
 
     #[test]

@@ -263,11 +263,13 @@ async fn open_core(cfg: &Config, serving: bool) -> AnyResult<(Core, bool)> {
     let store = Store::open_with(&url, options)
         .await
         .map_err(|e| e.to_string())?;
+    let lifetimes = cfg.lifetimes()?;
     let core_cfg = CoreConfig {
         command_timeout_ms: cfg.commands.timeout_ms,
         command_ttl_ms: i64::from(cfg.commands.queued_ttl_secs) * 1000,
-        access_ttl_ms: i64::from(cfg.accounts.access_ttl_secs.max(1)) * 1000,
-        refresh_ttl_ms: i64::from(cfg.accounts.refresh_ttl_days.max(1)) * 86_400_000,
+        access_ttl_ms: lifetimes.access_ms,
+        refresh_ttl_ms: lifetimes.refresh_ms,
+        lifetimes: lifetimes.other,
         events: rampart_core::events::EventsConfig {
             retention_ms: i64::try_from(cfg.events.retention_secs.max(1))
                 .unwrap_or(i64::MAX / 1000)

@@ -334,17 +334,15 @@ impl Core {
                 recipient: who.as_str().to_owned(),
                 purpose: purpose.as_str().to_owned(),
                 code_hash: code_hash(purpose, who.as_str(), code.expose()),
-                expires_at: now + CODE_TTL_MS,
+                expires_at: now + self.config().lifetimes.code_ms,
                 attempts: 0,
                 created_at: now,
             })
             .await?;
-        self.notify(Notice::new(
-            who.as_str(),
-            who.channel(),
-            purpose,
-            Some(code),
-        ));
+        self.notify(
+            Notice::new(who.as_str(), who.channel(), purpose, Some(code))
+                .valid_for(self.config().lifetimes.code_ms),
+        );
         Ok(())
     }
 
@@ -392,6 +390,8 @@ impl Core {
         ip: Option<String>,
     ) -> Result<()> {
         self.require_app(app_id).await?;
+        self.limits()
+            .check_signup("user", ip.as_deref(), now_ms())?;
         password::check(pw.expose(), who.email(), who.phone())?;
         let hash = password::hash(&pw).await?;
         let user_id = format!("u_{}", random_from(ID_ALPHABET, 20));

@@ -58,6 +58,11 @@ pub struct LimitsConfig {
     pub codes_per_recipient: CodeWindows,
     /// Activation and password-reset codes requested per source IP.
     pub codes_per_ip: CodeWindows,
+    /// Sign-ups per source IP (IPv6: per /64), per kind of account (end users through
+    /// `POST /v1/users`, developers through `POST /v1/developers`).
+    pub signups_per_ip: CodeWindows,
+    /// Sign-ups of one kind of account from all addresses together.
+    pub signups_global: CodeWindows,
     /// How often changed quota counters are written to the store; a crash loses at most this much.
     pub flush_interval_ms: u64,
 }
@@ -92,6 +97,16 @@ impl Default for LimitsConfig {
                 per_minute: 5,
                 per_hour: 20,
                 per_day: 50,
+            },
+            signups_per_ip: CodeWindows {
+                per_minute: 10,
+                per_hour: 100,
+                per_day: 500,
+            },
+            signups_global: CodeWindows {
+                per_minute: 600,
+                per_hour: 0,
+                per_day: 0,
             },
             flush_interval_ms: 1_000,
         }
@@ -335,11 +350,54 @@ impl ApiLimits {
         counted(self.quotas.take(&windows, now_ms)).map(|_| ())
     }
 
+    /// A sign-up of `kind` (`user`, `developer`) from `ip`: the address's windows and the
+    /// global ones, all or nothing. An IPv6 address counts by its /64.
+    pub fn check_signup(
+        &self,
+        kind: &'static str,
+        ip: Option<&str>,
+        now_ms: i64,
+    ) -> Result<(), Refusal> {
+        let mut windows = Vec::with_capacity(6);
+        if let Some(ip) = ip {
+            let i = subject(&network_of(ip));
+            push_code_windows(
+                &mut windows,
+                "signup.ip",
+                &format!("signup:{kind}:ip:{i}"),
+                self.config.signups_per_ip,
+            );
+        }
+        push_code_windows(
+            &mut windows,
+            "signup.global",
+            &format!("signup:{kind}:all"),
+            self.config.signups_global,
+        );
+        counted(self.quotas.take(&windows, now_ms)).map(|_| ())
+    }
+
     /// Forget idle rate keys (called by the flusher).
     pub fn sweep(&self) {
         for r in [&self.ip, &self.app, &self.user, &self.key] {
             r.sweep();
         }
+    }
+}
+
+/// The network an address counts under: an IPv4 address itself, an IPv6 address's /64 (one
+/// host usually holds a whole /64).
+fn network_of(ip: &str) -> String {
+    match ip.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(a)) if a.to_ipv4_mapped().is_none() => {
+            let s = a.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Ok(std::net::IpAddr::V6(a)) => a
+            .to_ipv4_mapped()
+            .map(|v4| v4.to_string())
+            .unwrap_or_default(),
+        _ => ip.to_owned(),
     }
 }
 
@@ -415,6 +473,43 @@ mod tests {
             .check_code("activate", "a@x.io", None, 5 * 60_000)
             .unwrap_err();
         assert_eq!((r.state.window_secs, r.state.limit), (3600, 5));
+    }
+
+    #[test]
+    fn signups_per_ip_and_global() {
+        let l = ApiLimits::new(LimitsConfig {
+            signups_per_ip: CodeWindows {
+                per_minute: 2,
+                per_hour: 0,
+                per_day: 0,
+            },
+            signups_global: CodeWindows {
+                per_minute: 5,
+                per_hour: 0,
+                per_day: 0,
+            },
+            ..LimitsConfig::default()
+        });
+        assert!(l.check_signup("user", Some("10.0.0.1"), 0).is_ok());
+        assert!(l.check_signup("user", Some("10.0.0.1"), 1).is_ok());
+        let r = l.check_signup("user", Some("10.0.0.1"), 2).unwrap_err();
+        assert_eq!((r.state.name, r.state.limit), ("signup.ip", 2));
+        assert!(
+            l.check_signup("developer", Some("10.0.0.1"), 3).is_ok(),
+            "another kind of account"
+        );
+        // one /64 is one address
+        assert!(l.check_signup("user", Some("2001:db8::1"), 4).is_ok());
+        assert!(l.check_signup("user", Some("2001:db8::2"), 5).is_ok());
+        let r = l.check_signup("user", Some("2001:db8::3"), 6).unwrap_err();
+        assert_eq!(r.state.name, "signup.ip");
+        assert!(l.check_signup("user", Some("10.0.0.9"), 7).is_ok());
+        let r = l.check_signup("user", Some("10.0.0.10"), 8).unwrap_err();
+        assert_eq!((r.state.name, r.state.limit), ("signup.global", 5));
+        assert!(l.check_signup("user", Some("10.0.0.10"), 60_000).is_ok());
+        assert_eq!(network_of("2001:db8:1:2:3:4:5:6"), "2001:db8:1:2::/64");
+        assert_eq!(network_of("::ffff:10.1.2.3"), "10.1.2.3");
+        assert_eq!(network_of("10.1.2.3"), "10.1.2.3");
     }
 
     #[test]

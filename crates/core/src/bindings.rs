@@ -433,7 +433,7 @@ impl Core {
         self.authorize_device(&s.user_id, did, Need::Own).await?;
         let token = Secret::new(format!("rbt_{}", random_hex(32)));
         let now = now_ms();
-        let expires_at = now + BIND_TOKEN_TTL_MS;
+        let expires_at = now + self.config().lifetimes.bind_token_ms;
         self.store()
             .insert_bind_token(&BindTokenRow {
                 token_hash: token_hash(token.expose()),

@@ -164,6 +164,8 @@ impl Core {
         ip: Option<String>,
     ) -> Result<()> {
         let who = Identity::parse_email(email)?;
+        self.limits()
+            .check_signup("developer", ip.as_deref(), now_ms())?;
         password::check(pw.expose(), who.email(), None)?;
         let id = self.insert_developer(&who, &pw, false).await;
         match id {
@@ -228,17 +230,15 @@ impl Core {
                 code_hash: code_hash(purpose, &recipient, code.expose()),
                 recipient,
                 purpose: purpose.stored().into(),
-                expires_at: now + crate::accounts::CODE_TTL_MS,
+                expires_at: now + self.config().lifetimes.code_ms,
                 attempts: 0,
                 created_at: now,
             })
             .await?;
-        self.notify(Notice::new(
-            who.as_str(),
-            Channel::Email,
-            purpose.notice(),
-            Some(code),
-        ));
+        self.notify(
+            Notice::new(who.as_str(), Channel::Email, purpose.notice(), Some(code))
+                .valid_for(self.config().lifetimes.code_ms),
+        );
         Ok(())
     }
 
@@ -350,6 +350,7 @@ impl Core {
             .store()
             .revoke_developer_families(&dev.developer_id)
             .await?;
+        self.tenancy_changed();
         self.audit(
             event(
                 &developer_actor(&dev.developer_id),
@@ -416,6 +417,7 @@ impl Core {
         } else {
             0
         };
+        self.tenancy_changed();
         let action = if on {
             "developer.suspend"
         } else {
@@ -555,11 +557,11 @@ impl Core {
                 &dev.developer_id,
                 (
                     &token_hash(access.expose()),
-                    now + self.config().access_ttl_ms,
+                    now + self.config().lifetimes.developer_access_ms,
                 ),
                 (
                     &token_hash(refresh.expose()),
-                    now + self.config().refresh_ttl_ms,
+                    now + self.config().lifetimes.developer_refresh_ms,
                 ),
                 now,
             )
@@ -569,7 +571,7 @@ impl Core {
         Ok(TokenPair {
             access_token: access,
             refresh_token: refresh,
-            expires_in: self.config().access_ttl_ms / 1000,
+            expires_in: self.config().lifetimes.developer_access_ms / 1000,
         })
     }
 
@@ -652,11 +654,11 @@ impl Core {
                         &s.family_id,
                         (
                             &token_hash(access.expose()),
-                            now + self.config().access_ttl_ms,
+                            now + self.config().lifetimes.developer_access_ms,
                         ),
                         (
                             &token_hash(next.expose()),
-                            now + self.config().refresh_ttl_ms,
+                            now + self.config().lifetimes.developer_refresh_ms,
                         ),
                         now,
                     )
@@ -664,11 +666,12 @@ impl Core {
                 Ok(TokenPair {
                     access_token: access,
                     refresh_token: next,
-                    expires_in: self.config().access_ttl_ms / 1000,
+                    expires_in: self.config().lifetimes.developer_access_ms / 1000,
                 })
             }
             DeveloperRefresh::Reused(s) => {
                 self.store().revoke_developer_family(&s.family_id).await?;
+                self.tenancy_changed();
                 self.audit(
                     event(
                         &developer_actor(&s.developer_id),
@@ -704,6 +707,7 @@ impl Core {
 
     pub async fn developer_logout(&self, s: &DeveloperSession, ip: Option<String>) -> Result<()> {
         self.store().revoke_developer_family(&s.family_id).await?;
+        self.tenancy_changed();
         self.audit(event(&s.actor(), "developer.logout", "ok", &ip))
             .await;
         Ok(())
@@ -744,6 +748,7 @@ impl Core {
             .store()
             .revoke_other_developer_families(&dev.developer_id, &s.family_id)
             .await?;
+        self.tenancy_changed();
         self.audit(
             event(&s.actor(), "developer.password_change", "ok", &ip)
                 .detail(format!("other sessions ended={n}")),

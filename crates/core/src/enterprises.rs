@@ -335,6 +335,7 @@ impl Core {
         if !done {
             return Err(Error::NotFound("invite"));
         }
+        self.tenancy_changed();
         self.audit(
             event(&s.actor(), "enterprise.member_add", &inv.enterprise_id, &ip)
                 .detail(format!("invite={invite_id} role={}", inv.role)),
@@ -388,6 +389,7 @@ impl Core {
             MemberChange::NotMember => return Err(Error::NotFound("member")),
             MemberChange::LastOwner => return Err(last_owner()),
         }
+        self.tenancy_changed();
         self.audit(
             event(&caller.actor(), "enterprise.role_change", id, &ip)
                 .detail(format!("developer={developer_id} role={}", role.as_str())),
@@ -413,6 +415,7 @@ impl Core {
             MemberChange::NotMember => return Err(Error::NotFound("member")),
             MemberChange::LastOwner => return Err(last_owner()),
         }
+        self.tenancy_changed();
         let action = if leaving {
             "enterprise.member_leave"
         } else {
@@ -454,6 +457,7 @@ impl Core {
             return Err(Error::NotFound("enterprise"));
         }
         self.inner.suspensions.send_modify(|n| *n += 1);
+        self.tenancy_changed();
         let action = if on {
             "enterprise.suspend"
         } else {

@@ -50,6 +50,47 @@ pub fn now_ms() -> i64 {
         .unwrap_or_default()
 }
 
+/// Lifetimes of codes, tokens and login states besides the end user's own token pair
+/// (`CoreConfig::access_ttl_ms`, `refresh_ttl_ms`). The binary reads them from the
+/// configuration file and checks their ranges; the defaults are the documented ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lifetimes {
+    /// Activation and password-reset codes (users and developers).
+    pub code_ms: i64,
+    /// One-time bind tokens (`POST /v1/devices/{did}/bind-tokens`).
+    pub bind_token_ms: i64,
+    /// A developer's `rdt_` access token.
+    pub developer_access_ms: i64,
+    /// A developer's `rdr_` refresh token.
+    pub developer_refresh_ms: i64,
+    /// An OAuth2 authorisation code.
+    pub oauth_code_ms: i64,
+    /// A third party's `roa_` access token.
+    pub oauth_access_ms: i64,
+    /// A third party's `ror_` refresh token (each rotation starts a new one).
+    pub oauth_refresh_ms: i64,
+    /// The absolute lifetime of an OAuth2 grant.
+    pub oauth_grant_ms: i64,
+    /// An OpenID Connect login between its start and its callback.
+    pub oidc_state_ms: i64,
+}
+
+impl Default for Lifetimes {
+    fn default() -> Self {
+        Lifetimes {
+            code_ms: accounts::CODE_TTL_MS,
+            bind_token_ms: bindings::BIND_TOKEN_TTL_MS,
+            developer_access_ms: accounts::ACCESS_TTL_MS,
+            developer_refresh_ms: accounts::REFRESH_TTL_MS,
+            oauth_code_ms: oauth::CODE_TTL_MS,
+            oauth_access_ms: accounts::ACCESS_TTL_MS,
+            oauth_refresh_ms: oauth::REFRESH_TTL_MS,
+            oauth_grant_ms: oauth::GRANT_TTL_MS,
+            oidc_state_ms: oidc::STATE_TTL_MS,
+        }
+    }
+}
+
 /// Tunables of the domain layer.
 #[derive(Debug, Clone)]
 pub struct CoreConfig {
@@ -64,6 +105,9 @@ pub struct CoreConfig {
     pub access_ttl_ms: i64,
     /// End-user refresh-token lifetime.
     pub refresh_ttl_ms: i64,
+    /// The other lifetimes: one-time codes, bind tokens, developer tokens, OAuth2 codes, tokens
+    /// and grants, OpenID Connect login states.
+    pub lifetimes: Lifetimes,
     /// Retention of the operator event stream's queues.
     pub events: events::EventsConfig,
     /// Rates and quotas of the HTTP API and of one-time codes.
@@ -84,6 +128,7 @@ impl Default for CoreConfig {
             command_ttl_ms: 3_600_000,
             access_ttl_ms: accounts::ACCESS_TTL_MS,
             refresh_ttl_ms: accounts::REFRESH_TTL_MS,
+            lifetimes: Lifetimes::default(),
             events: Default::default(),
             limits: api_limits::LimitsConfig::default(),
             webhooks: Default::default(),
@@ -124,6 +169,8 @@ struct Inner {
     /// Counts enterprise suspensions and reinstatements made by this process, so live event
     /// stream sessions and webhook tasks notice them at once.
     suspensions: tokio::sync::watch::Sender<u64>,
+    /// Moved by every change of who may reach which product (`tenancy::Core::tenancy_epoch`).
+    tenancy_epoch: std::sync::atomic::AtomicU64,
 }
 
 /// Run-time state of the account services: rate limits and the access-change broadcast.
@@ -154,6 +201,7 @@ impl Core {
             inner: Arc::new(Inner {
                 limits: api_limits::ApiLimits::new(config.limits.clone()),
                 connect_limits: connect_limits::ConnectLimits::new(config.mqtt_limits.clone()),
+                tenancy_epoch: Default::default(),
                 store,
                 key,
                 config,

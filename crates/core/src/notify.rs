@@ -59,6 +59,9 @@ pub struct Notice {
     )]
     pub code: Option<Secret>,
     pub created_at: i64,
+    /// How long the code stays valid, for the message's text (`accounts.code_ttl_secs`).
+    #[serde(skip)]
+    pub valid_for_ms: i64,
 }
 
 fn expose_code<S: serde::Serializer>(c: &Option<Secret>, s: S) -> Result<S::Ok, S::Error> {
@@ -86,21 +89,40 @@ impl Notice {
             purpose,
             code,
             created_at: now_ms(),
+            valid_for_ms: crate::accounts::CODE_TTL_MS,
         }
+    }
+
+    /// The same notice, saying its code is valid for `ms`.
+    pub fn valid_for(mut self, ms: i64) -> Notice {
+        self.valid_for_ms = ms;
+        self
+    }
+
+    /// The code's validity in words: "10 minutes", "1 hour", "90 seconds".
+    fn validity(&self) -> String {
+        let secs = (self.valid_for_ms / 1000).max(1);
+        let (n, unit) = match secs {
+            s if s % 3600 == 0 => (s / 3600, "hour"),
+            s if s % 60 == 0 => (s / 60, "minute"),
+            s => (s, "second"),
+        };
+        format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
     }
 
     /// A plain-text rendering (subject, body) for e-mail and SMS.
     pub fn text(&self) -> (String, String) {
         let code = self.code.as_ref().map(|c| c.expose()).unwrap_or("");
+        let valid = self.validity();
         match self.purpose {
             Purpose::Activate => (
                 "Your Rampart activation code".into(),
-                format!("Your activation code is {code}. It expires in 10 minutes."),
+                format!("Your activation code is {code}. It expires in {valid}."),
             ),
             Purpose::PasswordReset => (
                 "Your Rampart password reset code".into(),
                 format!(
-                    "Your password reset code is {code}. It expires in 10 minutes. \
+                    "Your password reset code is {code}. It expires in {valid}. \
                      If you did not ask for it, ignore this message."
                 ),
             ),
@@ -219,6 +241,17 @@ pub struct SmtpSettings {
     pub password: Option<Secret>,
     /// STARTTLS (true) or implicit TLS (false).
     pub starttls: bool,
+    /// No TLS at all (ignores `starttls`); refused unless `host` is a loopback host.
+    pub plaintext: bool,
+}
+
+/// Whether `host` names this machine: `localhost` or a loopback address.
+fn is_loopback_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|a| a.is_loopback())
 }
 
 /// Sends e-mail through an SMTP relay with `lettre` (rustls).
@@ -235,7 +268,17 @@ impl Smtp {
             .from
             .parse()
             .map_err(|e| format!("notify smtp from `{}`: {e}", s.from))?;
-        let builder = if s.starttls {
+        let builder = if s.plaintext {
+            if !is_loopback_host(&s.host) {
+                return Err(format!(
+                    "notify smtp host `{}`: plaintext SMTP is allowed only to a loopback host",
+                    s.host
+                ));
+            }
+            Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(
+                &s.host,
+            ))
+        } else if s.starttls {
             AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&s.host)
         } else {
             AsyncSmtpTransport::<Tokio1Executor>::relay(&s.host)
@@ -265,7 +308,11 @@ impl Notifier for Smtp {
                 .parse()
                 .map_err(|e| format!("smtp recipient: {e}"))?;
             let (subject, body) = notice.text();
+            // A Message-ID under the sender's domain (RFC 5322 §3.6.4): lettre would otherwise
+            // leave it out, or name this machine's host name in it.
+            let message_id = format!("<{}@{}>", random_hex(16), self.from.email.domain());
             let msg = lettre::Message::builder()
+                .message_id(Some(message_id))
                 .from(self.from.clone())
                 .to(to)
                 .subject(subject)
@@ -462,6 +509,7 @@ mod tests {
             username: None,
             password: None,
             starttls: true,
+            plaintext: false,
         };
         assert!(Smtp::new(&s).is_err());
         let s = SmtpSettings {
@@ -469,5 +517,42 @@ mod tests {
             ..s
         };
         assert!(Smtp::new(&s).is_ok());
+        // plaintext only to this machine
+        let plain = SmtpSettings {
+            plaintext: true,
+            ..s.clone()
+        };
+        let e = Smtp::new(&plain).err().unwrap();
+        assert!(e.contains("loopback"), "{e}");
+        for host in ["127.0.0.1", "localhost", "::1", "[::1]"] {
+            let p = SmtpSettings {
+                host: host.into(),
+                ..plain.clone()
+            };
+            assert!(Smtp::new(&p).is_ok(), "{host}");
+        }
+    }
+
+    #[test]
+    fn code_validity_is_in_the_text() {
+        let n = Notice::new(
+            "a@x.io",
+            Channel::Email,
+            Purpose::Activate,
+            Some(Secret::new("123456".into())),
+        );
+        assert!(
+            n.text().1.contains("123456. It expires in 10 minutes."),
+            "{:?}",
+            n.text()
+        );
+        for (ms, words) in [
+            (3_600_000, "1 hour"),
+            (90_000, "90 seconds"),
+            (60_000, "1 minute"),
+        ] {
+            let t = n.clone().valid_for(ms).text().1;
+            assert!(t.contains(&format!("expires in {words}.")), "{t}");
+        }
     }
 }

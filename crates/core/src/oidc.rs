@@ -64,6 +64,10 @@ pub enum OidcError {
     /// The provider could not be reached or answered nonsense.
     #[error("provider: {0}")]
     Provider(String),
+    /// The callback came without the browser-binding cookie of the login's start, or with
+    /// another one: the login was started in another browser (login CSRF) or the cookie was lost.
+    #[error("this login was not started in this browser (its cookie is missing or does not match); start again")]
+    BrowserMismatch,
     #[error(transparent)]
     Internal(#[from] Error),
 }
@@ -71,6 +75,24 @@ pub enum OidcError {
 impl From<StoreError> for OidcError {
     fn from(e: StoreError) -> Self {
         OidcError::Internal(e.into())
+    }
+}
+
+/// A started login: where to send the user, and the browser-binding cookie's value.
+pub struct OidcStart {
+    pub authorize_url: String,
+    /// The cookie's value (256 random bits); only its SHA-256 is stored.
+    pub browser: Secret,
+    /// How long the cookie should live: the state's lifetime.
+    pub max_age_secs: i64,
+}
+
+impl std::fmt::Debug for OidcStart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcStart")
+            .field("authorize_url", &self.authorize_url)
+            .field("browser", &"***")
+            .finish()
     }
 }
 
@@ -423,15 +445,17 @@ impl Core {
         Ok(c)
     }
 
-    /// Start a login: the provider's authorisation URL to send the user to. `default_redirect` is
-    /// our callback URL when the provider has none configured.
+    /// Start a login: the provider's authorisation URL to send the user to, and the value of the
+    /// browser-binding cookie the caller must set in the user's browser (its hash is stored with
+    /// the state; the callback must bring it back). `default_redirect` is our callback URL when
+    /// the provider has none configured.
     pub async fn oidc_start(
         &self,
         provider: &str,
         app_id: &str,
         default_redirect: &str,
         ip: Option<&str>,
-    ) -> Result<String, OidcError> {
+    ) -> Result<OidcStart, OidcError> {
         let ps = self.oidc();
         let p = ps.map.get(provider).ok_or(OidcError::UnknownProvider)?;
         if !ps.starts.check(ip.unwrap_or("unknown"), now_ms()) {
@@ -444,6 +468,7 @@ impl Core {
         }
         let c = self.provider_meta(&ps, p, false).await?;
         let (state, nonce, verifier) = (random_hex(32), random_hex(32), random_hex(32));
+        let browser = Secret::new(random_hex(32));
         let redirect_uri = if p.redirect_uri.is_empty() {
             default_redirect.to_owned()
         } else {
@@ -461,15 +486,16 @@ impl Core {
                 nonce: nonce.clone(),
                 verifier_enc: self.key().seal(verifier.as_bytes()),
                 redirect_uri: redirect_uri.clone(),
-                expires_at: now + STATE_TTL_MS,
+                expires_at: now + self.config().lifetimes.oidc_state_ms,
                 created_at: now,
+                browser_hash: token_hash(browser.expose()),
             })
             .await?;
         let mut scopes = vec!["openid".to_owned()];
         scopes.extend(p.scopes.iter().filter(|s| *s != "openid").cloned());
         let scope = scopes.join(" ");
         let challenge = pkce_challenge(&verifier);
-        Ok(with_params(
+        let authorize_url = with_params(
             &c.meta.authorization_endpoint,
             &[
                 ("response_type", "code"),
@@ -481,7 +507,12 @@ impl Core {
                 ("code_challenge", &challenge),
                 ("code_challenge_method", "S256"),
             ],
-        ))
+        );
+        Ok(OidcStart {
+            authorize_url,
+            browser,
+            max_age_secs: self.config().lifetimes.oidc_state_ms / 1000,
+        })
     }
 
     async fn oidc_failed(&self, provider: &str, why: &str, ip: &Option<String>) -> OidcError {
@@ -503,15 +534,25 @@ impl Core {
 
     /// Finish a login: check the state, exchange the code, verify the id token, link the subject
     /// to a user, and start a session for the app the login began in.
+    ///
+    /// `browser` is the value of the browser-binding cookie the request carried: without one the
+    /// callback is refused before the state is looked at; with one that does not match the
+    /// state's, the state is spent and the login refused (`BrowserMismatch` both times).
     pub async fn oidc_callback(
         &self,
         provider: &str,
         code: &str,
         state: &str,
+        browser: Option<&str>,
         ip: Option<String>,
     ) -> Result<TokenPair, OidcError> {
         let ps = self.oidc();
         let p = ps.map.get(provider).ok_or(OidcError::UnknownProvider)?;
+        let Some(browser) = browser.filter(|b| !b.is_empty() && b.len() <= 128) else {
+            self.oidc_failed(provider, "no browser-binding cookie", &ip)
+                .await;
+            return Err(OidcError::BrowserMismatch);
+        };
         let row = if state.is_empty() || state.len() > 128 {
             None
         } else {
@@ -522,6 +563,20 @@ impl Core {
                 .oidc_failed(provider, "unknown or expired state", &ip)
                 .await);
         };
+        let same: bool = subtle::ConstantTimeEq::ct_eq(
+            token_hash(browser).as_bytes(),
+            row.browser_hash.as_bytes(),
+        )
+        .into();
+        if !same || row.browser_hash.is_empty() {
+            self.oidc_failed(
+                provider,
+                "browser-binding cookie does not match the state",
+                &ip,
+            )
+            .await;
+            return Err(OidcError::BrowserMismatch);
+        }
         if code.is_empty() || code.len() > 2048 {
             return Err(self.oidc_failed(provider, "no code", &ip).await);
         }

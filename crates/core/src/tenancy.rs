@@ -197,6 +197,47 @@ impl Core {
         })
     }
 
+    /// A number that moves whenever who may reach which product may have changed (membership,
+    /// roles, enterprise and developer suspensions) or a developer's sessions were revoked
+    /// (logout, password change or reset, refresh-token reuse). Live streams that cache
+    /// decisions drop them, and check their token again, when it moves. Single-node state like
+    /// the access-change broadcast.
+    pub fn tenancy_epoch(&self) -> u64 {
+        self.inner
+            .tenancy_epoch
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Move the tenancy epoch (after a change of membership, role or suspension is stored).
+    pub(crate) fn tenancy_changed(&self) {
+        self.inner
+            .tenancy_epoch
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// Whether a developer may read a product and its devices' events (`decide(standing, Read)`),
+    /// without auditing: for filtering a live stream, where a "no" is not a refused request.
+    /// An unknown product is a no.
+    pub async fn developer_reads_product(
+        &self,
+        developer_id: &str,
+        product_key: &str,
+    ) -> Result<bool> {
+        match self
+            .product_standing(&Caller::Developer(developer_id.to_owned()), product_key)
+            .await
+        {
+            Ok(st) => Ok(decide(st, Act::Read) == Decision::Allow),
+            Err(Error::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The product key of a device; `None` for an unknown did.
+    pub async fn device_product(&self, did: &str) -> Result<Option<String>> {
+        Ok(self.store().get_device(did).await?.map(|d| d.product_key))
+    }
+
     /// The caller's standing toward a product; `NotFound("product")` when it does not exist.
     /// A product with no owner (created by the operator) is the operator's alone.
     pub async fn product_standing(&self, caller: &Caller, product_key: &str) -> Result<Standing> {

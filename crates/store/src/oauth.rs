@@ -18,6 +18,10 @@ pub struct OAuthClientRow {
     /// Who registered it (`kind:id`).
     pub owner: String,
     pub created_at: i64,
+    /// A public client: no secret (`secret_hash` is empty); PKCE alone binds its codes.
+    pub is_public: bool,
+    /// Last change of name, redirect URIs or secret (0: never changed).
+    pub updated_at: i64,
 }
 
 /// One user's approval of one client.
@@ -105,6 +109,8 @@ pub struct OidcStateRow {
     pub redirect_uri: String,
     pub expires_at: i64,
     pub created_at: i64,
+    /// SHA-256 of the browser-binding cookie's value set when the login started.
+    pub browser_hash: String,
 }
 
 /// A token and its grant by token hash (`$1`), as a constant SQL fragment.
@@ -121,11 +127,88 @@ impl Store {
 
     pub async fn insert_oauth_client(&self, r: &OAuthClientRow) -> Result<()> {
         let sql = "INSERT INTO oauth_clients (client_id, name, secret_hash, redirect_uris, scopes, owner, \
-                   created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+                   created_at, is_public, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
         with_db!(self, p => sqlx::query(sql).bind(&r.client_id).bind(&r.name).bind(&r.secret_hash)
             .bind(&r.redirect_uris).bind(&r.scopes).bind(&r.owner).bind(r.created_at)
+            .bind(r.is_public).bind(r.updated_at)
             .execute(p).await.map_err(map_conflict)?.rows_affected());
         Ok(())
+    }
+
+    /// A page of clients, oldest first: those registered by `owner` (`kind:id`), or every client
+    /// for `None`.
+    pub async fn list_oauth_clients(
+        &self,
+        owner: Option<&str>,
+        offset: i64,
+        limit: i64,
+    ) -> Result<(Vec<OAuthClientRow>, i64)> {
+        let sql = "SELECT * FROM oauth_clients WHERE ($1 IS NULL OR owner = $1) \
+                   ORDER BY created_at, client_id LIMIT $2 OFFSET $3";
+        let count = "SELECT COUNT(*) FROM oauth_clients WHERE ($1 IS NULL OR owner = $1)";
+        Ok(with_db!(self, p => (
+            sqlx::query_as(sql).bind(owner).bind(limit).bind(offset).fetch_all(p).await?,
+            sqlx::query_scalar(count).bind(owner).fetch_one(p).await?,
+        )))
+    }
+
+    /// Change a client's name and redirect URIs; false for an unknown client.
+    pub async fn update_oauth_client(
+        &self,
+        client_id: &str,
+        name: &str,
+        redirect_uris: &str,
+        now: i64,
+    ) -> Result<bool> {
+        let sql = "UPDATE oauth_clients SET name = $1, redirect_uris = $2, updated_at = $3 \
+                   WHERE client_id = $4";
+        let n = with_db!(self, p => sqlx::query(sql).bind(name).bind(redirect_uris).bind(now)
+            .bind(client_id).execute(p).await?.rows_affected());
+        Ok(n == 1)
+    }
+
+    /// Replace a confidential client's secret hash; false for an unknown or public client.
+    pub async fn set_oauth_client_secret(
+        &self,
+        client_id: &str,
+        secret_hash: &str,
+        now: i64,
+    ) -> Result<bool> {
+        let sql = "UPDATE oauth_clients SET secret_hash = $1, updated_at = $2 \
+                   WHERE client_id = $3 AND is_public = $4";
+        let n = with_db!(self, p => sqlx::query(sql).bind(secret_hash).bind(now).bind(client_id)
+            .bind(false).execute(p).await?.rows_affected());
+        Ok(n == 1)
+    }
+
+    /// Delete a client with every grant, code and token issued to it, in one transaction.
+    /// Returns how many of its grants were live (exchanged for tokens, not revoked), or `None`
+    /// for an unknown client.
+    pub async fn delete_oauth_client(&self, client_id: &str) -> Result<Option<u64>> {
+        let live = "SELECT COUNT(*) FROM oauth_grants WHERE client_id = $1 AND revoked = $2 \
+                    AND active = $3";
+        let sqls = [
+            "DELETE FROM oauth_tokens WHERE grant_id IN \
+             (SELECT grant_id FROM oauth_grants WHERE client_id = $1)",
+            "DELETE FROM oauth_codes WHERE grant_id IN \
+             (SELECT grant_id FROM oauth_grants WHERE client_id = $1)",
+            "DELETE FROM oauth_grants WHERE client_id = $1",
+        ];
+        let client = "DELETE FROM oauth_clients WHERE client_id = $1";
+        with_db!(self, p => {
+            let mut tx = p.begin().await?;
+            let n: i64 = sqlx::query_scalar(live).bind(client_id).bind(false).bind(true)
+                .fetch_one(&mut *tx).await?;
+            for sql in sqls {
+                sqlx::query(sql).bind(client_id).execute(&mut *tx).await?;
+            }
+            let gone = sqlx::query(client).bind(client_id).execute(&mut *tx).await?.rows_affected();
+            if gone == 0 {
+                return Ok(None);
+            }
+            tx.commit().await?;
+            Ok(Some(u64::try_from(n).unwrap_or(0)))
+        })
     }
 
     pub async fn get_oauth_client(&self, client_id: &str) -> Result<Option<OAuthClientRow>> {
@@ -304,10 +387,11 @@ impl Store {
 
     pub async fn insert_oidc_state(&self, r: &OidcStateRow) -> Result<()> {
         let sql = "INSERT INTO oidc_states (state_hash, provider, app_id, nonce, verifier_enc, redirect_uri, \
-                   expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+                   expires_at, created_at, browser_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
         with_db!(self, p => sqlx::query(sql).bind(&r.state_hash).bind(&r.provider).bind(&r.app_id)
             .bind(&r.nonce).bind(&r.verifier_enc).bind(&r.redirect_uri).bind(r.expires_at)
-            .bind(r.created_at).execute(p).await.map_err(map_conflict)?.rows_affected());
+            .bind(r.created_at).bind(&r.browser_hash).execute(p).await.map_err(map_conflict)?
+            .rows_affected());
         Ok(())
     }
 

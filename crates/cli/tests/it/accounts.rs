@@ -15,7 +15,7 @@ const PW: &str = "velvet tundra oxide lantern";
 /// A server with one product (dynamic registration) and one app serving it.
 pub(crate) struct Env {
     pub(crate) srv: Server,
-    app: String,
+    pub(crate) app: String,
     pk: String,
     ps: String,
 }
@@ -203,30 +203,32 @@ impl Env {
 
     /// A live-push connection with the token in the query string or the header.
     pub(crate) async fn ws(&self, token: &str, in_query: bool) -> Ws {
-        let url = if in_query {
-            format!(
-                "wss://localhost:{}/v1/ws?access_token={token}",
-                self.srv.http
-            )
-        } else {
-            format!("wss://localhost:{}/v1/ws", self.srv.http)
-        };
-        let mut req = url.into_client_request().unwrap();
-        if !in_query {
-            req.headers_mut()
-                .insert("authorization", format!("Bearer {token}").parse().unwrap());
-        }
-        let (ws, resp) = tokio_tungstenite::connect_async_tls_with_config(
-            req,
-            None,
-            false,
-            Some(tokio_tungstenite::Connector::Rustls(ws_tls(&self.srv))),
-        )
-        .await
-        .unwrap();
-        assert_eq!(resp.status().as_u16(), 101);
-        Ws(ws)
+        open_ws(&self.srv, "/v1/ws", token, in_query).await
     }
+}
+
+/// A WebSocket to `path` on the server with `token` in the query string or the header.
+pub(crate) async fn open_ws(srv: &Server, path: &str, token: &str, in_query: bool) -> Ws {
+    let url = if in_query {
+        format!("wss://localhost:{}{path}?access_token={token}", srv.http)
+    } else {
+        format!("wss://localhost:{}{path}", srv.http)
+    };
+    let mut req = url.into_client_request().unwrap();
+    if !in_query {
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    }
+    let (ws, resp) = tokio_tungstenite::connect_async_tls_with_config(
+        req,
+        None,
+        false,
+        Some(tokio_tungstenite::Connector::Rustls(ws_tls(srv))),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status().as_u16(), 101);
+    Ws(ws)
 }
 
 pub(crate) fn ws_tls(srv: &Server) -> Arc<rustls::ClientConfig> {
@@ -253,7 +255,7 @@ pub(crate) struct Ws(WsStream);
 
 impl Ws {
     /// The next JSON message (or `{"closed": code}` when the server closes).
-    async fn next(&mut self) -> Value {
+    pub(crate) async fn next(&mut self) -> Value {
         tokio::time::timeout(Duration::from_secs(15), async {
             loop {
                 match self.0.next().await {
@@ -285,7 +287,7 @@ impl Ws {
 
 /// A simulated device: reports with QoS 1 (waiting for the PUBACK, i.e. the commit) and answers
 /// every command with `ok`.
-struct Dev {
+pub(crate) struct Dev {
     c: rumqttc::AsyncClient,
     did: String,
     pubacks: mpsc::UnboundedReceiver<()>,
@@ -293,7 +295,7 @@ struct Dev {
 }
 
 impl Dev {
-    async fn connect(srv: &Server, did: &str, secret: &str) -> Dev {
+    pub(crate) async fn connect(srv: &Server, did: &str, secret: &str) -> Dev {
         let (u, p) = creds(did, secret);
         let (c, mut el) = rumqttc::AsyncClient::new(v4_options(srv, did, &u, &p), 10);
         c.subscribe(format!("dev/{did}/down"), QoS::AtLeastOnce)
@@ -330,7 +332,7 @@ impl Dev {
         }
     }
 
-    async fn report(&mut self, v: Value) {
+    pub(crate) async fn report(&mut self, v: Value) {
         self.c
             .publish(
                 format!("dev/{}/up", self.did),
@@ -1332,4 +1334,91 @@ async fn sms_codes_go_to_the_configured_webhook() {
     env.login(phone, PW).await;
     // nothing went to the outbox
     assert!(env.outbox(phone, "activate").is_empty());
+}
+
+/// The main consumer flow against the PostgreSQL backend (skipped, with the reason printed, when
+/// `RAMPART_TEST_POSTGRES_URL` is unset): sign-up, activation, login, bind, a command acknowledged
+/// by the device, and refresh-token reuse detection.
+#[tokio::test]
+async fn consumer_flow_on_postgresql() {
+    let Some(pg) = PgSchema::create("consumer_flow_on_postgresql") else {
+        return;
+    };
+    let store_url = pg.store_url();
+    let env = Env::start_with(&[("RAMPART_STORE__URL", store_url.as_str())]).await;
+    let (s, v) = env.srv.call("GET", "/healthz", None, None).await;
+    assert_eq!((s, v["store"].as_str()), (200, Some("postgres")), "{v}");
+    let (did, secret, passcode) = env.device().await;
+    let (a1, r1) = env.user("pg@example.com").await;
+    let (s, v) = env
+        .call(
+            "POST",
+            "/v1/users/activate",
+            None,
+            Some(json!({"email": "pg@example.com", "code": "000000"})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("INVALID_CODE")),
+        "a used code is gone"
+    );
+    let (s, v) = env.bind(&a1, &did, "AAAAAAAAAA").await;
+    assert_eq!(s, 404, "{v}");
+    let (s, v) = env.bind(&a1, &did, &passcode).await;
+    assert_eq!((s, v["role"].as_str()), (201, Some("owner")), "{v}");
+    let (_, v) = env.call("GET", "/v1/bindings", Some(&a1), None).await;
+    assert_eq!(v["meta"]["total"], 1, "{v}");
+
+    // live push and a command the device acknowledges
+    let mut ws = env.ws(&a1, true).await;
+    let mut dev = Dev::connect(&env.srv, &did, &secret).await;
+    // (level moves in steps of 5: a report the model refuses would be acknowledged and dropped)
+    dev.report(json!({"power": true, "level": 10})).await;
+    let m = ws.next_kind("status").await;
+    assert_eq!(m["values"], json!({"power": true, "level": 10}));
+    let (s, v) = env
+        .call(
+            "POST",
+            &format!("/v1/devices/{did}/commands"),
+            Some(&a1),
+            Some(json!({"set": {"power": false}})),
+        )
+        .await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("ok")), "{v}");
+    let a = ws.next_kind("ack").await;
+    assert_eq!(a["id"], v["id"]);
+    let (s, v) = env
+        .call("GET", &format!("/v1/devices/{did}"), Some(&a1), None)
+        .await;
+    assert_eq!((s, &v["state"]["level"]), (200, &json!(10)), "{v}");
+
+    // refresh rotates; the spent refresh token presented again revokes the whole login
+    let refresh = |t: &str| json!({"refresh_token": t});
+    let (s, v) = env
+        .call("POST", "/v1/token/refresh", None, Some(refresh(&r1)))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let a2 = v["access_token"].as_str().unwrap().to_owned();
+    let r2 = v["refresh_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        env.call("GET", "/v1/users/me", Some(&a2), None).await.0,
+        200
+    );
+    let (s, _) = env
+        .call("POST", "/v1/token/refresh", None, Some(refresh(&r1)))
+        .await;
+    assert_eq!(s, 401);
+    for t in [&a1, &a2] {
+        assert_eq!(env.call("GET", "/v1/users/me", Some(t), None).await.0, 401);
+    }
+    let (s, _) = env
+        .call("POST", "/v1/token/refresh", None, Some(refresh(&r2)))
+        .await;
+    assert_eq!(s, 401);
+    let closed = ws.next_kind("none: wait for the close").await;
+    assert_eq!(closed["closed"], 4401, "{closed}");
+    drop(dev);
+    drop(env);
+    drop(pg);
 }

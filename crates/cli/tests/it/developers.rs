@@ -913,3 +913,173 @@ async fn operator_suspends_a_developer() {
     let (s, _) = login(&srv, email, json!({"password": new_pw})).await;
     assert_eq!(s, 200);
 }
+
+/// Live push for developers: the devices of the products they may read, and no others; a
+/// member removed from the enterprise stops getting its devices' events before the next one; a
+/// suspended developer's stream closes.
+#[tokio::test]
+async fn developer_live_push_follows_the_role_matrix() {
+    use crate::accounts::{open_ws, Dev as Device};
+    let srv = Server::start_with(&[QUICK_RECONNECTS]).await;
+    let owner = operator_made(&srv, "boss@maker.example").await;
+    let member = operator_made(&srv, "staff@maker.example").await;
+    let outsider = operator_made(&srv, "rival@other.example").await;
+    let (s, ent) = srv
+        .admin(
+            "POST",
+            "/v1/admin/enterprises",
+            Some(json!({"name": "Maker", "owner_developer_id": owner.id})),
+        )
+        .await;
+    assert_eq!(s, 201, "{ent}");
+    let ent = ent["enterprise_id"].as_str().unwrap().to_owned();
+    let (s, v) = srv
+        .call(
+            "POST",
+            &format!("/v1/enterprises/{ent}/invites"),
+            Some(&owner.access),
+            Some(json!({"email": "staff@maker.example", "role": "observer"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let (_, inv) = srv
+        .call(
+            "GET",
+            "/v1/developers/me/invites",
+            Some(&member.access),
+            None,
+        )
+        .await;
+    let id = inv["data"][0]["invite_id"].as_str().unwrap().to_owned();
+    let (s, v) = srv
+        .call(
+            "POST",
+            &format!("/v1/developers/me/invites/{id}/accept"),
+            Some(&member.access),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    // a device of each: the enterprise's, the member's own, the outsider's
+    let device = |who: &Dev, owner: Option<Value>| {
+        let (srv, token) = (&srv, who.access.clone());
+        async move {
+            let (s, p) = srv
+                .call(
+                    "POST",
+                    "/v1/products",
+                    Some(&token),
+                    Some(product_body(owner)),
+                )
+                .await;
+            assert_eq!(s, 201, "{p}");
+            let (pk, ps) = (
+                p["product_key"].as_str().unwrap(),
+                p["product_secret"].as_str().unwrap(),
+            );
+            let (did, secret, _) = srv.register(pk, ps, &format!("hw-{}", nonce())).await;
+            (did, secret)
+        }
+    };
+    let (ent_did, ent_secret) = device(&owner, Some(json!({"enterprise_id": ent}))).await;
+    let (own_did, own_secret) = device(&member, None).await;
+    let (rival_did, rival_secret) = device(&outsider, None).await;
+
+    // only a developer's token opens it, and only as a WebSocket
+    let (s, v) = srv
+        .call("GET", "/v1/developers/ws", Some(&member.access), None)
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (426, Some("UPGRADE_REQUIRED"))
+    );
+    let (s, _) = srv
+        .call("GET", "/v1/developers/ws", Some(ADMIN), None)
+        .await;
+    assert_eq!(s, 401);
+    let mut ws = open_ws(&srv, "/v1/developers/ws", &member.access, true).await;
+    let mut boss = open_ws(&srv, "/v1/developers/ws", &owner.access, false).await;
+
+    // the outsider's device first: had it leaked, it would come before the enterprise's
+    let _rival = Device::connect(&srv, &rival_did, &rival_secret).await;
+    let mut ent_dev = Device::connect(&srv, &ent_did, &ent_secret).await;
+    let m = ws.next().await;
+    assert_eq!(
+        (m["did"].as_str(), m["kind"].as_str()),
+        (Some(ent_did.as_str()), Some("presence")),
+        "{m}"
+    );
+    let m = boss.next().await;
+    assert_eq!(m["did"], ent_did.as_str(), "{m}");
+    ent_dev.report(json!({"power": true})).await;
+    let m = ws.next().await;
+    assert_eq!(
+        (m["kind"].as_str(), &m["values"]),
+        (Some("status"), &json!({"power": true})),
+        "{m}"
+    );
+    // a command by the owner: the observer sees its acknowledgement
+    let (s, c) = srv
+        .call(
+            "POST",
+            &format!("/v1/devices/{ent_did}/commands"),
+            Some(&owner.access),
+            Some(json!({"set": {"power": false}})),
+        )
+        .await;
+    assert_eq!((s, c["status"].as_str()), (200, Some("ok")), "{c}");
+    let m = ws.next().await;
+    assert_eq!(
+        (m["kind"].as_str(), &m["id"]),
+        (Some("ack"), &c["id"]),
+        "{m}"
+    );
+    let mut own_dev = Device::connect(&srv, &own_did, &own_secret).await;
+    let m = ws.next().await;
+    assert_eq!(
+        (m["did"].as_str(), m["online"].as_bool()),
+        (Some(own_did.as_str()), Some(true)),
+        "{m}"
+    );
+
+    // removed from the enterprise: its devices stop at once, the member's own go on
+    let (s, v) = srv
+        .call(
+            "DELETE",
+            &format!("/v1/enterprises/{ent}/members/{}", member.id),
+            Some(&owner.access),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    ent_dev.report(json!({"power": false})).await;
+    own_dev.report(json!({"power": true})).await;
+    let m = ws.next().await;
+    assert_eq!(
+        (m["did"].as_str(), m["kind"].as_str()),
+        (Some(own_did.as_str()), Some("status")),
+        "{m}"
+    );
+    // the owner still sees the enterprise's device (after its earlier events)
+    loop {
+        let m = boss.next().await;
+        assert!(m.get("closed").is_none(), "{m}");
+        if m["kind"] == "status" && m["values"] == json!({"power": false}) {
+            assert_eq!(m["did"], ent_did.as_str());
+            break;
+        }
+    }
+
+    // suspended by the operator: the stream closes at the next event
+    let (s, _) = srv
+        .admin(
+            "POST",
+            &format!("/v1/admin/developers/{}/suspend", member.id),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    own_dev.report(json!({"power": false})).await;
+    let m = ws.next().await;
+    assert_eq!(m["closed"], 4401, "{m}");
+}

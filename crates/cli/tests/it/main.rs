@@ -1,6 +1,7 @@
 //! End-to-end tests: the real binary on port 0, driven by independent clients.
 #![allow(unreachable_pub)]
 
+mod account_settings;
 mod accounts;
 mod cli;
 mod commands;

@@ -1234,9 +1234,9 @@ async fn oidc_env() -> (Env, IdpState, tempfile::TempDir) {
 }
 
 impl Env {
-    /// Run a login through the provider; returns the callback's status and body, and the
-    /// callback URL (to replay it).
-    async fn oidc_login(&self) -> (u16, Value, String) {
+    /// Start a login: the provider's authorisation URL and the browser-binding cookie
+    /// (`name=value`) the start set.
+    async fn oidc_start(&self) -> (String, String) {
         let resp = self
             .raw
             .get(
@@ -1247,19 +1247,76 @@ impl Env {
             .await
             .unwrap();
         assert_eq!(resp.status().as_u16(), 303, "{:?}", resp.text().await);
+        let set = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
+        let (pair, attrs) = set.split_once(';').unwrap();
+        assert!(pair.starts_with("__Host-rampart_oidc="), "{set}");
+        assert_eq!(pair.len(), "__Host-rampart_oidc=".len() + 64, "{set}");
+        for a in [
+            "Path=/",
+            "Secure",
+            "HttpOnly",
+            "SameSite=Lax",
+            "Max-Age=600",
+        ] {
+            assert!(attrs.split(';').any(|x| x.trim() == a), "{a} in {set}");
+        }
         let at_idp = resp.headers()["location"].to_str().unwrap().to_owned();
+        (at_idp, pair.to_owned())
+    }
+
+    /// Run a login through the provider; returns the callback's status and body, the callback
+    /// URL (to replay it) and the browser-binding cookie sent with it.
+    async fn oidc_login(&self) -> (u16, Value, String, String) {
+        let (at_idp, cookie) = self.oidc_start().await;
         let q = query(&at_idp);
         assert_eq!(q["redirect_uri"], self.srv.url("/v1/oidc/test/callback"));
         assert!(!q["nonce"].is_empty() && !q["state"].is_empty());
-        let resp = self.raw.get(&at_idp).send().await.unwrap();
-        let back = resp.headers()["location"].to_str().unwrap().to_owned();
-        let (s, v) = self.get_url(&back).await;
-        (s, v, back)
+        let back = self.at_idp(&at_idp).await;
+        let (s, v) = self.get_with_cookie(&back, Some(&cookie)).await;
+        (s, v, back, cookie)
+    }
+
+    /// The user at the provider: where it sends them back to (our callback with code and state).
+    async fn at_idp(&self, authorize_url: &str) -> String {
+        let resp = self.raw.get(authorize_url).send().await.unwrap();
+        resp.headers()["location"].to_str().unwrap().to_owned()
+    }
+
+    /// The details of the failed logins in the audit log (read from the server's SQLite store).
+    async fn failed_login_details(&self) -> Vec<String> {
+        let store = rampart_store::Store::open_sqlite(&self.srv.data().join("rampart.db"))
+            .await
+            .unwrap();
+        let details = store
+            .list_audit(Some("user.login"), 50)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.outcome == "failed")
+            .filter_map(|r| r.detail)
+            .collect();
+        store.close().await;
+        details
     }
 
     async fn get_url(&self, url: &str) -> (u16, Value) {
-        let resp = self.raw.get(url).send().await.unwrap();
+        self.get_with_cookie(url, None).await
+    }
+
+    async fn get_with_cookie(&self, url: &str, cookie: Option<&str>) -> (u16, Value) {
+        let mut rb = self.raw.get(url);
+        if let Some(c) = cookie {
+            rb = rb.header("cookie", c);
+        }
+        let resp = rb.send().await.unwrap();
         let s = resp.status().as_u16();
+        if s == 200 {
+            let spent = resp.headers()["set-cookie"].to_str().unwrap();
+            assert!(
+                spent.starts_with("__Host-rampart_oidc=;") && spent.contains("Max-Age=0"),
+                "a finished login clears its cookie: {spent}"
+            );
+        }
         (s, resp.json().await.unwrap_or(Value::Null))
     }
 }
@@ -1268,7 +1325,7 @@ impl Env {
 async fn oidc_login_creates_links_and_signs_in() {
     let (env, idp, _dir) = oidc_env().await;
     // first login: a new user with the verified e-mail
-    let (s, v, back) = env.oidc_login().await;
+    let (s, v, back, cookie) = env.oidc_login().await;
     assert_eq!(s, 200, "{v}");
     assert!(v["expires_in"].as_i64().unwrap() > 0);
     let at = tok(&v, "access_token");
@@ -1290,14 +1347,14 @@ async fn oidc_login_creates_links_and_signs_in() {
         .await;
     assert_eq!(s, 200, "{r}");
     // the state is single use
-    let (s, v) = env.get_url(&back).await;
+    let (s, v) = env.get_with_cookie(&back, Some(&cookie)).await;
     assert_eq!(
         (s, v["error"]["code"].as_str()),
         (401, Some("OIDC_LOGIN_FAILED")),
         "{v}"
     );
     // the same subject again: the same user
-    let (s, v, _) = env.oidc_login().await;
+    let (s, v, _, _) = env.oidc_login().await;
     assert_eq!(s, 200, "{v}");
     let (_, me2) = env
         .call("GET", "/v1/users/me", Some(&tok(&v, "access_token")), None)
@@ -1312,7 +1369,7 @@ async fn oidc_login_creates_links_and_signs_in() {
         i.sub = "sub-2".into();
         i.email = "pat@example.com".into();
     }
-    let (s, v, _) = env.oidc_login().await;
+    let (s, v, _, _) = env.oidc_login().await;
     assert_eq!(s, 200, "{v}");
     let (_, me3) = env
         .call("GET", "/v1/users/me", Some(&tok(&v, "access_token")), None)
@@ -1333,7 +1390,7 @@ async fn oidc_login_creates_links_and_signs_in() {
         i.sub = "sub-squat".into();
         i.email = "squat@example.com".into();
     }
-    let (s, v, _) = env.oidc_login().await;
+    let (s, v, _, _) = env.oidc_login().await;
     assert_eq!(s, 200, "{v}");
     let (_, me5) = env
         .call("GET", "/v1/users/me", Some(&tok(&v, "access_token")), None)
@@ -1358,7 +1415,7 @@ async fn oidc_login_creates_links_and_signs_in() {
         i.sub = "sub-3".into();
         i.email_verified = false;
     }
-    let (s, v, _) = env.oidc_login().await;
+    let (s, v, _, _) = env.oidc_login().await;
     assert_eq!(s, 200, "{v}");
     let (_, me4) = env
         .call("GET", "/v1/users/me", Some(&tok(&v, "access_token")), None)
@@ -1393,7 +1450,7 @@ async fn oidc_login_refuses_bad_id_tokens() {
         Mode::Expired,
     ] {
         idp.lock().unwrap().mode = mode;
-        let (s, v, _) = env.oidc_login().await;
+        let (s, v, _, _) = env.oidc_login().await;
         assert_eq!(
             (s, v["error"]["code"].as_str()),
             (401, Some("OIDC_LOGIN_FAILED")),
@@ -1401,15 +1458,19 @@ async fn oidc_login_refuses_bad_id_tokens() {
         );
     }
     // a forged state is refused before anything is exchanged
+    let (_, cookie) = env.oidc_start().await;
     let (s, v) = env
-        .get_url(&env.srv.url("/v1/oidc/test/callback?code=x&state=forged"))
+        .get_with_cookie(
+            &env.srv.url("/v1/oidc/test/callback?code=x&state=forged"),
+            Some(&cookie),
+        )
         .await;
     assert_eq!(
         (s, v["error"]["code"].as_str()),
         (401, Some("OIDC_LOGIN_FAILED"))
     );
     idp.lock().unwrap().mode = Mode::Good;
-    let (s, v, _) = env.oidc_login().await;
+    let (s, v, _, _) = env.oidc_login().await;
     assert_eq!(s, 200, "{v}");
     // starting logins is limited per client address (each start stores a state)
     let mut statuses = Vec::new();
@@ -1429,18 +1490,7 @@ async fn oidc_login_refuses_bad_id_tokens() {
     assert_eq!(statuses.first(), Some(&200), "{statuses:?}");
     assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
     // each refusal was audited with its reason (the client only sees the generic code)
-    let store = rampart_store::Store::open_sqlite(&env.srv.data().join("rampart.db"))
-        .await
-        .unwrap();
-    let details: Vec<String> = store
-        .list_audit(Some("user.login"), 50)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|r| r.outcome == "failed")
-        .filter_map(|r| r.detail)
-        .collect();
-    store.close().await;
+    let details = env.failed_login_details().await;
     for why in [
         "wrong nonce",
         "wrong audience",
@@ -1453,4 +1503,592 @@ async fn oidc_login_refuses_bad_id_tokens() {
             "{why}: {details:?}"
         );
     }
+}
+
+/// Login CSRF: a callback URL carried to another browser (the attacker's own login, planted in
+/// the victim's browser) is refused, because the start bound the state to a cookie.
+#[tokio::test]
+async fn oidc_callback_needs_the_browser_that_started_the_login() {
+    let (env, _idp, _dir) = oidc_env().await;
+    let (at_idp, cookie_a) = env.oidc_start().await;
+    let back = env.at_idp(&at_idp).await;
+    // no cookie: refused before the state is looked at (so it is not spent)
+    let (s, v) = env.get_url(&back).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("OIDC_STATE_MISMATCH")),
+        "{v}"
+    );
+    assert!(v["error"]["message"].as_str().unwrap().contains("browser"));
+    // the right cookie: signed in
+    let (s, v) = env.get_with_cookie(&back, Some(&cookie_a)).await;
+    assert_eq!(s, 200, "{v}");
+    assert!(tok(&v, "access_token").starts_with("rat_"));
+
+    // another browser's cookie (a login it started itself): refused, and the state is spent
+    let (at_idp, cookie_a) = env.oidc_start().await;
+    let back = env.at_idp(&at_idp).await;
+    let (_, cookie_b) = env.oidc_start().await;
+    assert_ne!(cookie_a, cookie_b);
+    let (s, v) = env.get_with_cookie(&back, Some(&cookie_b)).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("OIDC_STATE_MISMATCH")),
+        "{v}"
+    );
+    let (s, v) = env.get_with_cookie(&back, Some(&cookie_a)).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (401, Some("OIDC_LOGIN_FAILED")),
+        "a refused state stays spent: {v}"
+    );
+    // a cookie of the right name with a made-up value
+    let (at_idp, _) = env.oidc_start().await;
+    let back = env.at_idp(&at_idp).await;
+    let forged = format!("__Host-rampart_oidc={}", "0".repeat(64));
+    let (s, v) = env.get_with_cookie(&back, Some(&forged)).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("OIDC_STATE_MISMATCH"))
+    );
+
+    let details = env.failed_login_details().await;
+    for why in [
+        "no browser-binding cookie",
+        "browser-binding cookie does not match the state",
+    ] {
+        assert!(
+            details.iter().any(|d| d.contains(why)),
+            "{why}: {details:?}"
+        );
+    }
+}
+
+impl Env {
+    /// A developer account made by the operator; returns its access token.
+    async fn developer(&self, email: &str) -> String {
+        let (s, v) = self
+            .srv
+            .admin(
+                "POST",
+                "/v1/admin/developers",
+                Some(json!({"email": email, "password": PW})),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+        let (s, v) = self
+            .call(
+                "POST",
+                "/v1/developers/login",
+                None,
+                Some(json!({"email": email, "password": PW})),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+        tok(&v, "access_token")
+    }
+
+    /// Approve `scope` for `client` with redirect URI `cb`; returns (code, verifier).
+    async fn code_at(&self, token: &str, client: &str, cb: &str, scope: &str) -> (String, String) {
+        let (verifier, challenge) = pkce();
+        let (s, v) = self
+            .approve(
+                token,
+                json!({"response_type": "code", "client_id": client, "redirect_uri": cb,
+                       "scope": scope, "code_challenge": challenge,
+                       "code_challenge_method": "S256"}),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+        (tok(&v, "code"), verifier)
+    }
+}
+
+#[tokio::test]
+async fn public_clients_use_pkce_alone_and_rotate_refresh_tokens() {
+    let env = Env::start().await;
+    let alice = env.user("pub@example.com").await;
+    let did = env.owned_device(&alice).await;
+    let dev = env.developer("maker@example.com").await;
+    const NATIVE: &str = "http://127.0.0.1:7/cb";
+    let (s, c) = env
+        .call(
+            "POST",
+            "/v1/oauth/clients",
+            Some(&dev),
+            Some(json!({"name": "Phone app", "redirect_uris": [NATIVE],
+                        "scopes": ["devices:read"], "public": true})),
+        )
+        .await;
+    assert_eq!(s, 201, "{c}");
+    assert_eq!(c["public"], true);
+    assert_eq!(c["token_endpoint_auth_method"], "none");
+    assert!(c.get("client_secret").is_none(), "no secret is issued: {c}");
+    let id = tok(&c, "client_id");
+    let by_id = |extra: &[(&'static str, String)]| {
+        let mut f: Vec<(&'static str, String)> = vec![("client_id", id.clone())];
+        f.extend(extra.iter().cloned());
+        f
+    };
+    let post = |f: Vec<(&'static str, String)>, path: &'static str| {
+        let env = &env;
+        async move {
+            let pairs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            env.form(path, None, &pairs).await
+        }
+    };
+
+    // PKCE stays mandatory
+    let (s, v) = env
+        .approve(
+            &alice,
+            json!({"response_type": "code", "client_id": id, "redirect_uri": NATIVE,
+                   "scope": "devices:read"}),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("INVALID_REQUEST")),
+        "{v}"
+    );
+    // a wrong verifier is refused (and spends the code)
+    let (code, verifier) = env.code_at(&alice, &id, NATIVE, "devices:read").await;
+    let wrong = format!("{}y", &verifier[..verifier.len() - 1]);
+    let (s, v) = post(
+        by_id(&[
+            ("grant_type", "authorization_code".into()),
+            ("code", code.clone()),
+            ("redirect_uri", NATIVE.into()),
+            ("code_verifier", wrong),
+        ]),
+        "/oauth/token",
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{v}"
+    );
+    // a public client that sends a secret is refused
+    let (code, verifier) = env.code_at(&alice, &id, NATIVE, "devices:read").await;
+    let exchange = by_id(&[
+        ("grant_type", "authorization_code".into()),
+        ("code", code.clone()),
+        ("redirect_uri", NATIVE.into()),
+        ("code_verifier", verifier.clone()),
+    ]);
+    let mut with_secret = exchange.clone();
+    with_secret.push(("client_secret", "rcs_guess".into()));
+    let (s, v) = post(with_secret, "/oauth/token").await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{v}"
+    );
+    // the client id and the verifier are enough
+    let (s, first) = post(exchange.clone(), "/oauth/token").await;
+    assert_eq!(s, 200, "{first}");
+    assert_eq!(first["scope"], "devices:read");
+    let (s, _) = env
+        .call(
+            "GET",
+            &format!("/v1/devices/{did}"),
+            Some(&tok(&first, "access_token")),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    // unknown client id, no client id at all
+    let (s, v) = env
+        .form(
+            "/oauth/token",
+            None,
+            &[
+                ("client_id", "rcl_nope"),
+                ("grant_type", "refresh_token"),
+                ("refresh_token", "ror_x"),
+            ],
+        )
+        .await;
+    assert_eq!((s, v["error"].as_str()), (401, Some("invalid_client")));
+    let (s, _) = env
+        .form(
+            "/oauth/token",
+            None,
+            &[("grant_type", "refresh_token"), ("refresh_token", "ror_x")],
+        )
+        .await;
+    assert_eq!(s, 401);
+
+    // refresh tokens rotate; a spent one presented again revokes the grant
+    let refresh = |rt: String| {
+        post(
+            by_id(&[
+                ("grant_type", "refresh_token".into()),
+                ("refresh_token", rt),
+            ]),
+            "/oauth/token",
+        )
+    };
+    let (s, second) = refresh(tok(&first, "refresh_token")).await;
+    assert_eq!(s, 200, "{second}");
+    assert_ne!(second["refresh_token"], first["refresh_token"]);
+    let (s, v) = refresh(tok(&first, "refresh_token")).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{v}"
+    );
+    let (s, _) = env
+        .call(
+            "GET",
+            "/v1/bindings",
+            Some(&tok(&second, "access_token")),
+            None,
+        )
+        .await;
+    assert_eq!(s, 401, "reuse revoked the grant");
+    let (s, v) = refresh(tok(&second, "refresh_token")).await;
+    assert_eq!((s, v["error"].as_str()), (400, Some("invalid_grant")));
+
+    // revocation by the client id alone
+    let (code, verifier) = env.code_at(&alice, &id, NATIVE, "devices:read").await;
+    let (s, t) = post(
+        by_id(&[
+            ("grant_type", "authorization_code".into()),
+            ("code", code),
+            ("redirect_uri", NATIVE.into()),
+            ("code_verifier", verifier),
+        ]),
+        "/oauth/token",
+    )
+    .await;
+    assert_eq!(s, 200, "{t}");
+    let (s, _) = post(
+        by_id(&[("token", tok(&t, "refresh_token"))]),
+        "/oauth/revoke",
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, _) = env
+        .call("GET", "/v1/bindings", Some(&tok(&t, "access_token")), None)
+        .await;
+    assert_eq!(s, 401);
+}
+
+#[tokio::test]
+async fn owners_list_update_rotate_and_delete_their_clients() {
+    let env = Env::start().await;
+    let alice = env.user("own@example.com").await;
+    let did = env.owned_device(&alice).await;
+    let dev = env.developer("owner@example.com").await;
+    let other = env.developer("stranger@example.com").await;
+    // the developer's client, and the operator's
+    let (s, mine) = env
+        .call(
+            "POST",
+            "/v1/oauth/clients",
+            Some(&dev),
+            Some(json!({"name": "Dev assistant", "redirect_uris": [CB],
+                        "scopes": ["devices:read", "devices:control"]})),
+        )
+        .await;
+    assert_eq!(s, 201, "{mine}");
+    assert_eq!(mine["token_endpoint_auth_method"], "client_secret_basic");
+    let mine_id = tok(&mine, "client_id");
+    let mine_secret = tok(&mine, "client_secret");
+    let (ops_id, _) = env.client(&["devices:read"]).await;
+    // an end user's token is no owner
+    let (s, _) = env
+        .call("GET", "/v1/oauth/clients", Some(&alice), None)
+        .await;
+    assert_eq!(s, 401);
+
+    // lists: a developer sees their own, the operator every client
+    let (s, v) = env.call("GET", "/v1/oauth/clients", Some(&dev), None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["meta"]["total"], 1);
+    let row = &v["data"][0];
+    assert_eq!(row["client_id"], mine_id.as_str());
+    assert_eq!(row["redirect_uris"], json!([CB]));
+    assert_eq!(row["scopes"], json!(["devices:read", "devices:control"]));
+    assert!(
+        row["owner"].as_str().unwrap().starts_with("developer:dev_"),
+        "{row}"
+    );
+    assert_eq!(row["updated_at"], Value::Null);
+    assert!(row.get("client_secret").is_none() && !v.to_string().contains("rcs_"));
+    let (_, v) = env
+        .call("GET", "/v1/oauth/clients", Some(&other), None)
+        .await;
+    assert_eq!(v["meta"]["total"], 0);
+    let (_, v) = env
+        .srv
+        .admin("GET", "/v1/oauth/clients?limit=10", None)
+        .await;
+    assert_eq!(v["meta"]["total"], 2, "{v}");
+    assert!(v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["client_id"] == ops_id.as_str()));
+    // another developer's client answers like an unknown one, on every call
+    let path = format!("/v1/oauth/clients/{mine_id}");
+    for (m, body) in [
+        ("GET", None),
+        ("PATCH", Some(json!({"name": "mine now"}))),
+        ("DELETE", None),
+    ] {
+        let (s, v) = env.call(m, &path, Some(&other), body).await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (404, Some("NOT_FOUND")),
+            "{m}: {v}"
+        );
+    }
+    let (s, _) = env
+        .call("POST", &format!("{path}/secret/rotate"), Some(&other), None)
+        .await;
+    assert_eq!(s, 404);
+    let (s, _) = env
+        .call(
+            "GET",
+            &format!("/v1/oauth/clients/{ops_id}"),
+            Some(&dev),
+            None,
+        )
+        .await;
+    assert_eq!(s, 404);
+
+    // a live grant of the developer's client
+    let t = env
+        .tokens(&alice, (&mine_id, &mine_secret), "devices:read")
+        .await;
+    let (s, _) = env
+        .call(
+            "GET",
+            &format!("/v1/devices/{did}"),
+            Some(&tok(&t, "access_token")),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+
+    // update: redirect URIs are checked like at registration
+    for bad in [
+        json!({"redirect_uris": ["http://example.com/cb"]}),
+        json!({"redirect_uris": ["https://a.example/cb#x"]}),
+        json!({"redirect_uris": []}),
+        json!({"redirect_uris": [CB, CB]}),
+        json!({"name": ""}),
+        json!({}),
+    ] {
+        let (s, v) = env
+            .call("PATCH", &path, Some(&dev), Some(bad.clone()))
+            .await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (400, Some("INVALID_REQUEST")),
+            "{bad}: {v}"
+        );
+    }
+    let (s, v) = env
+        .call(
+            "PATCH",
+            &path,
+            Some(&dev),
+            Some(json!({"scopes": ["devices:read"]})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("INVALID_JSON"))
+    );
+    const NEW_CB: &str = "https://client.example/v2/cb";
+    let (s, v) = env
+        .call(
+            "PATCH",
+            &path,
+            Some(&dev),
+            Some(
+                json!({"name": "Dev assistant 2", "redirect_uris": [NEW_CB, "http://[::1]:8/cb"]}),
+            ),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["name"], "Dev assistant 2");
+    assert_eq!(v["redirect_uris"], json!([NEW_CB, "http://[::1]:8/cb"]));
+    assert!(v["updated_at"].as_i64().unwrap() > 0);
+    let (_, got) = env.call("GET", &path, Some(&dev), None).await;
+    assert_eq!(got, v);
+    // the old URI is no longer accepted, the new one is (exact match)
+    let (_, challenge) = pkce();
+    let (s, v) = env
+        .approve(
+            &alice,
+            json!({"response_type": "code", "client_id": mine_id, "redirect_uri": CB,
+                   "scope": "devices:read", "code_challenge": challenge, "code_challenge_method": "S256"}),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("INVALID_CLIENT")),
+        "{v}"
+    );
+    let (code, verifier) = env.code_at(&alice, &mine_id, NEW_CB, "devices:read").await;
+    // a code issued for a URI that is then removed dies with it
+    let (loop_code, loop_verifier) = env
+        .code_at(&alice, &mine_id, "http://[::1]:8/cb", "devices:read")
+        .await;
+    let (s, v) = env
+        .call(
+            "PATCH",
+            &path,
+            Some(&dev),
+            Some(json!({"redirect_uris": [NEW_CB]})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = env
+        .exchange(
+            (&mine_id, &mine_secret),
+            &loop_code,
+            &loop_verifier,
+            "http://[::1]:8/cb",
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"].as_str(), v["error_description"].as_str()),
+        (
+            400,
+            Some("invalid_grant"),
+            Some("redirect_uri is no longer registered for this client")
+        ),
+        "{v}"
+    );
+
+    // secret rotation: shown once, the old secret stops at once
+    let (s, r) = env
+        .call("POST", &format!("{path}/secret/rotate"), Some(&dev), None)
+        .await;
+    assert_eq!(s, 200, "{r}");
+    let new_secret = tok(&r, "client_secret");
+    assert!(new_secret.starts_with("rcs_") && new_secret != mine_secret);
+    let (s, v) = env
+        .exchange((&mine_id, &mine_secret), &code, &verifier, NEW_CB)
+        .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{v}"
+    );
+    let (s, v) = env
+        .exchange((&mine_id, &new_secret), &code, &verifier, NEW_CB)
+        .await;
+    assert_eq!(s, 200, "{v}");
+    // a public client has no secret to rotate
+    let (s, p) = env
+        .call(
+            "POST",
+            "/v1/oauth/clients",
+            Some(&dev),
+            Some(json!({"name": "App", "redirect_uris": [CB], "scopes": ["devices:read"], "public": true})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let (s, v) = env
+        .call(
+            "POST",
+            &format!("/v1/oauth/clients/{}/secret/rotate", tok(&p, "client_id")),
+            Some(&dev),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (409, Some("CONFLICT")),
+        "{v}"
+    );
+
+    // deletion revokes every grant and token of the client
+    let (_, grants) = env
+        .call("GET", "/v1/oauth/grants", Some(&alice), None)
+        .await;
+    assert_eq!(grants["meta"]["total"], 2, "{grants}");
+    let (s, v) = env.call("DELETE", &path, Some(&dev), None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (v["status"].as_str(), v["grants_revoked"].as_i64()),
+        (Some("deleted"), Some(2))
+    );
+    let (s, _) = env
+        .call(
+            "GET",
+            &format!("/v1/devices/{did}"),
+            Some(&tok(&t, "access_token")),
+            None,
+        )
+        .await;
+    assert_eq!(s, 401);
+    let (s, _) = env.call("GET", &path, Some(&dev), None).await;
+    assert_eq!(s, 404);
+    let (_, grants) = env
+        .call("GET", "/v1/oauth/grants", Some(&alice), None)
+        .await;
+    assert_eq!(grants["meta"]["total"], 0, "{grants}");
+    let (s, v) = env
+        .form(
+            "/oauth/token",
+            Some((&mine_id, &new_secret)),
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &tok(&t, "refresh_token")),
+            ],
+        )
+        .await;
+    assert_eq!((s, v["error"].as_str()), (401, Some("invalid_client")));
+    // the operator manages any client
+    let (s, v) = env
+        .srv
+        .admin(
+            "PATCH",
+            &format!("/v1/oauth/clients/{ops_id}"),
+            Some(json!({"name": "Ops"})),
+        )
+        .await;
+    assert_eq!((s, v["name"].as_str()), (200, Some("Ops")));
+    let (s, _) = env
+        .srv
+        .admin(
+            "DELETE",
+            &format!("/v1/oauth/clients/{}", tok(&p, "client_id")),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+
+    // every change is audited
+    let store = rampart_store::Store::open_sqlite(&env.srv.data().join("rampart.db"))
+        .await
+        .unwrap();
+    for action in [
+        "oauth.client_register",
+        "oauth.client_update",
+        "oauth.client_secret_rotate",
+        "oauth.client_delete",
+    ] {
+        let rows = store.list_audit(Some(action), 10).await.unwrap();
+        assert!(!rows.is_empty(), "{action}");
+        assert!(
+            rows.iter()
+                .all(|r| r.target.as_deref().unwrap_or("").starts_with("client:")),
+            "{action}"
+        );
+    }
+    let del = store
+        .list_audit(Some("oauth.client_delete"), 10)
+        .await
+        .unwrap();
+    assert!(del.iter().any(|r| r.actor_kind == "developer"), "{del:?}");
+    store.close().await;
 }

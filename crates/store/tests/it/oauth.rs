@@ -40,13 +40,15 @@ pub(crate) async fn suite(s: Store) {
         scopes: "devices:read".into(),
         owner: "admin:bootstrap".into(),
         created_at: 1,
+        is_public: false,
+        updated_at: 0,
     };
     s.insert_oauth_client(&c).await.unwrap();
     assert!(matches!(
         s.insert_oauth_client(&c).await,
         Err(StoreError::Conflict)
     ));
-    assert_eq!(s.get_oauth_client("rcl_1").await.unwrap(), Some(c));
+    assert_eq!(s.get_oauth_client("rcl_1").await.unwrap(), Some(c.clone()));
     assert_eq!(s.get_oauth_client("rcl_2").await.unwrap(), None);
 
     // a grant and its code; the code is spent exactly once
@@ -172,6 +174,7 @@ pub(crate) async fn suite(s: Store) {
         redirect_uri: "https://r.example/cb".into(),
         expires_at: 1_000,
         created_at: 1,
+        browser_hash: "bh".into(),
     };
     s.insert_oidc_state(&st).await.unwrap();
     assert_eq!(s.take_oidc_state("sh1").await.unwrap(), Some(st));
@@ -208,4 +211,56 @@ pub(crate) async fn suite(s: Store) {
         Err(StoreError::Conflict)
     ));
     assert_eq!(s.get_user("ou4").await.unwrap(), None);
+
+    // client management: listing by owner, updates, secrets, deletion with its grants
+    let mut pc = c.clone();
+    pc.client_id = "rcl_pub".into();
+    pc.secret_hash = String::new();
+    pc.is_public = true;
+    pc.owner = "developer:dev_1".into();
+    pc.created_at = 2;
+    s.insert_oauth_client(&pc).await.unwrap();
+    let (all, n) = s.list_oauth_clients(None, 0, 10).await.unwrap();
+    assert_eq!(n, 2);
+    assert_eq!(all[1], pc);
+    let (mine, n) = s
+        .list_oauth_clients(Some("developer:dev_1"), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!((n, mine[0].client_id.as_str()), (1, "rcl_pub"));
+    assert_eq!(s.list_oauth_clients(Some("x:y"), 0, 10).await.unwrap().1, 0);
+    assert!(s
+        .update_oauth_client("rcl_pub", "Renamed", "[\"https://b.example/cb\"]", 50)
+        .await
+        .unwrap());
+    assert!(!s.update_oauth_client("nope", "x", "[]", 50).await.unwrap());
+    let got = s.get_oauth_client("rcl_pub").await.unwrap().unwrap();
+    assert_eq!((got.name.as_str(), got.updated_at), ("Renamed", 50));
+    assert!(
+        !s.set_oauth_client_secret("rcl_pub", "h2", 60)
+            .await
+            .unwrap(),
+        "a public client has no secret"
+    );
+    assert!(s.set_oauth_client_secret("rcl_1", "h2", 60).await.unwrap());
+    assert_eq!(
+        s.get_oauth_client("rcl_1")
+            .await
+            .unwrap()
+            .unwrap()
+            .secret_hash,
+        "h2"
+    );
+    s.insert_oauth_grant(&grant("g5", "ou1"), &code("c5", "g5"))
+        .await
+        .unwrap();
+    assert!(s
+        .add_oauth_tokens("g5", "devices:read", ("a6", 20_000), ("r6", 20_000), 100)
+        .await
+        .unwrap());
+    assert_eq!(s.delete_oauth_client("rcl_1").await.unwrap(), Some(1));
+    assert_eq!(s.delete_oauth_client("rcl_1").await.unwrap(), None);
+    assert!(s.get_oauth_client("rcl_1").await.unwrap().is_none());
+    assert!(s.oauth_token("a6").await.unwrap().is_none());
+    assert!(s.get_oauth_grant("g5").await.unwrap().is_none());
 }
