@@ -9,7 +9,7 @@
 use crate::routes::{client_ip, Q};
 use crate::{AppState, ClientAddr, Error};
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Json};
 use rampart_core::oidc::OidcError;
@@ -64,11 +64,13 @@ pub(crate) struct Start {
     app_id: String,
 }
 
-/// Our callback URL from the request's host, for providers without a configured `redirect_uri`.
-fn callback_from_host(headers: &HeaderMap, provider: &str) -> Result<String, Error> {
+/// Our callback URL from the request's host (the `Host` header on HTTP/1.1, the `:authority` of
+/// the request URI on HTTP/2), for providers without a configured `redirect_uri`.
+fn callback_from_host(headers: &HeaderMap, uri: &Uri, provider: &str) -> Result<String, Error> {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()))
         .filter(|h| {
             !h.is_empty()
                 && h.len() <= 255
@@ -87,10 +89,11 @@ pub(crate) async fn start(
     State(s): State<AppState>,
     Path(provider): Path<String>,
     headers: HeaderMap,
+    uri: Uri,
     addr: Option<Extension<ClientAddr>>,
     Q(q): Q<Start>,
 ) -> Result<Response, Error> {
-    let default = callback_from_host(&headers, &provider);
+    let default = callback_from_host(&headers, &uri, &provider);
     let ip = client_ip(&addr);
     let started = s
         .core
@@ -152,4 +155,33 @@ pub(crate) async fn callback(
         r.headers_mut().insert(header::SET_COOKIE, spent);
     }
     Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_callback_host_comes_from_host_or_the_http2_authority() {
+        let mut h1 = HeaderMap::new();
+        h1.insert(
+            header::HOST,
+            HeaderValue::from_static("api.example.com:8443"),
+        );
+        let path_only: Uri = "/v1/oidc/g/start".parse().unwrap();
+        assert_eq!(
+            callback_from_host(&h1, &path_only, "g").unwrap(),
+            "https://api.example.com:8443/v1/oidc/g/callback"
+        );
+        // HTTP/2: no Host header, the authority is in the request URI.
+        let h2: Uri = "https://api.example.com/v1/oidc/g/start".parse().unwrap();
+        assert_eq!(
+            callback_from_host(&HeaderMap::new(), &h2, "g").unwrap(),
+            "https://api.example.com/v1/oidc/g/callback"
+        );
+        assert!(callback_from_host(&HeaderMap::new(), &path_only, "g").is_err());
+        let mut bad = HeaderMap::new();
+        bad.insert(header::HOST, HeaderValue::from_static("evil.com/x?"));
+        assert!(callback_from_host(&bad, &path_only, "g").is_err());
+    }
 }
