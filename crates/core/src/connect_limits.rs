@@ -91,52 +91,73 @@ pub fn ip_group(ip: IpAddr) -> IpAddr {
 }
 
 /// Open connections per source address (by [`ip_group`]), for the caps on concurrent
-/// connections of the MQTT and HTTP listeners. Cheap to clone (shared).
+/// connections of the MQTT and HTTP listeners. Cheap to clone (shared). An address is kept as a
+/// 64-bit keyed hash of its group, so that a connection's place costs 8 bytes besides this handle.
 #[derive(Clone, Default)]
-pub struct OpenPerIp(std::sync::Arc<Mutex<HashMap<IpAddr, usize>>>);
+pub struct OpenPerIp(std::sync::Arc<OpenInner>);
+
+#[derive(Default)]
+struct OpenInner {
+    counts: Mutex<HashMap<u64, usize>>,
+    hasher: std::collections::hash_map::RandomState,
+}
 
 /// One open connection's place in [`OpenPerIp`], given back when dropped.
 pub struct IpSlot {
     map: OpenPerIp,
-    ip: IpAddr,
+    key: u64,
 }
 
 impl OpenPerIp {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, usize>> {
+        self.0.counts.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A place for a connection from `ip`, or `None` when its group already holds `cap`
-    /// (0: no cap; the connection is still counted).
-    pub fn enter(&self, ip: IpAddr, cap: usize) -> Option<IpSlot> {
-        let ip = ip_group(ip);
+    /// The key `ip` is counted under.
+    pub fn key(&self, ip: IpAddr) -> u64 {
+        self.0.hasher.hash_one(ip_group(ip))
+    }
+
+    /// Count one more connection under `key`, unless it already holds `cap` (0: no cap).
+    pub fn try_open(&self, key: u64, cap: usize) -> bool {
         let mut m = self.lock();
-        let n = m.entry(ip).or_insert(0);
+        let n = m.entry(key).or_insert(0);
         if cap > 0 && *n >= cap {
-            return None;
+            return false;
         }
         *n += 1;
-        Some(IpSlot {
+        true
+    }
+
+    /// Give back a place [`Self::try_open`] counted.
+    pub fn close(&self, key: u64) {
+        let mut m = self.lock();
+        if let Some(n) = m.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&key);
+            }
+        }
+    }
+
+    /// A place for a connection from `ip`, or `None` when its group already holds `cap`.
+    pub fn enter(&self, ip: IpAddr, cap: usize) -> Option<IpSlot> {
+        let key = self.key(ip);
+        self.try_open(key, cap).then(|| IpSlot {
             map: self.clone(),
-            ip,
+            key,
         })
     }
 
     /// Connections open from `ip`'s group.
     pub fn open(&self, ip: IpAddr) -> usize {
-        self.lock().get(&ip_group(ip)).copied().unwrap_or(0)
+        self.lock().get(&self.key(ip)).copied().unwrap_or(0)
     }
 }
 
 impl Drop for IpSlot {
     fn drop(&mut self) {
-        let mut m = self.map.lock();
-        if let Some(n) = m.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                m.remove(&self.ip);
-            }
-        }
+        self.map.close(self.key);
     }
 }
 
@@ -199,15 +220,10 @@ impl ConnectLimits {
         counted(self.ip.check(&ip_group(ip), now_ms)).map(|_| ())
     }
 
-    /// A place for one more open MQTT connection from `ip` (at accept, with [`Self::check_ip`]);
-    /// `None`, counted as a refusal of `mqtt.connections_per_ip`, when its address holds
-    /// `max_connections_per_ip` already.
-    pub fn open_connection(&self, ip: IpAddr) -> Option<IpSlot> {
-        let slot = self.open.enter(ip, self.config.max_connections_per_ip);
-        if slot.is_none() {
-            crate::api_limits::count_refusal(CONNECTIONS_PER_IP);
-        }
-        slot
+    /// Open MQTT connections per source address (both listeners), capped at
+    /// `max_connections_per_ip` by the gateway at accept.
+    pub fn open_per_ip(&self) -> &OpenPerIp {
+        &self.open
     }
 
     /// Before authentication: refuse a device that is banned, at no cost. Counts nothing.

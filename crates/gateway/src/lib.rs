@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 /// Gateway tunables.
@@ -73,23 +73,52 @@ pub(crate) struct Shared {
     pub(crate) carried: session::CarriedLimiters,
 }
 
-/// One accepted connection's place under `max_connections`, from accept to close (also while the
-/// session waits in the idle pool); counted in `rampart_mqtt_connections`.
+/// Admission at accept: connections open on one listener (under `max_connections`) and per
+/// source address over both listeners (under `mqtt.limits.max_connections_per_ip`).
+pub(crate) struct Admission {
+    open: std::sync::atomic::AtomicUsize,
+    max: usize,
+    per_ip: rampart_core::connect_limits::OpenPerIp,
+    per_ip_max: usize,
+}
+
+impl Admission {
+    /// A place for a connection from `ip`, or the name of the limit that refused it.
+    fn admit(self: &Arc<Self>, ip: std::net::IpAddr) -> Result<ConnGuard, &'static str> {
+        use std::sync::atomic::Ordering;
+        if self.open.fetch_add(1, Ordering::AcqRel) >= self.max {
+            self.open.fetch_sub(1, Ordering::AcqRel);
+            return Err("capacity");
+        }
+        let key = self.per_ip.key(ip);
+        if !self.per_ip.try_open(key, self.per_ip_max) {
+            self.open.fetch_sub(1, Ordering::AcqRel);
+            return Err(rampart_core::connect_limits::CONNECTIONS_PER_IP);
+        }
+        metrics::gauge!("rampart_mqtt_connections").increment(1.0);
+        Ok(ConnGuard {
+            admission: Some(self.clone()),
+            ip_key: key,
+        })
+    }
+}
+
+/// One accepted connection's place under its [`Admission`], from accept to close (also while the
+/// session waits in the idle pool); counted in `rampart_mqtt_connections`. 16 bytes: a parked
+/// session carries it.
 pub(crate) struct ConnGuard {
-    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
-    /// Its place under `mqtt.limits.max_connections_per_ip`.
-    _ip: Option<rampart_core::connect_limits::IpSlot>,
+    admission: Option<Arc<Admission>>,
+    ip_key: u64,
 }
 
 impl ConnGuard {
-    pub(crate) fn new(
-        permit: Option<tokio::sync::OwnedSemaphorePermit>,
-        ip: Option<rampart_core::connect_limits::IpSlot>,
-    ) -> ConnGuard {
+    /// A guard that holds no place (tests).
+    #[cfg(test)]
+    pub(crate) fn detached() -> ConnGuard {
         metrics::gauge!("rampart_mqtt_connections").increment(1.0);
         ConnGuard {
-            _permit: permit,
-            _ip: ip,
+            admission: None,
+            ip_key: 0,
         }
     }
 }
@@ -97,6 +126,10 @@ impl ConnGuard {
 impl Drop for ConnGuard {
     fn drop(&mut self) {
         metrics::gauge!("rampart_mqtt_connections").decrement(1.0);
+        if let Some(a) = &self.admission {
+            a.open.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+            a.per_ip.close(self.ip_key);
+        }
     }
 }
 
@@ -109,7 +142,6 @@ pub async fn serve(
     config: GatewayConfig,
     shutdown: impl Future<Output = ()>,
 ) {
-    let limit = Arc::new(Semaphore::new(config.max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);
     let idle = match config.park_idle_after {
         Some(_) => match idle::IdlePool::new() {
@@ -121,6 +153,12 @@ pub async fn serve(
         },
         None => None,
     };
+    let admission = Arc::new(Admission {
+        open: Default::default(),
+        max: config.max_connections,
+        per_ip: core.connect_limits().open_per_ip().clone(),
+        per_ip_max: core.connect_limits().config().max_connections_per_ip,
+    });
     let shared = Arc::new(Shared {
         core,
         config,
@@ -175,22 +213,25 @@ pub async fn serve(
             drop(sock);
             continue;
         }
-        // Open connections from the same address.
-        let Some(ip_slot) = shared.core.connect_limits().open_connection(peer.ip()) else {
-            tracing::debug!(%peer, "connection refused: too many open from this address");
-            drop(sock);
-            continue;
-        };
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
-            metrics::counter!("rampart_mqtt_connections_refused_total", "reason" => "capacity")
-                .increment(1);
-            drop(sock);
-            continue;
+        // Open connections on this listener, and from the same address.
+        let guard = match admission.admit(peer.ip()) {
+            Ok(g) => g,
+            Err("capacity") => {
+                metrics::counter!("rampart_mqtt_connections_refused_total", "reason" => "capacity")
+                    .increment(1);
+                drop(sock);
+                continue;
+            }
+            Err(limit) => {
+                rampart_core::api_limits::count_refusal(limit);
+                tracing::debug!(%peer, "connection refused: too many open from this address");
+                drop(sock);
+                continue;
+            }
         };
         let _ = sock.set_nodelay(true);
         let shared = shared.clone();
         let stop = stop_rx.clone();
-        let guard = ConnGuard::new(Some(permit), Some(ip_slot));
         match tls_config.clone() {
             Some(config) => tokio::spawn(run_tls(sock, peer, config, shared, stop, guard)),
             None => tokio::spawn(session::run(sock, peer, shared, stop, guard)),

@@ -1703,7 +1703,7 @@ mod tests {
             a,
             "127.0.0.1:1".parse().unwrap(),
             &shared,
-            ConnGuard::new(None, None),
+            ConnGuard::detached(),
         );
         println!("opening future: {} bytes", std::mem::size_of_val(&opening));
         drop(opening);
@@ -1713,7 +1713,7 @@ mod tests {
             "127.0.0.1:1".parse().unwrap(),
             shared,
             rx,
-            ConnGuard::new(None, None),
+            ConnGuard::detached(),
         );
         let size = std::mem::size_of_val(&fut);
         println!(
