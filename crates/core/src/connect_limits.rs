@@ -48,6 +48,10 @@ pub struct MqttLimitsConfig {
     /// A connection whose refused publishes amount to this many seconds of its product's report
     /// rate (they are forgiven at that rate) is closed with `0x96` (0: never).
     pub report_abuse_secs: u32,
+    /// Audit entries for refused CONNECTs (bad credentials, not authorised) per source IP; the
+    /// refusals beyond it are counted and named in the address's next entry, so a flood of wrong
+    /// passwords cannot flood the audit log. `per_minute = 0`: an entry for every refusal.
+    pub refusal_audit_per_ip: Rate,
 }
 
 impl Default for MqttLimitsConfig {
@@ -63,6 +67,10 @@ impl Default for MqttLimitsConfig {
             reconnect_storm_per_minute: 15,
             reconnect_ban_secs: 300,
             report_abuse_secs: 10,
+            refusal_audit_per_ip: Rate {
+                per_minute: 60,
+                burst: 20,
+            },
         }
     }
 }
@@ -73,6 +81,8 @@ pub const DEVICE_PER_SECOND: &str = "mqtt.device_connect.per_second";
 pub const DEVICE_PER_MINUTE: &str = "mqtt.device_connect.per_minute";
 pub const RECONNECT_STORM: &str = "mqtt.device_reconnect_storm";
 pub const CONNECTIONS_PER_IP: &str = "mqtt.connections_per_ip";
+/// Not a refusal of the client: the audit entries of refused CONNECTs per source address.
+pub const REFUSAL_AUDIT: &str = "mqtt.refusal_audit_per_ip";
 
 /// The address a per-IP limit counts: IPv4 (also when mapped into IPv6) as is, IPv6 by its /64,
 /// since one host may hold a whole /64.
@@ -174,6 +184,10 @@ pub struct ConnectLimits {
     hasher: std::collections::hash_map::RandomState,
     /// Open connections per source address.
     open: OpenPerIp,
+    /// Audit entries of refused CONNECTs per source address, and the refusals left unwritten
+    /// since an address's last entry.
+    refusal_audit: KeyedRate<IpAddr>,
+    unaudited: Mutex<HashMap<IpAddr, u64>>,
 }
 
 fn per_minute(n: u32) -> Rate {
@@ -203,6 +217,8 @@ impl ConnectLimits {
             bans: Mutex::default(),
             hasher: Default::default(),
             open: OpenPerIp::default(),
+            refusal_audit: KeyedRate::new(REFUSAL_AUDIT, config.refusal_audit_per_ip),
+            unaudited: Mutex::default(),
             config,
         }
     }
@@ -218,6 +234,23 @@ impl ConnectLimits {
     /// A new connection from `ip` (at accept, before TLS).
     pub fn check_ip(&self, ip: IpAddr, now_ms: i64) -> Result<(), Refusal> {
         counted(self.ip.check(&ip_group(ip), now_ms)).map(|_| ())
+    }
+
+    /// Whether a refused CONNECT from `ip` gets its own audit entry: `Some(n)` with the refusals
+    /// from that address left unwritten since its last entry, `None` (counted in
+    /// `rampart_audit_suppressed_total`) when the address is over `refusal_audit_per_ip`.
+    pub fn audit_refusal(&self, ip: Option<IpAddr>, now_ms: i64) -> Option<u64> {
+        let Some(ip) = ip.map(ip_group) else {
+            return Some(0);
+        };
+        let mut unaudited = self.unaudited.lock().unwrap_or_else(|p| p.into_inner());
+        if self.refusal_audit.check(&ip, now_ms).is_ok() {
+            return Some(unaudited.remove(&ip).unwrap_or(0));
+        }
+        *unaudited.entry(ip).or_insert(0) += 1;
+        metrics::counter!("rampart_audit_suppressed_total", "what" => "device.connect")
+            .increment(1);
+        None
     }
 
     /// Open MQTT connections per source address (both listeners), capped at
@@ -283,6 +316,14 @@ impl ConnectLimits {
             r.sweep();
         }
         self.ip.sweep();
+        self.refusal_audit.sweep();
+        {
+            // Counts of addresses that stopped are dropped (still in the metric) once many pile up.
+            let mut unaudited = self.unaudited.lock().unwrap_or_else(|p| p.into_inner());
+            if unaudited.len() > 100_000 {
+                *unaudited = HashMap::new();
+            }
+        }
         let mut bans = self.bans.lock().unwrap_or_else(|p| p.into_inner());
         bans.retain(|_, until| *until > now_ms);
         bans.shrink_to_fit();
@@ -292,6 +333,31 @@ impl ConnectLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refused_connects_are_audited_at_a_bounded_rate_with_the_rest_counted() {
+        let l = ConnectLimits::new(MqttLimitsConfig {
+            refusal_audit_per_ip: Rate {
+                per_minute: 60,
+                burst: 2,
+            },
+            ..Default::default()
+        });
+        let a: IpAddr = "192.0.2.7".parse().unwrap();
+        let b: IpAddr = "192.0.2.8".parse().unwrap();
+        assert_eq!(l.audit_refusal(Some(a), 0), Some(0));
+        assert_eq!(l.audit_refusal(Some(a), 0), Some(0));
+        for _ in 0..5 {
+            assert_eq!(l.audit_refusal(Some(a), 0), None);
+        }
+        // another address has its own budget; no address: always written
+        assert_eq!(l.audit_refusal(Some(b), 0), Some(0));
+        assert_eq!(l.audit_refusal(None, 0), Some(0));
+        // a second later (governor's clock is real time) one more entry, naming the five left out
+        std::thread::sleep(std::time::Duration::from_millis(1_100));
+        assert_eq!(l.audit_refusal(Some(a), 1_100), Some(5));
+        assert_eq!(l.audit_refusal(Some(a), 1_100), None);
+    }
 
     #[test]
     fn device_rates_then_storm_ban() {

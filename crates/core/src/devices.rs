@@ -160,15 +160,23 @@ impl Core {
                 .chars()
                 .take(64)
                 .collect();
-            self.audit(
-                AuditEvent::new(
+            // At most `mqtt.limits.refusal_audit_per_ip` entries per address; the next entry
+            // names the refusals left out.
+            let ip = source_ip.parse::<std::net::IpAddr>().ok();
+            if let Some(left_out) = self.connect_limits().audit_refusal(ip, now_ms()) {
+                let mut ev = AuditEvent::new(
                     &Actor::device_candidate(&claimed),
                     "device.connect",
                     &format!("refused: {refusal:?}"),
                 )
-                .source_ip(source_ip),
-            )
-            .await;
+                .source_ip(source_ip);
+                if left_out > 0 {
+                    ev = ev.detail(format!(
+                        "{left_out} more refused from this address since its last entry"
+                    ));
+                }
+                self.audit(ev).await;
+            }
         }
         let dev = res?;
         // The device's connect rates (and the storm rule) count authenticated attempts only, so

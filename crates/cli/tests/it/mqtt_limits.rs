@@ -320,6 +320,51 @@ async fn connects_from(srv: &Server, source: &str) {
     assert_eq!(connack_code(&raw::read_packet(&mut s).await), 0x00);
 }
 
+#[tokio::test]
+async fn wrong_passwords_cannot_flood_the_audit_log() {
+    let srv = Server::start_with(&[
+        (
+            "RAMPART_MQTT__LIMITS__REFUSAL_AUDIT_PER_IP__PER_MINUTE",
+            "60",
+        ),
+        ("RAMPART_MQTT__LIMITS__REFUSAL_AUDIT_PER_IP__BURST", "3"),
+    ])
+    .await;
+    let (_, did, _) = srv.device().await;
+    let refused_from = async |source: &str| {
+        let (u, p) = creds_at(&did, "wrong-secret", now_ms() + fresh());
+        let mut s = tcp_from(source, srv.mqtt_plain).await;
+        s.write_all(&raw::connect_v5_keepalive(&did, &u, &p, 30))
+            .await
+            .unwrap();
+        assert_eq!(connack_code(&raw::read_packet(&mut s).await), 0x86);
+    };
+    for _ in 0..10 {
+        refused_from("127.0.0.5").await;
+    }
+    // Every attempt was refused, only the burst was written.
+    let written = rampart_store_audit_count(&srv).await;
+    assert!((3..=4).contains(&written), "{written} entries");
+    // Another address has its own budget.
+    refused_from("127.0.0.6").await;
+    assert_eq!(rampart_store_audit_count(&srv).await, written + 1);
+    // A second later the first address gets one more entry, naming what was left out.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    refused_from("127.0.0.5").await;
+    let url = format!("sqlite://{}", srv.data().join("rampart.db").display());
+    let store = rampart_store::Store::open(&url).await.unwrap();
+    let rows = store.list_audit(Some("device.connect"), 100).await.unwrap();
+    store.close().await;
+    assert_eq!(rows.len(), written + 2);
+    let left_out = rows
+        .iter()
+        .filter_map(|r| r.detail.as_deref())
+        .find(|d| d.ends_with("more refused from this address since its last entry"))
+        .expect("an entry names the refusals left out");
+    let n: usize = left_out.split(' ').next().unwrap().parse().unwrap();
+    assert_eq!(n, 10 - written, "{left_out}");
+}
+
 /// Keep `s` open until the test's runtime ends.
 fn held_until_end(s: tokio::net::TcpStream) {
     tokio::spawn(async move {
