@@ -146,7 +146,7 @@ impl Server {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().expect("spawn rampart");
+        let mut child = cmd.spawn().expect("spawn rampart");
         let listeners = dir.path().join("listeners.json");
         let deadline = Instant::now() + Duration::from_secs(30);
         let v: Value = loop {
@@ -154,6 +154,11 @@ impl Server {
                 if let Ok(v) = serde_json::from_str(&text) {
                     break v;
                 }
+            }
+            // A server that exits at start (a bad configuration, say) fails the test at once
+            // instead of after the deadline; its reason is on stderr above.
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("server exited at start: {status}");
             }
             assert!(Instant::now() < deadline, "server did not start");
             tokio::time::sleep(Duration::from_millis(20)).await;
