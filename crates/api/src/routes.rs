@@ -362,7 +362,7 @@ async fn allowlist_upload(
         .and_then(|v| v.to_str().ok());
     let up = s
         .core
-        .allowlist_upload(pk.as_str(), declared, &bytes, &caller.actor())
+        .allowlist_upload(pk.as_str(), declared, bytes, &caller.actor())
         .await?;
     Ok(Json(json!(up)))
 }

@@ -158,11 +158,6 @@ impl OpenPerIp {
             key,
         })
     }
-
-    /// Connections open from `ip`'s group.
-    pub fn open(&self, ip: IpAddr) -> usize {
-        self.lock().get(&self.key(ip)).copied().unwrap_or(0)
-    }
 }
 
 impl Drop for IpSlot {

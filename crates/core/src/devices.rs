@@ -529,43 +529,8 @@ mod tests {
     #[tokio::test]
     async fn a_late_offline_from_a_replaced_session_does_not_win() {
         let dir = tempfile::tempdir().unwrap();
-        let store = rampart_store::Store::open_sqlite(&dir.path().join("t.db"))
-            .await
-            .unwrap();
-        store
-            .insert_product(&rampart_store::ProductRow {
-                product_key: "pk".into(),
-                name: "p".into(),
-                secret_enc: vec![0],
-                dynamic_registration: false,
-                allowlist: false,
-                report_limit_per_min: 60,
-                model: "[]".into(),
-                enterprise_id: None,
-                created_at: 0,
-            })
-            .await
-            .unwrap();
-        store
-            .insert_device(&rampart_store::DeviceRow {
-                did: "d1".into(),
-                product_key: "pk".into(),
-                hardware_id: "hw".into(),
-                mode: "device".into(),
-                secret_enc: vec![0],
-                passcode_enc: vec![0],
-                created_at: 0,
-                online: false,
-                last_seen: None,
-                state: "{}".into(),
-            })
-            .await
-            .unwrap();
-        let core = Core::new(
-            store.clone(),
-            crate::secret::MasterKey::from_bytes(&[1; 32]),
-            Default::default(),
-        );
+        let core = crate::test_support::core_with_device(dir.path(), "[]").await;
+        let store = core.store().clone();
         let mut events = core.bus().subscribe_events();
         let (a, b) = (Arc::new(Inbox::default()), Arc::new(Inbox::default()));
         core.bus().attach("d1", a.clone(), false, 0);

@@ -1021,52 +1021,13 @@ mod tests {
         assert_eq!(parse_prefetch(Some(32767)).unwrap(), 32767);
     }
 
-    /// A core on a fresh SQLite store with product `pk` (model `model`) and its device `d1`.
-    pub(crate) async fn core_with_device(dir: &std::path::Path, model: &str) -> Core {
-        let store = Store::open_sqlite(&dir.join("t.db")).await.unwrap();
-        store
-            .insert_product(&rampart_store::ProductRow {
-                product_key: "pk".into(),
-                name: "p".into(),
-                secret_enc: vec![0],
-                dynamic_registration: false,
-                allowlist: false,
-                report_limit_per_min: 60,
-                model: model.into(),
-                enterprise_id: None,
-                created_at: 0,
-            })
-            .await
-            .unwrap();
-        store
-            .insert_device(&rampart_store::DeviceRow {
-                did: "d1".into(),
-                product_key: "pk".into(),
-                hardware_id: "hw".into(),
-                mode: "device".into(),
-                secret_enc: vec![0],
-                passcode_enc: vec![0],
-                created_at: 0,
-                online: false,
-                last_seen: None,
-                state: "{}".into(),
-            })
-            .await
-            .unwrap();
-        Core::new(
-            store,
-            crate::secret::MasterKey::from_bytes(&[1; 32]),
-            Default::default(),
-        )
-    }
-
     /// The hub used to take events from a broadcast of 4096: a burst beyond that, published
     /// without the hub getting a turn (one thread), lost the excess. Its own channel makes the
     /// publisher wait instead, so every event of a much larger burst is queued, in order.
     #[tokio::test]
     async fn a_burst_beyond_the_old_broadcast_capacity_loses_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let core = core_with_device(dir.path(), "[]").await;
+        let core = crate::test_support::core_with_device(dir.path(), "[]").await;
         let mut c = core
             .join_consumer(
                 vec![("pk".into(), "s".into())],
@@ -1109,7 +1070,7 @@ mod tests {
             {"name":"overheat","type":"bool","class":"alert"},
             {"name":"motor","type":"bool","class":"fault"},
             {"name":"code","type":"string","sensitivity":"sensitive"}]"#;
-        let core = core_with_device(dir.path(), model).await;
+        let core = crate::test_support::core_with_device(dir.path(), model).await;
         // A state stored before this run: temp 20.
         core.store()
             .record_batch(

@@ -341,3 +341,50 @@ impl Core {
         })
     }
 }
+
+/// Fixtures shared by the crate's unit tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use crate::Core;
+
+    /// A core on a fresh SQLite store with product `pk` (model `model`) and its device `d1`.
+    pub(crate) async fn core_with_device(dir: &std::path::Path, model: &str) -> Core {
+        let store = rampart_store::Store::open_sqlite(&dir.join("t.db"))
+            .await
+            .unwrap();
+        store
+            .insert_product(&rampart_store::ProductRow {
+                product_key: "pk".into(),
+                name: "p".into(),
+                secret_enc: vec![0],
+                dynamic_registration: false,
+                allowlist: false,
+                report_limit_per_min: 60,
+                model: model.into(),
+                enterprise_id: None,
+                created_at: 0,
+            })
+            .await
+            .unwrap();
+        store
+            .insert_device(&rampart_store::DeviceRow {
+                did: "d1".into(),
+                product_key: "pk".into(),
+                hardware_id: "hw".into(),
+                mode: "device".into(),
+                secret_enc: vec![0],
+                passcode_enc: vec![0],
+                created_at: 0,
+                online: false,
+                last_seen: None,
+                state: "{}".into(),
+            })
+            .await
+            .unwrap();
+        Core::new(
+            store,
+            crate::secret::MasterKey::from_bytes(&[1; 32]),
+            Default::default(),
+        )
+    }
+}

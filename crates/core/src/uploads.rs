@@ -238,7 +238,7 @@ impl Core {
         &self,
         product_key: &str,
         declared: Option<&str>,
-        bytes: &[u8],
+        bytes: Vec<u8>,
         actor: &Actor,
     ) -> Result<AllowlistUpload> {
         let cfg = &self.config().uploads;
@@ -255,7 +255,7 @@ impl Core {
                 declared.unwrap_or("(none)")
             )));
         }
-        match sniff(bytes) {
+        match sniff(&bytes) {
             Sniffed::Text => {}
             other => {
                 return Err(Error::UnsupportedContent(format!(
@@ -264,7 +264,7 @@ impl Core {
                 )))
             }
         }
-        let text = std::str::from_utf8(bytes)
+        let text = std::str::from_utf8(&bytes)
             .map_err(|_| Error::UnsupportedContent("the content is not UTF-8".into()))?;
         let ids = parse_allowlist_file(text)?;
         if ids.len() > crate::registry::MAX_ALLOWLIST {
@@ -278,8 +278,7 @@ impl Core {
             .dir
             .clone()
             .ok_or_else(|| Error::Internal("no upload directory is configured".into()))?;
-        let owned = bytes.to_vec();
-        let stored = tokio::task::spawn_blocking(move || store_by_hash(&dir, &owned))
+        let stored = tokio::task::spawn_blocking(move || store_by_hash(&dir, &bytes))
             .await
             .map_err(|e| Error::Internal(format!("upload store: {e}")))?
             .map_err(|e| Error::Internal(format!("upload store: {e}")))?;
