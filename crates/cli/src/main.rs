@@ -169,34 +169,16 @@ enum DeviceCmd {
     },
 }
 
-/// mimalloc gives freed pages back to the system, where glibc's malloc keeps the high-water mark
-/// of a connection storm resident; the server's memory then follows its live connections.
+/// jemalloc, with background threads that give freed pages back to the system (see
+/// `rampart-alloc`): the server's memory follows its live connections, not the high-water mark of
+/// a connection storm.
 #[global_allocator]
-static GLOBAL: rampart_alloc::MiMalloc = rampart_alloc::MiMalloc;
-
-/// A runtime worker going idle gives back what it freed (at most ten times a second per worker): after
-/// a burst of connections has left the runtime for the idle pool, nothing else would.
-fn collect_when_idle() {
-    thread_local! {
-        static LAST: std::cell::Cell<Option<std::time::Instant>> = const { std::cell::Cell::new(None) };
-    }
-    LAST.with(|last| {
-        let now = std::time::Instant::now();
-        if last
-            .get()
-            .is_none_or(|t| now.duration_since(t) >= std::time::Duration::from_millis(100))
-        {
-            last.set(Some(now));
-            rampart_alloc::collect_this_thread();
-        }
-    });
-}
+static GLOBAL: rampart_alloc::Jemalloc = rampart_alloc::Jemalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .on_thread_park(collect_when_idle)
         .build()
     {
         Ok(rt) => rt,

@@ -523,7 +523,7 @@ mod tests {
 
     #[test]
     fn an_idle_inbox_is_one_small_allocation() {
-        // With the two reference counts of its `Arc`, an idle inbox fits mimalloc's 64-byte class.
+        // With the two reference counts of its `Arc`, an idle inbox fits the allocator's 64-byte class.
         assert!(
             std::mem::size_of::<Inbox>() <= 48,
             "{}",

@@ -1730,7 +1730,7 @@ mod tests {
         let idle = std::mem::size_of::<Idle>();
         println!("Idle: {idle} bytes");
         // A parked session is this one box (plus its inbox and the pool's slot and timer): it
-        // must stay within mimalloc's 160-byte size class.
+        // must stay within the allocator's 160-byte size class (jemalloc has one; the next is 192).
         assert!(idle <= 160, "Idle is {idle} bytes");
         // An active session (TLS, or plain before it parks) holds this future; a parked one holds
         // only its `Idle` box. ~1,050 before the idle pool and pipelined acks, 1,616 with them,
