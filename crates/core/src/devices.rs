@@ -205,7 +205,7 @@ impl Core {
         if (now - ts).abs() > window {
             return Err(BadCredentials);
         }
-        let row = match self.store().device_credentials(did.as_str()).await {
+        let row = match self.credential_lookups().get(did.as_str()).await {
             Ok(Some(r)) => r,
             Ok(None) => return Err(BadCredentials),
             Err(e) => {

@@ -14,6 +14,7 @@ pub mod bindings;
 pub mod bus;
 pub mod cidr;
 pub mod connect_limits;
+mod credentials;
 pub mod developers;
 pub mod devices;
 pub mod enterprises;
@@ -152,6 +153,8 @@ struct Inner {
     bus: bus::Bus,
     replay: devices::ReplayGuard,
     writer: std::sync::OnceLock<writer::ReportWriter>,
+    /// Batched credential lookups at CONNECT, started on first use.
+    credentials: std::sync::OnceLock<credentials::CredentialLookups>,
     events: std::sync::OnceLock<events::EventHub>,
     /// The webhooks' delivery client and tasks, made on first use (`Err`: the configuration
     /// does not build a client).
@@ -209,6 +212,7 @@ impl Core {
                 bus: Default::default(),
                 replay: Default::default(),
                 writer: Default::default(),
+                credentials: Default::default(),
                 events: Default::default(),
                 webhooks: Default::default(),
                 accounts: Default::default(),
@@ -328,6 +332,13 @@ impl Core {
         self.inner.events.get()
     }
 
+    /// Batched device credential lookups, started on first use (always inside the runtime).
+    fn credential_lookups(&self) -> &credentials::CredentialLookups {
+        self.inner
+            .credentials
+            .get_or_init(|| credentials::CredentialLookups::start(self.inner.store.clone()))
+    }
+
     /// The group-commit writer, started on first use (always inside the runtime).
     fn writer(&self) -> &writer::ReportWriter {
         self.inner.writer.get_or_init(|| {
@@ -347,8 +358,14 @@ impl Core {
 pub(crate) mod test_support {
     use crate::Core;
 
-    /// A core on a fresh SQLite store with product `pk` (model `model`) and its device `d1`.
-    pub(crate) async fn core_with_device(dir: &std::path::Path, model: &str) -> Core {
+    /// A fresh SQLite store (`t.db` in `dir`) with product `pk` (model `model`) and its devices
+    /// `dids`, device `i`'s sealed secret being `secret(i)`.
+    pub(crate) async fn store_with_devices(
+        dir: &std::path::Path,
+        model: &str,
+        dids: &[String],
+        secret: impl Fn(usize) -> Vec<u8>,
+    ) -> rampart_store::Store {
         let store = rampart_store::Store::open_sqlite(&dir.join("t.db"))
             .await
             .unwrap();
@@ -366,21 +383,29 @@ pub(crate) mod test_support {
             })
             .await
             .unwrap();
+        for (i, did) in dids.iter().enumerate() {
+            store
+                .insert_device(&rampart_store::DeviceRow {
+                    did: did.clone(),
+                    product_key: "pk".into(),
+                    hardware_id: format!("hw-{did}"),
+                    mode: "device".into(),
+                    secret_enc: secret(i),
+                    passcode_enc: vec![0],
+                    created_at: 0,
+                    online: false,
+                    last_seen: None,
+                    state: "{}".into(),
+                })
+                .await
+                .unwrap();
+        }
         store
-            .insert_device(&rampart_store::DeviceRow {
-                did: "d1".into(),
-                product_key: "pk".into(),
-                hardware_id: "hw".into(),
-                mode: "device".into(),
-                secret_enc: vec![0],
-                passcode_enc: vec![0],
-                created_at: 0,
-                online: false,
-                last_seen: None,
-                state: "{}".into(),
-            })
-            .await
-            .unwrap();
+    }
+
+    /// A core on a fresh SQLite store with product `pk` (model `model`) and its device `d1`.
+    pub(crate) async fn core_with_device(dir: &std::path::Path, model: &str) -> Core {
+        let store = store_with_devices(dir, model, &["d1".to_owned()], |_| vec![0]).await;
         Core::new(
             store,
             crate::secret::MasterKey::from_bytes(&[1; 32]),

@@ -443,6 +443,51 @@ impl Store {
         Ok(with_db!(self, p => sqlx::query_as(sql).bind(did).fetch_optional(p).await?))
     }
 
+    /// The credentials of several devices in one query (CONNECTs arriving together): `(did,
+    /// credentials)` for each id that exists, in no particular order.
+    pub async fn device_credentials_many(
+        &self,
+        dids: &[&str],
+    ) -> Result<Vec<(String, DeviceCredentials)>> {
+        if dids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One statement text per engine whatever the batch size (prepared once per connection):
+        // the ids travel as one JSON array (SQLite) or one text array (PostgreSQL).
+        let rows: Vec<(String, String, Vec<u8>)> = match &self.db {
+            Db::Sqlite(p) => {
+                let ids = to_json(dids)?;
+                sqlx::query_as(
+                    "SELECT did, product_key, secret_enc FROM devices \
+                     WHERE did IN (SELECT value FROM json_each($1))",
+                )
+                .bind(ids)
+                .fetch_all(p)
+                .await?
+            }
+            Db::Postgres(p) => {
+                sqlx::query_as(
+                    "SELECT did, product_key, secret_enc FROM devices WHERE did = ANY($1)",
+                )
+                .bind(dids)
+                .fetch_all(p)
+                .await?
+            }
+        };
+        Ok(rows
+            .into_iter()
+            .map(|(did, product_key, secret_enc)| {
+                (
+                    did,
+                    DeviceCredentials {
+                        product_key,
+                        secret_enc,
+                    },
+                )
+            })
+            .collect())
+    }
+
     /// A page of devices (optionally of one product) and the total, states up to date.
     pub async fn list_devices(
         &self,

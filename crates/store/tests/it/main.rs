@@ -108,6 +108,21 @@ async fn suite(s: Store) {
     let c = s.device_credentials("d1").await.unwrap().unwrap();
     assert_eq!((c.product_key.as_str(), c.secret_enc), ("pk1", vec![7]));
     assert!(s.device_credentials("nope").await.unwrap().is_none());
+    // Several at once (CONNECTs batched): only the ids that exist come back, once each.
+    let many = s
+        .device_credentials_many(&["nope", "d1", "d1"])
+        .await
+        .unwrap();
+    assert_eq!(many.len(), 1, "{many:?}");
+    assert_eq!(
+        (
+            many[0].0.as_str(),
+            many[0].1.product_key.as_str(),
+            &many[0].1.secret_enc
+        ),
+        ("d1", "pk1", &vec![7])
+    );
+    assert!(s.device_credentials_many(&[]).await.unwrap().is_empty());
     assert_eq!(s.reset_presence().await.unwrap(), 1);
 
     // presence is group-committed with reports: a device's last row in a batch wins, and
