@@ -1,0 +1,1 @@
+/work/exp/rampart-head bench connect --target 127.0.0.1:21800 --connections 18000 --rate 10000 --hold-secs 10 --mqtt-version 3 --keepalive-secs 30 --source-ips 8 --processes 1 --timeout-secs 900 --server-pid 26457 --label mosquitto --out bench/results/2026-11-26-final-connect10k/mosquitto-connect.json

@@ -1,0 +1,1 @@
+/work/exp/rampart-head bench command --target 127.0.0.1:21810 --devices 18000 --commands 2000 --rate 200 --mqtt-version 3 --keepalive-secs 30 --source-ips 8 --processes 1 --timeout-secs 900 --server-pid 27814 --label rumqttd --out bench/results/2026-11-26-final3/rumqttd-command.json

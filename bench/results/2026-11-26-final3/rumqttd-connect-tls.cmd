@@ -1,0 +1,1 @@
+/work/exp/rampart-head bench connect --target 127.0.0.1:21811 --tls --connections 18000 --rate 1000 --hold-secs 60 --mqtt-version 3 --keepalive-secs 30 --source-ips 8 --processes 1 --timeout-secs 900 --ca $WORK/tls/ca.pem --server-pid 27636 --label rumqttd --out bench/results/2026-11-26-final3/rumqttd-connect-tls.json

@@ -1,0 +1,1 @@
+/work/exp/rampart-head bench ingest --target 127.0.0.1:21810 --devices 1000 --rate 20000 --qos 1 --duration-secs 20 --payload-bytes 64 --mqtt-version 3 --keepalive-secs 30 --source-ips 8 --processes 1 --timeout-secs 900 --server-pid 27746 --label rumqttd --out bench/results/2026-11-26-final3/rumqttd-ingest.json

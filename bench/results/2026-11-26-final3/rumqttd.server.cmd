@@ -1,0 +1,1 @@
+env RUST_LOG=error /root/.cargo/bin/rumqttd -q -c $WORK/rumqttd.toml
