@@ -47,10 +47,7 @@ async fn set_command_round_trip_and_validation() {
     let (s, v) = srv
         .admin("POST", &path, Some(json!({"set": {"power": true}})))
         .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (409, Some("DEVICE_OFFLINE"))
-    );
+    assert_error(s, &v, 409, "DEVICE_OFFLINE");
 
     let _dev = fake_device(&srv, &did, &secret, |cmd| {
         assert!(cmd["id"].is_string());
@@ -127,11 +124,7 @@ async fn silent_device_times_out_with_504() {
             Some(json!({"set": {"power": false}})),
         )
         .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (504, Some("COMMAND_TIMEOUT")),
-        "{v}"
-    );
+    assert_error(s, &v, 504, "COMMAND_TIMEOUT");
 }
 
 #[tokio::test]
@@ -259,9 +252,5 @@ async fn clean_session_discards_and_offline_device_gets_409() {
     let (s, v) = srv
         .admin("POST", &path, Some(json!({"set": {"power": true}})))
         .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (409, Some("DEVICE_OFFLINE")),
-        "{v}"
-    );
+    assert_error(s, &v, 409, "DEVICE_OFFLINE");
 }

@@ -117,10 +117,7 @@ async fn sign_up_enterprise_roles_and_secrets() {
             Some(json!({"email": email, "password": "password123"})),
         )
         .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (400, Some("WEAK_PASSWORD"))
-    );
+    assert_error(s, &v, 400, "WEAK_PASSWORD");
     let (s, v) = srv
         .call(
             "POST",
@@ -132,10 +129,7 @@ async fn sign_up_enterprise_roles_and_secrets() {
     assert_eq!((s, &v["status"]), (201, &json!("activation_pending")));
     // the right password before activation: told so; a wrong one: the generic answer
     let (s, v) = login(&srv, email, json!({})).await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (403, Some("ACCOUNT_NOT_ACTIVE"))
-    );
+    assert_error(s, &v, 403, "ACCOUNT_NOT_ACTIVE");
     let (s, wrong) = login(
         &srv,
         email,
@@ -159,10 +153,7 @@ async fn sign_up_enterprise_roles_and_secrets() {
     let (s, v) = srv
         .call("POST", "/v1/developers/activate/resend", None, Some(resend))
         .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (429, Some("RATE_LIMITED"))
-    );
+    assert_error(s, &v, 429, "RATE_LIMITED");
     let code = activation_code(&srv, email).await;
     let (s, v) = srv
         .call(
@@ -288,7 +279,7 @@ async fn sign_up_enterprise_roles_and_secrets() {
         Some(product_body(Some(json!({"enterprise_id": ent})))),
     )
     .await;
-    assert_eq!((s, v["error"]["code"].as_str()), (403, Some("FORBIDDEN")));
+    assert_error(s, &v, 403, "FORBIDDEN");
     let (s, v) = call(
         "POST",
         "/v1/products".into(),
@@ -415,10 +406,7 @@ async fn sign_up_enterprise_roles_and_secrets() {
         Some(json!({"set": {"power": true}})),
     )
     .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (409, Some("DEVICE_OFFLINE"))
-    );
+    assert_error(s, &v, 409, "DEVICE_OFFLINE");
     for (m, p, b) in refused[3..].iter().cloned() {
         let (s, _) = call(m, p.clone(), &admin.access, b).await;
         assert_eq!(s, 403, "admin {m} {p}");
@@ -534,7 +522,7 @@ async fn sign_up_enterprise_roles_and_secrets() {
         Some(json!({"role": "admin"})),
     )
     .await;
-    assert_eq!((s, v["error"]["code"].as_str()), (409, Some("CONFLICT")));
+    assert_error(s, &v, 409, "CONFLICT");
     let (s, _) = call(
         "DELETE",
         format!("/v1/enterprises/{ent}/members/{}", owner.id),
@@ -613,10 +601,7 @@ async fn totp_second_factor() {
             Some(json!({"code": "000000"})),
         )
         .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (400, Some("INVALID_CODE"))
-    );
+    assert_error(s, &v, 400, "INVALID_CODE");
     let first = totp.generate(now);
     let (s, v) = srv
         .call(
@@ -641,26 +626,17 @@ async fn totp_second_factor() {
 
     // the password alone: a distinct answer, but only once the password was right
     let (s, v) = login(&srv, email, json!({})).await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (401, Some("TOTP_REQUIRED"))
-    );
+    assert_error(s, &v, 401, "TOTP_REQUIRED");
     let (s, v) = login(
         &srv,
         email,
         json!({"password": "amber gravel quiet harbor"}),
     )
     .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (401, Some("UNAUTHORIZED"))
-    );
+    assert_error(s, &v, 401, "UNAUTHORIZED");
     // the code used for confirmation cannot be used again
     let (s, v) = login(&srv, email, json!({"totp": first})).await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (401, Some("TOTP_REQUIRED"))
-    );
+    assert_error(s, &v, 401, "TOTP_REQUIRED");
     // the next step's code (within the one-step window) works, once
     let next = totp.generate(now + 30);
     let (s, v) = login(&srv, email, json!({"totp": next})).await;
@@ -704,10 +680,7 @@ async fn totp_second_factor() {
         .await;
     assert_eq!(s, 401);
     let (s, v) = login(&srv, email, json!({"password": new_pw})).await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (401, Some("TOTP_REQUIRED"))
-    );
+    assert_error(s, &v, 401, "TOTP_REQUIRED");
     let (s, v) = login(
         &srv,
         email,
@@ -811,10 +784,7 @@ async fn operator_suspends_a_developer() {
         .await;
     assert_eq!(s, 401);
     let (s, v) = login(&srv, email, json!({})).await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (403, Some("ACCOUNT_SUSPENDED"))
-    );
+    assert_error(s, &v, 403, "ACCOUNT_SUSPENDED");
     // the products' devices keep working
     srv.register(&pk, &ps, "hw-personal-2").await;
     let (s, _) = srv.admin("GET", &format!("/v1/devices/{did}"), None).await;
@@ -887,10 +857,7 @@ async fn operator_suspends_a_developer() {
             Some(change(PW, "short")),
         )
         .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (400, Some("WEAK_PASSWORD"))
-    );
+    assert_error(s, &v, 400, "WEAK_PASSWORD");
     let (s, v) = srv
         .call(
             "POST",
@@ -989,10 +956,7 @@ async fn developer_live_push_follows_the_role_matrix() {
     let (s, v) = srv
         .call("GET", "/v1/developers/ws", Some(&member.access), None)
         .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (426, Some("UPGRADE_REQUIRED"))
-    );
+    assert_error(s, &v, 426, "UPGRADE_REQUIRED");
     let (s, _) = srv
         .call("GET", "/v1/developers/ws", Some(ADMIN), None)
         .await;

@@ -325,11 +325,7 @@ async fn third_party_reaches_only_what_the_user_may_within_its_scopes() {
                 Some(json!({"name": "x", "redirect_uris": uris, "scopes": scopes})),
             )
             .await;
-        assert_eq!(
-            (s, v["error"]["code"].as_str()),
-            (400, Some("INVALID_REQUEST")),
-            "{v}"
-        );
+        assert_error(s, &v, 400, "INVALID_REQUEST");
     }
 
     let (id, secret) = env.client(&["devices:read", "devices:control"]).await;
@@ -372,20 +368,12 @@ async fn third_party_reaches_only_what_the_user_may_within_its_scopes() {
             Some(cmd.clone()),
         )
         .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (403, Some("INSUFFICIENT_SCOPE")),
-        "{v}"
-    );
+    assert_error(s, &v, 403, "INSUFFICIENT_SCOPE");
     // another user's device is as unknown as a missing one
     let (s, v) = env
         .call("GET", &format!("/v1/devices/{bobs}"), Some(&rt), None)
         .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (404, Some("NOT_FOUND")),
-        "{v}"
-    );
+    assert_error(s, &v, 404, "NOT_FOUND");
     // everything that is not a device endpoint refuses the token
     for (m, path) in [
         ("GET", "/v1/users/me"),
@@ -415,11 +403,7 @@ async fn third_party_reaches_only_what_the_user_may_within_its_scopes() {
             Some(cmd.clone()),
         )
         .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (409, Some("DEVICE_OFFLINE")),
-        "{v}"
-    );
+    assert_error(s, &v, 409, "DEVICE_OFFLINE");
     let (s, v) = env
         .call(
             "POST",
@@ -428,11 +412,7 @@ async fn third_party_reaches_only_what_the_user_may_within_its_scopes() {
             Some(cmd.clone()),
         )
         .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (403, Some("FORBIDDEN")),
-        "{v}"
-    );
+    assert_error(s, &v, 403, "FORBIDDEN");
     let (s, _) = env
         .call(
             "POST",
@@ -452,11 +432,7 @@ async fn third_party_reaches_only_what_the_user_may_within_its_scopes() {
             None,
         )
         .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (403, Some("INSUFFICIENT_SCOPE")),
-        "{v}"
-    );
+    assert_error(s, &v, 403, "INSUFFICIENT_SCOPE");
 
     // the user sees the grants, revokes one, and its tokens die at once
     let (s, v) = env
@@ -748,11 +724,7 @@ async fn codes_are_single_use_and_bound_to_client_redirect_and_verifier() {
         let mut b = base.clone();
         b[k] = val;
         let (s, v) = env.approve(&alice, b).await;
-        assert_eq!(
-            (s, v["error"]["code"].as_str()),
-            (400, Some("INVALID_CLIENT")),
-            "{v}"
-        );
+        assert_error(s, &v, 400, "INVALID_CLIENT");
         assert!(v.get("redirect_to").is_none());
     }
     // the user denies: back to the client with access_denied
@@ -1348,11 +1320,7 @@ async fn oidc_login_creates_links_and_signs_in() {
     assert_eq!(s, 200, "{r}");
     // the state is single use
     let (s, v) = env.get_with_cookie(&back, Some(&cookie)).await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (401, Some("OIDC_LOGIN_FAILED")),
-        "{v}"
-    );
+    assert_error(s, &v, 401, "OIDC_LOGIN_FAILED");
     // the same subject again: the same user
     let (s, v, _, _) = env.oidc_login().await;
     assert_eq!(s, 200, "{v}");
@@ -1434,10 +1402,7 @@ async fn oidc_login_creates_links_and_signs_in() {
     let (s, v) = env
         .get_url(&env.srv.url("/v1/oidc/test/start?app_id=app_nope"))
         .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (400, Some("INVALID_REQUEST"))
-    );
+    assert_error(s, &v, 400, "INVALID_REQUEST");
 }
 
 #[tokio::test]
@@ -1465,10 +1430,7 @@ async fn oidc_login_refuses_bad_id_tokens() {
             Some(&cookie),
         )
         .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (401, Some("OIDC_LOGIN_FAILED"))
-    );
+    assert_error(s, &v, 401, "OIDC_LOGIN_FAILED");
     idp.lock().unwrap().mode = Mode::Good;
     let (s, v, _, _) = env.oidc_login().await;
     assert_eq!(s, 200, "{v}");
@@ -1514,11 +1476,7 @@ async fn oidc_callback_needs_the_browser_that_started_the_login() {
     let back = env.at_idp(&at_idp).await;
     // no cookie: refused before the state is looked at (so it is not spent)
     let (s, v) = env.get_url(&back).await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (400, Some("OIDC_STATE_MISMATCH")),
-        "{v}"
-    );
+    assert_error(s, &v, 400, "OIDC_STATE_MISMATCH");
     assert!(v["error"]["message"].as_str().unwrap().contains("browser"));
     // the right cookie: signed in
     let (s, v) = env.get_with_cookie(&back, Some(&cookie_a)).await;
@@ -1531,11 +1489,7 @@ async fn oidc_callback_needs_the_browser_that_started_the_login() {
     let (_, cookie_b) = env.oidc_start().await;
     assert_ne!(cookie_a, cookie_b);
     let (s, v) = env.get_with_cookie(&back, Some(&cookie_b)).await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (400, Some("OIDC_STATE_MISMATCH")),
-        "{v}"
-    );
+    assert_error(s, &v, 400, "OIDC_STATE_MISMATCH");
     let (s, v) = env.get_with_cookie(&back, Some(&cookie_a)).await;
     assert_eq!(
         (s, v["error"]["code"].as_str()),
@@ -1547,10 +1501,7 @@ async fn oidc_callback_needs_the_browser_that_started_the_login() {
     let back = env.at_idp(&at_idp).await;
     let forged = format!("__Host-rampart_oidc={}", "0".repeat(64));
     let (s, v) = env.get_with_cookie(&back, Some(&forged)).await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (400, Some("OIDC_STATE_MISMATCH"))
-    );
+    assert_error(s, &v, 400, "OIDC_STATE_MISMATCH");
 
     let details = env.failed_login_details().await;
     for why in [
@@ -1646,11 +1597,7 @@ async fn public_clients_use_pkce_alone_and_rotate_refresh_tokens() {
                    "scope": "devices:read"}),
         )
         .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (400, Some("INVALID_REQUEST")),
-        "{v}"
-    );
+    assert_error(s, &v, 400, "INVALID_REQUEST");
     // a wrong verifier is refused (and spends the code)
     let (code, verifier) = env.code_at(&alice, &id, NATIVE, "devices:read").await;
     let wrong = format!("{}y", &verifier[..verifier.len() - 1]);
@@ -1900,10 +1847,7 @@ async fn owners_list_update_rotate_and_delete_their_clients() {
             Some(json!({"scopes": ["devices:read"]})),
         )
         .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (400, Some("INVALID_JSON"))
-    );
+    assert_error(s, &v, 400, "INVALID_JSON");
     const NEW_CB: &str = "https://client.example/v2/cb";
     let (s, v) = env
         .call(
@@ -1930,11 +1874,7 @@ async fn owners_list_update_rotate_and_delete_their_clients() {
                    "scope": "devices:read", "code_challenge": challenge, "code_challenge_method": "S256"}),
         )
         .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (400, Some("INVALID_CLIENT")),
-        "{v}"
-    );
+    assert_error(s, &v, 400, "INVALID_CLIENT");
     let (code, verifier) = env.code_at(&alice, &mine_id, NEW_CB, "devices:read").await;
     // a code issued for a URI that is then removed dies with it
     let (loop_code, loop_verifier) = env
@@ -2004,11 +1944,7 @@ async fn owners_list_update_rotate_and_delete_their_clients() {
             None,
         )
         .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (409, Some("CONFLICT")),
-        "{v}"
-    );
+    assert_error(s, &v, 409, "CONFLICT");
 
     // deletion revokes every grant and token of the client
     let (_, grants) = env

@@ -376,6 +376,16 @@ impl Server {
     }
 }
 
+/// An API answer is `status` with the JSON error `code` (the body is shown when it is not).
+#[track_caller]
+pub fn assert_error(got_status: u16, body: &Value, status: u16, code: &str) {
+    assert_eq!(
+        (got_status, body["error"]["code"].as_str()),
+        (status, Some(code)),
+        "{body}"
+    );
+}
+
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

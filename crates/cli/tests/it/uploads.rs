@@ -140,11 +140,7 @@ async fn uploads_of_the_wrong_type_size_or_content_are_refused() {
     // Over the cap: 413, with a declared length and without one (chunked).
     let big = "AA:BB:CC:00:00:01\n".repeat(100).into_bytes();
     let (s, v) = upload(&srv, &pk, Some("text/plain"), big.clone(), Some(ADMIN)).await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (413, Some("PAYLOAD_TOO_LARGE")),
-        "{v}"
-    );
+    assert_error(s, &v, 413, "PAYLOAD_TOO_LARGE");
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
         big.chunks(100).map(|c| Ok(c.to_vec())).collect();
     let resp = srv
