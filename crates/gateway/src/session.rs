@@ -57,8 +57,8 @@ fn s_limit(dev: &DeviceAuth) -> u32 {
 }
 
 /// A token bucket per connection: `per_min` messages a minute, with a burst of two seconds' worth
-/// (at least 5). On MQTT 5 an excess QoS > 0 message is answered with 0x96; otherwise dropped and
-/// counted. Refused messages are also counted as strikes, forgiven at the same rate: strikes grow
+/// (at least 5). On MQTT 5 an excess QoS > 0 message is answered with 0x97 (quota exceeded, the
+/// PUBACK code for it; 0x96 exists only on DISCONNECT); otherwise dropped and counted. Refused messages are also counted as strikes, forgiven at the same rate: strikes grow
 /// only while the device sends more than twice its rate, and past `abuse_secs` of the rate (at
 /// least [`ABUSE_MIN`]) the connection is closed with 0x96. Only the two levels and the time of the
 /// last refill are kept (16 bytes); the rate comes from the product each time. A device that
@@ -911,6 +911,10 @@ fn violation_of(e: &mqtt::DecodeError) -> Close {
                 "limit mqtt.packet_size exceeded: packet larger than the maximum packet size",
             )
         }
+        // A mid-session CONNECT of another level is a second CONNECT: 0x84 exists only on CONNACK.
+        mqtt::DecodeError::UnsupportedVersion(_) => {
+            Close::Violation(reason::PROTOCOL_ERROR, "second CONNECT")
+        }
         e => Close::Violation(e.reason_code(), "malformed or invalid packet"),
     }
 }
@@ -945,6 +949,13 @@ impl<S: Conn> Session<S> {
             Ok(()) => {
                 self.wbuf.truncate(start);
                 tracing::debug!("dropping a packet larger than the client's maximum");
+            }
+            Err(e @ mqtt::EncodeError::Reason { .. }) => {
+                // A reason code the packet type may not carry is a bug in this crate: the codec
+                // refused it, so the peer gets nothing rather than a protocol error.
+                tracing::error!(error = %e, "packet with an invalid reason code not sent");
+                metrics::counter!("rampart_mqtt_encode_refused_total").increment(1);
+                debug_assert!(false, "{e}");
             }
             Err(e) => tracing::warn!(error = %e, "encode failed"),
         }
@@ -1169,6 +1180,18 @@ impl<S: Conn> Session<S> {
         }
     }
 
+    /// Answer a refused QoS 1 or 2 publish: a PUBACK waits its turn behind the reports still
+    /// being committed (PUBACKs go out in PUBLISH order); a PUBREC goes at once, since QoS 2
+    /// answers never wait for a commit and so are always in order among themselves.
+    fn refuse_publish(&mut self, packet_id: u16, qos: QoS, code: u8, why: String) {
+        if qos == QoS::ExactlyOnce {
+            let r = self.pubresp(packet_id, code, Some(&why));
+            self.send(Packet::PubRec(r));
+        } else {
+            self.ack_in_order(packet_id, code, Some(why));
+        }
+    }
+
     /// The oldest report in flight was committed (or failed): acknowledge it and every answer
     /// that was waiting behind it, up to the next report still in flight.
     fn committed(&mut self, res: Result<(), String>) {
@@ -1255,16 +1278,12 @@ impl<S: Conn> Session<S> {
                         tracing::info!(did, topic = %p.topic, "publish outside the device namespace refused");
                         metrics::counter!("rampart_mqtt_acl_denied_total").increment(1);
                         if let (Some(pid), true) = (p.packet_id, self.v5()) {
-                            let r = self.pubresp(
+                            self.refuse_publish(
                                 pid,
+                                p.qos,
                                 reason::NOT_AUTHORIZED,
-                                Some("topic outside dev/{did}/"),
+                                "topic outside dev/{did}/".into(),
                             );
-                            self.send(if p.qos == QoS::ExactlyOnce {
-                                Packet::PubRec(r)
-                            } else {
-                                Packet::PubAck(r)
-                            });
                         }
                         return Some(Close::Violation(
                             reason::NOT_AUTHORIZED,
@@ -1300,12 +1319,8 @@ impl<S: Conn> Session<S> {
                                 capacity(per_min) as u32,
                                 self.limiter.full_in_ms(per_min)
                             );
-                            let r = self.pubresp(pid, reason::MESSAGE_RATE_TOO_HIGH, Some(&why));
-                            self.send(if p.qos == QoS::ExactlyOnce {
-                                Packet::PubRec(r)
-                            } else {
-                                Packet::PubAck(r)
-                            });
+                            // 0x97, not 0x96: message-rate-too-high is a DISCONNECT code only.
+                            self.refuse_publish(pid, p.qos, reason::QUOTA_EXCEEDED, why);
                         }
                         return None;
                     }

@@ -14,6 +14,7 @@ mod interop;
 mod limits;
 mod mqtt;
 mod mqtt_attacks;
+mod mqtt_conformance;
 mod mqtt_limits;
 mod oauth;
 mod openapi;

@@ -257,7 +257,7 @@ async fn pipelined_reports_are_acknowledged_in_order_after_commit() {
 }
 
 #[tokio::test]
-async fn report_rate_limit_answers_0x96_on_v5() {
+async fn report_rate_limit_answers_0x97_on_v5() {
     use tokio::io::AsyncWriteExt;
     let srv = Server::start().await;
     let (did, secret) = srv.device_with_rate(60).await;
@@ -273,7 +273,7 @@ async fn report_rate_limit_answers_0x96_on_v5() {
         assert_eq!(ack[0], 0x40);
         codes.push(if ack.len() > 4 { ack[4] } else { 0 });
     }
-    let refused = codes.iter().filter(|c| **c == 0x96).count();
+    let refused = codes.iter().filter(|c| **c == 0x97).count();
     assert!(codes[..5].iter().all(|c| *c == 0), "{codes:02x?}");
     assert!(refused >= 14, "{codes:02x?}");
     assert_eq!(refused + codes.iter().filter(|c| **c == 0).count(), 20);
@@ -815,6 +815,7 @@ pub(crate) mod raw {
         let mut body = vec![0u8; len];
         s.read_exact(&mut body).await.unwrap();
         out.extend(body);
+        crate::mqtt_conformance::assert_reason_codes(&out);
         out
     }
 }

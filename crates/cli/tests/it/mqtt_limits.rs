@@ -58,7 +58,7 @@ async fn report_rate_refusal_names_the_limit_and_sustained_abuse_disconnects() {
         if pid <= 5 {
             assert_eq!(code, 0x00, "{ack:02x?}");
         } else {
-            assert_eq!(code, 0x96, "{ack:02x?}");
+            assert_eq!(code, 0x97, "{ack:02x?}");
             assert!(
                 raw::says(
                     &ack,
@@ -96,7 +96,7 @@ async fn reconnecting_does_not_refill_the_report_bucket() {
     for pid in 1..=5u16 {
         assert_eq!(code_of(&mut s, pid).await, 0x00);
     }
-    assert_eq!(code_of(&mut s, 6).await, 0x96);
+    assert_eq!(code_of(&mut s, 6).await, 0x97);
     // A clean DISCONNECT and a new session at once: the spent bucket comes back with the device.
     s.write_all(&[0xE0, 0x00]).await.unwrap();
     let mut rest = Vec::new();
@@ -104,7 +104,7 @@ async fn reconnecting_does_not_refill_the_report_bucket() {
     let mut s = raw::session(&srv, &did, &secret, 30).await;
     assert_eq!(
         code_of(&mut s, 1).await,
-        0x96,
+        0x97,
         "a fresh burst after reconnecting"
     );
     // It refills at the product's rate as before: one a second.

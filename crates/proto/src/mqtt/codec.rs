@@ -12,6 +12,7 @@ mod proptests;
 #[cfg(test)]
 mod tests;
 
+use super::reason::Carrier;
 use super::types::*;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use props::Ctx;
@@ -45,6 +46,8 @@ pub enum EncodeError {
     TooLong(&'static str),
     #[error("invalid packet: {0}")]
     Invalid(&'static str),
+    #[error("reason code {code:#04x} is not allowed in {packet}")]
+    Reason { packet: &'static str, code: u8 },
 }
 
 /// Largest value a Variable Byte Integer (and so a Remaining Length) can carry.
@@ -131,6 +134,8 @@ pub fn decode(
     let mut r = Reader { buf: frame };
     let packet = decode_body(header, &mut r, version)?;
     r.finish()?;
+    check_reasons(&packet, version)
+        .map_err(|_| DecodeError::Protocol("reason code not allowed in this packet type"))?;
     Ok(Some(packet))
 }
 
@@ -553,6 +558,10 @@ pub fn encode(
     out: &mut BytesMut,
 ) -> Result<(), EncodeError> {
     let v5 = version == ProtocolVersion::V5;
+    check_reasons(packet, version).map_err(|(carrier, code)| EncodeError::Reason {
+        packet: carrier.name(),
+        code,
+    })?;
     let mut body = BytesMut::new();
     let b = &mut body;
     let mut flags = 0;
@@ -602,6 +611,42 @@ pub fn encode(
     out.extend_from_slice(&body);
     out.extend_from_slice(payload);
     Ok(())
+}
+
+/// Every reason code of `p` is one its packet type may carry: MQTT 5's per-packet tables, and
+/// MQTT 3.1.1's CONNACK return codes 0-5 (its other acknowledgements carry no code, or have their
+/// codes mapped by the encoder).
+fn check_reasons(p: &Packet, version: ProtocolVersion) -> Result<(), (Carrier, u8)> {
+    let one = |carrier: Carrier, code: u8| {
+        if carrier.allows(code) {
+            Ok(())
+        } else {
+            Err((carrier, code))
+        }
+    };
+    if version == ProtocolVersion::V311 {
+        return match p {
+            Packet::ConnAck(c) if c.code > 5 => Err((Carrier::ConnAck, c.code)),
+            _ => Ok(()),
+        };
+    }
+    match p {
+        Packet::ConnAck(c) => one(Carrier::ConnAck, c.code),
+        Packet::PubAck(r) => one(Carrier::PubAck, r.code),
+        Packet::PubRec(r) => one(Carrier::PubRec, r.code),
+        Packet::PubRel(r) => one(Carrier::PubRel, r.code),
+        Packet::PubComp(r) => one(Carrier::PubComp, r.code),
+        Packet::SubAck(s) => s.codes.iter().try_for_each(|&c| one(Carrier::SubAck, c)),
+        Packet::UnsubAck(u) => u.codes.iter().try_for_each(|&c| one(Carrier::UnsubAck, c)),
+        Packet::Disconnect(d) => one(Carrier::Disconnect, d.code),
+        Packet::Auth(a) => one(Carrier::Auth, a.code),
+        Packet::Connect(_)
+        | Packet::Publish(_)
+        | Packet::Subscribe(_)
+        | Packet::Unsubscribe(_)
+        | Packet::PingReq
+        | Packet::PingResp => Ok(()),
+    }
 }
 
 fn encode_connect(c: &Connect, body: &mut BytesMut) -> Result<(), EncodeError> {

@@ -176,10 +176,10 @@ fn props(v: ProtocolVersion, ctx: Ctx) -> BoxedStrategy<Properties> {
     all_properties().prop_map(move |p| restrict(p, ctx)).boxed()
 }
 
-/// A reason code: anything in MQTT 5, 0 in 3.1.1 where the packet has none.
-fn code(v: ProtocolVersion) -> BoxedStrategy<u8> {
+/// A reason code: any that `carrier` may carry in MQTT 5, 0 in 3.1.1 where the packet has none.
+fn code(v: ProtocolVersion, carrier: Carrier) -> BoxedStrategy<u8> {
     if v == V5 {
-        any::<u8>().boxed()
+        prop::sample::select(carrier.allowed()).boxed()
     } else {
         Just(0).boxed()
     }
@@ -264,21 +264,24 @@ fn publish(v: ProtocolVersion) -> BoxedStrategy<Packet> {
 }
 
 fn pub_resp(v: ProtocolVersion) -> BoxedStrategy<Packet> {
-    (0..4u8, 1u16.., code(v), props(v, Ctx::PubResp))
-        .prop_map(|(kind, packet_id, code, properties)| {
-            let r = PubResp {
-                packet_id,
-                code,
-                properties,
-            };
-            match kind {
-                0 => Packet::PubAck(r),
-                1 => Packet::PubRec(r),
-                2 => Packet::PubRel(r),
-                _ => Packet::PubComp(r),
-            }
-        })
-        .boxed()
+    let one = move |carrier: Carrier, make: fn(PubResp) -> Packet| {
+        (1u16.., code(v, carrier), props(v, Ctx::PubResp)).prop_map(
+            move |(packet_id, code, properties)| {
+                make(PubResp {
+                    packet_id,
+                    code,
+                    properties,
+                })
+            },
+        )
+    };
+    prop_oneof![
+        one(Carrier::PubAck, Packet::PubAck),
+        one(Carrier::PubRec, Packet::PubRec),
+        one(Carrier::PubRel, Packet::PubRel),
+        one(Carrier::PubComp, Packet::PubComp),
+    ]
+    .boxed()
 }
 
 fn subscribe(v: ProtocolVersion) -> BoxedStrategy<Packet> {
@@ -305,12 +308,12 @@ fn subscribe(v: ProtocolVersion) -> BoxedStrategy<Packet> {
 
 fn acks(v: ProtocolVersion) -> BoxedStrategy<Packet> {
     let suback_codes = if v == V5 {
-        vec(any::<u8>(), 1..5).boxed()
+        vec(code(v, Carrier::SubAck), 1..5).boxed()
     } else {
         vec(prop::sample::select(vec![0u8, 1, 2, 0x80]), 1..5).boxed()
     };
     let unsuback_codes = if v == V5 {
-        vec(any::<u8>(), 1..5).boxed()
+        vec(code(v, Carrier::UnsubAck), 1..5).boxed()
     } else {
         Just(vec![]).boxed()
     };
@@ -343,7 +346,12 @@ fn acks(v: ProtocolVersion) -> BoxedStrategy<Packet> {
 }
 
 fn connack(v: ProtocolVersion) -> BoxedStrategy<Packet> {
-    (any::<bool>(), any::<u8>(), props(v, Ctx::ConnAck))
+    let codes = if v == V5 {
+        code(v, Carrier::ConnAck)
+    } else {
+        (0u8..=5).boxed()
+    };
+    (any::<bool>(), codes, props(v, Ctx::ConnAck))
         .prop_map(|(sp, code, properties)| {
             Packet::ConnAck(ConnAck {
                 session_present: sp && code == 0,
@@ -356,7 +364,7 @@ fn connack(v: ProtocolVersion) -> BoxedStrategy<Packet> {
 
 /// Any valid packet of version `v`.
 fn packet(v: ProtocolVersion) -> BoxedStrategy<Packet> {
-    let disconnect = (code(v), props(v, Ctx::Disconnect))
+    let disconnect = (code(v, Carrier::Disconnect), props(v, Ctx::Disconnect))
         .prop_map(|(code, properties)| Packet::Disconnect(Disconnect { code, properties }))
         .boxed();
     let common = prop_oneof![
@@ -371,7 +379,7 @@ fn packet(v: ProtocolVersion) -> BoxedStrategy<Packet> {
         disconnect,
     ];
     if v == V5 {
-        let auth = (any::<u8>(), props(v, Ctx::Auth))
+        let auth = (code(v, Carrier::Auth), props(v, Ctx::Auth))
             .prop_map(|(code, properties)| Packet::Auth(Auth { code, properties }));
         prop_oneof![9 => common, 1 => auth].boxed()
     } else {

@@ -1046,6 +1046,78 @@ fn publish(qos: QoS, packet_id: Option<u16>) -> Publish {
     }
 }
 
+/// A reason code outside its packet type's table is refused by the encoder and by the decoder:
+/// 0x96 (message rate too high) is a DISCONNECT code, never a PUBACK or PUBREC one.
+#[test]
+fn reason_codes_outside_their_packet_tables() {
+    let refused = |p: Packet, v, packet: &'static str, code: u8| {
+        assert_eq!(
+            enc_err(&p, v),
+            EncodeError::Reason { packet, code },
+            "{p:?}"
+        );
+    };
+    refused(Packet::PubAck(resp(1, 0x96, none())), V5, "PUBACK", 0x96);
+    refused(Packet::PubRec(resp(1, 0x96, none())), V5, "PUBREC", 0x96);
+    refused(Packet::PubComp(resp(1, 0x80, none())), V5, "PUBCOMP", 0x80);
+    refused(Packet::PubRel(resp(1, 0x87, none())), V5, "PUBREL", 0x87);
+    let suback = SubAck {
+        packet_id: 1,
+        codes: vec![0, 0x96],
+        properties: none(),
+    };
+    refused(Packet::SubAck(suback), V5, "SUBACK", 0x96);
+    let unsuback = UnsubAck {
+        packet_id: 1,
+        codes: vec![0x97],
+        properties: none(),
+    };
+    refused(Packet::UnsubAck(unsuback), V5, "UNSUBACK", 0x97);
+    let connack = |code| ConnAck {
+        session_present: false,
+        code,
+        properties: none(),
+    };
+    refused(Packet::ConnAck(connack(0x96)), V5, "CONNACK", 0x96);
+    refused(Packet::ConnAck(connack(6)), V311, "CONNACK", 6);
+    let disconnect = Disconnect {
+        code: 0x10,
+        properties: none(),
+    };
+    refused(Packet::Disconnect(disconnect), V5, "DISCONNECT", 0x10);
+    let auth = Auth {
+        code: 0x80,
+        properties: none(),
+    };
+    refused(Packet::Auth(auth), V5, "AUTH", 0x80);
+    // In 3.1.1 the PUBACK family carries no code, so there is nothing to refuse.
+    let mut out = BytesMut::new();
+    encode(&Packet::PubAck(resp(1, 0x96, none())), V311, &mut out).unwrap();
+    assert_eq!(&out[..], &[0x40, 2, 0, 1]);
+
+    let not_allowed = DecodeError::Protocol("reason code not allowed in this packet type");
+    assert_eq!(err(&[0x40, 3, 0, 1, 0x96], V5), not_allowed); // PUBACK 0x96
+    assert_eq!(err(&[0x50, 3, 0, 1, 0x9F], V5), not_allowed); // PUBREC 0x9F
+    assert_eq!(err(&[0x70, 3, 0, 1, 0x80], V5), not_allowed); // PUBCOMP 0x80
+    assert_eq!(err(&[0x90, 4, 0, 1, 0, 0x96], V5), not_allowed); // SUBACK 0x96
+    assert_eq!(err(&[0xE0, 1, 0x10], V5), not_allowed); // DISCONNECT 0x10
+    assert_eq!(err(&[0x20, 2, 0, 6], V311), not_allowed); // CONNACK return code 6
+                                                          // The same packets with codes from their tables decode.
+    for ok in [
+        &[0x40, 3, 0, 1, 0x97][..],
+        &[0x50, 3, 0, 1, 0x99],
+        &[0x70, 3, 0, 1, 0x92],
+        &[0x90, 4, 0, 1, 0, 0x97],
+        &[0xE0, 1, 0x96],
+    ] {
+        let mut buf = BytesMut::from(ok);
+        assert!(
+            decode(&mut buf, V5, 1 << 20).unwrap().is_some(),
+            "{ok:02x?}"
+        );
+    }
+}
+
 #[test]
 fn encode_errors() {
     let invalid = |p: Packet, v| assert!(matches!(enc_err(&p, v), EncodeError::Invalid(_)));
@@ -1102,7 +1174,7 @@ fn encode_errors() {
         invalid(
             Packet::ConnAck(ConnAck {
                 session_present: true,
-                code: 0x80,
+                code: if v == V5 { 0x80 } else { 5 },
                 properties: none(),
             }),
             v,
