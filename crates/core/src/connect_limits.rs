@@ -52,6 +52,12 @@ pub struct MqttLimitsConfig {
     /// refusals beyond it are counted and named in the address's next entry, so a flood of wrong
     /// passwords cannot flood the audit log. `per_minute = 0`: an entry for every refusal.
     pub refusal_audit_per_ip: Rate,
+    /// Retained topics one device may hold; a retained publish on a further topic is refused.
+    pub retained_per_device: usize,
+    /// Bytes (topics and payloads) of retained messages one device may hold.
+    pub retained_bytes_per_device: usize,
+    /// Bytes of retained messages the node holds for all devices together.
+    pub retained_bytes_total: usize,
 }
 
 impl Default for MqttLimitsConfig {
@@ -71,6 +77,9 @@ impl Default for MqttLimitsConfig {
                 per_minute: 60,
                 burst: 20,
             },
+            retained_per_device: 8,
+            retained_bytes_per_device: 64 * 1024,
+            retained_bytes_total: 256 * 1024 * 1024,
         }
     }
 }

@@ -7,12 +7,13 @@
 mod conn;
 mod idle;
 mod lean_tls;
+mod retained;
 mod session;
 
 use rampart_core::Core;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -64,7 +65,7 @@ pub(crate) struct Shared {
     pub(crate) core: Core,
     pub(crate) config: GatewayConfig,
     /// Retained messages by topic (each topic lies inside one device's namespace).
-    pub(crate) retained: Mutex<std::collections::HashMap<String, rampart_core::bus::Message>>,
+    pub(crate) retained: retained::Retained,
     /// Where idle plain-TCP sessions wait; `None` when parking is off.
     pub(crate) idle: Option<idle::IdlePool>,
     /// Turns true when the gateway shuts down.

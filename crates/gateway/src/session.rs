@@ -3,7 +3,7 @@
 
 use crate::conn::Conn;
 use crate::idle::Resume;
-use crate::{ConnGuard, Shared};
+use crate::{retained, ConnGuard, Shared};
 use bytes::BytesMut;
 use rampart_core::api_limits::count_refusal;
 use rampart_core::bus::{Inbox, KickReason, Message, ParkedSession, ToSession};
@@ -1485,18 +1485,7 @@ impl<S: Conn> Session<S> {
                         "subscription outside the device namespace",
                     ));
                 }
-                let retained: Vec<Message> = {
-                    let r = self
-                        .shared
-                        .retained
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner());
-                    r.iter()
-                        .filter(|(t, _)| new_retained.iter().any(|f| topic::matches(f, t)))
-                        .map(|(_, m)| m.clone())
-                        .collect()
-                };
-                for m in retained {
+                for m in self.shared.retained.matching(&new_retained) {
                     self.deliver(m, true);
                 }
                 None
@@ -1568,6 +1557,20 @@ async fn apply_publish(
     kind: Option<DeviceTopic>,
 ) -> (u8, Option<String>) {
     let did = dev.did.as_str();
+    // A retained publish past a cap is refused as a whole, before it is forwarded anywhere.
+    let retain = p.retain && matches!(kind, Some(DeviceTopic::Other | DeviceTopic::Raw));
+    let caps = shared.core.connect_limits().config();
+    let over_cap = |why: String| {
+        count_refusal(retained::RETAINED);
+        tracing::debug!(did, topic = %p.topic, "retained publish refused: {why}");
+        (reason::QUOTA_EXCEEDED, Some(why))
+    };
+    if retain {
+        let m = message_of(p);
+        if let Err(why) = shared.retained.admit(did, &p.topic, &m, caps) {
+            return over_cap(why);
+        }
+    }
     let result = match kind {
         Some(DeviceTopic::Report) => shared
             .core
@@ -1581,12 +1584,10 @@ async fn apply_publish(
     if let Err(e) = result {
         return refusal_of(did, e);
     }
-    if p.retain && matches!(kind, Some(DeviceTopic::Other | DeviceTopic::Raw)) {
-        let mut r = shared.retained.lock().unwrap_or_else(|p| p.into_inner());
-        if p.payload.is_empty() {
-            r.remove(&p.topic);
-        } else {
-            r.insert(p.topic.clone(), message_of(p));
+    if retain {
+        // Checked again as it is kept: another device may have taken the node's last room.
+        if let Err(why) = shared.retained.put(did, &p.topic, message_of(p), caps) {
+            return over_cap(why);
         }
     }
     (reason::SUCCESS, None)

@@ -615,3 +615,171 @@ async fn floods_do_not_slow_another_devices_report_to_push() {
     assert!(refusals(srv, "mqtt.report_rate").await > 100.0);
     assert!(refusals(srv, "mqtt.connect_per_ip").await > 0.0);
 }
+
+/// The reason code of a PUBACK or PUBREC read off the wire (0 for the short success form).
+fn ack_code(ack: &[u8]) -> u8 {
+    raw::body(ack).get(2).copied().unwrap_or(0)
+}
+
+/// Retained messages are capped per device (topics, bytes) and per node: a retained publish past
+/// a cap is answered 0x97 naming `mqtt.retained`, and is neither kept nor delivered; an empty
+/// payload (a delete) is always accepted and frees room; MQTT 3.1.1 gets its PUBACK and the
+/// message is dropped.
+#[tokio::test]
+async fn retained_messages_are_capped_per_device_and_per_node() {
+    let srv = Server::start_with(&[("RAMPART_MQTT__LIMITS__RETAINED_BYTES_TOTAL", "100000")]).await;
+    let (did, secret) = srv.device_with_rate(60_000).await;
+    let mut s = raw::session(&srv, &did, &secret, 30).await;
+    s.write_all(&raw::subscribe_v5(1, &format!("dev/{did}/#")))
+        .await
+        .unwrap();
+    assert_eq!(raw::read_packet(&mut s).await[0], 0x90);
+    let retain = |pid: u16, sub: &str, len: usize| {
+        raw::publish_v5(
+            0x33,
+            &format!("dev/{did}/{sub}"),
+            pid,
+            &[],
+            &vec![b'r'; len],
+        )
+    };
+    // Eight topics: each kept, and delivered to the device's own subscription.
+    for i in 1..=8u16 {
+        s.write_all(&retain(i, &format!("t{i}"), 100))
+            .await
+            .unwrap();
+        let mut got = [
+            raw::read_packet(&mut s).await,
+            raw::read_packet(&mut s).await,
+        ];
+        got.sort();
+        assert_eq!((got[0][0] & 0xF0, got[1][0]), (0x30, 0x40), "{got:02x?}");
+        assert_eq!(ack_code(&got[1]), 0x00);
+    }
+    // A ninth topic is refused, and not delivered: the next packet after its PUBACK is PINGRESP.
+    s.write_all(&retain(9, "t9", 100)).await.unwrap();
+    let ack = raw::read_packet(&mut s).await;
+    assert_eq!((ack[0], ack_code(&ack)), (0x40, 0x97), "{ack:02x?}");
+    assert!(
+        raw::says(
+            &ack,
+            "limit mqtt.retained exceeded: at most 8 retained topics per device"
+        ),
+        "{ack:02x?}"
+    );
+    s.write_all(&[0xC0, 0x00]).await.unwrap();
+    assert_eq!(raw::read_packet(&mut s).await, [0xD0, 0x00]);
+    // Replacing a kept topic is fine; growing it past 64 KiB of the device's bytes is not.
+    s.write_all(&retain(10, "t1", 200)).await.unwrap();
+    let _ = raw::read_packet(&mut s).await; // its delivery or PUBACK, in either order
+    let _ = raw::read_packet(&mut s).await;
+    s.write_all(&retain(11, "t1", 70_000)).await.unwrap();
+    let ack = raw::read_packet(&mut s).await;
+    assert_eq!((ack[0], ack_code(&ack)), (0x40, 0x97), "{ack:02x?}");
+    assert!(
+        raw::says(&ack, "65536 bytes of retained messages per device"),
+        "{ack:02x?}"
+    );
+    // A delete is accepted at the cap (and delivered as such), and frees a topic.
+    s.write_all(&retain(12, "t8", 0)).await.unwrap();
+    let _ = raw::read_packet(&mut s).await;
+    let _ = raw::read_packet(&mut s).await;
+    s.write_all(&retain(13, "t9", 100)).await.unwrap();
+    let _ = raw::read_packet(&mut s).await;
+    let ack = raw::read_packet(&mut s).await;
+    assert_eq!(ack_code(&ack), 0x00, "{ack:02x?}");
+    // A QoS 2 retained publish past a cap: PUBREC 0x97.
+    s.write_all(&raw::publish_v5(
+        0x35,
+        &format!("dev/{did}/t10"),
+        14,
+        &[],
+        b"x",
+    ))
+    .await
+    .unwrap();
+    let rec = raw::read_packet(&mut s).await;
+    assert_eq!((rec[0], ack_code(&rec)), (0x50, 0x97), "{rec:02x?}");
+
+    // The node's cap (100,000 bytes here): another device's 60,000 fit, a third's do not.
+    let mut filled = 0;
+    for _ in 0..3 {
+        let (did, secret) = srv.device_with_rate(60_000).await;
+        let mut s = raw::session(&srv, &did, &secret, 30).await;
+        s.write_all(&raw::publish_v5(
+            0x33,
+            &format!("dev/{did}/big"),
+            1,
+            &[],
+            &[b'b'; 60_000],
+        ))
+        .await
+        .unwrap();
+        let ack = raw::read_packet(&mut s).await;
+        match ack_code(&ack) {
+            0x00 => filled += 1,
+            code => {
+                assert_eq!(code, 0x97, "{ack:02x?}");
+                assert!(
+                    raw::says(&ack, "the server holds its most retained bytes"),
+                    "{ack:02x?}"
+                );
+            }
+        }
+    }
+    assert_eq!(filled, 1);
+
+    // MQTT 3.1.1: past the cap the PUBACK comes (3.1.1 has no refusal code) and nothing is kept.
+    let (_, did3, secret3) = srv.device().await;
+    let (u, p) = creds(&did3, &secret3);
+    let (mut s3, connack) = raw::connect_with(&srv, &raw::connect_v311(&did3, &u, &p)).await;
+    assert_eq!(connack, [0x20, 0x02, 0x00, 0x00]);
+    let mut b = Vec::new();
+    raw::string(&mut b, format!("dev/{did3}/big").as_bytes());
+    b.extend_from_slice(&[0x00, 0x01]);
+    b.extend_from_slice(&[b'c'; 70_000]);
+    s3.write_all(&raw::frame(0x33, b)).await.unwrap();
+    assert_eq!(raw::read_packet(&mut s3).await, [0x40, 0x02, 0x00, 0x01]);
+    let mut b = 2u16.to_be_bytes().to_vec();
+    raw::string(&mut b, format!("dev/{did3}/#").as_bytes());
+    b.push(0x01);
+    s3.write_all(&raw::frame(0x82, b)).await.unwrap();
+    assert_eq!(raw::read_packet(&mut s3).await[0], 0x90);
+    s3.write_all(&[0xC0, 0x00]).await.unwrap();
+    assert_eq!(
+        raw::read_packet(&mut s3).await,
+        [0xD0, 0x00],
+        "nothing retained"
+    );
+
+    assert_eq!(refusals(&srv, "mqtt.retained").await, 6.0);
+}
+
+/// One device retaining 1,000 messages of 200 KB on distinct subtopics does not grow the
+/// server's memory by their size (before the caps: about 200 MiB).
+#[tokio::test]
+async fn retained_flood_leaves_memory_bounded() {
+    let srv = Server::start().await;
+    let (did, secret) = srv.device_with_rate(60_000).await;
+    let mut s = raw::session(&srv, &did, &secret, 30).await;
+    let before = srv.rss_kib();
+    let payload = vec![b'f'; 200_000];
+    for i in 0..1000u16 {
+        let pid = i + 1;
+        s.write_all(&raw::publish_v5(
+            0x33,
+            &format!("dev/{did}/f{i}"),
+            pid,
+            &[],
+            &payload,
+        ))
+        .await
+        .unwrap();
+        let ack = raw::read_packet(&mut s).await;
+        assert_eq!((ack[0], ack_code(&ack)), (0x40, 0x97), "{ack:02x?}");
+    }
+    let grown = srv.rss_kib().saturating_sub(before);
+    eprintln!("RSS grew by {grown} KiB under 1,000 retained publishes of 200 KB");
+    assert!(grown < 32 * 1024, "RSS grew by {grown} KiB");
+    assert_eq!(refusals(&srv, "mqtt.retained").await, 1000.0);
+}

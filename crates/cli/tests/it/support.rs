@@ -188,6 +188,16 @@ impl Server {
         }
     }
 
+    /// The server's resident memory now, in KiB (VmRSS).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+
     /// Ask the server to stop (SIGTERM), as an operator would.
     pub fn terminate(&self) {
         let status = Command::new("kill")
