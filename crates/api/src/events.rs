@@ -4,7 +4,9 @@
 //!
 //! After login both speak the same JSON messages, one per line or text frame (documented in
 //! `docs/enterprise-api.md`): the server sends `event_push`, `pong`, `remote_control_res`,
-//! `invalid_msg` and, before it closes a session of a suspended enterprise, `session_end`; the client sends `event_ack`, `ping` and `remote_control_req`. Input that is not
+//! `invalid_msg` and, before it closes a session whose credential ended (enterprise suspended, key
+//! disabled, expired, deleted, or rotated past the secret the session proved), `session_end`; the
+//! client sends `event_ack`, `ping` and `remote_control_req`. Input that is not
 //! one of these gets an `invalid_msg` with a code and the connection goes on.
 //!
 //! Delivery, acknowledgement and ordering are `rampart_core::events`; this module only frames
@@ -129,6 +131,29 @@ fn push(d: Delivery) -> Value {
     })
 }
 
+/// Whether the session's key still stands: `Ok(Some(t))` until `t`, `Ok(None)` until the next
+/// change, `Err` with the `session_end` to close with. A failed check keeps the session (a store
+/// outage should not drop every operator) and is tried again within a few seconds.
+async fn standing(core: &Core, key: &KeySession) -> Result<Option<tokio::time::Instant>, Value> {
+    use rampart_core::access_keys::KeyAuthError as E;
+    let at = |ms: i64| {
+        let wait = u64::try_from(ms - rampart_core::now_ms()).unwrap_or(0);
+        tokio::time::Instant::now() + std::time::Duration::from_millis(wait)
+    };
+    match core.key_session_standing(key).await {
+        Ok(until) => Ok(until.map(at)),
+        Err(E::Internal(e)) => {
+            tracing::error!(key_id = %key.key_id, error = %e, "checking a key session failed");
+            Ok(Some(at(rampart_core::now_ms() + 2_000)))
+        }
+        Err(E::SignatureMismatch) => Err(session_end(
+            "KEY_REVOKED",
+            "the key was deleted, or the secret this session proved was rotated out",
+        )),
+        Err(e) => Err(session_end(e.code(), &e.to_string())),
+    }
+}
+
 /// Run a logged-in session until the client leaves, the socket fails or `shutdown` resolves.
 pub(crate) async fn run_session(
     core: Core,
@@ -141,26 +166,47 @@ pub(crate) async fn run_session(
     tokio::pin!(shutdown);
     let (done_tx, mut done_rx) = mpsc::channel::<Value>(MAX_COMMANDS);
     let mut commands = 0usize;
-    let mut suspensions = core.suspensions();
-    // Checked once at the start too: a suspension between the login's checks and this
-    // subscription is not missed.
-    suspensions.mark_changed();
+    // Suspensions and key changes (disable, delete, rotate) made by this process.
+    let mut changes = core.suspensions();
+    // Checked once at the start too: a change between the login's checks and this subscription
+    // is not missed.
+    changes.mark_changed();
+    // When the proved secret stops working (a rotation's overlap) or the key expires.
+    let mut ends_at: Option<tokio::time::Instant> = None;
     loop {
+        let recheck = async {
+            match ends_at {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
         // Biased: events already handed to this consumer go out before any answer to a later
         // message (a `pong` means everything pushed before it was written).
         let msg = tokio::select! {
             biased;
             _ = &mut shutdown => break,
-            r = suspensions.changed() => {
+            r = changes.changed() => {
                 if r.is_err() {
                     break;
                 }
-                // A suspended enterprise's sessions end (its unacknowledged events go back to
-                // the group and are delivered after reinstatement).
-                if core.enterprise_suspended(&key.enterprise_id).await.unwrap_or(true) {
-                    let _ = out.send(&session_end("ENTERPRISE_SUSPENDED",
-                        "the key's enterprise is suspended by the operator")).await;
-                    break;
+                // A session whose credential ended closes (its unacknowledged events go back to
+                // the group, for another session or after reinstatement).
+                match standing(&core, &key).await {
+                    Ok(t) => ends_at = t,
+                    Err(end) => {
+                        let _ = out.send(&end).await;
+                        break;
+                    }
+                }
+                continue;
+            }
+            _ = recheck => {
+                match standing(&core, &key).await {
+                    Ok(t) => ends_at = t,
+                    Err(end) => {
+                        let _ = out.send(&end).await;
+                        break;
+                    }
                 }
                 continue;
             }

@@ -124,6 +124,18 @@ pub struct KeySession {
     /// The sensitive data points the key may see.
     pub sensitive_points: Vec<String>,
     pub source_ip: String,
+    /// Which sealed secret the session proved (a digest of it): a rotation ends the sessions of
+    /// the secret it replaces once that stops working, not those of the new one.
+    secret_fp: [u8; 8],
+}
+
+/// A digest naming one sealed secret (each sealing has its own nonce, so each secret its own).
+fn secret_fp(sealed: &[u8]) -> [u8; 8] {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(sealed);
+    let mut fp = [0u8; 8];
+    fp.copy_from_slice(&d[..8]);
+    fp
 }
 
 impl KeySession {
@@ -538,6 +550,7 @@ impl Core {
         {
             return Err(Error::NotFound("access key"));
         }
+        self.key_changed();
         let action = if on {
             "access_key.disable"
         } else {
@@ -571,11 +584,14 @@ impl Core {
         {
             return Err(Error::NotFound("access key"));
         }
+        self.key_changed();
         self.audit_with_ip(
             self.key_event(caller, "access_key.delete", enterprise_id, key_id),
             ip,
         )
         .await;
+        self.disable_webhooks_of_key(&caller.actor(), enterprise_id, key_id, "access key deleted")
+            .await;
         Ok(())
     }
 
@@ -609,10 +625,13 @@ impl Core {
         {
             return Err(Error::NotFound("access key"));
         }
+        self.key_changed();
         let ev = self
             .key_event(caller, "access_key.rotate", enterprise_id, key_id)
             .detail(format!("previous_valid_until={until}"));
         self.audit_with_ip(ev, ip).await;
+        self.disable_webhooks_of_key(&caller.actor(), enterprise_id, key_id, "access key rotated")
+            .await;
         Ok(CreatedKey {
             key_id: key_id.to_owned(),
             secret,
@@ -654,7 +673,7 @@ impl Core {
             return Err(KeyAuthError::StaleTimestamp);
         }
         let canonical = canonical_string(r.method, r.path, r.query, r.body, p.ts_text, p.nonce);
-        let (row, ip) = self
+        let (row, ip, fp) = self
             .check_key(p.key_id, &canonical, p.signature, r.peer, now)
             .await?;
         let fresh = self
@@ -670,10 +689,15 @@ impl Core {
         if !fresh {
             return Err(KeyAuthError::NonceReused);
         }
-        self.key_session(row, ip).await
+        self.key_session(row, ip, fp).await
     }
 
-    async fn key_session(&self, row: AccessKeyRow, ip: IpAddr) -> Result<KeySession, KeyAuthError> {
+    async fn key_session(
+        &self,
+        row: AccessKeyRow,
+        ip: IpAddr,
+        secret_fp: [u8; 8],
+    ) -> Result<KeySession, KeyAuthError> {
         let products = self
             .store()
             .access_key_products(&row.key_id)
@@ -686,7 +710,51 @@ impl Core {
             enterprise_id: row.enterprise_id,
             products,
             source_ip: ip.to_string(),
+            secret_fp,
         })
+    }
+
+    /// Whether a session opened by `k` (an event stream connection) may go on: `Ok(None)` while
+    /// nothing changes, `Ok(Some(t))` until `t` (ms: the end of a rotation's overlap for a
+    /// session of the old secret, or the key's expiry), `Err` once its key is deleted, disabled,
+    /// expired or rotated past the secret the session proved, or its enterprise is suspended.
+    pub async fn key_session_standing(&self, k: &KeySession) -> Result<Option<i64>, KeyAuthError> {
+        let now = now_ms();
+        let row = self
+            .store()
+            .get_access_key(&k.key_id)
+            .await
+            .map_err(Error::from)?
+            .ok_or(KeyAuthError::SignatureMismatch)?;
+        if row.disabled {
+            return Err(KeyAuthError::KeyDisabled);
+        }
+        if row.expires_at.is_some_and(|e| now >= e) {
+            return Err(KeyAuthError::KeyExpired);
+        }
+        if self.enterprise_suspended(&row.enterprise_id).await? {
+            return Err(KeyAuthError::EnterpriseSuspended);
+        }
+        let until = if secret_fp(&row.secret_enc) == k.secret_fp {
+            None
+        } else {
+            match (&row.prev_secret_enc, row.prev_valid_until) {
+                (Some(prev), Some(until)) if secret_fp(prev) == k.secret_fp && now < until => {
+                    Some(until)
+                }
+                _ => return Err(KeyAuthError::SignatureMismatch),
+            }
+        };
+        Ok(match (until, row.expires_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
+    }
+
+    /// Tell live key sessions and webhook deliveries that a key changed (they check their
+    /// standing again).
+    fn key_changed(&self) {
+        self.inner.suspensions.send_modify(|n| *n += 1);
     }
 
     /// The checks every use of a key makes, in the order that reveals nothing to a caller who
@@ -700,7 +768,7 @@ impl Core {
         given: &str,
         peer: Option<IpAddr>,
         now: i64,
-    ) -> Result<(AccessKeyRow, IpAddr), KeyAuthError> {
+    ) -> Result<(AccessKeyRow, IpAddr, [u8; 8]), KeyAuthError> {
         let Some(row) = self
             .store()
             .get_access_key(key_id)
@@ -713,11 +781,13 @@ impl Core {
         };
         let current = self.key().open(&row.secret_enc).map_err(Error::from)?;
         let mut good = signature_matches(&current, message, given);
+        let mut fp = secret_fp(&row.secret_enc);
         if let (false, Some(prev), Some(until)) = (good, &row.prev_secret_enc, row.prev_valid_until)
         {
             if now < until {
-                let prev = self.key().open(prev).map_err(Error::from)?;
-                good = signature_matches(&prev, message, given);
+                let opened = self.key().open(prev).map_err(Error::from)?;
+                good = signature_matches(&opened, message, given);
+                fp = secret_fp(prev);
             }
         }
         if !good {
@@ -748,7 +818,7 @@ impl Core {
         if !allowed {
             return Err(KeyAuthError::IpNotAllowed);
         }
-        Ok((row, ip))
+        Ok((row, ip, fp))
     }
 
     /// Audit a refused use of key `claimed` (`access_key.auth`), with the key's tenant when it exists.
@@ -800,7 +870,7 @@ impl Core {
                 .check_key(key_id, challenge, answer, peer, now_ms())
                 .await
             {
-                Ok((row, ip)) => self.key_session(row, ip).await,
+                Ok((row, ip, fp)) => self.key_session(row, ip, fp).await,
                 Err(e) => Err(e),
             }
         } else {

@@ -21,7 +21,7 @@
 //! Never here: HTTP routing or JSON error bodies (the API's `webhooks` module), SQL (the store).
 
 use crate::access_keys::{KeySession, Scope};
-use crate::audit::AuditEvent;
+use crate::audit::{Actor, AuditEvent};
 use crate::events::{parse_kinds, Consumer, Delivery, GroupKey, MAX_PRODUCTS};
 use crate::secret::{random_from, random_hex, Secret};
 use crate::{now_ms, Core, Error, Result};
@@ -851,20 +851,74 @@ impl Core {
             "webhook events moved to the dead letters");
     }
 
-    /// Hold the webhook's deliveries while its enterprise is suspended: its events stay queued
-    /// (or held, unsent, by this task) and go out once the enterprise is reinstated. A
-    /// suspension by this process is noticed at once, one by another node within
+    /// Disable the webhooks access key `key_id` created, when the key is deleted or its secret
+    /// rotated: a webhook planted with a leaked secret must not outlive the secret. Their
+    /// events stay queued; a key of the enterprise with the `control` scope may enable them
+    /// again. Each is audited (`webhook.disable`, with `why`).
+    pub(crate) async fn disable_webhooks_of_key(
+        &self,
+        actor: &Actor,
+        enterprise_id: &str,
+        key_id: &str,
+        why: &str,
+    ) {
+        let rows = match self.store().list_webhooks(enterprise_id).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!(key_id, error = %e, "listing the key's webhooks failed");
+                return;
+            }
+        };
+        for row in rows
+            .into_iter()
+            .filter(|r| r.created_by == key_id && !r.disabled)
+        {
+            if let Err(e) = self
+                .store()
+                .set_webhook_disabled(enterprise_id, &row.webhook_id, true)
+                .await
+            {
+                tracing::error!(webhook = %row.webhook_id, error = %e, "disabling a webhook failed");
+                continue;
+            }
+            if let Ok(hooks) = self.webhooks() {
+                hooks.stop(&row.webhook_id);
+            }
+            let ev = AuditEvent::new(actor, "webhook.disable", "ok")
+                .tenant(enterprise_id.to_owned())
+                .target(format!("webhook:{}", row.webhook_id))
+                .detail(why.to_owned());
+            self.audit(ev).await;
+        }
+    }
+
+    /// Whether the webhook may deliver now: its enterprise is not suspended and the access key
+    /// that created it is not disabled.
+    async fn may_deliver(&self, row: &WebhookRow) -> Result<bool> {
+        if self.enterprise_suspended(&row.enterprise_id).await? {
+            return Ok(false);
+        }
+        Ok(self
+            .store()
+            .get_access_key(&row.created_by)
+            .await?
+            .is_some_and(|k| !k.disabled))
+    }
+
+    /// Hold the webhook's deliveries while its enterprise is suspended or the key that created
+    /// it is disabled: its events stay queued (or held, unsent, by this task) and go out once
+    /// that ends. A change by this process is noticed at once, one by another node within
     /// [`SUSPENDED_RECHECK`]; a batch's attempts made before it are not counted again.
     async fn wait_while_suspended(&self, row: &WebhookRow) {
         let mut changes = self.suspensions();
         let mut waiting = false;
         loop {
-            match self.enterprise_suspended(&row.enterprise_id).await {
+            match self.may_deliver(row).await.map(|ok| !ok) {
                 Ok(false) => break,
                 Ok(true) if !waiting => {
                     waiting = true;
                     tracing::info!(webhook = %row.webhook_id,
-                        "webhook deliveries held: the enterprise is suspended");
+                        "webhook deliveries held: the enterprise is suspended or its key disabled");
                 }
                 Ok(true) => {}
                 // Deliver nothing until the suspension can be checked.
@@ -878,7 +932,7 @@ impl Core {
         }
         if waiting {
             tracing::info!(webhook = %row.webhook_id,
-                "webhook deliveries resume: the enterprise is reinstated");
+                "webhook deliveries resume: the enterprise is reinstated, its key enabled");
         }
     }
 

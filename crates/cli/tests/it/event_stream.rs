@@ -4,7 +4,7 @@
 //! and come back: every event arrives at least once, per-device order holds within a consumer,
 //! `prefetch` is honoured, two subkeys each see everything and two consumers of one subkey split it.
 
-use crate::enterprise_api::{canonical, enterprise, new_key, Key};
+use crate::enterprise_api::{canonical, enterprise, local_key, new_key, Key};
 use crate::support::*;
 use futures_util::{SinkExt, StreamExt};
 use rumqttc::{Event, Packet, QoS};
@@ -946,4 +946,82 @@ async fn a_suspended_enterprise_loses_its_stream_until_reinstated() {
         st.ack(id).await;
     }
     assert_eq!(seen.by_device[&did], vec![1, 2, 3]);
+}
+
+/// A stream session ends, with `session_end` and the connection closed, as soon as its key is
+/// disabled, deleted, or rotated past the secret it proved (at once with no overlap, at the end
+/// of the overlap otherwise); a session of the new secret goes on.
+#[tokio::test]
+async fn stream_sessions_end_when_their_key_ends() {
+    let srv = Server::start().await;
+    let ent = enterprise(&srv, "Revoking Co").await;
+    let (pk, _) = product(&srv, &ent).await;
+    let fields = json!({"products": [pk], "events": ["device_status_kv"], "subkey": "r"});
+    let key_path =
+        |key: &Key, action: &str| format!("/v1/enterprises/{ent}/keys/{}{action}", key.id);
+    let ended_with = async |st: &mut Stream, code: &str| {
+        let m = st.recv().await;
+        assert_eq!(
+            (m["cmd"].as_str(), m["code"].as_str()),
+            (Some("session_end"), Some(code)),
+            "{m}"
+        );
+        assert_eq!(st.recv().await, Value::Null, "the session is closed");
+    };
+
+    // disabled
+    let key = local_key(&srv, &ent, &pk, &["read"]).await;
+    let (mut st, res) = Stream::login(&srv, &key, fields.clone()).await;
+    assert_eq!(res["result"], true, "{res}");
+    let (s, v) = srv.admin("POST", &key_path(&key, "/disable"), None).await;
+    assert_eq!(s, 200, "{v}");
+    ended_with(&mut st, "KEY_DISABLED").await;
+
+    // deleted
+    let key = local_key(&srv, &ent, &pk, &["read"]).await;
+    let (mut st, _) = Stream::login(&srv, &key, fields.clone()).await;
+    let (s, v) = srv.admin("DELETE", &key_path(&key, ""), None).await;
+    assert_eq!(s, 200, "{v}");
+    ended_with(&mut st, "KEY_REVOKED").await;
+
+    // rotated without overlap: the old secret's session ends at once
+    let key = local_key(&srv, &ent, &pk, &["read"]).await;
+    let (mut st, _) = Stream::login(&srv, &key, fields.clone()).await;
+    let (s, v) = srv
+        .admin(
+            "POST",
+            &key_path(&key, "/rotate"),
+            Some(json!({"overlap_secs": 0})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    ended_with(&mut st, "KEY_REVOKED").await;
+
+    // rotated with a 2 s overlap: the old secret's session lasts until the overlap ends; the
+    // new secret's session is not touched
+    let old = local_key(&srv, &ent, &pk, &["read"]).await;
+    let (mut st_old, _) = Stream::login(&srv, &old, fields.clone()).await;
+    let (s, v) = srv
+        .admin(
+            "POST",
+            &key_path(&old, "/rotate"),
+            Some(json!({"overlap_secs": 2})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let new = Key {
+        id: old.id.clone(),
+        secret: v["secret"].as_str().unwrap().to_owned(),
+    };
+    let (mut st_new, res) = Stream::login(&srv, &new, fields.clone()).await;
+    assert_eq!(res["result"], true, "{res}");
+    assert!(
+        st_old.ping().await.is_empty(),
+        "still open during the overlap"
+    );
+    ended_with(&mut st_old, "KEY_REVOKED").await;
+    assert!(
+        st_new.ping().await.is_empty(),
+        "the new secret's session goes on"
+    );
 }

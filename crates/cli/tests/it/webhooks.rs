@@ -623,3 +623,60 @@ async fn changes_and_raw_publishes_reach_a_webhook() {
     );
     let _ = c.disconnect().await;
 }
+
+/// A webhook follows the access key that created it: its deliveries are held while the key is
+/// disabled (and go out once it is enabled again), and the webhook is disabled when the key is
+/// rotated or deleted, so that a webhook planted with a leaked secret does not outlive it. Its
+/// events stay queued for when the enterprise enables it again.
+#[tokio::test]
+async fn a_webhook_follows_the_key_that_created_it() {
+    let mut h = hooked("5", json!(["device_status_kv"])).await;
+    let key_path = format!("/v1/enterprises/{}/keys/{}", h.ent, h.key.id);
+    let (s, v) = h
+        .srv
+        .admin("POST", &format!("{key_path}/disable"), None)
+        .await;
+    assert_eq!(s, 200, "{v}");
+    report_sequence(&h.srv, &h.did, &h.dsecret, 2).await;
+    let quiet = tokio::time::timeout(Duration::from_secs(2), h.rcv.rx.recv()).await;
+    assert!(
+        quiet.is_err(),
+        "delivered while the key was disabled: {quiet:?}"
+    );
+    let (s, v) = h
+        .srv
+        .admin("POST", &format!("{key_path}/enable"), None)
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (all, accepted) = h.rcv.until(|ev| seqs(ev).len() == 2).await;
+    assert_eq!(seqs(&accepted), vec![1, 2]);
+    assert!(
+        all.iter().all(|r| r.attempt == 1),
+        "no attempt used up while held"
+    );
+
+    // Rotated: the webhook is disabled, and its events wait.
+    let (s, v) = h
+        .srv
+        .admin(
+            "POST",
+            &format!("{key_path}/rotate"),
+            Some(json!({"overlap_secs": 0})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let key = Key {
+        id: h.key.id.clone(),
+        secret: v["secret"].as_str().unwrap().to_owned(),
+    };
+    let hook_path = format!("{HOOKS}/{}", h.hook);
+    let (s, v) = signed(&h.srv, &key, "GET", &hook_path, None).await;
+    assert_eq!((s, &v["disabled"]), (200, &json!(true)), "{v}");
+    report_sequence(&h.srv, &h.did, &h.dsecret, 1).await;
+    let quiet = tokio::time::timeout(Duration::from_secs(2), h.rcv.rx.recv()).await;
+    assert!(quiet.is_err(), "delivered after the rotation: {quiet:?}");
+    let (s, v) = signed(&h.srv, &key, "POST", &format!("{hook_path}/enable"), None).await;
+    assert_eq!(s, 200, "{v}");
+    let (_, accepted) = h.rcv.until(|ev| !seqs(ev).is_empty()).await;
+    assert_eq!(seqs(&accepted), vec![1]);
+}
