@@ -42,7 +42,11 @@ pub enum Incoming {
 
 /// Where a session writes its messages.
 pub(crate) enum Outgoing {
-    Tcp(tokio::io::WriteHalf<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>),
+    Tcp(
+        tokio::io::WriteHalf<
+            tokio_rustls::server::TlsStream<crate::deadline::WriteDeadline<tokio::net::TcpStream>>,
+        >,
+    ),
     Ws(futures_util::stream::SplitSink<WebSocket, Message>),
 }
 

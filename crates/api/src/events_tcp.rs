@@ -9,6 +9,7 @@
 //! message handling with the WebSocket transport; it never touches MQTT. Connections are capped
 //! with a semaphore; one connection's failure ends that connection only.
 
+use crate::deadline::WriteDeadline;
 use crate::events::{self, Incoming, LoginFields, Outgoing, MAX_LINE};
 use rampart_core::access_keys::KeyAuthError;
 use rampart_core::events::Subscription;
@@ -27,15 +28,22 @@ use tokio_rustls::TlsAcceptor;
 #[derive(Debug, Clone)]
 pub struct EventsTcpConfig {
     pub max_connections: usize,
+    /// Open connections per source address (IPv6: per /64); 0: no cap.
+    pub connections_per_ip: usize,
     /// TLS handshake and login must complete within this.
     pub login_timeout: Duration,
+    /// A write that makes no progress this long (the consumer stopped reading) closes the
+    /// connection; its unacknowledged events go back to the group.
+    pub write_timeout: Duration,
 }
 
 impl Default for EventsTcpConfig {
     fn default() -> Self {
         EventsTcpConfig {
             max_connections: 1024,
+            connections_per_ip: 16,
             login_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -50,6 +58,7 @@ pub async fn serve_events(
 ) {
     tokio::pin!(shutdown);
     let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    let per_ip = rampart_core::connect_limits::OpenPerIp::default();
     let (stop_tx, stop_rx) = watch::channel(false);
     loop {
         let (sock, peer) = tokio::select! {
@@ -67,6 +76,12 @@ pub async fn serve_events(
             tracing::warn!(%peer, "event stream connection refused: too many connections");
             continue;
         };
+        let Some(ip_slot) = per_ip.enter(peer.ip().to_canonical(), config.connections_per_ip)
+        else {
+            rampart_core::api_limits::count_refusal("events.connections_per_ip");
+            tracing::info!(%peer, "event stream connection refused: too many from this address");
+            continue;
+        };
         let (core, tls, config) = (core.clone(), tls.clone(), config.clone());
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
@@ -74,6 +89,7 @@ pub async fn serve_events(
                 let _ = stop.wait_for(|s| *s).await;
             };
             connection(core, tls, sock, peer, config, stopped).await;
+            drop(ip_slot);
             drop(permit);
         });
     }
@@ -89,6 +105,7 @@ async fn connection(
     shutdown: impl Future<Output = ()>,
 ) {
     let deadline = tokio::time::Instant::now() + config.login_timeout;
+    let sock = WriteDeadline::new(sock, config.write_timeout, "events");
     let Ok(Ok(stream)) = tokio::time::timeout_at(deadline, tls.accept(sock)).await else {
         return;
     };
@@ -213,7 +230,7 @@ fn refusal(e: crate::Error) -> Value {
 
 /// Split the socket into lines for the session.
 async fn read_lines(
-    mut read: tokio::io::ReadHalf<tokio_rustls::server::TlsStream<TcpStream>>,
+    mut read: tokio::io::ReadHalf<tokio_rustls::server::TlsStream<WriteDeadline<TcpStream>>>,
     tx: mpsc::Sender<Incoming>,
 ) {
     let mut lines = LineSplitter::new(MAX_LINE);

@@ -6,6 +6,7 @@
 
 mod accounts;
 mod auth;
+mod deadline;
 mod developers;
 mod enterprise;
 mod error;
@@ -72,6 +73,9 @@ pub struct HttpLimits {
     /// HTTP/2: interval of the server's keep-alive PINGs; a PING unanswered for as long again
     /// closes the connection.
     pub h2_keepalive_interval: Duration,
+    /// A write that makes no progress this long (the client stopped reading) closes the
+    /// connection, WebSockets upgraded from it included.
+    pub write_timeout: Duration,
 }
 
 impl Default for HttpLimits {
@@ -85,6 +89,7 @@ impl Default for HttpLimits {
             h2_max_concurrent_streams: 100,
             h2_max_header_list_bytes: 16 * 1024,
             h2_keepalive_interval: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -167,6 +172,7 @@ pub async fn serve_with(
             );
             let res = match tls {
                 Some(acceptor) => {
+                    let sock = deadline::WriteDeadline::new(sock, limits.write_timeout, "http");
                     let Ok(Ok(stream)) =
                         tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(sock)).await
                     else {
@@ -184,7 +190,10 @@ pub async fn serve_with(
                         tracing::debug!(%peer, "HTTP/2 prior knowledge refused: http2 is off");
                         return;
                     }
-                    Some(h2) => serve_one(TokioIo::new(sock), svc, h2, &limits).await,
+                    Some(h2) => {
+                        let sock = deadline::WriteDeadline::new(sock, limits.write_timeout, "http");
+                        serve_one(TokioIo::new(sock), svc, h2, &limits).await
+                    }
                     None => {
                         tracing::debug!(%peer, "HTTP connection closed: nothing sent in time");
                         return;

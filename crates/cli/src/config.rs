@@ -475,6 +475,7 @@ impl HttpConfig {
             h2_max_concurrent_streams: self.h2_max_concurrent_streams.max(1),
             h2_max_header_list_bytes: self.h2_max_header_list_bytes.max(1024),
             h2_keepalive_interval: std::time::Duration::from_secs(self.h2_keepalive_secs.max(1)),
+            ..Default::default()
         }
     }
 }
@@ -674,6 +675,24 @@ pub(crate) struct EventsConfig {
     pub(crate) retention_secs: u64,
     /// Most events queued per subscription group; beyond it the oldest are dropped.
     pub(crate) max_events: u64,
+    /// Limits of the TLS socket.
+    pub(crate) limits: EventsLimits,
+}
+
+/// `[events.limits]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct EventsLimits {
+    /// Open connections to the TLS socket per source IP (IPv6: per /64); 0: no cap.
+    pub(crate) connections_per_ip: usize,
+}
+
+impl Default for EventsLimits {
+    fn default() -> Self {
+        EventsLimits {
+            connections_per_ip: 16,
+        }
+    }
 }
 
 impl Default for EventsConfig {
@@ -683,6 +702,7 @@ impl Default for EventsConfig {
             max_connections: 1024,
             retention_secs: 86_400,
             max_events: 100_000,
+            limits: Default::default(),
         }
     }
 }

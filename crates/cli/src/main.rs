@@ -512,6 +512,7 @@ async fn serve(cfg: Config) -> AnyResult {
         max_session_expiry_secs: cfg.mqtt.max_session_expiry_secs,
         park_idle_after: (cfg.mqtt.park_idle_after_ms > 0)
             .then(|| std::time::Duration::from_millis(cfg.mqtt.park_idle_after_ms)),
+        write_timeout: Duration::from_secs(cfg.limits.write_timeout_s.max(1)),
         ..Default::default()
     };
     let mut listeners = serde_json::Map::new();
@@ -546,7 +547,10 @@ async fn serve(cfg: Config) -> AnyResult {
     tracing::info!(addr = %local, tls = cfg.http.tls, "HTTP API listening");
     listeners.insert("http".into(), local.to_string().into());
     listeners.insert("http_tls".into(), cfg.http.tls.into());
-    let http_limits = cfg.http.limits();
+    let http_limits = rampart_api::HttpLimits {
+        write_timeout: Duration::from_secs(cfg.limits.write_timeout_s.max(1)),
+        ..cfg.http.limits()
+    };
     let app = rampart_api::router(rampart_api::AppState {
         core: core.clone(),
         metrics,
@@ -581,6 +585,8 @@ async fn serve(cfg: Config) -> AnyResult {
             core.clone(),
             rampart_api::EventsTcpConfig {
                 max_connections: cfg.events.max_connections,
+                connections_per_ip: cfg.events.limits.connections_per_ip,
+                write_timeout: Duration::from_secs(cfg.limits.write_timeout_s.max(1)),
                 ..Default::default()
             },
             stopped(),

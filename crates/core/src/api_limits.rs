@@ -65,6 +65,9 @@ pub struct LimitsConfig {
     pub signups_global: CodeWindows,
     /// How often changed quota counters are written to the store; a crash loses at most this much.
     pub flush_interval_ms: u64,
+    /// A socket write (MQTT, the event stream, WebSocket, HTTP) that makes no progress for this
+    /// many seconds, because the peer stopped reading, closes the connection.
+    pub write_timeout_s: u64,
 }
 
 impl Default for LimitsConfig {
@@ -109,6 +112,7 @@ impl Default for LimitsConfig {
                 per_day: 0,
             },
             flush_interval_ms: 1_000,
+            write_timeout_s: 30,
         }
     }
 }

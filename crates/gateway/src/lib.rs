@@ -42,6 +42,9 @@ pub struct GatewayConfig {
     /// Plain-TCP sessions idle this long (nothing buffered, nothing in flight) wait in the idle
     /// pool off the runtime; `None` keeps every session a task.
     pub park_idle_after: Option<Duration>,
+    /// A write that makes no progress for this long (the peer stopped reading) closes the
+    /// connection and frees its buffers.
+    pub write_timeout: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -56,6 +59,7 @@ impl Default for GatewayConfig {
             max_topic_len: 256,
             max_session_expiry_secs: 86_400,
             park_idle_after: Some(Duration::from_secs(2)),
+            write_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -237,6 +237,8 @@ enum Close {
     Shutdown,
     /// Idle: set the session aside in the idle pool (not a close).
     Park,
+    /// The peer stopped reading: a write made no progress within the write timeout.
+    SlowPeer,
 }
 
 struct Session<S> {
@@ -320,7 +322,8 @@ where
                     properties: Properties::default(),
                 };
                 if mqtt::encode(&Packet::ConnAck(ack), ProtocolVersion::V311, &mut w).is_ok() {
-                    let _ = io.write_all(&w).await;
+                    let _ =
+                        tokio::time::timeout(shared.config.write_timeout, io.write_all(&w)).await;
                 }
             }
             return None;
@@ -386,8 +389,11 @@ where
                 // The device's ban or connect rate.
                 ConnectRefusal::Limited(r) => limited(*r),
             };
-            let _ = io.write_all(&w).await;
-            let _ = io.flush().await;
+            let wrote = async {
+                io.write_all(&w).await?;
+                io.flush().await
+            };
+            let _ = tokio::time::timeout(shared.config.write_timeout, wrote).await;
             return None;
         }
     };
@@ -395,7 +401,7 @@ where
     if let Some(will) = &connect.will {
         if topic::classify(&did, &will.topic).is_none_or(|t| t == DeviceTopic::Down) {
             let w = refuse(reason::NOT_AUTHORIZED, reason::v311::NOT_AUTHORIZED, None);
-            let _ = io.write_all(&w).await;
+            let _ = tokio::time::timeout(shared.config.write_timeout, io.write_all(&w)).await;
             return None;
         }
     }
@@ -804,6 +810,11 @@ where
 
     // 4. Close: will, DISCONNECT, presence. Reports already submitted are answered first if their
     //    commit comes soon.
+    if matches!(close, Close::SlowPeer) {
+        // Nothing more can reach a peer that does not read; its buffers go now.
+        s.wbuf = BytesMut::new();
+        s.acks.clear();
+    }
     if !s.acks.is_empty() && !matches!(close, Close::Gone) {
         let _ = tokio::time::timeout(Duration::from_secs(2), s.settle_acks()).await;
     }
@@ -816,6 +827,7 @@ where
         Close::Kicked(KickReason::Revoked) => (true, "credentials revoked"),
         Close::Shutdown => (false, "server shutdown"),
         Close::Park => (true, "connection lost"),
+        Close::SlowPeer => (true, "peer stopped reading"),
     };
     let code = match &close {
         Close::Violation(code, _) => Some(*code),
@@ -1008,8 +1020,15 @@ impl<S: Conn> Session<S> {
                     return close;
                 }
             }
-            if self.flush().await.is_err() {
-                return Close::Gone;
+            match tokio::time::timeout(self.shared.config.write_timeout, self.flush()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Close::Gone,
+                Err(_) => {
+                    metrics::counter!("rampart_slow_peer_disconnects_total", "listener" => "mqtt")
+                        .increment(1);
+                    tracing::info!(did = %self.dev.did, "peer stopped reading: closing");
+                    return Close::SlowPeer;
+                }
             }
             // Between packets the read buffer holds nothing (and no allocation).
             if self.rbuf.is_empty() {

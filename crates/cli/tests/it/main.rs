@@ -19,6 +19,7 @@ mod mqtt_limits;
 mod oauth;
 mod openapi;
 mod registration;
+mod slow_peers;
 mod support;
 mod uploads;
 mod webhooks;
