@@ -65,6 +65,11 @@ pub struct LimitsConfig {
     pub signups_global: CodeWindows,
     /// How often changed quota counters are written to the store; a crash loses at most this much.
     pub flush_interval_ms: u64,
+    /// Argon2 password computations (login, sign-up, password change and reset) running at once;
+    /// 0: the number of cores.
+    pub password_hash_concurrency: usize,
+    /// Password computations waiting for a slot; past it a call answers 503 `BUSY`.
+    pub password_hash_queue: usize,
 }
 
 impl Default for LimitsConfig {
@@ -109,6 +114,8 @@ impl Default for LimitsConfig {
                 per_day: 0,
             },
             flush_interval_ms: 1_000,
+            password_hash_concurrency: 0,
+            password_hash_queue: 64,
         }
     }
 }

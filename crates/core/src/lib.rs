@@ -169,6 +169,8 @@ struct Inner {
     limits: api_limits::ApiLimits,
     /// MQTT connect rates per IP and device, and reconnect-storm bans.
     connect_limits: connect_limits::ConnectLimits,
+    /// Bounds the Argon2 computations of the process.
+    passwords: password::Hasher,
     /// Counts enterprise suspensions and reinstatements made by this process, so live event
     /// stream sessions and webhook tasks notice them at once.
     suspensions: tokio::sync::watch::Sender<u64>,
@@ -204,6 +206,10 @@ impl Core {
             inner: Arc::new(Inner {
                 limits: api_limits::ApiLimits::new(config.limits.clone()),
                 connect_limits: connect_limits::ConnectLimits::new(config.mqtt_limits.clone()),
+                passwords: password::Hasher::new(
+                    config.limits.password_hash_concurrency,
+                    config.limits.password_hash_queue,
+                ),
                 tenancy_epoch: Default::default(),
                 store,
                 key,
@@ -243,6 +249,11 @@ impl Core {
     /// The API's rates and quotas and the code limits.
     pub fn limits(&self) -> &api_limits::ApiLimits {
         &self.inner.limits
+    }
+
+    /// The bounded Argon2 hasher every password check goes through.
+    pub(crate) fn passwords(&self) -> &password::Hasher {
+        &self.inner.passwords
     }
 
     /// The MQTT connect limits (shared by every listener).
