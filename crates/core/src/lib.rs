@@ -180,8 +180,6 @@ struct Inner {
 
 /// Run-time state of the account services: rate limits and the access-change broadcast.
 struct AccountsState {
-    /// Bind attempts per user.
-    bind: limits::RateLimiter,
     /// "Already registered" notices per recipient (repeated sign-ups must not spam an address).
     notice: limits::RateLimiter,
     access: tokio::sync::broadcast::Sender<bindings::AccessChange>,
@@ -192,7 +190,6 @@ struct AccountsState {
 impl Default for AccountsState {
     fn default() -> Self {
         AccountsState {
-            bind: limits::RateLimiter::new(bindings::BIND_ATTEMPTS_PER_MIN, 60_000),
             notice: limits::RateLimiter::new(1, 3_600_000),
             access: tokio::sync::broadcast::channel(1024).0,
             live: Default::default(),
