@@ -117,11 +117,6 @@ pub mod lockout {
                 _ => None,
             }
         }
-
-        /// Whether this (failed) try locked the account.
-        pub fn locks(self) -> bool {
-            matches!(self, LoginClaim::Counted { locks: true, .. })
-        }
     }
 }
 
@@ -908,6 +903,41 @@ mod tests {
         assert_eq!(&durations[..4], &[MIN, 2 * MIN, 4 * MIN, 8 * MIN]);
         assert_eq!(*durations.last().unwrap(), MAX_LOCK_MS);
         assert_eq!(after_success(), LockState::default());
+    }
+
+    #[test]
+    fn a_claim_counts_as_a_failure_until_given_back() {
+        let now = 10 * MIN;
+        let fresh = LockState::default();
+        let written = claim(fresh, now).unwrap();
+        assert_eq!((written.failed_count, written.first_failed_at), (1, now));
+        let c = claimed(Some(fresh), now);
+        assert_eq!(
+            c,
+            LoginClaim::Counted {
+                before: fresh,
+                after: written,
+                locks: false
+            }
+        );
+        // given back while nobody else claimed since; left alone once someone did
+        assert_eq!(c.refund()(written), Some(fresh));
+        let later = claim(written, now + 1).unwrap();
+        assert_eq!(c.refund()(later), None);
+        // the fifth claim locks; a locked account is claimed by nobody and compares nothing
+        let mut s = fresh;
+        for _ in 0..MAX_FAILURES - 1 {
+            s = claim(s, now).unwrap();
+        }
+        assert!(matches!(
+            claimed(Some(s), now),
+            LoginClaim::Counted { locks: true, .. }
+        ));
+        let locked = claim(s, now).unwrap();
+        assert!(is_locked(&locked, now));
+        assert_eq!(claim(locked, now + 1), None);
+        assert_eq!(claimed(Some(locked), now + 1), LoginClaim::Locked);
+        assert_eq!(claimed(None, now), LoginClaim::Locked);
     }
 
     /// A core over a fresh SQLite store with one app and one active user; returns the core,
