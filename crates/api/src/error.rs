@@ -87,6 +87,7 @@ impl From<CoreError> for Error {
             }
             CoreError::WeakPassword(m) => Error::new(S::BAD_REQUEST, "WEAK_PASSWORD", m),
             CoreError::RateLimited(m) => Error::new(S::TOO_MANY_REQUESTS, "RATE_LIMITED", m),
+            CoreError::Busy(m) => Error::new(S::SERVICE_UNAVAILABLE, "BUSY", m),
             CoreError::Limited(r) => Error::from(*r),
             CoreError::UrlRefused(m) => Error::new(S::BAD_REQUEST, "WEBHOOK_URL_REFUSED", m),
             CoreError::UnsupportedContent(m) => {
@@ -121,6 +122,11 @@ impl IntoResponse for Error {
         let mut resp = (self.status, axum::Json(body)).into_response();
         if let Some(r) = &self.limit {
             crate::limits::set_headers(resp.headers_mut(), &r.state, Some(r.retry_after_ms));
+        }
+        if self.code == "BUSY" {
+            // A saturated resource frees up within a computation or two.
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()

@@ -623,6 +623,15 @@ pub(crate) async fn consent(
             *r.status_mut() = StatusCode::UNAUTHORIZED;
             return r;
         }
+        Err(rampart_core::Error::Busy(_)) => {
+            let mut r = consent_page(&req, &p, Some("The server is busy; try again shortly."));
+            *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            r.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+            return r;
+        }
         Err(e) => {
             tracing::error!(error = %e, "consent sign-in failed");
             return error_page(StatusCode::INTERNAL_SERVER_ERROR, "internal error");

@@ -108,6 +108,9 @@ fn meaning(code: &str) -> &'static str {
         "RATE_LIMITED" => {
             "a rate or quota was exceeded: `error.limit` names it (docs/api.md, Limits), `X-RateLimit-Reset` and `Retry-After` say when to try again"
         }
+        "BUSY" => {
+            "every password-hashing slot and queue place is taken (`limits.password_hash_concurrency`, `limits.password_hash_queue`); `Retry-After` says when to try again"
+        }
         "OIDC_PROVIDER_ERROR" => "the identity provider could not be reached or answered badly",
         "COMMAND_TIMEOUT" => "the device did not acknowledge in time",
         "WEBHOOK_URL_REFUSED" => {
@@ -857,6 +860,7 @@ fn account_ops() -> Vec<Op> {
             .json_body(email_or_phone(&["password"], json!({"password": string()})))
             .ok(201, "activation pending", status("activation_pending"))
             .err(400, &["INVALID_REQUEST", "WEAK_PASSWORD"])
+            .err(503, &["BUSY"])
             .store(),
         op("post", "/v1/users/activate", "accounts", "Activate an account with its code")
             .json_body(email_or_phone(&["code"], json!({"code": string()})))
@@ -879,6 +883,7 @@ fn account_ops() -> Vec<Op> {
             .ok(200, "a token pair", pair())
             .err(401, &["UNAUTHORIZED"])
             .err(403, &["ACCOUNT_NOT_ACTIVE"])
+            .err(503, &["BUSY"])
             .store(),
         op("post", "/v1/token/refresh", "accounts", "Spend a refresh token for a new pair")
             .json_body(input(&["refresh_token"], json!({"refresh_token": string()})))
@@ -907,6 +912,7 @@ fn account_ops() -> Vec<Op> {
             .ok(200, "changed; the user's other sessions end", status("changed"))
             .err(400, &["WEAK_PASSWORD"])
             .err(403, &["FORBIDDEN"])
+            .err(503, &["BUSY"])
             .store(),
         op("post", "/v1/users/password/reset", "accounts", "Ask for a password reset code")
             .json_body(email_or_phone(&[], json!({})))
@@ -923,6 +929,7 @@ fn account_ops() -> Vec<Op> {
             .err(400, &["INVALID_REQUEST", "INVALID_CODE", "WEAK_PASSWORD"])
             .err(401, &["UNAUTHORIZED"])
             .err(403, &["FORBIDDEN"])
+            .err(503, &["BUSY"])
             .store(),
         op("get", "/v1/oidc/{provider}/start", "accounts", "Start an OpenID Connect login")
             .describe("Redirects to the provider, or answers `{\"authorize_url\"}` for `Accept: application/json`. Both set the browser-binding cookie `__Host-rampart_oidc` (Secure, HttpOnly, SameSite=Lax), which the callback needs.")
@@ -1218,6 +1225,7 @@ fn developer_ops() -> Vec<Op> {
         ))
         .ok(201, "activation pending", status("activation_pending"))
         .err(400, &["INVALID_REQUEST", "WEAK_PASSWORD"])
+        .err(503, &["BUSY"])
         .store(),
         op(
             "post",
@@ -1274,6 +1282,7 @@ fn developer_ops() -> Vec<Op> {
             status("changed"),
         )
         .err(400, &["INVALID_REQUEST", "INVALID_CODE", "WEAK_PASSWORD"])
+        .err(503, &["BUSY"])
         .store(),
         op(
             "post",
@@ -1289,6 +1298,7 @@ fn developer_ops() -> Vec<Op> {
         .ok(200, "a token pair", pair())
         .err(401, &["UNAUTHORIZED", "TOTP_REQUIRED"])
         .err(403, &["ACCOUNT_NOT_ACTIVE", "ACCOUNT_SUSPENDED"])
+        .err(503, &["BUSY"])
         .store(),
         op(
             "post",
@@ -1344,6 +1354,7 @@ fn developer_ops() -> Vec<Op> {
         )
         .err(400, &["WEAK_PASSWORD"])
         .err(403, &["FORBIDDEN"])
+        .err(503, &["BUSY"])
         .store(),
         op(
             "post",
@@ -1402,6 +1413,7 @@ fn developer_ops() -> Vec<Op> {
         )
         .err(403, &["FORBIDDEN"])
         .err(409, &["CONFLICT"])
+        .err(503, &["BUSY"])
         .store(),
         op(
             "get",
@@ -1954,6 +1966,7 @@ fn operator_ops() -> Vec<Op> {
         .ok(201, "the developer", r("Developer"))
         .err(400, &["INVALID_REQUEST", "WEAK_PASSWORD"])
         .err(409, &["CONFLICT"])
+        .err(503, &["BUSY"])
         .store(),
         op("get", "/v1/admin/developers", "operator", "List developers")
             .auth(ADMIN)

@@ -71,6 +71,53 @@ pub mod lockout {
     pub fn after_success() -> LockState {
         LockState::default()
     }
+
+    /// The state to write when a try is claimed at `now`: counted as a failure until the caller
+    /// proves otherwise; `None` (nothing written, nothing to compare) while the account is locked.
+    pub fn claim(s: LockState, now: i64) -> Option<LockState> {
+        (!is_locked(&s, now)).then(|| after_failure(s, now).0)
+    }
+
+    /// What a claim did, from the state it saw (`None`: the account is gone).
+    pub fn claimed(seen: Option<LockState>, now: i64) -> LoginClaim {
+        match seen {
+            Some(before) if !is_locked(&before, now) => {
+                let (after, locks) = after_failure(before, now);
+                LoginClaim::Counted {
+                    before,
+                    after,
+                    locks,
+                }
+            }
+            _ => LoginClaim::Locked,
+        }
+    }
+
+    /// A try at a password (or second factor) claimed in the store before anything is
+    /// compared, so concurrent tries are each counted and at most the allowed number compared.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum LoginClaim {
+        /// The account is locked: compare nothing.
+        Locked,
+        /// The try is counted as a failure: `before` is the state it replaced, `after` the
+        /// state written, `locks` whether this try locked the account.
+        Counted {
+            before: LockState,
+            after: LockState,
+            locks: bool,
+        },
+    }
+
+    impl LoginClaim {
+        /// The state to write to give the try back (the password was right but the login stops
+        /// for another reason): `before`, only while nobody counted another try since.
+        pub fn refund(self) -> impl FnOnce(LockState) -> Option<LockState> + Send {
+            move |now_stored| match self {
+                LoginClaim::Counted { before, after, .. } if now_stored == after => Some(before),
+                _ => None,
+            }
+        }
+    }
 }
 
 /// An e-mail address (trimmed, lowercased) or an E.164 phone number: how a user is named.
@@ -360,24 +407,57 @@ impl Core {
     /// its use. Every failure is `InvalidCode`.
     async fn use_code(&self, who: &Identity, purpose: Purpose, code: &str) -> Result<()> {
         let (r, p) = (who.as_str(), purpose.as_str());
-        let Some(row) = self.store().get_code(r, p).await? else {
+        let given = code_hash(purpose, r, code.trim());
+        self.spend_code(r, p, &given).await
+    }
+
+    /// Spend the code stored for (recipient, purpose) if its hash is `given`. The try is claimed
+    /// in the store before the hashes are compared, so however many guesses arrive at once, at
+    /// most [`CODE_MAX_ATTEMPTS`] are ever compared; the right code is spent by one caller only.
+    pub(crate) async fn spend_code(
+        &self,
+        recipient: &str,
+        purpose: &str,
+        given: &str,
+    ) -> Result<()> {
+        let store = self.store();
+        let Some(stored) = store
+            .claim_code_attempt(recipient, purpose, CODE_MAX_ATTEMPTS, now_ms())
+            .await?
+        else {
             return Err(Error::InvalidCode);
         };
-        if row.expires_at <= now_ms() || row.attempts >= CODE_MAX_ATTEMPTS {
-            self.store().delete_code(r, p).await?;
-            return Err(Error::InvalidCode);
+        let ok: bool = subtle::ConstantTimeEq::ct_eq(given.as_bytes(), stored.as_bytes()).into();
+        if ok && store.take_code(recipient, purpose, &stored).await? {
+            Ok(())
+        } else {
+            Err(Error::InvalidCode)
         }
-        let given = code_hash(purpose, r, code.trim());
-        let ok: bool =
-            subtle::ConstantTimeEq::ct_eq(given.as_bytes(), row.code_hash.as_bytes()).into();
-        if !ok {
-            if self.store().bump_code_attempts(r, p).await? >= CODE_MAX_ATTEMPTS {
-                self.store().delete_code(r, p).await?;
-            }
-            return Err(Error::InvalidCode);
+    }
+
+    /// Claim a login try of a user (see [`lockout::LoginClaim`]).
+    pub(crate) async fn claim_user_try(&self, user_id: &str) -> Result<lockout::LoginClaim> {
+        let now = now_ms();
+        let seen = self
+            .store()
+            .update_lock_state(user_id, |st| lockout::claim(st, now))
+            .await?;
+        Ok(lockout::claimed(seen, now))
+    }
+
+    /// Count a lockout that a failed try caused (metric and audit).
+    async fn user_lockout(&self, actor: &Actor, claim: lockout::LoginClaim, ip: &Option<String>) {
+        if let lockout::LoginClaim::Counted {
+            after, locks: true, ..
+        } = claim
+        {
+            metrics::counter!("rampart_account_lockouts_total").increment(1);
+            self.audit(event(actor, "user.lockout", "locked", ip).detail(format!(
+                "until={} lockouts={}",
+                after.locked_until, after.lockouts
+            )))
+            .await;
         }
-        self.store().delete_code(r, p).await?;
-        Ok(())
     }
 
     /// Sign up through `app_id`. An address that already has an account answers the same, and its
@@ -393,7 +473,7 @@ impl Core {
         self.limits()
             .check_signup("user", ip.as_deref(), now_ms())?;
         password::check(pw.expose(), who.email(), who.phone())?;
-        let hash = password::hash(&pw).await?;
+        let hash = self.passwords().hash(&pw).await?;
         let user_id = format!("u_{}", random_from(ID_ALPHABET, 20));
         let row = UserRow {
             user_id: user_id.clone(),
@@ -466,6 +546,7 @@ impl Core {
     // ---- login and tokens ----
 
     /// Log in; every failure is `LoginFailed`, except `AccountNotActive` once the password was right.
+    /// The try is claimed (counted toward the lockout) before the password is compared.
     pub async fn login(
         &self,
         app_id: &str,
@@ -479,11 +560,11 @@ impl Core {
             Some(w) => self.store().find_user(w.email(), w.phone()).await?,
             None => None,
         };
-        let now = now_ms();
-        let stored = user.as_ref().map(|u| u.password_hash.clone());
-        let verified = password::verify(&pw, stored).await;
+        // A place among the password checks first: a caller refused `Busy` has used no try.
+        let admission = self.passwords().admit()?;
         let claimed: String = username.chars().take(64).collect();
         let Some(user) = user else {
+            admission.verify(&pw, None).await;
             self.audit(
                 event(
                     &Actor::user_candidate(&claimed),
@@ -497,31 +578,29 @@ impl Core {
             return Err(Error::LoginFailed);
         };
         let actor = Actor::user(&user.user_id);
-        let state = LockState {
-            failed_count: user.failed_count,
-            first_failed_at: user.first_failed_at,
-            locked_until: user.locked_until,
-            lockouts: user.lockouts,
-        };
-        if lockout::is_locked(&state, now) {
+        let claim = self.claim_user_try(&user.user_id).await?;
+        if claim == lockout::LoginClaim::Locked {
+            // The same cost as a comparison, so a locked account answers no faster.
+            admission.verify(&pw, None).await;
             self.audit(event(&actor, "user.login", "failed", &ip).detail("locked"))
                 .await;
             return Err(Error::LoginFailed);
         }
-        if !verified {
-            let (next, locked) = lockout::after_failure(state, now);
-            self.store().set_lock_state(&user.user_id, next).await?;
+        if !admission
+            .verify(&pw, Some(user.password_hash.clone()))
+            .await
+        {
             self.audit(event(&actor, "user.login", "failed", &ip).detail("wrong password"))
                 .await;
-            if locked {
-                metrics::counter!("rampart_account_lockouts_total").increment(1);
-                self.audit(event(&actor, "user.lockout", "locked", &ip).detail(format!(
-                    "until={} lockouts={}",
-                    next.locked_until, next.lockouts
-                )))
-                .await;
-            }
+            self.user_lockout(&actor, claim, &ip).await;
             return Err(Error::LoginFailed);
+        }
+        let now = now_ms();
+        if !app_ok || !user.active {
+            // The password was right: the try is not a failure.
+            self.store()
+                .update_lock_state(&user.user_id, claim.refund())
+                .await?;
         }
         if !app_ok {
             self.audit(event(&actor, "user.login", "failed", &ip).detail("unknown app"))
@@ -533,11 +612,9 @@ impl Core {
                 .await;
             return Err(Error::AccountNotActive);
         }
-        if state != lockout::after_success() {
-            self.store()
-                .set_lock_state(&user.user_id, lockout::after_success())
-                .await?;
-        }
+        self.store()
+            .set_lock_state(&user.user_id, lockout::after_success())
+            .await?;
         // Expired tokens and codes are of no use to anyone; sweep them as sessions are made.
         if let Err(e) = self.store().purge_tokens(now).await {
             tracing::warn!(error = %e, "purging expired tokens failed");
@@ -641,12 +718,17 @@ impl Core {
         Ok(())
     }
 
-    /// End every session of the user.
+    /// End every session of the user, and every grant (with its tokens) the user gave a third
+    /// party.
     pub async fn logout_all(&self, s: &UserSession, ip: Option<String>) -> Result<u64> {
         let n = self.store().revoke_user_families(&s.user_id, None).await?;
+        let grants = self.store().revoke_user_oauth_grants(&s.user_id).await?;
         self.sessions_changed(&s.user_id);
-        self.audit(event(&s.actor(), "user.logout_all", "ok", &ip).detail(format!("sessions={n}")))
-            .await;
+        self.audit(
+            event(&s.actor(), "user.logout_all", "ok", &ip)
+                .detail(format!("sessions={n} grants={grants}")),
+        )
+        .await;
         Ok(n)
     }
 
@@ -667,7 +749,8 @@ impl Core {
 
     // ---- passwords ----
 
-    /// Change the password (the old one must verify); ends the user's other sessions.
+    /// Change the password (the old one must verify); ends the user's other sessions and every
+    /// grant the user gave a third party.
     pub async fn change_password(
         &self,
         s: &UserSession,
@@ -681,26 +764,13 @@ impl Core {
             .await?
             .ok_or(Error::InvalidToken)?;
         // Wrong old passwords count toward the login lockout, so a stolen access token cannot be
-        // used to guess the password.
-        let state = LockState {
-            failed_count: u.failed_count,
-            first_failed_at: u.first_failed_at,
-            locked_until: u.locked_until,
-            lockouts: u.lockouts,
-        };
-        let now = now_ms();
-        let verified = password::verify(&old, Some(u.password_hash.clone())).await;
-        let locked = lockout::is_locked(&state, now);
-        if !verified || locked {
-            if !locked {
-                let (next, now_locked) = lockout::after_failure(state, now);
-                self.store().set_lock_state(&u.user_id, next).await?;
-                if now_locked {
-                    metrics::counter!("rampart_account_lockouts_total").increment(1);
-                    self.audit(event(&s.actor(), "user.lockout", "locked", &ip))
-                        .await;
-                }
-            }
+        // used to guess the password; the try is claimed before the comparison.
+        let admission = self.passwords().admit()?;
+        let claim = self.claim_user_try(&u.user_id).await?;
+        let verified = claim != lockout::LoginClaim::Locked
+            && admission.verify(&old, Some(u.password_hash.clone())).await;
+        if !verified {
+            self.user_lockout(&s.actor(), claim, &ip).await;
             self.audit(
                 event(&s.actor(), "user.password_change", "failed", &ip)
                     .detail("wrong old password or locked"),
@@ -708,17 +778,22 @@ impl Core {
             .await;
             return Err(Error::Forbidden("old_password is not correct".into()));
         }
+        self.store()
+            .update_lock_state(&u.user_id, claim.refund())
+            .await?;
         password::check(new.expose(), u.email.as_deref(), u.phone.as_deref())?;
-        let hash = password::hash(&new).await?;
+        let hash = self.passwords().hash(&new).await?;
         self.store().set_password(&u.user_id, &hash).await?;
         let n = self
             .store()
             .revoke_user_families(&u.user_id, Some(&s.family_id))
             .await?;
+        // A third party's access ends with the password that allowed it.
+        let grants = self.store().revoke_user_oauth_grants(&u.user_id).await?;
         self.sessions_changed(&u.user_id);
         self.audit(
             event(&s.actor(), "user.password_change", "ok", &ip)
-                .detail(format!("other sessions ended={n}")),
+                .detail(format!("other sessions ended={n} grants ended={grants}")),
         )
         .await;
         Ok(())
@@ -757,7 +832,7 @@ impl Core {
             .find_user(who.email(), who.phone())
             .await?
             .ok_or(Error::InvalidCode)?;
-        let hash = password::hash(&new).await?;
+        let hash = self.passwords().hash(&new).await?;
         self.store().set_password(&u.user_id, &hash).await?;
         if !u.active {
             self.store().activate_user(&u.user_id).await?;
@@ -828,6 +903,41 @@ mod tests {
         assert_eq!(&durations[..4], &[MIN, 2 * MIN, 4 * MIN, 8 * MIN]);
         assert_eq!(*durations.last().unwrap(), MAX_LOCK_MS);
         assert_eq!(after_success(), LockState::default());
+    }
+
+    #[test]
+    fn a_claim_counts_as_a_failure_until_given_back() {
+        let now = 10 * MIN;
+        let fresh = LockState::default();
+        let written = claim(fresh, now).unwrap();
+        assert_eq!((written.failed_count, written.first_failed_at), (1, now));
+        let c = claimed(Some(fresh), now);
+        assert_eq!(
+            c,
+            LoginClaim::Counted {
+                before: fresh,
+                after: written,
+                locks: false
+            }
+        );
+        // given back while nobody else claimed since; left alone once someone did
+        assert_eq!(c.refund()(written), Some(fresh));
+        let later = claim(written, now + 1).unwrap();
+        assert_eq!(c.refund()(later), None);
+        // the fifth claim locks; a locked account is claimed by nobody and compares nothing
+        let mut s = fresh;
+        for _ in 0..MAX_FAILURES - 1 {
+            s = claim(s, now).unwrap();
+        }
+        assert!(matches!(
+            claimed(Some(s), now),
+            LoginClaim::Counted { locks: true, .. }
+        ));
+        let locked = claim(s, now).unwrap();
+        assert!(is_locked(&locked, now));
+        assert_eq!(claim(locked, now + 1), None);
+        assert_eq!(claimed(Some(locked), now + 1), LoginClaim::Locked);
+        assert_eq!(claimed(None, now), LoginClaim::Locked);
     }
 
     /// A core over a fresh SQLite store with one app and one active user; returns the core,

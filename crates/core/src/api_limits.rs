@@ -68,6 +68,11 @@ pub struct LimitsConfig {
     /// A socket write (MQTT, the event stream, WebSocket, HTTP) that makes no progress for this
     /// many seconds, because the peer stopped reading, closes the connection.
     pub write_timeout_s: u64,
+    /// Argon2 password computations (login, sign-up, password change and reset) running at once;
+    /// 0: the number of cores.
+    pub password_hash_concurrency: usize,
+    /// Password computations waiting for a slot; past it a call answers 503 `BUSY`.
+    pub password_hash_queue: usize,
 }
 
 impl Default for LimitsConfig {
@@ -113,6 +118,8 @@ impl Default for LimitsConfig {
             },
             flush_interval_ms: 1_000,
             write_timeout_s: 30,
+            password_hash_concurrency: 0,
+            password_hash_queue: 64,
         }
     }
 }

@@ -15,7 +15,7 @@ use tokio::sync::broadcast;
 
 /// One-time bind token lifetime.
 pub const BIND_TOKEN_TTL_MS: i64 = 10 * 60_000;
-/// Bind attempts per user per minute.
+/// Bind attempts per user per clock minute (counted in the store).
 pub const BIND_ATTEMPTS_PER_MIN: usize = 10;
 
 /// A user's role on a device.
@@ -310,7 +310,15 @@ impl Core {
         proof: BindProof,
     ) -> Result<(Role, bool)> {
         let now = now_ms();
-        if !self.inner.accounts.bind.check(&s.user_id, now) {
+        // The try is claimed in the store (shared by every node) before any proof is compared.
+        let window_start = now - now.rem_euclid(60_000);
+        let counter = format!("bind:{}", s.user_id);
+        if !self
+            .store()
+            .claim_counter(&counter, window_start, 60_000, BIND_ATTEMPTS_PER_MIN as i64)
+            .await?
+        {
+            crate::api_limits::count_refusal("bind.user");
             return Err(Error::RateLimited(format!(
                 "at most {BIND_ATTEMPTS_PER_MIN} bind attempts per minute"
             )));

@@ -195,7 +195,7 @@ impl Core {
     }
 
     async fn insert_developer(&self, who: &Identity, pw: &Secret, active: bool) -> Result<String> {
-        let hash = password::hash(pw).await?;
+        let hash = self.passwords().hash(pw).await?;
         let developer_id = format!("dev_{}", random_from(ID_ALPHABET, 20));
         let row = DeveloperRow {
             developer_id: developer_id.clone(),
@@ -242,31 +242,13 @@ impl Core {
         Ok(())
     }
 
-    /// Spend a developer's one-time code; it dies after its expiry, its use or 5 wrong guesses.
-    /// Every failure is `InvalidCode`.
+    /// Spend a developer's one-time code; it dies after its expiry, its use or 5 wrong guesses
+    /// (each try claimed before the comparison, see `Core::spend_code`). Every failure is
+    /// `InvalidCode`.
     async fn use_developer_code(&self, who: &Identity, purpose: DevCode, code: &str) -> Result<()> {
         let recipient = format!("{CODE_PREFIX}{}", who.as_str());
-        let p = purpose.stored();
-        let store = self.store();
-        let Some(row) = store.get_code(&recipient, p).await? else {
-            return Err(Error::InvalidCode);
-        };
-        if row.expires_at <= now_ms() || row.attempts >= crate::accounts::CODE_MAX_ATTEMPTS {
-            store.delete_code(&recipient, p).await?;
-            return Err(Error::InvalidCode);
-        }
         let given = code_hash(purpose, &recipient, code.trim());
-        let ok: bool =
-            subtle::ConstantTimeEq::ct_eq(given.as_bytes(), row.code_hash.as_bytes()).into();
-        if !ok {
-            if store.bump_code_attempts(&recipient, p).await? >= crate::accounts::CODE_MAX_ATTEMPTS
-            {
-                store.delete_code(&recipient, p).await?;
-            }
-            return Err(Error::InvalidCode);
-        }
-        store.delete_code(&recipient, p).await?;
-        Ok(())
+        self.spend_code(&recipient, purpose.stored(), &given).await
     }
 
     /// Activate with the e-mailed code.
@@ -339,7 +321,7 @@ impl Core {
             .find_developer(who.as_str())
             .await?
             .ok_or(Error::InvalidCode)?;
-        let hash = password::hash(&new).await?;
+        let hash = self.passwords().hash(&new).await?;
         self.store()
             .set_developer_password(&dev.developer_id, &hash)
             .await?;
@@ -463,7 +445,8 @@ impl Core {
 
     /// Log in a developer. Every failure is `LoginFailed` until the password is proven; then
     /// `AccountNotActive`, `AccountSuspended`, or `TotpRequired` (no second factor given, or a
-    /// wrong one; a wrong one counts as a failed login).
+    /// wrong one; a wrong one counts as a failed login). The try is claimed (counted toward the
+    /// lockout) before the password or the second factor is compared.
     pub async fn developer_login(
         &self,
         email: &str,
@@ -476,8 +459,10 @@ impl Core {
             Some(w) => self.store().find_developer(w.as_str()).await?,
             None => None,
         };
-        let verified = password::verify(&pw, dev.as_ref().map(|d| d.password_hash.clone())).await;
+        // A place among the password checks first: a caller refused `Busy` has used no try.
+        let admission = self.passwords().admit()?;
         let Some(dev) = dev else {
+            admission.verify(&pw, None).await;
             let claimed: String = email.chars().take(64).collect();
             self.audit(
                 event(
@@ -495,24 +480,32 @@ impl Core {
             return Err(Error::LoginFailed);
         };
         let actor = developer_actor(&dev.developer_id);
-        let now = now_ms();
-        let state = dev.lock_state();
-        if lockout::is_locked(&state, now) {
+        let claim = self.claim_developer_try(&dev.developer_id).await?;
+        if claim == lockout::LoginClaim::Locked {
+            // The same cost as a comparison, so a locked account answers no faster.
+            admission.verify(&pw, None).await;
             self.audit(event(&actor, "developer.login", "failed", &ip).detail("locked"))
                 .await;
             return Err(Error::LoginFailed);
         }
-        if !verified {
-            self.developer_login_failure(&dev, "wrong password", &ip)
-                .await?;
+        if !admission.verify(&pw, Some(dev.password_hash.clone())).await {
+            self.developer_failed(&dev, claim, "wrong password", &ip)
+                .await;
             return Err(Error::LoginFailed);
         }
+        let refund = || async {
+            self.store()
+                .update_developer_lock_state(&dev.developer_id, claim.refund())
+                .await
+        };
         if !dev.active {
+            refund().await?;
             self.audit(event(&actor, "developer.login", "failed", &ip).detail("not activated"))
                 .await;
             return Err(Error::AccountNotActive);
         }
         if dev.suspended {
+            refund().await?;
             self.audit(event(&actor, "developer.login", "failed", &ip).detail("suspended"))
                 .await;
             return Err(Error::AccountSuspended);
@@ -524,6 +517,7 @@ impl Core {
                         .await;
                 }
                 None if second.totp.is_none() && second.recovery_code.is_none() => {
+                    refund().await?;
                     self.audit(
                         event(&actor, "developer.login", "failed", &ip).detail("totp required"),
                     )
@@ -533,19 +527,18 @@ impl Core {
                     ));
                 }
                 None => {
-                    self.developer_login_failure(&dev, "wrong second factor", &ip)
-                        .await?;
+                    self.developer_failed(&dev, claim, "wrong second factor", &ip)
+                        .await;
                     return Err(Error::TotpRequired(
                         "the TOTP or recovery code is wrong, expired or already used".into(),
                     ));
                 }
             }
         }
-        if state != lockout::after_success() {
-            self.store()
-                .set_developer_lock_state(&dev.developer_id, lockout::after_success())
-                .await?;
-        }
+        let now = now_ms();
+        self.store()
+            .set_developer_lock_state(&dev.developer_id, lockout::after_success())
+            .await?;
         if let Err(e) = self.store().purge_developer_tokens(now).await {
             tracing::warn!(error = %e, "purging expired developer tokens failed");
         }
@@ -575,30 +568,40 @@ impl Core {
         })
     }
 
-    async fn developer_login_failure(
+    /// Claim a login try of a developer (see [`lockout::LoginClaim`]).
+    async fn claim_developer_try(&self, developer_id: &str) -> Result<lockout::LoginClaim> {
+        let now = now_ms();
+        let seen = self
+            .store()
+            .update_developer_lock_state(developer_id, |st| lockout::claim(st, now))
+            .await?;
+        Ok(lockout::claimed(seen, now))
+    }
+
+    /// Audit a failed try (already counted by its claim), and the lockout it caused.
+    async fn developer_failed(
         &self,
         dev: &DeveloperRow,
+        claim: lockout::LoginClaim,
         why: &str,
         ip: &Option<String>,
-    ) -> Result<()> {
+    ) {
         let actor = developer_actor(&dev.developer_id);
-        let (next, locked) = lockout::after_failure(dev.lock_state(), now_ms());
-        self.store()
-            .set_developer_lock_state(&dev.developer_id, next)
-            .await?;
         self.audit(event(&actor, "developer.login", "failed", ip).detail(why.to_owned()))
             .await;
-        if locked {
+        if let lockout::LoginClaim::Counted {
+            after, locks: true, ..
+        } = claim
+        {
             metrics::counter!("rampart_account_lockouts_total").increment(1);
             self.audit(
                 event(&actor, "developer.lockout", "locked", ip).detail(format!(
                     "until={} lockouts={}",
-                    next.locked_until, next.lockouts
+                    after.locked_until, after.lockouts
                 )),
             )
             .await;
         }
-        Ok(())
     }
 
     /// Check a TOTP or recovery code of a developer with TOTP on; `Some(kind)` when accepted (the
@@ -723,12 +726,16 @@ impl Core {
         ip: Option<String>,
     ) -> Result<()> {
         let dev = self.session_developer(s).await?;
-        let locked = lockout::is_locked(&dev.lock_state(), now_ms());
-        let verified = password::verify(&old, Some(dev.password_hash.clone())).await;
-        if !verified || locked {
-            if !locked {
-                self.developer_login_failure(&dev, "wrong old password", &ip)
-                    .await?;
+        let admission = self.passwords().admit()?;
+        let claim = self.claim_developer_try(&dev.developer_id).await?;
+        let verified = claim != lockout::LoginClaim::Locked
+            && admission
+                .verify(&old, Some(dev.password_hash.clone()))
+                .await;
+        if !verified {
+            if claim != lockout::LoginClaim::Locked {
+                self.developer_failed(&dev, claim, "wrong old password", &ip)
+                    .await;
             }
             self.audit(event(
                 &s.actor(),
@@ -739,8 +746,11 @@ impl Core {
             .await;
             return Err(Error::Forbidden("old_password is not correct".into()));
         }
+        self.store()
+            .update_developer_lock_state(&dev.developer_id, claim.refund())
+            .await?;
         password::check(new.expose(), Some(&dev.email), None)?;
-        let hash = password::hash(&new).await?;
+        let hash = self.passwords().hash(&new).await?;
         self.store()
             .set_developer_password(&dev.developer_id, &hash)
             .await?;
@@ -844,22 +854,27 @@ impl Core {
         if !dev.totp_enabled {
             return Err(Error::Conflict("TOTP is not on".into()));
         }
-        let locked = lockout::is_locked(&dev.lock_state(), now_ms());
-        let verified = password::verify(&pw, Some(dev.password_hash.clone())).await;
-        let factor = if verified && !locked {
+        let admission = self.passwords().admit()?;
+        let claim = self.claim_developer_try(&dev.developer_id).await?;
+        let verified = claim != lockout::LoginClaim::Locked
+            && admission.verify(&pw, Some(dev.password_hash.clone())).await;
+        let factor = if verified {
             self.check_second_factor(&dev, &second).await?
         } else {
             None
         };
         if factor.is_none() {
-            if !locked {
-                self.developer_login_failure(&dev, "totp disable refused", &ip)
-                    .await?;
+            if claim != lockout::LoginClaim::Locked {
+                self.developer_failed(&dev, claim, "totp disable refused", &ip)
+                    .await;
             }
             self.audit(event(&s.actor(), "developer.totp_disable", "failed", &ip))
                 .await;
             return Err(Error::Forbidden("password or code is not correct".into()));
         }
+        self.store()
+            .update_developer_lock_state(&dev.developer_id, claim.refund())
+            .await?;
         self.store()
             .disable_developer_totp(&dev.developer_id)
             .await?;

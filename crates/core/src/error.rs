@@ -44,6 +44,9 @@ pub enum Error {
     WeakPassword(String),
     #[error("{0}")]
     RateLimited(String),
+    /// A bounded resource of the server (password hashing) is saturated; retry shortly.
+    #[error("{0}")]
+    Busy(String),
     /// A named rate or quota of `api_limits` refused the call.
     #[error("{0}")]
     Limited(Box<crate::api_limits::Refusal>),

@@ -169,6 +169,8 @@ struct Inner {
     limits: api_limits::ApiLimits,
     /// MQTT connect rates per IP and device, and reconnect-storm bans.
     connect_limits: connect_limits::ConnectLimits,
+    /// Bounds the Argon2 computations of the process.
+    passwords: password::Hasher,
     /// Counts enterprise suspensions and reinstatements made by this process, so live event
     /// stream sessions and webhook tasks notice them at once.
     suspensions: tokio::sync::watch::Sender<u64>,
@@ -178,8 +180,6 @@ struct Inner {
 
 /// Run-time state of the account services: rate limits and the access-change broadcast.
 struct AccountsState {
-    /// Bind attempts per user.
-    bind: limits::RateLimiter,
     /// "Already registered" notices per recipient (repeated sign-ups must not spam an address).
     notice: limits::RateLimiter,
     access: tokio::sync::broadcast::Sender<bindings::AccessChange>,
@@ -190,7 +190,6 @@ struct AccountsState {
 impl Default for AccountsState {
     fn default() -> Self {
         AccountsState {
-            bind: limits::RateLimiter::new(bindings::BIND_ATTEMPTS_PER_MIN, 60_000),
             notice: limits::RateLimiter::new(1, 3_600_000),
             access: tokio::sync::broadcast::channel(1024).0,
             live: Default::default(),
@@ -204,6 +203,10 @@ impl Core {
             inner: Arc::new(Inner {
                 limits: api_limits::ApiLimits::new(config.limits.clone()),
                 connect_limits: connect_limits::ConnectLimits::new(config.mqtt_limits.clone()),
+                passwords: password::Hasher::new(
+                    config.limits.password_hash_concurrency,
+                    config.limits.password_hash_queue,
+                ),
                 tenancy_epoch: Default::default(),
                 store,
                 key,
@@ -243,6 +246,11 @@ impl Core {
     /// The API's rates and quotas and the code limits.
     pub fn limits(&self) -> &api_limits::ApiLimits {
         &self.inner.limits
+    }
+
+    /// The bounded Argon2 hasher every password check goes through.
+    pub(crate) fn passwords(&self) -> &password::Hasher {
+        &self.inner.passwords
     }
 
     /// The MQTT connect limits (shared by every listener).

@@ -76,6 +76,40 @@ impl Store {
         Ok(())
     }
 
+    /// Read and change a user's lockout state in one serialised transaction: `f` sees the state
+    /// as committed, and no other change of it can come between that read and this write (a
+    /// failed-login claim is never lost to a concurrent one). `f` returns the state to write, or
+    /// `None` to leave it. Returns the state `f` saw; `None` for an unknown user.
+    pub async fn update_lock_state(
+        &self,
+        user_id: &str,
+        f: impl FnOnce(LockState) -> Option<LockState> + Send,
+    ) -> Result<Option<LockState>> {
+        // The first statement is a write: it takes the row lock (PostgreSQL) or the database's
+        // write lock (SQLite) before anything is read, so the read below is the latest state.
+        let lock = "UPDATE users SET failed_count = failed_count WHERE user_id = $1";
+        let read = "SELECT failed_count, first_failed_at, locked_until, lockouts FROM users \
+                    WHERE user_id = $1";
+        let write = "UPDATE users SET failed_count = $1, first_failed_at = $2, locked_until = $3, \
+                     lockouts = $4 WHERE user_id = $5";
+        with_db!(self, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query(lock).bind(user_id).execute(&mut *tx).await?;
+            let row: Option<(i64, i64, i64, i64)> =
+                sqlx::query_as(read).bind(user_id).fetch_optional(&mut *tx).await?;
+            let Some((failed_count, first_failed_at, locked_until, lockouts)) = row else {
+                return Ok(None);
+            };
+            let seen = LockState { failed_count, first_failed_at, locked_until, lockouts };
+            if let Some(s) = f(seen) {
+                sqlx::query(write).bind(s.failed_count).bind(s.first_failed_at)
+                    .bind(s.locked_until).bind(s.lockouts).bind(user_id).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(Some(seen))
+        })
+    }
+
     // ---- one-time codes ----
 
     /// Store a code for (recipient, purpose), replacing an earlier one.
@@ -96,14 +130,32 @@ impl Store {
         )
     }
 
-    /// Count one attempt against a code; returns the attempts made so far.
-    pub async fn bump_code_attempts(&self, recipient: &str, purpose: &str) -> Result<i64> {
-        let sql =
-            "UPDATE user_codes SET attempts = attempts + 1 WHERE recipient = $1 AND purpose = $2 \
-                   RETURNING attempts";
-        let n: Option<i64> = with_db!(self, p => sqlx::query_scalar(sql).bind(recipient).bind(purpose)
-            .fetch_optional(p).await?);
-        Ok(n.unwrap_or(i64::MAX))
+    /// Claim one try of a live code before it is compared: counts the try and returns the code's
+    /// hash, in one conditional statement, while fewer than `max` tries were claimed and the code
+    /// has not expired at `now`. `None` when no try is left (or no such code): of any number of
+    /// concurrent callers, at most `max` ever get the hash.
+    pub async fn claim_code_attempt(
+        &self,
+        recipient: &str,
+        purpose: &str,
+        max: i64,
+        now: i64,
+    ) -> Result<Option<String>> {
+        let sql = "UPDATE user_codes SET attempts = attempts + 1 WHERE recipient = $1 \
+                   AND purpose = $2 AND attempts < $3 AND expires_at > $4 RETURNING code_hash";
+        Ok(
+            with_db!(self, p => sqlx::query_scalar(sql).bind(recipient).bind(purpose).bind(max)
+            .bind(now).fetch_optional(p).await?),
+        )
+    }
+
+    /// Spend a code whose hash the caller matched: true for exactly one caller, and only while
+    /// the stored code is still the one with `code_hash`.
+    pub async fn take_code(&self, recipient: &str, purpose: &str, code_hash: &str) -> Result<bool> {
+        let sql = "DELETE FROM user_codes WHERE recipient = $1 AND purpose = $2 AND code_hash = $3";
+        let n = with_db!(self, p => sqlx::query(sql).bind(recipient).bind(purpose).bind(code_hash)
+            .execute(p).await?.rows_affected());
+        Ok(n == 1)
     }
 
     pub async fn delete_code(&self, recipient: &str, purpose: &str) -> Result<()> {

@@ -173,6 +173,37 @@ impl Store {
         Ok(())
     }
 
+    /// [`Store::update_lock_state`] for a developer: read and change the lockout state in one
+    /// serialised transaction.
+    pub async fn update_developer_lock_state(
+        &self,
+        developer_id: &str,
+        f: impl FnOnce(LockState) -> Option<LockState> + Send,
+    ) -> Result<Option<LockState>> {
+        let lock = "UPDATE developers SET failed_count = failed_count WHERE developer_id = $1";
+        let read = "SELECT failed_count, first_failed_at, locked_until, lockouts FROM developers \
+                    WHERE developer_id = $1";
+        let write = "UPDATE developers SET failed_count = $1, first_failed_at = $2, \
+                     locked_until = $3, lockouts = $4 WHERE developer_id = $5";
+        with_db!(self, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query(lock).bind(developer_id).execute(&mut *tx).await?;
+            let row: Option<(i64, i64, i64, i64)> =
+                sqlx::query_as(read).bind(developer_id).fetch_optional(&mut *tx).await?;
+            let Some((failed_count, first_failed_at, locked_until, lockouts)) = row else {
+                return Ok(None);
+            };
+            let seen = LockState { failed_count, first_failed_at, locked_until, lockouts };
+            if let Some(s) = f(seen) {
+                sqlx::query(write).bind(s.failed_count).bind(s.first_failed_at)
+                    .bind(s.locked_until).bind(s.lockouts).bind(developer_id)
+                    .execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(Some(seen))
+        })
+    }
+
     /// Suspend or reinstate; false for an unknown developer.
     pub async fn set_developer_suspended(&self, developer_id: &str, on: bool) -> Result<bool> {
         let sql = "UPDATE developers SET suspended = $1 WHERE developer_id = $2";

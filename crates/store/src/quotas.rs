@@ -44,4 +44,26 @@ impl Store {
         });
         Ok(())
     }
+
+    /// Claim one use of a counter in its fixed window, atomically: counts it and answers true
+    /// while fewer than `max` were claimed in the window starting at `window_start`; past that
+    /// answers false and counts nothing. Of any number of concurrent callers (on any node sharing
+    /// the store), at most `max` get true. Rows are purged with the other counters'.
+    pub async fn claim_counter(
+        &self,
+        counter: &str,
+        window_start: i64,
+        window_ms: i64,
+        max: i64,
+    ) -> Result<bool> {
+        let sql = "INSERT INTO quota_counters (counter, window_start, window_ms, used) \
+                   VALUES ($1, $2, $3, 1) ON CONFLICT (counter, window_start) DO UPDATE SET \
+                   used = quota_counters.used + 1 WHERE quota_counters.used < $4 RETURNING used";
+        if max <= 0 {
+            return Ok(false);
+        }
+        let n: Option<i64> = with_db!(self, p => sqlx::query_scalar(sql).bind(counter)
+            .bind(window_start).bind(window_ms).bind(max).fetch_optional(p).await?);
+        Ok(n.is_some())
+    }
 }

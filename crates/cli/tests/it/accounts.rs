@@ -1387,3 +1387,133 @@ async fn consumer_flow_on_postgresql() {
     drop(env);
     drop(pg);
 }
+
+/// The audit store of a server: its SQLite file, or the PostgreSQL schema it runs on.
+async fn audit_store(env: &Env, pg: Option<&PgSchema>) -> rampart_store::Store {
+    match pg {
+        Some(pg) => rampart_store::Store::open(&pg.store_url()).await.unwrap(),
+        None => rampart_store::Store::open_sqlite(&env.srv.data().join("rampart.db"))
+            .await
+            .unwrap(),
+    }
+}
+
+/// 80 concurrent wrong passwords for one account, then the right one. Every try is claimed in
+/// the store before its comparison: five are compared and lock the account, the other 75 (and
+/// the right password after them) meet the lock.
+async fn wrong_password_storm(env: &Env, pg: Option<&PgSchema>) {
+    let email = "storm@example.com";
+    env.user(email).await;
+    let wrong = "velvet tundra oxide lantexn";
+    let answers =
+        futures_util::future::join_all((0..80).map(|_| env.try_login(email, wrong))).await;
+    for (s, v) in &answers {
+        assert_eq!(*s, 401, "{v}");
+    }
+    let (s, v) = env.try_login(email, PW).await;
+    assert_eq!(s, 401, "the lockout engaged: {v}");
+    let store = audit_store(env, pg).await;
+    let logins = store.list_audit(Some("user.login"), 1000).await.unwrap();
+    let failed = |d: &str| {
+        logins
+            .iter()
+            .filter(|r| r.outcome == "failed" && r.detail.as_deref() == Some(d))
+            .count()
+    };
+    assert_eq!(
+        (failed("wrong password"), failed("locked")),
+        (5, 76),
+        "compared, refused by the lock"
+    );
+    let locks = store.list_audit(Some("user.lockout"), 100).await.unwrap();
+    assert_eq!(locks.len(), 1);
+    store.close().await;
+}
+
+/// 80 concurrent activation tries with the right code at a random position: the store hands the
+/// code to at most five of them, so at most five are compared and the right one gets through
+/// only when it is among those five. Returns whether it did.
+async fn code_guess_storm(env: &Env, pg: Option<&PgSchema>) -> bool {
+    let email = "guess@example.com";
+    let (s, v) = env
+        .call(
+            "POST",
+            "/v1/users",
+            None,
+            Some(json!({"email": email, "password": PW})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let code = env.code(email, "activate", 0).await;
+    let right_at = (now_ms() % 80) as usize;
+    let right: u32 = code.parse().unwrap();
+    let guesses: Vec<String> = (0..80u32)
+        .map(|i| {
+            if i as usize == right_at {
+                code.clone()
+            } else {
+                format!("{:06}", (right + 1 + i) % 1_000_000)
+            }
+        })
+        .collect();
+    let answers = futures_util::future::join_all(guesses.iter().map(|g| {
+        env.call(
+            "POST",
+            "/v1/users/activate",
+            None,
+            Some(json!({"email": email, "code": g})),
+        )
+    }))
+    .await;
+    let ok = answers.iter().filter(|(s, _)| *s == 200).count();
+    for (s, v) in answers.iter().filter(|(s, _)| *s != 200) {
+        assert_error(*s, v, 400, "INVALID_CODE");
+    }
+    assert!(ok <= 1, "a code was spent {ok} times");
+    let store = audit_store(env, pg).await;
+    let row = store.get_code(email, "activate").await.unwrap();
+    store.close().await;
+    if ok == 0 {
+        // five tries claimed (hence at most five compared), the code dead for the right guess too
+        assert_eq!(row.map(|r| r.attempts), Some(5));
+        let (s, v) = env
+            .call(
+                "POST",
+                "/v1/users/activate",
+                None,
+                Some(json!({"email": email, "code": code})),
+            )
+            .await;
+        assert_error(s, &v, 400, "INVALID_CODE");
+    } else {
+        assert!(row.is_none(), "a spent code is gone");
+    }
+    ok == 1
+}
+
+/// Racing guesses of a password or a one-time code are each counted before they are compared
+/// (SQLite store).
+#[tokio::test]
+async fn concurrent_guesses_are_counted_before_compared() {
+    let env = Env::start_with(&[("RAMPART_LIMITS__PASSWORD_HASH_QUEUE", "1000")]).await;
+    wrong_password_storm(&env, None).await;
+    code_guess_storm(&env, None).await;
+}
+
+/// The same on the PostgreSQL store (skipped, with the reason printed, when
+/// `RAMPART_TEST_POSTGRES_URL` is unset).
+#[tokio::test]
+async fn concurrent_guesses_are_counted_before_compared_on_postgresql() {
+    let Some(pg) = PgSchema::create("concurrent_guesses_are_counted_before_compared_on_postgresql")
+    else {
+        return;
+    };
+    let store_url = pg.store_url();
+    let env = Env::start_with(&[
+        ("RAMPART_STORE__URL", store_url.as_str()),
+        ("RAMPART_LIMITS__PASSWORD_HASH_QUEUE", "1000"),
+    ])
+    .await;
+    wrong_password_storm(&env, Some(&pg)).await;
+    code_guess_storm(&env, Some(&pg)).await;
+}

@@ -1047,3 +1047,62 @@ async fn developer_live_push_follows_the_role_matrix() {
     let m = ws.next().await;
     assert_eq!(m["closed"], 4401, "{m}");
 }
+
+/// 80 concurrent wrong passwords for one developer, then the right one: each try is claimed in
+/// the store before its comparison, so five are compared and lock the account and the rest,
+/// the right password included, meet the lock. Run on `store_url` when given (PostgreSQL).
+async fn developer_wrong_password_storm(store_url: Option<&str>) {
+    let mut env = vec![("RAMPART_LIMITS__PASSWORD_HASH_QUEUE", "1000")];
+    if let Some(url) = store_url {
+        env.push(("RAMPART_STORE__URL", url));
+    }
+    let srv = Server::start_with(&env).await;
+    let email = "storm@maker.example";
+    operator_made(&srv, email).await;
+    let wrong = json!({"password": "velvet tundra oxide lantexn"});
+    let answers =
+        futures_util::future::join_all((0..80).map(|_| login(&srv, email, wrong.clone()))).await;
+    for (s, v) in &answers {
+        assert_error(*s, v, 401, "UNAUTHORIZED");
+    }
+    let (s, v) = login(&srv, email, json!({})).await;
+    assert_error(s, &v, 401, "UNAUTHORIZED");
+    let store = match store_url {
+        Some(url) => rampart_store::Store::open(url).await.unwrap(),
+        None => rampart_store::Store::open_sqlite(&srv.data().join("rampart.db"))
+            .await
+            .unwrap(),
+    };
+    let logins = store
+        .list_audit(Some("developer.login"), 1000)
+        .await
+        .unwrap();
+    let failed = |d: &str| {
+        logins
+            .iter()
+            .filter(|r| r.outcome == "failed" && r.detail.as_deref() == Some(d))
+            .count()
+    };
+    assert_eq!((failed("wrong password"), failed("locked")), (5, 76));
+    let locks = store
+        .list_audit(Some("developer.lockout"), 100)
+        .await
+        .unwrap();
+    assert_eq!(locks.len(), 1);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn concurrent_wrong_developer_passwords_are_all_counted() {
+    developer_wrong_password_storm(None).await;
+}
+
+#[tokio::test]
+async fn concurrent_wrong_developer_passwords_are_all_counted_on_postgresql() {
+    let Some(pg) =
+        PgSchema::create("concurrent_wrong_developer_passwords_are_all_counted_on_postgresql")
+    else {
+        return;
+    };
+    developer_wrong_password_storm(Some(&pg.store_url())).await;
+}

@@ -292,3 +292,65 @@ async fn oversized_bodies_and_unknown_fields_are_refused_as_json() {
     .await;
     assert_error(s, &v, 400, "INVALID_REQUEST");
 }
+
+/// Password checks past `limits.password_hash_concurrency` and its queue are refused at once
+/// with 503 `BUSY` and `Retry-After` (counted), the others are answered as usual, and `/healthz`
+/// keeps answering while the hashing slots are full. One slot and one queue place make the
+/// refusal certain with 60 logins in flight; nothing here depends on how long a hash takes.
+#[tokio::test]
+async fn password_hashing_past_its_queue_answers_busy() {
+    let srv = Server::start_with(&[
+        ("RAMPART_LIMITS__PASSWORD_HASH_CONCURRENCY", "1"),
+        ("RAMPART_LIMITS__PASSWORD_HASH_QUEUE", "1"),
+    ])
+    .await;
+    let login = || async {
+        let resp = srv
+            .http_client
+            .post(srv.url("/v1/login"))
+            .json(&json!({"username": "nobody@example.com", "password": "velvet tundra oxide lantexn"}))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let retry = resp
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (status, retry, resp.json::<Value>().await.unwrap())
+    };
+    let health = || async {
+        let (s, v) = srv.call("GET", "/healthz", None, None).await;
+        assert_eq!(s, 200, "{v}");
+    };
+    let (answers, _) = tokio::join!(
+        futures_util::future::join_all((0..60).map(|_| login())),
+        async {
+            for _ in 0..5 {
+                health().await;
+            }
+        }
+    );
+    let busy: Vec<_> = answers.iter().filter(|(s, _, _)| *s == 503).collect();
+    assert!(!busy.is_empty(), "no login was refused");
+    for (s, retry, v) in &answers {
+        if *s == 503 {
+            assert_error(*s, v, 503, "BUSY");
+            assert_eq!(retry.as_deref(), Some("1"), "{v}");
+        } else {
+            assert_error(*s, v, 401, "UNAUTHORIZED");
+        }
+    }
+    assert!(
+        answers.iter().any(|(s, _, _)| *s == 401),
+        "every login refused"
+    );
+    health().await;
+    let text = srv.metrics_text().await;
+    let refused: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("rampart_limit_refusals_total{limit=\"password_hash\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert_eq!(refused, busy.len() as f64, "{text}");
+}

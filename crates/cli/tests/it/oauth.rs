@@ -2028,3 +2028,127 @@ async fn owners_list_update_rotate_and_delete_their_clients() {
     assert!(del.iter().any(|r| r.actor_kind == "developer"), "{del:?}");
     store.close().await;
 }
+
+/// A third party's access (its grant, access and refresh tokens, and a code not exchanged yet)
+/// ends when the user changes the password, resets it, or logs out everywhere:
+/// `GET /v1/oauth/grants` lists none afterwards.
+#[tokio::test]
+async fn third_party_access_ends_with_the_password_and_with_logout_all() {
+    let env = Env::start().await;
+    let (client, secret) = env.client(&["devices:read"]).await;
+    let client = (client.as_str(), secret.as_str());
+    for (email, how) in [
+        ("change@example.com", "password change"),
+        ("logoutall@example.com", "logout-all"),
+        ("reset@example.com", "password reset"),
+    ] {
+        let user = env.user(email).await;
+        env.owned_device(&user).await;
+        let granted = env.tokens(&user, client, "devices:read").await;
+        let (pending, verifier) = env.code_for(&user, client.0, "devices:read").await;
+        let (s, v) = env.call("GET", "/v1/oauth/grants", Some(&user), None).await;
+        assert_eq!((s, v["data"].as_array().unwrap().len()), (200, 1), "{v}");
+        let (s, _) = env
+            .call(
+                "GET",
+                "/v1/bindings",
+                Some(&tok(&granted, "access_token")),
+                None,
+            )
+            .await;
+        assert_eq!(s, 200, "{how}: the grant works before");
+
+        let user = match how {
+            "password change" => {
+                let (s, v) = env
+                    .call(
+                        "POST",
+                        "/v1/users/me/password",
+                        Some(&user),
+                        Some(json!({"old_password": PW, "new_password": "amber gravel quiet harbor"})),
+                    )
+                    .await;
+                assert_eq!(s, 200, "{v}");
+                user
+            }
+            "logout-all" => {
+                let (s, v) = env.call("POST", "/v1/logout/all", Some(&user), None).await;
+                assert_eq!(s, 200, "{v}");
+                let (s, v) = env
+                    .call(
+                        "POST",
+                        "/v1/login",
+                        None,
+                        Some(json!({"username": email, "password": PW})),
+                    )
+                    .await;
+                assert_eq!(s, 200, "{v}");
+                tok(&v, "access_token")
+            }
+            _ => {
+                let (s, v) = env
+                    .call(
+                        "POST",
+                        "/v1/users/password/reset",
+                        None,
+                        Some(json!({"email": email})),
+                    )
+                    .await;
+                assert_eq!(s, 202, "{v}");
+                let code = env.code_of(email, "password_reset").await;
+                let (s, v) = env
+                    .call(
+                        "POST",
+                        "/v1/users/password/reset/confirm",
+                        None,
+                        Some(json!({"email": email, "code": code, "password": "amber gravel quiet harbor"})),
+                    )
+                    .await;
+                assert_eq!(s, 200, "{v}");
+                let (s, v) = env
+                    .call(
+                        "POST",
+                        "/v1/login",
+                        None,
+                        Some(json!({"username": email, "password": "amber gravel quiet harbor"})),
+                    )
+                    .await;
+                assert_eq!(s, 200, "{v}");
+                tok(&v, "access_token")
+            }
+        };
+        let (s, v) = env.call("GET", "/v1/oauth/grants", Some(&user), None).await;
+        assert_eq!(s, 200, "{v}");
+        assert!(v["data"].as_array().unwrap().is_empty(), "{how}: {v}");
+        let (s, _) = env
+            .call(
+                "GET",
+                "/v1/bindings",
+                Some(&tok(&granted, "access_token")),
+                None,
+            )
+            .await;
+        assert_eq!(s, 401, "{how}: the access token ended");
+        let (s, v) = env
+            .form(
+                "/oauth/token",
+                Some(client),
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", &tok(&granted, "refresh_token")),
+                ],
+            )
+            .await;
+        assert_eq!(
+            (s, v["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "{how}: {v}"
+        );
+        let (s, v) = env.exchange(client, &pending, &verifier, CB).await;
+        assert_eq!(
+            (s, v["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "{how}: {v}"
+        );
+    }
+}

@@ -130,8 +130,13 @@ pub(crate) async fn suite(s: Store) {
         created_at: 1,
     };
     s.put_code(&code).await.unwrap();
-    assert_eq!(s.bump_code_attempts("a@x.io", "activate").await.unwrap(), 1);
-    assert_eq!(s.bump_code_attempts("a@x.io", "activate").await.unwrap(), 2);
+    let claim = |max: i64, now: i64| s.claim_code_attempt("a@x.io", "activate", max, now);
+    assert_eq!(claim(5, 10).await.unwrap().as_deref(), Some("h1"));
+    assert_eq!(claim(5, 10).await.unwrap().as_deref(), Some("h1"));
+    assert_eq!(claim(2, 10).await.unwrap(), None, "two tries claimed");
+    assert_eq!(claim(5, 1000).await.unwrap(), None, "expired");
+    let c = s.get_code("a@x.io", "activate").await.unwrap().unwrap();
+    assert_eq!(c.attempts, 2);
     s.put_code(&CodeRow {
         code_hash: "h2".into(),
         ..code.clone()
@@ -145,12 +150,16 @@ pub(crate) async fn suite(s: Store) {
         .await
         .unwrap()
         .is_none());
+    // a code is spent once, and only while it is still the code that was matched
+    assert!(!s.take_code("a@x.io", "activate", "h1").await.unwrap());
+    assert!(s.take_code("a@x.io", "activate", "h2").await.unwrap());
+    assert!(!s.take_code("a@x.io", "activate", "h2").await.unwrap());
+    s.put_code(&code).await.unwrap();
     s.delete_code("a@x.io", "activate").await.unwrap();
     assert!(s.get_code("a@x.io", "activate").await.unwrap().is_none());
-    assert_eq!(
-        s.bump_code_attempts("a@x.io", "activate").await.unwrap(),
-        i64::MAX
-    );
+    assert_eq!(claim(5, 10).await.unwrap(), None, "no code");
+    concurrent_code_tries_are_claimed_at_most_five_times(&s).await;
+    concurrent_failed_logins_are_all_counted(&s).await;
 
     // sessions: access lookup, rotation, reuse, revocation
     s.create_session("f1", "u1", "app1", ("acc1", 500), ("ref1", 5000), 1)
@@ -370,4 +379,77 @@ pub(crate) async fn suite(s: Store) {
         s.binding_role("dev_b", "u1").await.unwrap().as_deref(),
         Some("owner")
     );
+}
+
+/// 80 concurrent tries at one code: the store hands its hash to exactly five of them, so no
+/// more than five guesses can ever be compared.
+async fn concurrent_code_tries_are_claimed_at_most_five_times(s: &Store) {
+    s.put_code(&CodeRow {
+        recipient: "race@x.io".into(),
+        purpose: "activate".into(),
+        code_hash: "hr".into(),
+        expires_at: 10_000,
+        attempts: 0,
+        created_at: 1,
+    })
+    .await
+    .unwrap();
+    let tries: Vec<_> = (0..80)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.claim_code_attempt("race@x.io", "activate", 5, 100)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut claimed = 0;
+    for t in tries {
+        if t.await.unwrap().is_some() {
+            claimed += 1;
+        }
+    }
+    assert_eq!(claimed, 5, "tries handed the code's hash");
+    let c = s.get_code("race@x.io", "activate").await.unwrap().unwrap();
+    assert_eq!(c.attempts, 5);
+    s.delete_code("race@x.io", "activate").await.unwrap();
+}
+
+/// 80 concurrent read-modify-writes of one user's lockout state: each sees the previous one's
+/// write (none is lost), for users and for developers alike.
+async fn concurrent_failed_logins_are_all_counted(s: &Store) {
+    s.insert_user(&user("race_u", Some("race_u@x.io"), None))
+        .await
+        .unwrap();
+    let bump = |mut l: LockState| {
+        l.failed_count += 1;
+        Some(l)
+    };
+    let claims: Vec<_> = (0..80)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { s.update_lock_state("race_u", bump).await.unwrap() })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for c in claims {
+        seen.push(c.await.unwrap().unwrap().failed_count);
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        (0..80).collect::<Vec<i64>>(),
+        "each claim saw the one before"
+    );
+    let u = s.get_user("race_u").await.unwrap().unwrap();
+    assert_eq!(u.failed_count, 80);
+    // `None` leaves the state; an unknown user is `None`
+    let seen = s.update_lock_state("race_u", |_| None).await.unwrap();
+    assert_eq!(seen.map(|l| l.failed_count), Some(80));
+    assert_eq!(
+        s.get_user("race_u").await.unwrap().unwrap().failed_count,
+        80
+    );
+    assert!(s.update_lock_state("nobody", bump).await.unwrap().is_none());
 }

@@ -72,6 +72,32 @@ pub(crate) async fn suite(s: Store) {
             .lock_state(),
         lock
     );
+    // concurrent failed logins of a developer: every claim counted, none lost
+    let claims: Vec<_> = (0..80)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.update_developer_lock_state("dev_a", |mut l| {
+                    l.failed_count += 1;
+                    Some(l)
+                })
+                .await
+                .unwrap()
+                .is_some()
+            })
+        })
+        .collect();
+    for c in claims {
+        assert!(c.await.unwrap());
+    }
+    let after = s
+        .get_developer("dev_a")
+        .await
+        .unwrap()
+        .unwrap()
+        .lock_state();
+    assert_eq!(after.failed_count, 82);
+    s.set_developer_lock_state("dev_a", lock).await.unwrap();
 
     // sessions: rotation, reuse, suspension
     s.create_developer_session("df1", "dev_a", ("acc1", 1000), ("ref1", 5000), 1)
@@ -181,6 +207,18 @@ pub(crate) async fn suite(s: Store) {
     assert!(!s.use_recovery_code("dev_a", "h1").await.unwrap());
     assert!(!s.use_recovery_code("dev_b", "h2").await.unwrap());
     assert_eq!(s.count_recovery_codes("dev_a").await.unwrap(), 1);
+    // one TOTP step presented by 80 concurrent logins: accepted exactly once
+    let uses: Vec<_> = (0..80)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { s.use_totp_step("dev_a", 101).await.unwrap() })
+        })
+        .collect();
+    let mut accepted = 0;
+    for u in uses {
+        accepted += usize::from(u.await.unwrap());
+    }
+    assert_eq!(accepted, 1, "a TOTP step replayed concurrently");
     s.disable_developer_totp("dev_a").await.unwrap();
     let a = s.get_developer("dev_a").await.unwrap().unwrap();
     assert_eq!((a.totp_enabled, a.totp_secret_enc), (false, None));

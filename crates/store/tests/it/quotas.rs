@@ -37,4 +37,38 @@ pub(crate) async fn suite(s: Store) {
         s.load_quota_counters(0).await.unwrap(),
         vec![row("ak:k1:h", 2000, 1)]
     );
+    concurrent_claims_take_at_most_the_window(&s).await;
+}
+
+/// 80 concurrent claims of a counter allowing 10 in its window: exactly 10 granted, and the
+/// next window starts afresh.
+async fn concurrent_claims_take_at_most_the_window(s: &Store) {
+    let claims: Vec<_> = (0..80)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.claim_counter("bind:u1", 60_000, 60_000, 10)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut granted = 0;
+    for c in claims {
+        granted += usize::from(c.await.unwrap());
+    }
+    assert_eq!(granted, 10);
+    assert!(!s
+        .claim_counter("bind:u1", 60_000, 60_000, 10)
+        .await
+        .unwrap());
+    assert!(s
+        .claim_counter("bind:u1", 120_000, 60_000, 10)
+        .await
+        .unwrap());
+    assert!(s
+        .claim_counter("bind:u2", 60_000, 60_000, 10)
+        .await
+        .unwrap());
+    assert!(!s.claim_counter("bind:u3", 60_000, 60_000, 0).await.unwrap());
 }
