@@ -326,6 +326,30 @@ impl Server {
         )
     }
 
+    /// Register `hw` again, proving its current secret with `device_sign`; returns (did, the new
+    /// device_secret). The answer carries no passcode.
+    pub async fn register_again(
+        &self,
+        pk: &str,
+        ps: &str,
+        hw: &str,
+        secret: &str,
+    ) -> (String, String) {
+        let (ts, n) = (now_ms(), nonce());
+        let mut body = Server::register_body(pk, hw, "product", ps, ts, &n);
+        let msg = format!("product_key={pk}&hardware_id={hw}&ts={ts}&nonce={n}");
+        body["device_sign"] = hmac_hex(secret, &msg).into();
+        let (s, v) = self
+            .call("POST", "/v1/device/register", None, Some(body))
+            .await;
+        assert_eq!(s, 200, "{v}");
+        assert!(v.get("passcode").is_none(), "{v}");
+        (
+            v["did"].as_str().unwrap().into(),
+            v["device_secret"].as_str().unwrap().into(),
+        )
+    }
+
     /// A fresh product with one registered device: (product_key, did, device_secret).
     pub async fn device(&self) -> (String, String, String) {
         let (pk, ps) = self.product(true, false).await;
