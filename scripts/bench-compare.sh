@@ -556,7 +556,9 @@ server_cmd() {
     mosquitto) SERVER_CMD=("$MOSQUITTO_BIN" -c "$WORK/mosquitto.conf") ;;
     rumqttd) SERVER_CMD=(env RUST_LOG=error "$RUMQTTD_BIN" -q -c "$WORK/rumqttd.toml") ;;
     rampart)
-        SERVER_CMD=(env RUST_LOG=error RAMPART_ADMIN_TOKEN="$ADMIN_TOKEN" "$RAMPART_BIN" serve --data "$DATA"
+        # Identities are registered from this one address: no per-address registration rate.
+        SERVER_CMD=(env RUST_LOG=error RAMPART_ADMIN_TOKEN="$ADMIN_TOKEN" RAMPART_LIMITS__REGISTER_IP__PER_MINUTE=0
+            "$RAMPART_BIN" serve --data "$DATA"
             --mqtt-listen "127.0.0.1:$P_RAMP" --mqtt-tls-listen "127.0.0.1:$P_RAMP_TLS"
             --http-listen "127.0.0.1:$P_RAMP_HTTP" --events-listen 127.0.0.1:0)
         ;;

@@ -50,6 +50,12 @@ impl From<CoreError> for Error {
         match e {
             CoreError::NotFound(what) => Error::not_found(what),
             CoreError::Conflict(m) => Error::new(S::CONFLICT, "CONFLICT", m),
+            CoreError::AlreadyRegistered => Error::new(
+                S::CONFLICT,
+                "ALREADY_REGISTERED",
+                "this hardware is already registered; prove the device secret with `device_sign`, \
+                 or have the product's owner open a re-provisioning window",
+            ),
             CoreError::Unauthorized => Error::new(
                 S::UNAUTHORIZED,
                 "UNAUTHORIZED",

@@ -456,6 +456,7 @@ fn error_page(status: StatusCode, message: &str) -> Response {
 fn scope_label(s: &str) -> &'static str {
     match s {
         Scopes::READ => "see your devices, their state and history",
+        Scopes::ADMIN => "factory-reset or wipe the devices you own: this erases them and ends every binding and share",
         _ => "send commands to the devices you may control",
     }
 }
@@ -493,20 +494,36 @@ fn consent_page(req: &AuthRequest, p: &AuthorizeParams, notice: Option<&str>) ->
         }
     }
     body.push_str("<fieldset><legend>It asks to</legend>\n");
-    for s in req.scopes.as_string().split(' ') {
+    let everyday = Scopes {
+        admin: false,
+        ..req.scopes
+    };
+    for s in everyday.as_string().split(' ').filter(|s| !s.is_empty()) {
         body.push_str(&format!(
             "<label><input type=\"checkbox\" name=\"approve\" value=\"{s}\" checked> {} (<code>{s}</code>)</label><br>\n",
             scope_label(s)
         ));
     }
+    body.push_str("</fieldset>\n");
+    // The destructive scope is shown on its own and left unticked: the user opts in.
+    if req.scopes.admin {
+        let s = Scopes::ADMIN;
+        body.push_str(&format!(
+            "<fieldset id=\"destructive\"><legend>It also asks to erase devices</legend>\n\
+             <p><strong>Only allow this if you trust it to erase your devices.</strong></p>\n\
+             <label><input type=\"checkbox\" name=\"approve\" value=\"{s}\"> {} (<code>{s}</code>)</label>\n",
+            scope_label(s)
+        ));
+    }
     body.push_str(&format!(
-        "</fieldset>\n<p>After you answer you go back to <code>{}</code>.</p>\n\
+        "{}<p>After you answer you go back to <code>{}</code>.</p>\n\
          <fieldset><legend>Sign in to answer</legend>\n\
          <label>E-mail or phone <input name=\"username\" autocomplete=\"username\"></label><br>\n\
          <label>Password <input type=\"password\" name=\"password\" autocomplete=\"current-password\"></label>\n\
          </fieldset>\n\
          <button type=\"submit\" name=\"decision\" value=\"approve\">Allow</button>\n\
          <button type=\"submit\" name=\"decision\" value=\"deny\">Deny</button>\n</form>",
+        if req.scopes.admin { "</fieldset>\n" } else { "" },
         esc(&req.redirect_uri)
     ));
     let mut r = html(StatusCode::OK, "Authorise access", &body);
@@ -776,23 +793,16 @@ pub(crate) async fn authorize_device(
     need: Need,
     addr: &Addr,
 ) -> Result<Actor, Error> {
-    let scoped = match need {
-        Need::Read => o.scopes.read,
-        Need::Control => o.scopes.control,
-        Need::Own => false,
+    let (scoped, needed) = match need {
+        Need::Read => (o.scopes.read, Scopes::READ),
+        Need::Control => (o.scopes.control, Scopes::CONTROL),
+        Need::Own => (o.scopes.admin, Scopes::ADMIN),
     };
     let outcome = if !scoped {
         Err(Error::new(
             StatusCode::FORBIDDEN,
             "INSUFFICIENT_SCOPE",
-            format!(
-                "this token's scope does not allow this (needs `{}`)",
-                if need == Need::Read {
-                    Scopes::READ
-                } else {
-                    Scopes::CONTROL
-                }
-            ),
+            format!("this token's scope does not allow this (needs `{needed}`)"),
         ))
     } else {
         s.core

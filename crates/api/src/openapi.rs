@@ -99,6 +99,9 @@ fn meaning(code: &str) -> &'static str {
         "ACCOUNT_SUSPENDED" => "the right password, but the operator suspended the account",
         "NOT_FOUND" => "unknown (or not visible to the caller)",
         "CONFLICT" => "the state does not allow it (already exists, last owner, ...)",
+        "ALREADY_REGISTERED" => {
+            "the hardware already has a device; nothing changed (prove its secret with `device_sign`, or have the owner open a re-provisioning window)"
+        }
         "DEVICE_OFFLINE" => "the device has no session",
         "PAYLOAD_TOO_LARGE" => {
             "body over `http.max_body_bytes` (default 4 MiB; 1 MiB for a signed request)"
@@ -721,13 +724,22 @@ fn product_ops() -> Vec<Op> {
 fn device_ops() -> Vec<Op> {
     vec![
         op("post", "/v1/device/register", "devices", "Register a device (signed request)")
-            .describe("Authenticated by the HMAC signature in the body; see docs/protocol.md.")
+            .describe(
+                "Authenticated by the HMAC signature in the body; see docs/protocol.md. Hardware \
+                 that is already registered answers 409 `ALREADY_REGISTERED` (nothing changes) \
+                 unless the body carries `device_sign` made with the device's current secret (200: \
+                 a new `device_secret`, no passcode) or the product's owner opened a window with \
+                 `POST /v1/devices/{did}/reprovision` (200: a new secret and passcode; every \
+                 binding, share and bind token of the device ends). Limits `register.ip` and \
+                 `register.failures.ip` (docs/api.md, Limits).",
+            )
             .json_body(r("RegisterRequest"))
             .ok(200, "the device's identity", r("Registered"))
             .err(400, &["INVALID_REQUEST"])
             .err(401, &["UNAUTHORIZED"])
             .err(403, &["FORBIDDEN"])
-            .err(409, &["CONFLICT"])
+            .err(409, &["ALREADY_REGISTERED"])
+            .err(429, &["RATE_LIMITED"])
             .store(),
         op("get", "/v1/devices", "devices", "List the devices the caller may read")
             .auth(MANAGER)
@@ -766,7 +778,11 @@ fn device_ops() -> Vec<Op> {
             .not_found()
             .store(),
         op("post", "/v1/devices/{did}/commands", "devices", "Send a command to a device")
-            .describe("Waits for the device's acknowledgement (`commands.timeout_ms`).")
+            .describe(
+                "Waits for the device's acknowledgement (`commands.timeout_ms`). The destructive \
+                 actions `factory_reset` and `wipe` need the owner role (a member or guest gets 403 \
+                 `FORBIDDEN`); a third-party token needs `devices:admin` for them.",
+            )
             .auth(DEVICE_CONTROL)
             .json_body(r("CommandRequest"))
             .ok(200, "the device's acknowledgement", r("Ack"))
@@ -789,6 +805,33 @@ fn device_ops() -> Vec<Op> {
                 "the passcode",
                 object(&["did", "passcode"], json!({"did": string(), "passcode": string()})),
             )
+            .err(403, &["FORBIDDEN"])
+            .not_found()
+            .store(),
+        op("post", "/v1/devices/{did}/reprovision", "devices", "Open a re-provisioning window")
+            .describe(
+                "Audited (`device.reprovision_open`). The device's next registration (within the \
+                 window, once) gets a new secret and a new passcode, and every binding, share and \
+                 bind token of the device ends. Opening it again moves its end. The body may be \
+                 left out.",
+            )
+            .auth(MANAGER)
+            .raw_json_body(
+                false,
+                input(
+                    &[],
+                    json!({"expires_in_s": {"type": "integer", "minimum": 1,
+                        "maximum": rampart_core::registry::REPROVISION_MAX_SECS,
+                        "default": rampart_core::registry::REPROVISION_DEFAULT_SECS,
+                        "description": "how long the window stays open, in seconds"}}),
+                ),
+            )
+            .ok(
+                200,
+                "the window is open",
+                object(&["did", "expires_at"], json!({"did": string(), "expires_at": millis()})),
+            )
+            .err(400, &["INVALID_REQUEST"])
             .err(403, &["FORBIDDEN"])
             .not_found()
             .store(),
@@ -1043,7 +1086,7 @@ fn oauth_ops() -> Vec<Op> {
         .query(
             "scope",
             string(),
-            "space-separated: `devices:read`, `devices:control`",
+            "space-separated: `devices:read`, `devices:control`, `devices:admin`",
         )
         .query("state", string(), "echoed back to the client")
         .query("code_challenge", string(), "PKCE challenge")
@@ -1083,7 +1126,7 @@ fn oauth_ops() -> Vec<Op> {
             .json_body(input(
                 &["name", "redirect_uris", "scopes"],
                 json!({"name": string(), "redirect_uris": array(string()),
-                    "scopes": array(one_of(&["devices:read", "devices:control"])),
+                    "scopes": array(one_of(&["devices:read", "devices:control", "devices:admin"])),
                     "public": boolean()}),
             ))
             .ok(201, "the client; a confidential client's secret is shown once", r("OAuthClient"))
@@ -2188,16 +2231,18 @@ fn schemas() -> Value {
                 json!({
             "product_key": string(), "hardware_id": string(), "ts": millis(), "nonce": string(),
             "mode": one_of(&["product", "device"]),
-            "sign": {"type": "string", "description": "HMAC-SHA256, hex; see docs/protocol.md"}}),
+            "sign": {"type": "string", "description": "HMAC-SHA256, hex; see docs/protocol.md"},
+            "device_sign": {"type": "string", "description": "for hardware already registered: \
+                the HMAC-SHA256 (hex) of the same string as `sign`, keyed by the device's current secret"}}),
             ),
         ),
         (
             "Registered",
             object(
-                &["did", "passcode"],
+                &["did"],
                 json!({"did": string(),
-            "device_secret": {"type": "string", "description": "absent for factory identities"},
-            "passcode": string()}),
+            "device_secret": {"type": "string", "description": "absent at a first registration in mode `device` (the factory secret stays the device secret)"},
+            "passcode": {"type": "string", "description": "only at a first registration and at a re-provisioning"}}),
             ),
         ),
         (
@@ -2542,7 +2587,8 @@ pub(crate) fn document() -> Value {
                         "authorizationUrl": "/oauth/authorize", "tokenUrl": "/oauth/token",
                         "refreshUrl": "/oauth/token",
                         "scopes": {"devices:read": "see the user's devices, their state and history",
-                            "devices:control": "send commands to the devices the user may control"}}}},
+                            "devices:control": "send commands to the devices the user may control",
+                            "devices:admin": "the destructive commands (`factory_reset`, `wipe`) on the devices the user owns"}}}},
                 "user_query": {"type": "apiKey", "in": "query", "name": "access_token",
                     "description": "an access token in the query (live push only: an end user's on /v1/ws, a developer's on /v1/developers/ws)"},
                 "client_basic": {"type": "http", "scheme": "basic",

@@ -58,6 +58,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/devices/{did}/history", get(history))
         .route("/v1/devices/{did}/commands", post(command))
         .route("/v1/devices/{did}/passcode", get(acc::passcode))
+        .route("/v1/devices/{did}/reprovision", post(reprovision))
         .route("/v1/devices/{did}/bind-tokens", post(acc::bind_token))
         .route(
             "/v1/devices/{did}/shares",
@@ -407,6 +408,46 @@ async fn register(
     Ok(Json(r).into_response())
 }
 
+/// The body of `POST /v1/devices/{did}/reprovision`; the body may be left out.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Reprovision {
+    expires_in_s: Option<i64>,
+}
+
+/// Open a single-use re-provisioning window for a device (admin, or a developer who may manage
+/// its product).
+async fn reprovision(
+    State(s): State<AppState>,
+    m: Manager,
+    addr: Option<Extension<ClientAddr>>,
+    Path(did): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, Error> {
+    let did = parse_did(&did)?;
+    let r: Reprovision = if body.iter().all(u8::is_ascii_whitespace) {
+        Reprovision::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| Error::new(StatusCode::BAD_REQUEST, "INVALID_JSON", e.to_string()))?
+    };
+    let caller = m.caller();
+    s.core
+        .authorize_device_for(&caller, did.as_str(), rampart_core::tenancy::Act::Manage)
+        .await?;
+    let until = s
+        .core
+        .open_reprovision(
+            did.as_str(),
+            r.expires_in_s
+                .unwrap_or(rampart_core::registry::REPROVISION_DEFAULT_SECS),
+            &caller.actor(),
+            client_ip(&addr),
+        )
+        .await?;
+    Ok(Json(json!({"did": did.as_str(), "expires_at": until})).into_response())
+}
+
 async fn list_devices(
     State(s): State<AppState>,
     m: Manager,
@@ -507,7 +548,14 @@ async fn command(
     Body(req): Body<CommandRequest>,
 ) -> Result<Response, Error> {
     let did = parse_did(&did)?;
-    let actor = authorize(&s, &p, did.as_str(), Need::Control, &addr).await?;
+    // Erasing a device is its owner's decision (a third party needs `devices:admin`).
+    let need = match req.action {
+        Some(
+            rampart_proto::command::Action::FactoryReset | rampart_proto::command::Action::Wipe,
+        ) => Need::Own,
+        _ => Need::Control,
+    };
+    let actor = authorize(&s, &p, did.as_str(), need, &addr).await?;
     let outcome = s
         .core
         .send_command(did.as_str(), req, &actor, client_ip(&addr))

@@ -63,6 +63,12 @@ pub struct LimitsConfig {
     pub signups_per_ip: CodeWindows,
     /// Sign-ups of one kind of account from all addresses together.
     pub signups_global: CodeWindows,
+    /// Device registrations (`POST /v1/device/register`) per source IP (IPv6: per /64).
+    pub register_ip: Rate,
+    /// Refused registration proofs (signature, timestamp, nonce, `device_sign`) per source IP
+    /// (IPv6: per /64) and clock minute; past it every registration from the address is refused
+    /// until the minute ends. 0 turns it off.
+    pub register_failures_ip: u32,
     /// How often changed quota counters are written to the store; a crash loses at most this much.
     pub flush_interval_ms: u64,
     /// A socket write (MQTT, the event stream, WebSocket, HTTP) that makes no progress for this
@@ -116,6 +122,11 @@ impl Default for LimitsConfig {
                 per_hour: 0,
                 per_day: 0,
             },
+            register_ip: Rate {
+                per_minute: 600,
+                burst: 100,
+            },
+            register_failures_ip: 30,
             flush_interval_ms: 1_000,
             write_timeout_s: 30,
             password_hash_concurrency: 0,
@@ -242,6 +253,7 @@ pub struct ApiLimits {
     app: KeyedRate,
     user: KeyedRate,
     key: KeyedRate,
+    register_ip: KeyedRate,
     quotas: Quotas,
 }
 
@@ -278,6 +290,7 @@ impl ApiLimits {
             app: KeyedRate::new("app.rate", config.app),
             user: KeyedRate::new("user.rate", config.user),
             key: KeyedRate::new("access_key.rate", config.access_key_rate),
+            register_ip: KeyedRate::new("register.ip", config.register_ip),
             quotas: Quotas::default(),
             config,
         }
@@ -388,9 +401,20 @@ impl ApiLimits {
         counted(self.quotas.take(&windows, now_ms)).map(|_| ())
     }
 
+    /// A device registration from `ip` (an IPv6 address counts by its /64).
+    pub fn check_register_ip(&self, ip: &str, now_ms: i64) -> Result<Option<LimitState>, Refusal> {
+        counted(self.register_ip.check(&network_of(ip), now_ms))
+    }
+
     /// Forget idle rate keys (called by the flusher).
     pub fn sweep(&self) {
-        for r in [&self.ip, &self.app, &self.user, &self.key] {
+        for r in [
+            &self.ip,
+            &self.app,
+            &self.user,
+            &self.key,
+            &self.register_ip,
+        ] {
             r.sweep();
         }
     }
@@ -398,7 +422,7 @@ impl ApiLimits {
 
 /// The network an address counts under: an IPv4 address itself, an IPv6 address's /64 (one
 /// host usually holds a whole /64).
-fn network_of(ip: &str) -> String {
+pub(crate) fn network_of(ip: &str) -> String {
     match ip.parse::<std::net::IpAddr>() {
         Ok(std::net::IpAddr::V6(a)) if a.to_ipv4_mapped().is_none() => {
             let s = a.segments();

@@ -11,7 +11,7 @@ use rampart_proto::ids::Did;
 use rampart_proto::model::{ModelError, Values};
 use rampart_proto::{sign, topic};
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,18 +34,22 @@ pub enum ConnectRefusal {
     Limited(Box<crate::api_limits::Refusal>),
 }
 
-/// Remembers accepted (did, ts) pairs for the clock window, so a captured CONNECT cannot be replayed.
+/// The last accepted CONNECT timestamp per device, for the moments before the store has it.
 ///
-/// A pair is kept as one 64-bit keyed hash (SipHash with this process's random keys): 8 bytes an
-/// entry whatever the id, which matters with a million devices connecting within one window. Two
-/// pairs sharing a hash would only make the later CONNECT look like a replay (the device retries
-/// with a new timestamp); with keys an attacker cannot know, that is a 2^-64 event per pair.
+/// A signed CONNECT must carry a `ts` greater than the last one accepted for its device. The
+/// lasting record is the device's `connect_ts` column, read with the credentials and written by
+/// the group-commit writer without the CONNECT waiting for it; this guard covers the time in
+/// between (a replay, or a second CONNECT, arriving before the write lands).
 ///
-/// Entries are not expired one by one (that needs their times, and a queue in time order): they
-/// live in two generations, the current one and the one before, and every `2 × window` the older
-/// generation is dropped whole. A pair is therefore remembered for at least `2 × window` after it
-/// was accepted — longer than it can pass the clock check (`|ts - now| <= window`) — and forgotten
-/// after at most `4 × window`.
+/// A device is kept as one 64-bit keyed hash of its id (SipHash with this process's random keys)
+/// and its last `ts`: 16 bytes an entry, which matters with a million devices connecting within
+/// one window. Two devices sharing a hash would only make one's CONNECT with an older `ts` than
+/// the other's look like a replay (the device retries with a new timestamp); with keys an attacker
+/// cannot know, that is a 2^-64 event per pair.
+///
+/// Entries are not expired one by one: they live in two generations, the current one and the one
+/// before, and every `2 × window` the older generation is dropped whole. An entry is therefore
+/// kept for at least `2 × window` after it was accepted, far longer than its store write takes.
 #[derive(Default)]
 pub(crate) struct ReplayGuard {
     inner: Mutex<ReplayState>,
@@ -54,32 +58,45 @@ pub(crate) struct ReplayGuard {
 
 #[derive(Default)]
 struct ReplayState {
-    current: HashSet<u64>,
-    previous: HashSet<u64>,
+    current: HashMap<u64, i64>,
+    previous: HashMap<u64, i64>,
     /// When `current` was started.
     since: i64,
 }
 
 impl ReplayGuard {
-    fn accept(&self, did: &str, ts: i64, now: i64, window: i64) -> bool {
+    /// Accept `ts` for `did` if it is greater than `stored` (the device's `connect_ts` as read
+    /// with its credentials) and than any timestamp this guard accepted for it; remember it.
+    fn accept(&self, did: &str, ts: i64, stored: i64, now: i64, window: i64) -> bool {
         use std::hash::BuildHasher;
-        let key = self.keys.hash_one((did, ts));
+        if ts <= stored {
+            return false;
+        }
+        let key = self.keys.hash_one(did);
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let st = &mut *g;
         let age = now.saturating_sub(st.since);
         if age >= window.saturating_mul(2) {
             st.previous = if age >= window.saturating_mul(4) {
-                HashSet::new()
+                HashMap::new()
             } else {
                 std::mem::take(&mut st.current)
             };
-            st.current = HashSet::new();
+            st.current = HashMap::new();
             st.since = now;
         }
-        if st.previous.contains(&key) {
+        let last = st
+            .current
+            .get(&key)
+            .into_iter()
+            .chain(st.previous.get(&key))
+            .copied()
+            .max();
+        if last.is_some_and(|l| ts <= l) {
             return false;
         }
-        st.current.insert(key)
+        st.current.insert(key, ts);
+        true
     }
 }
 
@@ -224,8 +241,20 @@ impl Core {
         ) {
             return Err(BadCredentials);
         }
-        if !self.inner.replay.accept(did.as_str(), ts, now, window) {
+        if !self
+            .inner
+            .replay
+            .accept(did.as_str(), ts, row.connect_ts, now, window)
+        {
             return Err(BadCredentials);
+        }
+        // Kept with the device, so the rule holds across restarts; the CONNECT does not wait.
+        let accepted = rampart_store::ConnectRow {
+            did: did.as_str().to_owned(),
+            ts,
+        };
+        if let Err(e) = self.writer().connect_ts(accepted).await {
+            tracing::error!(error = %e, did = did.as_str(), "connect timestamp not queued");
         }
         if client_id != did.as_str() {
             return Err(NotAuthorized);
@@ -508,20 +537,80 @@ mod tests {
     use std::sync::Arc;
 
     #[test]
-    fn replay_guard() {
+    fn connect_timestamps_only_move_forward() {
         let g = ReplayGuard::default();
-        assert!(g.accept("d", 100, 100, 50));
-        assert!(!g.accept("d", 100, 120, 50));
-        assert!(g.accept("d", 101, 120, 50));
-        assert!(g.accept("e", 100, 120, 50));
+        assert!(g.accept("d", 100, 0, 100, 50));
+        assert!(!g.accept("d", 100, 0, 120, 50), "the same ts again");
+        assert!(!g.accept("d", 99, 0, 120, 50), "an older ts");
+        assert!(g.accept("d", 101, 0, 120, 50));
+        assert!(g.accept("e", 100, 0, 120, 50), "another device");
+        assert!(!g.accept("e", 150, 150, 120, 50), "not after the stored ts");
+        assert!(g.accept("e", 151, 150, 120, 50));
         // still remembered one generation later (at least twice the window)...
-        assert!(!g.accept("d", 100, 200, 50));
-        assert!(g.accept("f", 100, 200, 50));
-        // ...forgotten two generations later (and the clock check refuses it anyway)
-        assert!(g.accept("d", 100, 300, 50));
-        assert!(!g.accept("f", 100, 300, 50));
+        assert!(!g.accept("d", 101, 0, 200, 50));
+        // ...and two generations later only the stored ts is left to compare with
+        assert!(g.accept("f", 100, 0, 300, 50));
+        assert!(!g.accept("d", 101, 101, 300, 50));
+        assert!(g.accept("d", 102, 101, 300, 50));
         // a long quiet spell forgets everything at once
-        assert!(g.accept("f", 100, 10_000, 50));
+        assert!(g.accept("f", 100, 0, 10_000, 50));
+    }
+
+    /// A signed CONNECT accepted once is refused again by a process started later on the same
+    /// store (the in-memory guard is gone; the device's stored `connect_ts` is not).
+    #[tokio::test]
+    async fn a_connect_replayed_after_a_restart_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = crate::secret::MasterKey::from_bytes(&[1; 32]);
+        let store =
+            crate::test_support::store_with_devices(dir.path(), "[]", &["d1".to_owned()], |_| {
+                key.seal(b"s3cret")
+            })
+            .await;
+        let connect = |core: Core, ts: i64| async move {
+            let user = sign::connect_username("d1", ts);
+            let pass = sign::hmac_hex(b"s3cret", &sign::connect_string("d1", ts));
+            core.authenticate_device("d1", Some(&user), Some(pass.as_bytes()), "10.0.0.1")
+                .await
+                .map(|_| ())
+        };
+        let ts = now_ms();
+        let mk = || crate::secret::MasterKey::from_bytes(&[1; 32]);
+        let first = Core::new(store.clone(), mk(), Default::default());
+        assert_eq!(connect(first.clone(), ts).await, Ok(()));
+        assert_eq!(
+            connect(first.clone(), ts).await,
+            Err(ConnectRefusal::BadCredentials),
+            "replayed in the same process"
+        );
+        // The write is not waited for by the CONNECT; wait for it here.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while store
+            .device_credentials("d1")
+            .await
+            .unwrap()
+            .unwrap()
+            .connect_ts
+            != ts
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "connect_ts never stored"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let second = Core::new(store.clone(), mk(), Default::default());
+        assert_eq!(
+            connect(second.clone(), ts).await,
+            Err(ConnectRefusal::BadCredentials),
+            "replayed after a restart"
+        );
+        assert_eq!(
+            connect(second.clone(), ts - 1).await,
+            Err(ConnectRefusal::BadCredentials),
+            "an older timestamp after a restart"
+        );
+        assert_eq!(connect(second, ts + 1).await, Ok(()));
     }
 
     /// A session that ended queues its "offline" after leaving the bus; if a successor attached

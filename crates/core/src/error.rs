@@ -10,6 +10,10 @@ pub enum Error {
     Conflict(String),
     #[error("authentication failed")]
     Unauthorized,
+    /// A registration of hardware that already has a device, without proof of its secret and
+    /// without a re-provisioning window open.
+    #[error("this hardware is already registered")]
+    AlreadyRegistered,
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]

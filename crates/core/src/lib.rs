@@ -171,6 +171,9 @@ struct Inner {
     connect_limits: connect_limits::ConnectLimits,
     /// Bounds the Argon2 computations of the process.
     passwords: password::Hasher,
+    /// Refused device registrations per address and minute (`register.failures.ip`, and their
+    /// audit entries written in aggregate).
+    register_refusals: registry::RegisterRefusals,
     /// Counts enterprise suspensions and reinstatements made by this process, so live event
     /// stream sessions and webhook tasks notice them at once.
     suspensions: tokio::sync::watch::Sender<u64>,
@@ -207,6 +210,7 @@ impl Core {
                     config.limits.password_hash_concurrency,
                     config.limits.password_hash_queue,
                 ),
+                register_refusals: Default::default(),
                 tenancy_epoch: Default::default(),
                 store,
                 key,
@@ -269,7 +273,8 @@ impl Core {
     }
 
     /// Flush quota counters every `limits.flush_interval_ms` until `stop` resolves, then once
-    /// more; also forgets idle rate keys. The binary runs it beside the listeners.
+    /// more; also writes the aggregate audit entries of refused registrations and forgets idle
+    /// rate keys. The binary runs it beside the listeners.
     pub async fn run_quota_flusher(&self, stop: impl std::future::Future<Output = ()>) {
         let every =
             std::time::Duration::from_millis(self.config().limits.flush_interval_ms.max(10));
@@ -285,6 +290,7 @@ impl Core {
             if let Err(e) = self.flush_quotas().await {
                 tracing::warn!(error = %e, "quota counters not written; retrying at the next tick");
             }
+            self.flush_registration_refusals(false).await;
             n += 1;
             if n.is_multiple_of(60) {
                 self.limits().sweep();
@@ -293,6 +299,7 @@ impl Core {
         if let Err(e) = self.flush_quotas().await {
             tracing::error!(error = %e, "quota counters not written at shutdown");
         }
+        self.flush_registration_refusals(true).await;
     }
 
     pub fn bus(&self) -> &bus::Bus {

@@ -47,11 +47,15 @@ pub struct Scopes {
     pub read: bool,
     /// `devices:control`: send commands to devices the user may control.
     pub control: bool,
+    /// `devices:admin`: the destructive commands (`factory_reset`, `wipe`) on devices the user
+    /// owns.
+    pub admin: bool,
 }
 
 impl Scopes {
     pub const READ: &'static str = "devices:read";
     pub const CONTROL: &'static str = "devices:control";
+    pub const ADMIN: &'static str = "devices:admin";
 
     /// A space-separated scope list; `Err` names the first unknown scope.
     pub fn parse(s: &str) -> std::result::Result<Scopes, String> {
@@ -60,6 +64,7 @@ impl Scopes {
             match part {
                 Self::READ => out.read = true,
                 Self::CONTROL => out.control = true,
+                Self::ADMIN => out.admin = true,
                 other => return Err(other.chars().take(64).collect()),
             }
         }
@@ -67,12 +72,14 @@ impl Scopes {
     }
 
     pub fn is_empty(self) -> bool {
-        !self.read && !self.control
+        !self.read && !self.control && !self.admin
     }
 
     /// Whether every scope of `other` is in `self`.
     pub fn covers(self, other: Scopes) -> bool {
-        (self.read || !other.read) && (self.control || !other.control)
+        (self.read || !other.read)
+            && (self.control || !other.control)
+            && (self.admin || !other.admin)
     }
 
     pub fn as_string(self) -> String {
@@ -82,6 +89,9 @@ impl Scopes {
         }
         if self.control {
             v.push(Self::CONTROL);
+        }
+        if self.admin {
+            v.push(Self::ADMIN);
         }
         v.join(" ")
     }
@@ -492,9 +502,10 @@ impl Core {
             .map_err(|s| Error::Invalid(format!("scopes: unknown scope `{s}`")))?;
         if scopes.is_empty() {
             return Err(Error::Invalid(format!(
-                "scopes: one or more of `{}`, `{}`",
+                "scopes: one or more of `{}`, `{}`, `{}`",
                 Scopes::READ,
-                Scopes::CONTROL
+                Scopes::CONTROL,
+                Scopes::ADMIN
             )));
         }
         let client_id = format!("rcl_{}", random_from(ID_ALPHABET, 20));

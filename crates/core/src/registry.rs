@@ -35,6 +35,10 @@ pub struct RegisterRequest {
     pub nonce: String,
     pub mode: RegisterMode,
     pub sign: String,
+    /// For hardware already registered: HMAC-SHA256 of the same canonical string as `sign`, keyed
+    /// by the device's current secret. Proves the caller is the device; it gets a new secret.
+    #[serde(default)]
+    pub device_sign: Option<String>,
 }
 
 impl RegisterRequest {
@@ -61,13 +65,142 @@ impl RegisterRequest {
     }
 }
 
-/// The answer: `device_secret` only in mode product.
+/// The answer. A first registration: `device_secret` in mode product only, and the passcode. A
+/// device proving its secret with `device_sign`: a new `device_secret`, no passcode. A
+/// registration in an open re-provisioning window: a new `device_secret` and a new passcode.
 #[derive(Serialize)]
 pub struct Registered {
     pub did: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device_secret: Option<String>,
-    pub passcode: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub passcode: Option<String>,
+}
+
+/// The default and the largest re-provisioning window.
+pub const REPROVISION_DEFAULT_SECS: i64 = 86_400;
+pub const REPROVISION_MAX_SECS: i64 = 30 * 86_400;
+
+/// How a registration that was allowed went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// A new device.
+    Created,
+    /// The device proved its current secret and got a new one.
+    Rotated,
+    /// The owner's window was spent: new secret and passcode, every binding ended.
+    Reprovisioned,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Created => "ok created",
+            Outcome::Rotated => "ok rotated",
+            Outcome::Reprovisioned => "ok reprovisioned",
+        }
+    }
+}
+
+/// Refused registrations, counted per source address and clock minute: the `register.failures.ip`
+/// limit reads the count of refused proofs, and each address's minute becomes one audit entry
+/// with its counts once the minute is over ([`Core::flush_registration_refusals`]), so a flood of
+/// refusals costs no store write per request.
+#[derive(Default)]
+pub(crate) struct RegisterRefusals {
+    inner: std::sync::Mutex<RefusalState>,
+}
+
+#[derive(Default)]
+struct RefusalState {
+    /// The current minute's counts per address (IPv6: per /64).
+    current: std::collections::HashMap<String, RefusalCounts>,
+    /// Counts of minutes that ended, waiting for their audit entries.
+    done: Vec<(String, RefusalCounts)>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct RefusalCounts {
+    /// Start of the clock minute (unix ms).
+    minute: i64,
+    /// Refused proofs: signature, timestamp, nonce, unknown product or serial, `device_sign`.
+    failures: u64,
+    /// Refused by `register.ip` or `register.failures.ip`.
+    limited: u64,
+    /// Other refusals (malformed field, registration not allowed, allowlist).
+    other: u64,
+}
+
+/// Most addresses counted separately within one minute; past it, new addresses share one entry
+/// (`*`), so a flood from many addresses cannot grow this map without bound.
+const MAX_REFUSING_ADDRESSES: usize = 100_000;
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum RefusalKind {
+    Failure,
+    Limited,
+    Other,
+}
+
+impl RegisterRefusals {
+    fn minute(now: i64) -> i64 {
+        now - now.rem_euclid(60_000)
+    }
+
+    /// Refused proofs from `net` in the current minute.
+    fn failures(&self, net: &str, now: i64) -> u64 {
+        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        g.current
+            .get(net)
+            .filter(|c| c.minute == Self::minute(now))
+            .map_or(0, |c| c.failures)
+    }
+
+    fn count(&self, net: &str, kind: RefusalKind, now: i64) {
+        let minute = Self::minute(now);
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let st = &mut *g;
+        let key = if st.current.len() >= MAX_REFUSING_ADDRESSES && !st.current.contains_key(net) {
+            "*"
+        } else {
+            net
+        };
+        let c = st.current.entry(key.to_owned()).or_default();
+        if c.minute != minute {
+            if c.minute != 0 {
+                st.done.push((key.to_owned(), *c));
+            }
+            *c = RefusalCounts {
+                minute,
+                ..Default::default()
+            };
+        }
+        match kind {
+            RefusalKind::Failure => c.failures += 1,
+            RefusalKind::Limited => c.limited += 1,
+            RefusalKind::Other => c.other += 1,
+        }
+    }
+
+    /// Take the counts of minutes that ended before `now` (all of them with `all`).
+    fn take(&self, now: i64, all: bool) -> Vec<(String, RefusalCounts)> {
+        let minute = Self::minute(now);
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let st = &mut *g;
+        let mut out = std::mem::take(&mut st.done);
+        st.current.retain(|net, c| {
+            if all || c.minute < minute {
+                out.push((net.clone(), *c));
+                false
+            } else {
+                true
+            }
+        });
+        if st.current.capacity() > 4 * st.current.len().max(1024) {
+            st.current.shrink_to_fit();
+        }
+        out
+    }
 }
 
 impl std::fmt::Debug for Registered {
@@ -165,40 +298,169 @@ impl Core {
 
     /// Signed device registration. Every failure of proof answers `Unauthorized` alike, so a caller
     /// learns nothing about which products or serials exist.
+    ///
+    /// Hardware that already has a device is refused (`AlreadyRegistered`, changing nothing) unless
+    /// the caller proves the device's current secret (`device_sign`: a new secret, no passcode)
+    /// or the product's owner opened a re-provisioning window ([`Core::open_reprovision`]: a new
+    /// secret and passcode, every binding ended). The passcode is never sent again otherwise.
+    ///
+    /// Limits: `register.ip` per address, then `register.failures.ip` (refused proofs per address
+    /// and minute). Refusals are audited per address and minute with their counts; a refused
+    /// re-registration of a known device is audited at once, naming it.
     pub async fn register(
         &self,
         req: &RegisterRequest,
         source_ip: Option<String>,
     ) -> Result<Registered> {
-        let res = self.register_inner(req).await;
-        let outcome = match &res {
-            Ok(_) => "ok".to_owned(),
-            Err(e) => format!("refused: {e}"),
+        let now = now_ms();
+        let net = source_ip
+            .as_deref()
+            .map(crate::api_limits::network_of)
+            .unwrap_or_default();
+        if let Some(ip) = source_ip.as_deref() {
+            if let Err(r) = self.limits().check_register_ip(ip, now) {
+                self.inner_refusals().count(&net, RefusalKind::Limited, now);
+                return Err(r.into());
+            }
+            let cap = u64::from(self.config().limits.register_failures_ip);
+            if cap > 0 && self.inner_refusals().failures(&net, now) >= cap {
+                self.inner_refusals().count(&net, RefusalKind::Limited, now);
+                let r =
+                    crate::api_limits::counted::<()>(Err(failures_refusal(cap, now))).unwrap_err();
+                return Err(r.into());
+            }
+        }
+        let mut bad_device_sign = false;
+        let res = self.register_inner(req, &mut bad_device_sign).await;
+        match &res {
+            Ok((r, outcome)) => {
+                let mut ev = AuditEvent::new(
+                    &Actor::device_candidate(&req.hardware_id),
+                    "device.register",
+                    outcome.as_str(),
+                )
+                .target(format!("device:{}", r.did))
+                .detail(format!("product={}", req.product_key))
+                .tenant_opt(self.product_tenant(&req.product_key).await);
+                if let Some(ip) = &source_ip {
+                    ev = ev.source_ip(ip.clone());
+                }
+                self.audit(ev).await;
+            }
+            Err(Error::AlreadyRegistered) => {
+                if bad_device_sign {
+                    self.inner_refusals().count(&net, RefusalKind::Failure, now);
+                    metrics::counter!("rampart_register_refused_total", "reason" => "device_sign")
+                        .increment(1);
+                }
+                metrics::counter!("rampart_register_refused_total", "reason" => "already_registered")
+                    .increment(1);
+                // Only a caller holding the product secret (or the factory secret) gets here,
+                // within `register.ip`: one entry each, naming the device.
+                let did = self
+                    .store()
+                    .get_device_by_hardware(&req.product_key, &req.hardware_id)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|d| d.did);
+                let mut ev = AuditEvent::new(
+                    &Actor::device_candidate(&req.hardware_id),
+                    "device.register",
+                    if bad_device_sign {
+                        "refused: already registered (device_sign does not match)"
+                    } else {
+                        "refused: already registered"
+                    },
+                )
+                .target(did.map_or_else(
+                    || format!("product:{}", req.product_key),
+                    |d| format!("device:{d}"),
+                ))
+                .tenant_opt(self.product_tenant(&req.product_key).await);
+                if let Some(ip) = &source_ip {
+                    ev = ev.source_ip(ip.clone());
+                }
+                self.audit(ev).await;
+            }
+            Err(e) => {
+                let (kind, reason) = match e {
+                    Error::Unauthorized => (RefusalKind::Failure, "proof"),
+                    Error::Store(_) | Error::Internal(_) => (RefusalKind::Other, "internal"),
+                    _ => (RefusalKind::Other, "request"),
+                };
+                metrics::counter!("rampart_register_refused_total", "reason" => reason)
+                    .increment(1);
+                self.inner_refusals().count(&net, kind, now);
+            }
+        }
+        res.map(|(r, _)| r)
+    }
+
+    /// Write one audit entry per address and ended minute of refused registrations (every
+    /// minute's with `all`, at shutdown). Called by the quota flusher about once a second.
+    pub async fn flush_registration_refusals(&self, all: bool) {
+        for (net, c) in self.inner_refusals().take(now_ms(), all) {
+            let total = c.failures + c.limited + c.other;
+            let mut ev = AuditEvent::new(
+                &Actor::device_candidate("*"),
+                "device.register",
+                &format!("refused x{total}"),
+            )
+            .detail(format!(
+                "minute={} refused={total} proof={} limited={} other={}",
+                c.minute, c.failures, c.limited, c.other
+            ));
+            if !net.is_empty() {
+                ev = ev.source_ip(net);
+            }
+            self.audit(ev).await;
+        }
+    }
+
+    /// Open a single-use re-provisioning window for a device, for `expires_in_s` seconds: its
+    /// next registration gets a new secret and passcode and ends every binding, share and bind
+    /// token. The caller's right to manage the device's product is checked by the edge.
+    pub async fn open_reprovision(
+        &self,
+        did: &str,
+        expires_in_s: i64,
+        actor: &Actor,
+        source_ip: Option<String>,
+    ) -> Result<i64> {
+        if !(1..=REPROVISION_MAX_SECS).contains(&expires_in_s) {
+            return Err(Error::Invalid(format!(
+                "expires_in_s must be 1..={REPROVISION_MAX_SECS}"
+            )));
+        }
+        let until = now_ms() + expires_in_s * 1000;
+        if !self.store().open_reprovision(did, until).await? {
+            return Err(Error::NotFound("device"));
+        }
+        let tenant = match self.store().get_device(did).await? {
+            Some(d) => self.product_tenant(&d.product_key).await,
+            None => None,
         };
-        let did = res.as_ref().map(|r| r.did.clone()).ok();
-        let mut ev = AuditEvent::new(
-            &Actor::device_candidate(&req.hardware_id),
-            "device.register",
-            &outcome,
-        )
-        .target(format!(
-            "product:{}",
-            req.product_key.chars().take(64).collect::<String>()
-        ));
+        let mut ev = AuditEvent::new(actor, "device.reprovision_open", "ok")
+            .target(format!("device:{did}"))
+            .tenant_opt(tenant)
+            .detail(format!("until={until}"));
         if let Some(ip) = source_ip {
             ev = ev.source_ip(ip);
         }
-        if let Some(did) = did {
-            // Only a registration that proved itself names its product's tenant.
-            ev = ev
-                .detail(format!("did={did}"))
-                .tenant_opt(self.product_tenant(&req.product_key).await);
-        }
         self.audit(ev).await;
-        res
+        Ok(until)
     }
 
-    async fn register_inner(&self, req: &RegisterRequest) -> Result<Registered> {
+    fn inner_refusals(&self) -> &RegisterRefusals {
+        &self.inner.register_refusals
+    }
+
+    async fn register_inner(
+        &self,
+        req: &RegisterRequest,
+        bad_device_sign: &mut bool,
+    ) -> Result<(Registered, Outcome)> {
         let (pk, msg) = req.signed_message()?;
         let now = now_ms();
         if (now - req.ts).abs() > self.config().clock_window_ms {
@@ -230,7 +492,7 @@ impl Core {
         {
             return Err(Error::Unauthorized);
         }
-        match req.mode {
+        let mode = match req.mode {
             RegisterMode::Product => {
                 if !product.identity.dynamic_registration {
                     return Err(Error::Forbidden(
@@ -247,30 +509,133 @@ impl Core {
                         "hardware id is not on the product's allowlist".into(),
                     ));
                 }
-                let secret = Secret::new(random_hex(16));
-                let sealed = self.key().seal(secret.expose().as_bytes());
-                let (did, passcode) = self
-                    .upsert_device(pk.as_str(), &req.hardware_id, "product", sealed, true)
-                    .await?;
-                Ok(Registered {
-                    did,
-                    device_secret: Some(secret.expose().to_owned()),
-                    passcode,
-                })
+                "product"
             }
-            RegisterMode::Device => {
-                // The device keeps its factory secret; store it sealed again under the device.
-                let sealed = self.key().seal(key.expose().as_bytes());
-                let (did, passcode) = self
-                    .upsert_device(pk.as_str(), &req.hardware_id, "device", sealed, false)
-                    .await?;
-                Ok(Registered {
-                    did,
-                    device_secret: None,
-                    passcode,
-                })
-            }
+            RegisterMode::Device => "device",
+        };
+        let hid = req.hardware_id.as_str();
+        if let Some(d) = self
+            .store()
+            .get_device_by_hardware(pk.as_str(), hid)
+            .await?
+        {
+            return self
+                .register_again(req, &msg, d, mode, bad_device_sign)
+                .await;
         }
+        // A new device. In mode product it gets a secret of its own; in mode device it keeps
+        // its factory secret, stored sealed again under the device.
+        let (secret, shown) = match req.mode {
+            RegisterMode::Product => {
+                let s = Secret::new(random_hex(16));
+                let shown = s.expose().to_owned();
+                (s, Some(shown))
+            }
+            RegisterMode::Device => (key, None),
+        };
+        let sealed = self.key().seal(secret.expose().as_bytes());
+        let did = random_from(DID_ALPHABET, 20);
+        let passcode = Secret::new(random_from(PASSCODE_ALPHABET, 10));
+        let row = DeviceRow {
+            did: did.clone(),
+            product_key: pk.as_str().to_owned(),
+            hardware_id: hid.to_owned(),
+            mode: mode.to_owned(),
+            secret_enc: sealed,
+            passcode_enc: self.key().seal(passcode.expose().as_bytes()),
+            created_at: now_ms(),
+            online: false,
+            last_seen: None,
+            state: "{}".into(),
+        };
+        match self.store().insert_device(&row).await {
+            Ok(()) => {
+                self.announce_registered(&did, hid, mode, true).await;
+                Ok((
+                    Registered {
+                        did,
+                        device_secret: shown,
+                        passcode: Some(passcode.expose().to_owned()),
+                    },
+                    Outcome::Created,
+                ))
+            }
+            // A concurrent registration of the same hardware won: this one is a second
+            // registration without proof.
+            Err(StoreError::Conflict) => Err(Error::AlreadyRegistered),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A registration of hardware that already has device `d`: rotate the secret for a caller
+    /// proving the current one, re-provision in an open window, else refuse changing nothing.
+    async fn register_again(
+        &self,
+        req: &RegisterRequest,
+        msg: &str,
+        d: DeviceRow,
+        mode: &str,
+        bad_device_sign: &mut bool,
+    ) -> Result<(Registered, Outcome)> {
+        if let Some(ds) = &req.device_sign {
+            let current = self.key().open_string(&d.secret_enc)?;
+            if sign::verify_hex(current.expose().as_bytes(), msg, ds) {
+                let secret = Secret::new(random_hex(16));
+                self.store()
+                    .set_device_secret(&d.did, &self.key().seal(secret.expose().as_bytes()))
+                    .await?;
+                // The old secret stops working: close the session that used it.
+                self.bus().kick(&d.did);
+                self.announce_registered(&d.did, &req.hardware_id, mode, false)
+                    .await;
+                return Ok((
+                    Registered {
+                        did: d.did,
+                        device_secret: Some(secret.expose().to_owned()),
+                        passcode: None,
+                    },
+                    Outcome::Rotated,
+                ));
+            }
+            *bad_device_sign = true;
+            return Err(Error::AlreadyRegistered);
+        }
+        let secret = Secret::new(random_hex(16));
+        let passcode = Secret::new(random_from(PASSCODE_ALPHABET, 10));
+        let Some(users) = self
+            .store()
+            .reprovision_device(
+                &d.did,
+                &self.key().seal(secret.expose().as_bytes()),
+                &self.key().seal(passcode.expose().as_bytes()),
+                now_ms(),
+            )
+            .await?
+        else {
+            return Err(Error::AlreadyRegistered);
+        };
+        self.bus().kick(&d.did);
+        self.access_changed(crate::bindings::AccessChange::DeviceCleared { did: d.did.clone() });
+        self.audit(
+            AuditEvent::new(
+                &Actor::device_candidate(&req.hardware_id),
+                "device.unbind_all",
+                "ok",
+            )
+            .target(format!("device:{}", d.did))
+            .detail(format!("re-provisioned; users unbound={}", users.len())),
+        )
+        .await;
+        self.announce_registered(&d.did, &req.hardware_id, mode, false)
+            .await;
+        Ok((
+            Registered {
+                did: d.did,
+                device_secret: Some(secret.expose().to_owned()),
+                passcode: Some(passcode.expose().to_owned()),
+            },
+            Outcome::Reprovisioned,
+        ))
     }
 
     /// Tell the event stream (and webhooks) that a device registered, after its row is stored.
@@ -285,58 +650,19 @@ impl Core {
             })
             .await;
     }
+}
 
-    /// Create the device for (product, hardware), or for a known one keep its did and, with
-    /// `rotate`, replace its secret (the old secret stops working and its session is closed).
-    async fn upsert_device(
-        &self,
-        pk: &str,
-        hid: &str,
-        mode: &str,
-        sealed: Vec<u8>,
-        rotate: bool,
-    ) -> Result<(String, String)> {
-        if let Some(d) = self.store().get_device_by_hardware(pk, hid).await? {
-            if rotate {
-                self.store().set_device_secret(&d.did, &sealed).await?;
-                self.bus().kick(&d.did);
-            }
-            let passcode = self.key().open_string(&d.passcode_enc)?;
-            self.announce_registered(&d.did, hid, mode, false).await;
-            return Ok((d.did, passcode.expose().to_owned()));
-        }
-        let did = random_from(DID_ALPHABET, 20);
-        let passcode = Secret::new(random_from(PASSCODE_ALPHABET, 10));
-        let row = DeviceRow {
-            did: did.clone(),
-            product_key: pk.to_owned(),
-            hardware_id: hid.to_owned(),
-            mode: mode.to_owned(),
-            secret_enc: sealed,
-            passcode_enc: self.key().seal(passcode.expose().as_bytes()),
-            created_at: now_ms(),
-            online: false,
-            last_seen: None,
-            state: "{}".into(),
-        };
-        match self.store().insert_device(&row).await {
-            Ok(()) => {
-                self.announce_registered(&did, hid, mode, true).await;
-                Ok((did, passcode.expose().to_owned()))
-            }
-            // A concurrent registration of the same hardware won; answer with its did.
-            Err(StoreError::Conflict) => {
-                let d = self
-                    .store()
-                    .get_device_by_hardware(pk, hid)
-                    .await?
-                    .ok_or_else(|| Error::Internal("device vanished after conflict".into()))?;
-                Ok((
-                    d.did,
-                    self.key().open_string(&d.passcode_enc)?.expose().to_owned(),
-                ))
-            }
-            Err(e) => Err(e.into()),
-        }
+/// The refusal of `register.failures.ip`: `cap` refused proofs this minute; whole at its end.
+fn failures_refusal(cap: u64, now: i64) -> crate::api_limits::Refusal {
+    let reset = RegisterRefusals::minute(now) + 60_000;
+    crate::api_limits::Refusal {
+        state: crate::api_limits::LimitState {
+            name: "register.failures.ip",
+            limit: cap,
+            remaining: 0,
+            window_secs: 60,
+            reset_at_ms: reset,
+        },
+        retry_after_ms: (reset - now).max(0) as u64,
     }
 }

@@ -1,5 +1,5 @@
 //! Group commit for reports and presence: sessions hand validated reports, connects and
-//! disconnects to one writer task, which stores whatever has queued up in a single transaction and
+//! disconnects (and the timestamps of accepted CONNECTs) to one writer task, which stores whatever has queued up in a single transaction and
 //! then tells each waiter. Under load a batch holds hundreds of reports (or a connection storm's
 //! presence changes) for one fsync; when idle a change is written alone, at once.
 //!
@@ -18,7 +18,7 @@
 use crate::bus::{DeviceEvent, EventSink};
 use crate::products::ProductInfo;
 use rampart_proto::model::{PointType, Values};
-use rampart_store::{PresenceRow, ReportRow, Store};
+use rampart_store::{ConnectRow, PresenceRow, ReportRow, Store};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +40,7 @@ pub(crate) type LiveCheck = Box<dyn Fn(&str) -> bool + Send + Sync>;
 enum Row {
     Report(ReportRow),
     Presence(PresenceRow),
+    Connect(ConnectRow),
 }
 
 struct Job {
@@ -119,6 +120,14 @@ impl ReportWriter {
             .await
     }
 
+    /// Queue an accepted CONNECT's timestamp (nobody waits for its commit: until it lands, the
+    /// in-memory replay guard refuses what the stored value will).
+    pub(crate) async fn connect_ts(&self, row: ConnectRow) -> Result<(), String> {
+        self.queue(Row::Connect(row), None, None, false)
+            .await
+            .map(|_| ())
+    }
+
     async fn queue(
         &self,
         row: Row,
@@ -168,6 +177,7 @@ async fn run(
 ) {
     let mut rows = Vec::with_capacity(64);
     let mut seen = Vec::new();
+    let mut connects = Vec::new();
     let mut waiters = Vec::with_capacity(64);
     let mut evs: Vec<(DeviceEvent, Option<Arc<ProductInfo>>)> = Vec::new();
     // The last values of tracked devices (see the module's documentation).
@@ -201,6 +211,10 @@ async fn run(
                     seen.push(p);
                     false
                 }
+                Row::Connect(c) => {
+                    connects.push(c);
+                    false
+                }
             };
             waiters.extend(job.done);
             if stale {
@@ -208,7 +222,7 @@ async fn run(
             } else if let Some(ev) = job.event {
                 evs.push((ev, job.track));
             }
-            if rows.len() + seen.len() < MAX_BATCH {
+            if rows.len() + seen.len() + connects.len() < MAX_BATCH {
                 next = rx.try_recv().ok();
             }
         }
@@ -218,10 +232,14 @@ async fn run(
         // Before the commit, the store holds the state before this batch.
         load_previous(&store, &evs, &mut last).await;
         let n = rows.len();
-        let res = store.record_batch(&rows, &seen).await.map_err(|e| {
-            tracing::error!(error = %e, reports = n, presence = seen.len(), "batch failed");
-            "storage error".to_owned()
-        });
+        let res = store
+            .record_writes(&rows, &seen, &connects)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, reports = n, presence = seen.len(),
+                connects = connects.len(), "batch failed");
+                "storage error".to_owned()
+            });
         if n > 0 {
             metrics::histogram!("rampart_report_batch_size").record(n as f64);
         }
@@ -268,11 +286,15 @@ async fn run(
         }
         rows.clear();
         seen.clear();
+        connects.clear();
         if rows.capacity() > 4 * MAX_BATCH {
             rows.shrink_to(64);
         }
         if seen.capacity() > 4 * MAX_BATCH {
             seen.shrink_to(0);
+        }
+        if connects.capacity() > 4 * MAX_BATCH {
+            connects.shrink_to(0);
         }
         let due = journal_since.is_some_and(|t| t.elapsed() >= COMPACT_EVERY);
         if due || store.journal_len() >= COMPACT_ROWS {

@@ -8,6 +8,11 @@
 //! - mode `device` (one secret per device, from a factory batch): signed with the factory
 //!   secret of serial `hardware_id`; the server answers `{"did", "passcode"}` and the device
 //!   keeps its factory secret as its device secret.
+//!
+//! Hardware registered before is refused (409 `ALREADY_REGISTERED`) unless the request proves the
+//! device's current secret ([`RegisterParams::current_secret`]: the answer carries a new
+//! `device_secret` and no passcode) or the product's owner opened a re-provisioning window (a new
+//! secret and a new passcode).
 
 use rampart_proto::sign::{hmac_hex, register_string};
 use serde::Deserialize;
@@ -45,6 +50,9 @@ pub struct RegisterParams {
     /// MAC/IMEI in product mode, the factory serial in device mode.
     pub hardware_id: String,
     pub mode: RegisterMode,
+    /// The device's current secret, when it registered before: the request then carries
+    /// `device_sign` and the server gives the device a new secret.
+    pub current_secret: Option<Secret>,
 }
 
 /// What the cloud issued for this device.
@@ -53,8 +61,9 @@ pub struct Registration {
     pub did: String,
     /// The secret the device signs CONNECT with (the factory secret in device mode).
     pub device_secret: Secret,
-    /// The code a user enters to bind the device.
-    pub passcode: Secret,
+    /// The code a user enters to bind the device; only at a first registration and at a
+    /// re-provisioning.
+    pub passcode: Option<Secret>,
 }
 
 /// Register a device. `api` is the HTTPS base URL, e.g. `https://cloud.example:8443`.
@@ -76,14 +85,18 @@ pub async fn register(
 pub(crate) fn request_body(req: &RegisterParams, ts: i64, nonce: &str) -> serde_json::Value {
     let msg = register_string(&req.product_key, &req.hardware_id, ts, nonce);
     let sign = hmac_hex(req.mode.key().as_bytes(), &msg);
-    serde_json::json!({
+    let mut body = serde_json::json!({
         "product_key": req.product_key,
         "hardware_id": req.hardware_id,
         "ts": ts,
         "nonce": nonce,
         "mode": req.mode.wire_name(),
         "sign": sign,
-    })
+    });
+    if let Some(current) = &req.current_secret {
+        body["device_sign"] = hmac_hex(current.as_bytes(), &msg).into();
+    }
+    body
 }
 
 #[derive(Deserialize)]
@@ -91,7 +104,8 @@ struct Answer {
     did: String,
     #[serde(default)]
     device_secret: Option<Secret>,
-    passcode: Secret,
+    #[serde(default)]
+    passcode: Option<Secret>,
 }
 
 #[derive(Deserialize)]
@@ -134,7 +148,9 @@ pub fn parse_response(status: u16, body: &[u8], mode: RegisterMode) -> Result<Re
                 "registration answer: product mode needs a device_secret",
             ))
         }
-        // The factory secret stays the device secret; ignore anything else sent back.
+        // A new secret (rotation, re-provisioning) replaces the factory secret.
+        (RegisterMode::Device { .. }, Some(s)) if !s.is_empty() => s,
+        // A first registration: the factory secret stays the device secret.
         (RegisterMode::Device { factory_secret }, _) => factory_secret,
     };
     Ok(Registration {
@@ -153,6 +169,7 @@ mod tests {
             product_key: "pk1".into(),
             hardware_id: "pk1-b1-0001".into(),
             mode,
+            current_secret: None,
         }
     }
 
@@ -197,7 +214,7 @@ mod tests {
         let r = parse_response(200, br#"{"did":"d1","passcode":"123456"}"#, dev()).unwrap();
         assert_eq!(r.did, "d1");
         assert_eq!(r.device_secret.expose(), "fs");
-        assert_eq!(r.passcode.expose(), "123456");
+        assert_eq!(r.passcode.as_ref().unwrap().expose(), "123456");
         assert!(!format!("{r:?}").contains("fs"));
 
         let r = parse_response(
@@ -208,6 +225,10 @@ mod tests {
         .unwrap();
         assert_eq!(r.device_secret.expose(), "ds");
         assert!(parse_response(200, br#"{"did":"d2","passcode":"1"}"#, prod()).is_err());
+        // a rotation: a new secret, no passcode (in mode device too)
+        let r = parse_response(200, br#"{"did":"d2","device_secret":"new"}"#, dev()).unwrap();
+        assert_eq!(r.device_secret.expose(), "new");
+        assert!(r.passcode.is_none());
 
         match parse_response(
             403,

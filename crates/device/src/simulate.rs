@@ -352,6 +352,10 @@ async fn register_retrying(
             mode: RegisterMode::Device {
                 factory_secret: row.secret.clone(),
             },
+            // Until it rotates, a factory device's secret is its factory secret: a run that
+            // registers a serial again (a lost answer, a second run) proves it and gets a new
+            // secret instead of 409 `ALREADY_REGISTERED`.
+            current_secret: Some(row.secret.clone()),
         };
         match register(&ctx.fleet.http, &ctx.fleet.api, params).await {
             Err(e) if e.is_transient() && failures < REGISTER_RETRIES => {

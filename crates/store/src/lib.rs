@@ -318,6 +318,51 @@ impl Store {
         Ok(())
     }
 
+    /// Open (or move) a device's re-provisioning window until `until` (unix ms); false when
+    /// there is no such device.
+    pub async fn open_reprovision(&self, did: &str, until: i64) -> Result<bool> {
+        let sql = "UPDATE devices SET reprovision_until = $1 WHERE did = $2";
+        let n = with_db!(self, p => sqlx::query(sql).bind(until).bind(did).execute(p).await?.rows_affected());
+        Ok(n == 1)
+    }
+
+    /// Spend a device's open re-provisioning window (one conditional UPDATE: of two concurrent
+    /// registrations only one finds it open): give the device a new secret and passcode and, in
+    /// the same transaction, remove every binding, share and bind token. Returns the users that
+    /// lost access, or `None` when no window was open at `now` (nothing changed).
+    pub async fn reprovision_device(
+        &self,
+        did: &str,
+        secret_enc: &[u8],
+        passcode_enc: &[u8],
+        now: i64,
+    ) -> Result<Option<Vec<String>>> {
+        let claim =
+            "UPDATE devices SET secret_enc = $1, passcode_enc = $2, reprovision_until = NULL \
+                     WHERE did = $3 AND reprovision_until IS NOT NULL AND reprovision_until >= $4";
+        let users = "SELECT user_id FROM bindings WHERE did = $1";
+        let dels = [
+            "DELETE FROM bindings WHERE did = $1",
+            "DELETE FROM shares WHERE did = $1",
+            "DELETE FROM bind_tokens WHERE did = $1",
+        ];
+        with_db!(self, p => {
+            let mut tx = p.begin().await?;
+            let n = sqlx::query(claim).bind(secret_enc).bind(passcode_enc).bind(did).bind(now)
+                .execute(&mut *tx).await?.rows_affected();
+            if n != 1 {
+                tx.rollback().await?;
+                return Ok(None);
+            }
+            let list: Vec<String> = sqlx::query_scalar(users).bind(did).fetch_all(&mut *tx).await?;
+            for sql in dels {
+                sqlx::query(sql).bind(did).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(Some(list))
+        })
+    }
+
     pub async fn set_presence(&self, did: &str, online: bool, ts: i64) -> Result<()> {
         let sql = "UPDATE devices SET online = $1, last_seen = $2 WHERE did = $3";
         with_db!(self, p => sqlx::query(sql).bind(online).bind(ts).bind(did).execute(p).await?.rows_affected());

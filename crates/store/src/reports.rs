@@ -13,7 +13,9 @@
 //! visible from its commit on, and a compaction never shows it twice or not at all. After a crash
 //! the journal is still there; opening the store compacts it before anything else runs.
 
-use crate::{Db, DeviceCredentials, DeviceRow, HistoryRow, PresenceRow, ReportRow, Result, Store};
+use crate::{
+    ConnectRow, Db, DeviceCredentials, DeviceRow, HistoryRow, PresenceRow, ReportRow, Result, Store,
+};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -119,6 +121,23 @@ const SQLITE_PRESENCE: &str = "UPDATE devices SET online = v.online, \
      FROM (SELECT value->>0 AS did, value->>1 AS online, value->>2 AS ts FROM json_each($1)) AS v \
      WHERE devices.did = v.did";
 
+const SQLITE_CONNECT_TS: &str = "UPDATE devices SET connect_ts = max(devices.connect_ts, v.ts) \
+     FROM (SELECT value->>0 AS did, value->>1 AS ts FROM json_each($1)) AS v \
+     WHERE devices.did = v.did";
+
+/// The greatest timestamp of each device (one row per device: an UPDATE joined to several rows
+/// for one device would apply an arbitrary one of them).
+fn greatest_per_device(rows: &[ConnectRow]) -> Vec<(&str, i64)> {
+    let mut best: HashMap<&str, i64> = HashMap::with_capacity(rows.len());
+    for r in rows {
+        let e = best.entry(r.did.as_str()).or_insert(r.ts);
+        *e = (*e).max(r.ts);
+    }
+    let mut out: Vec<(&str, i64)> = best.into_iter().collect();
+    out.sort_unstable();
+    out
+}
+
 /// The last row of each device, in the order of those last rows (an UPDATE joined to several rows
 /// for one device would apply an arbitrary one of them).
 fn last_per_device(rows: &[PresenceRow]) -> Vec<&PresenceRow> {
@@ -151,10 +170,24 @@ impl Store {
         reports: &[ReportRow],
         presence: &[PresenceRow],
     ) -> Result<()> {
-        if reports.is_empty() && presence.is_empty() {
+        self.record_writes(reports, presence, &[]).await
+    }
+
+    /// [`Store::record_batch`] with accepted CONNECT timestamps too: each device's `connect_ts`
+    /// becomes the greatest of its stored value and its rows here. Like presence, a batch without
+    /// reports commits without waiting for an fsync (SQLite: `synchronous = NORMAL`, which a
+    /// process crash does not lose; PostgreSQL: `synchronous_commit = off`).
+    pub async fn record_writes(
+        &self,
+        reports: &[ReportRow],
+        presence: &[PresenceRow],
+        connects: &[ConnectRow],
+    ) -> Result<()> {
+        if reports.is_empty() && presence.is_empty() && connects.is_empty() {
             return Ok(());
         }
         let presence = last_per_device(presence);
+        let connects = greatest_per_device(connects);
         match &self.db {
             Db::Sqlite(p) => {
                 let p = self.report_writer.as_ref().unwrap_or(p);
@@ -172,42 +205,66 @@ impl Store {
                         presence.iter().map(|r| (&r.did, u8::from(r.online), r.ts)),
                     )?)
                 };
+                let connected = if connects.is_empty() {
+                    None
+                } else {
+                    Some(json_rows(connects.iter().map(|(did, ts)| (did, ts)))?)
+                };
                 const JOURNAL: &str = "INSERT INTO report_journal (did, ts, vals) \
                                        SELECT value->>0, value->>1, value->2 FROM json_each($1)";
-                match (journal, seen) {
-                    (Some(j), Some(s)) => {
-                        let mut tx = p.begin().await?;
-                        sqlx::query(JOURNAL).bind(j).execute(&mut *tx).await?;
+                if let Some(j) = journal {
+                    let mut tx = p.begin().await?;
+                    sqlx::query(JOURNAL).bind(j).execute(&mut *tx).await?;
+                    if let Some(s) = seen {
                         sqlx::query(SQLITE_PRESENCE)
                             .bind(s)
                             .execute(&mut *tx)
                             .await?;
-                        tx.commit().await?;
                     }
-                    // One statement commits by itself.
-                    (Some(j), None) => {
-                        sqlx::query(JOURNAL).bind(j).execute(p).await?;
-                    }
-                    // Presence is soft state (the server marks every device offline when it starts),
-                    // so a batch of presence alone must be visible, not durable: it commits without
-                    // an fsync, and the next durable commit syncs the log up to and past it.
-                    (None, Some(s)) => {
-                        let mut c = p.acquire().await?;
-                        sqlx::query("PRAGMA synchronous = NORMAL")
-                            .execute(&mut *c)
+                    if let Some(c) = connected {
+                        sqlx::query(SQLITE_CONNECT_TS)
+                            .bind(c)
+                            .execute(&mut *tx)
                             .await?;
-                        let res = sqlx::query(SQLITE_PRESENCE).bind(s).execute(&mut *c).await;
-                        if let Err(e) = sqlx::query("PRAGMA synchronous = FULL")
-                            .execute(&mut *c)
-                            .await
-                        {
-                            // Never hand a connection that does not sync back to the pool.
-                            let _ = sqlx::Connection::close(c.detach()).await;
-                            return Err(e.into());
-                        }
-                        res?;
                     }
-                    (None, None) => {}
+                    tx.commit().await?;
+                } else {
+                    // Presence is soft state (the server marks every device offline when it
+                    // starts), and a CONNECT timestamp lost to a power failure only reopens a
+                    // replay for the rest of its clock window: a batch of these alone must be
+                    // visible, not durable. It commits without an fsync, and the next durable
+                    // commit syncs the log up to and past it.
+                    let mut c = p.acquire().await?;
+                    sqlx::query("PRAGMA synchronous = NORMAL")
+                        .execute(&mut *c)
+                        .await?;
+                    let res: Result<()> = async {
+                        let mut tx = sqlx::Connection::begin(&mut *c).await?;
+                        if let Some(s) = seen {
+                            sqlx::query(SQLITE_PRESENCE)
+                                .bind(s)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                        if let Some(cs) = connected {
+                            sqlx::query(SQLITE_CONNECT_TS)
+                                .bind(cs)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                        tx.commit().await?;
+                        Ok(())
+                    }
+                    .await;
+                    if let Err(e) = sqlx::query("PRAGMA synchronous = FULL")
+                        .execute(&mut *c)
+                        .await
+                    {
+                        // Never hand a connection that does not sync back to the pool.
+                        let _ = sqlx::Connection::close(c.detach()).await;
+                        return Err(e.into());
+                    }
+                    res?;
                 }
                 if let (Some(pending), false) = (&self.pending, reports.is_empty()) {
                     let mut g = lock(pending);
@@ -220,7 +277,8 @@ impl Store {
             Db::Postgres(p) => {
                 let mut tx = p.begin().await?;
                 if reports.is_empty() {
-                    // Presence alone is soft state (see the SQLite branch): no wait for the WAL flush.
+                    // Presence and CONNECT timestamps alone (see the SQLite branch): no wait for
+                    // the WAL flush.
                     sqlx::query("SET LOCAL synchronous_commit = off")
                         .execute(&mut *tx)
                         .await?;
@@ -281,6 +339,19 @@ impl Store {
                     )
                     .bind(&dids)
                     .bind(&online)
+                    .bind(&tss)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                if !connects.is_empty() {
+                    let dids: Vec<&str> = connects.iter().map(|(d, _)| *d).collect();
+                    let tss: Vec<i64> = connects.iter().map(|(_, t)| *t).collect();
+                    sqlx::query(
+                        "UPDATE devices SET connect_ts = GREATEST(devices.connect_ts, v.ts) \
+                         FROM UNNEST($1::text[], $2::int8[]) AS v(did, ts) \
+                         WHERE devices.did = v.did",
+                    )
+                    .bind(&dids)
                     .bind(&tss)
                     .execute(&mut *tx)
                     .await?;
@@ -436,10 +507,11 @@ impl Store {
         Ok(rows.into_iter().map(|r| (r.did, r.state)).collect())
     }
 
-    /// What an MQTT CONNECT needs of a device: its product and sealed secret. One indexed read of
-    /// two columns (no state, no journal), so authenticating does not pay for the device's data.
+    /// What an MQTT CONNECT needs of a device: its product, sealed secret and last accepted
+    /// CONNECT timestamp. One indexed read of three columns (no state, no journal), so
+    /// authenticating does not pay for the device's data.
     pub async fn device_credentials(&self, did: &str) -> Result<Option<DeviceCredentials>> {
-        let sql = "SELECT product_key, secret_enc FROM devices WHERE did = $1";
+        let sql = "SELECT product_key, secret_enc, connect_ts FROM devices WHERE did = $1";
         Ok(with_db!(self, p => sqlx::query_as(sql).bind(did).fetch_optional(p).await?))
     }
 
@@ -454,34 +526,33 @@ impl Store {
         }
         // One statement text per engine whatever the batch size (prepared once per connection):
         // the ids travel as one JSON array (SQLite) or one text array (PostgreSQL).
-        let rows: Vec<(String, String, Vec<u8>)> = match &self.db {
+        let rows: Vec<(String, String, Vec<u8>, i64)> = match &self.db {
             Db::Sqlite(p) => {
                 let ids = to_json(dids)?;
                 sqlx::query_as(
-                    "SELECT did, product_key, secret_enc FROM devices \
+                    "SELECT did, product_key, secret_enc, connect_ts FROM devices \
                      WHERE did IN (SELECT value FROM json_each($1))",
                 )
                 .bind(ids)
                 .fetch_all(p)
                 .await?
             }
-            Db::Postgres(p) => {
-                sqlx::query_as(
-                    "SELECT did, product_key, secret_enc FROM devices WHERE did = ANY($1)",
-                )
-                .bind(dids)
-                .fetch_all(p)
-                .await?
-            }
+            Db::Postgres(p) => sqlx::query_as(
+                "SELECT did, product_key, secret_enc, connect_ts FROM devices WHERE did = ANY($1)",
+            )
+            .bind(dids)
+            .fetch_all(p)
+            .await?,
         };
         Ok(rows
             .into_iter()
-            .map(|(did, product_key, secret_enc)| {
+            .map(|(did, product_key, secret_enc, connect_ts)| {
                 (
                     did,
                     DeviceCredentials {
                         product_key,
                         secret_enc,
+                        connect_ts,
                     },
                 )
             })

@@ -38,11 +38,13 @@ pub struct DeviceRow {
     pub state: String,
 }
 
-/// A device's product and sealed secret ([`crate::Store::device_credentials`]).
+/// A device's product and sealed secret ([`crate::Store::device_credentials`]), and the `ts` of
+/// the last signed CONNECT accepted for it (0 before the first).
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct DeviceCredentials {
     pub product_key: String,
     pub secret_enc: Vec<u8>,
+    pub connect_ts: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -73,6 +75,13 @@ pub struct ReportRow {
     pub ts: i64,
     /// The report's values (one history row holds them all).
     pub values: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A signed CONNECT of `did` with timestamp `ts` was accepted (its `connect_ts` only grows).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectRow {
+    pub did: String,
+    pub ts: i64,
 }
 
 /// A device came online or went offline.

@@ -16,8 +16,8 @@ const PW: &str = "velvet tundra oxide lantern";
 pub(crate) struct Env {
     pub(crate) srv: Server,
     pub(crate) app: String,
-    pk: String,
-    ps: String,
+    pub(crate) pk: String,
+    pub(crate) ps: String,
 }
 
 impl Env {
@@ -46,7 +46,7 @@ impl Env {
     }
 
     /// A call with the app header.
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: &str,
         path: &str,
@@ -137,7 +137,7 @@ impl Env {
     }
 
     /// Audit rows of `action`, newest first (read from the server's SQLite store).
-    async fn audit(&self, action: &str) -> Vec<rampart_store::AuditRow> {
+    pub(crate) async fn audit(&self, action: &str) -> Vec<rampart_store::AuditRow> {
         let store = rampart_store::Store::open_sqlite(&self.srv.data().join("rampart.db"))
             .await
             .unwrap();
@@ -178,7 +178,14 @@ impl Env {
     }
 
     /// Share `did` with `user` as `role` and have them accept; returns the share id.
-    async fn share(&self, owner: &str, did: &str, user: &str, invitee: &str, role: &str) -> String {
+    pub(crate) async fn share(
+        &self,
+        owner: &str,
+        did: &str,
+        user: &str,
+        invitee: &str,
+        role: &str,
+    ) -> String {
         let (s, v) = self
             .call(
                 "POST",

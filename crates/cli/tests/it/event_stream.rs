@@ -712,7 +712,7 @@ async fn websocket_with_signed_upgrade() {
     assert_eq!(got[1]["cmd"], "pong", "{got:?}");
 }
 
-/// A registration (a new device, then the same hardware again) reaches a consumer that asked for
+/// A registration (a new device, then the same hardware again, proving its secret) reaches a consumer that asked for
 /// `device_registered`, with the device's hardware id and mode.
 #[tokio::test]
 async fn registrations_are_streamed() {
@@ -726,8 +726,8 @@ async fn registrations_are_streamed() {
     .await;
     assert_eq!(res["result"], true, "{res}");
     let hw = format!("hw-reg-{}", nonce());
-    let (did, _, _) = srv.register(&pk, &ps, &hw).await;
-    let (again, _, _) = srv.register(&pk, &ps, &hw).await;
+    let (did, secret, _) = srv.register(&pk, &ps, &hw).await;
+    let (again, _) = srv.register_again(&pk, &ps, &hw, &secret).await;
     assert_eq!(did, again);
     for created in [true, false] {
         let m = st.recv().await;

@@ -6,6 +6,7 @@ mod accounts;
 mod cli;
 mod commands;
 mod developers;
+mod device_identity;
 mod durability;
 mod enterprise_api;
 mod event_stream;

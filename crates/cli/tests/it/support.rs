@@ -336,6 +336,30 @@ impl Server {
         )
     }
 
+    /// Register `hw` again, proving its current secret with `device_sign`; returns (did, the new
+    /// device_secret). The answer carries no passcode.
+    pub async fn register_again(
+        &self,
+        pk: &str,
+        ps: &str,
+        hw: &str,
+        secret: &str,
+    ) -> (String, String) {
+        let (ts, n) = (now_ms(), nonce());
+        let mut body = Server::register_body(pk, hw, "product", ps, ts, &n);
+        let msg = format!("product_key={pk}&hardware_id={hw}&ts={ts}&nonce={n}");
+        body["device_sign"] = hmac_hex(secret, &msg).into();
+        let (s, v) = self
+            .call("POST", "/v1/device/register", None, Some(body))
+            .await;
+        assert_eq!(s, 200, "{v}");
+        assert!(v.get("passcode").is_none(), "{v}");
+        (
+            v["did"].as_str().unwrap().into(),
+            v["device_secret"].as_str().unwrap().into(),
+        )
+    }
+
     /// A fresh product with one registered device: (product_key, did, device_secret).
     pub async fn device(&self) -> (String, String, String) {
         let (pk, ps) = self.product(true, false).await;
@@ -415,12 +439,31 @@ pub fn hmac_hex(key: &str, msg: &str) -> String {
     hex::encode(m.finalize().into_bytes())
 }
 
-/// MQTT credentials for `did`: (username, password).
+/// The greatest CONNECT timestamp handed out so far by [`creds`] (or passed to [`creds_at`]
+/// near the present): the server accepts a device's signed CONNECT only with a `ts` greater than
+/// the last one it accepted for that device, so two CONNECTs within one millisecond must not share
+/// one.
+static LAST_TS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// MQTT credentials for `did` at the present time, or just after the last timestamp handed out:
+/// (username, password).
 pub fn creds(did: &str, secret: &str) -> (String, String) {
-    creds_at(did, secret, now_ms())
+    use std::sync::atomic::Ordering;
+    let now = now_ms();
+    let prev = LAST_TS
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+            Some(now.max(last + 1))
+        })
+        .unwrap_or(now);
+    creds_at(did, secret, now.max(prev + 1))
 }
 
+/// MQTT credentials signed for exactly `ts` (stale or future ones included, for the tests of
+/// refusals). A `ts` within a minute of now also moves the timestamps [`creds`] hands out past it.
 pub fn creds_at(did: &str, secret: &str, ts: i64) -> (String, String) {
+    if (ts - now_ms()).abs() < 60_000 {
+        LAST_TS.fetch_max(ts, std::sync::atomic::Ordering::Relaxed);
+    }
     (
         format!("{did}|hmac-sha256|{ts}"),
         hmac_hex(secret, &format!("did={did}&ts={ts}")),

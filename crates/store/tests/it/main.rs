@@ -182,6 +182,92 @@ async fn suite(s: Store) {
     s.record_batch(&[], &[]).await.unwrap();
     s.compact_reports().await.unwrap();
 
+    // accepted CONNECT timestamps only move forward, alone or with reports and presence
+    let connect = |did: &str, ts: i64| ConnectRow {
+        did: did.into(),
+        ts,
+    };
+    assert_eq!(
+        s.device_credentials("p1")
+            .await
+            .unwrap()
+            .unwrap()
+            .connect_ts,
+        0
+    );
+    s.record_writes(
+        &[],
+        &[],
+        &[connect("p1", 700), connect("p1", 900), connect("p1", 800)],
+    )
+    .await
+    .unwrap();
+    s.record_writes(
+        &[],
+        &[seen("p2", true, 500)],
+        &[connect("p1", 850), connect("p2", 5)],
+    )
+    .await
+    .unwrap();
+    let creds: std::collections::HashMap<String, DeviceCredentials> = s
+        .device_credentials_many(&["p1", "p2"])
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!((creds["p1"].connect_ts, creds["p2"].connect_ts), (900, 5));
+    s.record_writes(
+        &[ReportRow {
+            did: "p2".into(),
+            ts: 510,
+            values: serde_json::from_str(r#"{"temp":2}"#).unwrap(),
+        }],
+        &[],
+        &[connect("p2", 6)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.device_credentials("p2")
+            .await
+            .unwrap()
+            .unwrap()
+            .connect_ts,
+        6
+    );
+    s.compact_reports().await.unwrap();
+
+    // a re-provisioning window: spent once, within its time, taking every binding with it
+    assert_eq!(
+        s.reprovision_device("p1", &[7], &[6], 1_000).await.unwrap(),
+        None
+    );
+    assert!(!s.open_reprovision("nope", 2_000).await.unwrap());
+    assert!(s.open_reprovision("p1", 2_000).await.unwrap());
+    assert_eq!(
+        s.reprovision_device("p1", &[7], &[6], 2_001).await.unwrap(),
+        None,
+        "expired"
+    );
+    let p1 = s.get_device("p1").await.unwrap().unwrap();
+    assert_eq!(
+        (p1.secret_enc, p1.passcode_enc),
+        (vec![9], vec![8]),
+        "nothing changed"
+    );
+    assert!(s.open_reprovision("p1", 3_000).await.unwrap());
+    assert_eq!(
+        s.reprovision_device("p1", &[7], &[6], 2_500).await.unwrap(),
+        Some(vec![])
+    );
+    let p1 = s.get_device("p1").await.unwrap().unwrap();
+    assert_eq!((p1.secret_enc, p1.passcode_enc), (vec![7], vec![6]));
+    assert_eq!(
+        s.reprovision_device("p1", &[5], &[4], 2_600).await.unwrap(),
+        None,
+        "single use"
+    );
+
     // reports and history: a batch merges in order into the latest state
     let report = |ts: i64, values: &str| ReportRow {
         did: "d1".into(),
