@@ -439,6 +439,14 @@ async fn every_reason_code_path_sends_a_code_its_packet_may_carry() {
     let _new = seen.session(&srv, &did, &secret, 30).await;
     let d = seen.next(&mut old).await;
     assert_eq!((d[0], body(&d)[0]), (0xE0, 0x8E), "{d:02x?}");
+    // the device rotating its secret: the session of the old one is closed
+    let (pk, ps) = srv.product(true, false).await;
+    let hw = format!("hw-{}", nonce());
+    let (did, secret, _) = srv.register(&pk, &ps, &hw).await;
+    let mut s = seen.session(&srv, &did, &secret, 30).await;
+    srv.register_again(&pk, &ps, &hw, &secret).await;
+    let d = seen.next(&mut s).await;
+    assert_eq!((d[0], body(&d)[0]), (0xE0, 0x98), "{d:02x?}");
     // the server shutting down
     let (_, _, mut s) = fresh_session(&mut seen).await;
     srv.terminate();
@@ -463,6 +471,7 @@ async fn every_reason_code_path_sends_a_code_its_packet_may_carry() {
         ("DISCONNECT", 0x94),
         ("DISCONNECT", 0x95),
         ("DISCONNECT", 0x96),
+        ("DISCONNECT", 0x98),
         ("PUBACK", 0x00),
         ("PUBACK", 0x87),
         ("PUBACK", 0x97),
