@@ -2810,7 +2810,7 @@ mod tests {
             include_str!("limits.rs"),
         ];
         let is_code = |s: &&str| {
-            s.len() >= 5
+            s.len() >= 4
                 && s.starts_with(|c: char| c.is_ascii_uppercase())
                 && s.chars().all(|c| c.is_ascii_uppercase() || c == '_')
         };
