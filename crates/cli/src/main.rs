@@ -267,7 +267,11 @@ async fn open_core(cfg: &Config, serving: bool) -> AnyResult<(Core, bool)> {
         },
         ..CoreConfig::default()
     };
-    Ok((Core::new(store, key, core_cfg), created))
+    let core = Core::new(store, key, core_cfg);
+    core.upgrade_at_rest(dir)
+        .await
+        .map_err(|e| format!("upgrading sealed values and the audit chain: {e}"))?;
+    Ok((core, created))
 }
 
 async fn run(cli: Cli) -> AnyResult {

@@ -22,9 +22,11 @@
 use crate::audit::{Actor, AuditEvent};
 use crate::cidr::Cidr;
 use crate::devices::DeviceView;
+use crate::secret::Place;
 use crate::secret::{random_from, random_hex};
 use crate::tenancy::{Act, Caller};
 use crate::{now_ms, Core, Error, Result};
+use rampart_store::at_rest as col;
 use rampart_store::{AccessKeyRow, AuditFilter, StoreError};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -463,10 +465,14 @@ impl Core {
             ));
         }
         let secret = new_secret();
+        let key_id = format!("rak_{}", random_from(ID_ALPHABET, 20));
         let row = AccessKeyRow {
-            key_id: format!("rak_{}", random_from(ID_ALPHABET, 20)),
+            secret_enc: self.key().seal(
+                Place::new(col::ACCESS_KEY_SECRET, &key_id),
+                secret.as_bytes(),
+            ),
+            key_id,
             enterprise_id: enterprise_id.to_owned(),
-            secret_enc: self.key().seal(secret.as_bytes()),
             prev_secret_enc: None,
             prev_valid_until: None,
             scopes: scopes_text(&scopes),
@@ -597,17 +603,31 @@ impl Core {
         }
         let secret = new_secret();
         let until = now_ms() + overlap_secs * 1000;
+        let row = self
+            .store()
+            .get_access_key(key_id)
+            .await?
+            .filter(|r| r.enterprise_id == enterprise_id)
+            .ok_or(Error::NotFound("access key"))?;
+        // The current secret moves to the previous-secret column: sealed again for that place.
+        let current = self
+            .key()
+            .open(Place::new(col::ACCESS_KEY_SECRET, key_id), &row.secret_enc)?;
+        let prev = self
+            .key()
+            .seal(Place::new(col::ACCESS_KEY_PREV_SECRET, key_id), &current);
+        let new = self.key().seal(
+            Place::new(col::ACCESS_KEY_SECRET, key_id),
+            secret.as_bytes(),
+        );
         if !self
             .store()
-            .rotate_access_key(
-                enterprise_id,
-                key_id,
-                &self.key().seal(secret.as_bytes()),
-                until,
-            )
+            .rotate_access_key(enterprise_id, key_id, &row.secret_enc, &prev, &new, until)
             .await?
         {
-            return Err(Error::NotFound("access key"));
+            return Err(Error::Conflict(
+                "the key was rotated or deleted meanwhile; retry".into(),
+            ));
         }
         let ev = self
             .key_event(caller, "access_key.rotate", enterprise_id, key_id)
@@ -711,12 +731,21 @@ impl Core {
             let _ = signature_matches(b"no such key", message, given);
             return Err(KeyAuthError::SignatureMismatch);
         };
-        let current = self.key().open(&row.secret_enc).map_err(Error::from)?;
+        let current = self
+            .key()
+            .open(
+                Place::new(col::ACCESS_KEY_SECRET, &row.key_id),
+                &row.secret_enc,
+            )
+            .map_err(Error::from)?;
         let mut good = signature_matches(&current, message, given);
         if let (false, Some(prev), Some(until)) = (good, &row.prev_secret_enc, row.prev_valid_until)
         {
             if now < until {
-                let prev = self.key().open(prev).map_err(Error::from)?;
+                let prev = self
+                    .key()
+                    .open(Place::new(col::ACCESS_KEY_PREV_SECRET, &row.key_id), prev)
+                    .map_err(Error::from)?;
                 good = signature_matches(&prev, message, given);
             }
         }

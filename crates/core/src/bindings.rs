@@ -7,8 +7,10 @@
 
 use crate::accounts::{token_hash, Identity, UserSession};
 use crate::audit::{Actor, AuditEvent};
+use crate::secret::Place;
 use crate::secret::{random_from, random_hex, Secret};
 use crate::{now_ms, Core, Error, Result};
+use rampart_store::at_rest as col;
 use rampart_store::{BindTokenRow, ShareRow, StoreError};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
@@ -271,7 +273,9 @@ impl Core {
             .get_device(did)
             .await?
             .ok_or(Error::NotFound("device"))?;
-        Ok(self.key().open_string(&row.passcode_enc)?)
+        Ok(self
+            .key()
+            .open_string(Place::new(col::DEVICE_PASSCODE, did), &row.passcode_enc)?)
     }
 
     /// Bind the caller to a device. With a passcode the caller becomes the owner (a device that
@@ -319,7 +323,9 @@ impl Core {
         let app_products = self.app_products(&s.app_id).await?.unwrap_or_default();
         let proven = match (&device, &proof) {
             (Some(d), BindProof::Passcode(p)) => {
-                let real = self.key().open_string(&d.passcode_enc)?;
+                let real = self
+                    .key()
+                    .open_string(Place::new(col::DEVICE_PASSCODE, &d.did), &d.passcode_enc)?;
                 let a = real.expose().as_bytes();
                 let b = p.expose().trim().to_ascii_uppercase();
                 bool::from(subtle::ConstantTimeEq::ct_eq(a, b.as_bytes()))

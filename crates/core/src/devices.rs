@@ -4,12 +4,14 @@ use crate::audit::{Actor, AuditEvent};
 use crate::bus::{Delivery, DeviceEvent, Message};
 use crate::products::ProductInfo;
 use crate::secret::random_hex;
+use crate::secret::Place;
 use crate::{now_ms, Core, Error, Result};
 use bytes::Bytes;
 use rampart_proto::command::{Ack, AckStatus, Action, Command};
 use rampart_proto::ids::Did;
 use rampart_proto::model::{ModelError, Values};
 use rampart_proto::{sign, topic};
+use rampart_store::at_rest as col;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -215,7 +217,10 @@ impl Core {
         };
         let secret = self
             .key()
-            .open_string(&row.secret_enc)
+            .open_string(
+                Place::new(col::DEVICE_SECRET, did.as_str()),
+                &row.secret_enc,
+            )
             .map_err(|_| BadCredentials)?;
         if !sign::verify_hex(
             secret.expose().as_bytes(),

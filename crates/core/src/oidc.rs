@@ -14,9 +14,11 @@
 use crate::accounts::{token_hash, TokenPair};
 use crate::audit::{Actor, AuditEvent};
 use crate::oauth::{check_secure_url, pkce_challenge, with_params};
+use crate::secret::Place;
 use crate::secret::{random_from, random_hex, Secret};
 use crate::{now_ms, Core, Error};
 use base64::Engine;
+use rampart_store::at_rest as col;
 use rampart_store::{OidcLinkRow, OidcStateRow, StoreError, UserRow};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -478,13 +480,17 @@ impl Core {
         if let Err(e) = self.store().purge_oauth(now).await {
             tracing::warn!(error = %e, "purging expired OIDC states failed");
         }
+        let state_hash = token_hash(&state);
         self.store()
             .insert_oidc_state(&OidcStateRow {
-                state_hash: token_hash(&state),
+                verifier_enc: self.key().seal(
+                    Place::new(col::OIDC_VERIFIER, &state_hash),
+                    verifier.as_bytes(),
+                ),
+                state_hash,
                 provider: p.name.clone(),
                 app_id: app_id.to_owned(),
                 nonce: nonce.clone(),
-                verifier_enc: self.key().seal(verifier.as_bytes()),
                 redirect_uri: redirect_uri.clone(),
                 expires_at: now + self.config().lifetimes.oidc_state_ms,
                 created_at: now,
@@ -582,7 +588,10 @@ impl Core {
         }
         let verifier = self
             .key()
-            .open(&row.verifier_enc)
+            .open(
+                Place::new(col::OIDC_VERIFIER, &row.state_hash),
+                &row.verifier_enc,
+            )
             .map_err(|e| OidcError::Internal(e.into()))?;
         let verifier = String::from_utf8_lossy(&verifier).into_owned();
         let c = self.provider_meta(&ps, p, false).await?;

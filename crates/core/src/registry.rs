@@ -3,10 +3,12 @@
 
 use crate::audit::{Actor, AuditEvent};
 use crate::bus::DeviceEvent;
+use crate::secret::Place;
 use crate::secret::{random_from, random_hex, Secret};
 use crate::{now_ms, Core, Error, Result};
 use rampart_proto::ids::{valid_hardware_id, ProductKey};
 use rampart_proto::sign;
+use rampart_store::at_rest as col;
 use rampart_store::{DeviceRow, StoreError};
 use serde::{Deserialize, Serialize};
 
@@ -109,7 +111,10 @@ impl Core {
             .map(|f| {
                 (
                     f.serial.clone(),
-                    self.key().seal(f.secret.expose().as_bytes()),
+                    self.key().seal(
+                        Place::new(col::FACTORY_SECRET, &f.serial),
+                        f.secret.expose().as_bytes(),
+                    ),
                 )
             })
             .collect();
@@ -210,9 +215,10 @@ impl Core {
             RegisterMode::Product => self.product_secret(pk.as_str()).await?,
             RegisterMode::Device => {
                 match self.store().get_factory_identity(&req.hardware_id).await? {
-                    Some(f) if f.product_key == pk.as_str() => {
-                        Some(self.key().open_string(&f.secret_enc)?)
-                    }
+                    Some(f) if f.product_key == pk.as_str() => Some(self.key().open_string(
+                        Place::new(col::FACTORY_SECRET, &req.hardware_id),
+                        &f.secret_enc,
+                    )?),
                     _ => None,
                 }
             }
@@ -248,9 +254,8 @@ impl Core {
                     ));
                 }
                 let secret = Secret::new(random_hex(16));
-                let sealed = self.key().seal(secret.expose().as_bytes());
                 let (did, passcode) = self
-                    .upsert_device(pk.as_str(), &req.hardware_id, "product", sealed, true)
+                    .upsert_device(pk.as_str(), &req.hardware_id, "product", &secret, true)
                     .await?;
                 Ok(Registered {
                     did,
@@ -260,9 +265,8 @@ impl Core {
             }
             RegisterMode::Device => {
                 // The device keeps its factory secret; store it sealed again under the device.
-                let sealed = self.key().seal(key.expose().as_bytes());
                 let (did, passcode) = self
-                    .upsert_device(pk.as_str(), &req.hardware_id, "device", sealed, false)
+                    .upsert_device(pk.as_str(), &req.hardware_id, "device", &key, false)
                     .await?;
                 Ok(Registered {
                     did,
@@ -293,15 +297,21 @@ impl Core {
         pk: &str,
         hid: &str,
         mode: &str,
-        sealed: Vec<u8>,
+        secret: &Secret,
         rotate: bool,
     ) -> Result<(String, String)> {
         if let Some(d) = self.store().get_device_by_hardware(pk, hid).await? {
             if rotate {
+                let sealed = self.key().seal(
+                    Place::new(col::DEVICE_SECRET, &d.did),
+                    secret.expose().as_bytes(),
+                );
                 self.store().set_device_secret(&d.did, &sealed).await?;
                 self.bus().kick(&d.did);
             }
-            let passcode = self.key().open_string(&d.passcode_enc)?;
+            let passcode = self
+                .key()
+                .open_string(Place::new(col::DEVICE_PASSCODE, &d.did), &d.passcode_enc)?;
             self.announce_registered(&d.did, hid, mode, false).await;
             return Ok((d.did, passcode.expose().to_owned()));
         }
@@ -312,8 +322,14 @@ impl Core {
             product_key: pk.to_owned(),
             hardware_id: hid.to_owned(),
             mode: mode.to_owned(),
-            secret_enc: sealed,
-            passcode_enc: self.key().seal(passcode.expose().as_bytes()),
+            secret_enc: self.key().seal(
+                Place::new(col::DEVICE_SECRET, &did),
+                secret.expose().as_bytes(),
+            ),
+            passcode_enc: self.key().seal(
+                Place::new(col::DEVICE_PASSCODE, &did),
+                passcode.expose().as_bytes(),
+            ),
             created_at: now_ms(),
             online: false,
             last_seen: None,
@@ -331,10 +347,10 @@ impl Core {
                     .get_device_by_hardware(pk, hid)
                     .await?
                     .ok_or_else(|| Error::Internal("device vanished after conflict".into()))?;
-                Ok((
-                    d.did,
-                    self.key().open_string(&d.passcode_enc)?.expose().to_owned(),
-                ))
+                let passcode = self
+                    .key()
+                    .open_string(Place::new(col::DEVICE_PASSCODE, &d.did), &d.passcode_enc)?;
+                Ok((d.did, passcode.expose().to_owned()))
             }
             Err(e) => Err(e.into()),
         }

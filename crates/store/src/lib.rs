@@ -56,6 +56,7 @@ macro_rules! with_db {
 }
 
 mod accounts;
+pub mod at_rest;
 mod developers;
 mod enterprise_api;
 mod events;

@@ -3,6 +3,7 @@
 
 mod account_settings;
 mod accounts;
+mod at_rest;
 mod cli;
 mod commands;
 mod developers;

@@ -2,6 +2,7 @@
 //! Each PostgreSQL run gets its own schema, so tests never share state.
 
 mod accounts;
+mod at_rest;
 mod developers;
 mod enterprise_api;
 mod events;
@@ -356,6 +357,7 @@ async fn sqlite_suite() {
     developers::suite(s.clone()).await;
     quotas::suite(s.clone()).await;
     enterprise_api::suite(s.clone()).await;
+    at_rest::suite(s.clone()).await;
     events::suite(s.clone()).await;
     webhooks::suite(s).await;
 }
@@ -418,6 +420,7 @@ async fn postgres_suite() {
     developers::suite(s.clone()).await;
     quotas::suite(s.clone()).await;
     enterprise_api::suite(s.clone()).await;
+    at_rest::suite(s.clone()).await;
     events::suite(s.clone()).await;
     webhooks::suite(s.clone()).await;
     s.close().await;
