@@ -53,6 +53,9 @@ pub enum Scope {
     Read,
     /// Send commands.
     Control,
+    /// Read the node's Prometheus metrics (`GET /metrics`); only the operator may grant it, since
+    /// the metrics cover every tenant.
+    Metrics,
 }
 
 impl Scope {
@@ -60,6 +63,7 @@ impl Scope {
         match self {
             Scope::Read => "read",
             Scope::Control => "control",
+            Scope::Metrics => "metrics",
         }
     }
 }
@@ -312,7 +316,7 @@ fn check_scopes(mut scopes: Vec<Scope>) -> Result<Vec<Scope>> {
     scopes.dedup();
     if scopes.is_empty() {
         return Err(Error::Invalid(
-            "scopes must name `read`, `control` or both".into(),
+            "scopes must name one or more of `read`, `control` and `metrics`".into(),
         ));
     }
     Ok(scopes)
@@ -346,6 +350,7 @@ fn parse_scopes(text: &str) -> Vec<Scope> {
         .filter_map(|s| match s {
             "read" => Some(Scope::Read),
             "control" => Some(Scope::Control),
+            "metrics" => Some(Scope::Metrics),
             _ => None,
         })
         .collect()
@@ -437,6 +442,12 @@ impl Core {
             }
         }
         let scopes = check_scopes(k.scopes)?;
+        if scopes.contains(&Scope::Metrics) && !matches!(caller, Caller::Operator) {
+            return Err(Error::Forbidden(
+                "only the operator may grant the `metrics` scope (metrics cover every tenant)"
+                    .into(),
+            ));
+        }
         let nets = check_networks(&k.allow_ips)?;
         let mut sensitive = k.sensitive_points;
         sensitive.sort_unstable();
@@ -857,7 +868,7 @@ impl Core {
     }
 
     /// `Forbidden` unless `k` has scope `s`.
-    pub(crate) fn require_scope(k: &KeySession, s: Scope) -> Result<()> {
+    pub fn require_scope(k: &KeySession, s: Scope) -> Result<()> {
         if k.has(s) {
             Ok(())
         } else {

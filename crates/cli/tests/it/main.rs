@@ -13,6 +13,7 @@ mod event_stream;
 mod idle;
 mod interop;
 mod limits;
+mod metrics_access;
 mod mqtt;
 mod mqtt_attacks;
 mod mqtt_limits;
