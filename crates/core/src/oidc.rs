@@ -387,11 +387,9 @@ async fn fetch_userinfo(
     )
     .await
     .map_err(|e| e.to_string())?;
-    let same: bool = subtle::ConstantTimeEq::ct_eq(
-        v["sub"].as_str().unwrap_or("").as_bytes(),
-        sub.as_bytes(),
-    )
-    .into();
+    let same: bool =
+        subtle::ConstantTimeEq::ct_eq(v["sub"].as_str().unwrap_or("").as_bytes(), sub.as_bytes())
+            .into();
     if !same || sub.is_empty() {
         return Err("its sub is not the id token's".into());
     }
