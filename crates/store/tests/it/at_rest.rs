@@ -68,3 +68,90 @@ pub(crate) async fn suite(s: Store) {
             .ran
     );
 }
+
+/// Shares offered to an address with no account, then claimed by the account made for it.
+pub(crate) async fn invitations(s: Store) {
+    s.insert_product(&crate::product("invpk")).await.unwrap();
+    s.insert_device(&crate::device("invd1", "invpk", "invhw1"))
+        .await
+        .unwrap();
+    let owner = UserRow {
+        user_id: "u_inv_owner".into(),
+        email: Some("inv-owner@x.io".into()),
+        phone: None,
+        password_hash: "$argon2id$x".into(),
+        active: true,
+        app_id: "app1".into(),
+        created_at: 1,
+        failed_count: 0,
+        first_failed_at: 0,
+        locked_until: 0,
+        lockouts: 0,
+    };
+    s.insert_user(&owner).await.unwrap();
+    let inv = ShareInvitationRow {
+        share_id: "sh_inv1".into(),
+        did: "invd1".into(),
+        owner_id: owner.user_id.clone(),
+        email: Some("new@x.io".into()),
+        phone: None,
+        role: "member".into(),
+        created_at: 5,
+    };
+    s.insert_share_invitation(&inv).await.unwrap();
+    assert_eq!(
+        s.find_share_invitation("invd1", Some("new@x.io"), None)
+            .await
+            .unwrap(),
+        Some(inv.clone())
+    );
+    assert!(s
+        .find_share_invitation("invd1", None, Some("+15550000"))
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        s.list_share_invitations_of_device("invd1").await.unwrap(),
+        vec![inv.clone()]
+    );
+    let newcomer = UserRow {
+        user_id: "u_inv_new".into(),
+        email: Some("new@x.io".into()),
+        ..owner.clone()
+    };
+    s.insert_user(&newcomer).await.unwrap();
+    let claimed = s
+        .claim_share_invitations("u_inv_new", Some("new@x.io"), None)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(
+        (claimed[0].share_id.as_str(), claimed[0].status.as_str()),
+        ("sh_inv1", "pending")
+    );
+    assert_eq!(
+        s.get_share("sh_inv1").await.unwrap(),
+        Some(claimed[0].clone())
+    );
+    assert!(s
+        .list_share_invitations_of_device("invd1")
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(s
+        .claim_share_invitations("u_inv_new", Some("new@x.io"), None)
+        .await
+        .unwrap()
+        .is_empty());
+    // revoked before anyone signs up
+    s.insert_share_invitation(&ShareInvitationRow {
+        share_id: "sh_inv2".into(),
+        phone: Some("+15550001".into()),
+        email: None,
+        ..inv
+    })
+    .await
+    .unwrap();
+    assert!(s.delete_share_invitation("invd1", "sh_inv2").await.unwrap());
+    assert!(!s.delete_share_invitation("invd1", "sh_inv2").await.unwrap());
+}

@@ -358,6 +358,7 @@ async fn sqlite_suite() {
     quotas::suite(s.clone()).await;
     enterprise_api::suite(s.clone()).await;
     at_rest::suite(s.clone()).await;
+    at_rest::invitations(s.clone()).await;
     events::suite(s.clone()).await;
     webhooks::suite(s).await;
 }
@@ -421,6 +422,7 @@ async fn postgres_suite() {
     quotas::suite(s.clone()).await;
     enterprise_api::suite(s.clone()).await;
     at_rest::suite(s.clone()).await;
+    at_rest::invitations(s.clone()).await;
     events::suite(s.clone()).await;
     webhooks::suite(s.clone()).await;
     s.close().await;
