@@ -102,6 +102,14 @@ pub fn router(state: AppState) -> Router {
     routes::router(state)
 }
 
+/// Only `GET /metrics`, without authentication: for a listener on a private address that a
+/// Prometheus scraper reaches (`http.metrics_listen`). Everything else answers 404.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", axum::routing::get(routes::open_metrics))
+        .with_state(state)
+}
+
 /// The peer address of a request, set by [`serve`].
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub SocketAddr);

@@ -574,6 +574,9 @@ fn service_ops() -> Vec<Op> {
             object(&["status"], json!({"status": {"type": "string", "const": "unavailable"}})),
         ),
         op("get", "/metrics", "service", "Prometheus metrics")
+            .describe("The admin token, or a request signed with an access key that has the `metrics` scope (which only the operator grants). `http.metrics_listen` serves the same text without authentication on a separate, private listener.")
+            .auth(&[Auth::Admin, Auth::AccessKey])
+            .err(403, &["FORBIDDEN"])
             .answer(
                 200,
                 json!({"description": "Prometheus text format",
@@ -2424,7 +2427,7 @@ fn schemas() -> Value {
                 json!({
             "products": {"type": "array", "items": string(), "minItems": 1, "maxItems": 100,
                 "description": "product keys of the enterprise"},
-            "scopes": {"type": "array", "items": one_of(&["read", "control"]), "minItems": 1,
+            "scopes": {"type": "array", "items": one_of(&["read", "control", "metrics"]), "minItems": 1,
                 "description": "`control` does not include `read`"},
             "allow_ips": {"type": "array", "items": string(), "minItems": 1, "maxItems": 32,
                 "description": "networks in CIDR notation (IPv4 or IPv6; a bare address is one host)"},
@@ -2458,7 +2461,7 @@ fn schemas() -> Value {
                     "created_at",
                 ],
                 json!({"key_id": string(), "enterprise_id": string(), "products": array(string()),
-            "scopes": array(one_of(&["read", "control"])), "allow_ips": array(string()),
+            "scopes": array(one_of(&["read", "control", "metrics"])), "allow_ips": array(string()),
             "sensitive_points": array(string()), "disabled": boolean(),
             "expires_at": nullable("integer"),
             "previous_valid_until": {"type": ["integer", "null"],

@@ -144,7 +144,36 @@ async fn healthz(State(s): State<AppState>) -> Response {
     }
 }
 
-async fn metrics(State(s): State<AppState>) -> Response {
+/// `/metrics` on the API listener: the admin token, or a request signed with an access key that
+/// has the `metrics` scope. (The optional metrics listener serves it without either:
+/// [`crate::metrics_router`].)
+async fn metrics(State(s): State<AppState>, req: axum::extract::Request) -> Response {
+    let (mut parts, body) = req.into_parts();
+    if crate::auth::bearer(&parts).is_some() {
+        if let Err(e) = crate::auth::Admin::from_request_parts(&mut parts, &s).await {
+            return e.into_response();
+        }
+    } else {
+        let req = axum::extract::Request::from_parts(parts, body);
+        let k = match crate::enterprise::EnterpriseKey::from_request(req, &s).await {
+            Ok(k) => k,
+            Err(refused) => return refused,
+        };
+        if let Err(e) =
+            rampart_core::Core::require_scope(&k.key, rampart_core::access_keys::Scope::Metrics)
+        {
+            return Error::from(e).into_response();
+        }
+    }
+    render_metrics(&s)
+}
+
+/// The metrics without any check, for the private metrics listener.
+pub(crate) async fn open_metrics(State(s): State<AppState>) -> Response {
+    render_metrics(&s)
+}
+
+fn render_metrics(s: &AppState) -> Response {
     match &s.metrics {
         Some(h) => (
             [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

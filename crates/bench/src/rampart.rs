@@ -110,7 +110,11 @@ async fn open_core(data: &Path) -> Result<Core, String> {
     let (key, _) = MasterKey::load_or_create(&key_path).map_err(|e| e.to_string())?;
     let url = format!("sqlite://{}", data.join("rampart.db").display());
     let store = Store::open(&url).await.map_err(|e| e.to_string())?;
-    Ok(Core::new(store, key, CoreConfig::default()))
+    let core = Core::new(store, key, CoreConfig::default());
+    core.upgrade_at_rest(data)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(core)
 }
 
 /// The bench product's definition.

@@ -441,6 +441,9 @@ pub(crate) struct MqttConfig {
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct HttpConfig {
     pub(crate) listen: String,
+    /// Plain-HTTP listener serving only `GET /metrics` without authentication, for a Prometheus
+    /// scraper on a private address; empty (the default) disables it.
+    pub(crate) metrics_listen: String,
     /// Serve HTTPS (true) or plain HTTP (only behind a TLS-terminating proxy).
     pub(crate) tls: bool,
     /// Largest request body in bytes (413 `PAYLOAD_TOO_LARGE` above it).
@@ -553,6 +556,7 @@ impl Default for HttpConfig {
         let d = rampart_api::HttpLimits::default();
         HttpConfig {
             listen: "0.0.0.0:8443".into(),
+            metrics_listen: String::new(),
             tls: true,
             max_body_bytes: d.max_body_bytes,
             header_read_timeout_secs: d.header_read_timeout.as_secs(),

@@ -53,6 +53,10 @@ enum Cmd {
         /// Event stream (TLS, JSON lines) listen address (default 0.0.0.0:2017; empty disables).
         #[arg(long)]
         events_listen: Option<String>,
+        /// Unauthenticated `/metrics` listen address for a scraper on a private network
+        /// (default: none; `/metrics` on the API needs the admin token or a `metrics` key).
+        #[arg(long)]
+        metrics_listen: Option<String>,
     },
     /// Configuration helpers.
     Config {
@@ -267,7 +271,11 @@ async fn open_core(cfg: &Config, serving: bool) -> AnyResult<(Core, bool)> {
         },
         ..CoreConfig::default()
     };
-    Ok((Core::new(store, key, core_cfg), created))
+    let core = Core::new(store, key, core_cfg);
+    core.upgrade_at_rest(dir)
+        .await
+        .map_err(|e| format!("upgrading sealed values and the audit chain: {e}"))?;
+    Ok((core, created))
 }
 
 async fn run(cli: Cli) -> AnyResult {
@@ -278,6 +286,7 @@ async fn run(cli: Cli) -> AnyResult {
             mqtt_listen,
             http_listen,
             events_listen,
+            metrics_listen,
         } => {
             let mut cfg = load_config(&data)?;
             if let Some(a) = mqtt_tls_listen {
@@ -291,6 +300,9 @@ async fn run(cli: Cli) -> AnyResult {
             }
             if let Some(a) = events_listen {
                 cfg.events.listen = a;
+            }
+            if let Some(a) = metrics_listen {
+                cfg.http.metrics_listen = a;
             }
             init_tracing(&cfg);
             serve(cfg).await
@@ -551,11 +563,31 @@ async fn serve(cfg: Config) -> AnyResult {
         write_timeout: Duration::from_secs(cfg.limits.write_timeout_s.max(1)),
         ..cfg.http.limits()
     };
-    let app = rampart_api::router(rampart_api::AppState {
+    let state = rampart_api::AppState {
         core: core.clone(),
         metrics,
         http: http_limits.clone(),
-    });
+    };
+    if cfg.http.metrics_listen.is_empty() {
+        listeners.insert("metrics".into(), serde_json::Value::Null);
+    } else {
+        let l = tokio::net::TcpListener::bind(&cfg.http.metrics_listen)
+            .await
+            .map_err(|e| format!("bind metrics {}: {e}", cfg.http.metrics_listen))?;
+        let local = l.local_addr().map_err(|e| e.to_string())?;
+        if !is_private(local.ip()) {
+            tracing::warn!(addr = %local, "the unauthenticated metrics listener is on a public address");
+        }
+        tracing::info!(addr = %local, "metrics listening (no authentication)");
+        listeners.insert("metrics".into(), local.to_string().into());
+        let app = rampart_api::metrics_router(state.clone());
+        let limits = http_limits.clone();
+        let stop = stopped();
+        tasks.push(tokio::spawn(async move {
+            rampart_api::serve_with(l, None, app, &limits, stop).await
+        }));
+    }
+    let app = rampart_api::router(state);
     // The API's TLS offers HTTP/2 by ALPN when it is on; the other listeners offer no ALPN.
     let http_tls = cfg.http.tls.then(|| {
         let mut sc = (*tls_files.server_config).clone();
@@ -624,6 +656,19 @@ async fn serve(cfg: Config) -> AnyResult {
     let _ = tokio::time::timeout(Duration::from_secs(5), flusher).await;
     core.store().close().await;
     Ok(())
+}
+
+/// Loopback, private IPv4 (RFC 1918), link-local, or IPv6 unique-local addresses; the wildcard
+/// address counts as public.
+fn is_private(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(a) => a.is_loopback() || a.is_private() || a.is_link_local(),
+        std::net::IpAddr::V6(a) => {
+            a.is_loopback()
+                || (a.segments()[0] & 0xfe00) == 0xfc00
+                || (a.segments()[0] & 0xffc0) == 0xfe80
+        }
+    }
 }
 
 fn write_listeners(dir: &Path, v: &serde_json::Value) -> AnyResult {

@@ -22,9 +22,11 @@
 use crate::audit::{Actor, AuditEvent};
 use crate::cidr::Cidr;
 use crate::devices::DeviceView;
+use crate::secret::Place;
 use crate::secret::{random_from, random_hex};
 use crate::tenancy::{Act, Caller};
 use crate::{now_ms, Core, Error, Result};
+use rampart_store::at_rest as col;
 use rampart_store::{AccessKeyRow, AuditFilter, StoreError};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -51,6 +53,9 @@ pub enum Scope {
     Read,
     /// Send commands.
     Control,
+    /// Read the node's Prometheus metrics (`GET /metrics`); only the operator may grant it, since
+    /// the metrics cover every tenant.
+    Metrics,
 }
 
 impl Scope {
@@ -58,6 +63,7 @@ impl Scope {
         match self {
             Scope::Read => "read",
             Scope::Control => "control",
+            Scope::Metrics => "metrics",
         }
     }
 }
@@ -124,15 +130,18 @@ pub struct KeySession {
     /// The sensitive data points the key may see.
     pub sensitive_points: Vec<String>,
     pub source_ip: String,
-    /// Which sealed secret the session proved (a digest of it): a rotation ends the sessions of
-    /// the secret it replaces once that stops working, not those of the new one.
+    /// Which secret the session proved (a digest of it): a rotation ends the sessions of the
+    /// secret it replaces once that stops working, not those of the new one.
     secret_fp: [u8; 8],
 }
 
-/// A digest naming one sealed secret (each sealing has its own nonce, so each secret its own).
-fn secret_fp(sealed: &[u8]) -> [u8; 8] {
+/// A digest naming one key secret, to tell the secrets of a key apart (never stored or shown).
+fn secret_fp(secret: &[u8]) -> [u8; 8] {
     use sha2::Digest;
-    let d = sha2::Sha256::digest(sealed);
+    let d = sha2::Sha256::new()
+        .chain_update(b"rampart key session\0")
+        .chain_update(secret)
+        .finalize();
     let mut fp = [0u8; 8];
     fp.copy_from_slice(&d[..8]);
     fp
@@ -322,7 +331,7 @@ fn check_scopes(mut scopes: Vec<Scope>) -> Result<Vec<Scope>> {
     scopes.dedup();
     if scopes.is_empty() {
         return Err(Error::Invalid(
-            "scopes must name `read`, `control` or both".into(),
+            "scopes must name one or more of `read`, `control` and `metrics`".into(),
         ));
     }
     Ok(scopes)
@@ -356,6 +365,7 @@ fn parse_scopes(text: &str) -> Vec<Scope> {
         .filter_map(|s| match s {
             "read" => Some(Scope::Read),
             "control" => Some(Scope::Control),
+            "metrics" => Some(Scope::Metrics),
             _ => None,
         })
         .collect()
@@ -447,6 +457,12 @@ impl Core {
             }
         }
         let scopes = check_scopes(k.scopes)?;
+        if scopes.contains(&Scope::Metrics) && !matches!(caller, Caller::Operator) {
+            return Err(Error::Forbidden(
+                "only the operator may grant the `metrics` scope (metrics cover every tenant)"
+                    .into(),
+            ));
+        }
         let nets = check_networks(&k.allow_ips)?;
         let mut sensitive = k.sensitive_points;
         sensitive.sort_unstable();
@@ -475,10 +491,14 @@ impl Core {
             ));
         }
         let secret = new_secret();
+        let key_id = format!("rak_{}", random_from(ID_ALPHABET, 20));
         let row = AccessKeyRow {
-            key_id: format!("rak_{}", random_from(ID_ALPHABET, 20)),
+            secret_enc: self.key().seal(
+                Place::new(col::ACCESS_KEY_SECRET, &key_id),
+                secret.as_bytes(),
+            ),
+            key_id,
             enterprise_id: enterprise_id.to_owned(),
-            secret_enc: self.key().seal(secret.as_bytes()),
             prev_secret_enc: None,
             prev_valid_until: None,
             scopes: scopes_text(&scopes),
@@ -613,17 +633,31 @@ impl Core {
         }
         let secret = new_secret();
         let until = now_ms() + overlap_secs * 1000;
+        let row = self
+            .store()
+            .get_access_key(key_id)
+            .await?
+            .filter(|r| r.enterprise_id == enterprise_id)
+            .ok_or(Error::NotFound("access key"))?;
+        // The current secret moves to the previous-secret column: sealed again for that place.
+        let current = self
+            .key()
+            .open(Place::new(col::ACCESS_KEY_SECRET, key_id), &row.secret_enc)?;
+        let prev = self
+            .key()
+            .seal(Place::new(col::ACCESS_KEY_PREV_SECRET, key_id), &current);
+        let new = self.key().seal(
+            Place::new(col::ACCESS_KEY_SECRET, key_id),
+            secret.as_bytes(),
+        );
         if !self
             .store()
-            .rotate_access_key(
-                enterprise_id,
-                key_id,
-                &self.key().seal(secret.as_bytes()),
-                until,
-            )
+            .rotate_access_key(enterprise_id, key_id, &row.secret_enc, &prev, &new, until)
             .await?
         {
-            return Err(Error::NotFound("access key"));
+            return Err(Error::Conflict(
+                "the key was rotated or deleted meanwhile; retry".into(),
+            ));
         }
         self.key_changed();
         let ev = self
@@ -735,13 +769,28 @@ impl Core {
         if self.enterprise_suspended(&row.enterprise_id).await? {
             return Err(KeyAuthError::EnterpriseSuspended);
         }
-        let until = if secret_fp(&row.secret_enc) == k.secret_fp {
+        let current = self
+            .key()
+            .open(
+                Place::new(col::ACCESS_KEY_SECRET, &row.key_id),
+                &row.secret_enc,
+            )
+            .map_err(Error::from)?;
+        let until = if secret_fp(&current) == k.secret_fp {
             None
         } else {
-            match (&row.prev_secret_enc, row.prev_valid_until) {
-                (Some(prev), Some(until)) if secret_fp(prev) == k.secret_fp && now < until => {
-                    Some(until)
+            let prev = match (&row.prev_secret_enc, row.prev_valid_until) {
+                (Some(prev), Some(until)) if now < until => {
+                    let opened = self
+                        .key()
+                        .open(Place::new(col::ACCESS_KEY_PREV_SECRET, &row.key_id), prev)
+                        .map_err(Error::from)?;
+                    Some((opened, until))
                 }
+                _ => None,
+            };
+            match prev {
+                Some((opened, until)) if secret_fp(&opened) == k.secret_fp => Some(until),
                 _ => return Err(KeyAuthError::SignatureMismatch),
             }
         };
@@ -779,15 +828,24 @@ impl Core {
             let _ = signature_matches(b"no such key", message, given);
             return Err(KeyAuthError::SignatureMismatch);
         };
-        let current = self.key().open(&row.secret_enc).map_err(Error::from)?;
+        let current = self
+            .key()
+            .open(
+                Place::new(col::ACCESS_KEY_SECRET, &row.key_id),
+                &row.secret_enc,
+            )
+            .map_err(Error::from)?;
         let mut good = signature_matches(&current, message, given);
-        let mut fp = secret_fp(&row.secret_enc);
+        let mut fp = secret_fp(&current);
         if let (false, Some(prev), Some(until)) = (good, &row.prev_secret_enc, row.prev_valid_until)
         {
             if now < until {
-                let opened = self.key().open(prev).map_err(Error::from)?;
+                let opened = self
+                    .key()
+                    .open(Place::new(col::ACCESS_KEY_PREV_SECRET, &row.key_id), prev)
+                    .map_err(Error::from)?;
                 good = signature_matches(&opened, message, given);
-                fp = secret_fp(prev);
+                fp = secret_fp(&opened);
             }
         }
         if !good {
@@ -898,7 +956,7 @@ impl Core {
     }
 
     /// `Forbidden` unless `k` has scope `s`.
-    pub(crate) fn require_scope(k: &KeySession, s: Scope) -> Result<()> {
+    pub fn require_scope(k: &KeySession, s: Scope) -> Result<()> {
         if k.has(s) {
             Ok(())
         } else {

@@ -304,9 +304,9 @@ impl ApiLimits {
         &self.quotas
     }
 
-    /// Calls from one source IP.
+    /// Calls from one source IP (IPv6: its /64, which one host usually holds whole).
     pub fn check_ip(&self, ip: &str, now_ms: i64) -> Result<Option<LimitState>, Refusal> {
-        counted(self.ip.check(&ip.to_owned(), now_ms))
+        counted(self.ip.check(&network_of(ip), now_ms))
     }
 
     /// Calls naming one app id.
@@ -346,7 +346,7 @@ impl ApiLimits {
     }
 
     /// A request for a one-time code of `kind` (`activate`, `reset`, ...) to `recipient` from
-    /// `ip`: the recipient's windows and the IP's windows, all or nothing.
+    /// `ip` (IPv6: its /64): the recipient's windows and the IP's windows, all or nothing.
     pub fn check_code(
         &self,
         kind: &'static str,
@@ -363,7 +363,7 @@ impl ApiLimits {
             self.config.codes_per_recipient,
         );
         if let Some(ip) = ip {
-            let i = subject(ip);
+            let i = subject(&network_of(ip));
             push_code_windows(
                 &mut windows,
                 "codes.ip",
@@ -474,6 +474,38 @@ mod tests {
         assert!(r.retry_after_ms > 1_000, "one call a minute: {r:?}");
         assert!(r.to_string().contains("ip.rate"), "{r}");
         assert!(l.check_ip("10.0.0.2", 0).is_ok(), "another IP");
+    }
+
+    #[test]
+    fn ipv6_sources_of_one_64_share_the_api_rate_and_code_windows() {
+        let l = ApiLimits::new(LimitsConfig {
+            ip: Rate {
+                per_minute: 1,
+                burst: 2,
+            },
+            ..LimitsConfig::default()
+        });
+        // a host holding a /64 rotates through its addresses: still one source
+        assert!(l.check_ip("2001:db8:1:2::1", 0).is_ok());
+        assert!(l.check_ip("2001:db8:1:2::ffff:2", 0).is_ok());
+        let r = l.check_ip("2001:db8:1:2:dead:beef:0:3", 0).unwrap_err();
+        assert_eq!(r.state.name, "ip.rate");
+        assert!(l.check_ip("2001:db8:1:3::1", 0).is_ok(), "another /64");
+        // five codes a minute per IP by default
+        for i in 0..5 {
+            assert!(l
+                .check_code(
+                    "activate",
+                    &format!("{i}@x.io"),
+                    Some(&format!("2001:db8::{i}")),
+                    0
+                )
+                .is_ok());
+        }
+        let r = l
+            .check_code("activate", "9@x.io", Some("2001:db8::99"), 0)
+            .unwrap_err();
+        assert_eq!(r.state.name, "codes.ip");
     }
 
     #[test]

@@ -2,12 +2,18 @@
 //! and one structured log line. A failed audit write is logged loudly but never fails the act.
 //!
 //! The rows form a hash chain (M16/M17): each stores the hash of the row before it and its own
-//! hash, SHA-256 over [`chain_hash`]'s canonical encoding. Appends are serialised twice over: a
+//! link, an HMAC-SHA256 over [`chain_hash`]'s canonical encoding under a key derived from the
+//! master key, so whoever can write the database but lacks the key cannot recompute the chain
+//! after editing it. Chains written before links were keyed (plain SHA-256, [`legacy_chain_hash`])
+//! are re-linked once, at start-up ([`Core::upgrade_at_rest`]): the old chain is checked first and
+//! the outcome is itself audited (`audit.chain_keyed`), so a break found then stays on record.
+//! Appends are serialised twice over: a
 //! mutex here (one process) and the chain head row that the store moves in the append's own
 //! transaction (several processes or nodes). [`Core::verify_audit_chain`] recomputes the chain and
 //! names the first entry that does not match. Rows written before the chain existed have no hashes;
 //! the chain starts after them, and they are reported as unchained, not verified.
 
+use crate::secret::MasterKey;
 use crate::{now_ms, Core, Error, Result};
 use rampart_store::{AuditEntryRow, AuditRow};
 
@@ -115,7 +121,7 @@ impl Core {
         let _serial = self.audit_lock().lock().await;
         if let Err(e) = self
             .store()
-            .append_audit(r, |prev| chain_hash(r, prev))
+            .append_audit(r, |prev| chain_hash(self.key(), r, prev))
             .await
         {
             tracing::error!(error = %e, action = %r.action, "audit write failed");
@@ -144,7 +150,9 @@ impl Core {
             let Some(last) = page.last() else { break };
             after = last.id;
             for e in page {
-                match check_link(&e, &prev, report.entries > 0) {
+                match check_link(&e, &prev, report.entries > 0, |r, p| {
+                    chain_hash(self.key(), r, p)
+                }) {
                     Link::Legacy => report.unchained += 1,
                     Link::Good(h) => {
                         report.entries += 1;
@@ -178,6 +186,65 @@ impl Core {
         Ok(report)
     }
 
+    /// Re-link, once, a chain written before links were keyed: check each entry against the old
+    /// SHA-256 chain while computing its keyed link, then audit the outcome (a break found in the
+    /// old chain is named there, since the re-linked chain no longer shows it). Entries from
+    /// before any chain, and entries whose hashes were removed, are left as they are.
+    pub(crate) async fn key_audit_chain(&self) -> Result<()> {
+        let _serial = self.audit_lock().lock().await;
+        let mut legacy_prev = GENESIS.to_owned();
+        let mut started = false;
+        let mut broken: Option<BadEntry> = None;
+        let done = self
+            .store()
+            .relink_audit_once(AUDIT_KEYED_MARKER, now_ms(), GENESIS, |e, new_prev| {
+                if broken.is_none() {
+                    match check_link(e, &legacy_prev, started, legacy_chain_hash) {
+                        Link::Legacy => {}
+                        Link::Good(h) => {
+                            started = true;
+                            legacy_prev = h;
+                        }
+                        Link::Bad(reason) => broken = Some(BadEntry { id: e.id, reason }),
+                    }
+                }
+                let unchained = e.prev_hash.is_none() && e.hash.is_none();
+                (!unchained).then(|| chain_hash(self.key(), &e.row, new_prev))
+            })
+            .await?;
+        drop(_serial);
+        if !done.ran {
+            return Ok(());
+        }
+        let (outcome, detail) = match &broken {
+            None => (
+                "ok",
+                format!("{} entries re-linked; the old chain was intact", done.rows),
+            ),
+            Some(b) => (
+                "old_chain_broken",
+                format!(
+                    "{} entries re-linked; the old chain was broken at entry {}: {}",
+                    done.rows, b.id, b.reason
+                ),
+            ),
+        };
+        if broken.is_some() {
+            tracing::error!(%detail, "audit chain re-linked under the audit key");
+        } else if done.rows > 0 {
+            tracing::info!(%detail, "audit chain re-linked under the audit key");
+        }
+        if done.rows > 0 || broken.is_some() {
+            let system = Actor {
+                kind: "system",
+                id: "start-up".into(),
+            };
+            self.audit(AuditEvent::new(&system, "audit.chain_keyed", outcome).detail(detail))
+                .await;
+        }
+        Ok(())
+    }
+
     /// A page of one tenant's audit entries, newest first, and how many match.
     pub async fn tenant_audit(
         &self,
@@ -197,14 +264,33 @@ impl Core {
     }
 }
 
+/// The `settings` key recording that the chain's links are keyed.
+pub(crate) const AUDIT_KEYED_MARKER: &str = "at_rest.audit_chain_keyed";
+
 /// The `prev_hash` of the first chained entry.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// The hash of an entry: lowercase hex SHA-256 of `rampart-audit-v1\n` followed by the JSON array
-/// `[prev_hash, ts, actor_kind, actor_id, tenant, action, target, source_ip, outcome, detail]`
-/// (absent fields are `null`). JSON strings make the encoding unambiguous.
-pub fn chain_hash(r: &AuditRow, prev_hash: &str) -> String {
-    let fields = serde_json::json!([
+/// The link of an entry: lowercase hex HMAC-SHA256, under the audit key derived from the master
+/// key, of `rampart-audit-v2\n` followed by [`entry_encoding`].
+pub fn chain_hash(key: &MasterKey, r: &AuditRow, prev_hash: &str) -> String {
+    let mut data = b"rampart-audit-v2\n".to_vec();
+    data.extend_from_slice(entry_encoding(r, prev_hash).as_bytes());
+    key.audit_mac(&data)
+}
+
+/// The hash of an entry before links were keyed: lowercase hex SHA-256 of `rampart-audit-v1\n`
+/// followed by [`entry_encoding`]. Only checked when such a chain is re-linked.
+pub fn legacy_chain_hash(r: &AuditRow, prev_hash: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"rampart-audit-v1\n");
+    h.update(entry_encoding(r, prev_hash).as_bytes());
+    hex::encode(h.finalize())
+}
+
+/// The JSON array `[prev_hash, ts, actor_kind, actor_id, tenant, action, target, source_ip,
+/// outcome, detail]` (absent fields are `null`). JSON strings make the encoding unambiguous.
+fn entry_encoding(r: &AuditRow, prev_hash: &str) -> String {
+    serde_json::json!([
         prev_hash,
         r.ts,
         r.actor_kind,
@@ -215,11 +301,8 @@ pub fn chain_hash(r: &AuditRow, prev_hash: &str) -> String {
         r.source_ip,
         r.outcome,
         r.detail
-    ]);
-    let mut h = Sha256::new();
-    h.update(b"rampart-audit-v1\n");
-    h.update(fields.to_string().as_bytes());
-    hex::encode(h.finalize())
+    ])
+    .to_string()
 }
 
 enum Link {
@@ -230,7 +313,12 @@ enum Link {
     Bad(String),
 }
 
-fn check_link(e: &AuditEntryRow, prev: &str, started: bool) -> Link {
+fn check_link(
+    e: &AuditEntryRow,
+    prev: &str,
+    started: bool,
+    hash: impl Fn(&AuditRow, &str) -> String,
+) -> Link {
     let (Some(p), Some(h)) = (&e.prev_hash, &e.hash) else {
         return if started || e.prev_hash.is_some() || e.hash.is_some() {
             Link::Bad("its hash fields were removed".into())
@@ -244,7 +332,7 @@ fn check_link(e: &AuditEntryRow, prev: &str, started: bool) -> Link {
                 .into(),
         );
     }
-    if chain_hash(&e.row, p) != *h {
+    if hash(&e.row, p) != *h {
         return Link::Bad("its contents do not match its hash (the entry was edited)".into());
     }
     Link::Good(h.clone())
@@ -306,20 +394,37 @@ mod tests {
         }
     }
 
+    fn key() -> MasterKey {
+        MasterKey::from_bytes(&[5; 32])
+    }
+
+    const ENCODED: &str = concat!(
+        "[\"0000000000000000000000000000000000000000000000000000000000000000\",",
+        "1700000000000,\"access_key\",\"rak_x\",\"ent_a\",\"device.command\",\"device:d1\",",
+        "\"127.0.0.1\",\"sent\",null]"
+    );
+
     #[test]
     fn chain_hash_is_pinned_and_covers_every_field() {
-        let h = chain_hash(&row(), GENESIS);
+        let k = key();
+        let h = chain_hash(&k, &row(), GENESIS);
         // Pinned: a change of the encoding would break every stored chain.
-        let mut manual = Sha256::new();
-        manual.update(
-            concat!(
-                "rampart-audit-v1\n[\"0000000000000000000000000000000000000000000000000000000000000000\",",
-                "1700000000000,\"access_key\",\"rak_x\",\"ent_a\",\"device.command\",\"device:d1\",",
-                "\"127.0.0.1\",\"sent\",null]"
-            )
-            .as_bytes(),
+        assert_eq!(
+            h,
+            k.audit_mac(format!("rampart-audit-v2\n{ENCODED}").as_bytes())
         );
-        assert_eq!(h, hex::encode(manual.finalize()));
+        let mut manual = Sha256::new();
+        manual.update(format!("rampart-audit-v1\n{ENCODED}").as_bytes());
+        assert_eq!(
+            legacy_chain_hash(&row(), GENESIS),
+            hex::encode(manual.finalize())
+        );
+        assert_ne!(h, legacy_chain_hash(&row(), GENESIS));
+        assert_ne!(
+            h,
+            chain_hash(&MasterKey::from_bytes(&[6; 32]), &row(), GENESIS)
+        );
+        let chain_hash = |r: &AuditRow, p: &str| chain_hash(&k, r, p);
         let edits: [fn(&mut AuditRow); 9] = [
             |r| r.ts += 1,
             |r| r.actor_kind.push('x'),
@@ -347,7 +452,7 @@ mod tests {
     fn entry(id: i64, r: AuditRow, prev: &str) -> AuditEntryRow {
         AuditEntryRow {
             id,
-            hash: Some(chain_hash(&r, prev)),
+            hash: Some(chain_hash(&key(), &r, prev)),
             prev_hash: Some(prev.into()),
             row: r,
         }
@@ -355,6 +460,10 @@ mod tests {
 
     #[test]
     fn links_are_checked() {
+        let k = key();
+        let check_link = |e: &AuditEntryRow, prev: &str, started: bool| {
+            check_link(e, prev, started, |r, p| chain_hash(&k, r, p))
+        };
         let a = entry(1, row(), GENESIS);
         let ha = a.hash.clone().unwrap();
         assert!(matches!(check_link(&a, GENESIS, false), Link::Good(h) if h == ha));

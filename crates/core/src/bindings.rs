@@ -7,9 +7,12 @@
 
 use crate::accounts::{token_hash, Identity, UserSession};
 use crate::audit::{Actor, AuditEvent};
+use crate::notify::{Notice, Purpose};
+use crate::secret::Place;
 use crate::secret::{random_from, random_hex, Secret};
 use crate::{now_ms, Core, Error, Result};
-use rampart_store::{BindTokenRow, ShareRow, StoreError};
+use rampart_store::at_rest as col;
+use rampart_store::{BindTokenRow, ShareInvitationRow, ShareRow, StoreError};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
@@ -271,7 +274,9 @@ impl Core {
             .get_device(did)
             .await?
             .ok_or(Error::NotFound("device"))?;
-        Ok(self.key().open_string(&row.passcode_enc)?)
+        Ok(self
+            .key()
+            .open_string(Place::new(col::DEVICE_PASSCODE, did), &row.passcode_enc)?)
     }
 
     /// Bind the caller to a device. With a passcode the caller becomes the owner (a device that
@@ -327,7 +332,9 @@ impl Core {
         let app_products = self.app_products(&s.app_id).await?.unwrap_or_default();
         let proven = match (&device, &proof) {
             (Some(d), BindProof::Passcode(p)) => {
-                let real = self.key().open_string(&d.passcode_enc)?;
+                let real = self
+                    .key()
+                    .open_string(Place::new(col::DEVICE_PASSCODE, &d.did), &d.passcode_enc)?;
                 let a = real.expose().as_bytes();
                 let b = p.expose().trim().to_ascii_uppercase();
                 bool::from(subtle::ConstantTimeEq::ct_eq(a, b.as_bytes()))
@@ -469,12 +476,16 @@ impl Core {
         if role == Role::Owner {
             return Err(Error::Invalid("role must be `member` or `guest`".into()));
         }
-        let user = self
+        let found = self
             .store()
             .find_user(invitee.email(), invitee.phone())
             .await?
-            .filter(|u| u.active)
-            .ok_or(Error::NotFound("user"))?;
+            .filter(|u| u.active);
+        // An address with no account gets the same answer as any other (so sharing does not tell
+        // which addresses are registered) and a sign-up invitation.
+        let Some(user) = found else {
+            return self.invite_to_share(s, did, &invitee, role, ip).await;
+        };
         if user.user_id == s.user_id {
             return Err(Error::Invalid(
                 "you cannot share a device with yourself".into(),
@@ -514,6 +525,88 @@ impl Core {
         Ok(share_id)
     }
 
+    /// A share to an address with no account: stored as an invitation (a pending share once an
+    /// account with the address exists) and announced to the address. The answer is a share id
+    /// like any other; the invitation message is subject to the code windows of the address and
+    /// of the source IP (`share_invite`), and past them is not sent (the share still stands).
+    async fn invite_to_share(
+        &self,
+        s: &UserSession,
+        did: &str,
+        invitee: &Identity,
+        role: Role,
+        ip: Option<String>,
+    ) -> Result<String> {
+        if self
+            .store()
+            .find_share_invitation(did, invitee.email(), invitee.phone())
+            .await?
+            .is_some()
+        {
+            return Err(Error::Conflict(
+                "this user already has or was offered access to the device".into(),
+            ));
+        }
+        let share_id = format!(
+            "sh_{}",
+            random_from(b"abcdefghijklmnopqrstuvwxyz0123456789", 20)
+        );
+        self.store()
+            .insert_share_invitation(&ShareInvitationRow {
+                share_id: share_id.clone(),
+                did: did.to_owned(),
+                owner_id: s.user_id.clone(),
+                email: invitee.email().map(str::to_owned),
+                phone: invitee.phone().map(str::to_owned),
+                role: role.as_str().to_owned(),
+                created_at: now_ms(),
+            })
+            .await?;
+        let sent = self
+            .limits()
+            .check_code("share_invite", invitee.as_str(), ip.as_deref(), now_ms())
+            .is_ok();
+        if sent {
+            self.notify(Notice::new(
+                invitee.as_str(),
+                invitee.channel(),
+                Purpose::ShareInvite,
+                None,
+            ));
+        }
+        self.audit(
+            event(&s.actor(), "device.share", "invited", did, &ip).detail(format!(
+                "share={share_id} invitee=no account role={} message={}",
+                role.as_str(),
+                if sent { "sent" } else { "limited" }
+            )),
+        )
+        .await;
+        Ok(share_id)
+    }
+
+    /// Turn the invitations to the caller's address into pending shares (once the address has
+    /// an account, on the caller's first look at their shares).
+    async fn claim_invitations(&self, user_id: &str) -> Result<()> {
+        let Some(u) = self.store().get_user(user_id).await? else {
+            return Ok(());
+        };
+        if u.email.is_none() && u.phone.is_none() {
+            return Ok(());
+        }
+        for sh in self
+            .store()
+            .claim_share_invitations(user_id, u.email.as_deref(), u.phone.as_deref())
+            .await?
+        {
+            let ev = AuditEvent::new(&Actor::user(user_id), "device.share_claim", "ok")
+                .target(format!("device:{}", sh.did))
+                .detail(format!("share={}", sh.share_id));
+            self.audit(ev).await;
+        }
+        Ok(())
+    }
+
     /// Accept a share offered to the caller.
     pub async fn accept_share(
         &self,
@@ -521,6 +614,7 @@ impl Core {
         share_id: &str,
         ip: Option<String>,
     ) -> Result<ShareView> {
+        self.claim_invitations(&s.user_id).await?;
         let share = self
             .store()
             .get_share(share_id)
@@ -564,6 +658,7 @@ impl Core {
         offset: i64,
         limit: i64,
     ) -> Result<(Vec<ShareView>, i64)> {
+        self.claim_invitations(user_id).await?;
         let (rows, total) = self.store().list_shares_for(user_id, offset, limit).await?;
         Ok((rows.into_iter().map(share_view).collect(), total))
     }
@@ -579,6 +674,21 @@ impl Core {
                 share: share_view(sh),
             });
         }
+        // Invitations to addresses with no account yet look like any pending share.
+        for inv in self.store().list_share_invitations_of_device(did).await? {
+            out.push(DeviceShareView {
+                user: inv.email.or(inv.phone).unwrap_or_default(),
+                share: ShareView {
+                    role: Role::parse(&inv.role).unwrap_or(Role::Guest),
+                    share_id: inv.share_id,
+                    did: inv.did,
+                    status: "pending".into(),
+                    created_at: inv.created_at,
+                    accepted_at: None,
+                },
+            });
+        }
+        out.sort_by_key(|v| std::cmp::Reverse(v.share.created_at));
         Ok(out)
     }
 
@@ -618,6 +728,14 @@ impl Core {
         ip: Option<String>,
     ) -> Result<()> {
         self.authorize_device(&s.user_id, did, Need::Own).await?;
+        if self.store().delete_share_invitation(did, share_id).await? {
+            self.audit(
+                event(&s.actor(), "device.share_revoke", "ok", did, &ip)
+                    .detail(format!("share={share_id} invitee=no account")),
+            )
+            .await;
+            return Ok(());
+        }
         let share = self
             .store()
             .get_share(share_id)

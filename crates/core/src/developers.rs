@@ -12,9 +12,11 @@
 use crate::accounts::{lockout, token_hash, Identity, TokenPair};
 use crate::audit::{Actor, AuditEvent};
 use crate::notify::{Channel, Notice, Purpose};
+use crate::secret::Place;
 use crate::secret::{random_from, random_hex, Secret};
 use crate::tenancy::developer_actor;
 use crate::{now_ms, password, totp, Core, Error, Result};
+use rampart_store::at_rest as col;
 use rampart_store::{DeveloperRefresh, DeveloperRow, StoreError};
 use serde::Serialize;
 
@@ -615,7 +617,8 @@ impl Core {
             let Some(sealed) = &dev.totp_secret_enc else {
                 return Ok(None);
             };
-            let secret = zeroize::Zeroizing::new(self.key().open(sealed)?.to_vec());
+            let at = Place::new(col::DEVELOPER_TOTP, &dev.developer_id);
+            let secret = zeroize::Zeroizing::new(self.key().open(at, sealed)?.to_vec());
             let Some(step) =
                 totp::matching_step(&secret, code.expose(), now_secs(), dev.totp_last_step)
             else {
@@ -784,7 +787,12 @@ impl Core {
         let secret = zeroize::Zeroizing::new(totp::new_secret());
         let (b32, uri) = totp::enrolment(&secret, &dev.email)?;
         self.store()
-            .set_developer_totp_pending(&dev.developer_id, &self.key().seal(&secret))
+            .set_developer_totp_pending(
+                &dev.developer_id,
+                &self
+                    .key()
+                    .seal(Place::new(col::DEVELOPER_TOTP, &dev.developer_id), &secret),
+            )
             .await?;
         self.audit(event(&s.actor(), "developer.totp_enrol", "pending", &ip))
             .await;
@@ -812,7 +820,8 @@ impl Core {
                 ))
             }
         };
-        let secret = zeroize::Zeroizing::new(self.key().open(sealed)?.to_vec());
+        let at = Place::new(col::DEVELOPER_TOTP, &dev.developer_id);
+        let secret = zeroize::Zeroizing::new(self.key().open(at, sealed)?.to_vec());
         let step = totp::matching_step(&secret, code, now_secs(), dev.totp_last_step);
         let ok = match step {
             Some(step) => self.store().use_totp_step(&dev.developer_id, step).await?,

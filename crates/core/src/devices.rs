@@ -4,12 +4,14 @@ use crate::audit::{Actor, AuditEvent};
 use crate::bus::{Delivery, DeviceEvent, Message};
 use crate::products::ProductInfo;
 use crate::secret::random_hex;
+use crate::secret::Place;
 use crate::{now_ms, Core, Error, Result};
 use bytes::Bytes;
 use rampart_proto::command::{Ack, AckStatus, Action, Command};
 use rampart_proto::ids::Did;
 use rampart_proto::model::{ModelError, Values};
 use rampart_proto::{sign, topic};
+use rampart_store::at_rest as col;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -232,7 +234,10 @@ impl Core {
         };
         let secret = self
             .key()
-            .open_string(&row.secret_enc)
+            .open_string(
+                Place::new(col::DEVICE_SECRET, did.as_str()),
+                &row.secret_enc,
+            )
             .map_err(|_| BadCredentials)?;
         if !sign::verify_hex(
             secret.expose().as_bytes(),
@@ -564,7 +569,10 @@ mod tests {
         let key = crate::secret::MasterKey::from_bytes(&[1; 32]);
         let store =
             crate::test_support::store_with_devices(dir.path(), "[]", &["d1".to_owned()], |_| {
-                key.seal(b"s3cret")
+                key.seal(
+                    crate::secret::Place::new(rampart_store::at_rest::DEVICE_SECRET, "d1"),
+                    b"s3cret",
+                )
             })
             .await;
         let connect = |core: Core, ts: i64| async move {

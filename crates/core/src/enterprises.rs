@@ -8,9 +8,11 @@
 use crate::audit::{Actor, AuditEvent};
 use crate::developers::DeveloperSession;
 use crate::products::NewProduct;
+use crate::secret::Place;
 use crate::secret::{random_from, random_hex, Secret};
 use crate::tenancy::{decide, Act, Caller, Decision, EntRole, OwnerSpec};
 use crate::{now_ms, Core, Error, Result};
+use rampart_store::at_rest as col;
 use rampart_store::{EnterpriseRow, InviteRow, MemberChange, StoreError};
 use serde::Serialize;
 
@@ -595,7 +597,13 @@ impl Core {
         let secret = Secret::new(random_hex(16));
         if !self
             .store()
-            .set_product_secret(product_key, &self.key().seal(secret.expose().as_bytes()))
+            .set_product_secret(
+                product_key,
+                &self.key().seal(
+                    Place::new(col::PRODUCT_SECRET, product_key),
+                    secret.expose().as_bytes(),
+                ),
+            )
             .await?
         {
             return Err(Error::NotFound("product"));

@@ -9,6 +9,7 @@
 pub mod access_keys;
 pub mod accounts;
 pub mod api_limits;
+pub mod at_rest;
 pub mod audit;
 pub mod bindings;
 pub mod bus;

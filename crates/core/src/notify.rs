@@ -34,6 +34,8 @@ pub enum Purpose {
     AlreadyRegistered,
     /// A developer was invited to an enterprise (no code).
     EnterpriseInvite,
+    /// A device was shared with an address that has no account yet (no code).
+    ShareInvite,
 }
 
 impl Purpose {
@@ -43,6 +45,7 @@ impl Purpose {
             Purpose::PasswordReset => "password_reset",
             Purpose::AlreadyRegistered => "already_registered",
             Purpose::EnterpriseInvite => "enterprise_invite",
+            Purpose::ShareInvite => "share_invite",
         }
     }
 }
@@ -136,6 +139,12 @@ impl Notice {
                 "You are invited to an enterprise on Rampart".into(),
                 "A Rampart enterprise invited this address to join it. Sign in as a developer (or sign \
                  up with this address) and accept the invitation under your invitations."
+                    .into(),
+            ),
+            Purpose::ShareInvite => (
+                "A device was shared with you on Rampart".into(),
+                "A Rampart user shared a device with this address. Sign up with this address in \
+                 their app to see the offer among your shares and accept it."
                     .into(),
             ),
         }

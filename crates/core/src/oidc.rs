@@ -14,9 +14,11 @@
 use crate::accounts::{token_hash, TokenPair};
 use crate::audit::{Actor, AuditEvent};
 use crate::oauth::{check_secure_url, pkce_challenge, with_params};
+use crate::secret::Place;
 use crate::secret::{random_from, random_hex, Secret};
 use crate::{now_ms, Core, Error};
 use base64::Engine;
+use rampart_store::at_rest as col;
 use rampart_store::{OidcLinkRow, OidcStateRow, StoreError, UserRow};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -130,6 +132,9 @@ pub struct Metadata {
     pub authorization_endpoint: String,
     pub token_endpoint: String,
     pub jwks_uri: String,
+    /// Where the access token buys the claims the id token may leave out (e-mail).
+    #[serde(default)]
+    pub userinfo_endpoint: Option<String>,
 }
 
 /// A JSON Web Key (RFC 7517), the fields we use.
@@ -175,6 +180,8 @@ pub struct IdClaims {
     pub sub: String,
     pub email: Option<String>,
     pub email_verified: bool,
+    /// Whether the token carried both `email` and `email_verified` (if not, ask UserInfo).
+    pub has_email_claims: bool,
 }
 
 /// Why an id token is refused.
@@ -323,6 +330,7 @@ pub fn verify_id_token(jwt: &str, keys: &[Jwk], want: &Expect) -> Result<IdClaim
         sub: sub.to_owned(),
         email: c["email"].as_str().map(|e| e.trim().to_lowercase()),
         email_verified,
+        has_email_claims: c.get("email").is_some() && c.get("email_verified").is_some(),
     })
 }
 
@@ -356,6 +364,43 @@ async fn fetch_json<T: serde::de::DeserializeOwned>(
         return Err(OidcError::Provider(format!("HTTP {status}")));
     }
     serde_json::from_slice(&body).map_err(|e| OidcError::Provider(format!("bad JSON: {e}")))
+}
+
+/// The e-mail claims of a UserInfo answer.
+struct UserInfo {
+    email: Option<String>,
+    email_verified: bool,
+}
+
+/// Ask the UserInfo endpoint (OpenID Connect Core 5.3) with the access token. Its `sub` must be
+/// the id token's: otherwise the answer is about someone else and nothing of it is used (5.3.2).
+async fn fetch_userinfo(
+    http: &reqwest::Client,
+    url: &str,
+    access_token: &str,
+    sub: &str,
+) -> Result<UserInfo, String> {
+    let v: serde_json::Value = fetch_json(
+        http.get(url)
+            .bearer_auth(access_token)
+            .header("accept", "application/json"),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let same: bool =
+        subtle::ConstantTimeEq::ct_eq(v["sub"].as_str().unwrap_or("").as_bytes(), sub.as_bytes())
+            .into();
+    if !same || sub.is_empty() {
+        return Err("its sub is not the id token's".into());
+    }
+    Ok(UserInfo {
+        email: v["email"].as_str().map(|e| e.trim().to_lowercase()),
+        email_verified: match &v["email_verified"] {
+            serde_json::Value::Bool(b) => *b,
+            serde_json::Value::String(s) => s == "true",
+            _ => false,
+        },
+    })
 }
 
 impl Core {
@@ -432,7 +477,10 @@ impl Core {
             &meta.authorization_endpoint,
             &meta.token_endpoint,
             &meta.jwks_uri,
-        ] {
+        ]
+        .into_iter()
+        .chain(meta.userinfo_endpoint.as_ref())
+        {
             check_secure_url(u).map_err(|e| OidcError::Provider(format!("endpoint {e}")))?;
         }
         let set: JwkSet = fetch_json(http.get(&meta.jwks_uri)).await?;
@@ -478,13 +526,17 @@ impl Core {
         if let Err(e) = self.store().purge_oauth(now).await {
             tracing::warn!(error = %e, "purging expired OIDC states failed");
         }
+        let state_hash = token_hash(&state);
         self.store()
             .insert_oidc_state(&OidcStateRow {
-                state_hash: token_hash(&state),
+                verifier_enc: self.key().seal(
+                    Place::new(col::OIDC_VERIFIER, &state_hash),
+                    verifier.as_bytes(),
+                ),
+                state_hash,
                 provider: p.name.clone(),
                 app_id: app_id.to_owned(),
                 nonce: nonce.clone(),
-                verifier_enc: self.key().seal(verifier.as_bytes()),
                 redirect_uri: redirect_uri.clone(),
                 expires_at: now + self.config().lifetimes.oidc_state_ms,
                 created_at: now,
@@ -582,7 +634,10 @@ impl Core {
         }
         let verifier = self
             .key()
-            .open(&row.verifier_enc)
+            .open(
+                Place::new(col::OIDC_VERIFIER, &row.state_hash),
+                &row.verifier_enc,
+            )
             .map_err(|e| OidcError::Internal(e.into()))?;
         let verifier = String::from_utf8_lossy(&verifier).into_owned();
         let c = self.provider_meta(&ps, p, false).await?;
@@ -601,6 +656,7 @@ impl Core {
         #[derive(Deserialize)]
         struct TokenAnswer {
             id_token: Option<String>,
+            access_token: Option<String>,
         }
         let answer: TokenAnswer = match fetch_json(
             http.post(&c.meta.token_endpoint)
@@ -649,6 +705,22 @@ impl Core {
                     .await)
             }
         };
+        let mut claims = claims;
+        if !claims.has_email_claims {
+            if let (Some(url), Some(token)) = (&c.meta.userinfo_endpoint, &answer.access_token) {
+                match fetch_userinfo(http, url, token, &claims.sub).await {
+                    Ok(info) => {
+                        claims.email = info.email;
+                        claims.email_verified = info.email_verified;
+                    }
+                    Err(m) => {
+                        return Err(self
+                            .oidc_failed(provider, &format!("userinfo: {m}"), &ip)
+                            .await)
+                    }
+                }
+            }
+        }
         let user_id = self.oidc_user(p, &claims, &row.app_id).await?;
         let pair = self.oidc_session(&user_id, &row.app_id).await?;
         let mut ev = AuditEvent::new(&Actor::user(&user_id), "user.login", "ok")
@@ -832,9 +904,15 @@ mod tests {
             IdClaims {
                 sub: "s1".into(),
                 email: Some("a@x.io".into()),
-                email_verified: true
+                email_verified: true,
+                has_email_claims: true,
             }
         );
+        // without the e-mail claims the callback asks UserInfo
+        let mut bare = good.clone();
+        bare.as_object_mut().unwrap().remove("email_verified");
+        let c = verify_id_token(&sign(&sk, "k1", bare), &keys, &want).unwrap();
+        assert!(!c.has_email_claims);
         let with = |k: &str, v: serde_json::Value| {
             let mut c = good.clone();
             c[k] = v;

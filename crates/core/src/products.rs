@@ -1,9 +1,11 @@
 //! Products (M1): creation with a generated key and secret, the data-point model, and an in-memory
 //! cache of product info that the publish path reads without touching the database.
 
+use crate::secret::Place;
 use crate::secret::{random_from, random_hex, Secret};
 use crate::{now_ms, Core, Error, Result};
 use rampart_proto::model::{DataPoint, Model};
+use rampart_store::at_rest as col;
 use rampart_store::ProductRow;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -112,7 +114,10 @@ impl Core {
         let row = ProductRow {
             product_key: product_key.clone(),
             name: name.to_owned(),
-            secret_enc: self.key().seal(secret.expose().as_bytes()),
+            secret_enc: self.key().seal(
+                Place::new(col::PRODUCT_SECRET, &product_key),
+                secret.expose().as_bytes(),
+            ),
             dynamic_registration: p.identity.dynamic_registration,
             allowlist: p.identity.allowlist,
             report_limit_per_min: p.report_limit_per_min,
@@ -165,7 +170,10 @@ impl Core {
     /// The product secret in clear (for registration checks).
     pub(crate) async fn product_secret(&self, product_key: &str) -> Result<Option<Secret>> {
         match self.store().get_product(product_key).await? {
-            Some(r) => Ok(Some(self.key().open_string(&r.secret_enc)?)),
+            Some(r) => Ok(Some(self.key().open_string(
+                Place::new(col::PRODUCT_SECRET, product_key),
+                &r.secret_enc,
+            )?)),
             None => Ok(None),
         }
     }

@@ -3,10 +3,11 @@
 
 use crate::audit::{Actor, AuditEvent};
 use crate::bus::DeviceEvent;
-use crate::secret::{random_from, random_hex, Secret};
+use crate::secret::{random_from, random_hex, Place, Secret};
 use crate::{now_ms, Core, Error, Result};
 use rampart_proto::ids::{valid_hardware_id, ProductKey};
 use rampart_proto::sign;
+use rampart_store::at_rest as col;
 use rampart_store::{DeviceRow, StoreError};
 use serde::{Deserialize, Serialize};
 
@@ -242,7 +243,10 @@ impl Core {
             .map(|f| {
                 (
                     f.serial.clone(),
-                    self.key().seal(f.secret.expose().as_bytes()),
+                    self.key().seal(
+                        Place::new(col::FACTORY_SECRET, &f.serial),
+                        f.secret.expose().as_bytes(),
+                    ),
                 )
             })
             .collect();
@@ -472,9 +476,10 @@ impl Core {
             RegisterMode::Product => self.product_secret(pk.as_str()).await?,
             RegisterMode::Device => {
                 match self.store().get_factory_identity(&req.hardware_id).await? {
-                    Some(f) if f.product_key == pk.as_str() => {
-                        Some(self.key().open_string(&f.secret_enc)?)
-                    }
+                    Some(f) if f.product_key == pk.as_str() => Some(self.key().open_string(
+                        Place::new(col::FACTORY_SECRET, &req.hardware_id),
+                        &f.secret_enc,
+                    )?),
                     _ => None,
                 }
             }
@@ -533,8 +538,11 @@ impl Core {
             }
             RegisterMode::Device => (key, None),
         };
-        let sealed = self.key().seal(secret.expose().as_bytes());
         let did = random_from(DID_ALPHABET, 20);
+        let sealed = self.key().seal(
+            Place::new(col::DEVICE_SECRET, &did),
+            secret.expose().as_bytes(),
+        );
         let passcode = Secret::new(random_from(PASSCODE_ALPHABET, 10));
         let row = DeviceRow {
             did: did.clone(),
@@ -542,7 +550,10 @@ impl Core {
             hardware_id: hid.to_owned(),
             mode: mode.to_owned(),
             secret_enc: sealed,
-            passcode_enc: self.key().seal(passcode.expose().as_bytes()),
+            passcode_enc: self.key().seal(
+                Place::new(col::DEVICE_PASSCODE, &did),
+                passcode.expose().as_bytes(),
+            ),
             created_at: now_ms(),
             online: false,
             last_seen: None,
@@ -578,12 +589,16 @@ impl Core {
         bad_device_sign: &mut bool,
     ) -> Result<(Registered, Outcome)> {
         if let Some(ds) = &req.device_sign {
-            let current = self.key().open_string(&d.secret_enc)?;
+            let current = self
+                .key()
+                .open_string(Place::new(col::DEVICE_SECRET, &d.did), &d.secret_enc)?;
             if sign::verify_hex(current.expose().as_bytes(), msg, ds) {
                 let secret = Secret::new(random_hex(16));
-                self.store()
-                    .set_device_secret(&d.did, &self.key().seal(secret.expose().as_bytes()))
-                    .await?;
+                let sealed = self.key().seal(
+                    Place::new(col::DEVICE_SECRET, &d.did),
+                    secret.expose().as_bytes(),
+                );
+                self.store().set_device_secret(&d.did, &sealed).await?;
                 // The old secret stops working: close the session that used it.
                 self.bus().kick(&d.did);
                 self.announce_registered(&d.did, &req.hardware_id, mode, false)
@@ -606,8 +621,14 @@ impl Core {
             .store()
             .reprovision_device(
                 &d.did,
-                &self.key().seal(secret.expose().as_bytes()),
-                &self.key().seal(passcode.expose().as_bytes()),
+                &self.key().seal(
+                    Place::new(col::DEVICE_SECRET, &d.did),
+                    secret.expose().as_bytes(),
+                ),
+                &self.key().seal(
+                    Place::new(col::DEVICE_PASSCODE, &d.did),
+                    passcode.expose().as_bytes(),
+                ),
                 now_ms(),
             )
             .await?

@@ -1,9 +1,18 @@
 //! Secret material: a zeroizing string that never prints, and the master key that seals secrets at
-//! rest (AES-256-GCM envelope: `key_id(1) || nonce(12) || ciphertext+tag`).
+//! rest (AES-256-GCM envelope: `version(1) || nonce(12) || ciphertext+tag`) and keys the audit
+//! chain.
+//!
+//! A seal is bound to its place: the associated data names the table, column and row id it is
+//! stored at ([`Place`]), so a sealed value copied to another row or column does not open.
+//! Version 1 envelopes (no associated data) are only opened by the one-time rewrite that binds
+//! them ([`MasterKey::bind_legacy`]); everything else refuses them.
 
-use aes_gcm::aead::{Aead, KeyInit};
+use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
+use hmac::{Hmac, Mac};
+use rampart_store::at_rest::SealedColumn;
 use rand::RngCore;
+use sha2::Sha256;
 use std::fmt;
 use std::path::Path;
 use zeroize::{Zeroize, Zeroizing};
@@ -73,11 +82,40 @@ pub enum KeyError {
     Open,
 }
 
-const KEY_ID: u8 = 1;
+/// Envelope version of seals without associated data (before seals were bound to their place).
+const UNBOUND: u8 = 1;
+/// Envelope version of seals bound to their [`Place`].
+const BOUND: u8 = 2;
+
+/// Where a sealed value is stored: the table, column and row id that its seal is bound to.
+#[derive(Debug, Clone, Copy)]
+pub struct Place<'a> {
+    column: SealedColumn,
+    row: &'a str,
+}
+
+impl<'a> Place<'a> {
+    pub fn new(column: SealedColumn, row: &'a str) -> Place<'a> {
+        Place { column, row }
+    }
+
+    /// The associated data: a label, then table, column and row id, each length-prefixed so no
+    /// two places encode alike.
+    fn aad(&self) -> Vec<u8> {
+        let mut out = b"rampart-seal-v2".to_vec();
+        for part in [self.column.table, self.column.column, self.row] {
+            out.extend_from_slice(&u32::try_from(part.len()).unwrap_or(u32::MAX).to_be_bytes());
+            out.extend_from_slice(part.as_bytes());
+        }
+        out
+    }
+}
 
 /// The master key (32 bytes). Loaded from a 0600 file, generated on first start.
 pub struct MasterKey {
     cipher: Aes256Gcm,
+    /// HMAC key of the audit chain, derived from the master key with HKDF-SHA256.
+    audit_key: Zeroizing<[u8; 32]>,
 }
 
 impl fmt::Debug for MasterKey {
@@ -88,9 +126,23 @@ impl fmt::Debug for MasterKey {
 
 impl MasterKey {
     pub fn from_bytes(key: &[u8; 32]) -> MasterKey {
+        let mut audit_key = Zeroizing::new([0u8; 32]);
+        // 32 bytes is far below HKDF-SHA256's output limit, so expand cannot fail.
+        let _ = hkdf::Hkdf::<Sha256>::new(None, key)
+            .expand(b"rampart audit chain v2", &mut audit_key[..]);
         MasterKey {
             cipher: Aes256Gcm::new(key.into()),
+            audit_key,
         }
+    }
+
+    /// HMAC-SHA256 of `data` under the audit chain's key, lowercase hex.
+    pub fn audit_mac(&self, data: &[u8]) -> String {
+        // HMAC takes a key of any length.
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.audit_key[..])
+            .expect("HMAC accepts any key length");
+        mac.update(data);
+        hex::encode(mac.finalize().into_bytes())
     }
 
     /// Load the key at `path`, creating it (mode 0600) when absent. Refuses a key file that group or
@@ -114,39 +166,87 @@ impl MasterKey {
         Ok((MasterKey::from_bytes(&key), true))
     }
 
-    /// Encrypt `plain` with a fresh random nonce.
-    pub fn seal(&self, plain: &[u8]) -> Vec<u8> {
+    /// Encrypt `plain`, to be stored at `at`, with a fresh random nonce.
+    pub fn seal(&self, at: Place<'_>, plain: &[u8]) -> Vec<u8> {
         let mut nonce = [0u8; 12];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let aad = at.aad();
         // Encryption with a valid key and nonce only fails for plaintexts beyond 64 GiB.
         let ct = self
             .cipher
-            .encrypt(Nonce::from_slice(&nonce), plain)
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plain,
+                    aad: &aad,
+                },
+            )
             .unwrap_or_default();
         let mut out = Vec::with_capacity(13 + ct.len());
-        out.push(KEY_ID);
+        out.push(BOUND);
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&ct);
         out
     }
 
-    pub fn open(&self, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
-        if sealed.len() < 13 + 16 || sealed[0] != KEY_ID {
+    /// Open a value read from `at`; fails for a value sealed for another place.
+    pub fn open(&self, at: Place<'_>, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        if sealed.len() < 13 + 16 || sealed[0] != BOUND {
             return Err(KeyError::Open);
         }
+        let aad = at.aad();
         self.cipher
-            .decrypt(Nonce::from_slice(&sealed[1..13]), &sealed[13..])
+            .decrypt(
+                Nonce::from_slice(&sealed[1..13]),
+                Payload {
+                    msg: &sealed[13..],
+                    aad: &aad,
+                },
+            )
             .map(Zeroizing::new)
             .map_err(|_| KeyError::Open)
     }
 
-    pub fn open_string(&self, sealed: &[u8]) -> Result<Secret, KeyError> {
-        let b = self.open(sealed)?;
+    pub fn open_string(&self, at: Place<'_>, sealed: &[u8]) -> Result<Secret, KeyError> {
+        let b = self.open(at, sealed)?;
         Ok(Secret(
             std::str::from_utf8(&b)
                 .map_err(|_| KeyError::Open)?
                 .to_owned(),
         ))
+    }
+}
+
+impl MasterKey {
+    /// A value sealed before seals were bound, sealed again for `at`; `None` when it is not such a
+    /// value or does not open. Only for the one-time rewrite of stored values.
+    pub fn bind_legacy(&self, at: Place<'_>, sealed: &[u8]) -> Option<Vec<u8>> {
+        if sealed.len() < 13 + 16 || sealed[0] != UNBOUND {
+            return None;
+        }
+        let plain = self
+            .cipher
+            .decrypt(Nonce::from_slice(&sealed[1..13]), &sealed[13..])
+            .map(Zeroizing::new)
+            .ok()?;
+        Some(self.seal(at, &plain))
+    }
+}
+
+#[cfg(test)]
+impl MasterKey {
+    /// A version 1 envelope (no associated data), as written before seals were bound.
+    pub(crate) fn seal_unbound(&self, plain: &[u8]) -> Vec<u8> {
+        let mut out = vec![UNBOUND];
+        let mut nonce = [0u8; 12];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        out.extend_from_slice(&nonce);
+        out.extend(
+            self.cipher
+                .encrypt(Nonce::from_slice(&nonce), plain)
+                .unwrap(),
+        );
+        out
     }
 }
 
@@ -185,17 +285,66 @@ pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    use rampart_store::at_rest::{DEVICE_PASSCODE, DEVICE_SECRET};
+
     #[test]
     fn seal_open() {
         let k = MasterKey::from_bytes(&[7; 32]);
-        let s = k.seal(b"hello");
+        let at = Place::new(DEVICE_SECRET, "d1");
+        let s = k.seal(at, b"hello");
         assert_ne!(&s[13..18], b"hello");
-        assert_eq!(&k.open(&s).unwrap()[..], b"hello");
+        assert_eq!(&k.open(at, &s).unwrap()[..], b"hello");
         let mut bad = s.clone();
         bad[20] ^= 1;
-        assert!(k.open(&bad).is_err());
-        assert!(MasterKey::from_bytes(&[8; 32]).open(&s).is_err());
-        assert!(k.open(&[1, 2]).is_err());
+        assert!(k.open(at, &bad).is_err());
+        assert!(MasterKey::from_bytes(&[8; 32]).open(at, &s).is_err());
+        assert!(k.open(at, &[1, 2]).is_err());
+    }
+
+    #[test]
+    fn sealed_value_moved_to_another_row_or_column_does_not_open() {
+        let k = MasterKey::from_bytes(&[7; 32]);
+        let s = k.seal(Place::new(DEVICE_SECRET, "d1"), b"hello");
+        assert!(k.open(Place::new(DEVICE_SECRET, "d2"), &s).is_err());
+        assert!(k.open(Place::new(DEVICE_PASSCODE, "d1"), &s).is_err());
+        // the row id is length-prefixed: no two places share an encoding
+        assert_ne!(
+            Place::new(DEVICE_SECRET, "d1").aad(),
+            Place::new(DEVICE_PASSCODE, "d1").aad()
+        );
+    }
+
+    #[test]
+    fn unbound_seals_open_only_through_the_one_time_binding() {
+        let k = MasterKey::from_bytes(&[7; 32]);
+        let legacy = k.seal_unbound(b"old secret");
+        let at = Place::new(DEVICE_SECRET, "d1");
+        assert!(k.open(at, &legacy).is_err());
+        let bound = k.bind_legacy(at, &legacy).unwrap();
+        assert_eq!(&k.open(at, &bound).unwrap()[..], b"old secret");
+        assert!(
+            k.bind_legacy(at, &bound).is_none(),
+            "bound values are left alone"
+        );
+    }
+
+    #[test]
+    fn audit_key_is_derived_not_the_master_key() {
+        let a = MasterKey::from_bytes(&[7; 32]);
+        assert_eq!(
+            a.audit_mac(b"x"),
+            MasterKey::from_bytes(&[7; 32]).audit_mac(b"x")
+        );
+        assert_ne!(
+            a.audit_mac(b"x"),
+            MasterKey::from_bytes(&[8; 32]).audit_mac(b"x")
+        );
+        let mut plain = <Hmac<Sha256> as Mac>::new_from_slice(&[7; 32]).unwrap();
+        plain.update(b"x");
+        assert_ne!(
+            a.audit_mac(b"x"),
+            hex::encode(plain.finalize().into_bytes())
+        );
     }
 
     #[test]

@@ -23,8 +23,10 @@
 use crate::access_keys::{KeySession, Scope};
 use crate::audit::{Actor, AuditEvent};
 use crate::events::{parse_kinds, Consumer, Delivery, GroupKey, MAX_PRODUCTS};
+use crate::secret::Place;
 use crate::secret::{random_from, random_hex, Secret};
 use crate::{now_ms, Core, Error, Result};
+use rampart_store::at_rest as col;
 use rampart_store::{DeadLetterRow, StoreError, WebhookRow};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
@@ -472,13 +474,17 @@ impl Core {
         }
         // 256 bits from the OS CSPRNG.
         let secret = format!("rwhs_{}", random_hex(32));
+        let webhook_id = format!("rwh_{}", random_from(ID_ALPHABET, 20));
         let row = WebhookRow {
-            webhook_id: format!("rwh_{}", random_from(ID_ALPHABET, 20)),
+            secret_enc: self.key().seal(
+                Place::new(col::WEBHOOK_SECRET, &webhook_id),
+                secret.as_bytes(),
+            ),
+            webhook_id,
             enterprise_id: k.enterprise_id.clone(),
             url,
             products: products.join(" "),
             kinds: kinds.join(" "),
-            secret_enc: self.key().seal(secret.as_bytes()),
             sensitive_points: k.sensitive_points.join(" "),
             disabled: false,
             created_by: k.key_id.clone(),
@@ -685,7 +691,10 @@ impl Core {
             return Ok(());
         }
         let cfg = self.config().webhooks.clone();
-        let secret = self.key().open_string(&row.secret_enc)?;
+        let secret = self.key().open_string(
+            Place::new(col::WEBHOOK_SECRET, &row.webhook_id),
+            &row.secret_enc,
+        )?;
         let products = words(&row.products);
         let allowed = words(&row.sensitive_points);
         let mut hidden = HashMap::new();

@@ -358,6 +358,7 @@ impl Store {
         let dels = [
             "DELETE FROM bindings WHERE did = $1",
             "DELETE FROM shares WHERE did = $1",
+            "DELETE FROM share_invitations WHERE did = $1",
             "DELETE FROM bind_tokens WHERE did = $1",
         ];
         with_db!(self, p => {

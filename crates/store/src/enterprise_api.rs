@@ -147,19 +147,23 @@ impl Store {
         Ok(n == 1)
     }
 
-    /// Replace a key's secret, keeping the current one as the previous secret until
-    /// `prev_valid_until`; false when the enterprise has no such key.
+    /// Replace a key's secret (`secret_enc`) and keep the current one, sealed again by the caller
+    /// for its new column (`prev_secret_enc`), until `prev_valid_until`; false when the enterprise
+    /// has no such key or its secret is no longer `current_enc` (a concurrent rotation).
     pub async fn rotate_access_key(
         &self,
         enterprise_id: &str,
         key_id: &str,
+        current_enc: &[u8],
+        prev_secret_enc: &[u8],
         secret_enc: &[u8],
         prev_valid_until: i64,
     ) -> Result<bool> {
-        let sql = "UPDATE access_keys SET prev_secret_enc = secret_enc, prev_valid_until = $1, secret_enc = $2 \
-                   WHERE key_id = $3 AND enterprise_id = $4";
-        let n = with_db!(self, p => sqlx::query(sql).bind(prev_valid_until).bind(secret_enc)
-            .bind(key_id).bind(enterprise_id).execute(p).await?.rows_affected());
+        let sql =
+            "UPDATE access_keys SET prev_secret_enc = $1, prev_valid_until = $2, secret_enc = $3 \
+                   WHERE key_id = $4 AND enterprise_id = $5 AND secret_enc = $6";
+        let n = with_db!(self, p => sqlx::query(sql).bind(prev_secret_enc).bind(prev_valid_until).bind(secret_enc)
+            .bind(key_id).bind(enterprise_id).bind(current_enc).execute(p).await?.rows_affected());
         Ok(n == 1)
     }
 

@@ -56,9 +56,11 @@ macro_rules! with_db {
 }
 
 mod accounts;
+pub mod at_rest;
 mod developers;
 mod enterprise_api;
 mod events;
+mod invitations;
 mod oauth;
 mod quotas;
 mod reports;
@@ -66,6 +68,7 @@ mod webhooks;
 pub use developers::*;
 pub use enterprise_api::*;
 pub use events::*;
+pub use invitations::*;
 pub use oauth::*;
 pub use quotas::*;
 pub use webhooks::*;

@@ -795,6 +795,80 @@ async fn shares_roles_and_revocation_stop_the_stream() {
 }
 
 #[tokio::test]
+async fn sharing_to_an_address_without_account_answers_like_any_share_and_invites() {
+    let env = Env::start().await;
+    let (owner, _) = env.user("owner@example.com").await;
+    let (_member, _) = env.user("member@example.com").await;
+    let (did, _, passcode) = env.device().await;
+    assert_eq!(env.bind(&owner, &did, &passcode).await.0, 201);
+    let path = format!("/v1/devices/{did}/shares");
+    let share = |to: &'static str| {
+        env.call(
+            "POST",
+            &path,
+            Some(&owner),
+            Some(json!({"user": to, "role": "member"})),
+        )
+    };
+    // a registered address and an unregistered one: the same answer
+    let (s_known, known) = share("member@example.com").await;
+    let (s_new, new) = share("newcomer@example.com").await;
+    assert_eq!((s_known, s_new), (201, 201), "{known} {new}");
+    let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&known), keys(&new));
+    let invited = new["share_id"].as_str().unwrap().to_owned();
+    // offered twice: the same conflict as for a registered address
+    let (s, v) = share("newcomer@example.com").await;
+    assert_error(s, &v, 409, "CONFLICT");
+    // the owner sees both as pending
+    let (_, v) = env
+        .call(
+            "GET",
+            &format!("/v1/devices/{did}/shares"),
+            Some(&owner),
+            None,
+        )
+        .await;
+    let pending: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(pending, ["pending", "pending"], "{v}");
+    // the address receives an invitation to sign up (no code)
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while env
+        .outbox("newcomer@example.com", "share_invite")
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "no invitation sent");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(env.outbox("newcomer@example.com", "share_invite")[0]
+        .get("code")
+        .is_none());
+    // once signed up, the newcomer finds the offer pending and can accept it
+    let (newcomer, _) = env.user("newcomer@example.com").await;
+    let (_, v) = env.call("GET", "/v1/shares", Some(&newcomer), None).await;
+    assert_eq!(v["data"][0]["share_id"], invited.as_str(), "{v}");
+    assert_eq!(v["data"][0]["status"], "pending");
+    let (s, v) = env
+        .call(
+            "POST",
+            &format!("/v1/shares/{invited}/accept"),
+            Some(&newcomer),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, _) = env
+        .call("GET", &format!("/v1/devices/{did}"), Some(&newcomer), None)
+        .await;
+    assert_eq!(s, 200);
+}
+
+#[tokio::test]
 async fn cross_user_attempts_on_device_endpoints_answer_404() {
     let env = Env::start().await;
     let (owner, _) = env.user("owner@example.com").await;

@@ -3,6 +3,7 @@
 
 mod account_settings;
 mod accounts;
+mod at_rest;
 mod cli;
 mod commands;
 mod developers;
@@ -13,6 +14,7 @@ mod event_stream;
 mod idle;
 mod interop;
 mod limits;
+mod metrics_access;
 mod mqtt;
 mod mqtt_attacks;
 mod mqtt_conformance;

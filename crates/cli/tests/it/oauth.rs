@@ -1044,6 +1044,8 @@ enum Mode {
     WrongAudience,
     BadSignature,
     Expired,
+    /// The id token carries no e-mail claims; UserInfo has them (under `userinfo_sub`).
+    EmailFromUserinfo,
 }
 
 struct Idp {
@@ -1052,6 +1054,8 @@ struct Idp {
     sub: String,
     email: String,
     email_verified: bool,
+    /// The `sub` UserInfo answers with.
+    userinfo_sub: String,
     /// code -> (nonce, challenge, redirect_uri)
     codes: HashMap<String, (String, String, String)>,
 }
@@ -1075,6 +1079,7 @@ async fn start_idp() -> IdpState {
         sub: "sub-1".into(),
         email: "oidc@example.com".into(),
         email_verified: true,
+        userinfo_sub: "sub-1".into(),
         codes: HashMap::new(),
     }));
     async fn discovery(State(st): State<IdpState>) -> axum::Json<Value> {
@@ -1082,6 +1087,7 @@ async fn start_idp() -> IdpState {
         axum::Json(
             json!({"issuer": i, "authorization_endpoint": format!("{i}/authorize"),
             "token_endpoint": format!("{i}/token"), "jwks_uri": format!("{i}/jwks"),
+            "userinfo_endpoint": format!("{i}/userinfo"),
             "response_types_supported": ["code"], "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["ES256"]}),
         )
@@ -1162,6 +1168,11 @@ async fn start_idp() -> IdpState {
                 claims["exp"] = json!(now - 3600);
                 claims["iat"] = json!(now - 7200);
             }
+            Mode::EmailFromUserinfo => {
+                let c = claims.as_object_mut().unwrap();
+                c.remove("email");
+                c.remove("email_verified");
+            }
             Mode::Good | Mode::BadSignature => {}
         }
         let key = idp_key(st.mode != Mode::BadSignature);
@@ -1175,7 +1186,20 @@ async fn start_idp() -> IdpState {
         axum::Json(json!({"access_token": "at", "token_type": "Bearer", "id_token": id_token}))
             .into_response()
     }
+    async fn userinfo(
+        State(st): State<IdpState>,
+        headers: axum::http::HeaderMap,
+    ) -> axum::response::Response {
+        if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer at") {
+            return axum::http::StatusCode::UNAUTHORIZED.into_response();
+        }
+        let st = st.lock().unwrap();
+        axum::Json(json!({"sub": st.userinfo_sub, "email": st.email,
+            "email_verified": st.email_verified}))
+        .into_response()
+    }
     let app = axum::Router::new()
+        .route("/userinfo", get(userinfo))
         .route("/.well-known/openid-configuration", get(discovery))
         .route("/jwks", get(jwks))
         .route("/authorize", get(authorize))
@@ -1469,6 +1493,35 @@ async fn oidc_login_refuses_bad_id_tokens() {
 
 /// Login CSRF: a callback URL carried to another browser (the attacker's own login, planted in
 /// the victim's browser) is refused, because the start bound the state to a cookie.
+#[tokio::test]
+async fn oidc_userinfo_about_another_subject_is_refused() {
+    let (env, idp, _dir) = oidc_env().await;
+    {
+        let mut st = idp.lock().unwrap();
+        st.mode = Mode::EmailFromUserinfo;
+        st.sub = "sub-ui".into();
+        st.email = "ui@example.com".into();
+        st.userinfo_sub = "someone-else".into();
+    }
+    let (s, v, _, _) = env.oidc_login().await;
+    assert_error(s, &v, 401, "OIDC_LOGIN_FAILED");
+    assert!(
+        env.failed_login_details()
+            .await
+            .iter()
+            .any(|d| d.contains("userinfo")),
+        "the refusal is audited"
+    );
+    // the same subject: its e-mail is taken from UserInfo
+    idp.lock().unwrap().userinfo_sub = "sub-ui".into();
+    let (s, v, _, _) = env.oidc_login().await;
+    assert_eq!(s, 200, "{v}");
+    let (_, me) = env
+        .call("GET", "/v1/users/me", Some(&tok(&v, "access_token")), None)
+        .await;
+    assert_eq!(me["email"], "ui@example.com", "{me}");
+}
+
 #[tokio::test]
 async fn oidc_callback_needs_the_browser_that_started_the_login() {
     let (env, _idp, _dir) = oidc_env().await;
@@ -2151,4 +2204,127 @@ async fn third_party_access_ends_with_the_password_and_with_logout_all() {
             "{how}: {v}"
         );
     }
+}
+/// The node provider (`crates/cli/tests/oidc-provider`), killed on drop.
+struct NodeIdp {
+    child: std::process::Child,
+    issuer: String,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Drop for NodeIdp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl NodeIdp {
+    /// `None` (with the reason printed) when its `node_modules` was not installed.
+    fn start() -> Option<NodeIdp> {
+        use std::io::BufRead;
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc-provider");
+        if !dir.join("node_modules/oidc-provider").exists() {
+            eprintln!(
+                "skipping the oidc-provider test: run `npm ci` in {} first",
+                dir.display()
+            );
+            return None;
+        }
+        let mut child = std::process::Command::new("node")
+            .arg("provider.mjs")
+            .current_dir(&dir)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("node");
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let v: Value = serde_json::from_str(&line).expect("the provider's issuer line");
+        Some(NodeIdp {
+            issuer: v["issuer"].as_str().unwrap().to_owned(),
+            child,
+            stdout,
+        })
+    }
+
+    /// Register the client's redirect URI and wait until the provider serves.
+    fn configure(&mut self, redirect_uri: &str) {
+        use std::io::{BufRead, Write};
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{redirect_uri}").unwrap();
+        stdin.flush().unwrap();
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ready");
+    }
+}
+
+#[tokio::test]
+async fn oidc_login_with_a_conforming_provider_takes_the_email_from_userinfo() {
+    let Some(mut idp) = NodeIdp::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("rampart.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[oidc.providers.test]\nissuer = \"{}\"\nclient_id = \"rampart-test\"\n\
+             client_secret = \"s3cret\"\nscopes = [\"openid\", \"email\"]\n",
+            idp.issuer
+        ),
+    )
+    .unwrap();
+    let env = Env::start_with(&[("RAMPART_CONFIG", cfg.to_str().unwrap())]).await;
+    let callback = env.srv.url("/v1/oidc/test/callback");
+    idp.configure(&callback);
+
+    let (mut url, cookie) = env.oidc_start().await;
+    // The browser at the provider: follow its redirects, keeping its cookies, until it sends
+    // the user back to our callback.
+    let mut jar: HashMap<String, String> = HashMap::new();
+    for _ in 0..20 {
+        if url.starts_with(&callback) {
+            break;
+        }
+        let mut rb = env.raw.get(&url);
+        if !jar.is_empty() {
+            let c: Vec<String> = jar.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            rb = rb.header("cookie", c.join("; "));
+        }
+        let resp = rb.send().await.unwrap();
+        for sc in resp.headers().get_all("set-cookie") {
+            let pair = sc.to_str().unwrap().split(';').next().unwrap();
+            if let Some((k, v)) = pair.split_once('=') {
+                jar.insert(k.trim().to_owned(), v.to_owned());
+            }
+        }
+        let status = resp.status();
+        let Some(loc) = resp.headers().get("location") else {
+            panic!(
+                "the provider answered {status}: {}",
+                resp.text().await.unwrap()
+            );
+        };
+        let loc = loc.to_str().unwrap().to_owned();
+        url = if loc.starts_with("http") {
+            loc
+        } else {
+            format!("{}{loc}", idp.issuer)
+        };
+    }
+    assert!(url.starts_with(&callback), "never sent back: {url}");
+    let (s, v) = env.get_with_cookie(&url, Some(&cookie)).await;
+    assert_eq!(s, 200, "{v}");
+    let at = tok(&v, "access_token");
+    let (s, me) = env.call("GET", "/v1/users/me", Some(&at), None).await;
+    // The provider's ID token carries no e-mail in the code flow; it came from UserInfo.
+    assert_eq!(
+        (s, me["email"].as_str()),
+        (200, Some("node-oidc@example.com")),
+        "{me}"
+    );
 }

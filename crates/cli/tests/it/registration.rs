@@ -202,15 +202,7 @@ async fn metrics_are_exported() {
     let (_c, mut el) = rumqttc::AsyncClient::new(v4_options(&srv, &did, &u, &p), 10);
     v4_until(&mut el, |e| e.is_err().then_some(())).await;
     let _ = secret;
-    let text = srv
-        .http_client
-        .get(srv.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = srv.metrics_text().await;
     assert!(text.contains("rampart_connect_refused_total 1"), "{text}");
 }
 

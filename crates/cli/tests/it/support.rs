@@ -207,10 +207,11 @@ impl Server {
         assert!(status.success());
     }
 
-    /// The text of `/metrics`.
+    /// The text of `/metrics` (asked with the admin token).
     pub async fn metrics_text(&self) -> String {
         self.http_client
             .get(self.url("/metrics"))
+            .bearer_auth(ADMIN)
             .send()
             .await
             .unwrap()

@@ -149,17 +149,23 @@ pub(crate) async fn suite(s: Store) {
         .unwrap());
     assert!(s.get_access_key("rak_1").await.unwrap().unwrap().disabled);
     assert!(!s
-        .rotate_access_key("ent_k2", "rak_1", &[2], 500)
+        .rotate_access_key("ent_k2", "rak_1", &[1, 1], &[3], &[2], 500)
         .await
         .unwrap());
+    assert!(
+        !s.rotate_access_key("ent_k1", "rak_1", &[9], &[3], &[2, 2], 500)
+            .await
+            .unwrap(),
+        "a concurrent rotation changed the current secret"
+    );
     assert!(s
-        .rotate_access_key("ent_k1", "rak_1", &[2, 2], 500)
+        .rotate_access_key("ent_k1", "rak_1", &[1, 1], &[3, 3], &[2, 2], 500)
         .await
         .unwrap());
     let k = s.get_access_key("rak_1").await.unwrap().unwrap();
     assert_eq!(
         (k.secret_enc, k.prev_secret_enc, k.prev_valid_until),
-        (vec![2, 2], Some(vec![1, 1]), Some(500))
+        (vec![2, 2], Some(vec![3, 3]), Some(500))
     );
     assert!(!s.delete_access_key("ent_k2", "rak_2").await.unwrap());
     assert!(s.delete_access_key("ent_k1", "rak_2").await.unwrap());

@@ -2,6 +2,7 @@
 //! Each PostgreSQL run gets its own schema, so tests never share state.
 
 mod accounts;
+mod at_rest;
 mod developers;
 mod enterprise_api;
 mod events;
@@ -442,6 +443,8 @@ async fn sqlite_suite() {
     developers::suite(s.clone()).await;
     quotas::suite(s.clone()).await;
     enterprise_api::suite(s.clone()).await;
+    at_rest::suite(s.clone()).await;
+    at_rest::invitations(s.clone()).await;
     events::suite(s.clone()).await;
     webhooks::suite(s).await;
 }
@@ -504,6 +507,8 @@ async fn postgres_suite() {
     developers::suite(s.clone()).await;
     quotas::suite(s.clone()).await;
     enterprise_api::suite(s.clone()).await;
+    at_rest::suite(s.clone()).await;
+    at_rest::invitations(s.clone()).await;
     events::suite(s.clone()).await;
     webhooks::suite(s.clone()).await;
     s.close().await;
