@@ -838,6 +838,33 @@ fn device_ops() -> Vec<Op> {
             .err(403, &["FORBIDDEN"])
             .not_found()
             .store(),
+        op("post", "/v1/devices/{did}/disable", "devices", "Disable a device")
+            .describe(
+                "Audited (`device.disable`). The device's live MQTT session is closed at once \
+                 (DISCONNECT `0x98`, administrative action) and its CONNECTs are refused as not \
+                 authorised (`0x87`; MQTT 3.1.1 `0x05`) until it is enabled; its secret, bindings \
+                 and history stay.",
+            )
+            .auth(MANAGER)
+            .ok(
+                200,
+                "the device is disabled",
+                object(&["did", "disabled"], json!({"did": string(), "disabled": {"type": "boolean"}})),
+            )
+            .err(403, &["FORBIDDEN"])
+            .not_found()
+            .store(),
+        op("post", "/v1/devices/{did}/enable", "devices", "Enable a disabled device")
+            .describe("Audited (`device.enable`). The device may connect again.")
+            .auth(MANAGER)
+            .ok(
+                200,
+                "the device is enabled",
+                object(&["did", "disabled"], json!({"did": string(), "disabled": {"type": "boolean"}})),
+            )
+            .err(403, &["FORBIDDEN"])
+            .not_found()
+            .store(),
         op("post", "/v1/devices/{did}/bind-tokens", "bindings", "Mint a single-use bind token (owner)")
             .auth(ACCESS)
             .ok(

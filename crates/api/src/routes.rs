@@ -59,6 +59,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/devices/{did}/commands", post(command))
         .route("/v1/devices/{did}/passcode", get(acc::passcode))
         .route("/v1/devices/{did}/reprovision", post(reprovision))
+        .route("/v1/devices/{did}/disable", post(disable_device))
+        .route("/v1/devices/{did}/enable", post(enable_device))
         .route("/v1/devices/{did}/bind-tokens", post(acc::bind_token))
         .route(
             "/v1/devices/{did}/shares",
@@ -475,6 +477,43 @@ async fn reprovision(
         )
         .await?;
     Ok(Json(json!({"did": did.as_str(), "expires_at": until})).into_response())
+}
+
+/// Disable (`on`) or enable a device (admin, or a developer who may manage its product).
+async fn set_device_disabled(
+    s: AppState,
+    m: Manager,
+    addr: Option<Extension<ClientAddr>>,
+    did: String,
+    on: bool,
+) -> Result<Response, Error> {
+    let did = parse_did(&did)?;
+    let caller = m.caller();
+    s.core
+        .authorize_device_for(&caller, did.as_str(), rampart_core::tenancy::Act::Manage)
+        .await?;
+    s.core
+        .set_device_disabled(did.as_str(), on, &caller.actor(), client_ip(&addr))
+        .await?;
+    Ok(Json(json!({"did": did.as_str(), "disabled": on})).into_response())
+}
+
+async fn disable_device(
+    State(s): State<AppState>,
+    m: Manager,
+    addr: Option<Extension<ClientAddr>>,
+    Path(did): Path<String>,
+) -> Result<Response, Error> {
+    set_device_disabled(s, m, addr, did, true).await
+}
+
+async fn enable_device(
+    State(s): State<AppState>,
+    m: Manager,
+    addr: Option<Extension<ClientAddr>>,
+    Path(did): Path<String>,
+) -> Result<Response, Error> {
+    set_device_disabled(s, m, addr, did, false).await
 }
 
 async fn list_devices(

@@ -246,6 +246,10 @@ impl Core {
         ) {
             return Err(BadCredentials);
         }
+        // Only the device itself (it proved its secret) learns that it is disabled.
+        if row.disabled {
+            return Err(NotAuthorized);
+        }
         if !self
             .inner
             .replay
@@ -269,6 +273,42 @@ impl Core {
             .await
             .map_err(|_| NotAuthorized)?;
         Ok(DeviceAuth { did, product })
+    }
+
+    /// Disable (`on`) or enable a device. A disabled device is refused at CONNECT (not
+    /// authorised) and its live session, on this node, is closed at once (DISCONNECT `0x98`);
+    /// its secret, bindings and history stay. Audited (`device.disable`, `device.enable`). The
+    /// caller's right to manage the device is checked by the caller.
+    pub async fn set_device_disabled(
+        &self,
+        did: &str,
+        on: bool,
+        actor: &crate::audit::Actor,
+        source_ip: Option<String>,
+    ) -> Result<()> {
+        if !self.store().set_device_disabled(did, on).await? {
+            return Err(crate::Error::NotFound("device"));
+        }
+        if on {
+            self.bus().kick(did);
+        }
+        let tenant = match self.store().get_device(did).await? {
+            Some(d) => self.product_tenant(&d.product_key).await,
+            None => None,
+        };
+        let action = if on {
+            "device.disable"
+        } else {
+            "device.enable"
+        };
+        let mut ev = crate::audit::AuditEvent::new(actor, action, "ok")
+            .target(format!("device:{did}"))
+            .tenant_opt(tenant);
+        if let Some(ip) = source_ip {
+            ev = ev.source_ip(ip);
+        }
+        self.audit(ev).await;
+        Ok(())
     }
 
     /// Record presence (group-committed with other presence changes and reports) and announce it

@@ -354,9 +354,10 @@ impl Store {
     /// Remove every binding, share and bind token of a device (owner unbind, factory reset);
     /// returns the users that lost access.
     pub async fn unbind_all(&self, did: &str) -> Result<Vec<String>> {
-        let users = "SELECT user_id FROM bindings WHERE did = $1";
+        // The transaction's first statement writes, so SQLite takes its write lock at once
+        // (waiting for it) instead of failing to upgrade a read lock under a concurrent writer.
+        let users = "DELETE FROM bindings WHERE did = $1 RETURNING user_id";
         let dels = [
-            "DELETE FROM bindings WHERE did = $1",
             "DELETE FROM shares WHERE did = $1",
             "DELETE FROM share_invitations WHERE did = $1",
             "DELETE FROM bind_tokens WHERE did = $1",

@@ -323,6 +323,13 @@ impl Store {
 
     /// Open (or move) a device's re-provisioning window until `until` (unix ms); false when
     /// there is no such device.
+    /// Disable (`on`) or enable a device; false when there is no such device.
+    pub async fn set_device_disabled(&self, did: &str, on: bool) -> Result<bool> {
+        let sql = "UPDATE devices SET disabled = $1 WHERE did = $2";
+        let n = with_db!(self, p => sqlx::query(sql).bind(on).bind(did).execute(p).await?.rows_affected());
+        Ok(n == 1)
+    }
+
     pub async fn open_reprovision(&self, did: &str, until: i64) -> Result<bool> {
         let sql = "UPDATE devices SET reprovision_until = $1 WHERE did = $2";
         let n = with_db!(self, p => sqlx::query(sql).bind(until).bind(did).execute(p).await?.rows_affected());

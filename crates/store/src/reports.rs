@@ -511,7 +511,8 @@ impl Store {
     /// CONNECT timestamp. One indexed read of three columns (no state, no journal), so
     /// authenticating does not pay for the device's data.
     pub async fn device_credentials(&self, did: &str) -> Result<Option<DeviceCredentials>> {
-        let sql = "SELECT product_key, secret_enc, connect_ts FROM devices WHERE did = $1";
+        let sql =
+            "SELECT product_key, secret_enc, connect_ts, disabled FROM devices WHERE did = $1";
         Ok(with_db!(self, p => sqlx::query_as(sql).bind(did).fetch_optional(p).await?))
     }
 
@@ -526,33 +527,37 @@ impl Store {
         }
         // One statement text per engine whatever the batch size (prepared once per connection):
         // the ids travel as one JSON array (SQLite) or one text array (PostgreSQL).
-        let rows: Vec<(String, String, Vec<u8>, i64)> = match &self.db {
+        let rows: Vec<(String, String, Vec<u8>, i64, bool)> = match &self.db {
             Db::Sqlite(p) => {
                 let ids = to_json(dids)?;
                 sqlx::query_as(
-                    "SELECT did, product_key, secret_enc, connect_ts FROM devices \
+                    "SELECT did, product_key, secret_enc, connect_ts, disabled FROM devices \
                      WHERE did IN (SELECT value FROM json_each($1))",
                 )
                 .bind(ids)
                 .fetch_all(p)
                 .await?
             }
-            Db::Postgres(p) => sqlx::query_as(
-                "SELECT did, product_key, secret_enc, connect_ts FROM devices WHERE did = ANY($1)",
-            )
-            .bind(dids)
-            .fetch_all(p)
-            .await?,
+            Db::Postgres(p) => {
+                sqlx::query_as(
+                    "SELECT did, product_key, secret_enc, connect_ts, disabled FROM devices \
+                 WHERE did = ANY($1)",
+                )
+                .bind(dids)
+                .fetch_all(p)
+                .await?
+            }
         };
         Ok(rows
             .into_iter()
-            .map(|(did, product_key, secret_enc, connect_ts)| {
+            .map(|(did, product_key, secret_enc, connect_ts, disabled)| {
                 (
                     did,
                     DeviceCredentials {
                         product_key,
                         secret_enc,
                         connect_ts,
+                        disabled,
                     },
                 )
             })

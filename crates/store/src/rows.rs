@@ -45,6 +45,8 @@ pub struct DeviceCredentials {
     pub product_key: String,
     pub secret_enc: Vec<u8>,
     pub connect_ts: i64,
+    /// Refused at CONNECT while set.
+    pub disabled: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]

@@ -525,3 +525,36 @@ async fn the_consent_page_shows_the_destructive_scope_apart_and_unticked() {
     assert!(!everyday.contains("devices:admin"), "{html}");
     assert!(destructive.contains("value=\"devices:admin\">"), "{html}");
 }
+
+/// A disabled device loses its live session at once (DISCONNECT 0x98) and is refused at CONNECT
+/// (0x87) until it is enabled again; then it connects as before.
+#[tokio::test]
+async fn a_disabled_device_loses_its_session_and_cannot_connect() {
+    use crate::mqtt::raw;
+    let srv = Server::start_with(&[QUICK_RECONNECTS]).await;
+    let (_, did, secret) = srv.device().await;
+    let mut s = raw::session(&srv, &did, &secret, 30).await;
+    let (st, v) = srv
+        .admin("POST", &format!("/v1/devices/{did}/disable"), None)
+        .await;
+    assert_eq!((st, &v["disabled"]), (200, &serde_json::json!(true)), "{v}");
+    raw::expect_disconnect(&mut s, 0x98).await;
+    srv.wait_state(&did, |v| v["online"] == false).await;
+    let (u, p) = creds(&did, &secret);
+    let (_, connack) = raw::connect_with(&srv, &raw::connect_v5_keepalive(&did, &u, &p, 30)).await;
+    assert_eq!(raw::body(&connack)[..2], [0x00, 0x87], "{connack:02x?}");
+    let (st, v) = srv
+        .admin("POST", &format!("/v1/devices/{did}/enable"), None)
+        .await;
+    assert_eq!(
+        (st, &v["disabled"]),
+        (200, &serde_json::json!(false)),
+        "{v}"
+    );
+    raw::session(&srv, &did, &secret, 30).await;
+    // An unknown device is a 404, as everywhere.
+    let (st, v) = srv
+        .admin("POST", "/v1/devices/nosuchdevice000000000/disable", None)
+        .await;
+    assert_error(st, &v, 404, "NOT_FOUND");
+}
