@@ -102,11 +102,14 @@ pub fn router(state: AppState) -> Router {
     routes::router(state)
 }
 
-/// Only `GET /metrics`, without authentication: for a listener on a private address that a
-/// Prometheus scraper reaches (`http.metrics_listen`). Everything else answers 404.
+/// Only `GET /metrics` and `GET /healthz`, without authentication: for a listener on a private
+/// address that a Prometheus scraper and health probes reach (`http.metrics_listen`). Everything
+/// else answers 404.
 pub fn metrics_router(state: AppState) -> Router {
     Router::new()
         .route("/metrics", axum::routing::get(routes::open_metrics))
+        // A probe here is not queued behind the public listener's TLS handshakes.
+        .route("/healthz", axum::routing::get(routes::healthz))
         .with_state(state)
 }
 

@@ -132,7 +132,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn healthz(State(s): State<AppState>) -> Response {
+pub(crate) async fn healthz(State(s): State<AppState>) -> Response {
     match s.core.store().get_setting("admin_token_sha256").await {
         Ok(_) => Json(json!({"status": "ok", "store": s.core.store().backend()})).into_response(),
         Err(e) => {

@@ -56,7 +56,7 @@ async fn metrics_need_the_admin_token_or_a_metrics_key_except_on_the_metrics_lis
     assert_eq!(s, 200, "{body}");
     assert!(body.contains("rampart_"), "{body}");
 
-    // the private listener: plain HTTP, no authentication, nothing but /metrics
+    // the private listener: plain HTTP, no authentication, nothing but /metrics and /healthz
     let listeners: Value =
         serde_json::from_str(&std::fs::read_to_string(srv.data().join("listeners.json")).unwrap())
             .unwrap();
@@ -69,6 +69,12 @@ async fn metrics_need_the_admin_token_or_a_metrics_key_except_on_the_metrics_lis
         .unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().contains("rampart_"));
+    let r = plain
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
     let r = plain
         .get(format!("http://{addr}/v1/products"))
         .bearer_auth(ADMIN)
