@@ -1,4 +1,4 @@
-//! Handlers of developer accounts, enterprises and the operator's account administration (M8),
+//! Handlers of developer accounts, enterprises and the operator's account administration,
 //! plus the owner-only product secret endpoints. Extractors: [`Developer`] (an `rdt_` access
 //! token) and [`Manager`] (the operator's admin token or a developer), which product and device
 //! handlers turn into a `tenancy::Caller` for `rampart-core` to decide on.

@@ -1,4 +1,4 @@
-//! The enterprise API (issue 5, M9): access-key management for enterprise owners and admins
+//! The enterprise API: access-key management for enterprise owners and admins
 //! (`/v1/enterprises/{id}/keys`), and the endpoints that business systems call with signed
 //! requests (`/v1/enterprise/...`), authenticated by the [`EnterpriseKey`] extractor.
 //!

@@ -1,4 +1,4 @@
-//! The operator event stream's messages and session (issue 5, M25), shared by its two transports:
+//! The operator event stream's messages and session, shared by its two transports:
 //! the TLS socket of newline-delimited JSON (`events_tcp`, login by challenge) and the WebSocket
 //! `GET /v1/enterprise/events` (login by a signed upgrade, handled here).
 //!

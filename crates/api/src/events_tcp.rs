@@ -1,4 +1,4 @@
-//! The event stream's TLS socket (issue 5, M25; default port 2017): newline-delimited JSON.
+//! The event stream's TLS socket (default port 2017): newline-delimited JSON.
 //!
 //! On connect the server sends `{"cmd":"login_challenge","challenge"}`; the client answers with
 //! `login_req` carrying its `key_id`, `signature` = lowercase hex HMAC-SHA256(secret, challenge)

@@ -1,4 +1,4 @@
-//! The HTTP side of the limits (issue 6): the middleware that counts every call against the
+//! The HTTP side of the limits: the middleware that counts every call against the
 //! per-IP and per-app-id rates, the `X-RateLimit-*` and `Retry-After` headers, and the slot through
 //! which the extractors that know the caller (`auth::User`, `auth::Principal`,
 //! `enterprise::EnterpriseKey`) report the quota a call was counted under. Also the last line of

@@ -1,4 +1,4 @@
-//! Webhooks of the operator event stream (issue 5, M25) over signed enterprise requests:
+//! Webhooks of the operator event stream over signed enterprise requests:
 //! `/v1/enterprise/webhooks` (create, list, get, delete, disable, enable) and their dead letters
 //! (list, redrive, delete).
 //!

@@ -1,4 +1,4 @@
-//! Enterprise access keys (M9): an enterprise's owners and admins (or the operator) create keys
+//! Enterprise access keys: an enterprise's owners and admins (or the operator) create keys
 //! for their business systems, each naming the enterprise's products it reaches, its scopes
 //! (`read`, `control`), the networks it may be used from and an optional expiry. Keys are
 //! disabled, enabled, deleted and rotated with an overlap during which the previous secret still

@@ -1,4 +1,4 @@
-//! The limits of the HTTP API and of one-time codes (issue 6, M13): configuration ([`LimitsConfig`],
+//! The limits of the HTTP API and of one-time codes: configuration ([`LimitsConfig`],
 //! the `[limits]` section), GCRA rates per IP, app id, user and access key (`governor`), window
 //! quotas per access key and for codes ([`crate::quotas`], persisted), and what a caller is told:
 //! [`LimitState`] on success, [`Refusal`] when refused.

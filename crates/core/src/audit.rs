@@ -1,7 +1,7 @@
 //! Audit log: every security-relevant act becomes one row (who, what, on what, from where, outcome)
 //! and one structured log line. A failed audit write is logged loudly but never fails the act.
 //!
-//! The rows form a hash chain (M16/M17): each stores the hash of the row before it and its own
+//! The rows form a hash chain: each stores the hash of the row before it and its own
 //! link, an HMAC-SHA256 over [`chain_hash`]'s canonical encoding under a key derived from the
 //! master key, so whoever can write the database but lacks the key cannot recompute the chain
 //! after editing it. Chains written before links were keyed (plain SHA-256, [`legacy_chain_hash`])

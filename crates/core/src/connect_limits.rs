@@ -1,4 +1,4 @@
-//! The MQTT edge's rate limits (issue 6, M13): configuration ([`MqttLimitsConfig`], the
+//! The MQTT edge's rate limits: configuration ([`MqttLimitsConfig`], the
 //! `[mqtt.limits]` section) and [`ConnectLimits`], the connect rates per source IP and per device
 //! and the reconnect-storm ban.
 //!

@@ -1,4 +1,4 @@
-//! Developer accounts (M8): the people of manufacturers, distinct from end users (who belong to
+//! Developer accounts: the people of manufacturers, distinct from end users (who belong to
 //! an app). Sign-up with an e-mailed activation code or creation by the operator, login with the
 //! consumers' password policy and lockout, optional TOTP second factor with recovery codes,
 //! rotating token families (`rdt_` access, `rdr_` refresh), and suspension by the operator.

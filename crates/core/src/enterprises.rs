@@ -1,4 +1,4 @@
-//! Enterprises (M8): a developer creates one and becomes its owner; owners invite developers by
+//! Enterprises: a developer creates one and becomes its owner; owners invite developers by
 //! e-mail (the invitee accepts while logged in), change roles and remove members; any member may
 //! leave. An enterprise always keeps at least one owner. Products owned by developers or
 //! enterprises, and the operator's suspension of an enterprise, are here too.

@@ -1,4 +1,4 @@
-//! The operator event stream (issue 5, M25): durable delivery of device events to an enterprise's
+//! The operator event stream: durable delivery of device events to an enterprise's
 //! business systems, with acknowledgements, per subscription group.
 //!
 //! A **group** is a (product, subkey) pair. Once a consumer has logged in with a group, every

@@ -1,4 +1,4 @@
-//! Products (M1): creation with a generated key and secret, the data-point model, and an in-memory
+//! Products: creation with a generated key and secret, the data-point model, and an in-memory
 //! cache of product info that the publish path reads without touching the database.
 
 use crate::secret::Place;

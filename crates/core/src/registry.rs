@@ -1,4 +1,4 @@
-//! Device identity issuance (M2): factory batches (one device one secret), MAC/IMEI allowlists, and
+//! Device identity issuance: factory batches (one device one secret), MAC/IMEI allowlists, and
 //! signed registration in both modes (product secret or factory device secret).
 
 use crate::audit::{Actor, AuditEvent};

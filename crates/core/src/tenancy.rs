@@ -1,4 +1,4 @@
-//! Who may do what to a product and its devices (M8): the one place where the operator, a
+//! Who may do what to a product and its devices: the one place where the operator, a
 //! developer's personal products and enterprise roles meet.
 //!
 //! [`decide`] is the whole rule, a pure function of a caller's [`Standing`] toward a product (or

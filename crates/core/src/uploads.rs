@@ -1,9 +1,9 @@
-//! Uploaded files (M14): a size cap per kind, the content type decided by the content (the
+//! Uploaded files: a size cap per kind, the content type decided by the content (the
 //! declared `Content-Type` must agree with it), and storage by content hash —
 //! `DIR/sha256/<first two hex digits>/<64 hex digits>`, written to a temporary file, synced and
 //! renamed — never under a name the client chose.
 //!
-//! The first kind is the allowlist file (a manufacturer's MAC/IMEI list, M2); firmware images
+//! The first kind is the allowlist file (a manufacturer's MAC/IMEI list); firmware images
 //! will be the second.
 
 use crate::audit::Actor;

@@ -1,4 +1,4 @@
-//! Webhooks for the operator event stream (issue 5, M25): an enterprise's HTTPS endpoint receives
+//! Webhooks for the operator event stream: an enterprise's HTTPS endpoint receives
 //! the events of some of its products as signed POSTs, as a second way besides the stream's
 //! sockets.
 //!

@@ -1,4 +1,4 @@
-//! The product data-point model (M1) and validation of reports and commands against it.
+//! The product data-point model and validation of reports and commands against it.
 //!
 //! A model is a list of typed data points. Reports arrive as a JSON object (`{"power": true}`) or in
 //! the compact binary encoding defined here; both are validated into the same [`Values`] form, a map
@@ -15,7 +15,7 @@ pub const DEFAULT_MAX_LEN: u32 = 1024;
 /// Hard cap on `max_len`.
 pub const MAX_MAX_LEN: u32 = 65_536;
 
-/// How sensitive a point's values are (M16).
+/// How sensitive a point's values are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Sensitivity {

@@ -1,4 +1,4 @@
-//! SQL of developer accounts and enterprises (M8): developers, their token families and TOTP
+//! SQL of developer accounts and enterprises: developers, their token families and TOTP
 //! recovery codes, enterprises, members, invitations, and who owns a product. Rules (roles, the
 //! last-owner rule's meaning, expiry) live in `rampart-core`; this file only keeps the rows
 //! consistent (a membership change that would leave an enterprise without an owner is refused

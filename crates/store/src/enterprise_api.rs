@@ -1,4 +1,4 @@
-//! Tables of the enterprise API (issue 5): access keys and the products they reach, devices as a
+//! Tables of the enterprise API: access keys and the products they reach, devices as a
 //! key sees them, the audit hash chain and the tenant's audit query.
 //!
 //! Rows only: the chain's hash function, signature checks and every access rule are in

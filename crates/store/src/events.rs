@@ -1,4 +1,4 @@
-//! Tables of the operator event stream (issue 5, M25): subscription groups and the queue of
+//! Tables of the operator event stream: subscription groups and the queue of
 //! events each group has not acknowledged yet.
 //!
 //! Rows only: which events a group records, who holds which event and the retention policy are

@@ -1,4 +1,4 @@
-//! Tables of the event stream's webhooks (issue 5, M25): the webhooks themselves and their
+//! Tables of the event stream's webhooks: the webhooks themselves and their
 //! dead letters.
 //!
 //! Rows only: URL checks, signing, retries and who may see a webhook are decided in

@@ -1,4 +1,4 @@
-//! End-user accounts (issue 4): sign-up, activation, login, tokens, bindings, shares, role checks
+//! End-user accounts: sign-up, activation, login, tokens, bindings, shares, role checks
 //! on the device endpoints and live push, against the real binary.
 
 use crate::support::*;

@@ -1,4 +1,4 @@
-//! Commands (M7): API -> device over MQTT -> ack -> API answer.
+//! Commands: API -> device over MQTT -> ack -> API answer.
 
 use crate::support::*;
 use rumqttc::{Event, Packet, QoS};

@@ -1,4 +1,4 @@
-//! Developer accounts and enterprises (issue 4, M8) against the real binary: sign-up, activation,
+//! Developer accounts and enterprises against the real binary: sign-up, activation,
 //! login, enterprises with invitations and roles, the role matrix on product and device
 //! endpoints, product secrets, TOTP, and the operator's suspension.
 

@@ -1,4 +1,4 @@
-//! Durability of acknowledged reports across crashes (issue 6, "Proof"). Devices report over
+//! Durability of acknowledged reports across crashes. Devices report over
 //! MQTT 5 with QoS 1 while the test kills the server with SIGKILL again and again and starts it
 //! on the same data directory; each device reconnects to the new process and goes on. A PUBACK
 //! with reason Success promises that the report is committed (the writer's group commit), so

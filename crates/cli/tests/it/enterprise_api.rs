@@ -1,4 +1,4 @@
-//! The enterprise API (issue 5) against the real binary: access keys, signed requests checked by a
+//! The enterprise API against the real binary: access keys, signed requests checked by a
 //! signer written here (its own canonical string and HMAC, not the server's code), tenant
 //! isolation, scopes, the tenant's audit query, and `rampart audit verify` before and after an
 //! audit row is edited in the database file.

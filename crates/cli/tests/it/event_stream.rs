@@ -1,4 +1,4 @@
-//! The operator event stream (issue 5, M25) against the real binary: the TLS socket of JSON lines
+//! The operator event stream against the real binary: the TLS socket of JSON lines
 //! (login answered with an HMAC of the server's challenge, computed here with the `hmac` crate, not
 //! the server's code) and the WebSocket with a signed upgrade. Consumers are killed mid-stream
 //! and come back: every event arrives at least once, per-device order holds within a consumer,

@@ -1,4 +1,4 @@
-//! Limits and hardening (issue 6) against the real binary: the access-key quota across a restart,
+//! Limits and hardening against the real binary: the access-key quota across a restart,
 //! the per-IP and per-app rates, the code windows per address and per IP, the headers every answer
 //! carries, body size limits and strict JSON. No assert depends on timing: rates replenish once a
 //! minute and windows are an hour or longer (a test that straddles a window boundary says so and

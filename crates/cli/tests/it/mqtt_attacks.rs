@@ -1,4 +1,4 @@
-//! Known broker attacks (issue 6, "Durability and abuse"), one test each: refused with the right
+//! Known broker attacks, one test each: refused with the right
 //! code, no crash, and the server goes on serving other devices. Hand-written bytes over the plain
 //! port, since a client library would refuse to send them.
 //!

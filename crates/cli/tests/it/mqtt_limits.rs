@@ -1,4 +1,4 @@
-//! The MQTT rows of issue 6's limits table: the report rate per device (from the product), the
+//! The MQTT limits: the report rate per device (from the product), the
 //! connect rate per device and the reconnect-storm ban, the connect rate per source IP, and the
 //! per-connection sizes. Each refusal carries the limit's name (MQTT 5 reason string) and is
 //! counted in `rampart_limit_refusals_total{limit}`.

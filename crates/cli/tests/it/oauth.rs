@@ -1,4 +1,4 @@
-//! OAuth2 (issue 4, M11) against the real binary: Rampart as an authorisation server for a third
+//! OAuth2 against the real binary: Rampart as an authorisation server for a third
 //! party (JSON approval and the HTML consent page, code and refresh grants, revocation, scopes on
 //! the device endpoints), and login through an OpenID Connect provider that the test runs itself
 //! on loopback.
@@ -920,7 +920,7 @@ async fn consent_page_signs_in_and_approves_with_a_protected_form() {
         let cookie = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
         assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
         let cookie = cookie.split(';').next().unwrap().to_owned();
-        // The hardening headers (issue 6); the page works under the CSP: no script, no style.
+        // The hardening headers; the page works under the CSP: no script, no style.
         let h = resp.headers();
         assert_eq!(h["x-content-type-options"], "nosniff");
         assert!(h["strict-transport-security"]

@@ -1,4 +1,4 @@
-//! The OpenAPI document (issue 4): `GET /openapi.json` from the real binary, and the 401 every
+//! The OpenAPI document: `GET /openapi.json` from the real binary, and the 401 every
 //! token-protected operation documents is the 401 the server really answers.
 
 use crate::support::*;

@@ -1,4 +1,4 @@
-//! Products and device registration over HTTPS (M1, M2).
+//! Products and device registration over HTTPS.
 
 use crate::support::*;
 use serde_json::json;

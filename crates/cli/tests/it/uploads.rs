@@ -1,4 +1,4 @@
-//! Uploads (issue 6, M14): an allowlist file is size-capped, typed by its content, and kept by
+//! Uploads: an allowlist file is size-capped, typed by its content, and kept by
 //! its SHA-256 under the data directory, never under a name the client gave. And the HTTP/2
 //! side of the API: offered by ALPN, with its limits.
 

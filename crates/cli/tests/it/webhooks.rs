@@ -1,4 +1,4 @@
-//! Webhooks of the event stream (issue 5, M25) against the real binary. The receiver is an HTTPS
+//! Webhooks of the event stream against the real binary. The receiver is an HTTPS
 //! server started here on port 0 with a certificate of its own (rcgen), trusted by the server
 //! through `webhooks.ca_file`; it checks every request's HMAC with the `hmac` crate (written from
 //! the documentation, not the server's code). Scripted failures exercise retries, dead letters
