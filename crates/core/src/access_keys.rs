@@ -760,37 +760,13 @@ impl Core {
             .await
             .map_err(Error::from)?
             .ok_or(KeyAuthError::SignatureMismatch)?;
-        if row.disabled {
-            return Err(KeyAuthError::KeyDisabled);
-        }
-        if row.expires_at.is_some_and(|e| now >= e) {
-            return Err(KeyAuthError::KeyExpired);
-        }
-        if self.enterprise_suspended(&row.enterprise_id).await? {
-            return Err(KeyAuthError::EnterpriseSuspended);
-        }
-        let current = self
-            .key()
-            .open(
-                Place::new(col::ACCESS_KEY_SECRET, &row.key_id),
-                &row.secret_enc,
-            )
-            .map_err(Error::from)?;
+        self.key_in_force(&row, now).await?;
+        let (current, previous) = self.accepted_secrets(&row, now)?;
         let until = if secret_fp(&current) == k.secret_fp {
             None
         } else {
-            let prev = match (&row.prev_secret_enc, row.prev_valid_until) {
-                (Some(prev), Some(until)) if now < until => {
-                    let opened = self
-                        .key()
-                        .open(Place::new(col::ACCESS_KEY_PREV_SECRET, &row.key_id), prev)
-                        .map_err(Error::from)?;
-                    Some((opened, until))
-                }
-                _ => None,
-            };
-            match prev {
-                Some((opened, until)) if secret_fp(&opened) == k.secret_fp => Some(until),
+            match previous {
+                Some((prev, until)) if secret_fp(&prev) == k.secret_fp => Some(until),
                 _ => return Err(KeyAuthError::SignatureMismatch),
             }
         };
@@ -828,44 +804,16 @@ impl Core {
             let _ = signature_matches(b"no such key", message, given);
             return Err(KeyAuthError::SignatureMismatch);
         };
-        let current = self
-            .key()
-            .open(
-                Place::new(col::ACCESS_KEY_SECRET, &row.key_id),
-                &row.secret_enc,
-            )
-            .map_err(Error::from)?;
-        let mut good = signature_matches(&current, message, given);
-        let mut fp = secret_fp(&current);
-        if let (false, Some(prev), Some(until)) = (good, &row.prev_secret_enc, row.prev_valid_until)
-        {
-            if now < until {
-                let opened = self
-                    .key()
-                    .open(Place::new(col::ACCESS_KEY_PREV_SECRET, &row.key_id), prev)
-                    .map_err(Error::from)?;
-                good = signature_matches(&opened, message, given);
-                fp = secret_fp(&opened);
+        let (current, previous) = self.accepted_secrets(&row, now)?;
+        let fp = if signature_matches(&current, message, given) {
+            secret_fp(&current)
+        } else {
+            match previous {
+                Some((prev, _)) if signature_matches(&prev, message, given) => secret_fp(&prev),
+                _ => return Err(KeyAuthError::SignatureMismatch),
             }
-        }
-        if !good {
-            return Err(KeyAuthError::SignatureMismatch);
-        }
-        if row.disabled {
-            return Err(KeyAuthError::KeyDisabled);
-        }
-        if row.expires_at.is_some_and(|e| now >= e) {
-            return Err(KeyAuthError::KeyExpired);
-        }
-        match self
-            .store()
-            .get_enterprise(&row.enterprise_id)
-            .await
-            .map_err(Error::from)?
-        {
-            Some(e) if !e.suspended => {}
-            _ => return Err(KeyAuthError::EnterpriseSuspended),
-        }
+        };
+        self.key_in_force(&row, now).await?;
         let ip = peer
             .map(|ip| ip.to_canonical())
             .ok_or(KeyAuthError::IpNotAllowed)?;
@@ -877,6 +825,49 @@ impl Core {
             return Err(KeyAuthError::IpNotAllowed);
         }
         Ok((row, ip, fp))
+    }
+
+    /// The secrets key `row` accepts at `now`: its current one, and the one a rotation replaced
+    /// while the overlap lasts (with the overlap's end).
+    #[allow(clippy::type_complexity)]
+    fn accepted_secrets(
+        &self,
+        row: &AccessKeyRow,
+        now: i64,
+    ) -> Result<
+        (
+            zeroize::Zeroizing<Vec<u8>>,
+            Option<(zeroize::Zeroizing<Vec<u8>>, i64)>,
+        ),
+        KeyAuthError,
+    > {
+        let open = |column, sealed: &[u8]| {
+            self.key()
+                .open(Place::new(column, &row.key_id), sealed)
+                .map_err(Error::from)
+        };
+        let current = open(col::ACCESS_KEY_SECRET, &row.secret_enc)?;
+        let previous = match (&row.prev_secret_enc, row.prev_valid_until) {
+            (Some(prev), Some(until)) if now < until => {
+                Some((open(col::ACCESS_KEY_PREV_SECRET, prev)?, until))
+            }
+            _ => None,
+        };
+        Ok((current, previous))
+    }
+
+    /// A key is in force while it is enabled, unexpired and its enterprise not suspended.
+    async fn key_in_force(&self, row: &AccessKeyRow, now: i64) -> Result<(), KeyAuthError> {
+        if row.disabled {
+            return Err(KeyAuthError::KeyDisabled);
+        }
+        if row.expires_at.is_some_and(|e| now >= e) {
+            return Err(KeyAuthError::KeyExpired);
+        }
+        if self.enterprise_suspended(&row.enterprise_id).await? {
+            return Err(KeyAuthError::EnterpriseSuspended);
+        }
+        Ok(())
     }
 
     /// Audit a refused use of key `claimed` (`access_key.auth`), with the key's tenant when it exists.
