@@ -135,6 +135,9 @@ pub struct KeySession {
     secret_fp: [u8; 8],
 }
 
+/// An opened key secret, wiped when dropped.
+type Opened = zeroize::Zeroizing<Vec<u8>>;
+
 /// A digest naming one key secret, to tell the secrets of a key apart (never stored or shown).
 fn secret_fp(secret: &[u8]) -> [u8; 8] {
     use sha2::Digest;
@@ -829,18 +832,11 @@ impl Core {
 
     /// The secrets key `row` accepts at `now`: its current one, and the one a rotation replaced
     /// while the overlap lasts (with the overlap's end).
-    #[allow(clippy::type_complexity)]
     fn accepted_secrets(
         &self,
         row: &AccessKeyRow,
         now: i64,
-    ) -> Result<
-        (
-            zeroize::Zeroizing<Vec<u8>>,
-            Option<(zeroize::Zeroizing<Vec<u8>>, i64)>,
-        ),
-        KeyAuthError,
-    > {
+    ) -> Result<(Opened, Option<(Opened, i64)>), KeyAuthError> {
         let open = |column, sealed: &[u8]| {
             self.key()
                 .open(Place::new(column, &row.key_id), sealed)
