@@ -35,19 +35,21 @@ impl Retained {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether `m` would fit as `topic`'s retained message for device `did`; if not, which cap
-    /// it would break. Nothing is kept.
+    /// Whether a payload of `len` bytes would fit as `topic`'s retained message for device
+    /// `did`; if not, which cap it would break. Nothing is kept.
     pub(crate) fn admit(
         &self,
         did: &str,
         topic: &str,
-        m: &Message,
+        len: usize,
         caps: &MqttLimitsConfig,
     ) -> Result<(), String> {
-        if m.payload.is_empty() {
+        if len == 0 {
             return Ok(());
         }
-        self.lock().room(did, topic, m, caps).map(|_| ())
+        self.lock()
+            .room(did, topic, topic.len() + len, caps)
+            .map(|_| ())
     }
 
     /// Keep `m` as `topic`'s retained message for device `did` (replacing the one there), or
@@ -64,7 +66,8 @@ impl Retained {
             inner.remove(topic);
             return Ok(());
         }
-        let (after_count, after_bytes, after_total) = inner.room(did, topic, &m, caps)?;
+        let (after_count, after_bytes, after_total) =
+            inner.room(did, topic, cost(topic, &m), caps)?;
         inner.by_topic.insert(topic.to_owned(), (did.into(), m));
         inner
             .per_device
@@ -92,16 +95,15 @@ impl Retained {
 }
 
 impl Inner {
-    /// The device's topics and bytes and the node's bytes once `m` replaced what `topic` holds,
-    /// or which cap that would break.
+    /// The device's topics and bytes and the node's bytes once a message costing `new` replaced
+    /// what `topic` holds, or which cap that would break.
     fn room(
         &self,
         did: &str,
         topic: &str,
-        m: &Message,
+        new: usize,
         caps: &MqttLimitsConfig,
     ) -> Result<(usize, usize, usize), String> {
-        let new = cost(topic, m);
         let old = self.by_topic.get(topic).map(|(_, o)| cost(topic, o));
         let (count, bytes) = self.per_device.get(did).copied().unwrap_or((0, 0));
         let after_count = count + usize::from(old.is_none());

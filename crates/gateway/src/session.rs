@@ -1585,8 +1585,7 @@ async fn apply_publish(
         (reason::QUOTA_EXCEEDED, Some(why))
     };
     if retain {
-        let m = message_of(p);
-        if let Err(why) = shared.retained.admit(did, &p.topic, &m, caps) {
+        if let Err(why) = shared.retained.admit(did, &p.topic, p.payload.len(), caps) {
             return over_cap(why);
         }
     }
