@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rampart_core::registry::RegisterRequest;
+use rampart_core::device::registry::RegisterRequest;
 use rampart_device::register::parse_response;
 use rampart_device::{RegisterMode, Secret};
 use rampart_proto::sign;

@@ -7,7 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rampart_core::access_keys::{
+use rampart_core::access::access_keys::{
     canonical_string, parse_authorization, signature, sorted_query, SCHEME,
 };
 use rampart_proto::sign;

@@ -8,9 +8,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use rampart_core::accounts::{Identity, NewApp};
+use rampart_core::access::bindings::{BindProof, Role};
 use rampart_core::audit::Actor;
-use rampart_core::bindings::{BindProof, Role};
+use rampart_core::identity::accounts::{Identity, NewApp};
 use rampart_core::secret::Secret;
 use rampart_proto::ids::Did;
 use serde::Deserialize;
@@ -288,7 +288,11 @@ pub(crate) async fn passcode(
     let did = parse_did(&did)?;
     let caller = m.caller();
     s.core
-        .authorize_device_for(&caller, did.as_str(), rampart_core::tenancy::Act::Manage)
+        .authorize_device_for(
+            &caller,
+            did.as_str(),
+            rampart_core::access::tenancy::Act::Manage,
+        )
         .await?;
     let p = s.core.device_passcode(did.as_str()).await?;
     let mut ev =

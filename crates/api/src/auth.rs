@@ -4,8 +4,8 @@
 use crate::{AppState, Error};
 use axum::extract::FromRequestParts;
 use axum::http::{header, request::Parts};
-use rampart_core::accounts::UserSession;
-use rampart_core::oauth::OAuthSession;
+use rampart_core::federation::oauth::OAuthSession;
+use rampart_core::identity::accounts::UserSession;
 
 /// The bearer token of a request, if any.
 pub(crate) fn bearer(parts: &Parts) -> Option<&str> {
@@ -61,7 +61,7 @@ pub(crate) enum Principal {
     Admin,
     User(UserSession),
     OAuth(OAuthSession),
-    Developer(rampart_core::developers::DeveloperSession),
+    Developer(rampart_core::identity::developers::DeveloperSession),
 }
 
 impl FromRequestParts<AppState> for Principal {
@@ -74,13 +74,13 @@ impl FromRequestParts<AppState> for Principal {
                 return Ok(Principal::User(u));
             }
         }
-        if token.starts_with(rampart_core::oauth::ACCESS_PREFIX) {
+        if token.starts_with(rampart_core::federation::oauth::ACCESS_PREFIX) {
             if let Ok(o) = state.core.authenticate_oauth(token).await {
                 count_user(state, &o.user_id)?;
                 return Ok(Principal::OAuth(o));
             }
         }
-        if token.starts_with(rampart_core::developers::ACCESS_PREFIX) {
+        if token.starts_with(rampart_core::identity::developers::ACCESS_PREFIX) {
             return Ok(Principal::Developer(
                 state.core.authenticate_developer(token).await?,
             ));

@@ -3,7 +3,7 @@
 //! token) and [`Manager`] (the operator's admin token or a developer), which product and device
 //! handlers turn into a `tenancy::Caller` for `rampart-core` to decide on.
 //!
-//! No access rule lives here: every decision is `rampart_core::tenancy`'s.
+//! No access rule lives here: every decision is `rampart_core::access::tenancy`'s.
 
 use crate::auth::{bearer, Admin};
 use crate::routes::{client_ip, page_of, Body, PageQuery, Q};
@@ -13,9 +13,9 @@ use axum::http::{request::Parts, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Extension, Json, Router};
-use rampart_core::developers::{DeveloperSession, SecondFactor, ACCESS_PREFIX};
+use rampart_core::access::tenancy::{Caller, EntRole};
+use rampart_core::identity::developers::{DeveloperSession, SecondFactor, ACCESS_PREFIX};
 use rampart_core::secret::Secret;
-use rampart_core::tenancy::{Caller, EntRole};
 use rampart_proto::ids::ProductKey;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -667,7 +667,11 @@ async fn factory_issue(
     let pk = parse_pk(&pk)?;
     let caller = m.caller();
     s.core
-        .authorize_product(&caller, pk.as_str(), rampart_core::tenancy::Act::Secrets)
+        .authorize_product(
+            &caller,
+            pk.as_str(),
+            rampart_core::access::tenancy::Act::Secrets,
+        )
         .await?;
     if b.count == 0 || b.count > API_MAX_BATCH {
         return Err(Error::invalid(format!("count must be 1..={API_MAX_BATCH}")));

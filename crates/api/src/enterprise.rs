@@ -3,7 +3,7 @@
 //! requests (`/v1/enterprise/...`), authenticated by the [`EnterpriseKey`] extractor.
 //!
 //! No access rule lives here: key checks, tenant isolation and scopes are
-//! `rampart_core::access_keys`'s; this module only maps them to HTTP.
+//! `rampart_core::access::access_keys`'s; this module only maps them to HTTP.
 
 use crate::developers::Manager;
 use crate::routes::{
@@ -16,12 +16,12 @@ use axum::http::{header, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
-use rampart_core::access_keys::{
+use rampart_core::access::access_keys::{
     KeyAuthError, KeySession, NewAccessKey, Scope, SignedRequest, DEFAULT_OVERLAP_SECS, MAX_BODY,
     SCHEME,
 };
 use rampart_core::audit::AuditFilter;
-use rampart_core::devices::CommandRequest;
+use rampart_core::device::runtime::CommandRequest;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -278,7 +278,11 @@ async fn enterprise_audit(
 ) -> Result<Json<Value>, Error> {
     let (f, page, limit) = q.resolve()?;
     s.core
-        .authorize_enterprise(&m.caller(), &id, rampart_core::tenancy::Act::Members)
+        .authorize_enterprise(
+            &m.caller(),
+            &id,
+            rampart_core::access::tenancy::Act::Members,
+        )
         .await?;
     let (rows, total) = s
         .core

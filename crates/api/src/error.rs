@@ -3,7 +3,7 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use rampart_core::api_limits::Refusal;
+use rampart_core::limits::api::Refusal;
 use rampart_core::Error as CoreError;
 
 #[derive(Debug)]

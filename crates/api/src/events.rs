@@ -9,7 +9,7 @@
 //! client sends `event_ack`, `ping` and `remote_control_req`. Input that is not
 //! one of these gets an `invalid_msg` with a code and the connection goes on.
 //!
-//! Delivery, acknowledgement and ordering are `rampart_core::events`; this module only frames
+//! Delivery, acknowledgement and ordering are `rampart_core::stream::hub`; this module only frames
 //! messages and never holds an event beyond handing it to the socket.
 
 use crate::enterprise::EnterpriseKey;
@@ -20,9 +20,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
-use rampart_core::access_keys::{KeySession, Scope};
-use rampart_core::devices::CommandRequest;
-use rampart_core::events::{self, Consumer, Delivery, Subscription};
+use rampart_core::access::access_keys::{KeySession, Scope};
+use rampart_core::device::runtime::CommandRequest;
+use rampart_core::stream::hub::{self, Consumer, Delivery, Subscription};
 use rampart_core::{Core, Error as CoreError};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -88,9 +88,9 @@ impl LoginFields {
     pub(crate) fn subscription(self) -> Result<Subscription, CoreError> {
         Ok(Subscription {
             products: self.products,
-            subkey: events::parse_subkey(&self.subkey)?,
-            kinds: events::parse_kinds(&self.events)?,
-            prefetch: events::parse_prefetch(self.prefetch)?,
+            subkey: hub::parse_subkey(&self.subkey)?,
+            kinds: hub::parse_kinds(&self.events)?,
+            prefetch: hub::parse_prefetch(self.prefetch)?,
         })
     }
 }
@@ -139,7 +139,7 @@ fn push(d: Delivery) -> Value {
 /// change, `Err` with the `session_end` to close with. A failed check keeps the session (a store
 /// outage should not drop every operator) and is tried again within a few seconds.
 async fn standing(core: &Core, key: &KeySession) -> Result<Option<tokio::time::Instant>, Value> {
-    use rampart_core::access_keys::KeyAuthError as E;
+    use rampart_core::access::access_keys::KeyAuthError as E;
     let at = |ms: i64| {
         let wait = u64::try_from(ms - rampart_core::now_ms()).unwrap_or(0);
         tokio::time::Instant::now() + std::time::Duration::from_millis(wait)
@@ -387,8 +387,8 @@ async fn command(
         .send_command(did.as_str(), req, &key.actor(), Some(key.source_ip.clone()))
         .await?;
     Ok(match outcome {
-        rampart_core::devices::CommandOutcome::Acked(ack) => json!({"ack": ack}),
-        rampart_core::devices::CommandOutcome::Queued { id } => {
+        rampart_core::device::runtime::CommandOutcome::Acked(ack) => json!({"ack": ack}),
+        rampart_core::device::runtime::CommandOutcome::Queued { id } => {
             json!({"ack": {"id": id, "status": "queued"}})
         }
     })

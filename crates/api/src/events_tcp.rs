@@ -11,8 +11,8 @@
 
 use crate::deadline::WriteDeadline;
 use crate::events::{self, Incoming, LoginFields, Outgoing, MAX_LINE};
-use rampart_core::access_keys::KeyAuthError;
-use rampart_core::events::Subscription;
+use rampart_core::access::access_keys::KeyAuthError;
+use rampart_core::stream::hub::Subscription;
 use rampart_core::Core;
 use serde_json::Value;
 use std::future::Future;
@@ -58,7 +58,7 @@ pub async fn serve_events(
 ) {
     tokio::pin!(shutdown);
     let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
-    let per_ip = rampart_core::connect_limits::OpenPerIp::default();
+    let per_ip = rampart_core::limits::connect::OpenPerIp::default();
     let (stop_tx, stop_rx) = watch::channel(false);
     loop {
         let (sock, peer) = tokio::select! {
@@ -78,7 +78,7 @@ pub async fn serve_events(
         };
         let Some(ip_slot) = per_ip.enter(peer.ip().to_canonical(), config.connections_per_ip)
         else {
-            rampart_core::api_limits::count_refusal("events.connections_per_ip");
+            rampart_core::limits::api::count_refusal("events.connections_per_ip");
             tracing::info!(%peer, "event stream connection refused: too many from this address");
             continue;
         };
@@ -157,8 +157,8 @@ async fn log_in(
     peer: SocketAddr,
 ) -> Result<
     (
-        rampart_core::access_keys::KeySession,
-        rampart_core::events::Consumer,
+        rampart_core::access::access_keys::KeySession,
+        rampart_core::stream::hub::Consumer,
         Value,
     ),
     Value,

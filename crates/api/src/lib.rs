@@ -139,7 +139,7 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
-    let per_ip = rampart_core::connect_limits::OpenPerIp::default();
+    let per_ip = rampart_core::limits::connect::OpenPerIp::default();
     loop {
         let (sock, peer) = tokio::select! {
             _ = &mut shutdown => break,
@@ -154,7 +154,7 @@ pub async fn serve_with(
         };
         let ip = peer.ip().to_canonical();
         let Some(guard) = per_ip.enter(ip, limits.max_connections_per_ip) else {
-            rampart_core::api_limits::count_refusal("http.connections_per_ip");
+            rampart_core::limits::api::count_refusal("http.connections_per_ip");
             tracing::debug!(%peer, "HTTP connection refused: too many from this address");
             drop(sock);
             continue;

@@ -5,14 +5,14 @@
 //! "every answer is JSON": an error answer that some layer built as plain text is rewritten into
 //! `{"error": {"code", "message"}}`.
 //!
-//! The rates and quotas themselves are `rampart_core::api_limits`'s; nothing here decides a limit.
+//! The rates and quotas themselves are `rampart_core::limits::api`'s; nothing here decides a limit.
 
 use crate::{AppState, ClientAddr, Error};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use rampart_core::api_limits::LimitState;
+use rampart_core::limits::api::LimitState;
 use std::sync::{Arc, Mutex};
 
 /// Paths no API rate counts: probes, the document, and device registration (signed by the

@@ -18,9 +18,9 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Json};
 use base64::Engine;
+use rampart_core::access::bindings::Need;
 use rampart_core::audit::{Actor, AuditEvent};
-use rampart_core::bindings::Need;
-use rampart_core::oauth::{
+use rampart_core::federation::oauth::{
     AuthRequest, AuthorizeError, AuthorizeParams, ClientManager, ClientUpdate, NewClient,
     OAuthSession, Scopes, TokenError,
 };
@@ -350,7 +350,7 @@ async fn token_inner(
     ip: Option<String>,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<rampart_core::oauth::OAuthTokens, OAuthError> {
+) -> Result<rampart_core::federation::oauth::OAuthTokens, OAuthError> {
     let f = parse_form(headers, body, &[])?;
     let (id, secret) = client_credentials(headers, &f)?;
     let client = s

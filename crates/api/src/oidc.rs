@@ -1,6 +1,6 @@
 //! Log in with a third-party OpenID Connect provider: `GET /v1/oidc/{provider}/start` sends the
 //! user to the provider, `GET /v1/oidc/{provider}/callback` finishes with a Rampart token pair
-//! (the same as `POST /v1/login`). The protocol work is `rampart_core::oidc`.
+//! (the same as `POST /v1/login`). The protocol work is `rampart_core::federation::oidc`.
 //!
 //! The start sets a browser-binding cookie ([`BROWSER_COOKIE`]) whose value's hash is stored with
 //! the state; the callback must carry it back, so a callback URL planted in another browser (login
@@ -12,7 +12,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Json};
-use rampart_core::oidc::OidcError;
+use rampart_core::federation::oidc::OidcError;
 use serde::Deserialize;
 use serde_json::json;
 

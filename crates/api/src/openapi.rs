@@ -824,8 +824,8 @@ fn device_ops() -> Vec<Op> {
                 input(
                     &[],
                     json!({"expires_in_s": {"type": "integer", "minimum": 1,
-                        "maximum": rampart_core::registry::REPROVISION_MAX_SECS,
-                        "default": rampart_core::registry::REPROVISION_DEFAULT_SECS,
+                        "maximum": rampart_core::device::registry::REPROVISION_MAX_SECS,
+                        "default": rampart_core::device::registry::REPROVISION_DEFAULT_SECS,
                         "description": "how long the window stays open, in seconds"}}),
                 ),
             )
@@ -2845,7 +2845,7 @@ mod tests {
                 && s.chars().all(|c| c.is_ascii_uppercase() || c == '_')
         };
         // The refusals of a signed request, whose codes `rampart_core` names.
-        use rampart_core::access_keys::KeyAuthError as K;
+        use rampart_core::access::access_keys::KeyAuthError as K;
         let refusals = [
             K::Malformed,
             K::StaleTimestamp,

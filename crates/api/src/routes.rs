@@ -10,11 +10,11 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
+use rampart_core::access::bindings::Need;
 use rampart_core::audit::Actor;
-use rampart_core::bindings::Need;
-use rampart_core::devices::{CommandOutcome, CommandRequest};
-use rampart_core::products::NewProduct;
-use rampart_core::registry::RegisterRequest;
+use rampart_core::device::products::NewProduct;
+use rampart_core::device::registry::RegisterRequest;
+use rampart_core::device::runtime::{CommandOutcome, CommandRequest};
 use rampart_proto::ids::{Did, ProductKey};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -161,9 +161,10 @@ async fn metrics(State(s): State<AppState>, req: axum::extract::Request) -> Resp
             Ok(k) => k,
             Err(refused) => return refused,
         };
-        if let Err(e) =
-            rampart_core::Core::require_scope(&k.key, rampart_core::access_keys::Scope::Metrics)
-        {
+        if let Err(e) = rampart_core::Core::require_scope(
+            &k.key,
+            rampart_core::access::access_keys::Scope::Metrics,
+        ) {
             return Error::from(e).into_response();
         }
     }
@@ -249,10 +250,10 @@ async fn authorize(
         Principal::Admin => Ok(Actor::admin()),
         Principal::Developer(d) => {
             let act = match need {
-                Need::Read => rampart_core::tenancy::Act::Read,
-                Need::Control | Need::Own => rampart_core::tenancy::Act::Manage,
+                Need::Read => rampart_core::access::tenancy::Act::Read,
+                Need::Control | Need::Own => rampart_core::access::tenancy::Act::Manage,
             };
-            let caller = rampart_core::tenancy::Caller::Developer(d.developer_id.clone());
+            let caller = rampart_core::access::tenancy::Caller::Developer(d.developer_id.clone());
             s.core.authorize_device_for(&caller, did, act).await?;
             Ok(d.actor())
         }
@@ -294,7 +295,7 @@ pub(crate) fn parse_did(did: &str) -> Result<Did, Error> {
     Did::parse(did).map_err(|_| Error::not_found("device"))
 }
 
-/// The body is a `NewProduct` plus an optional `owner` (see `rampart_core::tenancy::OwnerSpec`).
+/// The body is a `NewProduct` plus an optional `owner` (see `rampart_core::access::tenancy::OwnerSpec`).
 async fn create_product(
     State(s): State<AppState>,
     m: Manager,
@@ -335,7 +336,11 @@ async fn get_product(
 ) -> Result<Response, Error> {
     let pk = parse_pk(&pk)?;
     s.core
-        .authorize_product(&m.caller(), pk.as_str(), rampart_core::tenancy::Act::Read)
+        .authorize_product(
+            &m.caller(),
+            pk.as_str(),
+            rampart_core::access::tenancy::Act::Read,
+        )
         .await?;
     let p = s.core.product(pk.as_str()).await?;
     Ok(Json(&*p).into_response())
@@ -352,11 +357,15 @@ async fn managed_product(
     s: &AppState,
     m: &Manager,
     pk: &str,
-) -> Result<(ProductKey, rampart_core::tenancy::Caller), Error> {
+) -> Result<(ProductKey, rampart_core::access::tenancy::Caller), Error> {
     let pk = parse_pk(pk)?;
     let caller = m.caller();
     s.core
-        .authorize_product(&caller, pk.as_str(), rampart_core::tenancy::Act::Manage)
+        .authorize_product(
+            &caller,
+            pk.as_str(),
+            rampart_core::access::tenancy::Act::Manage,
+        )
         .await?;
     Ok((pk, caller))
 }
@@ -464,14 +473,18 @@ async fn reprovision(
     };
     let caller = m.caller();
     s.core
-        .authorize_device_for(&caller, did.as_str(), rampart_core::tenancy::Act::Manage)
+        .authorize_device_for(
+            &caller,
+            did.as_str(),
+            rampart_core::access::tenancy::Act::Manage,
+        )
         .await?;
     let until = s
         .core
         .open_reprovision(
             did.as_str(),
             r.expires_in_s
-                .unwrap_or(rampart_core::registry::REPROVISION_DEFAULT_SECS),
+                .unwrap_or(rampart_core::device::registry::REPROVISION_DEFAULT_SECS),
             &caller.actor(),
             client_ip(&addr),
         )
@@ -490,7 +503,11 @@ async fn set_device_disabled(
     let did = parse_did(&did)?;
     let caller = m.caller();
     s.core
-        .authorize_device_for(&caller, did.as_str(), rampart_core::tenancy::Act::Manage)
+        .authorize_device_for(
+            &caller,
+            did.as_str(),
+            rampart_core::access::tenancy::Act::Manage,
+        )
         .await?;
     s.core
         .set_device_disabled(did.as_str(), on, &caller.actor(), client_ip(&addr))
@@ -534,7 +551,11 @@ async fn list_devices(
             if let (Manager::Developer(_), Some(pk)) = (&m, pk) {
                 let pk = parse_pk(pk)?;
                 s.core
-                    .authorize_product(&m.caller(), pk.as_str(), rampart_core::tenancy::Act::Read)
+                    .authorize_product(
+                        &m.caller(),
+                        pk.as_str(),
+                        rampart_core::access::tenancy::Act::Read,
+                    )
                     .await?;
             }
             s.core

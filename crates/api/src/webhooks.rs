@@ -3,7 +3,7 @@
 //! (list, redrive, delete).
 //!
 //! No rule lives here: scopes, which webhooks a key sees, URL checks and delivery are
-//! `rampart_core::webhooks`'s; this module only maps them to HTTP.
+//! `rampart_core::stream::webhooks`'s; this module only maps them to HTTP.
 
 use crate::enterprise::EnterpriseKey;
 use crate::routes::{page_of, PageQuery};
@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use rampart_core::webhooks::{LetterAct, NewWebhook};
+use rampart_core::stream::webhooks::{LetterAct, NewWebhook};
 use serde_json::{json, Value};
 
 pub(crate) fn routes() -> Router<AppState> {

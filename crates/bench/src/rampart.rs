@@ -118,7 +118,7 @@ async fn open_core(data: &Path) -> Result<Core, String> {
 }
 
 /// The bench product's definition.
-fn bench_product() -> Result<rampart_core::products::NewProduct, String> {
+fn bench_product() -> Result<rampart_core::device::products::NewProduct, String> {
     serde_json::from_value(serde_json::json!({
         "name": "bench",
         "identity": {"dynamic_registration": false, "allowlist": false},
@@ -216,7 +216,7 @@ async fn prepare(
     let mut missing = needed - ids.len();
     let mut todo = Vec::with_capacity(missing);
     while missing > 0 {
-        let n = missing.min(rampart_core::registry::MAX_BATCH);
+        let n = missing.min(rampart_core::device::registry::MAX_BATCH);
         let (_, batch) = core
             .factory_issue(&pk, n, &Actor::cli())
             .await

@@ -27,7 +27,7 @@ pub(crate) struct Config {
     /// Webhooks of the event stream (`docs/enterprise-api.md`, "Webhooks").
     pub(crate) webhooks: WebhooksConfig,
     /// API rates, access-key quotas and code limits (`docs/api.md`, "Limits").
-    pub(crate) limits: rampart_core::api_limits::LimitsConfig,
+    pub(crate) limits: rampart_core::limits::api::LimitsConfig,
     /// Uploaded files: size caps (they are kept in `DATA/uploads` by content hash).
     pub(crate) uploads: UploadsConfig,
 }
@@ -42,7 +42,7 @@ pub(crate) struct UploadsConfig {
 impl Default for UploadsConfig {
     fn default() -> Self {
         UploadsConfig {
-            max_allowlist_bytes: rampart_core::uploads::UploadsConfig::default()
+            max_allowlist_bytes: rampart_core::device::uploads::UploadsConfig::default()
                 .max_allowlist_bytes,
         }
     }
@@ -61,7 +61,7 @@ pub(crate) struct OidcConfig {
 impl Default for OidcConfig {
     fn default() -> Self {
         OidcConfig {
-            state_ttl_secs: secs(rampart_core::oidc::STATE_TTL_MS),
+            state_ttl_secs: secs(rampart_core::federation::oidc::STATE_TTL_MS),
             providers: Default::default(),
         }
     }
@@ -290,7 +290,9 @@ impl Default for OidcProviderConfig {
 
 impl OidcConfig {
     /// The providers for the core, with their secrets read.
-    pub(crate) fn providers(&self) -> Result<Vec<rampart_core::oidc::ProviderConfig>, String> {
+    pub(crate) fn providers(
+        &self,
+    ) -> Result<Vec<rampart_core::federation::oidc::ProviderConfig>, String> {
         use rampart_core::secret::Secret;
         let mut out = Vec::new();
         for (name, p) in &self.providers {
@@ -307,7 +309,7 @@ impl OidcConfig {
             if secret.is_empty() {
                 return Err(format!("oidc.providers.{name}: client_secret is empty"));
             }
-            out.push(rampart_core::oidc::ProviderConfig {
+            out.push(rampart_core::federation::oidc::ProviderConfig {
                 name: name.clone(),
                 issuer: p.issuer.clone(),
                 client_id: p.client_id.clone(),
@@ -339,8 +341,8 @@ impl Default for AccountsConfig {
     fn default() -> Self {
         let d = rampart_core::Lifetimes::default();
         AccountsConfig {
-            access_ttl_secs: secs(rampart_core::accounts::ACCESS_TTL_MS),
-            refresh_ttl_days: days(rampart_core::accounts::REFRESH_TTL_MS),
+            access_ttl_secs: secs(rampart_core::identity::accounts::ACCESS_TTL_MS),
+            refresh_ttl_days: days(rampart_core::identity::accounts::REFRESH_TTL_MS),
             code_ttl_secs: secs(d.code_ms),
             bind_token_ttl_secs: secs(d.bind_token_ms),
         }
@@ -434,7 +436,7 @@ pub(crate) struct MqttConfig {
     /// waits in the idle pool off the runtime, costing far less memory; 0 keeps every session a task.
     pub(crate) park_idle_after_ms: u64,
     /// Connect rates per IP and per device, the reconnect-storm ban, the report-abuse rule.
-    pub(crate) limits: rampart_core::connect_limits::MqttLimitsConfig,
+    pub(crate) limits: rampart_core::limits::connect::MqttLimitsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -608,8 +610,11 @@ impl Default for SmtpConfig {
 
 impl NotifyConfig {
     /// Build the notifier this section describes.
-    pub(crate) fn notifier(&self, data_dir: &Path) -> Result<rampart_core::notify::Router, String> {
-        use rampart_core::notify::{Notifier, Outbox, Smtp, SmtpSettings, Webhook};
+    pub(crate) fn notifier(
+        &self,
+        data_dir: &Path,
+    ) -> Result<rampart_core::identity::notify::Router, String> {
+        use rampart_core::identity::notify::{HttpSms, Notifier, Outbox, Smtp, SmtpSettings};
         use rampart_core::secret::Secret;
         use std::sync::Arc;
         let dir = if self.outbox_dir.is_empty() {
@@ -652,7 +657,7 @@ impl NotifyConfig {
         };
         let sms: Arc<dyn Notifier> = match self.sms.as_str() {
             "outbox" => outbox,
-            "webhook" => Arc::new(Webhook::new(
+            "webhook" => Arc::new(HttpSms::new(
                 self.webhook.url.clone(),
                 secret(&self.webhook.token, &self.webhook.token_file)?,
             )?),
@@ -662,7 +667,7 @@ impl NotifyConfig {
                 ))
             }
         };
-        Ok(rampart_core::notify::Router { email, sms })
+        Ok(rampart_core::identity::notify::Router { email, sms })
     }
 }
 
@@ -737,7 +742,7 @@ pub(crate) struct WebhooksConfig {
 
 impl Default for WebhooksConfig {
     fn default() -> Self {
-        let d = rampart_core::webhooks::WebhooksConfig::default();
+        let d = rampart_core::stream::webhooks::WebhooksConfig::default();
         WebhooksConfig {
             max_attempts: d.max_attempts,
             backoff_base_ms: d.backoff_base_ms,
@@ -758,7 +763,7 @@ impl WebhooksConfig {
     pub(crate) fn core(
         &self,
         read_ca: bool,
-    ) -> Result<rampart_core::webhooks::WebhooksConfig, String> {
+    ) -> Result<rampart_core::stream::webhooks::WebhooksConfig, String> {
         if self.max_attempts == 0 || self.max_attempts > 100 {
             return Err("webhooks.max_attempts must be 1-100".into());
         }
@@ -773,7 +778,7 @@ impl WebhooksConfig {
                     .map_err(|e| format!("webhooks.ca_file {}: {e}", self.ca_file))?,
             )
         };
-        Ok(rampart_core::webhooks::WebhooksConfig {
+        Ok(rampart_core::stream::webhooks::WebhooksConfig {
             max_attempts: self.max_attempts,
             backoff_base_ms: self.backoff_base_ms.max(1),
             backoff_max_ms: self.backoff_max_ms.max(self.backoff_base_ms).max(1),
@@ -987,8 +992,11 @@ per_second = 1",
     #[test]
     fn lifetimes_default_validate_and_are_documented() {
         let l = Config::default().lifetimes().unwrap();
-        assert_eq!(l.access_ms, rampart_core::accounts::ACCESS_TTL_MS);
-        assert_eq!(l.refresh_ms, rampart_core::accounts::REFRESH_TTL_MS);
+        assert_eq!(l.access_ms, rampart_core::identity::accounts::ACCESS_TTL_MS);
+        assert_eq!(
+            l.refresh_ms,
+            rampart_core::identity::accounts::REFRESH_TTL_MS
+        );
         assert_eq!(l.other, rampart_core::Lifetimes::default());
         let with = |patch: &str| -> Result<CheckedLifetimes, String> {
             let mut v = toml::Value::try_from(Config::default()).unwrap();

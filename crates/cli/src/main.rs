@@ -256,7 +256,7 @@ async fn open_core(cfg: &Config, serving: bool) -> AnyResult<(Core, bool)> {
         access_ttl_ms: lifetimes.access_ms,
         refresh_ttl_ms: lifetimes.refresh_ms,
         lifetimes: lifetimes.other,
-        events: rampart_core::events::EventsConfig {
+        events: rampart_core::stream::hub::EventsConfig {
             retention_ms: i64::try_from(cfg.events.retention_secs.max(1))
                 .unwrap_or(i64::MAX / 1000)
                 .saturating_mul(1000),
@@ -265,7 +265,7 @@ async fn open_core(cfg: &Config, serving: bool) -> AnyResult<(Core, bool)> {
         limits: cfg.limits.clone(),
         webhooks: cfg.webhooks.core(serving)?,
         mqtt_limits: cfg.mqtt.limits.clone(),
-        uploads: rampart_core::uploads::UploadsConfig {
+        uploads: rampart_core::device::uploads::UploadsConfig {
             dir: Some(dir.join("uploads")),
             max_allowlist_bytes: cfg.uploads.max_allowlist_bytes.max(1),
         },

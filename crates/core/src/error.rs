@@ -53,7 +53,7 @@ pub enum Error {
     Busy(String),
     /// A named rate or quota of `api_limits` refused the call.
     #[error("{0}")]
-    Limited(Box<crate::api_limits::Refusal>),
+    Limited(Box<crate::limits::api::Refusal>),
     /// A webhook URL refused by the SSRF rules (scheme or address).
     #[error("{0}")]
     UrlRefused(String),
@@ -69,8 +69,8 @@ pub enum Error {
     Internal(String),
 }
 
-impl From<crate::api_limits::Refusal> for Error {
-    fn from(r: crate::api_limits::Refusal) -> Error {
+impl From<crate::limits::api::Refusal> for Error {
+    fn from(r: crate::limits::api::Refusal) -> Error {
         Error::Limited(Box::new(r))
     }
 }

@@ -6,37 +6,17 @@
 //! [`Error`] to their own codes. State that every connection needs (product models, the session
 //! map) lives here in shared structures keyed by id, never copied per connection.
 
-pub mod access_keys;
-pub mod accounts;
-pub mod api_limits;
-pub mod at_rest;
+pub mod access;
 pub mod audit;
-pub mod bindings;
-pub mod bus;
-pub mod cidr;
-pub mod connect_limits;
-mod credentials;
-pub mod developers;
-pub mod devices;
-pub mod enterprises;
+pub mod device;
 mod error;
-pub mod events;
+pub mod federation;
+pub mod identity;
 pub mod limits;
-pub mod notify;
-pub mod oauth;
-pub mod oidc;
-pub mod password;
-pub mod products;
-pub mod quotas;
-pub mod registry;
 pub mod secret;
-pub mod tenancy;
-pub mod totp;
-pub mod uploads;
-pub mod webhooks;
-mod writer;
+pub mod stream;
 
-pub use writer::ReportReceipt;
+pub use device::writer::ReportReceipt;
 
 pub use error::{Error, Result};
 
@@ -80,15 +60,15 @@ pub struct Lifetimes {
 impl Default for Lifetimes {
     fn default() -> Self {
         Lifetimes {
-            code_ms: accounts::CODE_TTL_MS,
-            bind_token_ms: bindings::BIND_TOKEN_TTL_MS,
-            developer_access_ms: accounts::ACCESS_TTL_MS,
-            developer_refresh_ms: accounts::REFRESH_TTL_MS,
-            oauth_code_ms: oauth::CODE_TTL_MS,
-            oauth_access_ms: accounts::ACCESS_TTL_MS,
-            oauth_refresh_ms: oauth::REFRESH_TTL_MS,
-            oauth_grant_ms: oauth::GRANT_TTL_MS,
-            oidc_state_ms: oidc::STATE_TTL_MS,
+            code_ms: identity::accounts::CODE_TTL_MS,
+            bind_token_ms: access::bindings::BIND_TOKEN_TTL_MS,
+            developer_access_ms: identity::accounts::ACCESS_TTL_MS,
+            developer_refresh_ms: identity::accounts::REFRESH_TTL_MS,
+            oauth_code_ms: federation::oauth::CODE_TTL_MS,
+            oauth_access_ms: identity::accounts::ACCESS_TTL_MS,
+            oauth_refresh_ms: federation::oauth::REFRESH_TTL_MS,
+            oauth_grant_ms: federation::oauth::GRANT_TTL_MS,
+            oidc_state_ms: federation::oidc::STATE_TTL_MS,
         }
     }
 }
@@ -111,15 +91,15 @@ pub struct CoreConfig {
     /// and grants, OpenID Connect login states.
     pub lifetimes: Lifetimes,
     /// Retention of the operator event stream's queues.
-    pub events: events::EventsConfig,
+    pub events: stream::hub::EventsConfig,
     /// Rates and quotas of the HTTP API and of one-time codes.
-    pub limits: api_limits::LimitsConfig,
+    pub limits: limits::api::LimitsConfig,
     /// Webhook delivery: retries, timeouts, which URLs are accepted.
-    pub webhooks: webhooks::WebhooksConfig,
+    pub webhooks: stream::webhooks::WebhooksConfig,
     /// Connect rates of the MQTT edge and its report-abuse rule.
-    pub mqtt_limits: connect_limits::MqttLimitsConfig,
+    pub mqtt_limits: limits::connect::MqttLimitsConfig,
     /// Where uploaded files are kept and how large they may be.
-    pub uploads: uploads::UploadsConfig,
+    pub uploads: device::uploads::UploadsConfig,
 }
 
 impl Default for CoreConfig {
@@ -128,11 +108,11 @@ impl Default for CoreConfig {
             command_timeout_ms: 10_000,
             clock_window_ms: rampart_proto::sign::CLOCK_WINDOW_MS,
             command_ttl_ms: 3_600_000,
-            access_ttl_ms: accounts::ACCESS_TTL_MS,
-            refresh_ttl_ms: accounts::REFRESH_TTL_MS,
+            access_ttl_ms: identity::accounts::ACCESS_TTL_MS,
+            refresh_ttl_ms: identity::accounts::REFRESH_TTL_MS,
             lifetimes: Lifetimes::default(),
             events: Default::default(),
-            limits: api_limits::LimitsConfig::default(),
+            limits: limits::api::LimitsConfig::default(),
             webhooks: Default::default(),
             mqtt_limits: Default::default(),
             uploads: Default::default(),
@@ -150,51 +130,51 @@ struct Inner {
     store: Store,
     key: MasterKey,
     config: CoreConfig,
-    products: products::ProductCache,
-    bus: bus::Bus,
-    replay: devices::ReplayGuard,
-    writer: std::sync::OnceLock<writer::ReportWriter>,
+    products: device::products::ProductCache,
+    bus: device::bus::Bus,
+    replay: device::runtime::ReplayGuard,
+    writer: std::sync::OnceLock<device::writer::ReportWriter>,
     /// Batched credential lookups at CONNECT, started on first use.
-    credentials: std::sync::OnceLock<credentials::CredentialLookups>,
-    events: std::sync::OnceLock<events::EventHub>,
+    credentials: std::sync::OnceLock<device::credentials::CredentialLookups>,
+    events: std::sync::OnceLock<stream::hub::EventHub>,
     /// The webhooks' delivery client and tasks, made on first use (`Err`: the configuration
     /// does not build a client).
-    webhooks: std::sync::OnceLock<std::result::Result<webhooks::Webhooks, String>>,
+    webhooks: std::sync::OnceLock<std::result::Result<stream::webhooks::Webhooks, String>>,
     accounts: AccountsState,
-    notifier: std::sync::RwLock<Arc<dyn notify::Notifier>>,
+    notifier: std::sync::RwLock<Arc<dyn identity::notify::Notifier>>,
     /// Configured OpenID Connect providers (`oidc`).
-    oidc: std::sync::RwLock<Arc<oidc::Providers>>,
+    oidc: std::sync::RwLock<Arc<federation::oidc::Providers>>,
     /// Serialises audit appends in this process (the store's chain head does it across processes).
     audit_lock: tokio::sync::Mutex<()>,
     /// API rates, access-key quotas and code limits.
-    limits: api_limits::ApiLimits,
+    limits: limits::api::ApiLimits,
     /// MQTT connect rates per IP and device, and reconnect-storm bans.
-    connect_limits: connect_limits::ConnectLimits,
+    connect_limits: limits::connect::ConnectLimits,
     /// Bounds the Argon2 computations of the process.
-    passwords: password::Hasher,
+    passwords: identity::password::Hasher,
     /// Refused device registrations per address and minute (`register.failures.ip`, and their
     /// audit entries written in aggregate).
-    register_refusals: registry::RegisterRefusals,
+    register_refusals: device::registry::RegisterRefusals,
     /// Counts enterprise suspensions and reinstatements made by this process, so live event
     /// stream sessions and webhook tasks notice them at once.
     suspensions: tokio::sync::watch::Sender<u64>,
-    /// Moved by every change of who may reach which product (`tenancy::Core::tenancy_epoch`).
+    /// Moved by every change of who may reach which product (`access::tenancy::Core::tenancy_epoch`).
     tenancy_epoch: std::sync::atomic::AtomicU64,
 }
 
 /// Run-time state of the account services: rate limits and the access-change broadcast.
 struct AccountsState {
     /// "Already registered" notices per recipient (repeated sign-ups must not spam an address).
-    notice: limits::RateLimiter,
-    access: tokio::sync::broadcast::Sender<bindings::AccessChange>,
+    notice: limits::SlidingWindow,
+    access: tokio::sync::broadcast::Sender<access::bindings::AccessChange>,
     /// Live-push connections per user.
-    live: bindings::LiveSlots,
+    live: access::bindings::LiveSlots,
 }
 
 impl Default for AccountsState {
     fn default() -> Self {
         AccountsState {
-            notice: limits::RateLimiter::new(1, 3_600_000),
+            notice: limits::SlidingWindow::new(1, 3_600_000),
             access: tokio::sync::broadcast::channel(1024).0,
             live: Default::default(),
         }
@@ -205,9 +185,9 @@ impl Core {
     pub fn new(store: Store, key: MasterKey, config: CoreConfig) -> Core {
         Core {
             inner: Arc::new(Inner {
-                limits: api_limits::ApiLimits::new(config.limits.clone()),
-                connect_limits: connect_limits::ConnectLimits::new(config.mqtt_limits.clone()),
-                passwords: password::Hasher::new(
+                limits: limits::api::ApiLimits::new(config.limits.clone()),
+                connect_limits: limits::connect::ConnectLimits::new(config.mqtt_limits.clone()),
+                passwords: identity::password::Hasher::new(
                     config.limits.password_hash_concurrency,
                     config.limits.password_hash_queue,
                 ),
@@ -224,7 +204,7 @@ impl Core {
                 events: Default::default(),
                 webhooks: Default::default(),
                 accounts: Default::default(),
-                notifier: std::sync::RwLock::new(Arc::new(notify::Nowhere)),
+                notifier: std::sync::RwLock::new(Arc::new(identity::notify::Nowhere)),
                 oidc: Default::default(),
                 audit_lock: Default::default(),
                 suspensions: tokio::sync::watch::channel(0).0,
@@ -249,17 +229,17 @@ impl Core {
     }
 
     /// The API's rates and quotas and the code limits.
-    pub fn limits(&self) -> &api_limits::ApiLimits {
+    pub fn limits(&self) -> &limits::api::ApiLimits {
         &self.inner.limits
     }
 
     /// The bounded Argon2 hasher every password check goes through.
-    pub(crate) fn passwords(&self) -> &password::Hasher {
+    pub(crate) fn passwords(&self) -> &identity::password::Hasher {
         &self.inner.passwords
     }
 
     /// The MQTT connect limits (shared by every listener).
-    pub fn connect_limits(&self) -> &connect_limits::ConnectLimits {
+    pub fn connect_limits(&self) -> &limits::connect::ConnectLimits {
         &self.inner.connect_limits
     }
 
@@ -303,13 +283,13 @@ impl Core {
         self.flush_registration_refusals(true).await;
     }
 
-    pub fn bus(&self) -> &bus::Bus {
+    pub fn bus(&self) -> &device::bus::Bus {
         &self.inner.bus
     }
 
     /// Where activation and reset codes go (the default drops them with a warning; the binary
     /// installs the configured outbox, webhook or SMTP notifier).
-    pub fn set_notifier(&self, n: Arc<dyn notify::Notifier>) {
+    pub fn set_notifier(&self, n: Arc<dyn identity::notify::Notifier>) {
         *self
             .inner
             .notifier
@@ -317,7 +297,7 @@ impl Core {
             .unwrap_or_else(|p| p.into_inner()) = n;
     }
 
-    pub(crate) fn notifier(&self) -> Arc<dyn notify::Notifier> {
+    pub(crate) fn notifier(&self) -> Arc<dyn identity::notify::Notifier> {
         self.inner
             .notifier
             .read()
@@ -326,9 +306,9 @@ impl Core {
     }
 
     /// The event stream's hub, started on first use (always inside the runtime).
-    fn event_hub(&self) -> &events::EventHub {
+    fn event_hub(&self) -> &stream::hub::EventHub {
         self.inner.events.get_or_init(|| {
-            events::EventHub::start(
+            stream::hub::EventHub::start(
                 self.inner.store.clone(),
                 &self.inner.bus,
                 self.inner.config.events.clone(),
@@ -337,30 +317,30 @@ impl Core {
     }
 
     /// The webhooks' run-time state, made on first use.
-    fn webhooks_state(&self) -> &std::result::Result<webhooks::Webhooks, String> {
+    fn webhooks_state(&self) -> &std::result::Result<stream::webhooks::Webhooks, String> {
         self.inner
             .webhooks
-            .get_or_init(|| webhooks::Webhooks::new(&self.inner.config.webhooks))
+            .get_or_init(|| stream::webhooks::Webhooks::new(&self.inner.config.webhooks))
     }
 
     /// The event stream's hub if it runs.
-    fn started_event_hub(&self) -> Option<&events::EventHub> {
+    fn started_event_hub(&self) -> Option<&stream::hub::EventHub> {
         self.inner.events.get()
     }
 
     /// Batched device credential lookups, started on first use (always inside the runtime).
-    fn credential_lookups(&self) -> &credentials::CredentialLookups {
+    fn credential_lookups(&self) -> &device::credentials::CredentialLookups {
         self.inner
             .credentials
-            .get_or_init(|| credentials::CredentialLookups::start(self.inner.store.clone()))
+            .get_or_init(|| device::credentials::CredentialLookups::start(self.inner.store.clone()))
     }
 
     /// The group-commit writer, started on first use (always inside the runtime).
-    fn writer(&self) -> &writer::ReportWriter {
+    fn writer(&self) -> &device::writer::ReportWriter {
         self.inner.writer.get_or_init(|| {
             // Weak: the writer task must not keep the core alive.
             let core = Arc::downgrade(&self.inner);
-            writer::ReportWriter::start(
+            device::writer::ReportWriter::start(
                 self.inner.store.clone(),
                 self.inner.bus.event_sink(),
                 Box::new(move |did| core.upgrade().is_some_and(|c| c.bus.is_attached(did))),

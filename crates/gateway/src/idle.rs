@@ -16,7 +16,7 @@ use crate::session::{self, Idle};
 use crate::Shared;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
-use rampart_core::bus::{TagWake, Waiter};
+use rampart_core::device::bus::{TagWake, Waiter};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io::{Read, Write};

@@ -75,7 +75,7 @@ pub(crate) struct Shared {
     /// Turns true when the gateway shuts down.
     pub(crate) stop: watch::Receiver<bool>,
     /// Report buckets left by devices that disconnected before theirs refilled.
-    pub(crate) carried: session::CarriedLimiters,
+    pub(crate) carried: rampart_core::limits::report::CarriedBuckets,
 }
 
 /// Admission at accept: connections open on one listener (under `max_connections`) and per
@@ -83,7 +83,7 @@ pub(crate) struct Shared {
 pub(crate) struct Admission {
     open: std::sync::atomic::AtomicUsize,
     max: usize,
-    per_ip: rampart_core::connect_limits::OpenPerIp,
+    per_ip: rampart_core::limits::connect::OpenPerIp,
     per_ip_max: usize,
 }
 
@@ -98,7 +98,7 @@ impl Admission {
         let key = self.per_ip.key(ip);
         if !self.per_ip.try_open(key, self.per_ip_max) {
             self.open.fetch_sub(1, Ordering::AcqRel);
-            return Err(rampart_core::connect_limits::CONNECTIONS_PER_IP);
+            return Err(rampart_core::limits::connect::CONNECTIONS_PER_IP);
         }
         metrics::gauge!("rampart_mqtt_connections").increment(1.0);
         Ok(ConnGuard {
@@ -228,7 +228,7 @@ pub async fn serve(
                 continue;
             }
             Err(limit) => {
-                rampart_core::api_limits::count_refusal(limit);
+                rampart_core::limits::api::count_refusal(limit);
                 tracing::debug!(%peer, "connection refused: too many open from this address");
                 drop(sock);
                 continue;

@@ -3,8 +3,8 @@
 //! delivered), so a device cannot grow the server's memory by retaining on ever new subtopics.
 //! Owns only the in-memory table; the session decides what a refusal is answered with.
 
-use rampart_core::bus::Message;
-use rampart_core::connect_limits::MqttLimitsConfig;
+use rampart_core::device::bus::Message;
+use rampart_core::limits::connect::MqttLimitsConfig;
 use rampart_proto::topic;
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};

@@ -5,9 +5,10 @@ use crate::conn::Conn;
 use crate::idle::Resume;
 use crate::{retained, ConnGuard, Shared};
 use bytes::BytesMut;
-use rampart_core::api_limits::count_refusal;
-use rampart_core::bus::{Inbox, KickReason, Message, ParkedSession, ToSession};
-use rampart_core::devices::{ConnectRefusal, DeviceAuth};
+use rampart_core::device::bus::{Inbox, KickReason, Message, ParkedSession, ToSession};
+use rampart_core::device::runtime::{ConnectRefusal, DeviceAuth};
+use rampart_core::limits::api::count_refusal;
+use rampart_core::limits::report::{capacity, ReportBucket, Verdict};
 use rampart_core::Error as CoreError;
 use rampart_proto::mqtt::{
     self, reason, ConnAck, Disconnect, Packet, Properties, ProtocolVersion, PubResp, Publish, QoS,
@@ -31,7 +32,7 @@ const OUTBOUND_PENDING_MAX: usize = 1000;
 const INBOUND_UNCOMMITTED_MAX: usize = 256;
 
 /// Names of the per-connection limits in `rampart_limit_refusals_total{limit}` and reason strings
-/// (the connect limits' names are in `rampart_core::connect_limits`).
+/// (the connect limits' names are in `rampart_core::limits::connect`).
 const REPORT_RATE: &str = "mqtt.report_rate";
 const REPORT_ABUSE: &str = "mqtt.report_abuse";
 const INFLIGHT: &str = "mqtt.inflight";
@@ -54,132 +55,6 @@ fn s_limit(dev: &DeviceAuth) -> u32 {
     u32::try_from(dev.product.report_limit_per_min)
         .unwrap_or(u32::MAX)
         .max(1)
-}
-
-/// A token bucket per connection: `per_min` messages a minute, with a burst of two seconds' worth
-/// (at least 5). On MQTT 5 an excess QoS > 0 message is answered with 0x97 (quota exceeded, the
-/// PUBACK code for it; 0x96 exists only on DISCONNECT); otherwise dropped and counted. Refused messages are also counted as strikes, forgiven at the same rate: strikes grow
-/// only while the device sends more than twice its rate, and past `abuse_secs` of the rate (at
-/// least [`ABUSE_MIN`]) the connection is closed with 0x96. Only the two levels and the time of the
-/// last refill are kept (16 bytes); the rate comes from the product each time. A device that
-/// disconnects before its bucket refilled leaves it in [`CarriedLimiters`] for its next session.
-#[derive(Debug, Clone, Copy)]
-struct RateLimiter {
-    tokens: f32,
-    strikes: f32,
-    /// Milliseconds since [`epoch`] at the last refill.
-    at_ms: u64,
-}
-
-/// The fewest strikes that close a connection for abuse.
-const ABUSE_MIN: f32 = 20.0;
-
-/// What the report rate says about one publish.
-#[derive(Debug, PartialEq, Eq)]
-enum Verdict {
-    Allow,
-    Refuse,
-    /// Refused, and the refusals kept coming: close the connection.
-    Abuse,
-}
-
-/// The process's reference instant for compact timestamps.
-fn epoch() -> Instant {
-    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
-fn capacity(per_min: u32) -> f32 {
-    (per_min as f32 / 30.0).max(5.0)
-}
-
-impl RateLimiter {
-    fn new(per_min: u32) -> RateLimiter {
-        RateLimiter {
-            tokens: capacity(per_min),
-            strikes: 0.0,
-            at_ms: epoch().elapsed().as_millis() as u64,
-        }
-    }
-
-    fn check(&mut self, now: Instant, per_min: u32, abuse_secs: u32) -> Verdict {
-        let now_ms = now.saturating_duration_since(epoch()).as_millis() as u64;
-        let ms = now_ms.saturating_sub(self.at_ms) as f32;
-        self.at_ms = now_ms;
-        let refill = ms * per_min as f32 / 60_000.0;
-        self.tokens = (self.tokens + refill).min(capacity(per_min));
-        self.strikes = (self.strikes - refill).max(0.0);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            return Verdict::Allow;
-        }
-        self.strikes += 1.0;
-        let limit = (abuse_secs as f32 * per_min as f32 / 60.0).max(ABUSE_MIN);
-        if abuse_secs > 0 && self.strikes > limit {
-            Verdict::Abuse
-        } else {
-            Verdict::Refuse
-        }
-    }
-
-    /// Milliseconds until the bucket is full again.
-    fn full_in_ms(&self, per_min: u32) -> u64 {
-        let missing = (capacity(per_min) - self.tokens).max(0.0);
-        (missing * 60_000.0 / per_min.max(1) as f32).ceil() as u64
-    }
-
-    /// When (milliseconds since [`epoch`]) the bucket is full and every strike forgiven: from
-    /// then on it is the same as a new one.
-    fn settled_at_ms(&self, per_min: u32) -> u64 {
-        let strikes_ms = (self.strikes * 60_000.0 / per_min.max(1) as f32).ceil() as u64;
-        self.at_ms + self.full_in_ms(per_min).max(strikes_ms)
-    }
-}
-
-/// Report buckets of devices that disconnected before theirs refilled: a reconnect takes its
-/// bucket back instead of a full one, so reconnecting buys no extra burst. An entry lives only
-/// until its bucket would have refilled (two seconds of the rate, or as long as its strikes take
-/// to be forgiven), and is swept every 10 s.
-#[derive(Default)]
-pub(crate) struct CarriedLimiters(
-    std::sync::Mutex<std::collections::HashMap<Box<str>, (RateLimiter, u64)>>,
-);
-
-impl CarriedLimiters {
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<Box<str>, (RateLimiter, u64)>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn now_ms() -> u64 {
-        epoch().elapsed().as_millis() as u64
-    }
-
-    /// Keep a closing session's bucket, unless it is as good as new.
-    fn put(&self, did: &str, limiter: RateLimiter, per_min: u32) {
-        let until = limiter.settled_at_ms(per_min);
-        if until > Self::now_ms() {
-            self.lock().insert(did.into(), (limiter, until));
-        }
-    }
-
-    /// The bucket a device left, if it has not refilled since.
-    fn take(&self, did: &str) -> Option<RateLimiter> {
-        let (limiter, until) = self.lock().remove(did)?;
-        (until > Self::now_ms()).then_some(limiter)
-    }
-
-    /// Drop the buckets that have refilled.
-    pub(crate) fn sweep(&self) {
-        let now = Self::now_ms();
-        self.lock().retain(|_, (_, until)| *until > now);
-    }
-
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.lock().len()
-    }
 }
 
 /// A connection's subscriptions: a device has one or two, so a short list (no hash table, each
@@ -256,7 +131,7 @@ struct Session<S> {
     /// Session expiry in seconds (0: the session ends with the connection).
     expiry_secs: u32,
     /// Inbound publish rate limit from the product model.
-    limiter: RateLimiter,
+    limiter: ReportBucket,
     /// Most QoS 1 messages in flight to the device: the client's receive maximum, capped.
     out_window: u16,
     /// Inbound QoS 1 publishes awaiting their PUBACK, oldest first.
@@ -355,7 +230,7 @@ where
         w
     };
     // A connect-rate refusal: CONNACK 0x9F naming the limit (3.1.1: server unavailable).
-    let limited = |r: rampart_core::api_limits::Refusal| -> BytesMut {
+    let limited = |r: rampart_core::limits::api::Refusal| -> BytesMut {
         tracing::info!(%peer, refusal = %r, "connection refused by a limit");
         refuse(
             reason::CONNECTION_RATE_EXCEEDED,
@@ -446,7 +321,7 @@ where
     let limiter = shared
         .carried
         .take(&did)
-        .unwrap_or_else(|| RateLimiter::new(limit));
+        .unwrap_or_else(|| ReportBucket::new(limit));
     let client_max_packet = connect.properties.maximum_packet_size.unwrap_or(u32::MAX);
     let mut s = Session {
         io,
@@ -609,7 +484,7 @@ pub(crate) struct Idle {
     rare: Option<Box<Rare>>,
     next_pid: u16,
     expiry_secs: u32,
-    limiter: RateLimiter,
+    limiter: ReportBucket,
     out_window: u16,
     client_max_packet: u32,
     rx: Arc<Inbox>,
@@ -1313,7 +1188,10 @@ impl<S: Conn> Session<S> {
                 };
                 let per_min = s_limit(&self.dev);
                 let abuse_secs = self.shared.core.connect_limits().config().report_abuse_secs;
-                match self.limiter.check(Instant::now(), per_min, abuse_secs) {
+                match self
+                    .limiter
+                    .check(Instant::now().into_std(), per_min, abuse_secs)
+                {
                     Verdict::Allow => {}
                     Verdict::Abuse => {
                         count_refusal(REPORT_ABUSE);
@@ -1643,72 +1521,6 @@ fn message_of(p: &Publish) -> Message {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A device that used up its burst and reconnects gets its spent bucket back, not a new one;
-    /// a bucket that has refilled is not kept at all.
-    #[test]
-    fn a_reconnect_takes_back_the_spent_report_bucket() {
-        let per_min = 600; // burst 20
-        let carried = CarriedLimiters::default();
-        let mut l = RateLimiter::new(per_min);
-        let now = Instant::now();
-        for _ in 0..20 {
-            assert_eq!(l.check(now, per_min, 10), Verdict::Allow);
-        }
-        assert_eq!(l.check(now, per_min, 10), Verdict::Refuse);
-        carried.put("d1", l, per_min);
-        assert!(carried.take("d2").is_none());
-        let mut back = carried.take("d1").expect("the spent bucket is kept");
-        assert_eq!(back.check(now, per_min, 10), Verdict::Refuse);
-        assert!(carried.take("d1").is_none(), "taken once");
-        // A full bucket is as good as new: nothing is kept.
-        carried.put("d3", RateLimiter::new(per_min), per_min);
-        assert_eq!(carried.len(), 0);
-        // An entry past its refill time is neither handed out nor kept by a sweep.
-        let past = CarriedLimiters::now_ms().saturating_sub(1);
-        carried.lock().insert("d4".into(), (l, past));
-        assert!(carried.take("d4").is_none());
-        carried.lock().insert("d4".into(), (l, past));
-        carried.sweep();
-        assert_eq!(carried.len(), 0);
-    }
-
-    /// Publishing at 1.5 times the rate is refused in part but never closed; at 3 times the rate
-    /// the refusals pile up until the connection is closed. Time is passed in, not waited for.
-    #[test]
-    fn report_rate_refuses_then_closes_only_sustained_abuse() {
-        let per_min = 600; // 10 a second, burst 20
-        let run = |per_sec: u64, secs: u64| {
-            let mut l = RateLimiter::new(per_min);
-            let start = epoch() + Duration::from_millis(l.at_ms);
-            let (mut allowed, mut refused) = (0u64, 0u64);
-            for i in 0..per_sec * secs {
-                let now = start + Duration::from_micros(i * 1_000_000 / per_sec);
-                match l.check(now, per_min, 10) {
-                    Verdict::Allow => allowed += 1,
-                    Verdict::Refuse => refused += 1,
-                    Verdict::Abuse => return (allowed, refused, Some(i)),
-                }
-            }
-            (allowed, refused, None)
-        };
-        let (allowed, refused, closed) = run(15, 60);
-        assert_eq!(closed, None);
-        // 20 of burst and 10 a second (give or take one for rounding)
-        assert!((619..=621).contains(&allowed), "{allowed}");
-        assert_eq!(allowed + refused, 900);
-        let (_, refused, closed) = run(30, 60);
-        let at = closed.expect("closed for abuse");
-        // 100 strikes (10 s of the rate), forgiven at 10 a second while 20 a second are refused
-        assert!(
-            refused > 100 && at < 30 * 15,
-            "{refused} refused, closed at {at}"
-        );
-        // with the rule off, never
-        let mut l = RateLimiter::new(per_min);
-        let now = epoch() + Duration::from_millis(l.at_ms);
-        assert!((0..10_000).all(|_| l.check(now, per_min, 0) != Verdict::Abuse));
-    }
 
     /// The session future is allocated once per connection and lives as long as the connection, so
     /// its size is memory per idle device. Rare, large steps are boxed to keep it small.

@@ -18,7 +18,7 @@
 //! state is back to full and bans that have ended. No MQTT types here: the gateway turns a
 //! [`Refusal`] into CONNACK `0x9F` and its reason string.
 
-use crate::api_limits::{counted, KeyedRate, LimitState, Rate, Refusal};
+use crate::limits::api::{counted, KeyedRate, LimitState, Rate, Refusal};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::hash::BuildHasher;

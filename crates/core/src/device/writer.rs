@@ -15,8 +15,8 @@
 //! report after a connect reads the device's stored state once (before the batch commits, so it
 //! is the state before the report); later reports cost a map lookup and a comparison per point.
 
-use crate::bus::{DeviceEvent, EventSink};
-use crate::products::ProductInfo;
+use crate::device::bus::{DeviceEvent, EventSink};
+use crate::device::products::ProductInfo;
 use rampart_proto::model::{PointType, Values};
 use rampart_store::{ConnectRow, PresenceRow, ReportRow, Store};
 use std::collections::HashMap;

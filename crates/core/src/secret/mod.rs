@@ -7,6 +7,8 @@
 //! Version 1 envelopes (no associated data) are only opened by the one-time rewrite that binds
 //! them ([`MasterKey::bind_legacy`]); everything else refuses them.
 
+pub mod at_rest;
+
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use hmac::{Hmac, Mac};

@@ -19,12 +19,12 @@
 //! one of the key's and still belongs to the key's enterprise; anything else is `NotFound`, like
 //! an unknown id.
 
+use crate::access::cidr::Cidr;
+use crate::access::tenancy::{Act, Caller};
 use crate::audit::{Actor, AuditEvent};
-use crate::cidr::Cidr;
-use crate::devices::DeviceView;
+use crate::device::runtime::DeviceView;
 use crate::secret::Place;
 use crate::secret::{random_from, random_hex};
-use crate::tenancy::{Act, Caller};
 use crate::{now_ms, Core, Error, Result};
 use rampart_store::at_rest as col;
 use rampart_store::{AccessKeyRow, AuditFilter, StoreError};

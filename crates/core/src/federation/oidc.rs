@@ -11,9 +11,9 @@
 //! user is created (with the e-mail when verified and free, without one otherwise), and it has no
 //! usable password. Never links on an unverified address.
 
-use crate::accounts::{token_hash, TokenPair};
 use crate::audit::{Actor, AuditEvent};
-use crate::oauth::{check_secure_url, pkce_challenge, with_params};
+use crate::federation::oauth::{check_secure_url, pkce_challenge, with_params};
+use crate::identity::accounts::{token_hash, TokenPair};
 use crate::secret::Place;
 use crate::secret::{random_from, random_hex, Secret};
 use crate::{now_ms, Core, Error};
@@ -104,7 +104,7 @@ pub(crate) struct Providers {
     http: Option<reqwest::Client>,
     cache: tokio::sync::Mutex<HashMap<String, Cached>>,
     /// Login starts per client address.
-    starts: crate::limits::RateLimiter,
+    starts: crate::limits::SlidingWindow,
 }
 
 impl Default for Providers {
@@ -113,7 +113,7 @@ impl Default for Providers {
             map: HashMap::new(),
             http: None,
             cache: Default::default(),
-            starts: crate::limits::RateLimiter::new(STARTS_PER_MIN, 60_000),
+            starts: crate::limits::SlidingWindow::new(STARTS_PER_MIN, 60_000),
         }
     }
 }
@@ -747,7 +747,7 @@ impl Core {
             .email
             .as_deref()
             .filter(|_| claims.email_verified)
-            .and_then(|e| crate::accounts::Identity::parse_email(e).ok());
+            .and_then(|e| crate::identity::accounts::Identity::parse_email(e).ok());
         let existing = match &verified {
             Some(e) => self.store().find_user(e.email(), None).await?,
             None => None,

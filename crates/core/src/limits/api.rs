@@ -1,15 +1,15 @@
 //! The limits of the HTTP API and of one-time codes: configuration ([`LimitsConfig`],
 //! the `[limits]` section), GCRA rates per IP, app id, user and access key (`governor`), window
-//! quotas per access key and for codes ([`crate::quotas`], persisted), and what a caller is told:
+//! quotas per access key and for codes ([`crate::limits::quotas`], persisted), and what a caller is told:
 //! [`LimitState`] on success, [`Refusal`] when refused.
 //!
 //! No HTTP types here: the API turns these into `X-RateLimit-*` headers and 429 answers. Every
 //! refusal is counted (`rampart_limit_refusals_total{limit=...}`).
 //!
 //! Single-node state like the bus: rates live in this process; window quotas are written to the
-//! store (see [`crate::quotas`] for the bound on loss at a crash).
+//! store (see [`crate::limits::quotas`] for the bound on loss at a crash).
 
-use crate::quotas::{Quotas, Window};
+use crate::limits::quotas::{Quotas, Window};
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
@@ -182,7 +182,7 @@ fn human_window(secs: u64) -> String {
 type Keyed<K> =
     governor::RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock, StateInformationMiddleware>;
 
-/// One GCRA rate over many keys (also the MQTT connect limits of [`crate::connect_limits`]).
+/// One GCRA rate over many keys (also the MQTT connect limits of [`crate::limits::connect`]).
 pub(crate) struct KeyedRate<K: Hash + Eq + Clone = String> {
     name: &'static str,
     limiter: Option<Keyed<K>>,

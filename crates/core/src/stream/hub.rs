@@ -21,9 +21,9 @@
 //!
 //! Never here: sockets, JSON message framing, login challenges (the API's `events` module).
 
-use crate::access_keys::{KeySession, Scope};
+use crate::access::access_keys::{KeySession, Scope};
 use crate::audit::AuditEvent;
-use crate::bus::{Bus, DeviceEvent, EventSink};
+use crate::device::bus::{Bus, DeviceEvent, EventSink};
 use crate::{now_ms, Core, Error, Result};
 use rampart_store::{EventGroupRow, QueuedEventRow, Store};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -1096,7 +1096,7 @@ mod tests {
             .join_consumer(vec![("pk".into(), "s".into())], &kinds, 100, hidden)
             .await
             .unwrap();
-        let dev = crate::devices::DeviceAuth {
+        let dev = crate::device::runtime::DeviceAuth {
             did: rampart_proto::ids::Did::parse("d1").unwrap(),
             product: core.product("pk").await.unwrap(),
         };

@@ -11,8 +11,8 @@
 //! This module knows no HTTP: the API renders pages and maps [`AuthorizeError`] and [`TokenError`]
 //! to RFC 6749 answers.
 
-use crate::accounts::{token_hash, Identity, UserSession};
 use crate::audit::{Actor, AuditEvent};
+use crate::identity::accounts::{token_hash, Identity, UserSession};
 use crate::secret::{random_from, random_hex, Secret};
 use crate::{now_ms, Core, Error, Result};
 use base64::Engine;

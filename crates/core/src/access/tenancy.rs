@@ -17,7 +17,7 @@
 //! "Anyone else" gets `NotFound`, the same answer as for a product, device or enterprise that does
 //! not exist, so nobody learns what other tenants have. A caller who can already see the object
 //! (a member) but whose role is too weak gets `Forbidden`. Consumers never reach this module:
-//! their device access goes through bindings (`crate::bindings`).
+//! their device access goes through bindings (`crate::access::bindings`).
 //!
 //! This module must never grant anything by itself: every `Core` method here loads the standing
 //! from the store and asks [`decide`].

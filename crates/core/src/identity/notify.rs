@@ -1,5 +1,5 @@
 //! Messages to end users (activation and password-reset codes) through a [`Notifier`]:
-//! a local outbox directory (the default: one JSON file per message), an SMS provider's webhook,
+//! a local outbox directory (the default: one JSON file per message), an SMS provider's HTTP endpoint,
 //! or SMTP. [`Router`] sends e-mail and SMS recipients through their own notifier.
 //!
 //! Codes are secrets: a [`Notice`] prints `***` for its code, and failures are logged without it.
@@ -92,7 +92,7 @@ impl Notice {
             purpose,
             code,
             created_at: now_ms(),
-            valid_for_ms: crate::accounts::CODE_TTL_MS,
+            valid_for_ms: crate::identity::accounts::CODE_TTL_MS,
         }
     }
 
@@ -202,15 +202,15 @@ impl Notifier for Outbox {
 }
 
 /// POSTs each notice as JSON (`{"to", "channel", "purpose", "code", "text", "created_at"}`) to an
-/// SMS provider's webhook, with an optional bearer token.
-pub struct Webhook {
+/// SMS provider's HTTP endpoint (configured as `notify.sms = "webhook"`), with an optional bearer token.
+pub struct HttpSms {
     url: String,
     token: Option<Secret>,
     client: reqwest::Client,
 }
 
-impl Webhook {
-    pub fn new(url: String, token: Option<Secret>) -> Result<Webhook, String> {
+impl HttpSms {
+    pub fn new(url: String, token: Option<Secret>) -> Result<HttpSms, String> {
         if !(url.starts_with("https://") || url.starts_with("http://")) {
             return Err(format!("notify webhook url `{url}` must be http(s)://"));
         }
@@ -218,11 +218,11 @@ impl Webhook {
             .timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| e.to_string())?;
-        Ok(Webhook { url, token, client })
+        Ok(HttpSms { url, token, client })
     }
 }
 
-impl Notifier for Webhook {
+impl Notifier for HttpSms {
     fn send<'a>(&'a self, notice: &'a Notice) -> SendFuture<'a> {
         Box::pin(async move {
             let mut body = serde_json::to_value(notice).map_err(|e| e.to_string())?;
@@ -451,7 +451,7 @@ mod tests {
     #[tokio::test]
     async fn webhook_posts_json_with_the_token() {
         let (url, req) = fake_http(200).await;
-        let hook = Webhook::new(url, Some(Secret::new("hook-token".into()))).unwrap();
+        let hook = HttpSms::new(url, Some(Secret::new("hook-token".into()))).unwrap();
         let n = Notice::new(
             "+15551234567",
             Channel::Sms,
@@ -474,7 +474,7 @@ mod tests {
 
         // a provider error is reported, without the code
         let (url, req) = fake_http(500).await;
-        let err = Webhook::new(url, None).unwrap().send(&n).await.unwrap_err();
+        let err = HttpSms::new(url, None).unwrap().send(&n).await.unwrap_err();
         req.await.unwrap();
         assert!(err.contains("500") && !err.contains("654321"), "{err}");
     }
@@ -485,7 +485,7 @@ mod tests {
         let (url, req) = fake_http(200).await;
         let r = Router {
             email: Arc::new(Outbox::new(dir.path().to_path_buf())),
-            sms: Arc::new(Webhook::new(url, None).unwrap()),
+            sms: Arc::new(HttpSms::new(url, None).unwrap()),
         };
         r.send(&Notice::new(
             "a@b.example",
@@ -509,8 +509,8 @@ mod tests {
 
     #[test]
     fn smtp_and_webhook_settings_are_checked() {
-        assert!(Webhook::new("ftp://x".into(), None).is_err());
-        assert!(Webhook::new("https://sms.example/hook".into(), None).is_ok());
+        assert!(HttpSms::new("ftp://x".into(), None).is_err());
+        assert!(HttpSms::new("https://sms.example/hook".into(), None).is_ok());
         let s = SmtpSettings {
             host: "smtp.example".into(),
             port: 587,

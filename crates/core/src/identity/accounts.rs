@@ -6,9 +6,10 @@
 //! and an unknown user still costs one Argon2 verification.
 
 use crate::audit::{Actor, AuditEvent};
-use crate::notify::{Channel, Notice, Purpose};
+use crate::identity::notify::{Channel, Notice, Purpose};
+use crate::identity::password;
 use crate::secret::{random_from, random_hex, Secret};
-use crate::{now_ms, password, Core, Error, Result};
+use crate::{now_ms, Core, Error, Result};
 use rampart_store::{AppRow, CodeRow, LockState, RefreshUse, StoreError, UserRow};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -953,7 +954,7 @@ mod tests {
             Default::default(),
         );
         let p = core
-            .create_product(crate::products::NewProduct {
+            .create_product(crate::device::products::NewProduct {
                 name: "lamp".into(),
                 identity: Default::default(),
                 report_limit_per_min: 60,
@@ -1016,7 +1017,7 @@ mod tests {
         ));
         assert!(matches!(
             changes.try_recv(),
-            Ok(crate::bindings::AccessChange::Sessions { .. })
+            Ok(crate::access::bindings::AccessChange::Sessions { .. })
         ));
         assert!(core
             .refresh_tokens(second.refresh_token.expose(), None)

@@ -26,7 +26,7 @@ pub const MAX_LEN: usize = 128;
 /// Lowest acceptable `zxcvbn` score (0-4).
 pub const MIN_SCORE: u8 = 3;
 
-static COMMON_TEXT: &str = include_str!("../data/common-passwords.txt");
+static COMMON_TEXT: &str = include_str!("../../data/common-passwords.txt");
 
 fn common() -> &'static HashSet<&'static str> {
     static SET: OnceLock<HashSet<&'static str>> = OnceLock::new();
@@ -174,7 +174,7 @@ impl Hasher {
                 (n < self.inner.max_admitted).then_some(n + 1)
             });
         if taken.is_err() {
-            crate::api_limits::count_refusal(LIMIT_NAME);
+            crate::limits::api::count_refusal(LIMIT_NAME);
             tracing::info!(
                 limit = LIMIT_NAME,
                 admitted = self.inner.max_admitted,

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 /// At most `max` events per `window_ms` per key.
 #[derive(Debug)]
-pub struct RateLimiter {
+pub struct SlidingWindow {
     max: usize,
     window_ms: i64,
     hits: Mutex<HashMap<String, VecDeque<i64>>>,
@@ -17,9 +17,9 @@ pub struct RateLimiter {
 /// Keys kept before stale ones are swept.
 const SWEEP_AT: usize = 10_000;
 
-impl RateLimiter {
-    pub fn new(max: usize, window_ms: i64) -> RateLimiter {
-        RateLimiter {
+impl SlidingWindow {
+    pub fn new(max: usize, window_ms: i64) -> SlidingWindow {
+        SlidingWindow {
             max,
             window_ms,
             hits: Mutex::default(),
@@ -51,7 +51,7 @@ mod tests {
 
     #[test]
     fn sliding_window() {
-        let l = RateLimiter::new(2, 1000);
+        let l = SlidingWindow::new(2, 1000);
         assert!(l.check("a", 0));
         assert!(l.check("a", 10));
         assert!(!l.check("a", 999));
@@ -64,7 +64,7 @@ mod tests {
 
     #[test]
     fn one_per_minute() {
-        let l = RateLimiter::new(1, 60_000);
+        let l = SlidingWindow::new(1, 60_000);
         assert!(l.check("x@y.z", 5));
         assert!(!l.check("x@y.z", 60_004));
         assert!(l.check("x@y.z", 60_005));

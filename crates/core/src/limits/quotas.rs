@@ -9,7 +9,7 @@
 //!
 //! Never does I/O on the request path: [`Quotas::take`] is a map lookup under a mutex.
 
-use crate::api_limits::{LimitState, Refusal};
+use crate::limits::api::{LimitState, Refusal};
 use rampart_store::{QuotaCounterRow, Store};
 use std::collections::HashMap;
 use std::sync::Mutex;

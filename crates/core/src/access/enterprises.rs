@@ -3,14 +3,14 @@
 //! leave. An enterprise always keeps at least one owner. Products owned by developers or
 //! enterprises, and the operator's suspension of an enterprise, are here too.
 //!
-//! Access decisions are not made here but in [`crate::tenancy`]; this module only asks for them.
+//! Access decisions are not made here but in [`crate::access::tenancy`]; this module only asks for them.
 
+use crate::access::tenancy::{decide, Act, Caller, Decision, EntRole, OwnerSpec};
 use crate::audit::{Actor, AuditEvent};
-use crate::developers::DeveloperSession;
-use crate::products::NewProduct;
+use crate::device::products::NewProduct;
+use crate::identity::developers::DeveloperSession;
 use crate::secret::Place;
 use crate::secret::{random_from, random_hex, Secret};
-use crate::tenancy::{decide, Act, Caller, Decision, EntRole, OwnerSpec};
 use crate::{now_ms, Core, Error, Result};
 use rampart_store::at_rest as col;
 use rampart_store::{EnterpriseRow, InviteRow, MemberChange, StoreError};
@@ -191,8 +191,8 @@ impl Core {
         let standing = self.enterprise_standing(caller, id).await?;
         let role = match (caller, standing) {
             (Caller::Operator, _) => None,
-            (_, crate::tenancy::Standing::Member(r)) => Some(r),
-            (Caller::Developer(d), crate::tenancy::Standing::SuspendedMember) => self
+            (_, crate::access::tenancy::Standing::Member(r)) => Some(r),
+            (Caller::Developer(d), crate::access::tenancy::Standing::SuspendedMember) => self
                 .store()
                 .member_role(id, d)
                 .await?
@@ -241,7 +241,7 @@ impl Core {
         ip: Option<String>,
     ) -> Result<String> {
         self.authorize_enterprise(caller, id, Act::Members).await?;
-        let who = crate::accounts::Identity::parse_email(email)?;
+        let who = crate::identity::accounts::Identity::parse_email(email)?;
         if let Some(d) = self.store().find_developer(who.as_str()).await? {
             if self
                 .store()
@@ -278,10 +278,10 @@ impl Core {
                 .detail(format!("invite={invite_id} role={}", role.as_str())),
         )
         .await;
-        self.notify(crate::notify::Notice::new(
+        self.notify(crate::identity::notify::Notice::new(
             who.as_str(),
-            crate::notify::Channel::Email,
-            crate::notify::Purpose::EnterpriseInvite,
+            crate::identity::notify::Channel::Email,
+            crate::identity::notify::Purpose::EnterpriseInvite,
             None,
         ));
         Ok(invite_id)
@@ -545,7 +545,7 @@ impl Core {
         caller: &Caller,
         offset: i64,
         limit: i64,
-    ) -> Result<(Vec<crate::products::ProductInfo>, i64)> {
+    ) -> Result<(Vec<crate::device::products::ProductInfo>, i64)> {
         match caller {
             Caller::Operator => self.list_products(offset, limit).await,
             Caller::Developer(d) => {
@@ -625,7 +625,7 @@ fn last_owner() -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tenancy::Standing;
+    use crate::access::tenancy::Standing;
 
     const PW: &str = "velvet tundra oxide lantern";
 

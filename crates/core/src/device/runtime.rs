@@ -1,8 +1,8 @@
 //! Devices at run time: CONNECT authentication, presence, validated reports, commands and acks.
 
 use crate::audit::{Actor, AuditEvent};
-use crate::bus::{Delivery, DeviceEvent, Message};
-use crate::products::ProductInfo;
+use crate::device::bus::{Delivery, DeviceEvent, Message};
+use crate::device::products::ProductInfo;
 use crate::secret::random_hex;
 use crate::secret::Place;
 use crate::{now_ms, Core, Error, Result};
@@ -33,7 +33,7 @@ pub enum ConnectRefusal {
     NotAuthorized,
     /// A connect limit of the device (`connect_limits`): its reconnect-storm ban, decided before
     /// any authentication work, or its connect rates, counted for authenticated attempts only.
-    Limited(Box<crate::api_limits::Refusal>),
+    Limited(Box<crate::limits::api::Refusal>),
 }
 
 /// The last accepted CONNECT timestamp per device, for the moments before the store has it.
@@ -578,7 +578,7 @@ impl Core {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bus::Inbox;
+    use crate::device::bus::Inbox;
     use std::sync::Arc;
 
     #[test]

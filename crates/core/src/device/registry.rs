@@ -2,7 +2,7 @@
 //! signed registration in both modes (product secret or factory device secret).
 
 use crate::audit::{Actor, AuditEvent};
-use crate::bus::DeviceEvent;
+use crate::device::bus::DeviceEvent;
 use crate::secret::{random_from, random_hex, Place, Secret};
 use crate::{now_ms, Core, Error, Result};
 use rampart_proto::ids::{valid_hardware_id, ProductKey};
@@ -319,7 +319,7 @@ impl Core {
         let now = now_ms();
         let net = source_ip
             .as_deref()
-            .map(crate::api_limits::network_of)
+            .map(crate::limits::api::network_of)
             .unwrap_or_default();
         if let Some(ip) = source_ip.as_deref() {
             if let Err(r) = self.limits().check_register_ip(ip, now) {
@@ -330,7 +330,7 @@ impl Core {
             if cap > 0 && self.inner_refusals().failures(&net, now) >= cap {
                 self.inner_refusals().count(&net, RefusalKind::Limited, now);
                 let r =
-                    crate::api_limits::counted::<()>(Err(failures_refusal(cap, now))).unwrap_err();
+                    crate::limits::api::counted::<()>(Err(failures_refusal(cap, now))).unwrap_err();
                 return Err(r.into());
             }
         }
@@ -636,7 +636,9 @@ impl Core {
             return Err(Error::AlreadyRegistered);
         };
         self.bus().kick(&d.did);
-        self.access_changed(crate::bindings::AccessChange::DeviceCleared { did: d.did.clone() });
+        self.access_changed(crate::access::bindings::AccessChange::DeviceCleared {
+            did: d.did.clone(),
+        });
         self.audit(
             AuditEvent::new(
                 &Actor::device_candidate(&req.hardware_id),
@@ -674,10 +676,10 @@ impl Core {
 }
 
 /// The refusal of `register.failures.ip`: `cap` refused proofs this minute; whole at its end.
-fn failures_refusal(cap: u64, now: i64) -> crate::api_limits::Refusal {
+fn failures_refusal(cap: u64, now: i64) -> crate::limits::api::Refusal {
     let reset = RegisterRefusals::minute(now) + 60_000;
-    crate::api_limits::Refusal {
-        state: crate::api_limits::LimitState {
+    crate::limits::api::Refusal {
+        state: crate::limits::api::LimitState {
             name: "register.failures.ip",
             limit: cap,
             remaining: 0,

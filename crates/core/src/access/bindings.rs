@@ -5,9 +5,9 @@
 //!
 //! A device the caller may not see answers `NotFound("device")`, exactly like an unknown did.
 
-use crate::accounts::{token_hash, Identity, UserSession};
 use crate::audit::{Actor, AuditEvent};
-use crate::notify::{Notice, Purpose};
+use crate::identity::accounts::{token_hash, Identity, UserSession};
+use crate::identity::notify::{Notice, Purpose};
 use crate::secret::Place;
 use crate::secret::{random_from, random_hex, Secret};
 use crate::{now_ms, Core, Error, Result};
@@ -323,7 +323,7 @@ impl Core {
             .claim_counter(&counter, window_start, 60_000, BIND_ATTEMPTS_PER_MIN as i64)
             .await?
         {
-            crate::api_limits::count_refusal("bind.user");
+            crate::limits::api::count_refusal("bind.user");
             return Err(Error::RateLimited(format!(
                 "at most {BIND_ATTEMPTS_PER_MIN} bind attempts per minute"
             )));

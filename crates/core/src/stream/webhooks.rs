@@ -20,11 +20,11 @@
 //!
 //! Never here: HTTP routing or JSON error bodies (the API's `webhooks` module), SQL (the store).
 
-use crate::access_keys::{KeySession, Scope};
+use crate::access::access_keys::{KeySession, Scope};
 use crate::audit::{Actor, AuditEvent};
-use crate::events::{parse_kinds, Consumer, Delivery, GroupKey, MAX_PRODUCTS};
 use crate::secret::Place;
 use crate::secret::{random_from, random_hex, Secret};
+use crate::stream::hub::{parse_kinds, Consumer, Delivery, GroupKey, MAX_PRODUCTS};
 use crate::{now_ms, Core, Error, Result};
 use rampart_store::at_rest as col;
 use rampart_store::{DeadLetterRow, StoreError, WebhookRow};
@@ -1123,6 +1123,6 @@ mod tests {
 
     #[test]
     fn subkeys_of_webhooks_are_no_login_subkeys() {
-        assert!(crate::events::parse_subkey(&group_subkey("rwh_abc")).is_err());
+        assert!(crate::stream::hub::parse_subkey(&group_subkey("rwh_abc")).is_err());
     }
 }

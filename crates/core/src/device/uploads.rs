@@ -267,10 +267,10 @@ impl Core {
         let text = std::str::from_utf8(&bytes)
             .map_err(|_| Error::UnsupportedContent("the content is not UTF-8".into()))?;
         let ids = parse_allowlist_file(text)?;
-        if ids.len() > crate::registry::MAX_ALLOWLIST {
+        if ids.len() > crate::device::registry::MAX_ALLOWLIST {
             return Err(Error::Invalid(format!(
                 "at most {} hardware ids per file",
-                crate::registry::MAX_ALLOWLIST
+                crate::device::registry::MAX_ALLOWLIST
             )));
         }
         self.product(product_key).await?;

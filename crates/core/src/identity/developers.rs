@@ -9,13 +9,14 @@
 //! A suspended developer's tokens stop working on the next request (the session lookup checks
 //! the flag) and every session is revoked as well.
 
-use crate::accounts::{lockout, token_hash, Identity, TokenPair};
+use crate::access::tenancy::developer_actor;
 use crate::audit::{Actor, AuditEvent};
-use crate::notify::{Channel, Notice, Purpose};
+use crate::identity::accounts::{lockout, token_hash, Identity, TokenPair};
+use crate::identity::notify::{Channel, Notice, Purpose};
+use crate::identity::{password, totp};
 use crate::secret::Place;
 use crate::secret::{random_from, random_hex, Secret};
-use crate::tenancy::developer_actor;
-use crate::{now_ms, password, totp, Core, Error, Result};
+use crate::{now_ms, Core, Error, Result};
 use rampart_store::at_rest as col;
 use rampart_store::{DeveloperRefresh, DeveloperRow, StoreError};
 use serde::Serialize;

@@ -91,7 +91,7 @@ impl Core {
         self.create_product_for(p, None).await
     }
 
-    /// Create a product, owned personally by `developer` when given (see `crate::tenancy`).
+    /// Create a product, owned personally by `developer` when given (see `crate::access::tenancy`).
     pub(crate) async fn create_product_for(
         &self,
         p: NewProduct,
