@@ -133,8 +133,8 @@ pub(crate) fn router(state: AppState) -> Router {
 }
 
 pub(crate) async fn healthz(State(s): State<AppState>) -> Response {
-    match s.core.store().get_setting("admin_token_sha256").await {
-        Ok(_) => Json(json!({"status": "ok", "store": s.core.store().backend()})).into_response(),
+    match s.core.store_health().await {
+        Ok(backend) => Json(json!({"status": "ok", "store": backend})).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "health check: store unavailable");
             (
@@ -539,32 +539,19 @@ async fn list_devices(
     Q(q): Q<Paging>,
 ) -> Result<Json<Value>, Error> {
     let (page, limit) = q.resolve()?;
-    let (rows, total) = match (&m, q.product_key.as_deref()) {
-        (Manager::Developer(d), None) => s
-            .core
-            .store()
-            .list_developer_devices(&d.developer_id, (page - 1) * limit, limit)
-            .await
-            .map_err(rampart_core::Error::from)?,
-        (_, pk) => {
-            // A developer may list only a product they can read (the operator: any filter).
-            if let (Manager::Developer(_), Some(pk)) = (&m, pk) {
-                let pk = parse_pk(pk)?;
-                s.core
-                    .authorize_product(
-                        &m.caller(),
-                        pk.as_str(),
-                        rampart_core::access::tenancy::Act::Read,
-                    )
-                    .await?;
-            }
-            s.core
-                .store()
-                .list_devices(pk, (page - 1) * limit, limit)
-                .await
-                .map_err(rampart_core::Error::from)?
-        }
-    };
+    // A developer's filter must be a well-formed key (the operator's is only compared).
+    if let (Manager::Developer(_), Some(pk)) = (&m, q.product_key.as_deref()) {
+        parse_pk(pk)?;
+    }
+    let (rows, total) = s
+        .core
+        .list_devices_for(
+            &m.caller(),
+            q.product_key.as_deref(),
+            (page - 1) * limit,
+            limit,
+        )
+        .await?;
     let data: Vec<Value> = rows
         .into_iter()
         .map(|d| {

@@ -155,7 +155,7 @@ pub(crate) async fn provision(
     };
     let core = open_core(data).await?;
     let prepared = prepare(&core, cached, data, ids_path, needed, &mut out).await;
-    core.store().close().await;
+    core.close_store().await;
     let (mut ids, todo) = prepared?;
     if todo.is_empty() {
         out.identities = ids;

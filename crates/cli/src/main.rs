@@ -314,7 +314,7 @@ async fn run(cli: Cli) -> AnyResult {
             let cfg = load_config(&data)?;
             let (core, _) = open_core(&cfg, false).await?;
             let r = core.verify_audit_chain().await.map_err(|e| e.to_string());
-            core.store().close().await;
+            core.close_store().await;
             let r = r?;
             let older = if r.unchained > 0 {
                 format!(
@@ -473,11 +473,7 @@ async fn serve(cfg: Config) -> AnyResult {
         counters = quotas,
         "quota counters of running windows loaded"
     );
-    let offline = core
-        .store()
-        .reset_presence()
-        .await
-        .map_err(|e| e.to_string())?;
+    let offline = core.reset_presence().await.map_err(|e| e.to_string())?;
     if offline > 0 {
         tracing::info!(devices = offline, "marked devices offline after restart");
     }
@@ -654,7 +650,7 @@ async fn serve(cfg: Config) -> AnyResult {
     // After the listeners: the last calls are counted before the final flush.
     let _ = flush_stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), flusher).await;
-    core.store().close().await;
+    core.close_store().await;
     Ok(())
 }
 

@@ -1,5 +1,6 @@
 //! Devices at run time: CONNECT authentication, presence, validated reports, commands and acks.
 
+use crate::access::tenancy::{Act, Caller};
 use crate::audit::{Actor, AuditEvent};
 use crate::device::bus::{Delivery, DeviceEvent, Message};
 use crate::device::products::ProductInfo;
@@ -441,6 +442,32 @@ impl Core {
             .await;
         self.bus().resolve_ack(did, ack);
         Ok(())
+    }
+
+    /// One page of the devices a manufacturer-side caller may see, newest first, and the total:
+    /// the operator any product's (or every device), a developer those of one product they may
+    /// read, or with no product named, those of every product they may read.
+    pub async fn list_devices_for(
+        &self,
+        caller: &Caller,
+        product_key: Option<&str>,
+        offset: i64,
+        limit: i64,
+    ) -> Result<(Vec<DeviceView>, i64)> {
+        let (rows, total) = match (caller, product_key) {
+            (Caller::Developer(id), None) => {
+                self.store()
+                    .list_developer_devices(id, offset, limit)
+                    .await?
+            }
+            (_, pk) => {
+                if let (Caller::Developer(_), Some(pk)) = (caller, pk) {
+                    self.authorize_product(caller, pk, Act::Read).await?;
+                }
+                self.store().list_devices(pk, offset, limit).await?
+            }
+        };
+        Ok((rows.into_iter().map(DeviceView::from).collect(), total))
     }
 
     pub async fn device_view(&self, did: &str) -> Result<DeviceView> {
