@@ -117,7 +117,8 @@ impl Core {
             target = r.target.as_deref().unwrap_or(""), source_ip = r.source_ip.as_deref().unwrap_or(""),
             outcome = %r.outcome, "audit"
         );
-        metrics::counter!("rampart_audit_events_total", "action" => r.action.clone()).increment(1);
+        metrics::counter!(crate::telemetry::AUDIT_EVENTS, "action" => r.action.clone())
+            .increment(1);
         let _serial = self.audit_lock().lock().await;
         if let Err(e) = self
             .store()

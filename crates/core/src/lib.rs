@@ -15,6 +15,7 @@ pub mod identity;
 pub mod limits;
 pub mod secret;
 pub mod stream;
+pub mod telemetry;
 
 pub use device::writer::ReportReceipt;
 

@@ -243,7 +243,7 @@ impl Thread {
                             let gen = self.slots[slot as usize].gen;
                             self.resume(slot, gen, Resume::Shutdown);
                         }
-                        metrics::gauge!("rampart_mqtt_sessions_idle").set(0.0);
+                        metrics::gauge!(rampart_core::telemetry::MQTT_SESSIONS_IDLE).set(0.0);
                         return;
                     }
                 }
@@ -325,7 +325,7 @@ impl Thread {
         s.io = Some(io);
         s.idle = Some(idle);
         self.parked += 1;
-        metrics::gauge!("rampart_mqtt_sessions_idle").increment(1.0);
+        metrics::gauge!(rampart_core::telemetry::MQTT_SESSIONS_IDLE).increment(1.0);
         if let Some(at) = deadline {
             let t = self.timer(at, slot, gen);
             self.timers.push(t);
@@ -391,7 +391,7 @@ impl Thread {
                 return;
             }
         };
-        metrics::counter!("rampart_mqtt_idle_pings_total").increment(replies as u64);
+        metrics::counter!(rampart_core::telemetry::MQTT_IDLE_PINGS).increment(replies as u64);
         idle.touch();
         if written < out.len() {
             // The socket's send buffer is full: the session writes the rest itself.
@@ -412,7 +412,7 @@ impl Thread {
         };
         self.free.push(slot);
         self.parked -= 1;
-        metrics::gauge!("rampart_mqtt_sessions_idle").decrement(1.0);
+        metrics::gauge!(rampart_core::telemetry::MQTT_SESSIONS_IDLE).decrement(1.0);
         let fd = io.as_raw_fd();
         let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
         idle.inbox().clear_waker();

@@ -100,7 +100,7 @@ impl Admission {
             self.open.fetch_sub(1, Ordering::AcqRel);
             return Err(rampart_core::limits::connect::CONNECTIONS_PER_IP);
         }
-        metrics::gauge!("rampart_mqtt_connections").increment(1.0);
+        metrics::gauge!(rampart_core::telemetry::MQTT_CONNECTIONS).increment(1.0);
         Ok(ConnGuard {
             admission: Some(self.clone()),
             ip_key: key,
@@ -120,7 +120,7 @@ impl ConnGuard {
     /// A guard that holds no place (tests).
     #[cfg(test)]
     pub(crate) fn detached() -> ConnGuard {
-        metrics::gauge!("rampart_mqtt_connections").increment(1.0);
+        metrics::gauge!(rampart_core::telemetry::MQTT_CONNECTIONS).increment(1.0);
         ConnGuard {
             admission: None,
             ip_key: 0,
@@ -130,7 +130,7 @@ impl ConnGuard {
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
-        metrics::gauge!("rampart_mqtt_connections").decrement(1.0);
+        metrics::gauge!(rampart_core::telemetry::MQTT_CONNECTIONS).decrement(1.0);
         if let Some(a) = &self.admission {
             a.open.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
             a.per_ip.close(self.ip_key);
@@ -222,7 +222,7 @@ pub async fn serve(
         let guard = match admission.admit(peer.ip()) {
             Ok(g) => g,
             Err("capacity") => {
-                metrics::counter!("rampart_mqtt_connections_refused_total", "reason" => "capacity")
+                metrics::counter!(rampart_core::telemetry::MQTT_CONNECTIONS_REFUSED, "reason" => "capacity")
                     .increment(1);
                 drop(sock);
                 continue;

@@ -841,7 +841,7 @@ impl<S: Conn> Session<S> {
                 // A reason code the packet type may not carry is a bug in this crate: the codec
                 // refused it, so the peer gets nothing rather than a protocol error.
                 tracing::error!(error = %e, "packet with an invalid reason code not sent");
-                metrics::counter!("rampart_mqtt_encode_refused_total").increment(1);
+                metrics::counter!(rampart_core::telemetry::MQTT_ENCODE_REFUSED).increment(1);
                 debug_assert!(false, "{e}");
             }
             Err(e) => tracing::warn!(error = %e, "encode failed"),
@@ -899,7 +899,7 @@ impl<S: Conn> Session<S> {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => return Close::Gone,
                 Err(_) => {
-                    metrics::counter!("rampart_slow_peer_disconnects_total", "listener" => "mqtt")
+                    metrics::counter!(rampart_core::telemetry::SLOW_PEER_DISCONNECTS, "listener" => "mqtt")
                         .increment(1);
                     tracing::info!(did = %self.dev.did, "peer stopped reading: closing");
                     return Close::SlowPeer;
@@ -1170,7 +1170,7 @@ impl<S: Conn> Session<S> {
                 let kind = match topic::classify(did, &p.topic) {
                     None | Some(DeviceTopic::Down) => {
                         tracing::info!(did, topic = %p.topic, "publish outside the device namespace refused");
-                        metrics::counter!("rampart_mqtt_acl_denied_total").increment(1);
+                        metrics::counter!(rampart_core::telemetry::MQTT_ACL_DENIED).increment(1);
                         if let (Some(pid), true) = (p.packet_id, self.v5()) {
                             self.refuse_publish(
                                 pid,
@@ -1204,7 +1204,8 @@ impl<S: Conn> Session<S> {
                     }
                     Verdict::Refuse => {
                         count_refusal(REPORT_RATE);
-                        metrics::counter!("rampart_reports_rate_limited_total").increment(1);
+                        metrics::counter!(rampart_core::telemetry::REPORTS_RATE_LIMITED)
+                            .increment(1);
                         tracing::debug!(
                             did,
                             "publish over the product's report rate limit dropped"
@@ -1376,7 +1377,7 @@ impl<S: Conn> Session<S> {
                     properties: Properties::default(),
                 }));
                 if denied {
-                    metrics::counter!("rampart_mqtt_acl_denied_total").increment(1);
+                    metrics::counter!(rampart_core::telemetry::MQTT_ACL_DENIED).increment(1);
                     return Some(Close::Violation(
                         reason::NOT_AUTHORIZED,
                         "subscription outside the device namespace",

@@ -354,10 +354,10 @@ impl Core {
             Err(Error::AlreadyRegistered) => {
                 if bad_device_sign {
                     self.inner_refusals().count(&net, RefusalKind::Failure, now);
-                    metrics::counter!("rampart_register_refused_total", "reason" => "device_sign")
+                    metrics::counter!(crate::telemetry::REGISTER_REFUSED, "reason" => "device_sign")
                         .increment(1);
                 }
-                metrics::counter!("rampart_register_refused_total", "reason" => "already_registered")
+                metrics::counter!(crate::telemetry::REGISTER_REFUSED, "reason" => "already_registered")
                     .increment(1);
                 // Only a caller holding the product secret (or the factory secret) gets here,
                 // within `register.ip`: one entry each, naming the device.
@@ -393,7 +393,7 @@ impl Core {
                     Error::Store(_) | Error::Internal(_) => (RefusalKind::Other, "internal"),
                     _ => (RefusalKind::Other, "request"),
                 };
-                metrics::counter!("rampart_register_refused_total", "reason" => reason)
+                metrics::counter!(crate::telemetry::REGISTER_REFUSED, "reason" => reason)
                     .increment(1);
                 self.inner_refusals().count(&net, kind, now);
             }

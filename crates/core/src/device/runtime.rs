@@ -173,7 +173,7 @@ impl Core {
         }
         let res = self.authenticate_inner(client_id, parsed, password).await;
         if let Err(refusal) = &res {
-            metrics::counter!("rampart_connect_refused_total").increment(1);
+            metrics::counter!(crate::telemetry::CONNECT_REFUSED).increment(1);
             let claimed: String = username
                 .and_then(|u| u.split('|').next())
                 .unwrap_or(client_id)
@@ -316,7 +316,11 @@ impl Core {
     /// once stored. Returns after the commit, so a read that follows sees it.
     pub async fn set_presence(&self, did: &str, online: bool, reason: &str) {
         let ts = now_ms();
-        metrics::gauge!("rampart_devices_online").increment(if online { 1.0 } else { -1.0 });
+        metrics::gauge!(crate::telemetry::DEVICES_ONLINE).increment(if online {
+            1.0
+        } else {
+            -1.0
+        });
         let event = if online {
             DeviceEvent::Online {
                 did: did.to_owned(),
@@ -371,7 +375,7 @@ impl Core {
         let values = match dev.product.datapoints.parse_report(payload) {
             Ok(v) => v,
             Err(e) => {
-                metrics::counter!("rampart_reports_invalid_total").increment(1);
+                metrics::counter!(crate::telemetry::REPORTS_INVALID).increment(1);
                 return Err(e.into());
             }
         };

@@ -218,7 +218,7 @@ async fn run(
             };
             waiters.extend(job.done);
             if stale {
-                metrics::counter!("rampart_presence_stale_total").increment(1);
+                metrics::counter!(crate::telemetry::PRESENCE_STALE).increment(1);
             } else if let Some(ev) = job.event {
                 evs.push((ev, job.track));
             }
@@ -241,10 +241,10 @@ async fn run(
                 "storage error".to_owned()
             });
         if n > 0 {
-            metrics::histogram!("rampart_report_batch_size").record(n as f64);
+            metrics::histogram!(crate::telemetry::REPORT_BATCH_SIZE).record(n as f64);
         }
         if res.is_ok() {
-            metrics::counter!("rampart_reports_total").increment(n as u64);
+            metrics::counter!(crate::telemetry::REPORTS).increment(n as u64);
             if store.journal_len() > 0 {
                 journal_since.get_or_insert_with(Instant::now);
             }
@@ -407,7 +407,7 @@ fn compare(
 async fn compact(store: &Store, journal_since: &mut Option<Instant>) {
     match store.compact_reports().await {
         Ok(n) => {
-            metrics::counter!("rampart_report_compactions_total").increment(1);
+            metrics::counter!(crate::telemetry::REPORT_COMPACTIONS).increment(1);
             tracing::debug!(reports = n, "report journal compacted");
             *journal_since = None;
         }

@@ -452,7 +452,7 @@ impl Core {
             after, locks: true, ..
         } = claim
         {
-            metrics::counter!("rampart_account_lockouts_total").increment(1);
+            metrics::counter!(crate::telemetry::ACCOUNT_LOCKOUTS).increment(1);
             self.audit(event(actor, "user.lockout", "locked", ip).detail(format!(
                 "until={} lockouts={}",
                 after.locked_until, after.lockouts

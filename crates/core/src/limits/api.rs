@@ -263,7 +263,7 @@ const DAY_MS: i64 = 86_400_000;
 /// Count one refusal by the limit `name` (`rampart_limit_refusals_total{limit}`, the one metric
 /// every edge's limits share).
 pub fn count_refusal(name: &'static str) {
-    metrics::counter!("rampart_limit_refusals_total", "limit" => name).increment(1);
+    metrics::counter!(crate::telemetry::LIMIT_REFUSALS, "limit" => name).increment(1);
 }
 
 pub(crate) fn counted<T>(r: Result<T, Refusal>) -> Result<T, Refusal> {

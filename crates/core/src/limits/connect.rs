@@ -252,7 +252,7 @@ impl ConnectLimits {
             return Some(unaudited.remove(&ip).unwrap_or(0));
         }
         *unaudited.entry(ip).or_insert(0) += 1;
-        metrics::counter!("rampart_audit_suppressed_total", "what" => "device.connect")
+        metrics::counter!(crate::telemetry::AUDIT_SUPPRESSED, "what" => "device.connect")
             .increment(1);
         None
     }

@@ -779,7 +779,7 @@ impl Hub {
         let acks = std::mem::take(&mut self.acks);
         match self.store.delete_events(&acks).await {
             Ok(_) => {
-                metrics::counter!("rampart_event_stream_acked_total").increment(acks.len() as u64)
+                metrics::counter!(crate::telemetry::EVENT_STREAM_ACKED).increment(acks.len() as u64)
             }
             // The events stay queued and are delivered again after a restart.
             Err(e) => tracing::error!(error = %e, "deleting acknowledged events failed"),
@@ -841,7 +841,7 @@ impl Hub {
         let n = rows.len();
         match self.store.insert_events(&rows).await {
             Ok(()) => {
-                metrics::counter!("rampart_event_stream_queued_total").increment(n as u64);
+                metrics::counter!(crate::telemetry::EVENT_STREAM_QUEUED).increment(n as u64);
                 for r in rows {
                     let key = (r.product_key, r.subkey);
                     if let Some(g) = self.groups.get_mut(&key) {
@@ -962,7 +962,7 @@ impl Hub {
             .await
         {
             Ok(n) if n > 0 => {
-                metrics::counter!("rampart_event_stream_expired_total").increment(n);
+                metrics::counter!(crate::telemetry::EVENT_STREAM_EXPIRED).increment(n);
                 tracing::info!(
                     events = n,
                     "event stream retention dropped unacknowledged events"

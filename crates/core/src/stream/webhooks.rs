@@ -781,7 +781,7 @@ impl Core {
                 let keep = !gone.contains(&d.product_key);
                 if !keep {
                     let _ = consumer.ack(d.delivery_id);
-                    metrics::counter!("rampart_webhook_dropped_total").increment(1);
+                    metrics::counter!(crate::telemetry::WEBHOOK_DROPPED).increment(1);
                 }
                 keep
             });
@@ -807,12 +807,12 @@ impl Core {
                     for d in &batch {
                         let _ = consumer.ack(d.delivery_id);
                     }
-                    metrics::counter!("rampart_webhook_delivered_total")
+                    metrics::counter!(crate::telemetry::WEBHOOK_DELIVERED)
                         .increment(batch.len() as u64);
                     return;
                 }
                 Err(f) => {
-                    metrics::counter!("rampart_webhook_failures_total").increment(1);
+                    metrics::counter!(crate::telemetry::WEBHOOK_FAILURES).increment(1);
                     tracing::warn!(webhook = %row.webhook_id, delivery = %delivery, attempt,
                         status = ?f.status, error = %f.error, "webhook delivery failed");
                     last = f;
@@ -855,7 +855,7 @@ impl Core {
         for d in &batch {
             let _ = consumer.ack(d.delivery_id);
         }
-        metrics::counter!("rampart_webhook_dead_letters_total").increment(batch.len() as u64);
+        metrics::counter!(crate::telemetry::WEBHOOK_DEAD_LETTERS).increment(batch.len() as u64);
         tracing::warn!(webhook = %row.webhook_id, events = batch.len(), attempts,
             "webhook events moved to the dead letters");
     }
