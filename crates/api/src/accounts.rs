@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use rampart_core::access::bindings::{BindProof, Role};
+use rampart_core::audit::action;
 use rampart_core::audit::Actor;
 use rampart_core::identity::accounts::{Identity, NewApp};
 use rampart_core::secret::Secret;
@@ -296,7 +297,7 @@ pub(crate) async fn passcode(
         .await?;
     let p = s.core.device_passcode(did.as_str()).await?;
     let mut ev =
-        rampart_core::audit::AuditEvent::new(&caller.actor(), "device.passcode_read", "ok")
+        rampart_core::audit::AuditEvent::new(&caller.actor(), action::DEVICE_PASSCODE_READ, "ok")
             .target(format!("device:{}", did.as_str()));
     if let Some(ip) = client_ip(&addr) {
         ev = ev.source_ip(ip);

@@ -20,6 +20,7 @@ use rampart_core::access::access_keys::{
     KeyAuthError, KeySession, NewAccessKey, Scope, SignedRequest, DEFAULT_OVERLAP_SECS, MAX_BODY,
     SCHEME,
 };
+use rampart_core::audit::action;
 use rampart_core::audit::AuditFilter;
 use rampart_core::device::runtime::CommandRequest;
 use serde::Deserialize;
@@ -340,7 +341,11 @@ async fn device(
     let (did, _) = key_device(&s, &k, &did, Scope::Read).await?;
     let v = s.core.key_device_view(&k.key, did.as_str()).await?;
     s.core
-        .audit_key_access(&k.key, "enterprise.device_read", format!("device:{did}"))
+        .audit_key_access(
+            &k.key,
+            action::ENTERPRISE_DEVICE_READ,
+            format!("device:{did}"),
+        )
         .await;
     Ok(Json(v).into_response())
 }
@@ -368,7 +373,11 @@ async fn history(
     };
     page.0["meta"]["count"] = count.into();
     s.core
-        .audit_key_access(&k.key, "enterprise.device_history", format!("device:{did}"))
+        .audit_key_access(
+            &k.key,
+            action::ENTERPRISE_DEVICE_HISTORY,
+            format!("device:{did}"),
+        )
         .await;
     Ok(page)
 }

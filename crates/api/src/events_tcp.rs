@@ -12,6 +12,7 @@
 use crate::deadline::WriteDeadline;
 use crate::events::{self, Incoming, LoginFields, Outgoing, MAX_LINE};
 use rampart_core::access::access_keys::KeyAuthError;
+use rampart_core::limits::name as limit;
 use rampart_core::stream::hub::Subscription;
 use rampart_core::Core;
 use serde_json::Value;
@@ -78,7 +79,7 @@ pub async fn serve_events(
         };
         let Some(ip_slot) = per_ip.enter(peer.ip().to_canonical(), config.connections_per_ip)
         else {
-            rampart_core::limits::api::count_refusal("events.connections_per_ip");
+            rampart_core::limits::api::count_refusal(limit::EVENTS_CONNECTIONS_PER_IP);
             tracing::info!(%peer, "event stream connection refused: too many from this address");
             continue;
         };

@@ -4,6 +4,7 @@
 //! devices through bindings (`accounts`), and live device events through `ws`; third parties reach
 //! them through OAuth2 grants (`oauth`), and users may sign in through OpenID Connect (`oidc`).
 
+use rampart_core::limits::name as limit;
 mod accounts;
 mod auth;
 mod deadline;
@@ -154,7 +155,7 @@ pub async fn serve_with(
         };
         let ip = peer.ip().to_canonical();
         let Some(guard) = per_ip.enter(ip, limits.max_connections_per_ip) else {
-            rampart_core::limits::api::count_refusal("http.connections_per_ip");
+            rampart_core::limits::api::count_refusal(limit::HTTP_CONNECTIONS_PER_IP);
             tracing::debug!(%peer, "HTTP connection refused: too many from this address");
             drop(sock);
             continue;

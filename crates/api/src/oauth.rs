@@ -19,6 +19,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Json};
 use base64::Engine;
 use rampart_core::access::bindings::Need;
+use rampart_core::audit::action;
 use rampart_core::audit::{Actor, AuditEvent};
 use rampart_core::federation::oauth::{
     AuthRequest, AuthorizeError, AuthorizeParams, ClientManager, ClientUpdate, NewClient,
@@ -813,10 +814,13 @@ pub(crate) async fn authorize_device(
     match outcome {
         Ok(_) => Ok(o.actor()),
         Err(e) => {
-            let mut ev =
-                AuditEvent::new(&o.actor(), "device.access", &format!("denied: {}", e.code))
-                    .target(format!("device:{did}"))
-                    .detail(format!("{need:?}"));
+            let mut ev = AuditEvent::new(
+                &o.actor(),
+                action::DEVICE_ACCESS,
+                &format!("denied: {}", e.code),
+            )
+            .target(format!("device:{did}"))
+            .detail(format!("{need:?}"));
             if let Some(ip) = client_ip(addr) {
                 ev = ev.source_ip(ip);
             }

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
 use rampart_core::access::bindings::Need;
+use rampart_core::audit::action;
 use rampart_core::audit::Actor;
 use rampart_core::device::products::NewProduct;
 use rampart_core::device::registry::RegisterRequest;
@@ -262,7 +263,7 @@ async fn authorize(
             Err(e) => {
                 let mut ev = rampart_core::audit::AuditEvent::new(
                     &u.actor(),
-                    "device.access",
+                    action::DEVICE_ACCESS,
                     &format!("denied: {e}"),
                 )
                 .target(format!("device:{did}"))

@@ -13,6 +13,8 @@
 //! names the first entry that does not match. Rows written before the chain existed have no hashes;
 //! the chain starts after them, and they are reported as unchained, not verified.
 
+pub mod action;
+
 use crate::secret::MasterKey;
 use crate::{now_ms, Core, Error, Result};
 use rampart_store::{AuditEntryRow, AuditRow};
@@ -240,7 +242,7 @@ impl Core {
                 kind: "system",
                 id: "start-up".into(),
             };
-            self.audit(AuditEvent::new(&system, "audit.chain_keyed", outcome).detail(detail))
+            self.audit(AuditEvent::new(&system, action::AUDIT_CHAIN_KEYED, outcome).detail(detail))
                 .await;
         }
         Ok(())
@@ -266,7 +268,7 @@ impl Core {
 }
 
 /// The `settings` key recording that the chain's links are keyed.
-pub(crate) const AUDIT_KEYED_MARKER: &str = "at_rest.audit_chain_keyed";
+pub(crate) const AUDIT_KEYED_MARKER: &str = action::AT_REST_AUDIT_CHAIN_KEYED;
 
 /// The `prev_hash` of the first chained entry.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";

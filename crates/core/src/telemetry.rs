@@ -172,4 +172,49 @@ mod tests {
             bad.join("\n")
         );
     }
+
+    /// The values of the `pub const X: &str = "value";` lines of a source file.
+    fn table_values(path: &Path) -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.strip_prefix("pub const ")?.split_once(": &str = \""))
+            .map(|(_, v)| v.trim_end_matches("\";").to_owned())
+            .collect()
+    }
+
+    /// Audit actions and limit names are contracts (operators filter and alert on them), so each
+    /// is spelled once, in `audit::action` or `limits::name`; code outside tests uses the constants.
+    #[test]
+    fn audit_actions_and_limit_names_are_spelled_once() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let tables = [src.join("audit/action.rs"), src.join("limits/name.rs")];
+        let values: Vec<String> = tables.iter().flat_map(|t| table_values(t)).collect();
+        assert!(values.len() > 100, "{} values", values.len());
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut files = Vec::new();
+        for krate in ["core", "gateway", "api"] {
+            sources(&root.join(krate).join("src"), &mut files);
+        }
+        let mut bad = Vec::new();
+        let tables: Vec<_> = tables.iter().map(|t| t.canonicalize().unwrap()).collect();
+        for f in files
+            .iter()
+            .filter(|f| !tables.contains(&f.canonicalize().unwrap()))
+        {
+            let text = std::fs::read_to_string(f).unwrap();
+            // Tests pin the wire values with literals on purpose.
+            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+            for v in &values {
+                if code.contains(&format!("\"{v}\"")) {
+                    bad.push(format!("{}: \"{v}\"", f.display()));
+                }
+            }
+        }
+        assert!(
+            bad.is_empty(),
+            "spelled outside the tables:\n{}",
+            bad.join("\n")
+        );
+    }
 }

@@ -98,7 +98,7 @@ impl Admission {
         let key = self.per_ip.key(ip);
         if !self.per_ip.try_open(key, self.per_ip_max) {
             self.open.fetch_sub(1, Ordering::AcqRel);
-            return Err(rampart_core::limits::connect::CONNECTIONS_PER_IP);
+            return Err(rampart_core::limits::name::MQTT_CONNECTIONS_PER_IP);
         }
         metrics::gauge!(rampart_core::telemetry::MQTT_CONNECTIONS).increment(1.0);
         Ok(ConnGuard {

@@ -5,12 +5,13 @@
 
 use rampart_core::device::bus::Message;
 use rampart_core::limits::connect::MqttLimitsConfig;
+use rampart_core::limits::name as limit;
 use rampart_proto::topic;
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 /// The limit's name in `rampart_limit_refusals_total{limit}` and reason strings.
-pub(crate) const RETAINED: &str = "mqtt.retained";
+pub(crate) const RETAINED: &str = limit::MQTT_RETAINED;
 
 #[derive(Default)]
 pub(crate) struct Retained(Mutex<Inner>);

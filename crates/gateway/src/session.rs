@@ -8,6 +8,7 @@ use bytes::BytesMut;
 use rampart_core::device::bus::{Inbox, KickReason, Message, ParkedSession, ToSession};
 use rampart_core::device::runtime::{ConnectRefusal, DeviceAuth};
 use rampart_core::limits::api::count_refusal;
+use rampart_core::limits::name as limit;
 use rampart_core::limits::report::{capacity, ReportBucket, Verdict};
 use rampart_core::Error as CoreError;
 use rampart_proto::mqtt::{
@@ -30,15 +31,6 @@ const OUTBOUND_PENDING_MAX: usize = 1000;
 /// Most inbound QoS 1 reports of one connection waiting for their commit; at this many the
 /// session stops reading from the device until the oldest is acknowledged.
 const INBOUND_UNCOMMITTED_MAX: usize = 256;
-
-/// Names of the per-connection limits in `rampart_limit_refusals_total{limit}` and reason strings
-/// (the connect limits' names are in `rampart_core::limits::connect`).
-const REPORT_RATE: &str = "mqtt.report_rate";
-const REPORT_ABUSE: &str = "mqtt.report_abuse";
-const INFLIGHT: &str = "mqtt.inflight";
-const PACKET_SIZE: &str = "mqtt.packet_size";
-const TOPIC_LENGTH: &str = "mqtt.topic_length";
-const SUBSCRIPTIONS: &str = "mqtt.subscriptions";
 
 /// An inbound QoS 1 publish not yet acknowledged: PUBACKs go out in the order the publishes came
 /// in, so an answer that is ready waits behind an earlier report still being committed.
@@ -792,7 +784,7 @@ where
 fn violation_of(e: &mqtt::DecodeError) -> Close {
     match e {
         mqtt::DecodeError::TooLarge { .. } => {
-            count_refusal(PACKET_SIZE);
+            count_refusal(limit::MQTT_PACKET_SIZE);
             Close::Violation(
                 reason::PACKET_TOO_LARGE,
                 "limit mqtt.packet_size exceeded: packet larger than the maximum packet size",
@@ -1160,7 +1152,7 @@ impl<S: Conn> Session<S> {
                     return Some(Close::Violation(reason::PROTOCOL_ERROR, "empty topic"));
                 }
                 if p.topic.len() > self.shared.config.max_topic_len {
-                    count_refusal(TOPIC_LENGTH);
+                    count_refusal(limit::MQTT_TOPIC_LENGTH);
                     return Some(Close::Violation(
                         reason::TOPIC_NAME_INVALID,
                         "limit mqtt.topic_length exceeded: topic longer than the maximum",
@@ -1194,7 +1186,7 @@ impl<S: Conn> Session<S> {
                 {
                     Verdict::Allow => {}
                     Verdict::Abuse => {
-                        count_refusal(REPORT_ABUSE);
+                        count_refusal(limit::MQTT_REPORT_ABUSE);
                         tracing::info!(did, "sustained publishing over the report rate: closing");
                         return Some(Close::Violation(
                             reason::MESSAGE_RATE_TOO_HIGH,
@@ -1203,7 +1195,7 @@ impl<S: Conn> Session<S> {
                         ));
                     }
                     Verdict::Refuse => {
-                        count_refusal(REPORT_RATE);
+                        count_refusal(limit::MQTT_REPORT_RATE);
                         metrics::counter!(rampart_core::telemetry::REPORTS_RATE_LIMITED)
                             .increment(1);
                         tracing::debug!(
@@ -1212,8 +1204,9 @@ impl<S: Conn> Session<S> {
                         );
                         if let Some(pid) = p.packet_id {
                             let why = format!(
-                                "limit {REPORT_RATE} exceeded: {per_min} messages per minute, \
+                                "limit {} exceeded: {per_min} messages per minute, \
                                  burst {}; full again in {} ms",
+                                limit::MQTT_REPORT_RATE,
                                 capacity(per_min) as u32,
                                 self.limiter.full_in_ms(per_min)
                             );
@@ -1228,7 +1221,7 @@ impl<S: Conn> Session<S> {
                     && self.v5()
                     && self.inbound_unacked() >= usize::from(self.shared.config.max_inflight)
                 {
-                    count_refusal(INFLIGHT);
+                    count_refusal(limit::MQTT_INFLIGHT);
                     return Some(Close::Violation(
                         reason::RECEIVE_MAXIMUM_EXCEEDED,
                         "limit mqtt.inflight exceeded: more unacknowledged publishes than the \
@@ -1277,7 +1270,7 @@ impl<S: Conn> Session<S> {
                                 awaiting.map_or(0, |a| a.len())
                             };
                             if unacked >= usize::from(self.shared.config.max_inflight) {
-                                count_refusal(INFLIGHT);
+                                count_refusal(limit::MQTT_INFLIGHT);
                                 return Some(Close::Violation(
                                     reason::RECEIVE_MAXIMUM_EXCEEDED,
                                     "limit mqtt.inflight exceeded: too many QoS 2 messages \
@@ -1343,7 +1336,7 @@ impl<S: Conn> Session<S> {
                 for f in &sub.filters {
                     // Length first: a filter of tens of thousands of levels costs nothing more.
                     let refused = if f.filter.len() > self.shared.config.max_topic_len {
-                        count_refusal(TOPIC_LENGTH);
+                        count_refusal(limit::MQTT_TOPIC_LENGTH);
                         Some(reason::TOPIC_FILTER_INVALID)
                     } else if !topic::filter_allowed(&did, &f.filter) {
                         denied = true;
@@ -1351,7 +1344,7 @@ impl<S: Conn> Session<S> {
                     } else if !self.subs.contains(&f.filter)
                         && self.subs.len() >= self.shared.config.max_subscriptions
                     {
-                        count_refusal(SUBSCRIPTIONS);
+                        count_refusal(limit::MQTT_SUBSCRIPTIONS);
                         Some(reason::QUOTA_EXCEEDED)
                     } else {
                         None

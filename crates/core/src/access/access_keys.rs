@@ -21,6 +21,7 @@
 
 use crate::access::cidr::Cidr;
 use crate::access::tenancy::{Act, Caller};
+use crate::audit::action;
 use crate::audit::{Actor, AuditEvent};
 use crate::device::runtime::DeviceView;
 use crate::secret::Place;
@@ -520,7 +521,12 @@ impl Core {
                 e => e.into(),
             })?;
         let ev = self
-            .key_event(caller, "access_key.create", enterprise_id, &row.key_id)
+            .key_event(
+                caller,
+                action::ACCESS_KEY_CREATE,
+                enterprise_id,
+                &row.key_id,
+            )
             .detail(format!(
                 "products={} scopes={} allow_ips={} sensitive_points={} expires_at={}",
                 products.join(","),
@@ -575,9 +581,9 @@ impl Core {
         }
         self.key_changed();
         let action = if on {
-            "access_key.disable"
+            action::ACCESS_KEY_DISABLE
         } else {
-            "access_key.enable"
+            action::ACCESS_KEY_ENABLE
         };
         self.audit_with_ip(self.key_event(caller, action, enterprise_id, key_id), ip)
             .await;
@@ -609,7 +615,7 @@ impl Core {
         }
         self.key_changed();
         self.audit_with_ip(
-            self.key_event(caller, "access_key.delete", enterprise_id, key_id),
+            self.key_event(caller, action::ACCESS_KEY_DELETE, enterprise_id, key_id),
             ip,
         )
         .await;
@@ -664,7 +670,7 @@ impl Core {
         }
         self.key_changed();
         let ev = self
-            .key_event(caller, "access_key.rotate", enterprise_id, key_id)
+            .key_event(caller, action::ACCESS_KEY_ROTATE, enterprise_id, key_id)
             .detail(format!("previous_valid_until={until}"));
         self.audit_with_ip(ev, ip).await;
         self.disable_webhooks_of_key(&caller.actor(), enterprise_id, key_id, "access key rotated")
@@ -877,7 +883,7 @@ impl Core {
         let claimed = if claimed.is_empty() { "-" } else { claimed };
         let mut ev = AuditEvent::new(
             &key_actor(claimed),
-            "access_key.auth",
+            action::ACCESS_KEY_AUTH,
             &format!("denied: {}", e.code()),
         )
         .target(target);
@@ -986,7 +992,11 @@ impl Core {
             _ => Error::NotFound("device"),
         };
         let ev = self
-            .key_access_event(k, "enterprise.device_access", &format!("denied: {refusal}"))
+            .key_access_event(
+                k,
+                action::ENTERPRISE_DEVICE_ACCESS,
+                &format!("denied: {refusal}"),
+            )
             .target(format!(
                 "device:{}",
                 did.chars().take(64).collect::<String>()
@@ -1055,7 +1065,7 @@ impl Core {
         } else {
             format!("product:{pk}")
         };
-        self.audit_key_access(k, "enterprise.device_list", target)
+        self.audit_key_access(k, action::ENTERPRISE_DEVICE_LIST, target)
             .await;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
@@ -1079,8 +1089,12 @@ impl Core {
         let page = self
             .tenant_audit(&k.enterprise_id, filter, offset, limit)
             .await?;
-        self.audit_key_access(k, "audit.read", format!("enterprise:{}", k.enterprise_id))
-            .await;
+        self.audit_key_access(
+            k,
+            action::AUDIT_READ,
+            format!("enterprise:{}", k.enterprise_id),
+        )
+        .await;
         Ok(page)
     }
 }

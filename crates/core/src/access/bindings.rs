@@ -5,9 +5,11 @@
 //!
 //! A device the caller may not see answers `NotFound("device")`, exactly like an unknown did.
 
+use crate::audit::action;
 use crate::audit::{Actor, AuditEvent};
 use crate::identity::accounts::{token_hash, Identity, UserSession};
 use crate::identity::notify::{Notice, Purpose};
+use crate::limits::name as limit;
 use crate::secret::Place;
 use crate::secret::{random_from, random_hex, Secret};
 use crate::{now_ms, Core, Error, Result};
@@ -296,7 +298,7 @@ impl Core {
             Ok((r, false)) => format!("already bound role={}", r.as_str()),
             Err(e) => format!("refused: {e}"),
         };
-        self.audit(event(&s.actor(), "device.bind", &outcome, did, &ip))
+        self.audit(event(&s.actor(), action::DEVICE_BIND, &outcome, did, &ip))
             .await;
         if let Ok((role, true)) = &res {
             self.access_changed(AccessChange::Device {
@@ -323,7 +325,7 @@ impl Core {
             .claim_counter(&counter, window_start, 60_000, BIND_ATTEMPTS_PER_MIN as i64)
             .await?
         {
-            crate::limits::api::count_refusal("bind.user");
+            crate::limits::api::count_refusal(limit::BIND_USER);
             return Err(Error::RateLimited(format!(
                 "at most {BIND_ATTEMPTS_PER_MIN} bind attempts per minute"
             )));
@@ -386,7 +388,7 @@ impl Core {
                 did: did.to_owned(),
             });
             self.audit(
-                event(&s.actor(), "device.unbind", "ok", did, &ip)
+                event(&s.actor(), action::DEVICE_UNBIND, "ok", did, &ip)
                     .detail(format!("owner; users unbound={}", users.len())),
             )
             .await;
@@ -397,8 +399,10 @@ impl Core {
                 user_id: s.user_id.clone(),
                 role: None,
             });
-            self.audit(event(&s.actor(), "device.unbind", "ok", did, &ip).detail(role.as_str()))
-                .await;
+            self.audit(
+                event(&s.actor(), action::DEVICE_UNBIND, "ok", did, &ip).detail(role.as_str()),
+            )
+            .await;
         }
         Ok(())
     }
@@ -410,7 +414,7 @@ impl Core {
             did: did.to_owned(),
         });
         self.audit(
-            AuditEvent::new(actor, "device.unbind_all", "ok")
+            AuditEvent::new(actor, action::DEVICE_UNBIND_ALL, "ok")
                 .target(format!("device:{did}"))
                 .detail(format!("{reason}; users unbound={}", users.len())),
         )
@@ -458,7 +462,7 @@ impl Core {
                 created_at: now,
             })
             .await?;
-        self.audit(event(&s.actor(), "device.bind_token", "ok", did, &ip))
+        self.audit(event(&s.actor(), action::DEVICE_BIND_TOKEN, "ok", did, &ip))
             .await;
         Ok(BindToken { token, expires_at })
     }
@@ -515,7 +519,7 @@ impl Core {
             })
             .await?;
         self.audit(
-            event(&s.actor(), "device.share", "ok", did, &ip).detail(format!(
+            event(&s.actor(), action::DEVICE_SHARE, "ok", did, &ip).detail(format!(
                 "share={share_id} invitee={} role={}",
                 user.user_id,
                 role.as_str()
@@ -575,7 +579,7 @@ impl Core {
             ));
         }
         self.audit(
-            event(&s.actor(), "device.share", "invited", did, &ip).detail(format!(
+            event(&s.actor(), action::DEVICE_SHARE, "invited", did, &ip).detail(format!(
                 "share={share_id} invitee=no account role={} message={}",
                 role.as_str(),
                 if sent { "sent" } else { "limited" }
@@ -599,7 +603,7 @@ impl Core {
             .claim_share_invitations(user_id, u.email.as_deref(), u.phone.as_deref())
             .await?
         {
-            let ev = AuditEvent::new(&Actor::user(user_id), "device.share_claim", "ok")
+            let ev = AuditEvent::new(&Actor::user(user_id), action::DEVICE_SHARE_CLAIM, "ok")
                 .target(format!("device:{}", sh.did))
                 .detail(format!("share={}", sh.share_id));
             self.audit(ev).await;
@@ -639,8 +643,14 @@ impl Core {
                 role: Some(role),
             });
             self.audit(
-                event(&s.actor(), "device.share_accept", "ok", &share.did, &ip)
-                    .detail(format!("share={share_id} role={}", share.role)),
+                event(
+                    &s.actor(),
+                    action::DEVICE_SHARE_ACCEPT,
+                    "ok",
+                    &share.did,
+                    &ip,
+                )
+                .detail(format!("share={share_id} role={}", share.role)),
             )
             .await;
         }
@@ -712,8 +722,14 @@ impl Core {
             role: None,
         });
         self.audit(
-            event(&s.actor(), "device.share_decline", "ok", &share.did, &ip)
-                .detail(format!("share={share_id} status={}", share.status)),
+            event(
+                &s.actor(),
+                action::DEVICE_SHARE_DECLINE,
+                "ok",
+                &share.did,
+                &ip,
+            )
+            .detail(format!("share={share_id} status={}", share.status)),
         )
         .await;
         Ok(())
@@ -730,7 +746,7 @@ impl Core {
         self.authorize_device(&s.user_id, did, Need::Own).await?;
         if self.store().delete_share_invitation(did, share_id).await? {
             self.audit(
-                event(&s.actor(), "device.share_revoke", "ok", did, &ip)
+                event(&s.actor(), action::DEVICE_SHARE_REVOKE, "ok", did, &ip)
                     .detail(format!("share={share_id} invitee=no account")),
             )
             .await;
@@ -749,7 +765,7 @@ impl Core {
             role: None,
         });
         self.audit(
-            event(&s.actor(), "device.share_revoke", "ok", did, &ip)
+            event(&s.actor(), action::DEVICE_SHARE_REVOKE, "ok", did, &ip)
                 .detail(format!("share={share_id} invitee={}", share.invitee_id)),
         )
         .await;

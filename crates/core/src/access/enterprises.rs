@@ -6,6 +6,7 @@
 //! Access decisions are not made here but in [`crate::access::tenancy`]; this module only asks for them.
 
 use crate::access::tenancy::{decide, Act, Caller, Decision, EntRole, OwnerSpec};
+use crate::audit::action;
 use crate::audit::{Actor, AuditEvent};
 use crate::device::products::NewProduct;
 use crate::identity::developers::DeveloperSession;
@@ -110,7 +111,7 @@ impl Core {
             })?;
         self.audit(event(
             &s.actor(),
-            "enterprise.create",
+            action::ENTERPRISE_CREATE,
             &row.enterprise_id,
             &ip,
         ))
@@ -157,7 +158,7 @@ impl Core {
         self.audit(
             event(
                 &Actor::admin(),
-                "enterprise.create",
+                action::ENTERPRISE_CREATE,
                 &row.enterprise_id,
                 &ip,
             )
@@ -274,7 +275,7 @@ impl Core {
                 e => e.into(),
             })?;
         self.audit(
-            event(&caller.actor(), "enterprise.invite", id, &ip)
+            event(&caller.actor(), action::ENTERPRISE_INVITE, id, &ip)
                 .detail(format!("invite={invite_id} role={}", role.as_str())),
         )
         .await;
@@ -339,8 +340,13 @@ impl Core {
         }
         self.tenancy_changed();
         self.audit(
-            event(&s.actor(), "enterprise.member_add", &inv.enterprise_id, &ip)
-                .detail(format!("invite={invite_id} role={}", inv.role)),
+            event(
+                &s.actor(),
+                action::ENTERPRISE_MEMBER_ADD,
+                &inv.enterprise_id,
+                &ip,
+            )
+            .detail(format!("invite={invite_id} role={}", inv.role)),
         )
         .await;
         self.enterprise_view(
@@ -362,7 +368,7 @@ impl Core {
         self.audit(
             event(
                 &s.actor(),
-                "enterprise.invite_decline",
+                action::ENTERPRISE_INVITE_DECLINE,
                 &inv.enterprise_id,
                 &ip,
             )
@@ -393,7 +399,7 @@ impl Core {
         }
         self.tenancy_changed();
         self.audit(
-            event(&caller.actor(), "enterprise.role_change", id, &ip)
+            event(&caller.actor(), action::ENTERPRISE_ROLE_CHANGE, id, &ip)
                 .detail(format!("developer={developer_id} role={}", role.as_str())),
         )
         .await;
@@ -419,9 +425,9 @@ impl Core {
         }
         self.tenancy_changed();
         let action = if leaving {
-            "enterprise.member_leave"
+            action::ENTERPRISE_MEMBER_LEAVE
         } else {
-            "enterprise.member_remove"
+            action::ENTERPRISE_MEMBER_REMOVE
         };
         self.audit(
             event(&caller.actor(), action, id, &ip).detail(format!("developer={developer_id}")),
@@ -461,9 +467,9 @@ impl Core {
         self.inner.suspensions.send_modify(|n| *n += 1);
         self.tenancy_changed();
         let action = if on {
-            "enterprise.suspend"
+            action::ENTERPRISE_SUSPEND
         } else {
-            "enterprise.unsuspend"
+            action::ENTERPRISE_UNSUSPEND
         };
         self.audit(event(&Actor::admin(), action, id, &ip)).await;
         self.enterprise_view(&Caller::Operator, id).await
@@ -522,7 +528,7 @@ impl Core {
         };
         let tenant = p.enterprise_id.clone();
         let created = self.create_product_for(p, developer.as_deref()).await?;
-        let mut ev = AuditEvent::new(&caller.actor(), "product.create", "ok")
+        let mut ev = AuditEvent::new(&caller.actor(), action::PRODUCT_CREATE, "ok")
             .target(format!("product:{}", created.product_key));
         if let Some(t) = tenant {
             ev = ev.tenant(t);
@@ -575,7 +581,7 @@ impl Core {
             .product_secret(product_key)
             .await?
             .ok_or(Error::NotFound("product"))?;
-        let mut ev = AuditEvent::new(&caller.actor(), "product.secret_read", "ok")
+        let mut ev = AuditEvent::new(&caller.actor(), action::PRODUCT_SECRET_READ, "ok")
             .target(format!("product:{product_key}"));
         if let Some(ip) = ip {
             ev = ev.source_ip(ip);
@@ -608,7 +614,7 @@ impl Core {
         {
             return Err(Error::NotFound("product"));
         }
-        let mut ev = AuditEvent::new(&caller.actor(), "product.secret_rotate", "ok")
+        let mut ev = AuditEvent::new(&caller.actor(), action::PRODUCT_SECRET_ROTATE, "ok")
             .target(format!("product:{product_key}"));
         if let Some(ip) = ip {
             ev = ev.source_ip(ip);

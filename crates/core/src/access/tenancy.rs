@@ -22,6 +22,7 @@
 //! This module must never grant anything by itself: every `Core` method here loads the standing
 //! from the store and asks [`decide`].
 
+use crate::audit::action;
 use crate::audit::{Actor, AuditEvent};
 use crate::{Core, Error, Result};
 use serde::{Deserialize, Serialize};
@@ -276,7 +277,7 @@ impl Core {
             d => {
                 self.audit_denial(
                     caller,
-                    "product.access",
+                    action::PRODUCT_ACCESS,
                     &format!("product:{product_key}"),
                     act,
                     d,
@@ -307,8 +308,14 @@ impl Core {
         match decide(standing, act) {
             Decision::Allow => Ok(dev.product_key),
             d => {
-                self.audit_denial(caller, "device.access", &format!("device:{did}"), act, d)
-                    .await;
+                self.audit_denial(
+                    caller,
+                    action::DEVICE_ACCESS,
+                    &format!("device:{did}"),
+                    act,
+                    d,
+                )
+                .await;
                 Err(refusal(standing, d, "device", act))
             }
         }
@@ -327,7 +334,7 @@ impl Core {
             d => {
                 self.audit_denial(
                     caller,
-                    "enterprise.access",
+                    action::ENTERPRISE_ACCESS,
                     &format!("enterprise:{enterprise_id}"),
                     act,
                     d,

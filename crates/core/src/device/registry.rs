@@ -1,8 +1,10 @@
 //! Device identity issuance: factory batches (one device one secret), MAC/IMEI allowlists, and
 //! signed registration in both modes (product secret or factory device secret).
 
+use crate::audit::action;
 use crate::audit::{Actor, AuditEvent};
 use crate::device::bus::DeviceEvent;
+use crate::limits::name as limit;
 use crate::secret::{random_from, random_hex, Place, Secret};
 use crate::{now_ms, Core, Error, Result};
 use rampart_proto::ids::{valid_hardware_id, ProductKey};
@@ -258,7 +260,7 @@ impl Core {
                 e => e.into(),
             })?;
         self.audit(
-            AuditEvent::new(actor, "factory.issue", "ok")
+            AuditEvent::new(actor, action::FACTORY_ISSUE, "ok")
                 .target(format!("product:{product_key}"))
                 .tenant_opt(self.product_tenant(product_key).await)
                 .detail(format!("batch={batch_id} count={count}")),
@@ -291,7 +293,7 @@ impl Core {
             .allowlist_add(product_key, ids, now_ms())
             .await?;
         self.audit(
-            AuditEvent::new(actor, "allowlist.add", "ok")
+            AuditEvent::new(actor, action::ALLOWLIST_ADD, "ok")
                 .target(format!("product:{product_key}"))
                 .tenant_opt(self.product_tenant(product_key).await)
                 .detail(format!("submitted={} new={n}", ids.len())),
@@ -340,7 +342,7 @@ impl Core {
             Ok((r, outcome)) => {
                 let mut ev = AuditEvent::new(
                     &Actor::device_candidate(&req.hardware_id),
-                    "device.register",
+                    action::DEVICE_REGISTER,
                     outcome.as_str(),
                 )
                 .target(format!("device:{}", r.did))
@@ -370,7 +372,7 @@ impl Core {
                     .map(|d| d.did);
                 let mut ev = AuditEvent::new(
                     &Actor::device_candidate(&req.hardware_id),
-                    "device.register",
+                    action::DEVICE_REGISTER,
                     if bad_device_sign {
                         "refused: already registered (device_sign does not match)"
                     } else {
@@ -408,7 +410,7 @@ impl Core {
             let total = c.failures + c.limited + c.other;
             let mut ev = AuditEvent::new(
                 &Actor::device_candidate("*"),
-                "device.register",
+                action::DEVICE_REGISTER,
                 &format!("refused x{total}"),
             )
             .detail(format!(
@@ -445,7 +447,7 @@ impl Core {
             Some(d) => self.product_tenant(&d.product_key).await,
             None => None,
         };
-        let mut ev = AuditEvent::new(actor, "device.reprovision_open", "ok")
+        let mut ev = AuditEvent::new(actor, action::DEVICE_REPROVISION_OPEN, "ok")
             .target(format!("device:{did}"))
             .tenant_opt(tenant)
             .detail(format!("until={until}"));
@@ -642,7 +644,7 @@ impl Core {
         self.audit(
             AuditEvent::new(
                 &Actor::device_candidate(&req.hardware_id),
-                "device.unbind_all",
+                action::DEVICE_UNBIND_ALL,
                 "ok",
             )
             .target(format!("device:{}", d.did))
@@ -680,7 +682,7 @@ fn failures_refusal(cap: u64, now: i64) -> crate::limits::api::Refusal {
     let reset = RegisterRefusals::minute(now) + 60_000;
     crate::limits::api::Refusal {
         state: crate::limits::api::LimitState {
-            name: "register.failures.ip",
+            name: limit::REGISTER_FAILURES_IP,
             limit: cap,
             remaining: 0,
             window_secs: 60,

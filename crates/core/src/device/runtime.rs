@@ -1,6 +1,7 @@
 //! Devices at run time: CONNECT authentication, presence, validated reports, commands and acks.
 
 use crate::access::tenancy::{Act, Caller};
+use crate::audit::action;
 use crate::audit::{Actor, AuditEvent};
 use crate::device::bus::{Delivery, DeviceEvent, Message};
 use crate::device::products::ProductInfo;
@@ -186,7 +187,7 @@ impl Core {
             if let Some(left_out) = self.connect_limits().audit_refusal(ip, now_ms()) {
                 let mut ev = AuditEvent::new(
                     &Actor::device_candidate(&claimed),
-                    "device.connect",
+                    action::DEVICE_CONNECT,
                     &format!("refused: {refusal:?}"),
                 )
                 .source_ip(source_ip);
@@ -298,9 +299,9 @@ impl Core {
             None => None,
         };
         let action = if on {
-            "device.disable"
+            action::DEVICE_DISABLE
         } else {
-            "device.enable"
+            action::DEVICE_ENABLE
         };
         let mut ev = crate::audit::AuditEvent::new(actor, action, "ok")
             .target(format!("device:{did}"))
@@ -550,7 +551,7 @@ impl Core {
         let delivery = self.bus().deliver(did, msg, now);
         let mut ev = AuditEvent::new(
             actor,
-            "device.command",
+            action::DEVICE_COMMAND,
             match delivery {
                 Delivery::Sent => "sent",
                 Delivery::Queued => "queued",

@@ -6,6 +6,7 @@
 //! The first kind is the allowlist file (a manufacturer's MAC/IMEI list); firmware images
 //! will be the second.
 
+use crate::audit::action;
 use crate::audit::Actor;
 use crate::audit::AuditEvent;
 use crate::{Core, Error, Result};
@@ -287,7 +288,7 @@ impl Core {
             .allowlist_add(product_key, &ids, crate::now_ms())
             .await?;
         self.audit(
-            AuditEvent::new(actor, "allowlist.upload", "ok")
+            AuditEvent::new(actor, action::ALLOWLIST_UPLOAD, "ok")
                 .target(format!("product:{product_key}"))
                 .tenant_opt(self.product_tenant(product_key).await)
                 .detail(format!(

@@ -11,6 +11,7 @@
 //! This module knows no HTTP: the API renders pages and maps [`AuthorizeError`] and [`TokenError`]
 //! to RFC 6749 answers.
 
+use crate::audit::action;
 use crate::audit::{Actor, AuditEvent};
 use crate::identity::accounts::{token_hash, Identity, UserSession};
 use crate::secret::{random_from, random_hex, Secret};
@@ -534,7 +535,7 @@ impl Core {
                 e => e.into(),
             })?;
         self.audit(
-            event(&by.actor, "oauth.client_register", "ok", &ip)
+            event(&by.actor, action::OAUTH_CLIENT_REGISTER, "ok", &ip)
                 .target(format!("client:{client_id}"))
                 .detail(format!("public={}", c.public)),
         )
@@ -621,7 +622,7 @@ impl Core {
         }
         c.updated_at = now;
         self.audit(
-            event(&by.actor, "oauth.client_update", "ok", &ip)
+            event(&by.actor, action::OAUTH_CLIENT_UPDATE, "ok", &ip)
                 .target(format!("client:{}", c.client_id))
                 .detail(format!("changed={}", changed.join(","))),
         )
@@ -649,7 +650,7 @@ impl Core {
             return Err(Error::NotFound("client"));
         }
         self.audit(
-            event(&by.actor, "oauth.client_secret_rotate", "ok", &ip)
+            event(&by.actor, action::OAUTH_CLIENT_SECRET_ROTATE, "ok", &ip)
                 .target(format!("client:{}", c.client_id)),
         )
         .await;
@@ -674,7 +675,7 @@ impl Core {
             .await?
             .ok_or(Error::NotFound("client"))?;
         self.audit(
-            event(&by.actor, "oauth.client_delete", "ok", &ip)
+            event(&by.actor, action::OAUTH_CLIENT_DELETE, "ok", &ip)
                 .target(format!("client:{}", c.client_id))
                 .detail(format!("grants_revoked={n}")),
         )
@@ -709,7 +710,7 @@ impl Core {
             _ => {
                 self.audit(event(
                     &client_actor(client_id),
-                    "oauth.client_auth",
+                    action::OAUTH_CLIENT_AUTH,
                     "failed",
                     &ip,
                 ))
@@ -848,7 +849,7 @@ impl Core {
         };
         self.store().insert_oauth_grant(&grant, &code_row).await?;
         self.audit(
-            event(&Actor::user(user_id), "oauth.grant", "ok", &ip)
+            event(&Actor::user(user_id), action::OAUTH_GRANT, "ok", &ip)
                 .target(format!("client:{}", req.client_id))
                 .detail(format!("grant={grant_id} scope={}", grant.scope)),
         )
@@ -872,7 +873,8 @@ impl Core {
             None => Actor::user_candidate("anonymous"),
         };
         self.audit(
-            event(&actor, "oauth.grant", "denied", &ip).target(format!("client:{}", req.client_id)),
+            event(&actor, action::OAUTH_GRANT, "denied", &ip)
+                .target(format!("client:{}", req.client_id)),
         )
         .await;
         AuthorizeError::Redirect {
@@ -947,7 +949,7 @@ impl Core {
         self.audit(
             event(
                 &client_actor(&client.client_id),
-                "oauth.token",
+                action::OAUTH_TOKEN,
                 "failed",
                 ip,
             )
@@ -981,7 +983,7 @@ impl Core {
                 self.audit(
                     event(
                         &client_actor(&client.client_id),
-                        "oauth.code_reuse",
+                        action::OAUTH_CODE_REUSE,
                         "grant revoked",
                         &ip,
                     )
@@ -1029,7 +1031,7 @@ impl Core {
         self.audit(
             event(
                 &client_actor(&client.client_id),
-                "oauth.token",
+                action::OAUTH_TOKEN,
                 "issued",
                 &ip,
             )
@@ -1095,7 +1097,7 @@ impl Core {
             self.audit(
                 event(
                     &client_actor(&client.client_id),
-                    "oauth.token",
+                    action::OAUTH_TOKEN,
                     "issued",
                     &ip,
                 )
@@ -1110,7 +1112,7 @@ impl Core {
             self.audit(
                 event(
                     &client_actor(&client.client_id),
-                    "oauth.token_reuse",
+                    action::OAUTH_TOKEN_REUSE,
                     "grant revoked",
                     &ip,
                 )
@@ -1151,9 +1153,14 @@ impl Core {
             "access token"
         };
         self.audit(
-            event(&client_actor(&client.client_id), "oauth.revoke", "ok", &ip)
-                .target(format!("user:{}", info.user_id))
-                .detail(format!("grant={} revoked={what}", info.grant_id)),
+            event(
+                &client_actor(&client.client_id),
+                action::OAUTH_REVOKE,
+                "ok",
+                &ip,
+            )
+            .target(format!("user:{}", info.user_id))
+            .detail(format!("grant={} revoked={what}", info.grant_id)),
         )
         .await;
         Ok(())
@@ -1210,7 +1217,7 @@ impl Core {
         };
         self.store().revoke_oauth_grant(&g.grant_id).await?;
         self.audit(
-            event(&s.actor(), "oauth.grant_revoke", "ok", &ip)
+            event(&s.actor(), action::OAUTH_GRANT_REVOKE, "ok", &ip)
                 .target(format!("client:{}", g.client_id))
                 .detail(format!("grant={}", g.grant_id)),
         )

@@ -11,6 +11,7 @@
 //! user is created (with the e-mail when verified and free, without one otherwise), and it has no
 //! usable password. Never links on an unverified address.
 
+use crate::audit::action;
 use crate::audit::{Actor, AuditEvent};
 use crate::federation::oauth::{check_secure_url, pkce_challenge, with_params};
 use crate::identity::accounts::{token_hash, TokenPair};
@@ -573,7 +574,7 @@ impl Core {
                 kind: "oidc",
                 id: provider.to_owned(),
             },
-            "user.login",
+            action::USER_LOGIN,
             "failed",
         )
         .detail(format!("oidc: {why}"));
@@ -723,7 +724,7 @@ impl Core {
         }
         let user_id = self.oidc_user(p, &claims, &row.app_id).await?;
         let pair = self.oidc_session(&user_id, &row.app_id).await?;
-        let mut ev = AuditEvent::new(&Actor::user(&user_id), "user.login", "ok")
+        let mut ev = AuditEvent::new(&Actor::user(&user_id), action::USER_LOGIN, "ok")
             .detail(format!("oidc={provider} app={}", row.app_id));
         if let Some(ip) = &ip {
             ev = ev.source_ip(ip.clone());
@@ -765,7 +766,7 @@ impl Core {
             Some(u) if p.link_verified_email && u.active => {
                 self.store().insert_oidc_link(&link(&u.user_id)).await?;
                 self.audit(
-                    AuditEvent::new(&Actor::user(&u.user_id), "user.oidc_link", "ok")
+                    AuditEvent::new(&Actor::user(&u.user_id), action::USER_OIDC_LINK, "ok")
                         .detail(format!("provider={} by verified e-mail", p.name)),
                 )
                 .await;
@@ -810,7 +811,7 @@ impl Core {
                     Err(e) => return Err(e.into()),
                 }
                 self.audit(
-                    AuditEvent::new(&Actor::user(&user_id), "user.register", "ok")
+                    AuditEvent::new(&Actor::user(&user_id), action::USER_REGISTER, "ok")
                         .detail(format!("oidc provider={}", p.name)),
                 )
                 .await;

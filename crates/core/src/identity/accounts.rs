@@ -5,6 +5,7 @@
 //! failure (unknown user, wrong password, locked account) answers the same [`Error::LoginFailed`],
 //! and an unknown user still costs one Argon2 verification.
 
+use crate::audit::action;
 use crate::audit::{Actor, AuditEvent};
 use crate::identity::notify::{Channel, Notice, Purpose};
 use crate::identity::password;
@@ -341,7 +342,7 @@ impl Core {
             StoreError::Conflict => Error::Conflict("app id collision; retry".into()),
             e => e.into(),
         })?;
-        self.audit(event(actor, "app.create", "ok", &ip).target(format!("app:{app_id}")))
+        self.audit(event(actor, action::APP_CREATE, "ok", &ip).target(format!("app:{app_id}")))
             .await;
         Ok(CreatedApp {
             app_id,
@@ -453,10 +454,12 @@ impl Core {
         } = claim
         {
             metrics::counter!(crate::telemetry::ACCOUNT_LOCKOUTS).increment(1);
-            self.audit(event(actor, "user.lockout", "locked", ip).detail(format!(
-                "until={} lockouts={}",
-                after.locked_until, after.lockouts
-            )))
+            self.audit(
+                event(actor, action::USER_LOCKOUT, "locked", ip).detail(format!(
+                    "until={} lockouts={}",
+                    after.locked_until, after.lockouts
+                )),
+            )
             .await;
         }
     }
@@ -491,8 +494,13 @@ impl Core {
         };
         match self.store().insert_user(&row).await {
             Ok(()) => {
-                self.audit(event(&Actor::user(&user_id), "user.register", "ok", &ip))
-                    .await;
+                self.audit(event(
+                    &Actor::user(&user_id),
+                    action::USER_REGISTER,
+                    "ok",
+                    &ip,
+                ))
+                .await;
                 self.send_code(&who, Purpose::Activate).await
             }
             Err(StoreError::Conflict) => {
@@ -522,7 +530,7 @@ impl Core {
         self.store().activate_user(&user.user_id).await?;
         self.audit(event(
             &Actor::user(&user.user_id),
-            "user.activate",
+            action::USER_ACTIVATE,
             "ok",
             &ip,
         ))
@@ -569,7 +577,7 @@ impl Core {
             self.audit(
                 event(
                     &Actor::user_candidate(&claimed),
-                    "user.login",
+                    action::USER_LOGIN,
                     "failed",
                     &ip,
                 )
@@ -583,7 +591,7 @@ impl Core {
         if claim == lockout::LoginClaim::Locked {
             // The same cost as a comparison, so a locked account answers no faster.
             admission.verify(&pw, None).await;
-            self.audit(event(&actor, "user.login", "failed", &ip).detail("locked"))
+            self.audit(event(&actor, action::USER_LOGIN, "failed", &ip).detail("locked"))
                 .await;
             return Err(Error::LoginFailed);
         }
@@ -591,7 +599,7 @@ impl Core {
             .verify(&pw, Some(user.password_hash.clone()))
             .await
         {
-            self.audit(event(&actor, "user.login", "failed", &ip).detail("wrong password"))
+            self.audit(event(&actor, action::USER_LOGIN, "failed", &ip).detail("wrong password"))
                 .await;
             self.user_lockout(&actor, claim, &ip).await;
             return Err(Error::LoginFailed);
@@ -604,12 +612,12 @@ impl Core {
                 .await?;
         }
         if !app_ok {
-            self.audit(event(&actor, "user.login", "failed", &ip).detail("unknown app"))
+            self.audit(event(&actor, action::USER_LOGIN, "failed", &ip).detail("unknown app"))
                 .await;
             return Err(Error::LoginFailed);
         }
         if !user.active {
-            self.audit(event(&actor, "user.login", "failed", &ip).detail("not activated"))
+            self.audit(event(&actor, action::USER_LOGIN, "failed", &ip).detail("not activated"))
                 .await;
             return Err(Error::AccountNotActive);
         }
@@ -638,7 +646,7 @@ impl Core {
                 now,
             )
             .await?;
-        self.audit(event(&actor, "user.login", "ok", &ip).detail(format!("app={app_id}")))
+        self.audit(event(&actor, action::USER_LOGIN, "ok", &ip).detail(format!("app={app_id}")))
             .await;
         Ok(TokenPair {
             access_token: access,
@@ -679,7 +687,7 @@ impl Core {
                 self.audit(
                     event(
                         &Actor::user(&s.user_id),
-                        "user.token_reuse",
+                        action::USER_TOKEN_REUSE,
                         "family revoked",
                         &ip,
                     )
@@ -714,7 +722,7 @@ impl Core {
     pub async fn logout(&self, s: &UserSession, ip: Option<String>) -> Result<()> {
         self.store().revoke_family(&s.family_id).await?;
         self.sessions_changed(&s.user_id);
-        self.audit(event(&s.actor(), "user.logout", "ok", &ip))
+        self.audit(event(&s.actor(), action::USER_LOGOUT, "ok", &ip))
             .await;
         Ok(())
     }
@@ -726,7 +734,7 @@ impl Core {
         let grants = self.store().revoke_user_oauth_grants(&s.user_id).await?;
         self.sessions_changed(&s.user_id);
         self.audit(
-            event(&s.actor(), "user.logout_all", "ok", &ip)
+            event(&s.actor(), action::USER_LOGOUT_ALL, "ok", &ip)
                 .detail(format!("sessions={n} grants={grants}")),
         )
         .await;
@@ -773,7 +781,7 @@ impl Core {
         if !verified {
             self.user_lockout(&s.actor(), claim, &ip).await;
             self.audit(
-                event(&s.actor(), "user.password_change", "failed", &ip)
+                event(&s.actor(), action::USER_PASSWORD_CHANGE, "failed", &ip)
                     .detail("wrong old password or locked"),
             )
             .await;
@@ -793,7 +801,7 @@ impl Core {
         let grants = self.store().revoke_user_oauth_grants(&u.user_id).await?;
         self.sessions_changed(&u.user_id);
         self.audit(
-            event(&s.actor(), "user.password_change", "ok", &ip)
+            event(&s.actor(), action::USER_PASSWORD_CHANGE, "ok", &ip)
                 .detail(format!("other sessions ended={n} grants ended={grants}")),
         )
         .await;
@@ -808,7 +816,7 @@ impl Core {
             self.send_code(&who, Purpose::PasswordReset).await?;
             self.audit(event(
                 &Actor::user(&u.user_id),
-                "user.password_reset_request",
+                action::USER_PASSWORD_RESET_REQUEST,
                 "sent",
                 &ip,
             ))
@@ -843,8 +851,13 @@ impl Core {
         let n = n + self.store().revoke_user_oauth_grants(&u.user_id).await?;
         self.sessions_changed(&u.user_id);
         self.audit(
-            event(&Actor::user(&u.user_id), "user.password_reset", "ok", &ip)
-                .detail(format!("sessions ended={n}")),
+            event(
+                &Actor::user(&u.user_id),
+                action::USER_PASSWORD_RESET,
+                "ok",
+                &ip,
+            )
+            .detail(format!("sessions ended={n}")),
         )
         .await;
         Ok(())

@@ -10,6 +10,7 @@
 //! the flag) and every session is revoked as well.
 
 use crate::access::tenancy::developer_actor;
+use crate::audit::action;
 use crate::audit::{Actor, AuditEvent};
 use crate::identity::accounts::{lockout, token_hash, Identity, TokenPair};
 use crate::identity::notify::{Channel, Notice, Purpose};
@@ -175,7 +176,7 @@ impl Core {
             Ok(id) => {
                 self.audit(event(
                     &developer_actor(&id),
-                    "developer.register",
+                    action::DEVELOPER_REGISTER,
                     "ok",
                     &ip,
                 ))
@@ -272,7 +273,7 @@ impl Core {
         store.activate_developer(&dev.developer_id).await?;
         self.audit(event(
             &developer_actor(&dev.developer_id),
-            "developer.activate",
+            action::DEVELOPER_ACTIVATE,
             "ok",
             &ip,
         ))
@@ -296,7 +297,7 @@ impl Core {
                 .await?;
             self.audit(event(
                 &developer_actor(&d.developer_id),
-                "developer.password_reset_request",
+                action::DEVELOPER_PASSWORD_RESET_REQUEST,
                 "sent",
                 &ip,
             ))
@@ -339,7 +340,7 @@ impl Core {
         self.audit(
             event(
                 &developer_actor(&dev.developer_id),
-                "developer.password_reset",
+                action::DEVELOPER_PASSWORD_RESET,
                 "ok",
                 &ip,
             )
@@ -375,7 +376,8 @@ impl Core {
         password::check(pw.expose(), who.email(), None)?;
         let id = self.insert_developer(&who, &pw, true).await?;
         self.audit(
-            event(&Actor::admin(), "developer.create", "ok", &ip).target(format!("developer:{id}")),
+            event(&Actor::admin(), action::DEVELOPER_CREATE, "ok", &ip)
+                .target(format!("developer:{id}")),
         )
         .await;
         self.developer_view(&id).await
@@ -404,9 +406,9 @@ impl Core {
         };
         self.tenancy_changed();
         let action = if on {
-            "developer.suspend"
+            action::DEVELOPER_SUSPEND
         } else {
-            "developer.unsuspend"
+            action::DEVELOPER_UNSUSPEND
         };
         self.audit(
             event(&Actor::admin(), action, "ok", &ip)
@@ -473,7 +475,7 @@ impl Core {
                         kind: "developer_candidate",
                         id: claimed,
                     },
-                    "developer.login",
+                    action::DEVELOPER_LOGIN,
                     "failed",
                     &ip,
                 )
@@ -487,7 +489,7 @@ impl Core {
         if claim == lockout::LoginClaim::Locked {
             // The same cost as a comparison, so a locked account answers no faster.
             admission.verify(&pw, None).await;
-            self.audit(event(&actor, "developer.login", "failed", &ip).detail("locked"))
+            self.audit(event(&actor, action::DEVELOPER_LOGIN, "failed", &ip).detail("locked"))
                 .await;
             return Err(Error::LoginFailed);
         }
@@ -503,26 +505,31 @@ impl Core {
         };
         if !dev.active {
             refund().await?;
-            self.audit(event(&actor, "developer.login", "failed", &ip).detail("not activated"))
-                .await;
+            self.audit(
+                event(&actor, action::DEVELOPER_LOGIN, "failed", &ip).detail("not activated"),
+            )
+            .await;
             return Err(Error::AccountNotActive);
         }
         if dev.suspended {
             refund().await?;
-            self.audit(event(&actor, "developer.login", "failed", &ip).detail("suspended"))
+            self.audit(event(&actor, action::DEVELOPER_LOGIN, "failed", &ip).detail("suspended"))
                 .await;
             return Err(Error::AccountSuspended);
         }
         if dev.totp_enabled {
             match self.check_second_factor(&dev, &second).await? {
                 Some(how) => {
-                    self.audit(event(&actor, "developer.second_factor", "ok", &ip).detail(how))
-                        .await;
+                    self.audit(
+                        event(&actor, action::DEVELOPER_SECOND_FACTOR, "ok", &ip).detail(how),
+                    )
+                    .await;
                 }
                 None if second.totp.is_none() && second.recovery_code.is_none() => {
                     refund().await?;
                     self.audit(
-                        event(&actor, "developer.login", "failed", &ip).detail("totp required"),
+                        event(&actor, action::DEVELOPER_LOGIN, "failed", &ip)
+                            .detail("totp required"),
                     )
                     .await;
                     return Err(Error::TotpRequired(
@@ -562,7 +569,7 @@ impl Core {
                 now,
             )
             .await?;
-        self.audit(event(&actor, "developer.login", "ok", &ip))
+        self.audit(event(&actor, action::DEVELOPER_LOGIN, "ok", &ip))
             .await;
         Ok(TokenPair {
             access_token: access,
@@ -590,7 +597,7 @@ impl Core {
         ip: &Option<String>,
     ) {
         let actor = developer_actor(&dev.developer_id);
-        self.audit(event(&actor, "developer.login", "failed", ip).detail(why.to_owned()))
+        self.audit(event(&actor, action::DEVELOPER_LOGIN, "failed", ip).detail(why.to_owned()))
             .await;
         if let lockout::LoginClaim::Counted {
             after, locks: true, ..
@@ -598,7 +605,7 @@ impl Core {
         {
             metrics::counter!(crate::telemetry::ACCOUNT_LOCKOUTS).increment(1);
             self.audit(
-                event(&actor, "developer.lockout", "locked", ip).detail(format!(
+                event(&actor, action::DEVELOPER_LOCKOUT, "locked", ip).detail(format!(
                     "until={} lockouts={}",
                     after.locked_until, after.lockouts
                 )),
@@ -682,7 +689,7 @@ impl Core {
                 self.audit(
                     event(
                         &developer_actor(&s.developer_id),
-                        "developer.token_reuse",
+                        action::DEVELOPER_TOKEN_REUSE,
                         "family revoked",
                         &ip,
                     )
@@ -715,7 +722,7 @@ impl Core {
     pub async fn developer_logout(&self, s: &DeveloperSession, ip: Option<String>) -> Result<()> {
         self.store().revoke_developer_family(&s.family_id).await?;
         self.tenancy_changed();
-        self.audit(event(&s.actor(), "developer.logout", "ok", &ip))
+        self.audit(event(&s.actor(), action::DEVELOPER_LOGOUT, "ok", &ip))
             .await;
         Ok(())
     }
@@ -743,7 +750,7 @@ impl Core {
             }
             self.audit(event(
                 &s.actor(),
-                "developer.password_change",
+                action::DEVELOPER_PASSWORD_CHANGE,
                 "failed",
                 &ip,
             ))
@@ -764,7 +771,7 @@ impl Core {
             .await?;
         self.tenancy_changed();
         self.audit(
-            event(&s.actor(), "developer.password_change", "ok", &ip)
+            event(&s.actor(), action::DEVELOPER_PASSWORD_CHANGE, "ok", &ip)
                 .detail(format!("other sessions ended={n}")),
         )
         .await;
@@ -795,8 +802,13 @@ impl Core {
                     .seal(Place::new(col::DEVELOPER_TOTP, &dev.developer_id), &secret),
             )
             .await?;
-        self.audit(event(&s.actor(), "developer.totp_enrol", "pending", &ip))
-            .await;
+        self.audit(event(
+            &s.actor(),
+            action::DEVELOPER_TOTP_ENROL,
+            "pending",
+            &ip,
+        ))
+        .await;
         Ok(TotpEnrolment {
             secret: b32,
             otpauth_uri: uri,
@@ -829,8 +841,13 @@ impl Core {
             None => false,
         };
         if !ok {
-            self.audit(event(&s.actor(), "developer.totp_enable", "failed", &ip))
-                .await;
+            self.audit(event(
+                &s.actor(),
+                action::DEVELOPER_TOTP_ENABLE,
+                "failed",
+                &ip,
+            ))
+            .await;
             return Err(Error::InvalidCode);
         }
         let codes = totp::new_recovery_codes();
@@ -842,7 +859,7 @@ impl Core {
             .enable_developer_totp(&dev.developer_id, &hashes, now_ms())
             .await?;
         self.audit(
-            event(&s.actor(), "developer.totp_enable", "ok", &ip)
+            event(&s.actor(), action::DEVELOPER_TOTP_ENABLE, "ok", &ip)
                 .detail(format!("recovery codes={}", codes.len())),
         )
         .await;
@@ -878,8 +895,13 @@ impl Core {
                 self.developer_failed(&dev, claim, "totp disable refused", &ip)
                     .await;
             }
-            self.audit(event(&s.actor(), "developer.totp_disable", "failed", &ip))
-                .await;
+            self.audit(event(
+                &s.actor(),
+                action::DEVELOPER_TOTP_DISABLE,
+                "failed",
+                &ip,
+            ))
+            .await;
             return Err(Error::Forbidden("password or code is not correct".into()));
         }
         self.store()
@@ -888,7 +910,7 @@ impl Core {
         self.store()
             .disable_developer_totp(&dev.developer_id)
             .await?;
-        self.audit(event(&s.actor(), "developer.totp_disable", "ok", &ip))
+        self.audit(event(&s.actor(), action::DEVELOPER_TOTP_DISABLE, "ok", &ip))
             .await;
         Ok(())
     }

@@ -9,6 +9,7 @@
 //! Single-node state like the bus: rates live in this process; window quotas are written to the
 //! store (see [`crate::limits::quotas`] for the bound on loss at a crash).
 
+use crate::limits::name as limit;
 use crate::limits::quotas::{Quotas, Window};
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
@@ -286,11 +287,11 @@ fn subject(s: &str) -> String {
 impl ApiLimits {
     pub fn new(config: LimitsConfig) -> ApiLimits {
         ApiLimits {
-            ip: KeyedRate::new("ip.rate", config.ip),
-            app: KeyedRate::new("app.rate", config.app),
-            user: KeyedRate::new("user.rate", config.user),
-            key: KeyedRate::new("access_key.rate", config.access_key_rate),
-            register_ip: KeyedRate::new("register.ip", config.register_ip),
+            ip: KeyedRate::new(limit::IP_RATE, config.ip),
+            app: KeyedRate::new(limit::APP_RATE, config.app),
+            user: KeyedRate::new(limit::USER_RATE, config.user),
+            key: KeyedRate::new(limit::ACCESS_KEY_RATE, config.access_key_rate),
+            register_ip: KeyedRate::new(limit::REGISTER_IP, config.register_ip),
             quotas: Quotas::default(),
             config,
         }
@@ -329,8 +330,13 @@ impl ApiLimits {
         let rate = counted(self.key.check(&key_id.to_owned(), now_ms))?;
         let c = &self.config;
         let windows: Vec<Window> = [
-            ("access_key.hourly", "h", c.access_key_per_hour, HOUR_MS),
-            ("access_key.daily", "d", c.access_key_per_day, DAY_MS),
+            (
+                limit::ACCESS_KEY_HOURLY,
+                "h",
+                c.access_key_per_hour,
+                HOUR_MS,
+            ),
+            (limit::ACCESS_KEY_DAILY, "d", c.access_key_per_day, DAY_MS),
         ]
         .into_iter()
         .filter(|w| w.2 > 0)
@@ -358,7 +364,7 @@ impl ApiLimits {
         let r = subject(recipient);
         push_code_windows(
             &mut windows,
-            "codes.recipient",
+            limit::CODES_RECIPIENT,
             &format!("code:{kind}:{r}"),
             self.config.codes_per_recipient,
         );
@@ -366,7 +372,7 @@ impl ApiLimits {
             let i = subject(&network_of(ip));
             push_code_windows(
                 &mut windows,
-                "codes.ip",
+                limit::CODES_IP,
                 &format!("code:ip:{i}"),
                 self.config.codes_per_ip,
             );
@@ -387,14 +393,14 @@ impl ApiLimits {
             let i = subject(&network_of(ip));
             push_code_windows(
                 &mut windows,
-                "signup.ip",
+                limit::SIGNUP_IP,
                 &format!("signup:{kind}:ip:{i}"),
                 self.config.signups_per_ip,
             );
         }
         push_code_windows(
             &mut windows,
-            "signup.global",
+            limit::SIGNUP_GLOBAL,
             &format!("signup:{kind}:all"),
             self.config.signups_global,
         );

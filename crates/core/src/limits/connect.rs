@@ -18,7 +18,9 @@
 //! state is back to full and bans that have ended. No MQTT types here: the gateway turns a
 //! [`Refusal`] into CONNACK `0x9F` and its reason string.
 
+use crate::audit::action;
 use crate::limits::api::{counted, KeyedRate, LimitState, Rate, Refusal};
+use crate::limits::name as limit;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -83,15 +85,6 @@ impl Default for MqttLimitsConfig {
         }
     }
 }
-
-/// Limit names, as in `rampart_limit_refusals_total{limit}` and reason strings.
-pub const CONNECT_PER_IP: &str = "mqtt.connect_per_ip";
-pub const DEVICE_PER_SECOND: &str = "mqtt.device_connect.per_second";
-pub const DEVICE_PER_MINUTE: &str = "mqtt.device_connect.per_minute";
-pub const RECONNECT_STORM: &str = "mqtt.device_reconnect_storm";
-pub const CONNECTIONS_PER_IP: &str = "mqtt.connections_per_ip";
-/// Not a refusal of the client: the audit entries of refused CONNECTs per source address.
-pub const REFUSAL_AUDIT: &str = "mqtt.refusal_audit_per_ip";
 
 /// The address a per-IP limit counts: IPv4 (also when mapped into IPv6) as is, IPv6 by its /64,
 /// since one host may hold a whole /64.
@@ -208,20 +201,23 @@ impl ConnectLimits {
             burst: config.device_connect_per_second,
         };
         ConnectLimits {
-            ip: KeyedRate::new(CONNECT_PER_IP, config.connect_per_ip),
-            per_second: KeyedRate::new(DEVICE_PER_SECOND, per_second),
+            ip: KeyedRate::new(limit::MQTT_CONNECT_PER_IP, config.connect_per_ip),
+            per_second: KeyedRate::new(limit::MQTT_DEVICE_CONNECT_PER_SECOND, per_second),
             per_minute: KeyedRate::new(
-                DEVICE_PER_MINUTE,
+                limit::MQTT_DEVICE_CONNECT_PER_MINUTE,
                 per_minute(config.device_connect_per_minute),
             ),
             storm: KeyedRate::new(
-                RECONNECT_STORM,
+                limit::MQTT_DEVICE_RECONNECT_STORM,
                 per_minute(config.reconnect_storm_per_minute),
             ),
             bans: Mutex::default(),
             hasher: Default::default(),
             open: OpenPerIp::default(),
-            refusal_audit: KeyedRate::new(REFUSAL_AUDIT, config.refusal_audit_per_ip),
+            refusal_audit: KeyedRate::new(
+                limit::MQTT_REFUSAL_AUDIT_PER_IP,
+                config.refusal_audit_per_ip,
+            ),
             unaudited: Mutex::default(),
             config,
         }
@@ -252,7 +248,7 @@ impl ConnectLimits {
             return Some(unaudited.remove(&ip).unwrap_or(0));
         }
         *unaudited.entry(ip).or_insert(0) += 1;
-        metrics::counter!(crate::telemetry::AUDIT_SUPPRESSED, "what" => "device.connect")
+        metrics::counter!(crate::telemetry::AUDIT_SUPPRESSED, "what" => action::DEVICE_CONNECT)
             .increment(1);
         None
     }
@@ -279,7 +275,7 @@ impl ConnectLimits {
     fn ban_refusal(&self, until: i64, now_ms: i64) -> Refusal {
         Refusal {
             state: LimitState {
-                name: RECONNECT_STORM,
+                name: limit::MQTT_DEVICE_RECONNECT_STORM,
                 limit: u64::from(self.config.reconnect_storm_per_minute),
                 remaining: 0,
                 window_secs: 60,
@@ -368,18 +364,21 @@ mod tests {
         let l = ConnectLimits::new(MqttLimitsConfig::default());
         assert!(l.admit_device("d1", 0).is_ok());
         let r = l.admit_device("d1", 0).unwrap_err();
-        assert_eq!((r.state.name, r.state.limit), (DEVICE_PER_SECOND, 1));
+        assert_eq!(
+            (r.state.name, r.state.limit),
+            (limit::MQTT_DEVICE_CONNECT_PER_SECOND, 1)
+        );
         assert!(l.admit_device("d2", 0).is_ok(), "another device");
         // Refused attempts still count towards the storm: 15 attempts pass the storm rate, the
         // 16th bans the device.
         for _ in 2..15 {
             assert_eq!(
                 l.admit_device("d1", 0).unwrap_err().state.name,
-                DEVICE_PER_SECOND
+                limit::MQTT_DEVICE_CONNECT_PER_SECOND
             );
         }
         let r = l.admit_device("d1", 0).unwrap_err();
-        assert_eq!(r.state.name, RECONNECT_STORM);
+        assert_eq!(r.state.name, limit::MQTT_DEVICE_RECONNECT_STORM);
         assert_eq!(r.retry_after_ms, 300_000);
         // banned before authentication, until the ban ends
         assert!(l.check_banned("d1", 299_999).is_err());
@@ -401,7 +400,7 @@ mod tests {
         let r = l.admit_device("d", 0).unwrap_err();
         assert_eq!(
             (r.state.name, r.state.limit, r.state.window_secs),
-            (DEVICE_PER_MINUTE, 10, 60)
+            (limit::MQTT_DEVICE_CONNECT_PER_MINUTE, 10, 60)
         );
     }
 
@@ -416,7 +415,7 @@ mod tests {
         });
         assert!(l.check_ip("2001:db8::1".parse().unwrap(), 0).is_ok());
         let r = l.check_ip("2001:db8::2".parse().unwrap(), 0).unwrap_err();
-        assert_eq!(r.state.name, CONNECT_PER_IP);
+        assert_eq!(r.state.name, limit::MQTT_CONNECT_PER_IP);
         assert!(l.check_ip("2001:db8:0:1::1".parse().unwrap(), 0).is_ok());
         assert!(l.check_ip("10.0.0.1".parse().unwrap(), 0).is_ok());
         assert!(l.check_ip("::ffff:10.0.0.1".parse().unwrap(), 0).is_err());

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod connect;
+pub mod name;
 pub mod quotas;
 pub mod report;
 mod window;

@@ -7,13 +7,14 @@
 //! So the upgrade also leaves a file in the data directory (beside the master key); where that
 //! file exists, nothing is ever rewritten again, and a missing database marker is reported.
 
+use crate::audit::action;
 use crate::audit::{Actor, AuditEvent};
 use crate::secret::Place;
 use crate::{now_ms, Core, Error, Result};
 use std::path::Path;
 
 /// The `settings` key recording that every sealed value is bound to its place.
-const SEALS_BOUND_MARKER: &str = "at_rest.seals_bound";
+const SEALS_BOUND_MARKER: &str = action::AT_REST_SEALS_BOUND;
 
 /// The file, in the data directory, recording that this directory's store was upgraded.
 pub const UPGRADED_FILE: &str = "at-rest-v2";
@@ -54,7 +55,8 @@ impl Core {
                     id: "start-up".into(),
                 };
                 self.audit(
-                    AuditEvent::new(&system, "at_rest.marker_missing", "restored").detail(marker),
+                    AuditEvent::new(&system, action::AT_REST_MARKER_MISSING, "restored")
+                        .detail(marker),
                 )
                 .await;
             }

@@ -22,6 +22,7 @@
 //! Never here: sockets, JSON message framing, login challenges (the API's `events` module).
 
 use crate::access::access_keys::{KeySession, Scope};
+use crate::audit::action;
 use crate::audit::AuditEvent;
 use crate::device::bus::{Bus, DeviceEvent, EventSink};
 use crate::{now_ms, Core, Error, Result};
@@ -336,7 +337,7 @@ impl Core {
             let owned =
                 k.products.contains(pk) && self.enterprise_owns(&k.enterprise_id, pk).await?;
             if !owned {
-                let ev = AuditEvent::new(&k.actor(), "event_stream.login", "denied: product")
+                let ev = AuditEvent::new(&k.actor(), action::EVENT_STREAM_LOGIN, "denied: product")
                     .tenant(k.enterprise_id.clone())
                     .source_ip(k.source_ip.clone())
                     .target(format!(
@@ -356,7 +357,7 @@ impl Core {
         let consumer = self
             .join_consumer(groups, &sub.kinds, sub.prefetch, hidden)
             .await?;
-        let ev = AuditEvent::new(&k.actor(), "event_stream.login", "ok")
+        let ev = AuditEvent::new(&k.actor(), action::EVENT_STREAM_LOGIN, "ok")
             .tenant(k.enterprise_id.clone())
             .source_ip(k.source_ip.clone())
             .target(format!("subkey:{}", sub.subkey))

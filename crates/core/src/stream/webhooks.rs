@@ -21,6 +21,7 @@
 //! Never here: HTTP routing or JSON error bodies (the API's `webhooks` module), SQL (the store).
 
 use crate::access::access_keys::{KeySession, Scope};
+use crate::audit::action;
 use crate::audit::{Actor, AuditEvent};
 use crate::secret::Place;
 use crate::secret::{random_from, random_hex, Secret};
@@ -498,7 +499,7 @@ impl Core {
                 e => e.into(),
             })?;
         let ev = self
-            .webhook_event(k, "webhook.create", &row.webhook_id)
+            .webhook_event(k, action::WEBHOOK_CREATE, &row.webhook_id)
             .detail(format!(
                 "url={} products={} events={}",
                 row.url,
@@ -587,9 +588,9 @@ impl Core {
             self.start_webhook(row.clone()).await?;
         }
         let action = if on {
-            "webhook.disable"
+            action::WEBHOOK_DISABLE
         } else {
-            "webhook.enable"
+            action::WEBHOOK_ENABLE
         };
         self.audit(self.webhook_event(k, action, webhook_id)).await;
         Ok(view(&row))
@@ -615,7 +616,7 @@ impl Core {
         {
             return Err(Error::NotFound("webhook"));
         }
-        self.audit(self.webhook_event(k, "webhook.delete", webhook_id))
+        self.audit(self.webhook_event(k, action::WEBHOOK_DELETE, webhook_id))
             .await;
         Ok(())
     }
@@ -669,8 +670,8 @@ impl Core {
             self.poke_event_groups(groups);
         }
         let action = match act {
-            LetterAct::Redrive => "webhook.redrive",
-            LetterAct::Delete => "webhook.dead_letters_delete",
+            LetterAct::Redrive => action::WEBHOOK_REDRIVE,
+            LetterAct::Delete => action::WEBHOOK_DEAD_LETTERS_DELETE,
         };
         let one = id.map(|i| format!(" (id {i})")).unwrap_or_default();
         let ev = self
@@ -893,7 +894,7 @@ impl Core {
             if let Ok(hooks) = self.webhooks() {
                 hooks.stop(&row.webhook_id);
             }
-            let ev = AuditEvent::new(actor, "webhook.disable", "ok")
+            let ev = AuditEvent::new(actor, action::WEBHOOK_DISABLE, "ok")
                 .tenant(enterprise_id.to_owned())
                 .target(format!("webhook:{}", row.webhook_id))
                 .detail(why.to_owned());
