@@ -109,7 +109,80 @@ pub enum DeviceEvent {
     },
 }
 
+/// What a device event is, named as the operator event stream and webhooks name it (`kind`),
+/// and as subscriptions ask for it. The one list of those names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    Online,
+    Offline,
+    StatusKv,
+    Ack,
+    StatusRaw,
+    AttrAlert,
+    AttrFault,
+    Registered,
+    DatapointChanged,
+}
+
+impl EventKind {
+    /// Every kind, in the order the documentation lists them.
+    pub const ALL: [EventKind; 9] = [
+        EventKind::Online,
+        EventKind::Offline,
+        EventKind::StatusKv,
+        EventKind::Ack,
+        EventKind::StatusRaw,
+        EventKind::AttrAlert,
+        EventKind::AttrFault,
+        EventKind::Registered,
+        EventKind::DatapointChanged,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Online => "device_online",
+            EventKind::Offline => "device_offline",
+            EventKind::StatusKv => "device_status_kv",
+            EventKind::Ack => "device_ack",
+            EventKind::StatusRaw => "device_status_raw",
+            EventKind::AttrAlert => "device_attr_alert",
+            EventKind::AttrFault => "device_attr_fault",
+            EventKind::Registered => "device_registered",
+            EventKind::DatapointChanged => "datapoint_changed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<EventKind> {
+        EventKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// Kinds found by comparing a report with the device's previous state: asking for one
+    /// makes the writer track the product's devices.
+    pub fn compares_previous(self) -> bool {
+        matches!(
+            self,
+            EventKind::DatapointChanged | EventKind::AttrAlert | EventKind::AttrFault
+        )
+    }
+}
+
 impl DeviceEvent {
+    pub fn kind(&self) -> EventKind {
+        match self {
+            DeviceEvent::Online { .. } => EventKind::Online,
+            DeviceEvent::Offline { .. } => EventKind::Offline,
+            DeviceEvent::Report { .. } => EventKind::StatusKv,
+            DeviceEvent::Ack { .. } => EventKind::Ack,
+            DeviceEvent::Registered { .. } => EventKind::Registered,
+            DeviceEvent::Raw { .. } => EventKind::StatusRaw,
+            DeviceEvent::Changed { .. } => EventKind::DatapointChanged,
+            DeviceEvent::Alarm { class, .. } => match class {
+                rampart_proto::model::PointClass::Alert => EventKind::AttrAlert,
+                rampart_proto::model::PointClass::Fault => EventKind::AttrFault,
+            },
+        }
+    }
+
     /// Whether the app WebSocket push carries this kind (the others go to the operator
     /// stream only).
     pub fn is_live(&self) -> bool {

@@ -24,7 +24,7 @@
 use crate::access::access_keys::{KeySession, Scope};
 use crate::audit::action;
 use crate::audit::AuditEvent;
-use crate::device::bus::{Bus, DeviceEvent, EventSink};
+use crate::device::bus::{Bus, DeviceEvent, EventKind, EventSink};
 use crate::{now_ms, Core, Error, Result};
 use rampart_store::{EventGroupRow, QueuedEventRow, Store};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -32,29 +32,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
-/// Event kinds a login may ask for (OTA status is to come).
-pub const KINDS: &[&str] = &[
-    "device_online",
-    "device_offline",
-    "device_status_kv",
-    "device_ack",
-    "device_status_raw",
-    "device_attr_alert",
-    "device_attr_fault",
-    "device_registered",
-    "datapoint_changed",
-];
 /// Most products in one login.
 pub const MAX_PRODUCTS: usize = 100;
 /// `prefetch` bounds and default.
 pub const PREFETCH_MAX: u16 = 32767;
 pub const PREFETCH_DEFAULT: u16 = 50;
-/// Kinds that need a report compared with the device's previous state.
-const CHANGE_KINDS: &[&str] = &[
-    "datapoint_changed",
-    "device_attr_alert",
-    "device_attr_fault",
-];
 /// Events waiting for the hub before their senders wait (the report writer among them).
 const HUB_QUEUE: usize = 4096;
 /// How many events of a group are held in memory ahead of delivery.
@@ -100,19 +82,19 @@ pub fn parse_subkey(s: &str) -> Result<String> {
     }
 }
 
-/// Event kinds: each one of [`KINDS`]; none means all. Duplicates are dropped.
+/// Event kinds: each one of [`EventKind::ALL`] by name; none means all. Duplicates are dropped.
 pub fn parse_kinds<S: AsRef<str>>(given: &[S]) -> Result<Vec<String>> {
     if given.is_empty() {
-        return Ok(KINDS.iter().map(|k| (*k).to_owned()).collect());
+        return Ok(EventKind::ALL.map(|k| k.as_str().to_owned()).to_vec());
     }
     let mut out: Vec<String> = Vec::with_capacity(given.len());
     for k in given {
         let k = k.as_ref();
-        if !KINDS.contains(&k) {
+        if EventKind::parse(k).is_none() {
             return Err(Error::Invalid(format!(
                 "unknown event kind `{}` (expected one of {})",
                 k.chars().take(40).collect::<String>(),
-                KINDS.join(", ")
+                EventKind::ALL.map(EventKind::as_str).join(", ")
             )));
         }
         if !out.iter().any(|o| o == k) {
@@ -252,7 +234,7 @@ impl Consumer {
                 emptied |= before > 0 && vals.is_empty();
             }
         }
-        if emptied && d.kind != "device_status_kv" {
+        if emptied && d.kind != EventKind::StatusKv.as_str() {
             let _ = self.ack(d.delivery_id);
             return None;
         }
@@ -507,25 +489,17 @@ struct Hub {
 /// The kind and data of a device event.
 fn describe(ev: &DeviceEvent) -> (&str, &'static str, i64, serde_json::Value) {
     use serde_json::json;
+    let kind = ev.kind().as_str();
     match ev {
-        DeviceEvent::Online { did, ts } => (did, "device_online", *ts, json!({})),
-        DeviceEvent::Offline { did, ts, reason } => {
-            (did, "device_offline", *ts, json!({ "reason": reason }))
-        }
-        DeviceEvent::Report { did, ts, values } => {
-            (did, "device_status_kv", *ts, json!({ "values": values }))
-        }
+        DeviceEvent::Online { did, ts } => (did, kind, *ts, json!({})),
+        DeviceEvent::Offline { did, ts, reason } => (did, kind, *ts, json!({ "reason": reason })),
+        DeviceEvent::Report { did, ts, values } => (did, kind, *ts, json!({ "values": values })),
         DeviceEvent::Ack {
             did,
             ts,
             id,
             status,
-        } => (
-            did,
-            "device_ack",
-            *ts,
-            json!({ "id": id, "status": status }),
-        ),
+        } => (did, kind, *ts, json!({ "id": id, "status": status })),
         DeviceEvent::Registered {
             did,
             ts,
@@ -534,13 +508,11 @@ fn describe(ev: &DeviceEvent) -> (&str, &'static str, i64, serde_json::Value) {
             created,
         } => (
             did,
-            "device_registered",
+            kind,
             *ts,
             json!({ "hardware_id": hardware_id, "mode": mode, "created": created }),
         ),
-        DeviceEvent::Raw { did, ts, payload } => {
-            (did, "device_status_raw", *ts, json!({ "payload": payload }))
-        }
+        DeviceEvent::Raw { did, ts, payload } => (did, kind, *ts, json!({ "payload": payload })),
         DeviceEvent::Changed {
             did,
             ts,
@@ -548,24 +520,13 @@ fn describe(ev: &DeviceEvent) -> (&str, &'static str, i64, serde_json::Value) {
             previous,
         } => (
             did,
-            "datapoint_changed",
+            kind,
             *ts,
             json!({ "values": values, "previous": previous }),
         ),
         DeviceEvent::Alarm {
-            did,
-            ts,
-            class,
-            values,
-        } => (
-            did,
-            match class {
-                rampart_proto::model::PointClass::Alert => "device_attr_alert",
-                rampart_proto::model::PointClass::Fault => "device_attr_fault",
-            },
-            *ts,
-            json!({ "values": values }),
-        ),
+            did, ts, values, ..
+        } => (did, kind, *ts, json!({ "values": values })),
     }
 }
 
@@ -633,7 +594,11 @@ impl Hub {
         let products = self
             .groups
             .iter()
-            .filter(|(_, g)| CHANGE_KINDS.iter().any(|k| g.kinds.contains(*k)))
+            .filter(|(_, g)| {
+                g.kinds
+                    .iter()
+                    .any(|k| EventKind::parse(k).is_some_and(EventKind::compares_previous))
+            })
             .map(|(k, _)| k.0.clone())
             .collect();
         self.sink.set_tracked(products);
@@ -1010,7 +975,10 @@ mod tests {
         assert!(parse_subkey("").is_err());
         assert!(parse_subkey(&"a".repeat(33)).is_err());
         assert!(parse_subkey("a-b").is_err());
-        assert_eq!(parse_kinds::<&str>(&[]).unwrap().len(), KINDS.len());
+        assert_eq!(
+            parse_kinds::<&str>(&[]).unwrap().len(),
+            EventKind::ALL.len()
+        );
         assert_eq!(
             parse_kinds(&["device_online", "device_online"]).unwrap(),
             vec!["device_online"]
