@@ -1,7 +1,7 @@
 //! Enterprise access keys: the keys (secrets sealed by the caller, the previous one kept through a
 //! rotation), the products each reaches, and the devices a key sees. Signature checks, IP
 //! allowlists and scopes are decided in `rampart-core`; a key reaches only products its own
-//! enterprise still owns.
+//! enterprise still owns. Secrets arrive sealed; this file never sees a clear one.
 
 use crate::reports::apply_journal_page;
 use crate::{map_conflict, Db, DeviceRow, Result, Store};

@@ -1,6 +1,7 @@
 //! Consumer accounts: client apps, users, one-time codes (activation, password reset), failed-login
 //! bookkeeping and token families (sessions). Rules (password policy, lockout, expiry) live in
-//! `rampart-core`; tokens and codes arrive here already hashed.
+//! `rampart-core`; tokens and codes arrive here already hashed, and this file never sees a clear
+//! one.
 
 use crate::{map_conflict, Result, Store};
 

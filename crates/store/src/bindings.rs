@@ -1,6 +1,7 @@
 //! Bindings: which users reach a device and in which role (one owner; members and guests through
 //! shares), shares offered by an owner, and one-time bind tokens. Each change that touches several
-//! tables runs in one transaction; who may bind or share is decided in `rampart-core`.
+//! tables runs in one transaction; who may bind or share is decided in `rampart-core`, never
+//! here. Bind tokens arrive hashed.
 
 use crate::{map_conflict, Result, Store};
 

@@ -1,6 +1,7 @@
 //! Developer accounts: developers, their token families, TOTP steps and recovery codes, and the
 //! products and devices a developer may read (personally owned, or through an enterprise that is
-//! not suspended). Rules (roles, expiry, TOTP windows) live in `rampart-core`.
+//! not suspended). Rules (roles, expiry, TOTP windows) live in `rampart-core`; this file never
+//! sees a clear password, token or TOTP secret.
 
 use crate::reports::apply_journal_page;
 use crate::{map_conflict, Db, DeviceRow, LockState, ProductRow, Result, Store};

@@ -4,6 +4,8 @@
 //! On SQLite a state read merges the report journal's rows not compacted yet (see `reports`), in
 //! the same read transaction as the device rows. Presence and CONNECT timestamps are written by
 //! the group commit in `reports`; their batched statements are here, one text per backend.
+//! Secrets and passcodes arrive sealed: this file never sees a clear one, nor decides who may
+//! read a device.
 
 use crate::reports::{apply_journal, apply_journal_page};
 use crate::{map_conflict, to_json, Db, PerBackend, Result, Store};

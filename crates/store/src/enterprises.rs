@@ -1,6 +1,6 @@
 //! Enterprises: the rows, their members and roles, and invitations to join. This file keeps the
 //! rows consistent (a membership change that would leave an enterprise without an owner is refused
-//! inside one transaction); what each role may do is decided in `rampart-core`.
+//! inside one transaction); what each role may do is decided in `rampart-core`, never here.
 
 use crate::{map_conflict, Result, Store};
 

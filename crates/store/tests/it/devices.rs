@@ -226,6 +226,49 @@ async fn a_reprovisioning_window_is_spent_once_within_its_time(s: Store) {
     );
 }
 
+/// Re-provisioning takes every binding, share and bind token of the device, and names the users
+/// that lost access.
+async fn reprovisioning_removes_every_binding_share_and_bind_token(s: Store) {
+    devices_of(&s, "pk2", &[("p1", "hw-p1")]).await;
+    crate::accounts::with_users(&s).await;
+    s.insert_binding("p1", "u1", "owner", None, 1)
+        .await
+        .unwrap();
+    let share = ShareRow {
+        share_id: "sh1".into(),
+        did: "p1".into(),
+        owner_id: "u1".into(),
+        invitee_id: "u3".into(),
+        role: "guest".into(),
+        status: "pending".into(),
+        created_at: 5,
+        accepted_at: None,
+    };
+    s.insert_share(&share).await.unwrap();
+    assert!(s.accept_share(&share, 6).await.unwrap());
+    s.insert_bind_token(&BindTokenRow {
+        token_hash: "t1".into(),
+        did: "p1".into(),
+        created_by: "u1".into(),
+        expires_at: 10_000,
+        created_at: 1,
+    })
+    .await
+    .unwrap();
+    assert!(s.open_reprovision("p1", 3_000).await.unwrap());
+    let mut lost = s
+        .reprovision_device("p1", &[7], &[6], 2_500)
+        .await
+        .unwrap()
+        .unwrap();
+    lost.sort();
+    assert_eq!(lost, vec!["u1".to_string(), "u3".to_string()]);
+    assert_eq!(s.device_owner("p1").await.unwrap(), None);
+    assert_eq!(s.binding_role("p1", "u3").await.unwrap(), None);
+    assert!(s.get_share("sh1").await.unwrap().is_none());
+    assert!(s.take_bind_token("t1", "p1", 100).await.unwrap().is_none());
+}
+
 store_cases! {
     devices_conflict_on_the_same_hardware_id,
     a_devices_secret_and_presence_are_stored,
@@ -236,4 +279,5 @@ store_cases! {
     last_seen_never_moves_back,
     connect_timestamps_only_move_forward,
     a_reprovisioning_window_is_spent_once_within_its_time,
+    reprovisioning_removes_every_binding_share_and_bind_token,
 }

@@ -97,14 +97,21 @@ where
         NEXT_SCHEMA.fetch_add(1, Ordering::Relaxed),
         rand_suffix()
     );
-    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+    let admin_opts = sqlx::postgres::PgConnectOptions::from_str(&url)
+        .unwrap()
+        .options([("synchronous_commit", "off")]);
+    let mut admin = sqlx::PgConnection::connect_with(&admin_opts).await.unwrap();
     sqlx::query(&format!("CREATE SCHEMA {schema}"))
         .execute(&mut admin)
         .await
         .unwrap();
     let opts = sqlx::postgres::PgConnectOptions::from_str(&url)
         .unwrap()
-        .options([("search_path", schema.as_str())]);
+        .options([
+            ("search_path", schema.as_str()),
+            // A case's data dies with its schema: no commit of it needs to wait for the disk.
+            ("synchronous_commit", "off"),
+        ]);
     let s = Store::open_postgres_with(opts, PG_POOL).await.unwrap();
     assert_eq!(s.backend(), "postgres");
     let outcome = tokio::spawn(case(s.clone())).await;
