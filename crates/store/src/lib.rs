@@ -127,6 +127,27 @@ pub struct StoreOptions {
     pub sqlite_writer_cache_kib: u32,
 }
 
+/// How [`Store::open_postgres_with`] connects and migrates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PostgresOptions {
+    /// Connections of the pool (the server's connections are shared: tests that open many stores
+    /// at once keep each pool small).
+    pub max_connections: u32,
+    /// The schema is this store's alone (a test's own): nobody else migrates it at the same time,
+    /// so migrating skips the database-wide advisory lock, which would otherwise queue every
+    /// schema's migrations behind each other. Never set it for a schema that nodes share.
+    pub own_schema: bool,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        PostgresOptions {
+            max_connections: 16,
+            own_schema: false,
+        }
+    }
+}
+
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
@@ -205,18 +226,19 @@ impl Store {
 
     /// Connect to PostgreSQL with the given options (a test may set `search_path` to its own schema).
     pub async fn open_postgres(opts: PgConnectOptions) -> Result<Store> {
-        Self::open_postgres_with(opts, 16).await
+        Self::open_postgres_with(opts, PostgresOptions::default()).await
     }
 
-    /// [`Store::open_postgres`] with a pool of at most `max_connections` (tests that open many
-    /// stores at once keep each pool small: the server's connections are shared).
-    pub async fn open_postgres_with(opts: PgConnectOptions, max_connections: u32) -> Result<Store> {
+    /// [`Store::open_postgres`] with pool and migration options.
+    pub async fn open_postgres_with(opts: PgConnectOptions, o: PostgresOptions) -> Result<Store> {
         let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
+            .max_connections(o.max_connections)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(opts)
             .await?;
-        sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        let mut migrator = sqlx::migrate!("migrations/postgres");
+        migrator.set_locking(!o.own_schema);
+        migrator.run(&pool).await?;
         Ok(Store {
             db: Db::Postgres(pool),
             report_writer: None,

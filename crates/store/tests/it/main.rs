@@ -112,7 +112,11 @@ where
             // A case's data dies with its schema: no commit of it needs to wait for the disk.
             ("synchronous_commit", "off"),
         ]);
-    let s = Store::open_postgres_with(opts, PG_POOL).await.unwrap();
+    let options = PostgresOptions {
+        max_connections: PG_POOL,
+        own_schema: true,
+    };
+    let s = Store::open_postgres_with(opts, options).await.unwrap();
     assert_eq!(s.backend(), "postgres");
     let outcome = tokio::spawn(case(s.clone())).await;
     s.close().await;
