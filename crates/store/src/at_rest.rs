@@ -6,7 +6,7 @@
 //! `settings`, so it runs once even when several processes start together (the loser waits for
 //! the winner's commit, then finds the marker and does nothing).
 
-use crate::{AuditEntryRow, Db, Result, Store};
+use crate::{AuditEntryRow, Result, Store};
 
 /// A column of sealed values: its table, the table's id column and the column itself, with the
 /// two statements of the one-time rewrite as literals.

@@ -1,10 +1,10 @@
-//! SQL of developer accounts and enterprises: developers, their token families and TOTP
-//! recovery codes, enterprises, members, invitations, and who owns a product. Rules (roles, the
-//! last-owner rule's meaning, expiry) live in `rampart-core`; this file only keeps the rows
-//! consistent (a membership change that would leave an enterprise without an owner is refused
-//! inside one transaction).
+//! Developer accounts: developers, their token families, TOTP steps and recovery codes, and the
+//! products and devices a developer may read (personally owned, or through an enterprise that is
+//! not suspended). Rules (roles, expiry, TOTP windows) live in `rampart-core`; this file never
+//! sees a clear password, token or TOTP secret.
 
-use crate::{map_conflict, Db, LockState, ProductRow, Result, Store};
+use crate::reports::apply_journal_page;
+use crate::{map_conflict, Db, DeviceRow, LockState, ProductRow, Result, Store};
 
 /// A developer (a manufacturer's person). `email` is stored normalised.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -54,61 +54,6 @@ pub enum DeveloperRefresh {
     Invalid,
 }
 
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct EnterpriseRow {
-    pub enterprise_id: String,
-    pub name: String,
-    pub suspended: bool,
-    pub created_by: String,
-    pub created_at: i64,
-}
-
-/// One enterprise a developer belongs to, with the developer's role.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct MembershipRow {
-    pub enterprise_id: String,
-    pub name: String,
-    pub suspended: bool,
-    pub role: String,
-    pub created_at: i64,
-}
-
-/// One member of an enterprise.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct MemberRow {
-    pub developer_id: String,
-    pub email: String,
-    pub role: String,
-    pub created_at: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct InviteRow {
-    pub invite_id: String,
-    pub enterprise_id: String,
-    /// The invitee's normalised e-mail.
-    pub email: String,
-    pub role: String,
-    pub invited_by: String,
-    pub created_at: i64,
-}
-
-/// Who owns a product: an enterprise, a developer personally, or neither (the operator).
-#[derive(Debug, Clone, PartialEq, Eq, Default, sqlx::FromRow)]
-pub struct ProductOwnerRow {
-    pub enterprise_id: Option<String>,
-    pub owner_developer_id: Option<String>,
-}
-
-/// The outcome of a role change or a removal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MemberChange {
-    Done,
-    NotMember,
-    /// Refused: the enterprise would be left without an owner.
-    LastOwner,
-}
-
 /// The products developer `$1` may read (`$2` is `false`), as a constant SQL fragment.
 macro_rules! readable_products {
     () => {
@@ -119,8 +64,6 @@ macro_rules! readable_products {
 }
 
 impl Store {
-    // ---- developers ----
-
     /// Insert a developer; `Conflict` when the e-mail is taken.
     pub async fn insert_developer(&self, r: &DeveloperRow) -> Result<()> {
         let sql = "INSERT INTO developers (developer_id, email, password_hash, active, suspended, created_at) \
@@ -282,8 +225,6 @@ impl Store {
         Ok(with_db!(self, p => sqlx::query_scalar(sql).bind(developer_id).fetch_one(p).await?))
     }
 
-    // ---- developer sessions ----
-
     /// Start a session: a new family with its first access and refresh token.
     pub async fn create_developer_session(
         &self,
@@ -426,192 +367,6 @@ impl Store {
         Ok(with_db!(self, p => sqlx::query(sql).bind(before).execute(p).await?.rows_affected()))
     }
 
-    // ---- enterprises ----
-
-    /// Create an enterprise with its first owner, in one transaction.
-    pub async fn insert_enterprise(&self, r: &EnterpriseRow) -> Result<()> {
-        let ent =
-            "INSERT INTO enterprises (enterprise_id, name, suspended, created_by, created_at) \
-                   VALUES ($1, $2, $3, $4, $5)";
-        let mem = "INSERT INTO enterprise_members (enterprise_id, developer_id, role, created_at) \
-                   VALUES ($1, $2, 'owner', $3)";
-        with_db!(self, p => {
-            let mut tx = p.begin().await?;
-            sqlx::query(ent).bind(&r.enterprise_id).bind(&r.name).bind(r.suspended).bind(&r.created_by)
-                .bind(r.created_at).execute(&mut *tx).await.map_err(map_conflict)?;
-            sqlx::query(mem).bind(&r.enterprise_id).bind(&r.created_by).bind(r.created_at)
-                .execute(&mut *tx).await.map_err(map_conflict)?;
-            tx.commit().await?;
-            Ok(())
-        })
-    }
-
-    pub async fn get_enterprise(&self, enterprise_id: &str) -> Result<Option<EnterpriseRow>> {
-        let sql = "SELECT * FROM enterprises WHERE enterprise_id = $1";
-        Ok(with_db!(self, p => sqlx::query_as(sql).bind(enterprise_id).fetch_optional(p).await?))
-    }
-
-    /// Suspend or reinstate; false for an unknown enterprise.
-    pub async fn set_enterprise_suspended(&self, enterprise_id: &str, on: bool) -> Result<bool> {
-        let sql = "UPDATE enterprises SET suspended = $1 WHERE enterprise_id = $2";
-        let n = with_db!(self, p => sqlx::query(sql).bind(on).bind(enterprise_id).execute(p).await?.rows_affected());
-        Ok(n == 1)
-    }
-
-    /// The developer's role in the enterprise, if a member.
-    pub async fn member_role(
-        &self,
-        enterprise_id: &str,
-        developer_id: &str,
-    ) -> Result<Option<String>> {
-        let sql =
-            "SELECT role FROM enterprise_members WHERE enterprise_id = $1 AND developer_id = $2";
-        Ok(
-            with_db!(self, p => sqlx::query_scalar(sql).bind(enterprise_id).bind(developer_id)
-            .fetch_optional(p).await?),
-        )
-    }
-
-    /// Every enterprise the developer belongs to, oldest membership first.
-    pub async fn developer_memberships(&self, developer_id: &str) -> Result<Vec<MembershipRow>> {
-        let sql = "SELECT e.enterprise_id, e.name, e.suspended, m.role, m.created_at FROM enterprise_members m \
-                   JOIN enterprises e ON e.enterprise_id = m.enterprise_id WHERE m.developer_id = $1 \
-                   ORDER BY m.created_at, e.enterprise_id";
-        Ok(with_db!(self, p => sqlx::query_as(sql).bind(developer_id).fetch_all(p).await?))
-    }
-
-    pub async fn list_members(&self, enterprise_id: &str) -> Result<Vec<MemberRow>> {
-        let sql = "SELECT m.developer_id, d.email, m.role, m.created_at FROM enterprise_members m \
-                   JOIN developers d ON d.developer_id = m.developer_id WHERE m.enterprise_id = $1 \
-                   ORDER BY m.created_at, m.developer_id";
-        Ok(with_db!(self, p => sqlx::query_as(sql).bind(enterprise_id).fetch_all(p).await?))
-    }
-
-    /// Store an invitation; `Conflict` when the address already has one to this enterprise.
-    pub async fn insert_invite(&self, r: &InviteRow) -> Result<()> {
-        let sql = "INSERT INTO enterprise_invites (invite_id, enterprise_id, email, role, invited_by, created_at) \
-                   VALUES ($1, $2, $3, $4, $5, $6)";
-        with_db!(self, p => sqlx::query(sql).bind(&r.invite_id).bind(&r.enterprise_id).bind(&r.email)
-            .bind(&r.role).bind(&r.invited_by).bind(r.created_at)
-            .execute(p).await.map_err(map_conflict)?.rows_affected());
-        Ok(())
-    }
-
-    pub async fn get_invite(&self, invite_id: &str) -> Result<Option<InviteRow>> {
-        let sql = "SELECT * FROM enterprise_invites WHERE invite_id = $1";
-        Ok(with_db!(self, p => sqlx::query_as(sql).bind(invite_id).fetch_optional(p).await?))
-    }
-
-    pub async fn invites_for_email(&self, email: &str) -> Result<Vec<InviteRow>> {
-        let sql =
-            "SELECT * FROM enterprise_invites WHERE email = $1 ORDER BY created_at, invite_id";
-        Ok(with_db!(self, p => sqlx::query_as(sql).bind(email).fetch_all(p).await?))
-    }
-
-    pub async fn delete_invite(&self, invite_id: &str) -> Result<bool> {
-        let sql = "DELETE FROM enterprise_invites WHERE invite_id = $1";
-        let n =
-            with_db!(self, p => sqlx::query(sql).bind(invite_id).execute(p).await?.rows_affected());
-        Ok(n == 1)
-    }
-
-    /// Turn an invitation into a membership (one transaction); `Conflict` when already a member.
-    /// False when the invitation no longer exists.
-    pub async fn accept_invite(
-        &self,
-        invite_id: &str,
-        developer_id: &str,
-        now: i64,
-    ) -> Result<bool> {
-        let get = "SELECT * FROM enterprise_invites WHERE invite_id = $1";
-        let del = "DELETE FROM enterprise_invites WHERE invite_id = $1";
-        let mem = "INSERT INTO enterprise_members (enterprise_id, developer_id, role, created_at) \
-                   VALUES ($1, $2, $3, $4)";
-        with_db!(self, p => {
-            let mut tx = p.begin().await?;
-            let inv: Option<InviteRow> = sqlx::query_as(get).bind(invite_id).fetch_optional(&mut *tx).await?;
-            let Some(inv) = inv else { return Ok(false) };
-            let n = sqlx::query(del).bind(invite_id).execute(&mut *tx).await?.rows_affected();
-            if n != 1 {
-                return Ok(false);
-            }
-            sqlx::query(mem).bind(&inv.enterprise_id).bind(developer_id).bind(&inv.role).bind(now)
-                .execute(&mut *tx).await.map_err(map_conflict)?;
-            tx.commit().await?;
-            Ok(true)
-        })
-    }
-
-    /// Change a member's role (`None` removes the member). Refused with `LastOwner` when the
-    /// enterprise would have no owner left. The enterprise row is written first, so concurrent
-    /// changes to one enterprise queue behind each other on both engines.
-    pub async fn change_member(
-        &self,
-        enterprise_id: &str,
-        developer_id: &str,
-        role: Option<&str>,
-    ) -> Result<MemberChange> {
-        let lock = "UPDATE enterprises SET created_at = created_at WHERE enterprise_id = $1";
-        let cur =
-            "SELECT role FROM enterprise_members WHERE enterprise_id = $1 AND developer_id = $2";
-        let owners =
-            "SELECT COUNT(*) FROM enterprise_members WHERE enterprise_id = $1 AND role = 'owner'";
-        let upd = "UPDATE enterprise_members SET role = $1 WHERE enterprise_id = $2 AND developer_id = $3";
-        let del = "DELETE FROM enterprise_members WHERE enterprise_id = $1 AND developer_id = $2";
-        with_db!(self, p => {
-            let mut tx = p.begin().await?;
-            sqlx::query(lock).bind(enterprise_id).execute(&mut *tx).await?;
-            let current: Option<String> = sqlx::query_scalar(cur).bind(enterprise_id).bind(developer_id)
-                .fetch_optional(&mut *tx).await?;
-            let Some(current) = current else { return Ok(MemberChange::NotMember) };
-            if current == "owner" && role != Some("owner") {
-                let n: i64 = sqlx::query_scalar(owners).bind(enterprise_id).fetch_one(&mut *tx).await?;
-                if n <= 1 {
-                    return Ok(MemberChange::LastOwner);
-                }
-            }
-            match role {
-                Some(r) => sqlx::query(upd).bind(r).bind(enterprise_id).bind(developer_id).execute(&mut *tx).await?,
-                None => sqlx::query(del).bind(enterprise_id).bind(developer_id).execute(&mut *tx).await?,
-            };
-            tx.commit().await?;
-            Ok(MemberChange::Done)
-        })
-    }
-
-    // ---- product ownership ----
-
-    /// Insert a product owned by a developer personally (`products.owner_developer_id`), or by
-    /// the enterprise in `r.enterprise_id` when `developer_id` is `None`.
-    pub async fn insert_owned_product(
-        &self,
-        r: &ProductRow,
-        developer_id: Option<&str>,
-    ) -> Result<()> {
-        let sql = "INSERT INTO products (product_key, name, secret_enc, dynamic_registration, allowlist, \
-                   report_limit_per_min, model, enterprise_id, created_at, owner_developer_id) \
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
-        with_db!(self, p => sqlx::query(sql)
-            .bind(&r.product_key).bind(&r.name).bind(&r.secret_enc).bind(r.dynamic_registration)
-            .bind(r.allowlist).bind(r.report_limit_per_min).bind(&r.model).bind(&r.enterprise_id)
-            .bind(r.created_at).bind(developer_id)
-            .execute(p).await.map_err(map_conflict)?.rows_affected());
-        Ok(())
-    }
-
-    /// The owner of a product; `None` for an unknown product.
-    pub async fn product_owner(&self, product_key: &str) -> Result<Option<ProductOwnerRow>> {
-        let sql = "SELECT enterprise_id, owner_developer_id FROM products WHERE product_key = $1";
-        Ok(with_db!(self, p => sqlx::query_as(sql).bind(product_key).fetch_optional(p).await?))
-    }
-
-    /// Replace a product's (sealed) secret; false for an unknown product.
-    pub async fn set_product_secret(&self, product_key: &str, secret_enc: &[u8]) -> Result<bool> {
-        let sql = "UPDATE products SET secret_enc = $1 WHERE product_key = $2";
-        let n = with_db!(self, p => sqlx::query(sql).bind(secret_enc).bind(product_key).execute(p).await?.rows_affected());
-        Ok(n == 1)
-    }
-
     /// A page of the products a developer may read: personally owned, or owned by an enterprise
     /// the developer is a member of and that is not suspended.
     pub async fn list_developer_products(
@@ -641,7 +396,7 @@ impl Store {
         developer_id: &str,
         offset: i64,
         limit: i64,
-    ) -> Result<(Vec<crate::DeviceRow>, i64)> {
+    ) -> Result<(Vec<DeviceRow>, i64)> {
         let sql = concat!(
             "SELECT d.* FROM devices d WHERE d.product_key IN (SELECT p.product_key FROM products p WHERE ",
             readable_products!(),
@@ -655,7 +410,7 @@ impl Store {
         if let (Db::Sqlite(p), true) = (&self.db, self.journal_len() > 0) {
             // Reports not compacted yet are part of the states (see `reports`).
             let mut tx = p.begin().await?;
-            let mut rows: Vec<crate::DeviceRow> = sqlx::query_as(sql)
+            let mut rows: Vec<DeviceRow> = sqlx::query_as(sql)
                 .bind(developer_id)
                 .bind(false)
                 .bind(limit)
@@ -667,7 +422,7 @@ impl Store {
                 .bind(false)
                 .fetch_one(&mut *tx)
                 .await?;
-            crate::reports::apply_journal_page(&mut tx, &mut rows).await?;
+            apply_journal_page(&mut tx, &mut rows).await?;
             tx.commit().await?;
             return Ok((rows, total));
         }

@@ -5,7 +5,7 @@
 //! decided in `rampart-core` (`events`). Inserts and acknowledgements come in batches, one
 //! statement each.
 
-use crate::{Db, Result, Store};
+use crate::{to_json, Db, Result, Store};
 
 /// A subscription group: consumers of one product with one subkey.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -29,10 +29,6 @@ pub struct QueuedEventRow {
     /// The event's data as JSON text.
     pub body: String,
     pub created_at: i64,
-}
-
-fn to_json<T: serde::Serialize + ?Sized>(v: &T) -> Result<String> {
-    serde_json::to_string(v).map_err(|e| crate::StoreError::Db(sqlx::Error::Encode(Box::new(e))))
 }
 
 impl Store {
@@ -180,19 +176,5 @@ impl Store {
             }
             n
         }))
-    }
-
-    /// The product of each known device among `dids` (unknown ones are left out).
-    pub async fn device_products(&self, dids: &[String]) -> Result<Vec<(String, String)>> {
-        let sql = "SELECT did, product_key FROM devices WHERE did = $1";
-        let mut out = Vec::with_capacity(dids.len());
-        with_db!(self, p => {
-            for d in dids {
-                if let Some(row) = sqlx::query_as::<_, (String, String)>(sql).bind(d).fetch_optional(p).await? {
-                    out.push(row);
-                }
-            }
-        });
-        Ok(out)
     }
 }

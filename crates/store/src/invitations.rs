@@ -1,7 +1,7 @@
 //! Shares offered to an address with no account (`share_invitations`): kept until an account with
 //! the address exists, then turned into a pending share in one transaction.
 
-use crate::{map_conflict, Db, Result, ShareRow, Store};
+use crate::{map_conflict, Result, ShareRow, Store};
 
 /// A share offered to an address (exactly one of `email`, `phone`).
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]

@@ -1,7 +1,15 @@
 //! The only crate that speaks SQL. One [`Store`] over SQLite (the embedded default) and PostgreSQL,
 //! chosen at run time from the URL. Every query is parameterised; the same SQL text (with `$n`
 //! placeholders, which both engines accept) runs on both backends, and the `with_db!` macro expands
-//! each body once per pool type. Schemas live in `migrations/sqlite` and `migrations/postgres`.
+//! each body once per pool type. Where the dialects differ, a statement's two texts sit side by
+//! side in its domain's file (`PerBackend`). Schemas live in `migrations/sqlite` and
+//! `migrations/postgres`.
+//!
+//! This file owns the handle: [`Store`], [`StoreError`], opening and migrating, and `with_db!`.
+//! Each domain's statements and row types are in a file of their own (`devices`, `reports`,
+//! `accounts`, `bindings`, `developers`, `enterprises`, `access_keys`, `audit`, `oauth`, `events`,
+//! `webhooks`, `quotas`, `invitations`, `products`, `factory`, `settings`, `nonces`, `at_rest`),
+//! re-exported here so callers name everything `rampart_store::X`.
 //!
 //! This crate knows rows, not rules: validation, crypto and authorisation live in `rampart-core`.
 
@@ -11,9 +19,6 @@ use sqlx::sqlite::{
 };
 use std::str::FromStr;
 use std::time::Duration;
-
-mod rows;
-pub use rows::*;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -49,28 +54,44 @@ pub struct Store {
 macro_rules! with_db {
     ($self:expr, $pool:ident => $body:expr) => {
         match &$self.db {
-            Db::Sqlite($pool) => $body,
-            Db::Postgres($pool) => $body,
+            $crate::Db::Sqlite($pool) => $body,
+            $crate::Db::Postgres($pool) => $body,
         }
     };
 }
 
+mod access_keys;
 mod accounts;
 pub mod at_rest;
+mod audit;
+mod bindings;
 mod developers;
-mod enterprise_api;
+mod devices;
+mod enterprises;
 mod events;
+mod factory;
 mod invitations;
+mod nonces;
 mod oauth;
+mod products;
 mod quotas;
 mod reports;
+mod settings;
 mod webhooks;
+pub use access_keys::*;
+pub use accounts::*;
+pub use audit::*;
+pub use bindings::*;
 pub use developers::*;
-pub use enterprise_api::*;
+pub use devices::*;
+pub use enterprises::*;
 pub use events::*;
+pub use factory::*;
 pub use invitations::*;
 pub use oauth::*;
+pub use products::*;
 pub use quotas::*;
+pub use reports::*;
 pub use webhooks::*;
 
 fn map_conflict(e: sqlx::Error) -> StoreError {
@@ -78,6 +99,20 @@ fn map_conflict(e: sqlx::Error) -> StoreError {
         sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict,
         _ => StoreError::Db(e),
     }
+}
+
+/// Serialise a value (rows, ids) to JSON text for a statement that takes its rows as one JSON
+/// array; an encoding failure is a database encode error.
+fn to_json<T: serde::Serialize + ?Sized>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| StoreError::Db(sqlx::Error::Encode(Box::new(e))))
+}
+
+/// One statement in each backend's dialect, side by side, where the engines differ (SQLite's JSON
+/// functions against PostgreSQL's arrays and `jsonb`). Most statements have one text for both.
+#[derive(Debug, Clone, Copy)]
+struct PerBackend {
+    sqlite: &'static str,
+    postgres: &'static str,
 }
 
 /// Tuning that does not change what is stored.
@@ -90,6 +125,27 @@ pub struct StoreOptions {
     /// SQLite: page cache of the report writer's connection, KiB (the history index pages that a
     /// journal compaction touches, and the device rows that presence changes update).
     pub sqlite_writer_cache_kib: u32,
+}
+
+/// How [`Store::open_postgres_with`] connects and migrates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PostgresOptions {
+    /// Connections of the pool (the server's connections are shared: tests that open many stores
+    /// at once keep each pool small).
+    pub max_connections: u32,
+    /// The schema is this store's alone (a test's own): nobody else migrates it at the same time,
+    /// so migrating skips the database-wide advisory lock, which would otherwise queue every
+    /// schema's migrations behind each other. Never set it for a schema that nodes share.
+    pub own_schema: bool,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        PostgresOptions {
+            max_connections: 16,
+            own_schema: false,
+        }
+    }
 }
 
 impl Default for StoreOptions {
@@ -170,12 +226,19 @@ impl Store {
 
     /// Connect to PostgreSQL with the given options (a test may set `search_path` to its own schema).
     pub async fn open_postgres(opts: PgConnectOptions) -> Result<Store> {
+        Self::open_postgres_with(opts, PostgresOptions::default()).await
+    }
+
+    /// [`Store::open_postgres`] with pool and migration options.
+    pub async fn open_postgres_with(opts: PgConnectOptions, o: PostgresOptions) -> Result<Store> {
         let pool = PgPoolOptions::new()
-            .max_connections(16)
+            .max_connections(o.max_connections)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(opts)
             .await?;
-        sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        let mut migrator = sqlx::migrate!("migrations/postgres");
+        migrator.set_locking(!o.own_schema);
+        migrator.run(&pool).await?;
         Ok(Store {
             db: Db::Postgres(pool),
             report_writer: None,
@@ -192,227 +255,5 @@ impl Store {
             w.close().await;
         }
         with_db!(self, p => p.close().await)
-    }
-
-    // ---- settings ----
-
-    pub async fn get_setting(&self, key: &str) -> Result<Option<String>> {
-        let sql = "SELECT value FROM settings WHERE key = $1";
-        Ok(with_db!(self, p => sqlx::query_scalar(sql).bind(key).fetch_optional(p).await?))
-    }
-
-    /// Insert a setting unless present; true when this call inserted it.
-    pub async fn init_setting(&self, key: &str, value: &str) -> Result<bool> {
-        let sql = "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING";
-        let n = with_db!(self, p => sqlx::query(sql).bind(key).bind(value).execute(p).await?.rows_affected());
-        Ok(n == 1)
-    }
-
-    // ---- products ----
-
-    pub async fn insert_product(&self, r: &ProductRow) -> Result<()> {
-        let sql = "INSERT INTO products (product_key, name, secret_enc, dynamic_registration, allowlist, \
-                   report_limit_per_min, model, enterprise_id, created_at) \
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
-        with_db!(self, p => sqlx::query(sql)
-            .bind(&r.product_key).bind(&r.name).bind(&r.secret_enc).bind(r.dynamic_registration)
-            .bind(r.allowlist).bind(r.report_limit_per_min).bind(&r.model).bind(&r.enterprise_id)
-            .bind(r.created_at)
-            .execute(p).await.map_err(map_conflict)?.rows_affected());
-        Ok(())
-    }
-
-    pub async fn get_product(&self, product_key: &str) -> Result<Option<ProductRow>> {
-        let sql = "SELECT * FROM products WHERE product_key = $1";
-        Ok(with_db!(self, p => sqlx::query_as(sql).bind(product_key).fetch_optional(p).await?))
-    }
-
-    pub async fn list_products(&self, offset: i64, limit: i64) -> Result<(Vec<ProductRow>, i64)> {
-        let sql = "SELECT * FROM products ORDER BY created_at, product_key LIMIT $1 OFFSET $2";
-        let count = "SELECT COUNT(*) FROM products";
-        Ok(with_db!(self, p => (
-            sqlx::query_as(sql).bind(limit).bind(offset).fetch_all(p).await?,
-            sqlx::query_scalar(count).fetch_one(p).await?,
-        )))
-    }
-
-    // ---- allowlist ----
-
-    /// Add hardware ids to a product's allowlist; returns how many were new.
-    pub async fn allowlist_add(&self, product_key: &str, ids: &[String], now: i64) -> Result<u64> {
-        let sql =
-            "INSERT INTO allowlist (product_key, hardware_id, created_at) VALUES ($1, $2, $3) \
-                   ON CONFLICT (product_key, hardware_id) DO NOTHING";
-        with_db!(self, p => {
-            let mut tx = p.begin().await?;
-            let mut n = 0;
-            for id in ids {
-                n += sqlx::query(sql).bind(product_key).bind(id).bind(now).execute(&mut *tx).await?.rows_affected();
-            }
-            tx.commit().await?;
-            Ok(n)
-        })
-    }
-
-    pub async fn allowlist_contains(&self, product_key: &str, hardware_id: &str) -> Result<bool> {
-        let sql = "SELECT COUNT(*) FROM allowlist WHERE product_key = $1 AND hardware_id = $2";
-        let n: i64 = with_db!(self, p => sqlx::query_scalar(sql).bind(product_key).bind(hardware_id).fetch_one(p).await?);
-        Ok(n > 0)
-    }
-
-    // ---- factory identities ----
-
-    /// Store a factory batch and its identities in one transaction.
-    pub async fn insert_factory_batch(
-        &self,
-        batch_id: &str,
-        product_key: &str,
-        identities: &[(String, Vec<u8>)],
-        now: i64,
-    ) -> Result<()> {
-        let b = "INSERT INTO factory_batches (batch_id, product_key, count, created_at) VALUES ($1, $2, $3, $4)";
-        let i = "INSERT INTO factory_identities (serial, product_key, batch_id, secret_enc, created_at) \
-                 VALUES ($1, $2, $3, $4, $5)";
-        with_db!(self, p => {
-            let mut tx = p.begin().await?;
-            sqlx::query(b).bind(batch_id).bind(product_key).bind(identities.len() as i64).bind(now)
-                .execute(&mut *tx).await.map_err(map_conflict)?;
-            for (serial, secret) in identities {
-                sqlx::query(i).bind(serial).bind(product_key).bind(batch_id).bind(secret).bind(now)
-                    .execute(&mut *tx).await.map_err(map_conflict)?;
-            }
-            tx.commit().await?;
-            Ok(())
-        })
-    }
-
-    pub async fn get_factory_identity(&self, serial: &str) -> Result<Option<FactoryIdentityRow>> {
-        let sql = "SELECT serial, product_key, batch_id, secret_enc FROM factory_identities WHERE serial = $1";
-        Ok(with_db!(self, p => sqlx::query_as(sql).bind(serial).fetch_optional(p).await?))
-    }
-
-    // ---- devices ----
-
-    pub async fn get_device_by_hardware(
-        &self,
-        product_key: &str,
-        hardware_id: &str,
-    ) -> Result<Option<DeviceRow>> {
-        let sql = "SELECT * FROM devices WHERE product_key = $1 AND hardware_id = $2";
-        Ok(
-            with_db!(self, p => sqlx::query_as(sql).bind(product_key).bind(hardware_id).fetch_optional(p).await?),
-        )
-    }
-
-    pub async fn insert_device(&self, r: &DeviceRow) -> Result<()> {
-        let sql = "INSERT INTO devices (did, product_key, hardware_id, mode, secret_enc, passcode_enc, created_at, \
-                   online, last_seen, state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
-        with_db!(self, p => sqlx::query(sql)
-            .bind(&r.did).bind(&r.product_key).bind(&r.hardware_id).bind(&r.mode).bind(&r.secret_enc)
-            .bind(&r.passcode_enc).bind(r.created_at).bind(r.online).bind(r.last_seen).bind(&r.state)
-            .execute(p).await.map_err(map_conflict)?.rows_affected());
-        Ok(())
-    }
-
-    /// Replace a device's secret (re-registration rotates it; the old one stops working at once).
-    pub async fn set_device_secret(&self, did: &str, secret_enc: &[u8]) -> Result<()> {
-        let sql = "UPDATE devices SET secret_enc = $1 WHERE did = $2";
-        with_db!(self, p => sqlx::query(sql).bind(secret_enc).bind(did).execute(p).await?.rows_affected());
-        Ok(())
-    }
-
-    /// Open (or move) a device's re-provisioning window until `until` (unix ms); false when
-    /// there is no such device.
-    /// Disable (`on`) or enable a device; false when there is no such device.
-    pub async fn set_device_disabled(&self, did: &str, on: bool) -> Result<bool> {
-        let sql = "UPDATE devices SET disabled = $1 WHERE did = $2";
-        let n = with_db!(self, p => sqlx::query(sql).bind(on).bind(did).execute(p).await?.rows_affected());
-        Ok(n == 1)
-    }
-
-    pub async fn open_reprovision(&self, did: &str, until: i64) -> Result<bool> {
-        let sql = "UPDATE devices SET reprovision_until = $1 WHERE did = $2";
-        let n = with_db!(self, p => sqlx::query(sql).bind(until).bind(did).execute(p).await?.rows_affected());
-        Ok(n == 1)
-    }
-
-    /// Spend a device's open re-provisioning window (one conditional UPDATE: of two concurrent
-    /// registrations only one finds it open): give the device a new secret and passcode and, in
-    /// the same transaction, remove every binding, share and bind token. Returns the users that
-    /// lost access, or `None` when no window was open at `now` (nothing changed).
-    pub async fn reprovision_device(
-        &self,
-        did: &str,
-        secret_enc: &[u8],
-        passcode_enc: &[u8],
-        now: i64,
-    ) -> Result<Option<Vec<String>>> {
-        let claim =
-            "UPDATE devices SET secret_enc = $1, passcode_enc = $2, reprovision_until = NULL \
-                     WHERE did = $3 AND reprovision_until IS NOT NULL AND reprovision_until >= $4";
-        let users = "SELECT user_id FROM bindings WHERE did = $1";
-        let dels = [
-            "DELETE FROM bindings WHERE did = $1",
-            "DELETE FROM shares WHERE did = $1",
-            "DELETE FROM bind_tokens WHERE did = $1",
-        ];
-        with_db!(self, p => {
-            let mut tx = p.begin().await?;
-            let n = sqlx::query(claim).bind(secret_enc).bind(passcode_enc).bind(did).bind(now)
-                .execute(&mut *tx).await?.rows_affected();
-            if n != 1 {
-                tx.rollback().await?;
-                return Ok(None);
-            }
-            let list: Vec<String> = sqlx::query_scalar(users).bind(did).fetch_all(&mut *tx).await?;
-            for sql in dels {
-                sqlx::query(sql).bind(did).execute(&mut *tx).await?;
-            }
-            tx.commit().await?;
-            Ok(Some(list))
-        })
-    }
-
-    pub async fn set_presence(&self, did: &str, online: bool, ts: i64) -> Result<()> {
-        let sql = "UPDATE devices SET online = $1, last_seen = $2 WHERE did = $3";
-        with_db!(self, p => sqlx::query(sql).bind(online).bind(ts).bind(did).execute(p).await?.rows_affected());
-        Ok(())
-    }
-
-    /// Mark every device offline (at start-up of a single node: no session survived a restart).
-    pub async fn reset_presence(&self) -> Result<u64> {
-        let sql = "UPDATE devices SET online = $1 WHERE online = $2";
-        Ok(
-            with_db!(self, p => sqlx::query(sql).bind(false).bind(true).execute(p).await?.rows_affected()),
-        )
-    }
-
-    // ---- nonces ----
-
-    /// Record a nonce for `scope`; false if it was already used (and has not expired).
-    pub async fn use_nonce(
-        &self,
-        scope: &str,
-        nonce: &str,
-        expires_at: i64,
-        now: i64,
-    ) -> Result<bool> {
-        let purge = "DELETE FROM nonces WHERE expires_at < $1";
-        let ins = "INSERT INTO nonces (scope, nonce, expires_at) VALUES ($1, $2, $3) ON CONFLICT (scope, nonce) DO NOTHING";
-        with_db!(self, p => {
-            sqlx::query(purge).bind(now).execute(p).await?;
-            let n = sqlx::query(ins).bind(scope).bind(nonce).bind(expires_at).execute(p).await?.rows_affected();
-            Ok(n == 1)
-        })
-    }
-
-    // ---- audit (appends: `enterprise_api`, the chain) ----
-
-    pub async fn list_audit(&self, action: Option<&str>, limit: i64) -> Result<Vec<AuditRow>> {
-        let sql = "SELECT ts, actor_kind, actor_id, tenant, action, target, source_ip, outcome, detail FROM audit \
-                   WHERE ($1 = '' OR action = $1) ORDER BY id DESC LIMIT $2";
-        Ok(
-            with_db!(self, p => sqlx::query_as(sql).bind(action.unwrap_or("")).bind(limit).fetch_all(p).await?),
-        )
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! Codes and tokens arrive here already hashed; this module never sees a clear secret.
 
-use crate::{map_conflict, Db, Result, Store, UserRow};
+use crate::{map_conflict, Result, Store, UserRow};
 
 /// A registered third-party client.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]

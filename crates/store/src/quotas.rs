@@ -1,7 +1,7 @@
 //! Window quota counters: the rows behind `rampart_core::quotas`, so a quota's count
 //! survives a restart. Rows only; the windows, limits and flushing are the core's.
 
-use crate::{Db, Result, Store};
+use crate::{Result, Store};
 
 /// One counter in one fixed window.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]

@@ -1,4 +1,7 @@
-//! Reports: the group-commit write path, each device's latest state and its history.
+//! Reports: the group-commit write path (reports, presence and CONNECT timestamps in one
+//! commit), the SQLite report journal and its compaction, and each device's history. Reading a
+//! device's latest state is `devices`'s, which merges the journal through `apply_journal_page`.
+//! Never validates a report: it arrives checked against its product's model by `rampart-core`.
 //!
 //! PostgreSQL: a batch merges into `devices.state` and appends to `history` in one transaction.
 //!
@@ -13,12 +16,28 @@
 //! visible from its commit on, and a compaction never shows it twice or not at all. After a crash
 //! the journal is still there; opening the store compacts it before anything else runs.
 
-use crate::{
-    ConnectRow, Db, DeviceCredentials, DeviceRow, HistoryRow, PresenceRow, ReportRow, Result, Store,
-};
+use crate::devices::{CONNECT_TS, PRESENCE};
+use crate::{to_json, ConnectRow, Db, DeviceRow, PerBackend, PresenceRow, Result, Store};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::Mutex;
+
+/// One validated report to store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportRow {
+    pub did: String,
+    pub ts: i64,
+    /// The report's values (one history row holds them all).
+    pub values: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct HistoryRow {
+    pub ts: i64,
+    pub point: String,
+    /// The value as JSON text.
+    pub value: String,
+}
 
 /// SQLite: what the journal holds, merged by device in commit order (so compaction need not read
 /// the journal back to update the latest states).
@@ -49,7 +68,7 @@ fn lock(m: &Mutex<Pending>) -> std::sync::MutexGuard<'_, Pending> {
 }
 
 /// Apply journal rows `(ts, vals)` (oldest first) to a device row read before them.
-fn apply_journal(row: &mut DeviceRow, journal: impl IntoIterator<Item = (i64, String)>) {
+pub(crate) fn apply_journal(row: &mut DeviceRow, journal: impl IntoIterator<Item = (i64, String)>) {
     let mut state: Option<Map<String, Value>> = None;
     for (ts, vals) in journal {
         let Ok(Value::Object(vals)) = serde_json::from_str::<Value>(&vals) else {
@@ -102,28 +121,49 @@ fn json_rows<T: serde::Serialize>(rows: impl Iterator<Item = T>) -> Result<Strin
     to_json(&rows.collect::<Vec<T>>())
 }
 
-fn to_json<T: serde::Serialize + ?Sized>(v: &T) -> Result<String> {
-    serde_json::to_string(v).map_err(|e| crate::StoreError::Db(sqlx::Error::Encode(Box::new(e))))
-}
-
 /// `[[did, values, ts], ...]` for the state merge statements.
 fn states_json(states: &HashMap<String, (Map<String, Value>, i64)>) -> Result<String> {
     json_rows(states.iter().map(|(did, (m, ts))| (did, m, ts)))
 }
 
-const SQLITE_MERGE_STATES: &str = "UPDATE devices SET state = json_patch(devices.state, v.vals), \
-     last_seen = max(coalesce(devices.last_seen, v.ts), v.ts) \
-     FROM (SELECT value->>0 AS did, value->1 AS vals, value->>2 AS ts FROM json_each($1)) AS v \
-     WHERE devices.did = v.did";
+/// Merge each device's newest values into its state; `last_seen` only moves forward. One row per
+/// device: SQLite takes `[[did, values, ts], ...]` as JSON (at compaction), PostgreSQL three
+/// column arrays (at each commit).
+const MERGE_STATES: PerBackend = PerBackend {
+    sqlite: "UPDATE devices SET state = json_patch(devices.state, v.vals), \
+             last_seen = max(coalesce(devices.last_seen, v.ts), v.ts) \
+             FROM (SELECT value->>0 AS did, value->1 AS vals, value->>2 AS ts FROM json_each($1)) AS v \
+             WHERE devices.did = v.did",
+    postgres: "UPDATE devices SET state = (devices.state::jsonb || v.vals::jsonb)::text, \
+               last_seen = GREATEST(COALESCE(devices.last_seen, v.ts), v.ts) \
+               FROM UNNEST($1::text[], $2::text[], $3::int8[]) AS v(did, vals, ts) \
+               WHERE devices.did = v.did",
+};
 
-const SQLITE_PRESENCE: &str = "UPDATE devices SET online = v.online, \
-     last_seen = max(coalesce(devices.last_seen, v.ts), v.ts) \
-     FROM (SELECT value->>0 AS did, value->>1 AS online, value->>2 AS ts FROM json_each($1)) AS v \
-     WHERE devices.did = v.did";
+/// Append a batch of reports, one row each: SQLite to the journal (`[[did, ts, values], ...]` as
+/// JSON; compaction moves it into `history`), PostgreSQL straight to `history` (column arrays).
+const APPEND_REPORTS: PerBackend = PerBackend {
+    sqlite: "INSERT INTO report_journal (did, ts, vals) \
+             SELECT value->>0, value->>1, value->2 FROM json_each($1)",
+    postgres: "INSERT INTO history (did, ts, vals) \
+               SELECT d, t, v::jsonb FROM UNNEST($1::text[], $2::int8[], $3::text[]) AS x(d, t, v)",
+};
 
-const SQLITE_CONNECT_TS: &str = "UPDATE devices SET connect_ts = max(devices.connect_ts, v.ts) \
-     FROM (SELECT value->>0 AS did, value->>1 AS ts FROM json_each($1)) AS v \
-     WHERE devices.did = v.did";
+/// A device's history rows, newest first: `$1` the device, `$2` a point the row must hold (or
+/// empty), `$3`..`$4` the time range, `$5` the limit. SQLite's `->` and PostgreSQL's
+/// `jsonb_exists` both take the point as a key, never as a path.
+const HISTORY: PerBackend = PerBackend {
+    sqlite: "SELECT ts, vals FROM history WHERE did = $1 AND ($2 = '' OR vals -> $2 IS NOT NULL) \
+             AND ts >= $3 AND ts <= $4 ORDER BY ts DESC LIMIT $5",
+    postgres:
+        "SELECT ts, vals::text FROM history WHERE did = $1 AND ($2 = '' OR jsonb_exists(vals, $2)) \
+               AND ts >= $3 AND ts <= $4 ORDER BY ts DESC LIMIT $5",
+};
+
+/// SQLite: [`HISTORY`] over the journal's rows not compacted yet (the later ones at equal times).
+const SQLITE_JOURNAL_HISTORY: &str = "SELECT ts, vals FROM report_journal WHERE did = $1 \
+     AND ($2 = '' OR vals -> $2 IS NOT NULL) AND ts >= $3 AND ts <= $4 \
+     ORDER BY ts DESC, seq DESC LIMIT $5";
 
 /// The greatest timestamp of each device (one row per device: an UPDATE joined to several rows
 /// for one device would apply an arbitrary one of them).
@@ -210,19 +250,20 @@ impl Store {
                 } else {
                     Some(json_rows(connects.iter().map(|(did, ts)| (did, ts)))?)
                 };
-                const JOURNAL: &str = "INSERT INTO report_journal (did, ts, vals) \
-                                       SELECT value->>0, value->>1, value->2 FROM json_each($1)";
                 if let Some(j) = journal {
                     let mut tx = p.begin().await?;
-                    sqlx::query(JOURNAL).bind(j).execute(&mut *tx).await?;
+                    sqlx::query(APPEND_REPORTS.sqlite)
+                        .bind(j)
+                        .execute(&mut *tx)
+                        .await?;
                     if let Some(s) = seen {
-                        sqlx::query(SQLITE_PRESENCE)
+                        sqlx::query(PRESENCE.sqlite)
                             .bind(s)
                             .execute(&mut *tx)
                             .await?;
                     }
                     if let Some(c) = connected {
-                        sqlx::query(SQLITE_CONNECT_TS)
+                        sqlx::query(CONNECT_TS.sqlite)
                             .bind(c)
                             .execute(&mut *tx)
                             .await?;
@@ -241,13 +282,13 @@ impl Store {
                     let res: Result<()> = async {
                         let mut tx = sqlx::Connection::begin(&mut *c).await?;
                         if let Some(s) = seen {
-                            sqlx::query(SQLITE_PRESENCE)
+                            sqlx::query(PRESENCE.sqlite)
                                 .bind(s)
                                 .execute(&mut *tx)
                                 .await?;
                         }
                         if let Some(cs) = connected {
-                            sqlx::query(SQLITE_CONNECT_TS)
+                            sqlx::query(CONNECT_TS.sqlite)
                                 .bind(cs)
                                 .execute(&mut *tx)
                                 .await?;
@@ -306,55 +347,38 @@ impl Store {
                         h_ts.push(r.ts);
                         h_vals.push(to_json(&r.values)?);
                     }
-                    sqlx::query(
-                        "UPDATE devices SET state = (devices.state::jsonb || v.vals::jsonb)::text, \
-                         last_seen = GREATEST(COALESCE(devices.last_seen, v.ts), v.ts) \
-                         FROM UNNEST($1::text[], $2::text[], $3::int8[]) AS v(did, vals, ts) \
-                         WHERE devices.did = v.did",
-                    )
-                    .bind(&dids)
-                    .bind(&vals)
-                    .bind(&tss)
-                    .execute(&mut *tx)
-                    .await?;
-                    sqlx::query(
-                        "INSERT INTO history (did, ts, vals) \
-                         SELECT d, t, v::jsonb FROM UNNEST($1::text[], $2::int8[], $3::text[]) AS x(d, t, v)",
-                    )
-                    .bind(&h_did)
-                    .bind(&h_ts)
-                    .bind(&h_vals)
-                    .execute(&mut *tx)
-                    .await?;
+                    sqlx::query(MERGE_STATES.postgres)
+                        .bind(&dids)
+                        .bind(&vals)
+                        .bind(&tss)
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query(APPEND_REPORTS.postgres)
+                        .bind(&h_did)
+                        .bind(&h_ts)
+                        .bind(&h_vals)
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 if !presence.is_empty() {
                     let dids: Vec<&str> = presence.iter().map(|r| r.did.as_str()).collect();
                     let online: Vec<bool> = presence.iter().map(|r| r.online).collect();
                     let tss: Vec<i64> = presence.iter().map(|r| r.ts).collect();
-                    sqlx::query(
-                        "UPDATE devices SET online = v.online, \
-                         last_seen = GREATEST(COALESCE(devices.last_seen, v.ts), v.ts) \
-                         FROM UNNEST($1::text[], $2::bool[], $3::int8[]) AS v(did, online, ts) \
-                         WHERE devices.did = v.did",
-                    )
-                    .bind(&dids)
-                    .bind(&online)
-                    .bind(&tss)
-                    .execute(&mut *tx)
-                    .await?;
+                    sqlx::query(PRESENCE.postgres)
+                        .bind(&dids)
+                        .bind(&online)
+                        .bind(&tss)
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 if !connects.is_empty() {
                     let dids: Vec<&str> = connects.iter().map(|(d, _)| *d).collect();
                     let tss: Vec<i64> = connects.iter().map(|(_, t)| *t).collect();
-                    sqlx::query(
-                        "UPDATE devices SET connect_ts = GREATEST(devices.connect_ts, v.ts) \
-                         FROM UNNEST($1::text[], $2::int8[]) AS v(did, ts) \
-                         WHERE devices.did = v.did",
-                    )
-                    .bind(&dids)
-                    .bind(&tss)
-                    .execute(&mut *tx)
-                    .await?;
+                    sqlx::query(CONNECT_TS.postgres)
+                        .bind(&dids)
+                        .bind(&tss)
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 tx.commit().await?;
             }
@@ -386,7 +410,7 @@ impl Store {
             (std::mem::take(&mut g.states), g.rows)
         };
         let res: Result<()> = async {
-            sqlx::query(SQLITE_MERGE_STATES)
+            sqlx::query(MERGE_STATES.sqlite)
                 .bind(states_json(&states)?)
                 .execute(&mut *tx)
                 .await?;
@@ -447,163 +471,6 @@ impl Store {
             g.rows += rows.len();
         }
         self.compact_reports().await
-    }
-
-    /// A device row with its latest state, including reports not yet compacted.
-    pub async fn get_device(&self, did: &str) -> Result<Option<DeviceRow>> {
-        let sql = "SELECT * FROM devices WHERE did = $1";
-        match &self.db {
-            Db::Sqlite(p) if self.journal_len() > 0 => {
-                // One read transaction: the row and its journal rows from the same snapshot.
-                let mut tx = p.begin().await?;
-                let row: Option<DeviceRow> = sqlx::query_as(sql)
-                    .bind(did)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let Some(mut row) = row else {
-                    return Ok(None);
-                };
-                let journal: Vec<(i64, String)> = sqlx::query_as(
-                    "SELECT ts, vals FROM report_journal WHERE did = $1 ORDER BY seq",
-                )
-                .bind(did)
-                .fetch_all(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                apply_journal(&mut row, journal);
-                Ok(Some(row))
-            }
-            _ => Ok(with_db!(self, p => sqlx::query_as(sql).bind(did).fetch_optional(p).await?)),
-        }
-    }
-
-    /// The latest states (JSON objects as text) of the devices `dids` that exist, reports not yet
-    /// compacted included: one indexed read per device and, on SQLite with a journal, one pass
-    /// over the journal for all of them, in one read transaction.
-    pub async fn device_states(&self, dids: &[String]) -> Result<Vec<(String, String)>> {
-        let sql = "SELECT * FROM devices WHERE did = $1";
-        let mut rows: Vec<DeviceRow> = Vec::with_capacity(dids.len());
-        match &self.db {
-            Db::Sqlite(p) => {
-                let mut tx = p.begin().await?;
-                for d in dids {
-                    if let Some(r) = sqlx::query_as(sql).bind(d).fetch_optional(&mut *tx).await? {
-                        rows.push(r);
-                    }
-                }
-                if self.journal_len() > 0 {
-                    apply_journal_page(&mut tx, &mut rows).await?;
-                }
-                tx.commit().await?;
-            }
-            Db::Postgres(p) => {
-                for d in dids {
-                    if let Some(r) = sqlx::query_as(sql).bind(d).fetch_optional(p).await? {
-                        rows.push(r);
-                    }
-                }
-            }
-        }
-        Ok(rows.into_iter().map(|r| (r.did, r.state)).collect())
-    }
-
-    /// What an MQTT CONNECT needs of a device: its product, sealed secret and last accepted
-    /// CONNECT timestamp. One indexed read of three columns (no state, no journal), so
-    /// authenticating does not pay for the device's data.
-    pub async fn device_credentials(&self, did: &str) -> Result<Option<DeviceCredentials>> {
-        let sql =
-            "SELECT product_key, secret_enc, connect_ts, disabled FROM devices WHERE did = $1";
-        Ok(with_db!(self, p => sqlx::query_as(sql).bind(did).fetch_optional(p).await?))
-    }
-
-    /// The credentials of several devices in one query (CONNECTs arriving together): `(did,
-    /// credentials)` for each id that exists, in no particular order.
-    pub async fn device_credentials_many(
-        &self,
-        dids: &[&str],
-    ) -> Result<Vec<(String, DeviceCredentials)>> {
-        if dids.is_empty() {
-            return Ok(Vec::new());
-        }
-        // One statement text per engine whatever the batch size (prepared once per connection):
-        // the ids travel as one JSON array (SQLite) or one text array (PostgreSQL).
-        let rows: Vec<(String, String, Vec<u8>, i64, bool)> = match &self.db {
-            Db::Sqlite(p) => {
-                let ids = to_json(dids)?;
-                sqlx::query_as(
-                    "SELECT did, product_key, secret_enc, connect_ts, disabled FROM devices \
-                     WHERE did IN (SELECT value FROM json_each($1))",
-                )
-                .bind(ids)
-                .fetch_all(p)
-                .await?
-            }
-            Db::Postgres(p) => {
-                sqlx::query_as(
-                    "SELECT did, product_key, secret_enc, connect_ts, disabled FROM devices \
-                 WHERE did = ANY($1)",
-                )
-                .bind(dids)
-                .fetch_all(p)
-                .await?
-            }
-        };
-        Ok(rows
-            .into_iter()
-            .map(|(did, product_key, secret_enc, connect_ts, disabled)| {
-                (
-                    did,
-                    DeviceCredentials {
-                        product_key,
-                        secret_enc,
-                        connect_ts,
-                        disabled,
-                    },
-                )
-            })
-            .collect())
-    }
-
-    /// A page of devices (optionally of one product) and the total, states up to date.
-    pub async fn list_devices(
-        &self,
-        product_key: Option<&str>,
-        offset: i64,
-        limit: i64,
-    ) -> Result<(Vec<DeviceRow>, i64)> {
-        let sql = "SELECT * FROM devices WHERE ($1 = '' OR product_key = $1) ORDER BY created_at, did LIMIT $2 OFFSET $3";
-        let count = "SELECT COUNT(*) FROM devices WHERE ($1 = '' OR product_key = $1)";
-        let pk = product_key.unwrap_or("");
-        match &self.db {
-            Db::Sqlite(p) => {
-                let journal = self.journal_len() > 0;
-                let mut tx = p.begin().await?;
-                let mut rows: Vec<DeviceRow> = sqlx::query_as(sql)
-                    .bind(pk)
-                    .bind(limit)
-                    .bind(offset)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                let total: i64 = sqlx::query_scalar(count)
-                    .bind(pk)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                if journal {
-                    apply_journal_page(&mut tx, &mut rows).await?;
-                }
-                tx.commit().await?;
-                Ok((rows, total))
-            }
-            Db::Postgres(p) => Ok((
-                sqlx::query_as(sql)
-                    .bind(pk)
-                    .bind(limit)
-                    .bind(offset)
-                    .fetch_all(p)
-                    .await?,
-                sqlx::query_scalar(count).bind(pk).fetch_one(p).await?,
-            )),
-        }
     }
 
     /// Clear a device's latest state (factory reset / wipe) and optionally its history, reports
@@ -675,18 +542,13 @@ impl Store {
         }
         let rows: Vec<(i64, String)> = match &self.db {
             Db::Sqlite(p) => {
-                let sql = "SELECT ts, vals FROM history WHERE did = $1 AND ($2 = '' OR vals -> $2 IS NOT NULL) \
-                           AND ts >= $3 AND ts <= $4 ORDER BY ts DESC LIMIT $5";
-                let journal = "SELECT ts, vals FROM report_journal WHERE did = $1 \
-                               AND ($2 = '' OR vals -> $2 IS NOT NULL) AND ts >= $3 AND ts <= $4 \
-                               ORDER BY ts DESC, seq DESC LIMIT $5";
                 let mut tx = p.begin().await?;
                 let mut recent = if self.journal_len() > 0 {
-                    fetch!(journal, &mut *tx)
+                    fetch!(SQLITE_JOURNAL_HISTORY, &mut *tx)
                 } else {
                     Vec::new()
                 };
-                let older = fetch!(sql, &mut *tx);
+                let older = fetch!(HISTORY.sqlite, &mut *tx);
                 tx.commit().await?;
                 if recent.is_empty() {
                     older
@@ -697,11 +559,7 @@ impl Store {
                     recent
                 }
             }
-            Db::Postgres(p) => {
-                let sql = "SELECT ts, vals::text FROM history WHERE did = $1 AND ($2 = '' OR jsonb_exists(vals, $2)) \
-                           AND ts >= $3 AND ts <= $4 ORDER BY ts DESC LIMIT $5";
-                fetch!(sql, p)
-            }
+            Db::Postgres(p) => fetch!(HISTORY.postgres, p),
         };
         let mut out = Vec::new();
         let limit = usize::try_from(limit).unwrap_or(0);

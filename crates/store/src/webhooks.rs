@@ -5,7 +5,7 @@
 //! `rampart-core` (`webhooks`). A webhook's queued events live in `event_queue` under a
 //! subscription group whose subkey the caller passes in; this module never derives it.
 
-use crate::{map_conflict, Db, Result, Store};
+use crate::{map_conflict, Result, Store};
 
 /// A webhook as stored (its secret sealed by the caller).
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]

@@ -1,12 +1,57 @@
-//! The one-time rewrites of data at rest: each runs once (its marker claimed in `settings`), and
-//! the audit re-link moves the chain head with it.
+//! The one-time rewrites of data at rest: each runs once (its marker claimed in `settings`),
+//! visits every sealed column, and the audit re-link moves the chain head with it.
 
+use crate::{app, device, enterprise, product};
 use rampart_store::at_rest::{PRODUCT_SECRET, SEALED_COLUMNS};
 use rampart_store::*;
 
-pub(crate) async fn suite(s: Store) {
-    s.insert_product(&crate::product("ar1")).await.unwrap();
+/// A value in every sealed column; only product `ar1`'s secret is `[0xA1]`.
+async fn with_every_sealed_column(s: &Store) {
+    s.insert_product(&product("ar1")).await.unwrap();
     s.set_product_secret("ar1", &[0xA1]).await.unwrap();
+    s.insert_factory_batch("arb", "ar1", &[("ars1".to_string(), vec![0xB1])], 1)
+        .await
+        .unwrap();
+    s.insert_device(&device("ard1", "ar1", "arhw1"))
+        .await
+        .unwrap();
+    s.insert_app(&app("arapp", "[]")).await.unwrap();
+    s.insert_oidc_state(&OidcStateRow {
+        state_hash: "arst".into(),
+        provider: "google".into(),
+        app_id: "arapp".into(),
+        nonce: "n".into(),
+        verifier_enc: vec![1, 2, 3],
+        redirect_uri: "https://r.example/cb".into(),
+        expires_at: 1_000,
+        created_at: 1,
+        browser_hash: "bh".into(),
+    })
+    .await
+    .unwrap();
+    s.insert_developer(&crate::developers::developer("ardev", "ar@example.com"))
+        .await
+        .unwrap();
+    s.set_developer_totp_pending("ardev", &[7, 7])
+        .await
+        .unwrap();
+    s.insert_enterprise_without_owner(&enterprise("arent"))
+        .await
+        .unwrap();
+    s.insert_access_key(&crate::access_keys::key("arak", "arent"), &[])
+        .await
+        .unwrap();
+    assert!(s
+        .rotate_access_key("arent", "arak", &[1, 1], &[3, 3], &[2, 2], 500)
+        .await
+        .unwrap());
+    s.insert_webhook(&crate::webhooks::hook("arwh", "arent", 1))
+        .await
+        .unwrap();
+}
+
+async fn sealed_values_are_rewritten_once(s: Store) {
+    with_every_sealed_column(&s).await;
     let mut seen = Vec::new();
     let done = s
         .rewrite_sealed_once("test.sealed", 1, |c, id, v| {
@@ -25,6 +70,15 @@ pub(crate) async fn suite(s: Store) {
     assert!(seen.iter().all(|(t, c, _)| SEALED_COLUMNS
         .iter()
         .any(|s| s.table == *t && s.column == *c)));
+    for col in SEALED_COLUMNS {
+        assert!(
+            seen.iter()
+                .any(|(t, c, _)| *t == col.table && *c == col.column),
+            "{}.{} not visited",
+            col.table,
+            col.column
+        );
+    }
     assert_eq!(
         s.get_product("ar1").await.unwrap().unwrap().secret_enc,
         vec![0xA2, 3]
@@ -38,12 +92,15 @@ pub(crate) async fn suite(s: Store) {
         s.get_product("ar1").await.unwrap().unwrap().secret_enc,
         vec![0xA2, 3]
     );
+}
 
+async fn the_audit_chain_is_relinked_once(s: Store) {
     let r = AuditRow {
         action: "ar.test".into(),
         ..Default::default()
     };
     s.append_audit(&r, |p| format!("{p}x")).await.unwrap();
+    s.append_audit(&r, |p| format!("{p}y")).await.unwrap();
     let head = s.audit_chain_head().await.unwrap();
     let done = s
         .relink_audit_once("test.audit", 1, "g", |e, prev| {
@@ -69,89 +126,7 @@ pub(crate) async fn suite(s: Store) {
     );
 }
 
-/// Shares offered to an address with no account, then claimed by the account made for it.
-pub(crate) async fn invitations(s: Store) {
-    s.insert_product(&crate::product("invpk")).await.unwrap();
-    s.insert_device(&crate::device("invd1", "invpk", "invhw1"))
-        .await
-        .unwrap();
-    let owner = UserRow {
-        user_id: "u_inv_owner".into(),
-        email: Some("inv-owner@x.io".into()),
-        phone: None,
-        password_hash: "$argon2id$x".into(),
-        active: true,
-        app_id: "app1".into(),
-        created_at: 1,
-        failed_count: 0,
-        first_failed_at: 0,
-        locked_until: 0,
-        lockouts: 0,
-    };
-    s.insert_user(&owner).await.unwrap();
-    let inv = ShareInvitationRow {
-        share_id: "sh_inv1".into(),
-        did: "invd1".into(),
-        owner_id: owner.user_id.clone(),
-        email: Some("new@x.io".into()),
-        phone: None,
-        role: "member".into(),
-        created_at: 5,
-    };
-    s.insert_share_invitation(&inv).await.unwrap();
-    assert_eq!(
-        s.find_share_invitation("invd1", Some("new@x.io"), None)
-            .await
-            .unwrap(),
-        Some(inv.clone())
-    );
-    assert!(s
-        .find_share_invitation("invd1", None, Some("+15550000"))
-        .await
-        .unwrap()
-        .is_none());
-    assert_eq!(
-        s.list_share_invitations_of_device("invd1").await.unwrap(),
-        vec![inv.clone()]
-    );
-    let newcomer = UserRow {
-        user_id: "u_inv_new".into(),
-        email: Some("new@x.io".into()),
-        ..owner.clone()
-    };
-    s.insert_user(&newcomer).await.unwrap();
-    let claimed = s
-        .claim_share_invitations("u_inv_new", Some("new@x.io"), None)
-        .await
-        .unwrap();
-    assert_eq!(claimed.len(), 1);
-    assert_eq!(
-        (claimed[0].share_id.as_str(), claimed[0].status.as_str()),
-        ("sh_inv1", "pending")
-    );
-    assert_eq!(
-        s.get_share("sh_inv1").await.unwrap(),
-        Some(claimed[0].clone())
-    );
-    assert!(s
-        .list_share_invitations_of_device("invd1")
-        .await
-        .unwrap()
-        .is_empty());
-    assert!(s
-        .claim_share_invitations("u_inv_new", Some("new@x.io"), None)
-        .await
-        .unwrap()
-        .is_empty());
-    // revoked before anyone signs up
-    s.insert_share_invitation(&ShareInvitationRow {
-        share_id: "sh_inv2".into(),
-        phone: Some("+15550001".into()),
-        email: None,
-        ..inv
-    })
-    .await
-    .unwrap();
-    assert!(s.delete_share_invitation("invd1", "sh_inv2").await.unwrap());
-    assert!(!s.delete_share_invitation("invd1", "sh_inv2").await.unwrap());
+store_cases! {
+    sealed_values_are_rewritten_once,
+    the_audit_chain_is_relinked_once,
 }

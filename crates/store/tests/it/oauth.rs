@@ -1,5 +1,6 @@
 //! OAuth2 tables: clients, grants, codes, grant tokens; OIDC login states and links.
 
+use crate::app;
 use rampart_store::*;
 
 fn user(id: &str, email: Option<&str>) -> UserRow {
@@ -18,21 +19,8 @@ fn user(id: &str, email: Option<&str>) -> UserRow {
     }
 }
 
-pub(crate) async fn suite(s: Store) {
-    s.insert_app(&AppRow {
-        app_id: "oapp".into(),
-        name: "o".into(),
-        secret_hash: "h".into(),
-        product_keys: "[]".into(),
-        created_at: 1,
-    })
-    .await
-    .unwrap();
-    s.insert_user(&user("ou1", Some("ou1@x.io"))).await.unwrap();
-    s.insert_user(&user("ou2", None)).await.unwrap();
-
-    // clients
-    let c = OAuthClientRow {
+fn client() -> OAuthClientRow {
+    OAuthClientRow {
         client_id: "rcl_1".into(),
         name: "Assistant".into(),
         secret_hash: "sh".into(),
@@ -42,17 +30,11 @@ pub(crate) async fn suite(s: Store) {
         created_at: 1,
         is_public: false,
         updated_at: 0,
-    };
-    s.insert_oauth_client(&c).await.unwrap();
-    assert!(matches!(
-        s.insert_oauth_client(&c).await,
-        Err(StoreError::Conflict)
-    ));
-    assert_eq!(s.get_oauth_client("rcl_1").await.unwrap(), Some(c.clone()));
-    assert_eq!(s.get_oauth_client("rcl_2").await.unwrap(), None);
+    }
+}
 
-    // a grant and its code; the code is spent exactly once
-    let grant = |id: &str, user: &str| OAuthGrantRow {
+fn grant(id: &str, user: &str) -> OAuthGrantRow {
+    OAuthGrantRow {
         grant_id: id.into(),
         user_id: user.into(),
         client_id: "rcl_1".into(),
@@ -61,8 +43,11 @@ pub(crate) async fn suite(s: Store) {
         revoked: false,
         created_at: 100,
         expires_at: 10_000,
-    };
-    let code = |hash: &str, grant: &str| OAuthCodeRow {
+    }
+}
+
+fn code(hash: &str, grant: &str) -> OAuthCodeRow {
+    OAuthCodeRow {
         code_hash: hash.into(),
         grant_id: grant.into(),
         client_id: "rcl_1".into(),
@@ -71,7 +56,52 @@ pub(crate) async fn suite(s: Store) {
         used: false,
         expires_at: 700,
         created_at: 100,
-    };
+    }
+}
+
+fn link(sub: &str, user: &str) -> OidcLinkRow {
+    OidcLinkRow {
+        provider: "google".into(),
+        subject: sub.into(),
+        user_id: user.into(),
+        email: None,
+        created_at: 5,
+    }
+}
+
+/// App `oapp`, users `ou1` (with an e-mail) and `ou2` (without), client `rcl_1`.
+async fn with_client(s: &Store) {
+    s.insert_app(&app("oapp", "[]")).await.unwrap();
+    s.insert_user(&user("ou1", Some("ou1@x.io"))).await.unwrap();
+    s.insert_user(&user("ou2", None)).await.unwrap();
+    s.insert_oauth_client(&client()).await.unwrap();
+}
+
+/// [`with_client`] and grant `g1` of `ou1` with its code `c1`, redeemed.
+async fn with_redeemed_grant(s: &Store) {
+    with_client(s).await;
+    s.insert_oauth_grant(&grant("g1", "ou1"), &code("c1", "g1"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.redeem_oauth_code("c1").await.unwrap(),
+        CodeUse::Fresh(_)
+    ));
+}
+
+async fn oauth_clients_conflict_on_the_same_id(s: Store) {
+    with_client(&s).await;
+    assert!(matches!(
+        s.insert_oauth_client(&client()).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(s.get_oauth_client("rcl_1").await.unwrap(), Some(client()));
+    assert_eq!(s.get_oauth_client("rcl_2").await.unwrap(), None);
+}
+
+/// A grant and its code; the code is spent exactly once.
+async fn an_authorisation_code_is_redeemed_once(s: Store) {
+    with_client(&s).await;
     s.insert_oauth_grant(&grant("g1", "ou1"), &code("c1", "g1"))
         .await
         .unwrap();
@@ -91,8 +121,12 @@ pub(crate) async fn suite(s: Store) {
         CodeUse::Reused(_)
     ));
     assert_eq!(s.redeem_oauth_code("nope").await.unwrap(), CodeUse::Invalid);
+}
 
-    // tokens: not listed before activation; access lookups honour expiry and revocation
+/// Tokens: not listed before activation; access lookups honour expiry and revocation; a refresh
+/// token is spent once; revocation kills every token at once and stops new ones.
+async fn grant_tokens_honour_expiry_and_revocation(s: Store) {
+    with_redeemed_grant(&s).await;
     assert_eq!(s.list_oauth_grants("ou1", 200, 0, 10).await.unwrap().1, 0);
     assert!(s
         .add_oauth_tokens("g1", "devices:read", ("a1", 500), ("r1", 5_000), 200)
@@ -137,19 +171,31 @@ pub(crate) async fn suite(s: Store) {
         .unwrap());
     assert!(s.oauth_token("a4").await.unwrap().is_none());
     assert_eq!(s.list_oauth_grants("ou1", 400, 0, 10).await.unwrap().1, 0);
-    // purge forgets expired tokens and codes
+}
+
+/// Purge forgets expired tokens and codes. A revoked grant keeps its row while a token of it
+/// lives; an unexchanged one goes with its code.
+async fn purge_forgets_expired_tokens_codes_and_grants(s: Store) {
+    with_redeemed_grant(&s).await;
+    assert!(s
+        .add_oauth_tokens("g1", "devices:read", ("a3", 900), ("r3", 5_000), 300)
+        .await
+        .unwrap());
+    assert!(s.revoke_oauth_grant("g1").await.unwrap());
     s.insert_oauth_grant(&grant("g2", "ou1"), &code("c2", "g2"))
         .await
         .unwrap();
     assert!(s.purge_oauth(800).await.unwrap() >= 2);
     assert_eq!(s.redeem_oauth_code("c1").await.unwrap(), CodeUse::Invalid);
-    // the revoked grant keeps its row while a token of it lives; the unexchanged one goes with its code
     assert!(s.get_oauth_grant("g1").await.unwrap().is_some());
     assert!(s.get_oauth_grant("g2").await.unwrap().is_none());
     s.purge_oauth(6_000).await.unwrap();
     assert!(s.get_oauth_grant("g1").await.unwrap().is_none());
+}
 
-    // no token outlives its grant's absolute end
+/// No token outlives its grant's absolute end; a password reset revokes every grant of the user.
+async fn no_token_outlives_its_grant_and_a_reset_revokes_every_grant(s: Store) {
+    with_client(&s).await;
     s.insert_oauth_grant(&grant("g3", "ou2"), &code("c3", "g3"))
         .await
         .unwrap();
@@ -159,12 +205,14 @@ pub(crate) async fn suite(s: Store) {
         .unwrap());
     assert!(s.oauth_access("a5", 9_999).await.unwrap().is_some());
     assert!(s.oauth_access("a5", 10_000).await.unwrap().is_none());
-    // a password reset revokes every grant of the user
     assert_eq!(s.revoke_user_oauth_grants("ou2").await.unwrap(), 1);
     assert_eq!(s.revoke_user_oauth_grants("ou2").await.unwrap(), 0);
     assert!(s.oauth_access("a5", 9_999).await.unwrap().is_none());
+}
 
-    // OIDC: states are taken once; links are unique per (provider, subject)
+/// OIDC: states are taken once.
+async fn an_oidc_state_is_taken_once(s: Store) {
+    s.insert_app(&app("oapp", "[]")).await.unwrap();
     let st = OidcStateRow {
         state_hash: "sh1".into(),
         provider: "google".into(),
@@ -179,13 +227,11 @@ pub(crate) async fn suite(s: Store) {
     s.insert_oidc_state(&st).await.unwrap();
     assert_eq!(s.take_oidc_state("sh1").await.unwrap(), Some(st));
     assert_eq!(s.take_oidc_state("sh1").await.unwrap(), None);
-    let link = |sub: &str, user: &str| OidcLinkRow {
-        provider: "google".into(),
-        subject: sub.into(),
-        user_id: user.into(),
-        email: None,
-        created_at: 5,
-    };
+}
+
+/// OIDC links are unique per (provider, subject).
+async fn an_oidc_link_is_unique_per_provider_and_subject(s: Store) {
+    with_client(&s).await;
     s.insert_oidc_link(&link("s1", "ou2")).await.unwrap();
     assert!(matches!(
         s.insert_oidc_link(&link("s1", "ou1")).await,
@@ -200,7 +246,11 @@ pub(crate) async fn suite(s: Store) {
         "ou2"
     );
     assert_eq!(s.get_oidc_link("other", "s1").await.unwrap(), None);
-    // a new user and its link land together, or not at all
+}
+
+/// A new user and its link land together, or not at all.
+async fn an_oidc_user_and_its_link_land_together(s: Store) {
+    with_client(&s).await;
     s.insert_oidc_user(&user("ou3", Some("ou3@x.io")), &link("s3", "ou3"))
         .await
         .unwrap();
@@ -211,9 +261,13 @@ pub(crate) async fn suite(s: Store) {
         Err(StoreError::Conflict)
     ));
     assert_eq!(s.get_user("ou4").await.unwrap(), None);
+}
 
-    // client management: listing by owner, updates, secrets, deletion with its grants
-    let mut pc = c.clone();
+/// Client management: listing by owner, updates, secrets, deletion with its grants (counting
+/// only the live ones).
+async fn a_client_is_managed_by_its_owner_and_deleted_with_its_grants(s: Store) {
+    with_client(&s).await;
+    let mut pc = client();
     pc.client_id = "rcl_pub".into();
     pc.secret_hash = String::new();
     pc.is_public = true;
@@ -251,6 +305,15 @@ pub(crate) async fn suite(s: Store) {
             .secret_hash,
         "h2"
     );
+    // a revoked grant is not counted as live
+    s.insert_oauth_grant(&grant("g3", "ou2"), &code("c3", "g3"))
+        .await
+        .unwrap();
+    assert!(s
+        .add_oauth_tokens("g3", "devices:read", ("a5", 20_000), ("r5", 20_000), 100)
+        .await
+        .unwrap());
+    assert_eq!(s.revoke_user_oauth_grants("ou2").await.unwrap(), 1);
     s.insert_oauth_grant(&grant("g5", "ou1"), &code("c5", "g5"))
         .await
         .unwrap();
@@ -263,4 +326,17 @@ pub(crate) async fn suite(s: Store) {
     assert!(s.get_oauth_client("rcl_1").await.unwrap().is_none());
     assert!(s.oauth_token("a6").await.unwrap().is_none());
     assert!(s.get_oauth_grant("g5").await.unwrap().is_none());
+    assert!(s.get_oauth_grant("g3").await.unwrap().is_none());
+}
+
+store_cases! {
+    oauth_clients_conflict_on_the_same_id,
+    an_authorisation_code_is_redeemed_once,
+    grant_tokens_honour_expiry_and_revocation,
+    purge_forgets_expired_tokens_codes_and_grants,
+    no_token_outlives_its_grant_and_a_reset_revokes_every_grant,
+    an_oidc_state_is_taken_once,
+    an_oidc_link_is_unique_per_provider_and_subject,
+    an_oidc_user_and_its_link_land_together,
+    a_client_is_managed_by_its_owner_and_deleted_with_its_grants,
 }

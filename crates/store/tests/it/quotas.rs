@@ -1,4 +1,5 @@
-//! Quota counters: saved, loaded while their window lasts, never lowered, purged after it.
+//! Quota counters: saved, loaded while their window lasts, never lowered, purged after it;
+//! claimed atomically within a window.
 
 use rampart_store::*;
 
@@ -11,7 +12,7 @@ fn row(counter: &str, start: i64, used: i64) -> QuotaCounterRow {
     }
 }
 
-pub(crate) async fn suite(s: Store) {
+async fn quota_counters_are_never_lowered_and_end_with_their_window(s: Store) {
     s.save_quota_counters(&[row("ak:k1:h", 1000, 3), row("ip:x:d", 1000, 1)], 1500)
         .await
         .unwrap();
@@ -37,12 +38,11 @@ pub(crate) async fn suite(s: Store) {
         s.load_quota_counters(0).await.unwrap(),
         vec![row("ak:k1:h", 2000, 1)]
     );
-    concurrent_claims_take_at_most_the_window(&s).await;
 }
 
 /// 80 concurrent claims of a counter allowing 10 in its window: exactly 10 granted, and the
 /// next window starts afresh.
-async fn concurrent_claims_take_at_most_the_window(s: &Store) {
+async fn concurrent_claims_take_at_most_the_window(s: Store) {
     let claims: Vec<_> = (0..80)
         .map(|_| {
             let s = s.clone();
@@ -71,4 +71,9 @@ async fn concurrent_claims_take_at_most_the_window(s: &Store) {
         .await
         .unwrap());
     assert!(!s.claim_counter("bind:u3", 60_000, 60_000, 0).await.unwrap());
+}
+
+store_cases! {
+    quota_counters_are_never_lowered_and_end_with_their_window,
+    concurrent_claims_take_at_most_the_window,
 }

@@ -2,9 +2,13 @@
 //! into the event queue in order (one or all), deleted, and a webhook deleted with its dead
 //! letters, groups and queued events.
 
+use crate::enterprise;
 use rampart_store::*;
 
-fn hook(id: &str, ent: &str, created_at: i64) -> WebhookRow {
+/// The subkey of `rwh_a`'s subscription group.
+const SUB: &str = "~rwh_a";
+
+pub(crate) fn hook(id: &str, ent: &str, created_at: i64) -> WebhookRow {
     WebhookRow {
         webhook_id: id.into(),
         enterprise_id: ent.into(),
@@ -36,22 +40,38 @@ fn letter(hook: &str, event_id: i64, did: &str) -> DeadLetterRow {
     }
 }
 
-pub(crate) async fn suite(s: Store) {
-    s.insert_enterprise_without_owner(&EnterpriseRow {
-        enterprise_id: "ent_wh".into(),
-        name: "wh".into(),
-        suspended: false,
-        created_by: "operator".into(),
-        created_at: 1,
-    })
-    .await
-    .unwrap();
+fn ids(v: Vec<WebhookRow>) -> Vec<String> {
+    v.into_iter().map(|h| h.webhook_id).collect()
+}
+
+/// Webhooks `rwh_a` and `rwh_b` of enterprise `ent_wh`.
+async fn with_hooks(s: &Store) {
+    s.insert_enterprise_without_owner(&enterprise("ent_wh"))
+        .await
+        .unwrap();
     s.insert_webhook(&hook("rwh_a", "ent_wh", 10))
         .await
         .unwrap();
     s.insert_webhook(&hook("rwh_b", "ent_wh", 20))
         .await
         .unwrap();
+}
+
+/// [`with_hooks`], dead letters of events 1..=5 for `rwh_a` (odd ones of d1, even of d2) and
+/// of event 9 for `rwh_b`.
+async fn with_letters(s: &Store) {
+    with_hooks(s).await;
+    let letters: Vec<DeadLetterRow> = (1..=5)
+        .map(|i| letter("rwh_a", i, if i % 2 == 0 { "d2" } else { "d1" }))
+        .collect();
+    s.insert_dead_letters(&letters).await.unwrap();
+    s.insert_dead_letters(&[letter("rwh_b", 9, "d9")])
+        .await
+        .unwrap();
+}
+
+async fn webhooks_conflict_on_the_same_id_and_are_listed_by_enterprise(s: Store) {
+    with_hooks(&s).await;
     assert!(matches!(
         s.insert_webhook(&hook("rwh_a", "ent_wh", 30)).await,
         Err(StoreError::Conflict)
@@ -61,14 +81,16 @@ pub(crate) async fn suite(s: Store) {
         Some(hook("rwh_a", "ent_wh", 10))
     );
     assert_eq!(s.get_webhook("rwh_none").await.unwrap(), None);
-    let ids = |v: Vec<WebhookRow>| v.into_iter().map(|h| h.webhook_id).collect::<Vec<_>>();
     assert_eq!(
         ids(s.list_webhooks("ent_wh").await.unwrap()),
         vec!["rwh_a", "rwh_b"]
     );
     assert!(s.list_webhooks("ent_other").await.unwrap().is_empty());
+}
 
-    // Disabling: only within the enterprise.
+/// Disabling: only within the enterprise.
+async fn a_webhook_is_disabled_only_within_its_enterprise(s: Store) {
+    with_hooks(&s).await;
     assert!(!s
         .set_webhook_disabled("ent_other", "rwh_b", true)
         .await
@@ -84,15 +106,11 @@ pub(crate) async fn suite(s: Store) {
         .await
         .unwrap());
     assert_eq!(s.list_enabled_webhooks().await.unwrap().len(), 2);
+}
 
-    // Dead letters, paged oldest first.
-    let letters: Vec<DeadLetterRow> = (1..=5)
-        .map(|i| letter("rwh_a", i, if i % 2 == 0 { "d2" } else { "d1" }))
-        .collect();
-    s.insert_dead_letters(&letters).await.unwrap();
-    s.insert_dead_letters(&[letter("rwh_b", 9, "d9")])
-        .await
-        .unwrap();
+/// Dead letters, paged oldest first.
+async fn dead_letters_are_paged_oldest_first(s: Store) {
+    with_letters(&s).await;
     let (page, total) = s.list_dead_letters("rwh_a", 0, 2).await.unwrap();
     assert_eq!(total, 5);
     assert_eq!(
@@ -110,11 +128,15 @@ pub(crate) async fn suite(s: Store) {
         rest.iter().map(|l| l.event_id).collect::<Vec<_>>(),
         vec![3, 4, 5]
     );
+}
 
-    // Redrive one: it leaves the list and is queued under the webhook's group.
-    let sub = "~rwh_a";
+/// Redrive one: it leaves the list and is queued under the webhook's group; redrive all: in
+/// their order.
+async fn dead_letters_are_redriven_into_the_webhooks_group(s: Store) {
+    with_letters(&s).await;
+    let (page, _) = s.list_dead_letters("rwh_a", 0, 2).await.unwrap();
     assert_eq!(
-        s.redrive_dead_letters("rwh_a", Some(page[0].id), sub, 3000)
+        s.redrive_dead_letters("rwh_a", Some(page[0].id), SUB, 3000)
             .await
             .unwrap(),
         1
@@ -122,12 +144,12 @@ pub(crate) async fn suite(s: Store) {
     // Another webhook's dead letter is not this one's to redrive.
     let (b, _) = s.list_dead_letters("rwh_b", 0, 10).await.unwrap();
     assert_eq!(
-        s.redrive_dead_letters("rwh_a", Some(b[0].id), sub, 3000)
+        s.redrive_dead_letters("rwh_a", Some(b[0].id), SUB, 3000)
             .await
             .unwrap(),
         0
     );
-    let q = s.load_events("whp", sub, 0, 100).await.unwrap();
+    let q = s.load_events("whp", SUB, 0, 100).await.unwrap();
     assert_eq!(q.len(), 1);
     assert_eq!(
         (
@@ -138,21 +160,24 @@ pub(crate) async fn suite(s: Store) {
         ),
         ("d1", 1001, 3000, r#"{"values":{"seq":1}}"#)
     );
-    // Redrive all: in their order.
     assert_eq!(
-        s.redrive_dead_letters("rwh_a", None, sub, 3001)
+        s.redrive_dead_letters("rwh_a", None, SUB, 3001)
             .await
             .unwrap(),
         4
     );
-    let q = s.load_events("whp", sub, q[0].id, 100).await.unwrap();
+    let q = s.load_events("whp", SUB, q[0].id, 100).await.unwrap();
     assert_eq!(
         q.iter().map(|e| e.ts).collect::<Vec<_>>(),
         vec![1002, 1003, 1004, 1005]
     );
     assert_eq!(s.list_dead_letters("rwh_a", 0, 10).await.unwrap().1, 0);
+    assert_eq!(s.list_dead_letters("rwh_b", 0, 10).await.unwrap().1, 1);
+}
 
-    // Delete one and all.
+/// Delete one and all, each webhook its own.
+async fn dead_letters_are_deleted_one_or_all(s: Store) {
+    with_hooks(&s).await;
     s.insert_dead_letters(&[letter("rwh_a", 20, "d1"), letter("rwh_a", 21, "d1")])
         .await
         .unwrap();
@@ -166,11 +191,21 @@ pub(crate) async fn suite(s: Store) {
         0
     );
     assert_eq!(s.delete_dead_letters("rwh_a", None).await.unwrap(), 1);
+    assert_eq!(s.list_dead_letters("rwh_a", 0, 10).await.unwrap().1, 0);
+}
 
-    // Deleting a webhook takes its dead letters, groups and queued events, and nobody else's.
+/// Deleting a webhook takes its dead letters, groups and queued events, and nobody else's.
+async fn deleting_a_webhook_takes_its_letters_group_and_events(s: Store) {
+    with_letters(&s).await;
+    assert_eq!(
+        s.redrive_dead_letters("rwh_a", None, SUB, 3001)
+            .await
+            .unwrap(),
+        5
+    );
     s.upsert_event_group(&EventGroupRow {
         product_key: "whp".into(),
-        subkey: sub.into(),
+        subkey: SUB.into(),
         kinds: "device_status_kv".into(),
         last_seen: 1,
     })
@@ -179,17 +214,41 @@ pub(crate) async fn suite(s: Store) {
     s.insert_dead_letters(&[letter("rwh_a", 30, "d1")])
         .await
         .unwrap();
-    assert!(!s.delete_webhook("ent_other", "rwh_a", sub).await.unwrap());
-    assert!(s.delete_webhook("ent_wh", "rwh_a", sub).await.unwrap());
-    assert!(!s.delete_webhook("ent_wh", "rwh_a", sub).await.unwrap());
+    let other = QueuedEventRow {
+        id: 0,
+        product_key: "whp".into(),
+        subkey: "~rwh_b".into(),
+        did: "d9".into(),
+        kind: "device_status_kv".into(),
+        ts: 1,
+        body: "{}".into(),
+        created_at: 1,
+    };
+    s.insert_events(&[other]).await.unwrap();
+    assert!(!s.delete_webhook("ent_other", "rwh_a", SUB).await.unwrap());
+    assert!(s.delete_webhook("ent_wh", "rwh_a", SUB).await.unwrap());
+    assert!(!s.delete_webhook("ent_wh", "rwh_a", SUB).await.unwrap());
     assert_eq!(s.get_webhook("rwh_a").await.unwrap(), None);
-    assert!(s.load_events("whp", sub, 0, 100).await.unwrap().is_empty());
+    assert!(s.load_events("whp", SUB, 0, 100).await.unwrap().is_empty());
     assert!(!s
         .list_event_groups()
         .await
         .unwrap()
         .iter()
-        .any(|g| g.subkey == sub));
+        .any(|g| g.subkey == SUB));
     assert_eq!(s.list_dead_letters("rwh_a", 0, 10).await.unwrap().1, 0);
     assert_eq!(s.list_dead_letters("rwh_b", 0, 10).await.unwrap().1, 1);
+    assert_eq!(
+        s.load_events("whp", "~rwh_b", 0, 10).await.unwrap().len(),
+        1
+    );
+}
+
+store_cases! {
+    webhooks_conflict_on_the_same_id_and_are_listed_by_enterprise,
+    a_webhook_is_disabled_only_within_its_enterprise,
+    dead_letters_are_paged_oldest_first,
+    dead_letters_are_redriven_into_the_webhooks_group,
+    dead_letters_are_deleted_one_or_all,
+    deleting_a_webhook_takes_its_letters_group_and_events,
 }

@@ -1,11 +1,10 @@
-//! Tables of the enterprise API: access keys and the products they reach, devices as a
-//! key sees them, the audit hash chain and the tenant's audit query.
-//!
-//! Rows only: the chain's hash function, signature checks and every access rule are in
-//! `rampart-core`; [`Store::append_audit`] takes the hash as a function of the previous hash so the
-//! head can be read and moved in one transaction.
+//! Enterprise access keys: the keys (secrets sealed by the caller, the previous one kept through a
+//! rotation), the products each reaches, and the devices a key sees. Signature checks, IP
+//! allowlists and scopes are decided in `rampart-core`; a key reaches only products its own
+//! enterprise still owns. Secrets arrive sealed; this file never sees a clear one.
 
-use crate::{map_conflict, AuditRow, Db, DeviceRow, EnterpriseRow, Result, Store};
+use crate::reports::apply_journal_page;
+use crate::{map_conflict, Db, DeviceRow, Result, Store};
 
 /// An access key as stored (secrets sealed by the caller).
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -28,54 +27,7 @@ pub struct AccessKeyRow {
     pub created_at: i64,
 }
 
-/// An audit entry with its position and chain hashes.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct AuditEntryRow {
-    pub id: i64,
-    #[sqlx(flatten)]
-    pub row: AuditRow,
-    /// Both `None` for entries written before the chain existed.
-    pub prev_hash: Option<String>,
-    pub hash: Option<String>,
-}
-
-/// Filters of the tenant audit query; empty strings and `None` match everything.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct AuditFilter {
-    pub actor_kind: String,
-    pub actor_id: String,
-    pub action: String,
-    pub target: String,
-    pub from: i64,
-    pub to: Option<i64>,
-}
-
-/// The chain's head: how many chained entries there are and the hash of the last.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct AuditChainHead {
-    pub entries: i64,
-    pub last_hash: String,
-}
-
-/// The columns of [`AuditEntryRow`], as a constant SQL fragment.
-macro_rules! audit_columns {
-    () => {
-        "SELECT id, ts, actor_kind, actor_id, tenant, action, target, source_ip, outcome, detail, \
-         prev_hash, hash FROM audit "
-    };
-}
-
-/// The tenant audit query's conditions (`$1`..`$7`), as a constant SQL fragment.
-macro_rules! tenant_audit_where {
-    () => {
-        "WHERE tenant = $1 AND ($2 = '' OR actor_kind = $2) AND ($3 = '' OR actor_id = $3) \
-         AND ($4 = '' OR action = $4) AND ($5 = '' OR target = $5) AND ts >= $6 AND ts <= $7"
-    };
-}
-
 impl Store {
-    // ---- access keys ----
-
     /// Store a key and the products it reaches, in one transaction.
     pub async fn insert_access_key(&self, r: &AccessKeyRow, products: &[String]) -> Result<()> {
         let key = "INSERT INTO access_keys (key_id, enterprise_id, secret_enc, prev_secret_enc, prev_valid_until, \
@@ -229,7 +181,7 @@ impl Store {
                 let mut tx = p.begin().await?;
                 let (mut rows, total) = page!(tx);
                 if self.journal_len() > 0 {
-                    crate::reports::apply_journal_page(&mut tx, &mut rows).await?;
+                    apply_journal_page(&mut tx, &mut rows).await?;
                 }
                 tx.commit().await?;
                 Ok((rows, total))
@@ -239,91 +191,5 @@ impl Store {
                 Ok(page!(conn))
             }
         }
-    }
-
-    /// Create an enterprise with no member yet (the operator invites its first owner).
-    pub async fn insert_enterprise_without_owner(&self, r: &EnterpriseRow) -> Result<()> {
-        let sql =
-            "INSERT INTO enterprises (enterprise_id, name, suspended, created_by, created_at) \
-                   VALUES ($1, $2, $3, $4, $5)";
-        with_db!(self, p => sqlx::query(sql).bind(&r.enterprise_id).bind(&r.name).bind(r.suspended)
-            .bind(&r.created_by).bind(r.created_at).execute(p).await.map_err(map_conflict)?.rows_affected());
-        Ok(())
-    }
-
-    // ---- audit ----
-
-    /// Append an entry to the audit chain. In one transaction: move the head (which waits for any
-    /// other append, on both backends), compute the entry's hash from the previous one with
-    /// `chain`, insert the entry with both hashes and store its hash as the head's.
-    pub async fn append_audit(
-        &self,
-        e: &AuditRow,
-        chain: impl FnOnce(&str) -> String + Send,
-    ) -> Result<()> {
-        let head = "UPDATE audit_chain SET entries = entries + 1 WHERE id = 1 RETURNING last_hash";
-        let ins = "INSERT INTO audit (ts, actor_kind, actor_id, tenant, action, target, source_ip, outcome, detail, \
-                   prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
-        let set = "UPDATE audit_chain SET last_hash = $1 WHERE id = 1";
-        with_db!(self, p => {
-            let mut tx = p.begin().await?;
-            let prev: String = sqlx::query_scalar(head).fetch_one(&mut *tx).await?;
-            let hash = chain(&prev);
-            sqlx::query(ins)
-                .bind(e.ts).bind(&e.actor_kind).bind(&e.actor_id).bind(&e.tenant).bind(&e.action)
-                .bind(&e.target).bind(&e.source_ip).bind(&e.outcome).bind(&e.detail)
-                .bind(&prev).bind(&hash)
-                .execute(&mut *tx).await?;
-            sqlx::query(set).bind(&hash).execute(&mut *tx).await?;
-            tx.commit().await?;
-            Ok(())
-        })
-    }
-
-    /// Entries after `after_id`, oldest first (for verification).
-    pub async fn audit_entries_after(
-        &self,
-        after_id: i64,
-        limit: i64,
-    ) -> Result<Vec<AuditEntryRow>> {
-        let sql = concat!(audit_columns!(), "WHERE id > $1 ORDER BY id LIMIT $2");
-        Ok(with_db!(self, p => sqlx::query_as(sql).bind(after_id).bind(limit).fetch_all(p).await?))
-    }
-
-    pub async fn audit_chain_head(&self) -> Result<AuditChainHead> {
-        let sql = "SELECT entries, last_hash FROM audit_chain WHERE id = 1";
-        Ok(with_db!(self, p => sqlx::query_as(sql).fetch_one(p).await?))
-    }
-
-    /// A page of one tenant's entries, newest first, and how many match.
-    pub async fn list_tenant_audit(
-        &self,
-        tenant: &str,
-        f: &AuditFilter,
-        offset: i64,
-        limit: i64,
-    ) -> Result<(Vec<AuditEntryRow>, i64)> {
-        let sql = concat!(
-            audit_columns!(),
-            tenant_audit_where!(),
-            " ORDER BY id DESC LIMIT $8 OFFSET $9"
-        );
-        let count = concat!("SELECT COUNT(*) FROM audit ", tenant_audit_where!());
-        let to = f.to.unwrap_or(i64::MAX);
-        macro_rules! bind_filter {
-            ($q:expr) => {
-                $q.bind(tenant)
-                    .bind(&f.actor_kind)
-                    .bind(&f.actor_id)
-                    .bind(&f.action)
-                    .bind(&f.target)
-                    .bind(f.from)
-                    .bind(to)
-            };
-        }
-        Ok(with_db!(self, p => (
-            bind_filter!(sqlx::query_as(sql)).bind(limit).bind(offset).fetch_all(p).await?,
-            bind_filter!(sqlx::query_scalar(count)).fetch_one(p).await?,
-        )))
     }
 }
