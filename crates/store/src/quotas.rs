@@ -1,4 +1,4 @@
-//! Window quota counters: the rows behind `rampart_core::quotas`, so a quota's count
+//! Window quota counters: the rows behind `rampart_core::limits::quotas`, so a quota's count
 //! survives a restart. Rows only; the windows, limits and flushing are the core's.
 
 use crate::{Result, Store};
