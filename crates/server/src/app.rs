@@ -393,8 +393,11 @@ impl App {
             data_dir,
             listeners,
             serve,
+            admin_token,
             ..
         } = self;
+        // A generated token has been handed out by now; zeroized here rather than at shutdown.
+        drop(admin_token);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = move || {
             let mut rx = stop_rx.clone();
