@@ -432,8 +432,16 @@ pub(crate) async fn run(plan: Plan) -> Result<Report, String> {
             .identities
             .clone()
             .unwrap_or_else(|| rampart::default_identities_path(&data));
-        let p: Provisioned =
-            rampart::provision(&data, &ids_path, &api_url, &client, plan.count, deadline).await?;
+        let p: Provisioned = rampart::provision(
+            &data,
+            c.config.as_deref(),
+            &ids_path,
+            &api_url,
+            &client,
+            plan.count,
+            deadline,
+        )
+        .await?;
         progress::line(format!(
             "identities: {} reused, {} registered, {} failed ({})",
             p.reused,

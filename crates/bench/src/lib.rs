@@ -125,6 +125,10 @@ pub struct Common {
     /// Rampart data directory (opened in-process to create the bench product and factory batches).
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// The server's TOML configuration file, read with `RAMPART_*` variables as `rampart serve`
+    /// reads them, so provisioning opens the store the server uses (`store.url`).
+    #[arg(long, env = "RAMPART_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Rampart HTTP API base URL, e.g. https://localhost:8443.
     #[arg(long)]
     pub api: Option<String>,

@@ -6,10 +6,8 @@ use crate::hist::Histogram;
 use crate::worker::Identity;
 use indicatif::ProgressBar;
 use rampart_core::audit::Actor;
-use rampart_core::secret::MasterKey;
-use rampart_core::{Core, CoreConfig};
+use rampart_core::Core;
 use rampart_proto::sign;
-use rampart_store::Store;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -97,9 +95,10 @@ pub(crate) fn api_from_listeners(data: &Path) -> Option<String> {
     Some(format!("{scheme}://localhost:{port}"))
 }
 
-/// Open a data directory as the `rampart` CLI does. Refuses a directory without a master key, so a
-/// wrong path never creates a new key.
-async fn open_core(data: &Path) -> Result<Core, String> {
+/// Open a data directory as the `rampart` CLI does, with the server's configuration (`config`
+/// file, then `RAMPART_*` variables: `store.url` names the store the server uses). Refuses a
+/// directory without a master key, so a wrong path never creates a new key.
+async fn open_core(data: &Path, config: Option<&Path>) -> Result<Core, String> {
     let key_path = data.join("master.key");
     if !key_path.exists() {
         return Err(format!(
@@ -107,14 +106,11 @@ async fn open_core(data: &Path) -> Result<Core, String> {
             data.display()
         ));
     }
-    let (key, _) = MasterKey::load_or_create(&key_path).map_err(|e| e.to_string())?;
-    let url = format!("sqlite://{}", data.join("rampart.db").display());
-    let store = Store::open(&url).await.map_err(|e| e.to_string())?;
-    let core = Core::new(store, key, CoreConfig::default());
-    core.upgrade_at_rest(data)
+    let mut cfg = rampart_server::Config::load(config).map_err(|e| e.to_string())?;
+    cfg.data_dir = data.to_path_buf();
+    rampart_server::open_core(&cfg, rampart_server::OpenFor::Command)
         .await
-        .map_err(|e| e.to_string())?;
-    Ok(core)
+        .map_err(|e| e.to_string())
 }
 
 /// The bench product's definition.
@@ -136,6 +132,7 @@ fn bench_product() -> Result<rampart_core::device::products::NewProduct, String>
 /// a factory batch for the missing ones and register them over HTTPS.
 pub(crate) async fn provision(
     data: &Path,
+    config: Option<&Path>,
     ids_path: &Path,
     api: &str,
     http: &reqwest::Client,
@@ -153,7 +150,7 @@ pub(crate) async fn provision(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(format!("{}: {e}", ids_path.display())),
     };
-    let core = open_core(data).await?;
+    let core = open_core(data, config).await?;
     let prepared = prepare(&core, cached, data, ids_path, needed, &mut out).await;
     core.close_store().await;
     let (mut ids, todo) = prepared?;

@@ -1,16 +1,11 @@
-//! The one Rampart binary: parses the command line, loads configuration, starts tracing, wires the
-//! crates together and handles signals. No domain logic lives here.
-
-mod config;
-mod tls;
+//! The one Rampart binary: parses the command line, loads configuration, starts tracing, hands
+//! the server to `rampart-server` and handles signals. No domain logic and no wiring live here.
 
 use clap::{Args, Parser, Subcommand};
-use config::Config;
 use rampart_core::audit::Actor;
-use rampart_core::secret::MasterKey;
-use rampart_core::{Core, CoreConfig};
-use rampart_store::Store;
-use std::path::{Path, PathBuf};
+use rampart_core::Core;
+use rampart_server::{AdminToken, App, Config, OpenFor};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -203,7 +198,7 @@ fn main() -> ExitCode {
 type AnyResult<T = ()> = Result<T, String>;
 
 fn load_config(data: &DataArgs) -> AnyResult<Config> {
-    let mut cfg = Config::load(data.config.as_deref())?;
+    let mut cfg = Config::load(data.config.as_deref()).map_err(|e| e.to_string())?;
     if let Some(d) = &data.data {
         cfg.data_dir = d.clone();
     }
@@ -224,58 +219,11 @@ fn init_tracing(cfg: &Config) {
     }
 }
 
-/// Open the data directory: create it (0700), load or create the master key, open the store.
-/// Only `serving` reads files that the server alone uses (`webhooks.ca_file`: webhooks are
-/// delivered by `serve`), so a bad path there does not break unrelated commands.
-async fn open_core(cfg: &Config, serving: bool) -> AnyResult<(Core, bool)> {
-    let dir = &cfg.data_dir;
-    std::fs::create_dir_all(dir).map_err(|e| format!("data directory {}: {e}", dir.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
-    }
-    let (key, created) =
-        MasterKey::load_or_create(&dir.join("master.key")).map_err(|e| e.to_string())?;
-    let url = if cfg.store.url.is_empty() {
-        format!("sqlite://{}", dir.join("rampart.db").display())
-    } else {
-        cfg.store.url.clone()
-    };
-    let options = rampart_store::StoreOptions {
-        sqlite_cache_kib: cfg.store.sqlite_cache_kib,
-        sqlite_writer_cache_kib: cfg.store.sqlite_writer_cache_kib,
-    };
-    let store = Store::open_with(&url, options)
+/// Open the data directory for a one-shot command.
+async fn open_core(cfg: &Config) -> AnyResult<Core> {
+    rampart_server::open_core(cfg, OpenFor::Command)
         .await
-        .map_err(|e| e.to_string())?;
-    let lifetimes = cfg.lifetimes()?;
-    let core_cfg = CoreConfig {
-        command_timeout_ms: cfg.commands.timeout_ms,
-        command_ttl_ms: i64::from(cfg.commands.queued_ttl_secs) * 1000,
-        access_ttl_ms: lifetimes.access_ms,
-        refresh_ttl_ms: lifetimes.refresh_ms,
-        lifetimes: lifetimes.other,
-        events: rampart_core::stream::hub::EventsConfig {
-            retention_ms: i64::try_from(cfg.events.retention_secs.max(1))
-                .unwrap_or(i64::MAX / 1000)
-                .saturating_mul(1000),
-            max_per_group: i64::try_from(cfg.events.max_events.max(1)).unwrap_or(i64::MAX),
-        },
-        limits: cfg.limits.clone(),
-        webhooks: cfg.webhooks.core(serving)?,
-        mqtt_limits: cfg.mqtt.limits.clone(),
-        uploads: rampart_core::device::uploads::UploadsConfig {
-            dir: Some(dir.join("uploads")),
-            max_allowlist_bytes: cfg.uploads.max_allowlist_bytes.max(1),
-        },
-        ..CoreConfig::default()
-    };
-    let core = Core::new(store, key, core_cfg);
-    core.upgrade_at_rest(dir)
-        .await
-        .map_err(|e| format!("upgrading sealed values and the audit chain: {e}"))?;
-    Ok((core, created))
+        .map_err(|e| e.to_string())
 }
 
 async fn run(cli: Cli) -> AnyResult {
@@ -312,7 +260,7 @@ async fn run(cli: Cli) -> AnyResult {
             cmd: AuditCmd::Verify { data },
         } => {
             let cfg = load_config(&data)?;
-            let (core, _) = open_core(&cfg, false).await?;
+            let core = open_core(&cfg).await?;
             let r = core.verify_audit_chain().await.map_err(|e| e.to_string());
             core.close_store().await;
             let r = r?;
@@ -346,7 +294,7 @@ async fn run(cli: Cli) -> AnyResult {
             cmd: ProductCmd::Create { data, model },
         } => {
             let cfg = load_config(&data)?;
-            let (core, _) = open_core(&cfg, false).await?;
+            let core = open_core(&cfg).await?;
             let text =
                 std::fs::read_to_string(&model).map_err(|e| format!("{}: {e}", model.display()))?;
             let p = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", model.display()))?;
@@ -372,7 +320,7 @@ async fn run(cli: Cli) -> AnyResult {
                 },
         } => {
             let cfg = load_config(&data)?;
-            let (core, _) = open_core(&cfg, false).await?;
+            let core = open_core(&cfg).await?;
             let (batch, ids) = core
                 .factory_issue(&product, count, &Actor::cli())
                 .await
@@ -398,7 +346,7 @@ async fn run(cli: Cli) -> AnyResult {
                 },
         } => {
             let cfg = load_config(&data)?;
-            let (core, _) = open_core(&cfg, false).await?;
+            let core = open_core(&cfg).await?;
             let text =
                 std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
             let ids: Vec<String> = text
@@ -463,214 +411,24 @@ async fn run(cli: Cli) -> AnyResult {
     }
 }
 
+/// `rampart serve`: build the app, tell the operator what only this start can tell (a generated
+/// admin token, the certificate's fingerprint), and serve until SIGINT or SIGTERM.
 async fn serve(cfg: Config) -> AnyResult {
-    let (core, _) = open_core(&cfg, true).await?;
-    let dir = cfg.data_dir.clone();
-    core.set_notifier(std::sync::Arc::new(cfg.notify.notifier(&dir)?));
-    core.set_oidc_providers(cfg.oidc.providers()?)?;
-    let quotas = core.load_quotas().await.map_err(|e| e.to_string())?;
-    tracing::debug!(
-        counters = quotas,
-        "quota counters of running windows loaded"
-    );
-    let offline = core.reset_presence().await.map_err(|e| e.to_string())?;
-    if offline > 0 {
-        tracing::info!(devices = offline, "marked devices offline after restart");
+    let app = App::build(cfg).await.map_err(|e| e.to_string())?;
+    match app.admin_token() {
+        AdminToken::Generated(token) => println!(
+            "bootstrap admin token (shown once; only its hash is stored): {}",
+            token.expose()
+        ),
+        AdminToken::Configured => println!("bootstrap admin token set from RAMPART_ADMIN_TOKEN"),
+        AdminToken::Existing => {}
     }
-    let admin_env = std::env::var("RAMPART_ADMIN_TOKEN").ok();
-    if let Some(token) = core
-        .init_admin_token(admin_env.as_deref())
-        .await
-        .map_err(|e| e.to_string())?
-    {
-        if admin_env.is_none() {
-            println!(
-                "bootstrap admin token (shown once; only its hash is stored): {}",
-                token.expose()
-            );
-        } else {
-            println!("bootstrap admin token set from RAMPART_ADMIN_TOKEN");
-        }
-    }
-    let tls_files = tls::load_or_create(&cfg, &dir)?;
     println!(
         "TLS certificate {} SHA-256 fingerprint {}",
-        tls_files.cert_path.display(),
-        tls_files.fingerprint
+        app.tls_cert_path().display(),
+        app.tls_fingerprint()
     );
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls_files.server_config.clone());
-
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .ok();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
-    let gw_cfg = rampart_gateway::GatewayConfig {
-        max_packet_size: cfg.mqtt.max_packet_size,
-        connect_timeout: Duration::from_secs(cfg.mqtt.connect_timeout_secs),
-        max_connections: cfg.mqtt.max_connections,
-        max_subscriptions: cfg.mqtt.max_subscriptions,
-        max_topic_len: cfg.mqtt.max_topic_len,
-        max_inflight: cfg.mqtt.max_inflight.max(1),
-        max_session_expiry_secs: cfg.mqtt.max_session_expiry_secs,
-        park_idle_after: (cfg.mqtt.park_idle_after_ms > 0)
-            .then(|| std::time::Duration::from_millis(cfg.mqtt.park_idle_after_ms)),
-        write_timeout: Duration::from_secs(cfg.limits.write_timeout_s.max(1)),
-        ..Default::default()
-    };
-    let mut listeners = serde_json::Map::new();
-    let mut tasks = Vec::new();
-    for (name, addr, tls) in [
-        ("mqtt_tls", &cfg.mqtt.tls_listen, true),
-        ("mqtt", &cfg.mqtt.listen, false),
-    ] {
-        if addr.is_empty() {
-            listeners.insert(name.into(), serde_json::Value::Null);
-            continue;
-        }
-        let l = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| format!("bind {name} {addr}: {e}"))?;
-        let local = l.local_addr().map_err(|e| e.to_string())?;
-        tracing::info!(listener = name, addr = %local, "MQTT listening");
-        listeners.insert(name.into(), local.to_string().into());
-        let acc = tls.then(|| acceptor.clone());
-        tasks.push(tokio::spawn(rampart_gateway::serve(
-            l,
-            acc,
-            core.clone(),
-            gw_cfg.clone(),
-            stopped(),
-        )));
-    }
-    let l = tokio::net::TcpListener::bind(&cfg.http.listen)
-        .await
-        .map_err(|e| format!("bind http {}: {e}", cfg.http.listen))?;
-    let local = l.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!(addr = %local, tls = cfg.http.tls, "HTTP API listening");
-    listeners.insert("http".into(), local.to_string().into());
-    listeners.insert("http_tls".into(), cfg.http.tls.into());
-    let http_limits = rampart_api::HttpLimits {
-        write_timeout: Duration::from_secs(cfg.limits.write_timeout_s.max(1)),
-        ..cfg.http.limits()
-    };
-    let state = rampart_api::AppState {
-        core: core.clone(),
-        metrics,
-        http: http_limits.clone(),
-    };
-    if cfg.http.metrics_listen.is_empty() {
-        listeners.insert("metrics".into(), serde_json::Value::Null);
-    } else {
-        let l = tokio::net::TcpListener::bind(&cfg.http.metrics_listen)
-            .await
-            .map_err(|e| format!("bind metrics {}: {e}", cfg.http.metrics_listen))?;
-        let local = l.local_addr().map_err(|e| e.to_string())?;
-        if !is_private(local.ip()) {
-            tracing::warn!(addr = %local, "the unauthenticated metrics listener is on a public address");
-        }
-        tracing::info!(addr = %local, "metrics listening (no authentication)");
-        listeners.insert("metrics".into(), local.to_string().into());
-        let app = rampart_api::metrics_router(state.clone());
-        let limits = http_limits.clone();
-        let stop = stopped();
-        tasks.push(tokio::spawn(async move {
-            rampart_api::serve_with(l, None, app, &limits, stop).await
-        }));
-    }
-    let app = rampart_api::router(state);
-    // The API's TLS offers HTTP/2 by ALPN when it is on; the other listeners offer no ALPN.
-    let http_tls = cfg.http.tls.then(|| {
-        let mut sc = (*tls_files.server_config).clone();
-        sc.alpn_protocols = if cfg.http.http2 {
-            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
-        } else {
-            vec![b"http/1.1".to_vec()]
-        };
-        tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(sc))
-    });
-    let http_stop = stopped();
-    tasks.push(tokio::spawn(async move {
-        rampart_api::serve_with(l, http_tls, app, &http_limits, http_stop).await
-    }));
-    if cfg.events.listen.is_empty() {
-        listeners.insert("events".into(), serde_json::Value::Null);
-    } else {
-        let l = tokio::net::TcpListener::bind(&cfg.events.listen)
-            .await
-            .map_err(|e| format!("bind events {}: {e}", cfg.events.listen))?;
-        let local = l.local_addr().map_err(|e| e.to_string())?;
-        tracing::info!(addr = %local, "event stream listening");
-        listeners.insert("events".into(), local.to_string().into());
-        tasks.push(tokio::spawn(rampart_api::serve_events(
-            l,
-            acceptor.clone(),
-            core.clone(),
-            rampart_api::EventsTcpConfig {
-                max_connections: cfg.events.max_connections,
-                connections_per_ip: cfg.events.limits.connections_per_ip,
-                write_timeout: Duration::from_secs(cfg.limits.write_timeout_s.max(1)),
-                ..Default::default()
-            },
-            stopped(),
-        )));
-    }
-    core.start_event_stream()
-        .await
-        .map_err(|e| format!("event stream: {e}"))?;
-    let hooks = core
-        .start_webhooks()
-        .await
-        .map_err(|e| format!("webhooks: {e}"))?;
-    tracing::debug!(webhooks = hooks, "webhook deliveries started");
-    write_listeners(&dir, &serde_json::Value::Object(listeners))?;
-
-    let (flush_stop, flush_stopped) = tokio::sync::oneshot::channel::<()>();
-    let flusher = {
-        let core = core.clone();
-        tokio::spawn(async move {
-            core.run_quota_flusher(async move {
-                let _ = flush_stopped.await;
-            })
-            .await
-        })
-    };
-
-    shutdown_signal().await;
-    tracing::info!("shutting down");
-    let _ = stop_tx.send(true);
-    for t in tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
-    }
-    // After the listeners: the last calls are counted before the final flush.
-    let _ = flush_stop.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(5), flusher).await;
-    core.close_store().await;
-    Ok(())
-}
-
-/// Loopback, private IPv4 (RFC 1918), link-local, or IPv6 unique-local addresses; the wildcard
-/// address counts as public.
-fn is_private(ip: std::net::IpAddr) -> bool {
-    match ip {
-        std::net::IpAddr::V4(a) => a.is_loopback() || a.is_private() || a.is_link_local(),
-        std::net::IpAddr::V6(a) => {
-            a.is_loopback()
-                || (a.segments()[0] & 0xfe00) == 0xfc00
-                || (a.segments()[0] & 0xffc0) == 0xfe80
-        }
-    }
-}
-
-fn write_listeners(dir: &Path, v: &serde_json::Value) -> AnyResult {
-    let tmp = dir.join("listeners.json.tmp");
-    std::fs::write(&tmp, v.to_string()).map_err(|e| e.to_string())?;
-    std::fs::rename(&tmp, dir.join("listeners.json")).map_err(|e| e.to_string())
+    app.run(shutdown_signal()).await.map_err(|e| e.to_string())
 }
 
 async fn shutdown_signal() {

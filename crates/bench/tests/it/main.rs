@@ -1,6 +1,6 @@
 //! End-to-end runs of the bench: against the real Mosquitto on 127.0.0.1:1883 when it is there, and
-//! against a Rampart server (gateway + API over a `Core` on a temporary data directory) started
-//! inside the test. Nothing here asserts on timing.
+//! against a Rampart server (`rampart_server::App` on a temporary data directory) started inside
+//! the test. Nothing here asserts on timing.
 
 mod mosquitto;
 mod rampart;
@@ -31,6 +31,7 @@ fn cli_accepts_the_documented_forms() {
         "ingest --target h:1 --devices 3 --rate 10 --qos 0 --duration-secs 2",
         "command --target h:1 --devices 3 --commands 5 --rate 10",
         "connect --target h:1 --connections 1 --rampart --data d --api https://localhost:1 --admin-token t --identities ids.csv",
+        "connect --target h:1 --connections 1 --rampart --data d --config rampart.toml",
         "connect --target h:1 --connections 1 --keepalive-secs 5 --server-pid 1 --source-ips 8 --processes 2 --out o.json --md o.md --label x --timeout-secs 9",
     ] {
         let args: Vec<&str> = line.split_whitespace().collect();

@@ -143,3 +143,47 @@ async fn ingest_reports_are_valid_for_the_bench_model() {
         assert!(r.notes.iter().any(|n| n.contains("end-to-end")));
     }
 }
+
+/// Provisioning opens the store the server uses: with `store.url` naming a database outside the
+/// data directory, the factory identities the bench issues are the server's, so they register.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provisioning_follows_store_url() {
+    rampart_bench::set_quiet(true);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let config = elsewhere.path().join("rampart.toml");
+    let db = elsewhere.path().join("elsewhere.db");
+    std::fs::write(
+        &config,
+        format!("[store]\nurl = \"sqlite://{}\"\n", db.display()),
+    )
+    .unwrap();
+    let srv = Rampart::start_with(Some(&config)).await;
+    let target = format!("127.0.0.1:{}", srv.mqtt);
+    let data = srv.data();
+    let cmd = parse(&[
+        "connect",
+        "--target",
+        &target,
+        "--connections",
+        "3",
+        "--hold-secs",
+        "0",
+        "--rampart",
+        "--data",
+        &data,
+        "--config",
+        config.to_str().unwrap(),
+        "--timeout-secs",
+        "120",
+        "--out",
+        srv.dir.path().join("s.json").to_str().unwrap(),
+    ]);
+    let r = rampart_bench::run_report(cmd).await.unwrap();
+    let reg = r.registration.as_ref().unwrap();
+    assert_eq!((reg.devices, reg.failed), (3, 0), "{:?}", r.errors);
+    assert_eq!(r.connect.ok, 3, "{:?}", r.errors);
+    assert!(
+        !srv.dir.path().join("rampart.db").exists(),
+        "nothing was written to the default store"
+    );
+}

@@ -1,12 +1,8 @@
 //! Shared checks and the in-test Rampart server.
 
-use rampart_core::secret::MasterKey;
-use rampart_core::{Core, CoreConfig};
-use rampart_store::Store;
 use serde_json::Value;
 use std::path::PathBuf;
-use std::sync::Arc;
-use tokio::sync::watch;
+use tokio::sync::oneshot;
 
 /// The keys the brief promises, at every level.
 pub(crate) fn check_shape(v: &Value) {
@@ -82,96 +78,61 @@ pub(crate) fn check_shape(v: &Value) {
 
 pub(crate) const ADMIN: &str = "bench-test-admin-token-0123456789";
 
-/// A Rampart server inside the test: MQTT over TLS and plain TCP, HTTPS API, one data directory.
+/// A Rampart server inside the test, started as `rampart serve` starts it: MQTT over TLS and
+/// plain TCP, HTTPS API, one data directory.
 pub(crate) struct Rampart {
     pub(crate) dir: tempfile::TempDir,
     pub(crate) mqtt_tls: u16,
     pub(crate) mqtt: u16,
     pub(crate) http: u16,
-    stop: watch::Sender<bool>,
+    stop: Option<oneshot::Sender<()>>,
 }
 
 impl Drop for Rampart {
     fn drop(&mut self) {
-        let _ = self.stop.send(true);
+        self.stop.take();
     }
 }
 
 impl Rampart {
     pub(crate) async fn start() -> Rampart {
+        Rampart::start_with(None).await
+    }
+
+    /// [`Rampart::start`] with a configuration file under the test's settings.
+    pub(crate) async fn start_with(config: Option<&std::path::Path>) -> Rampart {
         let dir = tempfile::tempdir().unwrap();
-        let (key, _) = MasterKey::load_or_create(&dir.path().join("master.key")).unwrap();
-        let url = format!("sqlite://{}", dir.path().join("rampart.db").display());
-        let store = Store::open(&url).await.unwrap();
-        // The harness registers its identities from one address, like a factory line.
-        let mut config = CoreConfig::default();
-        config.limits.register_ip.per_minute = 0;
-        let core = Core::new(store, key, config);
-        core.init_admin_token(Some(ADMIN)).await.unwrap();
-
-        let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
-            .unwrap();
-        std::fs::create_dir_all(dir.path().join("tls")).unwrap();
-        std::fs::write(dir.path().join("tls/cert.pem"), ck.cert.pem()).unwrap();
-        let key = rustls::pki_types::PrivateKeyDer::try_from(ck.key_pair.serialize_der()).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let server = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![ck.cert.der().clone()], key)
-            .unwrap();
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
-
-        let (stop, stop_rx) = watch::channel(false);
-        let stopped = move || {
-            let mut rx = stop_rx.clone();
-            async move {
-                let _ = rx.wait_for(|s| *s).await;
-            }
-        };
-        let bind = || async { tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap() };
-        let (l_tls, l_plain, l_http) = (bind().await, bind().await, bind().await);
-        let port = |l: &tokio::net::TcpListener| l.local_addr().unwrap().port();
-        let (mqtt_tls, mqtt, http) = (port(&l_tls), port(&l_plain), port(&l_http));
-        let cfg = rampart_gateway::GatewayConfig::default();
-        tokio::spawn(rampart_gateway::serve(
-            l_tls,
-            Some(acceptor.clone()),
-            core.clone(),
-            cfg.clone(),
-            stopped(),
-        ));
-        tokio::spawn(rampart_gateway::serve(
-            l_plain,
-            None,
-            core.clone(),
-            cfg,
-            stopped(),
-        ));
-        let app = rampart_api::router(rampart_api::AppState {
-            core: core.clone(),
-            metrics: None,
-            http: Default::default(),
-        });
-        tokio::spawn(rampart_api::serve(l_http, Some(acceptor), app, stopped()));
-        std::fs::write(
-            dir.path().join("listeners.json"),
-            serde_json::json!({
-                "mqtt_tls": format!("127.0.0.1:{mqtt_tls}"),
-                "mqtt": format!("127.0.0.1:{mqtt}"),
-                "http": format!("127.0.0.1:{http}"),
-                "http_tls": true,
-            })
-            .to_string(),
+        let mut cfg = rampart_server::Config::load_from(
+            config,
+            [
+                ("RAMPART_ADMIN_TOKEN", ADMIN),
+                // The harness registers its identities from one address, like a factory line.
+                ("RAMPART_LIMITS__REGISTER_IP__PER_MINUTE", "0"),
+                ("RAMPART_MQTT__TLS_LISTEN", "127.0.0.1:0"),
+                ("RAMPART_MQTT__LISTEN", "127.0.0.1:0"),
+                ("RAMPART_HTTP__LISTEN", "127.0.0.1:0"),
+                ("RAMPART_EVENTS__LISTEN", ""),
+            ],
         )
         .unwrap();
+        cfg.data_dir = dir.path().to_path_buf();
+        let app = rampart_server::App::build(cfg).await.unwrap();
+        let l = app.listeners().clone();
+        let port = |a: Option<std::net::SocketAddr>| a.unwrap().port();
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(app.run(async {
+            let _ = stopped.await;
+        }));
+        // Serving once `listeners.json` is there, as for the binary.
+        while !dir.path().join("listeners.json").exists() {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
         Rampart {
+            mqtt_tls: port(l.mqtt_tls),
+            mqtt: port(l.mqtt),
+            http: l.http.port(),
             dir,
-            mqtt_tls,
-            mqtt,
-            http,
-            stop,
+            stop: Some(stop),
         }
     }
 

@@ -116,7 +116,7 @@ async fn device(
 
 #[tokio::test]
 async fn acknowledged_reports_survive_sigkill() {
-    let mut srv = Server::start().await;
+    let mut srv = Server::process().await;
     let (s, v) = srv
         .admin(
             "POST",

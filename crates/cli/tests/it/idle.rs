@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const IDLE: &str = "rampart_mqtt_sessions_idle";
 
 async fn server() -> Server {
-    Server::start_with(&[("RAMPART_MQTT__PARK_IDLE_AFTER_MS", "50"), QUICK_RECONNECTS]).await
+    Server::process_with(&[("RAMPART_MQTT__PARK_IDLE_AFTER_MS", "50"), QUICK_RECONNECTS]).await
 }
 
 #[tokio::test]

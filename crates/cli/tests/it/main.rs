@@ -1,4 +1,5 @@
-//! End-to-end tests: the real binary on port 0, driven by independent clients.
+//! End-to-end tests: the server on port 0 (in this process, or the real binary where a test needs
+//! a process), driven by independent clients.
 #![allow(unreachable_pub)]
 
 mod account_settings;
@@ -12,6 +13,7 @@ mod durability;
 mod enterprise_api;
 mod event_stream;
 mod idle;
+mod in_process;
 mod interop;
 mod limits;
 mod metrics_access;

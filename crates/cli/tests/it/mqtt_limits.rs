@@ -761,7 +761,7 @@ async fn retained_messages_are_capped_per_device_and_per_node() {
 /// server's memory by their size (before the caps: about 200 MiB).
 #[tokio::test]
 async fn retained_flood_leaves_memory_bounded() {
-    let srv = Server::start().await;
+    let srv = Server::process().await;
     let (did, secret) = srv.device_with_rate(60_000).await;
     let mut s = raw::session(&srv, &did, &secret, 30).await;
     let before = srv.rss_kib();

@@ -1,7 +1,11 @@
-//! Test support: start the real `rampart` binary on port 0 in its own data directory, and talk to it
-//! with clients we did not write (reqwest, rumqttc, mosquitto-clients).
+//! Test support: start the server on port 0 in its own data directory, in this process
+//! ([`Server::start`], the default) or as the real `rampart` binary ([`Server::process`], for
+//! what needs a process), and talk to it with clients we did not write (reqwest, rumqttc,
+//! mosquitto-clients). It never sets process-wide environment variables.
 
 use hmac::{Hmac, Mac};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
+use rampart_server::{App, Config, Listeners};
 use rumqttc::tokio_rustls::rustls;
 use serde_json::{json, Value};
 use sha2::Sha256;
@@ -65,8 +69,18 @@ impl Drop for PgSchema {
     }
 }
 
+/// How a test server runs.
+enum Backend {
+    /// The `rampart` binary in a child process: for tests of signals, SIGKILL durability,
+    /// resident memory, and of what the binary prints, and for metrics counted off the runtime
+    /// (the gateway's idle-pool thread counts into the process's global recorder).
+    Process(Child),
+    /// [`App`] on a runtime of its own in a thread of the test process.
+    InProcess(AppThread),
+}
+
 pub struct Server {
-    child: Child,
+    backend: Backend,
     pub dir: tempfile::TempDir,
     pub http: u16,
     pub mqtt_tls: u16,
@@ -78,8 +92,13 @@ pub struct Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        match &mut self.backend {
+            Backend::Process(child) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            Backend::InProcess(app) => app.stop_blocking(),
+        }
     }
 }
 
@@ -87,45 +106,254 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_rampart")
 }
 
+/// An app serving on a thread of its own (with its own runtime, as a process would have), so a
+/// test that blocks its own thread (a `mosquitto_pub` child, say) never stalls the server.
+struct AppThread {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    done: std::sync::mpsc::Receiver<()>,
+}
+
+impl AppThread {
+    /// Build the app from `cfg` and start serving; returns once every listener is bound.
+    ///
+    /// The metrics recorder of a process is global, so each app gets one of its own (leaked: a
+    /// few KiB per test), made the default of every thread that runs it: a test reads exactly
+    /// its own server's counters, as from a process of its own.
+    async fn spawn(cfg: Config) -> (AppThread, Listeners) {
+        init_tracing();
+        let recorder: &'static PrometheusRecorder =
+            Box::leak(Box::new(PrometheusBuilder::new().build_recorder()));
+        let handle = recorder.handle();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("rampart-app".into())
+            .spawn(move || {
+                let count_here = move || {
+                    std::mem::forget(metrics::set_default_local_recorder(recorder));
+                };
+                count_here();
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .on_thread_start(count_here)
+                    .build()
+                    .expect("app runtime");
+                rt.block_on(async move {
+                    let app = match App::build_with_metrics(cfg, handle).await {
+                        Ok(app) => app,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e.to_string()));
+                            return;
+                        }
+                    };
+                    let _ = ready_tx.send(Ok(app.listeners().clone()));
+                    let stopped = async {
+                        let _ = stop_rx.await;
+                    };
+                    if let Err(e) = app.run(stopped).await {
+                        eprintln!("the server stopped with an error: {e}");
+                    }
+                });
+                // What a process exit would end: connections still open, background tasks.
+                rt.shutdown_timeout(Duration::from_secs(1));
+                let _ = done_tx.send(());
+            })
+            .expect("spawn the app thread");
+        let listeners = ready_rx
+            .await
+            .expect("the app thread ended early")
+            .unwrap_or_else(|e| panic!("server did not start: {e}"));
+        let app = AppThread {
+            stop: Some(stop_tx),
+            done: done_rx,
+        };
+        (app, listeners)
+    }
+
+    /// Shut down gracefully (as on SIGTERM) and wait until the store is closed.
+    async fn stop(&mut self) {
+        self.stop.take();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.done.try_recv() {
+                Err(std::sync::mpsc::TryRecvError::Empty) => {}
+                _ => return,
+            }
+            assert!(Instant::now() < deadline, "server did not stop");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// [`AppThread::stop`] from a destructor, which cannot wait asynchronously; the app has its
+    /// own runtime, so blocking this thread does not hold it up.
+    fn stop_blocking(&mut self) {
+        if self.stop.take().is_some() {
+            let _ = self.done.recv_timeout(Duration::from_secs(30));
+        }
+    }
+}
+
+/// Server logs, shown with a failing test's output (the subscriber is process-wide: one for
+/// every in-process server). `RUST_LOG` picks the level; warnings by default.
+fn init_tracing() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    });
+}
+
+/// The configuration a test server gets: the test's variables (`env`, read as the environment
+/// would be; `RAMPART_CONFIG` names a file) over the admin token and listeners every test uses.
+/// The listeners are set last, as the process variant's command-line flags would.
+fn test_config(dir: &Path, env: &[(&str, &str)]) -> Config {
+    let file = env
+        .iter()
+        .find(|(k, _)| *k == "RAMPART_CONFIG")
+        .map(|(_, v)| PathBuf::from(v));
+    let vars = [
+        ("RAMPART_ADMIN_TOKEN", ADMIN),
+        ("RAMPART_EVENTS__LISTEN", "127.0.0.1:0"),
+    ]
+    .into_iter()
+    .chain(env.iter().copied());
+    let mut cfg = Config::load_from(file.as_deref(), vars)
+        .unwrap_or_else(|e| panic!("server did not start: {e}"));
+    cfg.data_dir = dir.to_path_buf();
+    cfg.mqtt.tls_listen = "127.0.0.1:0".into();
+    cfg.mqtt.listen = "127.0.0.1:0".into();
+    cfg.http.listen = "127.0.0.1:0".into();
+    cfg
+}
+
+/// Wait until the server has written `listeners.json` (it does once it serves); the process
+/// variant also gives up at once when the process has exited.
+async fn wait_for_listeners(dir: &Path, mut child: Option<&mut Child>) -> Value {
+    let listeners = dir.join("listeners.json");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&listeners) {
+            if let Ok(v) = serde_json::from_str(&text) {
+                return v;
+            }
+        }
+        // A server that exits at start (a bad configuration, say) fails the test at once
+        // instead of after the deadline; its reason is on stderr above.
+        if let Some(child) = child.as_deref_mut() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("server exited at start: {status}");
+            }
+        }
+        assert!(Instant::now() < deadline, "server did not start");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 impl Server {
+    /// A server in this process, in a fresh data directory.
     pub async fn start() -> Server {
         Server::start_with(&[]).await
     }
 
-    /// Start with extra environment variables (configuration overrides).
+    /// [`Server::start`] with extra variables (configuration overrides, as environment
+    /// variables would give them; the process environment is not read).
     pub async fn start_with(env: &[(&str, &str)]) -> Server {
         Server::start_in(tempfile::tempdir().unwrap(), env).await
     }
 
-    /// Stop gracefully (SIGTERM, then wait for the exit) and start again on the same data
+    /// A server in this process on an existing data directory.
+    pub async fn start_in(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Server {
+        let cfg = test_config(dir.path(), env);
+        let (app, listeners) = AppThread::spawn(cfg).await;
+        wait_for_listeners(dir.path(), None).await;
+        let port = |a: Option<std::net::SocketAddr>| a.expect("listener").port();
+        Server {
+            http: listeners.http.port(),
+            mqtt_tls: port(listeners.mqtt_tls),
+            mqtt_plain: port(listeners.mqtt),
+            events: port(listeners.events),
+            http_client: trusting_client(dir.path()),
+            backend: Backend::InProcess(app),
+            dir,
+        }
+    }
+
+    /// The `rampart` binary in a child process, in a fresh data directory: only for what needs
+    /// a process (see [`Backend::Process`]).
+    pub async fn process() -> Server {
+        Server::process_with(&[]).await
+    }
+
+    /// [`Server::process`] with extra environment variables (configuration overrides).
+    pub async fn process_with(env: &[(&str, &str)]) -> Server {
+        Server::process_in(tempfile::tempdir().unwrap(), env).await
+    }
+
+    /// Stop gracefully (SIGTERM for a process) and start again, the same way, on the same data
     /// directory with `env`.
     pub async fn restart(mut self, env: &[(&str, &str)]) -> Server {
-        self.terminate();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "server did not stop");
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        match &mut self.backend {
+            Backend::Process(child) => {
+                let pid = child.id();
+                terminate(pid);
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while child.try_wait().unwrap().is_none() {
+                    assert!(Instant::now() < deadline, "server did not stop");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            Backend::InProcess(app) => app.stop().await,
         }
         self.start_again(env).await
     }
 
-    /// Kill the server with SIGKILL (no chance to flush or close anything), wait for it to be
-    /// gone, and start again on the same data directory with `env`.
+    /// Kill the server process with SIGKILL (no chance to flush or close anything), wait for it
+    /// to be gone, and start again on the same data directory with `env`.
     pub async fn crash_restart(mut self, env: &[(&str, &str)]) -> Server {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("wait for the killed server");
+        let child = self.child();
+        child.kill().expect("SIGKILL");
+        child.wait().expect("wait for the killed server");
         self.start_again(env).await
     }
 
-    /// Start on this server's data directory once its process has exited.
+    /// Start on this server's data directory once it has stopped, the same way it ran.
     async fn start_again(mut self, env: &[(&str, &str)]) -> Server {
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
         std::fs::remove_file(dir.path().join("listeners.json")).unwrap();
-        Server::start_in(dir, env).await
+        match self.backend {
+            Backend::Process(_) => Server::process_in(dir, env).await,
+            Backend::InProcess(_) => Server::start_in(dir, env).await,
+        }
     }
 
-    /// Start on an existing data directory.
-    pub async fn start_in(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Server {
+    /// The server process; panics for a server in this process.
+    fn child(&mut self) -> &mut Child {
+        match &mut self.backend {
+            Backend::Process(child) => child,
+            Backend::InProcess(_) => {
+                panic!("this test needs a server process: start it with Server::process*")
+            }
+        }
+    }
+
+    /// The server process's id; panics for a server in this process.
+    fn pid(&self) -> u32 {
+        match &self.backend {
+            Backend::Process(child) => child.id(),
+            Backend::InProcess(_) => {
+                panic!("this test needs a server process: start it with Server::process*")
+            }
+        }
+    }
+
+    /// Start the binary on an existing data directory.
+    pub async fn process_in(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(bin());
         cmd.args([
             "serve",
@@ -147,22 +375,7 @@ impl Server {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("spawn rampart");
-        let listeners = dir.path().join("listeners.json");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let v: Value = loop {
-            if let Ok(text) = std::fs::read_to_string(&listeners) {
-                if let Ok(v) = serde_json::from_str(&text) {
-                    break v;
-                }
-            }
-            // A server that exits at start (a bad configuration, say) fails the test at once
-            // instead of after the deadline; its reason is on stderr above.
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("server exited at start: {status}");
-            }
-            assert!(Instant::now() < deadline, "server did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        let v = wait_for_listeners(dir.path(), Some(&mut child)).await;
         let port = |k: &str| -> u16 {
             v[k].as_str()
                 .unwrap()
@@ -172,25 +385,21 @@ impl Server {
                 .parse()
                 .unwrap()
         };
-        let pem = std::fs::read(dir.path().join("tls/cert.pem")).unwrap();
-        let http_client = reqwest::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
-            .build()
-            .unwrap();
         Server {
             http: port("http"),
             mqtt_tls: port("mqtt_tls"),
             mqtt_plain: port("mqtt"),
             events: port("events"),
-            child,
+            http_client: trusting_client(dir.path()),
+            backend: Backend::Process(child),
             dir,
-            http_client,
         }
     }
 
     /// The server's resident memory now, in KiB (VmRSS).
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let pid = self.pid();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -198,16 +407,12 @@ impl Server {
             .expect("VmRSS")
     }
 
-    /// Ask the server to stop (SIGTERM), as an operator would.
+    /// Ask the server process to stop (SIGTERM), as an operator would.
     pub fn terminate(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
+        terminate(self.pid());
     }
 
-    /// The text of `/metrics` (asked with the admin token).
+    /// The text of `/metrics` (asked with the admin token): this server's own counters only.
     pub async fn metrics_text(&self) -> String {
         self.http_client
             .get(self.url("/metrics"))
@@ -409,6 +614,24 @@ impl Server {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
+}
+
+/// Send SIGTERM to `pid`.
+fn terminate(pid: u32) {
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+/// An HTTP client trusting the certificate in the data directory `dir`.
+fn trusting_client(dir: &Path) -> reqwest::Client {
+    let pem = std::fs::read(dir.join("tls/cert.pem")).unwrap();
+    reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .build()
+        .unwrap()
 }
 
 /// An API answer is `status` with the JSON error `code` (the body is shown when it is not).

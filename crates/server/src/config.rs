@@ -1,42 +1,67 @@
 //! Typed configuration: defaults, then a TOML file (`--config`), then `RAMPART_*` environment
 //! variables (`__` separates sections: `RAMPART_MQTT__TLS_LISTEN`), then command-line flags.
 //! Unknown keys are refused everywhere. `docs/config.md` lists every option.
+//!
+//! This module only reads and checks values; it never opens the store, binds a socket or keeps
+//! global state, so any number of configurations can live in one process.
 
+use rampart_core::secret::Secret;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub(crate) struct Config {
-    /// Data directory (store, keys, certificates, listeners.json).
-    pub(crate) data_dir: PathBuf,
-    pub(crate) store: StoreConfig,
-    pub(crate) mqtt: MqttConfig,
-    pub(crate) http: HttpConfig,
-    pub(crate) tls: TlsConfig,
-    pub(crate) log: LogConfig,
-    pub(crate) commands: CommandConfig,
-    pub(crate) notify: NotifyConfig,
-    pub(crate) accounts: AccountsConfig,
-    /// Developer-account token lifetimes (`docs/developers.md`).
-    pub(crate) developers: DevelopersConfig,
-    /// Lifetimes of the OAuth2 authorisation server's codes, tokens and grants (`docs/oauth.md`).
-    pub(crate) oauth: OAuthConfig,
-    pub(crate) oidc: OidcConfig,
-    pub(crate) events: EventsConfig,
-    /// Webhooks of the event stream (`docs/enterprise-api.md`, "Webhooks").
-    pub(crate) webhooks: WebhooksConfig,
-    /// API rates, access-key quotas and code limits (`docs/api.md`, "Limits").
-    pub(crate) limits: rampart_core::limits::api::LimitsConfig,
-    /// Uploaded files: size caps (they are kept in `DATA/uploads` by content hash).
-    pub(crate) uploads: UploadsConfig,
+/// A configuration value that is invalid, or a file it names that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl From<String> for ConfigError {
+    fn from(s: String) -> Self {
+        ConfigError(s)
+    }
+}
+
+impl From<&str> for ConfigError {
+    fn from(s: &str) -> Self {
+        ConfigError(s.to_owned())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct UploadsConfig {
+pub struct Config {
+    /// Data directory (store, keys, certificates, listeners.json).
+    pub data_dir: PathBuf,
+    pub store: StoreConfig,
+    pub mqtt: MqttConfig,
+    pub http: HttpConfig,
+    pub tls: TlsConfig,
+    pub log: LogConfig,
+    pub commands: CommandConfig,
+    pub notify: NotifyConfig,
+    pub accounts: AccountsConfig,
+    /// Developer-account token lifetimes (`docs/developers.md`).
+    pub developers: DevelopersConfig,
+    /// Lifetimes of the OAuth2 authorisation server's codes, tokens and grants (`docs/oauth.md`).
+    pub oauth: OAuthConfig,
+    pub oidc: OidcConfig,
+    pub events: EventsConfig,
+    /// Webhooks of the event stream (`docs/enterprise-api.md`, "Webhooks").
+    pub webhooks: WebhooksConfig,
+    /// API rates, access-key quotas and code limits (`docs/api.md`, "Limits").
+    pub limits: rampart_core::limits::api::LimitsConfig,
+    /// Uploaded files: size caps (they are kept in `DATA/uploads` by content hash).
+    pub uploads: UploadsConfig,
+    /// The bootstrap admin token, from `RAMPART_ADMIN_TOKEN` only (never from the file, never
+    /// printed by `config generate`); without it the first start generates one.
+    #[serde(skip)]
+    pub admin_token: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UploadsConfig {
     /// Largest allowlist file, bytes.
-    pub(crate) max_allowlist_bytes: usize,
+    pub max_allowlist_bytes: usize,
 }
 
 impl Default for UploadsConfig {
@@ -51,11 +76,11 @@ impl Default for UploadsConfig {
 /// Login with third-party OpenID Connect providers (`docs/oauth.md`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct OidcConfig {
+pub struct OidcConfig {
     /// How long a login may take between its start and the provider's callback.
-    pub(crate) state_ttl_secs: u32,
+    pub state_ttl_secs: u32,
     /// Providers by name (the name appears in `/v1/oidc/{name}/start`).
-    pub(crate) providers: std::collections::BTreeMap<String, OidcProviderConfig>,
+    pub providers: std::collections::BTreeMap<String, OidcProviderConfig>,
 }
 
 impl Default for OidcConfig {
@@ -99,11 +124,11 @@ const DAY: i64 = 86_400_000;
 /// Developer accounts' token lifetimes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct DevelopersConfig {
+pub struct DevelopersConfig {
     /// Lifetime of a developer's `rdt_` access token.
-    pub(crate) access_ttl_secs: u32,
+    pub access_ttl_secs: u32,
     /// Lifetime of a developer's `rdr_` refresh token.
-    pub(crate) refresh_ttl_days: u32,
+    pub refresh_ttl_days: u32,
 }
 
 impl Default for DevelopersConfig {
@@ -119,15 +144,15 @@ impl Default for DevelopersConfig {
 /// The OAuth2 authorisation server's lifetimes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct OAuthConfig {
+pub struct OAuthConfig {
     /// Lifetime of an authorisation code (RFC 6749 recommends at most 10 minutes).
-    pub(crate) code_ttl_secs: u32,
+    pub code_ttl_secs: u32,
     /// Lifetime of a third party's `roa_` access token.
-    pub(crate) access_ttl_secs: u32,
+    pub access_ttl_secs: u32,
     /// Lifetime of a third party's `ror_` refresh token; each refresh issues a new one.
-    pub(crate) refresh_ttl_days: u32,
+    pub refresh_ttl_days: u32,
     /// Absolute lifetime of a grant: then the client must ask the user again.
-    pub(crate) grant_ttl_days: u32,
+    pub grant_ttl_days: u32,
 }
 
 impl Default for OAuthConfig {
@@ -143,15 +168,15 @@ impl Default for OAuthConfig {
 }
 
 /// Every lifetime, checked: (end-user access, end-user refresh, the others).
-pub(crate) struct CheckedLifetimes {
-    pub(crate) access_ms: i64,
-    pub(crate) refresh_ms: i64,
-    pub(crate) other: rampart_core::Lifetimes,
+pub struct CheckedLifetimes {
+    pub access_ms: i64,
+    pub refresh_ms: i64,
+    pub other: rampart_core::Lifetimes,
 }
 
 impl Config {
     /// The lifetimes of tokens, codes and login states, each within its documented range.
-    pub(crate) fn lifetimes(&self) -> Result<CheckedLifetimes, String> {
+    pub fn lifetimes(&self) -> Result<CheckedLifetimes, ConfigError> {
         let (a, d, o) = (&self.accounts, &self.developers, &self.oauth);
         let checked = CheckedLifetimes {
             access_ms: lifetime(
@@ -249,7 +274,8 @@ impl Config {
             return Err(format!(
                 "oauth.refresh_ttl_days = {} is longer than oauth.grant_ttl_days = {}",
                 o.refresh_ttl_days, o.grant_ttl_days
-            ));
+            )
+            .into());
         }
         Ok(checked)
     }
@@ -257,21 +283,21 @@ impl Config {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct OidcProviderConfig {
+pub struct OidcProviderConfig {
     /// Issuer URL (https; http only for loopback); discovery is `ISSUER/.well-known/openid-configuration`.
-    pub(crate) issuer: String,
-    pub(crate) client_id: String,
-    pub(crate) client_secret: String,
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: String,
     /// A file (mode 0600) holding the client secret instead.
-    pub(crate) client_secret_file: String,
+    pub client_secret_file: String,
     /// Scopes asked for besides `openid`.
-    pub(crate) scopes: Vec<String>,
+    pub scopes: Vec<String>,
     /// Our callback as registered at the provider; empty: `https://HOST/v1/oidc/NAME/callback`
     /// from the request's Host header.
-    pub(crate) redirect_uri: String,
+    pub redirect_uri: String,
     /// On a subject's first login, link it to an existing user with the same e-mail when the
     /// provider says `email_verified: true`.
-    pub(crate) link_verified_email: bool,
+    pub link_verified_email: bool,
 }
 
 impl Default for OidcProviderConfig {
@@ -290,10 +316,9 @@ impl Default for OidcProviderConfig {
 
 impl OidcConfig {
     /// The providers for the core, with their secrets read.
-    pub(crate) fn providers(
+    pub fn providers(
         &self,
-    ) -> Result<Vec<rampart_core::federation::oidc::ProviderConfig>, String> {
-        use rampart_core::secret::Secret;
+    ) -> Result<Vec<rampart_core::federation::oidc::ProviderConfig>, ConfigError> {
         let mut out = Vec::new();
         for (name, p) in &self.providers {
             let secret = if p.client_secret_file.is_empty() {
@@ -307,7 +332,7 @@ impl OidcConfig {
                     .to_owned()
             };
             if secret.is_empty() {
-                return Err(format!("oidc.providers.{name}: client_secret is empty"));
+                return Err(format!("oidc.providers.{name}: client_secret is empty").into());
             }
             out.push(rampart_core::federation::oidc::ProviderConfig {
                 name: name.clone(),
@@ -326,15 +351,15 @@ impl OidcConfig {
 /// End-user sessions.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct AccountsConfig {
+pub struct AccountsConfig {
     /// Access-token lifetime.
-    pub(crate) access_ttl_secs: u32,
+    pub access_ttl_secs: u32,
     /// Refresh-token lifetime.
-    pub(crate) refresh_ttl_days: u32,
+    pub refresh_ttl_days: u32,
     /// Lifetime of activation and password-reset codes (end users and developers).
-    pub(crate) code_ttl_secs: u32,
+    pub code_ttl_secs: u32,
     /// Lifetime of a one-time bind token.
-    pub(crate) bind_token_ttl_secs: u32,
+    pub bind_token_ttl_secs: u32,
 }
 
 impl Default for AccountsConfig {
@@ -352,55 +377,55 @@ impl Default for AccountsConfig {
 /// Where activation and password-reset codes go.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct NotifyConfig {
+pub struct NotifyConfig {
     /// E-mail recipients: `outbox` or `smtp`.
-    pub(crate) email: String,
+    pub email: String,
     /// Phone recipients: `outbox` or `webhook`.
-    pub(crate) sms: String,
+    pub sms: String,
     /// Outbox directory; empty means `DATA/outbox`.
-    pub(crate) outbox_dir: String,
-    pub(crate) webhook: WebhookConfig,
-    pub(crate) smtp: SmtpConfig,
+    pub outbox_dir: String,
+    pub webhook: WebhookConfig,
+    pub smtp: SmtpConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct WebhookConfig {
+pub struct WebhookConfig {
     /// The SMS provider's endpoint; each message is POSTed to it as JSON.
-    pub(crate) url: String,
+    pub url: String,
     /// Optional bearer token sent with each POST.
-    pub(crate) token: String,
+    pub token: String,
     /// A file (mode 0600) holding the token instead.
-    pub(crate) token_file: String,
+    pub token_file: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct SmtpConfig {
-    pub(crate) host: String,
-    pub(crate) port: u16,
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
     /// Sender, e.g. `Rampart <noreply@example.com>`.
-    pub(crate) from: String,
+    pub from: String,
     /// Empty: no authentication.
-    pub(crate) username: String,
-    pub(crate) password: String,
+    pub username: String,
+    pub password: String,
     /// A file (mode 0600) holding the password instead.
-    pub(crate) password_file: String,
+    pub password_file: String,
     /// STARTTLS on `port` (true) or implicit TLS (false).
-    pub(crate) starttls: bool,
+    pub starttls: bool,
     /// No TLS at all; allowed only to a loopback host (a local mail server that relays).
-    pub(crate) plaintext: bool,
+    pub plaintext: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct StoreConfig {
+pub struct StoreConfig {
     /// `sqlite://PATH` or `postgres://...`; empty means `sqlite://DATA/rampart.db`.
-    pub(crate) url: String,
+    pub url: String,
     /// SQLite: page cache per reading connection (there are up to 8), KiB.
-    pub(crate) sqlite_cache_kib: u32,
+    pub sqlite_cache_kib: u32,
     /// SQLite: page cache of the report writer's connection, KiB.
-    pub(crate) sqlite_writer_cache_kib: u32,
+    pub sqlite_writer_cache_kib: u32,
 }
 
 impl Default for StoreConfig {
@@ -416,59 +441,59 @@ impl Default for StoreConfig {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct MqttConfig {
+pub struct MqttConfig {
     /// MQTT over TLS listen address; empty disables it.
-    pub(crate) tls_listen: String,
+    pub tls_listen: String,
     /// Plain-TCP MQTT listen address; empty (the default) disables it.
-    pub(crate) listen: String,
-    pub(crate) max_packet_size: usize,
-    pub(crate) connect_timeout_secs: u64,
-    pub(crate) max_connections: usize,
-    pub(crate) max_subscriptions: usize,
+    pub listen: String,
+    pub max_packet_size: usize,
+    pub connect_timeout_secs: u64,
+    pub max_connections: usize,
+    pub max_subscriptions: usize,
     /// Longest topic name or filter, bytes.
-    pub(crate) max_topic_len: usize,
+    pub max_topic_len: usize,
     /// Most inbound QoS 1/2 publishes unacknowledged per connection (the MQTT 5 receive maximum).
-    pub(crate) max_inflight: u16,
+    pub max_inflight: u16,
     /// Longest a persistent session outlives its connection (MQTT 3.1.1 clean-session-0 sessions get
     /// exactly this; MQTT 5 session expiry is capped at it).
-    pub(crate) max_session_expiry_secs: u32,
+    pub max_session_expiry_secs: u32,
     /// Milliseconds a plain-TCP session must be idle (nothing buffered or in flight) before it
     /// waits in the idle pool off the runtime, costing far less memory; 0 keeps every session a task.
-    pub(crate) park_idle_after_ms: u64,
+    pub park_idle_after_ms: u64,
     /// Connect rates per IP and per device, the reconnect-storm ban, the report-abuse rule.
-    pub(crate) limits: rampart_core::limits::connect::MqttLimitsConfig,
+    pub limits: rampart_core::limits::connect::MqttLimitsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct HttpConfig {
-    pub(crate) listen: String,
+pub struct HttpConfig {
+    pub listen: String,
     /// Plain-HTTP listener serving only `GET /metrics` without authentication, for a Prometheus
     /// scraper on a private address; empty (the default) disables it.
-    pub(crate) metrics_listen: String,
+    pub metrics_listen: String,
     /// Serve HTTPS (true) or plain HTTP (only behind a TLS-terminating proxy).
-    pub(crate) tls: bool,
+    pub tls: bool,
     /// Largest request body in bytes (413 `PAYLOAD_TOO_LARGE` above it).
-    pub(crate) max_body_bytes: usize,
+    pub max_body_bytes: usize,
     /// Seconds a client has to send a request's headers.
-    pub(crate) header_read_timeout_secs: u64,
+    pub header_read_timeout_secs: u64,
     /// Seconds a client has to send a request's body.
-    pub(crate) body_read_timeout_secs: u64,
+    pub body_read_timeout_secs: u64,
     /// Open connections per source address (0: no cap).
-    pub(crate) max_connections_per_ip: usize,
+    pub max_connections_per_ip: usize,
     /// Speak HTTP/2 (ALPN `h2` on HTTPS, prior knowledge on plain HTTP).
-    pub(crate) http2: bool,
+    pub http2: bool,
     /// HTTP/2 streams open at once per connection.
-    pub(crate) h2_max_concurrent_streams: u32,
+    pub h2_max_concurrent_streams: u32,
     /// Largest HTTP/2 header list, bytes.
-    pub(crate) h2_max_header_list_bytes: u32,
+    pub h2_max_header_list_bytes: u32,
     /// Seconds between HTTP/2 keep-alive PINGs (and the wait for their answer).
-    pub(crate) h2_keepalive_secs: u64,
+    pub h2_keepalive_secs: u64,
 }
 
 impl HttpConfig {
     /// The API server's limits.
-    pub(crate) fn limits(&self) -> rampart_api::HttpLimits {
+    pub fn limits(&self) -> rampart_api::HttpLimits {
         rampart_api::HttpLimits {
             max_body_bytes: self.max_body_bytes,
             body_read_timeout: std::time::Duration::from_secs(self.body_read_timeout_secs.max(1)),
@@ -487,29 +512,29 @@ impl HttpConfig {
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct TlsConfig {
+pub struct TlsConfig {
     /// PEM certificate chain; empty means `DATA/tls/cert.pem`, generated self-signed when absent.
-    pub(crate) cert: String,
+    pub cert: String,
     /// PEM private key (mode 0600); empty means `DATA/tls/key.pem`.
-    pub(crate) key: String,
+    pub key: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct LogConfig {
+pub struct LogConfig {
     /// `text` or `json`.
-    pub(crate) format: String,
+    pub format: String,
     /// A tracing filter such as `info` or `rampart_gateway=debug,info`; `RUST_LOG` wins when set.
-    pub(crate) level: String,
+    pub level: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct CommandConfig {
+pub struct CommandConfig {
     /// How long a command waits for the device's ack.
-    pub(crate) timeout_ms: u64,
+    pub timeout_ms: u64,
     /// How long a command queued for an offline persistent session stays deliverable.
-    pub(crate) queued_ttl_secs: u32,
+    pub queued_ttl_secs: u32,
 }
 
 impl Default for Config {
@@ -531,6 +556,7 @@ impl Default for Config {
             webhooks: WebhooksConfig::default(),
             limits: Default::default(),
             uploads: UploadsConfig::default(),
+            admin_token: None,
         }
     }
 }
@@ -610,12 +636,11 @@ impl Default for SmtpConfig {
 
 impl NotifyConfig {
     /// Build the notifier this section describes.
-    pub(crate) fn notifier(
+    pub fn notifier(
         &self,
         data_dir: &Path,
-    ) -> Result<rampart_core::identity::notify::Router, String> {
+    ) -> Result<rampart_core::identity::notify::Router, ConfigError> {
         use rampart_core::identity::notify::{HttpSms, Notifier, Outbox, Smtp, SmtpSettings};
-        use rampart_core::secret::Secret;
         use std::sync::Arc;
         let dir = if self.outbox_dir.is_empty() {
             data_dir.join("outbox")
@@ -653,7 +678,9 @@ impl NotifyConfig {
                     plaintext: self.smtp.plaintext,
                 })?)
             }
-            other => return Err(format!("notify.email: `{other}` is not `outbox` or `smtp`")),
+            other => {
+                return Err(format!("notify.email: `{other}` is not `outbox` or `smtp`").into())
+            }
         };
         let sms: Arc<dyn Notifier> = match self.sms.as_str() {
             "outbox" => outbox,
@@ -662,9 +689,7 @@ impl NotifyConfig {
                 secret(&self.webhook.token, &self.webhook.token_file)?,
             )?),
             other => {
-                return Err(format!(
-                    "notify.sms: `{other}` is not `outbox` or `webhook`"
-                ))
+                return Err(format!("notify.sms: `{other}` is not `outbox` or `webhook`").into())
             }
         };
         Ok(rampart_core::identity::notify::Router { email, sms })
@@ -674,26 +699,26 @@ impl NotifyConfig {
 /// The operator event stream (`docs/enterprise-api.md`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct EventsConfig {
+pub struct EventsConfig {
     /// The TLS socket of newline-delimited JSON; empty disables it (the WebSocket
     /// `GET /v1/enterprise/events` stays available).
-    pub(crate) listen: String,
+    pub listen: String,
     /// Most connections to the TLS socket.
-    pub(crate) max_connections: usize,
+    pub max_connections: usize,
     /// How long an unacknowledged event stays queued for a subscription group.
-    pub(crate) retention_secs: u64,
+    pub retention_secs: u64,
     /// Most events queued per subscription group; beyond it the oldest are dropped.
-    pub(crate) max_events: u64,
+    pub max_events: u64,
     /// Limits of the TLS socket.
-    pub(crate) limits: EventsLimits,
+    pub limits: EventsLimits,
 }
 
 /// `[events.limits]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct EventsLimits {
+pub struct EventsLimits {
     /// Open connections to the TLS socket per source IP (IPv6: per /64); 0: no cap.
-    pub(crate) connections_per_ip: usize,
+    pub connections_per_ip: usize,
 }
 
 impl Default for EventsLimits {
@@ -719,25 +744,25 @@ impl Default for EventsConfig {
 /// Webhook delivery (`docs/enterprise-api.md`, "Webhooks").
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct WebhooksConfig {
+pub struct WebhooksConfig {
     /// Attempts per batch before its events become dead letters.
-    pub(crate) max_attempts: u32,
+    pub max_attempts: u32,
     /// The wait before the first retry (about; doubled for each further one, with jitter).
-    pub(crate) backoff_base_ms: u64,
+    pub backoff_base_ms: u64,
     /// The longest wait between two attempts.
-    pub(crate) backoff_max_ms: u64,
+    pub backoff_max_ms: u64,
     /// Whole-request timeout of one attempt.
-    pub(crate) timeout_ms: u64,
+    pub timeout_ms: u64,
     /// Most events in one POST.
-    pub(crate) batch_max: usize,
+    pub batch_max: usize,
     /// Accept `http://` URLs (off: HTTPS only).
-    pub(crate) allow_http: bool,
+    pub allow_http: bool,
     /// Accept URLs whose host is or resolves to a loopback, private, link-local or other
     /// non-public address (the SSRF defence is off).
-    pub(crate) allow_private_addresses: bool,
+    pub allow_private_addresses: bool,
     /// A PEM file of extra root certificates trusted for webhook endpoints; empty: the public
     /// roots only.
-    pub(crate) ca_file: String,
+    pub ca_file: String,
 }
 
 impl Default for WebhooksConfig {
@@ -760,10 +785,10 @@ impl WebhooksConfig {
     /// The core's settings; reads `ca_file`.
     /// The core's webhook settings; `read_ca` loads `ca_file` (only the server delivers webhooks,
     /// so other commands leave it unread).
-    pub(crate) fn core(
+    pub fn core(
         &self,
         read_ca: bool,
-    ) -> Result<rampart_core::stream::webhooks::WebhooksConfig, String> {
+    ) -> Result<rampart_core::stream::webhooks::WebhooksConfig, ConfigError> {
         if self.max_attempts == 0 || self.max_attempts > 100 {
             return Err("webhooks.max_attempts must be 1-100".into());
         }
@@ -800,12 +825,30 @@ impl Default for CommandConfig {
     }
 }
 
-/// Variables that are not configuration keys.
+/// Variables that are not configuration keys: the command line reads the data directory and the
+/// file from these, and the bootstrap admin token is kept out of the file format on purpose.
 const NOT_CONFIG: &[&str] = &["RAMPART_DATA", "RAMPART_ADMIN_TOKEN", "RAMPART_CONFIG"];
 
+/// The variable that sets [`Config::admin_token`].
+pub const ADMIN_TOKEN_VAR: &str = "RAMPART_ADMIN_TOKEN";
+
 impl Config {
-    /// Defaults <- file <- environment.
-    pub(crate) fn load(file: Option<&Path>) -> Result<Config, String> {
+    /// Defaults <- file <- this process's environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Config::load_from(file, std::env::vars())
+    }
+
+    /// Defaults <- file <- `vars`, read exactly as environment variables would be (`RAMPART_*`
+    /// names, `__` between sections, TOML values or bare strings). Lets a caller configure a server
+    /// without touching the process environment, which every thread shares.
+    pub fn load_from<K, V>(
+        file: Option<&Path>,
+        vars: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Config, ConfigError>
+    where
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
         let mut value = toml::Value::try_from(Config::default()).map_err(|e| e.to_string())?;
         if let Some(path) = file {
             let text =
@@ -814,18 +857,24 @@ impl Config {
                 toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
             merge(&mut value, file_value);
         }
-        for (k, v) in std::env::vars() {
+        let mut admin_token = None;
+        for (k, v) in vars {
+            let (k, v) = (k.as_ref(), v.as_ref());
+            if k == ADMIN_TOKEN_VAR {
+                admin_token = Some(Secret::new(v.to_owned()));
+                continue;
+            }
             let Some(rest) = k.strip_prefix("RAMPART_") else {
                 continue;
             };
-            if NOT_CONFIG.contains(&k.as_str()) || rest.starts_with("TEST_") {
+            if NOT_CONFIG.contains(&k) || rest.starts_with("TEST_") {
                 continue;
             }
             let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
             let leaf = toml::from_str::<toml::Table>(&format!("x = {v}"))
                 .ok()
                 .and_then(|mut t| t.remove("x"))
-                .unwrap_or(toml::Value::String(v.clone()));
+                .unwrap_or(toml::Value::String(v.to_owned()));
             let mut patch = leaf;
             for key in path.iter().rev() {
                 let mut t = toml::Table::new();
@@ -834,9 +883,11 @@ impl Config {
             }
             merge(&mut value, patch);
         }
-        value
+        let mut config: Config = value
             .try_into()
-            .map_err(|e: toml::de::Error| format!("configuration: {e}"))
+            .map_err(|e: toml::de::Error| ConfigError(format!("configuration: {e}")))?;
+        config.admin_token = admin_token;
+        Ok(config)
     }
 }
 
@@ -874,6 +925,42 @@ mod tests {
             toml::from_str("[mqtt]\nmax_connections = 7").unwrap(),
         );
         assert_eq!(v.try_into::<Config>().unwrap().mqtt.max_connections, 7);
+    }
+
+    #[test]
+    fn variables_from_a_list_override_like_the_environment() {
+        let c = Config::load_from(
+            None,
+            [
+                ("RAMPART_MQTT__MAX_CONNECTIONS", "7"),
+                ("RAMPART_HTTP__LISTEN", "127.0.0.1:0"),
+                ("RAMPART_ADMIN_TOKEN", "a-token-of-sixteen-or-more"),
+                ("RAMPART_TEST_POSTGRES_URL", "postgres://ignored"),
+                ("RAMPART_DATA", "/ignored"),
+                ("HOME", "/ignored"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.mqtt.max_connections, 7);
+        assert_eq!(c.http.listen, "127.0.0.1:0");
+        assert_eq!(
+            c.admin_token.as_ref().map(Secret::expose),
+            Some("a-token-of-sixteen-or-more")
+        );
+        assert_eq!(c.data_dir, PathBuf::from("./rampart-data"));
+        assert!(!format!("{c:?}").contains("a-token-of-sixteen"));
+        // The token is never part of the file format.
+        let text = toml::to_string(&c).unwrap();
+        assert!(!text.contains("admin_token"), "{text}");
+        let e = Config::load_from(None, [("RAMPART_MQTT__BOGUS", "1")]).unwrap_err();
+        assert!(e.0.starts_with("configuration: "), "{e}");
+        // A file, then the list over it.
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("rampart.toml");
+        std::fs::write(&f, "[mqtt]\nmax_connections = 3\nmax_subscriptions = 4\n").unwrap();
+        let c = Config::load_from(Some(&f), [("RAMPART_MQTT__MAX_CONNECTIONS", "9")]).unwrap();
+        assert_eq!((c.mqtt.max_connections, c.mqtt.max_subscriptions), (9, 4));
+        assert!(c.admin_token.is_none());
     }
 
     #[test]
@@ -943,7 +1030,7 @@ per_second = 1",
         assert!(bad.core(true).is_err());
         let mut bad = c.webhooks.clone();
         bad.ca_file = "/nonexistent/ca.pem".into();
-        assert!(bad.core(true).unwrap_err().contains("webhooks.ca_file"));
+        assert!(bad.core(true).unwrap_err().0.contains("webhooks.ca_file"));
         // Left unread where webhooks are not delivered.
         assert!(bad.core(false).unwrap().ca_pem.is_none());
         let doc = include_str!("../../../docs/config.md");
@@ -998,7 +1085,7 @@ per_second = 1",
             rampart_core::identity::accounts::REFRESH_TTL_MS
         );
         assert_eq!(l.other, rampart_core::Lifetimes::default());
-        let with = |patch: &str| -> Result<CheckedLifetimes, String> {
+        let with = |patch: &str| -> Result<CheckedLifetimes, ConfigError> {
             let mut v = toml::Value::try_from(Config::default()).unwrap();
             merge(&mut v, toml::from_str(patch).unwrap());
             v.try_into::<Config>().unwrap().lifetimes()
@@ -1051,7 +1138,7 @@ per_second = 1",
             let e = with(patch)
                 .err()
                 .unwrap_or_else(|| panic!("{patch} was accepted"));
-            assert!(e.contains(key), "{patch}: {e}");
+            assert!(e.0.contains(key), "{patch}: {e}");
         }
         let doc = include_str!("../../../docs/config.md");
         let c = Config::default();

@@ -1,5 +1,6 @@
 //! Server TLS material: a configured certificate and key, or a self-signed pair generated on first
-//! start into `DATA/tls/` (key mode 0600). Both listeners share one rustls configuration.
+//! start into `DATA/tls/` (key mode 0600). Every TLS listener shares one rustls configuration.
+//! It never replaces an existing certificate and never accepts a key file others can read.
 
 use crate::config::Config;
 use rampart_core::secret::{check_private, write_private};
