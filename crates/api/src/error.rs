@@ -1,5 +1,7 @@
 //! `api::Error`: every client-caused failure has one HTTP status and one UPPER_SNAKE code, answered as
 //! `{"error": {"code", "message"}}`. 5xx bodies are generic; their details go to the log only.
+//!
+//! Never decides whether something failed; it only says how a failure is answered.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -127,7 +129,11 @@ impl IntoResponse for Error {
         }
         let mut resp = (self.status, axum::Json(body)).into_response();
         if let Some(r) = &self.limit {
-            crate::limits::set_headers(resp.headers_mut(), &r.state, Some(r.retry_after_ms));
+            crate::server::limits::set_headers(
+                resp.headers_mut(),
+                &r.state,
+                Some(r.retry_after_ms),
+            );
         }
         if self.code == "BUSY" {
             // A saturated resource frees up within a computation or two.

@@ -1,5 +1,5 @@
 //! The operator event stream's messages and session, shared by its two transports:
-//! the TLS socket of newline-delimited JSON (`events_tcp`, login by challenge) and the WebSocket
+//! the TLS socket of newline-delimited JSON ([`tcp`], login by challenge) and the WebSocket
 //! `GET /v1/enterprise/events` (login by a signed upgrade, handled here).
 //!
 //! After login both speak the same JSON messages, one per line or text frame (documented in
@@ -12,7 +12,9 @@
 //! Delivery, acknowledgement and ordering are `rampart_core::events`; this module only frames
 //! messages and never holds an event beyond handing it to the socket.
 
-use crate::enterprise::EnterpriseKey;
+pub(crate) mod tcp;
+
+use crate::extract::EnterpriseKey;
 use crate::{AppState, Error};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -44,7 +46,9 @@ pub enum Incoming {
 pub(crate) enum Outgoing {
     Tcp(
         tokio::io::WriteHalf<
-            tokio_rustls::server::TlsStream<crate::deadline::WriteDeadline<tokio::net::TcpStream>>,
+            tokio_rustls::server::TlsStream<
+                crate::server::deadline::WriteDeadline<tokio::net::TcpStream>,
+            >,
         >,
     ),
     Ws(futures_util::stream::SplitSink<WebSocket, Message>),

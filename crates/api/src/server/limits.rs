@@ -1,7 +1,7 @@
 //! The HTTP side of the limits: the middleware that counts every call against the
 //! per-IP and per-app-id rates, the `X-RateLimit-*` and `Retry-After` headers, and the slot through
-//! which the extractors that know the caller (`auth::User`, `auth::Principal`,
-//! `enterprise::EnterpriseKey`) report the quota a call was counted under. Also the last line of
+//! which the extractors that know the caller (`extract::User`, `extract::Principal`,
+//! `extract::EnterpriseKey`) report the quota a call was counted under. Also the last line of
 //! "every answer is JSON": an error answer that some layer built as plain text is rewritten into
 //! `{"error": {"code", "message"}}`.
 //!

@@ -5,8 +5,10 @@
 //! The start sets a browser-binding cookie ([`BROWSER_COOKIE`]) whose value's hash is stored with
 //! the state; the callback must carry it back, so a callback URL planted in another browser (login
 //! CSRF: signing the victim in to the attacker's account) is refused.
+//!
+//! Never verifies a provider's token itself: that is `rampart_core::oidc`'s.
 
-use crate::routes::{client_ip, Q};
+use crate::extract::{client_ip, Q};
 use crate::{AppState, ClientAddr, Error};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};

@@ -5,8 +5,8 @@
 //! No rule lives here: scopes, which webhooks a key sees, URL checks and delivery are
 //! `rampart_core::webhooks`'s; this module only maps them to HTTP.
 
-use crate::enterprise::EnterpriseKey;
-use crate::routes::{page_of, PageQuery};
+use crate::extract::EnterpriseKey;
+use crate::v1::{page_of, PageQuery};
 use crate::{AppState, Error};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;

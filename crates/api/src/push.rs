@@ -13,7 +13,7 @@
 //! core's tenancy epoch moves (a membership, role or suspension change, a logout), before the next
 //! event is forwarded; the token is checked again then.
 
-use crate::auth::bearer;
+use crate::extract::bearer;
 use crate::{AppState, Error};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};

@@ -9,8 +9,8 @@
 //! message handling with the WebSocket transport; it never touches MQTT. Connections are capped
 //! with a semaphore; one connection's failure ends that connection only.
 
-use crate::deadline::WriteDeadline;
-use crate::events::{self, Incoming, LoginFields, Outgoing, MAX_LINE};
+use crate::event_stream::{self as events, Incoming, LoginFields, Outgoing, MAX_LINE};
+use crate::server::deadline::WriteDeadline;
 use rampart_core::access_keys::KeyAuthError;
 use rampart_core::events::Subscription;
 use rampart_core::Core;
