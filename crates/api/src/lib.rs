@@ -5,7 +5,8 @@
 //! resource group), `service` (health and metrics), `oauth` (the OAuth2 authorisation server,
 //! client management, OpenID Connect login), `push` (live device events over WebSocket for users
 //! and developers), `event_stream` (the operator event stream, WebSocket and TLS socket),
-//! `openapi` (the document at `/openapi.json`), `error` ([`Error`]).
+//! `openapi` (the document at `/openapi.json`, generated from the routes, and `/docs`), `error`
+//! ([`Error`] and [`ErrorCode`]).
 //!
 //! Never depends on the MQTT edge; talks to devices only through `rampart-core`. This file only
 //! assembles the router; it must never hold a handler.
@@ -20,7 +21,7 @@ mod server;
 mod service;
 mod v1;
 
-pub use error::Error;
+pub use error::{Error, ErrorCode};
 pub use event_stream::tcp::{serve_events, EventsTcpConfig};
 pub use server::{serve, serve_with, ClientAddr, HttpLimits};
 
@@ -31,9 +32,11 @@ pub mod event_stream_input {
     pub use crate::event_stream::{parse_client_message, ClientMessage, Incoming};
 }
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue};
+use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
+use openapi::ApiRouter;
 use rampart_core::Core;
 use tower_http::set_header::SetResponseHeaderLayer;
 
@@ -64,11 +67,10 @@ pub fn metrics_router(state: AppState) -> Router {
 /// `redirect_uri`, which `form-action 'self'` would block in some browsers.
 pub(crate) const CSP: &str = "default-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
-/// The whole HTTP API.
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(service::healthz))
-        .route("/metrics", get(service::metrics))
+/// Every route of the API, each with its description in the OpenAPI document.
+fn api() -> ApiRouter {
+    ApiRouter::new()
+        .merge(service::routes())
         .merge(v1::products::routes())
         .merge(v1::devices::routes())
         .merge(v1::accounts::routes())
@@ -80,16 +82,19 @@ pub fn router(state: AppState) -> Router {
         .merge(v1::audit::routes())
         .merge(v1::enterprise_api::routes())
         .merge(v1::webhooks::routes())
-        .route("/v1/ws", get(push::ws))
-        .route("/v1/developers/ws", get(push::developer_ws))
-        .route("/v1/enterprise/events", get(event_stream::ws))
+        .merge(push::routes())
+        .merge(event_stream::routes())
         .merge(oauth::routes())
-        .merge(openapi::routes())
+}
+
+/// The whole HTTP API.
+pub fn router(state: AppState) -> Router {
+    let (routes, _document) = api().finish();
+    routes
         .fallback(|| async { Error::not_found("route") })
         .method_not_allowed_fallback(|| async {
             Error::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "METHOD_NOT_ALLOWED",
+                ErrorCode::MethodNotAllowed,
                 "method not allowed on this path",
             )
         })
@@ -110,7 +115,15 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(SetResponseHeaderLayer::overriding(
             header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(CSP),
+            |resp: &Response| {
+                // Only the Swagger UI files run scripts; every other answer keeps `CSP`.
+                let docs = resp.extensions().get::<openapi::DocsPage>().is_some();
+                Some(HeaderValue::from_static(if docs {
+                    openapi::DOCS_CSP
+                } else {
+                    CSP
+                }))
+            },
         ))
         .layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,

@@ -4,12 +4,20 @@
 //! Nothing here touches a device or an account; it must never answer a secret.
 
 use crate::extract::{Admin, EnterpriseKey};
+use crate::openapi::ApiRouter;
 use crate::{AppState, Error};
 use axum::extract::{FromRequest, FromRequestParts, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use axum::Json;
 use serde_json::json;
+
+pub(crate) fn routes() -> ApiRouter {
+    ApiRouter::new()
+        .described("/healthz", get(healthz))
+        .described("/metrics", get(metrics))
+}
 
 pub(crate) async fn healthz(State(s): State<AppState>) -> Response {
     match s.core.store().get_setting("admin_token_sha256").await {
@@ -28,7 +36,7 @@ pub(crate) async fn healthz(State(s): State<AppState>) -> Response {
 /// `/metrics` on the API listener: the admin token, or a request signed with an access key that
 /// has the `metrics` scope. (The optional metrics listener serves it without either:
 /// [`crate::metrics_router`].)
-pub(crate) async fn metrics(State(s): State<AppState>, req: axum::extract::Request) -> Response {
+async fn metrics(State(s): State<AppState>, req: axum::extract::Request) -> Response {
     let (mut parts, body) = req.into_parts();
     if crate::extract::bearer(&parts).is_some() {
         if let Err(e) = Admin::from_request_parts(&mut parts, &s).await {

@@ -225,7 +225,7 @@ pub fn parse_login_req(line: &str) -> Result<LoginReq, Value> {
 }
 
 fn refusal(e: crate::Error) -> Value {
-    events::login_refused(e.code, e.message)
+    events::login_refused(e.code.as_str(), e.message)
 }
 
 /// Split the socket into lines for the session.

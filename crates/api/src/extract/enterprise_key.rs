@@ -29,7 +29,7 @@ impl EnterpriseKey {
 
     pub(crate) fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, Error> {
         serde_json::from_slice(&self.body)
-            .map_err(|e| Error::new(StatusCode::BAD_REQUEST, "INVALID_JSON", e.to_string()))
+            .map_err(|e| Error::new(crate::error::ErrorCode::InvalidJson, e.to_string()))
     }
 }
 
@@ -37,7 +37,7 @@ impl EnterpriseKey {
 fn refusal(e: KeyAuthError) -> Response {
     let err = match e {
         KeyAuthError::Internal(e) => Error::from(e),
-        e => Error::new(StatusCode::UNAUTHORIZED, e.code(), e.to_string()),
+        e => Error::new(crate::error::key_refusal_code(&e), e.to_string()),
     };
     let mut resp = err.into_response();
     if resp.status() == StatusCode::UNAUTHORIZED {
@@ -53,8 +53,7 @@ impl FromRequest<AppState> for EnterpriseKey {
         let (parts, body) = req.into_parts();
         let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
             Error::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "PAYLOAD_TOO_LARGE",
+                crate::error::ErrorCode::PayloadTooLarge,
                 "a signed request's body may be at most 1 MiB",
             )
             .into_response()

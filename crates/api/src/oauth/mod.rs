@@ -14,7 +14,9 @@
 pub(crate) mod clients;
 pub(crate) mod oidc;
 
+use crate::error::ErrorCode;
 use crate::extract::{client_ip, Body, Principal, User, Q};
+use crate::openapi::ApiRouter;
 use crate::v1::{page_of, PageQuery};
 use crate::{AppState, ClientAddr, Error};
 use axum::body::Bytes;
@@ -39,31 +41,31 @@ type Addr = Option<Extension<ClientAddr>>;
 const CSRF_COOKIE: &str = "__Host-rampart_consent";
 
 /// The routes of this module (merged into the main router).
-pub(crate) fn routes() -> axum::Router<AppState> {
+pub(crate) fn routes() -> ApiRouter {
     use axum::routing::{delete, get, post};
-    axum::Router::new()
-        .route(
+    ApiRouter::new()
+        .described(
             "/v1/oauth/clients",
             post(clients::register_client).get(clients::list_clients),
         )
-        .route(
+        .described(
             "/v1/oauth/clients/{client_id}",
             get(clients::get_client)
                 .patch(clients::update_client)
                 .delete(clients::delete_client),
         )
-        .route(
+        .described(
             "/v1/oauth/clients/{client_id}/secret/rotate",
             post(clients::rotate_client_secret),
         )
-        .route("/v1/oauth/grants", get(list_grants))
-        .route("/v1/oauth/grants/{grant_id}", delete(revoke_grant))
-        .route("/oauth/authorize", get(authorize_page).post(approve_json))
-        .route("/oauth/authorize/consent", post(consent))
-        .route("/oauth/token", post(token))
-        .route("/oauth/revoke", post(revoke))
-        .route("/v1/oidc/{provider}/start", get(oidc::start))
-        .route("/v1/oidc/{provider}/callback", get(oidc::callback))
+        .described("/v1/oauth/grants", get(list_grants))
+        .described("/v1/oauth/grants/{grant_id}", delete(revoke_grant))
+        .described("/oauth/authorize", get(authorize_page).post(approve_json))
+        .described("/oauth/authorize/consent", post(consent))
+        .described("/oauth/token", post(token))
+        .described("/oauth/revoke", post(revoke))
+        .described("/v1/oidc/{provider}/start", get(oidc::start))
+        .described("/v1/oidc/{provider}/callback", get(oidc::callback))
 }
 
 // ---- RFC 6749 errors ----
@@ -618,18 +620,18 @@ pub(crate) async fn approve_json(
             let url = e.redirect_url().unwrap_or_default();
             return match e {
                 AuthorizeError::BadClient(m) => {
-                    Err(Error::new(StatusCode::BAD_REQUEST, "INVALID_CLIENT", m))
+                    Err(Error::new(crate::error::ErrorCode::InvalidClient, m))
                 }
                 AuthorizeError::Internal(e) => Err(e.into()),
                 AuthorizeError::Redirect {
                     error, description, ..
                 } => {
                     let code = match error {
-                        "invalid_scope" => "INVALID_SCOPE",
-                        "unsupported_response_type" => "UNSUPPORTED_RESPONSE_TYPE",
-                        _ => "INVALID_REQUEST",
+                        "invalid_scope" => ErrorCode::InvalidScope,
+                        "unsupported_response_type" => ErrorCode::UnsupportedResponseType,
+                        _ => ErrorCode::InvalidRequest,
                     };
-                    let body = json!({"error": {"code": code, "message": description}, "redirect_to": url});
+                    let body = json!({"error": {"code": code.as_str(), "message": description}, "redirect_to": url});
                     Ok((StatusCode::BAD_REQUEST, Json(body)).into_response())
                 }
             };
@@ -706,8 +708,7 @@ pub(crate) async fn authorize_device(
     };
     let outcome = if !scoped {
         Err(Error::new(
-            StatusCode::FORBIDDEN,
-            "INSUFFICIENT_SCOPE",
+            crate::error::ErrorCode::InsufficientScope,
             format!("this token's scope does not allow this (needs `{needed}`)"),
         ))
     } else {
@@ -745,8 +746,7 @@ pub(crate) async fn list_bindings(
         Principal::OAuth(o) if o.scopes.read => o.user_id,
         Principal::OAuth(_) => {
             return Err(Error::new(
-                StatusCode::FORBIDDEN,
-                "INSUFFICIENT_SCOPE",
+                crate::error::ErrorCode::InsufficientScope,
                 format!(
                     "this token's scope does not allow this (needs `{}`)",
                     Scopes::READ

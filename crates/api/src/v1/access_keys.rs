@@ -5,32 +5,33 @@
 //! `rampart_core::access_keys`'s. This module only maps them to HTTP.
 
 use crate::extract::{client_ip, Body, Manager};
+use crate::openapi::ApiRouter;
 use crate::{AppState, ClientAddr, Error};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use rampart_core::access_keys::{NewAccessKey, DEFAULT_OVERLAP_SECS};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 type Addr = Option<Extension<ClientAddr>>;
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/enterprises/{id}/keys", post(create_key).get(list_keys))
-        .route("/v1/enterprises/{id}/keys/{key_id}", delete(delete_key))
-        .route(
+pub(crate) fn routes() -> ApiRouter {
+    ApiRouter::new()
+        .described("/v1/enterprises/{id}/keys", post(create_key).get(list_keys))
+        .described("/v1/enterprises/{id}/keys/{key_id}", delete(delete_key))
+        .described(
             "/v1/enterprises/{id}/keys/{key_id}/disable",
             post(disable_key),
         )
-        .route(
+        .described(
             "/v1/enterprises/{id}/keys/{key_id}/enable",
             post(enable_key),
         )
-        .route(
+        .described(
             "/v1/enterprises/{id}/keys/{key_id}/rotate",
             post(rotate_key),
         )
@@ -123,7 +124,7 @@ async fn rotate_key(
         Rotate::default()
     } else {
         serde_json::from_slice(&body)
-            .map_err(|e| Error::new(StatusCode::BAD_REQUEST, "INVALID_JSON", e.to_string()))?
+            .map_err(|e| Error::new(crate::error::ErrorCode::InvalidJson, e.to_string()))?
     };
     let k = s
         .core

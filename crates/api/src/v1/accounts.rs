@@ -5,12 +5,13 @@
 //! must never check a credential itself.
 
 use crate::extract::{client_ip, Admin, AppId, Body, User};
+use crate::openapi::ApiRouter;
 use crate::{AppState, ClientAddr, Error};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use rampart_core::accounts::{Identity, NewApp};
 use rampart_core::audit::Actor;
 use rampart_core::secret::Secret;
@@ -19,20 +20,20 @@ use serde_json::{json, Value};
 
 type Addr = Option<Extension<ClientAddr>>;
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/apps", post(create_app))
-        .route("/v1/users", post(sign_up))
-        .route("/v1/users/activate", post(activate))
-        .route("/v1/users/activate/resend", post(resend))
-        .route("/v1/users/me", get(me))
-        .route("/v1/users/me/password", post(change_password))
-        .route("/v1/users/password/reset", post(reset_request))
-        .route("/v1/users/password/reset/confirm", post(reset_confirm))
-        .route("/v1/login", post(login))
-        .route("/v1/token/refresh", post(refresh))
-        .route("/v1/logout", post(logout))
-        .route("/v1/logout/all", post(logout_all))
+pub(crate) fn routes() -> ApiRouter {
+    ApiRouter::new()
+        .described("/v1/apps", post(create_app))
+        .described("/v1/users", post(sign_up))
+        .described("/v1/users/activate", post(activate))
+        .described("/v1/users/activate/resend", post(resend))
+        .described("/v1/users/me", get(me))
+        .described("/v1/users/me/password", post(change_password))
+        .described("/v1/users/password/reset", post(reset_request))
+        .described("/v1/users/password/reset/confirm", post(reset_confirm))
+        .described("/v1/login", post(login))
+        .described("/v1/token/refresh", post(refresh))
+        .described("/v1/logout", post(logout))
+        .described("/v1/logout/all", post(logout_all))
 }
 
 pub(crate) async fn create_app(

@@ -6,18 +6,19 @@
 
 use super::{page_of, PageQuery};
 use crate::extract::{EnterpriseKey, Manager, Q};
+use crate::openapi::ApiRouter;
 use crate::{AppState, Error};
 use axum::extract::{Path, State};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use rampart_core::audit::AuditFilter;
 use serde::Deserialize;
 use serde_json::Value;
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/enterprises/{id}/audit", get(enterprise_audit))
-        .route("/v1/enterprise/audit", get(audit))
+pub(crate) fn routes() -> ApiRouter {
+    ApiRouter::new()
+        .described("/v1/enterprises/{id}/audit", get(enterprise_audit))
+        .described("/v1/enterprise/audit", get(audit))
 }
 
 #[derive(Deserialize)]

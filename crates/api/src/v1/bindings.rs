@@ -6,12 +6,13 @@
 
 use super::{page_of, parse_did, PageQuery};
 use crate::extract::{client_ip, Body, Manager, User, Q};
+use crate::openapi::ApiRouter;
 use crate::{AppState, ClientAddr, Error};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use rampart_core::accounts::Identity;
 use rampart_core::bindings::{BindProof, Role};
 use rampart_core::secret::Secret;
@@ -20,20 +21,20 @@ use serde_json::{json, Value};
 
 type Addr = Option<Extension<ClientAddr>>;
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/devices/{did}/passcode", get(passcode))
-        .route("/v1/devices/{did}/bind-tokens", post(bind_token))
-        .route(
+pub(crate) fn routes() -> ApiRouter {
+    ApiRouter::new()
+        .described("/v1/devices/{did}/passcode", get(passcode))
+        .described("/v1/devices/{did}/bind-tokens", post(bind_token))
+        .described(
             "/v1/devices/{did}/shares",
             post(create_share).get(device_shares),
         )
-        .route("/v1/devices/{did}/shares/{share_id}", delete(revoke_share))
-        .route("/v1/bindings", post(bind).get(crate::oauth::list_bindings))
-        .route("/v1/bindings/{did}", delete(unbind))
-        .route("/v1/shares", get(list_shares))
-        .route("/v1/shares/{share_id}", delete(decline_share))
-        .route("/v1/shares/{share_id}/accept", post(accept_share))
+        .described("/v1/devices/{did}/shares/{share_id}", delete(revoke_share))
+        .described("/v1/bindings", post(bind).get(crate::oauth::list_bindings))
+        .described("/v1/bindings/{did}", delete(unbind))
+        .described("/v1/shares", get(list_shares))
+        .described("/v1/shares/{share_id}", delete(decline_share))
+        .described("/v1/shares/{share_id}/accept", post(accept_share))
 }
 
 #[derive(Deserialize)]

@@ -5,12 +5,13 @@
 //! never check one itself.
 
 use crate::extract::{client_ip, Body, Developer};
+use crate::openapi::ApiRouter;
 use crate::{AppState, ClientAddr, Error};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use rampart_core::developers::SecondFactor;
 use rampart_core::secret::Secret;
 use serde::Deserialize;
@@ -18,21 +19,21 @@ use serde_json::{json, Value};
 
 type Addr = Option<Extension<ClientAddr>>;
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/developers", post(sign_up))
-        .route("/v1/developers/activate", post(activate))
-        .route("/v1/developers/activate/resend", post(resend))
-        .route("/v1/developers/password/reset", post(reset_request))
-        .route("/v1/developers/password/reset/confirm", post(reset_confirm))
-        .route("/v1/developers/login", post(login))
-        .route("/v1/developers/token/refresh", post(refresh))
-        .route("/v1/developers/logout", post(logout))
-        .route("/v1/developers/me", get(me))
-        .route("/v1/developers/me/password", post(change_password))
-        .route("/v1/developers/me/totp", post(totp_enrol))
-        .route("/v1/developers/me/totp/confirm", post(totp_confirm))
-        .route("/v1/developers/me/totp/disable", post(totp_disable))
+pub(crate) fn routes() -> ApiRouter {
+    ApiRouter::new()
+        .described("/v1/developers", post(sign_up))
+        .described("/v1/developers/activate", post(activate))
+        .described("/v1/developers/activate/resend", post(resend))
+        .described("/v1/developers/password/reset", post(reset_request))
+        .described("/v1/developers/password/reset/confirm", post(reset_confirm))
+        .described("/v1/developers/login", post(login))
+        .described("/v1/developers/token/refresh", post(refresh))
+        .described("/v1/developers/logout", post(logout))
+        .described("/v1/developers/me", get(me))
+        .described("/v1/developers/me/password", post(change_password))
+        .described("/v1/developers/me/totp", post(totp_enrol))
+        .described("/v1/developers/me/totp/confirm", post(totp_confirm))
+        .described("/v1/developers/me/totp/disable", post(totp_disable))
 }
 
 // ---- accounts ----

@@ -6,28 +6,29 @@
 
 use super::{authorize, page_of, parse_did, parse_pk, Paging};
 use crate::extract::{client_ip, Body, Manager, Principal, Q};
+use crate::openapi::ApiRouter;
 use crate::{AppState, ClientAddr, Error};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use rampart_core::bindings::Need;
 use rampart_core::devices::{CommandOutcome, CommandRequest};
 use rampart_core::registry::RegisterRequest;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/device/register", post(register))
-        .route("/v1/devices", get(list_devices))
-        .route("/v1/devices/{did}", get(get_device))
-        .route("/v1/devices/{did}/history", get(history))
-        .route("/v1/devices/{did}/commands", post(command))
-        .route("/v1/devices/{did}/reprovision", post(reprovision))
-        .route("/v1/devices/{did}/disable", post(disable_device))
-        .route("/v1/devices/{did}/enable", post(enable_device))
+pub(crate) fn routes() -> ApiRouter {
+    ApiRouter::new()
+        .described("/v1/device/register", post(register))
+        .described("/v1/devices", get(list_devices))
+        .described("/v1/devices/{did}", get(get_device))
+        .described("/v1/devices/{did}/history", get(history))
+        .described("/v1/devices/{did}/commands", post(command))
+        .described("/v1/devices/{did}/reprovision", post(reprovision))
+        .described("/v1/devices/{did}/disable", post(disable_device))
+        .described("/v1/devices/{did}/enable", post(enable_device))
 }
 
 async fn register(
@@ -60,7 +61,7 @@ async fn reprovision(
         Reprovision::default()
     } else {
         serde_json::from_slice(&body)
-            .map_err(|e| Error::new(StatusCode::BAD_REQUEST, "INVALID_JSON", e.to_string()))?
+            .map_err(|e| Error::new(crate::error::ErrorCode::InvalidJson, e.to_string()))?
     };
     let caller = m.caller();
     s.core

@@ -7,21 +7,22 @@
 use super::devices::{command_answer, history_page};
 use super::{page_of, parse_did, Paging};
 use crate::extract::EnterpriseKey;
+use crate::openapi::ApiRouter;
 use crate::{AppState, Error};
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use rampart_core::access_keys::Scope;
 use rampart_core::devices::CommandRequest;
 use serde_json::Value;
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/enterprise/devices", get(devices))
-        .route("/v1/enterprise/devices/{did}", get(device))
-        .route("/v1/enterprise/devices/{did}/history", get(history))
-        .route("/v1/enterprise/devices/{did}/commands", post(command))
+pub(crate) fn routes() -> ApiRouter {
+    ApiRouter::new()
+        .described("/v1/enterprise/devices", get(devices))
+        .described("/v1/enterprise/devices/{did}", get(device))
+        .described("/v1/enterprise/devices/{did}/history", get(history))
+        .described("/v1/enterprise/devices/{did}/commands", post(command))
 }
 
 async fn devices(State(s): State<AppState>, k: EnterpriseKey) -> Result<Json<Value>, Error> {

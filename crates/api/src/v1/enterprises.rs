@@ -4,40 +4,41 @@
 //! Who may invite, change a role or remove a member is `rampart_core::tenancy`'s decision.
 
 use crate::extract::{client_ip, Body, Developer, Manager};
+use crate::openapi::ApiRouter;
 use crate::{AppState, ClientAddr, Error};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use rampart_core::tenancy::EntRole;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 type Addr = Option<Extension<ClientAddr>>;
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/developers/me/invites", get(my_invites))
-        .route(
+pub(crate) fn routes() -> ApiRouter {
+    ApiRouter::new()
+        .described("/v1/developers/me/invites", get(my_invites))
+        .described(
             "/v1/developers/me/invites/{invite_id}",
             delete(decline_invite),
         )
-        .route(
+        .described(
             "/v1/developers/me/invites/{invite_id}/accept",
             post(accept_invite),
         )
-        .route(
+        .described(
             "/v1/enterprises",
             post(create_enterprise).get(my_enterprises),
         )
-        .route("/v1/enterprises/{id}", get(get_enterprise))
-        .route("/v1/enterprises/{id}/members", get(members))
-        .route(
+        .described("/v1/enterprises/{id}", get(get_enterprise))
+        .described("/v1/enterprises/{id}/members", get(members))
+        .described(
             "/v1/enterprises/{id}/members/{developer_id}",
             put(set_role).delete(remove_member),
         )
-        .route("/v1/enterprises/{id}/invites", post(invite))
+        .described("/v1/enterprises/{id}/invites", post(invite))
 }
 
 // ---- enterprises ----

@@ -6,12 +6,13 @@
 
 use super::{page_of, PageQuery};
 use crate::extract::{client_ip, Admin, Body, Q};
+use crate::openapi::ApiRouter;
 use crate::{AppState, ClientAddr, Error};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -19,27 +20,27 @@ use super::developers::SignUp;
 
 type Addr = Option<Extension<ClientAddr>>;
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
+pub(crate) fn routes() -> ApiRouter {
+    ApiRouter::new()
+        .described(
             "/v1/admin/developers",
             post(admin_create_developer).get(admin_list_developers),
         )
-        .route("/v1/admin/developers/{id}", get(admin_get_developer))
-        .route(
+        .described("/v1/admin/developers/{id}", get(admin_get_developer))
+        .described(
             "/v1/admin/developers/{id}/suspend",
             post(admin_suspend_developer),
         )
-        .route(
+        .described(
             "/v1/admin/developers/{id}/unsuspend",
             post(admin_unsuspend_developer),
         )
-        .route("/v1/admin/enterprises", post(admin_create_enterprise))
-        .route(
+        .described("/v1/admin/enterprises", post(admin_create_enterprise))
+        .described(
             "/v1/admin/enterprises/{id}/suspend",
             post(admin_suspend_enterprise),
         )
-        .route(
+        .described(
             "/v1/admin/enterprises/{id}/unsuspend",
             post(admin_unsuspend_enterprise),
         )

@@ -5,12 +5,13 @@
 
 use super::{page_of, parse_pk, Paging};
 use crate::extract::{client_ip, Body, Manager, Q};
+use crate::openapi::ApiRouter;
 use crate::{AppState, ClientAddr, Error};
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use rampart_core::products::NewProduct;
 use rampart_proto::ids::ProductKey;
 use serde::Deserialize;
@@ -18,21 +19,21 @@ use serde_json::{json, Value};
 
 type Addr = Option<Extension<ClientAddr>>;
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/products", post(create_product).get(list_products))
-        .route("/v1/products/{product_key}", get(get_product))
-        .route("/v1/products/{product_key}/allowlist", post(allowlist_add))
-        .route(
+pub(crate) fn routes() -> ApiRouter {
+    ApiRouter::new()
+        .described("/v1/products", post(create_product).get(list_products))
+        .described("/v1/products/{product_key}", get(get_product))
+        .described("/v1/products/{product_key}/allowlist", post(allowlist_add))
+        .described(
             "/v1/products/{product_key}/allowlist/file",
             post(allowlist_upload),
         )
-        .route("/v1/products/{product_key}/secret", get(product_secret))
-        .route(
+        .described("/v1/products/{product_key}/secret", get(product_secret))
+        .described(
             "/v1/products/{product_key}/secret/rotate",
             post(rotate_product_secret),
         )
-        .route(
+        .described(
             "/v1/products/{product_key}/factory-batches",
             post(factory_issue),
         )
@@ -46,7 +47,7 @@ async fn create_product(
     Body(mut v): Body<Value>,
 ) -> Result<Response, Error> {
     let invalid =
-        |e: serde_json::Error| Error::new(StatusCode::BAD_REQUEST, "INVALID_JSON", e.to_string());
+        |e: serde_json::Error| Error::new(crate::error::ErrorCode::InvalidJson, e.to_string());
     let owner = match v.as_object_mut().and_then(|o| o.remove("owner")) {
         Some(o) => Some(serde_json::from_value(o).map_err(invalid)?),
         None => None,
