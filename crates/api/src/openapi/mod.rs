@@ -142,7 +142,14 @@ fn document(derived: &utoipa::openapi::OpenApi, described: &BTreeSet<&'static st
 /// rate-limit headers of a signed request's success.
 fn shared_rules(path: &str, method: &str, op: &mut Value) {
     op["operationId"] = json!(table::operation_id(method, path));
-    let declared: Vec<Value> = op["parameters"].as_array().cloned().unwrap_or_default();
+    let mut declared: Vec<Value> = op["parameters"].as_array().cloned().unwrap_or_default();
+    // A path parameter read with `Path<String>` is declared without words: give it the path's.
+    for d in declared.iter_mut().filter(|d| d["in"] == "path") {
+        if d.get("description").is_none() {
+            let name = d["name"].as_str().unwrap_or_default();
+            d["description"] = json!(table::path_param_meaning(name));
+        }
+    }
     let mut params: Vec<Value> = table::path_params(path)
         .into_iter()
         .filter(|p| {

@@ -150,14 +150,6 @@ impl Op {
             "content": {"application/json": {"schema": schema}}}));
         self.err(&[E::InvalidJson])
     }
-    /// A text file as the body (`text/csv` or `text/plain`), its type checked by its content.
-    fn text_file_body(mut self, description: &str) -> Op {
-        let schema = json!({"type": "string", "description": description});
-        self.body = Some(json!({"required": true, "content": {
-            "text/csv": {"schema": schema.clone()}, "text/plain": {"schema": schema}}}));
-        self.err(&[E::PayloadTooLarge])
-            .err(&[E::UnsupportedMediaType])
-    }
     fn form_body(mut self, schema: Value) -> Op {
         self.body = Some(json!({"required": true,
             "content": {"application/x-www-form-urlencoded": {"schema": schema}}}));
@@ -408,7 +400,6 @@ const SIGNED_REFUSALS: &[ErrorCode] = &[
 fn operations() -> Vec<Op> {
     let mut ops = Vec::new();
     ops.extend(service_ops());
-    ops.extend(product_ops());
     ops.extend(device_ops());
     ops.extend(account_ops());
     ops.extend(binding_ops());
@@ -467,139 +458,6 @@ fn service_ops() -> Vec<Op> {
             "the OpenAPI 3.1 document",
             json!({"type": "object"}),
         ),
-    ]
-}
-
-fn product_ops() -> Vec<Op> {
-    vec![
-        op("post", "/v1/products", "products", "Create a product")
-            .describe("The product secret is answered only to a caller who may see secrets.")
-            .auth(MANAGER)
-            .json_body(r("NewProduct"))
-            .ok(201, "the product", r("CreatedProduct"))
-            .err(&[E::InvalidRequest, E::InvalidDatapoint])
-            .err(&[E::Forbidden])
-            .not_found()
-            .store(),
-        op(
-            "get",
-            "/v1/products",
-            "products",
-            "List the products the caller may read",
-        )
-        .auth(MANAGER)
-        .paged()
-        .ok(200, "a page of products (no secrets)", page(r("Product")))
-        .store(),
-        op(
-            "get",
-            "/v1/products/{product_key}",
-            "products",
-            "A product and its data points",
-        )
-        .auth(MANAGER)
-        .ok(200, "the product", r("Product"))
-        .err(&[E::Forbidden])
-        .not_found()
-        .store(),
-        op(
-            "get",
-            "/v1/products/{product_key}/secret",
-            "products",
-            "Read the product secret",
-        )
-        .describe("Audited. Needs the secrets right on the product.")
-        .auth(MANAGER)
-        .ok(200, "the secret", r("ProductSecret"))
-        .err(&[E::Forbidden])
-        .not_found()
-        .store(),
-        op(
-            "post",
-            "/v1/products/{product_key}/secret/rotate",
-            "products",
-            "Rotate the product secret",
-        )
-        .describe("Audited. Answers the new secret.")
-        .auth(MANAGER)
-        .ok(200, "the new secret", r("ProductSecret"))
-        .err(&[E::Forbidden])
-        .not_found()
-        .store(),
-        op(
-            "post",
-            "/v1/products/{product_key}/factory-batches",
-            "products",
-            "Issue a batch of factory device identities",
-        )
-        .auth(MANAGER)
-        .json_body(input(
-            &["count"],
-            json!({"count": {"type": "integer", "minimum": 1, "maximum": 10000}}),
-        ))
-        .ok(
-            201,
-            "the batch; the device secrets are shown once",
-            object(
-                &["batch_id", "identities"],
-                json!({"batch_id": string(), "identities": array(object(
-                    &["serial", "device_secret"],
-                    json!({"serial": string(), "device_secret": string()})))}),
-            ),
-        )
-        .err(&[E::InvalidRequest])
-        .err(&[E::Forbidden])
-        .err(&[E::Conflict])
-        .not_found()
-        .store(),
-        op(
-            "post",
-            "/v1/products/{product_key}/allowlist",
-            "products",
-            "Add hardware ids to the product's allowlist",
-        )
-        .auth(MANAGER)
-        .json_body(input(
-            &["hardware_ids"],
-            json!({"hardware_ids": {"type": "array", "items": string(),
-                "minItems": 1, "maxItems": 100000}}),
-        ))
-        .ok(
-            200,
-            "how many were new",
-            object(
-                &["added", "submitted"],
-                json!({"added": int(), "submitted": int()}),
-            ),
-        )
-        .err(&[E::InvalidRequest])
-        .err(&[E::Forbidden])
-        .not_found()
-        .store(),
-        op(
-            "post",
-            "/v1/products/{product_key}/allowlist/file",
-            "products",
-            "Upload an allowlist file (CSV or one hardware id per line)",
-        )
-        .auth(MANAGER)
-        .text_file_body(
-            "UTF-8 text: one hardware id per line, or CSV whose first field is the id; blank \
-             lines, `#` comments and a first line naming the column are skipped. At most \
-             `uploads.max_allowlist_bytes` (2 MiB) and 100,000 ids.",
-        )
-        .ok(
-            200,
-            "the file is kept by its SHA-256; how many ids were new",
-            object(
-                &["sha256", "size", "submitted", "added"],
-                json!({"sha256": string(), "size": int(), "submitted": int(), "added": int()}),
-            ),
-        )
-        .err(&[E::InvalidRequest])
-        .err(&[E::Forbidden])
-        .not_found()
-        .store(),
     ]
 }
 
@@ -2068,69 +1926,6 @@ pub(super) fn schemas() -> Map<String, Value> {
                 json!({
             "user_id": string(), "email": nullable("string"), "phone": nullable("string"),
             "active": boolean(), "created_at": millis()}),
-            ),
-        ),
-        (
-            "IdentityModes",
-            json!({"type": "object", "additionalProperties": false, "properties": {
-            "dynamic_registration": {"type": "boolean", "default": false},
-            "allowlist": {"type": "boolean", "default": false}}}),
-        ),
-        (
-            "DataPoint",
-            json!({"type": "object", "required": ["name", "type"],
-            "additionalProperties": false, "properties": {
-            "name": string(), "type": one_of(&["bool", "enum", "int", "float", "string", "binary"]),
-            "min": {"type": "number"}, "max": {"type": "number"}, "step": {"type": "number"},
-            "values": array(string()), "max_len": {"type": "integer", "minimum": 0},
-            "writable": {"type": "boolean", "default": false},
-            "sensitivity": {"type": "string", "enum": ["public", "internal", "sensitive"],
-                "default": "public"}}}),
-        ),
-        (
-            "NewProduct",
-            json!({"type": "object", "required": ["name"], "additionalProperties": false,
-            "properties": {
-            "name": string(), "identity": r("IdentityModes"),
-            "report_limit_per_min": {"type": "integer", "default": 1800},
-            "datapoints": array(r("DataPoint")),
-            "enterprise_id": nullable("string"),
-            "owner": {"description": "who owns the product (default: the calling developer; the operator's own product for the admin)",
-                "oneOf": [{"type": "string", "const": "personal"},
-                    input(&["enterprise_id"], json!({"enterprise_id": string()})),
-                    input(&["developer_id"], json!({"developer_id": string()}))]}}}),
-        ),
-        (
-            "CreatedProduct",
-            object(
-                &["product_key"],
-                json!({"product_key": string(),
-            "product_secret": {"type": "string", "description": "only for a caller who may see secrets"}}),
-            ),
-        ),
-        (
-            "Product",
-            object(
-                &[
-                    "product_key",
-                    "name",
-                    "identity",
-                    "report_limit_per_min",
-                    "datapoints",
-                    "enterprise_id",
-                    "created_at",
-                ],
-                json!({
-            "product_key": string(), "name": string(), "identity": r("IdentityModes"),
-            "report_limit_per_min": int(), "datapoints": array(r("DataPoint")),
-            "enterprise_id": nullable("string"), "created_at": millis()}),
-            ),
-        ),
-        (
-            "ProductSecret",
-            object(
-                &["product_key", "product_secret"],
-                json!({"product_key": string(), "product_secret": string()}),
             ),
         ),
         (

@@ -15,6 +15,7 @@ pub(crate) mod enterprise_api;
 pub(crate) mod enterprises;
 pub(crate) mod operators;
 pub(crate) mod products;
+pub(crate) mod schemas;
 pub(crate) mod webhooks;
 
 use crate::extract::{client_ip, Principal};
