@@ -23,8 +23,6 @@ enum Auth {
     Developer,
     /// A third-party `roa_` token with `devices:read`.
     OAuthRead,
-    /// A third-party `roa_` token with `devices:control`.
-    OAuthControl,
     /// An end user's access token in `?access_token=` (live push only).
     UserQuery,
     /// OAuth2 client authentication: HTTP Basic (or `client_id`/`client_secret` form fields).
@@ -40,7 +38,6 @@ impl Auth {
             Auth::User => json!({"user": []}),
             Auth::Developer => json!({"developer": []}),
             Auth::OAuthRead => json!({"oauth": ["devices:read"]}),
-            Auth::OAuthControl => json!({"oauth": ["devices:control"]}),
             Auth::UserQuery => json!({"user_query": []}),
             Auth::Client => json!({"client_basic": []}),
             Auth::AccessKey => json!({"access_key": []}),
@@ -378,8 +375,6 @@ fn email_or_phone(extra_required: &[&str], extra: Value) -> Value {
 }
 
 const ACCESS: &[Auth] = &[Auth::User];
-const DEVICE_READ: &[Auth] = &[Auth::Admin, Auth::User, Auth::Developer, Auth::OAuthRead];
-const DEVICE_CONTROL: &[Auth] = &[Auth::Admin, Auth::User, Auth::Developer, Auth::OAuthControl];
 const MANAGER: &[Auth] = &[Auth::Admin, Auth::Developer];
 const ADMIN: &[Auth] = &[Auth::Admin];
 const DEVELOPER: &[Auth] = &[Auth::Developer];
@@ -463,185 +458,94 @@ fn service_ops() -> Vec<Op> {
 
 fn device_ops() -> Vec<Op> {
     vec![
-        op("post", "/v1/device/register", "devices", "Register a device (signed request)")
-            .describe(
-                "Authenticated by the HMAC signature in the body; see docs/protocol.md. Hardware \
-                 that is already registered answers 409 `ALREADY_REGISTERED` (nothing changes) \
-                 unless the body carries `device_sign` made with the device's current secret (200: \
-                 a new `device_secret`, no passcode) or the product's owner opened a window with \
-                 `POST /v1/devices/{did}/reprovision` (200: a new secret and passcode; every \
-                 binding, share and bind token of the device ends). Limits `register.ip` and \
-                 `register.failures.ip` (docs/api.md, Limits).",
-            )
-            .json_body(r("RegisterRequest"))
-            .ok(200, "the device's identity", r("Registered"))
-            .err(&[E::InvalidRequest])
-            .err(&[E::Unauthorized])
-            .err(&[E::Forbidden])
-            .err(&[E::AlreadyRegistered])
-            .err(&[E::RateLimited])
-            .store(),
-        op("get", "/v1/devices", "devices", "List the devices the caller may read")
-            .auth(MANAGER)
-            .query("product_key", string(), "only this product's devices")
-            .paged()
-            .ok(200, "a page of devices", page(r("DeviceSummary")))
-            .err(&[E::Forbidden])
-            .not_found()
-            .store(),
-        op("get", "/v1/devices/{did}", "devices", "A device and its latest state")
-            .auth(DEVICE_READ)
-            .ok(200, "the device", r("DeviceView"))
-            .err(&[E::Forbidden, E::InsufficientScope])
-            .not_found()
-            .store(),
-        op("get", "/v1/devices/{did}/history", "devices", "A device's reported values, newest first")
-            .auth(DEVICE_READ)
-            .query("point", string(), "only this data point")
-            .query("from", int(), "from this time (unix ms)")
-            .query("to", int(), "up to this time (unix ms)")
-            .query(
-                "limit",
-                json!({"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}),
-                "at most this many values",
-            )
-            .ok(
-                200,
-                "the values",
-                object(
-                    &["data", "meta"],
-                    json!({"data": array(r("HistoryPoint")),
-                        "meta": object(&["limit", "count"], json!({"limit": int(), "count": int()}))}),
-                ),
-            )
-            .err(&[E::Forbidden, E::InsufficientScope])
-            .not_found()
-            .store(),
-        op("post", "/v1/devices/{did}/commands", "devices", "Send a command to a device")
-            .describe(
-                "Waits for the device's acknowledgement (`commands.timeout_ms`). The destructive \
-                 actions `factory_reset` and `wipe` need the owner role (a member or guest gets 403 \
-                 `FORBIDDEN`); a third-party token needs `devices:admin` for them.",
-            )
-            .auth(DEVICE_CONTROL)
-            .json_body(r("CommandRequest"))
-            .ok(200, "the device's acknowledgement", r("Ack"))
-            .ok(
-                202,
-                "queued in a parked persistent session",
-                object(&["id", "status"], json!({"id": string(), "status": {"type": "string", "const": "queued"}})),
-            )
-            .err(&[E::InvalidRequest, E::InvalidDatapoint])
-            .err(&[E::Forbidden, E::InsufficientScope])
-            .err(&[E::DeviceOffline])
-            .err(&[E::CommandTimeout])
-            .not_found()
-            .store(),
-        op("get", "/v1/devices/{did}/passcode", "devices", "Read a device's passcode")
-            .describe("Audited; no other read endpoint shows it.")
-            .auth(MANAGER)
-            .ok(
-                200,
-                "the passcode",
-                object(&["did", "passcode"], json!({"did": string(), "passcode": string()})),
-            )
-            .err(&[E::Forbidden])
-            .not_found()
-            .store(),
-        op("post", "/v1/devices/{did}/reprovision", "devices", "Open a re-provisioning window")
-            .describe(
-                "Audited (`device.reprovision_open`). The device's next registration (within the \
-                 window, once) gets a new secret and a new passcode, and every binding, share and \
-                 bind token of the device ends. Opening it again moves its end. The body may be \
-                 left out.",
-            )
-            .auth(MANAGER)
-            .raw_json_body(
-                false,
-                input(
-                    &[],
-                    json!({"expires_in_s": {"type": "integer", "minimum": 1,
-                        "maximum": rampart_core::registry::REPROVISION_MAX_SECS,
-                        "default": rampart_core::registry::REPROVISION_DEFAULT_SECS,
-                        "description": "how long the window stays open, in seconds"}}),
-                ),
-            )
-            .ok(
-                200,
-                "the window is open",
-                object(&["did", "expires_at"], json!({"did": string(), "expires_at": millis()})),
-            )
-            .err(&[E::InvalidRequest])
-            .err(&[E::Forbidden])
-            .not_found()
-            .store(),
-        op("post", "/v1/devices/{did}/disable", "devices", "Disable a device")
-            .describe(
-                "Audited (`device.disable`). The device's live MQTT session is closed at once \
-                 (DISCONNECT `0x98`, administrative action) and its CONNECTs are refused as not \
-                 authorised (`0x87`; MQTT 3.1.1 `0x05`) until it is enabled; its secret, bindings \
-                 and history stay.",
-            )
-            .auth(MANAGER)
-            .ok(
-                200,
-                "the device is disabled",
-                object(&["did", "disabled"], json!({"did": string(), "disabled": {"type": "boolean"}})),
-            )
-            .err(&[E::Forbidden])
-            .not_found()
-            .store(),
-        op("post", "/v1/devices/{did}/enable", "devices", "Enable a disabled device")
-            .describe("Audited (`device.enable`). The device may connect again.")
-            .auth(MANAGER)
-            .ok(
-                200,
-                "the device is enabled",
-                object(&["did", "disabled"], json!({"did": string(), "disabled": {"type": "boolean"}})),
-            )
-            .err(&[E::Forbidden])
-            .not_found()
-            .store(),
-        op("post", "/v1/devices/{did}/bind-tokens", "bindings", "Mint a single-use bind token (owner)")
-            .auth(ACCESS)
-            .ok(
-                201,
-                "the token, valid 10 minutes",
-                object(&["token", "expires_at"], json!({"token": string(), "expires_at": millis()})),
-            )
-            .err(&[E::Forbidden])
-            .not_found()
-            .store(),
-        op("post", "/v1/devices/{did}/shares", "bindings", "Offer a device to another user (owner)")
-            .auth(ACCESS)
-            .json_body(input(
-                &["user", "role"],
-                json!({"user": {"type": "string", "description": "e-mail or phone"},
+        op(
+            "get",
+            "/v1/devices/{did}/passcode",
+            "devices",
+            "Read a device's passcode",
+        )
+        .describe("Audited; no other read endpoint shows it.")
+        .auth(MANAGER)
+        .ok(
+            200,
+            "the passcode",
+            object(
+                &["did", "passcode"],
+                json!({"did": string(), "passcode": string()}),
+            ),
+        )
+        .err(&[E::Forbidden])
+        .not_found()
+        .store(),
+        op(
+            "post",
+            "/v1/devices/{did}/bind-tokens",
+            "bindings",
+            "Mint a single-use bind token (owner)",
+        )
+        .auth(ACCESS)
+        .ok(
+            201,
+            "the token, valid 10 minutes",
+            object(
+                &["token", "expires_at"],
+                json!({"token": string(), "expires_at": millis()}),
+            ),
+        )
+        .err(&[E::Forbidden])
+        .not_found()
+        .store(),
+        op(
+            "post",
+            "/v1/devices/{did}/shares",
+            "bindings",
+            "Offer a device to another user (owner)",
+        )
+        .auth(ACCESS)
+        .json_body(input(
+            &["user", "role"],
+            json!({"user": {"type": "string", "description": "e-mail or phone"},
                     "role": one_of(&["member", "guest"])}),
-            ))
-            .ok(201, "the pending share", object(&["share_id"], json!({"share_id": string()})))
-            .err(&[E::InvalidRequest])
-            .err(&[E::Forbidden])
-            .err(&[E::Conflict])
-            .not_found()
-            .store(),
-        op("get", "/v1/devices/{did}/shares", "bindings", "Every share of a device (owner)")
-            .auth(ACCESS)
-            .ok(200, "the shares", all(r("DeviceShare")))
-            .err(&[E::Forbidden])
-            .not_found()
-            .store(),
-        op("delete", "/v1/devices/{did}/shares/{share_id}", "bindings", "Revoke a share (owner)")
-            .auth(ACCESS)
-            .ok(
-                200,
-                "revoked",
-                object(&["share_id", "status"],
-                    json!({"share_id": string(), "status": {"type": "string", "const": "revoked"}})),
-            )
-            .err(&[E::Forbidden])
-            .not_found()
-            .store(),
+        ))
+        .ok(
+            201,
+            "the pending share",
+            object(&["share_id"], json!({"share_id": string()})),
+        )
+        .err(&[E::InvalidRequest])
+        .err(&[E::Forbidden])
+        .err(&[E::Conflict])
+        .not_found()
+        .store(),
+        op(
+            "get",
+            "/v1/devices/{did}/shares",
+            "bindings",
+            "Every share of a device (owner)",
+        )
+        .auth(ACCESS)
+        .ok(200, "the shares", all(r("DeviceShare")))
+        .err(&[E::Forbidden])
+        .not_found()
+        .store(),
+        op(
+            "delete",
+            "/v1/devices/{did}/shares/{share_id}",
+            "bindings",
+            "Revoke a share (owner)",
+        )
+        .auth(ACCESS)
+        .ok(
+            200,
+            "revoked",
+            object(
+                &["share_id", "status"],
+                json!({"share_id": string(), "status": {"type": "string", "const": "revoked"}}),
+            ),
+        )
+        .err(&[E::Forbidden])
+        .not_found()
+        .store(),
     ]
 }
 
@@ -1926,81 +1830,6 @@ pub(super) fn schemas() -> Map<String, Value> {
                 json!({
             "user_id": string(), "email": nullable("string"), "phone": nullable("string"),
             "active": boolean(), "created_at": millis()}),
-            ),
-        ),
-        (
-            "RegisterRequest",
-            input(
-                &["product_key", "hardware_id", "ts", "nonce", "mode", "sign"],
-                json!({
-            "product_key": string(), "hardware_id": string(), "ts": millis(), "nonce": string(),
-            "mode": one_of(&["product", "device"]),
-            "sign": {"type": "string", "description": "HMAC-SHA256, hex; see docs/protocol.md"},
-            "device_sign": {"type": "string", "description": "for hardware already registered: \
-                the HMAC-SHA256 (hex) of the same string as `sign`, keyed by the device's current secret"}}),
-            ),
-        ),
-        (
-            "Registered",
-            object(
-                &["did"],
-                json!({"did": string(),
-            "device_secret": {"type": "string", "description": "absent at a first registration in mode `device` (the factory secret stays the device secret)"},
-            "passcode": {"type": "string", "description": "only at a first registration and at a re-provisioning"}}),
-            ),
-        ),
-        (
-            "DeviceSummary",
-            object(
-                &[
-                    "did",
-                    "product_key",
-                    "hardware_id",
-                    "online",
-                    "last_seen",
-                    "created_at",
-                ],
-                json!({"did": string(), "product_key": string(), "hardware_id": string(),
-                "online": boolean(), "last_seen": nullable("integer"), "created_at": millis()}),
-            ),
-        ),
-        (
-            "DeviceView",
-            object(
-                &[
-                    "did",
-                    "product_key",
-                    "hardware_id",
-                    "online",
-                    "last_seen",
-                    "created_at",
-                    "state",
-                ],
-                json!({"did": string(), "product_key": string(), "hardware_id": string(),
-                "online": boolean(), "last_seen": nullable("integer"), "created_at": millis(),
-                "state": values}),
-            ),
-        ),
-        (
-            "HistoryPoint",
-            object(
-                &["ts", "point", "value"],
-                json!({"ts": millis(), "point": string(), "value": {"type": ["boolean", "number", "string"],
-                "description": "typed by the data point (binary: base64)"}}),
-            ),
-        ),
-        (
-            "CommandRequest",
-            json!({"type": "object", "additionalProperties": false,
-            "description": "exactly one of `set` or `action`",
-            "properties": {"set": values, "action": one_of(&["reboot", "factory_reset", "wipe"])}}),
-        ),
-        (
-            "Ack",
-            object(
-                &["id", "status"],
-                json!({"id": string(), "status": one_of(&["ok", "error"]),
-            "message": string()}),
             ),
         ),
         (

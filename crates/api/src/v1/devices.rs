@@ -2,53 +2,127 @@
 //! history, commands, re-provisioning windows, and disabling.
 //!
 //! Access to a device is decided by `rampart_core` (bindings for users, tenancy for developers,
-//! grants for third parties); this module only asks and maps the answer to HTTP.
+//! grants for third parties); this module only asks and maps the answer to HTTP. Each handler's
+//! `#[utoipa::path]` and answer types make its part of the OpenAPI document.
 
-use super::{authorize, page_of, parse_did, parse_pk, Paging};
+use super::schemas::{
+    Ack, CommandRequestSchema, DeviceSummary, DeviceView, HistoryPage, Millis, Page, PageParams,
+    RegisterRequestSchema, Registered,
+};
+use super::{authorize, parse_did, parse_pk, Paging};
 use crate::extract::{client_ip, Body, Manager, Principal, Q};
 use crate::openapi::ApiRouter;
 use crate::{AppState, ClientAddr, Error};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Extension, Json};
 use rampart_core::bindings::Need;
 use rampart_core::devices::{CommandOutcome, CommandRequest};
 use rampart_core::registry::RegisterRequest;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use utoipa::ToSchema;
+use utoipa_axum::routes;
 
 pub(crate) fn routes() -> ApiRouter {
     ApiRouter::new()
-        .described("/v1/device/register", post(register))
-        .described("/v1/devices", get(list_devices))
-        .described("/v1/devices/{did}", get(get_device))
-        .described("/v1/devices/{did}/history", get(history))
-        .described("/v1/devices/{did}/commands", post(command))
-        .described("/v1/devices/{did}/reprovision", post(reprovision))
-        .described("/v1/devices/{did}/disable", post(disable_device))
-        .described("/v1/devices/{did}/enable", post(enable_device))
+        .routes(routes!(register))
+        .routes(routes!(list_devices))
+        .routes(routes!(get_device))
+        .routes(routes!(history))
+        .routes(routes!(command))
+        .routes(routes!(reprovision))
+        .routes(routes!(disable_device))
+        .routes(routes!(enable_device))
 }
 
+crate::errors!(RegisterErrors: InvalidJson, PayloadTooLarge, UnsupportedMediaType, InvalidRequest,
+    Unauthorized, Forbidden, AlreadyRegistered, RateLimited, Internal);
+crate::errors!(ListErrors: Unauthorized, InvalidRequest, Forbidden, NotFound, Internal);
+crate::errors!(ReadErrors: Unauthorized, Forbidden, InsufficientScope, NotFound, Internal);
+crate::errors!(HistoryErrors: Unauthorized, InvalidRequest, Forbidden, InsufficientScope,
+    NotFound, Internal);
+crate::errors!(CommandErrors: Unauthorized, InvalidJson, PayloadTooLarge, UnsupportedMediaType,
+    InvalidRequest, InvalidDatapoint, Forbidden, InsufficientScope, DeviceOffline, CommandTimeout,
+    NotFound, Internal);
+crate::errors!(ReprovisionErrors: Unauthorized, InvalidJson, InvalidRequest, Forbidden, NotFound,
+    Internal);
+crate::errors!(ManageErrors: Unauthorized, Forbidden, NotFound, Internal);
+
+/// A re-provisioning window, open until `expires_at`.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"did": "d_0001", "expires_at": 1765086400000_i64}))]
+pub(crate) struct ReprovisionWindow {
+    did: String,
+    #[schema(value_type = Millis)]
+    expires_at: i64,
+}
+
+/// Whether a device is disabled now.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"did": "d_0001", "disabled": true}))]
+pub(crate) struct DeviceDisabled {
+    did: String,
+    disabled: bool,
+}
+
+/// A command queued for a device whose persistent session is parked.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"id": "c1", "status": "queued"}))]
+pub(crate) struct Queued {
+    id: String,
+    status: QueuedStatus,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum QueuedStatus {
+    Queued,
+}
+
+#[utoipa::path(post, path = "/v1/device/register", tag = "devices",
+    summary = "Register a device (signed request)",
+    description = "Authenticated by the HMAC signature in the body; see docs/protocol.md. Hardware \
+        that is already registered answers 409 `ALREADY_REGISTERED` (nothing changes) unless the \
+        body carries `device_sign` made with the device's current secret (200: a new \
+        `device_secret`, no passcode) or the product's owner opened a window with \
+        `POST /v1/devices/{did}/reprovision` (200: a new secret and passcode; every binding, share \
+        and bind token of the device ends). Limits `register.ip` and `register.failures.ip` \
+        (docs/api.md, Limits).",
+    request_body = RegisterRequestSchema,
+    responses((status = 200, description = "the device's identity", body = Registered),
+        RegisterErrors))]
 async fn register(
     State(s): State<AppState>,
     addr: Option<Extension<ClientAddr>>,
     Body(req): Body<RegisterRequest>,
 ) -> Result<Response, Error> {
     let r = s.core.register(&req, client_ip(&addr)).await?;
-    Ok(Json(r).into_response())
+    Ok(Json(Registered::from(r)).into_response())
 }
 
 /// The body of `POST /v1/devices/{did}/reprovision`; the body may be left out.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ReprovisionBody, example = json!({"expires_in_s": 3600}))]
 struct Reprovision {
+    /// how long the window stays open, in seconds
+    #[schema(value_type = i64, required = false, minimum = 1, maximum = 2592000, default = 86400)]
     expires_in_s: Option<i64>,
 }
 
 /// Open a single-use re-provisioning window for a device (admin, or a developer who may manage
 /// its product).
+#[utoipa::path(post, path = "/v1/devices/{did}/reprovision", tag = "devices",
+    summary = "Open a re-provisioning window",
+    description = "Audited (`device.reprovision_open`). The device's next registration (within the \
+        window, once) gets a new secret and a new passcode, and every binding, share and bind token \
+        of the device ends. Opening it again moves its end. The body may be left out.",
+    request_body(content = Option<Reprovision>, description = "how long the window stays open"),
+    responses((status = 200, description = "the window is open", body = ReprovisionWindow),
+        ReprovisionErrors),
+    security(("admin" = []), ("developer" = [])))]
 async fn reprovision(
     State(s): State<AppState>,
     m: Manager,
@@ -77,7 +151,11 @@ async fn reprovision(
             client_ip(&addr),
         )
         .await?;
-    Ok(Json(json!({"did": did.as_str(), "expires_at": until})).into_response())
+    let window = ReprovisionWindow {
+        did: did.as_str().to_owned(),
+        expires_at: until,
+    };
+    Ok(Json(window).into_response())
 }
 
 /// Disable (`on`) or enable a device (admin, or a developer who may manage its product).
@@ -96,9 +174,21 @@ async fn set_device_disabled(
     s.core
         .set_device_disabled(did.as_str(), on, &caller.actor(), client_ip(&addr))
         .await?;
-    Ok(Json(json!({"did": did.as_str(), "disabled": on})).into_response())
+    let now = DeviceDisabled {
+        did: did.as_str().to_owned(),
+        disabled: on,
+    };
+    Ok(Json(now).into_response())
 }
 
+#[utoipa::path(post, path = "/v1/devices/{did}/disable", tag = "devices",
+    summary = "Disable a device",
+    description = "Audited (`device.disable`). The device's live MQTT session is closed at once \
+        (DISCONNECT `0x98`, administrative action) and its CONNECTs are refused as not authorised \
+        (`0x87`; MQTT 3.1.1 `0x05`) until it is enabled; its secret, bindings and history stay.",
+    responses((status = 200, description = "the device is disabled", body = DeviceDisabled),
+        ManageErrors),
+    security(("admin" = []), ("developer" = [])))]
 async fn disable_device(
     State(s): State<AppState>,
     m: Manager,
@@ -108,6 +198,12 @@ async fn disable_device(
     set_device_disabled(s, m, addr, did, true).await
 }
 
+#[utoipa::path(post, path = "/v1/devices/{did}/enable", tag = "devices",
+    summary = "Enable a disabled device",
+    description = "Audited (`device.enable`). The device may connect again.",
+    responses((status = 200, description = "the device is enabled", body = DeviceDisabled),
+        ManageErrors),
+    security(("admin" = []), ("developer" = [])))]
 async fn enable_device(
     State(s): State<AppState>,
     m: Manager,
@@ -117,11 +213,18 @@ async fn enable_device(
     set_device_disabled(s, m, addr, did, false).await
 }
 
+#[utoipa::path(get, path = "/v1/devices", tag = "devices",
+    summary = "List the devices the caller may read",
+    params(("product_key" = Option<String>, Query, description = "only this product's devices"),
+        PageParams),
+    responses((status = 200, description = "a page of devices", body = Page<DeviceSummary>),
+        ListErrors),
+    security(("admin" = []), ("developer" = [])))]
 async fn list_devices(
     State(s): State<AppState>,
     m: Manager,
     Q(q): Q<Paging>,
-) -> Result<Json<Value>, Error> {
+) -> Result<Json<Page<DeviceSummary>>, Error> {
     let (page, limit) = q.resolve()?;
     let (rows, total) = match (&m, q.product_key.as_deref()) {
         (Manager::Developer(d), None) => s
@@ -145,16 +248,24 @@ async fn list_devices(
                 .map_err(rampart_core::Error::from)?
         }
     };
-    let data: Vec<Value> = rows
+    let data = rows
         .into_iter()
-        .map(|d| {
-            json!({"did": d.did, "product_key": d.product_key, "hardware_id": d.hardware_id,
-                   "online": d.online, "last_seen": d.last_seen, "created_at": d.created_at})
+        .map(|d| DeviceSummary {
+            did: d.did,
+            product_key: d.product_key,
+            hardware_id: d.hardware_id,
+            online: d.online,
+            last_seen: d.last_seen,
+            created_at: d.created_at,
         })
         .collect();
-    Ok(page_of(data, page, limit, total))
+    Ok(Json(Page::of(data, page, limit, total)))
 }
 
+#[utoipa::path(get, path = "/v1/devices/{did}", tag = "devices",
+    summary = "A device and its latest state",
+    responses((status = 200, description = "the device", body = DeviceView), ReadErrors),
+    security(("admin" = []), ("user" = []), ("developer" = []), ("oauth" = ["devices:read"])))]
 async fn get_device(
     State(s): State<AppState>,
     p: Principal,
@@ -163,7 +274,8 @@ async fn get_device(
 ) -> Result<Response, Error> {
     let did = parse_did(&did)?;
     authorize(&s, &p, did.as_str(), Need::Read, &addr).await?;
-    Ok(Json(s.core.device_view(did.as_str()).await?).into_response())
+    let view = DeviceView::from(s.core.device_view(did.as_str()).await?);
+    Ok(Json(view).into_response())
 }
 
 #[derive(Deserialize)]
@@ -175,6 +287,15 @@ pub(crate) struct HistoryQuery {
     limit: Option<i64>,
 }
 
+#[utoipa::path(get, path = "/v1/devices/{did}/history", tag = "devices",
+    summary = "A device's reported values, newest first",
+    params(("point" = Option<String>, Query, description = "only this data point"),
+        ("from" = Option<i64>, Query, description = "from this time (unix ms)"),
+        ("to" = Option<i64>, Query, description = "up to this time (unix ms)"),
+        ("limit" = Option<i64>, Query, description = "at most this many values",
+            minimum = 1, maximum = 1000)),
+    responses((status = 200, description = "the values", body = HistoryPage), HistoryErrors),
+    security(("admin" = []), ("user" = []), ("developer" = []), ("oauth" = ["devices:read"])))]
 async fn history(
     State(s): State<AppState>,
     p: Principal,
@@ -209,6 +330,16 @@ pub(crate) async fn history_page(
     ))
 }
 
+#[utoipa::path(post, path = "/v1/devices/{did}/commands", tag = "devices",
+    summary = "Send a command to a device",
+    description = "Waits for the device's acknowledgement (`commands.timeout_ms`). The destructive \
+        actions `factory_reset` and `wipe` need the owner role (a member or guest gets 403 \
+        `FORBIDDEN`); a third-party token needs `devices:admin` for them.",
+    request_body = CommandRequestSchema,
+    responses((status = 200, description = "the device's acknowledgement", body = Ack),
+        (status = 202, description = "queued in a parked persistent session", body = Queued),
+        CommandErrors),
+    security(("admin" = []), ("user" = []), ("developer" = []), ("oauth" = ["devices:control"])))]
 async fn command(
     State(s): State<AppState>,
     p: Principal,
@@ -238,7 +369,10 @@ pub(crate) fn command_answer(outcome: CommandOutcome) -> Response {
         CommandOutcome::Acked(ack) => Json(json!(ack)).into_response(),
         CommandOutcome::Queued { id } => (
             StatusCode::ACCEPTED,
-            Json(json!({"id": id, "status": "queued"})),
+            Json(Queued {
+                id,
+                status: QueuedStatus::Queued,
+            }),
         )
             .into_response(),
     }

@@ -72,6 +72,149 @@ described!(
         "example": real(full_data_point())})
 );
 
+described!(
+    /// `rampart_core::registry::RegisterRequest`: a device's signed registration.
+    RegisterRequestSchema,
+    "RegisterRequest",
+    json!({"type": "object", "additionalProperties": false,
+        "required": ["product_key", "hardware_id", "ts", "nonce", "mode", "sign"],
+        "properties": {
+        "product_key": {"type": "string"}, "hardware_id": {"type": "string"},
+        "ts": {"$ref": "#/components/schemas/Millis"}, "nonce": {"type": "string"},
+        "mode": {"type": "string", "enum": ["product", "device"]},
+        "sign": {"type": "string", "description": "HMAC-SHA256, hex; see docs/protocol.md"},
+        "device_sign": {"type": "string", "description": "for hardware already registered: the HMAC-SHA256 (hex) of the same string as `sign`, keyed by the device's current secret"}}})
+);
+
+described!(
+    /// `rampart_core::devices::CommandRequest`: a command, `set` values or an `action`.
+    CommandRequestSchema,
+    "CommandRequest",
+    json!({"type": "object", "additionalProperties": false,
+        "description": "exactly one of `set` or `action`",
+        "properties": {
+        "set": {"type": "object", "description": "data point name -> value", "additionalProperties": true},
+        "action": {"type": "string", "enum": ["reboot", "factory_reset", "wipe"]}},
+        "example": {"set": {"power": true}}})
+);
+
+described!(
+    /// `rampart_proto::command::Ack`: a device's acknowledgement of a command.
+    Ack,
+    "Ack",
+    json!({"type": "object", "required": ["id", "status"], "properties": {
+        "id": {"type": "string"}, "status": {"type": "string", "enum": ["ok", "error"]},
+        "message": {"type": "string"}},
+        "example": real(rampart_proto::command::Ack {
+            id: "c1".into(),
+            status: rampart_proto::command::AckStatus::Error,
+            message: Some("busy".into()),
+        })})
+);
+
+described!(
+    /// `rampart_core::devices::HistoryPoint`: one reported value.
+    HistoryPoint,
+    "HistoryPoint",
+    json!({"type": "object", "required": ["ts", "point", "value"], "properties": {
+        "ts": {"$ref": "#/components/schemas/Millis"}, "point": {"type": "string"},
+        "value": {"type": ["boolean", "number", "string"],
+            "description": "typed by the data point (binary: base64)"}},
+        "example": real(rampart_core::devices::HistoryPoint {
+            ts: 1765000000000,
+            point: "power".into(),
+            value: json!(true),
+        })})
+);
+
+/// A device's registration: its id, and the secrets it is given.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"did": "d_0001", "device_secret": "7d3e...", "passcode": "483920"}))]
+pub(crate) struct Registered {
+    did: String,
+    /// absent at a first registration in mode `device` (the factory secret stays the device secret)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false)]
+    device_secret: Option<String>,
+    /// only at a first registration and at a re-provisioning
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false)]
+    passcode: Option<String>,
+}
+
+impl From<rampart_core::registry::Registered> for Registered {
+    fn from(r: rampart_core::registry::Registered) -> Registered {
+        Registered {
+            did: r.did,
+            device_secret: r.device_secret,
+            passcode: r.passcode,
+        }
+    }
+}
+
+/// A device in a list.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"did": "d_0001", "product_key": "pk_1a2b3c", "hardware_id": "AA:BB:CC:DD:EE:01",
+    "online": false, "last_seen": null, "created_at": 1765000000000_i64}))]
+pub(crate) struct DeviceSummary {
+    pub(crate) did: String,
+    pub(crate) product_key: String,
+    pub(crate) hardware_id: String,
+    pub(crate) online: bool,
+    #[schema(required = true)]
+    pub(crate) last_seen: Option<i64>,
+    #[schema(value_type = Millis)]
+    pub(crate) created_at: i64,
+}
+
+/// A device and its latest reported values.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"did": "d_0001", "product_key": "pk_1a2b3c", "hardware_id": "AA:BB:CC:DD:EE:01",
+    "online": true, "last_seen": 1765000000000_i64, "created_at": 1765000000000_i64,
+    "state": {"power": true}}))]
+pub(crate) struct DeviceView {
+    did: String,
+    product_key: String,
+    hardware_id: String,
+    online: bool,
+    #[schema(required = true)]
+    last_seen: Option<i64>,
+    #[schema(value_type = Millis)]
+    created_at: i64,
+    /// data point name -> value
+    #[schema(value_type = Object)]
+    state: Value,
+}
+
+impl From<rampart_core::devices::DeviceView> for DeviceView {
+    fn from(d: rampart_core::devices::DeviceView) -> DeviceView {
+        DeviceView {
+            did: d.did,
+            product_key: d.product_key,
+            hardware_id: d.hardware_id,
+            online: d.online,
+            last_seen: d.last_seen,
+            created_at: d.created_at,
+            state: d.state,
+        }
+    }
+}
+
+/// A device's history: `{"data": [...], "meta": {"limit", "count"}}`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // only described: `devices::history_page` answers it
+pub(crate) struct HistoryPage {
+    data: Vec<HistoryPoint>,
+    meta: HistoryMeta,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // only described
+pub(crate) struct HistoryMeta {
+    limit: i64,
+    count: i64,
+}
+
 /// A data point with every field set (not a valid model point: the example only shows them).
 fn full_data_point() -> rampart_proto::model::DataPoint {
     use rampart_proto::model::{DataPoint, PointClass, PointType, Sensitivity};
