@@ -369,3 +369,50 @@ async fn pages_past_the_documented_maximum_answer_400() {
     }
     assert!(checked >= 3, "only {checked} paged lists checked");
 }
+
+/// A model with an alarm point (`class`) is what `POST /v1/products` accepts and what the
+/// document describes: the body conforms to the published `NewProduct`, the server takes it, and
+/// the product it answers conforms to `Product`.
+#[tokio::test]
+async fn an_alarm_model_is_documented_and_accepted() {
+    let srv = Server::start().await;
+    let doc = document(&srv).await;
+    let body = serde_json::json!({"name": "Boiler", "datapoints": [
+        {"name": "power", "type": "bool", "writable": true},
+        {"name": "overheat", "type": "bool", "class": "alert"},
+        {"name": "pump_fault", "type": "bool", "class": "fault"}]});
+    let new_product = serde_json::json!({"$ref": "#/components/schemas/NewProduct"});
+    conforms(&doc, &new_product, &body, "NewProduct").unwrap();
+    let (status, created) = srv.admin("POST", "/v1/products", Some(body)).await;
+    assert_eq!(status, 201, "{created}");
+    let pk = created["product_key"].as_str().unwrap();
+    let (status, product) = srv.admin("GET", &format!("/v1/products/{pk}"), None).await;
+    assert_eq!(status, 200, "{product}");
+    assert_eq!(product["datapoints"][1]["class"], "alert");
+    let schema = serde_json::json!({"$ref": "#/components/schemas/Product"});
+    conforms(&doc, &schema, &product, "Product").unwrap();
+}
+
+/// `/docs` is the Swagger UI of the binary itself, under its own CSP, reading `/openapi.json`.
+#[tokio::test]
+async fn docs_are_served_by_the_binary() {
+    let srv = Server::start().await;
+    let resp = srv
+        .http_client
+        .get(srv.url("/docs/index.html"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let csp = resp.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    assert!(resp.text().await.unwrap().contains("swagger"));
+    let resp = srv
+        .http_client
+        .get(srv.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    let csp = resp.headers()["content-security-policy"].to_str().unwrap();
+    assert!(!csp.contains("script-src"), "{csp}");
+}

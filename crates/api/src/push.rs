@@ -13,13 +13,13 @@
 //! core's tenancy epoch moves (a membership, role or suspension change, a logout), before the next
 //! event is forwarded; the token is checked again then.
 
-use crate::auth::bearer;
+use crate::extract::bearer;
+use crate::openapi::ApiRouter;
 use crate::{AppState, Error};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::http::StatusCode;
 use axum::response::Response;
 use rampart_core::access::bindings::{AccessChange, Role};
 use rampart_core::device::bus::DeviceEvent;
@@ -33,6 +33,12 @@ use std::time::Duration;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 /// Close code for an expired or revoked token (the 4000-4999 range is for applications).
+pub(crate) fn routes() -> ApiRouter {
+    ApiRouter::new()
+        .described("/v1/ws", axum::routing::get(ws))
+        .described("/v1/developers/ws", axum::routing::get(developer_ws))
+}
+
 const CLOSE_UNAUTHORIZED: u16 = 4401;
 
 /// The access token from `Authorization: Bearer` or `?access_token=`.
@@ -59,8 +65,7 @@ impl FromRequestParts<AppState> for WsToken {
 /// The answer to a live-push request that asked for no WebSocket upgrade.
 fn upgrade_required(r: WebSocketUpgradeRejection) -> Error {
     Error::new(
-        StatusCode::UPGRADE_REQUIRED,
-        "UPGRADE_REQUIRED",
+        crate::error::ErrorCode::UpgradeRequired,
         format!("a WebSocket upgrade is required: {}", r.body_text()),
     )
 }

@@ -1,16 +1,24 @@
-//! OAuth2 authorisation-server endpoints (client registration and management by its owner,
-//! `/oauth/authorize` with its consent
-//! page and JSON approval, `/oauth/token`, `/oauth/revoke`), the user's grants, and the scope
-//! checks a third-party access token meets on the device endpoints.
+//! OAuth2 and OpenID Connect: the authorisation server (`/oauth/authorize` with its consent
+//! page and JSON approval, `/oauth/token`, `/oauth/revoke`), client management by its owner
+//! ([`clients`]), the user's grants, the scope checks a third-party access token meets on the
+//! device endpoints, and login through an OpenID Connect provider ([`oidc`]).
 //!
 //! `/oauth/token` and `/oauth/revoke` answer RFC 6749 errors (`{"error", "error_description"}`);
 //! everything else answers `api::Error`. The consent page is a small server-rendered form: the
 //! user signs in on it with their password (no token ever travels in a URL), and a double-submit
 //! cookie guards the form against cross-site posts.
+//!
+//! Grants, scopes and token lifetimes are `rampart_core::federation::oauth`'s; this module never decides
+//! what a token may do, it only asks and renders.
 
-use crate::auth::{Principal, User};
-use crate::developers::Manager;
-use crate::routes::{client_ip, page_of, Body, PageQuery, Q};
+use rampart_core::audit::action;
+pub(crate) mod clients;
+pub(crate) mod oidc;
+
+use crate::error::ErrorCode;
+use crate::extract::{client_ip, Body, Principal, User, Q};
+use crate::openapi::ApiRouter;
+use crate::v1::{page_of, PageQuery};
 use crate::{AppState, ClientAddr, Error};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -19,11 +27,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Json};
 use base64::Engine;
 use rampart_core::access::bindings::Need;
-use rampart_core::audit::action;
 use rampart_core::audit::{Actor, AuditEvent};
 use rampart_core::federation::oauth::{
-    AuthRequest, AuthorizeError, AuthorizeParams, ClientManager, ClientUpdate, NewClient,
-    OAuthSession, Scopes, TokenError,
+    AuthRequest, AuthorizeError, AuthorizeParams, OAuthSession, Scopes, TokenError,
 };
 use rampart_core::secret::{random_hex, Secret};
 use serde::Deserialize;
@@ -36,129 +42,31 @@ type Addr = Option<Extension<ClientAddr>>;
 const CSRF_COOKIE: &str = "__Host-rampart_consent";
 
 /// The routes of this module (merged into the main router).
-pub(crate) fn routes() -> axum::Router<AppState> {
+pub(crate) fn routes() -> ApiRouter {
     use axum::routing::{delete, get, post};
-    axum::Router::new()
-        .route("/v1/oauth/clients", post(register_client).get(list_clients))
-        .route(
+    ApiRouter::new()
+        .described(
+            "/v1/oauth/clients",
+            post(clients::register_client).get(clients::list_clients),
+        )
+        .described(
             "/v1/oauth/clients/{client_id}",
-            get(get_client).patch(update_client).delete(delete_client),
+            get(clients::get_client)
+                .patch(clients::update_client)
+                .delete(clients::delete_client),
         )
-        .route(
+        .described(
             "/v1/oauth/clients/{client_id}/secret/rotate",
-            post(rotate_client_secret),
+            post(clients::rotate_client_secret),
         )
-        .route("/v1/oauth/grants", get(list_grants))
-        .route("/v1/oauth/grants/{grant_id}", delete(revoke_grant))
-        .route("/oauth/authorize", get(authorize_page).post(approve_json))
-        .route("/oauth/authorize/consent", post(consent))
-        .route("/oauth/token", post(token))
-        .route("/oauth/revoke", post(revoke))
-        .route("/v1/oidc/{provider}/start", get(crate::oidc::start))
-        .route("/v1/oidc/{provider}/callback", get(crate::oidc::callback))
-}
-
-// ---- who may register and manage clients ----
-
-/// Who may register and manage third-party clients: the operator (admin token: every client) or
-/// a developer (`rdt_` token: the clients they registered). This is the one owner check.
-pub(crate) struct ClientOwner(ClientManager);
-
-impl axum::extract::FromRequestParts<AppState> for ClientOwner {
-    type Rejection = Error;
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &AppState,
-    ) -> Result<ClientOwner, Error> {
-        Ok(ClientOwner(
-            match Manager::from_request_parts(parts, state).await? {
-                Manager::Operator => ClientManager {
-                    actor: Actor::admin(),
-                    operator: true,
-                },
-                Manager::Developer(d) => ClientManager {
-                    actor: d.actor(),
-                    operator: false,
-                },
-            },
-        ))
-    }
-}
-
-pub(crate) async fn register_client(
-    State(s): State<AppState>,
-    ClientOwner(by): ClientOwner,
-    addr: Addr,
-    Body(b): Body<NewClient>,
-) -> Result<Response, Error> {
-    let c = s
-        .core
-        .register_oauth_client(b, &by, client_ip(&addr))
-        .await?;
-    Ok((StatusCode::CREATED, Json(c)).into_response())
-}
-
-pub(crate) async fn list_clients(
-    State(s): State<AppState>,
-    ClientOwner(by): ClientOwner,
-    Q(q): Q<PageQuery>,
-) -> Result<Json<Value>, Error> {
-    let (page, limit) = q.resolve()?;
-    let (rows, total) = s
-        .core
-        .list_oauth_clients(&by, (page - 1) * limit, limit)
-        .await?;
-    Ok(page_of(rows, page, limit, total))
-}
-
-pub(crate) async fn get_client(
-    State(s): State<AppState>,
-    ClientOwner(by): ClientOwner,
-    Path(id): Path<String>,
-) -> Result<Response, Error> {
-    Ok(Json(s.core.get_oauth_client(&by, &id).await?).into_response())
-}
-
-pub(crate) async fn update_client(
-    State(s): State<AppState>,
-    ClientOwner(by): ClientOwner,
-    addr: Addr,
-    Path(id): Path<String>,
-    Body(b): Body<ClientUpdate>,
-) -> Result<Response, Error> {
-    let c = s
-        .core
-        .update_oauth_client(&by, &id, b, client_ip(&addr))
-        .await?;
-    Ok(Json(c).into_response())
-}
-
-pub(crate) async fn rotate_client_secret(
-    State(s): State<AppState>,
-    ClientOwner(by): ClientOwner,
-    addr: Addr,
-    Path(id): Path<String>,
-) -> Result<Response, Error> {
-    let r = s
-        .core
-        .rotate_oauth_client_secret(&by, &id, client_ip(&addr))
-        .await?;
-    Ok(Json(r).into_response())
-}
-
-pub(crate) async fn delete_client(
-    State(s): State<AppState>,
-    ClientOwner(by): ClientOwner,
-    addr: Addr,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, Error> {
-    let n = s
-        .core
-        .delete_oauth_client(&by, &id, client_ip(&addr))
-        .await?;
-    Ok(Json(
-        json!({"client_id": id, "status": "deleted", "grants_revoked": n}),
-    ))
+        .described("/v1/oauth/grants", get(list_grants))
+        .described("/v1/oauth/grants/{grant_id}", delete(revoke_grant))
+        .described("/oauth/authorize", get(authorize_page).post(approve_json))
+        .described("/oauth/authorize/consent", post(consent))
+        .described("/oauth/token", post(token))
+        .described("/oauth/revoke", post(revoke))
+        .described("/v1/oidc/{provider}/start", get(oidc::start))
+        .described("/v1/oidc/{provider}/callback", get(oidc::callback))
 }
 
 // ---- RFC 6749 errors ----
@@ -713,18 +621,18 @@ pub(crate) async fn approve_json(
             let url = e.redirect_url().unwrap_or_default();
             return match e {
                 AuthorizeError::BadClient(m) => {
-                    Err(Error::new(StatusCode::BAD_REQUEST, "INVALID_CLIENT", m))
+                    Err(Error::new(crate::error::ErrorCode::InvalidClient, m))
                 }
                 AuthorizeError::Internal(e) => Err(e.into()),
                 AuthorizeError::Redirect {
                     error, description, ..
                 } => {
                     let code = match error {
-                        "invalid_scope" => "INVALID_SCOPE",
-                        "unsupported_response_type" => "UNSUPPORTED_RESPONSE_TYPE",
-                        _ => "INVALID_REQUEST",
+                        "invalid_scope" => ErrorCode::InvalidScope,
+                        "unsupported_response_type" => ErrorCode::UnsupportedResponseType,
+                        _ => ErrorCode::InvalidRequest,
                     };
-                    let body = json!({"error": {"code": code, "message": description}, "redirect_to": url});
+                    let body = json!({"error": {"code": code.as_str(), "message": description}, "redirect_to": url});
                     Ok((StatusCode::BAD_REQUEST, Json(body)).into_response())
                 }
             };
@@ -801,8 +709,7 @@ pub(crate) async fn authorize_device(
     };
     let outcome = if !scoped {
         Err(Error::new(
-            StatusCode::FORBIDDEN,
-            "INSUFFICIENT_SCOPE",
+            crate::error::ErrorCode::InsufficientScope,
             format!("this token's scope does not allow this (needs `{needed}`)"),
         ))
     } else {
@@ -838,13 +745,12 @@ pub(crate) async fn list_bindings(
 ) -> Result<Json<Value>, Error> {
     let user_id = match p {
         Principal::User(u) => {
-            return crate::accounts::list_bindings(State(s), User(u), Q(q)).await;
+            return crate::v1::bindings::list_bindings(State(s), User(u), Q(q)).await;
         }
         Principal::OAuth(o) if o.scopes.read => o.user_id,
         Principal::OAuth(_) => {
             return Err(Error::new(
-                StatusCode::FORBIDDEN,
-                "INSUFFICIENT_SCOPE",
+                crate::error::ErrorCode::InsufficientScope,
                 format!(
                     "this token's scope does not allow this (needs `{}`)",
                     Scopes::READ

@@ -5,11 +5,13 @@
 //! The start sets a browser-binding cookie ([`BROWSER_COOKIE`]) whose value's hash is stored with
 //! the state; the callback must carry it back, so a callback URL planted in another browser (login
 //! CSRF: signing the victim in to the attacker's account) is refused.
+//!
+//! Never verifies a provider's token itself: that is `rampart_core::federation::oidc`'s.
 
-use crate::routes::{client_ip, Q};
+use crate::extract::{client_ip, Q};
 use crate::{AppState, ClientAddr, Error};
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderValue, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Json};
 use rampart_core::federation::oidc::OidcError;
@@ -22,26 +24,22 @@ impl From<OidcError> for Error {
             OidcError::UnknownProvider => Error::not_found("oidc provider"),
             OidcError::Invalid(m) => Error::invalid(m),
             e @ OidcError::RateLimited => {
-                Error::new(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", e.to_string())
+                Error::new(crate::error::ErrorCode::RateLimited, e.to_string())
             }
             OidcError::Failed(_) => Error::new(
-                StatusCode::UNAUTHORIZED,
-                "OIDC_LOGIN_FAILED",
+                crate::error::ErrorCode::OidcLoginFailed,
                 "the login at the identity provider could not be verified; start again",
             ),
             OidcError::Provider(m) => {
                 tracing::warn!(error = %m, "OIDC provider failed");
                 Error::new(
-                    StatusCode::BAD_GATEWAY,
-                    "OIDC_PROVIDER_ERROR",
+                    crate::error::ErrorCode::OidcProviderError,
                     "the identity provider could not be reached or answered badly",
                 )
             }
-            e @ OidcError::BrowserMismatch => Error::new(
-                StatusCode::BAD_REQUEST,
-                "OIDC_STATE_MISMATCH",
-                e.to_string(),
-            ),
+            e @ OidcError::BrowserMismatch => {
+                Error::new(crate::error::ErrorCode::OidcStateMismatch, e.to_string())
+            }
             OidcError::Internal(e) => e.into(),
         }
     }

@@ -1,12 +1,13 @@
 //! The HTTP side of the limits: the middleware that counts every call against the
 //! per-IP and per-app-id rates, the `X-RateLimit-*` and `Retry-After` headers, and the slot through
-//! which the extractors that know the caller (`auth::User`, `auth::Principal`,
-//! `enterprise::EnterpriseKey`) report the quota a call was counted under. Also the last line of
+//! which the extractors that know the caller (`extract::User`, `extract::Principal`,
+//! `extract::EnterpriseKey`) report the quota a call was counted under. Also the last line of
 //! "every answer is JSON": an error answer that some layer built as plain text is rewritten into
 //! `{"error": {"code", "message"}}`.
 //!
 //! The rates and quotas themselves are `rampart_core::limits::api`'s; nothing here decides a limit.
 
+use crate::error::ErrorCode;
 use crate::{AppState, ClientAddr, Error};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -111,21 +112,21 @@ pub(crate) async fn json_errors(req: Request, next: Next) -> Response {
     let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
     let message = String::from_utf8_lossy(&text).trim().to_owned();
     let code = match status {
-        StatusCode::NOT_FOUND => "NOT_FOUND",
-        StatusCode::METHOD_NOT_ALLOWED => "METHOD_NOT_ALLOWED",
-        StatusCode::PAYLOAD_TOO_LARGE => "PAYLOAD_TOO_LARGE",
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "UNSUPPORTED_MEDIA_TYPE",
-        StatusCode::UPGRADE_REQUIRED => "UPGRADE_REQUIRED",
-        StatusCode::TOO_MANY_REQUESTS => "RATE_LIMITED",
-        s if s.is_server_error() => "INTERNAL",
-        _ => "INVALID_REQUEST",
+        StatusCode::NOT_FOUND => ErrorCode::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
+        StatusCode::UPGRADE_REQUIRED => ErrorCode::UpgradeRequired,
+        StatusCode::TOO_MANY_REQUESTS => ErrorCode::RateLimited,
+        s if s.is_server_error() => ErrorCode::Internal,
+        _ => ErrorCode::InvalidRequest,
     };
     let message = if status.is_server_error() || message.is_empty() {
         status.canonical_reason().unwrap_or("error").to_owned()
     } else {
         message
     };
-    let fresh = Error::new(status, code, message).into_response();
+    let fresh = Error::with_status(status, code, message).into_response();
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.insert(
         header::CONTENT_TYPE,

@@ -1,5 +1,5 @@
 //! The operator event stream's messages and session, shared by its two transports:
-//! the TLS socket of newline-delimited JSON (`events_tcp`, login by challenge) and the WebSocket
+//! the TLS socket of newline-delimited JSON ([`tcp`], login by challenge) and the WebSocket
 //! `GET /v1/enterprise/events` (login by a signed upgrade, handled here).
 //!
 //! After login both speak the same JSON messages, one per line or text frame (documented in
@@ -12,12 +12,14 @@
 //! Delivery, acknowledgement and ordering are `rampart_core::stream::hub`; this module only frames
 //! messages and never holds an event beyond handing it to the socket.
 
-use crate::enterprise::EnterpriseKey;
+pub(crate) mod tcp;
+
+use crate::extract::EnterpriseKey;
+use crate::openapi::ApiRouter;
 use crate::{AppState, Error};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use rampart_core::access::access_keys::{KeySession, Scope};
@@ -28,6 +30,10 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 /// Longest message a client may send (bytes).
+pub(crate) fn routes() -> ApiRouter {
+    ApiRouter::new().described("/v1/enterprise/events", axum::routing::get(ws))
+}
+
 pub(crate) const MAX_LINE: usize = 64 * 1024;
 /// Most commands one connection may have waiting for their devices.
 const MAX_COMMANDS: usize = 16;
@@ -44,7 +50,9 @@ pub enum Incoming {
 pub(crate) enum Outgoing {
     Tcp(
         tokio::io::WriteHalf<
-            tokio_rustls::server::TlsStream<crate::deadline::WriteDeadline<tokio::net::TcpStream>>,
+            tokio_rustls::server::TlsStream<
+                crate::server::deadline::WriteDeadline<tokio::net::TcpStream>,
+            >,
         >,
     ),
     Ws(futures_util::stream::SplitSink<WebSocket, Message>),
@@ -316,8 +324,7 @@ fn handle(
                     &req_id,
                     &did,
                     Err(Error::new(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "TOO_MANY_COMMANDS",
+                        crate::error::ErrorCode::TooManyCommands,
                         format!("at most {MAX_COMMANDS} commands may wait on one connection"),
                     )),
                 ));
@@ -450,13 +457,8 @@ pub(crate) async fn ws(
         prefetch: q.prefetch,
     };
     let sub = login.subscription()?;
-    let upgrade = upgrade.map_err(|e| {
-        Error::new(
-            StatusCode::UPGRADE_REQUIRED,
-            "UPGRADE_REQUIRED",
-            e.body_text(),
-        )
-    })?;
+    let upgrade =
+        upgrade.map_err(|e| Error::new(crate::error::ErrorCode::UpgradeRequired, e.body_text()))?;
     let key = k.key;
     let consumer = s.core.open_event_stream(&key, sub.clone()).await?;
     let hello = login_ok(&sub.products, &sub.subkey, &sub.kinds, sub.prefetch);

@@ -5,34 +5,35 @@
 //! No rule lives here: scopes, which webhooks a key sees, URL checks and delivery are
 //! `rampart_core::stream::webhooks`'s; this module only maps them to HTTP.
 
-use crate::enterprise::EnterpriseKey;
-use crate::routes::{page_of, PageQuery};
+use crate::extract::EnterpriseKey;
+use crate::openapi::ApiRouter;
+use crate::v1::{page_of, PageQuery};
 use crate::{AppState, Error};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use axum::{Json, Router};
+use axum::Json;
 use rampart_core::stream::webhooks::{LetterAct, NewWebhook};
 use serde_json::{json, Value};
 
-pub(crate) fn routes() -> Router<AppState> {
+pub(crate) fn routes() -> ApiRouter {
     use LetterAct::{Delete, Redrive};
     let hook = "/v1/enterprise/webhooks/{webhook_id}";
     let all = "/v1/enterprise/webhooks/{webhook_id}/dead-letters";
     let one = "/v1/enterprise/webhooks/{webhook_id}/dead-letters/{letter_id}";
-    Router::new()
-        .route("/v1/enterprise/webhooks", post(create).get(list))
-        .route(hook, get(one_hook).delete(remove))
-        .route(
-            &format!("{hook}/disable"),
+    ApiRouter::new()
+        .described("/v1/enterprise/webhooks", post(create).get(list))
+        .described(hook, get(one_hook).delete(remove))
+        .described(
+            "/v1/enterprise/webhooks/{webhook_id}/disable",
             post(|s: State<AppState>, p: Path<String>, k: EnterpriseKey| toggle(s, p, k, true)),
         )
-        .route(
-            &format!("{hook}/enable"),
+        .described(
+            "/v1/enterprise/webhooks/{webhook_id}/enable",
             post(|s: State<AppState>, p: Path<String>, k: EnterpriseKey| toggle(s, p, k, false)),
         )
-        .route(
+        .described(
             all,
             get(letters).delete(
                 |s: State<AppState>, Path(id): Path<String>, k: EnterpriseKey| {
@@ -40,15 +41,15 @@ pub(crate) fn routes() -> Router<AppState> {
                 },
             ),
         )
-        .route(
-            &format!("{all}/redrive"),
+        .described(
+            "/v1/enterprise/webhooks/{webhook_id}/dead-letters/redrive",
             post(
                 |s: State<AppState>, Path(id): Path<String>, k: EnterpriseKey| {
                     act(s, id, None, k, Redrive)
                 },
             ),
         )
-        .route(
+        .described(
             one,
             delete(
                 |s: State<AppState>, Path((id, l)): Path<(String, String)>, k: EnterpriseKey| {
@@ -56,8 +57,8 @@ pub(crate) fn routes() -> Router<AppState> {
                 },
             ),
         )
-        .route(
-            &format!("{one}/redrive"),
+        .described(
+            "/v1/enterprise/webhooks/{webhook_id}/dead-letters/{letter_id}/redrive",
             post(
                 |s: State<AppState>, Path((id, l)): Path<(String, String)>, k: EnterpriseKey| {
                     act(s, id, Some(l), k, Redrive)

@@ -1,34 +1,16 @@
-//! The OpenAPI 3.1 document of the HTTP API, served at `GET /openapi.json` (no authentication).
+//! The hand-written descriptions of the operations whose groups are not derived from their
+//! handlers yet: one table, [`operations`], with each operation's summary, parameters, body,
+//! answers, accepted credentials and error codes, and the schemas they name. A route uses its
+//! entry by being added with `ApiRouter::described`; an entry no route uses is not published.
 //!
-//! One table, [`operations`], describes every method and path the router serves: summary, tag,
-//! parameters, request body, success answers, the security schemes it accepts and every error it
-//! can answer, with the codes listed per status. The handlers build most answers as inline JSON
-//! and many body types live in `rampart-core`, `rampart-store` and `rampart-proto`, so the schemas
-//! are written here, next to each other, rather than derived across crates; the document is checked
-//! against utoipa's model of OpenAPI 3.1 and, by the tests below, against the router itself (every
-//! served method and path is documented, and nothing else).
-//!
-//! This module only describes; it must never decide anything a handler does.
+//! Shrinks as groups move to `#[utoipa::path]`; it must never describe a derived operation.
 
-use crate::AppState;
-use axum::http::header;
-use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::Router;
+use super::errors;
+use crate::error::ErrorCode;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::OnceLock;
 
-/// The route of this module (merged into the main router).
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new().route("/openapi.json", get(serve))
-}
-
-async fn serve() -> impl IntoResponse {
-    static DOC: OnceLock<String> = OnceLock::new();
-    let body = DOC.get_or_init(|| document().to_string());
-    ([(header::CONTENT_TYPE, "application/json")], body.as_str())
-}
+use ErrorCode as E;
 
 /// Who may call an operation (the alternatives of its `security`).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -41,8 +23,6 @@ enum Auth {
     Developer,
     /// A third-party `roa_` token with `devices:read`.
     OAuthRead,
-    /// A third-party `roa_` token with `devices:control`.
-    OAuthControl,
     /// An end user's access token in `?access_token=` (live push only).
     UserQuery,
     /// OAuth2 client authentication: HTTP Basic (or `client_id`/`client_secret` form fields).
@@ -58,69 +38,10 @@ impl Auth {
             Auth::User => json!({"user": []}),
             Auth::Developer => json!({"developer": []}),
             Auth::OAuthRead => json!({"oauth": ["devices:read"]}),
-            Auth::OAuthControl => json!({"oauth": ["devices:control"]}),
             Auth::UserQuery => json!({"user_query": []}),
             Auth::Client => json!({"client_basic": []}),
             Auth::AccessKey => json!({"access_key": []}),
         }
-    }
-}
-
-/// What an `api::Error` code means, for the error descriptions.
-fn meaning(code: &str) -> &'static str {
-    match code {
-        "INVALID_REQUEST" => "a field, parameter or paging value out of range or malformed",
-        "INVALID_JSON" => "the body is not JSON, has wrong types or unknown fields",
-        "INVALID_AUTHORIZATION" => {
-            "no `Authorization` header, another scheme, or a missing, repeated, unknown or malformed parameter"
-        }
-        "STALE_TIMESTAMP" => "`ts` is more than 300 s away from the server's clock",
-        "SIGNATURE_MISMATCH" => "the signature does not match the request, or the key id is unknown",
-        "KEY_DISABLED" => "the key is disabled",
-        "KEY_EXPIRED" => "the key is past its `expires_at`",
-        "ENTERPRISE_SUSPENDED" => "the key's enterprise is suspended by the operator",
-        "IP_NOT_ALLOWED" => "the connection's address is in none of the key's networks",
-        "NONCE_REUSED" => "the nonce was already used with this key (a replay)",
-        "INVALID_DATAPOINT" => "a model or command that breaks the data-point rules",
-        "WEAK_PASSWORD" => "the password breaks a rule of the policy (the message names it)",
-        "INVALID_CODE" => "a wrong, expired or used-up code",
-        "INVALID_CLIENT" => "unknown `client_id`, or a `redirect_uri` not registered for it",
-        "INVALID_SCOPE" => "an unknown scope or one the client was not registered for",
-        "UNSUPPORTED_RESPONSE_TYPE" => "a `response_type` other than `code`",
-        "UNAUTHORIZED" => "missing, wrong, expired or revoked credentials",
-        "TOTP_REQUIRED" => "TOTP is on and the code is missing, wrong, expired or replayed",
-        "OIDC_LOGIN_FAILED" => "the login at the identity provider could not be verified",
-        "OIDC_STATE_MISMATCH" => {
-            "the callback came without the browser-binding cookie of the login's start, or with another one"
-        }
-        "FORBIDDEN" => "the caller's role does not allow this act",
-        "INSUFFICIENT_SCOPE" => "a third-party token without the scope this needs",
-        "ACCOUNT_NOT_ACTIVE" => "the right password, but the account was never activated",
-        "ACCOUNT_SUSPENDED" => "the right password, but the operator suspended the account",
-        "NOT_FOUND" => "unknown (or not visible to the caller)",
-        "CONFLICT" => "the state does not allow it (already exists, last owner, ...)",
-        "ALREADY_REGISTERED" => {
-            "the hardware already has a device; nothing changed (prove its secret with `device_sign`, or have the owner open a re-provisioning window)"
-        }
-        "DEVICE_OFFLINE" => "the device has no session",
-        "PAYLOAD_TOO_LARGE" => {
-            "body over `http.max_body_bytes` (default 4 MiB; 1 MiB for a signed request)"
-        }
-        "UNSUPPORTED_MEDIA_TYPE" => "body without `Content-Type: application/json`",
-        "UPGRADE_REQUIRED" => "no WebSocket upgrade was asked for",
-        "RATE_LIMITED" => {
-            "a rate or quota was exceeded: `error.limit` names it (docs/api.md, Limits), `X-RateLimit-Reset` and `Retry-After` say when to try again"
-        }
-        "BUSY" => {
-            "every password-hashing slot and queue place is taken (`limits.password_hash_concurrency`, `limits.password_hash_queue`); `Retry-After` says when to try again"
-        }
-        "OIDC_PROVIDER_ERROR" => "the identity provider could not be reached or answered badly",
-        "COMMAND_TIMEOUT" => "the device did not acknowledge in time",
-        "WEBHOOK_URL_REFUSED" => {
-            "the URL is not https (`webhooks.allow_http` off), or its host is or resolves to a loopback, private, link-local or other non-public address (`webhooks.allow_private_addresses` off)"
-        }
-        "INTERNAL" => "an internal error (details are logged, never answered)",
-        _ => "",
     }
 }
 
@@ -135,7 +56,7 @@ struct Op {
     params: Vec<Value>,
     body: Option<Value>,
     answers: BTreeMap<u16, Value>,
-    errors: BTreeMap<u16, BTreeSet<&'static str>>,
+    errors: BTreeSet<ErrorCode>,
     /// RFC 6749 errors (`/oauth/token`, `/oauth/revoke`): status -> codes.
     oauth_errors: BTreeMap<u16, BTreeSet<&'static str>>,
     /// Errors answered as an HTML page (the browser-facing `/oauth/authorize*`).
@@ -153,7 +74,7 @@ fn op(method: &'static str, path: &'static str, tag: &'static str, summary: &'st
         params: Vec::new(),
         body: None,
         answers: BTreeMap::new(),
-        errors: BTreeMap::new(),
+        errors: BTreeSet::new(),
         oauth_errors: BTreeMap::new(),
         html_errors: BTreeMap::new(),
     }
@@ -171,13 +92,10 @@ impl Op {
         self.auth = a.to_vec();
         let mut o = self;
         if a.iter().any(|x| *x != Auth::AccessKey) {
-            o = o.err(401, &["UNAUTHORIZED"]);
+            o = o.err(&[E::Unauthorized]);
         }
         if a.contains(&Auth::AccessKey) {
-            o = o
-                .err(401, SIGNED_REFUSALS)
-                .err(413, &["PAYLOAD_TOO_LARGE"])
-                .store();
+            o = o.err(SIGNED_REFUSALS).err(&[E::PayloadTooLarge]).store();
         }
         o
     }
@@ -185,19 +103,19 @@ impl Op {
         self.params
             .push(json!({"name": name, "in": "query", "required": false,
             "description": description, "schema": schema}));
-        self.err(400, &["INVALID_REQUEST"])
+        self.err(&[E::InvalidRequest])
     }
     fn required_query(mut self, name: &str, schema: Value, description: &str) -> Op {
         self.params
             .push(json!({"name": name, "in": "query", "required": true,
             "description": description, "schema": schema}));
-        self.err(400, &["INVALID_REQUEST"])
+        self.err(&[E::InvalidRequest])
     }
     /// `page` and `limit`, answered as `{"data", "meta": {"page", "limit", "total"}}`.
     fn paged(self) -> Op {
         self.query(
             "page",
-            json!({"type": "integer", "minimum": 1, "maximum": crate::routes::MAX_PAGE, "default": 1}),
+            json!({"type": "integer", "minimum": 1, "maximum": crate::v1::MAX_PAGE, "default": 1}),
             "page, from 1",
         )
         .query(
@@ -219,23 +137,15 @@ impl Op {
     fn json_body(mut self, schema: Value) -> Op {
         self.body = Some(json!({"required": true,
             "content": {"application/json": {"schema": schema}}}));
-        self.err(400, &["INVALID_JSON"])
-            .err(413, &["PAYLOAD_TOO_LARGE"])
-            .err(415, &["UNSUPPORTED_MEDIA_TYPE"])
+        self.err(&[E::InvalidJson])
+            .err(&[E::PayloadTooLarge])
+            .err(&[E::UnsupportedMediaType])
     }
     /// A JSON body read as raw bytes (no `Content-Type` is required), perhaps optional.
     fn raw_json_body(mut self, required: bool, schema: Value) -> Op {
         self.body = Some(json!({"required": required,
             "content": {"application/json": {"schema": schema}}}));
-        self.err(400, &["INVALID_JSON"])
-    }
-    /// A text file as the body (`text/csv` or `text/plain`), its type checked by its content.
-    fn text_file_body(mut self, description: &str) -> Op {
-        let schema = json!({"type": "string", "description": description});
-        self.body = Some(json!({"required": true, "content": {
-            "text/csv": {"schema": schema.clone()}, "text/plain": {"schema": schema}}}));
-        self.err(413, &["PAYLOAD_TOO_LARGE"])
-            .err(415, &["UNSUPPORTED_MEDIA_TYPE"])
+        self.err(&[E::InvalidJson])
     }
     fn form_body(mut self, schema: Value) -> Op {
         self.body = Some(json!({"required": true,
@@ -268,8 +178,8 @@ impl Op {
                 "content": {"text/html": {"schema": {"type": "string"}}}}),
         )
     }
-    fn err(mut self, status: u16, codes: &[&'static str]) -> Op {
-        self.errors.entry(status).or_default().extend(codes);
+    fn err(mut self, codes: &[ErrorCode]) -> Op {
+        self.errors.extend(codes);
         self
     }
     fn oauth_err(mut self, status: u16, codes: &[&'static str]) -> Op {
@@ -282,11 +192,11 @@ impl Op {
     }
     /// A malformed or unknown id in the path answers 404 like an unknown one.
     fn not_found(self) -> Op {
-        self.err(404, &["NOT_FOUND"])
+        self.err(&[E::NotFound])
     }
     /// The store may fail: 500 `INTERNAL`.
     fn store(self) -> Op {
-        self.err(500, &["INTERNAL"])
+        self.err(&[E::Internal])
     }
 
     fn to_json(&self) -> Value {
@@ -321,16 +231,13 @@ impl Op {
         if self.auth.contains(&Auth::AccessKey) {
             for (status, r) in responses.iter_mut() {
                 if status.starts_with('2') {
-                    r["headers"] = rate_headers(false);
+                    r["headers"] = errors::rate_headers(false);
                 }
             }
         }
-        for (status, codes) in &self.errors {
-            let mut r = error_response(codes);
-            if *status == 429 {
-                r["headers"] = rate_headers(true);
-            }
-            responses.insert(status.to_string(), r);
+        let codes: Vec<ErrorCode> = self.errors.iter().copied().collect();
+        for (status, codes) in errors::by_status(&codes) {
+            responses.insert(status.to_string(), errors::response(&codes));
         }
         for (status, codes) in &self.oauth_errors {
             responses.insert(status.to_string(), oauth_error_response(codes));
@@ -350,29 +257,6 @@ impl Op {
     }
 }
 
-fn error_response(codes: &BTreeSet<&str>) -> Value {
-    let lines: Vec<String> = codes
-        .iter()
-        .map(|c| format!("`{c}`: {}", meaning(c)))
-        .collect();
-    json!({
-        "description": lines.join("; "),
-        "content": {"application/json": {"schema": {
-            "type": "object",
-            "required": ["error"],
-            "properties": {"error": {
-                "type": "object",
-                "required": ["code", "message"],
-                "properties": {
-                    "code": {"type": "string", "enum": codes},
-                    "message": {"type": "string"},
-                    "limit": {"type": "string", "description": "with `RATE_LIMITED` from a named limit: its name"}
-                }
-            }}
-        }}}
-    })
-}
-
 fn oauth_error_response(codes: &BTreeSet<&str>) -> Value {
     let list: Vec<String> = codes.iter().map(|c| format!("`{c}`")).collect();
     json!({
@@ -389,13 +273,13 @@ fn oauth_error_response(codes: &BTreeSet<&str>) -> Value {
 }
 
 /// The `{name}` segments of a path.
-fn path_params(path: &str) -> Vec<&str> {
+pub(super) fn path_params(path: &str) -> Vec<&str> {
     path.split('/')
         .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
         .collect()
 }
 
-fn path_param_meaning(name: &str) -> &'static str {
+pub(super) fn path_param_meaning(name: &str) -> &'static str {
     match name {
         "did" => "device id (a malformed one answers 404 like an unknown one)",
         "product_key" => "product key (a malformed one answers 404 like an unknown one)",
@@ -413,7 +297,7 @@ fn path_param_meaning(name: &str) -> &'static str {
     }
 }
 
-fn operation_id(method: &str, path: &str) -> String {
+pub(super) fn operation_id(method: &str, path: &str) -> String {
     let mut id = method.to_owned();
     for seg in path.split('/').filter(|s| !s.is_empty()) {
         id.push('_');
@@ -491,29 +375,26 @@ fn email_or_phone(extra_required: &[&str], extra: Value) -> Value {
 }
 
 const ACCESS: &[Auth] = &[Auth::User];
-const DEVICE_READ: &[Auth] = &[Auth::Admin, Auth::User, Auth::Developer, Auth::OAuthRead];
-const DEVICE_CONTROL: &[Auth] = &[Auth::Admin, Auth::User, Auth::Developer, Auth::OAuthControl];
 const MANAGER: &[Auth] = &[Auth::Admin, Auth::Developer];
 const ADMIN: &[Auth] = &[Auth::Admin];
 const DEVELOPER: &[Auth] = &[Auth::Developer];
 const ACCESS_KEY: &[Auth] = &[Auth::AccessKey];
 /// The refusals of a signed request (docs/enterprise-api.md, "Errors of signed requests").
-const SIGNED_REFUSALS: &[&str] = &[
-    "INVALID_AUTHORIZATION",
-    "STALE_TIMESTAMP",
-    "SIGNATURE_MISMATCH",
-    "KEY_DISABLED",
-    "KEY_EXPIRED",
-    "ENTERPRISE_SUSPENDED",
-    "IP_NOT_ALLOWED",
-    "NONCE_REUSED",
+const SIGNED_REFUSALS: &[ErrorCode] = &[
+    E::InvalidAuthorization,
+    E::StaleTimestamp,
+    E::SignatureMismatch,
+    E::KeyDisabled,
+    E::KeyExpired,
+    E::EnterpriseSuspended,
+    E::IpNotAllowed,
+    E::NonceReused,
 ];
 
 /// Every operation the router serves.
 fn operations() -> Vec<Op> {
     let mut ops = Vec::new();
     ops.extend(service_ops());
-    ops.extend(product_ops());
     ops.extend(device_ops());
     ops.extend(account_ops());
     ops.extend(binding_ops());
@@ -527,29 +408,13 @@ fn operations() -> Vec<Op> {
     // Every call but the exempt paths counts against the per-IP and per-app-id rates.
     ops.into_iter()
         .map(|o| {
-            if crate::limits::EXEMPT.contains(&o.path) {
+            if crate::server::limits::EXEMPT.contains(&o.path) {
                 o
             } else {
-                o.err(429, &["RATE_LIMITED"])
+                o.err(&[E::RateLimited])
             }
         })
         .collect()
-}
-
-/// The headers of an answer counted under a limit (all four on a 429; the first three on a
-/// signed request's success).
-fn rate_headers(refusal: bool) -> Value {
-    let int = json!({"type": "integer"});
-    let mut h = json!({
-        "X-RateLimit-Limit": {"description": "the size of the limit (calls per window, or the burst of a rate)", "schema": int},
-        "X-RateLimit-Remaining": {"description": "calls left in the window", "schema": int},
-        "X-RateLimit-Reset": {"description": "Unix time (seconds) at which the limit is whole again", "schema": int},
-    });
-    if refusal {
-        h["Retry-After"] =
-            json!({"description": "seconds to wait before the next call", "schema": int});
-    }
-    h
 }
 
 fn service_ops() -> Vec<Op> {
@@ -576,13 +441,13 @@ fn service_ops() -> Vec<Op> {
         op("get", "/metrics", "service", "Prometheus metrics")
             .describe("The admin token, or a request signed with an access key that has the `metrics` scope (which only the operator grants). `http.metrics_listen` serves the same text without authentication on a separate, private listener.")
             .auth(&[Auth::Admin, Auth::AccessKey])
-            .err(403, &["FORBIDDEN"])
+            .err(&[E::Forbidden])
             .answer(
                 200,
                 json!({"description": "Prometheus text format",
                     "content": {"text/plain": {"schema": {"type": "string"}}}}),
             )
-            .err(404, &["NOT_FOUND"]),
+            .err(&[E::NotFound]),
         op("get", "/openapi.json", "service", "This OpenAPI document").ok(
             200,
             "the OpenAPI 3.1 document",
@@ -591,320 +456,96 @@ fn service_ops() -> Vec<Op> {
     ]
 }
 
-fn product_ops() -> Vec<Op> {
+fn device_ops() -> Vec<Op> {
     vec![
-        op("post", "/v1/products", "products", "Create a product")
-            .describe("The product secret is answered only to a caller who may see secrets.")
-            .auth(MANAGER)
-            .json_body(r("NewProduct"))
-            .ok(201, "the product", r("CreatedProduct"))
-            .err(400, &["INVALID_REQUEST", "INVALID_DATAPOINT"])
-            .err(403, &["FORBIDDEN"])
-            .not_found()
-            .store(),
         op(
             "get",
-            "/v1/products",
-            "products",
-            "List the products the caller may read",
+            "/v1/devices/{did}/passcode",
+            "devices",
+            "Read a device's passcode",
         )
+        .describe("Audited; no other read endpoint shows it.")
         .auth(MANAGER)
-        .paged()
-        .ok(200, "a page of products (no secrets)", page(r("Product")))
-        .store(),
-        op(
-            "get",
-            "/v1/products/{product_key}",
-            "products",
-            "A product and its data points",
+        .ok(
+            200,
+            "the passcode",
+            object(
+                &["did", "passcode"],
+                json!({"did": string(), "passcode": string()}),
+            ),
         )
-        .auth(MANAGER)
-        .ok(200, "the product", r("Product"))
-        .err(403, &["FORBIDDEN"])
-        .not_found()
-        .store(),
-        op(
-            "get",
-            "/v1/products/{product_key}/secret",
-            "products",
-            "Read the product secret",
-        )
-        .describe("Audited. Needs the secrets right on the product.")
-        .auth(MANAGER)
-        .ok(200, "the secret", r("ProductSecret"))
-        .err(403, &["FORBIDDEN"])
+        .err(&[E::Forbidden])
         .not_found()
         .store(),
         op(
             "post",
-            "/v1/products/{product_key}/secret/rotate",
-            "products",
-            "Rotate the product secret",
+            "/v1/devices/{did}/bind-tokens",
+            "bindings",
+            "Mint a single-use bind token (owner)",
         )
-        .describe("Audited. Answers the new secret.")
-        .auth(MANAGER)
-        .ok(200, "the new secret", r("ProductSecret"))
-        .err(403, &["FORBIDDEN"])
+        .auth(ACCESS)
+        .ok(
+            201,
+            "the token, valid 10 minutes",
+            object(
+                &["token", "expires_at"],
+                json!({"token": string(), "expires_at": millis()}),
+            ),
+        )
+        .err(&[E::Forbidden])
         .not_found()
         .store(),
         op(
             "post",
-            "/v1/products/{product_key}/factory-batches",
-            "products",
-            "Issue a batch of factory device identities",
+            "/v1/devices/{did}/shares",
+            "bindings",
+            "Offer a device to another user (owner)",
         )
-        .auth(MANAGER)
+        .auth(ACCESS)
         .json_body(input(
-            &["count"],
-            json!({"count": {"type": "integer", "minimum": 1, "maximum": 10000}}),
+            &["user", "role"],
+            json!({"user": {"type": "string", "description": "e-mail or phone"},
+                    "role": one_of(&["member", "guest"])}),
         ))
         .ok(
             201,
-            "the batch; the device secrets are shown once",
-            object(
-                &["batch_id", "identities"],
-                json!({"batch_id": string(), "identities": array(object(
-                    &["serial", "device_secret"],
-                    json!({"serial": string(), "device_secret": string()})))}),
-            ),
+            "the pending share",
+            object(&["share_id"], json!({"share_id": string()})),
         )
-        .err(400, &["INVALID_REQUEST"])
-        .err(403, &["FORBIDDEN"])
-        .err(409, &["CONFLICT"])
+        .err(&[E::InvalidRequest])
+        .err(&[E::Forbidden])
+        .err(&[E::Conflict])
         .not_found()
         .store(),
         op(
-            "post",
-            "/v1/products/{product_key}/allowlist",
-            "products",
-            "Add hardware ids to the product's allowlist",
+            "get",
+            "/v1/devices/{did}/shares",
+            "bindings",
+            "Every share of a device (owner)",
         )
-        .auth(MANAGER)
-        .json_body(input(
-            &["hardware_ids"],
-            json!({"hardware_ids": {"type": "array", "items": string(),
-                "minItems": 1, "maxItems": 100000}}),
-        ))
-        .ok(
-            200,
-            "how many were new",
-            object(
-                &["added", "submitted"],
-                json!({"added": int(), "submitted": int()}),
-            ),
-        )
-        .err(400, &["INVALID_REQUEST"])
-        .err(403, &["FORBIDDEN"])
+        .auth(ACCESS)
+        .ok(200, "the shares", all(r("DeviceShare")))
+        .err(&[E::Forbidden])
         .not_found()
         .store(),
         op(
-            "post",
-            "/v1/products/{product_key}/allowlist/file",
-            "products",
-            "Upload an allowlist file (CSV or one hardware id per line)",
+            "delete",
+            "/v1/devices/{did}/shares/{share_id}",
+            "bindings",
+            "Revoke a share (owner)",
         )
-        .auth(MANAGER)
-        .text_file_body(
-            "UTF-8 text: one hardware id per line, or CSV whose first field is the id; blank \
-             lines, `#` comments and a first line naming the column are skipped. At most \
-             `uploads.max_allowlist_bytes` (2 MiB) and 100,000 ids.",
-        )
+        .auth(ACCESS)
         .ok(
             200,
-            "the file is kept by its SHA-256; how many ids were new",
+            "revoked",
             object(
-                &["sha256", "size", "submitted", "added"],
-                json!({"sha256": string(), "size": int(), "submitted": int(), "added": int()}),
+                &["share_id", "status"],
+                json!({"share_id": string(), "status": {"type": "string", "const": "revoked"}}),
             ),
         )
-        .err(400, &["INVALID_REQUEST"])
-        .err(403, &["FORBIDDEN"])
+        .err(&[E::Forbidden])
         .not_found()
         .store(),
-    ]
-}
-
-fn device_ops() -> Vec<Op> {
-    vec![
-        op("post", "/v1/device/register", "devices", "Register a device (signed request)")
-            .describe(
-                "Authenticated by the HMAC signature in the body; see docs/protocol.md. Hardware \
-                 that is already registered answers 409 `ALREADY_REGISTERED` (nothing changes) \
-                 unless the body carries `device_sign` made with the device's current secret (200: \
-                 a new `device_secret`, no passcode) or the product's owner opened a window with \
-                 `POST /v1/devices/{did}/reprovision` (200: a new secret and passcode; every \
-                 binding, share and bind token of the device ends). Limits `register.ip` and \
-                 `register.failures.ip` (docs/api.md, Limits).",
-            )
-            .json_body(r("RegisterRequest"))
-            .ok(200, "the device's identity", r("Registered"))
-            .err(400, &["INVALID_REQUEST"])
-            .err(401, &["UNAUTHORIZED"])
-            .err(403, &["FORBIDDEN"])
-            .err(409, &["ALREADY_REGISTERED"])
-            .err(429, &["RATE_LIMITED"])
-            .store(),
-        op("get", "/v1/devices", "devices", "List the devices the caller may read")
-            .auth(MANAGER)
-            .query("product_key", string(), "only this product's devices")
-            .paged()
-            .ok(200, "a page of devices", page(r("DeviceSummary")))
-            .err(403, &["FORBIDDEN"])
-            .not_found()
-            .store(),
-        op("get", "/v1/devices/{did}", "devices", "A device and its latest state")
-            .auth(DEVICE_READ)
-            .ok(200, "the device", r("DeviceView"))
-            .err(403, &["FORBIDDEN", "INSUFFICIENT_SCOPE"])
-            .not_found()
-            .store(),
-        op("get", "/v1/devices/{did}/history", "devices", "A device's reported values, newest first")
-            .auth(DEVICE_READ)
-            .query("point", string(), "only this data point")
-            .query("from", int(), "from this time (unix ms)")
-            .query("to", int(), "up to this time (unix ms)")
-            .query(
-                "limit",
-                json!({"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}),
-                "at most this many values",
-            )
-            .ok(
-                200,
-                "the values",
-                object(
-                    &["data", "meta"],
-                    json!({"data": array(r("HistoryPoint")),
-                        "meta": object(&["limit", "count"], json!({"limit": int(), "count": int()}))}),
-                ),
-            )
-            .err(403, &["FORBIDDEN", "INSUFFICIENT_SCOPE"])
-            .not_found()
-            .store(),
-        op("post", "/v1/devices/{did}/commands", "devices", "Send a command to a device")
-            .describe(
-                "Waits for the device's acknowledgement (`commands.timeout_ms`). The destructive \
-                 actions `factory_reset` and `wipe` need the owner role (a member or guest gets 403 \
-                 `FORBIDDEN`); a third-party token needs `devices:admin` for them.",
-            )
-            .auth(DEVICE_CONTROL)
-            .json_body(r("CommandRequest"))
-            .ok(200, "the device's acknowledgement", r("Ack"))
-            .ok(
-                202,
-                "queued in a parked persistent session",
-                object(&["id", "status"], json!({"id": string(), "status": {"type": "string", "const": "queued"}})),
-            )
-            .err(400, &["INVALID_REQUEST", "INVALID_DATAPOINT"])
-            .err(403, &["FORBIDDEN", "INSUFFICIENT_SCOPE"])
-            .err(409, &["DEVICE_OFFLINE"])
-            .err(504, &["COMMAND_TIMEOUT"])
-            .not_found()
-            .store(),
-        op("get", "/v1/devices/{did}/passcode", "devices", "Read a device's passcode")
-            .describe("Audited; no other read endpoint shows it.")
-            .auth(MANAGER)
-            .ok(
-                200,
-                "the passcode",
-                object(&["did", "passcode"], json!({"did": string(), "passcode": string()})),
-            )
-            .err(403, &["FORBIDDEN"])
-            .not_found()
-            .store(),
-        op("post", "/v1/devices/{did}/reprovision", "devices", "Open a re-provisioning window")
-            .describe(
-                "Audited (`device.reprovision_open`). The device's next registration (within the \
-                 window, once) gets a new secret and a new passcode, and every binding, share and \
-                 bind token of the device ends. Opening it again moves its end. The body may be \
-                 left out.",
-            )
-            .auth(MANAGER)
-            .raw_json_body(
-                false,
-                input(
-                    &[],
-                    json!({"expires_in_s": {"type": "integer", "minimum": 1,
-                        "maximum": rampart_core::device::registry::REPROVISION_MAX_SECS,
-                        "default": rampart_core::device::registry::REPROVISION_DEFAULT_SECS,
-                        "description": "how long the window stays open, in seconds"}}),
-                ),
-            )
-            .ok(
-                200,
-                "the window is open",
-                object(&["did", "expires_at"], json!({"did": string(), "expires_at": millis()})),
-            )
-            .err(400, &["INVALID_REQUEST"])
-            .err(403, &["FORBIDDEN"])
-            .not_found()
-            .store(),
-        op("post", "/v1/devices/{did}/disable", "devices", "Disable a device")
-            .describe(
-                "Audited (`device.disable`). The device's live MQTT session is closed at once \
-                 (DISCONNECT `0x98`, administrative action) and its CONNECTs are refused as not \
-                 authorised (`0x87`; MQTT 3.1.1 `0x05`) until it is enabled; its secret, bindings \
-                 and history stay.",
-            )
-            .auth(MANAGER)
-            .ok(
-                200,
-                "the device is disabled",
-                object(&["did", "disabled"], json!({"did": string(), "disabled": {"type": "boolean"}})),
-            )
-            .err(403, &["FORBIDDEN"])
-            .not_found()
-            .store(),
-        op("post", "/v1/devices/{did}/enable", "devices", "Enable a disabled device")
-            .describe("Audited (`device.enable`). The device may connect again.")
-            .auth(MANAGER)
-            .ok(
-                200,
-                "the device is enabled",
-                object(&["did", "disabled"], json!({"did": string(), "disabled": {"type": "boolean"}})),
-            )
-            .err(403, &["FORBIDDEN"])
-            .not_found()
-            .store(),
-        op("post", "/v1/devices/{did}/bind-tokens", "bindings", "Mint a single-use bind token (owner)")
-            .auth(ACCESS)
-            .ok(
-                201,
-                "the token, valid 10 minutes",
-                object(&["token", "expires_at"], json!({"token": string(), "expires_at": millis()})),
-            )
-            .err(403, &["FORBIDDEN"])
-            .not_found()
-            .store(),
-        op("post", "/v1/devices/{did}/shares", "bindings", "Offer a device to another user (owner)")
-            .auth(ACCESS)
-            .json_body(input(
-                &["user", "role"],
-                json!({"user": {"type": "string", "description": "e-mail or phone"},
-                    "role": one_of(&["member", "guest"])}),
-            ))
-            .ok(201, "the pending share", object(&["share_id"], json!({"share_id": string()})))
-            .err(400, &["INVALID_REQUEST"])
-            .err(403, &["FORBIDDEN"])
-            .err(409, &["CONFLICT"])
-            .not_found()
-            .store(),
-        op("get", "/v1/devices/{did}/shares", "bindings", "Every share of a device (owner)")
-            .auth(ACCESS)
-            .ok(200, "the shares", all(r("DeviceShare")))
-            .err(403, &["FORBIDDEN"])
-            .not_found()
-            .store(),
-        op("delete", "/v1/devices/{did}/shares/{share_id}", "bindings", "Revoke a share (owner)")
-            .auth(ACCESS)
-            .ok(
-                200,
-                "revoked",
-                object(&["share_id", "status"],
-                    json!({"share_id": string(), "status": {"type": "string", "const": "revoked"}})),
-            )
-            .err(403, &["FORBIDDEN"])
-            .not_found()
-            .store(),
     ]
 }
 
@@ -923,8 +564,8 @@ fn account_ops() -> Vec<Op> {
                 "the app; the secret is shown once",
                 object(&["app_id", "app_secret"], json!({"app_id": string(), "app_secret": string()})),
             )
-            .err(400, &["INVALID_REQUEST"])
-            .err(409, &["CONFLICT"])
+            .err(&[E::InvalidRequest])
+            .err(&[E::Conflict])
             .not_found()
             .store(),
         op("post", "/v1/users", "accounts", "Sign up an end user")
@@ -932,19 +573,19 @@ fn account_ops() -> Vec<Op> {
             .app_header()
             .json_body(email_or_phone(&["password"], json!({"password": string()})))
             .ok(201, "activation pending", status("activation_pending"))
-            .err(400, &["INVALID_REQUEST", "WEAK_PASSWORD"])
-            .err(503, &["BUSY"])
+            .err(&[E::InvalidRequest, E::WeakPassword])
+            .err(&[E::Busy])
             .store(),
         op("post", "/v1/users/activate", "accounts", "Activate an account with its code")
             .json_body(email_or_phone(&["code"], json!({"code": string()})))
             .ok(200, "active", status("active"))
-            .err(400, &["INVALID_REQUEST", "INVALID_CODE"])
+            .err(&[E::InvalidRequest, E::InvalidCode])
             .store(),
         op("post", "/v1/users/activate/resend", "accounts", "Send a new activation code")
             .json_body(email_or_phone(&[], json!({})))
             .ok(202, "accepted, whether or not an inactive account exists", status("accepted"))
-            .err(400, &["INVALID_REQUEST"])
-            .err(429, &["RATE_LIMITED"])
+            .err(&[E::InvalidRequest])
+            .err(&[E::RateLimited])
             .store(),
         op("post", "/v1/login", "accounts", "Log in (end user)")
             .app_header()
@@ -954,14 +595,14 @@ fn account_ops() -> Vec<Op> {
                     "password": string()}),
             ))
             .ok(200, "a token pair", pair())
-            .err(401, &["UNAUTHORIZED"])
-            .err(403, &["ACCOUNT_NOT_ACTIVE"])
-            .err(503, &["BUSY"])
+            .err(&[E::Unauthorized])
+            .err(&[E::AccountNotActive])
+            .err(&[E::Busy])
             .store(),
         op("post", "/v1/token/refresh", "accounts", "Spend a refresh token for a new pair")
             .json_body(input(&["refresh_token"], json!({"refresh_token": string()})))
             .ok(200, "a new token pair", pair())
-            .err(401, &["UNAUTHORIZED"])
+            .err(&[E::Unauthorized])
             .store(),
         op("post", "/v1/logout", "accounts", "End this login")
             .auth(ACCESS)
@@ -983,15 +624,15 @@ fn account_ops() -> Vec<Op> {
                 json!({"old_password": string(), "new_password": string()}),
             ))
             .ok(200, "changed; the user's other sessions end", status("changed"))
-            .err(400, &["WEAK_PASSWORD"])
-            .err(403, &["FORBIDDEN"])
-            .err(503, &["BUSY"])
+            .err(&[E::WeakPassword])
+            .err(&[E::Forbidden])
+            .err(&[E::Busy])
             .store(),
         op("post", "/v1/users/password/reset", "accounts", "Ask for a password reset code")
             .json_body(email_or_phone(&[], json!({})))
             .ok(202, "accepted, whether or not the account exists", status("accepted"))
-            .err(400, &["INVALID_REQUEST"])
-            .err(429, &["RATE_LIMITED"])
+            .err(&[E::InvalidRequest])
+            .err(&[E::RateLimited])
             .store(),
         op("post", "/v1/users/password/reset/confirm", "accounts", "Set a new password with the reset code")
             .json_body(email_or_phone(
@@ -999,10 +640,10 @@ fn account_ops() -> Vec<Op> {
                 json!({"code": string(), "password": string()}),
             ))
             .ok(200, "changed; every session and third-party grant ends", status("changed"))
-            .err(400, &["INVALID_REQUEST", "INVALID_CODE", "WEAK_PASSWORD"])
-            .err(401, &["UNAUTHORIZED"])
-            .err(403, &["FORBIDDEN"])
-            .err(503, &["BUSY"])
+            .err(&[E::InvalidRequest, E::InvalidCode, E::WeakPassword])
+            .err(&[E::Unauthorized])
+            .err(&[E::Forbidden])
+            .err(&[E::Busy])
             .store(),
         op("get", "/v1/oidc/{provider}/start", "accounts", "Start an OpenID Connect login")
             .describe("Redirects to the provider, or answers `{\"authorize_url\"}` for `Accept: application/json`. Both set the browser-binding cookie `__Host-rampart_oidc` (Secure, HttpOnly, SameSite=Lax), which the callback needs.")
@@ -1010,9 +651,9 @@ fn account_ops() -> Vec<Op> {
             .redirect(303, "to the provider's authorisation endpoint")
             .ok(200, "with `Accept: application/json`",
                 object(&["authorize_url"], json!({"authorize_url": string()})))
-            .err(400, &["INVALID_REQUEST"])
-            .err(429, &["RATE_LIMITED"])
-            .err(502, &["OIDC_PROVIDER_ERROR"])
+            .err(&[E::InvalidRequest])
+            .err(&[E::RateLimited])
+            .err(&[E::OidcProviderError])
             .not_found()
             .store(),
         op("get", "/v1/oidc/{provider}/callback", "accounts", "Finish an OpenID Connect login")
@@ -1020,10 +661,10 @@ fn account_ops() -> Vec<Op> {
             .query("state", string(), "the state of the start")
             .query("error", string(), "the provider refused the login")
             .ok(200, "a token pair, as from POST /v1/login", pair())
-            .err(400, &["OIDC_STATE_MISMATCH"])
-            .err(401, &["OIDC_LOGIN_FAILED"])
-            .err(409, &["CONFLICT"])
-            .err(502, &["OIDC_PROVIDER_ERROR"])
+            .err(&[E::OidcStateMismatch])
+            .err(&[E::OidcLoginFailed])
+            .err(&[E::Conflict])
+            .err(&[E::OidcProviderError])
             .not_found()
             .store(),
     ]
@@ -1040,9 +681,9 @@ fn binding_ops() -> Vec<Op> {
             ))
             .ok(201, "bound", r("BindResult"))
             .ok(200, "already bound", r("BindResult"))
-            .err(400, &["INVALID_REQUEST"])
-            .err(409, &["CONFLICT"])
-            .err(429, &["RATE_LIMITED"])
+            .err(&[E::InvalidRequest])
+            .err(&[E::Conflict])
+            .err(&[E::RateLimited])
             .not_found()
             .store(),
         op("get", "/v1/bindings", "bindings", "The user's devices, newest first")
@@ -1050,7 +691,7 @@ fn binding_ops() -> Vec<Op> {
             .auth(&[Auth::User, Auth::OAuthRead])
             .paged()
             .ok(200, "a page of bindings", page(r("Binding")))
-            .err(403, &["INSUFFICIENT_SCOPE"])
+            .err(&[E::InsufficientScope])
             .store(),
         op("delete", "/v1/bindings/{did}", "bindings", "Unbind a device")
             .describe("The owner's unbind removes every binding, share and bind token of the device.")
@@ -1070,7 +711,7 @@ fn binding_ops() -> Vec<Op> {
         op("post", "/v1/shares/{share_id}/accept", "bindings", "Accept a share")
             .auth(ACCESS)
             .ok(200, "the share, now accepted", r("Share"))
-            .err(409, &["CONFLICT"])
+            .err(&[E::Conflict])
             .not_found()
             .store(),
         op("delete", "/v1/shares/{share_id}", "bindings", "Decline or give up a share")
@@ -1087,15 +728,15 @@ fn binding_ops() -> Vec<Op> {
             .describe("Upgrades to a WebSocket streaming one `LiveEvent` JSON text message per event, for every device the user may read. Closes with 4401 when the token expires or is revoked.")
             .auth(&[Auth::User, Auth::UserQuery])
             .answer(101, json!({"description": "switching to the WebSocket; messages are `LiveEvent`"}))
-            .err(426, &["UPGRADE_REQUIRED"])
-            .err(429, &["RATE_LIMITED"])
+            .err(&[E::UpgradeRequired])
+            .err(&[E::RateLimited])
             .store(),
         op("get", "/v1/developers/ws", "developers", "Live push of the developer's devices (WebSocket)")
             .describe("Upgrades to a WebSocket streaming one `LiveEvent` JSON text message per event, for every device of a product the developer may read (personal products, and enterprise products for any member role). A membership, role or suspension change applies before the next event. Closes with 4401 when the token expires or is revoked.")
             .auth(&[Auth::Developer, Auth::UserQuery])
             .answer(101, json!({"description": "switching to the WebSocket; messages are `LiveEvent`"}))
-            .err(426, &["UPGRADE_REQUIRED"])
-            .err(429, &["RATE_LIMITED"])
+            .err(&[E::UpgradeRequired])
+            .err(&[E::RateLimited])
             .store(),
     ]
 }
@@ -1160,8 +801,8 @@ fn oauth_ops() -> Vec<Op> {
                     "public": boolean()}),
             ))
             .ok(201, "the client; a confidential client's secret is shown once", r("OAuthClient"))
-            .err(400, &["INVALID_REQUEST"])
-            .err(409, &["CONFLICT"])
+            .err(&[E::InvalidRequest])
+            .err(&[E::Conflict])
             .store(),
         op("get", "/v1/oauth/clients", "oauth", "The clients the caller manages")
             .describe("The operator sees every client, a developer the clients they registered.")
@@ -1178,7 +819,7 @@ fn oauth_ops() -> Vec<Op> {
             .auth(MANAGER)
             .json_body(input(&[], json!({"name": string(), "redirect_uris": array(string())})))
             .ok(200, "the changed client", r("OAuthClientView"))
-            .err(400, &["INVALID_REQUEST"])
+            .err(&[E::InvalidRequest])
             .not_found()
             .store(),
         op("delete", "/v1/oauth/clients/{client_id}", "oauth", "Delete a client, its grants and tokens")
@@ -1201,7 +842,7 @@ fn oauth_ops() -> Vec<Op> {
                 object(&["client_id", "client_secret"],
                     json!({"client_id": string(), "client_secret": string()})),
             )
-            .err(409, &["CONFLICT"])
+            .err(&[E::Conflict])
             .not_found()
             .store(),
         op("get", "/v1/oauth/grants", "oauth", "The third-party grants of the user")
@@ -1230,7 +871,7 @@ fn oauth_ops() -> Vec<Op> {
                 object(&["redirect_to"], json!({"redirect_to": string(), "code": string(),
                     "state": nullable("string")})),
             )
-            .err(400, &["INVALID_REQUEST", "INVALID_CLIENT", "INVALID_SCOPE", "UNSUPPORTED_RESPONSE_TYPE"])
+            .err(&[E::InvalidRequest, E::InvalidClient, E::InvalidScope, E::UnsupportedResponseType])
             .store(),
         op("post", "/oauth/authorize/consent", "oauth", "Answer the consent form")
             .describe("The form of the consent page: the authorisation request, `csrf` (matching the cookie), `username`, `password`, `approve` (repeatable scope) and `decision`.")
@@ -1297,8 +938,8 @@ fn developer_ops() -> Vec<Op> {
             json!({"email": string(), "password": string()}),
         ))
         .ok(201, "activation pending", status("activation_pending"))
-        .err(400, &["INVALID_REQUEST", "WEAK_PASSWORD"])
-        .err(503, &["BUSY"])
+        .err(&[E::InvalidRequest, E::WeakPassword])
+        .err(&[E::Busy])
         .store(),
         op(
             "post",
@@ -1311,7 +952,7 @@ fn developer_ops() -> Vec<Op> {
             json!({"email": string(), "code": string()}),
         ))
         .ok(200, "active", status("active"))
-        .err(400, &["INVALID_REQUEST", "INVALID_CODE"])
+        .err(&[E::InvalidRequest, E::InvalidCode])
         .store(),
         op(
             "post",
@@ -1321,8 +962,8 @@ fn developer_ops() -> Vec<Op> {
         )
         .json_body(email_only())
         .ok(202, "accepted", status("accepted"))
-        .err(400, &["INVALID_REQUEST"])
-        .err(429, &["RATE_LIMITED"])
+        .err(&[E::InvalidRequest])
+        .err(&[E::RateLimited])
         .store(),
         op(
             "post",
@@ -1336,8 +977,8 @@ fn developer_ops() -> Vec<Op> {
             "accepted, whether or not the account exists",
             status("accepted"),
         )
-        .err(400, &["INVALID_REQUEST"])
-        .err(429, &["RATE_LIMITED"])
+        .err(&[E::InvalidRequest])
+        .err(&[E::RateLimited])
         .store(),
         op(
             "post",
@@ -1354,8 +995,8 @@ fn developer_ops() -> Vec<Op> {
             "changed; every session ends (TOTP stays on)",
             status("changed"),
         )
-        .err(400, &["INVALID_REQUEST", "INVALID_CODE", "WEAK_PASSWORD"])
-        .err(503, &["BUSY"])
+        .err(&[E::InvalidRequest, E::InvalidCode, E::WeakPassword])
+        .err(&[E::Busy])
         .store(),
         op(
             "post",
@@ -1369,9 +1010,9 @@ fn developer_ops() -> Vec<Op> {
                     "recovery_code": string()}),
         ))
         .ok(200, "a token pair", pair())
-        .err(401, &["UNAUTHORIZED", "TOTP_REQUIRED"])
-        .err(403, &["ACCOUNT_NOT_ACTIVE", "ACCOUNT_SUSPENDED"])
-        .err(503, &["BUSY"])
+        .err(&[E::Unauthorized, E::TotpRequired])
+        .err(&[E::AccountNotActive, E::AccountSuspended])
+        .err(&[E::Busy])
         .store(),
         op(
             "post",
@@ -1384,7 +1025,7 @@ fn developer_ops() -> Vec<Op> {
             json!({"refresh_token": string()}),
         ))
         .ok(200, "a new token pair", pair())
-        .err(401, &["UNAUTHORIZED"])
+        .err(&[E::Unauthorized])
         .store(),
         op(
             "post",
@@ -1425,9 +1066,9 @@ fn developer_ops() -> Vec<Op> {
             "changed; the developer's other sessions end",
             status("changed"),
         )
-        .err(400, &["WEAK_PASSWORD"])
-        .err(403, &["FORBIDDEN"])
-        .err(503, &["BUSY"])
+        .err(&[E::WeakPassword])
+        .err(&[E::Forbidden])
+        .err(&[E::Busy])
         .store(),
         op(
             "post",
@@ -1444,7 +1085,7 @@ fn developer_ops() -> Vec<Op> {
                 json!({"secret": string(), "otpauth_uri": string()}),
             ),
         )
-        .err(409, &["CONFLICT"])
+        .err(&[E::Conflict])
         .store(),
         op(
             "post",
@@ -1462,8 +1103,8 @@ fn developer_ops() -> Vec<Op> {
                 json!({"recovery_codes": array(string())}),
             ),
         )
-        .err(400, &["INVALID_CODE"])
-        .err(409, &["CONFLICT"])
+        .err(&[E::InvalidCode])
+        .err(&[E::Conflict])
         .store(),
         op(
             "post",
@@ -1484,9 +1125,9 @@ fn developer_ops() -> Vec<Op> {
                 json!({"totp_enabled": {"type": "boolean", "const": false}}),
             ),
         )
-        .err(403, &["FORBIDDEN"])
-        .err(409, &["CONFLICT"])
-        .err(503, &["BUSY"])
+        .err(&[E::Forbidden])
+        .err(&[E::Conflict])
+        .err(&[E::Busy])
         .store(),
         op(
             "get",
@@ -1505,7 +1146,7 @@ fn developer_ops() -> Vec<Op> {
         )
         .auth(DEVELOPER)
         .ok(200, "the enterprise joined", r("Enterprise"))
-        .err(409, &["CONFLICT"])
+        .err(&[E::Conflict])
         .not_found()
         .store(),
         op(
@@ -1544,8 +1185,8 @@ fn enterprise_ops() -> Vec<Op> {
         .auth(MANAGER)
         .json_body(input(&["name"], json!({"name": string()})))
         .ok(201, "the enterprise", r("Enterprise"))
-        .err(400, &["INVALID_REQUEST"])
-        .err(409, &["CONFLICT"])
+        .err(&[E::InvalidRequest])
+        .err(&[E::Conflict])
         .store(),
         op(
             "get",
@@ -1568,7 +1209,7 @@ fn enterprise_ops() -> Vec<Op> {
         )
         .auth(MANAGER)
         .ok(200, "the enterprise and the caller's role", r("Enterprise"))
-        .err(403, &["FORBIDDEN"])
+        .err(&[E::Forbidden])
         .not_found()
         .store(),
         op(
@@ -1579,7 +1220,7 @@ fn enterprise_ops() -> Vec<Op> {
         )
         .auth(MANAGER)
         .ok(200, "the members", all(r("Member")))
-        .err(403, &["FORBIDDEN"])
+        .err(&[E::Forbidden])
         .not_found()
         .store(),
         op(
@@ -1598,8 +1239,8 @@ fn enterprise_ops() -> Vec<Op> {
                 json!({"developer_id": string(), "role": role()}),
             ),
         )
-        .err(403, &["FORBIDDEN"])
-        .err(409, &["CONFLICT"])
+        .err(&[E::Forbidden])
+        .err(&[E::Conflict])
         .not_found()
         .store(),
         op(
@@ -1617,8 +1258,8 @@ fn enterprise_ops() -> Vec<Op> {
                 json!({"developer_id": string(), "status": {"type": "string", "const": "removed"}}),
             ),
         )
-        .err(403, &["FORBIDDEN"])
-        .err(409, &["CONFLICT"])
+        .err(&[E::Forbidden])
+        .err(&[E::Conflict])
         .not_found()
         .store(),
         op(
@@ -1637,9 +1278,9 @@ fn enterprise_ops() -> Vec<Op> {
             "the invitation",
             object(&["invite_id"], json!({"invite_id": string()})),
         )
-        .err(400, &["INVALID_REQUEST"])
-        .err(403, &["FORBIDDEN"])
-        .err(409, &["CONFLICT"])
+        .err(&[E::InvalidRequest])
+        .err(&[E::Forbidden])
+        .err(&[E::Conflict])
         .not_found()
         .store(),
     ]
@@ -1674,9 +1315,9 @@ fn access_key_ops() -> Vec<Op> {
             "the key id and its secret, shown once",
             r("CreatedKey"),
         )
-        .err(400, &["INVALID_REQUEST"])
-        .err(403, &["FORBIDDEN"])
-        .err(409, &["CONFLICT"])
+        .err(&[E::InvalidRequest])
+        .err(&[E::Forbidden])
+        .err(&[E::Conflict])
         .not_found()
         .store(),
         op(
@@ -1687,7 +1328,7 @@ fn access_key_ops() -> Vec<Op> {
         )
         .auth(MANAGER)
         .ok(200, "the keys", all(r("AccessKey")))
-        .err(403, &["FORBIDDEN"])
+        .err(&[E::Forbidden])
         .not_found()
         .store(),
         op(
@@ -1706,7 +1347,7 @@ fn access_key_ops() -> Vec<Op> {
                 json!({"key_id": string(), "status": {"type": "string", "const": "deleted"}}),
             ),
         )
-        .err(403, &["FORBIDDEN"])
+        .err(&[E::Forbidden])
         .not_found()
         .store(),
         op(
@@ -1718,7 +1359,7 @@ fn access_key_ops() -> Vec<Op> {
         .describe("Audited (`access_key.disable`). Requests with it answer 401 `KEY_DISABLED`.")
         .auth(MANAGER)
         .ok(200, "the key, `disabled` true", r("AccessKey"))
-        .err(403, &["FORBIDDEN"])
+        .err(&[E::Forbidden])
         .not_found()
         .store(),
         op(
@@ -1730,7 +1371,7 @@ fn access_key_ops() -> Vec<Op> {
         .describe("Audited (`access_key.enable`).")
         .auth(MANAGER)
         .ok(200, "the key, `disabled` false", r("AccessKey"))
-        .err(403, &["FORBIDDEN"])
+        .err(&[E::Forbidden])
         .not_found()
         .store(),
         op(
@@ -1761,8 +1402,8 @@ fn access_key_ops() -> Vec<Op> {
                 json!({"key_id": string(), "secret": string(), "previous_valid_until": millis()}),
             ),
         )
-        .err(400, &["INVALID_REQUEST"])
-        .err(403, &["FORBIDDEN"])
+        .err(&[E::InvalidRequest])
+        .err(&[E::Forbidden])
         .not_found()
         .store(),
         audit_query(
@@ -1778,7 +1419,7 @@ fn access_key_ops() -> Vec<Op> {
             .auth(MANAGER),
         )
         .ok(200, "a page of audit entries", page(r("AuditEntry")))
-        .err(403, &["FORBIDDEN"])
+        .err(&[E::Forbidden])
         .not_found()
         .store(),
     ]
@@ -1800,7 +1441,7 @@ fn enterprise_api_ops() -> Vec<Op> {
         .query("product_key", string(), "only this product's devices (one the key names, else 404)")
         .paged()
         .ok(200, "a page of devices", page(r("DeviceView")))
-        .err(403, &["FORBIDDEN"])
+        .err(&[E::Forbidden])
         .not_found(),
         op(
             "get",
@@ -1811,7 +1452,7 @@ fn enterprise_api_ops() -> Vec<Op> {
         .describe("Audited (`enterprise.device_read`). Sensitive points the key does not name are left out of `state`.")
         .auth(ACCESS_KEY)
         .ok(200, "the device", r("DeviceView"))
-        .err(403, &["FORBIDDEN"])
+        .err(&[E::Forbidden])
         .not_found(),
         op(
             "get",
@@ -1838,7 +1479,7 @@ fn enterprise_api_ops() -> Vec<Op> {
                     "meta": object(&["limit", "count"], json!({"limit": int(), "count": int()}))}),
             ),
         )
-        .err(403, &["FORBIDDEN"])
+        .err(&[E::Forbidden])
         .not_found(),
         op(
             "post",
@@ -1862,10 +1503,10 @@ fn enterprise_api_ops() -> Vec<Op> {
                 json!({"id": string(), "status": {"type": "string", "const": "queued"}}),
             ),
         )
-        .err(400, &["INVALID_JSON", "INVALID_REQUEST", "INVALID_DATAPOINT"])
-        .err(403, &["FORBIDDEN"])
-        .err(409, &["DEVICE_OFFLINE"])
-        .err(504, &["COMMAND_TIMEOUT"])
+        .err(&[E::InvalidJson, E::InvalidRequest, E::InvalidDatapoint])
+        .err(&[E::Forbidden])
+        .err(&[E::DeviceOffline])
+        .err(&[E::CommandTimeout])
         .not_found(),
         audit_query(
             op(
@@ -1878,7 +1519,7 @@ fn enterprise_api_ops() -> Vec<Op> {
             .auth(ACCESS_KEY),
         )
         .ok(200, "a page of audit entries", page(r("AuditEntry")))
-        .err(403, &["FORBIDDEN"]),
+        .err(&[E::Forbidden]),
         op(
             "get",
             "/v1/enterprise/events",
@@ -1892,8 +1533,8 @@ fn enterprise_api_ops() -> Vec<Op> {
         .query("prefetch", json!({"type": "integer", "minimum": 1, "maximum": 32767, "default": 50}), "most unacknowledged events at once")
         .query("events", string(), "comma-separated event kinds; empty: all")
         .answer(101, json!({"description": "switching to the WebSocket"}))
-        .err(426, &["UPGRADE_REQUIRED"])
-        .err(403, &["FORBIDDEN"])
+        .err(&[E::UpgradeRequired])
+        .err(&[E::Forbidden])
         .not_found(),
     ]
 }
@@ -1905,7 +1546,7 @@ fn webhook_ops() -> Vec<Op> {
     let hook = |method: &'static str, path: &'static str, summary: &'static str| {
         op(method, path, "enterprise api", summary)
             .auth(ACCESS_KEY)
-            .err(403, &["FORBIDDEN"])
+            .err(&[E::Forbidden])
             .not_found()
     };
     let counted = |what: &str| {
@@ -1936,8 +1577,8 @@ fn webhook_ops() -> Vec<Op> {
             ),
         )
         .ok(201, "the webhook and its secret", r("CreatedWebhook"))
-        .err(400, &["INVALID_REQUEST", "WEBHOOK_URL_REFUSED"])
-        .err(409, &["CONFLICT"]),
+        .err(&[E::InvalidRequest, E::WebhookUrlRefused])
+        .err(&[E::Conflict]),
         hook(
             "get",
             "/v1/enterprise/webhooks",
@@ -2037,9 +1678,9 @@ fn operator_ops() -> Vec<Op> {
             json!({"email": string(), "password": string()}),
         ))
         .ok(201, "the developer", r("Developer"))
-        .err(400, &["INVALID_REQUEST", "WEAK_PASSWORD"])
-        .err(409, &["CONFLICT"])
-        .err(503, &["BUSY"])
+        .err(&[E::InvalidRequest, E::WeakPassword])
+        .err(&[E::Conflict])
+        .err(&[E::Busy])
         .store(),
         op("get", "/v1/admin/developers", "operator", "List developers")
             .auth(ADMIN)
@@ -2089,8 +1730,8 @@ fn operator_ops() -> Vec<Op> {
             json!({"name": string(), "owner_developer_id": string()}),
         ))
         .ok(201, "the enterprise", r("Enterprise"))
-        .err(400, &["INVALID_REQUEST"])
-        .err(409, &["CONFLICT"])
+        .err(&[E::InvalidRequest])
+        .err(&[E::Conflict])
         .not_found()
         .store(),
         op(
@@ -2116,8 +1757,8 @@ fn operator_ops() -> Vec<Op> {
     ]
 }
 
-/// The named schemas.
-fn schemas() -> Value {
+/// The schemas of the described operations (those the derived groups name are theirs).
+pub(super) fn schemas() -> Map<String, Value> {
     let webhook = json!({"webhook_id": string(), "url": string(), "products": array(string()),
         "events": array(string()), "disabled": boolean(),
         "created_by": {"type": "string", "description": "the access key that created it"},
@@ -2189,144 +1830,6 @@ fn schemas() -> Value {
                 json!({
             "user_id": string(), "email": nullable("string"), "phone": nullable("string"),
             "active": boolean(), "created_at": millis()}),
-            ),
-        ),
-        (
-            "IdentityModes",
-            json!({"type": "object", "additionalProperties": false, "properties": {
-            "dynamic_registration": {"type": "boolean", "default": false},
-            "allowlist": {"type": "boolean", "default": false}}}),
-        ),
-        (
-            "DataPoint",
-            json!({"type": "object", "required": ["name", "type"],
-            "additionalProperties": false, "properties": {
-            "name": string(), "type": one_of(&["bool", "enum", "int", "float", "string", "binary"]),
-            "min": {"type": "number"}, "max": {"type": "number"}, "step": {"type": "number"},
-            "values": array(string()), "max_len": {"type": "integer", "minimum": 0},
-            "writable": {"type": "boolean", "default": false},
-            "sensitivity": {"type": "string", "enum": ["public", "internal", "sensitive"],
-                "default": "public"}}}),
-        ),
-        (
-            "NewProduct",
-            json!({"type": "object", "required": ["name"], "additionalProperties": false,
-            "properties": {
-            "name": string(), "identity": r("IdentityModes"),
-            "report_limit_per_min": {"type": "integer", "default": 1800},
-            "datapoints": array(r("DataPoint")),
-            "enterprise_id": nullable("string"),
-            "owner": {"description": "who owns the product (default: the calling developer; the operator's own product for the admin)",
-                "oneOf": [{"type": "string", "const": "personal"},
-                    input(&["enterprise_id"], json!({"enterprise_id": string()})),
-                    input(&["developer_id"], json!({"developer_id": string()}))]}}}),
-        ),
-        (
-            "CreatedProduct",
-            object(
-                &["product_key"],
-                json!({"product_key": string(),
-            "product_secret": {"type": "string", "description": "only for a caller who may see secrets"}}),
-            ),
-        ),
-        (
-            "Product",
-            object(
-                &[
-                    "product_key",
-                    "name",
-                    "identity",
-                    "report_limit_per_min",
-                    "datapoints",
-                    "enterprise_id",
-                    "created_at",
-                ],
-                json!({
-            "product_key": string(), "name": string(), "identity": r("IdentityModes"),
-            "report_limit_per_min": int(), "datapoints": array(r("DataPoint")),
-            "enterprise_id": nullable("string"), "created_at": millis()}),
-            ),
-        ),
-        (
-            "ProductSecret",
-            object(
-                &["product_key", "product_secret"],
-                json!({"product_key": string(), "product_secret": string()}),
-            ),
-        ),
-        (
-            "RegisterRequest",
-            input(
-                &["product_key", "hardware_id", "ts", "nonce", "mode", "sign"],
-                json!({
-            "product_key": string(), "hardware_id": string(), "ts": millis(), "nonce": string(),
-            "mode": one_of(&["product", "device"]),
-            "sign": {"type": "string", "description": "HMAC-SHA256, hex; see docs/protocol.md"},
-            "device_sign": {"type": "string", "description": "for hardware already registered: \
-                the HMAC-SHA256 (hex) of the same string as `sign`, keyed by the device's current secret"}}),
-            ),
-        ),
-        (
-            "Registered",
-            object(
-                &["did"],
-                json!({"did": string(),
-            "device_secret": {"type": "string", "description": "absent at a first registration in mode `device` (the factory secret stays the device secret)"},
-            "passcode": {"type": "string", "description": "only at a first registration and at a re-provisioning"}}),
-            ),
-        ),
-        (
-            "DeviceSummary",
-            object(
-                &[
-                    "did",
-                    "product_key",
-                    "hardware_id",
-                    "online",
-                    "last_seen",
-                    "created_at",
-                ],
-                json!({"did": string(), "product_key": string(), "hardware_id": string(),
-                "online": boolean(), "last_seen": nullable("integer"), "created_at": millis()}),
-            ),
-        ),
-        (
-            "DeviceView",
-            object(
-                &[
-                    "did",
-                    "product_key",
-                    "hardware_id",
-                    "online",
-                    "last_seen",
-                    "created_at",
-                    "state",
-                ],
-                json!({"did": string(), "product_key": string(), "hardware_id": string(),
-                "online": boolean(), "last_seen": nullable("integer"), "created_at": millis(),
-                "state": values}),
-            ),
-        ),
-        (
-            "HistoryPoint",
-            object(
-                &["ts", "point", "value"],
-                json!({"ts": millis(), "point": string(), "value": {"type": ["boolean", "number", "string"],
-                "description": "typed by the data point (binary: base64)"}}),
-            ),
-        ),
-        (
-            "CommandRequest",
-            json!({"type": "object", "additionalProperties": false,
-            "description": "exactly one of `set` or `action`",
-            "properties": {"set": values, "action": one_of(&["reboot", "factory_reset", "wipe"])}}),
-        ),
-        (
-            "Ack",
-            object(
-                &["id", "status"],
-                json!({"id": string(), "status": one_of(&["ok", "error"]),
-            "message": string()}),
             ),
         ),
         (
@@ -2573,340 +2076,24 @@ fn schemas() -> Value {
             ),
         ),
     ];
-    Value::Object(list.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+    list.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }
 
-/// The whole document.
-pub(crate) fn document() -> Value {
-    let mut paths: BTreeMap<&str, Map<String, Value>> = BTreeMap::new();
+/// The path items of the `described` paths: method -> operation.
+pub(super) fn paths(described: &BTreeSet<&'static str>) -> BTreeMap<String, Map<String, Value>> {
+    let mut out: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
     for o in operations() {
-        paths
-            .entry(o.path)
-            .or_default()
-            .insert(o.method.to_owned(), o.to_json());
-    }
-    json!({
-        "openapi": "3.1.0",
-        "info": {
-            "title": "Rampart HTTP API",
-            "version": env!("CARGO_PKG_VERSION"),
-            "description": "Errors are `{\"error\": {\"code\", \"message\"}}` (except `/oauth/token` and `/oauth/revoke`: RFC 6749, and the HTML pages of `/oauth/authorize`). Any path answers 404 `NOT_FOUND` when unknown and 405 `METHOD_NOT_ALLOWED` for a method it does not serve. See docs/api.md.",
-            "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"}
-        },
-        "tags": [
-            {"name": "service"}, {"name": "products"}, {"name": "devices"},
-            {"name": "accounts", "description": "end users"}, {"name": "bindings"},
-            {"name": "oauth", "description": "the OAuth2 authorisation server"},
-            {"name": "developers"}, {"name": "enterprises"},
-            {"name": "enterprise api", "description": "signed requests with an enterprise access key"},
-            {"name": "operator", "description": "the operator's account administration"}
-        ],
-        "paths": paths,
-        "components": {
-            "schemas": schemas(),
-            "securitySchemes": {
-                "admin": {"type": "http", "scheme": "bearer",
-                    "description": "the operator's bootstrap admin token"},
-                "user": {"type": "http", "scheme": "bearer", "bearerFormat": "rat_",
-                    "description": "an end user's access token from POST /v1/login"},
-                "developer": {"type": "http", "scheme": "bearer", "bearerFormat": "rdt_",
-                    "description": "a developer's access token from POST /v1/developers/login"},
-                "oauth": {"type": "oauth2",
-                    "description": "a third party's `roa_` access token, within its scopes",
-                    "flows": {"authorizationCode": {
-                        "authorizationUrl": "/oauth/authorize", "tokenUrl": "/oauth/token",
-                        "refreshUrl": "/oauth/token",
-                        "scopes": {"devices:read": "see the user's devices, their state and history",
-                            "devices:control": "send commands to the devices the user may control",
-                            "devices:admin": "the destructive commands (`factory_reset`, `wipe`) on the devices the user owns"}}}},
-                "user_query": {"type": "apiKey", "in": "query", "name": "access_token",
-                    "description": "an access token in the query (live push only: an end user's on /v1/ws, a developer's on /v1/developers/ws)"},
-                "client_basic": {"type": "http", "scheme": "basic",
-                    "description": "OAuth2 client id and secret (or `client_id`/`client_secret` form fields)"},
-                "access_key": {"type": "apiKey", "in": "header", "name": "Authorization",
-                    "description": "an enterprise access key's signed request: `Authorization: RAMPART-HMAC-SHA256 key_id=..., ts=..., nonce=..., signature=...`, an HMAC-SHA256 of the request with the key's secret; see docs/enterprise-api.md"}
-            }
+        if described.contains(o.path) {
+            out.entry(o.path.to_owned())
+                .or_default()
+                .insert(o.method.to_owned(), o.to_json());
         }
-    })
+    }
+    out
 }
 
+/// Every path the table describes, for the test that each is routed.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::body::Body;
-    use axum::http::{Method, Request, StatusCode};
-    use tower::ServiceExt;
-
-    /// The (method, path) pairs the document describes.
-    fn documented(doc: &Value) -> BTreeSet<(String, String)> {
-        let mut out = BTreeSet::new();
-        for (path, item) in doc["paths"].as_object().unwrap() {
-            for method in item.as_object().unwrap().keys() {
-                out.insert((method.to_uppercase(), path.clone()));
-            }
-        }
-        out
-    }
-
-    /// The paths in the router, read from its `Debug` output (axum offers no other listing).
-    fn router_paths(router: &Router) -> BTreeSet<String> {
-        let full = format!("{router:?}");
-        // Only the path router: the fallback router holds axum's own catch-all paths.
-        let text = full.split("fallback_router").next().unwrap();
-        let mut out = BTreeSet::new();
-        for (i, chunk) in text.split('"').enumerate() {
-            if i % 2 == 1 && chunk.starts_with('/') && !chunk.contains("__private__") {
-                out.insert(chunk.to_owned());
-            }
-        }
-        out
-    }
-
-    async fn test_router() -> (Router, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = rampart_store::Store::open_sqlite(&dir.path().join("t.db"))
-            .await
-            .unwrap();
-        let core = rampart_core::Core::new(
-            store,
-            rampart_core::secret::MasterKey::from_bytes(&[7; 32]),
-            Default::default(),
-        );
-        let router = crate::router(AppState {
-            core,
-            metrics: None,
-            http: Default::default(),
-        });
-        (router, dir)
-    }
-
-    /// Every served (method, path) is documented, and every documented one is served: the paths
-    /// come from the router itself, the methods from asking it (405 means "not served here").
-    #[tokio::test]
-    async fn the_document_lists_exactly_the_served_routes() {
-        let (router, _dir) = test_router().await;
-        let paths = router_paths(&router);
-        assert!(paths.contains("/healthz") && paths.len() > 50, "{paths:?}");
-        let mut served = BTreeSet::new();
-        for path in &paths {
-            let concrete: Vec<String> = path
-                .split('/')
-                .map(|s| {
-                    if s.starts_with('{') {
-                        "x1".to_owned()
-                    } else {
-                        s.to_owned()
-                    }
-                })
-                .collect();
-            let uri = concrete.join("/");
-            for m in [
-                Method::GET,
-                Method::POST,
-                Method::PUT,
-                Method::PATCH,
-                Method::DELETE,
-            ] {
-                let req = Request::builder()
-                    .method(m.clone())
-                    .uri(&uri)
-                    .body(Body::empty())
-                    .unwrap();
-                let resp = router.clone().oneshot(req).await.unwrap();
-                if resp.status() != StatusCode::METHOD_NOT_ALLOWED {
-                    served.insert((m.to_string(), path.clone()));
-                }
-            }
-        }
-        let doc = document();
-        let documented = documented(&doc);
-        let undocumented: Vec<_> = served.difference(&documented).collect();
-        let not_served: Vec<_> = documented.difference(&served).collect();
-        assert!(
-            undocumented.is_empty(),
-            "served but not documented: {undocumented:?}"
-        );
-        assert!(
-            not_served.is_empty(),
-            "documented but not served: {not_served:?}"
-        );
-    }
-
-    #[test]
-    fn every_operation_documents_its_errors_and_parameters() {
-        let cannot_fail = ["/healthz", "/openapi.json"];
-        for o in operations() {
-            let v = o.to_json();
-            let responses = v["responses"].as_object().unwrap();
-            let client_errors = responses.keys().filter(|s| s.starts_with('4')).count();
-            if !cannot_fail.contains(&o.path) {
-                assert!(
-                    client_errors > 0,
-                    "{} {} documents no 4xx",
-                    o.method,
-                    o.path
-                );
-            }
-            assert!(responses
-                .keys()
-                .any(|s| s.starts_with('1') || s.starts_with('2')));
-            for (status, r) in responses {
-                assert!(
-                    r["description"].as_str().is_some_and(|d| !d.is_empty()),
-                    "{} {} {status}",
-                    o.method,
-                    o.path
-                );
-            }
-            if !o.auth.is_empty() && o.auth != [Auth::Client] {
-                assert!(responses.contains_key("401"), "{} {}", o.method, o.path);
-            }
-            for code in o.errors.values().flatten() {
-                assert!(!meaning(code).is_empty(), "no meaning for {code}");
-            }
-            let names: Vec<&str> = v["parameters"]
-                .as_array()
-                .map(|ps| {
-                    ps.iter()
-                        .filter(|p| p["in"] == "path")
-                        .map(|p| p["name"].as_str().unwrap())
-                        .collect()
-                })
-                .unwrap_or_default();
-            assert_eq!(names, path_params(o.path), "{} {}", o.method, o.path);
-            for p in names {
-                assert!(!path_param_meaning(p).is_empty(), "{p}");
-            }
-        }
-    }
-
-    #[test]
-    fn the_document_is_openapi_3_1_with_resolvable_references() {
-        let doc = document();
-        // Each schema on its own first, so a failure names the schema.
-        let mut schemas_at: Vec<(String, Value)> = Vec::new();
-        collect_schemas("", &doc, &mut schemas_at);
-        for (at, schema) in schemas_at {
-            let parsed: Result<utoipa::openapi::RefOr<utoipa::openapi::Schema>, _> =
-                serde_json::from_value(schema.clone());
-            if let Err(e) = parsed {
-                panic!("{at}: {schema} -> {e}");
-            }
-        }
-        let parsed: utoipa::openapi::OpenApi = serde_json::from_value(doc.clone()).unwrap();
-        assert_eq!(
-            serde_json::to_value(&parsed.openapi).unwrap(),
-            json!("3.1.0")
-        );
-        let text = doc.to_string();
-        let schemas = doc["components"]["schemas"].as_object().unwrap();
-        for piece in text.split("\"#/components/schemas/").skip(1) {
-            let name = piece.split('"').next().unwrap();
-            assert!(schemas.contains_key(name), "dangling reference to {name}");
-        }
-        let schemes = doc["components"]["securitySchemes"].as_object().unwrap();
-        let ids: Vec<String> = operations()
-            .iter()
-            .map(|o| operation_id(o.method, o.path))
-            .collect();
-        assert_eq!(
-            ids.iter().collect::<BTreeSet<_>>().len(),
-            ids.len(),
-            "operation ids must be unique"
-        );
-        for o in operations() {
-            for a in &o.auth {
-                let req = a.requirement();
-                let name = req.as_object().unwrap().keys().next().unwrap().clone();
-                assert!(schemes.contains_key(&name), "{name}");
-            }
-        }
-    }
-
-    /// The error codes the document lists are exactly those the handlers and extractors can answer
-    /// (every UPPER_SNAKE string literal of the modules that build `api::Error`s).
-    #[test]
-    fn the_documented_codes_are_the_answered_codes() {
-        let sources = [
-            include_str!("error.rs"),
-            include_str!("routes.rs"),
-            include_str!("auth.rs"),
-            include_str!("accounts.rs"),
-            include_str!("developers.rs"),
-            include_str!("oauth.rs"),
-            include_str!("oidc.rs"),
-            include_str!("ws.rs"),
-            include_str!("enterprise.rs"),
-            include_str!("limits.rs"),
-        ];
-        let is_code = |s: &&str| {
-            s.len() >= 4
-                && s.starts_with(|c: char| c.is_ascii_uppercase())
-                && s.chars().all(|c| c.is_ascii_uppercase() || c == '_')
-        };
-        // The refusals of a signed request, whose codes `rampart_core` names.
-        use rampart_core::access::access_keys::KeyAuthError as K;
-        let refusals = [
-            K::Malformed,
-            K::StaleTimestamp,
-            K::SignatureMismatch,
-            K::NonceReused,
-            K::IpNotAllowed,
-            K::KeyDisabled,
-            K::EnterpriseSuspended,
-            K::KeyExpired,
-        ];
-        let answered: BTreeSet<&str> = sources
-            .iter()
-            .flat_map(|src| src.split('"').filter(is_code))
-            .chain(refusals.iter().map(K::code))
-            .collect();
-        let documented: BTreeSet<&str> = operations()
-            .iter()
-            .flat_map(|o| o.errors.values().flatten().copied())
-            .collect();
-        // Answered on any path; `info.description` says so once.
-        let global = ["METHOD_NOT_ALLOWED"];
-        // The mapping of `core::Error::DeviceError`, which no core path constructs today.
-        let unreachable = ["DEVICE_ERROR"];
-        for c in &documented {
-            assert!(answered.contains(c), "{c} is documented but never answered");
-        }
-        for c in &answered {
-            assert!(
-                documented.contains(c) || global.contains(c) || unreachable.contains(c),
-                "{c} can be answered but no operation documents it"
-            );
-        }
-    }
-
-    /// Every value under a `schema` key, or directly under `components.schemas`, with where it is.
-    fn collect_schemas(at: &str, v: &Value, out: &mut Vec<(String, Value)>) {
-        if let Value::Object(m) = v {
-            for (k, x) in m {
-                let here = format!("{at}/{k}");
-                if k == "schema" || at == "/components/schemas" {
-                    out.push((here.clone(), x.clone()));
-                }
-                collect_schemas(&here, x, out);
-            }
-        }
-    }
-
-    #[tokio::test]
-    async fn openapi_json_is_served_without_credentials() {
-        let (router, _dir) = test_router().await;
-        let req = Request::builder()
-            .uri("/openapi.json")
-            .body(Body::empty())
-            .unwrap();
-        let resp = router.oneshot(req).await.unwrap();
-        assert_eq!(resp.status(), StatusCode::OK);
-        let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        let v: Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(v["openapi"], "3.1.0");
-        assert!(v["paths"]["/v1/bindings"]["get"]["responses"]["401"].is_object());
-    }
+pub(super) fn all_paths() -> BTreeSet<&'static str> {
+    operations().iter().map(|o| o.path).collect()
 }

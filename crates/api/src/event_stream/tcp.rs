@@ -9,8 +9,8 @@
 //! message handling with the WebSocket transport; it never touches MQTT. Connections are capped
 //! with a semaphore; one connection's failure ends that connection only.
 
-use crate::deadline::WriteDeadline;
-use crate::events::{self, Incoming, LoginFields, Outgoing, MAX_LINE};
+use crate::event_stream::{self as events, Incoming, LoginFields, Outgoing, MAX_LINE};
+use crate::server::deadline::WriteDeadline;
 use rampart_core::access::access_keys::KeyAuthError;
 use rampart_core::limits::name as limit;
 use rampart_core::stream::hub::Subscription;
@@ -226,7 +226,7 @@ pub fn parse_login_req(line: &str) -> Result<LoginReq, Value> {
 }
 
 fn refusal(e: crate::Error) -> Value {
-    events::login_refused(e.code, e.message)
+    events::login_refused(e.code.as_str(), e.message)
 }
 
 /// Split the socket into lines for the session.

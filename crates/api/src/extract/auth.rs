@@ -1,5 +1,7 @@
 //! Authentication extractors: [`Admin`] (the bootstrap admin token), [`User`] (an end user's access
 //! token) and [`Principal`] (either), plus the `X-Rampart-App-Id` header.
+//!
+//! Identity only: what the caller may do to a device or account is never decided here.
 
 use crate::{AppState, Error};
 use axum::extract::FromRequestParts;

@@ -1,0 +1,378 @@
+//! Devices: registration (a signed request from the device itself), listing, reading state and
+//! history, commands, re-provisioning windows, and disabling.
+//!
+//! Access to a device is decided by `rampart_core` (bindings for users, tenancy for developers,
+//! grants for third parties); this module only asks and maps the answer to HTTP. Each handler's
+//! `#[utoipa::path]` and answer types make its part of the OpenAPI document.
+
+use super::schemas::{
+    Ack, CommandRequestSchema, DeviceSummary, DeviceView, HistoryPage, Millis, Page, PageParams,
+    RegisterRequestSchema, Registered,
+};
+use super::{authorize, parse_did, parse_pk, Paging};
+use crate::extract::{client_ip, Body, Manager, Principal, Q};
+use crate::openapi::ApiRouter;
+use crate::{AppState, ClientAddr, Error};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use rampart_core::access::bindings::Need;
+use rampart_core::device::registry::RegisterRequest;
+use rampart_core::device::runtime::{CommandOutcome, CommandRequest};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use utoipa::ToSchema;
+use utoipa_axum::routes;
+
+pub(crate) fn routes() -> ApiRouter {
+    ApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(list_devices))
+        .routes(routes!(get_device))
+        .routes(routes!(history))
+        .routes(routes!(command))
+        .routes(routes!(reprovision))
+        .routes(routes!(disable_device))
+        .routes(routes!(enable_device))
+}
+
+crate::errors!(RegisterErrors: InvalidJson, PayloadTooLarge, UnsupportedMediaType, InvalidRequest,
+    Unauthorized, Forbidden, AlreadyRegistered, RateLimited, Internal);
+crate::errors!(ListErrors: Unauthorized, InvalidRequest, Forbidden, NotFound, Internal);
+crate::errors!(ReadErrors: Unauthorized, Forbidden, InsufficientScope, NotFound, Internal);
+crate::errors!(HistoryErrors: Unauthorized, InvalidRequest, Forbidden, InsufficientScope,
+    NotFound, Internal);
+crate::errors!(CommandErrors: Unauthorized, InvalidJson, PayloadTooLarge, UnsupportedMediaType,
+    InvalidRequest, InvalidDatapoint, Forbidden, InsufficientScope, DeviceOffline, CommandTimeout,
+    NotFound, Internal);
+crate::errors!(ReprovisionErrors: Unauthorized, InvalidJson, InvalidRequest, Forbidden, NotFound,
+    Internal);
+crate::errors!(ManageErrors: Unauthorized, Forbidden, NotFound, Internal);
+
+/// A re-provisioning window, open until `expires_at`.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"did": "d_0001", "expires_at": 1765086400000_i64}))]
+pub(crate) struct ReprovisionWindow {
+    did: String,
+    #[schema(value_type = Millis)]
+    expires_at: i64,
+}
+
+/// Whether a device is disabled now.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"did": "d_0001", "disabled": true}))]
+pub(crate) struct DeviceDisabled {
+    did: String,
+    disabled: bool,
+}
+
+/// A command queued for a device whose persistent session is parked.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"id": "c1", "status": "queued"}))]
+pub(crate) struct Queued {
+    id: String,
+    status: QueuedStatus,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum QueuedStatus {
+    Queued,
+}
+
+#[utoipa::path(post, path = "/v1/device/register", tag = "devices",
+    summary = "Register a device (signed request)",
+    description = "Authenticated by the HMAC signature in the body; see docs/protocol.md. Hardware \
+        that is already registered answers 409 `ALREADY_REGISTERED` (nothing changes) unless the \
+        body carries `device_sign` made with the device's current secret (200: a new \
+        `device_secret`, no passcode) or the product's owner opened a window with \
+        `POST /v1/devices/{did}/reprovision` (200: a new secret and passcode; every binding, share \
+        and bind token of the device ends). Limits `register.ip` and `register.failures.ip` \
+        (docs/api.md, Limits).",
+    request_body = RegisterRequestSchema,
+    responses((status = 200, description = "the device's identity", body = Registered),
+        RegisterErrors))]
+async fn register(
+    State(s): State<AppState>,
+    addr: Option<Extension<ClientAddr>>,
+    Body(req): Body<RegisterRequest>,
+) -> Result<Response, Error> {
+    let r = s.core.register(&req, client_ip(&addr)).await?;
+    Ok(Json(Registered::from(r)).into_response())
+}
+
+/// The body of `POST /v1/devices/{did}/reprovision`; the body may be left out.
+#[derive(Deserialize, Default, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = ReprovisionBody, example = json!({"expires_in_s": 3600}))]
+struct Reprovision {
+    /// how long the window stays open, in seconds
+    #[schema(value_type = i64, required = false, minimum = 1, maximum = 2592000, default = 86400)]
+    expires_in_s: Option<i64>,
+}
+
+/// Open a single-use re-provisioning window for a device (admin, or a developer who may manage
+/// its product).
+#[utoipa::path(post, path = "/v1/devices/{did}/reprovision", tag = "devices",
+    summary = "Open a re-provisioning window",
+    description = "Audited (`device.reprovision_open`). The device's next registration (within the \
+        window, once) gets a new secret and a new passcode, and every binding, share and bind token \
+        of the device ends. Opening it again moves its end. The body may be left out.",
+    request_body(content = Option<Reprovision>, description = "how long the window stays open"),
+    responses((status = 200, description = "the window is open", body = ReprovisionWindow),
+        ReprovisionErrors),
+    security(("admin" = []), ("developer" = [])))]
+async fn reprovision(
+    State(s): State<AppState>,
+    m: Manager,
+    addr: Option<Extension<ClientAddr>>,
+    Path(did): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, Error> {
+    let did = parse_did(&did)?;
+    let r: Reprovision = if body.iter().all(u8::is_ascii_whitespace) {
+        Reprovision::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| Error::new(crate::error::ErrorCode::InvalidJson, e.to_string()))?
+    };
+    let caller = m.caller();
+    s.core
+        .authorize_device_for(
+            &caller,
+            did.as_str(),
+            rampart_core::access::tenancy::Act::Manage,
+        )
+        .await?;
+    let until = s
+        .core
+        .open_reprovision(
+            did.as_str(),
+            r.expires_in_s
+                .unwrap_or(rampart_core::device::registry::REPROVISION_DEFAULT_SECS),
+            &caller.actor(),
+            client_ip(&addr),
+        )
+        .await?;
+    let window = ReprovisionWindow {
+        did: did.as_str().to_owned(),
+        expires_at: until,
+    };
+    Ok(Json(window).into_response())
+}
+
+/// Disable (`on`) or enable a device (admin, or a developer who may manage its product).
+async fn set_device_disabled(
+    s: AppState,
+    m: Manager,
+    addr: Option<Extension<ClientAddr>>,
+    did: String,
+    on: bool,
+) -> Result<Response, Error> {
+    let did = parse_did(&did)?;
+    let caller = m.caller();
+    s.core
+        .authorize_device_for(
+            &caller,
+            did.as_str(),
+            rampart_core::access::tenancy::Act::Manage,
+        )
+        .await?;
+    s.core
+        .set_device_disabled(did.as_str(), on, &caller.actor(), client_ip(&addr))
+        .await?;
+    let now = DeviceDisabled {
+        did: did.as_str().to_owned(),
+        disabled: on,
+    };
+    Ok(Json(now).into_response())
+}
+
+#[utoipa::path(post, path = "/v1/devices/{did}/disable", tag = "devices",
+    summary = "Disable a device",
+    description = "Audited (`device.disable`). The device's live MQTT session is closed at once \
+        (DISCONNECT `0x98`, administrative action) and its CONNECTs are refused as not authorised \
+        (`0x87`; MQTT 3.1.1 `0x05`) until it is enabled; its secret, bindings and history stay.",
+    responses((status = 200, description = "the device is disabled", body = DeviceDisabled),
+        ManageErrors),
+    security(("admin" = []), ("developer" = [])))]
+async fn disable_device(
+    State(s): State<AppState>,
+    m: Manager,
+    addr: Option<Extension<ClientAddr>>,
+    Path(did): Path<String>,
+) -> Result<Response, Error> {
+    set_device_disabled(s, m, addr, did, true).await
+}
+
+#[utoipa::path(post, path = "/v1/devices/{did}/enable", tag = "devices",
+    summary = "Enable a disabled device",
+    description = "Audited (`device.enable`). The device may connect again.",
+    responses((status = 200, description = "the device is enabled", body = DeviceDisabled),
+        ManageErrors),
+    security(("admin" = []), ("developer" = [])))]
+async fn enable_device(
+    State(s): State<AppState>,
+    m: Manager,
+    addr: Option<Extension<ClientAddr>>,
+    Path(did): Path<String>,
+) -> Result<Response, Error> {
+    set_device_disabled(s, m, addr, did, false).await
+}
+
+#[utoipa::path(get, path = "/v1/devices", tag = "devices",
+    summary = "List the devices the caller may read",
+    params(("product_key" = Option<String>, Query, description = "only this product's devices"),
+        PageParams),
+    responses((status = 200, description = "a page of devices", body = Page<DeviceSummary>),
+        ListErrors),
+    security(("admin" = []), ("developer" = [])))]
+async fn list_devices(
+    State(s): State<AppState>,
+    m: Manager,
+    Q(q): Q<Paging>,
+) -> Result<Json<Page<DeviceSummary>>, Error> {
+    let (page, limit) = q.resolve()?;
+    // A developer's filter must be a well-formed key (the operator's is only compared).
+    if let (Manager::Developer(_), Some(pk)) = (&m, q.product_key.as_deref()) {
+        parse_pk(pk)?;
+    }
+    let (rows, total) = s
+        .core
+        .list_devices_for(
+            &m.caller(),
+            q.product_key.as_deref(),
+            (page - 1) * limit,
+            limit,
+        )
+        .await?;
+    let data = rows
+        .into_iter()
+        .map(|d| DeviceSummary {
+            did: d.did,
+            product_key: d.product_key,
+            hardware_id: d.hardware_id,
+            online: d.online,
+            last_seen: d.last_seen,
+            created_at: d.created_at,
+        })
+        .collect();
+    Ok(Json(Page::of(data, page, limit, total)))
+}
+
+#[utoipa::path(get, path = "/v1/devices/{did}", tag = "devices",
+    summary = "A device and its latest state",
+    responses((status = 200, description = "the device", body = DeviceView), ReadErrors),
+    security(("admin" = []), ("user" = []), ("developer" = []), ("oauth" = ["devices:read"])))]
+async fn get_device(
+    State(s): State<AppState>,
+    p: Principal,
+    addr: Option<Extension<ClientAddr>>,
+    Path(did): Path<String>,
+) -> Result<Response, Error> {
+    let did = parse_did(&did)?;
+    authorize(&s, &p, did.as_str(), Need::Read, &addr).await?;
+    let view = DeviceView::from(s.core.device_view(did.as_str()).await?);
+    Ok(Json(view).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HistoryQuery {
+    point: Option<String>,
+    from: Option<i64>,
+    to: Option<i64>,
+    limit: Option<i64>,
+}
+
+#[utoipa::path(get, path = "/v1/devices/{did}/history", tag = "devices",
+    summary = "A device's reported values, newest first",
+    params(("point" = Option<String>, Query, description = "only this data point"),
+        ("from" = Option<i64>, Query, description = "from this time (unix ms)"),
+        ("to" = Option<i64>, Query, description = "up to this time (unix ms)"),
+        ("limit" = Option<i64>, Query, description = "at most this many values",
+            minimum = 1, maximum = 1000)),
+    responses((status = 200, description = "the values", body = HistoryPage), HistoryErrors),
+    security(("admin" = []), ("user" = []), ("developer" = []), ("oauth" = ["devices:read"])))]
+async fn history(
+    State(s): State<AppState>,
+    p: Principal,
+    addr: Option<Extension<ClientAddr>>,
+    Path(did): Path<String>,
+    Q(q): Q<HistoryQuery>,
+) -> Result<Json<Value>, Error> {
+    let did = parse_did(&did)?;
+    authorize(&s, &p, did.as_str(), Need::Read, &addr).await?;
+    history_page(&s, did.as_str(), &q).await
+}
+
+/// The answer of a history query on a device the caller may read.
+pub(crate) async fn history_page(
+    s: &AppState,
+    did: &str,
+    q: &HistoryQuery,
+) -> Result<Json<Value>, Error> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(Error::invalid("limit must be 1..=1000"));
+    }
+    let (from, to) = (q.from.unwrap_or(0), q.to.unwrap_or(i64::MAX));
+    if from > to {
+        return Err(Error::invalid("from must not be after to"));
+    }
+    let point = q.point.as_deref().filter(|p| !p.is_empty());
+    let rows = s.core.device_history(did, point, from, to, limit).await?;
+    let n = rows.len();
+    Ok(Json(
+        json!({"data": rows, "meta": {"limit": limit, "count": n}}),
+    ))
+}
+
+#[utoipa::path(post, path = "/v1/devices/{did}/commands", tag = "devices",
+    summary = "Send a command to a device",
+    description = "Waits for the device's acknowledgement (`commands.timeout_ms`). The destructive \
+        actions `factory_reset` and `wipe` need the owner role (a member or guest gets 403 \
+        `FORBIDDEN`); a third-party token needs `devices:admin` for them.",
+    request_body = CommandRequestSchema,
+    responses((status = 200, description = "the device's acknowledgement", body = Ack),
+        (status = 202, description = "queued in a parked persistent session", body = Queued),
+        CommandErrors),
+    security(("admin" = []), ("user" = []), ("developer" = []), ("oauth" = ["devices:control"])))]
+async fn command(
+    State(s): State<AppState>,
+    p: Principal,
+    addr: Option<Extension<ClientAddr>>,
+    Path(did): Path<String>,
+    Body(req): Body<CommandRequest>,
+) -> Result<Response, Error> {
+    let did = parse_did(&did)?;
+    // Erasing a device is its owner's decision (a third party needs `devices:admin`).
+    let need = match req.action {
+        Some(
+            rampart_proto::command::Action::FactoryReset | rampart_proto::command::Action::Wipe,
+        ) => Need::Own,
+        _ => Need::Control,
+    };
+    let actor = authorize(&s, &p, did.as_str(), need, &addr).await?;
+    let outcome = s
+        .core
+        .send_command(did.as_str(), req, &actor, client_ip(&addr))
+        .await?;
+    Ok(command_answer(outcome))
+}
+
+/// 200 with the device's ack, or 202 for a command queued for a parked session.
+pub(crate) fn command_answer(outcome: CommandOutcome) -> Response {
+    match outcome {
+        CommandOutcome::Acked(ack) => Json(json!(ack)).into_response(),
+        CommandOutcome::Queued { id } => (
+            StatusCode::ACCEPTED,
+            Json(Queued {
+                id,
+                status: QueuedStatus::Queued,
+            }),
+        )
+            .into_response(),
+    }
+}

@@ -1,0 +1,296 @@
+//! Schemas the `/v1` groups share: paging, time, and the product model's types that live in
+//! `rampart-core` and `rampart-proto` (described here, beside the API, since those crates know
+//! nothing of OpenAPI). A type described by hand carries an example made by serialising the real
+//! type with every field set, so a field added there and not here fails the example test.
+//!
+//! Descriptions only: nothing here parses or answers a request.
+
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::borrow::Cow;
+use utoipa::openapi::{RefOr, Schema};
+
+/// A schema written as JSON; it must be one utoipa's model of OpenAPI 3.1 reads.
+fn from_json(v: Value) -> RefOr<Schema> {
+    serde_json::from_value(v).expect("a valid schema")
+}
+
+/// Declares a schema-only type `$ty`, named `$name` in the document, described by `$schema`.
+macro_rules! described {
+    ($(#[$m:meta])* $ty:ident, $name:literal, $schema:expr) => {
+        $(#[$m])*
+        pub(crate) struct $ty;
+        impl utoipa::PartialSchema for $ty {
+            fn schema() -> RefOr<Schema> {
+                from_json($schema)
+            }
+        }
+        impl utoipa::ToSchema for $ty {
+            fn name() -> Cow<'static, str> {
+                Cow::Borrowed($name)
+            }
+        }
+    };
+}
+
+described!(
+    /// Unix time in milliseconds.
+    Millis,
+    "Millis",
+    json!({"type": "integer", "format": "int64", "description": "Unix time in milliseconds"})
+);
+
+described!(
+    /// `rampart_core::device::products::IdentityModes`.
+    IdentityModes,
+    "IdentityModes",
+    json!({"type": "object", "additionalProperties": false, "properties": {
+        "dynamic_registration": {"type": "boolean", "default": false},
+        "allowlist": {"type": "boolean", "default": false}},
+        "example": real(rampart_core::device::products::IdentityModes {
+            dynamic_registration: true,
+            allowlist: true,
+        })})
+);
+
+described!(
+    /// `rampart_proto::model::DataPoint`: one data point of a product's model.
+    DataPoint,
+    "DataPoint",
+    json!({"type": "object", "required": ["name", "type"],
+        "additionalProperties": false, "properties": {
+        "name": {"type": "string"},
+        "type": {"type": "string", "enum": ["bool", "enum", "int", "float", "string", "binary"]},
+        "min": {"type": "number"}, "max": {"type": "number"}, "step": {"type": "number"},
+        "values": {"type": "array", "items": {"type": "string"}},
+        "max_len": {"type": "integer", "minimum": 0},
+        "writable": {"type": "boolean", "default": false},
+        "sensitivity": {"type": "string", "enum": ["public", "internal", "sensitive"],
+            "default": "public"},
+        "class": {"type": "string", "enum": ["alert", "fault"],
+            "description": "a bool point that signals a condition: the operator event stream announces it when a report raises (`true`) or clears (`false`) it"}},
+        "example": real(full_data_point())})
+);
+
+described!(
+    /// `rampart_core::device::registry::RegisterRequest`: a device's signed registration.
+    RegisterRequestSchema,
+    "RegisterRequest",
+    json!({"type": "object", "additionalProperties": false,
+        "required": ["product_key", "hardware_id", "ts", "nonce", "mode", "sign"],
+        "properties": {
+        "product_key": {"type": "string"}, "hardware_id": {"type": "string"},
+        "ts": {"$ref": "#/components/schemas/Millis"}, "nonce": {"type": "string"},
+        "mode": {"type": "string", "enum": ["product", "device"]},
+        "sign": {"type": "string", "description": "HMAC-SHA256, hex; see docs/protocol.md"},
+        "device_sign": {"type": "string", "description": "for hardware already registered: the HMAC-SHA256 (hex) of the same string as `sign`, keyed by the device's current secret"}}})
+);
+
+described!(
+    /// `rampart_core::device::runtime::CommandRequest`: a command, `set` values or an `action`.
+    CommandRequestSchema,
+    "CommandRequest",
+    json!({"type": "object", "additionalProperties": false,
+        "description": "exactly one of `set` or `action`",
+        "properties": {
+        "set": {"type": "object", "description": "data point name -> value", "additionalProperties": true},
+        "action": {"type": "string", "enum": ["reboot", "factory_reset", "wipe"]}},
+        "example": {"set": {"power": true}}})
+);
+
+described!(
+    /// `rampart_proto::command::Ack`: a device's acknowledgement of a command.
+    Ack,
+    "Ack",
+    json!({"type": "object", "required": ["id", "status"], "properties": {
+        "id": {"type": "string"}, "status": {"type": "string", "enum": ["ok", "error"]},
+        "message": {"type": "string"}},
+        "example": real(rampart_proto::command::Ack {
+            id: "c1".into(),
+            status: rampart_proto::command::AckStatus::Error,
+            message: Some("busy".into()),
+        })})
+);
+
+described!(
+    /// `rampart_core::device::runtime::HistoryPoint`: one reported value.
+    HistoryPoint,
+    "HistoryPoint",
+    json!({"type": "object", "required": ["ts", "point", "value"], "properties": {
+        "ts": {"$ref": "#/components/schemas/Millis"}, "point": {"type": "string"},
+        "value": {"type": ["boolean", "number", "string"],
+            "description": "typed by the data point (binary: base64)"}},
+        "example": real(rampart_core::device::runtime::HistoryPoint {
+            ts: 1765000000000,
+            point: "power".into(),
+            value: json!(true),
+        })})
+);
+
+/// A device's registration: its id, and the secrets it is given.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"did": "d_0001", "device_secret": "7d3e...", "passcode": "483920"}))]
+pub(crate) struct Registered {
+    did: String,
+    /// absent at a first registration in mode `device` (the factory secret stays the device secret)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false)]
+    device_secret: Option<String>,
+    /// only at a first registration and at a re-provisioning
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false)]
+    passcode: Option<String>,
+}
+
+impl From<rampart_core::device::registry::Registered> for Registered {
+    fn from(r: rampart_core::device::registry::Registered) -> Registered {
+        Registered {
+            did: r.did,
+            device_secret: r.device_secret,
+            passcode: r.passcode,
+        }
+    }
+}
+
+/// A device in a list.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"did": "d_0001", "product_key": "pk_1a2b3c", "hardware_id": "AA:BB:CC:DD:EE:01",
+    "online": false, "last_seen": null, "created_at": 1765000000000_i64}))]
+pub(crate) struct DeviceSummary {
+    pub(crate) did: String,
+    pub(crate) product_key: String,
+    pub(crate) hardware_id: String,
+    pub(crate) online: bool,
+    #[schema(required = true)]
+    pub(crate) last_seen: Option<i64>,
+    #[schema(value_type = Millis)]
+    pub(crate) created_at: i64,
+}
+
+/// A device and its latest reported values.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"did": "d_0001", "product_key": "pk_1a2b3c", "hardware_id": "AA:BB:CC:DD:EE:01",
+    "online": true, "last_seen": 1765000000000_i64, "created_at": 1765000000000_i64,
+    "state": {"power": true}}))]
+pub(crate) struct DeviceView {
+    did: String,
+    product_key: String,
+    hardware_id: String,
+    online: bool,
+    #[schema(required = true)]
+    last_seen: Option<i64>,
+    #[schema(value_type = Millis)]
+    created_at: i64,
+    /// data point name -> value
+    #[schema(value_type = Object)]
+    state: Value,
+}
+
+impl From<rampart_core::device::runtime::DeviceView> for DeviceView {
+    fn from(d: rampart_core::device::runtime::DeviceView) -> DeviceView {
+        DeviceView {
+            did: d.did,
+            product_key: d.product_key,
+            hardware_id: d.hardware_id,
+            online: d.online,
+            last_seen: d.last_seen,
+            created_at: d.created_at,
+            state: d.state,
+        }
+    }
+}
+
+/// A device's history: `{"data": [...], "meta": {"limit", "count"}}`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // only described: `devices::history_page` answers it
+pub(crate) struct HistoryPage {
+    data: Vec<HistoryPoint>,
+    meta: HistoryMeta,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // only described
+pub(crate) struct HistoryMeta {
+    limit: i64,
+    count: i64,
+}
+
+/// A data point with every field set (not a valid model point: the example only shows them).
+fn full_data_point() -> rampart_proto::model::DataPoint {
+    use rampart_proto::model::{DataPoint, PointClass, PointType, Sensitivity};
+    DataPoint {
+        name: "overheat".into(),
+        kind: PointType::Bool,
+        min: Some(0.0),
+        max: Some(1.0),
+        step: Some(1.0),
+        values: Some(vec!["on".into()]),
+        max_len: Some(8),
+        writable: true,
+        sensitivity: Sensitivity::Internal,
+        class: Some(PointClass::Alert),
+    }
+}
+
+/// The JSON of a real value.
+fn real(v: impl Serialize) -> Value {
+    serde_json::to_value(v).expect("serialisable")
+}
+
+/// `page` and `limit` of a paged list.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // only described: `super::Paging` reads them
+pub(crate) struct PageParams {
+    /// page, from 1
+    #[param(minimum = 1, maximum = 1_000_000, default = 1)]
+    page: Option<i64>,
+    /// items per page
+    #[param(minimum = 1, maximum = 200, default = 50)]
+    limit: Option<i64>,
+}
+
+/// A page of a list: `{"data": [...], "meta": {"page", "limit", "total"}}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Page<T> {
+    pub(crate) data: Vec<T>,
+    pub(crate) meta: PageMeta,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct PageMeta {
+    pub(crate) page: i64,
+    pub(crate) limit: i64,
+    pub(crate) total: i64,
+}
+
+impl<T> Page<T> {
+    pub(crate) fn of(data: Vec<T>, page: i64, limit: i64, total: i64) -> Page<T> {
+        Page {
+            data,
+            meta: PageMeta { page, limit, total },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use utoipa::IntoParams;
+
+    /// The page limits the document states are those `Paging` enforces.
+    #[test]
+    fn page_params_state_the_enforced_limits() {
+        let params: Vec<Value> = PageParams::into_params(|| None)
+            .iter()
+            .map(|p| serde_json::to_value(p).unwrap())
+            .collect();
+        assert_eq!(params[0]["name"], "page");
+        assert_eq!(
+            params[0]["schema"]["maximum"],
+            json!(super::super::MAX_PAGE)
+        );
+        assert_eq!(params[1]["name"], "limit");
+        assert_eq!(params[1]["schema"]["maximum"], json!(200));
+    }
+}
