@@ -321,6 +321,60 @@ fn bare(name: &str) -> String {
     name.trim_matches('"').replace("\"\"", "\"")
 }
 
+/// The slot reset itself: a slot that cases have written to (rows, the audit chain's head, every
+/// sequence) holds, once reset, exactly what a freshly migrated schema holds.
+#[tokio::test]
+async fn a_reset_slot_holds_what_a_fresh_schema_holds() {
+    let Ok(url) = std::env::var("RAMPART_TEST_POSTGRES_URL") else {
+        eprintln!("skipping the slot reset check: RAMPART_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let _permit = PG_CASES.acquire().await.unwrap();
+    let opts = sqlx::postgres::PgConnectOptions::from_str(&url).unwrap();
+    let mut admin = sqlx::PgConnection::connect_with(&opts).await.unwrap();
+    let fresh = PG_FRESH.get_or_init(|| Fresh::learn(&mut admin)).await;
+    let slot = take_slot(&mut admin).await;
+    let schema = format!("store_case_{slot}");
+    let s = open_slot(&mut admin, &url, &schema).await;
+    // From the state a case starts in (the slot's last user may have left anything).
+    reset_slot(&mut admin, &schema, fresh).await;
+    devices_of(&s, "pk", &[("d1", "hw1")]).await;
+    let entry = AuditRow {
+        action: "check".into(),
+        ..Default::default()
+    };
+    s.append_audit(&entry, |prev| format!("after {prev}"))
+        .await
+        .unwrap();
+    let q = |name: &str| format!("{}.{}", ident(&schema), ident(name));
+    for (sequence, _, _) in &fresh.sequences {
+        let advance = format!("SELECT nextval({}::regclass)", literal(&q(sequence)));
+        sqlx::raw_sql(&advance).execute(&mut admin).await.unwrap();
+    }
+    s.close().await;
+
+    reset_slot(&mut admin, &schema, fresh).await;
+    let mut tables = fresh.delete_order.clone();
+    tables.extend(fresh.in_cycle.iter().cloned());
+    assert!(tables.contains(&"devices".to_string()));
+    for table in &tables {
+        let sql = format!("SELECT jsonb_agg(to_jsonb(t))::text FROM {} t", q(table));
+        let now: Option<String> = sqlx::query_scalar(&sql)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+        let seeded = fresh.rows.iter().find(|(t, _)| t == table);
+        assert_eq!(now.as_ref(), seeded.map(|(_, rows)| rows), "{table}");
+    }
+    assert!(fresh.rows.iter().any(|(t, _)| t == "audit_chain"));
+    for (sequence, value, called) in &fresh.sequences {
+        let sql = format!("SELECT last_value, is_called FROM {}", q(sequence));
+        let now: (i64, bool) = sqlx::query_as(&sql).fetch_one(&mut admin).await.unwrap();
+        assert_eq!(now, (*value, *called), "{sequence}");
+    }
+    admin.close().await.unwrap();
+}
+
 /// `name` quoted as an SQL identifier.
 fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
