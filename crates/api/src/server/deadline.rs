@@ -43,7 +43,7 @@ impl<S> WriteDeadline<S> {
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
         if sleep.as_mut().poll(cx).is_ready() {
             self.stalled = None;
-            metrics::counter!("rampart_slow_peer_disconnects_total", "listener" => self.listener)
+            metrics::counter!(rampart_core::telemetry::SLOW_PEER_DISCONNECTS, "listener" => self.listener)
                 .increment(1);
             tracing::info!(listener = self.listener, "peer stopped reading: closing");
             return Poll::Ready(Err(io::Error::new(
