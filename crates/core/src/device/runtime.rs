@@ -129,6 +129,31 @@ impl From<rampart_store::DeviceRow> for DeviceView {
     }
 }
 
+/// A device in a list: what [`DeviceView`] says but its state, which a list never shows (so a
+/// page of devices parses no state JSON).
+#[derive(Debug)]
+pub struct DeviceEntry {
+    pub did: String,
+    pub product_key: String,
+    pub hardware_id: String,
+    pub online: bool,
+    pub last_seen: Option<i64>,
+    pub created_at: i64,
+}
+
+impl From<rampart_store::DeviceRow> for DeviceEntry {
+    fn from(row: rampart_store::DeviceRow) -> DeviceEntry {
+        DeviceEntry {
+            did: row.did,
+            product_key: row.product_key,
+            hardware_id: row.hardware_id,
+            online: row.online,
+            last_seen: row.last_seen,
+            created_at: row.created_at,
+        }
+    }
+}
+
 /// A command as the API accepts it: exactly one of `set` or `action`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -458,7 +483,7 @@ impl Core {
         product_key: Option<&str>,
         offset: i64,
         limit: i64,
-    ) -> Result<(Vec<DeviceView>, i64)> {
+    ) -> Result<(Vec<DeviceEntry>, i64)> {
         let (rows, total) = match (caller, product_key) {
             (Caller::Developer(id), None) => {
                 self.store()
@@ -472,7 +497,7 @@ impl Core {
                 self.store().list_devices(pk, offset, limit).await?
             }
         };
-        Ok((rows.into_iter().map(DeviceView::from).collect(), total))
+        Ok((rows.into_iter().map(DeviceEntry::from).collect(), total))
     }
 
     pub async fn device_view(&self, did: &str) -> Result<DeviceView> {
