@@ -185,7 +185,7 @@ async fn run(
         mut events,
     } = subs;
     let me = session.user_id.clone();
-    let left = (session.expires_at - rampart_core::now_ms()).max(0) as u64;
+    let left = (session.expires_at - core.now_ms()).max(0) as u64;
     let expiry = tokio::time::sleep(Duration::from_millis(left));
     tokio::pin!(expiry);
     loop {
@@ -334,7 +334,7 @@ async fn run_developer(
         product_of: HashMap::new(),
         readable: HashMap::new(),
     };
-    let left = (session.expires_at - rampart_core::now_ms()).max(0) as u64;
+    let left = (session.expires_at - core.now_ms()).max(0) as u64;
     let expiry = tokio::time::sleep(Duration::from_millis(left));
     tokio::pin!(expiry);
     loop {

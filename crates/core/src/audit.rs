@@ -16,7 +16,7 @@
 pub mod action;
 
 use crate::secret::MasterKey;
-use crate::{now_ms, Core, Error, Result};
+use crate::{Core, Error, Result};
 use rampart_store::{AuditEntryRow, AuditRow};
 
 pub use rampart_store::AuditFilter;
@@ -79,7 +79,8 @@ pub struct AuditEvent(AuditRow);
 impl AuditEvent {
     pub fn new(actor: &Actor, action: &str, outcome: &str) -> AuditEvent {
         AuditEvent(AuditRow {
-            ts: now_ms(),
+            // stamped by `Core::audit`, from the core's clock
+            ts: 0,
             actor_kind: actor.kind.into(),
             actor_id: actor.id.clone(),
             action: action.into(),
@@ -111,7 +112,8 @@ impl AuditEvent {
 }
 
 impl Core {
-    pub async fn audit(&self, ev: AuditEvent) {
+    pub async fn audit(&self, mut ev: AuditEvent) {
+        ev.0.ts = self.now_ms();
         let r = &ev.0;
         tracing::info!(
             target: "audit",
@@ -200,7 +202,7 @@ impl Core {
         let mut broken: Option<BadEntry> = None;
         let done = self
             .store()
-            .relink_audit_once(AUDIT_KEYED_MARKER, now_ms(), GENESIS, |e, new_prev| {
+            .relink_audit_once(AUDIT_KEYED_MARKER, self.now_ms(), GENESIS, |e, new_prev| {
                 if broken.is_none() {
                     match check_link(e, &legacy_prev, started, legacy_chain_hash) {
                         Link::Legacy => {}

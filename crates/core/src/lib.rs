@@ -8,6 +8,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod clock;
 pub mod device;
 mod error;
 pub mod federation;
@@ -24,14 +25,6 @@ pub use error::{Error, Result};
 use rampart_store::Store;
 use secret::MasterKey;
 use std::sync::Arc;
-
-/// Unix time in milliseconds.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
 
 /// Lifetimes of codes, tokens and login states besides the end user's own token pair
 /// (`CoreConfig::access_ttl_ms`, `refresh_ttl_ms`). The binary reads them from the
@@ -101,6 +94,8 @@ pub struct CoreConfig {
     pub mqtt_limits: limits::connect::MqttLimitsConfig,
     /// Where uploaded files are kept and how large they may be.
     pub uploads: device::uploads::UploadsConfig,
+    /// The time every part of the domain layer reads.
+    pub clock: clock::Clock,
 }
 
 impl Default for CoreConfig {
@@ -117,6 +112,7 @@ impl Default for CoreConfig {
             webhooks: Default::default(),
             mqtt_limits: Default::default(),
             uploads: Default::default(),
+            clock: clock::Clock::system(),
         }
     }
 }
@@ -186,8 +182,11 @@ impl Core {
     pub fn new(store: Store, key: MasterKey, config: CoreConfig) -> Core {
         Core {
             inner: Arc::new(Inner {
-                limits: limits::api::ApiLimits::new(config.limits.clone()),
-                connect_limits: limits::connect::ConnectLimits::new(config.mqtt_limits.clone()),
+                limits: limits::api::ApiLimits::new(config.limits.clone(), &config.clock),
+                connect_limits: limits::connect::ConnectLimits::new(
+                    config.mqtt_limits.clone(),
+                    &config.clock,
+                ),
                 passwords: identity::password::Hasher::new(
                     config.limits.password_hash_concurrency,
                     config.limits.password_hash_queue,
@@ -241,6 +240,16 @@ impl Core {
         &self.inner.key
     }
 
+    /// The clock every time-based decision of this core reads.
+    pub fn clock(&self) -> &clock::Clock {
+        &self.inner.config.clock
+    }
+
+    /// Unix time in milliseconds, by [`Core::clock`].
+    pub fn now_ms(&self) -> i64 {
+        self.inner.config.clock.now_ms()
+    }
+
     pub fn config(&self) -> &CoreConfig {
         &self.inner.config
     }
@@ -266,12 +275,20 @@ impl Core {
 
     /// Read the quota counters of running windows from the store (once, before serving).
     pub async fn load_quotas(&self) -> Result<usize> {
-        Ok(self.limits().quotas().load(self.store(), now_ms()).await?)
+        Ok(self
+            .limits()
+            .quotas()
+            .load(self.store(), self.now_ms())
+            .await?)
     }
 
     /// Write the quota counters changed since the last flush.
     pub async fn flush_quotas(&self) -> Result<usize> {
-        Ok(self.limits().quotas().flush(self.store(), now_ms()).await?)
+        Ok(self
+            .limits()
+            .quotas()
+            .flush(self.store(), self.now_ms())
+            .await?)
     }
 
     /// Flush quota counters every `limits.flush_interval_ms` until `stop` resolves, then once
@@ -333,6 +350,7 @@ impl Core {
                 self.inner.store.clone(),
                 &self.inner.bus,
                 self.inner.config.events.clone(),
+                self.inner.config.clock.clone(),
             )
         })
     }

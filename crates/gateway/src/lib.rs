@@ -185,10 +185,10 @@ pub async fn serve(
             let mut tick = tokio::time::interval(Duration::from_secs(10));
             for n in 0u64.. {
                 tick.tick().await;
-                core.connect_limits().sweep(rampart_core::now_ms());
-                shared.carried.sweep();
+                core.connect_limits().sweep(core.now_ms());
+                shared.carried.sweep(core.clock().monotonic_ms());
                 if n % 6 == 0 {
-                    core.bus().purge_expired(rampart_core::now_ms());
+                    core.bus().purge_expired(core.now_ms());
                 }
             }
         })
@@ -212,7 +212,7 @@ pub async fn serve(
         if let Err(r) = shared
             .core
             .connect_limits()
-            .check_ip(peer.ip(), rampart_core::now_ms())
+            .check_ip(peer.ip(), shared.core.now_ms())
         {
             tracing::debug!(%peer, refusal = %r, "connection refused");
             drop(sock);

@@ -149,14 +149,14 @@ fn push(d: Delivery) -> Value {
 async fn standing(core: &Core, key: &KeySession) -> Result<Option<tokio::time::Instant>, Value> {
     use rampart_core::access::access_keys::KeyAuthError as E;
     let at = |ms: i64| {
-        let wait = u64::try_from(ms - rampart_core::now_ms()).unwrap_or(0);
+        let wait = u64::try_from(ms - core.now_ms()).unwrap_or(0);
         tokio::time::Instant::now() + std::time::Duration::from_millis(wait)
     };
     match core.key_session_standing(key).await {
         Ok(until) => Ok(until.map(at)),
         Err(E::Internal(e)) => {
             tracing::error!(key_id = %key.key_id, error = %e, "checking a key session failed");
-            Ok(Some(at(rampart_core::now_ms() + 2_000)))
+            Ok(Some(at(core.now_ms() + 2_000)))
         }
         Err(E::SignatureMismatch) => Err(session_end(
             "KEY_REVOKED",

@@ -25,7 +25,7 @@ fn count_user(state: &AppState, user_id: &str) -> Result<(), Error> {
     state
         .core
         .limits()
-        .check_user(user_id, rampart_core::now_ms())?;
+        .check_user(user_id, state.core.now_ms())?;
     Ok(())
 }
 

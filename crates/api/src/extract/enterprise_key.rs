@@ -80,7 +80,7 @@ impl FromRequest<AppState> for EnterpriseKey {
         let quota = state
             .core
             .limits()
-            .check_access_key(&key.key_id, rampart_core::now_ms())
+            .check_access_key(&key.key_id, state.core.now_ms())
             .map_err(|r| Error::from(r).into_response())?;
         if let Some(q) = quota {
             crate::server::limits::RateSlot::report(&parts.extensions, q);

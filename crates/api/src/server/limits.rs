@@ -61,7 +61,7 @@ pub(crate) async fn count_calls(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let now = rampart_core::now_ms();
+    let now = s.core.now_ms();
     if !EXEMPT.contains(&req.uri().path()) {
         let limits = s.core.limits();
         if let Some(ClientAddr(a)) = req.extensions().get::<ClientAddr>() {

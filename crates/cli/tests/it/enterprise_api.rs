@@ -479,7 +479,7 @@ async fn signed_requests_keys_tenants_and_audit_chain() {
 
     // expired
     let left = (expires_at + 50 - now_ms()).max(0) as u64;
-    tokio::time::sleep(std::time::Duration::from_millis(left)).await;
+    srv.advance(std::time::Duration::from_millis(left));
     let (s, v) = get(&srv, &expiring, list).await;
     assert_eq!((s, code(&v)), (401, "KEY_EXPIRED"), "{v}");
 

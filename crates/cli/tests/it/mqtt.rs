@@ -543,7 +543,7 @@ async fn queued_commands_carry_and_honour_message_expiry() {
         .admin("POST", &path, Some(json!({"set": {"power": false}})))
         .await;
     assert_eq!(st, 202);
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    srv.advance(Duration::from_millis(2200));
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", srv.mqtt_plain))
         .await
         .unwrap();

@@ -435,7 +435,8 @@ async fn every_reason_code_path_sends_a_code_its_packet_may_carry() {
     // taken over by a newer connection of the same device
     let (_, did, secret) = srv.device().await;
     let mut old = seen.session(&srv, &did, &secret, 30).await;
-    tokio::time::sleep(Duration::from_millis(1100)).await; // the device's connect rate: 1/s
+    // the device's connect rate: 1/s (a process: its clock cannot be moved)
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let _new = seen.session(&srv, &did, &secret, 30).await;
     let d = seen.next(&mut old).await;
     assert_eq!((d[0], body(&d)[0]), (0xE0, 0x8E), "{d:02x?}");

@@ -108,7 +108,7 @@ async fn reconnecting_does_not_refill_the_report_bucket() {
         "a fresh burst after reconnecting"
     );
     // It refills at the product's rate as before: one a second.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    srv.advance(Duration::from_millis(1100));
     assert_eq!(code_of(&mut s, 2).await, 0x00);
 }
 
@@ -170,7 +170,7 @@ async fn device_connect_rate_one_per_second() {
     // a refusal by a limit writes nothing to the store (refused credentials are audited)
     assert_eq!(rampart_store_audit_count(&srv).await, audited);
     // a second later the device is welcome again
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    srv.advance(Duration::from_millis(1100));
     let (_, connack) = connect_v5(&srv, &did, &secret).await;
     assert_eq!(connack_code(&connack), 0x00);
 }
@@ -216,7 +216,7 @@ async fn reconnect_storm_bans_the_device_for_five_minutes() {
     // the ban outlasts the rates, and is decided before authentication: a wrong password gets
     // the same answer, without the store lookup and audit row a refused password costs
     let audited = rampart_store_audit_count(&srv).await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    srv.advance(Duration::from_millis(1100));
     let (_, connack) = connect_v5(&srv, &did, &secret).await;
     assert_limited(&connack, "mqtt.device_reconnect_storm");
     let (u, _) = creds(&did, &secret);
@@ -349,7 +349,7 @@ async fn wrong_passwords_cannot_flood_the_audit_log() {
     refused_from("127.0.0.6").await;
     assert_eq!(rampart_store_audit_count(&srv).await, written + 1);
     // A second later the first address gets one more entry, naming what was left out.
-    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    srv.advance(Duration::from_millis(1100));
     refused_from("127.0.0.5").await;
     let url = format!("sqlite://{}", srv.data().join("rampart.db").display());
     let store = rampart_store::Store::open(&url).await.unwrap();

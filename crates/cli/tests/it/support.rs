@@ -5,6 +5,7 @@
 
 use hmac::{Hmac, Mac};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
+use rampart_core::clock::Clock;
 use rampart_server::{App, Config, Listeners};
 use rumqttc::tokio_rustls::rustls;
 use serde_json::{json, Value};
@@ -109,6 +110,8 @@ pub fn bin() -> &'static str {
 /// An app serving on a thread of its own (with its own runtime, as a process would have), so a
 /// test that blocks its own thread (a `mosquitto_pub` child, say) never stalls the server.
 struct AppThread {
+    /// The app's clock: a test moves it instead of sleeping through a wait.
+    clock: Clock,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     done: std::sync::mpsc::Receiver<()>,
 }
@@ -148,7 +151,8 @@ impl AppThread {
                             return;
                         }
                     };
-                    let _ = ready_tx.send(Ok(app.listeners().clone()));
+                    let _ =
+                        ready_tx.send(Ok((app.listeners().clone(), app.core().clock().clone())));
                     let stopped = async {
                         let _ = stop_rx.await;
                     };
@@ -161,11 +165,12 @@ impl AppThread {
                 let _ = done_tx.send(());
             })
             .expect("spawn the app thread");
-        let listeners = ready_rx
+        let (listeners, clock) = ready_rx
             .await
             .expect("the app thread ended early")
             .unwrap_or_else(|e| panic!("server did not start: {e}"));
         let app = AppThread {
+            clock,
             stop: Some(stop_tx),
             done: done_rx,
         };
@@ -281,6 +286,16 @@ impl Server {
             http_client: trusting_client(dir.path()),
             backend: Backend::InProcess(app),
             dir,
+        }
+    }
+
+    /// Move the in-process server's clock forward by `by`, as if that much time had passed: its
+    /// tokens, codes and queued commands age, its rate limits refill. Waits that the server
+    /// measures with timers (keep-alive, command timeouts) are not moved.
+    pub fn advance(&self, by: Duration) {
+        match &self.backend {
+            Backend::InProcess(app) => app.clock.advance(by),
+            Backend::Process(_) => panic!("a server process's clock cannot be moved"),
         }
     }
 

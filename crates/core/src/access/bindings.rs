@@ -12,7 +12,7 @@ use crate::identity::notify::{Notice, Purpose};
 use crate::limits::name as limit;
 use crate::secret::Place;
 use crate::secret::{random_from, random_hex, Secret};
-use crate::{now_ms, Core, Error, Result};
+use crate::{Core, Error, Result};
 use rampart_store::at_rest as col;
 use rampart_store::{BindTokenRow, ShareInvitationRow, ShareRow, StoreError};
 use serde::{Deserialize, Serialize};
@@ -316,7 +316,7 @@ impl Core {
         did: &str,
         proof: BindProof,
     ) -> Result<(Role, bool)> {
-        let now = now_ms();
+        let now = self.now_ms();
         // The try is claimed in the store (shared by every node) before any proof is compared.
         let window_start = now - now.rem_euclid(60_000);
         let counter = format!("bind:{}", s.user_id);
@@ -451,7 +451,7 @@ impl Core {
     ) -> Result<BindToken> {
         self.authorize_device(&s.user_id, did, Need::Own).await?;
         let token = Secret::new(format!("rbt_{}", random_hex(32)));
-        let now = now_ms();
+        let now = self.now_ms();
         let expires_at = now + self.config().lifetimes.bind_token_ms;
         self.store()
             .insert_bind_token(&BindTokenRow {
@@ -514,7 +514,7 @@ impl Core {
                 invitee_id: user.user_id.clone(),
                 role: role.as_str().to_owned(),
                 status: "pending".into(),
-                created_at: now_ms(),
+                created_at: self.now_ms(),
                 accepted_at: None,
             })
             .await?;
@@ -563,12 +563,17 @@ impl Core {
                 email: invitee.email().map(str::to_owned),
                 phone: invitee.phone().map(str::to_owned),
                 role: role.as_str().to_owned(),
-                created_at: now_ms(),
+                created_at: self.now_ms(),
             })
             .await?;
         let sent = self
             .limits()
-            .check_code("share_invite", invitee.as_str(), ip.as_deref(), now_ms())
+            .check_code(
+                "share_invite",
+                invitee.as_str(),
+                ip.as_deref(),
+                self.now_ms(),
+            )
             .is_ok();
         if sent {
             self.notify(Notice::new(
@@ -625,7 +630,7 @@ impl Core {
             .await?
             .filter(|sh| sh.invitee_id == s.user_id)
             .ok_or(Error::NotFound("share"))?;
-        let now = now_ms();
+        let now = self.now_ms();
         if share.status == "pending" {
             match self.store().accept_share(&share, now).await {
                 Ok(_) => {}

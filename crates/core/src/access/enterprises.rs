@@ -12,7 +12,7 @@ use crate::device::products::NewProduct;
 use crate::identity::developers::DeveloperSession;
 use crate::secret::Place;
 use crate::secret::{random_from, random_hex, Secret};
-use crate::{now_ms, Core, Error, Result};
+use crate::{Core, Error, Result};
 use rampart_store::at_rest as col;
 use rampart_store::{EnterpriseRow, InviteRow, MemberChange, StoreError};
 use serde::Serialize;
@@ -100,7 +100,7 @@ impl Core {
             name: name.to_owned(),
             suspended: false,
             created_by: s.developer_id.clone(),
-            created_at: now_ms(),
+            created_at: self.now_ms(),
         };
         self.store()
             .insert_enterprise(&row)
@@ -145,7 +145,7 @@ impl Core {
             name: name.to_owned(),
             suspended: false,
             created_by: owner_developer_id.unwrap_or("operator").to_owned(),
-            created_at: now_ms(),
+            created_at: self.now_ms(),
         };
         let inserted = match owner_developer_id {
             Some(_) => self.store().insert_enterprise(&row).await,
@@ -265,7 +265,7 @@ impl Core {
                 email: who.as_str().to_owned(),
                 role: role.as_str().to_owned(),
                 invited_by: by,
-                created_at: now_ms(),
+                created_at: self.now_ms(),
             })
             .await
             .map_err(|e| match e {
@@ -329,7 +329,7 @@ impl Core {
         let inv = self.own_invite(s, invite_id).await?;
         let done = self
             .store()
-            .accept_invite(invite_id, &s.developer_id, now_ms())
+            .accept_invite(invite_id, &s.developer_id, self.now_ms())
             .await
             .map_err(|e| match e {
                 StoreError::Conflict => Error::Conflict("already a member".into()),

@@ -3,7 +3,7 @@
 
 use crate::secret::Place;
 use crate::secret::{random_from, random_hex, Secret};
-use crate::{now_ms, Core, Error, Result};
+use crate::{Core, Error, Result};
 use rampart_proto::model::{DataPoint, Model};
 use rampart_store::at_rest as col;
 use rampart_store::ProductRow;
@@ -123,7 +123,7 @@ impl Core {
             report_limit_per_min: p.report_limit_per_min,
             model: serde_json::to_string(&model).map_err(|e| Error::Internal(e.to_string()))?,
             enterprise_id: p.enterprise_id,
-            created_at: now_ms(),
+            created_at: self.now_ms(),
         };
         match developer {
             None => self.store().insert_product(&row).await?,

@@ -6,7 +6,7 @@ use crate::audit::{Actor, AuditEvent};
 use crate::device::bus::DeviceEvent;
 use crate::limits::name as limit;
 use crate::secret::{random_from, random_hex, Place, Secret};
-use crate::{now_ms, Core, Error, Result};
+use crate::{Core, Error, Result};
 use rampart_proto::ids::{valid_hardware_id, ProductKey};
 use rampart_proto::sign;
 use rampart_store::at_rest as col;
@@ -253,7 +253,7 @@ impl Core {
             })
             .collect();
         self.store()
-            .insert_factory_batch(&batch_id, product_key, &sealed, now_ms())
+            .insert_factory_batch(&batch_id, product_key, &sealed, self.now_ms())
             .await
             .map_err(|e| match e {
                 StoreError::Conflict => Error::Conflict("batch id collision; retry".into()),
@@ -290,7 +290,7 @@ impl Core {
         self.product(product_key).await?;
         let n = self
             .store()
-            .allowlist_add(product_key, ids, now_ms())
+            .allowlist_add(product_key, ids, self.now_ms())
             .await?;
         self.audit(
             AuditEvent::new(actor, action::ALLOWLIST_ADD, "ok")
@@ -318,7 +318,7 @@ impl Core {
         req: &RegisterRequest,
         source_ip: Option<String>,
     ) -> Result<Registered> {
-        let now = now_ms();
+        let now = self.now_ms();
         let net = source_ip
             .as_deref()
             .map(crate::limits::api::network_of)
@@ -406,7 +406,7 @@ impl Core {
     /// Write one audit entry per address and ended minute of refused registrations (every
     /// minute's with `all`, at shutdown). Called by the quota flusher about once a second.
     pub async fn flush_registration_refusals(&self, all: bool) {
-        for (net, c) in self.inner_refusals().take(now_ms(), all) {
+        for (net, c) in self.inner_refusals().take(self.now_ms(), all) {
             let total = c.failures + c.limited + c.other;
             let mut ev = AuditEvent::new(
                 &Actor::device_candidate("*"),
@@ -439,7 +439,7 @@ impl Core {
                 "expires_in_s must be 1..={REPROVISION_MAX_SECS}"
             )));
         }
-        let until = now_ms() + expires_in_s * 1000;
+        let until = self.now_ms() + expires_in_s * 1000;
         if !self.store().open_reprovision(did, until).await? {
             return Err(Error::NotFound("device"));
         }
@@ -468,7 +468,7 @@ impl Core {
         bad_device_sign: &mut bool,
     ) -> Result<(Registered, Outcome)> {
         let (pk, msg) = req.signed_message()?;
-        let now = now_ms();
+        let now = self.now_ms();
         if (now - req.ts).abs() > self.config().clock_window_ms {
             return Err(Error::Unauthorized);
         }
@@ -556,7 +556,7 @@ impl Core {
                 Place::new(col::DEVICE_PASSCODE, &did),
                 passcode.expose().as_bytes(),
             ),
-            created_at: now_ms(),
+            created_at: self.now_ms(),
             online: false,
             last_seen: None,
             state: "{}".into(),
@@ -631,7 +631,7 @@ impl Core {
                     Place::new(col::DEVICE_PASSCODE, &d.did),
                     passcode.expose().as_bytes(),
                 ),
-                now_ms(),
+                self.now_ms(),
             )
             .await?
         else {
@@ -668,7 +668,7 @@ impl Core {
         self.bus()
             .publish_event(DeviceEvent::Registered {
                 did: did.to_owned(),
-                ts: now_ms(),
+                ts: self.now_ms(),
                 hardware_id: hardware_id.to_owned(),
                 mode: mode.to_owned(),
                 created,

@@ -7,7 +7,7 @@ use crate::device::bus::{Delivery, DeviceEvent, Message};
 use crate::device::products::ProductInfo;
 use crate::secret::random_hex;
 use crate::secret::Place;
-use crate::{now_ms, Core, Error, Result};
+use crate::{Core, Error, Result};
 use bytes::Bytes;
 use rampart_proto::command::{Ack, AckStatus, Action, Command};
 use rampart_proto::ids::Did;
@@ -194,7 +194,7 @@ impl Core {
         // A device banned for a reconnect storm is refused first: no store read, no audit row.
         if let Some((did, _)) = parsed {
             limits
-                .check_banned(did, now_ms())
+                .check_banned(did, self.now_ms())
                 .map_err(|r| ConnectRefusal::Limited(Box::new(r)))?;
         }
         let res = self.authenticate_inner(client_id, parsed, password).await;
@@ -209,7 +209,7 @@ impl Core {
             // At most `mqtt.limits.refusal_audit_per_ip` entries per address; the next entry
             // names the refusals left out.
             let ip = source_ip.parse::<std::net::IpAddr>().ok();
-            if let Some(left_out) = self.connect_limits().audit_refusal(ip, now_ms()) {
+            if let Some(left_out) = self.connect_limits().audit_refusal(ip, self.now_ms()) {
                 let mut ev = AuditEvent::new(
                     &Actor::device_candidate(&claimed),
                     action::DEVICE_CONNECT,
@@ -228,7 +228,7 @@ impl Core {
         // The device's connect rates (and the storm rule) count authenticated attempts only, so
         // nobody can use up or ban another's device with wrong passwords.
         limits
-            .admit_device(dev.did.as_str(), now_ms())
+            .admit_device(dev.did.as_str(), self.now_ms())
             .map_err(|r| ConnectRefusal::Limited(Box::new(r)))?;
         Ok(dev)
     }
@@ -246,7 +246,7 @@ impl Core {
         let password = password
             .and_then(|p| std::str::from_utf8(p).ok())
             .ok_or(BadCredentials)?;
-        let now = now_ms();
+        let now = self.now_ms();
         let window = self.config().clock_window_ms;
         if (now - ts).abs() > window {
             return Err(BadCredentials);
@@ -341,7 +341,7 @@ impl Core {
     /// Record presence (group-committed with other presence changes and reports) and announce it
     /// once stored. Returns after the commit, so a read that follows sees it.
     pub async fn set_presence(&self, did: &str, online: bool, reason: &str) {
-        let ts = now_ms();
+        let ts = self.now_ms();
         metrics::gauge!(crate::telemetry::DEVICES_ONLINE).increment(if online {
             1.0
         } else {
@@ -406,7 +406,7 @@ impl Core {
             }
         };
         let did = dev.did.as_str();
-        let ts = now_ms();
+        let ts = self.now_ms();
         // The event copy is made only when someone listens for events.
         let event = self
             .bus()
@@ -443,7 +443,7 @@ impl Core {
             self.bus()
                 .publish_event(DeviceEvent::Raw {
                     did: dev.did.as_str().to_owned(),
-                    ts: now_ms(),
+                    ts: self.now_ms(),
                     payload: base64::engine::general_purpose::STANDARD.encode(payload),
                 })
                 .await;
@@ -462,7 +462,7 @@ impl Core {
         self.bus()
             .publish_event(DeviceEvent::Ack {
                 did: did.to_owned(),
-                ts: now_ms(),
+                ts: self.now_ms(),
                 id: ack.id.clone(),
                 status: match ack.status {
                     AckStatus::Ok => "ok".into(),
@@ -560,7 +560,7 @@ impl Core {
                 ))
             }
         }
-        let now = now_ms();
+        let now = self.now_ms();
         let cmd = Command {
             id: random_hex(8),
             set: req.set,
@@ -679,9 +679,9 @@ mod tests {
                 .await
                 .map(|_| ())
         };
-        let ts = now_ms();
         let mk = || crate::secret::MasterKey::from_bytes(&[1; 32]);
         let first = Core::new(store.clone(), mk(), Default::default());
+        let ts = first.now_ms();
         assert_eq!(connect(first.clone(), ts).await, Ok(()));
         assert_eq!(
             connect(first.clone(), ts).await,

@@ -285,7 +285,7 @@ impl Core {
             .map_err(|e| Error::Internal(format!("upload store: {e}")))?;
         let added = self
             .store()
-            .allowlist_add(product_key, &ids, crate::now_ms())
+            .allowlist_add(product_key, &ids, self.now_ms())
             .await?;
         self.audit(
             AuditEvent::new(actor, action::ALLOWLIST_UPLOAD, "ok")

@@ -17,7 +17,7 @@ use crate::federation::oauth::{check_secure_url, pkce_challenge, with_params};
 use crate::identity::accounts::{token_hash, TokenPair};
 use crate::secret::Place;
 use crate::secret::{random_from, random_hex, Secret};
-use crate::{now_ms, Core, Error};
+use crate::{Core, Error};
 use base64::Engine;
 use rampart_store::at_rest as col;
 use rampart_store::{OidcLinkRow, OidcStateRow, StoreError, UserRow};
@@ -454,7 +454,7 @@ impl Core {
         p: &ProviderConfig,
         refresh: bool,
     ) -> Result<Cached, OidcError> {
-        let now = now_ms();
+        let now = self.now_ms();
         if !refresh {
             if let Some(c) = ps.cache.lock().await.get(&p.name) {
                 if now - c.at < CACHE_MS {
@@ -507,7 +507,7 @@ impl Core {
     ) -> Result<OidcStart, OidcError> {
         let ps = self.oidc();
         let p = ps.map.get(provider).ok_or(OidcError::UnknownProvider)?;
-        if !ps.starts.check(ip.unwrap_or("unknown"), now_ms()) {
+        if !ps.starts.check(ip.unwrap_or("unknown"), self.now_ms()) {
             return Err(OidcError::RateLimited);
         }
         if self.app_products(app_id).await?.is_none() {
@@ -523,7 +523,7 @@ impl Core {
         } else {
             p.redirect_uri.clone()
         };
-        let now = now_ms();
+        let now = self.now_ms();
         if let Err(e) = self.store().purge_oauth(now).await {
             tracing::warn!(error = %e, "purging expired OIDC states failed");
         }
@@ -611,7 +611,7 @@ impl Core {
         } else {
             self.store().take_oidc_state(&token_hash(state)).await?
         };
-        let Some(row) = row.filter(|r| r.provider == p.name && r.expires_at > now_ms()) else {
+        let Some(row) = row.filter(|r| r.provider == p.name && r.expires_at > self.now_ms()) else {
             return Err(self
                 .oidc_failed(provider, "unknown or expired state", &ip)
                 .await);
@@ -683,7 +683,7 @@ impl Core {
             issuer: &c.meta.issuer,
             client_id: &p.client_id,
             nonce: &row.nonce,
-            now: now_ms() / 1000,
+            now: self.now_ms() / 1000,
         };
         let claims = match verify_id_token(&id_token, &c.keys, &want) {
             Err(VerifyError::NoKey) => {
@@ -743,7 +743,7 @@ impl Core {
         if let Some(l) = self.store().get_oidc_link(&p.name, &claims.sub).await? {
             return Ok(l.user_id);
         }
-        let now = now_ms();
+        let now = self.now_ms();
         let verified = claims
             .email
             .as_deref()
@@ -822,7 +822,7 @@ impl Core {
 
     /// A session like a password login's: a new family with an access and a refresh token.
     async fn oidc_session(&self, user_id: &str, app_id: &str) -> Result<TokenPair, OidcError> {
-        let now = now_ms();
+        let now = self.now_ms();
         let family = format!("f_{}", random_hex(16));
         let access = Secret::new(format!("rat_{}", random_hex(32)));
         let refresh = Secret::new(format!("rrt_{}", random_hex(32)));

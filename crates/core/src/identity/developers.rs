@@ -17,7 +17,7 @@ use crate::identity::notify::{Channel, Notice, Purpose};
 use crate::identity::{password, totp};
 use crate::secret::Place;
 use crate::secret::{random_from, random_hex, Secret};
-use crate::{now_ms, Core, Error, Result};
+use crate::{Core, Error, Result};
 use rampart_store::at_rest as col;
 use rampart_store::{DeveloperRefresh, DeveloperRow, StoreError};
 use serde::Serialize;
@@ -152,8 +152,8 @@ fn new_token(prefix: &str) -> Secret {
     Secret::new(format!("{prefix}{}", random_hex(32)))
 }
 
-fn now_secs() -> u64 {
-    u64::try_from(now_ms() / 1000).unwrap_or(0)
+fn secs(now_ms: i64) -> u64 {
+    u64::try_from(now_ms / 1000).unwrap_or(0)
 }
 
 impl Core {
@@ -169,7 +169,7 @@ impl Core {
     ) -> Result<()> {
         let who = Identity::parse_email(email)?;
         self.limits()
-            .check_signup("developer", ip.as_deref(), now_ms())?;
+            .check_signup("developer", ip.as_deref(), self.now_ms())?;
         password::check(pw.expose(), who.email(), None)?;
         let id = self.insert_developer(&who, &pw, false).await;
         match id {
@@ -184,7 +184,12 @@ impl Core {
                 self.send_developer_code(&who, DevCode::Activate).await
             }
             Err(Error::Conflict(_)) => {
-                if self.inner.accounts.notice.check(who.as_str(), now_ms()) {
+                if self
+                    .inner
+                    .accounts
+                    .notice
+                    .check(who.as_str(), self.now_ms())
+                {
                     self.notify(Notice::new(
                         who.as_str(),
                         Channel::Email,
@@ -207,7 +212,7 @@ impl Core {
             password_hash: hash,
             active,
             suspended: false,
-            created_at: now_ms(),
+            created_at: self.now_ms(),
             failed_count: 0,
             first_failed_at: 0,
             locked_until: 0,
@@ -227,7 +232,7 @@ impl Core {
 
     async fn send_developer_code(&self, who: &Identity, purpose: DevCode) -> Result<()> {
         let code = Secret::new(random_from(b"0123456789", 6));
-        let now = now_ms();
+        let now = self.now_ms();
         let recipient = format!("{CODE_PREFIX}{}", who.as_str());
         self.store()
             .put_code(&rampart_store::CodeRow {
@@ -291,7 +296,7 @@ impl Core {
         let who = Identity::parse_email(email)?;
         let key = format!("{CODE_PREFIX}{}", who.as_str());
         self.limits()
-            .check_code("reset", &key, ip.as_deref(), now_ms())?;
+            .check_code("reset", &key, ip.as_deref(), self.now_ms())?;
         if let Some(d) = self.store().find_developer(who.as_str()).await? {
             self.send_developer_code(&who, DevCode::PasswordReset)
                 .await?;
@@ -356,7 +361,7 @@ impl Core {
         let who = Identity::parse_email(email)?;
         let key = format!("{CODE_PREFIX}{}", who.as_str());
         self.limits()
-            .check_code("activate", &key, ip.as_deref(), now_ms())?;
+            .check_code("activate", &key, ip.as_deref(), self.now_ms())?;
         if let Some(d) = self.store().find_developer(who.as_str()).await? {
             if !d.active {
                 self.send_developer_code(&who, DevCode::Activate).await?;
@@ -545,7 +550,7 @@ impl Core {
                 }
             }
         }
-        let now = now_ms();
+        let now = self.now_ms();
         self.store()
             .set_developer_lock_state(&dev.developer_id, lockout::after_success())
             .await?;
@@ -580,7 +585,7 @@ impl Core {
 
     /// Claim a login try of a developer (see [`lockout::LoginClaim`]).
     async fn claim_developer_try(&self, developer_id: &str) -> Result<lockout::LoginClaim> {
-        let now = now_ms();
+        let now = self.now_ms();
         let seen = self
             .store()
             .update_developer_lock_state(developer_id, |st| lockout::claim(st, now))
@@ -627,9 +632,12 @@ impl Core {
             };
             let at = Place::new(col::DEVELOPER_TOTP, &dev.developer_id);
             let secret = zeroize::Zeroizing::new(self.key().open(at, sealed)?.to_vec());
-            let Some(step) =
-                totp::matching_step(&secret, code.expose(), now_secs(), dev.totp_last_step)
-            else {
+            let Some(step) = totp::matching_step(
+                &secret,
+                code.expose(),
+                secs(self.now_ms()),
+                dev.totp_last_step,
+            ) else {
                 return Ok(None);
             };
             // Recorded atomically: of two requests with one code, only one gets through.
@@ -655,7 +663,7 @@ impl Core {
         if !refresh.starts_with(REFRESH_PREFIX) || refresh.len() > 128 {
             return Err(Error::InvalidToken);
         }
-        let now = now_ms();
+        let now = self.now_ms();
         match self
             .store()
             .use_developer_refresh(&token_hash(refresh), now)
@@ -709,7 +717,7 @@ impl Core {
         }
         let s = self
             .store()
-            .developer_access_session(&token_hash(access), now_ms())
+            .developer_access_session(&token_hash(access), self.now_ms())
             .await?
             .ok_or(Error::InvalidToken)?;
         Ok(DeveloperSession {
@@ -835,7 +843,7 @@ impl Core {
         };
         let at = Place::new(col::DEVELOPER_TOTP, &dev.developer_id);
         let secret = zeroize::Zeroizing::new(self.key().open(at, sealed)?.to_vec());
-        let step = totp::matching_step(&secret, code, now_secs(), dev.totp_last_step);
+        let step = totp::matching_step(&secret, code, secs(self.now_ms()), dev.totp_last_step);
         let ok = match step {
             Some(step) => self.store().use_totp_step(&dev.developer_id, step).await?,
             None => false,
@@ -856,7 +864,7 @@ impl Core {
             .map(|c| recovery_hash(&dev.developer_id, c.expose()))
             .collect();
         self.store()
-            .enable_developer_totp(&dev.developer_id, &hashes, now_ms())
+            .enable_developer_totp(&dev.developer_id, &hashes, self.now_ms())
             .await?;
         self.audit(
             event(&s.actor(), action::DEVELOPER_TOTP_ENABLE, "ok", &ip)

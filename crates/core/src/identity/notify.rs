@@ -4,7 +4,6 @@
 //!
 //! Codes are secrets: a [`Notice`] prints `***` for its code, and failures are logged without it.
 
-use crate::now_ms;
 use crate::secret::{random_hex, write_private, Secret};
 use serde::Serialize;
 use std::fmt;
@@ -91,7 +90,8 @@ impl Notice {
             channel,
             purpose,
             code,
-            created_at: now_ms(),
+            // stamped by `Core::notify`, from the core's clock
+            created_at: 0,
             valid_for_ms: crate::identity::accounts::CODE_TTL_MS,
         }
     }

@@ -9,10 +9,12 @@
 //! Single-node state like the bus: rates live in this process; window quotas are written to the
 //! store (see [`crate::limits::quotas`] for the bound on loss at a crash).
 
+use crate::clock::Clock;
 use crate::limits::name as limit;
 use crate::limits::quotas::{Quotas, Window};
-use governor::clock::{Clock, DefaultClock};
-use governor::middleware::StateInformationMiddleware;
+use governor::clock::Clock as _;
+use governor::middleware::{NoOpMiddleware, StateInformationMiddleware};
+use governor::nanos::Nanos;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::Quota;
 use serde::{Deserialize, Serialize};
@@ -181,7 +183,7 @@ fn human_window(secs: u64) -> String {
 }
 
 type Keyed<K> =
-    governor::RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock, StateInformationMiddleware>;
+    governor::RateLimiter<K, DefaultKeyedStateStore<K>, Clock, StateInformationMiddleware>;
 
 /// One GCRA rate over many keys (also the MQTT connect limits of [`crate::limits::connect`]).
 pub(crate) struct KeyedRate<K: Hash + Eq + Clone = String> {
@@ -190,13 +192,22 @@ pub(crate) struct KeyedRate<K: Hash + Eq + Clone = String> {
 }
 
 impl<K: Hash + Eq + Clone> KeyedRate<K> {
-    pub(crate) fn new(name: &'static str, r: Rate) -> KeyedRate<K> {
-        let limiter = NonZeroU32::new(r.per_minute).and_then(|per_min| {
-            let burst = NonZeroU32::new(r.burst.max(1))?;
-            let period = Duration::from_secs(60) / per_min.get();
-            let q = Quota::with_period(period)?.allow_burst(burst);
-            Some(governor::RateLimiter::keyed(q).with_middleware::<StateInformationMiddleware>())
-        });
+    pub(crate) fn new(name: &'static str, r: Rate, clock: &Clock) -> KeyedRate<K> {
+        let limiter =
+            NonZeroU32::new(r.per_minute).and_then(|per_min| {
+                let burst = NonZeroU32::new(r.burst.max(1))?;
+                let period = Duration::from_secs(60) / per_min.get();
+                let q = Quota::with_period(period)?.allow_burst(burst);
+                Some(
+                    governor::RateLimiter::<
+                        K,
+                        DefaultKeyedStateStore<K>,
+                        Clock,
+                        NoOpMiddleware<Nanos>,
+                    >::new(q, Default::default(), clock.clone())
+                    .with_middleware::<StateInformationMiddleware>(),
+                )
+            });
         KeyedRate { name, limiter }
     }
 
@@ -285,13 +296,13 @@ fn subject(s: &str) -> String {
 }
 
 impl ApiLimits {
-    pub fn new(config: LimitsConfig) -> ApiLimits {
+    pub fn new(config: LimitsConfig, clock: &Clock) -> ApiLimits {
         ApiLimits {
-            ip: KeyedRate::new(limit::IP_RATE, config.ip),
-            app: KeyedRate::new(limit::APP_RATE, config.app),
-            user: KeyedRate::new(limit::USER_RATE, config.user),
-            key: KeyedRate::new(limit::ACCESS_KEY_RATE, config.access_key_rate),
-            register_ip: KeyedRate::new(limit::REGISTER_IP, config.register_ip),
+            ip: KeyedRate::new(limit::IP_RATE, config.ip, clock),
+            app: KeyedRate::new(limit::APP_RATE, config.app, clock),
+            user: KeyedRate::new(limit::USER_RATE, config.user, clock),
+            key: KeyedRate::new(limit::ACCESS_KEY_RATE, config.access_key_rate, clock),
+            register_ip: KeyedRate::new(limit::REGISTER_IP, config.register_ip, clock),
             quotas: Quotas::default(),
             config,
         }
@@ -465,13 +476,16 @@ mod tests {
 
     #[test]
     fn rates_refuse_past_the_burst_and_name_the_limit() {
-        let l = ApiLimits::new(LimitsConfig {
-            ip: Rate {
-                per_minute: 1,
-                burst: 2,
+        let l = ApiLimits::new(
+            LimitsConfig {
+                ip: Rate {
+                    per_minute: 1,
+                    burst: 2,
+                },
+                ..LimitsConfig::default()
             },
-            ..LimitsConfig::default()
-        });
+            &Clock::system(),
+        );
         let s = l.check_ip("10.0.0.1", 0).unwrap().unwrap();
         assert_eq!((s.limit, s.remaining), (2, 1));
         assert!(l.check_ip("10.0.0.1", 0).is_ok());
@@ -484,13 +498,16 @@ mod tests {
 
     #[test]
     fn ipv6_sources_of_one_64_share_the_api_rate_and_code_windows() {
-        let l = ApiLimits::new(LimitsConfig {
-            ip: Rate {
-                per_minute: 1,
-                burst: 2,
+        let l = ApiLimits::new(
+            LimitsConfig {
+                ip: Rate {
+                    per_minute: 1,
+                    burst: 2,
+                },
+                ..LimitsConfig::default()
             },
-            ..LimitsConfig::default()
-        });
+            &Clock::system(),
+        );
         // a host holding a /64 rotates through its addresses: still one source
         assert!(l.check_ip("2001:db8:1:2::1", 0).is_ok());
         assert!(l.check_ip("2001:db8:1:2::ffff:2", 0).is_ok());
@@ -516,7 +533,7 @@ mod tests {
 
     #[test]
     fn codes_per_recipient_and_per_ip() {
-        let l = ApiLimits::new(LimitsConfig::default());
+        let l = ApiLimits::new(LimitsConfig::default(), &Clock::system());
         assert!(l
             .check_code("activate", "a@x.io", Some("1.2.3.4"), 0)
             .is_ok());
@@ -550,19 +567,22 @@ mod tests {
 
     #[test]
     fn signups_per_ip_and_global() {
-        let l = ApiLimits::new(LimitsConfig {
-            signups_per_ip: CodeWindows {
-                per_minute: 2,
-                per_hour: 0,
-                per_day: 0,
+        let l = ApiLimits::new(
+            LimitsConfig {
+                signups_per_ip: CodeWindows {
+                    per_minute: 2,
+                    per_hour: 0,
+                    per_day: 0,
+                },
+                signups_global: CodeWindows {
+                    per_minute: 5,
+                    per_hour: 0,
+                    per_day: 0,
+                },
+                ..LimitsConfig::default()
             },
-            signups_global: CodeWindows {
-                per_minute: 5,
-                per_hour: 0,
-                per_day: 0,
-            },
-            ..LimitsConfig::default()
-        });
+            &Clock::system(),
+        );
         assert!(l.check_signup("user", Some("10.0.0.1"), 0).is_ok());
         assert!(l.check_signup("user", Some("10.0.0.1"), 1).is_ok());
         let r = l.check_signup("user", Some("10.0.0.1"), 2).unwrap_err();
@@ -587,10 +607,13 @@ mod tests {
 
     #[test]
     fn access_key_quota_by_hour() {
-        let l = ApiLimits::new(LimitsConfig {
-            access_key_per_hour: 2,
-            ..LimitsConfig::default()
-        });
+        let l = ApiLimits::new(
+            LimitsConfig {
+                access_key_per_hour: 2,
+                ..LimitsConfig::default()
+            },
+            &Clock::system(),
+        );
         let s = l.check_access_key("k1", 10).unwrap().unwrap();
         assert_eq!(
             (s.name, s.remaining, s.reset_at_ms),

@@ -195,21 +195,23 @@ fn per_minute(n: u32) -> Rate {
 }
 
 impl ConnectLimits {
-    pub fn new(config: MqttLimitsConfig) -> ConnectLimits {
+    pub fn new(config: MqttLimitsConfig, clock: &crate::clock::Clock) -> ConnectLimits {
         let per_second = Rate {
             per_minute: config.device_connect_per_second.saturating_mul(60),
             burst: config.device_connect_per_second,
         };
         ConnectLimits {
-            ip: KeyedRate::new(limit::MQTT_CONNECT_PER_IP, config.connect_per_ip),
-            per_second: KeyedRate::new(limit::MQTT_DEVICE_CONNECT_PER_SECOND, per_second),
+            ip: KeyedRate::new(limit::MQTT_CONNECT_PER_IP, config.connect_per_ip, clock),
+            per_second: KeyedRate::new(limit::MQTT_DEVICE_CONNECT_PER_SECOND, per_second, clock),
             per_minute: KeyedRate::new(
                 limit::MQTT_DEVICE_CONNECT_PER_MINUTE,
                 per_minute(config.device_connect_per_minute),
+                clock,
             ),
             storm: KeyedRate::new(
                 limit::MQTT_DEVICE_RECONNECT_STORM,
                 per_minute(config.reconnect_storm_per_minute),
+                clock,
             ),
             bans: Mutex::default(),
             hasher: Default::default(),
@@ -217,6 +219,7 @@ impl ConnectLimits {
             refusal_audit: KeyedRate::new(
                 limit::MQTT_REFUSAL_AUDIT_PER_IP,
                 config.refusal_audit_per_ip,
+                clock,
             ),
             unaudited: Mutex::default(),
             config,
@@ -333,16 +336,21 @@ impl ConnectLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::Clock;
 
     #[test]
     fn refused_connects_are_audited_at_a_bounded_rate_with_the_rest_counted() {
-        let l = ConnectLimits::new(MqttLimitsConfig {
-            refusal_audit_per_ip: Rate {
-                per_minute: 60,
-                burst: 2,
+        let clock = Clock::system();
+        let l = ConnectLimits::new(
+            MqttLimitsConfig {
+                refusal_audit_per_ip: Rate {
+                    per_minute: 60,
+                    burst: 2,
+                },
+                ..Default::default()
             },
-            ..Default::default()
-        });
+            &clock,
+        );
         let a: IpAddr = "192.0.2.7".parse().unwrap();
         let b: IpAddr = "192.0.2.8".parse().unwrap();
         assert_eq!(l.audit_refusal(Some(a), 0), Some(0));
@@ -353,15 +361,15 @@ mod tests {
         // another address has its own budget; no address: always written
         assert_eq!(l.audit_refusal(Some(b), 0), Some(0));
         assert_eq!(l.audit_refusal(None, 0), Some(0));
-        // a second later (governor's clock is real time) one more entry, naming the five left out
-        std::thread::sleep(std::time::Duration::from_millis(1_100));
+        // a second later one more entry, naming the five left out
+        clock.advance(std::time::Duration::from_millis(1_000));
         assert_eq!(l.audit_refusal(Some(a), 1_100), Some(5));
         assert_eq!(l.audit_refusal(Some(a), 1_100), None);
     }
 
     #[test]
     fn device_rates_then_storm_ban() {
-        let l = ConnectLimits::new(MqttLimitsConfig::default());
+        let l = ConnectLimits::new(MqttLimitsConfig::default(), &Clock::system());
         assert!(l.admit_device("d1", 0).is_ok());
         let r = l.admit_device("d1", 0).unwrap_err();
         assert_eq!(
@@ -390,10 +398,13 @@ mod tests {
 
     #[test]
     fn ten_a_minute() {
-        let l = ConnectLimits::new(MqttLimitsConfig {
-            device_connect_per_second: 0,
-            ..MqttLimitsConfig::default()
-        });
+        let l = ConnectLimits::new(
+            MqttLimitsConfig {
+                device_connect_per_second: 0,
+                ..MqttLimitsConfig::default()
+            },
+            &Clock::system(),
+        );
         for _ in 0..10 {
             assert!(l.admit_device("d", 0).is_ok());
         }
@@ -406,13 +417,16 @@ mod tests {
 
     #[test]
     fn ip_v6_by_prefix() {
-        let l = ConnectLimits::new(MqttLimitsConfig {
-            connect_per_ip: Rate {
-                per_minute: 1,
-                burst: 1,
+        let l = ConnectLimits::new(
+            MqttLimitsConfig {
+                connect_per_ip: Rate {
+                    per_minute: 1,
+                    burst: 1,
+                },
+                ..MqttLimitsConfig::default()
             },
-            ..MqttLimitsConfig::default()
-        });
+            &Clock::system(),
+        );
         assert!(l.check_ip("2001:db8::1".parse().unwrap(), 0).is_ok());
         let r = l.check_ip("2001:db8::2".parse().unwrap(), 0).unwrap_err();
         assert_eq!(r.state.name, limit::MQTT_CONNECT_PER_IP);

@@ -2,10 +2,11 @@
 //! that close a connection only for sustained abuse, and the buckets of devices that just
 //! disconnected, so reconnecting buys no extra burst.
 //!
-//! Pure arithmetic over a monotonic clock passed in; the gateway decides what a verdict does
+//! Pure arithmetic over monotonic milliseconds passed in ([`Clock::monotonic_ms`]); the gateway decides what a verdict does
 //! on the wire (PUBACK 0x97, a dropped QoS 0 message, DISCONNECT 0x96).
 
-use std::time::Instant;
+#[cfg(doc)]
+use crate::clock::Clock;
 
 /// A token bucket per connection: `per_min` messages a minute, with a burst of two seconds' worth
 /// (at least 5). On MQTT 5 an excess QoS > 0 message is answered with 0x97 (quota exceeded, the
@@ -18,7 +19,7 @@ use std::time::Instant;
 pub struct ReportBucket {
     tokens: f32,
     strikes: f32,
-    /// Milliseconds since [`epoch`] at the last refill.
+    /// [`Clock::monotonic_ms`] at the last refill.
     at_ms: u64,
 }
 
@@ -34,27 +35,22 @@ pub enum Verdict {
     Abuse,
 }
 
-/// The process's reference instant for compact timestamps.
-fn epoch() -> Instant {
-    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
 pub fn capacity(per_min: u32) -> f32 {
     (per_min as f32 / 30.0).max(5.0)
 }
 
 impl ReportBucket {
-    pub fn new(per_min: u32) -> ReportBucket {
+    /// A full bucket at `now_ms` ([`Clock::monotonic_ms`]).
+    pub fn new(per_min: u32, now_ms: u64) -> ReportBucket {
         ReportBucket {
             tokens: capacity(per_min),
             strikes: 0.0,
-            at_ms: epoch().elapsed().as_millis() as u64,
+            at_ms: now_ms,
         }
     }
 
-    pub fn check(&mut self, now: Instant, per_min: u32, abuse_secs: u32) -> Verdict {
-        let now_ms = now.saturating_duration_since(epoch()).as_millis() as u64;
+    /// One publish at `now_ms` ([`Clock::monotonic_ms`]).
+    pub fn check(&mut self, now_ms: u64, per_min: u32, abuse_secs: u32) -> Verdict {
         let ms = now_ms.saturating_sub(self.at_ms) as f32;
         self.at_ms = now_ms;
         let refill = ms * per_min as f32 / 60_000.0;
@@ -79,7 +75,7 @@ impl ReportBucket {
         (missing * 60_000.0 / per_min.max(1) as f32).ceil() as u64
     }
 
-    /// When (milliseconds since [`epoch`]) the bucket is full and every strike forgiven: from
+    /// When ([`Clock::monotonic_ms`]) the bucket is full and every strike forgiven: from
     /// then on it is the same as a new one.
     fn settled_at_ms(&self, per_min: u32) -> u64 {
         let strikes_ms = (self.strikes * 60_000.0 / per_min.max(1) as f32).ceil() as u64;
@@ -103,28 +99,24 @@ impl CarriedBuckets {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn now_ms() -> u64 {
-        epoch().elapsed().as_millis() as u64
-    }
-
-    /// Keep a closing session's bucket, unless it is as good as new.
-    pub fn put(&self, did: &str, limiter: ReportBucket, per_min: u32) {
+    /// Keep a closing session's bucket, unless it is as good as new at `now_ms`
+    /// ([`Clock::monotonic_ms`], as every time here).
+    pub fn put(&self, did: &str, limiter: ReportBucket, per_min: u32, now_ms: u64) {
         let until = limiter.settled_at_ms(per_min);
-        if until > Self::now_ms() {
+        if until > now_ms {
             self.lock().insert(did.into(), (limiter, until));
         }
     }
 
     /// The bucket a device left, if it has not refilled since.
-    pub fn take(&self, did: &str) -> Option<ReportBucket> {
+    pub fn take(&self, did: &str, now_ms: u64) -> Option<ReportBucket> {
         let (limiter, until) = self.lock().remove(did)?;
-        (until > Self::now_ms()).then_some(limiter)
+        (until > now_ms).then_some(limiter)
     }
 
     /// Drop the buckets that have refilled.
-    pub fn sweep(&self) {
-        let now = Self::now_ms();
-        self.lock().retain(|_, (_, until)| *until > now);
+    pub fn sweep(&self, now_ms: u64) {
+        self.lock().retain(|_, (_, until)| *until > now_ms);
     }
 
     #[cfg(test)]
@@ -136,7 +128,6 @@ impl CarriedBuckets {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     /// A device that used up its burst and reconnects gets its spent bucket back, not a new one;
     /// a bucket that has refilled is not kept at all.
@@ -144,26 +135,26 @@ mod tests {
     fn a_reconnect_takes_back_the_spent_report_bucket() {
         let per_min = 600; // burst 20
         let carried = CarriedBuckets::default();
-        let mut l = ReportBucket::new(per_min);
-        let now = Instant::now();
+        let now = 5_000;
+        let mut l = ReportBucket::new(per_min, now);
         for _ in 0..20 {
             assert_eq!(l.check(now, per_min, 10), Verdict::Allow);
         }
         assert_eq!(l.check(now, per_min, 10), Verdict::Refuse);
-        carried.put("d1", l, per_min);
-        assert!(carried.take("d2").is_none());
-        let mut back = carried.take("d1").expect("the spent bucket is kept");
+        carried.put("d1", l, per_min, now);
+        assert!(carried.take("d2", now).is_none());
+        let mut back = carried.take("d1", now).expect("the spent bucket is kept");
         assert_eq!(back.check(now, per_min, 10), Verdict::Refuse);
-        assert!(carried.take("d1").is_none(), "taken once");
+        assert!(carried.take("d1", now).is_none(), "taken once");
         // A full bucket is as good as new: nothing is kept.
-        carried.put("d3", ReportBucket::new(per_min), per_min);
+        carried.put("d3", ReportBucket::new(per_min, now), per_min, now);
         assert_eq!(carried.len(), 0);
         // An entry past its refill time is neither handed out nor kept by a sweep.
-        let past = CarriedBuckets::now_ms().saturating_sub(1);
+        let past = now - 1;
         carried.lock().insert("d4".into(), (l, past));
-        assert!(carried.take("d4").is_none());
+        assert!(carried.take("d4", now).is_none());
         carried.lock().insert("d4".into(), (l, past));
-        carried.sweep();
+        carried.sweep(now);
         assert_eq!(carried.len(), 0);
     }
 
@@ -173,11 +164,11 @@ mod tests {
     fn report_rate_refuses_then_closes_only_sustained_abuse() {
         let per_min = 600; // 10 a second, burst 20
         let run = |per_sec: u64, secs: u64| {
-            let mut l = ReportBucket::new(per_min);
-            let start = epoch() + Duration::from_millis(l.at_ms);
+            let start = 1_000;
+            let mut l = ReportBucket::new(per_min, start);
             let (mut allowed, mut refused) = (0u64, 0u64);
             for i in 0..per_sec * secs {
-                let now = start + Duration::from_micros(i * 1_000_000 / per_sec);
+                let now = start + i * 1_000 / per_sec;
                 match l.check(now, per_min, 10) {
                     Verdict::Allow => allowed += 1,
                     Verdict::Refuse => refused += 1,
@@ -199,8 +190,8 @@ mod tests {
             "{refused} refused, closed at {at}"
         );
         // with the rule off, never
-        let mut l = ReportBucket::new(per_min);
-        let now = epoch() + Duration::from_millis(l.at_ms);
+        let now = 1_000;
+        let mut l = ReportBucket::new(per_min, now);
         assert!((0..10_000).all(|_| l.check(now, per_min, 0) != Verdict::Abuse));
     }
 }

@@ -10,7 +10,7 @@
 use crate::audit::action;
 use crate::audit::{Actor, AuditEvent};
 use crate::secret::Place;
-use crate::{now_ms, Core, Error, Result};
+use crate::{Core, Error, Result};
 use std::path::Path;
 
 /// The `settings` key recording that every sealed value is bound to its place.
@@ -43,7 +43,7 @@ impl Core {
         for marker in [SEALS_BOUND_MARKER, crate::audit::AUDIT_KEYED_MARKER] {
             if self
                 .store()
-                .init_setting(marker, &now_ms().to_string())
+                .init_setting(marker, &self.now_ms().to_string())
                 .await?
             {
                 tracing::error!(
@@ -68,7 +68,7 @@ impl Core {
         let key = self.key();
         let done = self
             .store()
-            .rewrite_sealed_once(SEALS_BOUND_MARKER, now_ms(), |col, id, sealed| {
+            .rewrite_sealed_once(SEALS_BOUND_MARKER, self.now_ms(), |col, id, sealed| {
                 key.bind_legacy(Place::new(*col, id), sealed)
             })
             .await?;

@@ -96,3 +96,51 @@ fn the_store_is_reached_only_through_core() {
         "Core::store must stay pub(crate): {decl}"
     );
 }
+
+/// Every `.rs` file under `dir`.
+fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            sources(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// Time-based decisions read the core's `Clock`, so a skipped wait is seen by every part at
+/// once; and only tests can move it: no crate turns on `test-clock` for a normal build.
+#[test]
+fn wall_time_is_read_only_through_the_clock() {
+    let mut files = Vec::new();
+    for krate in ["core", "gateway", "api", "server"] {
+        sources(&workspace().join("crates").join(krate).join("src"), &mut files);
+    }
+    let clock = workspace().join("crates/core/src/clock.rs");
+    for f in files.iter().filter(|f| **f != clock) {
+        let text = std::fs::read_to_string(f).unwrap();
+        assert!(
+            !text.contains("SystemTime::now"),
+            "{} reads the system clock; read `Core::clock` instead",
+            f.display()
+        );
+    }
+    for entry in std::fs::read_dir(workspace().join("crates")).unwrap() {
+        let manifest = entry.unwrap().path().join("Cargo.toml");
+        let Ok(text) = std::fs::read_to_string(&manifest) else {
+            continue;
+        };
+        let t: toml::Table = text.parse().unwrap();
+        let enabled = t
+            .get("dependencies")
+            .and_then(|d| d.get("rampart-core"))
+            .and_then(|c| c.get("features"))
+            .is_some_and(|f| f.to_string().contains("test-clock"));
+        assert!(
+            !enabled,
+            "{} turns on test-clock outside dev-dependencies",
+            manifest.display()
+        );
+    }
+}

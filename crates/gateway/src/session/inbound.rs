@@ -60,10 +60,11 @@ impl<S: Conn> Session<S> {
                 };
                 let per_min = s_limit(&self.dev);
                 let abuse_secs = self.shared.core.connect_limits().config().report_abuse_secs;
-                match self
-                    .limiter
-                    .check(Instant::now().into_std(), per_min, abuse_secs)
-                {
+                match self.limiter.check(
+                    self.shared.core.clock().monotonic_ms(),
+                    per_min,
+                    abuse_secs,
+                ) {
                     Verdict::Allow => {}
                     Verdict::Abuse => {
                         count_refusal(limit::MQTT_REPORT_ABUSE);
@@ -315,7 +316,7 @@ impl<S: Conn> Session<S> {
         let answer = apply_publish(&self.shared, &self.dev, p, Some(kind)).await;
         // The device's own subscriptions to its other subtopics.
         if answer.0 == reason::SUCCESS && matches!(kind, DeviceTopic::Other | DeviceTopic::Raw) {
-            self.deliver(message_of(p), false);
+            self.deliver(message_of(p, self.shared.core.now_ms()), false);
         }
         answer
     }
@@ -360,7 +361,11 @@ pub(super) async fn apply_publish(
     }
     if retain {
         // Checked again as it is kept: another device may have taken the node's last room.
-        if let Err(why) = shared.retained.put(did, &p.topic, message_of(p), caps) {
+        if let Err(why) =
+            shared
+                .retained
+                .put(did, &p.topic, message_of(p, shared.core.now_ms()), caps)
+        {
             return over_cap(why);
         }
     }
@@ -385,13 +390,14 @@ pub(super) fn refusal_of(did: &str, e: CoreError) -> (u8, Option<String>) {
 }
 
 /// A device publish as a message to deliver, with its MQTT 5 message expiry.
-pub(super) fn message_of(p: &Publish) -> Message {
+/// The message a publish makes, its expiry counted from `now_ms`.
+pub(super) fn message_of(p: &Publish, now_ms: i64) -> Message {
     Message {
         topic: p.topic.clone(),
         payload: p.payload.clone(),
         expires_at: p
             .properties
             .message_expiry_interval
-            .map(|secs| rampart_core::now_ms().saturating_add(i64::from(secs) * 1000)),
+            .map(|secs| now_ms.saturating_add(i64::from(secs) * 1000)),
     }
 }

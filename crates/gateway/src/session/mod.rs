@@ -416,11 +416,14 @@ where
                 .map(|(f, q)| (f.to_owned(), q as u8))
                 .collect(),
             queue,
-            expires_at: rampart_core::now_ms()
+            expires_at: shared
+                .core
+                .now_ms()
                 .saturating_add(i64::from(s.expiry_secs).saturating_mul(1000)),
         }
     });
-    shared.carried.put(&did, s.limiter, s_limit(&s.dev));
+    let now = shared.core.clock().monotonic_ms();
+    shared.carried.put(&did, s.limiter, s_limit(&s.dev), now);
     if shared.core.bus().detach(&did, &rx, park) {
         shared.core.set_presence(&did, false, why).await;
     }

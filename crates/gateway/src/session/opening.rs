@@ -131,12 +131,11 @@ where
     }
     .min(shared.config.max_session_expiry_secs);
     let rx = Arc::new(Inbox::default());
-    let parked = shared.core.bus().attach(
-        &did,
-        rx.clone(),
-        !connect.clean_start,
-        rampart_core::now_ms(),
-    );
+    let parked =
+        shared
+            .core
+            .bus()
+            .attach(&did, rx.clone(), !connect.clean_start, shared.core.now_ms());
     Box::pin(shared.core.set_presence(&did, true, "connect")).await;
     tracing::info!(%peer, did = %did, version = ?version, "device connected");
 
@@ -162,8 +161,8 @@ where
     let limit = s_limit(&dev);
     let limiter = shared
         .carried
-        .take(&did)
-        .unwrap_or_else(|| ReportBucket::new(limit));
+        .take(&did, shared.core.clock().monotonic_ms())
+        .unwrap_or_else(|| ReportBucket::new(limit, shared.core.clock().monotonic_ms()));
     let client_max_packet = connect.properties.maximum_packet_size.unwrap_or(u32::MAX);
     let mut s = Session {
         io,

@@ -171,7 +171,7 @@ impl<S: Conn> Session<S> {
 
     /// Send now (expired messages are dropped; MQTT 5 gets the remaining expiry).
     pub(super) fn send_publish(&mut self, msg: Message, retain: bool, qos: QoS) {
-        let remaining = msg.remaining_secs(rampart_core::now_ms());
+        let remaining = msg.remaining_secs(self.shared.core.now_ms());
         if remaining == Some(0) {
             tracing::debug!(did = %self.dev.did, topic = %msg.topic, "message expired before delivery");
             return;

@@ -26,7 +26,7 @@ use crate::audit::{Actor, AuditEvent};
 use crate::device::runtime::DeviceView;
 use crate::secret::Place;
 use crate::secret::{random_from, random_hex};
-use crate::{now_ms, Core, Error, Result};
+use crate::{Core, Error, Result};
 use rampart_store::at_rest as col;
 use rampart_store::{AccessKeyRow, AuditFilter, StoreError};
 use serde::{Deserialize, Serialize};
@@ -318,7 +318,7 @@ impl Core {
                 )));
             }
         }
-        let now = now_ms();
+        let now = self.now_ms();
         if k.expires_at.is_some_and(|e| e <= now) {
             return Err(Error::Invalid(
                 "expires_at must be in the future (unix milliseconds)".into(),
@@ -381,7 +381,7 @@ impl Core {
     ) -> Result<Vec<AccessKeyView>> {
         self.authorize_enterprise(caller, enterprise_id, Act::Manage)
             .await?;
-        let now = now_ms();
+        let now = self.now_ms();
         Ok(self
             .store()
             .list_access_keys(enterprise_id)
@@ -423,7 +423,7 @@ impl Core {
             .await?
             .ok_or(Error::NotFound("access key"))?;
         let products = self.store().access_key_products(key_id).await?;
-        Ok(view(row, products, now_ms()))
+        Ok(view(row, products, self.now_ms()))
     }
 
     /// Delete a key; it stops working at once.
@@ -471,7 +471,7 @@ impl Core {
             )));
         }
         let secret = new_secret();
-        let until = now_ms() + overlap_secs * 1000;
+        let until = self.now_ms() + overlap_secs * 1000;
         let row = self
             .store()
             .get_access_key(key_id)

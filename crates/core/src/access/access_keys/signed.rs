@@ -196,7 +196,7 @@ impl Core {
         r: &SignedRequest<'_>,
         p: &AuthParams<'_>,
     ) -> Result<KeySession, KeyAuthError> {
-        let now = now_ms();
+        let now = self.now_ms();
         if (now - p.ts).abs() > WINDOW_MS {
             return Err(KeyAuthError::StaleTimestamp);
         }
@@ -247,7 +247,7 @@ impl Core {
     /// session of the old secret, or the key's expiry), `Err` once its key is deleted, disabled,
     /// expired or rotated past the secret the session proved, or its enterprise is suspended.
     pub async fn key_session_standing(&self, k: &KeySession) -> Result<Option<i64>, KeyAuthError> {
-        let now = now_ms();
+        let now = self.now_ms();
         let row = self
             .store()
             .get_access_key(&k.key_id)
@@ -403,7 +403,7 @@ impl Core {
                 .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
         let outcome = if well_formed {
             match self
-                .check_key(key_id, challenge, answer, peer, now_ms())
+                .check_key(key_id, challenge, answer, peer, self.now_ms())
                 .await
             {
                 Ok((row, ip, fp)) => self.key_session(row, ip, fp).await,

@@ -6,7 +6,7 @@ use crate::audit::action;
 use crate::audit::Actor;
 use crate::identity::accounts::token_hash;
 use crate::secret::random_from;
-use crate::{now_ms, Core, Error, Result};
+use crate::{Core, Error, Result};
 use rampart_store::OAuthClientRow;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -190,7 +190,7 @@ impl Core {
             redirect_uris,
             scopes: scopes.as_string(),
             owner: by.owner(),
-            created_at: now_ms(),
+            created_at: self.now_ms(),
             is_public: c.public,
             updated_at: 0,
         };
@@ -281,7 +281,7 @@ impl Core {
             c.redirect_uris = check_redirect_uris(r)?;
             changed.push("redirect_uris");
         }
-        let now = now_ms();
+        let now = self.now_ms();
         if !self
             .store()
             .update_oauth_client(&c.client_id, &c.name, &c.redirect_uris, now)
@@ -313,7 +313,7 @@ impl Core {
         let secret = new_secret("rcs_");
         if !self
             .store()
-            .set_oauth_client_secret(&c.client_id, &token_hash(secret.expose()), now_ms())
+            .set_oauth_client_secret(&c.client_id, &token_hash(secret.expose()), self.now_ms())
             .await?
         {
             return Err(Error::NotFound("client"));

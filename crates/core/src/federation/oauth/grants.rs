@@ -6,7 +6,7 @@ use crate::audit::action;
 use crate::audit::Actor;
 use crate::identity::accounts::{token_hash, Identity, UserSession};
 use crate::secret::{random_from, Secret};
-use crate::{now_ms, Core, Error, Result};
+use crate::{Core, Error, Result};
 use rampart_store::{CodeUse, OAuthClientRow, OAuthCodeRow, OAuthGrantRow, OAuthGrantView};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -232,7 +232,7 @@ impl Core {
                 "approve one or more of the requested scopes".into(),
             ));
         }
-        let now = now_ms();
+        let now = self.now_ms();
         let life = &self.config().lifetimes;
         if let Err(e) = self.store().purge_oauth(now).await {
             tracing::warn!(error = %e, "purging expired OAuth codes and tokens failed");
@@ -330,7 +330,7 @@ impl Core {
         grant_expires_at: i64,
         scope: &str,
     ) -> std::result::Result<OAuthTokens, TokenError> {
-        let now = now_ms();
+        let now = self.now_ms();
         let life = &self.config().lifetimes;
         let access_exp = (now + life.oauth_access_ms).min(grant_expires_at);
         let refresh_exp = (now + life.oauth_refresh_ms).min(grant_expires_at);
@@ -406,7 +406,7 @@ impl Core {
             }
         };
         let checks = [
-            (row.expires_at > now_ms(), "authorization code expired"),
+            (row.expires_at > self.now_ms(), "authorization code expired"),
             (
                 row.client_id == client.client_id,
                 "authorization code was issued to another client",
@@ -432,7 +432,7 @@ impl Core {
             .store()
             .get_oauth_grant(&row.grant_id)
             .await?
-            .filter(|g| !g.revoked && g.expires_at > now_ms());
+            .filter(|g| !g.revoked && g.expires_at > self.now_ms());
         let Some(grant) = grant else {
             self.token_failed(client, "grant revoked", &ip).await;
             return Err(bad("the grant was revoked"));
@@ -472,7 +472,7 @@ impl Core {
         } else {
             None
         };
-        let now = now_ms();
+        let now = self.now_ms();
         let Some(info) = info.filter(|i| i.kind == "refresh") else {
             self.token_failed(client, "unknown refresh token", &ip)
                 .await;
@@ -585,7 +585,7 @@ impl Core {
         }
         let i = self
             .store()
-            .oauth_access(&token_hash(access), now_ms())
+            .oauth_access(&token_hash(access), self.now_ms())
             .await?
             .ok_or(Error::InvalidToken)?;
         Ok(OAuthSession {
@@ -608,7 +608,7 @@ impl Core {
     ) -> Result<(Vec<OAuthGrantView>, i64)> {
         Ok(self
             .store()
-            .list_oauth_grants(user_id, now_ms(), offset, limit)
+            .list_oauth_grants(user_id, self.now_ms(), offset, limit)
             .await?)
     }
 

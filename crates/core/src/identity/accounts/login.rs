@@ -54,7 +54,7 @@ impl Core {
             self.user_lockout(&actor, claim, &ip).await;
             return Err(Error::LoginFailed);
         }
-        let now = now_ms();
+        let now = self.now_ms();
         if !app_ok || !user.active {
             // The password was right: the try is not a failure.
             self.store()
@@ -107,7 +107,7 @@ impl Core {
 
     /// Rotate a refresh token. Presenting one that was already rotated revokes its whole family.
     pub async fn refresh_tokens(&self, refresh: &str, ip: Option<String>) -> Result<TokenPair> {
-        let now = now_ms();
+        let now = self.now_ms();
         match self.store().use_refresh(&token_hash(refresh), now).await? {
             RefreshUse::Rotated(s) => {
                 let (access, next) = (new_token("rat_"), new_token("rrt_"));
@@ -157,7 +157,7 @@ impl Core {
         }
         let s = self
             .store()
-            .access_session(&token_hash(access), now_ms())
+            .access_session(&token_hash(access), self.now_ms())
             .await?
             .ok_or(Error::InvalidToken)?;
         Ok(UserSession {

@@ -10,7 +10,7 @@ use crate::audit::{Actor, AuditEvent};
 use crate::identity::notify::{Channel, Notice, Purpose};
 use crate::identity::password;
 use crate::secret::{random_from, random_hex, Secret};
-use crate::{now_ms, Core, Error, Result};
+use crate::{Core, Error, Result};
 use rampart_store::{AppRow, CodeRow, LockState, RefreshUse, StoreError, UserRow};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -257,7 +257,7 @@ impl Core {
             secret_hash: token_hash(secret.expose()),
             product_keys: serde_json::to_string(&keys)
                 .map_err(|e| Error::Internal(e.to_string()))?,
-            created_at: now_ms(),
+            created_at: self.now_ms(),
         };
         self.store().insert_app(&row).await.map_err(|e| match e {
             StoreError::Conflict => Error::Conflict("app id collision; retry".into()),
@@ -298,7 +298,7 @@ impl Core {
     /// Send a one-time code in the background (uniform timing whatever the recipient).
     async fn send_code(&self, who: &Identity, purpose: Purpose) -> Result<()> {
         let code = Secret::new(random_from(b"0123456789", 6));
-        let now = now_ms();
+        let now = self.now_ms();
         self.store()
             .put_code(&CodeRow {
                 recipient: who.as_str().to_owned(),
@@ -317,7 +317,8 @@ impl Core {
     }
 
     /// Hand a notice to the configured notifier without waiting; failures are logged.
-    pub fn notify(&self, notice: Notice) {
+    pub fn notify(&self, mut notice: Notice) {
+        notice.created_at = self.now_ms();
         let n = self.notifier();
         tokio::spawn(async move {
             if let Err(e) = n.send(&notice).await {
@@ -345,7 +346,7 @@ impl Core {
     ) -> Result<()> {
         let store = self.store();
         let Some(stored) = store
-            .claim_code_attempt(recipient, purpose, CODE_MAX_ATTEMPTS, now_ms())
+            .claim_code_attempt(recipient, purpose, CODE_MAX_ATTEMPTS, self.now_ms())
             .await?
         else {
             return Err(Error::InvalidCode);
@@ -360,7 +361,7 @@ impl Core {
 
     /// Claim a login try of a user (see [`lockout::LoginClaim`]).
     pub(crate) async fn claim_user_try(&self, user_id: &str) -> Result<lockout::LoginClaim> {
-        let now = now_ms();
+        let now = self.now_ms();
         let seen = self
             .store()
             .update_lock_state(user_id, |st| lockout::claim(st, now))
@@ -396,7 +397,7 @@ impl Core {
     ) -> Result<()> {
         self.require_app(app_id).await?;
         self.limits()
-            .check_signup("user", ip.as_deref(), now_ms())?;
+            .check_signup("user", ip.as_deref(), self.now_ms())?;
         password::check(pw.expose(), who.email(), who.phone())?;
         let hash = self.passwords().hash(&pw).await?;
         let user_id = format!("u_{}", random_from(ID_ALPHABET, 20));
@@ -407,7 +408,7 @@ impl Core {
             password_hash: hash,
             active: false,
             app_id: app_id.to_owned(),
-            created_at: now_ms(),
+            created_at: self.now_ms(),
             failed_count: 0,
             first_failed_at: 0,
             locked_until: 0,
@@ -425,7 +426,12 @@ impl Core {
                 self.send_code(&who, Purpose::Activate).await
             }
             Err(StoreError::Conflict) => {
-                if !self.inner.accounts.notice.check(who.as_str(), now_ms()) {
+                if !self
+                    .inner
+                    .accounts
+                    .notice
+                    .check(who.as_str(), self.now_ms())
+                {
                     return Ok(());
                 }
                 self.notify(Notice::new(
@@ -464,7 +470,7 @@ impl Core {
     /// not an inactive account exists.
     pub async fn resend_activation(&self, who: Identity, ip: Option<String>) -> Result<()> {
         self.limits()
-            .check_code("activate", who.as_str(), ip.as_deref(), now_ms())?;
+            .check_code("activate", who.as_str(), ip.as_deref(), self.now_ms())?;
         if let Some(u) = self.store().find_user(who.email(), who.phone()).await? {
             if !u.active {
                 self.send_code(&who, Purpose::Activate).await?;
@@ -665,7 +671,7 @@ mod tests {
         // tokens are stored as hashes only
         assert!(core
             .store()
-            .access_session(other.access_token.expose(), now_ms())
+            .access_session(other.access_token.expose(), core.now_ms())
             .await
             .unwrap()
             .is_none());
@@ -704,12 +710,12 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(u.lockouts, 1);
-        assert!(u.locked_until > now_ms());
+        assert!(u.locked_until > core.now_ms());
         core.store()
             .set_lock_state(
                 &u.user_id,
                 LockState {
-                    locked_until: now_ms() - 1,
+                    locked_until: core.now_ms() - 1,
                     ..LockState::default()
                 },
             )

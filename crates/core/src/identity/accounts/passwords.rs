@@ -57,7 +57,7 @@ impl Core {
     /// Send a reset code when the account exists; answers the same either way.
     pub async fn request_password_reset(&self, who: Identity, ip: Option<String>) -> Result<()> {
         self.limits()
-            .check_code("reset", who.as_str(), ip.as_deref(), now_ms())?;
+            .check_code("reset", who.as_str(), ip.as_deref(), self.now_ms())?;
         if let Some(u) = self.store().find_user(who.email(), who.phone()).await? {
             self.send_code(&who, Purpose::PasswordReset).await?;
             self.audit(event(

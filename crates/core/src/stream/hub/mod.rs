@@ -25,7 +25,7 @@ use crate::access::access_keys::{KeySession, Scope};
 use crate::audit::action;
 use crate::audit::AuditEvent;
 use crate::device::bus::{Bus, DeviceEvent, EventKind, EventSink};
-use crate::{now_ms, Core, Error, Result};
+use crate::{Core, Error, Result};
 use rampart_store::{EventGroupRow, QueuedEventRow, Store};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -264,7 +264,12 @@ impl Drop for Consumer {
 }
 
 impl EventHub {
-    pub(crate) fn start(store: Store, bus: &Bus, cfg: EventsConfig) -> EventHub {
+    pub(crate) fn start(
+        store: Store,
+        bus: &Bus,
+        cfg: EventsConfig,
+        clock: crate::clock::Clock,
+    ) -> EventHub {
         let (tx, rx) = mpsc::unbounded_channel();
         let (events_tx, events) = mpsc::channel(HUB_QUEUE);
         let sink = bus.event_sink();
@@ -274,6 +279,7 @@ impl EventHub {
                 store,
                 sink,
                 cfg,
+                clock,
                 groups: HashMap::new(),
                 consumers: HashMap::new(),
                 inflight: HashMap::new(),

@@ -62,6 +62,7 @@ pub(super) struct Hub {
     /// Where the hub says which products' reports to compare with the previous state.
     pub(super) sink: Arc<EventSink>,
     pub(super) cfg: EventsConfig,
+    pub(super) clock: crate::clock::Clock,
     pub(super) groups: HashMap<GroupKey, Group>,
     pub(super) consumers: HashMap<u64, ConsumerState>,
     /// Handed-out delivery id -> its group.
@@ -257,7 +258,7 @@ impl Hub {
         groups: &[GroupKey],
         kinds: &HashSet<String>,
     ) -> Result<()> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         for key in groups {
             let group = self
                 .groups
@@ -370,7 +371,7 @@ impl Hub {
                 Err(e) => tracing::error!(error = %e, "looking up devices' products failed"),
             }
         }
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let mut rows = Vec::new();
         for ev in &events {
             let (did, kind, ts, data) = describe(ev);
@@ -512,7 +513,7 @@ impl Hub {
 
     /// Retention, and forgetting groups nobody has used for as long.
     pub(super) async fn sweep(&mut self) {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let before = now - self.cfg.retention_ms;
         match self
             .store

@@ -194,7 +194,7 @@ impl Core {
                 tokio::time::sleep(wait).await;
             }
         }
-        let now = now_ms();
+        let now = self.now_ms();
         let letters: Vec<DeadLetterRow> = batch
             .iter()
             .map(|d| DeadLetterRow {
@@ -339,7 +339,7 @@ impl Core {
                 });
             }
         }
-        let ts = now_ms();
+        let ts = self.now_ms();
         let resp = hooks
             .client
             .post(&row.url)

@@ -26,7 +26,7 @@ use crate::audit::{Actor, AuditEvent};
 use crate::secret::Place;
 use crate::secret::{random_from, random_hex, Secret};
 use crate::stream::hub::{parse_kinds, Consumer, Delivery, GroupKey, MAX_PRODUCTS};
-use crate::{now_ms, Core, Error, Result};
+use crate::{Core, Error, Result};
 use rampart_store::at_rest as col;
 use rampart_store::{DeadLetterRow, StoreError, WebhookRow};
 use serde::{Deserialize, Serialize};
@@ -468,7 +468,7 @@ impl Core {
             sensitive_points: k.sensitive_points.join(" "),
             disabled: false,
             created_by: k.key_id.clone(),
-            created_at: now_ms(),
+            created_at: self.now_ms(),
         };
         self.store()
             .insert_webhook(&row)
@@ -633,7 +633,7 @@ impl Core {
         let n = match act {
             LetterAct::Redrive => {
                 self.store()
-                    .redrive_dead_letters(webhook_id, id, &sub, now_ms())
+                    .redrive_dead_letters(webhook_id, id, &sub, self.now_ms())
                     .await?
             }
             LetterAct::Delete => self.store().delete_dead_letters(webhook_id, id).await?,
