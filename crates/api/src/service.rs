@@ -133,3 +133,29 @@ fn render_metrics(s: &AppState) -> Response {
         None => Error::not_found("metrics recorder").into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The typed answers write the bytes the `json!` answers they replace wrote.
+    #[test]
+    fn health_answers_keep_their_bytes() {
+        let up = Healthy {
+            status: HealthyStatus::Ok,
+            store: "sqlite",
+        };
+        assert_eq!(
+            serde_json::to_string(&up).unwrap(),
+            json!({"status": "ok", "store": "sqlite"}).to_string()
+        );
+        let down = Unhealthy {
+            status: UnhealthyStatus::Unavailable,
+        };
+        assert_eq!(
+            serde_json::to_string(&down).unwrap(),
+            json!({"status": "unavailable"}).to_string()
+        );
+    }
+}

@@ -307,3 +307,38 @@ pub(crate) async fn delete_client(
         status: DeletedStatus::Deleted,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use utoipa::PartialSchema;
+
+    /// The documented bodies are what the handlers read (the core's `NewClient` and
+    /// `ClientUpdate`).
+    #[test]
+    fn the_documented_bodies_are_what_the_handlers_read() {
+        let example = |s: utoipa::openapi::RefOr<utoipa::openapi::Schema>| {
+            serde_json::to_value(s).unwrap()["example"].clone()
+        };
+        let new = example(NewClientSchema::schema());
+        serde_json::from_value::<NewClientSchema>(new.clone()).unwrap();
+        serde_json::from_value::<NewClient>(new).unwrap();
+        let update = example(ClientUpdateSchema::schema());
+        serde_json::from_value::<ClientUpdateSchema>(update.clone()).unwrap();
+        serde_json::from_value::<ClientUpdate>(update).unwrap();
+    }
+
+    #[test]
+    fn the_deletion_answer_keeps_its_bytes() {
+        let typed = ClientDeleted {
+            client_id: "c".into(),
+            grants_revoked: 2,
+            status: DeletedStatus::Deleted,
+        };
+        assert_eq!(
+            serde_json::to_string(&typed).unwrap(),
+            json!({"client_id": "c", "status": "deleted", "grants_revoked": 2}).to_string()
+        );
+    }
+}

@@ -1135,6 +1135,37 @@ mod tests {
         assert!(parse_form(&h, b"a=1", &[]).is_err());
     }
 
+    /// The typed answers write the bytes the `json!` answers they replace wrote.
+    #[test]
+    fn typed_answers_keep_their_bytes() {
+        let approved = Approved {
+            code: Some("c".into()),
+            redirect_to: "u".into(),
+            state: Some(None),
+        };
+        assert_eq!(
+            serde_json::to_string(&approved).unwrap(),
+            json!({"redirect_to": "u", "code": "c", "state": Option::<String>::None}).to_string()
+        );
+        let denied = Approved {
+            code: None,
+            redirect_to: "u".into(),
+            state: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&denied).unwrap(),
+            json!({"redirect_to": "u"}).to_string()
+        );
+        let revoked = GrantRevoked {
+            grant_id: "g".into(),
+            status: crate::v1::bindings::RevokedStatus::Revoked,
+        };
+        assert_eq!(
+            serde_json::to_string(&revoked).unwrap(),
+            json!({"grant_id": "g", "status": "revoked"}).to_string()
+        );
+    }
+
     #[test]
     fn html_is_escaped() {
         assert_eq!(

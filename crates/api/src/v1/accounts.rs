@@ -389,3 +389,39 @@ pub(crate) async fn reset_confirm(
         .await?;
     Ok(Json(PasswordChanged))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use utoipa::PartialSchema;
+
+    fn text(v: &impl Serialize) -> String {
+        serde_json::to_string(v).unwrap()
+    }
+
+    /// The typed answers write the bytes the `json!` answers they replace wrote.
+    #[test]
+    fn typed_answers_keep_their_bytes() {
+        let pending = json!({"status": "activation_pending"});
+        assert_eq!(text(&ActivationPending), pending.to_string());
+        assert_eq!(text(&Active), json!({"status": "active"}).to_string());
+        assert_eq!(text(&Accepted), json!({"status": "accepted"}).to_string());
+        assert_eq!(
+            text(&PasswordChanged),
+            json!({"status": "changed"}).to_string()
+        );
+        assert_eq!(
+            text(&SessionsEnded { sessions_ended: 3 }),
+            json!({"sessions_ended": 3}).to_string()
+        );
+    }
+
+    /// The documented body of `POST /v1/apps` is what the handler reads (the core's `NewApp`).
+    #[test]
+    fn the_documented_new_app_is_what_the_handler_reads() {
+        let example = serde_json::to_value(NewAppSchema::schema()).unwrap()["example"].clone();
+        serde_json::from_value::<NewAppSchema>(example.clone()).unwrap();
+        serde_json::from_value::<NewApp>(example).unwrap();
+    }
+}

@@ -492,3 +492,61 @@ pub(crate) async fn decline_share(
         status: DeclinedStatus::Declined,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The typed answers write the bytes the `json!` answers they replace wrote.
+    #[test]
+    fn typed_answers_keep_their_bytes() {
+        let same = |typed: String, old: Value| assert_eq!(typed, old.to_string());
+        same(
+            serde_json::to_string(&BindResult {
+                did: "d".into(),
+                role: Role::Member,
+            })
+            .unwrap(),
+            json!({"did": "d", "role": Role::Member}),
+        );
+        same(
+            serde_json::to_string(&Unbound {
+                did: "d".into(),
+                status: UnboundStatus::Unbound,
+            })
+            .unwrap(),
+            json!({"did": "d", "status": "unbound"}),
+        );
+        same(
+            serde_json::to_string(&Passcode {
+                did: "d".into(),
+                passcode: "1".into(),
+            })
+            .unwrap(),
+            json!({"did": "d", "passcode": "1"}),
+        );
+        same(
+            serde_json::to_string(&ShareCreated {
+                share_id: "s".into(),
+            })
+            .unwrap(),
+            json!({"share_id": "s"}),
+        );
+        same(
+            serde_json::to_string(&ShareRevoked {
+                share_id: "s".into(),
+                status: RevokedStatus::Revoked,
+            })
+            .unwrap(),
+            json!({"share_id": "s", "status": "revoked"}),
+        );
+        same(
+            serde_json::to_string(&ShareDeclined {
+                share_id: "s".into(),
+                status: DeclinedStatus::Declined,
+            })
+            .unwrap(),
+            json!({"share_id": "s", "status": "declined"}),
+        );
+    }
+}
