@@ -28,18 +28,70 @@ use rampart_core::identity::developers::DeveloperSession;
 use rampart_core::secret::Secret;
 use rampart_core::Core;
 use serde_json::{json, Value};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use utoipa::openapi::{RefOr, Schema};
+use utoipa_axum::routes;
 
-/// Close code for an expired or revoked token (the 4000-4999 range is for applications).
 pub(crate) fn routes() -> ApiRouter {
+    // The messages are no HTTP answer, so no operation names their schema: it is added here.
+    let (mut schemas, paths, methods) = routes!(ws);
+    schemas.push((
+        <LiveEvent as utoipa::ToSchema>::name().into_owned(),
+        <LiveEvent as utoipa::PartialSchema>::schema(),
+    ));
     ApiRouter::new()
-        .described("/v1/ws", axum::routing::get(ws))
-        .described("/v1/developers/ws", axum::routing::get(developer_ws))
+        .routes((schemas, paths, methods))
+        .routes(routes!(developer_ws))
 }
 
+/// Close code for an expired or revoked token (the 4000-4999 range is for applications).
 const CLOSE_UNAUTHORIZED: u16 = 4401;
+
+/// A message of the live push: what [`event_json`] sends.
+pub(crate) struct LiveEvent;
+
+impl utoipa::ToSchema for LiveEvent {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("LiveEvent")
+    }
+}
+
+impl utoipa::PartialSchema for LiveEvent {
+    fn schema() -> RefOr<Schema> {
+        let millis = json!({"$ref": "#/components/schemas/Millis"});
+        let kind = |k: &str| json!({"type": "string", "enum": [k]});
+        let example = event_json(&DeviceEvent::Report {
+            did: "d_0001".into(),
+            ts: 1765000000000,
+            values: serde_json::from_value(json!({"power": true})).unwrap_or_default(),
+        })
+        .map(|(_, v)| v);
+        let v = json!({"description": "a message of the live push (`GET /v1/ws`, `GET /v1/developers/ws`)",
+            "oneOf": [
+                {"type": "object", "required": ["did", "kind", "ts", "values"], "properties": {
+                    "did": {"type": "string"}, "kind": kind("status"), "ts": millis,
+                    "values": {"type": "object", "description": "data point name -> value",
+                        "additionalProperties": true}}},
+                {"type": "object", "required": ["did", "kind", "online", "ts"], "properties": {
+                    "did": {"type": "string"}, "kind": kind("presence"), "online": {"type": "boolean"},
+                    "ts": millis, "reason": {"type": "string"}}},
+                {"type": "object", "required": ["did", "kind", "id", "status", "ts"], "properties": {
+                    "did": {"type": "string"}, "kind": kind("ack"), "id": {"type": "string"},
+                    "status": {"type": "string", "enum": ["ok", "error"]}, "ts": millis}},
+                {"type": "object", "required": ["did", "kind", "created", "ts"], "properties": {
+                    "did": {"type": "string"}, "kind": kind("registered"),
+                    "created": {"type": "boolean",
+                        "description": "a new device (false: a known one registered again)"},
+                    "ts": millis}}],
+            "example": example});
+        serde_json::from_value(v).expect("a valid schema")
+    }
+}
+
+crate::errors!(LivePushErrors: Unauthorized, UpgradeRequired, RateLimited, Internal);
 
 /// The access token from `Authorization: Bearer` or `?access_token=`.
 pub(crate) struct WsToken(Secret);
@@ -70,6 +122,13 @@ fn upgrade_required(r: WebSocketUpgradeRejection) -> Error {
     )
 }
 
+#[utoipa::path(get, path = "/v1/ws", tag = "bindings",
+    summary = "Live push of device events (WebSocket)",
+    description = "Upgrades to a WebSocket streaming one `LiveEvent` JSON text message per event, \
+        for every device the user may read. Closes with 4401 when the token expires or is revoked.",
+    responses((status = 101, description = "switching to the WebSocket; messages are `LiveEvent`"),
+        LivePushErrors),
+    security(("user" = []), ("user_query" = [])))]
 pub(crate) async fn ws(
     State(s): State<AppState>,
     WsToken(token): WsToken,
@@ -255,6 +314,15 @@ async fn run(
 
 // ---- developers ----
 
+#[utoipa::path(get, path = "/v1/developers/ws", tag = "developers",
+    summary = "Live push of the developer's devices (WebSocket)",
+    description = "Upgrades to a WebSocket streaming one `LiveEvent` JSON text message per event, \
+        for every device of a product the developer may read (personal products, and enterprise \
+        products for any member role). A membership, role or suspension change applies before the \
+        next event. Closes with 4401 when the token expires or is revoked.",
+    responses((status = 101, description = "switching to the WebSocket; messages are `LiveEvent`"),
+        LivePushErrors),
+    security(("developer" = []), ("user_query" = [])))]
 pub(crate) async fn developer_ws(
     State(s): State<AppState>,
     WsToken(token): WsToken,

@@ -9,33 +9,93 @@ use crate::{AppState, Error};
 use axum::extract::{FromRequest, FromRequestParts, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::Json;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::routes;
 
 pub(crate) fn routes() -> ApiRouter {
     ApiRouter::new()
-        .described("/healthz", get(healthz))
-        .described("/metrics", get(metrics))
+        .routes(routes!(healthz))
+        .routes(routes!(metrics))
 }
 
+/// The store answers.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"status": "ok", "store": "sqlite"}))]
+pub(crate) struct Healthy {
+    status: HealthyStatus,
+    /// the store's backend
+    #[schema(value_type = StoreBackend)]
+    store: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum HealthyStatus {
+    Ok,
+}
+
+/// The backends `rampart_store::Store::backend` names.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // only described
+pub(crate) enum StoreBackend {
+    Sqlite,
+    Postgres,
+}
+
+/// The store does not answer.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"status": "unavailable"}))]
+pub(crate) struct Unhealthy {
+    status: UnhealthyStatus,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum UnhealthyStatus {
+    Unavailable,
+}
+
+#[utoipa::path(get, path = "/healthz", tag = "service",
+    summary = "Health of the server and its store",
+    responses((status = 200, description = "the store answers", body = Healthy),
+        (status = 503, description = "the store is unavailable", body = Unhealthy)))]
 pub(crate) async fn healthz(State(s): State<AppState>) -> Response {
     match s.core.store_health().await {
-        Ok(backend) => Json(json!({"status": "ok", "store": backend})).into_response(),
+        Ok(backend) => Json(Healthy {
+            status: HealthyStatus::Ok,
+            store: backend,
+        })
+        .into_response(),
         Err(e) => {
             tracing::error!(error = %e, "health check: store unavailable");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "unavailable"})),
+                Json(Unhealthy {
+                    status: UnhealthyStatus::Unavailable,
+                }),
             )
                 .into_response()
         }
     }
 }
 
+crate::errors!(MetricsErrors: Unauthorized, InvalidAuthorization, StaleTimestamp,
+    SignatureMismatch, KeyDisabled, KeyExpired, EnterpriseSuspended, IpNotAllowed, NonceReused,
+    Forbidden, NotFound, PayloadTooLarge, Internal);
+
 /// `/metrics` on the API listener: the admin token, or a request signed with an access key that
 /// has the `metrics` scope. (The optional metrics listener serves it without either:
 /// [`crate::metrics_router`].)
+#[utoipa::path(get, path = "/metrics", tag = "service", summary = "Prometheus metrics",
+    description = "The admin token, or a request signed with an access key that has the `metrics` \
+        scope (which only the operator grants). `http.metrics_listen` serves the same text \
+        without authentication on a separate, private listener.",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain",
+        body = String), MetricsErrors),
+    security(("admin" = []), ("access_key" = [])))]
 async fn metrics(State(s): State<AppState>, req: axum::extract::Request) -> Response {
     let (mut parts, body) = req.into_parts();
     if crate::extract::bearer(&parts).is_some() {
@@ -71,5 +131,31 @@ fn render_metrics(s: &AppState) -> Response {
         )
             .into_response(),
         None => Error::not_found("metrics recorder").into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The typed answers write the bytes the `json!` answers they replace wrote.
+    #[test]
+    fn health_answers_keep_their_bytes() {
+        let up = Healthy {
+            status: HealthyStatus::Ok,
+            store: "sqlite",
+        };
+        assert_eq!(
+            serde_json::to_string(&up).unwrap(),
+            json!({"status": "ok", "store": "sqlite"}).to_string()
+        );
+        let down = Unhealthy {
+            status: UnhealthyStatus::Unavailable,
+        };
+        assert_eq!(
+            serde_json::to_string(&down).unwrap(),
+            json!({"status": "unavailable"}).to_string()
+        );
     }
 }

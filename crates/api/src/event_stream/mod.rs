@@ -28,12 +28,13 @@ use rampart_core::stream::hub::{self, Consumer, Delivery, Subscription};
 use rampart_core::{Core, Error as CoreError};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
+use utoipa_axum::routes;
 
-/// Longest message a client may send (bytes).
 pub(crate) fn routes() -> ApiRouter {
-    ApiRouter::new().described("/v1/enterprise/events", axum::routing::get(ws))
+    ApiRouter::new().routes(routes!(ws))
 }
 
+/// Longest message a client may send (bytes).
 pub(crate) const MAX_LINE: usize = 64 * 1024;
 /// Most commands one connection may have waiting for their devices.
 const MAX_COMMANDS: usize = 16;
@@ -424,16 +425,27 @@ fn control_res(req_id: &Value, did: &str, res: Result<Value, Error>) -> Value {
 // ---- the WebSocket transport ----
 
 /// The WebSocket query: `products` and `events` are comma-separated.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct WsQuery {
+    /// comma-separated product keys of the key's enterprise
     products: String,
+    /// comma-separated event kinds; empty: all
     #[serde(default)]
+    #[param(required = false)]
     events: String,
+    /// the subscription group: 1-32 of A-Z a-z 0-9 _
     subkey: String,
+    /// most unacknowledged events at once
     #[serde(default)]
+    #[param(value_type = i64, minimum = 1, maximum = 32767, default = 50)]
     prefetch: Option<i64>,
 }
+
+crate::errors!(EventsErrors: InvalidAuthorization, StaleTimestamp, SignatureMismatch, KeyDisabled,
+    KeyExpired, EnterpriseSuspended, IpNotAllowed, NonceReused, PayloadTooLarge, InvalidRequest,
+    Forbidden, NotFound, UpgradeRequired, Internal);
 
 fn split_list(s: &str) -> Vec<String> {
     s.split(',')
@@ -444,6 +456,16 @@ fn split_list(s: &str) -> Vec<String> {
 }
 
 /// `GET /v1/enterprise/events`: a WebSocket upgrade signed with an access key.
+#[utoipa::path(get, path = "/v1/enterprise/events", tag = "enterprise api",
+    summary = "The operator event stream (WebSocket, scope `read`)",
+    description = "Upgrades to a WebSocket carrying the event stream's JSON messages (see \
+        docs/enterprise-api.md): first `login_res`, then `event_push` messages to acknowledge with \
+        `event_ack`; `ping`, `remote_control_req` (scope `control`). The same stream is served as \
+        JSON lines on the TLS socket (`events.listen`, default port 2017). `products` and \
+        `subkey` are required.",
+    params(WsQuery),
+    responses((status = 101, description = "switching to the WebSocket"), EventsErrors),
+    security(("access_key" = [])))]
 pub(crate) async fn ws(
     State(s): State<AppState>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,

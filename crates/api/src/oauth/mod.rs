@@ -9,7 +9,8 @@
 //! cookie guards the form against cross-site posts.
 //!
 //! Grants, scopes and token lifetimes are `rampart_core::federation::oauth`'s; this module never decides
-//! what a token may do, it only asks and renders.
+//! what a token may do, it only asks and renders. Each handler's `#[utoipa::path]` and answer
+//! types make its part of the OpenAPI document.
 
 use rampart_core::audit::action;
 pub(crate) mod clients;
@@ -18,6 +19,7 @@ pub(crate) mod oidc;
 use crate::error::ErrorCode;
 use crate::extract::{client_ip, Body, Principal, User, Q};
 use crate::openapi::ApiRouter;
+use crate::v1::schemas::{string_enum, Millis, Page, PageParams};
 use crate::v1::{page_of, PageQuery};
 use crate::{AppState, ClientAddr, Error};
 use axum::body::Bytes;
@@ -32,9 +34,12 @@ use rampart_core::federation::oauth::{
     AuthRequest, AuthorizeError, AuthorizeParams, OAuthSession, Scopes, TokenError,
 };
 use rampart_core::secret::{random_hex, Secret};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use utoipa::openapi::{RefOr, Response as ApiResponse};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::routes;
 
 type Addr = Option<Extension<ClientAddr>>;
 
@@ -43,31 +48,273 @@ const CSRF_COOKIE: &str = "__Host-rampart_consent";
 
 /// The routes of this module (merged into the main router).
 pub(crate) fn routes() -> ApiRouter {
-    use axum::routing::{delete, get, post};
     ApiRouter::new()
-        .described(
-            "/v1/oauth/clients",
-            post(clients::register_client).get(clients::list_clients),
-        )
-        .described(
-            "/v1/oauth/clients/{client_id}",
-            get(clients::get_client)
-                .patch(clients::update_client)
-                .delete(clients::delete_client),
-        )
-        .described(
-            "/v1/oauth/clients/{client_id}/secret/rotate",
-            post(clients::rotate_client_secret),
-        )
-        .described("/v1/oauth/grants", get(list_grants))
-        .described("/v1/oauth/grants/{grant_id}", delete(revoke_grant))
-        .described("/oauth/authorize", get(authorize_page).post(approve_json))
-        .described("/oauth/authorize/consent", post(consent))
-        .described("/oauth/token", post(token))
-        .described("/oauth/revoke", post(revoke))
-        .described("/v1/oidc/{provider}/start", get(oidc::start))
-        .described("/v1/oidc/{provider}/callback", get(oidc::callback))
+        .routes(routes!(clients::register_client, clients::list_clients))
+        .routes(routes!(
+            clients::get_client,
+            clients::update_client,
+            clients::delete_client
+        ))
+        .routes(routes!(clients::rotate_client_secret))
+        .routes(routes!(list_grants))
+        .routes(routes!(revoke_grant))
+        .routes(routes!(authorize_page, approve_json))
+        .routes(routes!(consent))
+        .routes(routes!(token))
+        .routes(routes!(revoke))
+        .routes(routes!(oidc::start))
+        .routes(routes!(oidc::callback))
 }
+
+// ---- the answers and bodies ----
+
+/// The RFC 6749 error answers of `/oauth/token` and `/oauth/revoke`, by status: `{"error",
+/// "error_description"}` with one of the listed codes.
+fn oauth_errors(by_status: &[(u16, &[&str])]) -> BTreeMap<String, RefOr<ApiResponse>> {
+    by_status
+        .iter()
+        .map(|(status, codes)| {
+            let mut codes = codes.to_vec();
+            codes.sort_unstable();
+            let list: Vec<String> = codes.iter().map(|c| format!("`{c}`")).collect();
+            let r = json!({
+                "description": format!("RFC 6749 error: {}", list.join(", ")),
+                "content": {"application/json": {"schema": {
+                    "type": "object",
+                    "required": ["error", "error_description"],
+                    "properties": {
+                        "error": {"type": "string", "enum": codes},
+                        "error_description": {"type": "string"}
+                    }
+                }}}
+            });
+            let r: ApiResponse =
+                serde_json::from_value(r).expect("an RFC 6749 error is a valid OpenAPI response");
+            (status.to_string(), RefOr::T(r))
+        })
+        .collect()
+}
+
+/// The errors of `POST /oauth/token`.
+pub(crate) struct TokenErrors;
+
+impl utoipa::IntoResponses for TokenErrors {
+    fn responses() -> BTreeMap<String, RefOr<ApiResponse>> {
+        oauth_errors(&[
+            (
+                400,
+                &[
+                    "invalid_request",
+                    "invalid_grant",
+                    "unsupported_grant_type",
+                    "invalid_scope",
+                ],
+            ),
+            (401, &["invalid_client"]),
+            (500, &["server_error"]),
+        ])
+    }
+}
+
+/// The errors of `POST /oauth/revoke`.
+pub(crate) struct RevokeErrors;
+
+impl utoipa::IntoResponses for RevokeErrors {
+    fn responses() -> BTreeMap<String, RefOr<ApiResponse>> {
+        oauth_errors(&[
+            (400, &["invalid_request"]),
+            (401, &["invalid_client"]),
+            (500, &["server_error"]),
+        ])
+    }
+}
+
+/// The token request (RFC 6749 §4.1.3, §6): the form [`token`] reads by hand.
+#[derive(ToSchema)]
+#[schema(as = TokenRequest, example = json!({"grant_type": "authorization_code",
+    "code": "rac_5e0b...", "redirect_uri": "https://dash.example.com/callback",
+    "code_verifier": "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"}))]
+#[allow(dead_code)] // only described
+pub(crate) struct TokenForm {
+    grant_type: GrantType,
+    #[schema(required = false)]
+    code: String,
+    #[schema(required = false)]
+    redirect_uri: String,
+    #[schema(required = false)]
+    code_verifier: String,
+    #[schema(required = false)]
+    refresh_token: String,
+    #[schema(required = false)]
+    scope: String,
+    #[schema(required = false)]
+    client_id: String,
+    #[schema(required = false)]
+    client_secret: String,
+}
+
+string_enum!(
+    /// The grants `/oauth/token` serves.
+    GrantType,
+    "GrantType",
+    ["authorization_code", "refresh_token"]
+);
+
+/// The revocation request (RFC 7009 §2.1): the form [`revoke`] reads by hand.
+#[derive(ToSchema)]
+#[schema(as = RevokeRequest, example = json!({"token": "roa_2c8f...", "token_type_hint": "access_token"}))]
+#[allow(dead_code)] // only described
+pub(crate) struct RevokeForm {
+    token: String,
+    #[schema(required = false)]
+    token_type_hint: String,
+    #[schema(required = false)]
+    client_id: String,
+    #[schema(required = false)]
+    client_secret: String,
+}
+
+/// `rampart_core::federation::oauth::OAuthTokens`: a token response (RFC 6749 §5.1).
+#[derive(ToSchema)]
+#[schema(as = OAuthTokens, example = oauth_tokens)]
+#[allow(dead_code)] // only described: the handler answers the core's `OAuthTokens`
+pub(crate) struct OAuthTokensSchema {
+    access_token: String,
+    token_type: BearerType,
+    /// seconds
+    expires_in: i64,
+    refresh_token: String,
+    scope: String,
+}
+
+string_enum!(BearerType, "BearerType", ["Bearer"]);
+
+fn oauth_tokens() -> rampart_core::federation::oauth::OAuthTokens {
+    rampart_core::federation::oauth::OAuthTokens {
+        access_token: Secret::new("roa_2c8f...".into()),
+        token_type: "Bearer",
+        expires_in: 3600,
+        refresh_token: Secret::new("ror_a41d...".into()),
+        scope: "devices:read".into(),
+    }
+}
+
+/// The query of an authorisation request (RFC 6749 §4.1.1, with PKCE); the handler reads it
+/// itself, so a bad one answers the HTML error page.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // only described: `AuthorizeParams` reads them
+pub(crate) struct AuthorizeQuery {
+    /// must be `code`
+    #[param(inline, required = false)]
+    response_type: CodeType,
+    /// the client
+    #[param(required = false)]
+    client_id: String,
+    /// a redirect URI registered for the client
+    #[param(required = false)]
+    redirect_uri: String,
+    /// space-separated: `devices:read`, `devices:control`, `devices:admin`
+    #[param(required = false)]
+    scope: String,
+    /// echoed back to the client
+    #[param(required = false)]
+    state: String,
+    /// PKCE challenge
+    #[param(required = false)]
+    code_challenge: String,
+    /// must be `S256`
+    #[param(inline, required = false)]
+    code_challenge_method: S256,
+}
+
+string_enum!(CodeType, "CodeType", ["code"]);
+string_enum!(S256, "S256", ["S256"]);
+
+/// The consent form: the authorisation request, `csrf` (matching the cookie), the user's
+/// sign-in, the approved scopes and the decision.
+#[derive(ToSchema)]
+#[schema(as = ConsentForm, example = json!({"response_type": "code", "client_id": "rcl_9d1e",
+    "redirect_uri": "https://dash.example.com/callback", "scope": "devices:read", "state": "xyz",
+    "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", "code_challenge_method": "S256",
+    "csrf": "3b9f...", "username": "ada@example.com", "password": "correct horse battery",
+    "approve": ["devices:read"], "decision": "approve"}))]
+#[allow(dead_code)] // only described: `consent` reads the form by hand
+pub(crate) struct ConsentForm {
+    #[schema(required = false)]
+    response_type: String,
+    #[schema(required = false)]
+    client_id: String,
+    #[schema(required = false)]
+    redirect_uri: String,
+    #[schema(required = false)]
+    scope: String,
+    #[schema(required = false)]
+    state: String,
+    #[schema(required = false)]
+    code_challenge: String,
+    #[schema(required = false)]
+    code_challenge_method: String,
+    #[schema(required = false)]
+    csrf: String,
+    #[schema(required = false)]
+    username: String,
+    #[schema(required = false)]
+    password: String,
+    /// a scope the user approves (repeatable)
+    #[schema(required = false)]
+    approve: Vec<String>,
+    #[schema(required = false)]
+    decision: Decision,
+}
+
+string_enum!(Decision, "Decision", ["approve", "deny"]);
+
+/// Where to send the user agent after the JSON approval: with `code` and `state` when approved.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"code": "rac_5e0b...",
+    "redirect_to": "https://dash.example.com/callback?code=rac_5e0b...&state=xyz", "state": "xyz"}))]
+pub(crate) struct Approved {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false)]
+    code: Option<String>,
+    redirect_to: String,
+    /// the request's `state` (null when it had none)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, required = false)]
+    state: Option<Option<String>>,
+}
+
+/// `rampart_store::OAuthGrantView`: a grant as its user sees it.
+#[derive(ToSchema)]
+#[schema(as = OAuthGrant, example = json!({"grant_id": "rgr_6b1c", "client_id": "rcl_9d1e",
+    "client_name": "Home dashboard", "scope": "devices:read", "created_at": 1765000000000_i64,
+    "expires_at": 1772776000000_i64}))]
+#[allow(dead_code)] // only described: the handler answers the store's view
+pub(crate) struct GrantSchema {
+    grant_id: String,
+    client_id: String,
+    client_name: String,
+    scope: String,
+    #[schema(value_type = Millis)]
+    created_at: i64,
+    #[schema(value_type = Millis)]
+    expires_at: i64,
+}
+
+/// The grant is revoked.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"grant_id": "rgr_6b1c", "status": "revoked"}))]
+pub(crate) struct GrantRevoked {
+    grant_id: String,
+    status: crate::v1::bindings::RevokedStatus,
+}
+
+crate::errors!(ApproveErrors: Unauthorized, InvalidJson, PayloadTooLarge, UnsupportedMediaType,
+    InvalidRequest, InvalidClient, InvalidScope, UnsupportedResponseType, Internal);
+crate::errors!(GrantListErrors: Unauthorized, InvalidRequest, Internal);
+crate::errors!(GrantRevokeErrors: Unauthorized, NotFound, Internal);
+crate::errors!(ListBindingsErrors: Unauthorized, InvalidRequest, InsufficientScope, Internal);
 
 // ---- RFC 6749 errors ----
 
@@ -238,6 +485,13 @@ fn client_credentials(
 
 // ---- token and revocation endpoints ----
 
+#[utoipa::path(post, path = "/oauth/token", tag = "oauth",
+    summary = "Exchange a code or a refresh token (RFC 6749)",
+    description = "Client authentication by HTTP Basic or by `client_id`/`client_secret` form \
+        fields (one of them).",
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "the tokens", body = OAuthTokensSchema), TokenErrors),
+    security(("client_basic" = [])))]
 pub(crate) async fn token(
     State(s): State<AppState>,
     addr: Addr,
@@ -293,6 +547,11 @@ async fn token_inner(
 }
 
 /// RFC 7009: 200 whether or not the token was known.
+#[utoipa::path(post, path = "/oauth/revoke", tag = "oauth", summary = "Revoke a token (RFC 7009)",
+    description = "200 whether or not the token was known.",
+    request_body(content = RevokeForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "revoked (or unknown); empty body"), RevokeErrors),
+    security(("client_basic" = [])))]
 pub(crate) async fn revoke(
     State(s): State<AppState>,
     addr: Addr,
@@ -459,6 +718,18 @@ fn authorize_failure(e: AuthorizeError) -> Response {
 }
 
 /// `GET /oauth/authorize`: check the request, then show the consent page.
+#[utoipa::path(get, path = "/oauth/authorize", tag = "oauth",
+    summary = "The consent page of an authorisation request",
+    params(AuthorizeQuery),
+    responses(
+        (status = 200, description = "the consent page (sets the CSRF cookie)",
+            content_type = "text/html", body = String),
+        (status = 303, description = "back to the client with `error` (a bad request after the \
+            client was recognised)", headers(("Location" = String))),
+        (status = 400, description = "an HTML error page: unknown client, unregistered redirect \
+            URI, malformed request", content_type = "text/html", body = String),
+        (status = 500, description = "an HTML error page", content_type = "text/html",
+            body = String)))]
 pub(crate) async fn authorize_page(
     State(s): State<AppState>,
     q: Result<Query<AuthorizeParams>, axum::extract::rejection::QueryRejection>,
@@ -496,6 +767,24 @@ fn answered(url: &str) -> Response {
 }
 
 /// `POST /oauth/authorize/consent`: the consent form (CSRF cookie, password sign-in, decision).
+#[utoipa::path(post, path = "/oauth/authorize/consent", tag = "oauth",
+    summary = "Answer the consent form",
+    description = "The form of the consent page: the authorisation request, `csrf` (matching the \
+        cookie), `username`, `password`, `approve` (repeatable scope) and `decision`.",
+    request_body(content = ConsentForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "back to the client with `code` and `state`, or \
+            `error=access_denied`", headers(("Location" = String))),
+        (status = 200, description = "the consent page again, with a notice (no scope chosen, \
+            inactive account)", content_type = "text/html", body = String),
+        (status = 400, description = "an HTML error page: malformed form or authorisation request",
+            content_type = "text/html", body = String),
+        (status = 401, description = "the consent page again: wrong e-mail, phone or password",
+            content_type = "text/html", body = String),
+        (status = 403, description = "an HTML error page: the CSRF cookie does not match",
+            content_type = "text/html", body = String),
+        (status = 500, description = "an HTML error page", content_type = "text/html",
+            body = String)))]
 pub(crate) async fn consent(
     State(s): State<AppState>,
     addr: Addr,
@@ -576,19 +865,33 @@ pub(crate) async fn consent(
 /// scopes approved (a subset of those requested; all of them when absent). Our own API, not the
 /// browser-facing RFC 6749 request, so unknown fields are refused (no `flatten`: serde cannot
 /// combine it with `deny_unknown_fields`).
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"response_type": "code", "client_id": "rcl_9d1e",
+    "redirect_uri": "https://dash.example.com/callback", "scope": "devices:read devices:control",
+    "state": "xyz", "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+    "code_challenge_method": "S256", "decision": "approve", "approved_scope": "devices:read"}))]
 pub(crate) struct Approval {
+    #[schema(value_type = String, required = false)]
     response_type: Option<String>,
+    #[schema(value_type = String, required = false)]
     client_id: Option<String>,
+    #[schema(value_type = String, required = false)]
     redirect_uri: Option<String>,
+    #[schema(value_type = String, required = false)]
     scope: Option<String>,
+    #[schema(value_type = String, required = false)]
     state: Option<String>,
+    #[schema(value_type = String, required = false)]
     code_challenge: Option<String>,
+    #[schema(value_type = String, required = false)]
     code_challenge_method: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Decision, inline, required = false, default = "approve")]
     decision: Option<String>,
+    /// a subset of `scope`; all of it when absent
     #[serde(default)]
+    #[schema(value_type = String, required = false)]
     approved_scope: Option<String>,
 }
 
@@ -608,6 +911,14 @@ impl Approval {
 
 /// `POST /oauth/authorize`: an app approves (or denies) on behalf of its signed-in user, with the
 /// user's own access token. Answers where to send the user agent.
+#[utoipa::path(post, path = "/oauth/authorize", tag = "oauth",
+    summary = "Approve or deny an authorisation request as the signed-in user",
+    description = "For apps with the user's own token. A 400 for a recognised client also carries \
+        `redirect_to`.",
+    request_body = Approval,
+    responses((status = 200, description = "where to send the user agent (with `code` and `state` \
+        when approved)", body = Approved), ApproveErrors),
+    security(("user" = [])))]
 pub(crate) async fn approve_json(
     State(s): State<AppState>,
     User(u): User,
@@ -642,7 +953,12 @@ pub(crate) async fn approve_json(
         "approve" => {}
         "deny" => {
             let url = s.core.deny_authorize(&req, Some(&u.user_id), ip).await;
-            return Ok(Json(json!({"redirect_to": url})).into_response());
+            let answer = Approved {
+                code: None,
+                redirect_to: url,
+                state: None,
+            };
+            return Ok(Json(answer).into_response());
         }
         _ => return Err(Error::invalid("decision: `approve` or `deny`")),
     }
@@ -663,11 +979,21 @@ pub(crate) async fn approve_json(
                 .map(|(_, v)| v.into_owned())
         })
         .unwrap_or_default();
-    Ok(Json(json!({"redirect_to": url, "code": code, "state": req.state})).into_response())
+    let answer = Approved {
+        code: Some(code),
+        redirect_to: url,
+        state: Some(req.state),
+    };
+    Ok(Json(answer).into_response())
 }
 
 // ---- the user's grants ----
 
+#[utoipa::path(get, path = "/v1/oauth/grants", tag = "oauth",
+    summary = "The third-party grants of the user", params(PageParams),
+    responses((status = 200, description = "a page of grants", body = Page<GrantSchema>),
+        GrantListErrors),
+    security(("user" = [])))]
 pub(crate) async fn list_grants(
     State(s): State<AppState>,
     User(u): User,
@@ -681,14 +1007,21 @@ pub(crate) async fn list_grants(
     Ok(page_of(rows, page, limit, total))
 }
 
+#[utoipa::path(delete, path = "/v1/oauth/grants/{grant_id}", tag = "oauth",
+    summary = "Revoke a grant and its tokens",
+    responses((status = 200, description = "revoked", body = GrantRevoked), GrantRevokeErrors),
+    security(("user" = [])))]
 pub(crate) async fn revoke_grant(
     State(s): State<AppState>,
     User(u): User,
     addr: Addr,
     Path(id): Path<String>,
-) -> Result<Json<Value>, Error> {
+) -> Result<Json<GrantRevoked>, Error> {
     s.core.revoke_user_grant(&u, &id, client_ip(&addr)).await?;
-    Ok(Json(json!({"grant_id": id, "status": "revoked"})))
+    Ok(Json(GrantRevoked {
+        grant_id: id,
+        status: crate::v1::bindings::RevokedStatus::Revoked,
+    }))
 }
 
 // ---- third-party tokens on the device endpoints ----
@@ -738,6 +1071,12 @@ pub(crate) async fn authorize_device(
 }
 
 /// `GET /v1/bindings` for the user's own token or a third-party token with `devices:read`.
+#[utoipa::path(get, path = "/v1/bindings", tag = "bindings",
+    summary = "The user's devices, newest first",
+    description = "An admin or developer token answers 401.", params(PageParams),
+    responses((status = 200, description = "a page of bindings",
+        body = Page<crate::v1::bindings::BindingSchema>), ListBindingsErrors),
+    security(("user" = []), ("oauth" = ["devices:read"])))]
 pub(crate) async fn list_bindings(
     State(s): State<AppState>,
     p: Principal,
@@ -794,6 +1133,37 @@ mod tests {
             HeaderValue::from_static("application/json"),
         );
         assert!(parse_form(&h, b"a=1", &[]).is_err());
+    }
+
+    /// The typed answers write the bytes the `json!` answers they replace wrote.
+    #[test]
+    fn typed_answers_keep_their_bytes() {
+        let approved = Approved {
+            code: Some("c".into()),
+            redirect_to: "u".into(),
+            state: Some(None),
+        };
+        assert_eq!(
+            serde_json::to_string(&approved).unwrap(),
+            json!({"redirect_to": "u", "code": "c", "state": Option::<String>::None}).to_string()
+        );
+        let denied = Approved {
+            code: None,
+            redirect_to: "u".into(),
+            state: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&denied).unwrap(),
+            json!({"redirect_to": "u"}).to_string()
+        );
+        let revoked = GrantRevoked {
+            grant_id: "g".into(),
+            status: crate::v1::bindings::RevokedStatus::Revoked,
+        };
+        assert_eq!(
+            serde_json::to_string(&revoked).unwrap(),
+            json!({"grant_id": "g", "status": "revoked"}).to_string()
+        );
     }
 
     #[test]

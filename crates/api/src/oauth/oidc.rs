@@ -7,16 +7,18 @@
 //! CSRF: signing the victim in to the attacker's account) is refused.
 //!
 //! Never verifies a provider's token itself: that is `rampart_core::federation::oidc`'s.
+//! Each handler's `#[utoipa::path]` makes its part of the OpenAPI document.
 
 use crate::extract::{client_ip, Q};
+use crate::v1::schemas::TokenPairSchema;
 use crate::{AppState, ClientAddr, Error};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Json};
 use rampart_core::federation::oidc::OidcError;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 impl From<OidcError> for Error {
     fn from(e: OidcError) -> Error {
@@ -56,11 +58,24 @@ fn browser_cookie(value: &str, max_age_secs: i64) -> Option<HeaderValue> {
     .ok()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct Start {
+    /// the client app
     app_id: String,
 }
+
+/// Where to send the user agent to log in at the provider.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"authorize_url": "https://accounts.example.com/authorize?client_id=rampart&state=..."}))]
+pub(crate) struct AuthorizeUrl {
+    authorize_url: String,
+}
+
+crate::errors!(StartErrors: InvalidRequest, RateLimited, OidcProviderError, NotFound, Internal);
+crate::errors!(CallbackErrors: InvalidRequest, OidcStateMismatch, OidcLoginFailed, Conflict,
+    OidcProviderError, NotFound, Internal);
 
 /// Our callback URL from the request's host (the `Host` header on HTTP/1.1, the `:authority` of
 /// the request URI on HTTP/2), for providers without a configured `redirect_uri`.
@@ -83,6 +98,17 @@ fn callback_from_host(headers: &HeaderMap, uri: &Uri, provider: &str) -> Result<
 
 /// `GET /v1/oidc/{provider}/start?app_id=...`: a redirect to the provider (or, for
 /// `Accept: application/json`, `{"authorize_url"}`).
+#[utoipa::path(get, path = "/v1/oidc/{provider}/start", tag = "accounts",
+    summary = "Start an OpenID Connect login",
+    description = "Redirects to the provider, or answers `{\"authorize_url\"}` for `Accept: \
+        application/json`. Both set the browser-binding cookie `__Host-rampart_oidc` (Secure, \
+        HttpOnly, SameSite=Lax), which the callback needs.",
+    params(Start),
+    responses(
+        (status = 303, description = "to the provider's authorisation endpoint",
+            headers(("Location" = String))),
+        (status = 200, description = "with `Accept: application/json`", body = AuthorizeUrl),
+        StartErrors))]
 pub(crate) async fn start(
     State(s): State<AppState>,
     Path(provider): Path<String>,
@@ -108,7 +134,10 @@ pub(crate) async fn start(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("application/json"));
     let mut r = if wants_json {
-        Json(json!({"authorize_url": url})).into_response()
+        Json(AuthorizeUrl {
+            authorize_url: url.clone(),
+        })
+        .into_response()
     } else {
         Redirect::to(url).into_response()
     };
@@ -119,14 +148,22 @@ pub(crate) async fn start(
 }
 
 /// What the provider sends back (other parameters are ignored).
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct Callback {
+    /// the provider's authorisation code
     code: Option<String>,
+    /// the state of the start
     state: Option<String>,
+    /// the provider refused the login
     error: Option<String>,
 }
 
 /// `GET /v1/oidc/{provider}/callback`: the token pair of the linked user.
+#[utoipa::path(get, path = "/v1/oidc/{provider}/callback", tag = "accounts",
+    summary = "Finish an OpenID Connect login", params(Callback),
+    responses((status = 200, description = "a token pair, as from POST /v1/login",
+        body = TokenPairSchema), CallbackErrors))]
 pub(crate) async fn callback(
     State(s): State<AppState>,
     Path(provider): Path<String>,

@@ -2,24 +2,49 @@
 //! key's view of its enterprise's entries over a signed request.
 //!
 //! What each caller may see is `rampart_core`'s decision (tenant isolation); nothing is
-//! filtered here.
+//! filtered here. Each handler's `#[utoipa::path]` makes its part of the OpenAPI document.
 
+use super::schemas::{AuditEntrySchema, Page, PageParams};
 use super::{page_of, PageQuery};
 use crate::extract::{EnterpriseKey, Manager, Q};
 use crate::openapi::ApiRouter;
 use crate::{AppState, Error};
 use axum::extract::{Path, State};
-use axum::routing::get;
 use axum::Json;
 use rampart_core::audit::AuditFilter;
 use serde::Deserialize;
 use serde_json::Value;
+use utoipa_axum::routes;
 
 pub(crate) fn routes() -> ApiRouter {
     ApiRouter::new()
-        .described("/v1/enterprises/{id}/audit", get(enterprise_audit))
-        .described("/v1/enterprise/audit", get(audit))
+        .routes(routes!(enterprise_audit))
+        .routes(routes!(audit))
 }
+
+/// The filters of an audit query (with `page` and `limit`: [`AuditQuery`]).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // only described: `AuditQuery` reads them
+pub(crate) struct AuditParams {
+    /// only entries of this actor id
+    actor: Option<String>,
+    /// only entries of this actor kind
+    actor_kind: Option<String>,
+    /// only entries of this action
+    action: Option<String>,
+    /// only entries with this target
+    target: Option<String>,
+    /// from this time (unix ms, inclusive)
+    from: Option<i64>,
+    /// up to this time (unix ms, inclusive)
+    to: Option<i64>,
+}
+
+crate::errors!(EnterpriseAuditErrors: Unauthorized, InvalidRequest, Forbidden, NotFound, Internal);
+crate::errors!(KeyAuditErrors: InvalidAuthorization, StaleTimestamp, SignatureMismatch,
+    KeyDisabled, KeyExpired, EnterpriseSuspended, IpNotAllowed, NonceReused, PayloadTooLarge,
+    InvalidRequest, Forbidden, Internal);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -52,6 +77,13 @@ impl AuditQuery {
 
 /// The enterprise's audit entries for its owners (and the operator), like `GET
 /// /v1/enterprise/audit` for a key.
+#[utoipa::path(get, path = "/v1/enterprises/{id}/audit", tag = "enterprises",
+    summary = "An enterprise's audit entries, newest first",
+    description = "For the enterprise's owners and the operator; its admins and observers get 403.",
+    params(AuditParams, PageParams),
+    responses((status = 200, description = "a page of audit entries", body = Page<AuditEntrySchema>),
+        EnterpriseAuditErrors),
+    security(("admin" = []), ("developer" = [])))]
 async fn enterprise_audit(
     State(s): State<AppState>,
     m: Manager,
@@ -73,6 +105,14 @@ async fn enterprise_audit(
     Ok(page_of(rows, page, limit, total))
 }
 
+/// The key's enterprise's entries, over a signed request.
+#[utoipa::path(get, path = "/v1/enterprise/audit", tag = "enterprise api",
+    summary = "The enterprise's audit entries, newest first (scope `read`)",
+    description = "Audited (`audit.read`).",
+    params(AuditParams, PageParams),
+    responses((status = 200, description = "a page of audit entries", body = Page<AuditEntrySchema>),
+        KeyAuditErrors),
+    security(("access_key" = [])))]
 async fn audit(State(s): State<AppState>, k: EnterpriseKey) -> Result<Json<Value>, Error> {
     let (f, page, limit) = k.query::<AuditQuery>()?.resolve()?;
     let (rows, total) = s

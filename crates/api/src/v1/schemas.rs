@@ -294,3 +294,127 @@ mod tests {
         assert_eq!(params[1]["schema"]["maximum"], json!(200));
     }
 }
+
+// ---- part A ----
+
+/// Declares `$ty`, the answer `{"status": $value}`, named `$name` in the document.
+macro_rules! status_answer {
+    ($(#[$m:meta])* $ty:ident, $name:literal, $value:literal) => {
+        $(#[$m])*
+        pub(crate) struct $ty;
+        impl Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeMap;
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry("status", $value)?;
+                m.end()
+            }
+        }
+        impl utoipa::PartialSchema for $ty {
+            fn schema() -> RefOr<Schema> {
+                from_json(json!({"type": "object", "required": ["status"],
+                    "properties": {"status": {"type": "string", "enum": [$value]}},
+                    "example": {"status": $value}}))
+            }
+        }
+        impl utoipa::ToSchema for $ty {
+            fn name() -> Cow<'static, str> {
+                Cow::Borrowed($name)
+            }
+        }
+    };
+}
+
+status_answer!(
+    /// An account waits for its activation code.
+    ActivationPending,
+    "ActivationPending",
+    "activation_pending"
+);
+status_answer!(
+    /// The account is active.
+    Active,
+    "Active",
+    "active"
+);
+status_answer!(
+    /// Accepted, whether or not the account exists.
+    Accepted,
+    "Accepted",
+    "accepted"
+);
+status_answer!(
+    /// The password is changed.
+    PasswordChanged,
+    "PasswordChanged",
+    "changed"
+);
+
+/// `rampart_core::identity::accounts::TokenPair`: an access and a refresh token.
+#[derive(utoipa::ToSchema)]
+#[schema(as = TokenPair, example = token_pair)]
+#[allow(dead_code)] // only described: the handlers answer the core's `TokenPair`
+pub(crate) struct TokenPairSchema {
+    access_token: String,
+    refresh_token: String,
+    /// seconds
+    expires_in: i64,
+}
+
+fn token_pair() -> rampart_core::identity::accounts::TokenPair {
+    use rampart_core::secret::Secret;
+    rampart_core::identity::accounts::TokenPair {
+        access_token: Secret::new("rat_3f9a...".into()),
+        refresh_token: Secret::new("rrt_81c2...".into()),
+        expires_in: 3600,
+    }
+}
+
+/// `rampart_core::audit::AuditEntryView`: one audit entry.
+#[derive(utoipa::ToSchema)]
+#[schema(as = AuditEntry, example = json!({"id": 42, "ts": 1765000000000_i64,
+    "actor_kind": "access_key", "actor_id": "rak_1", "tenant": "ent_1", "action": "device.command",
+    "target": "device:d_0001", "source_ip": "203.0.113.7", "outcome": "sent", "detail": null,
+    "hash": "b1946ac92492d2347c6235b4d2611184"}))]
+#[allow(dead_code)] // only described: the handlers answer the core's view
+pub(crate) struct AuditEntrySchema {
+    id: i64,
+    #[schema(value_type = Millis)]
+    ts: i64,
+    actor_kind: String,
+    actor_id: String,
+    #[schema(required = true)]
+    tenant: Option<String>,
+    action: String,
+    #[schema(required = true)]
+    target: Option<String>,
+    #[schema(required = true)]
+    source_ip: Option<String>,
+    outcome: String,
+    #[schema(required = true)]
+    detail: Option<String>,
+    /// the entry's hash in the audit chain (null before migration 0007)
+    #[schema(required = true)]
+    hash: Option<String>,
+}
+
+/// Declares `$ty`, a string that is one of `$values`, named `$name` in the document.
+macro_rules! string_enum {
+    ($(#[$m:meta])* $ty:ident, $name:literal, [$($value:literal),+ $(,)?]) => {
+        $(#[$m])*
+        #[allow(dead_code)] // only described
+        pub(crate) struct $ty;
+        impl utoipa::PartialSchema for $ty {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+                serde_json::from_value(serde_json::json!({"type": "string", "enum": [$($value),+]}))
+                    .expect("a valid schema")
+            }
+        }
+        impl utoipa::ToSchema for $ty {
+            fn name() -> std::borrow::Cow<'static, str> {
+                std::borrow::Cow::Borrowed($name)
+            }
+        }
+    };
+}
+pub(crate) use string_enum;
