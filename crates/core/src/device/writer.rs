@@ -249,9 +249,8 @@ async fn run(
                 journal_since.get_or_insert_with(Instant::now);
             }
         }
-        for w in waiters.drain(..) {
-            let _ = w.send(res.clone());
-        }
+        // The batch's events are queued before its reports are acknowledged, so whatever the
+        // device does after an ack (a raw publish, say) reaches the event stream after them.
         if res.is_ok() {
             for (ev, track) in evs.drain(..) {
                 let derived = match (&ev, track) {
@@ -280,6 +279,9 @@ async fn run(
                     last.remove(&did);
                 }
             }
+        }
+        for w in waiters.drain(..) {
+            let _ = w.send(res.clone());
         }
         if last.len() > MAX_TRACKED {
             last = HashMap::new();
