@@ -294,3 +294,129 @@ mod tests {
         assert_eq!(params[1]["schema"]["maximum"], json!(200));
     }
 }
+
+// ---- part B ----
+
+/// A typed answer sent with its keys sorted, as the answers built as `serde_json::Value` always
+/// were (lists, and the developer's own view): the same bytes on the wire as before they were typed.
+pub(crate) struct Sorted<T>(pub(crate) T);
+
+impl<T: Serialize> axum::response::IntoResponse for Sorted<T> {
+    fn into_response(self) -> axum::response::Response {
+        match serde_json::to_value(&self.0) {
+            Ok(v) => axum::Json(v).into_response(),
+            Err(e) => {
+                tracing::error!(error = %e, "an answer that does not serialise");
+                crate::Error::new(crate::error::ErrorCode::Internal, "internal error")
+                    .into_response()
+            }
+        }
+    }
+}
+
+/// A whole list (not paged): `{"data": [...], "meta": {"total"}}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Listed<T> {
+    pub(crate) data: Vec<T>,
+    pub(crate) meta: ListedMeta,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ListedMeta {
+    #[schema(value_type = i64)]
+    pub(crate) total: usize,
+}
+
+impl<T> Listed<T> {
+    pub(crate) fn of(data: Vec<T>) -> Listed<T> {
+        let total = data.len();
+        Listed {
+            data,
+            meta: ListedMeta { total },
+        }
+    }
+}
+
+/// A developer's role in an enterprise (`rampart_core::access::tenancy::EntRole`).
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)] // only described: the handlers read and answer `EntRole`
+pub(crate) enum EnterpriseRole {
+    Owner,
+    Admin,
+    Observer,
+}
+
+/// An enterprise as one of its members (or the operator) sees it.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Enterprise, example = json!({"enterprise_id": "ent_4k2m9x", "name": "Maker Ltd",
+    "suspended": false, "role": "owner", "created_at": 1765000000000_i64}))]
+pub(crate) struct EnterpriseView {
+    enterprise_id: String,
+    name: String,
+    suspended: bool,
+    /// the caller's role (null for the operator)
+    #[schema(value_type = Option<EnterpriseRole>, required = true)]
+    role: Option<rampart_core::access::tenancy::EntRole>,
+    #[schema(value_type = Millis)]
+    created_at: i64,
+}
+
+impl From<rampart_core::access::enterprises::EnterpriseView> for EnterpriseView {
+    fn from(e: rampart_core::access::enterprises::EnterpriseView) -> EnterpriseView {
+        EnterpriseView {
+            enterprise_id: e.enterprise_id,
+            name: e.name,
+            suspended: e.suspended,
+            role: e.role,
+            created_at: e.created_at,
+        }
+    }
+}
+
+/// A developer account as the developer and the operator see it.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Developer, example = json!({"developer_id": "dev_8f3k2q", "email": "dev@maker.example",
+    "active": true, "suspended": false, "totp_enabled": false, "created_at": 1765000000000_i64}))]
+pub(crate) struct DeveloperView {
+    pub(crate) developer_id: String,
+    pub(crate) email: String,
+    pub(crate) active: bool,
+    pub(crate) suspended: bool,
+    pub(crate) totp_enabled: bool,
+    #[schema(value_type = Millis)]
+    pub(crate) created_at: i64,
+}
+
+impl From<rampart_core::identity::developers::DeveloperView> for DeveloperView {
+    fn from(d: rampart_core::identity::developers::DeveloperView) -> DeveloperView {
+        DeveloperView {
+            developer_id: d.developer_id,
+            email: d.email,
+            active: d.active,
+            suspended: d.suspended,
+            totp_enabled: d.totp_enabled,
+            created_at: d.created_at,
+        }
+    }
+}
+
+/// A single-value status word of an answer, e.g. `{"status": "deleted"}`.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Deleted {
+    Deleted,
+}
+
+/// The error answers of an operation called with a signed enterprise request: the refusals of
+/// its signature (401), a body over 1 MiB (413), the store (500), and the codes named after the
+/// type's name. (docs/enterprise-api.md, "Errors of signed requests".)
+#[macro_export]
+#[doc(hidden)]
+macro_rules! signed_errors {
+    ($name:ident: $($code:ident),* $(,)?) => {
+        $crate::errors!($name: InvalidAuthorization, StaleTimestamp, SignatureMismatch,
+            KeyDisabled, KeyExpired, EnterpriseSuspended, IpNotAllowed, NonceReused,
+            PayloadTooLarge, Internal $(, $code)*);
+    };
+}
