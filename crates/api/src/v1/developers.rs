@@ -142,7 +142,8 @@ pub(crate) struct SessionsEnded {
     sessions_ended: i64,
 }
 
-/// The signed-in developer and the enterprises they belong to (answered with its keys sorted).
+/// The signed-in developer and the enterprises they belong to.
+// Sent through `Sorted`, as it always was (keys sorted).
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({"developer_id": "dev_8f3k2q", "email": "dev@maker.example",
     "active": true, "suspended": false, "totp_enabled": false, "created_at": 1765000000000_i64,
