@@ -85,6 +85,15 @@ pub(crate) struct CreatedKey {
     secret: String,
 }
 
+impl From<rampart_core::access::access_keys::CreatedKey> for CreatedKey {
+    fn from(k: rampart_core::access::access_keys::CreatedKey) -> CreatedKey {
+        CreatedKey {
+            key_id: k.key_id,
+            secret: k.secret,
+        }
+    }
+}
+
 /// A key's new secret, shown once, and until when the one it replaces keeps working.
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({"key_id": "rak_3f9k2m7q",
@@ -98,6 +107,16 @@ pub(crate) struct RotatedKey {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Millis, required = true)]
     previous_valid_until: Option<i64>,
+}
+
+impl From<rampart_core::access::access_keys::CreatedKey> for RotatedKey {
+    fn from(k: rampart_core::access::access_keys::CreatedKey) -> RotatedKey {
+        RotatedKey {
+            key_id: k.key_id,
+            secret: k.secret,
+            previous_valid_until: k.previous_valid_until,
+        }
+    }
 }
 
 /// An access key as listed (never its secret).
@@ -171,11 +190,7 @@ async fn create_key(
         .core
         .create_access_key(&m.caller(), &id, b, client_ip(&addr))
         .await?;
-    let k = CreatedKey {
-        key_id: k.key_id,
-        secret: k.secret,
-    };
-    Ok((StatusCode::CREATED, Json(k)).into_response())
+    Ok((StatusCode::CREATED, Json(CreatedKey::from(k))).into_response())
 }
 
 #[utoipa::path(get, path = "/v1/enterprises/{id}/keys", tag = "enterprises",
@@ -298,16 +313,13 @@ async fn rotate_key(
             client_ip(&addr),
         )
         .await?;
-    Ok(Json(RotatedKey {
-        key_id: k.key_id,
-        secret: k.secret,
-        previous_valid_until: k.previous_valid_until,
-    }))
+    Ok(Json(RotatedKey::from(k)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::v1::schemas::assert_sent_as;
     use utoipa::PartialSchema;
 
     /// The documented body is what the handler reads: its example, which names every field,
@@ -334,6 +346,35 @@ mod tests {
         for n in names {
             serde_json::from_value::<rampart_core::access::access_keys::Scope>(n.clone()).unwrap();
         }
+    }
+
+    /// Keys are sent as the core's values were: a new one without `previous_valid_until`, a
+    /// rotated one with it.
+    #[test]
+    fn the_keys_are_sent_as_the_core_s() {
+        use rampart_core::access::access_keys as core;
+        let created = |until| core::CreatedKey {
+            key_id: "rak_1".into(),
+            secret: "ras_00".into(),
+            previous_valid_until: until,
+        };
+        assert_sent_as(&created(None), &CreatedKey::from(created(None)));
+        let until = Some(1765003600000);
+        assert_sent_as(&created(until), &RotatedKey::from(created(until)));
+        let view = || core::AccessKeyView {
+            key_id: "rak_1".into(),
+            enterprise_id: "ent_1".into(),
+            products: vec!["pk_1".into()],
+            scopes: vec![core::Scope::Read, core::Scope::Metrics],
+            allow_ips: vec!["203.0.113.0/24".into()],
+            sensitive_points: vec!["location".into()],
+            disabled: true,
+            expires_at: None,
+            previous_valid_until: Some(1765003600000),
+            created_by: "admin:bootstrap".into(),
+            created_at: 1765000000000,
+        };
+        assert_sent_as(&view(), &AccessKeyView::from(view()));
     }
 
     /// A deleted key's answer is the JSON it replaced, byte for byte.

@@ -183,11 +183,32 @@ pub(crate) struct TotpEnrolment {
     otpauth_uri: String,
 }
 
+impl From<rampart_core::identity::developers::TotpEnrolment> for TotpEnrolment {
+    fn from(e: rampart_core::identity::developers::TotpEnrolment) -> TotpEnrolment {
+        TotpEnrolment {
+            secret: e.secret.expose().to_owned(),
+            otpauth_uri: e.otpauth_uri.expose().to_owned(),
+        }
+    }
+}
+
 /// The recovery codes, shown once when TOTP is turned on.
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({"recovery_codes": ["4f2k-9x1m", "q8d3-7z0p"]}))]
 pub(crate) struct RecoveryCodes {
     recovery_codes: Vec<String>,
+}
+
+impl From<rampart_core::identity::developers::RecoveryCodes> for RecoveryCodes {
+    fn from(c: rampart_core::identity::developers::RecoveryCodes) -> RecoveryCodes {
+        RecoveryCodes {
+            recovery_codes: c
+                .recovery_codes
+                .iter()
+                .map(|c| c.expose().to_owned())
+                .collect(),
+        }
+    }
 }
 
 /// `{"totp_enabled": false}`.
@@ -463,11 +484,7 @@ async fn totp_enrol(
     addr: Addr,
 ) -> Result<Response, Error> {
     let e = s.core.totp_enrol(&d, client_ip(&addr)).await?;
-    let e = TotpEnrolment {
-        secret: e.secret.expose().to_owned(),
-        otpauth_uri: e.otpauth_uri.expose().to_owned(),
-    };
-    Ok((StatusCode::CREATED, Json(e)).into_response())
+    Ok((StatusCode::CREATED, Json(TotpEnrolment::from(e))).into_response())
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -493,12 +510,7 @@ async fn totp_confirm(
         .core
         .totp_confirm(&d, b.code.expose(), client_ip(&addr))
         .await?;
-    let recovery_codes = codes
-        .recovery_codes
-        .iter()
-        .map(|c| c.expose().to_owned())
-        .collect();
-    Ok(Json(RecoveryCodes { recovery_codes }))
+    Ok(Json(RecoveryCodes::from(codes)))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -535,4 +547,41 @@ async fn totp_disable(
     Ok(Json(TotpOff {
         totp_enabled: false,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::v1::schemas::assert_sent_as;
+    use rampart_core::identity::developers as core;
+    use serde_json::json;
+
+    /// The typed answers are sent as the core's values and the JSON they replaced, byte for byte.
+    #[test]
+    fn the_answers_keep_their_bytes() {
+        let secret = |s: &str| Secret::new(s.to_owned());
+        let pair = || rampart_core::identity::accounts::TokenPair {
+            access_token: secret("rdt_a"),
+            refresh_token: secret("rdr_b"),
+            expires_in: 3600,
+        };
+        assert_sent_as(&pair(), &TokenPair::from(pair()));
+        let enrolment = || core::TotpEnrolment {
+            secret: secret("JBSWY3DP"),
+            otpauth_uri: secret("otpauth://totp/x"),
+        };
+        assert_sent_as(&enrolment(), &TotpEnrolment::from(enrolment()));
+        let codes = || core::RecoveryCodes {
+            recovery_codes: vec![secret("a-1"), secret("b-2")],
+        };
+        assert_sent_as(&codes(), &RecoveryCodes::from(codes()));
+        let pending = ActivationPending {
+            status: ActivationPendingStatus::ActivationPending,
+        };
+        assert_sent_as(&json!({"status": "activation_pending"}), &pending);
+        let off = TotpOff {
+            totp_enabled: false,
+        };
+        assert_sent_as(&json!({"totp_enabled": false}), &off);
+    }
 }

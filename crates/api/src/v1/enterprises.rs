@@ -346,7 +346,31 @@ async fn decline_invite(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::v1::schemas::assert_sent_as;
+    use rampart_core::access::enterprises as core;
     use serde_json::json;
+
+    /// Members and invitations are sent as the core's values were.
+    #[test]
+    fn the_views_are_sent_as_the_core_s() {
+        let member = || core::MemberView {
+            developer_id: "dev_1".into(),
+            email: "dev@maker.example".into(),
+            role: "owner".into(),
+            created_at: 1765000000000,
+        };
+        assert_sent_as(&member(), &Member::from(member()));
+        let invite = || core::InviteView {
+            invite_id: "inv_1".into(),
+            enterprise_id: "ent_1".into(),
+            enterprise_name: "Maker Ltd".into(),
+            email: "colleague@maker.example".into(),
+            role: "admin".into(),
+            invited_by: "dev_1".into(),
+            created_at: 1765000000000,
+        };
+        assert_sent_as(&invite(), &Invite::from(invite()));
+    }
 
     /// The typed answers are sent as the JSON they replaced, byte for byte (keys sorted).
     #[test]

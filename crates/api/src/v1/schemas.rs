@@ -401,7 +401,7 @@ impl From<rampart_core::identity::developers::DeveloperView> for DeveloperView {
     }
 }
 
-/// A single-value status word of an answer, e.g. `{"status": "deleted"}`.
+/// The `status` of an answer to a deletion: always `deleted`.
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Deleted {
@@ -419,4 +419,92 @@ macro_rules! signed_errors {
             KeyDisabled, KeyExpired, EnterpriseSuspended, IpNotAllowed, NonceReused,
             PayloadTooLarge, Internal $(, $code)*);
     };
+}
+
+/// Asserts that `mine`, the API's type for an answer, is sent exactly as `core`, the core's value
+/// it replaced, was: same keys, same order, same values.
+#[cfg(test)]
+pub(crate) fn assert_sent_as<C: Serialize, M: Serialize>(core: &C, mine: &M) {
+    assert_eq!(
+        serde_json::to_string(mine).unwrap(),
+        serde_json::to_string(core).unwrap()
+    );
+}
+
+#[cfg(test)]
+mod part_b_tests {
+    use super::*;
+    use rampart_core::access::tenancy::EntRole;
+    use utoipa::PartialSchema;
+
+    #[test]
+    fn the_shared_views_are_sent_as_the_core_s() {
+        let ent = |role| rampart_core::access::enterprises::EnterpriseView {
+            enterprise_id: "ent_1".into(),
+            name: "Maker Ltd".into(),
+            suspended: true,
+            role,
+            created_at: 1765000000000,
+        };
+        for role in [Some(EntRole::Observer), None] {
+            assert_sent_as(&ent(role), &EnterpriseView::from(ent(role)));
+        }
+        let dev = || rampart_core::identity::developers::DeveloperView {
+            developer_id: "dev_1".into(),
+            email: "dev@maker.example".into(),
+            active: true,
+            suspended: false,
+            totp_enabled: true,
+            created_at: 1765000000000,
+        };
+        assert_sent_as(&dev(), &DeveloperView::from(dev()));
+    }
+
+    /// A page or a whole list sent through `Sorted` is the JSON `page_of` and `json!` built.
+    #[test]
+    fn sorted_lists_keep_their_bytes() {
+        let dev = || rampart_core::identity::developers::DeveloperView {
+            developer_id: "dev_1".into(),
+            email: "dev@maker.example".into(),
+            active: true,
+            suspended: false,
+            totp_enabled: true,
+            created_at: 1765000000000,
+        };
+        let body = |r: axum::response::Response| async {
+            axum::body::to_bytes(r.into_body(), usize::MAX)
+                .await
+                .unwrap()
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            use axum::response::IntoResponse;
+            let was = super::super::page_of(vec![dev(), dev()], 2, 2, 5).into_response();
+            let rows: Vec<DeveloperView> = vec![dev().into(), dev().into()];
+            let now = Sorted(Page::of(rows, 2, 2, 5)).into_response();
+            assert_eq!(body(now).await, body(was).await);
+            let was = axum::Json(json!({"data": [dev()], "meta": {"total": 1}})).into_response();
+            let now = Sorted(Listed::<DeveloperView>::of(vec![dev().into()]));
+            assert_eq!(body(now.into_response()).await, body(was).await);
+        });
+    }
+
+    /// Every documented role is one the core reads, and the core has no other.
+    #[test]
+    fn the_documented_roles_are_the_core_s() {
+        let schema = serde_json::to_value(EnterpriseRole::schema()).unwrap();
+        let names: Vec<&str> = schema["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_str().unwrap())
+            .collect();
+        let core = [EntRole::Owner, EntRole::Admin, EntRole::Observer];
+        assert_eq!(names, core.map(EntRole::as_str));
+        for n in names {
+            assert_eq!(EntRole::parse(n).map(EntRole::as_str), Some(n));
+        }
+    }
 }

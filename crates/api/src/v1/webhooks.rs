@@ -420,7 +420,46 @@ async fn redrive_letter(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::v1::schemas::assert_sent_as;
+    use rampart_core::stream::webhooks as core;
     use utoipa::PartialSchema;
+
+    /// Webhooks and dead letters are sent as the core's values were.
+    #[test]
+    fn the_views_are_sent_as_the_core_s() {
+        let hook = || core::WebhookView {
+            webhook_id: "rwh_1".into(),
+            url: "https://hooks.maker.example/r".into(),
+            products: vec!["pk_1".into()],
+            events: vec!["device_online".into()],
+            disabled: false,
+            created_by: "rak_1".into(),
+            created_at: 1765000000000,
+        };
+        assert_sent_as(&hook(), &WebhookView::from(hook()));
+        let created = || core::CreatedWebhook {
+            webhook: hook(),
+            secret: "rwhs_00".into(),
+        };
+        assert_sent_as(&created(), &CreatedWebhook::from(created()));
+        let letter = |last_status| core::DeadLetterView {
+            id: 1,
+            webhook_id: "rwh_1".into(),
+            delivery_id: 42,
+            product_key: "pk_1".into(),
+            did: "d_1".into(),
+            event_type: "device_online".into(),
+            ts: 1765000000000,
+            data: serde_json::json!({"online": true}),
+            attempts: 8,
+            last_status,
+            last_error: "timeout".into(),
+            failed_at: 1765000600000,
+        };
+        for status in [Some(503), None] {
+            assert_sent_as(&letter(status), &DeadLetter::from(letter(status)));
+        }
+    }
 
     /// The documented body is what the handler reads: its example, which names every field,
     /// parses as the core's `NewWebhook`.
