@@ -409,8 +409,9 @@ pub(crate) enum Deleted {
 }
 
 /// The error answers of an operation called with a signed enterprise request: the refusals of
-/// its signature (401), a body over 1 MiB (413), the store (500), and the codes named after the
-/// type's name. (docs/enterprise-api.md, "Errors of signed requests".)
+/// its signature (401), a body over 1 MiB (413) and the store (500) (docs/enterprise-api.md,
+/// "Errors of signed requests"), with the operation's own codes listed after the type's name:
+/// `signed_errors!(ReadErrors: Forbidden, NotFound)`.
 #[macro_export]
 #[doc(hidden)]
 macro_rules! signed_errors {
