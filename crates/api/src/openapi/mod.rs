@@ -2,9 +2,8 @@
 //! reader at `GET /docs` (Swagger UI, its assets compiled into the binary).
 //!
 //! The document is generated from the routes themselves: every route is added through
-//! [`ApiRouter`], which has no way to add a route without its description. A route is described
-//! either by its handler's `#[utoipa::path]` (the request and answer types carry `ToSchema`) or,
-//! for the groups not converted yet, by the hand-written table in [`table`]. Error answers come
+//! [`ApiRouter`], which has no way to add a route without its description: its handler's
+//! `#[utoipa::path]`, whose request and answer types carry `ToSchema`. Error answers come
 //! from [`ErrorCode`](crate::error::ErrorCode): an operation names its codes, the code gives the
 //! status and the meaning. The rules every operation shares (the rate limits, the headers of a
 //! signed request) are applied once, here, from the same constants the middleware uses.
@@ -13,7 +12,6 @@
 
 mod docs;
 pub(crate) mod errors;
-mod table;
 
 pub(crate) use docs::{DocsPage, DOCS_CSP};
 
@@ -21,25 +19,21 @@ use crate::error::ErrorCode;
 use crate::AppState;
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::{get, MethodRouter};
+use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Map, Value};
-use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 
 /// A router whose every route is described in the OpenAPI document.
 pub(crate) struct ApiRouter {
     inner: OpenApiRouter<AppState>,
-    /// Paths whose description is the hand-written table's.
-    described: BTreeSet<&'static str>,
 }
 
 impl ApiRouter {
     pub(crate) fn new() -> ApiRouter {
         ApiRouter {
             inner: OpenApiRouter::default(),
-            described: BTreeSet::new(),
         }
     }
 
@@ -49,20 +43,8 @@ impl ApiRouter {
         self
     }
 
-    /// A route the hand-written table describes: every method the table lists for `path`.
-    pub(crate) fn described(
-        mut self,
-        path: &'static str,
-        methods: MethodRouter<AppState>,
-    ) -> ApiRouter {
-        self.inner = self.inner.route(path, methods);
-        self.described.insert(path);
-        self
-    }
-
     pub(crate) fn merge(mut self, other: ApiRouter) -> ApiRouter {
         self.inner = self.inner.merge(other.inner);
-        self.described.extend(other.described);
         self
     }
 
@@ -88,7 +70,7 @@ impl ApiRouter {
             .routes(utoipa_axum::routes!(docs::docs_root))
             .routes(utoipa_axum::routes!(docs::docs_file));
         let (router, derived) = me.inner.split_for_parts();
-        let doc = Arc::new(document(&derived, &me.described));
+        let doc = Arc::new(document(&derived));
         let _ = cell.set((doc.clone(), doc.to_string()));
         (router, doc)
     }
@@ -99,9 +81,8 @@ impl ApiRouter {
     responses((status = 200, description = "the OpenAPI 3.1 document", body = Object)))]
 async fn openapi_json() {}
 
-/// The document: the derived paths and schemas, the hand-written table's for the `described`
-/// paths, and the shared rules applied to every operation.
-fn document(derived: &utoipa::openapi::OpenApi, described: &BTreeSet<&'static str>) -> Value {
+/// The document: the derived paths and schemas, with the shared rules applied to every operation.
+fn document(derived: &utoipa::openapi::OpenApi) -> Value {
     let derived = serde_json::to_value(derived).expect("the derived document is JSON");
     let mut paths: Map<String, Value> = derived["paths"].as_object().cloned().unwrap_or_default();
     for (path, item) in paths.iter_mut() {
@@ -109,16 +90,7 @@ fn document(derived: &utoipa::openapi::OpenApi, described: &BTreeSet<&'static st
             shared_rules(path, method, op);
         }
     }
-    for (path, item) in table::paths(described) {
-        let entry = paths.entry(path).or_insert_with(|| json!({}));
-        for (method, op) in item {
-            entry[method.as_str()] = op;
-        }
-    }
-    let mut schemas = table::schemas();
-    if let Some(s) = derived["components"]["schemas"].as_object() {
-        schemas.extend(s.clone());
-    }
+    let schemas = derived["components"]["schemas"].clone();
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -147,16 +119,16 @@ fn document(derived: &utoipa::openapi::OpenApi, described: &BTreeSet<&'static st
 /// path parameters, its id, the per-IP rate limit of every path but the exempt ones, and the
 /// rate-limit headers of a signed request's success.
 fn shared_rules(path: &str, method: &str, op: &mut Value) {
-    op["operationId"] = json!(table::operation_id(method, path));
+    op["operationId"] = json!(operation_id(method, path));
     let mut declared: Vec<Value> = op["parameters"].as_array().cloned().unwrap_or_default();
     // A path parameter read with `Path<String>` is declared without words: give it the path's.
     for d in declared.iter_mut().filter(|d| d["in"] == "path") {
         if d.get("description").is_none() {
             let name = d["name"].as_str().unwrap_or_default();
-            d["description"] = json!(table::path_param_meaning(name));
+            d["description"] = json!(path_param_meaning(name));
         }
     }
-    let mut params: Vec<Value> = table::path_params(path)
+    let mut params: Vec<Value> = path_params(path)
         .into_iter()
         .filter(|p| {
             !declared
@@ -165,7 +137,7 @@ fn shared_rules(path: &str, method: &str, op: &mut Value) {
         })
         .map(|p| {
             json!({"name": p, "in": "path", "required": true,
-                "description": table::path_param_meaning(p), "schema": {"type": "string"}})
+                "description": path_param_meaning(p), "schema": {"type": "string"}})
         })
         .collect();
     params.extend(declared);
@@ -217,11 +189,50 @@ fn security_schemes() -> Value {
     })
 }
 
+/// The `{name}` segments of a path.
+fn path_params(path: &str) -> Vec<&str> {
+    path.split('/')
+        .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .collect()
+}
+
+fn path_param_meaning(name: &str) -> &'static str {
+    match name {
+        "did" => "device id (a malformed one answers 404 like an unknown one)",
+        "product_key" => "product key (a malformed one answers 404 like an unknown one)",
+        "share_id" => "share id",
+        "grant_id" => "grant id",
+        "client_id" => "OAuth2 client id (`rcl_...`)",
+        "provider" => "OpenID Connect provider name, as configured",
+        "id" => "enterprise or developer id",
+        "developer_id" => "developer id",
+        "invite_id" => "invitation id",
+        "key_id" => "access key id (`rak_...`)",
+        "webhook_id" => "webhook id (`rwh_...`)",
+        "letter_id" => "dead letter id",
+        _ => "",
+    }
+}
+
+fn operation_id(method: &str, path: &str) -> String {
+    let mut id = method.to_owned();
+    for seg in path.split('/').filter(|s| !s.is_empty()) {
+        id.push('_');
+        id.extend(
+            seg.chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .filter(|c| *c != '_' || !seg.starts_with('{')),
+        );
+    }
+    id.replace("__", "_").trim_end_matches('_').to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use axum::body::Body;
     use axum::http::{Method, Request, StatusCode};
+    use std::collections::BTreeSet;
     use tower::ServiceExt;
 
     async fn test_router() -> (Router, Arc<Value>, tempfile::TempDir) {
@@ -312,11 +323,6 @@ mod tests {
                 }
             }
         }
-        // Nothing in the hand-written table is left without its route.
-        let doc_paths: BTreeSet<&str> = ops.iter().map(|(p, _, _)| *p).collect();
-        for p in table::all_paths() {
-            assert!(doc_paths.contains(p), "{p} is described but never routed");
-        }
     }
 
     #[tokio::test]
@@ -357,7 +363,7 @@ mod tests {
                     p["name"].as_str().unwrap()
                 })
                 .collect();
-            assert_eq!(names, table::path_params(path), "{at}");
+            assert_eq!(names, path_params(path), "{at}");
             assert!(
                 op["summary"].as_str().is_some_and(|s| !s.is_empty()),
                 "{at}"

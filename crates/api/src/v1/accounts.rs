@@ -6,7 +6,7 @@
 //! must never check a credential itself.
 
 use super::schemas::{
-    Accepted, ActivationPending, Active, Millis, PasswordChanged, TokenPairSchema,
+    Accepted, ActivationPending, Active, Millis, PasswordChanged, SessionsEnded, TokenPairSchema,
 };
 use crate::extract::{client_ip, Admin, AppId, Body, User};
 use crate::openapi::ApiRouter;
@@ -18,7 +18,7 @@ use axum::{Extension, Json};
 use rampart_core::audit::Actor;
 use rampart_core::identity::accounts::{Identity, NewApp};
 use rampart_core::secret::Secret;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::routes;
 
@@ -93,14 +93,6 @@ fn user_view() -> rampart_core::identity::accounts::UserView {
         active: true,
         created_at: 1765000000000,
     }
-}
-
-/// How many logins ended.
-#[derive(Serialize, ToSchema)]
-#[schema(example = json!({"sessions_ended": 1}))]
-pub(crate) struct SessionsEnded {
-    #[schema(value_type = i64)]
-    sessions_ended: u64,
 }
 
 crate::errors!(CreateAppErrors: Unauthorized, InvalidJson, PayloadTooLarge, UnsupportedMediaType,
@@ -396,7 +388,7 @@ mod tests {
     use serde_json::json;
     use utoipa::PartialSchema;
 
-    fn text(v: &impl Serialize) -> String {
+    fn text(v: &impl serde::Serialize) -> String {
         serde_json::to_string(v).unwrap()
     }
 

@@ -1,32 +1,56 @@
 //! The enterprise API's device endpoints, called by business systems with requests signed by
-//! an access key: list devices, read one, its history, send it a command.
+//! an access key: list devices, read one, its history, send it a command. Each handler's
+//! `#[utoipa::path]` and answer types make its part of the OpenAPI document.
 //!
 //! Tenant isolation and scopes are `rampart_core::access::access_keys`'s; this module only maps them to
 //! HTTP.
 
-use super::devices::{command_answer, history_page};
-use super::{page_of, parse_did, Paging};
+use super::devices::{command_answer, history_page, Queued};
+use super::schemas::{
+    Ack, CommandRequestSchema, DeviceView, HistoryPage, Page, PageParams, Sorted,
+};
+use super::{parse_did, Paging};
 use crate::extract::EnterpriseKey;
 use crate::openapi::ApiRouter;
 use crate::{AppState, Error};
 use axum::extract::{Path, State};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::response::Response;
 use axum::Json;
 use rampart_core::access::access_keys::Scope;
 use rampart_core::audit::action;
 use rampart_core::device::runtime::CommandRequest;
 use serde_json::Value;
+use utoipa_axum::routes;
 
 pub(crate) fn routes() -> ApiRouter {
     ApiRouter::new()
-        .described("/v1/enterprise/devices", get(devices))
-        .described("/v1/enterprise/devices/{did}", get(device))
-        .described("/v1/enterprise/devices/{did}/history", get(history))
-        .described("/v1/enterprise/devices/{did}/commands", post(command))
+        .routes(routes!(devices))
+        .routes(routes!(device))
+        .routes(routes!(history))
+        .routes(routes!(command))
 }
 
-async fn devices(State(s): State<AppState>, k: EnterpriseKey) -> Result<Json<Value>, Error> {
+// A device or product the key does not reach answers 404 like an unknown one; a key without the
+// scope an endpoint needs answers 403.
+crate::signed_errors!(ListErrors: InvalidRequest, Forbidden, NotFound);
+crate::signed_errors!(ReadErrors: Forbidden, NotFound);
+crate::signed_errors!(CommandErrors: InvalidJson, InvalidRequest, InvalidDatapoint, Forbidden,
+    DeviceOffline, CommandTimeout, NotFound);
+
+#[utoipa::path(get, path = "/v1/enterprise/devices", tag = "enterprise api",
+    summary = "The devices of the key's products (scope `read`)",
+    description = "Audited (`enterprise.device_list`). Sensitive points the key does not name are \
+        left out of `state`.",
+    params(("product_key" = Option<String>, Query,
+            description = "only this product's devices (one the key names, else 404)"),
+        PageParams),
+    responses((status = 200, description = "a page of devices", body = Page<DeviceView>),
+        ListErrors),
+    security(("access_key" = [])))]
+async fn devices(
+    State(s): State<AppState>,
+    k: EnterpriseKey,
+) -> Result<Sorted<Page<DeviceView>>, Error> {
     let q: Paging = k.query()?;
     let (page, limit) = q.resolve()?;
     let (rows, total) = s
@@ -38,7 +62,8 @@ async fn devices(State(s): State<AppState>, k: EnterpriseKey) -> Result<Json<Val
             limit,
         )
         .await?;
-    Ok(page_of(rows, page, limit, total))
+    let rows = rows.into_iter().map(DeviceView::from).collect();
+    Ok(Sorted(Page::of(rows, page, limit, total)))
 }
 
 /// The device `did` and its product key, if the key may do `need` to it.
@@ -56,11 +81,17 @@ async fn key_device(
     Ok((did, pk))
 }
 
+#[utoipa::path(get, path = "/v1/enterprise/devices/{did}", tag = "enterprise api",
+    summary = "A device, its state and presence (scope `read`)",
+    description = "Audited (`enterprise.device_read`). Sensitive points the key does not name are \
+        left out of `state`.",
+    responses((status = 200, description = "the device", body = DeviceView), ReadErrors),
+    security(("access_key" = [])))]
 async fn device(
     State(s): State<AppState>,
     Path(did): Path<String>,
     k: EnterpriseKey,
-) -> Result<Response, Error> {
+) -> Result<Json<DeviceView>, Error> {
     let (did, _) = key_device(&s, &k, &did, Scope::Read).await?;
     let v = s.core.key_device_view(&k.key, did.as_str()).await?;
     s.core
@@ -70,9 +101,33 @@ async fn device(
             format!("device:{did}"),
         )
         .await;
-    Ok(Json(v).into_response())
+    Ok(Json(DeviceView::from(v)))
 }
 
+/// The query of a device's history.
+// `devices::HistoryQuery` reads it.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // only described
+struct HistoryParams {
+    /// only this data point
+    point: Option<String>,
+    /// from this time (unix ms)
+    from: Option<i64>,
+    /// up to this time (unix ms)
+    to: Option<i64>,
+    /// at most this many values
+    #[param(minimum = 1, maximum = 1000, default = 100)]
+    limit: Option<i64>,
+}
+
+#[utoipa::path(get, path = "/v1/enterprise/devices/{did}/history", tag = "enterprise api",
+    summary = "A device's reported values, newest first (scope `read`)",
+    description = "Audited (`enterprise.device_history`). Sensitive points the key does not name \
+        are left out.",
+    params(HistoryParams),
+    responses((status = 200, description = "the values", body = HistoryPage), ListErrors),
+    security(("access_key" = [])))]
 async fn history(
     State(s): State<AppState>,
     Path(did): Path<String>,
@@ -107,6 +162,16 @@ async fn history(
 
 /// Validated and delivered like `POST /v1/devices/{did}/commands`; audited there
 /// (`device.command`, actor the key, tenant its enterprise).
+#[utoipa::path(post, path = "/v1/enterprise/devices/{did}/commands", tag = "enterprise api",
+    summary = "Send a command to a device (scope `control`)",
+    description = "Validated and delivered like `POST /v1/devices/{did}/commands`; audited as \
+        `device.command` with the key as actor. The body is read as signed: no `Content-Type` is \
+        required.",
+    request_body = CommandRequestSchema,
+    responses((status = 200, description = "the device's acknowledgement", body = Ack),
+        (status = 202, description = "queued in a parked persistent session", body = Queued),
+        CommandErrors),
+    security(("access_key" = [])))]
 async fn command(
     State(s): State<AppState>,
     Path(did): Path<String>,

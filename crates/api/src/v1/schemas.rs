@@ -295,8 +295,6 @@ mod tests {
     }
 }
 
-// ---- part A ----
-
 /// Declares `$ty`, the answer `{"status": $value}`, named `$name` in the document.
 macro_rules! status_answer {
     ($(#[$m:meta])* $ty:ident, $name:literal, $value:literal) => {
@@ -349,6 +347,14 @@ status_answer!(
     "PasswordChanged",
     "changed"
 );
+
+/// How many sessions (logins) a logout ended.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"sessions_ended": 1}))]
+pub(crate) struct SessionsEnded {
+    #[schema(value_type = i64)]
+    pub(crate) sessions_ended: u64,
+}
 
 /// `rampart_core::identity::accounts::TokenPair`: an access and a refresh token.
 #[derive(utoipa::ToSchema)]
@@ -418,3 +424,216 @@ macro_rules! string_enum {
     };
 }
 pub(crate) use string_enum;
+
+/// A typed answer sent with its keys sorted, as the answers built as `serde_json::Value` always
+/// were (lists, and the developer's own view): the same bytes on the wire as before they were typed.
+pub(crate) struct Sorted<T>(pub(crate) T);
+
+impl<T: Serialize> axum::response::IntoResponse for Sorted<T> {
+    fn into_response(self) -> axum::response::Response {
+        match serde_json::to_value(&self.0) {
+            Ok(v) => axum::Json(v).into_response(),
+            Err(e) => {
+                tracing::error!(error = %e, "an answer that does not serialise");
+                crate::Error::new(crate::error::ErrorCode::Internal, "internal error")
+                    .into_response()
+            }
+        }
+    }
+}
+
+/// A whole list (not paged): `{"data": [...], "meta": {"total"}}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Listed<T> {
+    pub(crate) data: Vec<T>,
+    pub(crate) meta: ListedMeta,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ListedMeta {
+    #[schema(value_type = i64)]
+    pub(crate) total: usize,
+}
+
+impl<T> Listed<T> {
+    pub(crate) fn of(data: Vec<T>) -> Listed<T> {
+        let total = data.len();
+        Listed {
+            data,
+            meta: ListedMeta { total },
+        }
+    }
+}
+
+/// A developer's role in an enterprise (`rampart_core::access::tenancy::EntRole`).
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)] // only described: the handlers read and answer `EntRole`
+pub(crate) enum EnterpriseRole {
+    Owner,
+    Admin,
+    Observer,
+}
+
+/// An enterprise as one of its members (or the operator) sees it.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Enterprise, example = json!({"enterprise_id": "ent_4k2m9x", "name": "Maker Ltd",
+    "suspended": false, "role": "owner", "created_at": 1765000000000_i64}))]
+pub(crate) struct EnterpriseView {
+    enterprise_id: String,
+    name: String,
+    suspended: bool,
+    /// the caller's role (null for the operator)
+    #[schema(value_type = Option<EnterpriseRole>, required = true)]
+    role: Option<rampart_core::access::tenancy::EntRole>,
+    #[schema(value_type = Millis)]
+    created_at: i64,
+}
+
+impl From<rampart_core::access::enterprises::EnterpriseView> for EnterpriseView {
+    fn from(e: rampart_core::access::enterprises::EnterpriseView) -> EnterpriseView {
+        EnterpriseView {
+            enterprise_id: e.enterprise_id,
+            name: e.name,
+            suspended: e.suspended,
+            role: e.role,
+            created_at: e.created_at,
+        }
+    }
+}
+
+/// A developer account as the developer and the operator see it.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Developer, example = json!({"developer_id": "dev_8f3k2q", "email": "dev@maker.example",
+    "active": true, "suspended": false, "totp_enabled": false, "created_at": 1765000000000_i64}))]
+pub(crate) struct DeveloperView {
+    pub(crate) developer_id: String,
+    pub(crate) email: String,
+    pub(crate) active: bool,
+    pub(crate) suspended: bool,
+    pub(crate) totp_enabled: bool,
+    #[schema(value_type = Millis)]
+    pub(crate) created_at: i64,
+}
+
+impl From<rampart_core::identity::developers::DeveloperView> for DeveloperView {
+    fn from(d: rampart_core::identity::developers::DeveloperView) -> DeveloperView {
+        DeveloperView {
+            developer_id: d.developer_id,
+            email: d.email,
+            active: d.active,
+            suspended: d.suspended,
+            totp_enabled: d.totp_enabled,
+            created_at: d.created_at,
+        }
+    }
+}
+
+/// The `status` of an answer to a deletion: always `deleted`.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Deleted {
+    Deleted,
+}
+
+/// The error answers of an operation called with a signed enterprise request: the refusals of
+/// its signature (401), a body over 1 MiB (413) and the store (500) (docs/enterprise-api.md,
+/// "Errors of signed requests"), with the operation's own codes listed after the type's name:
+/// `signed_errors!(ReadErrors: Forbidden, NotFound)`.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! signed_errors {
+    ($name:ident: $($code:ident),* $(,)?) => {
+        $crate::errors!($name: InvalidAuthorization, StaleTimestamp, SignatureMismatch,
+            KeyDisabled, KeyExpired, EnterpriseSuspended, IpNotAllowed, NonceReused,
+            PayloadTooLarge, Internal $(, $code)*);
+    };
+}
+
+/// Asserts that `mine`, the API's type for an answer, is sent exactly as `core`, the core's value
+/// it replaced, was: same keys, same order, same values.
+#[cfg(test)]
+pub(crate) fn assert_sent_as<C: Serialize, M: Serialize>(core: &C, mine: &M) {
+    assert_eq!(
+        serde_json::to_string(mine).unwrap(),
+        serde_json::to_string(core).unwrap()
+    );
+}
+
+#[cfg(test)]
+mod part_b_tests {
+    use super::*;
+    use rampart_core::access::tenancy::EntRole;
+    use utoipa::PartialSchema;
+
+    #[test]
+    fn the_shared_views_are_sent_as_the_core_s() {
+        let ent = |role| rampart_core::access::enterprises::EnterpriseView {
+            enterprise_id: "ent_1".into(),
+            name: "Maker Ltd".into(),
+            suspended: true,
+            role,
+            created_at: 1765000000000,
+        };
+        for role in [Some(EntRole::Observer), None] {
+            assert_sent_as(&ent(role), &EnterpriseView::from(ent(role)));
+        }
+        let dev = || rampart_core::identity::developers::DeveloperView {
+            developer_id: "dev_1".into(),
+            email: "dev@maker.example".into(),
+            active: true,
+            suspended: false,
+            totp_enabled: true,
+            created_at: 1765000000000,
+        };
+        assert_sent_as(&dev(), &DeveloperView::from(dev()));
+    }
+
+    /// A page or a whole list sent through `Sorted` is the JSON `page_of` and `json!` built.
+    #[test]
+    fn sorted_lists_keep_their_bytes() {
+        let dev = || rampart_core::identity::developers::DeveloperView {
+            developer_id: "dev_1".into(),
+            email: "dev@maker.example".into(),
+            active: true,
+            suspended: false,
+            totp_enabled: true,
+            created_at: 1765000000000,
+        };
+        let body = |r: axum::response::Response| async {
+            axum::body::to_bytes(r.into_body(), usize::MAX)
+                .await
+                .unwrap()
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            use axum::response::IntoResponse;
+            let was = super::super::page_of(vec![dev(), dev()], 2, 2, 5).into_response();
+            let rows: Vec<DeveloperView> = vec![dev().into(), dev().into()];
+            let now = Sorted(Page::of(rows, 2, 2, 5)).into_response();
+            assert_eq!(body(now).await, body(was).await);
+            let was = axum::Json(json!({"data": [dev()], "meta": {"total": 1}})).into_response();
+            let now = Sorted(Listed::<DeveloperView>::of(vec![dev().into()]));
+            assert_eq!(body(now.into_response()).await, body(was).await);
+        });
+    }
+
+    /// Every documented role is one the core reads, and the core has no other.
+    #[test]
+    fn the_documented_roles_are_the_core_s() {
+        let schema = serde_json::to_value(EnterpriseRole::schema()).unwrap();
+        let names: Vec<&str> = schema["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_str().unwrap())
+            .collect();
+        let core = [EntRole::Owner, EntRole::Admin, EntRole::Observer];
+        assert_eq!(names, core.map(EntRole::as_str));
+        for n in names {
+            assert_eq!(EntRole::parse(n).map(EntRole::as_str), Some(n));
+        }
+    }
+}

@@ -193,12 +193,11 @@ pub(crate) struct KeyedRate<K: Hash + Eq + Clone = String> {
 
 impl<K: Hash + Eq + Clone> KeyedRate<K> {
     pub(crate) fn new(name: &'static str, r: Rate, clock: &Clock) -> KeyedRate<K> {
-        let limiter =
-            NonZeroU32::new(r.per_minute).and_then(|per_min| {
-                let burst = NonZeroU32::new(r.burst.max(1))?;
-                let period = Duration::from_secs(60) / per_min.get();
-                let q = Quota::with_period(period)?.allow_burst(burst);
-                Some(
+        let limiter = NonZeroU32::new(r.per_minute).and_then(|per_min| {
+            let burst = NonZeroU32::new(r.burst.max(1))?;
+            let period = Duration::from_secs(60) / per_min.get();
+            let q = Quota::with_period(period)?.allow_burst(burst);
+            Some(
                     governor::RateLimiter::<
                         K,
                         DefaultKeyedStateStore<K>,
@@ -207,7 +206,7 @@ impl<K: Hash + Eq + Clone> KeyedRate<K> {
                     >::new(q, Default::default(), clock.clone())
                     .with_middleware::<StateInformationMiddleware>(),
                 )
-            });
+        });
         KeyedRate { name, limiter }
     }
 

@@ -115,7 +115,10 @@ fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
 fn wall_time_is_read_only_through_the_clock() {
     let mut files = Vec::new();
     for krate in ["core", "gateway", "api", "server"] {
-        sources(&workspace().join("crates").join(krate).join("src"), &mut files);
+        sources(
+            &workspace().join("crates").join(krate).join("src"),
+            &mut files,
+        );
     }
     let clock = workspace().join("crates/core/src/clock.rs");
     for f in files.iter().filter(|f| **f != clock) {
