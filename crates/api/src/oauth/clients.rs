@@ -5,7 +5,7 @@
 //! Each handler's `#[utoipa::path]` and answer types make its part of the OpenAPI document.
 
 use crate::extract::{client_ip, Body, Manager, Q};
-use crate::v1::schemas::{string_enum, Millis, Page, PageParams};
+use crate::v1::schemas::{string_enum, Millis, Page, PageParams, Sorted};
 use crate::v1::{page_of, PageQuery};
 use crate::{AppState, ClientAddr, Error};
 use axum::extract::{Path, State};
@@ -15,7 +15,6 @@ use axum::{Extension, Json};
 use rampart_core::audit::Actor;
 use rampart_core::federation::oauth::{ClientManager, ClientUpdate, NewClient};
 use serde::Serialize;
-use serde_json::Value;
 use utoipa::ToSchema;
 
 type Addr = Option<Extension<ClientAddr>>;
@@ -226,7 +225,7 @@ pub(crate) async fn list_clients(
     State(s): State<AppState>,
     ClientOwner(by): ClientOwner,
     Q(q): Q<PageQuery>,
-) -> Result<Json<Value>, Error> {
+) -> Result<Sorted<Page<impl serde::Serialize>>, Error> {
     let (page, limit) = q.resolve()?;
     let (rows, total) = s
         .core

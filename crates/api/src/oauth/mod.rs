@@ -19,7 +19,7 @@ pub(crate) mod oidc;
 use crate::error::ErrorCode;
 use crate::extract::{client_ip, Body, Principal, User, Q};
 use crate::openapi::ApiRouter;
-use crate::v1::schemas::{string_enum, Millis, Page, PageParams};
+use crate::v1::schemas::{string_enum, Millis, Page, PageParams, Sorted};
 use crate::v1::{page_of, PageQuery};
 use crate::{AppState, ClientAddr, Error};
 use axum::body::Bytes;
@@ -35,7 +35,7 @@ use rampart_core::federation::oauth::{
 };
 use rampart_core::secret::{random_hex, Secret};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use utoipa::openapi::{RefOr, Response as ApiResponse};
 use utoipa::{IntoParams, ToSchema};
@@ -998,7 +998,7 @@ pub(crate) async fn list_grants(
     State(s): State<AppState>,
     User(u): User,
     Q(q): Q<PageQuery>,
-) -> Result<Json<Value>, Error> {
+) -> Result<Sorted<Page<impl serde::Serialize>>, Error> {
     let (page, limit) = q.resolve()?;
     let (rows, total) = s
         .core
@@ -1081,7 +1081,7 @@ pub(crate) async fn list_bindings(
     State(s): State<AppState>,
     p: Principal,
     Q(q): Q<PageQuery>,
-) -> Result<Json<Value>, Error> {
+) -> Result<Sorted<Page<rampart_core::access::bindings::BindingView>>, Error> {
     let user_id = match p {
         Principal::User(u) => {
             return crate::v1::bindings::list_bindings(State(s), User(u), Q(q)).await;

@@ -4,16 +4,14 @@
 //! What each caller may see is `rampart_core`'s decision (tenant isolation); nothing is
 //! filtered here. Each handler's `#[utoipa::path]` makes its part of the OpenAPI document.
 
-use super::schemas::{AuditEntrySchema, Page, PageParams};
+use super::schemas::{AuditEntrySchema, Page, PageParams, Sorted};
 use super::{page_of, PageQuery};
 use crate::extract::{EnterpriseKey, Manager, Q};
 use crate::openapi::ApiRouter;
 use crate::{AppState, Error};
 use axum::extract::{Path, State};
-use axum::Json;
 use rampart_core::audit::AuditFilter;
 use serde::Deserialize;
-use serde_json::Value;
 use utoipa_axum::routes;
 
 pub(crate) fn routes() -> ApiRouter {
@@ -89,7 +87,7 @@ async fn enterprise_audit(
     m: Manager,
     Path(id): Path<String>,
     Q(q): Q<AuditQuery>,
-) -> Result<Json<Value>, Error> {
+) -> Result<Sorted<Page<impl serde::Serialize>>, Error> {
     let (f, page, limit) = q.resolve()?;
     s.core
         .authorize_enterprise(
@@ -113,7 +111,10 @@ async fn enterprise_audit(
     responses((status = 200, description = "a page of audit entries", body = Page<AuditEntrySchema>),
         KeyAuditErrors),
     security(("access_key" = [])))]
-async fn audit(State(s): State<AppState>, k: EnterpriseKey) -> Result<Json<Value>, Error> {
+async fn audit(
+    State(s): State<AppState>,
+    k: EnterpriseKey,
+) -> Result<Sorted<Page<impl serde::Serialize>>, Error> {
     let (f, page, limit) = k.query::<AuditQuery>()?.resolve()?;
     let (rows, total) = s
         .core

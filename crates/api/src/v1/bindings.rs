@@ -5,7 +5,7 @@
 //! Who may bind, share or unbind is `rampart_core::access::bindings`'s decision; this module only
 //! asks. Each handler's `#[utoipa::path]` and answer types make its part of the OpenAPI document.
 
-use super::schemas::{Millis, Page, PageParams};
+use super::schemas::{Listed, Millis, Page, PageParams, Sorted};
 use super::{page_of, parse_did, PageQuery};
 use crate::extract::{client_ip, Body, Manager, User, Q};
 use crate::openapi::ApiRouter;
@@ -19,7 +19,6 @@ use rampart_core::audit::action;
 use rampart_core::identity::accounts::Identity;
 use rampart_core::secret::Secret;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 use utoipa::ToSchema;
 use utoipa_axum::routes;
 
@@ -296,7 +295,7 @@ pub(crate) async fn list_bindings(
     State(s): State<AppState>,
     User(u): User,
     Q(q): Q<PageQuery>,
-) -> Result<Json<Value>, Error> {
+) -> Result<Sorted<Page<rampart_core::access::bindings::BindingView>>, Error> {
     let (page, limit) = q.resolve()?;
     let (rows, total) = s
         .core
@@ -416,11 +415,10 @@ pub(crate) async fn device_shares(
     State(s): State<AppState>,
     User(u): User,
     Path(did): Path<String>,
-) -> Result<Json<Value>, Error> {
+) -> Result<Sorted<Listed<impl serde::Serialize>>, Error> {
     let did = parse_did(&did)?;
     let rows = s.core.device_shares(&u, did.as_str()).await?;
-    let n = rows.len();
-    Ok(Json(json!({"data": rows, "meta": {"total": n}})))
+    Ok(Sorted(Listed::of(rows)))
 }
 
 #[utoipa::path(delete, path = "/v1/devices/{did}/shares/{share_id}", tag = "bindings",
@@ -452,7 +450,7 @@ pub(crate) async fn list_shares(
     State(s): State<AppState>,
     User(u): User,
     Q(q): Q<PageQuery>,
-) -> Result<Json<Value>, Error> {
+) -> Result<Sorted<Page<impl serde::Serialize>>, Error> {
     let (page, limit) = q.resolve()?;
     let (rows, total) = s
         .core
@@ -496,6 +494,7 @@ pub(crate) async fn decline_share(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{json, Value};
 
     /// The typed answers write the bytes the `json!` answers they replace wrote.
     #[test]

@@ -6,8 +6,8 @@
 //! `#[utoipa::path]` and answer types make its part of the OpenAPI document.
 
 use super::schemas::{
-    Ack, CommandRequestSchema, DeviceSummary, DeviceView, HistoryPage, Millis, Page, PageParams,
-    RegisterRequestSchema, Registered,
+    Ack, CommandRequestSchema, DeviceSummary, DeviceView, HistoryMeta, HistoryPage, Millis, Page,
+    PageParams, RegisterRequestSchema, Registered, Sorted,
 };
 use super::{authorize, parse_did, parse_pk, Paging};
 use crate::extract::{client_ip, Body, Manager, Principal, Q};
@@ -21,7 +21,6 @@ use rampart_core::access::bindings::Need;
 use rampart_core::device::registry::RegisterRequest;
 use rampart_core::device::runtime::{CommandOutcome, CommandRequest};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 use utoipa::ToSchema;
 use utoipa_axum::routes;
 
@@ -301,7 +300,7 @@ async fn history(
     addr: Option<Extension<ClientAddr>>,
     Path(did): Path<String>,
     Q(q): Q<HistoryQuery>,
-) -> Result<Json<Value>, Error> {
+) -> Result<Sorted<HistoryPage>, Error> {
     let did = parse_did(&did)?;
     authorize(&s, &p, did.as_str(), Need::Read, &addr).await?;
     history_page(&s, did.as_str(), &q).await
@@ -312,7 +311,7 @@ pub(crate) async fn history_page(
     s: &AppState,
     did: &str,
     q: &HistoryQuery,
-) -> Result<Json<Value>, Error> {
+) -> Result<Sorted<HistoryPage>, Error> {
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(Error::invalid("limit must be 1..=1000"));
@@ -323,10 +322,11 @@ pub(crate) async fn history_page(
     }
     let point = q.point.as_deref().filter(|p| !p.is_empty());
     let rows = s.core.device_history(did, point, from, to, limit).await?;
-    let n = rows.len();
-    Ok(Json(
-        json!({"data": rows, "meta": {"limit": limit, "count": n}}),
-    ))
+    let count = rows.len();
+    Ok(Sorted(HistoryPage {
+        data: rows,
+        meta: HistoryMeta { limit, count },
+    }))
 }
 
 #[utoipa::path(post, path = "/v1/devices/{did}/commands", tag = "devices",
@@ -365,7 +365,7 @@ async fn command(
 /// 200 with the device's ack, or 202 for a command queued for a parked session.
 pub(crate) fn command_answer(outcome: CommandOutcome) -> Response {
     match outcome {
-        CommandOutcome::Acked(ack) => Json(json!(ack)).into_response(),
+        CommandOutcome::Acked(ack) => Sorted(ack).into_response(),
         CommandOutcome::Queued { id } => (
             StatusCode::ACCEPTED,
             Json(Queued {

@@ -19,7 +19,6 @@ use axum::Json;
 use rampart_core::access::access_keys::Scope;
 use rampart_core::audit::action;
 use rampart_core::device::runtime::CommandRequest;
-use serde_json::Value;
 use utoipa_axum::routes;
 
 pub(crate) fn routes() -> ApiRouter {
@@ -132,24 +131,15 @@ async fn history(
     State(s): State<AppState>,
     Path(did): Path<String>,
     k: EnterpriseKey,
-) -> Result<Json<Value>, Error> {
+) -> Result<Sorted<HistoryPage>, Error> {
     let q = k.query()?;
     let (did, pk) = key_device(&s, &k, &did, Scope::Read).await?;
     let mut page = history_page(&s, did.as_str(), &q).await?;
     // Sensitive points the key does not name are left out.
     let hidden = s.core.key_hidden_points(&k.key, &pk).await?;
-    let count = match page.0["data"].as_array_mut() {
-        Some(rows) => {
-            rows.retain(|r| {
-                !r["point"]
-                    .as_str()
-                    .is_some_and(|p| hidden.iter().any(|h| h == p))
-            });
-            rows.len()
-        }
-        None => 0,
-    };
-    page.0["meta"]["count"] = count.into();
+    let rows = &mut page.0.data;
+    rows.retain(|r| !hidden.contains(&r.point));
+    page.0.meta.count = rows.len();
     s.core
         .audit_key_access(
             &k.key,

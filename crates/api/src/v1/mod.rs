@@ -21,12 +21,11 @@ pub(crate) mod webhooks;
 
 use crate::extract::{client_ip, Principal};
 use crate::{AppState, ClientAddr, Error};
-use axum::{Extension, Json};
+use axum::Extension;
 use rampart_core::access::bindings::Need;
 use rampart_core::audit::Actor;
 use rampart_proto::ids::{Did, ProductKey};
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -119,13 +118,14 @@ pub(crate) async fn authorize(
     }
 }
 
+/// A page of a list answer, its keys sorted as every list answer always had them.
 pub(crate) fn page_of<T: serde::Serialize>(
     data: Vec<T>,
     page: i64,
     limit: i64,
     total: i64,
-) -> Json<Value> {
-    Json(json!({"data": data, "meta": {"page": page, "limit": limit, "total": total}}))
+) -> schemas::Sorted<schemas::Page<T>> {
+    schemas::Sorted(schemas::Page::of(data, page, limit, total))
 }
 
 pub(crate) fn parse_pk(pk: &str) -> Result<ProductKey, Error> {

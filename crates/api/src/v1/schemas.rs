@@ -201,18 +201,19 @@ impl From<rampart_core::device::runtime::DeviceView> for DeviceView {
 }
 
 /// A device's history: `{"data": [...], "meta": {"limit", "count"}}`.
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)] // only described: `devices::history_page` answers it
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct HistoryPage {
-    data: Vec<HistoryPoint>,
-    meta: HistoryMeta,
+    #[schema(value_type = Vec<HistoryPoint>)]
+    pub(crate) data: Vec<rampart_core::device::runtime::HistoryPoint>,
+    pub(crate) meta: HistoryMeta,
 }
 
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)] // only described
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct HistoryMeta {
-    limit: i64,
-    count: i64,
+    pub(crate) limit: i64,
+    /// how many values `data` holds
+    #[schema(value_type = i64)]
+    pub(crate) count: usize,
 }
 
 /// A data point with every field set (not a valid model point: the example only shows them).
@@ -292,6 +293,42 @@ mod tests {
         );
         assert_eq!(params[1]["name"], "limit");
         assert_eq!(params[1]["schema"]["maximum"], json!(200));
+    }
+
+    /// The typed history and page answers are sent (through `Sorted`) exactly as the `json!`
+    /// answers they replaced.
+    #[test]
+    fn history_and_pages_are_sent_as_before() {
+        use axum::response::IntoResponse;
+        let point = || rampart_core::device::runtime::HistoryPoint {
+            ts: 1765000000000,
+            point: "power".into(),
+            value: json!(true),
+        };
+        let sent = |r: axum::response::Response| async move {
+            let b = axum::body::to_bytes(r.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            String::from_utf8(b.to_vec()).unwrap()
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let page = HistoryPage {
+            data: vec![point(), point()],
+            meta: HistoryMeta {
+                limit: 100,
+                count: 2,
+            },
+        };
+        let was = json!({"data": [point(), point()], "meta": {"limit": 100, "count": 2}});
+        assert_eq!(
+            rt.block_on(sent(Sorted(page).into_response())),
+            was.to_string()
+        );
+        let was = json!({"data": [point()], "meta": {"page": 2, "limit": 1, "total": 3}});
+        let now = super::super::page_of(vec![point()], 2, 1, 3).into_response();
+        assert_eq!(rt.block_on(sent(now)), was.to_string());
     }
 }
 
