@@ -14,14 +14,35 @@ pub(crate) use auth::{bearer, Admin, AppId, Principal, User};
 pub(crate) use developer::{Developer, Manager};
 pub(crate) use enterprise_key::EnterpriseKey;
 
-use crate::{ClientAddr, Error};
+use crate::{AppState, ClientAddr, Error};
 use axum::extract::{FromRequest, FromRequestParts};
 use axum::Extension;
 
 /// A JSON body whose rejections answer with our error format.
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(Error))]
 pub(crate) struct Body<T>(pub(crate) T);
+
+impl<T: serde::de::DeserializeOwned> FromRequest<AppState> for Body<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: axum::extract::Request, state: &AppState) -> Result<Self, Error> {
+        // A body declared larger than the limit is refused before any of it is read, so a client
+        // that asked `Expect: 100-continue` is never told to send it; reading part of it and then
+        // closing the connection on the rest would reset it, the 413 with it.
+        let declared = req
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > state.http.max_body_bytes as u64) {
+            return Err(Error::new(
+                crate::error::ErrorCode::PayloadTooLarge,
+                "request body too large",
+            ));
+        }
+        let axum::Json(v) = axum::Json::<T>::from_request(req, state).await?;
+        Ok(Body(v))
+    }
+}
 
 /// Query string with our error format.
 #[derive(FromRequestParts)]
@@ -31,4 +52,49 @@ pub(crate) struct Q<T>(pub(crate) T);
 pub(crate) fn client_ip(addr: &Option<Extension<ClientAddr>>) -> Option<String> {
     addr.as_ref()
         .map(|Extension(ClientAddr(a))| a.ip().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::AppState;
+    use axum::body::Body;
+    use axum::http::{header, Request, StatusCode};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use tower::ServiceExt;
+
+    /// A JSON body declared larger than the limit is answered 413 without a byte of it read.
+    #[tokio::test]
+    async fn a_body_declared_too_large_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = rampart_store::Store::open_sqlite(&dir.path().join("t.db"))
+            .await
+            .unwrap();
+        let core = rampart_core::Core::new(
+            store,
+            rampart_core::secret::MasterKey::from_bytes(&[7; 32]),
+            Default::default(),
+        );
+        let state = AppState {
+            core,
+            metrics: None,
+            http: Default::default(),
+        };
+        let limit = state.http.max_body_bytes;
+        let router = crate::router(state);
+        let polled = Arc::new(AtomicBool::new(false));
+        let seen = polled.clone();
+        let body = futures_util::stream::poll_fn(move |_| {
+            seen.store(true, Ordering::SeqCst);
+            std::task::Poll::Ready(None::<Result<Vec<u8>, std::io::Error>>)
+        });
+        let req = Request::post("/v1/users")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::CONTENT_LENGTH, limit + 1)
+            .body(Body::from_stream(body))
+            .unwrap();
+        let resp = router.oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(!polled.load(Ordering::SeqCst), "the body was read");
+    }
 }
