@@ -433,9 +433,15 @@ impl Hub {
                 Ok(rows) => {
                     g.more = rows.len() == WINDOW;
                     loaded_full = g.more;
+                    // Acknowledged events wait for the next flush to be deleted: a group
+                    // loaded again meanwhile (its last consumer left and another joined) must
+                    // not hand them out a second time.
+                    let acked: HashSet<i64> = self.acks.iter().copied().collect();
                     for r in rows {
                         g.cursor = g.cursor.max(r.id);
-                        g.pending.insert(r.id, r);
+                        if !acked.contains(&r.id) {
+                            g.pending.insert(r.id, r);
+                        }
                     }
                 }
                 Err(e) => tracing::error!(error = %e, "loading queued events failed"),
