@@ -6,16 +6,8 @@ use rampart_store::*;
 
 fn device(did: &str, pk: &str, created_at: i64) -> DeviceRow {
     DeviceRow {
-        did: did.into(),
-        product_key: pk.into(),
-        hardware_id: did.into(),
-        mode: "product".into(),
-        secret_enc: vec![9],
-        passcode_enc: vec![8],
         created_at,
-        online: false,
-        last_seen: None,
-        state: "{}".into(),
+        ..crate::device(did, pk, did)
     }
 }
 

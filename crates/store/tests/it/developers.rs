@@ -301,16 +301,7 @@ async fn disabling_totp_forgets_the_secret_and_the_recovery_codes(s: Store) {
 /// `dev_a` owns enterprise `ent_1` and `dev_b` is a member; products `pk_dev_b` (dev_b's own),
 /// `pk_ent` (ent_1's, with device `ddev1`) and `pk_op` (the operator's).
 async fn with_owned_products(s: &Store) {
-    with_developers(s).await;
-    s.insert_enterprise(&EnterpriseRow {
-        enterprise_id: "ent_1".into(),
-        name: "Acme".into(),
-        suspended: false,
-        created_by: "dev_a".into(),
-        created_at: 30,
-    })
-    .await
-    .unwrap();
+    crate::enterprises::with_enterprise(s).await;
     s.insert_invite(&crate::enterprises::invite("inv_1", "b@example.com"))
         .await
         .unwrap();
@@ -324,20 +315,9 @@ async fn with_owned_products(s: &Store) {
     s.insert_product(&owned_product("pk_op", None))
         .await
         .unwrap();
-    s.insert_device(&DeviceRow {
-        did: "ddev1".into(),
-        product_key: "pk_ent".into(),
-        hardware_id: "hw-ddev1".into(),
-        mode: "product".into(),
-        secret_enc: vec![9],
-        passcode_enc: vec![8],
-        created_at: 5,
-        online: false,
-        last_seen: None,
-        state: "{}".into(),
-    })
-    .await
-    .unwrap();
+    s.insert_device(&crate::device("ddev1", "pk_ent", "hw-ddev1"))
+        .await
+        .unwrap();
 }
 
 /// Products: personal, enterprise, operator.

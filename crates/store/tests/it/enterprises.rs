@@ -17,7 +17,7 @@ pub(crate) fn invite(id: &str, email: &str) -> InviteRow {
 }
 
 /// Developers `dev_a` and `dev_b`; enterprise `ent_1` created by `dev_a`.
-async fn with_enterprise(s: &Store) {
+pub(crate) async fn with_enterprise(s: &Store) {
     with_developers(s).await;
     s.insert_enterprise(&EnterpriseRow {
         enterprise_id: "ent_1".into(),
