@@ -87,6 +87,26 @@ fn api() -> ApiRouter {
         .merge(oauth::routes())
 }
 
+/// A state over a fresh SQLite store in a temporary directory, for the crate's unit tests.
+#[cfg(test)]
+pub(crate) async fn test_state() -> (AppState, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = rampart_store::Store::open_sqlite(&dir.path().join("t.db"))
+        .await
+        .unwrap();
+    let core = rampart_core::Core::new(
+        store,
+        rampart_core::secret::MasterKey::from_bytes(&[7; 32]),
+        Default::default(),
+    );
+    let state = AppState {
+        core,
+        metrics: None,
+        http: Default::default(),
+    };
+    (state, dir)
+}
+
 /// The whole HTTP API.
 pub fn router(state: AppState) -> Router {
     let (routes, _document) = api().finish();

@@ -56,7 +56,6 @@ pub(crate) fn client_ip(addr: &Option<Extension<ClientAddr>>) -> Option<String> 
 
 #[cfg(test)]
 mod tests {
-    use crate::AppState;
     use axum::body::Body;
     use axum::http::{header, Request, StatusCode};
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -66,20 +65,7 @@ mod tests {
     /// A JSON body declared larger than the limit is answered 413 without a byte of it read.
     #[tokio::test]
     async fn a_body_declared_too_large_is_refused_unread() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = rampart_store::Store::open_sqlite(&dir.path().join("t.db"))
-            .await
-            .unwrap();
-        let core = rampart_core::Core::new(
-            store,
-            rampart_core::secret::MasterKey::from_bytes(&[7; 32]),
-            Default::default(),
-        );
-        let state = AppState {
-            core,
-            metrics: None,
-            http: Default::default(),
-        };
+        let (state, _dir) = crate::test_state().await;
         let limit = state.http.max_body_bytes;
         let router = crate::router(state);
         let polled = Arc::new(AtomicBool::new(false));

@@ -236,20 +236,7 @@ mod tests {
     use tower::ServiceExt;
 
     async fn test_router() -> (Router, Arc<Value>, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = rampart_store::Store::open_sqlite(&dir.path().join("t.db"))
-            .await
-            .unwrap();
-        let core = rampart_core::Core::new(
-            store,
-            rampart_core::secret::MasterKey::from_bytes(&[7; 32]),
-            Default::default(),
-        );
-        let state = AppState {
-            core,
-            metrics: None,
-            http: Default::default(),
-        };
+        let (state, dir) = crate::test_state().await;
         let (_, doc) = crate::api().finish();
         (crate::router(state), doc, dir)
     }
