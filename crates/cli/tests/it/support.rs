@@ -299,6 +299,14 @@ impl Server {
         }
     }
 
+    /// Move the in-process server's clock to just after the start of a minute, so that a test
+    /// of limits counted in clock minutes runs inside one; returns how far it moved (ms).
+    pub fn start_a_minute(&self) -> i64 {
+        let skip = 60_050 - now_ms().rem_euclid(60_000);
+        self.advance(Duration::from_millis(skip as u64));
+        skip
+    }
+
     /// The `rampart` binary in a child process, in a fresh data directory: only for what needs
     /// a process (see [`Backend::Process`]).
     pub async fn process() -> Server {
