@@ -207,10 +207,15 @@ fn load_config(data: &DataArgs) -> AnyResult<Config> {
 
 fn init_tracing(cfg: &Config) {
     use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.log.level));
+    // rustls warns of every client that names the server by IP address in SNI (stock MQTT
+    // clients do, for `-h 127.0.0.1`): harmless, and nothing an operator can act on.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(format!("{},rustls::msgs::handshake=error", cfg.log.level))
+    });
+    // Colours only for a person at a terminal: a file or a log collector gets plain text.
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if cfg.log.format == "json" {
         b.json().init();

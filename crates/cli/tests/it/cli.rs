@@ -418,3 +418,76 @@ async fn first_start_prints_admin_token_once_and_keeps_keys_private() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"));
 }
+
+/// Log lines written to a file (anything but a terminal) carry no ANSI colour codes, and a
+/// client that names the server by IP address in TLS's SNI (mosquitto_pub does) adds no warning.
+#[tokio::test]
+async fn logs_written_to_a_file_are_plain_and_quiet_about_ip_sni() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("rampart.log");
+    let data = dir.path().join("data");
+    let mut child = Command::new(bin())
+        .args(["serve", "--http-listen", "127.0.0.1:0"])
+        .args([
+            "--mqtt-tls-listen",
+            "127.0.0.1:0",
+            "--mqtt-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--events-listen", "127.0.0.1:0", "--data"])
+        .arg(&data)
+        .env_remove("RUST_LOG") // the configured level (info) and its defaults
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !data.join("listeners.json").exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not start"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let listeners: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("listeners.json")).unwrap())
+            .unwrap();
+    let tls_port = listeners["mqtt_tls"]
+        .as_str()
+        .unwrap()
+        .rsplit_once(':')
+        .unwrap()
+        .1
+        .to_owned();
+    // A TLS handshake naming 127.0.0.1 (the CONNECT is then refused: no such device).
+    let sni_checked = Command::new("mosquitto_pub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &tls_port,
+            "-V",
+            "mqttv311",
+            "--cafile",
+        ])
+        .arg(data.join("tls/cert.pem"))
+        .args(["--insecure", "-i", "nobody", "-u", "nobody", "-P", "x"])
+        .args(["-t", "dev/nobody/up", "-m", "{}"])
+        .output()
+        .is_ok();
+    if !sni_checked {
+        eprintln!("mosquitto_pub is not installed: the SNI part is not checked");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    assert!(text.contains("HTTP API listening"), "{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "colour codes in a log file: {text:?}"
+    );
+    if sni_checked {
+        assert!(text.contains("refused"), "the CONNECT left no line: {text}");
+        assert!(!text.contains("SNI"), "{text}");
+    }
+}
