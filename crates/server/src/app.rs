@@ -54,6 +54,7 @@ pub async fn open_core(cfg: &Config, purpose: OpenFor) -> Result<Core, ServerErr
         sqlite_writer_cache_kib: cfg.store.sqlite_writer_cache_kib,
     };
     let store = Store::open_with(&url, options).await?;
+    keep_private(dir);
     let lifetimes = cfg.lifetimes()?;
     let core_cfg = CoreConfig {
         command_timeout_ms: cfg.commands.timeout_ms,
@@ -488,8 +489,54 @@ fn is_private(ip: std::net::IpAddr) -> bool {
 /// Replace `listeners.json` in one step, so a reader never sees half of it.
 fn write_listeners(dir: &Path, v: &serde_json::Value) -> std::io::Result<()> {
     let tmp = dir.join("listeners.json.tmp");
-    std::fs::write(&tmp, v.to_string())?;
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    rampart_core::secret::write_private(&tmp, v.to_string().as_bytes())?;
     std::fs::rename(&tmp, dir.join("listeners.json"))
+}
+
+/// Make every file of the data directory 0600 and every folder 0700, saying what was changed:
+/// files made by an older version, a copy or a restore may be readable by others. The master key
+/// is left alone: one that others could read is refused at start, not quietly fixed.
+fn keep_private(dir: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mut folders = vec![dir.to_path_buf()];
+        while let Some(folder) = folders.pop() {
+            let Ok(entries) = std::fs::read_dir(&folder) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                    continue;
+                };
+                let want = if meta.is_dir() {
+                    folders.push(path.clone());
+                    0o700
+                } else if meta.is_file() && path != dir.join("master.key") {
+                    0o600
+                } else {
+                    continue;
+                };
+                let mode = meta.permissions().mode() & 0o777;
+                if mode != want {
+                    match std::fs::set_permissions(&path, std::fs::Permissions::from_mode(want)) {
+                        Ok(()) => tracing::warn!(path = %path.display(),
+                            was = format!("{mode:o}"), now = format!("{want:o}"),
+                            "data directory entry was not private; changed"),
+                        Err(e) => tracing::warn!(path = %path.display(), error = %e,
+                            "data directory entry is not private and could not be changed"),
+                    }
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
 }
 
 #[cfg(test)]

@@ -18,6 +18,11 @@ pub(crate) fn load_or_create(cfg: &Config, dir: &Path) -> Result<TlsFiles, Strin
     let (cert_path, key_path) = if cfg.tls.cert.is_empty() {
         let tls_dir = dir.join("tls");
         std::fs::create_dir_all(&tls_dir).map_err(|e| format!("{}: {e}", tls_dir.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&tls_dir, std::fs::Permissions::from_mode(0o700));
+        }
         let cert = tls_dir.join("cert.pem");
         let key = tls_dir.join("key.pem");
         if !cert.exists() {
@@ -78,6 +83,7 @@ fn generate(cert: &Path, key: &Path) -> Result<(), String> {
         .map_err(|e| format!("certificate generation: {e}"))?;
     write_private(key, ck.key_pair.serialize_pem().as_bytes())
         .map_err(|e| format!("{}: {e}", key.display()))?;
-    std::fs::write(cert, ck.cert.pem()).map_err(|e| format!("{}: {e}", cert.display()))?;
+    write_private(cert, ck.cert.pem().as_bytes())
+        .map_err(|e| format!("{}: {e}", cert.display()))?;
     Ok(())
 }

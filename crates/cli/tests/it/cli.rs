@@ -384,6 +384,32 @@ async fn first_start_prints_admin_token_once_and_keeps_keys_private() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
+    // every file of the data directory is private, every folder too
+    let private = |root: &std::path::Path| {
+        let mut modes = Vec::new();
+        let mut folders = vec![root.to_path_buf()];
+        while let Some(f) = folders.pop() {
+            for e in std::fs::read_dir(&f).unwrap().flatten() {
+                let meta = e.metadata().unwrap();
+                if meta.is_dir() {
+                    folders.push(e.path());
+                }
+                modes.push((e.path(), meta.is_dir(), meta.permissions().mode() & 0o777));
+            }
+        }
+        modes
+    };
+    let modes = private(dir.path());
+    for name in ["rampart.db", "listeners.json", "tls/cert.pem", "tls"] {
+        assert!(
+            modes.iter().any(|(p, _, _)| *p == dir.path().join(name)),
+            "{name} missing: {modes:?}"
+        );
+    }
+    for (path, is_dir, mode) in &modes {
+        let want = if *is_dir { 0o700 } else { 0o600 };
+        assert_eq!(*mode, want, "{}", path.display());
+    }
     first.kill().unwrap();
     first.wait().unwrap();
     let db = std::fs::read(dir.path().join("rampart.db")).unwrap();
@@ -394,11 +420,24 @@ async fn first_start_prints_admin_token_once_and_keeps_keys_private() {
             "token stored in clear"
         );
     }
-    // a second start neither prints a token nor changes the certificate
+    // a second start neither prints a token nor changes the certificate, and makes private
+    // again what was opened up meanwhile
+    for (name, mode) in [
+        ("rampart.db", 0o644),
+        ("tls/cert.pem", 0o644),
+        ("tls", 0o755),
+    ] {
+        std::fs::set_permissions(dir.path().join(name), std::fs::Permissions::from_mode(mode))
+            .unwrap();
+    }
     let mut second = start();
     let lines = lines_until_fingerprint(&mut second);
     second.kill().unwrap();
     second.wait().unwrap();
+    for (path, is_dir, mode) in private(dir.path()) {
+        let want = if is_dir { 0o700 } else { 0o600 };
+        assert_eq!(mode, want, "{}", path.display());
+    }
     assert!(
         !lines.iter().any(|l| l.contains("admin token")),
         "{lines:?}"
