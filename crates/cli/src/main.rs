@@ -224,8 +224,19 @@ fn init_tracing(cfg: &Config) {
     }
 }
 
-/// Open the data directory for a one-shot command.
+/// Open the data directory for a one-shot command. Only `serve` makes a data directory: a
+/// command pointed at the wrong place must not make an empty one with a new master key and then
+/// report on it (an audit chain "intact" with nothing in it, say).
 async fn open_core(cfg: &Config) -> AnyResult<Core> {
+    let dir = &cfg.data_dir;
+    if !dir.join("master.key").exists() {
+        return Err(format!(
+            "{} is not a Rampart data directory (it holds no master.key): point --data at the \
+             server's, or start the server once with `rampart serve --data {}` to make one",
+            dir.display(),
+            dir.display()
+        ));
+    }
     rampart_server::open_core(cfg, OpenFor::Command)
         .await
         .map_err(|e| e.to_string())

@@ -175,6 +175,41 @@ async fn a_bad_webhook_ca_file_breaks_only_serve() {
     )
     .unwrap();
     let data = dir.path().join("data");
+    // Only `serve` makes a data directory; a command finds none there yet.
+    let out = Command::new(bin())
+        .args(["product", "create", "--model", model.to_str().unwrap()])
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not a Rampart data directory"), "{stderr}");
+    assert!(!data.exists(), "a command made the data directory");
+    let mut first = Command::new(bin())
+        .args(["serve", "--http-listen", "127.0.0.1:0"])
+        .args([
+            "--mqtt-tls-listen",
+            "127.0.0.1:0",
+            "--mqtt-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--events-listen", "127.0.0.1:0", "--data"])
+        .arg(&data)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !data.join("listeners.json").exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not start"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
     let out = Command::new(bin())
         .args(["product", "create", "--model", model.to_str().unwrap()])
         .arg("--data")
