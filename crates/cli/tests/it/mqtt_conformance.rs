@@ -208,7 +208,13 @@ fn unsubscribe_v5(pid: u16, filter: &str) -> Vec<u8> {
 /// The set of codes seen at the end shows that every path was reached.
 #[tokio::test]
 async fn every_reason_code_path_sends_a_code_its_packet_may_carry() {
-    let srv = Server::process_with(&[("RAMPART_MQTT__MAX_PACKET_SIZE", "4096")]).await;
+    // Without a connect burst, a device's second CONNECT within a second is refused: one of the
+    // paths below.
+    let srv = Server::process_with(&[
+        ("RAMPART_MQTT__MAX_PACKET_SIZE", "4096"),
+        ("RAMPART_MQTT__LIMITS__DEVICE_CONNECT_BURST", "1"),
+    ])
+    .await;
     let mut seen = Seen::default();
 
     // CONNACK: success, bad password, a will outside the namespace, the device's connect rate,

@@ -149,18 +149,22 @@ async fn report_rate_on_v311_drops_and_counts() {
 }
 
 #[tokio::test]
-async fn device_connect_rate_one_per_second() {
+async fn device_connect_rate_a_burst_of_three_then_one_per_second() {
     let srv = Server::start().await;
     let (_, did, secret) = srv.device().await;
-    let (mut first, connack) = connect_v5(&srv, &did, &secret).await;
-    assert_eq!(connack_code(&connack), 0x00);
-    first.write_all(&[0xE0, 0x00]).await.unwrap();
+    // three at once: a device back from a network blip, a walk-through connecting twice
+    for _ in 0..3 {
+        let (mut s, connack) = connect_v5(&srv, &did, &secret).await;
+        assert_eq!(connack_code(&connack), 0x00);
+        s.write_all(&[0xE0, 0x00]).await.unwrap();
+        raw::expect_closed(&mut s).await;
+    }
     let audited = rampart_store_audit_count(&srv).await;
-    // at once again: CONNACK 0x9F naming the limit, its window and when it resets
+    // a fourth at once: CONNACK 0x9F naming the limit, its window and when it resets
     let (_, connack) = connect_v5(&srv, &did, &secret).await;
     assert_limited(
         &connack,
-        "limit mqtt.device_connect.per_second exceeded: 1 calls per 1 s; retry in 1 s",
+        "limit mqtt.device_connect.per_second exceeded: 3 calls per 3 s; retry in 1 s",
     );
     // MQTT 3.1.1 has no such code: refused as server unavailable
     let (u, p) = creds_at(&did, &secret, now_ms() + fresh());
@@ -169,10 +173,12 @@ async fn device_connect_rate_one_per_second() {
     assert_eq!(refusals(&srv, "mqtt.device_connect.per_second").await, 2.0);
     // a refusal by a limit writes nothing to the store (refused credentials are audited)
     assert_eq!(rampart_store_audit_count(&srv).await, audited);
-    // a second later the device is welcome again
+    // a second later the device is welcome again, once
     srv.advance(Duration::from_millis(1100));
     let (_, connack) = connect_v5(&srv, &did, &secret).await;
     assert_eq!(connack_code(&connack), 0x00);
+    let (_, connack) = connect_v5(&srv, &did, &secret).await;
+    assert_limited(&connack, "mqtt.device_connect.per_second");
 }
 
 #[tokio::test]

@@ -38,8 +38,12 @@ pub struct MqttLimitsConfig {
     /// Open MQTT connections per source IP (IPv6: per /64), both listeners together; a further
     /// one is closed at accept (0: no cap). Devices behind one carrier-grade NAT share an address.
     pub max_connections_per_ip: usize,
-    /// Accepted CONNECTs per device per second (0: no such limit).
+    /// Accepted CONNECTs per device per second, after the burst (0: no such limit).
     pub device_connect_per_second: u32,
+    /// Accepted CONNECTs a device may make at once before `device_connect_per_second` applies
+    /// (GCRA burst): a device that reconnects after a network blip, or a walk-through that
+    /// connects twice in a row, is not refused; sustained flapping still is.
+    pub device_connect_burst: u32,
     /// Accepted CONNECTs per device per minute (0: no such limit).
     pub device_connect_per_minute: u32,
     /// Authenticated CONNECT attempts per device per minute beyond which the device is banned
@@ -71,6 +75,7 @@ impl Default for MqttLimitsConfig {
             },
             max_connections_per_ip: 10_000,
             device_connect_per_second: 1,
+            device_connect_burst: 3,
             device_connect_per_minute: 10,
             reconnect_storm_per_minute: 15,
             reconnect_ban_secs: 300,
@@ -198,7 +203,9 @@ impl ConnectLimits {
     pub fn new(config: MqttLimitsConfig, clock: &crate::clock::Clock) -> ConnectLimits {
         let per_second = Rate {
             per_minute: config.device_connect_per_second.saturating_mul(60),
-            burst: config.device_connect_per_second,
+            burst: config
+                .device_connect_burst
+                .max(config.device_connect_per_second),
         };
         ConnectLimits {
             ip: KeyedRate::new(limit::MQTT_CONNECT_PER_IP, config.connect_per_ip, clock),
@@ -370,16 +377,29 @@ mod tests {
     #[test]
     fn device_rates_then_storm_ban() {
         let l = ConnectLimits::new(MqttLimitsConfig::default(), &Clock::system());
-        assert!(l.admit_device("d1", 0).is_ok());
+        // A burst of three at once, then one a second.
+        for _ in 0..3 {
+            assert!(l.admit_device("d1", 0).is_ok());
+        }
         let r = l.admit_device("d1", 0).unwrap_err();
         assert_eq!(
             (r.state.name, r.state.limit),
-            (limit::MQTT_DEVICE_CONNECT_PER_SECOND, 1)
+            (limit::MQTT_DEVICE_CONNECT_PER_SECOND, 3)
         );
+        assert!((900..=1_000).contains(&r.retry_after_ms), "{r:?}");
         assert!(l.admit_device("d2", 0).is_ok(), "another device");
+        // After the burst, one a second.
+        let clock = Clock::system();
+        let l3 = ConnectLimits::new(MqttLimitsConfig::default(), &clock);
+        for _ in 0..3 {
+            assert!(l3.admit_device("d3", 0).is_ok());
+        }
+        clock.advance(std::time::Duration::from_secs(1));
+        assert!(l3.admit_device("d3", 0).is_ok());
+        assert!(l3.admit_device("d3", 0).is_err());
         // Refused attempts still count towards the storm: 15 attempts pass the storm rate, the
         // 16th bans the device.
-        for _ in 2..15 {
+        for _ in 4..15 {
             assert_eq!(
                 l.admit_device("d1", 0).unwrap_err().state.name,
                 limit::MQTT_DEVICE_CONNECT_PER_SECOND
