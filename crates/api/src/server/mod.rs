@@ -135,6 +135,11 @@ pub async fn serve_with(
             );
             let res = match tls {
                 Some(acceptor) => {
+                    if speaks_plain_http(&sock, limits.header_read_timeout).await {
+                        tracing::debug!(%peer, "plain HTTP on the HTTPS listener: told to use https://");
+                        tell_to_use_https(sock, limits.header_read_timeout).await;
+                        return;
+                    }
                     let sock = deadline::WriteDeadline::new(sock, limits.write_timeout, "http");
                     let Ok(Ok(stream)) =
                         tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(sock)).await
@@ -168,6 +173,46 @@ pub async fn serve_with(
             }
         });
     }
+}
+
+/// Whether a client of the HTTPS listener opened with plain HTTP: its first byte is a letter (a
+/// method) where a TLS handshake starts with record type 22.
+async fn speaks_plain_http(sock: &tokio::net::TcpStream, wait: Duration) -> bool {
+    let mut first = [0u8; 1];
+    matches!(
+        tokio::time::timeout(wait, sock.peek(&mut first)).await,
+        Ok(Ok(1)) if first[0].is_ascii_uppercase()
+    )
+}
+
+/// Answer a plain-HTTP request on the HTTPS listener with a 400 saying to use `https://`, instead
+/// of TLS alert bytes that a browser or curl shows as garbage. The request is read first (up to
+/// its blank line, 8 KiB or `wait`): closing on unread bytes would reset the connection and lose
+/// the answer.
+async fn tell_to_use_https(mut sock: tokio::net::TcpStream, wait: Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    let _ = tokio::time::timeout(wait, async {
+        while head.len() < 8 * 1024 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match sock.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    let body = "This port speaks HTTPS only: send the request again with https://\n";
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(wait, async {
+        let _ = sock.write_all(answer.as_bytes()).await;
+        let _ = sock.shutdown().await;
+    })
+    .await;
 }
 
 /// Time a client has to finish the TLS handshake.

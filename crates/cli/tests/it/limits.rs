@@ -347,3 +347,44 @@ async fn password_hashing_past_its_queue_answers_busy() {
         .unwrap_or(0.0);
     assert_eq!(refused, busy.len() as f64, "{text}");
 }
+
+/// Plain HTTP sent to the HTTPS port gets a readable 400 saying to use `https://` (not TLS alert
+/// bytes), and the listener goes on serving HTTPS.
+#[tokio::test]
+async fn plain_http_on_the_https_port_is_told_to_use_https() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let srv = Server::start().await;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", srv.http))
+        .await
+        .unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        s.read_to_string(&mut answer),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer:?}");
+    assert!(
+        answer.ends_with("send the request again with https://\n"),
+        "{answer:?}"
+    );
+    // what a person would type
+    if let Ok(out) = std::process::Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}"])
+        .arg(format!("http://127.0.0.1:{}/healthz", srv.http))
+        .output()
+    {
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            text.ends_with("\n400") && text.contains("https://"),
+            "{text}"
+        );
+    }
+    let (status, _) = srv.call("GET", "/healthz", None, None).await;
+    assert_eq!(status, 200);
+}
