@@ -316,7 +316,7 @@ impl<S: Conn> Session<S> {
         let answer = apply_publish(&self.shared, &self.dev, p, Some(kind)).await;
         // The device's own subscriptions to its other subtopics.
         if answer.0 == reason::SUCCESS && matches!(kind, DeviceTopic::Other | DeviceTopic::Raw) {
-            self.deliver(message_of(p, self.shared.core.now_ms()), false);
+            self.deliver(message_of(p, self.shared.core.clock()), false);
         }
         answer
     }
@@ -364,7 +364,7 @@ pub(super) async fn apply_publish(
         if let Err(why) =
             shared
                 .retained
-                .put(did, &p.topic, message_of(p, shared.core.now_ms()), caps)
+                .put(did, &p.topic, message_of(p, shared.core.clock()), caps)
         {
             return over_cap(why);
         }
@@ -389,15 +389,15 @@ pub(super) fn refusal_of(did: &str, e: CoreError) -> (u8, Option<String>) {
     }
 }
 
-/// A device publish as a message to deliver, with its MQTT 5 message expiry.
-/// The message a publish makes, its expiry counted from `now_ms`.
-pub(super) fn message_of(p: &Publish, now_ms: i64) -> Message {
+/// A device publish as a message to deliver, with its MQTT 5 message expiry counted from now
+/// (the clock is read only for a publish that has one).
+pub(super) fn message_of(p: &Publish, clock: &rampart_core::clock::Clock) -> Message {
     Message {
         topic: p.topic.clone(),
         payload: p.payload.clone(),
         expires_at: p
             .properties
             .message_expiry_interval
-            .map(|secs| now_ms.saturating_add(i64::from(secs) * 1000)),
+            .map(|secs| clock.now_ms().saturating_add(i64::from(secs) * 1000)),
     }
 }
