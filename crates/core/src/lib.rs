@@ -8,6 +8,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod auth_refusal;
 pub mod clock;
 pub mod device;
 mod error;

@@ -49,14 +49,12 @@ metrics_table! {
         "Publishes and subscriptions outside the device's own topics.";
     MQTT_ENCODE_REFUSED = "rampart_mqtt_encode_refused_total", Counter, [],
         "Packets the codec refused to encode (a reason code its packet type does not carry); a bug.";
-    CONNECT_REFUSED = "rampart_connect_refused_total", Counter, [],
-        "CONNECTs refused for bad credentials (malformed, unknown, stale, replayed or wrong).";
     DEVICES_ONLINE = "rampart_devices_online", Gauge, [],
         "Devices with a live session on this node.";
     PRESENCE_STALE = "rampart_presence_stale_total", Counter, [],
         "Offline marks dropped because the device had connected again in between.";
-    REGISTER_REFUSED = "rampart_register_refused_total", Counter, ["reason"],
-        "Device registrations refused, by reason.";
+    AUTH_REFUSALS = "rampart_auth_refusals_total", Counter, ["listener", "reason"],
+        "Refused device registrations, CONNECTs and signed API calls, by listener and the check that failed.";
     // Reports.
     REPORTS = "rampart_reports_total", Counter, [],
         "Reports committed to the store.";

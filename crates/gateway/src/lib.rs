@@ -76,6 +76,8 @@ pub(crate) struct Shared {
     pub(crate) stop: watch::Receiver<bool>,
     /// Report buckets left by devices that disconnected before theirs refilled.
     pub(crate) carried: rampart_core::limits::report::CarriedBuckets,
+    /// The listener's name as `listeners.json` gives it: `mqtt_tls` with TLS, else `mqtt`.
+    pub(crate) listener: &'static str,
 }
 
 /// Admission at accept: connections open on one listener (under `max_connections`) and per
@@ -171,6 +173,7 @@ pub async fn serve(
         idle,
         stop: stop_rx.clone(),
         carried: Default::default(),
+        listener: if tls.is_some() { "mqtt_tls" } else { "mqtt" },
     });
     if let Some(pool) = &shared.idle {
         if let Err(e) = pool.start(shared.clone(), tokio::runtime::Handle::current()) {

@@ -44,7 +44,11 @@ pub async fn open_core(cfg: &Config, purpose: OpenFor) -> Result<Core, ServerErr
         let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
     }
     let (key, _created) = MasterKey::load_or_create(&dir.join("master.key"))?;
+    keep_private(dir);
     let url = if cfg.store.url.is_empty() {
+        // Made 0600 before SQLite opens it: SQLite gives its -wal and -shm files the
+        // database file's mode.
+        create_private(&dir.join("rampart.db"));
         format!("sqlite://{}", dir.join("rampart.db").display())
     } else {
         cfg.store.url.clone()
@@ -54,7 +58,6 @@ pub async fn open_core(cfg: &Config, purpose: OpenFor) -> Result<Core, ServerErr
         sqlite_writer_cache_kib: cfg.store.sqlite_writer_cache_kib,
     };
     let store = Store::open_with(&url, options).await?;
-    keep_private(dir);
     let lifetimes = cfg.lifetimes()?;
     let core_cfg = CoreConfig {
         command_timeout_ms: cfg.commands.timeout_ms,
@@ -213,6 +216,31 @@ impl App {
         cfg: Config,
         metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     ) -> Result<App, ServerError> {
+        // Every listener first: a port in use (a second instance, say) stops the start before
+        // the data directory, a key, a certificate or a token is created or printed.
+        let mut mqtt_bound = Vec::new();
+        for (name, addr, tls) in [
+            ("mqtt_tls", &cfg.mqtt.tls_listen, true),
+            ("mqtt", &cfg.mqtt.listen, false),
+        ] {
+            mqtt_bound.push(if addr.is_empty() {
+                None
+            } else {
+                Some((name, bind(name, addr).await?, tls))
+            });
+        }
+        let http = bind("http", &cfg.http.listen).await?;
+        let metrics_bound = if cfg.http.metrics_listen.is_empty() {
+            None
+        } else {
+            Some(bind("metrics", &cfg.http.metrics_listen).await?)
+        };
+        let events_bound = if cfg.events.listen.is_empty() {
+            None
+        } else {
+            Some(bind("events", &cfg.events.listen).await?)
+        };
+
         let core = open_core(&cfg, OpenFor::Serving).await?;
         let dir = cfg.data_dir.clone();
         core.set_notifier(Arc::new(cfg.notify.notifier(&dir)?));
@@ -246,24 +274,17 @@ impl App {
         };
         let mut mqtt = Vec::new();
         let mut mqtt_addrs = [None, None];
-        for (i, (name, addr, tls)) in [
-            ("mqtt_tls", &cfg.mqtt.tls_listen, true),
-            ("mqtt", &cfg.mqtt.listen, false),
-        ]
-        .into_iter()
-        .enumerate()
+        for (i, (name, l, tls)) in mqtt_bound
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, b)| Some((i, b?)))
         {
-            if addr.is_empty() {
-                continue;
-            }
-            let l = bind(name, addr).await?;
             let local = l.local_addr()?;
             tracing::info!(listener = name, addr = %local, "MQTT listening");
             mqtt_addrs[i] = Some(local);
             mqtt.push((l, tls.then(|| acceptor.clone())));
         }
 
-        let http = bind("http", &cfg.http.listen).await?;
         let http_addr = http.local_addr()?;
         tracing::info!(addr = %http_addr, tls = cfg.http.tls, "HTTP API listening");
         let http_limits = rampart_api::HttpLimits {
@@ -275,16 +296,15 @@ impl App {
             metrics,
             http: http_limits.clone(),
         };
-        let (metrics, metrics_addr) = if cfg.http.metrics_listen.is_empty() {
-            (None, None)
-        } else {
-            let l = bind("metrics", &cfg.http.metrics_listen).await?;
+        let (metrics, metrics_addr) = if let Some(l) = metrics_bound {
             let local = l.local_addr()?;
             if !is_private(local.ip()) {
                 tracing::warn!(addr = %local, "the unauthenticated metrics listener is on a public address");
             }
             tracing::info!(addr = %local, "metrics listening (no authentication)");
             (Some(l), Some(local))
+        } else {
+            (None, None)
         };
         // The API's TLS offers HTTP/2 by ALPN when it is on; the other listeners offer no ALPN.
         let http_tls = cfg.http.tls.then(|| {
@@ -296,10 +316,7 @@ impl App {
             };
             TlsAcceptor::from(Arc::new(sc))
         });
-        let (events, events_addr) = if cfg.events.listen.is_empty() {
-            (None, None)
-        } else {
-            let l = bind("events", &cfg.events.listen).await?;
+        let (events, events_addr) = if let Some(l) = events_bound {
             let local = l.local_addr()?;
             tracing::info!(addr = %local, "event stream listening");
             let events_cfg = rampart_api::EventsTcpConfig {
@@ -309,6 +326,8 @@ impl App {
                 ..Default::default()
             };
             (Some((l, acceptor.clone(), events_cfg)), Some(local))
+        } else {
+            (None, None)
         };
 
         core.start_event_stream()
@@ -495,6 +514,17 @@ fn write_listeners(dir: &Path, v: &serde_json::Value) -> std::io::Result<()> {
     }
     rampart_core::secret::write_private(&tmp, v.to_string().as_bytes())?;
     std::fs::rename(&tmp, dir.join("listeners.json"))
+}
+
+/// Create an empty file readable by its owner only, unless one exists.
+fn create_private(path: &Path) {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    // An existing file is what we want (`keep_private` has checked its mode); any other error
+    // surfaces when the store opens the file.
+    let _ = options.open(path);
 }
 
 /// Make every file of the data directory 0600 and every folder 0700, saying what was changed:

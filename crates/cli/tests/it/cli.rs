@@ -565,3 +565,46 @@ async fn logs_written_to_a_file_are_plain_and_quiet_about_ip_sni() {
         assert!(!text.contains("SNI"), "{text}");
     }
 }
+
+/// A second instance on a port already in use fails before it creates or prints anything: no
+/// data directory, no master key, no certificate, no admin token on stdout.
+#[tokio::test]
+async fn a_start_that_cannot_bind_changes_nothing() {
+    let first = Server::process().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("second");
+    let out = Command::new(bin())
+        .args(["serve", "--http-listen"])
+        .arg(format!("127.0.0.1:{}", first.http))
+        .args([
+            "--mqtt-tls-listen",
+            "127.0.0.1:0",
+            "--mqtt-listen",
+            "127.0.0.1:0",
+            "--events-listen",
+            "127.0.0.1:0",
+            "--data",
+        ])
+        .arg(&data)
+        .env_remove("RAMPART_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("http"), "names the listener: {stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "", "printed nothing");
+    assert!(!data.exists(), "the data directory was created");
+}
+
+/// A fresh data directory is created private: the start finds nothing to fix.
+#[tokio::test]
+async fn a_fresh_data_directory_needs_no_permission_fixes() {
+    let srv = Server::process_logging(&[]).await;
+    let log = srv.log_text();
+    assert!(log.contains("HTTP API listening"), "{log}");
+    let fixes: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("not private") && !l.contains("server.log"))
+        .collect();
+    assert!(fixes.is_empty(), "{fixes:?}");
+}

@@ -203,7 +203,7 @@ async fn metrics_are_exported() {
     v4_until(&mut el, |e| e.is_err().then_some(())).await;
     let _ = secret;
     let text = srv.metrics_text().await;
-    assert!(text.contains("rampart_connect_refused_total 1"), "{text}");
+    assert!(text.contains(&format!("{WRONG_SIGNATURE} 1")), "{text}");
 }
 
 #[tokio::test]

@@ -16,6 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub const ADMIN: &str = "test-admin-token-0123456789";
+/// The refusal count of CONNECTs over TLS whose signature did not match.
+pub const WRONG_SIGNATURE: &str =
+    r#"rampart_auth_refusals_total{listener="mqtt_tls",reason="wrong_signature"}"#;
 
 /// For tests that connect one device again within a second on purpose (takeovers, resumed
 /// sessions): turns off the device's per-second connect rate (`mqtt.limits.device_connect_per_second`),
@@ -377,6 +380,21 @@ impl Server {
 
     /// Start the binary on an existing data directory.
     pub async fn process_in(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Server {
+        Server::process_logged(dir, env, false).await
+    }
+
+    /// Start the binary with its log at `info` written to `DATA/server.log` (read it with
+    /// [`Server::log_text`]).
+    pub async fn process_logging(env: &[(&str, &str)]) -> Server {
+        Server::process_logged(tempfile::tempdir().unwrap(), env, true).await
+    }
+
+    /// The log of a server started by [`Server::process_logging`].
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    async fn process_logged(dir: tempfile::TempDir, env: &[(&str, &str)], log: bool) -> Server {
         let mut cmd = Command::new(bin());
         cmd.args([
             "serve",
@@ -391,9 +409,14 @@ impl Server {
         .arg(dir.path())
         .env("RAMPART_ADMIN_TOKEN", ADMIN)
         .env("RAMPART_EVENTS__LISTEN", "127.0.0.1:0")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
+        .env("RUST_LOG", if log { "info" } else { "warn" })
+        .stdout(Stdio::null());
+        if log {
+            let file = std::fs::File::create(dir.path().join("server.log")).unwrap();
+            cmd.stderr(file);
+        } else {
+            cmd.stderr(Stdio::inherit());
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }

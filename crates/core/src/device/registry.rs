@@ -3,6 +3,7 @@
 
 use crate::audit::action;
 use crate::audit::{Actor, AuditEvent};
+use crate::auth_refusal::{self, RefusalReason};
 use crate::device::bus::DeviceEvent;
 use crate::limits::name as limit;
 use crate::secret::{random_from, random_hex, Place, Secret};
@@ -326,6 +327,8 @@ impl Core {
         if let Some(ip) = source_ip.as_deref() {
             if let Err(r) = self.limits().check_register_ip(ip, now) {
                 self.inner_refusals().count(&net, RefusalKind::Limited, now);
+                let why = RefusalReason::Limit(r.state.name);
+                auth_refusal::record("http", &why, &req.hardware_id, Some(ip));
                 return Err(r.into());
             }
             let cap = u64::from(self.config().limits.register_failures_ip);
@@ -333,11 +336,27 @@ impl Core {
                 self.inner_refusals().count(&net, RefusalKind::Limited, now);
                 let r =
                     crate::limits::api::counted::<()>(Err(failures_refusal(cap, now))).unwrap_err();
+                let why = RefusalReason::Limit(r.state.name);
+                auth_refusal::record("http", &why, &req.hardware_id, Some(ip));
                 return Err(r.into());
             }
         }
         let mut bad_device_sign = false;
-        let res = self.register_inner(req, &mut bad_device_sign).await;
+        let mut why = None;
+        let res = self
+            .register_inner(req, &mut bad_device_sign, &mut why)
+            .await;
+        if let Err(e) = &res {
+            let why = why.unwrap_or(match e {
+                Error::AlreadyRegistered if bad_device_sign => RefusalReason::WrongSignature,
+                Error::AlreadyRegistered => RefusalReason::AlreadyRegistered,
+                Error::Forbidden(_) => RefusalReason::NotAllowed("by the product's identity modes"),
+                Error::NotFound(_) => RefusalReason::Unknown("product"),
+                Error::Store(_) | Error::Internal(_) => RefusalReason::Internal,
+                _ => RefusalReason::Malformed("registration request"),
+            });
+            auth_refusal::record("http", &why, &req.hardware_id, source_ip.as_deref());
+        }
         match &res {
             Ok((r, outcome)) => {
                 let mut ev = AuditEvent::new(
@@ -356,11 +375,7 @@ impl Core {
             Err(Error::AlreadyRegistered) => {
                 if bad_device_sign {
                     self.inner_refusals().count(&net, RefusalKind::Failure, now);
-                    metrics::counter!(crate::telemetry::REGISTER_REFUSED, "reason" => "device_sign")
-                        .increment(1);
                 }
-                metrics::counter!(crate::telemetry::REGISTER_REFUSED, "reason" => "already_registered")
-                    .increment(1);
                 // Only a caller holding the product secret (or the factory secret) gets here,
                 // within `register.ip`: one entry each, naming the device.
                 let did = self
@@ -390,13 +405,10 @@ impl Core {
                 self.audit(ev).await;
             }
             Err(e) => {
-                let (kind, reason) = match e {
-                    Error::Unauthorized => (RefusalKind::Failure, "proof"),
-                    Error::Store(_) | Error::Internal(_) => (RefusalKind::Other, "internal"),
-                    _ => (RefusalKind::Other, "request"),
+                let kind = match e {
+                    Error::Unauthorized => RefusalKind::Failure,
+                    _ => RefusalKind::Other,
                 };
-                metrics::counter!(crate::telemetry::REGISTER_REFUSED, "reason" => reason)
-                    .increment(1);
                 self.inner_refusals().count(&net, kind, now);
             }
         }
@@ -462,19 +474,22 @@ impl Core {
         &self.inner.register_refusals
     }
 
+    /// `why`: set to the reason of an `Unauthorized` refusal (the caller hears only that).
     async fn register_inner(
         &self,
         req: &RegisterRequest,
         bad_device_sign: &mut bool,
+        why: &mut Option<RefusalReason>,
     ) -> Result<(Registered, Outcome)> {
         let (pk, msg) = req.signed_message()?;
         let now = self.now_ms();
-        if (now - req.ts).abs() > self.config().clock_window_ms {
+        if let Some(skew) = RefusalReason::clock(req.ts, now, self.config().clock_window_ms) {
+            *why = Some(skew);
             return Err(Error::Unauthorized);
         }
         // Find the key to check the signature with; a missing product or serial is checked against a
         // random key so timing and answer match a bad signature.
-        let key: Secret = match req.mode {
+        let key: Option<Secret> = match req.mode {
             RegisterMode::Product => self.product_secret(pk.as_str()).await?,
             RegisterMode::Device => {
                 match self.store().get_factory_identity(&req.hardware_id).await? {
@@ -485,9 +500,15 @@ impl Core {
                     _ => None,
                 }
             }
-        }
-        .unwrap_or_else(|| Secret::new(random_hex(16)));
+        };
+        let known = key.is_some();
+        let key = key.unwrap_or_else(|| Secret::new(random_hex(16)));
         if !sign::verify_hex(key.expose().as_bytes(), &msg, &req.sign) {
+            *why = Some(match (known, req.mode) {
+                (true, _) => RefusalReason::WrongSignature,
+                (false, RegisterMode::Product) => RefusalReason::Unknown("product"),
+                (false, RegisterMode::Device) => RefusalReason::Unknown("factory serial"),
+            });
             return Err(Error::Unauthorized);
         }
         let product = self.product(pk.as_str()).await?;
@@ -497,6 +518,7 @@ impl Core {
             .use_nonce(&format!("register:{pk}"), &req.nonce, expires, now)
             .await?
         {
+            *why = Some(RefusalReason::Replayed);
             return Err(Error::Unauthorized);
         }
         let mode = match req.mode {

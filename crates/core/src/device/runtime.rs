@@ -3,6 +3,7 @@
 use crate::access::tenancy::{Act, Caller};
 use crate::audit::action;
 use crate::audit::{Actor, AuditEvent};
+use crate::auth_refusal::{self, RefusalReason};
 use crate::device::bus::{Delivery, DeviceEvent, Message};
 use crate::device::products::ProductInfo;
 use crate::secret::random_hex;
@@ -181,31 +182,35 @@ pub struct HistoryPoint {
 }
 
 impl Core {
-    /// Check an MQTT CONNECT's client id, username and password.
+    /// Check an MQTT CONNECT's client id, username and password. `listener` names the listener
+    /// it arrived on (for the operator's log and the refusal count).
     pub async fn authenticate_device(
         &self,
         client_id: &str,
         username: Option<&str>,
         password: Option<&[u8]>,
         source_ip: &str,
+        listener: &'static str,
     ) -> std::result::Result<DeviceAuth, ConnectRefusal> {
         let parsed = username.and_then(sign::parse_connect_username);
         let limits = self.connect_limits();
+        let claimed: String = username
+            .and_then(|u| u.split('|').next())
+            .unwrap_or(client_id)
+            .chars()
+            .take(64)
+            .collect();
         // A device banned for a reconnect storm is refused first: no store read, no audit row.
         if let Some((did, _)) = parsed {
-            limits
-                .check_banned(did, self.now_ms())
-                .map_err(|r| ConnectRefusal::Limited(Box::new(r)))?;
+            if let Err(r) = limits.check_banned(did, self.now_ms()) {
+                let why = RefusalReason::Limit(r.state.name);
+                auth_refusal::record(listener, &why, &claimed, Some(source_ip));
+                return Err(ConnectRefusal::Limited(Box::new(r)));
+            }
         }
         let res = self.authenticate_inner(client_id, parsed, password).await;
-        if let Err(refusal) = &res {
-            metrics::counter!(crate::telemetry::CONNECT_REFUSED).increment(1);
-            let claimed: String = username
-                .and_then(|u| u.split('|').next())
-                .unwrap_or(client_id)
-                .chars()
-                .take(64)
-                .collect();
+        if let Err((refusal, why)) = &res {
+            auth_refusal::record(listener, why, &claimed, Some(source_ip));
             // At most `mqtt.limits.refusal_audit_per_ip` entries per address; the next entry
             // names the refusals left out.
             let ip = source_ip.parse::<std::net::IpAddr>().ok();
@@ -215,48 +220,58 @@ impl Core {
                     action::DEVICE_CONNECT,
                     &format!("refused: {refusal:?}"),
                 )
-                .source_ip(source_ip);
+                .source_ip(source_ip)
+                .detail(format!("reason={}", why.label()));
                 if left_out > 0 {
                     ev = ev.detail(format!(
-                        "{left_out} more refused from this address since its last entry"
+                        "reason={}; {left_out} more refused from this address since its last entry",
+                        why.label()
                     ));
                 }
                 self.audit(ev).await;
             }
         }
-        let dev = res?;
+        let dev = res.map_err(|(r, _)| r)?;
         // The device's connect rates (and the storm rule) count authenticated attempts only, so
         // nobody can use up or ban another's device with wrong passwords.
-        limits
-            .admit_device(dev.did.as_str(), self.now_ms())
-            .map_err(|r| ConnectRefusal::Limited(Box::new(r)))?;
+        if let Err(r) = limits.admit_device(dev.did.as_str(), self.now_ms()) {
+            let why = RefusalReason::Limit(r.state.name);
+            auth_refusal::record(listener, &why, &claimed, Some(source_ip));
+            return Err(ConnectRefusal::Limited(Box::new(r)));
+        }
         Ok(dev)
     }
 
-    /// `parsed`: the CONNECT username's device id and timestamp, when it parsed.
+    /// `parsed`: the CONNECT username's device id and timestamp, when it parsed. A refusal
+    /// carries the answer for the device and the reason for the operator.
     async fn authenticate_inner(
         &self,
         client_id: &str,
         parsed: Option<(&str, i64)>,
         password: Option<&[u8]>,
-    ) -> std::result::Result<DeviceAuth, ConnectRefusal> {
+    ) -> std::result::Result<DeviceAuth, (ConnectRefusal, RefusalReason)> {
         use ConnectRefusal::*;
-        let (did, ts) = parsed.ok_or(BadCredentials)?;
-        let did = Did::parse(did).map_err(|_| BadCredentials)?;
+        let bad = |why| (BadCredentials, why);
+        let (did, ts) = parsed.ok_or_else(|| {
+            bad(RefusalReason::Malformed(
+                "user name is not `did|hmac-sha256|ts`",
+            ))
+        })?;
+        let did = Did::parse(did).map_err(|_| bad(RefusalReason::Malformed("device id")))?;
         let password = password
             .and_then(|p| std::str::from_utf8(p).ok())
-            .ok_or(BadCredentials)?;
+            .ok_or_else(|| bad(RefusalReason::Malformed("no password")))?;
         let now = self.now_ms();
         let window = self.config().clock_window_ms;
-        if (now - ts).abs() > window {
-            return Err(BadCredentials);
+        if let Some(skew) = RefusalReason::clock(ts, now, window) {
+            return Err(bad(skew));
         }
         let row = match self.credential_lookups().get(did.as_str()).await {
             Ok(Some(r)) => r,
-            Ok(None) => return Err(BadCredentials),
+            Ok(None) => return Err(bad(RefusalReason::Unknown("device"))),
             Err(e) => {
                 tracing::error!(error = %e, "device lookup failed");
-                return Err(BadCredentials);
+                return Err(bad(RefusalReason::Internal));
             }
         };
         let secret = self
@@ -265,24 +280,27 @@ impl Core {
                 Place::new(col::DEVICE_SECRET, did.as_str()),
                 &row.secret_enc,
             )
-            .map_err(|_| BadCredentials)?;
+            .map_err(|_| bad(RefusalReason::Internal))?;
         if !sign::verify_hex(
             secret.expose().as_bytes(),
             &sign::connect_string(did.as_str(), ts),
             password,
         ) {
-            return Err(BadCredentials);
+            return Err(bad(RefusalReason::WrongSignature));
         }
         // Only the device itself (it proved its secret) learns that it is disabled.
         if row.disabled {
-            return Err(NotAuthorized);
+            return Err((
+                NotAuthorized,
+                RefusalReason::NotAllowed("the device is disabled"),
+            ));
         }
         if !self
             .inner
             .replay
             .accept(did.as_str(), ts, row.connect_ts, now, window)
         {
-            return Err(BadCredentials);
+            return Err(bad(RefusalReason::Replayed));
         }
         // Kept with the device, so the rule holds across restarts; the CONNECT does not wait.
         let accepted = rampart_store::ConnectRow {
@@ -293,12 +311,14 @@ impl Core {
             tracing::error!(error = %e, did = did.as_str(), "connect timestamp not queued");
         }
         if client_id != did.as_str() {
-            return Err(NotAuthorized);
+            return Err((NotAuthorized, RefusalReason::ClientIdMismatch));
         }
-        let product = self
-            .product(&row.product_key)
-            .await
-            .map_err(|_| NotAuthorized)?;
+        let product = self.product(&row.product_key).await.map_err(|_| {
+            (
+                NotAuthorized,
+                RefusalReason::NotAllowed("the device's product is gone"),
+            )
+        })?;
         Ok(DeviceAuth { did, product })
     }
 
@@ -675,9 +695,15 @@ mod tests {
         let connect = |core: Core, ts: i64| async move {
             let user = sign::connect_username("d1", ts);
             let pass = sign::hmac_hex(b"s3cret", &sign::connect_string("d1", ts));
-            core.authenticate_device("d1", Some(&user), Some(pass.as_bytes()), "10.0.0.1")
-                .await
-                .map(|_| ())
+            core.authenticate_device(
+                "d1",
+                Some(&user),
+                Some(pass.as_bytes()),
+                "10.0.0.1",
+                "mqtt_tls",
+            )
+            .await
+            .map(|_| ())
         };
         let mk = || crate::secret::MasterKey::from_bytes(&[1; 32]);
         let first = Core::new(store.clone(), mk(), Default::default());

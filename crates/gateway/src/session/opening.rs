@@ -72,8 +72,8 @@ where
         w
     };
     // A connect-rate refusal: CONNACK 0x9F naming the limit (3.1.1: server unavailable).
+    // (Core logged the refusal and counted it.)
     let limited = |r: rampart_core::limits::api::Refusal| -> BytesMut {
-        tracing::info!(%peer, refusal = %r, "connection refused by a limit");
         refuse(
             reason::CONNECTION_RATE_EXCEEDED,
             reason::v311::SERVER_UNAVAILABLE,
@@ -89,6 +89,7 @@ where
         connect.username.as_deref(),
         pw,
         &ip,
+        shared.listener,
     ))
     .await
     {

@@ -23,6 +23,7 @@ async fn session_future_stays_small() {
         idle: None,
         stop: watch::channel(false).1,
         carried: Default::default(),
+        listener: "mqtt",
     });
     let (a, _b) = tokio::io::duplex(64);
     let (_tx, rx) = watch::channel(false);

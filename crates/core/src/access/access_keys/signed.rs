@@ -4,6 +4,7 @@
 //! nonce. Every refusal is audited.
 
 use super::*;
+use crate::auth_refusal::{self, RefusalReason};
 
 /// The parts of a request that its signature covers, as received.
 #[derive(Debug, Clone, Copy)]
@@ -186,7 +187,9 @@ impl Core {
                 r.path.chars().take(200).collect::<String>()
             );
             let claimed = params.as_ref().map_or("", |p| p.key_id);
-            self.audit_key_refusal(claimed, target, r.peer, e).await;
+            let ts = params.as_ref().map(|p| p.ts);
+            self.audit_key_refusal("http", claimed, ts, target, r.peer, e)
+                .await;
         }
         outcome
     }
@@ -357,15 +360,45 @@ impl Core {
         Ok(())
     }
 
-    /// Audit a refused use of key `claimed` (`access_key.auth`), with the key's tenant when it exists.
+    /// Audit a refused use of key `claimed` (`access_key.auth`), with the key's tenant when it
+    /// exists, and tell the operator's log which check failed (`ts`: the request's timestamp).
     async fn audit_key_refusal(
         &self,
+        listener: &'static str,
         claimed: &str,
+        ts: Option<i64>,
         target: String,
         peer: Option<IpAddr>,
         e: &KeyAuthError,
     ) {
         let claimed = if claimed.is_empty() { "-" } else { claimed };
+        let row = self.store().get_access_key(claimed).await.ok().flatten();
+        let why = match e {
+            KeyAuthError::Malformed => RefusalReason::Malformed("Authorization header"),
+            KeyAuthError::StaleTimestamp => ts
+                .and_then(|ts| RefusalReason::clock(ts, self.now_ms(), WINDOW_MS))
+                .unwrap_or(RefusalReason::ClockSkew {
+                    ts: ts.unwrap_or_default(),
+                    skew_ms: 0,
+                    window_ms: WINDOW_MS,
+                }),
+            KeyAuthError::SignatureMismatch if row.is_none() => {
+                RefusalReason::Unknown("access key")
+            }
+            KeyAuthError::SignatureMismatch => RefusalReason::WrongSignature,
+            KeyAuthError::NonceReused => RefusalReason::Replayed,
+            KeyAuthError::IpNotAllowed => {
+                RefusalReason::NotAllowed("source address outside the key's allowlist")
+            }
+            KeyAuthError::KeyDisabled => RefusalReason::NotAllowed("the key is disabled"),
+            KeyAuthError::EnterpriseSuspended => {
+                RefusalReason::NotAllowed("the key's enterprise is suspended")
+            }
+            KeyAuthError::KeyExpired => RefusalReason::NotAllowed("the key has expired"),
+            KeyAuthError::Internal(_) => RefusalReason::Internal,
+        };
+        let peer_text = peer.map(|ip| ip.to_canonical().to_string());
+        auth_refusal::record(listener, &why, claimed, peer_text.as_deref());
         let mut ev = AuditEvent::new(
             &key_actor(claimed),
             action::ACCESS_KEY_AUTH,
@@ -375,7 +408,7 @@ impl Core {
         if let Some(ip) = peer {
             ev = ev.source_ip(ip.to_canonical().to_string());
         }
-        if let Ok(Some(k)) = self.store().get_access_key(claimed).await {
+        if let Some(k) = row {
             ev = ev.tenant(k.enterprise_id);
         }
         if let KeyAuthError::Internal(e) = e {
@@ -413,8 +446,15 @@ impl Core {
             Err(KeyAuthError::Malformed)
         };
         if let Err(e) = &outcome {
-            self.audit_key_refusal(key_id, "event stream login".to_owned(), peer, e)
-                .await;
+            self.audit_key_refusal(
+                "events",
+                key_id,
+                None,
+                "event stream login".to_owned(),
+                peer,
+                e,
+            )
+            .await;
         }
         outcome
     }
