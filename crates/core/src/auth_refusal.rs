@@ -24,6 +24,8 @@ pub enum RefusalReason {
     Unknown(&'static str),
     /// The HMAC does not match the secret on record.
     WrongSignature,
+    /// A static password that is not the device secret on record.
+    WrongSecret,
     /// A timestamp or nonce already used: the CONNECT's `ts` is not newer than the last accepted
     /// one, or a registration or signed call reused its nonce.
     Replayed,
@@ -52,6 +54,7 @@ impl RefusalReason {
             RefusalReason::ClockSkew { .. } => "clock_skew",
             RefusalReason::Unknown(_) => "unknown_identity",
             RefusalReason::WrongSignature => "wrong_signature",
+            RefusalReason::WrongSecret => "wrong_secret",
             RefusalReason::Replayed => "replayed",
             RefusalReason::ClientIdMismatch => "client_id_mismatch",
             RefusalReason::NotAllowed(_) => "not_allowed",
@@ -110,6 +113,9 @@ impl fmt::Display for RefusalReason {
             RefusalReason::Unknown(what) => write!(f, "unknown {what}"),
             RefusalReason::WrongSignature => {
                 write!(f, "wrong signature (not made with the secret on record)")
+            }
+            RefusalReason::WrongSecret => {
+                write!(f, "wrong static password (not the device secret on record)")
             }
             RefusalReason::Replayed => write!(f, "replayed: timestamp or nonce already used"),
             RefusalReason::ClientIdMismatch => write!(f, "client id is not the device id"),

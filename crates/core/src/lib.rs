@@ -412,6 +412,7 @@ pub(crate) mod test_support {
                 secret_enc: vec![0],
                 dynamic_registration: false,
                 allowlist: false,
+                static_password: false,
                 report_limit_per_min: 60,
                 model: model.into(),
                 enterprise_id: None,

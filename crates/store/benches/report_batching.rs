@@ -23,6 +23,7 @@ fn product() -> ProductRow {
         secret_enc: vec![0; 44],
         dynamic_registration: true,
         allowlist: false,
+        static_password: false,
         report_limit_per_min: 600,
         model:
             r#"[{"name":"power","type":"bool"},{"name":"temp","type":"float","min":-40,"max":85}]"#

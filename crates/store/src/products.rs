@@ -11,6 +11,8 @@ pub struct ProductRow {
     pub secret_enc: Vec<u8>,
     pub dynamic_registration: bool,
     pub allowlist: bool,
+    /// Devices may connect with their secret as a static password (TLS listeners only).
+    pub static_password: bool,
     pub report_limit_per_min: i64,
     /// The data-point list as JSON.
     pub model: String,
@@ -28,12 +30,12 @@ pub struct ProductOwnerRow {
 impl Store {
     pub async fn insert_product(&self, r: &ProductRow) -> Result<()> {
         let sql = "INSERT INTO products (product_key, name, secret_enc, dynamic_registration, allowlist, \
-                   report_limit_per_min, model, enterprise_id, created_at) \
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+                   report_limit_per_min, model, enterprise_id, created_at, static_password) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
         with_db!(self, p => sqlx::query(sql)
             .bind(&r.product_key).bind(&r.name).bind(&r.secret_enc).bind(r.dynamic_registration)
             .bind(r.allowlist).bind(r.report_limit_per_min).bind(&r.model).bind(&r.enterprise_id)
-            .bind(r.created_at)
+            .bind(r.created_at).bind(r.static_password)
             .execute(p).await.map_err(map_conflict)?.rows_affected());
         Ok(())
     }
@@ -46,12 +48,13 @@ impl Store {
         developer_id: Option<&str>,
     ) -> Result<()> {
         let sql = "INSERT INTO products (product_key, name, secret_enc, dynamic_registration, allowlist, \
-                   report_limit_per_min, model, enterprise_id, created_at, owner_developer_id) \
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+                   report_limit_per_min, model, enterprise_id, created_at, owner_developer_id, \
+                   static_password) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
         with_db!(self, p => sqlx::query(sql)
             .bind(&r.product_key).bind(&r.name).bind(&r.secret_enc).bind(r.dynamic_registration)
             .bind(r.allowlist).bind(r.report_limit_per_min).bind(&r.model).bind(&r.enterprise_id)
-            .bind(r.created_at).bind(developer_id)
+            .bind(r.created_at).bind(developer_id).bind(r.static_password)
             .execute(p).await.map_err(map_conflict)?.rows_affected());
         Ok(())
     }

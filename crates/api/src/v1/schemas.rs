@@ -46,10 +46,13 @@ described!(
     "IdentityModes",
     json!({"type": "object", "additionalProperties": false, "properties": {
         "dynamic_registration": {"type": "boolean", "default": false},
-        "allowlist": {"type": "boolean", "default": false}},
+        "allowlist": {"type": "boolean", "default": false},
+        "static_password": {"type": "boolean", "default": false, "description":
+            "devices may also connect over TLS with username = did and password = device secret"}},
         "example": real(rampart_core::device::products::IdentityModes {
             dynamic_registration: true,
             allowlist: true,
+            static_password: false,
         })})
 );
 

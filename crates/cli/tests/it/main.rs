@@ -26,6 +26,7 @@ mod openapi;
 mod refusals;
 mod registration;
 mod slow_peers;
+mod stock_clients;
 mod support;
 mod uploads;
 mod webhooks;

@@ -546,7 +546,7 @@ async fn pubacks_follow_publish_order_across_accepted_refused_and_invalid() {
 
 /// The Python interpreter that has paho-mqtt: `PAHO_PYTHON`, else `python3`. `None` (with the
 /// reason printed) when there is none, so that the test is skipped.
-fn paho_python(test: &str) -> Option<String> {
+pub(crate) fn paho_python(test: &str) -> Option<String> {
     let python = std::env::var("PAHO_PYTHON").unwrap_or_else(|_| "python3".into());
     let ok = Command::new(&python)
         .args(["-c", "import paho.mqtt.client"])

@@ -21,6 +21,10 @@ pub struct IdentityModes {
     /// Only allowlisted MAC/IMEI may register.
     #[serde(default)]
     pub allowlist: bool,
+    /// Devices may also connect with `username = did`, `password = device secret` (TLS
+    /// listeners only), for stock firmware that cannot sign a fresh password per connection.
+    #[serde(default)]
+    pub static_password: bool,
 }
 
 /// A product definition as submitted (API body, CLI model file).
@@ -78,6 +82,7 @@ fn info_from_row(r: ProductRow) -> Result<ProductInfo> {
         identity: IdentityModes {
             dynamic_registration: r.dynamic_registration,
             allowlist: r.allowlist,
+            static_password: r.static_password,
         },
         report_limit_per_min: r.report_limit_per_min,
         enterprise_id: r.enterprise_id,
@@ -120,6 +125,7 @@ impl Core {
             ),
             dynamic_registration: p.identity.dynamic_registration,
             allowlist: p.identity.allowlist,
+            static_password: p.identity.static_password,
             report_limit_per_min: p.report_limit_per_min,
             model: serde_json::to_string(&model).map_err(|e| Error::Internal(e.to_string()))?,
             enterprise_id: p.enterprise_id,

@@ -181,9 +181,62 @@ pub struct HistoryPoint {
     pub value: serde_json::Value,
 }
 
+/// A CONNECT's credentials, in the form its user name announces.
+#[derive(Debug, Clone, Copy)]
+enum Credential<'a> {
+    /// `did|hmac-sha256|ts`; the password is the hex HMAC-SHA256 of `did={did}&ts={ts}` under
+    /// the device secret, single-use.
+    Signed { did: &'a str, ts: i64 },
+    /// The device id alone; the password is the device secret itself (products with
+    /// `identity.static_password`, TLS listeners only).
+    Static { did: &'a str },
+}
+
+impl<'a> Credential<'a> {
+    fn parse(username: &'a str) -> Option<Credential<'a>> {
+        if let Some((did, ts)) = sign::parse_connect_username(username) {
+            return Some(Credential::Signed { did, ts });
+        }
+        (!username.contains('|')).then_some(Credential::Static { did: username })
+    }
+
+    fn did(&self) -> &'a str {
+        match *self {
+            Credential::Signed { did, .. } | Credential::Static { did } => did,
+        }
+    }
+}
+
+/// One check of a credential as [`Core::explain_credential`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckStep {
+    /// What was checked, e.g. `signature`.
+    pub check: &'static str,
+    /// What was found: a note when it passed, the reason when it failed (the last step).
+    pub outcome: std::result::Result<String, RefusalReason>,
+}
+
+/// How `authenticate_inner` runs: for a live CONNECT (it records the accepted timestamp), or
+/// as a dry run that changes nothing and notes each check.
+enum Run<'a> {
+    Live,
+    Explain(&'a mut Vec<CheckStep>),
+}
+
+impl Run<'_> {
+    fn passed(&mut self, check: &'static str, note: impl FnOnce() -> String) {
+        if let Run::Explain(steps) = self {
+            steps.push(CheckStep {
+                check,
+                outcome: Ok(note()),
+            });
+        }
+    }
+}
+
 impl Core {
     /// Check an MQTT CONNECT's client id, username and password. `listener` names the listener
-    /// it arrived on (for the operator's log and the refusal count).
+    /// it arrived on (for the operator's log and the refusal count), `tls` whether it speaks TLS.
     pub async fn authenticate_device(
         &self,
         client_id: &str,
@@ -191,8 +244,9 @@ impl Core {
         password: Option<&[u8]>,
         source_ip: &str,
         listener: &'static str,
+        tls: bool,
     ) -> std::result::Result<DeviceAuth, ConnectRefusal> {
-        let parsed = username.and_then(sign::parse_connect_username);
+        let cred = username.and_then(Credential::parse);
         let limits = self.connect_limits();
         let claimed: String = username
             .and_then(|u| u.split('|').next())
@@ -201,14 +255,16 @@ impl Core {
             .take(64)
             .collect();
         // A device banned for a reconnect storm is refused first: no store read, no audit row.
-        if let Some((did, _)) = parsed {
-            if let Err(r) = limits.check_banned(did, self.now_ms()) {
+        if let Some(c) = cred {
+            if let Err(r) = limits.check_banned(c.did(), self.now_ms()) {
                 let why = RefusalReason::Limit(r.state.name);
                 auth_refusal::record(listener, &why, &claimed, Some(source_ip));
                 return Err(ConnectRefusal::Limited(Box::new(r)));
             }
         }
-        let res = self.authenticate_inner(client_id, parsed, password).await;
+        let res = self
+            .authenticate_inner(client_id, cred, password, tls, Run::Live)
+            .await;
         if let Err((refusal, why)) = &res {
             auth_refusal::record(listener, why, &claimed, Some(source_ip));
             // At most `mqtt.limits.refusal_audit_per_ip` entries per address; the next entry
@@ -242,29 +298,85 @@ impl Core {
         Ok(dev)
     }
 
-    /// `parsed`: the CONNECT username's device id and timestamp, when it parsed. A refusal
-    /// carries the answer for the device and the reason for the operator.
+    /// Which check a CONNECT with these credentials would fail, changing nothing (no timestamp
+    /// is recorded, no limit counted, no audit entry): the checks that passed, with what they
+    /// found, then the one that failed. `client_id` defaults to the device id; `tls`: whether
+    /// the CONNECT would come over TLS. For `rampart device explain`.
+    pub async fn explain_credential(
+        &self,
+        client_id: Option<&str>,
+        username: &str,
+        password: &str,
+        tls: bool,
+    ) -> Vec<CheckStep> {
+        let cred = Credential::parse(username);
+        let client_id = client_id.or(cred.map(|c| c.did())).unwrap_or_default();
+        let mut steps = Vec::new();
+        let res = self
+            .authenticate_inner(
+                client_id,
+                cred,
+                Some(password.as_bytes()),
+                tls,
+                Run::Explain(&mut steps),
+            )
+            .await;
+        if let Err((_, why)) = res {
+            steps.push(CheckStep {
+                check: match why {
+                    RefusalReason::Malformed(_) => "form",
+                    RefusalReason::ClockSkew { .. } => "clock window",
+                    RefusalReason::Unknown(_) | RefusalReason::Internal => "device",
+                    RefusalReason::WrongSignature | RefusalReason::WrongSecret => "proof",
+                    RefusalReason::StaticPasswordOff(_) => "static password",
+                    RefusalReason::Replayed => "fresh timestamp",
+                    RefusalReason::ClientIdMismatch => "client id",
+                    _ => "standing",
+                },
+                outcome: Err(why),
+            });
+        }
+        steps
+    }
+
+    /// The checks of a CONNECT, in order. A refusal carries the answer for the device and the
+    /// reason for the operator. `Run::Explain` notes each check and changes nothing.
     async fn authenticate_inner(
         &self,
         client_id: &str,
-        parsed: Option<(&str, i64)>,
+        cred: Option<Credential<'_>>,
         password: Option<&[u8]>,
+        tls: bool,
+        mut run: Run<'_>,
     ) -> std::result::Result<DeviceAuth, (ConnectRefusal, RefusalReason)> {
         use ConnectRefusal::*;
         let bad = |why| (BadCredentials, why);
-        let (did, ts) = parsed.ok_or_else(|| {
+        let cred = cred.ok_or_else(|| {
             bad(RefusalReason::Malformed(
-                "user name is not `did|hmac-sha256|ts`",
+                "user name is neither `did|hmac-sha256|ts` nor a device id",
             ))
         })?;
-        let did = Did::parse(did).map_err(|_| bad(RefusalReason::Malformed("device id")))?;
+        let did = Did::parse(cred.did()).map_err(|_| bad(RefusalReason::Malformed("device id")))?;
         let password = password
             .and_then(|p| std::str::from_utf8(p).ok())
             .ok_or_else(|| bad(RefusalReason::Malformed("no password")))?;
+        run.passed("form", || match cred {
+            Credential::Signed { ts, .. } => format!("signed password, device {did}, ts {ts}"),
+            Credential::Static { .. } => format!("static password, device {did}"),
+        });
         let now = self.now_ms();
         let window = self.config().clock_window_ms;
-        if let Some(skew) = RefusalReason::clock(ts, now, window) {
-            return Err(bad(skew));
+        if let Credential::Signed { ts, .. } = cred {
+            if let Some(skew) = RefusalReason::clock(ts, now, window) {
+                return Err(bad(skew));
+            }
+            run.passed("clock window", || {
+                format!(
+                    "{} ms from the server's clock (window ±{} s)",
+                    now - ts,
+                    window / 1000
+                )
+            });
         }
         let row = match self.credential_lookups().get(did.as_str()).await {
             Ok(Some(r)) => r,
@@ -274,6 +386,7 @@ impl Core {
                 return Err(bad(RefusalReason::Internal));
             }
         };
+        run.passed("device", || format!("product {}", row.product_key));
         let secret = self
             .key()
             .open_string(
@@ -281,12 +394,51 @@ impl Core {
                 &row.secret_enc,
             )
             .map_err(|_| bad(RefusalReason::Internal))?;
-        if !sign::verify_hex(
-            secret.expose().as_bytes(),
-            &sign::connect_string(did.as_str(), ts),
-            password,
-        ) {
-            return Err(bad(RefusalReason::WrongSignature));
+        match cred {
+            Credential::Signed { ts, .. } => {
+                if !sign::verify_hex(
+                    secret.expose().as_bytes(),
+                    &sign::connect_string(did.as_str(), ts),
+                    password,
+                ) {
+                    return Err(bad(RefusalReason::WrongSignature));
+                }
+                run.passed("proof", || "signature made with the device secret".into());
+            }
+            Credential::Static { .. } => {
+                let same: bool =
+                    subtle::ConstantTimeEq::ct_eq(secret.expose().as_bytes(), password.as_bytes())
+                        .into();
+                if !same {
+                    return Err(bad(RefusalReason::WrongSecret));
+                }
+                run.passed("proof", || "the device secret".into());
+            }
+        }
+        let product = self.product(&row.product_key).await.map_err(|_| {
+            (
+                NotAuthorized,
+                RefusalReason::NotAllowed("the device's product is gone"),
+            )
+        })?;
+        // Whether the product allows static passwords is told only to a caller that proved the
+        // secret.
+        if let Credential::Static { .. } = cred {
+            if !product.identity.static_password {
+                return Err((
+                    NotAuthorized,
+                    RefusalReason::StaticPasswordOff("the product does not allow it"),
+                ));
+            }
+            if !tls {
+                return Err((
+                    NotAuthorized,
+                    RefusalReason::StaticPasswordOff("accepted on TLS listeners only"),
+                ));
+            }
+            run.passed("static password", || {
+                "allowed by the product, over TLS".into()
+            });
         }
         // Only the device itself (it proved its secret) learns that it is disabled.
         if row.disabled {
@@ -295,30 +447,40 @@ impl Core {
                 RefusalReason::NotAllowed("the device is disabled"),
             ));
         }
-        if !self
-            .inner
-            .replay
-            .accept(did.as_str(), ts, row.connect_ts, now, window)
-        {
-            return Err(bad(RefusalReason::Replayed));
-        }
-        // Kept with the device, so the rule holds across restarts; the CONNECT does not wait.
-        let accepted = rampart_store::ConnectRow {
-            did: did.as_str().to_owned(),
-            ts,
-        };
-        if let Err(e) = self.writer().connect_ts(accepted).await {
-            tracing::error!(error = %e, did = did.as_str(), "connect timestamp not queued");
+        if let Credential::Signed { ts, .. } = cred {
+            match &mut run {
+                Run::Live => {
+                    if !self
+                        .inner
+                        .replay
+                        .accept(did.as_str(), ts, row.connect_ts, now, window)
+                    {
+                        return Err(bad(RefusalReason::Replayed));
+                    }
+                    // Kept with the device, so the rule holds across restarts; the CONNECT
+                    // does not wait.
+                    let accepted = rampart_store::ConnectRow {
+                        did: did.as_str().to_owned(),
+                        ts,
+                    };
+                    if let Err(e) = self.writer().connect_ts(accepted).await {
+                        tracing::error!(error = %e, did = did.as_str(), "connect timestamp not queued");
+                    }
+                }
+                Run::Explain(_) => {
+                    if ts <= row.connect_ts {
+                        return Err(bad(RefusalReason::Replayed));
+                    }
+                    run.passed("fresh timestamp", || {
+                        format!("newer than the last accepted ({})", row.connect_ts)
+                    });
+                }
+            }
         }
         if client_id != did.as_str() {
             return Err((NotAuthorized, RefusalReason::ClientIdMismatch));
         }
-        let product = self.product(&row.product_key).await.map_err(|_| {
-            (
-                NotAuthorized,
-                RefusalReason::NotAllowed("the device's product is gone"),
-            )
-        })?;
+        run.passed("client id", || "the device id".into());
         Ok(DeviceAuth { did, product })
     }
 
@@ -701,6 +863,7 @@ mod tests {
                 Some(pass.as_bytes()),
                 "10.0.0.1",
                 "mqtt_tls",
+                true,
             )
             .await
             .map(|_| ())

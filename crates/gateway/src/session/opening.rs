@@ -90,6 +90,7 @@ where
         pw,
         &ip,
         shared.listener,
+        shared.listener == "mqtt_tls",
     ))
     .await
     {

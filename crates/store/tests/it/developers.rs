@@ -29,6 +29,7 @@ pub(crate) fn owned_product(pk: &str, enterprise: Option<&str>) -> ProductRow {
         secret_enc: vec![1],
         dynamic_registration: true,
         allowlist: false,
+        static_password: false,
         report_limit_per_min: 60,
         model: "[]".into(),
         enterprise_id: enterprise.map(Into::into),

@@ -394,6 +394,7 @@ fn product(pk: &str) -> ProductRow {
         secret_enc: vec![1, 2, 3],
         dynamic_registration: true,
         allowlist: false,
+        static_password: false,
         report_limit_per_min: 60,
         model: "[]".into(),
         enterprise_id: None,
