@@ -135,9 +135,7 @@ async fn paho_signs_a_fresh_password_for_every_reconnect() {
     srv.wait_state(&did, |v| v["state"]["power"] == true).await;
 
     drop_and_readmit(&srv, &did).await;
-    let seen = paho
-        .until("a reconnect by itself", |v| connected_ok(v))
-        .await;
+    let seen = paho.until("a reconnect by itself", connected_ok).await;
     assert!(
         seen.iter().any(|v| v["event"] == "disconnected"),
         "{seen:?}"
