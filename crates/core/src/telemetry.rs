@@ -84,6 +84,8 @@ metrics_table! {
     // Limits, accounts and audit.
     LIMIT_REFUSALS = "rampart_limit_refusals_total", Counter, ["limit"],
         "Requests, connects and publishes refused by a named limit.";
+    WRONG_PROTOCOL = "rampart_wrong_protocol_total", Counter, ["listener"],
+        "Plaintext HTTP or MQTT sent to a TLS listener (answered with what to use instead).";
     SLOW_PEER_DISCONNECTS = "rampart_slow_peer_disconnects_total", Counter, ["listener"],
         "Connections closed because the peer stopped reading past the write deadline.";
     ACCOUNT_LOCKOUTS = "rampart_account_lockouts_total", Counter, [],

@@ -263,7 +263,17 @@ async fn run_tls(
     guard: ConnGuard,
 ) {
     let timeout = shared.config.connect_timeout;
-    match tokio::time::timeout(timeout, lean_tls::accept(sock, config)).await {
+    let deadline = tokio::time::Instant::now() + timeout;
+    // A TLS client opens with a handshake record (0x16); 0x10 is a plaintext MQTT CONNECT, a
+    // client pointed at the wrong port: tell it so instead of answering with a TLS alert.
+    let mut first = [0u8; 1];
+    if let Ok(Ok(1)) = tokio::time::timeout_at(deadline, sock.peek(&mut first)).await {
+        if first[0] == 0x10 {
+            session::refuse_plain_connect(sock, peer, &shared, deadline).await;
+            return;
+        }
+    }
+    match tokio::time::timeout_at(deadline, lean_tls::accept(sock, config)).await {
         Ok(Ok(stream)) => session::run(stream, peer, shared, stop, guard).await,
         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),

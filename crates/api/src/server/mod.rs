@@ -137,6 +137,8 @@ pub async fn serve_with(
                 Some(acceptor) => {
                     if speaks_plain_http(&sock, limits.header_read_timeout).await {
                         tracing::debug!(%peer, "plain HTTP on the HTTPS listener: told to use https://");
+                        metrics::counter!(rampart_core::telemetry::WRONG_PROTOCOL, "listener" => "http")
+                            .increment(1);
                         tell_to_use_https(sock, limits.header_read_timeout).await;
                         return;
                     }

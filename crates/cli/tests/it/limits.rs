@@ -387,4 +387,9 @@ async fn plain_http_on_the_https_port_is_told_to_use_https() {
     }
     let (status, _) = srv.call("GET", "/healthz", None, None).await;
     assert_eq!(status, 200);
+    assert!(
+        srv.metric(r#"rampart_wrong_protocol_total{listener="http"}"#)
+            .await
+            >= 1.0
+    );
 }

@@ -191,3 +191,58 @@ async fn refused_registrations_and_signed_calls_name_their_reason() {
         "{log}"
     );
 }
+
+/// A plaintext MQTT CONNECT on the TLS port is answered "not authorised" (MQTT 5: with a reason
+/// string saying to use TLS) instead of TLS alert bytes, logged and counted; TLS clients are
+/// served as before.
+#[tokio::test]
+async fn plaintext_mqtt_on_the_tls_port_is_told_to_use_tls() {
+    use crate::mqtt::raw;
+    use tokio::io::AsyncWriteExt;
+    let srv = Server::process_logging(&[]).await;
+    let (_, did, secret) = srv.device().await;
+    let ask = async |connect: Vec<u8>| {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", srv.mqtt_tls))
+            .await
+            .unwrap();
+        s.write_all(&connect).await.unwrap();
+        raw::read_packet(&mut s).await
+    };
+    let (u, p) = creds(&did, &secret);
+    let v5 = ask(raw::connect_v5_keepalive(&did, &u, &p, 30)).await;
+    assert_eq!(v5[0], 0x20, "a CONNACK: {v5:02x?}");
+    assert_eq!(raw::body(&v5)[..2], [0x00, 0x87], "{v5:02x?}");
+    let text = String::from_utf8_lossy(raw::body(&v5));
+    assert!(text.contains("connect with TLS"), "{text}");
+    let v3 = ask(raw::connect_v311(&did, &u, &p)).await;
+    assert_eq!(v3, [0x20, 0x02, 0x00, 0x05]);
+    assert_eq!(
+        srv.metric(r#"rampart_wrong_protocol_total{listener="mqtt_tls"}"#)
+            .await,
+        2.0
+    );
+    assert!(
+        srv.log_text()
+            .contains("plaintext MQTT CONNECT on the TLS listener"),
+        "{}",
+        srv.log_text()
+    );
+    // mosquitto_pub pointed at the TLS port without --cafile prints the refusal, not a loop of
+    // protocol errors.
+    if let Ok(out) = std::process::Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &srv.mqtt_tls.to_string()])
+        .args(["-i", &did, "-u", &u, "-P", &p, "-t", "x", "-m", "{}"])
+        .output()
+    {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(err.contains("not authorised"), "{err}");
+    }
+    // TLS clients are unaffected.
+    let (u, p) = creds(&did, &secret);
+    let (_c, mut el) = rumqttc::AsyncClient::new(v4_options(&srv, &did, &u, &p), 10);
+    v4_until(&mut el, |e| {
+        matches!(e, Ok(Event::Incoming(Packet::ConnAck(_)))).then_some(())
+    })
+    .await;
+}

@@ -475,5 +475,6 @@ mod serve;
 
 use inbound::apply_publish;
 use opening::open;
+pub(crate) use opening::refuse_plain_connect;
 #[cfg(test)]
 mod tests;

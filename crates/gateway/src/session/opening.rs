@@ -356,3 +356,47 @@ impl Idle {
         }
     }
 }
+
+/// A plaintext MQTT CONNECT on the TLS listener: read it, answer "not authorised" (MQTT 5 with a
+/// reason string naming the mismatch), log it and count it. The credentials it carried crossed
+/// the network in clear; they are not looked at.
+pub(crate) async fn refuse_plain_connect(
+    mut sock: tokio::net::TcpStream,
+    peer: SocketAddr,
+    shared: &Arc<Shared>,
+    deadline: Instant,
+) {
+    metrics::counter!(rampart_core::telemetry::WRONG_PROTOCOL, "listener" => shared.listener)
+        .increment(1);
+    tracing::info!(%peer, listener = %shared.listener,
+        "plaintext MQTT CONNECT on the TLS listener: refused; connect with TLS, or to the plain MQTT listener");
+    let mut rbuf = BytesMut::new();
+    let max = shared.config.max_packet_size;
+    let read = read_packet(&mut sock, &mut rbuf, ProtocolVersion::V311, max);
+    let Ok(Ok(Some(Packet::Connect(c)))) = tokio::time::timeout_at(deadline, read).await else {
+        return;
+    };
+    let (code, reason_string) = match c.protocol {
+        ProtocolVersion::V5 => (
+            reason::NOT_AUTHORIZED,
+            Some("this port speaks MQTT over TLS: connect with TLS".to_owned()),
+        ),
+        ProtocolVersion::V311 => (reason::v311::NOT_AUTHORIZED, None),
+    };
+    let ack = ConnAck {
+        session_present: false,
+        code,
+        properties: Properties {
+            reason_string,
+            ..Default::default()
+        },
+    };
+    let mut w = BytesMut::new();
+    if mqtt::encode(&Packet::ConnAck(ack), c.protocol, &mut w).is_ok() {
+        let wrote = async {
+            sock.write_all(&w).await?;
+            sock.flush().await
+        };
+        let _ = tokio::time::timeout(shared.config.write_timeout, wrote).await;
+    }
+}
