@@ -23,6 +23,7 @@ mod mqtt_conformance;
 mod mqtt_limits;
 mod oauth;
 mod openapi;
+mod readme;
 mod refusals;
 mod registration;
 mod slow_peers;

@@ -75,7 +75,7 @@ impl Default for MqttLimitsConfig {
             },
             max_connections_per_ip: 10_000,
             device_connect_per_second: 1,
-            device_connect_burst: 3,
+            device_connect_burst: 5,
             device_connect_per_minute: 10,
             reconnect_storm_per_minute: 15,
             reconnect_ban_secs: 300,
@@ -377,21 +377,21 @@ mod tests {
     #[test]
     fn device_rates_then_storm_ban() {
         let l = ConnectLimits::new(MqttLimitsConfig::default(), &Clock::system());
-        // A burst of three at once, then one a second.
-        for _ in 0..3 {
+        // A burst of five at once, then one a second.
+        for _ in 0..5 {
             assert!(l.admit_device("d1", 0).is_ok());
         }
         let r = l.admit_device("d1", 0).unwrap_err();
         assert_eq!(
             (r.state.name, r.state.limit),
-            (limit::MQTT_DEVICE_CONNECT_PER_SECOND, 3)
+            (limit::MQTT_DEVICE_CONNECT_PER_SECOND, 5)
         );
         assert!((900..=1_000).contains(&r.retry_after_ms), "{r:?}");
         assert!(l.admit_device("d2", 0).is_ok(), "another device");
         // After the burst, one a second.
         let clock = Clock::system();
         let l3 = ConnectLimits::new(MqttLimitsConfig::default(), &clock);
-        for _ in 0..3 {
+        for _ in 0..5 {
             assert!(l3.admit_device("d3", 0).is_ok());
         }
         clock.advance(std::time::Duration::from_secs(1));
@@ -399,7 +399,7 @@ mod tests {
         assert!(l3.admit_device("d3", 0).is_err());
         // Refused attempts still count towards the storm: 15 attempts pass the storm rate, the
         // 16th bans the device.
-        for _ in 4..15 {
+        for _ in 6..15 {
             assert_eq!(
                 l.admit_device("d1", 0).unwrap_err().state.name,
                 limit::MQTT_DEVICE_CONNECT_PER_SECOND
