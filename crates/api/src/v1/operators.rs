@@ -31,6 +31,7 @@ pub(crate) fn routes() -> ApiRouter {
         .routes(routes!(admin_create_enterprise))
         .routes(routes!(admin_suspend_enterprise))
         .routes(routes!(admin_unsuspend_enterprise))
+        .merge(super::admin_tokens::routes())
 }
 
 crate::errors!(CreateDeveloperErrors: Unauthorized, InvalidJson, PayloadTooLarge,
