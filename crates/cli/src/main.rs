@@ -46,7 +46,7 @@ enum Cmd {
         #[command(subcommand)]
         cmd: device::DeviceCmd,
     },
-    /// Live device events of the running server.
+    /// Live device events of the running server, in the terminal.
     Events {
         #[command(subcommand)]
         cmd: events::EventsCmd,

@@ -1,6 +1,7 @@
 //! `rampart events tail`: the live device events of the running server in the terminal, one line
-//! per event, from the WebSocket live push (`GET /v1/ws` for an end user's token,
-//! `GET /v1/developers/ws` for a developer's).
+//! per event, from a WebSocket: `GET /v1/admin/events` (every device) for an admin token, the live
+//! push `GET /v1/ws` for an end user's token (`rat_`), `GET /v1/developers/ws` for a developer's
+//! (`rdt_`).
 
 use crate::common::AnyResult;
 use crate::http::{Api, Remote};
@@ -16,8 +17,9 @@ use tokio_tungstenite::tungstenite::Message;
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum EventsCmd {
-    /// Print device events as they happen (presence, reports, acks, registrations) until the
-    /// server closes the stream or Ctrl-C.
+    /// Print device events as they happen (presence, reports, acks, registrations), one line
+    /// each, until the server closes the stream or Ctrl-C: every device's for an admin token,
+    /// the bound devices' for an end user's token, the readable products' for a developer's.
     Tail(TailArgs),
 }
 
@@ -38,12 +40,15 @@ pub(crate) async fn run(cmd: EventsCmd) -> AnyResult {
     tail(a).await
 }
 
-/// The stream a token reads: developers have their own, everyone else the end users' one.
+/// The stream a token reads: end users and developers have their own; any other token is taken
+/// for an admin token (the bootstrap one has no fixed prefix).
 fn stream_path(token: &str) -> &'static str {
-    if token.starts_with("rdt_") {
+    if token.starts_with("rat_") {
+        "/v1/ws"
+    } else if token.starts_with("rdt_") {
         "/v1/developers/ws"
     } else {
-        "/v1/ws"
+        "/v1/admin/events"
     }
 }
 
@@ -204,8 +209,9 @@ mod tests {
     }
 
     #[test]
-    fn developers_read_their_own_stream() {
+    fn each_kind_of_token_reads_its_stream() {
         assert_eq!(stream_path("rdt_x"), "/v1/developers/ws");
         assert_eq!(stream_path("rat_x"), "/v1/ws");
+        assert_eq!(stream_path("rpa_x"), "/v1/admin/events");
     }
 }

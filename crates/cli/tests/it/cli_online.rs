@@ -288,6 +288,58 @@ async fn events_tail_prints_a_users_live_events() {
 }
 
 #[tokio::test]
+async fn events_tail_with_an_admin_token_sees_every_device_until_revoked() {
+    let srv = Server::start().await;
+    let (_, did, secret) = srv.device().await;
+    let (s, v) = srv
+        .admin("POST", "/v1/admin/tokens", Some(json!({"name": "tail"})))
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let token = v["token"].as_str().unwrap().to_owned();
+    let id = v["id"].as_str().unwrap().to_owned();
+
+    let mut child = command(&["events", "tail", "--token", &token], srv.data())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
+    let line = err.next_line().await.unwrap().unwrap_or_default();
+    assert!(line.starts_with("connected"), "{line}");
+    assert!(line.contains("/v1/admin/events"), "{line}");
+
+    let _dev = fake_device(&srv, &did, &secret, |_| None).await;
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = out.next_line().await.unwrap().unwrap();
+    assert!(
+        line.contains(&did) && line.contains("presence") && line.ends_with("online"),
+        "{line}"
+    );
+
+    // Revoked, the token loses the stream (checked every few seconds) and the command fails.
+    let (s, _) = srv
+        .admin("DELETE", &format!("/v1/admin/tokens/{id}"), None)
+        .await;
+    assert_eq!(s, 200);
+    let status = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait())
+        .await
+        .expect("the stream was not closed")
+        .unwrap();
+    assert!(!status.success());
+    let mut rest = String::new();
+    while let Ok(Some(l)) = err.next_line().await {
+        rest.push_str(&l);
+    }
+    assert!(rest.contains("revoked"), "{rest}");
+
+    // a WebSocket needs the upgrade; no token: 401
+    let (s, v) = srv.admin("GET", "/v1/admin/events", None).await;
+    assert_error(s, &v, 426, "UPGRADE_REQUIRED");
+    let (s, v) = srv.call("GET", "/v1/admin/events", None, None).await;
+    assert_error(s, &v, 401, "UNAUTHORIZED");
+}
+
+#[tokio::test]
 async fn admin_tokens_create_list_revoke_and_recover() {
     let srv = Server::start().await;
     let o = admin(
