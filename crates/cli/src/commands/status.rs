@@ -33,7 +33,8 @@ pub(crate) async fn run(a: StatusArgs) -> AnyResult {
         Ok(_) => metrics_text(&a.remote, &api, listeners.as_ref(), &token).await,
         Err(_) => None,
     };
-    let gauge = |name: &str| metrics.as_deref().and_then(|m| gauge(m, name));
+    // A gauge never set since the start is not rendered: it is zero.
+    let gauge = |name: &str| metrics.as_deref().map(|m| gauge(m, name).unwrap_or(0.0));
 
     // The store, opened as every offline command opens it (the server may be running).
     let core = open_core(&cfg).await?;
