@@ -3,10 +3,11 @@
 //! revocation is audited by `rampart_core::identity::admin_tokens`, which decides everything.
 
 use super::schemas::Millis;
-use crate::extract::{client_ip, Admin, Body};
+use crate::extract::{bearer, client_ip, Admin, Body};
 use crate::openapi::ApiRouter;
 use crate::{AppState, ClientAddr, Error};
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -17,6 +18,18 @@ use utoipa::ToSchema;
 use utoipa_axum::routes;
 
 type Addr = Option<Extension<ClientAddr>>;
+
+/// The administrator, as the audit log names them: which named token, or the bootstrap one.
+pub(crate) struct AdminActor(Actor);
+
+impl FromRequestParts<AppState> for AdminActor {
+    type Rejection = Error;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<AdminActor, Error> {
+        Admin::from_request_parts(parts, state).await?;
+        let token = bearer(parts).ok_or_else(Error::unauthorized)?;
+        Ok(AdminActor(state.core.admin_actor(token).await?))
+    }
+}
 
 pub(crate) fn routes() -> ApiRouter {
     ApiRouter::new()
@@ -46,7 +59,7 @@ pub(crate) struct AdminTokenView {
     name: String,
     /// the token's last four characters
     hint: String,
-    /// who made it (`admin:bootstrap`, `cli:local`)
+    /// who made it: `admin:bootstrap`, `admin:` and a named token's id, or `cli:local`
     created_by: String,
     #[schema(value_type = Millis)]
     created_at: i64,
@@ -96,13 +109,13 @@ pub(crate) struct AdminTokenList {
     security(("admin" = [])))]
 async fn create_admin_token(
     State(s): State<AppState>,
-    _: Admin,
+    AdminActor(actor): AdminActor,
     addr: Addr,
     Body(b): Body<NewAdminToken>,
 ) -> Result<Response, Error> {
     let (info, token) = s
         .core
-        .create_admin_token(&b.name, &Actor::admin(), Minted::Created, client_ip(&addr))
+        .create_admin_token(&b.name, &actor, Minted::Created, client_ip(&addr))
         .await?;
     let body = CreatedAdminToken {
         id: info.id,
@@ -144,13 +157,13 @@ async fn list_admin_tokens(
     security(("admin" = [])))]
 async fn revoke_admin_token(
     State(s): State<AppState>,
-    _: Admin,
+    AdminActor(actor): AdminActor,
     addr: Addr,
     Path(id): Path<String>,
 ) -> Result<Json<AdminTokenView>, Error> {
     let info = s
         .core
-        .revoke_admin_token(&id, &Actor::admin(), client_ip(&addr))
+        .revoke_admin_token(&id, &actor, client_ip(&addr))
         .await?;
     Ok(Json(info.into()))
 }

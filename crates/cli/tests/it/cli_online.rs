@@ -367,9 +367,35 @@ async fn admin_tokens_create_list_revoke_and_recover() {
     assert_eq!(v["data"].as_array().unwrap().len(), 1, "{v}");
     assert!(v["data"][0].get("token_sha256").is_none(), "{v}");
 
+    // a token made with a named token names it as its maker
+    let o = run(
+        &[
+            "admin", "token", "create", "--name", "second", "--json", "--token", &token,
+        ],
+        srv.data(),
+    )
+    .await;
+    assert!(o.ok, "{}", o.stderr);
+    let second = o.json();
+    assert_eq!(second["created_by"], format!("admin:{id}"));
+    let second_id = second["id"].as_str().unwrap().to_owned();
+
     let o = admin(&["admin", "token", "revoke", &id], srv.data()).await;
     assert!(o.ok, "{}", o.stderr);
     assert!(o.stdout.contains(&id), "{}", o.stdout);
+    let o = run(
+        &[
+            "admin",
+            "token",
+            "revoke",
+            &second_id,
+            "--token",
+            second["token"].as_str().unwrap(),
+        ],
+        srv.data(),
+    )
+    .await;
+    assert!(o.ok, "{}", o.stderr);
     let (s, _) = srv.call("GET", "/v1/products", Some(&token), None).await;
     assert_eq!(s, 401);
     let o = admin(&["admin", "token", "revoke", &id], srv.data()).await;
@@ -392,14 +418,17 @@ async fn admin_tokens_create_list_revoke_and_recover() {
     let (s, _) = srv.admin("GET", "/v1/admin/tokens", None).await;
     assert_eq!(s, 200);
 
-    for action in [
-        "admin_token.create",
-        "admin_token.revoke",
-        "admin_token.recover",
+    for (action, n) in [
+        ("admin_token.create", 2),
+        ("admin_token.revoke", 2),
+        ("admin_token.recover", 1),
     ] {
         let rows = audit_rows(srv.data(), action).await;
-        assert_eq!(rows.len(), 1, "{action}: {rows:?}");
+        assert_eq!(rows.len(), n, "{action}: {rows:?}");
     }
+    // the second token revoked itself
+    let rows = audit_rows(srv.data(), "admin_token.revoke").await;
+    assert_eq!(rows[0].actor_id, second_id);
     let rows = audit_rows(srv.data(), "admin_token.recover").await;
     assert_eq!(rows[0].actor_kind, "cli");
     let o = run(&["audit", "verify"], srv.data()).await;

@@ -136,6 +136,20 @@ impl Core {
         Ok(AdminTokenInfo::from(row))
     }
 
+    /// Who acts with an admin token, for the audit log: a named token by its id, else the
+    /// bootstrap token. Only for a token already accepted as an admin token.
+    pub async fn admin_actor(&self, token: &str) -> Result<Actor> {
+        if token.starts_with(PREFIX) {
+            if let Some(r) = self.store().admin_token_by_hash(&token_hash(token)).await? {
+                return Ok(Actor {
+                    kind: "admin",
+                    id: r.id,
+                });
+            }
+        }
+        Ok(Actor::admin())
+    }
+
     /// Whether `token` is a named admin token that has not been revoked.
     pub(crate) async fn check_named_admin_token(&self, token: &str) -> Result<bool> {
         if !token.starts_with(PREFIX) {
