@@ -475,6 +475,15 @@ async fn status_reads_the_data_directory_and_the_server() {
     assert_eq!(field_of(&o.stdout, "devices"), "1");
 }
 
+#[tokio::test]
+async fn status_reads_the_gauges_from_the_metrics_listener_without_a_token() {
+    let srv = Server::start_with(&[("RAMPART_HTTP__METRICS_LISTEN", "127.0.0.1:0")]).await;
+    let o = run(&["status"], srv.data()).await;
+    assert!(o.ok, "{}", o.stderr);
+    assert!(field_of(&o.stdout, "listeners").contains("metrics 127.0.0.1:"));
+    assert_eq!(field_of(&o.stdout, "mqtt connections"), "0", "{}", o.stdout);
+}
+
 fn field_of(text: &str, k: &str) -> String {
     text.lines()
         .find_map(|l| l.strip_prefix(&format!("{k}:")))
