@@ -226,6 +226,11 @@ impl Core {
         Ok(self.inner.store.backend())
     }
 
+    /// The store's schema version (its newest migration), for `rampart status`.
+    pub async fn store_schema_version(&self) -> Result<i64> {
+        Ok(self.inner.store.schema_version().await?)
+    }
+
     /// Marks every device offline: presence is soft state, and a starting node has no sessions.
     /// Returns how many devices were online.
     pub async fn reset_presence(&self) -> Result<u64> {

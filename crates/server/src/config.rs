@@ -826,8 +826,15 @@ impl Default for CommandConfig {
 }
 
 /// Variables that are not configuration keys: the command line reads the data directory and the
-/// file from these, and the bootstrap admin token is kept out of the file format on purpose.
-const NOT_CONFIG: &[&str] = &["RAMPART_DATA", "RAMPART_ADMIN_TOKEN", "RAMPART_CONFIG"];
+/// file from these (and the online commands their server and token), and the bootstrap admin
+/// token is kept out of the file format on purpose.
+const NOT_CONFIG: &[&str] = &[
+    "RAMPART_DATA",
+    "RAMPART_ADMIN_TOKEN",
+    "RAMPART_CONFIG",
+    "RAMPART_TOKEN",
+    "RAMPART_URL",
+];
 
 /// The variable that sets [`Config::admin_token`].
 pub const ADMIN_TOKEN_VAR: &str = "RAMPART_ADMIN_TOKEN";
@@ -937,6 +944,8 @@ mod tests {
                 ("RAMPART_ADMIN_TOKEN", "a-token-of-sixteen-or-more"),
                 ("RAMPART_TEST_POSTGRES_URL", "postgres://ignored"),
                 ("RAMPART_DATA", "/ignored"),
+                ("RAMPART_TOKEN", "ignored"),
+                ("RAMPART_URL", "https://ignored"),
                 ("HOME", "/ignored"),
             ],
         )

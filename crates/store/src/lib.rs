@@ -62,6 +62,7 @@ macro_rules! with_db {
 
 mod access_keys;
 mod accounts;
+mod admin_tokens;
 pub mod at_rest;
 mod audit;
 mod bindings;
@@ -80,6 +81,7 @@ mod settings;
 mod webhooks;
 pub use access_keys::*;
 pub use accounts::*;
+pub use admin_tokens::*;
 pub use audit::*;
 pub use bindings::*;
 pub use developers::*;
@@ -248,6 +250,12 @@ impl Store {
 
     pub fn backend(&self) -> &'static str {
         with_db!(self, _p => if matches!(self.db, Db::Sqlite(_)) { "sqlite" } else { "postgres" })
+    }
+
+    /// The newest migration applied to the database: the schema's version.
+    pub async fn schema_version(&self) -> Result<i64> {
+        let sql = "SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success";
+        Ok(with_db!(self, p => sqlx::query_scalar(sql).fetch_one(p).await?))
     }
 
     pub async fn close(&self) {

@@ -1,6 +1,8 @@
 //! The operator's account administration under `/v1/admin`: create, list, read, suspend and
-//! unsuspend developers; create, suspend and unsuspend enterprises. Admin token only. Each
-//! handler's `#[utoipa::path]` and answer types make its part of the OpenAPI document.
+//! unsuspend developers; create, suspend and unsuspend enterprises; the live events of every
+//! device (`GET /v1/admin/events`, the live push's messages for the operator); named admin tokens
+//! (`admin_tokens`). Admin token only. Each handler's `#[utoipa::path]` and answer types make its
+//! part of the OpenAPI document.
 //!
 //! Suspension's effects (sessions ended, keys refused) are `rampart_core`'s; nothing here
 //! decides them.
@@ -10,11 +12,17 @@ use super::PageQuery;
 use crate::extract::{client_ip, Admin, Body, Q};
 use crate::openapi::ApiRouter;
 use crate::{AppState, ClientAddr, Error};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
+use rampart_core::device::bus::DeviceEvent;
+use rampart_core::secret::Secret;
 use serde::Deserialize;
+use std::time::Duration;
+use tokio::sync::broadcast;
 use utoipa::ToSchema;
 use utoipa_axum::routes;
 
@@ -31,12 +39,15 @@ pub(crate) fn routes() -> ApiRouter {
         .routes(routes!(admin_create_enterprise))
         .routes(routes!(admin_suspend_enterprise))
         .routes(routes!(admin_unsuspend_enterprise))
+        .routes(routes!(admin_events))
+        .merge(super::admin_tokens::routes())
 }
 
 crate::errors!(CreateDeveloperErrors: Unauthorized, InvalidJson, PayloadTooLarge,
     UnsupportedMediaType, InvalidRequest, WeakPassword, Conflict, Busy, Internal);
 crate::errors!(ListErrors: Unauthorized, InvalidRequest, Internal);
 crate::errors!(OneErrors: Unauthorized, NotFound, Internal);
+crate::errors!(AdminEventsErrors: Unauthorized, UpgradeRequired, Internal);
 crate::errors!(CreateEnterpriseErrors: Unauthorized, InvalidJson, PayloadTooLarge,
     UnsupportedMediaType, InvalidRequest, Conflict, NotFound, Internal);
 
@@ -191,4 +202,97 @@ async fn admin_unsuspend_enterprise(
         .set_enterprise_suspended(&id, false, client_ip(&addr))
         .await?;
     Ok(Json(EnterpriseView::from(v)))
+}
+
+/// How often a live event stream checks that its admin token still works (a revoked named token
+/// closes the stream within this).
+const TOKEN_RECHECK: Duration = Duration::from_secs(5);
+
+/// Close code for a revoked token, as the live push uses it.
+const CLOSE_UNAUTHORIZED: u16 = 4401;
+
+#[utoipa::path(get, path = "/v1/admin/events", tag = "operator",
+    summary = "Live events of every device (WebSocket)",
+    description = "Upgrades to a WebSocket streaming one `LiveEvent` JSON text message per event \
+        (presence, reports, acks, registrations) of every device, as the end users' live push \
+        does for their devices. A consumer that falls behind loses events. Closes with 4401 once \
+        the admin token is revoked.",
+    responses((status = 101, description = "switching to the WebSocket; messages are `LiveEvent`"),
+        AdminEventsErrors),
+    security(("admin" = [])))]
+async fn admin_events(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, Error> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| Secret::new(t.trim().to_owned()))
+        .ok_or_else(Error::unauthorized)?;
+    if !s.core.check_admin_token(token.expose()).await? {
+        return Err(Error::unauthorized());
+    }
+    let upgrade = upgrade.map_err(|r| {
+        Error::new(
+            crate::error::ErrorCode::UpgradeRequired,
+            format!("a WebSocket upgrade is required: {}", r.body_text()),
+        )
+    })?;
+    // Subscribed before the 101, so every event after the client sees the upgrade reaches it.
+    let events = s.core.bus().subscribe_events();
+    let core = s.core.clone();
+    Ok(upgrade
+        .max_message_size(64 * 1024)
+        .on_upgrade(move |socket| async move {
+            if let Err(e) = stream_events(socket, core, token, events).await {
+                tracing::debug!(error = %e, "admin event stream ended");
+            }
+        }))
+}
+
+async fn stream_events(
+    mut socket: WebSocket,
+    core: rampart_core::Core,
+    token: Secret,
+    mut events: broadcast::Receiver<DeviceEvent>,
+) -> Result<(), String> {
+    let mut recheck = tokio::time::interval(TOKEN_RECHECK);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    recheck.tick().await;
+    loop {
+        tokio::select! {
+            _ = recheck.tick() => {
+                if !core.check_admin_token(token.expose()).await.unwrap_or(false) {
+                    let _ = socket
+                        .send(Message::Close(Some(CloseFrame {
+                            code: CLOSE_UNAUTHORIZED,
+                            reason: "token revoked".into(),
+                        })))
+                        .await;
+                    return Ok(());
+                }
+            }
+            msg = socket.recv() => match msg {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Ok(()),
+                // Pings are answered by the library; client data is ignored.
+                Some(Ok(_)) => {}
+            },
+            ev = events.recv() => match ev {
+                Ok(ev) => {
+                    if let Some((_, body)) = crate::push::event_json(&ev) {
+                        socket
+                            .send(Message::Text(body.to_string().into()))
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::debug!(missed = n, "admin event stream fell behind");
+                }
+                Err(broadcast::error::RecvError::Closed) => return Ok(()),
+            },
+        }
+    }
 }

@@ -6,6 +6,7 @@ mod account_settings;
 mod accounts;
 mod at_rest;
 mod cli;
+mod cli_online;
 mod commands;
 mod developers;
 mod device_identity;

@@ -9,6 +9,10 @@ pub const ACCESS_KEY_DISABLE: &str = "access_key.disable";
 pub const ACCESS_KEY_ENABLE: &str = "access_key.enable";
 pub const ACCESS_KEY_ROTATE: &str = "access_key.rotate";
 
+pub const ADMIN_TOKEN_CREATE: &str = "admin_token.create";
+pub const ADMIN_TOKEN_RECOVER: &str = "admin_token.recover";
+pub const ADMIN_TOKEN_REVOKE: &str = "admin_token.revoke";
+
 pub const ALLOWLIST_ADD: &str = "allowlist.add";
 pub const ALLOWLIST_UPLOAD: &str = "allowlist.upload";
 

@@ -211,12 +211,16 @@ impl Core {
         }
     }
 
-    /// Constant-time check of a presented admin token.
+    /// Constant-time check of a presented admin token: the bootstrap token, or a named one
+    /// (`crate::identity::admin_tokens`).
     pub async fn check_admin_token(&self, token: &str) -> Result<bool> {
         let Some(stored) = self.store().get_setting("admin_token_sha256").await? else {
             return Ok(false);
         };
         let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(token.as_bytes()));
-        Ok(subtle::ConstantTimeEq::ct_eq(hash.as_bytes(), stored.as_bytes()).into())
+        if subtle::ConstantTimeEq::ct_eq(hash.as_bytes(), stored.as_bytes()).into() {
+            return Ok(true);
+        }
+        self.check_named_admin_token(token).await
     }
 }

@@ -6,6 +6,7 @@
 //! [`crate::access`].
 
 pub mod accounts;
+pub mod admin_tokens;
 pub mod developers;
 pub mod notify;
 pub mod password;

@@ -37,6 +37,7 @@ macro_rules! store_cases {
 
 mod access_keys;
 mod accounts;
+mod admin_tokens;
 mod at_rest;
 mod audit;
 mod bindings;

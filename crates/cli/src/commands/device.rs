@@ -1,0 +1,240 @@
+//! `rampart device`: devices through the running server's API (`list`, `show`, `command`) and the
+//! device simulator. Each subcommand is one variant of [`DeviceCmd`] with its own argument struct
+//! and one arm of [`run`].
+
+use crate::commands::product::{footer, items, ListArgs};
+use crate::common::{init_tracing, AnyResult};
+use crate::http::{segment, Api, Remote};
+use crate::output::{self, cell, time};
+use clap::{Args, Subcommand};
+use rampart_server::Config;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum DeviceCmd {
+    /// List devices (through the API).
+    List(DeviceListArgs),
+    /// Show one device and its latest reported values (through the API).
+    Show(ShowArgs),
+    /// Send a command to a device and print its acknowledgement (through the API).
+    Command(CommandArgs),
+    /// Register and run simulated devices from a factory batch.
+    Simulate(SimulateArgs),
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct DeviceListArgs {
+    #[command(flatten)]
+    list: ListArgs,
+    /// Only the devices of this product.
+    #[arg(long)]
+    product: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct ShowArgs {
+    #[command(flatten)]
+    remote: Remote,
+    /// The device's id (did).
+    did: String,
+}
+
+#[derive(Args, Debug)]
+#[group(id = "what", required = true, multiple = false, args = ["set", "action"])]
+pub(crate) struct CommandArgs {
+    #[command(flatten)]
+    remote: Remote,
+    /// The device's id (did).
+    did: String,
+    /// Data points to set, as a JSON object, e.g. '{"power":true}'.
+    #[arg(long)]
+    set: Option<String>,
+    /// An action instead: reboot, factory_reset or wipe.
+    #[arg(long)]
+    action: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct SimulateArgs {
+    /// MQTT TLS address, HOST:PORT.
+    #[arg(long)]
+    server: String,
+    /// CA/certificate PEM to trust.
+    #[arg(long)]
+    ca: PathBuf,
+    /// Factory batch CSV (`serial,device_secret` rows, as `rampart factory issue` writes).
+    #[arg(long)]
+    batch: PathBuf,
+    /// How many devices of the batch to run.
+    #[arg(long, default_value_t = 1)]
+    count: usize,
+    /// HTTPS API base URL (default https://HOST:8443).
+    #[arg(long)]
+    api: Option<String>,
+    /// Product key (default: taken from the serials).
+    #[arg(long)]
+    product: Option<String>,
+    /// Product model file, to report valid values.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Milliseconds between two reports of a device.
+    #[arg(long, default_value_t = 5000)]
+    interval_ms: u64,
+    /// Stop after this many seconds (default: run until Ctrl-C).
+    #[arg(long)]
+    duration_s: Option<u64>,
+    /// MQTT protocol version: 3 (3.1.1) or 5.
+    #[arg(long, default_value_t = 3)]
+    mqtt_version: u8,
+}
+
+pub(crate) async fn run(cmd: DeviceCmd) -> AnyResult {
+    match cmd {
+        DeviceCmd::List(a) => list(a).await,
+        DeviceCmd::Show(a) => show(a).await,
+        DeviceCmd::Command(a) => command(a).await,
+        DeviceCmd::Simulate(a) => simulate(a).await,
+    }
+}
+
+async fn list(a: DeviceListArgs) -> AnyResult {
+    let api = Api::new(&a.list.remote)?;
+    let mut path = format!("/v1/devices?page={}&limit={}", a.list.page, a.list.limit);
+    if let Some(p) = &a.product {
+        path.push_str(&format!("&product_key={}", segment(p)));
+    }
+    let v = api.get(&path).await?;
+    if api.json {
+        output::json(&v);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = items(&v)
+        .iter()
+        .map(|d| {
+            vec![
+                cell(&d["did"]),
+                cell(&d["product_key"]),
+                cell(&d["hardware_id"]),
+                online(&d["online"]),
+                time(&d["last_seen"]),
+                time(&d["created_at"]),
+            ]
+        })
+        .collect();
+    output::table(
+        &[
+            "DID",
+            "PRODUCT_KEY",
+            "HARDWARE_ID",
+            "ONLINE",
+            "LAST_SEEN",
+            "CREATED",
+        ],
+        &rows,
+    );
+    footer(&v);
+    Ok(())
+}
+
+fn online(v: &Value) -> String {
+    if v.as_bool() == Some(true) {
+        "online".into()
+    } else {
+        "offline".into()
+    }
+}
+
+async fn show(a: ShowArgs) -> AnyResult {
+    let api = Api::new(&a.remote)?;
+    let d = api.get(&format!("/v1/devices/{}", segment(&a.did))).await?;
+    if api.json {
+        output::json(&d);
+        return Ok(());
+    }
+    output::fields(&[
+        ("did", cell(&d["did"])),
+        ("product_key", cell(&d["product_key"])),
+        ("hardware_id", cell(&d["hardware_id"])),
+        ("status", online(&d["online"])),
+        ("last_seen", time(&d["last_seen"])),
+        ("created", time(&d["created_at"])),
+    ]);
+    let state: Vec<Vec<String>> = d["state"]
+        .as_object()
+        .map(|o| o.iter().map(|(k, v)| vec![k.clone(), cell(v)]).collect())
+        .unwrap_or_default();
+    if !state.is_empty() {
+        println!();
+        output::table(&["POINT", "VALUE"], &state);
+    }
+    Ok(())
+}
+
+async fn command(a: CommandArgs) -> AnyResult {
+    let body = match (&a.set, &a.action) {
+        (Some(set), _) => {
+            let v: Value =
+                serde_json::from_str(set).map_err(|e| format!("--set is not JSON: {e}"))?;
+            if !v.is_object() {
+                return Err("--set must be a JSON object, e.g. '{\"power\":true}'".into());
+            }
+            json!({ "set": v })
+        }
+        (None, Some(action)) => json!({ "action": action }),
+        (None, None) => return Err("give --set or --action".into()),
+    };
+    let api = Api::new(&a.remote)?;
+    let v = api
+        .post(&format!("/v1/devices/{}/commands", segment(&a.did)), &body)
+        .await?;
+    if api.json {
+        output::json(&v);
+        return Ok(());
+    }
+    let mut pairs = vec![("id", cell(&v["id"])), ("status", cell(&v["status"]))];
+    if !v["message"].is_null() {
+        pairs.push(("message", cell(&v["message"])));
+    }
+    output::fields(&pairs);
+    // A device that answered with an error failed the command: say so in the exit status too.
+    if v["status"] == "error" {
+        return Err("the device refused the command".into());
+    }
+    Ok(())
+}
+
+async fn simulate(a: SimulateArgs) -> AnyResult {
+    init_tracing(&Config::default());
+    let host = a
+        .server
+        .rsplit_once(':')
+        .map(|(h, _)| h)
+        .unwrap_or(&a.server)
+        .to_owned();
+    let opts = rampart_device::simulate::SimulateOptions {
+        api: a.api.unwrap_or_else(|| format!("https://{host}:8443")),
+        server: a.server,
+        ca: a.ca,
+        batch: a.batch,
+        count: a.count,
+        product: a.product,
+        model: a.model,
+        interval: Duration::from_millis(a.interval_ms),
+        protocol: if a.mqtt_version == 5 {
+            rampart_device::client::Protocol::V5
+        } else {
+            rampart_device::client::Protocol::V311
+        },
+        duration: a.duration_s.map(Duration::from_secs),
+    };
+    let report = rampart_device::simulate::simulate(opts)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!(
+        "{}",
+        serde_json::to_string(&report).map_err(|e| e.to_string())?
+    );
+    Ok(())
+}
