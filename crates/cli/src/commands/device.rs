@@ -3,7 +3,7 @@
 //! and one arm of [`run`].
 
 use crate::commands::product::{footer, items, ListArgs};
-use crate::common::{init_tracing, AnyResult};
+use crate::common::{init_tracing, load_config, open_core, AnyResult, DataArgs};
 use crate::http::{segment, Api, Remote};
 use crate::output::{self, cell, time};
 use clap::{Args, Subcommand};
@@ -22,6 +22,30 @@ pub(crate) enum DeviceCmd {
     Command(CommandArgs),
     /// Register and run simulated devices from a factory batch.
     Simulate(SimulateArgs),
+    /// Say which check a device's CONNECT credentials fail (offline, from the data directory;
+    /// changes nothing: no timestamp is used up, no limit counted).
+    Explain(ExplainArgs),
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct ExplainArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// The device's id (did); checked against the user name's.
+    #[arg(long)]
+    did: Option<String>,
+    /// The CONNECT user name: `DID|hmac-sha256|TS`, or the bare device id of a static password.
+    #[arg(long)]
+    username: String,
+    /// The CONNECT password.
+    #[arg(long)]
+    password: String,
+    /// The MQTT client id (default: the device id).
+    #[arg(long)]
+    client_id: Option<String>,
+    /// The CONNECT would come over the plain-TCP listener (static passwords need TLS).
+    #[arg(long)]
+    plain: bool,
 }
 
 #[derive(Args, Debug)]
@@ -96,6 +120,7 @@ pub(crate) async fn run(cmd: DeviceCmd) -> AnyResult {
         DeviceCmd::Show(a) => show(a).await,
         DeviceCmd::Command(a) => command(a).await,
         DeviceCmd::Simulate(a) => simulate(a).await,
+        DeviceCmd::Explain(a) => explain(a).await,
     }
 }
 
@@ -237,4 +262,39 @@ async fn simulate(a: SimulateArgs) -> AnyResult {
         serde_json::to_string(&report).map_err(|e| e.to_string())?
     );
     Ok(())
+}
+
+/// Run the CONNECT checks on the given credentials and print each: what passed, then the one that
+/// failed (exit 1), or that the CONNECT would be accepted.
+async fn explain(a: ExplainArgs) -> AnyResult {
+    let cfg = load_config(&a.data)?;
+    let core = open_core(&cfg).await?;
+    let named = a.username.split('|').next().unwrap_or_default();
+    if let Some(did) = a.did.as_deref().filter(|d| *d != named) {
+        core.close_store().await;
+        return Err(format!("the user name names device `{named}`, not `{did}`"));
+    }
+    let steps = core
+        .explain_credential(a.client_id.as_deref(), &a.username, &a.password, !a.plain)
+        .await;
+    core.close_store().await;
+    let mut refused = None;
+    for step in &steps {
+        match &step.outcome {
+            Ok(note) => println!("ok      {:<16} {note}", step.check),
+            Err(why) => {
+                println!("REFUSED {:<16} {why}", step.check);
+                refused = Some(why.label());
+            }
+        }
+    }
+    match refused {
+        None => {
+            println!(
+                "a CONNECT with these credentials would be accepted (if no connect limit applies)"
+            );
+            Ok(())
+        }
+        Some(label) => Err(format!("refused: {label}")),
+    }
 }

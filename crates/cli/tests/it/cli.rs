@@ -608,3 +608,71 @@ async fn a_fresh_data_directory_needs_no_permission_fixes() {
         .collect();
     assert!(fixes.is_empty(), "{fixes:?}");
 }
+
+/// `rampart device explain` names the check a credential fails, from the data directory, and
+/// uses nothing up: the credentials it accepted still connect afterwards.
+#[tokio::test]
+async fn device_explain_names_the_failing_check_and_changes_nothing() {
+    let srv = Server::process().await;
+    let (_, did, secret) = srv.device().await;
+    let explain = |user: &str, pass: &str| {
+        run(
+            &[
+                "device",
+                "explain",
+                "--did",
+                &did,
+                "--username",
+                user,
+                "--password",
+                pass,
+            ],
+            srv.data(),
+        )
+    };
+    // Seconds instead of milliseconds.
+    let (u, p) = creds_at(&did, &secret, now_ms() / 1000);
+    let (ok, out, err) = explain(&u, &p);
+    assert!(!ok, "{out}");
+    assert!(out.contains("ok      form"), "{out}");
+    assert!(
+        out.contains("REFUSED clock window") && out.contains("looks like seconds"),
+        "{out}"
+    );
+    assert!(err.contains("clock_skew"), "{err}");
+    // A wrong secret.
+    let (u, p) = creds(&did, "not-the-secret");
+    let (ok, out, _) = explain(&u, &p);
+    assert!(!ok);
+    assert!(out.contains("ok      device"), "{out}");
+    assert!(
+        out.contains("REFUSED proof") && out.contains("wrong signature"),
+        "{out}"
+    );
+    // A static password on a product without the opt-in.
+    let (ok, out, _) = explain(&did, &secret);
+    assert!(!ok);
+    assert!(out.contains("REFUSED static password"), "{out}");
+    // Good credentials: accepted, and still usable.
+    let (u, p) = creds(&did, &secret);
+    let (ok, out, err) = explain(&u, &p);
+    assert!(ok, "{out} {err}");
+    assert!(out.contains("would be accepted"), "{out}");
+    let (_c, mut el) = rumqttc::AsyncClient::new(v4_options(&srv, &did, &u, &p), 10);
+    v4_until(&mut el, |e| {
+        matches!(e, Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_)))).then_some(())
+    })
+    .await;
+    // Once used, the same credentials are a replay (once the accepted timestamp is written,
+    // which the CONNECT does not wait for).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (ok, out, _) = explain(&u, &p);
+        if out.contains("REFUSED fresh timestamp") {
+            assert!(!ok);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{out}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

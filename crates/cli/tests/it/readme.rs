@@ -17,7 +17,7 @@
 use crate::support::*;
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -136,12 +136,7 @@ fn have(tool: &str) -> bool {
 
 /// The README's commands, pointed at this test's server and binary.
 fn localize(text: &str, http: u16, tls: u16) -> String {
-    let examples = Path::new(bin()).parent().unwrap().join("examples");
     text.replace("cargo run --release -p rampart --", bin())
-        .replace(
-            "cargo run -p rampart --example live_push --",
-            examples.join("live_push").to_str().unwrap(),
-        )
         .replace("localhost:8443", &format!("localhost:{http}"))
         .replace("localhost:8883", &format!("localhost:{tls}"))
         .replace("-p 8883", &format!("-p {tls}"))
