@@ -196,6 +196,15 @@ pub(crate) fn event_json(ev: &DeviceEvent) -> Option<(&str, Value)> {
             did,
             json!({"did": did, "kind": "registered", "created": created, "ts": ts}),
         ),
+        DeviceEvent::Delta {
+            did,
+            ts,
+            version,
+            delta,
+        } => (
+            did,
+            json!({"did": did, "kind": "delta", "version": version, "delta": delta, "ts": ts}),
+        ),
         DeviceEvent::Raw { .. } | DeviceEvent::Changed { .. } | DeviceEvent::Alarm { .. } => {
             return None
         }

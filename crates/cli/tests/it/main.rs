@@ -24,6 +24,7 @@ mod mqtt_limits;
 mod oauth;
 mod openapi;
 mod registration;
+mod shadow;
 mod slow_peers;
 mod support;
 mod uploads;

@@ -190,14 +190,20 @@ where
         code: 0,
         properties: props,
     }));
+    let mut resumed = false;
     if let Some(p) = parked {
         for (filter, qos) in p.subscriptions {
             s.subs
                 .insert(&filter, QoS::from_u8(qos).unwrap_or(QoS::AtLeastOnce));
         }
+        resumed = !p.queue.is_empty();
         for msg in p.queue {
             s.deliver(msg, false);
         }
+    }
+    // What the device's shadow still wants of it, after anything its parked session held.
+    if let Some(m) = Box::pin(shared.core.device_opened(&did, resumed)).await {
+        s.offer_desired(m);
     }
     Some(Opened {
         session: s,
@@ -351,6 +357,19 @@ impl Idle {
             peer,
             deadline,
             guard,
+        }
+    }
+}
+
+impl<S: Conn> Session<S> {
+    /// Deliver the shadow's delta message now if the device subscribes to its topic, else hold
+    /// it for the first subscription that matches (a device with a clean session subscribes
+    /// after its CONNACK).
+    pub(super) fn offer_desired(&mut self, msg: Message) {
+        if self.subs.iter().any(|(f, _)| topic::matches(f, &msg.topic)) {
+            self.deliver(msg, false);
+        } else {
+            self.rare().desired = Some(msg);
         }
     }
 }

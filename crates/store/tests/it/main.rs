@@ -40,6 +40,7 @@ mod accounts;
 mod at_rest;
 mod audit;
 mod bindings;
+mod commands;
 mod developers;
 mod devices;
 mod enterprises;
@@ -53,6 +54,7 @@ mod products;
 mod quotas;
 mod reports;
 mod settings;
+mod shadow;
 mod webhooks;
 
 use rampart_store::*;
