@@ -104,7 +104,7 @@ pub(crate) enum DesiredStatus {
 /// A command's 202 answer: queued in a parked session, or kept as desired state only.
 #[derive(Serialize, ToSchema)]
 #[serde(untagged)]
-pub(crate) enum Accepted {
+pub(crate) enum CommandAccepted {
     Queued(Queued),
     Desired(DesiredStored),
 }
@@ -374,7 +374,7 @@ pub(crate) async fn history_page(
     request_body = CommandRequestSchema,
     responses((status = 200, description = "the device's acknowledgement", body = Ack),
         (status = 202, description = "queued in a parked persistent session, or (`desired` to a \
-            device with no session) kept as desired state only", body = Accepted),
+            device with no session) kept as desired state only", body = CommandAccepted),
         CommandErrors),
     security(("admin" = []), ("user" = []), ("developer" = []), ("oauth" = ["devices:control"])))]
 async fn command(
@@ -406,7 +406,7 @@ pub(crate) fn command_answer(outcome: CommandOutcome) -> Response {
         CommandOutcome::Acked(ack) => Sorted(ack).into_response(),
         CommandOutcome::Queued { id } => (
             StatusCode::ACCEPTED,
-            Json(Accepted::Queued(Queued {
+            Json(CommandAccepted::Queued(Queued {
                 id,
                 status: QueuedStatus::Queued,
             })),
@@ -414,7 +414,7 @@ pub(crate) fn command_answer(outcome: CommandOutcome) -> Response {
             .into_response(),
         CommandOutcome::Desired { version } => (
             StatusCode::ACCEPTED,
-            Json(Accepted::Desired(DesiredStored {
+            Json(CommandAccepted::Desired(DesiredStored {
                 status: DesiredStatus::Desired,
                 version,
             })),

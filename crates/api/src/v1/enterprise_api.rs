@@ -5,7 +5,7 @@
 //! Tenant isolation and scopes are `rampart_core::access::access_keys`'s; this module only maps them to
 //! HTTP.
 
-use super::devices::{command_answer, command_status_of, history_page, Accepted};
+use super::devices::{command_answer, command_status_of, history_page, CommandAccepted};
 use super::schemas::{
     Ack, CommandRequestSchema, CommandStatus, DeviceView, HistoryPage, Page, PageParams, Sorted,
 };
@@ -161,7 +161,7 @@ async fn history(
     request_body = CommandRequestSchema,
     responses((status = 200, description = "the device's acknowledgement", body = Ack),
         (status = 202, description = "queued in a parked persistent session, or (`desired` to a \
-            device with no session) kept as desired state only", body = Accepted),
+            device with no session) kept as desired state only", body = CommandAccepted),
         CommandErrors),
     security(("access_key" = [])))]
 async fn command(
