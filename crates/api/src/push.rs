@@ -543,6 +543,15 @@ mod tests {
                 },
                 json!({"did": "d", "kind": "registered", "created": true, "ts": 5}),
             ),
+            (
+                DeviceEvent::Delta {
+                    did: "d".into(),
+                    ts: 6,
+                    version: 2,
+                    delta: json!({"power": true}).as_object().unwrap().clone(),
+                },
+                json!({"did": "d", "kind": "delta", "version": 2, "delta": {"power": true}, "ts": 6}),
+            ),
         ];
         for (ev, want) in cases {
             let (did, v) = event_json(&ev).unwrap();

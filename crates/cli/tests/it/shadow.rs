@@ -397,3 +397,42 @@ async fn delta_changes_are_pushed_and_guests_may_not_change_desired() {
         .await;
     assert_error(s, &v, 404, "NOT_FOUND");
 }
+
+/// The enterprise API looks a command up with scope `control`, only for devices the key reaches.
+#[tokio::test]
+async fn an_access_key_looks_a_command_up_with_the_control_scope() {
+    use crate::enterprise_api::{enterprise, local_key, product_with_device, signed};
+    let srv = Server::start().await;
+    let ent = enterprise(&srv, "Acme").await;
+    let (pk, did, secret) = product_with_device(&srv, &ent).await;
+    let (_, other, _) = product_with_device(&srv, &ent).await;
+    let control = local_key(&srv, &ent, &pk, &["read", "control"]).await;
+    let read = local_key(&srv, &ent, &pk, &["read"]).await;
+    let _dev = fake_device(&srv, &did, &secret, |cmd| {
+        Some(json!({"id": cmd["id"], "status": "ok"}))
+    })
+    .await;
+    let body = json!({"set": {"power": true}});
+    let (s, ack) = signed(
+        &srv,
+        &control,
+        "POST",
+        &format!("/v1/enterprise/devices/{did}/commands"),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(s, 200, "{ack}");
+    let id = ack["id"].as_str().unwrap();
+    let path = format!("/v1/enterprise/devices/{did}/commands/{id}");
+    let (s, v) = signed(&srv, &control, "GET", &path, None).await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("ok")), "{v}");
+    let (s, v) = signed(&srv, &read, "GET", &path, None).await;
+    assert_error(s, &v, 403, "FORBIDDEN");
+    let unknown = format!("/v1/enterprise/devices/{did}/commands/0123456789abcdef");
+    let (s, v) = signed(&srv, &control, "GET", &unknown, None).await;
+    assert_error(s, &v, 404, "NOT_FOUND");
+    // A device of a product the key does not name is unknown to it.
+    let elsewhere = format!("/v1/enterprise/devices/{other}/commands/{id}");
+    let (s, v) = signed(&srv, &control, "GET", &elsewhere, None).await;
+    assert_error(s, &v, 404, "NOT_FOUND");
+}
