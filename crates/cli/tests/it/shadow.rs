@@ -436,3 +436,43 @@ async fn an_access_key_looks_a_command_up_with_the_control_scope() {
     let (s, v) = signed(&srv, &control, "GET", &elsewhere, None).await;
     assert_error(s, &v, 404, "NOT_FOUND");
 }
+
+/// A change of the delta reaches the operator event stream as `device_delta`.
+#[tokio::test]
+async fn delta_changes_are_streamed_to_operators() {
+    use crate::event_stream::{read_tenant, Stream};
+    let srv = Server::start().await;
+    let (pk, ps, key) = read_tenant(&srv, "Shadow Co").await;
+    let (mut st, res) = Stream::login(
+        &srv,
+        &key,
+        json!({"products": [pk], "events": ["device_delta"], "subkey": "shadow"}),
+    )
+    .await;
+    assert_eq!(res["result"], true, "{res}");
+    let (did, secret, _) = srv.register(&pk, &ps, &format!("hw-{}", nonce())).await;
+    let (s, v) = srv
+        .admin(
+            "PUT",
+            &format!("/v1/devices/{did}/desired"),
+            Some(json!({"power": true})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let mut dev = Dev::connect(&srv, &did, &secret).await;
+    dev.report(json!({"power": true})).await;
+    for (delta, version) in [(json!({"power": true}), 1), (json!({}), 1)] {
+        let m = st.recv().await;
+        assert_eq!(
+            (m["event_type"].as_str(), m["did"].as_str()),
+            (Some("device_delta"), Some(did.as_str())),
+            "{m}"
+        );
+        assert_eq!(
+            m["data"],
+            json!({"values": delta, "version": version}),
+            "{m}"
+        );
+        st.ack(m["delivery_id"].as_i64().unwrap()).await;
+    }
+}
