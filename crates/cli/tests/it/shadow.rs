@@ -476,3 +476,39 @@ async fn delta_changes_are_streamed_to_operators() {
         st.ack(m["delivery_id"].as_i64().unwrap()).await;
     }
 }
+
+/// Command records and desired states are kept in the store: after a restart a command is looked
+/// up as before and a device connecting gets its delta.
+#[tokio::test]
+async fn statuses_and_desired_states_survive_a_restart() {
+    let srv = Server::start().await;
+    let (_, did, secret) = srv.device().await;
+    let dev = fake_device(&srv, &did, &secret, |cmd| {
+        Some(json!({"id": cmd["id"], "status": "error", "message": "jammed"}))
+    })
+    .await;
+    let (s, ack) = srv
+        .admin(
+            "POST",
+            &format!("/v1/devices/{did}/commands"),
+            Some(json!({"set": {"level": 40}, "desired": true})),
+        )
+        .await;
+    assert_eq!((s, ack["status"].as_str()), (200, Some("error")), "{ack}");
+    let id = ack["id"].as_str().unwrap().to_owned();
+    dev.abort();
+    let srv = srv.restart(&[]).await;
+
+    let (s, v) = status(&srv, &did, &id).await;
+    assert_eq!(
+        (s, v["status"].as_str(), v["detail"].as_str()),
+        (200, Some("error"), Some("jammed")),
+        "{v}"
+    );
+    let down = format!("dev/{did}/down");
+    let (u, p) = creds(&did, &secret);
+    let (c, mut el) = rumqttc::AsyncClient::new(v4_options(&srv, &did, &u, &p), 10);
+    c.subscribe(&down, QoS::AtLeastOnce).await.unwrap();
+    let msg = next_on(&mut el, &down).await;
+    assert_eq!(msg, json!({"desired": {"level": 40}, "version": 1}));
+}
