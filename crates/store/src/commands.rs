@@ -63,16 +63,6 @@ impl Store {
         Ok(n == 1)
     }
 
-    /// Every `queued` command of `did` that has not expired at `now` becomes `sent`; returns how
-    /// many.
-    pub async fn mark_queued_commands_sent(&self, did: &str, now: i64) -> Result<u64> {
-        let sql = "UPDATE commands SET status = 'sent', updated_at = $1 \
-                   WHERE did = $2 AND status = 'queued' AND expires_at > $1";
-        Ok(
-            with_db!(self, p => sqlx::query(sql).bind(now).bind(did).execute(p).await?.rows_affected()),
-        )
-    }
-
     /// Forget a command (one that never reached a session).
     pub async fn delete_command(&self, did: &str, id: &str) -> Result<()> {
         let sql = "DELETE FROM commands WHERE did = $1 AND id = $2";

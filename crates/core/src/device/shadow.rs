@@ -307,18 +307,19 @@ impl Core {
         }
     }
 
-    /// A device's session opened (after authentication and presence). `resumed`: messages of a
-    /// parked session were handed to it, so its queued commands are now sent. Answers the
-    /// message telling the device its delta (`{"desired": {...}, "version": N}` on
+    /// A device's session opened (after authentication and presence). `resumed`: the messages
+    /// of its parked session, about to be handed to it: the commands among them are now sent.
+    /// Answers the message telling the device its delta (`{"desired": {...}, "version": N}` on
     /// `dev/{did}/down`), when the delta is not empty.
-    pub async fn device_opened(&self, did: &str, resumed: bool) -> Option<Message> {
-        if resumed {
-            if let Err(e) = self
-                .store()
-                .mark_queued_commands_sent(did, self.now_ms())
-                .await
-            {
-                tracing::error!(error = %e, did, "queued commands not marked sent");
+    pub async fn device_opened(&self, did: &str, resumed: &[Message]) -> Option<Message> {
+        #[derive(serde::Deserialize)]
+        struct Id {
+            id: String,
+        }
+        let down = topic::down(did);
+        for m in resumed.iter().filter(|m| m.topic == down) {
+            if let Ok(c) = serde_json::from_slice::<Id>(&m.payload) {
+                self.command_moved(did, &c.id, Some("sent"), None).await;
             }
         }
         self.shadows_loaded().await;

@@ -190,19 +190,21 @@ where
         code: 0,
         properties: props,
     }));
-    let mut resumed = false;
+    let mut queue = std::collections::VecDeque::new();
     if let Some(p) = parked {
         for (filter, qos) in p.subscriptions {
             s.subs
                 .insert(&filter, QoS::from_u8(qos).unwrap_or(QoS::AtLeastOnce));
         }
-        resumed = !p.queue.is_empty();
-        for msg in p.queue {
-            s.deliver(msg, false);
-        }
+        queue = p.queue;
     }
-    // What the device's shadow still wants of it, after anything its parked session held.
-    if let Some(m) = Box::pin(shared.core.device_opened(&did, resumed)).await {
+    // The parked session's commands are recorded as sent; then what the device's shadow still
+    // wants of it goes after them.
+    let desired = Box::pin(shared.core.device_opened(&did, queue.make_contiguous())).await;
+    for msg in queue {
+        s.deliver(msg, false);
+    }
+    if let Some(m) = desired {
         s.offer_desired(m);
     }
     Some(Opened {

@@ -54,20 +54,10 @@ async fn a_command_moves_forward_and_never_back(s: Store) {
     ));
 }
 
-async fn queued_commands_become_sent_unless_expired(s: Store) {
+async fn a_command_is_forgotten(s: Store) {
     s.insert_command(&row("a", "queued", 1000), 0)
         .await
         .unwrap();
-    s.insert_command(&row("b", "queued", 50), 0).await.unwrap();
-    s.insert_command(&row("c", "ok", 1000), 0).await.unwrap();
-    assert_eq!(s.mark_queued_commands_sent("d1", 100).await.unwrap(), 1);
-    let status = |id: &'static str| {
-        let s = s.clone();
-        async move { s.get_command("d1", id).await.unwrap().unwrap().status }
-    };
-    assert_eq!(status("a").await, "sent");
-    assert_eq!(status("b").await, "queued");
-    assert_eq!(status("c").await, "ok");
     s.delete_command("d1", "a").await.unwrap();
     assert!(s.get_command("d1", "a").await.unwrap().is_none());
 }
@@ -85,6 +75,6 @@ async fn expired_commands_are_purged_on_the_way(s: Store) {
 
 store_cases! {
     a_command_moves_forward_and_never_back,
-    queued_commands_become_sent_unless_expired,
+    a_command_is_forgotten,
     expired_commands_are_purged_on_the_way,
 }
