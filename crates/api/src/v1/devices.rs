@@ -442,9 +442,10 @@ pub(crate) async fn command_status_of(
     summary = "A command's status",
     description = "`queued` (waiting in a parked persistent session), `sent` (handed to the \
         device's session), `ok` or `error` (the device's acknowledgement; `detail` is its \
-        message), `expired` (no acknowledgement before `expires_at`, `commands.ttl_ms` after it \
-        was sent). Records are kept a day past their expiry. The same access as sending a \
-        command to the device; an unknown id, or the id of another device's command, is 404.",
+        message), `expired` (no acknowledgement before `expires_at`, \
+        `commands.queued_ttl_secs` after it was sent). Records are kept a day past their expiry. \
+        The same access as sending a command to the device; an unknown id, or the id of another \
+        device's command, is 404.
     responses((status = 200, description = "the command's status", body = CommandStatus),
         CommandStatusErrors),
     security(("admin" = []), ("user" = []), ("developer" = []), ("oauth" = ["devices:control"])))]

@@ -119,7 +119,7 @@ async fn a_queued_command_is_sent_on_resume_and_expires_without_an_ack() {
     assert_eq!(cmd["id"], queued.as_str());
     assert_eq!(status(&srv, &did, &queued).await.1["status"], "sent");
 
-    // Never acknowledged: past its TTL (`commands.ttl_ms`, an hour by default) it is expired.
+    // Never acknowledged: past its TTL (`commands.queued_ttl_secs`, an hour by default) it is expired.
     srv.advance(Duration::from_secs(3601));
     let (s, v) = status(&srv, &did, &queued).await;
     assert_eq!((s, v["status"].as_str()), (200, Some("expired")), "{v}");
