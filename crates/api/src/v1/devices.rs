@@ -445,7 +445,7 @@ pub(crate) async fn command_status_of(
         message), `expired` (no acknowledgement before `expires_at`, \
         `commands.queued_ttl_secs` after it was sent). Records are kept a day past their expiry. \
         The same access as sending a command to the device; an unknown id, or the id of another \
-        device's command, is 404.
+        device's command, is 404.",
     responses((status = 200, description = "the command's status", body = CommandStatus),
         CommandStatusErrors),
     security(("admin" = []), ("user" = []), ("developer" = []), ("oauth" = ["devices:control"])))]
