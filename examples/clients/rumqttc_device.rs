@@ -34,7 +34,14 @@ pub fn fresh_credentials(did: &str, secret: &str) -> (String, String) {
 /// Connect to `host:port` over TLS (trusting the PEM `ca`), report after every connection, and
 /// reconnect after every drop with fresh credentials; `event` hears `connected` and
 /// `disconnected: ...`.
-pub async fn run(host: &str, port: u16, ca: Vec<u8>, did: &str, secret: &str, event: impl Fn(&str)) {
+pub async fn run(
+    host: &str,
+    port: u16,
+    ca: Vec<u8>,
+    did: &str,
+    secret: &str,
+    event: impl Fn(&str),
+) {
     let mut options = MqttOptions::new(did, host, port);
     let (user, password) = fresh_credentials(did, secret);
     options.set_credentials(user, password);

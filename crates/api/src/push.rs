@@ -196,6 +196,15 @@ pub(crate) fn event_json(ev: &DeviceEvent) -> Option<(&str, Value)> {
             did,
             json!({"did": did, "kind": "registered", "created": created, "ts": ts}),
         ),
+        DeviceEvent::Delta {
+            did,
+            ts,
+            version,
+            delta,
+        } => (
+            did,
+            json!({"did": did, "kind": "delta", "version": version, "delta": delta, "ts": ts}),
+        ),
         DeviceEvent::Raw { .. } | DeviceEvent::Changed { .. } | DeviceEvent::Alarm { .. } => {
             return None
         }
@@ -533,6 +542,15 @@ mod tests {
                     created: true,
                 },
                 json!({"did": "d", "kind": "registered", "created": true, "ts": 5}),
+            ),
+            (
+                DeviceEvent::Delta {
+                    did: "d".into(),
+                    ts: 6,
+                    version: 2,
+                    delta: json!({"power": true}).as_object().unwrap().clone(),
+                },
+                json!({"did": "d", "kind": "delta", "version": 2, "delta": {"power": true}, "ts": 6}),
             ),
         ];
         for (ev, want) in cases {

@@ -131,6 +131,8 @@ struct Inner {
     products: device::products::ProductCache,
     bus: device::bus::Bus,
     replay: device::runtime::ReplayGuard,
+    /// Devices with a desired state, in memory (`device::shadow`).
+    shadows: device::shadow::Shadows,
     writer: std::sync::OnceLock<device::writer::ReportWriter>,
     /// Batched credential lookups at CONNECT, started on first use.
     credentials: std::sync::OnceLock<device::credentials::CredentialLookups>,
@@ -200,6 +202,7 @@ impl Core {
                 products: Default::default(),
                 bus: Default::default(),
                 replay: Default::default(),
+                shadows: Default::default(),
                 writer: Default::default(),
                 credentials: Default::default(),
                 events: Default::default(),

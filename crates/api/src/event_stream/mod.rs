@@ -399,6 +399,9 @@ async fn command(
         rampart_core::device::runtime::CommandOutcome::Queued { id } => {
             json!({"ack": {"id": id, "status": "queued"}})
         }
+        rampart_core::device::runtime::CommandOutcome::Desired { version } => {
+            json!({"ack": {"status": "desired", "version": version}})
+        }
     })
 }
 

@@ -210,6 +210,7 @@ fn path_param_meaning(name: &str) -> &'static str {
         "key_id" => "access key id (`rak_...`)",
         "webhook_id" => "webhook id (`rwh_...`)",
         "letter_id" => "dead letter id",
+        "command_id" => "command id, as the command's answer gave it",
         _ => "",
     }
 }

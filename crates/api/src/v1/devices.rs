@@ -1,13 +1,14 @@
 //! Devices: registration (a signed request from the device itself), listing, reading state and
-//! history, commands, re-provisioning windows, and disabling.
+//! history, commands and their status, the desired state (shadow), re-provisioning windows, and
+//! disabling.
 //!
 //! Access to a device is decided by `rampart_core` (bindings for users, tenancy for developers,
 //! grants for third parties); this module only asks and maps the answer to HTTP. Each handler's
 //! `#[utoipa::path]` and answer types make its part of the OpenAPI document.
 
 use super::schemas::{
-    Ack, CommandRequestSchema, DeviceSummary, DeviceView, HistoryMeta, HistoryPage, Millis, Page,
-    PageParams, RegisterRequestSchema, Registered, Sorted,
+    Ack, CommandRequestSchema, CommandStatus, DesiredBody, DeviceSummary, DeviceView, HistoryMeta,
+    HistoryPage, Millis, Page, PageParams, RegisterRequestSchema, Registered, Shadow, Sorted,
 };
 use super::{authorize, parse_did, parse_pk, Paging};
 use crate::extract::{client_ip, Body, Manager, Principal, Q};
@@ -31,6 +32,8 @@ pub(crate) fn routes() -> ApiRouter {
         .routes(routes!(get_device))
         .routes(routes!(history))
         .routes(routes!(command))
+        .routes(routes!(command_status))
+        .routes(routes!(put_desired))
         .routes(routes!(reprovision))
         .routes(routes!(disable_device))
         .routes(routes!(enable_device))
@@ -45,6 +48,9 @@ crate::errors!(HistoryErrors: Unauthorized, InvalidRequest, Forbidden, Insuffici
 crate::errors!(CommandErrors: Unauthorized, InvalidJson, PayloadTooLarge, UnsupportedMediaType,
     InvalidRequest, InvalidDatapoint, Forbidden, InsufficientScope, DeviceOffline, CommandTimeout,
     NotFound, Internal);
+crate::errors!(CommandStatusErrors: Unauthorized, Forbidden, InsufficientScope, NotFound, Internal);
+crate::errors!(DesiredErrors: Unauthorized, InvalidJson, PayloadTooLarge, UnsupportedMediaType,
+    InvalidRequest, InvalidDatapoint, Forbidden, InsufficientScope, NotFound, Conflict, Internal);
 crate::errors!(ReprovisionErrors: Unauthorized, InvalidJson, InvalidRequest, Forbidden, NotFound,
     Internal);
 crate::errors!(ManageErrors: Unauthorized, Forbidden, NotFound, Internal);
@@ -78,6 +84,29 @@ pub(crate) struct Queued {
 #[serde(rename_all = "lowercase")]
 pub(crate) enum QueuedStatus {
     Queued,
+}
+
+/// A `desired` command for a device with no session: nothing was sent; the device gets the
+/// desired state (now at `version`) when it connects.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"status": "desired", "version": 3}))]
+pub(crate) struct DesiredStored {
+    status: DesiredStatus,
+    version: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum DesiredStatus {
+    Desired,
+}
+
+/// A command's 202 answer: queued in a parked session, or kept as desired state only.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub(crate) enum CommandAccepted {
+    Queued(Queued),
+    Desired(DesiredStored),
 }
 
 #[utoipa::path(post, path = "/v1/device/register", tag = "devices",
@@ -261,7 +290,7 @@ async fn list_devices(
 }
 
 #[utoipa::path(get, path = "/v1/devices/{did}", tag = "devices",
-    summary = "A device and its latest state",
+    summary = "A device, its latest state and its shadow",
     responses((status = 200, description = "the device", body = DeviceView), ReadErrors),
     security(("admin" = []), ("user" = []), ("developer" = []), ("oauth" = ["devices:read"])))]
 async fn get_device(
@@ -272,7 +301,11 @@ async fn get_device(
 ) -> Result<Response, Error> {
     let did = parse_did(&did)?;
     authorize(&s, &p, did.as_str(), Need::Read, &addr).await?;
-    let view = DeviceView::from(s.core.device_view(did.as_str()).await?);
+    let view = s.core.device_view(did.as_str()).await?;
+    let reported = view.state.as_object().cloned().unwrap_or_default();
+    let shadow = s.core.device_shadow(did.as_str(), reported).await?;
+    let mut view = DeviceView::from(view);
+    view.shadow = Some(Shadow::from(shadow));
     Ok(Json(view).into_response())
 }
 
@@ -333,10 +366,15 @@ pub(crate) async fn history_page(
     summary = "Send a command to a device",
     description = "Waits for the device's acknowledgement (`commands.timeout_ms`). The destructive \
         actions `factory_reset` and `wipe` need the owner role (a member or guest gets 403 \
-        `FORBIDDEN`); a third-party token needs `devices:admin` for them.",
+        `FORBIDDEN`); a third-party token needs `devices:admin` for them. Each command is \
+        recorded: `GET /v1/devices/{did}/commands/{id}` answers its status. With `\"desired\": \
+        true`, the `set` values are also merged into the device's desired state (as by \
+        `PUT /v1/devices/{did}/desired`); a device with no session then gets them when it \
+        connects (202 `{\"status\": \"desired\"}`) instead of 409 `DEVICE_OFFLINE`.",
     request_body = CommandRequestSchema,
     responses((status = 200, description = "the device's acknowledgement", body = Ack),
-        (status = 202, description = "queued in a parked persistent session", body = Queued),
+        (status = 202, description = "queued in a parked persistent session, or (`desired` to a \
+            device with no session) kept as desired state only", body = CommandAccepted),
         CommandErrors),
     security(("admin" = []), ("user" = []), ("developer" = []), ("oauth" = ["devices:control"])))]
 async fn command(
@@ -368,11 +406,80 @@ pub(crate) fn command_answer(outcome: CommandOutcome) -> Response {
         CommandOutcome::Acked(ack) => Sorted(ack).into_response(),
         CommandOutcome::Queued { id } => (
             StatusCode::ACCEPTED,
-            Json(Queued {
+            Json(CommandAccepted::Queued(Queued {
                 id,
                 status: QueuedStatus::Queued,
-            }),
+            })),
+        )
+            .into_response(),
+        CommandOutcome::Desired { version } => (
+            StatusCode::ACCEPTED,
+            Json(CommandAccepted::Desired(DesiredStored {
+                status: DesiredStatus::Desired,
+                version,
+            })),
         )
             .into_response(),
     }
+}
+
+/// The longest command id looked up; longer ones are unknown.
+const COMMAND_ID_MAX: usize = 64;
+
+/// The status of command `id` of `did`, for a caller who may command the device.
+pub(crate) async fn command_status_of(
+    s: &AppState,
+    did: &str,
+    id: &str,
+) -> Result<CommandStatus, Error> {
+    if id.is_empty() || id.len() > COMMAND_ID_MAX {
+        return Err(Error::not_found("command"));
+    }
+    Ok(CommandStatus::from(s.core.command_status(did, id).await?))
+}
+
+#[utoipa::path(get, path = "/v1/devices/{did}/commands/{command_id}", tag = "devices",
+    summary = "A command's status",
+    description = "`queued` (waiting in a parked persistent session), `sent` (handed to the \
+        device's session), `ok` or `error` (the device's acknowledgement; `detail` is its \
+        message), `expired` (no acknowledgement before `expires_at`, \
+        `commands.queued_ttl_secs` after it was sent). Records are kept a day past their expiry. \
+        The same access as sending a command to the device; an unknown id, or the id of another \
+        device's command, is 404.",
+    responses((status = 200, description = "the command's status", body = CommandStatus),
+        CommandStatusErrors),
+    security(("admin" = []), ("user" = []), ("developer" = []), ("oauth" = ["devices:control"])))]
+async fn command_status(
+    State(s): State<AppState>,
+    p: Principal,
+    addr: Option<Extension<ClientAddr>>,
+    Path((did, id)): Path<(String, String)>,
+) -> Result<Json<CommandStatus>, Error> {
+    let did = parse_did(&did)?;
+    authorize(&s, &p, did.as_str(), Need::Control, &addr).await?;
+    Ok(Json(command_status_of(&s, did.as_str(), &id).await?))
+}
+
+#[utoipa::path(put, path = "/v1/devices/{did}/desired", tag = "devices",
+    summary = "Change a device's desired state",
+    description = "Merged into the desired state: a value sets its data point (validated against \
+        the product model like a command's `set`: known, writable, in range), `null` removes it, \
+        points not named stay. The version grows by one when anything changed. A desired point \
+        stays desired once the device reports it; it only leaves `delta`. A change of the delta \
+        is pushed as a `delta` event, and a device with a non-empty delta is told it at every \
+        CONNECT (docs/protocol.md). Needs the control role (member or owner).",
+    request_body = DesiredBody,
+    responses((status = 200, description = "the device's shadow", body = Shadow), DesiredErrors),
+    security(("admin" = []), ("user" = []), ("developer" = []), ("oauth" = ["devices:control"])))]
+async fn put_desired(
+    State(s): State<AppState>,
+    p: Principal,
+    addr: Option<Extension<ClientAddr>>,
+    Path(did): Path<String>,
+    Body(changes): Body<rampart_proto::model::Values>,
+) -> Result<Json<Shadow>, Error> {
+    let did = parse_did(&did)?;
+    authorize(&s, &p, did.as_str(), Need::Control, &addr).await?;
+    let shadow = s.core.merge_desired(did.as_str(), &changes).await?;
+    Ok(Json(Shadow::from(shadow)))
 }

@@ -1,13 +1,13 @@
 //! The enterprise API's device endpoints, called by business systems with requests signed by
-//! an access key: list devices, read one, its history, send it a command. Each handler's
+//! an access key: list devices, read one, its history, send it a command and look its status up. Each handler's
 //! `#[utoipa::path]` and answer types make its part of the OpenAPI document.
 //!
 //! Tenant isolation and scopes are `rampart_core::access::access_keys`'s; this module only maps them to
 //! HTTP.
 
-use super::devices::{command_answer, history_page, Queued};
+use super::devices::{command_answer, command_status_of, history_page, CommandAccepted};
 use super::schemas::{
-    Ack, CommandRequestSchema, DeviceView, HistoryPage, Page, PageParams, Sorted,
+    Ack, CommandRequestSchema, CommandStatus, DeviceView, HistoryPage, Page, PageParams, Sorted,
 };
 use super::{parse_did, Paging};
 use crate::extract::EnterpriseKey;
@@ -27,6 +27,7 @@ pub(crate) fn routes() -> ApiRouter {
         .routes(routes!(device))
         .routes(routes!(history))
         .routes(routes!(command))
+        .routes(routes!(command_status))
 }
 
 // A device or product the key does not reach answers 404 like an unknown one; a key without the
@@ -159,7 +160,8 @@ async fn history(
         required.",
     request_body = CommandRequestSchema,
     responses((status = 200, description = "the device's acknowledgement", body = Ack),
-        (status = 202, description = "queued in a parked persistent session", body = Queued),
+        (status = 202, description = "queued in a parked persistent session, or (`desired` to a \
+            device with no session) kept as desired state only", body = CommandAccepted),
         CommandErrors),
     security(("access_key" = [])))]
 async fn command(
@@ -179,4 +181,20 @@ async fn command(
         )
         .await?;
     Ok(command_answer(outcome))
+}
+
+#[utoipa::path(get, path = "/v1/enterprise/devices/{did}/commands/{command_id}", tag = "enterprise api",
+    summary = "A command's status (scope `control`)",
+    description = "As `GET /v1/devices/{did}/commands/{id}`: `queued`, `sent`, `ok`, `error` or \
+        `expired`; an unknown id, or another device's, is 404.",
+    responses((status = 200, description = "the command's status", body = CommandStatus),
+        ReadErrors),
+    security(("access_key" = [])))]
+async fn command_status(
+    State(s): State<AppState>,
+    Path((did, id)): Path<(String, String)>,
+    k: EnterpriseKey,
+) -> Result<Json<CommandStatus>, Error> {
+    let (did, _) = key_device(&s, &k, &did, Scope::Control).await?;
+    Ok(Json(command_status_of(&s, did.as_str(), &id).await?))
 }

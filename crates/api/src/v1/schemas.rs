@@ -97,8 +97,19 @@ described!(
         "description": "exactly one of `set` or `action`",
         "properties": {
         "set": {"type": "object", "description": "data point name -> value", "additionalProperties": true},
-        "action": {"type": "string", "enum": ["reboot", "factory_reset", "wipe"]}},
+        "action": {"type": "string", "enum": ["reboot", "factory_reset", "wipe"]},
+        "desired": {"type": "boolean", "default": false,
+            "description": "with `set`: also merge the values into the device's desired state (`PUT /v1/devices/{did}/desired`)"}},
         "example": {"set": {"power": true}}})
+);
+
+described!(
+    /// The body of `PUT /v1/devices/{did}/desired`: changes merged into the desired state.
+    DesiredBody,
+    "DesiredBody",
+    json!({"type": "object", "additionalProperties": true,
+        "description": "data point name -> desired value; `null` removes the point from the desired state",
+        "example": {"power": true, "level": null}})
 );
 
 described!(
@@ -187,6 +198,94 @@ pub(crate) struct DeviceView {
     /// data point name -> value
     #[schema(value_type = Object)]
     state: Value,
+    /// desired state, reported state and their delta (`GET /v1/devices/{did}` only)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub(crate) shadow: Option<Shadow>,
+}
+
+/// A device's shadow: what it is asked to be (`desired`, whose `version` grows at every change;
+/// 0 before the first), what it reported (`reported`, its state) and the desired points whose
+/// reported value differs (`delta`).
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"desired": {"power": true, "level": 3}, "reported": {"power": false,
+    "level": 3}, "delta": {"power": true}, "version": 2}))]
+pub(crate) struct Shadow {
+    /// data point name -> desired value
+    #[schema(value_type = Object)]
+    desired: Value,
+    /// data point name -> reported value
+    #[schema(value_type = Object)]
+    reported: Value,
+    /// data point name -> desired value, for the points whose reported value differs
+    #[schema(value_type = Object)]
+    delta: Value,
+    #[schema(minimum = 0)]
+    version: i64,
+}
+
+impl From<rampart_core::device::shadow::ShadowView> for Shadow {
+    fn from(s: rampart_core::device::shadow::ShadowView) -> Shadow {
+        Shadow {
+            desired: Value::Object(s.desired),
+            reported: Value::Object(s.reported),
+            delta: Value::Object(s.delta),
+            version: s.version,
+        }
+    }
+}
+
+/// A command's outcome: `queued` (waiting in a parked persistent session), `sent` (handed to the
+/// device's session), `ok` or `error` (the device's acknowledgement; `detail` is its message),
+/// `expired` (no acknowledgement before `expires_at`).
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"id": "8f1c2a9b0d3e4f56", "did": "d_0001", "status": "error",
+    "created_at": 1765000000000_i64, "updated_at": 1765000000500_i64,
+    "expires_at": 1765003600000_i64, "detail": "busy"}))]
+pub(crate) struct CommandStatus {
+    id: String,
+    did: String,
+    status: CommandState,
+    #[schema(value_type = Millis)]
+    created_at: i64,
+    #[schema(value_type = Millis)]
+    updated_at: i64,
+    #[schema(value_type = Millis)]
+    expires_at: i64,
+    /// the message of the device's acknowledgement, when it gave one
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    detail: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum CommandState {
+    Queued,
+    Sent,
+    Ok,
+    Error,
+    Expired,
+}
+
+impl From<rampart_core::device::shadow::CommandStatus> for CommandStatus {
+    fn from(c: rampart_core::device::shadow::CommandStatus) -> CommandStatus {
+        CommandStatus {
+            id: c.id,
+            did: c.did,
+            status: match c.status.as_str() {
+                "queued" => CommandState::Queued,
+                "sent" => CommandState::Sent,
+                "ok" => CommandState::Ok,
+                "error" => CommandState::Error,
+                _ => CommandState::Expired,
+            },
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+            expires_at: c.expires_at,
+            detail: c.detail,
+        }
+    }
 }
 
 impl From<rampart_core::device::runtime::DeviceView> for DeviceView {
@@ -199,6 +298,7 @@ impl From<rampart_core::device::runtime::DeviceView> for DeviceView {
             last_seen: d.last_seen,
             created_at: d.created_at,
             state: d.state,
+            shadow: None,
         }
     }
 }

@@ -23,7 +23,7 @@ use crate::accounts::ws_tls as tls;
 type Tls = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
 
 /// A consumer on the TLS socket.
-struct Stream {
+pub(crate) struct Stream {
     r: BufReader<tokio::io::ReadHalf<Tls>>,
     w: tokio::io::WriteHalf<Tls>,
 }
@@ -50,7 +50,7 @@ impl Stream {
     }
 
     /// Connect and log in; returns the stream and the `login_res`.
-    async fn login(srv: &Server, key: &Key, fields: Value) -> (Stream, Value) {
+    pub(crate) async fn login(srv: &Server, key: &Key, fields: Value) -> (Stream, Value) {
         let (mut st, challenge) = Stream::connect(srv).await;
         let mut req = fields;
         req["cmd"] = json!("login_req");
@@ -72,7 +72,7 @@ impl Stream {
     }
 
     /// The next message; `Value::Null` once the server closed the connection.
-    async fn recv(&mut self) -> Value {
+    pub(crate) async fn recv(&mut self) -> Value {
         let mut line = String::new();
         let n = tokio::time::timeout(WAIT, self.r.read_line(&mut line))
             .await
@@ -84,7 +84,7 @@ impl Stream {
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"))
     }
 
-    async fn ack(&mut self, id: i64) {
+    pub(crate) async fn ack(&mut self, id: i64) {
         self.send(&json!({"cmd": "event_ack", "delivery_id": id}))
             .await;
     }
@@ -135,7 +135,7 @@ async fn product_with(srv: &Server, ent: &str, points: Value) -> (String, String
 }
 
 /// An enterprise with a product (see [`product`]) and a read-only key for it.
-async fn read_tenant(srv: &Server, name: &str) -> (String, String, Key) {
+pub(crate) async fn read_tenant(srv: &Server, name: &str) -> (String, String, Key) {
     let ent = enterprise(srv, name).await;
     let (pk, ps) = product(srv, &ent).await;
     let key = new_key(

@@ -107,6 +107,14 @@ pub enum DeviceEvent {
         class: rampart_proto::model::PointClass,
         values: serde_json::Map<String, serde_json::Value>,
     },
+    /// The device's shadow delta changed (a desired write, or a report that matched or moved
+    /// away from a desired value): the desired points whose reported value differs, now.
+    Delta {
+        did: String,
+        ts: i64,
+        version: i64,
+        delta: serde_json::Map<String, serde_json::Value>,
+    },
 }
 
 /// What a device event is, named as the operator event stream and webhooks name it (`kind`),
@@ -122,11 +130,12 @@ pub enum EventKind {
     AttrFault,
     Registered,
     DatapointChanged,
+    Delta,
 }
 
 impl EventKind {
     /// Every kind, in the order the documentation lists them.
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 10] = [
         EventKind::Online,
         EventKind::Offline,
         EventKind::StatusKv,
@@ -136,6 +145,7 @@ impl EventKind {
         EventKind::AttrFault,
         EventKind::Registered,
         EventKind::DatapointChanged,
+        EventKind::Delta,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -149,6 +159,7 @@ impl EventKind {
             EventKind::AttrFault => "device_attr_fault",
             EventKind::Registered => "device_registered",
             EventKind::DatapointChanged => "datapoint_changed",
+            EventKind::Delta => "device_delta",
         }
     }
 
@@ -176,6 +187,7 @@ impl DeviceEvent {
             DeviceEvent::Registered { .. } => EventKind::Registered,
             DeviceEvent::Raw { .. } => EventKind::StatusRaw,
             DeviceEvent::Changed { .. } => EventKind::DatapointChanged,
+            DeviceEvent::Delta { .. } => EventKind::Delta,
             DeviceEvent::Alarm { class, .. } => match class {
                 rampart_proto::model::PointClass::Alert => EventKind::AttrAlert,
                 rampart_proto::model::PointClass::Fault => EventKind::AttrFault,

@@ -155,7 +155,8 @@ impl From<rampart_store::DeviceRow> for DeviceEntry {
     }
 }
 
-/// A command as the API accepts it: exactly one of `set` or `action`.
+/// A command as the API accepts it: exactly one of `set` or `action`. With `desired`, a `set`
+/// is also merged into the device's desired state (`shadow`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CommandRequest {
@@ -163,6 +164,8 @@ pub struct CommandRequest {
     pub set: Option<Values>,
     #[serde(default)]
     pub action: Option<Action>,
+    #[serde(default)]
+    pub desired: bool,
 }
 
 /// The result of a command.
@@ -172,6 +175,9 @@ pub enum CommandOutcome {
     Acked(Ack),
     /// The device is offline with a persistent session; the command waits in it.
     Queued { id: String },
+    /// A `desired` command for a device with no session: nothing was sent, the desired state
+    /// (now at `version`) reaches the device when it connects.
+    Desired { version: i64 },
 }
 
 #[derive(Debug, Serialize)]
@@ -602,6 +608,7 @@ impl Core {
         // group asked for changes or alarms of.
         let track = (event.is_some() && self.bus().event_sink().tracks(&dev.product.product_key))
             .then(|| dev.product.clone());
+        self.shadow_reported(did, &values).await;
         let row = rampart_store::ReportRow {
             did: did.to_owned(),
             ts,
@@ -641,6 +648,13 @@ impl Core {
             ))
         })?;
         let did = dev.did.as_str();
+        // Recorded before the waiter hears of it, so a lookup after the answer sees it.
+        let status = match ack.status {
+            AckStatus::Ok => "ok",
+            AckStatus::Error => "error",
+        };
+        self.command_moved(did, &ack.id, Some(status), ack.message.as_deref())
+            .await;
         self.bus()
             .publish_event(DeviceEvent::Ack {
                 did: did.to_owned(),
@@ -728,6 +742,9 @@ impl Core {
             .await?
             .ok_or(Error::NotFound("device"))?;
         let product = self.product(&row.product_key).await?;
+        if req.desired && req.set.is_none() {
+            return Err(Error::Invalid("`desired` needs `set`".into()));
+        }
         match (&req.set, req.action) {
             (Some(set), None) => {
                 if set.is_empty() {
@@ -742,6 +759,10 @@ impl Core {
                 ))
             }
         }
+        let desired = match (&req.set, req.desired) {
+            (Some(set), true) => Some(self.merge_desired(did, set).await?.version),
+            _ => None,
+        };
         let now = self.now_ms();
         let cmd = Command {
             id: random_hex(8),
@@ -749,13 +770,20 @@ impl Core {
             action: req.action,
         };
         let payload = serde_json::to_vec(&cmd).map_err(|e| Error::Internal(e.to_string()))?;
+        let expires_at = now.saturating_add(self.config().command_ttl_ms);
+        self.record_command(did, &cmd.id, now, expires_at).await;
         let waiter = self.bus().expect_ack(did, &cmd.id);
         let msg = Message {
             topic: topic::down(did),
             payload: Bytes::from(payload),
-            expires_at: Some(now.saturating_add(self.config().command_ttl_ms)),
+            expires_at: Some(expires_at),
         };
         let delivery = self.bus().deliver(did, msg, now);
+        match delivery {
+            Delivery::Sent => self.command_moved(did, &cmd.id, Some("sent"), None).await,
+            Delivery::Queued => {}
+            Delivery::NotDelivered => self.command_moved(did, &cmd.id, None, None).await,
+        }
         let mut ev = AuditEvent::new(
             actor,
             action::DEVICE_COMMAND,
@@ -783,7 +811,10 @@ impl Core {
             }
             Delivery::NotDelivered => {
                 self.bus().forget_ack(did, &cmd.id);
-                return Err(Error::Offline);
+                return match desired {
+                    Some(version) => Ok(CommandOutcome::Desired { version }),
+                    None => Err(Error::Offline),
+                };
             }
         }
         let timeout = self.config().command_timeout_ms;
@@ -800,12 +831,14 @@ impl Core {
                 Some(Action::FactoryReset) => {
                     self.store().clear_device_data(did, false).await?;
                     self.bus().event_sink().state_cleared(did);
+                    self.shadow_state_cleared(did).await;
                     // A reset device belongs to nobody: the next owner binds with the passcode.
                     self.unbind_everyone(did, actor, "factory reset").await?;
                 }
                 Some(Action::Wipe) => {
                     self.store().clear_device_data(did, true).await?;
                     self.bus().event_sink().state_cleared(did);
+                    self.shadow_state_cleared(did).await;
                 }
                 _ => {}
             }

@@ -260,6 +260,10 @@ impl<S: Conn> Session<S> {
                 for m in self.shared.retained.matching(&new_retained) {
                     self.deliver(m, true);
                 }
+                if let Some(m) = self.rare.as_mut().and_then(|r| r.desired.take()) {
+                    self.offer_desired(m);
+                    self.trim_rare();
+                }
                 None
             }
             Packet::Unsubscribe(u) => {

@@ -143,6 +143,8 @@ struct Rare {
     inflight_out: BTreeMap<u16, Message>,
     /// QoS 1 messages waiting for an inflight slot.
     pending_out: std::collections::VecDeque<(Message, bool)>,
+    /// The device's shadow delta, told at CONNECT, waiting for a subscription to its down topic.
+    desired: Option<Message>,
 }
 
 impl Rare {
@@ -151,6 +153,7 @@ impl Rare {
             && self.awaiting_rel.is_empty()
             && self.inflight_out.is_empty()
             && self.pending_out.is_empty()
+            && self.desired.is_none()
     }
 }
 

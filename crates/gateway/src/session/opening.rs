@@ -192,14 +192,22 @@ where
         code: 0,
         properties: props,
     }));
+    let mut queue = std::collections::VecDeque::new();
     if let Some(p) = parked {
         for (filter, qos) in p.subscriptions {
             s.subs
                 .insert(&filter, QoS::from_u8(qos).unwrap_or(QoS::AtLeastOnce));
         }
-        for msg in p.queue {
-            s.deliver(msg, false);
-        }
+        queue = p.queue;
+    }
+    // The parked session's commands are recorded as sent; then what the device's shadow still
+    // wants of it goes after them.
+    let desired = Box::pin(shared.core.device_opened(&did, queue.make_contiguous())).await;
+    for msg in queue {
+        s.deliver(msg, false);
+    }
+    if let Some(m) = desired {
+        s.offer_desired(m);
     }
     Some(Opened {
         session: s,
@@ -398,5 +406,18 @@ pub(crate) async fn refuse_plain_connect(
             sock.flush().await
         };
         let _ = tokio::time::timeout(shared.config.write_timeout, wrote).await;
+    }
+}
+
+impl<S: Conn> Session<S> {
+    /// Deliver the shadow's delta message now if the device subscribes to its topic, else hold
+    /// it for the first subscription that matches (a device with a clean session subscribes
+    /// after its CONNACK).
+    pub(super) fn offer_desired(&mut self, msg: Message) {
+        if self.subs.iter().any(|(f, _)| topic::matches(f, &msg.topic)) {
+            self.deliver(msg, false);
+        } else {
+            self.rare().desired = Some(msg);
+        }
     }
 }

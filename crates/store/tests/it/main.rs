@@ -41,6 +41,7 @@ mod admin_tokens;
 mod at_rest;
 mod audit;
 mod bindings;
+mod commands;
 mod developers;
 mod devices;
 mod enterprises;
@@ -54,6 +55,7 @@ mod products;
 mod quotas;
 mod reports;
 mod settings;
+mod shadow;
 mod webhooks;
 
 use rampart_store::*;

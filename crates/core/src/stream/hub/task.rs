@@ -116,6 +116,18 @@ pub(super) fn describe(ev: &DeviceEvent) -> (&str, &'static str, i64, serde_json
         DeviceEvent::Alarm {
             did, ts, values, ..
         } => (did, kind, *ts, json!({ "values": values })),
+        // `values`, so hidden points are left out of it as out of a report.
+        DeviceEvent::Delta {
+            did,
+            ts,
+            version,
+            delta,
+        } => (
+            did,
+            kind,
+            *ts,
+            json!({ "values": delta, "version": version }),
+        ),
     }
 }
 
