@@ -1,6 +1,11 @@
 //! Stock MQTT clients: Eclipse Paho with its own automatic reconnect, signing a fresh password
-//! for every connection (`examples/clients/paho_device.py`), and firmware with a static user
-//! name and password on products that allow it.
+//! for every connection (`examples/clients/paho_device.py`), rumqttc doing the same
+//! (`examples/clients/rumqttc_device.rs`, compiled here as a module and run), and firmware with a
+//! static user name and password on products that allow it.
+
+#[path = "../../../../examples/clients/rumqttc_device.rs"]
+#[allow(dead_code)]
+mod rumqttc_device;
 
 use crate::mqtt::raw;
 use crate::mqtt_conformance::paho_python;
@@ -202,5 +207,45 @@ async fn a_static_password_connects_stock_firmware_where_the_product_allows_it()
         srv.metric(&refusals("mqtt_tls", "static_password_off"))
             .await,
         1.0
+    );
+}
+
+#[tokio::test]
+async fn rumqttc_example_signs_a_fresh_password_for_every_reconnect() {
+    let srv = Server::start_with(&[QUICK_RECONNECTS]).await;
+    let (_, did, secret) = srv.device().await;
+    let ca = std::fs::read(srv.ca_path()).unwrap();
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let device = {
+        let (did, secret, port) = (did.clone(), secret.clone(), srv.mqtt_tls);
+        tokio::spawn(async move {
+            rumqttc_device::run("localhost", port, ca, &did, &secret, |e| {
+                let _ = tx.send(e.to_owned());
+            })
+            .await
+        })
+    };
+    let next = async |events: &mut tokio::sync::mpsc::UnboundedReceiver<String>| {
+        tokio::time::timeout(Duration::from_secs(30), events.recv())
+            .await
+            .expect("an event from the rumqttc example")
+            .unwrap()
+    };
+    assert_eq!(next(&mut events).await, "connected");
+    srv.wait_state(&did, |v| v["state"]["power"] == true).await;
+    drop_and_readmit(&srv, &did).await;
+    // Dropped, refused while disabled, then back by itself.
+    assert!(next(&mut events).await.starts_with("disconnected"));
+    loop {
+        if next(&mut events).await == "connected" {
+            break;
+        }
+    }
+    srv.wait_state(&did, |v| v["online"] == true).await;
+    device.abort();
+    assert_eq!(
+        srv.metric(r#"rampart_auth_refusals_total{listener="mqtt_tls",reason="replayed"}"#)
+            .await,
+        0.0
     );
 }
