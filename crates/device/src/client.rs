@@ -38,7 +38,7 @@ use rampart_proto::topic;
 use serde_json::{Map, Value};
 use tokio::sync::Notify;
 
-use crate::command::{Ack, BadCommand, Command};
+use crate::command::{Ack, BadCommand, Command, Desired};
 use crate::{Error, Secret};
 
 /// Largest MQTT packet sent or accepted (a command may carry binary values).
@@ -196,6 +196,8 @@ pub enum Event {
     },
     /// A command to answer with [`DeviceClient::ack`].
     Command(Command),
+    /// The desired state still to apply (after a CONNECT); apply it and report the values.
+    Desired(Desired),
     /// A payload on the down topic that is not a valid command. When it has an id the
     /// client has already acked it with status `error`.
     BadCommand(BadCommand),
@@ -614,6 +616,9 @@ impl Driver {
                     on_down: true,
                     payload,
                 } => {
+                    if let Some(d) = Desired::parse(&payload) {
+                        return Some(Event::Desired(d));
+                    }
                     return Some(match Command::parse(&payload) {
                         Ok(c) => Event::Command(c),
                         Err(bad) => {

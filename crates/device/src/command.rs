@@ -49,6 +49,34 @@ pub enum Command {
     Action { id: String, action: Action },
 }
 
+/// The desired state the cloud still wants applied (`{"desired": {...}, "version"}`, no `id`),
+/// sent after a CONNECT while the device's reports differ from it. Not acknowledged: reporting the
+/// values takes them out of the cloud's delta.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Desired {
+    pub values: Map<String, Value>,
+    pub version: i64,
+}
+
+impl Desired {
+    /// The desired-state message, if `payload` is one (an object with `desired` and no `id`).
+    pub fn parse(payload: &[u8]) -> Option<Desired> {
+        let Ok(Value::Object(mut obj)) = serde_json::from_slice::<Value>(payload) else {
+            return None;
+        };
+        if obj.contains_key("id") {
+            return None;
+        }
+        let Some(Value::Object(values)) = obj.remove("desired") else {
+            return None;
+        };
+        Some(Desired {
+            values,
+            version: obj.get("version").and_then(Value::as_i64).unwrap_or(0),
+        })
+    }
+}
+
 /// A payload on the down topic that is not a valid command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadCommand {
@@ -94,6 +122,22 @@ impl Command {
             (None, Some(_)) => Err(bad(Some(&id), "action must be a string".into())),
             (None, None) => Err(bad(Some(&id), "neither set nor action".into())),
         }
+    }
+}
+
+#[cfg(test)]
+mod desired_tests {
+    use super::*;
+
+    #[test]
+    fn the_desired_message_is_told_apart_from_commands() {
+        let d = Desired::parse(br#"{"desired": {"power": true}, "version": 7}"#).unwrap();
+        assert_eq!(d.version, 7);
+        assert_eq!(d.values["power"], Value::Bool(true));
+        assert!(Desired::parse(br#"{"id": "c1", "set": {"power": true}}"#).is_none());
+        assert!(Desired::parse(br#"{"id": "c1", "desired": {"power": true}}"#).is_none());
+        assert!(Desired::parse(br#"{"desired": 3}"#).is_none());
+        assert!(Desired::parse(b"not json").is_none());
     }
 }
 

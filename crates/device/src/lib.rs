@@ -28,7 +28,7 @@ mod model;
 pub use client::{
     Backoff, ConnectOptions, DeviceClient, DeviceEvents, Event, Protocol, TlsSettings, Transport,
 };
-pub use command::{Ack, AckStatus, Action, BadCommand, Command};
+pub use command::{Ack, AckStatus, Action, BadCommand, Command, Desired};
 pub use error::Error;
 pub use register::{register, RegisterMode, RegisterParams, Registration};
 pub use secret::Secret;

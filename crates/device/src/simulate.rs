@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use crate::client::{
     Backoff, ConnectOptions, DeviceClient, Event, Protocol, TlsSettings, Transport,
 };
-use crate::command::{Ack, Action, Command};
+use crate::command::{Ack, Action, Command, Desired};
 use crate::model::SimModel;
 use crate::register::{register, RegisterMode, RegisterParams, Registration};
 use crate::{Error, Secret};
@@ -465,6 +465,7 @@ async fn device_task(
                         Counters::bump(&c.commands);
                         dev.handle(cmd);
                     }
+                    Event::Desired(d) => dev.apply_desired(d),
                     Event::BadCommand(bad) => {
                         if bad.id.is_some() {
                             Counters::bump(&c.commands);
@@ -511,6 +512,18 @@ impl SimDevice<'_> {
 
     fn ack(&mut self, ack: Ack) {
         self.count(self.client.ack(&ack), "ack");
+    }
+
+    /// Apply the cloud's desired state and report it, which clears the cloud's delta.
+    fn apply_desired(&mut self, d: Desired) {
+        tracing::debug!(did = %self.client.did(), version = d.version, "desired state");
+        match self.ctx.fleet.model.apply_set(&mut self.state, &d.values) {
+            Ok(()) => self.report(),
+            Err(msg) => {
+                Counters::bump(&self.ctx.counters.errors);
+                tracing::debug!(did = %self.client.did(), %msg, "desired state not applied");
+            }
+        }
     }
 
     fn handle(&mut self, cmd: Command) {

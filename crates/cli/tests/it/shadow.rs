@@ -512,3 +512,56 @@ async fn statuses_and_desired_states_survive_a_restart() {
     let msg = next_on(&mut el, &down).await;
     assert_eq!(msg, json!({"desired": {"level": 40}, "version": 1}));
 }
+
+/// The device SDK tells the desired state apart from commands (`Event::Desired`); a device that
+/// applies and reports it clears the delta.
+#[tokio::test]
+async fn the_device_sdk_receives_the_desired_state_and_clears_the_delta() {
+    use rampart_device::{ConnectOptions, DeviceClient, Event, Secret, TlsSettings, Transport};
+    let srv = Server::start_with(&[QUICK_RECONNECTS]).await;
+    let (_, did, secret) = srv.device().await;
+    let (s, v) = srv
+        .admin(
+            "PUT",
+            &format!("/v1/devices/{did}/desired"),
+            Some(json!({"power": true})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let tls = TlsSettings::from_ca_pem(&std::fs::read(srv.ca_path()).unwrap()).unwrap();
+    let opts = ConnectOptions::new(
+        format!("localhost:{}", srv.mqtt_tls),
+        did.clone(),
+        Secret::new(secret),
+        Transport::Tls(tls),
+    );
+    let (client, mut events) = DeviceClient::connect(opts).unwrap();
+    let desired = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        loop {
+            match events.next().await {
+                Some(Event::Desired(d)) => return d,
+                Some(Event::BadCommand(b)) => {
+                    panic!("the desired state read as a bad command: {b:?}")
+                }
+                Some(_) => {}
+                None => panic!("the client ended"),
+            }
+        }
+    })
+    .await
+    .expect("the desired state at connect");
+    assert_eq!(desired.values, *json!({"power": true}).as_object().unwrap());
+    // The event stream drives the connection: keep reading it.
+    let driver = tokio::spawn(async move { while events.next().await.is_some() {} });
+    client.report(&desired.values).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !shadow(&srv, &did).await["delta"]
+        .as_object()
+        .is_some_and(|d| d.is_empty())
+    {
+        assert!(std::time::Instant::now() < deadline, "the delta stayed");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    client.close();
+    driver.abort();
+}

@@ -30,6 +30,7 @@ struct Seen {
     disconnects_failed: u32,
     bad: Vec<Option<String>>,
     commands: Vec<Command>,
+    desired: Vec<i64>,
 }
 
 /// A device that reports on every connection, acks every command, reboots on `reboot`
@@ -48,6 +49,7 @@ async fn run_device(client: DeviceClient, mut events: rampart_device::DeviceEven
             Event::Disconnected { error: None, .. } => seen.disconnects_requested += 1,
             Event::Disconnected { error: Some(_), .. } => seen.disconnects_failed += 1,
             Event::BadCommand(b) => seen.bad.push(b.id),
+            Event::Desired(d) => seen.desired.push(d.version),
             Event::Command(c) => {
                 client.ack(&Ack::ok(c.id())).unwrap();
                 if matches!(
