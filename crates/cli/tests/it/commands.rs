@@ -183,16 +183,7 @@ async fn persistent_session_queues_commands_while_offline() {
     let down = format!("dev/{did}/down");
 
     // connect with a persistent session (clean session = 0), subscribe, go away
-    let (u, p) = creds(&did, &secret);
-    let mut o = v4_options(&srv, &did, &u, &p);
-    o.set_clean_session(false);
-    let (c, mut el) = rumqttc::AsyncClient::new(o, 10);
-    c.subscribe(&down, QoS::AtLeastOnce).await.unwrap();
-    v4_until(&mut el, |e| {
-        matches!(e, Ok(Event::Incoming(Packet::SubAck(_)))).then_some(())
-    })
-    .await;
-    disconnect_v4(&srv, &did, c, el).await;
+    park_persistent_session(&srv, &did, &secret).await;
 
     // a command while offline is queued in the session: 202
     let (s, v) = srv

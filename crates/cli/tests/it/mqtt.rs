@@ -21,7 +21,12 @@ fn server_disconnect(
     }
 }
 
-async fn v4_refusal(srv: &Server, client_id: &str, user: &str, pass: &str) -> ConnectReturnCode {
+pub(crate) async fn v4_refusal(
+    srv: &Server,
+    client_id: &str,
+    user: &str,
+    pass: &str,
+) -> ConnectReturnCode {
     let (_c, mut el) = rumqttc::AsyncClient::new(v4_options(srv, client_id, user, pass), 10);
     v4_until(&mut el, |e| match e {
         Err(ConnectionError::ConnectionRefused(code)) => Some(code),

@@ -1,19 +1,10 @@
 //! Refused credentials: the caller hears the uniform answer, the operator's log names the exact
 //! check that failed, and `rampart_auth_refusals_total{listener,reason}` counts it.
 
+use crate::mqtt::v4_refusal;
 use crate::support::*;
-use rumqttc::{ConnectReturnCode, ConnectionError, Event, Packet};
+use rumqttc::{ConnectReturnCode, Event, Packet};
 use serde_json::json;
-
-async fn v4_refusal(srv: &Server, client_id: &str, user: &str, pass: &str) -> ConnectReturnCode {
-    let (_c, mut el) = rumqttc::AsyncClient::new(v4_options(srv, client_id, user, pass), 10);
-    v4_until(&mut el, |e| match e {
-        Err(ConnectionError::ConnectionRefused(code)) => Some(code),
-        Ok(Event::Incoming(Packet::ConnAck(_))) => panic!("connection accepted"),
-        _ => None,
-    })
-    .await
-}
 
 fn refusals(listener: &str, reason: &str) -> String {
     format!(r#"rampart_auth_refusals_total{{listener="{listener}",reason="{reason}"}}"#)

@@ -92,16 +92,7 @@ async fn a_queued_command_is_sent_on_resume_and_expires_without_an_ack() {
     let path = format!("/v1/devices/{did}/commands");
     let down = format!("dev/{did}/down");
 
-    let (u, p) = creds(&did, &secret);
-    let mut o = v4_options(&srv, &did, &u, &p);
-    o.set_clean_session(false);
-    let (c, mut el) = rumqttc::AsyncClient::new(o, 10);
-    c.subscribe(&down, QoS::AtLeastOnce).await.unwrap();
-    v4_until(&mut el, |e| {
-        matches!(e, Ok(Event::Incoming(Packet::SubAck(_)))).then_some(())
-    })
-    .await;
-    disconnect_v4(&srv, &did, c, el).await;
+    park_persistent_session(&srv, &did, &secret).await;
 
     let (s, v) = srv
         .admin("POST", &path, Some(json!({"set": {"power": true}})))

@@ -843,3 +843,20 @@ pub async fn disconnect_v4(
     .await;
     srv.wait_state(did, |v| v["online"] == false).await;
 }
+
+/// Connect `did` with a persistent session (MQTT 3.1.1, clean session 0), subscribe to its down
+/// topic and leave: commands sent now queue in the parked session.
+pub async fn park_persistent_session(srv: &Server, did: &str, secret: &str) {
+    let (u, p) = creds(did, secret);
+    let mut o = v4_options(srv, did, &u, &p);
+    o.set_clean_session(false);
+    let (c, mut el) = rumqttc::AsyncClient::new(o, 10);
+    c.subscribe(format!("dev/{did}/down"), rumqttc::QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    v4_until(&mut el, |e| {
+        matches!(e, Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_)))).then_some(())
+    })
+    .await;
+    disconnect_v4(srv, did, c, el).await;
+}

@@ -241,6 +241,20 @@ impl Run<'_> {
 }
 
 impl Core {
+    /// A device's row and its product; `NotFound` for an unknown device.
+    pub(crate) async fn device_and_product(
+        &self,
+        did: &str,
+    ) -> Result<(rampart_store::DeviceRow, Arc<ProductInfo>)> {
+        let row = self
+            .store()
+            .get_device(did)
+            .await?
+            .ok_or(Error::NotFound("device"))?;
+        let product = self.product(&row.product_key).await?;
+        Ok((row, product))
+    }
+
     /// Check an MQTT CONNECT's client id, username and password. `listener` names the listener
     /// it arrived on (for the operator's log and the refusal count), `tls` whether it speaks TLS.
     pub async fn authenticate_device(
@@ -736,12 +750,7 @@ impl Core {
         actor: &Actor,
         source_ip: Option<String>,
     ) -> Result<CommandOutcome> {
-        let row = self
-            .store()
-            .get_device(did)
-            .await?
-            .ok_or(Error::NotFound("device"))?;
-        let product = self.product(&row.product_key).await?;
+        let (_, product) = self.device_and_product(did).await?;
         if req.desired && req.set.is_none() {
             return Err(Error::Invalid("`desired` needs `set`".into()));
         }

@@ -194,12 +194,7 @@ impl Core {
     /// by one when anything changed; a change of the delta is announced as a `Delta` event.
     /// The caller's right to control the device is checked by the caller.
     pub async fn merge_desired(&self, did: &str, changes: &Values) -> Result<ShadowView> {
-        let row = self
-            .store()
-            .get_device(did)
-            .await?
-            .ok_or(Error::NotFound("device"))?;
-        let product = self.product(&row.product_key).await?;
+        let (row, product) = self.device_and_product(did).await?;
         let set: Values = changes
             .iter()
             .filter(|(_, v)| !v.is_null())
