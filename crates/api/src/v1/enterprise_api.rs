@@ -186,7 +186,8 @@ async fn command(
 #[utoipa::path(get, path = "/v1/enterprise/devices/{did}/commands/{command_id}", tag = "enterprise api",
     summary = "A command's status (scope `control`)",
     description = "As `GET /v1/devices/{did}/commands/{id}`: `queued`, `sent`, `ok`, `error` or \
-        `expired`; an unknown id, or another device's, is 404.",
+        `expired`; an unknown id, or another device's, is 404. Audited \
+        (`enterprise.command_status`).",
     responses((status = 200, description = "the command's status", body = CommandStatus),
         ReadErrors),
     security(("access_key" = [])))]
@@ -196,5 +197,13 @@ async fn command_status(
     k: EnterpriseKey,
 ) -> Result<Json<CommandStatus>, Error> {
     let (did, _) = key_device(&s, &k, &did, Scope::Control).await?;
-    Ok(Json(command_status_of(&s, did.as_str(), &id).await?))
+    let status = command_status_of(&s, did.as_str(), &id).await?;
+    s.core
+        .audit_key_access(
+            &k.key,
+            action::ENTERPRISE_COMMAND_STATUS,
+            format!("device:{did} command:{}", id),
+        )
+        .await;
+    Ok(Json(status))
 }

@@ -426,6 +426,19 @@ async fn an_access_key_looks_a_command_up_with_the_control_scope() {
     let elsewhere = format!("/v1/enterprise/devices/{other}/commands/{id}");
     let (s, v) = signed(&srv, &control, "GET", &elsewhere, None).await;
     assert_error(s, &v, 404, "NOT_FOUND");
+    // The lookup that answered is audited under the key.
+    let url = format!("sqlite://{}", srv.data().join("rampart.db").display());
+    let store = rampart_store::Store::open(&url).await.unwrap();
+    let rows = store
+        .list_audit(Some("enterprise.command_status"), 10)
+        .await
+        .unwrap();
+    store.close().await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        rows[0].target.as_deref(),
+        Some(format!("device:{did} command:{id}").as_str())
+    );
 }
 
 /// A change of the delta reaches the operator event stream as `device_delta`.

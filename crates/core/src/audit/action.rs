@@ -62,6 +62,7 @@ pub const DEVICE_UNBIND_ALL: &str = "device.unbind_all";
 
 pub const ENTERPRISE_ACCESS: &str = "enterprise.access";
 pub const ENTERPRISE_CREATE: &str = "enterprise.create";
+pub const ENTERPRISE_COMMAND_STATUS: &str = "enterprise.command_status";
 pub const ENTERPRISE_DEVICE_ACCESS: &str = "enterprise.device_access";
 pub const ENTERPRISE_DEVICE_HISTORY: &str = "enterprise.device_history";
 pub const ENTERPRISE_DEVICE_LIST: &str = "enterprise.device_list";
