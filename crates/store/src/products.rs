@@ -86,6 +86,22 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Replace a product's identity modes; false for an unknown product.
+    pub async fn set_product_identity(
+        &self,
+        product_key: &str,
+        dynamic_registration: bool,
+        allowlist: bool,
+        static_password: bool,
+    ) -> Result<bool> {
+        let sql =
+            "UPDATE products SET dynamic_registration = $1, allowlist = $2, static_password = $3 \
+                   WHERE product_key = $4";
+        let n = with_db!(self, p => sqlx::query(sql).bind(dynamic_registration).bind(allowlist)
+            .bind(static_password).bind(product_key).execute(p).await?.rows_affected());
+        Ok(n == 1)
+    }
+
     /// Add hardware ids to a product's allowlist; returns how many were new.
     pub async fn allowlist_add(&self, product_key: &str, ids: &[String], now: i64) -> Result<u64> {
         let sql =

@@ -31,6 +31,7 @@ pub(crate) fn routes() -> ApiRouter {
         .routes(routes!(allowlist_upload))
         .routes(routes!(product_secret))
         .routes(routes!(rotate_product_secret))
+        .routes(routes!(set_identity))
         .routes(routes!(factory_issue))
 }
 
@@ -132,6 +133,8 @@ crate::errors!(AllowlistErrors: Unauthorized, InvalidJson, PayloadTooLarge, Unsu
     InvalidRequest, Forbidden, NotFound, Internal);
 crate::errors!(UploadErrors: Unauthorized, PayloadTooLarge, UnsupportedMediaType,
     InvalidRequest, Forbidden, NotFound, Internal);
+crate::errors!(IdentityErrors: Unauthorized, InvalidJson, PayloadTooLarge, UnsupportedMediaType,
+    Forbidden, NotFound, Internal);
 
 /// `POST /v1/products`'s body: the product and, apart, its `owner`.
 fn new_product(mut v: Value) -> Result<(NewProduct, Option<OwnerSpec>), Error> {
@@ -385,6 +388,30 @@ async fn rotate_product_secret(
         product_key: pk.as_str().to_owned(),
         product_secret: secret.expose().to_owned(),
     }))
+}
+
+#[utoipa::path(put, path = "/v1/products/{product_key}/identity", tag = "products",
+    summary = "Replace a product's identity modes",
+    description = "Who may register (`dynamic_registration`, `allowlist`) and whether devices may \
+        connect with a static password over TLS (`static_password`). Every mode left out is \
+        false. CONNECTs from now on see the new modes; live sessions stay. Audited \
+        (`product.identity`).",
+    request_body = IdentityModes,
+    responses((status = 200, description = "the product", body = ProductView), IdentityErrors),
+    security(("admin" = []), ("developer" = [])))]
+async fn set_identity(
+    State(s): State<AppState>,
+    m: Manager,
+    addr: Addr,
+    Path(pk): Path<String>,
+    Body(modes): Body<rampart_core::device::products::IdentityModes>,
+) -> Result<Json<ProductView>, Error> {
+    let pk = parse_pk(&pk)?;
+    let p = s
+        .core
+        .set_product_identity(&m.caller(), pk.as_str(), modes, client_ip(&addr))
+        .await?;
+    Ok(Json(ProductView::from(&*p)))
 }
 
 /// Largest factory batch issued through the API (the CLI issues larger ones).

@@ -249,3 +249,60 @@ async fn rumqttc_example_signs_a_fresh_password_for_every_reconnect() {
         0.0
     );
 }
+
+/// An existing product opts in later: `PUT /v1/products/{key}/identity`; the next CONNECT with a
+/// static password is accepted. Audited.
+#[tokio::test]
+async fn static_passwords_can_be_turned_on_for_an_existing_product() {
+    let srv = Server::start_with(&[QUICK_RECONNECTS]).await;
+    let (pk, ps) = static_product(&srv, false).await;
+    let (did, secret, _) = srv.register(&pk, &ps, "plug-0003").await;
+    let connack = async || {
+        let (_c, mut el) = rumqttc::AsyncClient::new(v4_options(&srv, &did, &did, &secret), 10);
+        v4_until(&mut el, |e| match e {
+            Err(rumqttc::ConnectionError::ConnectionRefused(code)) => Some(Err(code)),
+            Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => Some(Ok(())),
+            _ => None,
+        })
+        .await
+    };
+    assert_eq!(
+        connack().await,
+        Err(rumqttc::ConnectReturnCode::NotAuthorized)
+    );
+    let path = format!("/v1/products/{pk}/identity");
+    let (s, v) = srv
+        .admin(
+            "PUT",
+            &path,
+            Some(json!({"dynamic_registration": true, "static_password": true})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        v["identity"],
+        json!({"dynamic_registration": true, "allowlist": false, "static_password": true})
+    );
+    assert_eq!(connack().await, Ok(()));
+    // Bad input and unknown products get our errors.
+    let (s, v) = srv
+        .admin("PUT", &path, Some(json!({"static_passwords": true})))
+        .await;
+    assert_error(s, &v, 400, "INVALID_JSON");
+    let (s, v) = srv
+        .admin(
+            "PUT",
+            "/v1/products/nosuchproduct000/identity",
+            Some(json!({})),
+        )
+        .await;
+    assert_error(s, &v, 404, "NOT_FOUND");
+    let url = format!("sqlite://{}", srv.data().join("rampart.db").display());
+    let store = rampart_store::Store::open(&url).await.unwrap();
+    let rows = store
+        .list_audit(Some("product.identity"), 10)
+        .await
+        .unwrap();
+    store.close().await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+}

@@ -622,6 +622,44 @@ impl Core {
         self.audit(ev).await;
         Ok(secret)
     }
+
+    /// Replace a product's identity modes (who may register, and whether its devices may use a
+    /// static password). CONNECTs from now on see the new modes; live sessions are left alone.
+    /// Audited (`product.identity`).
+    pub async fn set_product_identity(
+        &self,
+        caller: &Caller,
+        product_key: &str,
+        modes: crate::device::products::IdentityModes,
+        ip: Option<String>,
+    ) -> Result<std::sync::Arc<crate::device::products::ProductInfo>> {
+        self.authorize_product(caller, product_key, Act::Manage)
+            .await?;
+        if !self
+            .store()
+            .set_product_identity(
+                product_key,
+                modes.dynamic_registration,
+                modes.allowlist,
+                modes.static_password,
+            )
+            .await?
+        {
+            return Err(Error::NotFound("product"));
+        }
+        self.forget_product(product_key);
+        let mut ev = AuditEvent::new(&caller.actor(), action::PRODUCT_IDENTITY, "ok")
+            .target(format!("product:{product_key}"))
+            .detail(format!(
+                "dynamic_registration={} allowlist={} static_password={}",
+                modes.dynamic_registration, modes.allowlist, modes.static_password
+            ));
+        if let Some(ip) = ip {
+            ev = ev.source_ip(ip);
+        }
+        self.audit(ev).await;
+        self.product(product_key).await
+    }
 }
 
 fn last_owner() -> Error {

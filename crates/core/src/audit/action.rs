@@ -94,6 +94,7 @@ pub const OAUTH_TOKEN_REUSE: &str = "oauth.token_reuse";
 
 pub const PRODUCT_ACCESS: &str = "product.access";
 pub const PRODUCT_CREATE: &str = "product.create";
+pub const PRODUCT_IDENTITY: &str = "product.identity";
 pub const PRODUCT_SECRET_READ: &str = "product.secret_read";
 pub const PRODUCT_SECRET_ROTATE: &str = "product.secret_rotate";
 

@@ -165,6 +165,13 @@ impl Core {
         Ok(info)
     }
 
+    /// Drop a product's cached info (it changed in the store).
+    pub(crate) fn forget_product(&self, product_key: &str) {
+        if let Ok(mut m) = self.inner.products.map.write() {
+            m.remove(product_key);
+        }
+    }
+
     pub async fn list_products(&self, offset: i64, limit: i64) -> Result<(Vec<ProductInfo>, i64)> {
         let (rows, total) = self.store().list_products(offset, limit).await?;
         Ok((
