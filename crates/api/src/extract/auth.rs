@@ -29,17 +29,17 @@ fn count_user(state: &AppState, user_id: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// Proof that the request carries the bootstrap admin token.
-pub(crate) struct Admin;
+/// Proof that the request carries an admin token (the bootstrap one or a named one), with the
+/// actor the audit log names for it.
+pub(crate) struct Admin(pub(crate) rampart_core::audit::Actor);
 
 impl FromRequestParts<AppState> for Admin {
     type Rejection = Error;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Admin, Error> {
         let token = bearer(parts).ok_or_else(Error::unauthorized)?;
-        if state.core.check_admin_token(token).await? {
-            Ok(Admin)
-        } else {
-            Err(Error::unauthorized())
+        match state.core.admin_token_actor(token).await? {
+            Some(actor) => Ok(Admin(actor)),
+            None => Err(Error::unauthorized()),
         }
     }
 }
@@ -60,7 +60,7 @@ impl FromRequestParts<AppState> for User {
 /// The administrator, an end user, a developer, or a third party acting for a user within its
 /// scopes (`roa_` tokens, see `crate::oauth`): device endpoints accept all four.
 pub(crate) enum Principal {
-    Admin,
+    Admin(rampart_core::audit::Actor),
     User(UserSession),
     OAuth(OAuthSession),
     Developer(rampart_core::identity::developers::DeveloperSession),
@@ -87,10 +87,9 @@ impl FromRequestParts<AppState> for Principal {
                 state.core.authenticate_developer(token).await?,
             ));
         }
-        if state.core.check_admin_token(token).await? {
-            Ok(Principal::Admin)
-        } else {
-            Err(Error::unauthorized())
+        match state.core.admin_token_actor(token).await? {
+            Some(actor) => Ok(Principal::Admin(actor)),
+            None => Err(Error::unauthorized()),
         }
     }
 }

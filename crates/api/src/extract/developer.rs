@@ -25,14 +25,15 @@ impl FromRequestParts<AppState> for Developer {
 /// The operator (bootstrap admin token) or a developer: the callers of manufacturer endpoints.
 /// End-user tokens are refused here (401), as before developers existed.
 pub(crate) enum Manager {
-    Operator,
+    /// An admin token, with its audit actor.
+    Operator(rampart_core::audit::Actor),
     Developer(DeveloperSession),
 }
 
 impl Manager {
     pub(crate) fn caller(&self) -> Caller {
         match self {
-            Manager::Operator => Caller::Operator,
+            Manager::Operator(a) => Caller::Operator(a.clone()),
             Manager::Developer(d) => Caller::Developer(d.developer_id.clone()),
         }
     }
@@ -47,10 +48,9 @@ impl FromRequestParts<AppState> for Manager {
                 state.core.authenticate_developer(token).await?,
             ));
         }
-        if state.core.check_admin_token(token).await? {
-            Ok(Manager::Operator)
-        } else {
-            Err(Error::unauthorized())
+        match state.core.admin_token_actor(token).await? {
+            Some(actor) => Ok(Manager::Operator(actor)),
+            None => Err(Error::unauthorized()),
         }
     }
 }

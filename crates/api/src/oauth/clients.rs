@@ -12,7 +12,6 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use rampart_core::audit::Actor;
 use rampart_core::federation::oauth::{ClientManager, ClientUpdate, NewClient};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -180,8 +179,8 @@ impl axum::extract::FromRequestParts<AppState> for ClientOwner {
     ) -> Result<ClientOwner, Error> {
         Ok(ClientOwner(
             match Manager::from_request_parts(parts, state).await? {
-                Manager::Operator => ClientManager {
-                    actor: Actor::admin(),
+                Manager::Operator(actor) => ClientManager {
+                    actor,
                     operator: true,
                 },
                 Manager::Developer(d) => ClientManager {

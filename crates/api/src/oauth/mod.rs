@@ -1096,7 +1096,7 @@ pub(crate) async fn list_bindings(
                 ),
             ))
         }
-        Principal::Admin | Principal::Developer(_) => return Err(Error::unauthorized()),
+        Principal::Admin(_) | Principal::Developer(_) => return Err(Error::unauthorized()),
     };
     let (page, limit) = q.resolve()?;
     let (rows, total) = s

@@ -15,7 +15,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use rampart_core::audit::Actor;
 use rampart_core::identity::accounts::{Identity, NewApp};
 use rampart_core::secret::Secret;
 use serde::Deserialize;
@@ -121,14 +120,11 @@ crate::errors!(ResetConfirmErrors: InvalidJson, PayloadTooLarge, UnsupportedMedi
     security(("admin" = [])))]
 pub(crate) async fn create_app(
     State(s): State<AppState>,
-    _: Admin,
+    Admin(actor): Admin,
     addr: Addr,
     Body(b): Body<NewApp>,
 ) -> Result<Response, Error> {
-    let created = s
-        .core
-        .create_app(b, &Actor::admin(), client_ip(&addr))
-        .await?;
+    let created = s.core.create_app(b, &actor, client_ip(&addr)).await?;
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 

@@ -174,9 +174,9 @@ async fn create_enterprise(
                 .create_enterprise(&d, &b.name, client_ip(&addr))
                 .await?
         }
-        Manager::Operator => {
+        Manager::Operator(actor) => {
             s.core
-                .operator_create_enterprise(&b.name, None, client_ip(&addr))
+                .operator_create_enterprise(&actor, &b.name, None, client_ip(&addr))
                 .await?
         }
     };

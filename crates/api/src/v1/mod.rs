@@ -88,7 +88,7 @@ pub(crate) async fn authorize(
     addr: &Option<Extension<ClientAddr>>,
 ) -> Result<Actor, Error> {
     match p {
-        Principal::Admin => Ok(Actor::admin()),
+        Principal::Admin(actor) => Ok(actor.clone()),
         Principal::Developer(d) => {
             let act = match need {
                 Need::Read => rampart_core::access::tenancy::Act::Read,

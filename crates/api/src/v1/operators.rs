@@ -60,13 +60,13 @@ crate::errors!(CreateEnterpriseErrors: Unauthorized, InvalidJson, PayloadTooLarg
     security(("admin" = [])))]
 async fn admin_create_developer(
     State(s): State<AppState>,
-    _: Admin,
+    Admin(actor): Admin,
     addr: Addr,
     Body(b): Body<SignUp>,
 ) -> Result<Response, Error> {
     let v = s
         .core
-        .operator_create_developer(&b.email, b.password, client_ip(&addr))
+        .operator_create_developer(&actor, &b.email, b.password, client_ip(&addr))
         .await?;
     Ok((StatusCode::CREATED, Json(DeveloperView::from(v))).into_response())
 }
@@ -116,13 +116,13 @@ async fn admin_get_developer(
     security(("admin" = [])))]
 async fn admin_suspend_developer(
     State(s): State<AppState>,
-    _: Admin,
+    Admin(actor): Admin,
     addr: Addr,
     Path(id): Path<String>,
 ) -> Result<Json<DeveloperView>, Error> {
     let v = s
         .core
-        .set_developer_suspended(&id, true, client_ip(&addr))
+        .set_developer_suspended(&actor, &id, true, client_ip(&addr))
         .await?;
     Ok(Json(DeveloperView::from(v)))
 }
@@ -133,13 +133,13 @@ async fn admin_suspend_developer(
     security(("admin" = [])))]
 async fn admin_unsuspend_developer(
     State(s): State<AppState>,
-    _: Admin,
+    Admin(actor): Admin,
     addr: Addr,
     Path(id): Path<String>,
 ) -> Result<Json<DeveloperView>, Error> {
     let v = s
         .core
-        .set_developer_suspended(&id, false, client_ip(&addr))
+        .set_developer_suspended(&actor, &id, false, client_ip(&addr))
         .await?;
     Ok(Json(DeveloperView::from(v)))
 }
@@ -159,13 +159,18 @@ pub(crate) struct AdminNewEnterprise {
     security(("admin" = [])))]
 async fn admin_create_enterprise(
     State(s): State<AppState>,
-    _: Admin,
+    Admin(actor): Admin,
     addr: Addr,
     Body(b): Body<AdminNewEnterprise>,
 ) -> Result<Response, Error> {
     let v = s
         .core
-        .operator_create_enterprise(&b.name, Some(&b.owner_developer_id), client_ip(&addr))
+        .operator_create_enterprise(
+            &actor,
+            &b.name,
+            Some(&b.owner_developer_id),
+            client_ip(&addr),
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(EnterpriseView::from(v))).into_response())
 }
@@ -176,13 +181,13 @@ async fn admin_create_enterprise(
     security(("admin" = [])))]
 async fn admin_suspend_enterprise(
     State(s): State<AppState>,
-    _: Admin,
+    Admin(actor): Admin,
     addr: Addr,
     Path(id): Path<String>,
 ) -> Result<Json<EnterpriseView>, Error> {
     let v = s
         .core
-        .set_enterprise_suspended(&id, true, client_ip(&addr))
+        .set_enterprise_suspended(&actor, &id, true, client_ip(&addr))
         .await?;
     Ok(Json(EnterpriseView::from(v)))
 }
@@ -193,13 +198,13 @@ async fn admin_suspend_enterprise(
     security(("admin" = [])))]
 async fn admin_unsuspend_enterprise(
     State(s): State<AppState>,
-    _: Admin,
+    Admin(actor): Admin,
     addr: Addr,
     Path(id): Path<String>,
 ) -> Result<Json<EnterpriseView>, Error> {
     let v = s
         .core
-        .set_enterprise_suspended(&id, false, client_ip(&addr))
+        .set_enterprise_suspended(&actor, &id, false, client_ip(&addr))
         .await?;
     Ok(Json(EnterpriseView::from(v)))
 }

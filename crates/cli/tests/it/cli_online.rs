@@ -367,6 +367,30 @@ async fn admin_tokens_create_list_revoke_and_recover() {
     assert_eq!(v["data"].as_array().unwrap().len(), 1, "{v}");
     assert!(v["data"][0].get("token_sha256").is_none(), "{v}");
 
+    // what a named token does is audited under its id, not as the bootstrap token
+    let (s, v) = srv
+        .call(
+            "POST",
+            "/v1/products",
+            Some(&token),
+            Some(json!({"name": "Named"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let body = json!({"email": "named@maker.example", "password": "velvet tundra oxide lantern"});
+    let (s, v) = srv
+        .call("POST", "/v1/admin/developers", Some(&token), Some(body))
+        .await;
+    assert_eq!(s, 201, "{v}");
+    for action in ["product.create", "developer.create"] {
+        let rows = audit_rows(srv.data(), action).await;
+        assert_eq!(
+            (rows[0].actor_kind.as_str(), rows[0].actor_id.as_str()),
+            ("admin", id.as_str()),
+            "{action}: {rows:?}"
+        );
+    }
+
     // a token made with a named token names it as its maker
     let o = run(
         &[

@@ -129,6 +129,7 @@ impl Core {
     /// owner) with no member yet: the operator then invites its owners.
     pub async fn operator_create_enterprise(
         &self,
+        actor: &Actor,
         name: &str,
         owner_developer_id: Option<&str>,
         ip: Option<String>,
@@ -156,16 +157,11 @@ impl Core {
             e => e.into(),
         })?;
         self.audit(
-            event(
-                &Actor::admin(),
-                action::ENTERPRISE_CREATE,
-                &row.enterprise_id,
-                &ip,
-            )
-            .detail(format!("owner={}", owner_developer_id.unwrap_or("none"))),
+            event(actor, action::ENTERPRISE_CREATE, &row.enterprise_id, &ip)
+                .detail(format!("owner={}", owner_developer_id.unwrap_or("none"))),
         )
         .await;
-        self.enterprise_view(&Caller::Operator, &row.enterprise_id)
+        self.enterprise_view(&Caller::operator(), &row.enterprise_id)
             .await
     }
 
@@ -191,7 +187,7 @@ impl Core {
     pub async fn enterprise_view(&self, caller: &Caller, id: &str) -> Result<EnterpriseView> {
         let standing = self.enterprise_standing(caller, id).await?;
         let role = match (caller, standing) {
-            (Caller::Operator, _) => None,
+            (Caller::Operator(_), _) => None,
             (_, crate::access::tenancy::Standing::Member(r)) => Some(r),
             (Caller::Developer(d), crate::access::tenancy::Standing::SuspendedMember) => self
                 .store()
@@ -255,7 +251,7 @@ impl Core {
         }
         let invite_id = format!("inv_{}", random_hex(16));
         let by = match caller {
-            Caller::Operator => "operator".to_owned(),
+            Caller::Operator(_) => "operator".to_owned(),
             Caller::Developer(d) => d.clone(),
         };
         self.store()
@@ -457,6 +453,7 @@ impl Core {
     /// the devices keep working.
     pub async fn set_enterprise_suspended(
         &self,
+        actor: &Actor,
         id: &str,
         on: bool,
         ip: Option<String>,
@@ -471,8 +468,8 @@ impl Core {
         } else {
             action::ENTERPRISE_UNSUSPEND
         };
-        self.audit(event(&Actor::admin(), action, id, &ip)).await;
-        self.enterprise_view(&Caller::Operator, id).await
+        self.audit(event(actor, action, id, &ip)).await;
+        self.enterprise_view(&Caller::operator(), id).await
     }
 
     // ---- products of developers and enterprises ----
@@ -510,18 +507,18 @@ impl Core {
                 p.enterprise_id = Some(e);
                 None
             }
-            (Caller::Operator, None) => None,
-            (Caller::Operator, Some(OwnerSpec::Personal)) => {
+            (Caller::Operator(_), None) => None,
+            (Caller::Operator(_), Some(OwnerSpec::Personal)) => {
                 return Err(Error::Invalid(
                     "the operator has no personal space; omit `owner`".into(),
                 ))
             }
-            (Caller::Operator, Some(OwnerSpec::EnterpriseId(e))) => {
+            (Caller::Operator(_), Some(OwnerSpec::EnterpriseId(e))) => {
                 self.authorize_enterprise(caller, &e, Act::Manage).await?;
                 p.enterprise_id = Some(e);
                 None
             }
-            (Caller::Operator, Some(OwnerSpec::DeveloperId(d))) => {
+            (Caller::Operator(_), Some(OwnerSpec::DeveloperId(d))) => {
                 self.developer_view(&d).await?;
                 Some(d)
             }
@@ -553,7 +550,7 @@ impl Core {
         limit: i64,
     ) -> Result<(Vec<crate::device::products::ProductInfo>, i64)> {
         match caller {
-            Caller::Operator => self.list_products(offset, limit).await,
+            Caller::Operator(_) => self.list_products(offset, limit).await,
             Caller::Developer(d) => {
                 let (rows, total) = self
                     .store()
@@ -687,7 +684,7 @@ mod tests {
     }
 
     async fn developer(core: &Core, email: &str) -> DeveloperSession {
-        core.operator_create_developer(email, Secret::new(PW.into()), None)
+        core.operator_create_developer(&Actor::admin(), email, Secret::new(PW.into()), None)
             .await
             .unwrap();
         let pair = core
@@ -765,10 +762,10 @@ mod tests {
             Err(Error::NotFound("product"))
         ));
         core.totp_enrol(&owner, None).await.unwrap();
-        core.set_developer_suspended(&other.developer_id, true, None)
+        core.set_developer_suspended(&Actor::admin(), &other.developer_id, true, None)
             .await
             .unwrap();
-        core.set_enterprise_suspended(&ent, true, None)
+        core.set_enterprise_suspended(&Actor::admin(), &ent, true, None)
             .await
             .unwrap();
         assert_eq!(

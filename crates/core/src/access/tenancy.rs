@@ -113,16 +113,21 @@ pub fn decide(standing: Standing, act: Act) -> Decision {
 /// Who is calling a manufacturer endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
-    /// The platform operator (bootstrap admin token).
-    Operator,
+    /// The platform operator (an admin token: the bootstrap one or a named one, as its actor).
+    Operator(Actor),
     /// A developer, by id.
     Developer(String),
 }
 
 impl Caller {
+    /// The operator acting through the bootstrap admin token (or the server itself).
+    pub fn operator() -> Caller {
+        Caller::Operator(Actor::admin())
+    }
+
     pub fn actor(&self) -> Actor {
         match self {
-            Caller::Operator => Actor::admin(),
+            Caller::Operator(a) => a.clone(),
             Caller::Developer(id) => developer_actor(id),
         }
     }
@@ -182,7 +187,7 @@ impl Core {
             .await?
             .ok_or(Error::NotFound("enterprise"))?;
         let dev = match caller {
-            Caller::Operator => return Ok(Standing::Operator),
+            Caller::Operator(_) => return Ok(Standing::Operator),
             Caller::Developer(d) => d,
         };
         let role = self
@@ -248,7 +253,7 @@ impl Core {
             .await?
             .ok_or(Error::NotFound("product"))?;
         let dev = match caller {
-            Caller::Operator => return Ok(Standing::Operator),
+            Caller::Operator(_) => return Ok(Standing::Operator),
             Caller::Developer(d) => d,
         };
         if owner.owner_developer_id.as_deref() == Some(dev.as_str()) {

@@ -373,6 +373,7 @@ impl Core {
     /// The operator creates an active developer account; returns its view.
     pub async fn operator_create_developer(
         &self,
+        actor: &Actor,
         email: &str,
         pw: Secret,
         ip: Option<String>,
@@ -381,8 +382,7 @@ impl Core {
         password::check(pw.expose(), who.email(), None)?;
         let id = self.insert_developer(&who, &pw, true).await?;
         self.audit(
-            event(&Actor::admin(), action::DEVELOPER_CREATE, "ok", &ip)
-                .target(format!("developer:{id}")),
+            event(actor, action::DEVELOPER_CREATE, "ok", &ip).target(format!("developer:{id}")),
         )
         .await;
         self.developer_view(&id).await
@@ -392,6 +392,7 @@ impl Core {
     /// developer's products and their devices keep working.
     pub async fn set_developer_suspended(
         &self,
+        actor: &Actor,
         developer_id: &str,
         on: bool,
         ip: Option<String>,
@@ -416,7 +417,7 @@ impl Core {
             action::DEVELOPER_UNSUSPEND
         };
         self.audit(
-            event(&Actor::admin(), action, "ok", &ip)
+            event(actor, action, "ok", &ip)
                 .target(format!("developer:{developer_id}"))
                 .detail(format!("sessions ended={ended}")),
         )

@@ -291,7 +291,7 @@ impl Core {
             }
         }
         let scopes = check_scopes(k.scopes)?;
-        if scopes.contains(&Scope::Metrics) && !matches!(caller, Caller::Operator) {
+        if scopes.contains(&Scope::Metrics) && !matches!(caller, Caller::Operator(_)) {
             return Err(Error::Forbidden(
                 "only the operator may grant the `metrics` scope (metrics cover every tenant)"
                     .into(),
