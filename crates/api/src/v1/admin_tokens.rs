@@ -3,33 +3,19 @@
 //! revocation is audited by `rampart_core::identity::admin_tokens`, which decides everything.
 
 use super::schemas::Millis;
-use crate::extract::{bearer, client_ip, Admin, Body};
+use crate::extract::{client_ip, Admin, Body};
 use crate::openapi::ApiRouter;
 use crate::{AppState, ClientAddr, Error};
-use axum::extract::{FromRequestParts, Path, State};
-use axum::http::request::Parts;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use rampart_core::audit::Actor;
 use rampart_core::identity::admin_tokens::{AdminTokenInfo, Minted};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::routes;
 
 type Addr = Option<Extension<ClientAddr>>;
-
-/// The administrator, as the audit log names them: which named token, or the bootstrap one.
-pub(crate) struct AdminActor(Actor);
-
-impl FromRequestParts<AppState> for AdminActor {
-    type Rejection = Error;
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<AdminActor, Error> {
-        Admin::from_request_parts(parts, state).await?;
-        let token = bearer(parts).ok_or_else(Error::unauthorized)?;
-        Ok(AdminActor(state.core.admin_actor(token).await?))
-    }
-}
 
 pub(crate) fn routes() -> ApiRouter {
     ApiRouter::new()
@@ -83,14 +69,8 @@ impl From<AdminTokenInfo> for AdminTokenView {
     "created_by": "admin:bootstrap", "created_at": 1765000000000_i64,
     "token": "rpa_0c1d2e4b5a693f9a0c1d2e4b5a693f9a0c1d2e4b9f0e"}))]
 pub(crate) struct CreatedAdminToken {
-    id: String,
-    name: String,
-    /// the token's last four characters
-    hint: String,
-    /// who made it
-    created_by: String,
-    #[schema(value_type = Millis)]
-    created_at: i64,
+    #[serde(flatten)]
+    info: AdminTokenView,
     /// the token, shown once; only its SHA-256 is kept
     token: String,
 }
@@ -109,7 +89,7 @@ pub(crate) struct AdminTokenList {
     security(("admin" = [])))]
 async fn create_admin_token(
     State(s): State<AppState>,
-    AdminActor(actor): AdminActor,
+    Admin(actor): Admin,
     addr: Addr,
     Body(b): Body<NewAdminToken>,
 ) -> Result<Response, Error> {
@@ -118,11 +98,7 @@ async fn create_admin_token(
         .create_admin_token(&b.name, &actor, Minted::Created, client_ip(&addr))
         .await?;
     let body = CreatedAdminToken {
-        id: info.id,
-        name: info.name,
-        hint: info.hint,
-        created_by: info.created_by,
-        created_at: info.created_at,
+        info: info.into(),
         token: token.expose().to_owned(),
     };
     Ok((StatusCode::CREATED, Json(body)).into_response())
@@ -157,7 +133,7 @@ async fn list_admin_tokens(
     security(("admin" = [])))]
 async fn revoke_admin_token(
     State(s): State<AppState>,
-    AdminActor(actor): AdminActor,
+    Admin(actor): Admin,
     addr: Addr,
     Path(id): Path<String>,
 ) -> Result<Json<AdminTokenView>, Error> {

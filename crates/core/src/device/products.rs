@@ -218,16 +218,18 @@ impl Core {
         }
     }
 
-    /// Constant-time check of a presented admin token: the bootstrap token, or a named one
+    /// Whether `token` is an admin token: the bootstrap token, or a named one
     /// (`crate::identity::admin_tokens`).
     pub async fn check_admin_token(&self, token: &str) -> Result<bool> {
+        Ok(self.admin_token_actor(token).await?.is_some())
+    }
+
+    /// Constant-time check of `token` against the bootstrap admin token's hash.
+    pub(crate) async fn is_bootstrap_admin_token(&self, token: &str) -> Result<bool> {
         let Some(stored) = self.store().get_setting("admin_token_sha256").await? else {
             return Ok(false);
         };
         let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(token.as_bytes()));
-        if subtle::ConstantTimeEq::ct_eq(hash.as_bytes(), stored.as_bytes()).into() {
-            return Ok(true);
-        }
-        self.check_named_admin_token(token).await
+        Ok(subtle::ConstantTimeEq::ct_eq(hash.as_bytes(), stored.as_bytes()).into())
     }
 }

@@ -268,17 +268,20 @@ impl Core {
     ) -> std::result::Result<DeviceAuth, ConnectRefusal> {
         let cred = username.and_then(Credential::parse);
         let limits = self.connect_limits();
-        let claimed: String = username
-            .and_then(|u| u.split('|').next())
-            .unwrap_or(client_id)
-            .chars()
-            .take(64)
-            .collect();
+        // The identity the CONNECT claims, for a refusal's log line and audit entry only.
+        let claimed = || -> String {
+            username
+                .and_then(|u| u.split('|').next())
+                .unwrap_or(client_id)
+                .chars()
+                .take(64)
+                .collect()
+        };
         // A device banned for a reconnect storm is refused first: no store read, no audit row.
         if let Some(c) = cred {
             if let Err(r) = limits.check_banned(c.did(), self.now_ms()) {
                 let why = RefusalReason::Limit(r.state.name);
-                auth_refusal::record(listener, &why, &claimed, Some(source_ip));
+                auth_refusal::record(listener, &why, &claimed(), Some(source_ip));
                 return Err(ConnectRefusal::Limited(Box::new(r)));
             }
         }
@@ -286,6 +289,7 @@ impl Core {
             .authenticate_inner(client_id, cred, password, tls, Run::Live)
             .await;
         if let Err((refusal, why)) = &res {
+            let claimed = claimed();
             auth_refusal::record(listener, why, &claimed, Some(source_ip));
             // At most `mqtt.limits.refusal_audit_per_ip` entries per address; the next entry
             // names the refusals left out.
@@ -312,7 +316,7 @@ impl Core {
         // nobody can use up or ban another's device with wrong passwords.
         if let Err(r) = limits.admit_device(dev.did.as_str(), self.now_ms()) {
             let why = RefusalReason::Limit(r.state.name);
-            auth_refusal::record(listener, &why, &claimed, Some(source_ip));
+            auth_refusal::record(listener, &why, &claimed(), Some(source_ip));
             return Err(ConnectRefusal::Limited(Box::new(r)));
         }
         Ok(dev)

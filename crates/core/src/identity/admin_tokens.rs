@@ -137,38 +137,22 @@ impl Core {
     }
 
     /// The audit actor of a presented admin token, `None` when it is none: the bootstrap token
-    /// (`admin:bootstrap`) or a named one (`admin:` and its id). Constant time for the bootstrap
-    /// token; a named one costs one store read.
+    /// (`admin:bootstrap`, compared in constant time) or a named one that is not revoked
+    /// (`admin:` and its id; one store read).
     pub async fn admin_token_actor(&self, token: &str) -> Result<Option<Actor>> {
-        if !self.check_admin_token(token).await? {
-            return Ok(None);
+        if self.is_bootstrap_admin_token(token).await? {
+            return Ok(Some(Actor::admin()));
         }
-        self.admin_actor(token).await.map(Some)
-    }
-
-    /// Who acts with an admin token, for the audit log: a named token by its id, else the
-    /// bootstrap token. Only for a token already accepted as an admin token.
-    pub async fn admin_actor(&self, token: &str) -> Result<Actor> {
-        if token.starts_with(PREFIX) {
-            if let Some(r) = self.store().admin_token_by_hash(&token_hash(token)).await? {
-                return Ok(Actor {
-                    kind: "admin",
-                    id: r.id,
-                });
-            }
-        }
-        Ok(Actor::admin())
-    }
-
-    /// Whether `token` is a named admin token that has not been revoked.
-    pub(crate) async fn check_named_admin_token(&self, token: &str) -> Result<bool> {
         if !token.starts_with(PREFIX) {
-            return Ok(false);
+            return Ok(None);
         }
         Ok(self
             .store()
             .admin_token_by_hash(&token_hash(token))
             .await?
-            .is_some())
+            .map(|r| Actor {
+                kind: "admin",
+                id: r.id,
+            }))
     }
 }
