@@ -186,15 +186,8 @@ async fn a_bad_webhook_ca_file_breaks_only_serve() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("not a Rampart data directory"), "{stderr}");
     assert!(!data.exists(), "a command made the data directory");
-    let mut first = Command::new(bin())
-        .args(["serve", "--http-listen", "127.0.0.1:0"])
-        .args([
-            "--mqtt-tls-listen",
-            "127.0.0.1:0",
-            "--mqtt-listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--events-listen", "127.0.0.1:0", "--data"])
+    let mut first = serve_on_free_ports()
+        .arg("--data")
         .arg(&data)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -221,15 +214,8 @@ async fn a_bad_webhook_ca_file_breaks_only_serve() {
     assert!(out.status.success(), "{stderr}");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["product_key"].as_str().unwrap().len(), 16);
-    let out = Command::new(bin())
-        .args(["serve", "--http-listen", "127.0.0.1:0"])
-        .args([
-            "--mqtt-tls-listen",
-            "127.0.0.1:0",
-            "--mqtt-listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--events-listen", "127.0.0.1:0", "--data"])
+    let out = serve_on_free_ports()
+        .arg("--data")
         .arg(&data)
         .env("RAMPART_WEBHOOKS__CA_FILE", "/nonexistent/ca.pem")
         .output()
@@ -500,15 +486,8 @@ async fn logs_written_to_a_file_are_plain_and_quiet_about_ip_sni() {
     let dir = tempfile::tempdir().unwrap();
     let log_path = dir.path().join("rampart.log");
     let data = dir.path().join("data");
-    let mut child = Command::new(bin())
-        .args(["serve", "--http-listen", "127.0.0.1:0"])
-        .args([
-            "--mqtt-tls-listen",
-            "127.0.0.1:0",
-            "--mqtt-listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--events-listen", "127.0.0.1:0", "--data"])
+    let mut child = serve_on_free_ports()
+        .arg("--data")
         .arg(&data)
         .env_remove("RUST_LOG") // the configured level (info) and its defaults
         .stdout(std::process::Stdio::null())

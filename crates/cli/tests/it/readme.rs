@@ -204,15 +204,7 @@ fn every_shell_block_of_the_readme_runs_and_answers_as_shown() {
     let dir = tempfile::tempdir().unwrap();
     let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
     let _server = Child(
-        Command::new(bin())
-            .args(["serve", "--http-listen", "127.0.0.1:0"])
-            .args([
-                "--mqtt-tls-listen",
-                "127.0.0.1:0",
-                "--mqtt-listen",
-                "127.0.0.1:0",
-            ])
-            .args(["--events-listen", "127.0.0.1:0"])
+        serve_on_free_ports()
             .current_dir(dir.path())
             .env("RAMPART_ADMIN_TOKEN", README_ADMIN_TOKEN)
             .env("RUST_LOG", "warn")

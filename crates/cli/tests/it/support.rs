@@ -110,6 +110,17 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_rampart")
 }
 
+/// `rampart serve` with every listener on a free port of 127.0.0.1 (the caller adds the data
+/// directory and the rest).
+pub fn serve_on_free_ports() -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.args(["serve", "--http-listen", "127.0.0.1:0"])
+        .args(["--mqtt-tls-listen", "127.0.0.1:0"])
+        .args(["--mqtt-listen", "127.0.0.1:0"])
+        .args(["--events-listen", "127.0.0.1:0"]);
+    cmd
+}
+
 /// An app serving on a thread of its own (with its own runtime, as a process would have), so a
 /// test that blocks its own thread (a `mosquitto_pub` child, say) never stalls the server.
 struct AppThread {
@@ -395,22 +406,12 @@ impl Server {
     }
 
     async fn process_logged(dir: tempfile::TempDir, env: &[(&str, &str)], log: bool) -> Server {
-        let mut cmd = Command::new(bin());
-        cmd.args([
-            "serve",
-            "--mqtt-tls-listen",
-            "127.0.0.1:0",
-            "--mqtt-listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--data")
-        .arg(dir.path())
-        .env("RAMPART_ADMIN_TOKEN", ADMIN)
-        .env("RAMPART_EVENTS__LISTEN", "127.0.0.1:0")
-        .env("RUST_LOG", if log { "info" } else { "warn" })
-        .stdout(Stdio::null());
+        let mut cmd = serve_on_free_ports();
+        cmd.arg("--data")
+            .arg(dir.path())
+            .env("RAMPART_ADMIN_TOKEN", ADMIN)
+            .env("RUST_LOG", if log { "info" } else { "warn" })
+            .stdout(Stdio::null());
         if log {
             let file = std::fs::File::create(dir.path().join("server.log")).unwrap();
             cmd.stderr(file);
