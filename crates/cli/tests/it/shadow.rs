@@ -21,6 +21,22 @@ async fn shadow(srv: &Server, did: &str) -> Value {
 }
 
 /// The next publish on `topic`, as JSON.
+/// A QoS 1 report from `did`, once the server acknowledged it.
+async fn report_acked(
+    c: &rumqttc::AsyncClient,
+    el: &mut rumqttc::EventLoop,
+    did: &str,
+    body: &str,
+) {
+    c.publish(format!("dev/{did}/up"), QoS::AtLeastOnce, false, body)
+        .await
+        .unwrap();
+    v4_until(el, |e| {
+        matches!(e, Ok(Event::Incoming(Packet::PubAck(_)))).then_some(())
+    })
+    .await;
+}
+
 async fn next_on(el: &mut rumqttc::EventLoop, topic: &str) -> Value {
     v4_until(el, |e| match e {
         Ok(Event::Incoming(Packet::Publish(p))) if p.topic == topic => {
@@ -264,18 +280,7 @@ async fn the_delta_is_told_to_the_device_at_connect() {
         json!({"desired": {"power": true, "level": 20}, "version": 1})
     );
     // Half of it applied.
-    c.publish(
-        format!("dev/{did}/up"),
-        QoS::AtLeastOnce,
-        false,
-        r#"{"power":true}"#,
-    )
-    .await
-    .unwrap();
-    v4_until(&mut el, |e| {
-        matches!(e, Ok(Event::Incoming(Packet::PubAck(_)))).then_some(())
-    })
-    .await;
+    report_acked(&c, &mut el, &did, r#"{"power":true}"#).await;
     disconnect_v4(&srv, &did, c, el).await;
 
     // A resumed session gets what is left without subscribing again.
@@ -285,18 +290,7 @@ async fn the_delta_is_told_to_the_device_at_connect() {
     let (c, mut el) = rumqttc::AsyncClient::new(o, 10);
     let msg = next_on(&mut el, &down).await;
     assert_eq!(msg, json!({"desired": {"level": 20}, "version": 1}));
-    c.publish(
-        format!("dev/{did}/up"),
-        QoS::AtLeastOnce,
-        false,
-        r#"{"level":20}"#,
-    )
-    .await
-    .unwrap();
-    v4_until(&mut el, |e| {
-        matches!(e, Ok(Event::Incoming(Packet::PubAck(_)))).then_some(())
-    })
-    .await;
+    report_acked(&c, &mut el, &did, r#"{"level":20}"#).await;
     disconnect_v4(&srv, &did, c, el).await;
 
     // Nothing left: the first message after connecting is the next command, not a delta.

@@ -7,7 +7,7 @@
 #[allow(dead_code)]
 mod rumqttc_device;
 
-use crate::mqtt::raw;
+use crate::mqtt::{raw, v4_refusal};
 use crate::mqtt_conformance::paho_python;
 use crate::support::*;
 use serde_json::{json, Value};
@@ -184,25 +184,19 @@ async fn a_static_password_connects_stock_firmware_where_the_product_allows_it()
         1.0
     );
     // A wrong static password: the uniform bad-credentials answer.
-    let (_c, mut el) = rumqttc::AsyncClient::new(v4_options(&srv, &did, &did, "wrong"), 10);
-    let code = v4_until(&mut el, |e| match e {
-        Err(rumqttc::ConnectionError::ConnectionRefused(code)) => Some(code),
-        _ => None,
-    })
-    .await;
-    assert_eq!(code, rumqttc::ConnectReturnCode::BadUserNamePassword);
+    assert_eq!(
+        v4_refusal(&srv, &did, &did, "wrong").await,
+        rumqttc::ConnectReturnCode::BadUserNamePassword
+    );
     assert_eq!(srv.metric(&refusals("mqtt_tls", "wrong_secret")).await, 1.0);
 
     // A product without the opt-in refuses its devices' static passwords, even over TLS.
     let (pk, ps) = static_product(&srv, false).await;
     let (did, secret, _) = srv.register(&pk, &ps, "plug-0002").await;
-    let (_c, mut el) = rumqttc::AsyncClient::new(v4_options(&srv, &did, &did, &secret), 10);
-    let code = v4_until(&mut el, |e| match e {
-        Err(rumqttc::ConnectionError::ConnectionRefused(code)) => Some(code),
-        _ => None,
-    })
-    .await;
-    assert_eq!(code, rumqttc::ConnectReturnCode::NotAuthorized);
+    assert_eq!(
+        v4_refusal(&srv, &did, &did, &secret).await,
+        rumqttc::ConnectReturnCode::NotAuthorized
+    );
     assert_eq!(
         srv.metric(&refusals("mqtt_tls", "static_password_off"))
             .await,
