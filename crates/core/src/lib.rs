@@ -418,9 +418,10 @@ pub(crate) mod test_support {
                 product_key: "pk".into(),
                 name: "p".into(),
                 secret_enc: vec![0],
-                dynamic_registration: false,
-                allowlist: false,
-                static_password: false,
+                identity: rampart_store::IdentityFlags {
+                    dynamic_registration: false,
+                    ..Default::default()
+                },
                 report_limit_per_min: 60,
                 model: model.into(),
                 enterprise_id: None,

@@ -21,9 +21,10 @@ fn product() -> ProductRow {
         product_key: PRODUCT.into(),
         name: "bench".into(),
         secret_enc: vec![0; 44],
-        dynamic_registration: true,
-        allowlist: false,
-        static_password: false,
+        identity: rampart_store::IdentityFlags {
+            dynamic_registration: true,
+            ..Default::default()
+        },
         report_limit_per_min: 600,
         model:
             r#"[{"name":"power","type":"bool"},{"name":"temp","type":"float","min":-40,"max":85}]"#

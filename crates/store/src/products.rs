@@ -9,15 +9,26 @@ pub struct ProductRow {
     pub product_key: String,
     pub name: String,
     pub secret_enc: Vec<u8>,
-    pub dynamic_registration: bool,
-    pub allowlist: bool,
-    /// Devices may connect with their secret as a static password (TLS listeners only).
-    pub static_password: bool,
+    #[sqlx(flatten)]
+    pub identity: IdentityFlags,
     pub report_limit_per_min: i64,
     /// The data-point list as JSON.
     pub model: String,
     pub enterprise_id: Option<String>,
     pub created_at: i64,
+}
+
+/// The ways a product's devices may prove who they are, one column each. What each means is
+/// decided in `rampart-core` (`device::products::IdentityModes`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct IdentityFlags {
+    pub dynamic_registration: bool,
+    pub allowlist: bool,
+    pub static_password: bool,
+    pub x509: bool,
+    pub x509_jit: bool,
+    pub allow_rsa1024: bool,
+    pub secure_session: bool,
 }
 
 /// Who owns a product: an enterprise, a developer personally, or neither (the operator).
@@ -29,15 +40,7 @@ pub struct ProductOwnerRow {
 
 impl Store {
     pub async fn insert_product(&self, r: &ProductRow) -> Result<()> {
-        let sql = "INSERT INTO products (product_key, name, secret_enc, dynamic_registration, allowlist, \
-                   report_limit_per_min, model, enterprise_id, created_at, static_password) \
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
-        with_db!(self, p => sqlx::query(sql)
-            .bind(&r.product_key).bind(&r.name).bind(&r.secret_enc).bind(r.dynamic_registration)
-            .bind(r.allowlist).bind(r.report_limit_per_min).bind(&r.model).bind(&r.enterprise_id)
-            .bind(r.created_at).bind(r.static_password)
-            .execute(p).await.map_err(map_conflict)?.rows_affected());
-        Ok(())
+        self.insert_owned_product(r, None).await
     }
 
     /// Insert a product owned by a developer personally (`products.owner_developer_id`), or by
@@ -49,12 +52,14 @@ impl Store {
     ) -> Result<()> {
         let sql = "INSERT INTO products (product_key, name, secret_enc, dynamic_registration, allowlist, \
                    report_limit_per_min, model, enterprise_id, created_at, owner_developer_id, \
-                   static_password) \
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+                   static_password, x509, x509_jit, allow_rsa1024, secure_session) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
+        let i = &r.identity;
         with_db!(self, p => sqlx::query(sql)
-            .bind(&r.product_key).bind(&r.name).bind(&r.secret_enc).bind(r.dynamic_registration)
-            .bind(r.allowlist).bind(r.report_limit_per_min).bind(&r.model).bind(&r.enterprise_id)
-            .bind(r.created_at).bind(developer_id).bind(r.static_password)
+            .bind(&r.product_key).bind(&r.name).bind(&r.secret_enc).bind(i.dynamic_registration)
+            .bind(i.allowlist).bind(r.report_limit_per_min).bind(&r.model).bind(&r.enterprise_id)
+            .bind(r.created_at).bind(developer_id).bind(i.static_password).bind(i.x509)
+            .bind(i.x509_jit).bind(i.allow_rsa1024).bind(i.secure_session)
             .execute(p).await.map_err(map_conflict)?.rows_affected());
         Ok(())
     }
@@ -87,18 +92,13 @@ impl Store {
     }
 
     /// Replace a product's identity modes; false for an unknown product.
-    pub async fn set_product_identity(
-        &self,
-        product_key: &str,
-        dynamic_registration: bool,
-        allowlist: bool,
-        static_password: bool,
-    ) -> Result<bool> {
-        let sql =
-            "UPDATE products SET dynamic_registration = $1, allowlist = $2, static_password = $3 \
-                   WHERE product_key = $4";
-        let n = with_db!(self, p => sqlx::query(sql).bind(dynamic_registration).bind(allowlist)
-            .bind(static_password).bind(product_key).execute(p).await?.rows_affected());
+    pub async fn set_product_identity(&self, product_key: &str, i: &IdentityFlags) -> Result<bool> {
+        let sql = "UPDATE products SET dynamic_registration = $1, allowlist = $2, \
+                   static_password = $3, x509 = $4, x509_jit = $5, allow_rsa1024 = $6, \
+                   secure_session = $7 WHERE product_key = $8";
+        let n = with_db!(self, p => sqlx::query(sql).bind(i.dynamic_registration).bind(i.allowlist)
+            .bind(i.static_password).bind(i.x509).bind(i.x509_jit).bind(i.allow_rsa1024)
+            .bind(i.secure_session).bind(product_key).execute(p).await?.rows_affected());
         Ok(n == 1)
     }
 

@@ -48,11 +48,19 @@ described!(
         "dynamic_registration": {"type": "boolean", "default": false},
         "allowlist": {"type": "boolean", "default": false},
         "static_password": {"type": "boolean", "default": false, "description":
-            "devices may also connect over TLS with username = did and password = device secret"}},
+            "devices may also connect over TLS with username = did and password = device secret"},
+        "x509": {"type": "boolean", "default": false, "description":
+            "devices may connect over TLS with a client certificate chained to one of the product's CAs"},
+        "x509_jit": {"type": "boolean", "default": false, "description":
+            "a certificate device is registered at its first connection (needs x509)"},
+        "allow_rsa1024": {"type": "boolean", "default": false, "description":
+            "RSA-1024 device certificates are accepted, each connection audited as weak (needs x509)"},
+        "secure_session": {"type": "boolean", "default": false, "description":
+            "devices may connect through the encrypted session layer on the plain-TCP listener"}},
         "example": real(rampart_core::device::products::IdentityModes {
             dynamic_registration: true,
             allowlist: true,
-            static_password: false,
+            ..Default::default()
         })})
 );
 

@@ -275,8 +275,14 @@ async fn static_passwords_can_be_turned_on_for_an_existing_product() {
     assert_eq!(s, 200, "{v}");
     assert_eq!(
         v["identity"],
-        json!({"dynamic_registration": true, "allowlist": false, "static_password": true})
+        json!({"dynamic_registration": true, "allowlist": false, "static_password": true,
+            "x509": false, "x509_jit": false, "allow_rsa1024": false, "secure_session": false})
     );
+    // A mode that needs another is refused with the reason.
+    let (s, v) = srv
+        .admin("PUT", &path, Some(json!({"x509_jit": true})))
+        .await;
+    assert_error(s, &v, 400, "INVALID_REQUEST");
     assert_eq!(connack().await, Ok(()));
     // Bad input and unknown products get our errors.
     let (s, v) = srv

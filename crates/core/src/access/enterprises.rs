@@ -632,14 +632,10 @@ impl Core {
     ) -> Result<std::sync::Arc<crate::device::products::ProductInfo>> {
         self.authorize_product(caller, product_key, Act::Manage)
             .await?;
+        modes.check()?;
         if !self
             .store()
-            .set_product_identity(
-                product_key,
-                modes.dynamic_registration,
-                modes.allowlist,
-                modes.static_password,
-            )
+            .set_product_identity(product_key, &modes.into())
             .await?
         {
             return Err(Error::NotFound("product"));
@@ -647,10 +643,7 @@ impl Core {
         self.forget_product(product_key);
         let mut ev = AuditEvent::new(&caller.actor(), action::PRODUCT_IDENTITY, "ok")
             .target(format!("product:{product_key}"))
-            .detail(format!(
-                "dynamic_registration={} allowlist={} static_password={}",
-                modes.dynamic_registration, modes.allowlist, modes.static_password
-            ));
+            .detail(format!("on={}", modes.describe()));
         if let Some(ip) = ip {
             ev = ev.source_ip(ip);
         }

@@ -25,6 +25,81 @@ pub struct IdentityModes {
     /// listeners only), for stock firmware that cannot sign a fresh password per connection.
     #[serde(default)]
     pub static_password: bool,
+    /// Devices may connect with an X.509 client certificate that chains to one of the
+    /// product's CAs, its subject CN being the device's hardware id.
+    #[serde(default)]
+    pub x509: bool,
+    /// A certificate device unknown to the product is registered at its first connection
+    /// (just in time); the allowlist still applies when `allowlist` is on.
+    #[serde(default)]
+    pub x509_jit: bool,
+    /// Certificates with RSA-1024 keys are accepted (each such connection audited as weak).
+    #[serde(default)]
+    pub allow_rsa1024: bool,
+    /// Devices may connect through the encrypted session layer on the plain-TCP listener.
+    #[serde(default)]
+    pub secure_session: bool,
+}
+
+impl From<rampart_store::IdentityFlags> for IdentityModes {
+    fn from(f: rampart_store::IdentityFlags) -> Self {
+        IdentityModes {
+            dynamic_registration: f.dynamic_registration,
+            allowlist: f.allowlist,
+            static_password: f.static_password,
+            x509: f.x509,
+            x509_jit: f.x509_jit,
+            allow_rsa1024: f.allow_rsa1024,
+            secure_session: f.secure_session,
+        }
+    }
+}
+
+impl From<IdentityModes> for rampart_store::IdentityFlags {
+    fn from(m: IdentityModes) -> Self {
+        rampart_store::IdentityFlags {
+            dynamic_registration: m.dynamic_registration,
+            allowlist: m.allowlist,
+            static_password: m.static_password,
+            x509: m.x509,
+            x509_jit: m.x509_jit,
+            allow_rsa1024: m.allow_rsa1024,
+            secure_session: m.secure_session,
+        }
+    }
+}
+
+impl IdentityModes {
+    /// Modes that make no sense together.
+    pub fn check(&self) -> Result<()> {
+        if (self.x509_jit || self.allow_rsa1024) && !self.x509 {
+            return Err(Error::Invalid(
+                "identity.x509_jit and identity.allow_rsa1024 need identity.x509".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The modes as an audit detail: the names of those that are on.
+    pub fn describe(&self) -> String {
+        let on: Vec<&str> = [
+            ("dynamic_registration", self.dynamic_registration),
+            ("allowlist", self.allowlist),
+            ("static_password", self.static_password),
+            ("x509", self.x509),
+            ("x509_jit", self.x509_jit),
+            ("allow_rsa1024", self.allow_rsa1024),
+            ("secure_session", self.secure_session),
+        ]
+        .into_iter()
+        .filter_map(|(n, on)| on.then_some(n))
+        .collect();
+        if on.is_empty() {
+            "none".into()
+        } else {
+            on.join(",")
+        }
+    }
 }
 
 /// A product definition as submitted (API body, CLI model file).
@@ -79,11 +154,7 @@ fn info_from_row(r: ProductRow) -> Result<ProductInfo> {
         datapoints: Model::new(points)?,
         product_key: r.product_key,
         name: r.name,
-        identity: IdentityModes {
-            dynamic_registration: r.dynamic_registration,
-            allowlist: r.allowlist,
-            static_password: r.static_password,
-        },
+        identity: r.identity.into(),
         report_limit_per_min: r.report_limit_per_min,
         enterprise_id: r.enterprise_id,
         created_at: r.created_at,
@@ -113,6 +184,7 @@ impl Core {
                 "report_limit_per_min must be 1..=60000".into(),
             ));
         }
+        p.identity.check()?;
         let model = Model::new(p.datapoints)?;
         let product_key = random_from(KEY_ALPHABET, 16);
         let secret = Secret::new(random_hex(16));
@@ -123,9 +195,7 @@ impl Core {
                 Place::new(col::PRODUCT_SECRET, &product_key),
                 secret.expose().as_bytes(),
             ),
-            dynamic_registration: p.identity.dynamic_registration,
-            allowlist: p.identity.allowlist,
-            static_password: p.identity.static_password,
+            identity: p.identity.into(),
             report_limit_per_min: p.report_limit_per_min,
             model: serde_json::to_string(&model).map_err(|e| Error::Internal(e.to_string()))?,
             enterprise_id: p.enterprise_id,

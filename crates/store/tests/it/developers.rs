@@ -27,9 +27,10 @@ pub(crate) fn owned_product(pk: &str, enterprise: Option<&str>) -> ProductRow {
         product_key: pk.into(),
         name: "p".into(),
         secret_enc: vec![1],
-        dynamic_registration: true,
-        allowlist: false,
-        static_password: false,
+        identity: rampart_store::IdentityFlags {
+            dynamic_registration: true,
+            ..Default::default()
+        },
         report_limit_per_min: 60,
         model: "[]".into(),
         enterprise_id: enterprise.map(Into::into),

@@ -395,9 +395,10 @@ fn product(pk: &str) -> ProductRow {
         product_key: pk.into(),
         name: "lamp".into(),
         secret_enc: vec![1, 2, 3],
-        dynamic_registration: true,
-        allowlist: false,
-        static_password: false,
+        identity: rampart_store::IdentityFlags {
+            dynamic_registration: true,
+            ..Default::default()
+        },
         report_limit_per_min: 60,
         model: "[]".into(),
         enterprise_id: None,
