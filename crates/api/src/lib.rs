@@ -23,7 +23,7 @@ mod v1;
 
 pub use error::{Error, ErrorCode};
 pub use event_stream::tcp::{serve_events, EventsTcpConfig};
-pub use server::{serve, serve_with, ClientAddr, HttpLimits};
+pub use server::{serve, serve_with, ClientAddr, ClientCert, HttpLimits};
 
 /// The event stream's parsers of client input, public for the fuzz targets (`fuzz/`): the TLS
 /// socket's line splitter, its `login_req`, and the messages of a logged-in session.
@@ -72,6 +72,7 @@ fn api() -> ApiRouter {
     ApiRouter::new()
         .merge(service::routes())
         .merge(v1::products::routes())
+        .merge(v1::certificates::routes())
         .merge(v1::devices::routes())
         .merge(v1::accounts::routes())
         .merge(v1::bindings::routes())

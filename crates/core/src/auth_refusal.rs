@@ -42,6 +42,9 @@ pub enum RefusalReason {
     /// The device already exists and the caller proved neither its secret nor an open
     /// re-provisioning window.
     AlreadyRegistered,
+    /// A client certificate that does not identify a device of the product: not issued by one
+    /// of its CAs, expired or not yet valid, revoked, a key too weak, no hardware id.
+    Certificate(&'static str),
     /// The server could not check (store error, unreadable sealed secret).
     Internal,
 }
@@ -61,6 +64,7 @@ impl RefusalReason {
             RefusalReason::StaticPasswordOff(_) => "static_password_off",
             RefusalReason::Limit(_) => "limit",
             RefusalReason::AlreadyRegistered => "already_registered",
+            RefusalReason::Certificate(_) => "certificate",
             RefusalReason::Internal => "internal",
         }
     }
@@ -126,6 +130,7 @@ impl fmt::Display for RefusalReason {
                 f,
                 "already registered (no proof of the device secret, no re-provisioning window)"
             ),
+            RefusalReason::Certificate(why) => write!(f, "client certificate refused: {why}"),
             RefusalReason::Internal => write!(f, "internal error while checking"),
         }
     }

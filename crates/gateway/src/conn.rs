@@ -26,6 +26,11 @@ pub(crate) trait Conn: AsyncRead + AsyncWrite + Unpin + Send {
         buf: &'a mut BytesMut,
     ) -> impl Future<Output = io::Result<usize>> + Send + 'a;
 
+    /// The certificate (DER) the client presented in the TLS handshake, if any.
+    fn peer_certificate(&self) -> Option<Vec<u8>> {
+        None
+    }
+
     /// Whether the stream keeps no state of its own, so an idle session can give up its socket
     /// to the idle pool.
     fn parkable(&self) -> bool {
@@ -74,6 +79,11 @@ impl Conn for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
     async fn read_some(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
         buf.reserve(1024);
         self.read_buf(buf).await
+    }
+
+    fn peer_certificate(&self) -> Option<Vec<u8>> {
+        let certs = self.get_ref().1.peer_certificates()?;
+        certs.first().map(|c| c.as_ref().to_vec())
     }
 }
 

@@ -532,6 +532,11 @@ impl Conn for LeanTlsStream {
             }
         }
     }
+
+    fn peer_certificate(&self) -> Option<Vec<u8>> {
+        let certs = self.inner.tls.peer_certificates()?;
+        certs.first().map(|c| c.as_ref().to_vec())
+    }
 }
 
 impl AsyncRead for LeanTlsStream {

@@ -16,6 +16,7 @@
 //! handles signals: those belong to the binary.
 
 mod app;
+mod client_cert;
 pub mod config;
 mod error;
 mod tls;

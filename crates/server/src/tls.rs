@@ -54,10 +54,12 @@ pub(crate) fn load_or_create(cfg: &Config, dir: &Path) -> Result<TlsFiles, Strin
             .ok_or_else(|| format!("{}: no private key", key_path.display()))?
     };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    // Devices may present a client certificate; `client_cert` says what is checked where.
+    let client_certs = Arc::new(crate::client_cert::AnyClientCert::new(&provider));
     let server_config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| e.to_string())?
-        .with_no_client_auth()
+        .with_client_cert_verifier(client_certs)
         .with_single_cert(certs, key)
         .map_err(|e| format!("TLS certificate/key: {e}"))?;
     Ok(TlsFiles {

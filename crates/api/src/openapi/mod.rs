@@ -211,6 +211,7 @@ fn path_param_meaning(name: &str) -> &'static str {
         "webhook_id" => "webhook id (`rwh_...`)",
         "letter_id" => "dead letter id",
         "command_id" => "command id, as the command's answer gave it",
+        "ca_id" => "CA certificate id (`ca_...`)",
         _ => "",
     }
 }

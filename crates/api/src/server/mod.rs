@@ -69,6 +69,12 @@ const HSTS: &str = "max-age=31536000; includeSubDomains";
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub SocketAddr);
 
+/// The certificate (DER) a client presented in the TLS handshake of its connection; set by
+/// [`serve`] on the requests of that connection. The handshake proved the client holds its key;
+/// what the certificate is worth is decided by whoever reads it.
+#[derive(Debug, Clone)]
+pub struct ClientCert(pub std::sync::Arc<[u8]>);
+
 /// Serve the API on an already-bound listener (HTTPS with `tls`) until `shutdown` resolves, with
 /// the default [`HttpLimits`].
 pub async fn serve(
@@ -117,9 +123,13 @@ pub async fn serve_with(
         tokio::spawn(async move {
             let _guard = guard;
             let hsts = tls.is_some();
-            let svc = hyper::service::service_fn(
-                move |mut req: hyper::Request<hyper::body::Incoming>| {
+            let svc = move |cert: Option<ClientCert>| {
+                let app = app.clone();
+                hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                     req.extensions_mut().insert(ClientAddr(peer));
+                    if let Some(c) = &cert {
+                        req.extensions_mut().insert(c.clone());
+                    }
                     let answer = app.clone().oneshot(req);
                     async move {
                         let mut resp = answer.await?;
@@ -131,8 +141,8 @@ pub async fn serve_with(
                         }
                         Ok::<_, std::convert::Infallible>(resp)
                     }
-                },
-            );
+                })
+            };
             let res = match tls {
                 Some(acceptor) => {
                     if speaks_plain_http(&sock, limits.header_read_timeout).await {
@@ -153,7 +163,13 @@ pub async fn serve_with(
                     if h2 && !limits.http2 {
                         return;
                     }
-                    serve_one(TokioIo::new(stream), svc, h2, &limits).await
+                    let cert = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .map(|c| ClientCert(std::sync::Arc::from(c.as_ref())));
+                    serve_one(TokioIo::new(stream), svc(cert), h2, &limits).await
                 }
                 None => match sniff_h2_preface(&sock, limits.header_read_timeout).await {
                     Some(true) if !limits.http2 => {
@@ -162,7 +178,7 @@ pub async fn serve_with(
                     }
                     Some(h2) => {
                         let sock = deadline::WriteDeadline::new(sock, limits.write_timeout, "http");
-                        serve_one(TokioIo::new(sock), svc, h2, &limits).await
+                        serve_one(TokioIo::new(sock), svc(None), h2, &limits).await
                     }
                     None => {
                         tracing::debug!(%peer, "HTTP connection closed: nothing sent in time");

@@ -7,10 +7,12 @@
 //! `#[utoipa::path]` and answer types make its part of the OpenAPI document.
 
 use super::schemas::{
-    Ack, CommandRequestSchema, CommandStatus, DesiredBody, DeviceSummary, DeviceView, HistoryMeta,
-    HistoryPage, Millis, Page, PageParams, RegisterRequestSchema, Registered, Shadow, Sorted,
+    Ack, CommandRequestSchema, CommandStatus, DesiredBody, DeviceCertificate, DeviceSummary,
+    DeviceView, HistoryMeta, HistoryPage, Millis, Page, PageParams, RegisterRequestSchema,
+    Registered, Shadow, Sorted,
 };
 use super::{authorize, parse_did, parse_pk, Paging};
+use crate::error::ErrorCode;
 use crate::extract::{client_ip, Body, Manager, Principal, Q};
 use crate::openapi::ApiRouter;
 use crate::{AppState, ClientAddr, Error};
@@ -124,10 +126,33 @@ pub(crate) enum CommandAccepted {
 async fn register(
     State(s): State<AppState>,
     addr: Option<Extension<ClientAddr>>,
-    Body(req): Body<RegisterRequest>,
+    cert: Option<Extension<crate::ClientCert>>,
+    Body(body): Body<serde_json::Value>,
 ) -> Result<Response, Error> {
+    let invalid_json = |e: serde_json::Error| Error::new(ErrorCode::InvalidJson, e.to_string());
+    if body.get("mode").and_then(|m| m.as_str()) == Some("x509") {
+        let req: X509Register = serde_json::from_value(body).map_err(invalid_json)?;
+        let pk = parse_pk(&req.product_key)?;
+        let ip = client_ip(&addr).unwrap_or_default();
+        let did = s
+            .core
+            .register_certificate(pk.as_str(), cert.as_ref().map(|c| &*c.0 .0), &ip)
+            .await?;
+        return Ok(Json(Registered::did_only(did)).into_response());
+    }
+    let req: RegisterRequest = serde_json::from_value(body).map_err(invalid_json)?;
     let r = s.core.register(&req, client_ip(&addr)).await?;
     Ok(Json(Registered::from(r)).into_response())
+}
+
+/// Registration with the client certificate of the TLS connection.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct X509Register {
+    /// `x509`, checked before this is parsed.
+    #[serde(rename = "mode")]
+    _mode: String,
+    product_key: String,
 }
 
 /// The body of `POST /v1/devices/{did}/reprovision`; the body may be left out.
@@ -304,8 +329,13 @@ async fn get_device(
     let view = s.core.device_view(did.as_str()).await?;
     let reported = view.state.as_object().cloned().unwrap_or_default();
     let shadow = s.core.device_shadow(did.as_str(), reported).await?;
+    let certificate = s.core.device_certificate(did.as_str()).await?;
     let mut view = DeviceView::from(view);
     view.shadow = Some(Shadow::from(shadow));
+    view.certificate = certificate.map(|c| DeviceCertificate {
+        sha256: c.sha256,
+        not_after: c.not_after,
+    });
     Ok(Json(view).into_response())
 }
 

@@ -11,6 +11,7 @@ pub(crate) mod accounts;
 pub(crate) mod admin_tokens;
 pub(crate) mod audit;
 pub(crate) mod bindings;
+pub(crate) mod certificates;
 pub(crate) mod developers;
 pub(crate) mod devices;
 pub(crate) mod enterprise_api;

@@ -134,7 +134,7 @@ crate::errors!(AllowlistErrors: Unauthorized, InvalidJson, PayloadTooLarge, Unsu
 crate::errors!(UploadErrors: Unauthorized, PayloadTooLarge, UnsupportedMediaType,
     InvalidRequest, Forbidden, NotFound, Internal);
 crate::errors!(IdentityErrors: Unauthorized, InvalidJson, PayloadTooLarge, UnsupportedMediaType,
-    Forbidden, NotFound, Internal);
+    InvalidRequest, Forbidden, NotFound, Internal);
 
 /// `POST /v1/products`'s body: the product and, apart, its `owner`.
 fn new_product(mut v: Value) -> Result<(NewProduct, Option<OwnerSpec>), Error> {
@@ -392,9 +392,11 @@ async fn rotate_product_secret(
 
 #[utoipa::path(put, path = "/v1/products/{product_key}/identity", tag = "products",
     summary = "Replace a product's identity modes",
-    description = "Who may register (`dynamic_registration`, `allowlist`) and whether devices may \
-        connect with a static password over TLS (`static_password`). Every mode left out is \
-        false. CONNECTs from now on see the new modes; live sessions stay. Audited \
+    description = "Who may register (`dynamic_registration`, `allowlist`), whether devices may \
+        connect with a static password over TLS (`static_password`), with a client certificate \
+        (`x509`, `x509_jit`, `allow_rsa1024`: docs/protocol.md) or through the encrypted session \
+        layer (`secure_session`). Every mode left out is false; `x509_jit` and `allow_rsa1024` \
+        without `x509` answer 400. CONNECTs from now on see the new modes; live sessions stay. Audited \
         (`product.identity`).",
     request_body = IdentityModes,
     responses((status = 200, description = "the product", body = ProductView), IdentityErrors),

@@ -87,14 +87,17 @@ described!(
     /// `rampart_core::device::registry::RegisterRequest`: a device's signed registration.
     RegisterRequestSchema,
     "RegisterRequest",
-    json!({"type": "object", "additionalProperties": false,
+    json!({"oneOf": [{"type": "object", "additionalProperties": false,
         "required": ["product_key", "hardware_id", "ts", "nonce", "mode", "sign"],
         "properties": {
         "product_key": {"type": "string"}, "hardware_id": {"type": "string"},
         "ts": {"$ref": "#/components/schemas/Millis"}, "nonce": {"type": "string"},
         "mode": {"type": "string", "enum": ["product", "device"]},
         "sign": {"type": "string", "description": "HMAC-SHA256, hex; see docs/protocol.md"},
-        "device_sign": {"type": "string", "description": "for hardware already registered: the HMAC-SHA256 (hex) of the same string as `sign`, keyed by the device's current secret"}}})
+        "device_sign": {"type": "string", "description": "for hardware already registered: the HMAC-SHA256 (hex) of the same string as `sign`, keyed by the device's current secret"}}},
+        {"type": "object", "additionalProperties": false, "required": ["mode", "product_key"],
+        "description": "a certificate device: the client certificate of the TLS connection names it (its subject CN is the hardware id); the answer is its did alone",
+        "properties": {"mode": {"type": "string", "enum": ["x509"]}, "product_key": {"type": "string"}}}]})
 );
 
 described!(
@@ -164,6 +167,17 @@ pub(crate) struct Registered {
     passcode: Option<String>,
 }
 
+impl Registered {
+    /// A certificate device's answer: its id alone (the certificate is its credential).
+    pub(crate) fn did_only(did: String) -> Registered {
+        Registered {
+            did,
+            device_secret: None,
+            passcode: None,
+        }
+    }
+}
+
 impl From<rampart_core::device::registry::Registered> for Registered {
     fn from(r: rampart_core::device::registry::Registered) -> Registered {
         Registered {
@@ -210,6 +224,21 @@ pub(crate) struct DeviceView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub(crate) shadow: Option<Shadow>,
+    /// the client certificate the device last connected with (certificate devices only)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub(crate) certificate: Option<DeviceCertificate>,
+}
+
+/// The client certificate a device last connected with, so its expiry is seen before it bites.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+    "not_after": 1893456000000_i64}))]
+pub(crate) struct DeviceCertificate {
+    /// SHA-256 of the certificate's DER, lowercase hex
+    pub(crate) sha256: String,
+    #[schema(value_type = Millis)]
+    pub(crate) not_after: i64,
 }
 
 /// A device's shadow: what it is asked to be (`desired`, whose `version` grows at every change;
@@ -307,6 +336,7 @@ impl From<rampart_core::device::runtime::DeviceView> for DeviceView {
             created_at: d.created_at,
             state: d.state,
             shadow: None,
+            certificate: None,
         }
     }
 }

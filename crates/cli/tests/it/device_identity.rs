@@ -239,16 +239,6 @@ async fn an_owner_opened_window_reprovisions_once_and_ends_every_binding() {
     assert_eq!(opened.len(), 1, "{opened:?}");
 }
 
-/// Audit rows of `action` in the server's SQLite store, newest first.
-async fn audit_rows(srv: &Server, action: &str) -> Vec<rampart_store::AuditRow> {
-    let store = rampart_store::Store::open_sqlite(&srv.data().join("rampart.db"))
-        .await
-        .unwrap();
-    let rows = store.list_audit(Some(action), 1000).await.unwrap();
-    store.close().await;
-    rows
-}
-
 /// POST a registration and keep the answer's headers.
 async fn register_raw(srv: &Server, body: &Value) -> (u16, reqwest::header::HeaderMap, Value) {
     let resp = srv

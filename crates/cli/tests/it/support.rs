@@ -830,6 +830,16 @@ pub async fn v5_until<T>(
     .expect("timed out waiting for an MQTT event")
 }
 
+/// Audit rows of `action` in the server's SQLite store, newest first.
+pub async fn audit_rows(srv: &Server, action: &str) -> Vec<rampart_store::AuditRow> {
+    let store = rampart_store::Store::open_sqlite(&srv.data().join("rampart.db"))
+        .await
+        .unwrap();
+    let rows = store.list_audit(Some(action), 1000).await.unwrap();
+    store.close().await;
+    rows
+}
+
 /// Disconnect cleanly, drain the event loop, and wait until the server shows the device offline.
 pub async fn disconnect_v4(
     srv: &Server,

@@ -47,6 +47,8 @@ pub const DEVICE_BIND: &str = "device.bind";
 pub const DEVICE_BIND_TOKEN: &str = "device.bind_token";
 pub const DEVICE_COMMAND: &str = "device.command";
 pub const DEVICE_CONNECT: &str = "device.connect";
+/// A device connected with an RSA-1024 certificate its product allows.
+pub const DEVICE_CONNECT_WEAK_KEY: &str = "device.connect_weak_key";
 pub const DEVICE_DISABLE: &str = "device.disable";
 pub const DEVICE_ENABLE: &str = "device.enable";
 pub const DEVICE_PASSCODE_READ: &str = "device.passcode_read";
@@ -93,6 +95,9 @@ pub const OAUTH_TOKEN: &str = "oauth.token";
 pub const OAUTH_TOKEN_REUSE: &str = "oauth.token_reuse";
 
 pub const PRODUCT_ACCESS: &str = "product.access";
+pub const PRODUCT_CA_ADD: &str = "product.ca_add";
+pub const PRODUCT_CA_DELETE: &str = "product.ca_delete";
+pub const PRODUCT_CRL: &str = "product.crl";
 pub const PRODUCT_CREATE: &str = "product.create";
 pub const PRODUCT_IDENTITY: &str = "product.identity";
 pub const PRODUCT_SECRET_READ: &str = "product.secret_read";

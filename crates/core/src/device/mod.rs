@@ -8,6 +8,7 @@
 //! answers to their own codes.
 
 pub mod bus;
+pub mod certificates;
 pub(crate) mod credentials;
 pub mod products;
 pub mod registry;

@@ -562,27 +562,8 @@ impl Core {
             }
             RegisterMode::Device => (key, None),
         };
-        let did = random_from(DID_ALPHABET, 20);
-        let sealed = self.key().seal(
-            Place::new(col::DEVICE_SECRET, &did),
-            secret.expose().as_bytes(),
-        );
-        let passcode = Secret::new(random_from(PASSCODE_ALPHABET, 10));
-        let row = DeviceRow {
-            did: did.clone(),
-            product_key: pk.as_str().to_owned(),
-            hardware_id: hid.to_owned(),
-            mode: mode.to_owned(),
-            secret_enc: sealed,
-            passcode_enc: self.key().seal(
-                Place::new(col::DEVICE_PASSCODE, &did),
-                passcode.expose().as_bytes(),
-            ),
-            created_at: self.now_ms(),
-            online: false,
-            last_seen: None,
-            state: "{}".into(),
-        };
+        let (row, passcode) = self.new_device_row(pk.as_str(), hid, mode, &secret);
+        let did = row.did.clone();
         match self.store().insert_device(&row).await {
             Ok(()) => {
                 self.announce_registered(&did, hid, mode, true).await;
@@ -686,7 +667,45 @@ impl Core {
     }
 
     /// Tell the event stream (and webhooks) that a device registered, after its row is stored.
-    async fn announce_registered(&self, did: &str, hardware_id: &str, mode: &str, created: bool) {
+    /// The row of a new device of `product_key` with hardware id `hardware_id`: a fresh did, its
+    /// secret and a fresh passcode sealed; and the passcode.
+    pub(crate) fn new_device_row(
+        &self,
+        product_key: &str,
+        hardware_id: &str,
+        mode: &str,
+        secret: &Secret,
+    ) -> (DeviceRow, Secret) {
+        let did = random_from(DID_ALPHABET, 20);
+        let passcode = Secret::new(random_from(PASSCODE_ALPHABET, 10));
+        let row = DeviceRow {
+            did: did.clone(),
+            product_key: product_key.to_owned(),
+            hardware_id: hardware_id.to_owned(),
+            mode: mode.to_owned(),
+            secret_enc: self.key().seal(
+                Place::new(col::DEVICE_SECRET, &did),
+                secret.expose().as_bytes(),
+            ),
+            passcode_enc: self.key().seal(
+                Place::new(col::DEVICE_PASSCODE, &did),
+                passcode.expose().as_bytes(),
+            ),
+            created_at: self.now_ms(),
+            online: false,
+            last_seen: None,
+            state: "{}".into(),
+        };
+        (row, passcode)
+    }
+
+    pub(crate) async fn announce_registered(
+        &self,
+        did: &str,
+        hardware_id: &str,
+        mode: &str,
+        created: bool,
+    ) {
         self.bus()
             .publish_event(DeviceEvent::Registered {
                 did: did.to_owned(),

@@ -289,27 +289,8 @@ impl Core {
             .authenticate_inner(client_id, cred, password, tls, Run::Live)
             .await;
         if let Err((refusal, why)) = &res {
-            let claimed = claimed();
-            auth_refusal::record(listener, why, &claimed, Some(source_ip));
-            // At most `mqtt.limits.refusal_audit_per_ip` entries per address; the next entry
-            // names the refusals left out.
-            let ip = source_ip.parse::<std::net::IpAddr>().ok();
-            if let Some(left_out) = self.connect_limits().audit_refusal(ip, self.now_ms()) {
-                let mut ev = AuditEvent::new(
-                    &Actor::device_candidate(&claimed),
-                    action::DEVICE_CONNECT,
-                    &format!("refused: {refusal:?}"),
-                )
-                .source_ip(source_ip)
-                .detail(format!("reason={}", why.label()));
-                if left_out > 0 {
-                    ev = ev.detail(format!(
-                        "reason={}; {left_out} more refused from this address since its last entry",
-                        why.label()
-                    ));
-                }
-                self.audit(ev).await;
-            }
+            self.connect_refused(listener, refusal, why, &claimed(), source_ip)
+                .await;
         }
         let dev = res.map_err(|(r, _)| r)?;
         // The device's connect rates (and the storm rule) count authenticated attempts only, so
@@ -320,6 +301,37 @@ impl Core {
             return Err(ConnectRefusal::Limited(Box::new(r)));
         }
         Ok(dev)
+    }
+
+    /// A refused CONNECT: logged and counted (`auth_refusal`), and audited, at most
+    /// `mqtt.limits.refusal_audit_per_ip` entries per address (the next entry names the
+    /// refusals left out).
+    pub(crate) async fn connect_refused(
+        &self,
+        listener: &'static str,
+        refusal: &ConnectRefusal,
+        why: &RefusalReason,
+        claimed: &str,
+        source_ip: &str,
+    ) {
+        auth_refusal::record(listener, why, claimed, Some(source_ip));
+        let ip = source_ip.parse::<std::net::IpAddr>().ok();
+        if let Some(left_out) = self.connect_limits().audit_refusal(ip, self.now_ms()) {
+            let mut ev = AuditEvent::new(
+                &Actor::device_candidate(claimed),
+                action::DEVICE_CONNECT,
+                &format!("refused: {refusal:?}"),
+            )
+            .source_ip(source_ip)
+            .detail(format!("reason={}", why.label()));
+            if left_out > 0 {
+                ev = ev.detail(format!(
+                    "reason={}; {left_out} more refused from this address since its last entry",
+                    why.label()
+                ));
+            }
+            self.audit(ev).await;
+        }
     }
 
     /// Which check a CONNECT with these credentials would fail, changing nothing (no timestamp

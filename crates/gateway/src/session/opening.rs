@@ -83,17 +83,33 @@ where
     // 2. Authenticate (a device banned for a reconnect storm is refused before any work; the
     //    device's connect rates count authenticated attempts only).
     let pw = connect.password.as_deref();
+    // A client certificate stands for the password: a CONNECT with neither is refused by the
+    // password checks.
+    let cert = pw.is_none().then(|| io.peer_certificate()).flatten();
     // Boxed here so that a connection still waiting for its CONNECT holds only a small future.
-    let dev = match Box::pin(shared.core.authenticate_device(
-        &connect.client_id,
-        connect.username.as_deref(),
-        pw,
-        &ip,
-        shared.listener,
-        shared.listener == "mqtt_tls",
-    ))
-    .await
-    {
+    let authenticated = match cert {
+        Some(cert) => {
+            Box::pin(shared.core.authenticate_certificate(
+                &connect.client_id,
+                &cert,
+                &ip,
+                shared.listener,
+            ))
+            .await
+        }
+        None => {
+            Box::pin(shared.core.authenticate_device(
+                &connect.client_id,
+                connect.username.as_deref(),
+                pw,
+                &ip,
+                shared.listener,
+                shared.listener == "mqtt_tls",
+            ))
+            .await
+        }
+    };
+    let dev = match authenticated {
         Ok(d) => d,
         Err(r) => {
             let w = match r {

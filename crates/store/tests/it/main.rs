@@ -41,6 +41,7 @@ mod admin_tokens;
 mod at_rest;
 mod audit;
 mod bindings;
+mod certificates;
 mod commands;
 mod developers;
 mod devices;
