@@ -210,6 +210,21 @@ pub(crate) struct DeviceView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub(crate) shadow: Option<Shadow>,
+    /// the public key the device was pre-registered with (`GET /v1/devices/{did}` only, for a
+    /// device that has one)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub(crate) public_key: Option<DevicePublicKey>,
+}
+
+/// A device's public key, by algorithm: `ed25519` is the standard base64 of its 32 bytes.
+#[derive(Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"ed25519": "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="}))]
+pub(crate) struct DevicePublicKey {
+    /// standard base64 of the 32-byte Ed25519 public key
+    #[schema(min_length = 44, max_length = 44)]
+    pub(crate) ed25519: String,
 }
 
 /// A device's shadow: what it is asked to be (`desired`, whose `version` grows at every change;
@@ -307,6 +322,7 @@ impl From<rampart_core::device::runtime::DeviceView> for DeviceView {
             created_at: d.created_at,
             state: d.state,
             shadow: None,
+            public_key: None,
         }
     }
 }

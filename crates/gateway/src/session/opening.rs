@@ -81,19 +81,35 @@ where
         )
     };
     // 2. Authenticate (a device banned for a reconnect storm is refused before any work; the
-    //    device's connect rates count authenticated attempts only).
-    let pw = connect.password.as_deref();
-    // Boxed here so that a connection still waiting for its CONNECT holds only a small future.
-    let dev = match Box::pin(shared.core.authenticate_device(
-        &connect.client_id,
-        connect.username.as_deref(),
-        pw,
-        &ip,
-        shared.listener,
-        shared.listener == "mqtt_tls",
+    //    device's connect rates count authenticated attempts only). A CONNECT naming an
+    //    Authentication Method (MQTT 5) goes through its AUTH exchange instead of a password.
+    let enhanced = match Box::pin(enhanced::exchange(
+        &mut io, &mut rbuf, &connect, peer, shared,
     ))
     .await
     {
+        enhanced::Exchange::NotAsked => None,
+        enhanced::Exchange::Accepted(d) => Some(d),
+        enhanced::Exchange::Refused => return None,
+    };
+    let is_enhanced = enhanced.is_some();
+    let pw = connect.password.as_deref();
+    // Boxed here so that a connection still waiting for its CONNECT holds only a small future.
+    let authenticated = match enhanced {
+        Some(d) => Ok(d),
+        None => {
+            Box::pin(shared.core.authenticate_device(
+                &connect.client_id,
+                connect.username.as_deref(),
+                pw,
+                &ip,
+                shared.listener,
+                shared.listener == "mqtt_tls",
+            ))
+            .await
+        }
+    };
+    let dev = match authenticated {
         Ok(d) => d,
         Err(r) => {
             let w = match r {
@@ -153,6 +169,9 @@ where
         if connect.client_id.is_empty() {
             props.assigned_client_identifier = Some(did.clone());
         }
+        if is_enhanced {
+            props.authentication_method = connect.properties.authentication_method.clone();
+        }
     }
     if version == ProtocolVersion::V5
         && connect.properties.session_expiry_interval.unwrap_or(0) > expiry_secs
@@ -185,6 +204,7 @@ where
             .unwrap_or(u16::MAX)
             .min(OUTBOUND_INFLIGHT_MAX),
         acks: Default::default(),
+        enhanced: is_enhanced,
     };
     let session_present = parked.is_some();
     s.send(Packet::ConnAck(ConnAck {
@@ -248,6 +268,7 @@ impl<S> Opened<S> {
             out_window,
             acks,
             client_max_packet,
+            enhanced,
         } = session;
         let carry = (!rbuf.is_empty() || !wbuf.is_empty() || !acks.is_empty())
             .then(|| Box::new(Carry { rbuf, wbuf, acks }));
@@ -263,6 +284,7 @@ impl<S> Opened<S> {
             limiter,
             out_window,
             client_max_packet,
+            enhanced,
             rx,
             will,
             keep_alive,
@@ -323,6 +345,7 @@ impl Idle {
             limiter,
             out_window,
             client_max_packet,
+            enhanced,
             rx,
             will,
             keep_alive,
@@ -354,6 +377,7 @@ impl Idle {
                 out_window,
                 acks,
                 client_max_packet,
+                enhanced,
             },
             rx,
             will,
