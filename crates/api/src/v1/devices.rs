@@ -550,7 +550,7 @@ async fn command_status(
         (nothing is queued). Needs the control role, like a command. Audited (`device.raw`) \
         with the size and SHA-256, never the bytes.",
     request_body(description = "the bytes to send, as they are",
-        content((Vec<u8> = "application/octet-stream"))),
+        content((super::schemas::RawBytes = "application/octet-stream"))),
     responses((status = 202, description = "handed to the device's session", body = RawSent),
         RawErrors),
     security(("admin" = []), ("user" = []), ("developer" = []), ("oauth" = ["devices:control"])))]

@@ -219,7 +219,7 @@ async fn command_status(
         actor, the size and SHA-256, never the bytes. The body is read as signed: no \
         `Content-Type` is required.",
     request_body(description = "the bytes to send, as they are",
-        content((Vec<u8> = "application/octet-stream"))),
+        content((super::schemas::RawBytes = "application/octet-stream"))),
     responses((status = 202, description = "handed to the device's session",
         body = super::devices::RawSent), RawErrors),
     security(("access_key" = [])))]

@@ -135,6 +135,14 @@ described!(
 );
 
 described!(
+    /// A passthrough message's body: any bytes, sent as they are.
+    RawBytes,
+    "RawBytes",
+    json!({"type": "string", "contentMediaType": "application/octet-stream",
+        "description": "any bytes, at most 32 KiB"})
+);
+
+described!(
     /// `rampart_core::device::runtime::HistoryPoint`: one reported value.
     HistoryPoint,
     "HistoryPoint",
@@ -210,8 +218,7 @@ pub(crate) struct DeviceView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub(crate) shadow: Option<Shadow>,
-    /// the public key the device was pre-registered with (`GET /v1/devices/{did}` only, for a
-    /// device that has one)
+    /// the public key the device was pre-registered with (`GET /v1/devices/{did}` only)
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub(crate) public_key: Option<DevicePublicKey>,
