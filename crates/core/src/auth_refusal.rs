@@ -47,6 +47,12 @@ pub enum RefusalReason {
     Certificate(&'static str),
     /// The server could not check (store error, unreadable sealed secret).
     Internal,
+    /// An MQTT 5 Authentication Method the server does not support.
+    AuthMethod,
+    /// An Ed25519 challenge answered for a device pre-registered without a public key.
+    NoPublicKey,
+    /// An Ed25519 challenge answered with a signature the device's public key does not verify.
+    WrongKeySignature,
 }
 
 impl RefusalReason {
@@ -66,6 +72,9 @@ impl RefusalReason {
             RefusalReason::AlreadyRegistered => "already_registered",
             RefusalReason::Certificate(_) => "certificate",
             RefusalReason::Internal => "internal",
+            RefusalReason::AuthMethod => "auth_method",
+            RefusalReason::NoPublicKey => "no_public_key",
+            RefusalReason::WrongKeySignature => "wrong_key_signature",
         }
     }
 
@@ -132,6 +141,15 @@ impl fmt::Display for RefusalReason {
             ),
             RefusalReason::Certificate(why) => write!(f, "client certificate refused: {why}"),
             RefusalReason::Internal => write!(f, "internal error while checking"),
+            RefusalReason::AuthMethod => write!(
+                f,
+                "unsupported authentication method (only `rampart-ed25519`)"
+            ),
+            RefusalReason::NoPublicKey => write!(f, "the device has no Ed25519 public key"),
+            RefusalReason::WrongKeySignature => write!(
+                f,
+                "wrong signature (not made with the device's Ed25519 key over this challenge)"
+            ),
         }
     }
 }

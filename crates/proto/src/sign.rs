@@ -20,6 +20,25 @@ pub fn connect_string(did: &str, ts: i64) -> String {
     format!("did={did}&ts={ts}")
 }
 
+/// The MQTT 5 Authentication Method of the Ed25519 challenge (enhanced authentication).
+pub const ED25519_METHOD: &str = "rampart-ed25519";
+
+/// Bytes in the server's challenge nonce (sent raw as the AUTH packet's Authentication Data).
+pub const ED25519_NONCE_LEN: usize = 32;
+
+/// The message a device signs with its Ed25519 key to answer a challenge:
+/// `"rampart-ed25519\n" + did + "\n" + nonce`, the nonce as its raw bytes. Naming the method and
+/// the device binds the signature to this use and this identity.
+pub fn ed25519_challenge(did: &str, nonce: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(ED25519_METHOD.len() + did.len() + nonce.len() + 2);
+    m.extend_from_slice(ED25519_METHOD.as_bytes());
+    m.push(b'\n');
+    m.extend_from_slice(did.as_bytes());
+    m.push(b'\n');
+    m.extend_from_slice(nonce);
+    m
+}
+
 /// Lowercase hex HMAC-SHA256 of `msg` keyed by `key`.
 pub fn hmac_hex(key: &[u8], msg: &str) -> String {
     hex::encode(hmac_raw(key, msg.as_bytes()))
@@ -80,6 +99,12 @@ mod tests {
         assert!(verify_hex(b"Jefe", "what do ya want for nothing?", &mac));
         assert!(!verify_hex(b"Jefe", "what do ya want for nothing!", &mac));
         assert!(!verify_hex(b"Jefe", "x", "zz"));
+    }
+
+    #[test]
+    fn ed25519_challenge_layout() {
+        let m = ed25519_challenge("d1", &[0, 0xff]);
+        assert_eq!(m, b"rampart-ed25519\nd1\n\x00\xff".to_vec());
     }
 
     #[test]

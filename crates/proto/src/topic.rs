@@ -6,6 +6,7 @@
 //! | `dev/{did}/down` | cloud -> device | command: `{"id", "set": {..}}` or `{"id", "action"}` |
 //! | `dev/{did}/ack` | device -> cloud | `{"id", "status": "ok"/"error", "message"?}` |
 //! | `dev/{did}/raw` | device -> cloud | passthrough, opaque bytes (at most [`RAW_MAX`]) |
+//! | `dev/{did}/raw/down` | cloud -> device | passthrough, opaque bytes (at most [`RAW_MAX`]), QoS 1 |
 //! | `dev/{did}/...` | both | any other subtopic: allowed, stored as nothing, routed to subscribers of that device |
 
 /// Most bytes in one passthrough publish on `dev/{did}/raw` (the event stream carries it as
@@ -18,7 +19,8 @@ pub enum DeviceTopic {
     Report,
     Ack,
     Raw,
-    /// `dev/{did}/down`: the cloud's own topic; a device must not publish on it.
+    /// `dev/{did}/down` or `dev/{did}/raw/down`: the cloud's own topics; a device must not
+    /// publish on them.
     Down,
     /// Another subtopic of the device's namespace.
     Other,
@@ -30,6 +32,11 @@ pub fn prefix(did: &str) -> String {
 
 pub fn down(did: &str) -> String {
     format!("dev/{did}/down")
+}
+
+/// The passthrough topic from the cloud to the device.
+pub fn raw_down(did: &str) -> String {
+    format!("dev/{did}/raw/down")
 }
 
 pub fn up(did: &str) -> String {
@@ -54,7 +61,7 @@ pub fn classify(did: &str, topic: &str) -> Option<DeviceTopic> {
         "up" => DeviceTopic::Report,
         "ack" => DeviceTopic::Ack,
         "raw" => DeviceTopic::Raw,
-        "down" => DeviceTopic::Down,
+        "down" | "raw/down" => DeviceTopic::Down,
         _ => DeviceTopic::Other,
     })
 }
@@ -118,6 +125,9 @@ mod tests {
         assert_eq!(classify("abc", "dev/abc/up"), Some(DeviceTopic::Report));
         assert_eq!(classify("abc", "dev/abc/ack"), Some(DeviceTopic::Ack));
         assert_eq!(classify("abc", "dev/abc/down"), Some(DeviceTopic::Down));
+        assert_eq!(classify("abc", "dev/abc/raw/down"), Some(DeviceTopic::Down));
+        assert_eq!(classify("abc", "dev/abc/raw"), Some(DeviceTopic::Raw));
+        assert_eq!(classify("abc", "dev/abc/raw/x"), Some(DeviceTopic::Other));
         assert_eq!(classify("abc", "dev/abc/x/y"), Some(DeviceTopic::Other));
         assert_eq!(classify("abc", "dev/abcd/up"), None);
         assert_eq!(classify("abc", "dev/abc/"), None);
@@ -128,6 +138,8 @@ mod tests {
     #[test]
     fn filters() {
         assert!(filter_allowed("abc", "dev/abc/down"));
+        assert!(filter_allowed("abc", &raw_down("abc")));
+        assert!(matches("dev/abc/raw/#", &raw_down("abc")));
         assert!(filter_allowed("abc", "dev/abc/#"));
         assert!(!filter_allowed("abc", "dev/+/down"));
         assert!(!filter_allowed("abc", "#"));

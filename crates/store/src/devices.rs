@@ -35,6 +35,8 @@ pub struct DeviceCredentials {
     pub connect_ts: i64,
     /// Refused at CONNECT while set.
     pub disabled: bool,
+    /// The device's Ed25519 public key (32 bytes) when it was pre-registered with one.
+    pub public_key: Option<Vec<u8>>,
 }
 
 /// A signed CONNECT of `did` with timestamp `ts` was accepted (its `connect_ts` only grows).
@@ -56,9 +58,9 @@ pub struct PresenceRow {
 /// size (prepared once per connection): the ids travel as one JSON array (SQLite) or one text
 /// array (PostgreSQL).
 const CREDENTIALS_MANY: PerBackend = PerBackend {
-    sqlite: "SELECT did, product_key, secret_enc, connect_ts, disabled FROM devices \
+    sqlite: "SELECT did, product_key, secret_enc, connect_ts, disabled, public_key FROM devices \
              WHERE did IN (SELECT value FROM json_each($1))",
-    postgres: "SELECT did, product_key, secret_enc, connect_ts, disabled FROM devices \
+    postgres: "SELECT did, product_key, secret_enc, connect_ts, disabled, public_key FROM devices \
                WHERE did = ANY($1)",
 };
 
@@ -97,6 +99,27 @@ impl Store {
             .bind(&r.passcode_enc).bind(r.created_at).bind(r.online).bind(r.last_seen).bind(&r.state)
             .execute(p).await.map_err(map_conflict)?.rows_affected());
         Ok(())
+    }
+
+    /// Insert a device pre-registered with its Ed25519 public key (a conflict on the product's
+    /// hardware id is [`crate::StoreError::Conflict`]).
+    pub async fn insert_device_with_key(&self, r: &DeviceRow, public_key: &[u8]) -> Result<()> {
+        let sql = "INSERT INTO devices (did, product_key, hardware_id, mode, secret_enc, passcode_enc, created_at, \
+                   online, last_seen, state, public_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+        with_db!(self, p => sqlx::query(sql)
+            .bind(&r.did).bind(&r.product_key).bind(&r.hardware_id).bind(&r.mode).bind(&r.secret_enc)
+            .bind(&r.passcode_enc).bind(r.created_at).bind(r.online).bind(r.last_seen).bind(&r.state)
+            .bind(public_key)
+            .execute(p).await.map_err(map_conflict)?.rows_affected());
+        Ok(())
+    }
+
+    /// A device's Ed25519 public key: `None` for an unknown device, `Some(None)` for one without.
+    pub async fn device_public_key(&self, did: &str) -> Result<Option<Option<Vec<u8>>>> {
+        let sql = "SELECT public_key FROM devices WHERE did = $1";
+        let row: Option<(Option<Vec<u8>>,)> =
+            with_db!(self, p => sqlx::query_as(sql).bind(did).fetch_optional(p).await?);
+        Ok(row.map(|(k,)| k))
     }
 
     pub async fn get_device_by_hardware(
@@ -187,8 +210,8 @@ impl Store {
     /// CONNECT timestamp. One indexed read of three columns (no state, no journal), so
     /// authenticating does not pay for the device's data.
     pub async fn device_credentials(&self, did: &str) -> Result<Option<DeviceCredentials>> {
-        let sql =
-            "SELECT product_key, secret_enc, connect_ts, disabled FROM devices WHERE did = $1";
+        let sql = "SELECT product_key, secret_enc, connect_ts, disabled, public_key FROM devices \
+                   WHERE did = $1";
         Ok(with_db!(self, p => sqlx::query_as(sql).bind(did).fetch_optional(p).await?))
     }
 
@@ -201,7 +224,8 @@ impl Store {
         if dids.is_empty() {
             return Ok(Vec::new());
         }
-        let rows: Vec<(String, String, Vec<u8>, i64, bool)> = match &self.db {
+        type Row = (String, String, Vec<u8>, i64, bool, Option<Vec<u8>>);
+        let rows: Vec<Row> = match &self.db {
             Db::Sqlite(p) => {
                 let ids = to_json(dids)?;
                 sqlx::query_as(CREDENTIALS_MANY.sqlite)
@@ -218,17 +242,20 @@ impl Store {
         };
         Ok(rows
             .into_iter()
-            .map(|(did, product_key, secret_enc, connect_ts, disabled)| {
-                (
-                    did,
-                    DeviceCredentials {
-                        product_key,
-                        secret_enc,
-                        connect_ts,
-                        disabled,
-                    },
-                )
-            })
+            .map(
+                |(did, product_key, secret_enc, connect_ts, disabled, public_key)| {
+                    (
+                        did,
+                        DeviceCredentials {
+                            product_key,
+                            secret_enc,
+                            connect_ts,
+                            disabled,
+                            public_key,
+                        },
+                    )
+                },
+            )
             .collect())
     }
 

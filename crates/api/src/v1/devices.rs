@@ -39,6 +39,7 @@ pub(crate) fn routes() -> ApiRouter {
         .routes(routes!(reprovision))
         .routes(routes!(disable_device))
         .routes(routes!(enable_device))
+        .routes(routes!(send_raw))
 }
 
 crate::errors!(RegisterErrors: InvalidJson, PayloadTooLarge, UnsupportedMediaType, InvalidRequest,
@@ -56,6 +57,81 @@ crate::errors!(DesiredErrors: Unauthorized, InvalidJson, PayloadTooLarge, Unsupp
 crate::errors!(ReprovisionErrors: Unauthorized, InvalidJson, InvalidRequest, Forbidden, NotFound,
     Internal);
 crate::errors!(ManageErrors: Unauthorized, Forbidden, NotFound, Internal);
+crate::errors!(RawErrors: Unauthorized, PayloadTooLarge, UnsupportedMediaType, Forbidden,
+    InsufficientScope, DeviceOffline, NotFound, Internal);
+
+/// A passthrough message handed to the device's session.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"bytes": 4, "sha256": "3d1f57c984978ef98a18378c8166c1cb8ede02c03eeb6aee7e2f121dfeee3e56"}))]
+pub(crate) struct RawSent {
+    /// the message's size
+    #[schema(minimum = 0, maximum = 32768)]
+    bytes: usize,
+    /// lowercase hex SHA-256 of the bytes
+    #[schema(pattern = "^[0-9a-f]{64}$")]
+    sha256: String,
+}
+
+/// The body of a passthrough message: `application/octet-stream`, at most `topic::RAW_MAX`
+/// bytes (413 beyond it, without reading further).
+pub(crate) async fn raw_body(
+    headers: &axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> Result<axum::body::Bytes, Error> {
+    let octets = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/octet-stream"));
+    if !octets {
+        return Err(Error::new(
+            crate::error::ErrorCode::UnsupportedMediaType,
+            "a passthrough message is `Content-Type: application/octet-stream`",
+        ));
+    }
+    raw_bytes(headers, body).await
+}
+
+/// At most `topic::RAW_MAX` bytes of `body`: 413 `PAYLOAD_TOO_LARGE` as soon as the declared
+/// length or the bytes received pass it.
+pub(crate) async fn raw_bytes(
+    headers: &axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> Result<axum::body::Bytes, Error> {
+    let cap = rampart_proto::topic::RAW_MAX;
+    let too_large = || {
+        Error::new(
+            crate::error::ErrorCode::PayloadTooLarge,
+            format!("a passthrough message may hold at most {cap} bytes"),
+        )
+    };
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > cap as u64) {
+        return Err(too_large());
+    }
+    let mut out = Vec::with_capacity(declared.map_or(0, |n| n as usize));
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
+        let chunk = chunk.map_err(|e| Error::invalid(format!("request body: {e}")))?;
+        if out.len() + chunk.len() > cap {
+            return Err(too_large());
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out.into())
+}
+
+/// The answer to a passthrough message handed to the device's session.
+pub(crate) fn raw_answer(sent: rampart_core::device::runtime::RawSent) -> Response {
+    let body = RawSent {
+        bytes: sent.bytes,
+        sha256: sent.sha256,
+    };
+    (StatusCode::ACCEPTED, Json(body)).into_response()
+}
 
 /// A re-provisioning window, open until `expires_at`.
 #[derive(Serialize, ToSchema)]
@@ -336,6 +412,11 @@ async fn get_device(
         sha256: c.sha256,
         not_after: c.not_after,
     });
+    view.public_key = s
+        .core
+        .device_public_key(did.as_str())
+        .await?
+        .map(|ed25519| super::schemas::DevicePublicKey { ed25519 });
     Ok(Json(view).into_response())
 }
 
@@ -488,6 +569,37 @@ async fn command_status(
     let did = parse_did(&did)?;
     authorize(&s, &p, did.as_str(), Need::Control, &addr).await?;
     Ok(Json(command_status_of(&s, did.as_str(), &id).await?))
+}
+
+#[utoipa::path(post, path = "/v1/devices/{did}/raw", tag = "devices",
+    summary = "Send a passthrough message to a device",
+    description = "The body's bytes (`application/octet-stream`, at most 32 KiB; more is 413 \
+        `PAYLOAD_TOO_LARGE`) reach the device unchanged on `dev/{did}/raw/down` at QoS 1, if it \
+        subscribes to that topic. 202 once they are handed to the device's live session (not \
+        after the device's PUBACK); a device with no live session is 409 `DEVICE_OFFLINE` \
+        (nothing is queued). Needs the control role, like a command. Audited (`device.raw`) \
+        with the size and SHA-256, never the bytes.",
+    request_body(description = "the bytes to send, as they are",
+        content((super::schemas::RawBytes = "application/octet-stream"))),
+    responses((status = 202, description = "handed to the device's session", body = RawSent),
+        RawErrors),
+    security(("admin" = []), ("user" = []), ("developer" = []), ("oauth" = ["devices:control"])))]
+async fn send_raw(
+    State(s): State<AppState>,
+    p: Principal,
+    addr: Option<Extension<ClientAddr>>,
+    Path(did): Path<String>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> Result<Response, Error> {
+    let did = parse_did(&did)?;
+    let actor = authorize(&s, &p, did.as_str(), Need::Control, &addr).await?;
+    let bytes = raw_body(&headers, body).await?;
+    let sent = s
+        .core
+        .send_raw(did.as_str(), bytes, &actor, client_ip(&addr))
+        .await?;
+    Ok(raw_answer(sent))
 }
 
 #[utoipa::path(put, path = "/v1/devices/{did}/desired", tag = "devices",

@@ -28,6 +28,7 @@ pub(crate) fn routes() -> ApiRouter {
         .routes(routes!(history))
         .routes(routes!(command))
         .routes(routes!(command_status))
+        .routes(routes!(send_raw))
 }
 
 // A device or product the key does not reach answers 404 like an unknown one; a key without the
@@ -36,6 +37,7 @@ crate::signed_errors!(ListErrors: InvalidRequest, Forbidden, NotFound);
 crate::signed_errors!(ReadErrors: Forbidden, NotFound);
 crate::signed_errors!(CommandErrors: InvalidJson, InvalidRequest, InvalidDatapoint, Forbidden,
     DeviceOffline, CommandTimeout, NotFound);
+crate::signed_errors!(RawErrors: Forbidden, DeviceOffline, NotFound);
 
 #[utoipa::path(get, path = "/v1/enterprise/devices", tag = "enterprise api",
     summary = "The devices of the key's products (scope `read`)",
@@ -206,4 +208,44 @@ async fn command_status(
         )
         .await;
     Ok(Json(status))
+}
+
+/// Delivered like `POST /v1/devices/{did}/raw`; audited there (`device.raw`, actor the key).
+#[utoipa::path(post, path = "/v1/enterprise/devices/{did}/raw", tag = "enterprise api",
+    summary = "Send a passthrough message to a device (scope `control`)",
+    description = "As `POST /v1/devices/{did}/raw`: the signed body's bytes (at most 32 KiB) \
+        reach the device unchanged on `dev/{did}/raw/down` (QoS 1); 202 once handed to its live \
+        session, 409 `DEVICE_OFFLINE` without one. Audited as `device.raw` with the key as \
+        actor, the size and SHA-256, never the bytes. The body is read as signed: no \
+        `Content-Type` is required.",
+    request_body(description = "the bytes to send, as they are",
+        content((super::schemas::RawBytes = "application/octet-stream"))),
+    responses((status = 202, description = "handed to the device's session",
+        body = super::devices::RawSent), RawErrors),
+    security(("access_key" = [])))]
+async fn send_raw(
+    State(s): State<AppState>,
+    Path(did): Path<String>,
+    k: EnterpriseKey,
+) -> Result<Response, Error> {
+    let (did, _) = key_device(&s, &k, &did, Scope::Control).await?;
+    if k.body.len() > rampart_proto::topic::RAW_MAX {
+        return Err(Error::new(
+            crate::error::ErrorCode::PayloadTooLarge,
+            format!(
+                "a passthrough message may hold at most {} bytes",
+                rampart_proto::topic::RAW_MAX
+            ),
+        ));
+    }
+    let sent = s
+        .core
+        .send_raw(
+            did.as_str(),
+            k.body.clone(),
+            &k.key.actor(),
+            Some(k.key.source_ip.clone()),
+        )
+        .await?;
+    Ok(super::devices::raw_answer(sent))
 }

@@ -33,6 +33,7 @@ pub(crate) fn routes() -> ApiRouter {
         .routes(routes!(rotate_product_secret))
         .routes(routes!(set_identity))
         .routes(routes!(factory_issue))
+        .routes(routes!(preregister_device))
 }
 
 // ---- the answers and bodies ----
@@ -414,6 +415,62 @@ async fn set_identity(
         .set_product_identity(&m.caller(), pk.as_str(), modes, client_ip(&addr))
         .await?;
     Ok(Json(ProductView::from(&*p)))
+}
+
+/// A device to pre-register with the public key made on it.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = NewKeyDevice, example = json!({"hardware_id": "AA:BB:CC:DD:EE:01",
+    "public_key": {"ed25519": "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="}}))]
+pub(crate) struct NewKeyDevice {
+    /// 1-64 printable ASCII, no space, `&`, `=` or `|`; unique in the product
+    #[schema(min_length = 1, max_length = 64)]
+    hardware_id: String,
+    public_key: super::schemas::DevicePublicKey,
+}
+
+/// A pre-registered device's id.
+#[derive(Serialize, ToSchema)]
+#[schema(as = KeyDevice, example = json!({"did": "k3v0d6x1q9m2b7c4n8zt"}))]
+pub(crate) struct KeyDevice {
+    did: String,
+}
+
+crate::errors!(PreregisterErrors: Unauthorized, InvalidJson, PayloadTooLarge,
+    UnsupportedMediaType, InvalidRequest, Forbidden, NotFound, Conflict, Internal);
+
+#[utoipa::path(post, path = "/v1/products/{product_key}/devices", tag = "products",
+    summary = "Pre-register a device with its Ed25519 public key",
+    description = "For devices that make their key pair themselves: the private key never leaves \
+        the device, which connects over MQTT 5 by answering the `rampart-ed25519` challenge \
+        (docs/protocol.md). Needs the right to manage the product. The device gets a passcode \
+        for binding (`GET /v1/devices/{did}/passcode`) and no secret anyone is told. A \
+        `hardware_id` already registered in the product is 409 `CONFLICT`; a key that is not \
+        base64, not 32 bytes or not a valid Ed25519 point is 400 `INVALID_REQUEST`. Audited \
+        (`device.register`, detail `method=ed25519`).",
+    request_body = NewKeyDevice,
+    responses((status = 201, description = "the device's id", body = KeyDevice),
+        PreregisterErrors),
+    security(("admin" = []), ("developer" = [])))]
+async fn preregister_device(
+    State(s): State<AppState>,
+    m: Manager,
+    addr: Addr,
+    Path(pk): Path<String>,
+    Body(b): Body<NewKeyDevice>,
+) -> Result<Response, Error> {
+    let pk = parse_pk(&pk)?;
+    let did = s
+        .core
+        .preregister_device(
+            &m.caller(),
+            pk.as_str(),
+            &b.hardware_id,
+            &b.public_key.ed25519,
+            client_ip(&addr),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(KeyDevice { did })).into_response())
 }
 
 /// Largest factory batch issued through the API (the CLI issues larger ones).

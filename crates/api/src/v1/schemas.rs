@@ -138,6 +138,14 @@ described!(
 );
 
 described!(
+    /// A passthrough message's body: any bytes, sent as they are.
+    RawBytes,
+    "RawBytes",
+    json!({"type": "string", "contentMediaType": "application/octet-stream",
+        "description": "any bytes, at most 32 KiB"})
+);
+
+described!(
     /// `rampart_core::device::runtime::HistoryPoint`: one reported value.
     HistoryPoint,
     "HistoryPoint",
@@ -228,6 +236,10 @@ pub(crate) struct DeviceView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub(crate) certificate: Option<DeviceCertificate>,
+    /// the public key the device was pre-registered with (`GET /v1/devices/{did}` only)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub(crate) public_key: Option<DevicePublicKey>,
 }
 
 /// The client certificate a device last connected with, so its expiry is seen before it bites.
@@ -239,6 +251,16 @@ pub(crate) struct DeviceCertificate {
     pub(crate) sha256: String,
     #[schema(value_type = Millis)]
     pub(crate) not_after: i64,
+}
+
+/// A device's public key, by algorithm: `ed25519` is the standard base64 of its 32 bytes.
+#[derive(Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"ed25519": "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="}))]
+pub(crate) struct DevicePublicKey {
+    /// standard base64 of the 32-byte Ed25519 public key
+    #[schema(min_length = 44, max_length = 44)]
+    pub(crate) ed25519: String,
 }
 
 /// A device's shadow: what it is asked to be (`desired`, whose `version` grows at every change;
@@ -337,6 +359,7 @@ impl From<rampart_core::device::runtime::DeviceView> for DeviceView {
             state: d.state,
             shadow: None,
             certificate: None,
+            public_key: None,
         }
     }
 }

@@ -52,6 +52,7 @@ pub const DEVICE_CONNECT_WEAK_KEY: &str = "device.connect_weak_key";
 pub const DEVICE_DISABLE: &str = "device.disable";
 pub const DEVICE_ENABLE: &str = "device.enable";
 pub const DEVICE_PASSCODE_READ: &str = "device.passcode_read";
+pub const DEVICE_RAW: &str = "device.raw";
 pub const DEVICE_REGISTER: &str = "device.register";
 pub const DEVICE_REPROVISION_OPEN: &str = "device.reprovision_open";
 pub const DEVICE_SHARE: &str = "device.share";

@@ -532,6 +532,15 @@ impl Bus {
         }
     }
 
+    /// Hand a message to the live session of `did` only (a parked session does not queue it).
+    /// False when the device has no live session or its inbox is full.
+    pub fn deliver_live(&self, did: &str, msg: Message) -> bool {
+        let s = lock(&self.sessions);
+        s.live
+            .get(did)
+            .is_some_and(|inbox| inbox.push(ToSession::Publish(msg)))
+    }
+
     /// Whether `did` has a live session or an unexpired parked one.
     pub fn reachable(&self, did: &str, now: i64) -> bool {
         let s = lock(&self.sessions);

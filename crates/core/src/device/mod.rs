@@ -3,6 +3,8 @@
 //! (`credentials`), the live side of a device — authentication, presence, reports, commands and
 //! acks (`runtime`) —, desired state and command records (`shadow`), the group-commit writer behind reports and presence (`writer`), the bus
 //! between the two edges (`bus`) and uploaded files such as allowlists (`uploads`).
+//! Devices pre-registered with an Ed25519 public key and the challenge they answer at CONNECT
+//! are in `keys`.
 //!
 //! Nothing here speaks MQTT or HTTP: the gateway and the API call these services and map their
 //! answers to their own codes.
@@ -10,6 +12,7 @@
 pub mod bus;
 pub mod certificates;
 pub(crate) mod credentials;
+pub mod keys;
 pub mod products;
 pub mod registry;
 pub mod runtime;

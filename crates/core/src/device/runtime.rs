@@ -180,6 +180,13 @@ pub enum CommandOutcome {
     Desired { version: i64 },
 }
 
+/// A passthrough message handed to a device's session: its size and SHA-256 (lowercase hex).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RawSent {
+    pub bytes: usize,
+    pub sha256: String,
+}
+
 #[derive(Debug, Serialize)]
 pub struct HistoryPoint {
     pub ts: i64,
@@ -668,6 +675,54 @@ impl Core {
                 .await;
         }
         Ok(())
+    }
+
+    /// Passthrough to a device: `payload` (at most [`topic::RAW_MAX`] bytes, else `TooLarge`)
+    /// handed unchanged to the device's live session, which publishes it on
+    /// `dev/{did}/raw/down` at QoS 1 if the device subscribes to it. Not stored, not queued for
+    /// an offline device (`Offline`). Audited (`device.raw`) with its size and SHA-256, never
+    /// its bytes. The caller's right to control the device is checked by the edge.
+    pub async fn send_raw(
+        &self,
+        did: &str,
+        payload: Bytes,
+        actor: &Actor,
+        source_ip: Option<String>,
+    ) -> Result<RawSent> {
+        use sha2::Digest as _;
+        if payload.len() > topic::RAW_MAX {
+            return Err(Error::TooLarge(format!(
+                "a passthrough message may hold at most {} bytes",
+                topic::RAW_MAX
+            )));
+        }
+        let (_, product) = self.device_and_product(did).await?;
+        let sent = RawSent {
+            bytes: payload.len(),
+            sha256: hex::encode(sha2::Sha256::digest(&payload)),
+        };
+        let msg = Message {
+            topic: topic::raw_down(did),
+            payload,
+            expires_at: None,
+        };
+        let delivered = self.bus().deliver_live(did, msg);
+        let mut ev = AuditEvent::new(
+            actor,
+            action::DEVICE_RAW,
+            if delivered { "sent" } else { "offline" },
+        )
+        .target(format!("device:{did}"))
+        .detail(format!("bytes={} sha256={}", sent.bytes, sent.sha256))
+        .tenant_opt(product.enterprise_id.clone());
+        if let Some(ip) = source_ip {
+            ev = ev.source_ip(ip);
+        }
+        self.audit(ev).await;
+        if !delivered {
+            return Err(Error::Offline);
+        }
+        Ok(sent)
     }
 
     /// A device acknowledged a command.

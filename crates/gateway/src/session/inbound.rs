@@ -304,10 +304,7 @@ impl<S: Conn> Session<S> {
                     "server-only packet from a client",
                 ))
             }
-            Packet::Auth(_) => Some(Close::Violation(
-                reason::PROTOCOL_ERROR,
-                "enhanced authentication is not supported",
-            )),
+            Packet::Auth(a) => self.on_auth(a).await,
         }
     }
 

@@ -129,6 +129,9 @@ struct Session<S> {
     /// Inbound QoS 1 publishes awaiting their PUBACK, oldest first.
     acks: std::collections::VecDeque<PendingAck>,
     client_max_packet: u32,
+    /// Authenticated by the Ed25519 challenge (MQTT 5 enhanced authentication): the device may
+    /// re-authenticate with AUTH.
+    enhanced: bool,
 }
 
 /// The parts of a session's state that are usually empty.
@@ -145,6 +148,8 @@ struct Rare {
     pending_out: std::collections::VecDeque<(Message, bool)>,
     /// The device's shadow delta, told at CONNECT, waiting for a subscription to its down topic.
     desired: Option<Message>,
+    /// The nonce of a re-authentication under way, until the device's AUTH answers it.
+    reauth_nonce: Option<[u8; rampart_proto::sign::ED25519_NONCE_LEN]>,
 }
 
 impl Rare {
@@ -154,6 +159,7 @@ impl Rare {
             && self.inflight_out.is_empty()
             && self.pending_out.is_empty()
             && self.desired.is_none()
+            && self.reauth_nonce.is_none()
     }
 }
 
@@ -220,6 +226,7 @@ pub(crate) struct Idle {
     limiter: ReportBucket,
     out_window: u16,
     client_max_packet: u32,
+    enhanced: bool,
     rx: Arc<Inbox>,
     will: Option<Box<rampart_proto::mqtt::Will>>,
     keep_alive: u16,
@@ -472,6 +479,7 @@ async fn read_packet<S: Conn>(
     }
 }
 
+mod enhanced;
 mod inbound;
 mod opening;
 mod serve;

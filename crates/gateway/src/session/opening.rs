@@ -81,14 +81,28 @@ where
         )
     };
     // 2. Authenticate (a device banned for a reconnect storm is refused before any work; the
-    //    device's connect rates count authenticated attempts only).
+    //    device's connect rates count authenticated attempts only). A CONNECT naming an
+    //    Authentication Method (MQTT 5) goes through its AUTH exchange instead of a password.
+    let enhanced = match Box::pin(enhanced::exchange(
+        &mut io, &mut rbuf, &connect, peer, shared,
+    ))
+    .await
+    {
+        enhanced::Exchange::NotAsked => None,
+        enhanced::Exchange::Accepted(d) => Some(d),
+        enhanced::Exchange::Refused => return None,
+    };
+    let is_enhanced = enhanced.is_some();
     let pw = connect.password.as_deref();
     // A client certificate stands for the password: a CONNECT with neither is refused by the
     // password checks.
-    let cert = pw.is_none().then(|| io.peer_certificate()).flatten();
+    let cert = (enhanced.is_none() && pw.is_none())
+        .then(|| io.peer_certificate())
+        .flatten();
     // Boxed here so that a connection still waiting for its CONNECT holds only a small future.
-    let authenticated = match cert {
-        Some(cert) => {
+    let authenticated = match (enhanced, cert) {
+        (Some(d), _) => Ok(d),
+        (None, Some(cert)) => {
             Box::pin(shared.core.authenticate_certificate(
                 &connect.client_id,
                 &cert,
@@ -97,7 +111,7 @@ where
             ))
             .await
         }
-        None => {
+        (None, None) => {
             Box::pin(shared.core.authenticate_device(
                 &connect.client_id,
                 connect.username.as_deref(),
@@ -169,6 +183,9 @@ where
         if connect.client_id.is_empty() {
             props.assigned_client_identifier = Some(did.clone());
         }
+        if is_enhanced {
+            props.authentication_method = connect.properties.authentication_method.clone();
+        }
     }
     if version == ProtocolVersion::V5
         && connect.properties.session_expiry_interval.unwrap_or(0) > expiry_secs
@@ -201,6 +218,7 @@ where
             .unwrap_or(u16::MAX)
             .min(OUTBOUND_INFLIGHT_MAX),
         acks: Default::default(),
+        enhanced: is_enhanced,
     };
     let session_present = parked.is_some();
     s.send(Packet::ConnAck(ConnAck {
@@ -264,6 +282,7 @@ impl<S> Opened<S> {
             out_window,
             acks,
             client_max_packet,
+            enhanced,
         } = session;
         let carry = (!rbuf.is_empty() || !wbuf.is_empty() || !acks.is_empty())
             .then(|| Box::new(Carry { rbuf, wbuf, acks }));
@@ -279,6 +298,7 @@ impl<S> Opened<S> {
             limiter,
             out_window,
             client_max_packet,
+            enhanced,
             rx,
             will,
             keep_alive,
@@ -339,6 +359,7 @@ impl Idle {
             limiter,
             out_window,
             client_max_packet,
+            enhanced,
             rx,
             will,
             keep_alive,
@@ -370,6 +391,7 @@ impl Idle {
                 out_window,
                 acks,
                 client_max_packet,
+                enhanced,
             },
             rx,
             will,

@@ -5,6 +5,10 @@ pub const GRANTED_QOS_1: u8 = 0x01;
 pub const GRANTED_QOS_2: u8 = 0x02;
 pub const NO_MATCHING_SUBSCRIBERS: u8 = 0x10;
 pub const NO_SUBSCRIPTION_EXISTED: u8 = 0x11;
+/// AUTH: the exchange goes on (enhanced authentication).
+pub const CONTINUE_AUTHENTICATION: u8 = 0x18;
+/// AUTH from the client: authenticate again on the open connection.
+pub const RE_AUTHENTICATE: u8 = 0x19;
 pub const UNSPECIFIED_ERROR: u8 = 0x80;
 pub const MALFORMED_PACKET: u8 = 0x81;
 pub const PROTOCOL_ERROR: u8 = 0x82;
@@ -17,6 +21,8 @@ pub const SERVER_UNAVAILABLE: u8 = 0x88;
 pub const SERVER_BUSY: u8 = 0x89;
 pub const BANNED: u8 = 0x8A;
 pub const SERVER_SHUTTING_DOWN: u8 = 0x8B;
+/// CONNACK: the CONNECT's Authentication Method is not one the server supports.
+pub const BAD_AUTHENTICATION_METHOD: u8 = 0x8C;
 pub const KEEP_ALIVE_TIMEOUT: u8 = 0x8D;
 pub const SESSION_TAKEN_OVER: u8 = 0x8E;
 pub const TOPIC_FILTER_INVALID: u8 = 0x8F;
@@ -127,6 +133,11 @@ mod tests {
         assert!(!Carrier::PubComp.allows(UNSPECIFIED_ERROR));
         assert!(Carrier::ConnAck.allows(CONNECTION_RATE_EXCEEDED));
         assert!(!Carrier::ConnAck.allows(MESSAGE_RATE_TOO_HIGH));
+        assert!(Carrier::ConnAck.allows(BAD_AUTHENTICATION_METHOD));
+        assert!(Carrier::Auth.allows(CONTINUE_AUTHENTICATION));
+        assert!(Carrier::Auth.allows(RE_AUTHENTICATE));
+        assert!(!Carrier::ConnAck.allows(CONTINUE_AUTHENTICATION));
+        assert!(Carrier::Disconnect.allows(NOT_AUTHORIZED));
         for c in [
             Carrier::ConnAck,
             Carrier::PubAck,

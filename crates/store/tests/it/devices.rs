@@ -69,6 +69,50 @@ async fn credentials_of_several_devices_come_back_once_each(s: Store) {
     assert!(s.device_credentials_many(&[]).await.unwrap().is_empty());
 }
 
+/// A device pre-registered with its public key: the key comes back with its credentials (one or
+/// several at once) and on its own; other devices have none; the hardware id stays unique.
+async fn a_devices_public_key_comes_back_with_its_credentials(s: Store) {
+    devices_of(&s, "pk1", &[("d1", "hw1")]).await;
+    s.insert_device_with_key(&device("d2", "pk1", "hw2"), &[3; 32])
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.insert_device_with_key(&device("d3", "pk1", "hw2"), &[4; 32])
+            .await,
+        Err(StoreError::Conflict)
+    ));
+    let c = s.device_credentials("d2").await.unwrap().unwrap();
+    assert_eq!(c.public_key, Some(vec![3; 32]));
+    assert_eq!(
+        s.device_credentials("d1")
+            .await
+            .unwrap()
+            .unwrap()
+            .public_key,
+        None
+    );
+    let mut many = s.device_credentials_many(&["d1", "d2"]).await.unwrap();
+    many.sort_by(|a, b| a.0.cmp(&b.0));
+    let keys: Vec<_> = many.into_iter().map(|(d, c)| (d, c.public_key)).collect();
+    assert_eq!(
+        keys,
+        [
+            ("d1".to_owned(), None),
+            ("d2".to_owned(), Some(vec![3; 32]))
+        ]
+    );
+    assert_eq!(
+        s.device_public_key("d2").await.unwrap(),
+        Some(Some(vec![3; 32]))
+    );
+    assert_eq!(s.device_public_key("d1").await.unwrap(), Some(None));
+    assert_eq!(s.device_public_key("nope").await.unwrap(), None);
+    assert_eq!(
+        s.get_device("d2").await.unwrap().unwrap().hardware_id,
+        "hw2"
+    );
+}
+
 async fn presence_is_reset_for_every_online_device(s: Store) {
     devices_of(&s, "pk1", &[("d1", "hw1"), ("d2", "hw2")]).await;
     s.set_presence("d1", true, 100).await.unwrap();
@@ -273,6 +317,7 @@ store_cases! {
     devices_conflict_on_the_same_hardware_id,
     a_devices_secret_and_presence_are_stored,
     credentials_of_several_devices_come_back_once_each,
+    a_devices_public_key_comes_back_with_its_credentials,
     presence_is_reset_for_every_online_device,
     presence_in_a_batch_keeps_each_devices_last_row,
     states_of_several_devices_come_back_for_those_that_exist,
