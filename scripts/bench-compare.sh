@@ -557,7 +557,9 @@ server_cmd() {
     rumqttd) SERVER_CMD=(env RUST_LOG=error "$RUMQTTD_BIN" -q -c "$WORK/rumqttd.toml") ;;
     rampart)
         # Identities are registered from this one address: no per-address registration rate.
+        # The plain-TCP scenarios speak plain MQTT: allowed beside the secure-session layer.
         SERVER_CMD=(env RUST_LOG=error RAMPART_ADMIN_TOKEN="$ADMIN_TOKEN" RAMPART_LIMITS__REGISTER_IP__PER_MINUTE=0
+            RAMPART_MQTT__ALLOW_UNENCRYPTED=true
             "$RAMPART_BIN" serve --data "$DATA"
             --mqtt-listen "127.0.0.1:$P_RAMP" --mqtt-tls-listen "127.0.0.1:$P_RAMP_TLS"
             --http-listen "127.0.0.1:$P_RAMP_HTTP" --events-listen 127.0.0.1:0)
