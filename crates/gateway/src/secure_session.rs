@@ -74,7 +74,9 @@ async fn run(
     deadline: Instant,
 ) {
     let mut did = None;
-    let hs = tokio::time::timeout_at(deadline, handshake(&mut sock, &shared, &mut did)).await;
+    let mut early = BytesMut::new();
+    let hs = handshake(&mut sock, &shared, &mut early, &mut did);
+    let hs = tokio::time::timeout_at(deadline, hs).await;
     let transport = match hs {
         Ok(Ok(t)) => t,
         Ok(Err(Some(why))) => return record(why, did.as_deref(), &peer.to_string()),
@@ -91,7 +93,7 @@ async fn run(
         sock,
         noise: Box::new(transport),
         did,
-        rx: BytesMut::new(),
+        rx: early,
         tx: BytesMut::new(),
         rekeyed_at: Instant::now(),
         rekey_interval: shared.config.rekey_interval,
@@ -99,14 +101,16 @@ async fn run(
     session::run(stream, peer, shared, stop, guard).await;
 }
 
-/// Frame 0, message 1 in, message 2 out. `Err(None)`: the peer went away.
+/// Frame 0, message 1 in, message 2 out; bytes read past message 1 are left in `buf` (a device
+/// cannot seal anything before it has message 2, so they will not decrypt). `Err(None)`: the
+/// peer went away.
 async fn handshake(
     sock: &mut TcpStream,
     shared: &Shared,
+    buf: &mut BytesMut,
     did_out: &mut Option<Box<str>>,
 ) -> Result<Transport, Option<SessionFailure>> {
-    let mut buf = BytesMut::with_capacity(2 + noise::DID_MAX);
-    let body = read_frame(sock, &mut buf, noise::DID_MAX).await?;
+    let body = read_frame(sock, buf, noise::DID_MAX).await?;
     let did = noise::parse_did_frame(&body).map_err(|_| Some(SessionFailure::Malformed))?;
     *did_out = Some(did.into());
     // An unknown did, or one that may not open a session, gets a random PSK: the handshake
@@ -119,7 +123,7 @@ async fn handshake(
         tracing::error!(error = %e, "secure-session responder not built");
         Some(SessionFailure::Internal)
     })?;
-    let m1 = read_frame(sock, &mut buf, noise::HANDSHAKE_LEN).await?;
+    let m1 = read_frame(sock, buf, noise::HANDSHAKE_LEN).await?;
     match hs.read(&m1) {
         Ok(()) => {}
         Err(noise::Error::Malformed(_)) => return Err(Some(SessionFailure::Malformed)),
@@ -127,10 +131,6 @@ async fn handshake(
     }
     if let Some(why) = refused {
         return Err(Some(why));
-    }
-    // The device cannot encrypt anything before it has message 2.
-    if !buf.is_empty() {
-        return Err(Some(SessionFailure::Malformed));
     }
     let mut out = BytesMut::new();
     let m2 = hs.write().map_err(|_| Some(SessionFailure::Internal))?;

@@ -27,6 +27,7 @@ mod openapi;
 mod readme;
 mod refusals;
 mod registration;
+mod secure_session;
 mod shadow;
 mod slow_peers;
 mod stock_clients;
