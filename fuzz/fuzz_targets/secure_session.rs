@@ -37,7 +37,9 @@ fuzz_target!(|data: &[u8]| {
     let mut out = BytesMut::new();
     for f in frames {
         match server.open(&f, &mut out) {
-            Ok(Opened::Data(_)) | Ok(Opened::Rekeyed) => panic!("a forged transport message decrypted"),
+            Ok(Opened::Data(_)) | Ok(Opened::Rekeyed) => {
+                panic!("a forged transport message decrypted")
+            }
             Err(_) => assert!(out.is_empty()),
         }
     }
