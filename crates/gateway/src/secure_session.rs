@@ -288,3 +288,89 @@ impl AsyncWrite for NoiseStream {
         Pin::new(&mut self.sock).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server-side stream over loopback and the device's transport state at the other end.
+    async fn pair(
+        rekey_messages: u64,
+        rekey_interval: Duration,
+    ) -> (NoiseStream, TcpStream, Transport) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let device = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (server, _) = l.accept().await.unwrap();
+        let psk = noise::psk(b"secret", "dev1");
+        let mut c = Handshake::initiator("dev1", &psk).unwrap();
+        let mut s = Handshake::responder("dev1", &psk).unwrap();
+        s.read(&c.write().unwrap()).unwrap();
+        c.read(&s.write().unwrap()).unwrap();
+        let stream = NoiseStream {
+            sock: server,
+            noise: Box::new(s.into_transport(rekey_messages).unwrap()),
+            did: "dev1".into(),
+            rx: BytesMut::new(),
+            tx: BytesMut::new(),
+            rekeyed_at: Instant::now(),
+            rekey_interval,
+        };
+        (stream, device, c.into_transport(0).unwrap())
+    }
+
+    /// Read the device's side until `want` plaintext bytes arrived; how many rotations it saw.
+    async fn receive(sock: &mut TcpStream, t: &mut Transport, want: usize) -> (Vec<u8>, usize) {
+        let (mut wire, mut plain, mut rotations) = (BytesMut::new(), BytesMut::new(), 0);
+        while plain.len() < want {
+            sock.read_buf(&mut wire).await.unwrap();
+            while let Some(body) = noise::take_frame(&mut wire) {
+                if t.open(&body, &mut plain).unwrap() == Opened::Rekeyed {
+                    rotations += 1;
+                }
+            }
+        }
+        (plain.to_vec(), rotations)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_server_rotates_its_key_by_age() {
+        let (mut s, mut dev, mut t) = pair(0, Duration::from_secs(60)).await;
+        s.write_all(b"one").await.unwrap();
+        s.flush().await.unwrap();
+        assert_eq!(receive(&mut dev, &mut t, 3).await, (b"one".to_vec(), 0));
+        tokio::time::advance(Duration::from_secs(59)).await;
+        s.write_all(b"two").await.unwrap();
+        s.flush().await.unwrap();
+        assert_eq!(receive(&mut dev, &mut t, 3).await, (b"two".to_vec(), 0));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        s.write_all(b"three").await.unwrap();
+        s.flush().await.unwrap();
+        assert_eq!(receive(&mut dev, &mut t, 5).await, (b"three".to_vec(), 1));
+    }
+
+    #[tokio::test]
+    async fn reads_follow_the_devices_rotation_and_refuse_a_bad_tag() {
+        let (mut s, mut dev, mut t) = pair(0, Duration::MAX).await;
+        let mut wire = BytesMut::new();
+        t.seal(b"ab", &mut wire).unwrap();
+        t.rekey_now(&mut wire).unwrap();
+        t.seal(b"cd", &mut wire).unwrap();
+        dev.write_all(&wire).await.unwrap();
+        let mut got = BytesMut::new();
+        while got.len() < 4 {
+            assert!(s.read_some(&mut got).await.unwrap() > 0);
+        }
+        assert_eq!(&got[..], b"abcd");
+        assert!(
+            s.rx.is_empty() && s.rx.capacity() == 0,
+            "a buffer kept between frames"
+        );
+        let mut wire = BytesMut::new();
+        t.seal(b"ef", &mut wire).unwrap();
+        let last = wire.len() - 1;
+        wire[last] ^= 1;
+        dev.write_all(&wire).await.unwrap();
+        let err = s.read_some(&mut got).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+}
