@@ -1,6 +1,6 @@
 //! Secure sessions (Noise `NNpsk0_25519_AESGCM_SHA256`) on the plain-TCP listener, driven by a
 //! device written here from `docs/protocol.md` ("Secure session"): `snow` as the initiator, and
-//! framing, PSK, prologue and key rotation of its own (none of the server's helpers).
+//! framing, PSK, prologue and key rotation of its own (none of the server's code).
 
 use crate::mqtt::raw;
 use crate::support::*;
