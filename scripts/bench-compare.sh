@@ -6,7 +6,8 @@
 #   --smoke            quick check of the harness: 200 connections, 3 s hold, 20 devices x 3 s ingest,
 #                      50 commands; results go to <date>-smoke.md / <date>-smoke/
 #   --servers LIST     comma-separated subset of mosquitto,rumqttd,rampart (default: all three)
-#   --scenarios LIST   comma-separated subset of connect,connect-tls,ingest,command (default: all)
+#   --scenarios LIST   comma-separated subset of connect,connect-tls,connect-noise,ingest,command (default:
+#                      all; connect-noise, Rampart's secure-session layer, runs against Rampart only)
 #   --out DIR          results directory (default: bench/results in the repository)
 #   --report-only      do not run anything: rebuild the markdown from the JSON already in the
 #                      results directory of BENCH_DATE (default today)
@@ -36,7 +37,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ALL_SERVERS=(mosquitto rumqttd rampart)
-ALL_SCENARIOS=(connect connect-tls ingest command)
+ALL_SCENARIOS=(connect connect-tls connect-noise ingest command)
 
 usage() {
     awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "${BASH_SOURCE[0]}"
@@ -54,7 +55,7 @@ SMOKE=0
 REPORT_ONLY=0
 INSTALL=1
 SERVERS_ARG=mosquitto,rumqttd,rampart
-SCENARIOS_ARG=connect,connect-tls,ingest,command
+SCENARIOS_ARG=connect,connect-tls,connect-noise,ingest,command
 OUT=$ROOT/bench/results
 ORIG_ARGS=("$@")
 while (($#)); do
@@ -214,6 +215,7 @@ write_report() {
         row 'Connections established, TLS' connect-tls '.connect.ok' '↑'
         row 'Memory (RSS) per idle connection, plain, KiB' connect '.server.rss_per_conn_kib' '↓'
         row 'Memory (RSS) per idle connection, TLS, KiB' connect-tls '.server.rss_per_conn_kib' '↓'
+        row 'Memory (RSS) per idle connection, Noise (Rampart only), KiB' connect-noise '.server.rss_per_conn_kib' '↓'
         row 'Kernel slab per connection, plain, KiB' connect '.server.slab_per_conn_kib' '↓'
         row 'Kernel slab per connection, TLS, KiB' connect-tls '.server.slab_per_conn_kib' '↓'
         row 'Server RSS with all connections held, plain, MiB' connect '.server.rss_after_kib / 1024' '↓'
@@ -226,10 +228,13 @@ write_report() {
         table_head 'figure'
         row 'Connect rate, plain, connections/s' connect '.connect.rate_per_s' '↑'
         row 'Connect rate, TLS, connections/s' connect-tls '.connect.rate_per_s' '↑'
+        row 'Connect rate, Noise (Rampart only), connections/s' connect-noise '.connect.rate_per_s' '↑'
         row 'Connect latency p50, plain, ms' connect '.connect.latency_ms.p50' '↓'
         row 'Connect latency p99, plain, ms' connect '.connect.latency_ms.p99' '↓'
         row 'Connect latency p50, TLS, ms' connect-tls '.connect.latency_ms.p50' '↓'
         row 'Connect latency p99, TLS, ms' connect-tls '.connect.latency_ms.p99' '↓'
+        row 'Connect latency p50, Noise (Rampart only), ms' connect-noise '.connect.latency_ms.p50' '↓'
+        row 'Connect latency p99, Noise (Rampart only), ms' connect-noise '.connect.latency_ms.p99' '↓'
         row 'Failed connections, plain' connect '.connect.failed' '↓'
         row 'Failed connections, TLS' connect-tls '.connect.failed' '↓'
         printf '\n## Ingest\n\n'
@@ -557,7 +562,9 @@ server_cmd() {
     rumqttd) SERVER_CMD=(env RUST_LOG=error "$RUMQTTD_BIN" -q -c "$WORK/rumqttd.toml") ;;
     rampart)
         # Identities are registered from this one address: no per-address registration rate.
+        # The plain-TCP scenarios speak plain MQTT: allowed beside the secure-session layer.
         SERVER_CMD=(env RUST_LOG=error RAMPART_ADMIN_TOKEN="$ADMIN_TOKEN" RAMPART_LIMITS__REGISTER_IP__PER_MINUTE=0
+            RAMPART_MQTT__ALLOW_UNENCRYPTED=true
             "$RAMPART_BIN" serve --data "$DATA"
             --mqtt-listen "127.0.0.1:$P_RAMP" --mqtt-tls-listen "127.0.0.1:$P_RAMP_TLS"
             --http-listen "127.0.0.1:$P_RAMP_HTTP" --events-listen 127.0.0.1:0)
@@ -635,6 +642,10 @@ scenario_args() {
         ;;
     connect-tls)
         GEN_ARGS=(connect --target "127.0.0.1:$tls" --tls --connections "$CONNECTIONS" --rate "$CONNECT_RATE"
+            --hold-secs "$HOLD_SECS")
+        ;;
+    connect-noise)
+        GEN_ARGS=(connect --target "127.0.0.1:$plain" --noise --connections "$CONNECTIONS" --rate "$CONNECT_RATE"
             --hold-secs "$HOLD_SECS")
         ;;
     ingest)
@@ -748,6 +759,8 @@ for s in "${SERVERS[@]}"; do
     server_cmd "$s"
     quote_cmd "${SERVER_CMD[@]}" >"$RAW/$s.server.cmd"
     for scen in "${SCENARIOS[@]}"; do
+        # The secure-session layer is Rampart's own.
+        [[ $scen == connect-noise && $s != rampart ]] && continue
         if start_server "$s"; then
             run_scenario "$s" "$scen"
             stop_server

@@ -22,6 +22,7 @@ trap cleanup EXIT
 # per-address registration rate (`limits.register_ip`) is off for it.
 env -u RAMPART_CONFIG RAMPART_ADMIN_TOKEN=smoke-admin-token-0123456789 RUST_LOG=error \
     RAMPART_LIMITS__REGISTER_IP__PER_MINUTE=0 \
+    RAMPART_MQTT__ALLOW_UNENCRYPTED=true \
     "$BIN" serve --data "$WORK/data" --mqtt-listen 127.0.0.1:0 --mqtt-tls-listen 127.0.0.1:0 \
     --http-listen 127.0.0.1:0 --events-listen 127.0.0.1:0 >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!

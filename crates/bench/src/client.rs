@@ -204,12 +204,14 @@ pub(crate) struct Opened {
     pub(crate) latency: Duration,
 }
 
-/// TCP (+TLS) connect, CONNECT, wait for CONNACK; all within `timeout`.
+/// TCP (+TLS, or + the secure-session handshake as `device` = (did, secret) when the target
+/// asks for it) connect, CONNECT, wait for CONNACK; all within `timeout`.
 pub(crate) async fn open(
     target: &Target,
     index: u64,
     v: ProtocolVersion,
     connect: &Packet,
+    device: Option<(&str, &str)>,
     timeout: Duration,
 ) -> Result<Opened, Failure> {
     let start = Instant::now();
@@ -217,6 +219,11 @@ pub(crate) async fn open(
         let mut conn = net::connect(target, index)
             .await
             .map_err(Failure::Connect)?;
+        if let (true, Some((did, secret))) = (target.noise, device) {
+            conn = net::secure(conn, did, secret)
+                .await
+                .map_err(Failure::Connect)?;
+        }
         let mut out = BytesMut::new();
         put(connect, v, &mut out).map_err(Failure::Io)?;
         conn.send(&out).await.map_err(Failure::Io)?;
@@ -257,7 +264,7 @@ impl Session {
     ) -> Result<Session, Failure> {
         let p = connect_packet(v, Creds::Anonymous(client_id), keep_alive);
         // Helper clients use the first source address (index 0).
-        let o = open(target, 0, v, &p, timeout).await?;
+        let o = open(target, 0, v, &p, None, timeout).await?;
         Ok(Session {
             conn: o.conn,
             buf: o.buf,

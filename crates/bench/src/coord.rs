@@ -118,6 +118,9 @@ impl Plan {
         if c.tls && c.ca.is_none() && !c.rampart {
             return Err("--tls needs --ca FILE".into());
         }
+        if c.noise && !c.rampart {
+            return Err("--noise needs --rampart (devices with secrets)".into());
+        }
         Ok(())
     }
 
@@ -504,6 +507,7 @@ pub(crate) async fn run(plan: Plan) -> Result<Report, String> {
             ca_pem: mqtt_ca
                 .as_ref()
                 .map(|p| String::from_utf8_lossy(p).into_owned()),
+            noise: c.noise,
             mqtt_version: c.mqtt_version,
             keepalive_secs: c.keepalive_secs,
             source_ips: c.source_ips,
@@ -977,6 +981,7 @@ pub(crate) async fn run(plan: Plan) -> Result<Report, String> {
         label: c.label.clone(),
         target: c.target.clone(),
         tls: c.tls,
+        noise: c.noise,
         mqtt_version: c.mqtt_version,
         rampart: c.rampart,
         connections: count as u64,

@@ -111,6 +111,10 @@ pub struct Common {
     /// Connect over TLS.
     #[arg(long)]
     pub tls: bool,
+    /// Devices speak Rampart's secure-session layer (Noise, `docs/protocol.md`) on its plain-TCP
+    /// listener: the handshake is part of each connect. Needs --rampart; not with --tls.
+    #[arg(long, conflicts_with = "tls")]
+    pub noise: bool,
     /// CA / certificate PEM to trust (TLS and the Rampart HTTPS API). With --rampart defaults to
     /// DATA/tls/cert.pem.
     #[arg(long)]

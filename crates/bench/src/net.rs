@@ -22,6 +22,8 @@ pub(crate) struct Target {
     /// Number of loopback source addresses to spread over (127.0.0.2 upward); 0 = let the kernel
     /// choose. Only used when `addr` is an IPv4 loopback address.
     pub(crate) source_ips: u32,
+    /// Wrap each device's MQTT in Rampart's secure-session layer (Noise) on a plain-TCP port.
+    pub(crate) noise: bool,
 }
 
 /// Split `HOST:PORT` (IPv6 hosts in brackets).
@@ -99,6 +101,7 @@ pub(crate) async fn target(
         addr,
         tls,
         source_ips,
+        noise: false,
     })
 }
 
@@ -110,10 +113,11 @@ pub(crate) fn source_addr(index: u64, n: u32) -> Ipv4Addr {
     Ipv4Addr::from(base + k)
 }
 
-/// A plain or TLS connection.
+/// A plain, TLS or secure-session connection.
 pub(crate) enum Conn {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
+    Noise(Box<NoiseConn>),
 }
 
 /// Open connection number `index` to the target: bind the source address, TCP connect, TLS
@@ -162,6 +166,7 @@ pub(crate) enum ConnectError {
     Bind(io::Error),
     Io(io::Error),
     Tls(io::Error),
+    Noise(String),
 }
 
 impl std::fmt::Display for ConnectError {
@@ -170,6 +175,7 @@ impl std::fmt::Display for ConnectError {
             ConnectError::Bind(e) => write!(f, "bind: {e}"),
             ConnectError::Io(e) => write!(f, "connect: {e}"),
             ConnectError::Tls(e) => write!(f, "TLS handshake: {e}"),
+            ConnectError::Noise(e) => write!(f, "secure-session handshake: {e}"),
         }
     }
 }
@@ -181,6 +187,7 @@ impl ConnectError {
             ConnectError::Bind(e) => format!("bind_{}", io_kind(e)),
             ConnectError::Io(e) => format!("io_{}", io_kind(e)),
             ConnectError::Tls(_) => "tls_handshake".into(),
+            ConnectError::Noise(_) => "noise_handshake".into(),
         }
     }
 }
@@ -211,6 +218,7 @@ impl AsyncRead for Conn {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Conn::Noise(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -224,6 +232,7 @@ impl AsyncWrite for Conn {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Conn::Noise(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
@@ -231,6 +240,7 @@ impl AsyncWrite for Conn {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_flush(cx),
             Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Conn::Noise(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
@@ -238,6 +248,7 @@ impl AsyncWrite for Conn {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Conn::Noise(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }
@@ -273,6 +284,159 @@ impl Conn {
     pub(crate) async fn send(&mut self, data: &[u8]) -> io::Result<()> {
         self.write_all(data).await?;
         self.flush().await
+    }
+}
+
+/// Rampart's secure-session layer (`docs/protocol.md`, "Secure session") over a TCP connection:
+/// frame 0 (the did), the Noise handshake, then MQTT bytes sealed in transport messages. The
+/// client never rotates its own key; it follows the server's rotations.
+pub(crate) struct NoiseConn {
+    sock: TcpStream,
+    noise: noise::Transport,
+    /// Ciphertext of a frame not yet whole.
+    rx: BytesMut,
+    /// Plaintext decrypted but not yet read.
+    plain: BytesMut,
+    /// Ciphertext not yet written.
+    tx: BytesMut,
+}
+
+use rampart_proto::secure_session as noise;
+
+fn noise_error(e: noise::Error) -> ConnectError {
+    ConnectError::Noise(e.to_string())
+}
+
+/// Turn a fresh plain connection into a secure session of device `did`.
+pub(crate) async fn secure(conn: Conn, did: &str, secret: &str) -> Result<Conn, ConnectError> {
+    use tokio::io::AsyncReadExt;
+    let Conn::Plain(mut sock) = conn else {
+        return Err(ConnectError::Noise("needs a plain TCP connection".into()));
+    };
+    let psk = noise::psk(secret.as_bytes(), did);
+    let mut hs = noise::Handshake::initiator(did, &psk).map_err(noise_error)?;
+    let mut out = BytesMut::new();
+    noise::put_frame(did.as_bytes(), &mut out).map_err(noise_error)?;
+    noise::put_frame(&hs.write().map_err(noise_error)?, &mut out).map_err(noise_error)?;
+    sock.write_all(&out).await.map_err(ConnectError::Io)?;
+    let mut rx = BytesMut::new();
+    let m2 = loop {
+        if let Some(body) = noise::take_frame(&mut rx) {
+            break body;
+        }
+        rx.reserve(64);
+        if sock.read_buf(&mut rx).await.map_err(ConnectError::Io)? == 0 {
+            return Err(ConnectError::Noise(
+                "closed by the server (unknown did, wrong secret, or a product without \
+                 identity.secure_session)"
+                    .into(),
+            ));
+        }
+    };
+    hs.read(&m2).map_err(noise_error)?;
+    let noise = hs.into_transport(0).map_err(noise_error)?;
+    if rx.is_empty() {
+        rx = BytesMut::new();
+    }
+    Ok(Conn::Noise(Box::new(NoiseConn {
+        sock,
+        noise,
+        rx,
+        plain: BytesMut::new(),
+        tx: BytesMut::new(),
+    })))
+}
+
+impl NoiseConn {
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        use bytes::Buf;
+        while !self.tx.is_empty() {
+            let n = std::task::ready!(Pin::new(&mut self.sock).poll_write(cx, &self.tx))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.tx.advance(n);
+        }
+        if self.tx.capacity() > 0 {
+            self.tx = BytesMut::new();
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncRead for NoiseConn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        use bytes::Buf;
+        let this = self.get_mut();
+        loop {
+            if !this.plain.is_empty() {
+                let n = this.plain.len().min(buf.remaining());
+                buf.put_slice(&this.plain[..n]);
+                this.plain.advance(n);
+                if this.plain.is_empty() {
+                    this.plain = BytesMut::new();
+                }
+                return Poll::Ready(Ok(()));
+            }
+            while let Some(body) = noise::take_frame(&mut this.rx) {
+                // An empty message (the server's rotation) rotates the receiving key in `open`.
+                this.noise
+                    .open(&body, &mut this.plain)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+            }
+            if !this.plain.is_empty() {
+                continue;
+            }
+            if this.rx.is_empty() {
+                this.rx = BytesMut::new();
+            }
+            // Not the thread's scratch buffer: `Conn::read_into` lends that to this very call.
+            let mut chunk = [0u8; 8 * 1024];
+            let mut rb = ReadBuf::new(&mut chunk);
+            std::task::ready!(Pin::new(&mut this.sock).poll_read(cx, &mut rb))?;
+            if rb.filled().is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+            this.rx.extend_from_slice(rb.filled());
+        }
+    }
+}
+
+impl AsyncWrite for NoiseConn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        std::task::ready!(this.poll_drain(cx))?;
+        let take = data.len().min(noise::PLAINTEXT_MAX);
+        if take == 0 {
+            return Poll::Ready(Ok(0));
+        }
+        if let Err(e) = this.noise.seal(&data[..take], &mut this.tx) {
+            return Poll::Ready(Err(io::Error::other(e.to_string())));
+        }
+        if let Poll::Ready(Err(e)) = this.poll_drain(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Poll::Ready(Ok(take))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        std::task::ready!(this.poll_drain(cx))?;
+        Pin::new(&mut this.sock).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        std::task::ready!(this.poll_drain(cx))?;
+        Pin::new(&mut this.sock).poll_shutdown(cx)
     }
 }
 

@@ -117,7 +117,7 @@ async fn open_core(data: &Path, config: Option<&Path>) -> Result<Core, String> {
 fn bench_product() -> Result<rampart_core::device::products::NewProduct, String> {
     serde_json::from_value(serde_json::json!({
         "name": "bench",
-        "identity": {"dynamic_registration": false, "allowlist": false},
+        "identity": {"dynamic_registration": false, "allowlist": false, "secure_session": true},
         "report_limit_per_min": 60000,
         "datapoints": [
             {"name": "seq", "type": "int", "min": 0, "max": 2147483647},

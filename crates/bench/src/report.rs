@@ -129,6 +129,8 @@ pub struct Report {
     pub label: Option<String>,
     pub target: String,
     pub tls: bool,
+    /// Devices spoke Rampart's secure-session layer (Noise).
+    pub noise: bool,
     pub mqtt_version: u8,
     pub rampart: bool,
     pub connections: u64,
@@ -184,7 +186,13 @@ impl Report {
             "`{}` against `{}`{}, MQTT {}, {} connections, {} process(es), {} source address(es), {:.1} s{}\n",
             self.scenario,
             self.target,
-            if self.tls { " over TLS" } else { "" },
+            if self.tls {
+                " over TLS"
+            } else if self.noise {
+                " over the secure-session layer (Noise)"
+            } else {
+                ""
+            },
             if self.mqtt_version == 5 { "5.0" } else { "3.1.1" },
             self.connections,
             self.processes,

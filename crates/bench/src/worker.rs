@@ -59,6 +59,9 @@ pub(crate) struct WorkerSpec {
     pub(crate) target: String,
     /// PEM of the CA to trust, when the MQTT connection uses TLS.
     pub(crate) ca_pem: Option<String>,
+    /// Devices speak Rampart's secure-session layer (Noise) on a plain-TCP port.
+    #[serde(default)]
+    pub(crate) noise: bool,
     pub(crate) mqtt_version: u8,
     pub(crate) keepalive_secs: u16,
     pub(crate) source_ips: u32,
@@ -296,12 +299,13 @@ async fn run_inner(
             ));
         }
     }
-    let target = net::target(
+    let mut target = net::target(
         &spec.target,
         spec.ca_pem.as_deref().map(str::as_bytes),
         spec.source_ips,
     )
     .await?;
+    target.noise = spec.noise;
     let count = spec.count;
     let ctx = Arc::new(Ctx {
         v: client::version(spec.mqtt_version),
@@ -567,7 +571,11 @@ async fn device(
             None => Creds::Anonymous(format!("bench-{index}")),
         };
         let packet = client::connect_packet(ctx.v, creds, spec.keepalive_secs);
-        let mut o = client::open(&ctx.target, index, ctx.v, &packet, timeout).await?;
+        let device = spec
+            .identities
+            .as_ref()
+            .map(|ids| (ids[i].did.as_str(), ids[i].secret.as_str()));
+        let mut o = client::open(&ctx.target, index, ctx.v, &packet, device, timeout).await?;
         if spec.scenario == Scenario::Command {
             let topic = spec.topic(i, "down");
             tokio::time::timeout(timeout, subscribe(&mut o, ctx.v, &topic))
@@ -923,6 +931,7 @@ mod tests {
             scenario: Scenario::Ingest,
             target: "127.0.0.1:1".into(),
             ca_pem: None,
+            noise: false,
             mqtt_version: 3,
             keepalive_secs: 60,
             source_ips: 1,
@@ -949,6 +958,7 @@ mod tests {
                 addr: "127.0.0.1:1".parse().unwrap(),
                 tls: None,
                 source_ips: 1,
+                noise: false,
             },
             v: ProtocolVersion::V311,
             stats: Stats::new(),

@@ -94,6 +94,13 @@ metrics_table! {
         "Audit entries written, by action.";
     AUDIT_SUPPRESSED = "rampart_audit_suppressed_total", Counter, ["what"],
         "Audit entries not written because a per-address audit rate was exceeded.";
+    // The secure-session layer (Noise) on the plain-TCP MQTT listener.
+    SECURE_SESSION_HANDSHAKES = "rampart_secure_session_handshakes_total", Counter, [],
+        "Secure-session (Noise) handshakes completed on the plain-TCP MQTT listener.";
+    SECURE_SESSION_FAILURES = "rampart_secure_session_failures_total", Counter, ["reason"],
+        "Connections on the plain-TCP MQTT listener closed by the secure-session layer, by reason.";
+    SECURE_SESSION_REKEYS = "rampart_secure_session_rekeys_total", Counter, ["direction"],
+        "Secure-session key rotations: `out` the server's sending key, `in` a device's.";
 }
 
 /// Gives every metric its help text in the installed recorder (call once, after installing it).

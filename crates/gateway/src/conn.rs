@@ -9,7 +9,7 @@ use bytes::BytesMut;
 use std::cell::RefCell;
 use std::future::Future;
 use std::io;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncReadExt, AsyncWrite};
 
 /// Scratch space for one read; shared by every connection served on the thread.
 const SCRATCH: usize = 16 * 1024;
@@ -18,8 +18,9 @@ thread_local! {
     static SCRATCH_BUF: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; SCRATCH].into_boxed_slice());
 }
 
-/// A byte stream the gateway serves.
-pub(crate) trait Conn: AsyncRead + AsyncWrite + Unpin + Send {
+/// A byte stream the gateway serves. Reads go through [`Conn::read_some`] only (a secure session
+/// decrypts whole frames, which a caller-sized `AsyncRead` buffer could not always take).
+pub(crate) trait Conn: AsyncWrite + Unpin + Send {
     /// Append what is readable now (waiting until something is) to `buf`; `Ok(0)` at end of stream.
     fn read_some<'a>(
         &'a mut self,
@@ -46,6 +47,12 @@ pub(crate) trait Conn: AsyncRead + AsyncWrite + Unpin + Send {
             io::ErrorKind::Unsupported,
             "this stream cannot be parked",
         ))
+    }
+
+    /// The device a secure session was opened for (its frame 0): the only did its CONNECT may
+    /// name. `None` on streams not bound to a device.
+    fn bound_did(&self) -> Option<&str> {
+        None
     }
 }
 

@@ -8,6 +8,7 @@ mod conn;
 mod idle;
 mod lean_tls;
 mod retained;
+mod secure_session;
 mod session;
 
 use rampart_core::Core;
@@ -45,6 +46,14 @@ pub struct GatewayConfig {
     /// A write that makes no progress for this long (the peer stopped reading) closes the
     /// connection and frees its buffers.
     pub write_timeout: Duration,
+    /// The plain-TCP listener also takes plain MQTT beside the secure-session layer (labs and
+    /// benchmarks); off, it speaks only the secure-session layer.
+    pub allow_unencrypted: bool,
+    /// A secure session's server rotates its sending key after this many messages (0: never by
+    /// count) ...
+    pub rekey_messages: u64,
+    /// ... or when its key is this old at the next message.
+    pub rekey_interval: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -60,6 +69,9 @@ impl Default for GatewayConfig {
             max_session_expiry_secs: 86_400,
             park_idle_after: Some(Duration::from_secs(2)),
             write_timeout: Duration::from_secs(30),
+            allow_unencrypted: false,
+            rekey_messages: 65_536,
+            rekey_interval: Duration::from_secs(3600),
         }
     }
 }
@@ -242,7 +254,7 @@ pub async fn serve(
         let stop = stop_rx.clone();
         match tls_config.clone() {
             Some(config) => tokio::spawn(run_tls(sock, peer, config, shared, stop, guard)),
-            None => tokio::spawn(session::run(sock, peer, shared, stop, guard)),
+            None => tokio::spawn(secure_session::run_plain(sock, peer, shared, stop, guard)),
         };
     }
     purge.abort();

@@ -4,5 +4,6 @@ pub mod command;
 pub mod ids;
 pub mod model;
 pub mod mqtt;
+pub mod secure_session;
 pub mod sign;
 pub mod topic;

@@ -270,8 +270,20 @@ impl App {
             park_idle_after: (cfg.mqtt.park_idle_after_ms > 0)
                 .then(|| Duration::from_millis(cfg.mqtt.park_idle_after_ms)),
             write_timeout: Duration::from_secs(cfg.limits.write_timeout_s.max(1)),
+            allow_unencrypted: cfg.mqtt.allow_unencrypted,
+            rekey_messages: cfg.mqtt.secure_session.rekey_messages,
+            rekey_interval: match cfg.mqtt.secure_session.rekey_secs {
+                0 => Duration::MAX,
+                s => Duration::from_secs(s),
+            },
             ..Default::default()
         };
+        if cfg.mqtt.allow_unencrypted && !cfg.mqtt.listen.is_empty() {
+            tracing::warn!(
+                "mqtt.allow_unencrypted is on: the plain-TCP MQTT listener accepts unencrypted MQTT, \
+                 credentials and data in clear (for labs and benchmarks only)"
+            );
+        }
         let mut mqtt = Vec::new();
         let mut mqtt_addrs = [None, None];
         for (i, (name, l, tls)) in mqtt_bound

@@ -460,8 +460,33 @@ pub struct MqttConfig {
     /// Milliseconds a plain-TCP session must be idle (nothing buffered or in flight) before it
     /// waits in the idle pool off the runtime, costing far less memory; 0 keeps every session a task.
     pub park_idle_after_ms: u64,
+    /// The plain-TCP listener also takes plain MQTT beside the secure-session layer (labs and
+    /// benchmarks; a warning is logged at start). Off, it speaks only the secure-session layer.
+    pub allow_unencrypted: bool,
     /// Connect rates per IP and per device, the reconnect-storm ban, the report-abuse rule.
     pub limits: rampart_core::limits::connect::MqttLimitsConfig,
+    /// Key rotation of secure sessions (Noise) on the plain-TCP listener.
+    pub secure_session: SecureSessionConfig,
+}
+
+/// When the server rotates its sending key in a secure session (`docs/protocol.md`, "Secure
+/// session"); a device rotates its own whenever it likes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecureSessionConfig {
+    /// Messages sent with one key; 0: never by count.
+    pub rekey_messages: u64,
+    /// Seconds one key is used (checked when the next message goes out); 0: never by age.
+    pub rekey_secs: u64,
+}
+
+impl Default for SecureSessionConfig {
+    fn default() -> Self {
+        SecureSessionConfig {
+            rekey_messages: 65_536,
+            rekey_secs: 3_600,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -574,7 +599,9 @@ impl Default for MqttConfig {
             max_inflight: 100,
             max_session_expiry_secs: 86_400,
             park_idle_after_ms: 2_000,
+            allow_unencrypted: false,
             limits: Default::default(),
+            secure_session: SecureSessionConfig::default(),
         }
     }
 }

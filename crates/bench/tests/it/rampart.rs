@@ -187,3 +187,54 @@ async fn provisioning_follows_store_url() {
         "nothing was written to the default store"
     );
 }
+
+/// `--noise`: each device opens a secure session (frame 0 and the Noise handshake) on the
+/// plain-TCP listener before its CONNECT; reports are acknowledged through it. (A plain MQTT
+/// server would refuse the first frame, whose first byte is 0x00.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_over_the_secure_session_layer() {
+    rampart_bench::set_quiet(true);
+    let srv = Rampart::start().await;
+    let target = format!("127.0.0.1:{}", srv.mqtt);
+    let data = srv.data();
+    let cmd = parse(&[
+        "ingest",
+        "--target",
+        &target,
+        "--noise",
+        "--devices",
+        "5",
+        "--rate",
+        "50",
+        "--qos",
+        "1",
+        "--duration-secs",
+        "1",
+        "--rampart",
+        "--data",
+        &data,
+        "--mqtt-version",
+        "5",
+        "--timeout-secs",
+        "120",
+        "--out",
+        srv.dir.path().join("n.json").to_str().unwrap(),
+    ]);
+    let r = rampart_bench::run_report(cmd).await.unwrap();
+    assert!(r.noise);
+    assert_eq!(r.connect.ok, 5, "{:?}", r.errors);
+    let i = r.ingest.as_ref().unwrap();
+    assert!(i.sent > 0);
+    assert_eq!(i.nacked, Some(0), "{:?}", r.errors);
+    assert_eq!(i.acked, Some(i.sent), "{:?}", r.errors);
+    // Without --rampart there are no device secrets to key the sessions with.
+    let cmd = parse(&[
+        "connect",
+        "--target",
+        &target,
+        "--noise",
+        "--connections",
+        "1",
+    ]);
+    assert!(rampart_bench::run_report(cmd).await.is_err());
+}

@@ -110,6 +110,7 @@ impl Rampart {
                 ("RAMPART_LIMITS__REGISTER_IP__PER_MINUTE", "0"),
                 ("RAMPART_MQTT__TLS_LISTEN", "127.0.0.1:0"),
                 ("RAMPART_MQTT__LISTEN", "127.0.0.1:0"),
+                ("RAMPART_MQTT__ALLOW_UNENCRYPTED", "true"),
                 ("RAMPART_HTTP__LISTEN", "127.0.0.1:0"),
                 ("RAMPART_EVENTS__LISTEN", ""),
             ],

@@ -157,6 +157,13 @@ fn config_generate_prints_defaults() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("tls_listen = \"0.0.0.0:8883\""), "{text}");
     assert!(text.contains("listen = \"0.0.0.0:8443\""), "{text}");
+    assert!(text.contains("allow_unencrypted = false"), "{text}");
+    assert!(
+        text.contains("[mqtt.secure_session]")
+            && text.contains("rekey_messages = 65536")
+            && text.contains("rekey_secs = 3600"),
+        "{text}"
+    );
     assert!(
         text.contains("[events]") && text.contains("listen = \"0.0.0.0:2017\""),
         "{text}"

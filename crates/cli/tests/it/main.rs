@@ -30,6 +30,7 @@ mod passthrough;
 mod readme;
 mod refusals;
 mod registration;
+mod secure_session;
 mod shadow;
 mod slow_peers;
 mod stock_clients;

@@ -118,6 +118,8 @@ pub fn serve_on_free_ports() -> Command {
         .args(["--mqtt-tls-listen", "127.0.0.1:0"])
         .args(["--mqtt-listen", "127.0.0.1:0"])
         .args(["--events-listen", "127.0.0.1:0"]);
+    // The tests' plain-TCP clients speak plain MQTT; secure sessions are tested beside them.
+    cmd.env("RAMPART_MQTT__ALLOW_UNENCRYPTED", "true");
     cmd
 }
 
@@ -239,6 +241,8 @@ fn test_config(dir: &Path, env: &[(&str, &str)]) -> Config {
     let vars = [
         ("RAMPART_ADMIN_TOKEN", ADMIN),
         ("RAMPART_EVENTS__LISTEN", "127.0.0.1:0"),
+        // Plain MQTT on the plain-TCP listener, as most tests use it; a test's own pairs win.
+        ("RAMPART_MQTT__ALLOW_UNENCRYPTED", "true"),
     ]
     .into_iter()
     .chain(env.iter().copied());

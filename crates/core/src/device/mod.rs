@@ -1,7 +1,7 @@
 //! Devices, from the factory to the live session: products and their data-point models
 //! (`products`), identity issuance and registration (`registry`), the CONNECT credential lookups
 //! (`credentials`), the live side of a device — authentication, presence, reports, commands and
-//! acks (`runtime`) —, desired state and command records (`shadow`), the group-commit writer behind reports and presence (`writer`), the bus
+//! acks (`runtime`) —, the secure-session layer's PSK and failures (`secure_session`), desired state and command records (`shadow`), the group-commit writer behind reports and presence (`writer`), the bus
 //! between the two edges (`bus`) and uploaded files such as allowlists (`uploads`).
 //! Devices pre-registered with an Ed25519 public key and the challenge they answer at CONNECT
 //! are in `keys`.
@@ -16,6 +16,7 @@ pub mod keys;
 pub mod products;
 pub mod registry;
 pub mod runtime;
+pub mod secure_session;
 pub mod shadow;
 pub mod uploads;
 pub(crate) mod writer;

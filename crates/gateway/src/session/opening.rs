@@ -80,6 +80,25 @@ where
             Some(r.to_string()),
         )
     };
+    // A secure session is bound to the did of its frame 0: a CONNECT naming another device (in
+    // its client id or user name) is not authorised.
+    if let Some(bound) = io.bound_did() {
+        let named = connect
+            .username
+            .as_deref()
+            .and_then(|u| u.split('|').next());
+        if connect.client_id != bound || named.is_some_and(|d| d != bound) {
+            let why = rampart_core::auth_refusal::RefusalReason::ClientIdMismatch;
+            rampart_core::auth_refusal::record(shared.listener, &why, bound, Some(&ip));
+            let w = refuse(reason::NOT_AUTHORIZED, reason::v311::NOT_AUTHORIZED, None);
+            let wrote = async {
+                io.write_all(&w).await?;
+                io.flush().await
+            };
+            let _ = tokio::time::timeout(shared.config.write_timeout, wrote).await;
+            return None;
+        }
+    }
     // 2. Authenticate (a device banned for a reconnect storm is refused before any work; the
     //    device's connect rates count authenticated attempts only). A CONNECT naming an
     //    Authentication Method (MQTT 5) goes through its AUTH exchange instead of a password.
