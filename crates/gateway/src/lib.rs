@@ -1,4 +1,4 @@
-//! MQTT edge: listeners (TLS, and plain TCP for the AES data layer later), one task per connection,
+//! MQTT edge: listeners (TLS, and plain TCP for the secure-session layer), one task per connection,
 //! MQTT packets <-> `rampart-core` calls.
 //!
 //! Never depends on the HTTP edge. A session's failure (bad bytes, dead peer) ends that session

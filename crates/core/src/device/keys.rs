@@ -15,16 +15,12 @@ use crate::audit::{Actor, AuditEvent};
 use crate::auth_refusal::{self, RefusalReason};
 use crate::device::bus::DeviceEvent;
 use crate::device::runtime::{ConnectRefusal, DeviceAuth};
-use crate::secret::{random_from, random_hex, Place, Secret};
+use crate::secret::{random_hex, Secret};
 use crate::{Core, Error, Result};
 use ed25519_dalek::{Signature, VerifyingKey};
 use rampart_proto::ids::{valid_hardware_id, Did, ProductKey};
 use rampart_proto::sign;
-use rampart_store::at_rest as col;
-use rampart_store::{DeviceRow, StoreError};
-
-const DID_ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-const PASSCODE_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+use rampart_store::StoreError;
 
 /// The `mode` of a device pre-registered with its public key (`devices.mode`, and the
 /// registration event's `mode`).
@@ -116,29 +112,15 @@ impl Core {
         }
         let key = PublicKey::parse_base64(public_key).map_err(Error::Invalid)?;
         let product = self.product(pk.as_str()).await?;
-        let did = random_from(DID_ALPHABET, 20);
         // A secret nobody knows: the column stays what every other device has, and the password
         // paths refuse this device as they refuse a wrong secret.
-        let secret = Secret::new(random_hex(16));
-        let passcode = Secret::new(random_from(PASSCODE_ALPHABET, 10));
-        let row = DeviceRow {
-            did: did.clone(),
-            product_key: pk.as_str().to_owned(),
-            hardware_id: hardware_id.to_owned(),
-            mode: MODE_ED25519.to_owned(),
-            secret_enc: self.key().seal(
-                Place::new(col::DEVICE_SECRET, &did),
-                secret.expose().as_bytes(),
-            ),
-            passcode_enc: self.key().seal(
-                Place::new(col::DEVICE_PASSCODE, &did),
-                passcode.expose().as_bytes(),
-            ),
-            created_at: self.now_ms(),
-            online: false,
-            last_seen: None,
-            state: "{}".into(),
-        };
+        let (row, _passcode) = self.new_device_row(
+            pk.as_str(),
+            hardware_id,
+            MODE_ED25519,
+            &Secret::new(random_hex(16)),
+        );
+        let did = row.did.clone();
         let outcome = match self
             .store()
             .insert_device_with_key(&row, key.as_bytes())
