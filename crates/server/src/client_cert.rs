@@ -19,7 +19,7 @@ use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Error, SignatureScheme};
-use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::prelude::{FromDer, X509Certificate, X509Version};
 
 /// See the module documentation.
 #[derive(Debug)]
@@ -55,7 +55,17 @@ impl ClientCertVerifier for AnyClientCert {
         _now: UnixTime,
     ) -> Result<ClientCertVerified, Error> {
         match X509Certificate::from_der(end_entity) {
-            Ok(([], _)) => Ok(ClientCertVerified::assertion()),
+            Ok(([], cert)) if cert.version() == X509Version::V3 => {
+                Ok(ClientCertVerified::assertion())
+            }
+            // The handshake's signature check (webpki) cannot read an older certificate, and
+            // the device would hear only "certificate unknown": the operator reads why here.
+            Ok(([], cert)) => {
+                tracing::info!(subject = %cert.subject(), version = cert.version().0 + 1,
+                    "client certificate refused in the TLS handshake: only X.509 version 3 is \
+                     accepted (`openssl x509 -req` makes version 1 unless given -extfile)");
+                Err(Error::InvalidCertificate(CertificateError::BadEncoding))
+            }
             _ => Err(Error::InvalidCertificate(CertificateError::BadEncoding)),
         }
     }
@@ -138,4 +148,34 @@ where
     pkcs1v15::VerifyingKey::<D>::new(key.clone())
         .verify(message, &sig)
         .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn der(pem: &str) -> CertificateDer<'static> {
+        rustls_pemfile::certs(&mut pem.as_bytes())
+            .next()
+            .unwrap()
+            .unwrap()
+    }
+
+    #[test]
+    fn version_3_certificates_pass_and_older_ones_are_refused() {
+        let verifier = AnyClientCert::new(&rustls::crypto::ring::default_provider());
+        let now = UnixTime::now();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let v3 = rcgen::CertificateParams::new(vec!["device".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        assert!(verifier.verify_client_cert(v3.der(), &[], now).is_ok());
+        // Made by `openssl x509 -req` without -extfile: version 1.
+        let v1 = der(include_str!("client_cert_v1.pem"));
+        assert!(verifier.verify_client_cert(&v1, &[], now).is_err());
+        assert!(verifier
+            .verify_client_cert(&CertificateDer::from(&b"junk"[..]), &[], now)
+            .is_err());
+    }
 }
