@@ -208,7 +208,9 @@ async fn register(
     let invalid_json = |e: serde_json::Error| Error::new(ErrorCode::InvalidJson, e.to_string());
     if body.get("mode").and_then(|m| m.as_str()) == Some("x509") {
         let req: X509Register = serde_json::from_value(body).map_err(invalid_json)?;
-        let pk = parse_pk(&req.product_key)?;
+        // A body field, not a path: malformed is a bad request, as in the signed form.
+        let pk = rampart_proto::ids::ProductKey::parse(&req.product_key)
+            .map_err(|_| Error::invalid("product_key: not a product key"))?;
         let ip = client_ip(&addr).unwrap_or_default();
         let did = s
             .core

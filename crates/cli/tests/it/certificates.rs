@@ -356,9 +356,27 @@ async fn certificate_devices_register_just_in_time() {
         _ => None,
     })
     .await;
-    // Without a certificate the x509 mode is a clear error.
+    // Without a certificate the x509 mode is a clear error; so is a malformed product key. A
+    // product that does not trust the certificate refuses it like a bad signature.
     let r = https(None).post(&url).json(&body).send().await.unwrap();
     assert_eq!(r.status(), 400);
+    let bad = json!({"mode": "x509", "product_key": "not/a key"});
+    let r = https(Some(&other))
+        .post(&url)
+        .json(&bad)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let (stranger, _) = srv.product(true, false).await;
+    let body2 = json!({"mode": "x509", "product_key": stranger});
+    let r = https(Some(&other))
+        .post(&url)
+        .json(&body2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
 
     // With the allowlist on, only listed hardware registers.
     set_identity(
