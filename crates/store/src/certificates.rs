@@ -114,21 +114,22 @@ impl Store {
         Ok(with_db!(self, p => sqlx::query_as(sql).bind(did).fetch_optional(p).await?))
     }
 
-    /// Devices whose last certificate was issued by `ca_id` with one of these serials.
+    /// Devices whose last certificate was issued by `ca_id` with one of these serials (one read
+    /// of the CA's devices, however long the revocation list).
     pub async fn devices_with_serials(
         &self,
         ca_id: &str,
         serials: &[String],
     ) -> Result<Vec<String>> {
-        let sql = "SELECT did FROM device_certificates WHERE ca_id = $1 AND serial = $2";
-        with_db!(self, p => {
-            let mut out = Vec::new();
-            for s in serials {
-                let found: Vec<String> = sqlx::query_scalar(sql).bind(ca_id).bind(s).fetch_all(p).await?;
-                out.extend(found);
-            }
-            Ok(out)
-        })
+        let sql = "SELECT did, serial FROM device_certificates WHERE ca_id = $1";
+        let rows: Vec<(String, String)> =
+            with_db!(self, p => sqlx::query_as(sql).bind(ca_id).fetch_all(p).await?);
+        let revoked: std::collections::HashSet<&str> = serials.iter().map(String::as_str).collect();
+        Ok(rows
+            .into_iter()
+            .filter(|(_, serial)| revoked.contains(serial.as_str()))
+            .map(|(did, _)| did)
+            .collect())
     }
 }
 

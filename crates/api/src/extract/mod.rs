@@ -54,6 +54,40 @@ pub(crate) fn client_ip(addr: &Option<Extension<ClientAddr>>) -> Option<String> 
         .map(|Extension(ClientAddr(a))| a.ip().to_string())
 }
 
+/// A request body of at most `cap` bytes: 413 `PAYLOAD_TOO_LARGE` ("`what` may hold at most ...")
+/// as soon as the declared length or the bytes received pass it. For bodies read as bytes; JSON
+/// bodies are capped by the router's limit.
+pub(crate) async fn read_capped(
+    body: axum::body::Body,
+    headers: &axum::http::HeaderMap,
+    cap: usize,
+    what: &str,
+) -> Result<Vec<u8>, Error> {
+    let too_large = || {
+        Error::new(
+            crate::error::ErrorCode::PayloadTooLarge,
+            format!("{what} may hold at most {cap} bytes"),
+        )
+    };
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > cap as u64) {
+        return Err(too_large());
+    }
+    let mut out = Vec::with_capacity(declared.map_or(0, |n| n as usize));
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
+        let chunk = chunk.map_err(|e| Error::invalid(format!("request body: {e}")))?;
+        if out.len() + chunk.len() > cap {
+            return Err(too_large());
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use axum::body::Body;

@@ -13,7 +13,7 @@ use super::schemas::{
 };
 use super::{authorize, parse_did, parse_pk, Paging};
 use crate::error::ErrorCode;
-use crate::extract::{client_ip, Body, Manager, Principal, Q};
+use crate::extract::{client_ip, read_capped, Body, Manager, Principal, Q};
 use crate::openapi::ApiRouter;
 use crate::{AppState, ClientAddr, Error};
 use axum::extract::{Path, State};
@@ -89,39 +89,13 @@ pub(crate) async fn raw_body(
             "a passthrough message is `Content-Type: application/octet-stream`",
         ));
     }
-    raw_bytes(headers, body).await
-}
-
-/// At most `topic::RAW_MAX` bytes of `body`: 413 `PAYLOAD_TOO_LARGE` as soon as the declared
-/// length or the bytes received pass it.
-pub(crate) async fn raw_bytes(
-    headers: &axum::http::HeaderMap,
-    body: axum::body::Body,
-) -> Result<axum::body::Bytes, Error> {
-    let cap = rampart_proto::topic::RAW_MAX;
-    let too_large = || {
-        Error::new(
-            crate::error::ErrorCode::PayloadTooLarge,
-            format!("a passthrough message may hold at most {cap} bytes"),
-        )
-    };
-    let declared = headers
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > cap as u64) {
-        return Err(too_large());
-    }
-    let mut out = Vec::with_capacity(declared.map_or(0, |n| n as usize));
-    let mut stream = body.into_data_stream();
-    while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
-        let chunk = chunk.map_err(|e| Error::invalid(format!("request body: {e}")))?;
-        if out.len() + chunk.len() > cap {
-            return Err(too_large());
-        }
-        out.extend_from_slice(&chunk);
-    }
-    Ok(out.into())
+    let raw = read_capped(
+        body,
+        headers,
+        rampart_proto::topic::RAW_MAX,
+        "a passthrough message",
+    );
+    Ok(raw.await?.into())
 }
 
 /// The answer to a passthrough message handed to the device's session.

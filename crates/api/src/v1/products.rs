@@ -6,7 +6,7 @@
 
 use super::schemas::{DataPoint, IdentityModes, Millis, Page, PageParams};
 use super::{parse_pk, Paging};
-use crate::extract::{client_ip, Body, Manager, Q};
+use crate::extract::{client_ip, read_capped, Body, Manager, Q};
 use crate::openapi::ApiRouter;
 use crate::{AppState, ClientAddr, Error};
 use axum::extract::{Path, State};
@@ -299,7 +299,7 @@ async fn allowlist_upload(
 ) -> Result<Json<AllowlistUploaded>, Error> {
     let (pk, caller) = managed_product(&s, &m, &pk).await?;
     let cap = s.core.config().uploads.max_allowlist_bytes;
-    let bytes = read_capped(body, &headers, cap).await?;
+    let bytes = read_capped(body, &headers, cap, "the body").await?;
     let declared = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
@@ -313,37 +313,6 @@ async fn allowlist_upload(
         submitted: up.submitted,
         added: up.added,
     }))
-}
-
-/// A request body of at most `cap` bytes: 413 `PAYLOAD_TOO_LARGE` as soon as the declared length
-/// or the bytes received pass it.
-async fn read_capped(
-    body: axum::body::Body,
-    headers: &axum::http::HeaderMap,
-    cap: usize,
-) -> Result<Vec<u8>, Error> {
-    let too_large = || {
-        Error::from(rampart_core::Error::TooLarge(format!(
-            "the body may hold at most {cap} bytes"
-        )))
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > cap as u64) {
-        return Err(too_large());
-    }
-    let mut out = Vec::with_capacity(declared.map_or(0, |n| n as usize));
-    let mut stream = body.into_data_stream();
-    while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
-        let chunk = chunk.map_err(|e| Error::invalid(format!("request body: {e}")))?;
-        if out.len() + chunk.len() > cap {
-            return Err(too_large());
-        }
-        out.extend_from_slice(&chunk);
-    }
-    Ok(out)
 }
 
 // ---- product secrets (owners and the operator) ----

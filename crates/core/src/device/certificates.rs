@@ -87,8 +87,8 @@ enum KeyKind {
 }
 
 /// The fields of a presented certificate the checks need, parsed once.
-struct Presented {
-    der: Vec<u8>,
+struct Presented<'a> {
+    der: &'a [u8],
     hardware_id: Option<String>,
     issuer: String,
     serial: String,
@@ -101,7 +101,7 @@ fn sha256_hex(der: &[u8]) -> String {
     hex::encode(Sha256::digest(der))
 }
 
-fn parse_presented(der: &[u8]) -> Option<Presented> {
+fn parse_presented(der: &[u8]) -> Option<Presented<'_>> {
     let (rest, cert) = X509Certificate::from_der(der).ok()?;
     if !rest.is_empty() {
         return None;
@@ -113,7 +113,7 @@ fn parse_presented(der: &[u8]) -> Option<Presented> {
         .and_then(|cn| cn.as_str().ok())
         .map(str::to_owned);
     Some(Presented {
-        der: der.to_vec(),
+        der,
         hardware_id,
         issuer: cert.issuer().to_string(),
         serial: hex::encode(cert.raw_serial()),
@@ -448,7 +448,7 @@ impl Core {
     /// whose CAs are tried (registration names its product).
     async fn certificate_device(
         &self,
-        presented: Option<Presented>,
+        presented: Option<Presented<'_>>,
         product_key: Option<&str>,
         client_id: &str,
         source_ip: &str,
@@ -632,14 +632,14 @@ impl Core {
 fn verify_chain(
     ca: &CaRow,
     crl: Option<&CrlRow>,
-    p: &Presented,
+    p: &Presented<'_>,
     now: i64,
 ) -> std::result::Result<(), &'static str> {
     use webpki::Error as E;
     let ca_der = CertificateDer::from(ca.der.as_slice());
     let anchor = webpki::anchor_from_trusted_cert(&ca_der)
         .map_err(|_| "the product's CA certificate is unusable")?;
-    let ee_der = CertificateDer::from(p.der.as_slice());
+    let ee_der = CertificateDer::from(p.der);
     let ee =
         webpki::EndEntityCert::try_from(&ee_der).map_err(|_| "not a parsable X.509 certificate")?;
     let crl = match crl {
