@@ -6,8 +6,10 @@
 #   --smoke            quick check of the harness: 200 connections, 3 s hold, 20 devices x 3 s ingest,
 #                      50 commands; results go to <date>-smoke.md / <date>-smoke/
 #   --servers LIST     comma-separated subset of mosquitto,rumqttd,rampart (default: all three)
-#   --scenarios LIST   comma-separated subset of connect,connect-tls,connect-noise,ingest,command (default:
-#                      all; connect-noise, Rampart's secure-session layer, runs against Rampart only)
+#   --scenarios LIST   comma-separated subset of connect,connect-tls,connect-mtls,connect-noise,ingest,command
+#                      (default: all; connect-mtls presents a client certificate per connection and runs
+#                      against Mosquitto and Rampart; connect-noise, Rampart's secure-session layer, runs
+#                      against Rampart only)
 #   --out DIR          results directory (default: bench/results in the repository)
 #   --report-only      do not run anything: rebuild the markdown from the JSON already in the
 #                      results directory of BENCH_DATE (default today)
@@ -23,7 +25,7 @@
 #   COMMANDS [2000] COMMAND_RATE [200]; MQTT_VERSION [3] (3 or 5)
 #   TIMEOUT_SECS [900] generator --timeout-secs (the run is also killed 120 s after it)
 #   SETTLE_SECS [10] pause after stopping a server; NOFILE [20000] open-file limit of every process
-#   PORT_BASE [21800] first of the ports used (mosquitto +0/+1, rumqttd +10..+13, rampart +20..+22)
+#   PORT_BASE [21800] first of the ports used (mosquitto +0/+1/+2, rumqttd +10..+13, rampart +20..+22)
 #   RAMPART_BIN, RUMQTTD_BIN, MOSQUITTO_BIN: use these binaries (RAMPART_BIN skips the build)
 #   BENCH_DATE [today] date in the result names; KEEP_WORK=1 keeps the temporary directory
 #
@@ -37,7 +39,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ALL_SERVERS=(mosquitto rumqttd rampart)
-ALL_SCENARIOS=(connect connect-tls connect-noise ingest command)
+ALL_SCENARIOS=(connect connect-tls connect-mtls connect-noise ingest command)
 
 usage() {
     awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "${BASH_SOURCE[0]}"
@@ -55,7 +57,7 @@ SMOKE=0
 REPORT_ONLY=0
 INSTALL=1
 SERVERS_ARG=mosquitto,rumqttd,rampart
-SCENARIOS_ARG=connect,connect-tls,connect-noise,ingest,command
+SCENARIOS_ARG=connect,connect-tls,connect-mtls,connect-noise,ingest,command
 OUT=$ROOT/bench/results
 ORIG_ARGS=("$@")
 while (($#)); do
@@ -130,7 +132,7 @@ NAME=$BENCH_DATE$SUFFIX
 RAW=$OUT/$NAME
 MD=$OUT/$NAME.md
 
-P_MOSQ=$PORT_BASE P_MOSQ_TLS=$((PORT_BASE + 1))
+P_MOSQ=$PORT_BASE P_MOSQ_TLS=$((PORT_BASE + 1)) P_MOSQ_MTLS=$((PORT_BASE + 2))
 P_RUMQ4=$((PORT_BASE + 10)) P_RUMQ4_TLS=$((PORT_BASE + 11))
 P_RUMQ5=$((PORT_BASE + 12)) P_RUMQ5_TLS=$((PORT_BASE + 13))
 P_RAMP=$((PORT_BASE + 20)) P_RAMP_TLS=$((PORT_BASE + 21)) P_RAMP_HTTP=$((PORT_BASE + 22))
@@ -215,11 +217,13 @@ write_report() {
         row 'Connections established, TLS' connect-tls '.connect.ok' '↑'
         row 'Memory (RSS) per idle connection, plain, KiB' connect '.server.rss_per_conn_kib' '↓'
         row 'Memory (RSS) per idle connection, TLS, KiB' connect-tls '.server.rss_per_conn_kib' '↓'
+        row 'Memory (RSS) per idle connection, mutual TLS (no rumqttd), KiB' connect-mtls '.server.rss_per_conn_kib' '↓'
         row 'Memory (RSS) per idle connection, Noise (Rampart only), KiB' connect-noise '.server.rss_per_conn_kib' '↓'
         row 'Kernel slab per connection, plain, KiB' connect '.server.slab_per_conn_kib' '↓'
         row 'Kernel slab per connection, TLS, KiB' connect-tls '.server.slab_per_conn_kib' '↓'
         row 'Server RSS with all connections held, plain, MiB' connect '.server.rss_after_kib / 1024' '↓'
         row 'Server RSS with all connections held, TLS, MiB' connect-tls '.server.rss_after_kib / 1024' '↓'
+        row 'Server RSS with all connections held, mutual TLS, MiB' connect-mtls '.server.rss_after_kib / 1024' '↓'
         row 'CPU per idle connection, plain, ms per minute' connect '.server.cpu_per_conn_per_min_ms' '↓'
         row 'CPU per idle connection, TLS, ms per minute' connect-tls '.server.cpu_per_conn_per_min_ms' '↓'
         printf '\n## Connecting\n\n'
@@ -228,15 +232,19 @@ write_report() {
         table_head 'figure'
         row 'Connect rate, plain, connections/s' connect '.connect.rate_per_s' '↑'
         row 'Connect rate, TLS, connections/s' connect-tls '.connect.rate_per_s' '↑'
+        row 'Connect rate, mutual TLS (no rumqttd), connections/s' connect-mtls '.connect.rate_per_s' '↑'
         row 'Connect rate, Noise (Rampart only), connections/s' connect-noise '.connect.rate_per_s' '↑'
         row 'Connect latency p50, plain, ms' connect '.connect.latency_ms.p50' '↓'
         row 'Connect latency p99, plain, ms' connect '.connect.latency_ms.p99' '↓'
         row 'Connect latency p50, TLS, ms' connect-tls '.connect.latency_ms.p50' '↓'
         row 'Connect latency p99, TLS, ms' connect-tls '.connect.latency_ms.p99' '↓'
+        row 'Connect latency p50, mutual TLS (no rumqttd), ms' connect-mtls '.connect.latency_ms.p50' '↓'
+        row 'Connect latency p99, mutual TLS (no rumqttd), ms' connect-mtls '.connect.latency_ms.p99' '↓'
         row 'Connect latency p50, Noise (Rampart only), ms' connect-noise '.connect.latency_ms.p50' '↓'
         row 'Connect latency p99, Noise (Rampart only), ms' connect-noise '.connect.latency_ms.p99' '↓'
         row 'Failed connections, plain' connect '.connect.failed' '↓'
         row 'Failed connections, TLS' connect-tls '.connect.failed' '↓'
+        row 'Failed connections, mutual TLS' connect-mtls '.connect.failed' '↓'
         printf '\n## Ingest\n\n'
         fmt_s='Scenario `ingest`: %s devices publish QoS %s at %s messages/s in total for %s s (plain TCP; '
         fmt_s+='Rampart validates and stores each report before its PUBACK, the brokers only route).\n\n'
@@ -472,7 +480,7 @@ fi
     die "$RAMPART_BIN has no 'bench' subcommand (the load generator is needed for every server)"
 
 # Our ports must be free (the system Mosquitto on 1883 is not among them).
-for p in "$P_MOSQ" "$P_MOSQ_TLS" "$P_RUMQ4" "$P_RUMQ4_TLS" "$P_RUMQ5" "$P_RUMQ5_TLS" "$P_RAMP" "$P_RAMP_TLS" "$P_RAMP_HTTP"; do
+for p in "$P_MOSQ" "$P_MOSQ_TLS" "$P_MOSQ_MTLS" "$P_RUMQ4" "$P_RUMQ4_TLS" "$P_RUMQ5" "$P_RUMQ5_TLS" "$P_RAMP" "$P_RAMP_TLS" "$P_RAMP_HTTP"; do
     tcp_open 127.0.0.1 "$p" && die "port $p is in use; set PORT_BASE to another range"
 done
 if ((CONNECTIONS + 500 > NOFILE * PROCESSES)); then
@@ -494,6 +502,12 @@ make_certs() {
             'keyUsage=critical,digitalSignature' 'extendedKeyUsage=serverAuth' >"$TLS/server.ext"
         openssl x509 -req -in "$TLS/server.csr" -CA "$TLS/ca.pem" -CAkey "$TLS/ca.key" -CAcreateserial \
             -days 7 -extfile "$TLS/server.ext" -out "$TLS/server.pem"
+        # The CA that issues the generator's client certificates (connect-mtls); the generator
+        # reads certificate and key from one file.
+        openssl req -x509 "${ec[@]}" -days 7 -subj "/CN=rampart bench client CA" \
+            -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+            -keyout "$TLS/client-ca.key" -out "$TLS/client-ca.crt"
+        cat "$TLS/client-ca.crt" "$TLS/client-ca.key" >"$TLS/client-ca.pem"
     } >"$WORK/openssl.log" 2>&1 || {
         cat "$WORK/openssl.log" >&2
         die "certificate generation failed"
@@ -515,6 +529,12 @@ listener $P_MOSQ_TLS 127.0.0.1
 max_connections -1
 certfile $TLS/server.pem
 keyfile $TLS/server.key
+listener $P_MOSQ_MTLS 127.0.0.1
+max_connections -1
+certfile $TLS/server.pem
+keyfile $TLS/server.key
+cafile $TLS/client-ca.crt
+require_certificate true
 EOF
 }
 
@@ -581,6 +601,7 @@ start_server() {
     case $s in
     mosquitto)
         wait_tcp "$P_MOSQ" "$SERVER_PID" 20 && wait_tcp "$P_MOSQ_TLS" "$SERVER_PID" 5 &&
+            wait_tcp "$P_MOSQ_MTLS" "$SERVER_PID" 5 &&
             mqtt_ping "$P_MOSQ" && mqtt_ping "$P_MOSQ_TLS" --cafile "$TLS/ca.pem" || ok=0
         ;;
     rumqttd)
@@ -626,14 +647,14 @@ stop_server() {
 
 # `scenario_args SERVER SCENARIO`: the generator's arguments (into GEN_ARGS).
 scenario_args() {
-    local s=$1 scen=$2 plain tls ca
+    local s=$1 scen=$2 plain tls mtls ca
     case $s in
-    mosquitto) plain=$P_MOSQ tls=$P_MOSQ_TLS ca=$TLS/ca.pem ;;
+    mosquitto) plain=$P_MOSQ tls=$P_MOSQ_TLS mtls=$P_MOSQ_MTLS ca=$TLS/ca.pem ;;
     rumqttd)
         plain=$P_RUMQ4 tls=$P_RUMQ4_TLS ca=$TLS/ca.pem
         [[ $MQTT_VERSION == 5 ]] && plain=$P_RUMQ5 tls=$P_RUMQ5_TLS
         ;;
-    rampart) plain=$P_RAMP tls=$P_RAMP_TLS ca=$DATA/tls/cert.pem ;;
+    rampart) plain=$P_RAMP tls=$P_RAMP_TLS mtls=$P_RAMP_TLS ca=$DATA/tls/cert.pem ;;
     esac
     case $scen in
     connect)
@@ -643,6 +664,10 @@ scenario_args() {
     connect-tls)
         GEN_ARGS=(connect --target "127.0.0.1:$tls" --tls --connections "$CONNECTIONS" --rate "$CONNECT_RATE"
             --hold-secs "$HOLD_SECS")
+        ;;
+    connect-mtls)
+        GEN_ARGS=(connect --target "127.0.0.1:$mtls" --tls --client-ca "$TLS/client-ca.pem"
+            --connections "$CONNECTIONS" --rate "$CONNECT_RATE" --hold-secs "$HOLD_SECS")
         ;;
     connect-noise)
         GEN_ARGS=(connect --target "127.0.0.1:$plain" --noise --connections "$CONNECTIONS" --rate "$CONNECT_RATE"
@@ -660,9 +685,11 @@ scenario_args() {
     GEN_ARGS+=(--mqtt-version "$MQTT_VERSION" --keepalive-secs "$KEEPALIVE_SECS" --source-ips "$SOURCE_IPS"
         --processes "$PROCESSES" --timeout-secs "$TIMEOUT_SECS")
     if [[ $s == rampart ]]; then
+        local ids=$DATA/bench-identities.csv
+        [[ $scen == connect-mtls ]] && ids=$DATA/bench-cert-identities.csv
         GEN_ARGS+=(--rampart --data "$DATA" --api "https://localhost:$P_RAMP_HTTP" --admin-token "$ADMIN_TOKEN"
-            --ca "$ca" --identities "$DATA/bench-identities.csv")
-    elif [[ $scen == connect-tls ]]; then
+            --ca "$ca" --identities "$ids")
+    elif [[ $scen == connect-tls || $scen == connect-mtls ]]; then
         GEN_ARGS+=(--ca "$ca")
     fi
 }
@@ -699,7 +726,7 @@ for s in "${SERVERS[@]}"; do
     rm -f "$RAW/$s.server.log"
     for scen in "${SCENARIOS[@]}"; do rm -f "$RAW/$s-$scen".{json,json.invalid,cmd,log}; done
 done
-if want mosquitto || want rumqttd; then make_certs; fi
+make_certs
 if want mosquitto; then
     write_mosquitto_conf
     cp "$WORK/mosquitto.conf" "$RAW/mosquitto.conf"
@@ -761,6 +788,8 @@ for s in "${SERVERS[@]}"; do
     for scen in "${SCENARIOS[@]}"; do
         # The secure-session layer is Rampart's own.
         [[ $scen == connect-noise && $s != rampart ]] && continue
+        # rumqttd is left out of client-certificate runs (no client CA is configured for it).
+        [[ $scen == connect-mtls && $s == rumqttd ]] && continue
         if start_server "$s"; then
             run_scenario "$s" "$scen"
             stop_server

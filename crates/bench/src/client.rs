@@ -2,6 +2,7 @@
 //! the CONNECT/CONNACK handshake, SUBSCRIBE, and a small session type for the long-lived helper
 //! clients (subscriber, command controller).
 
+use crate::certs::ClientCert;
 use crate::net::{self, Conn, Target};
 use bytes::BytesMut;
 use rampart_proto::mqtt::{
@@ -212,11 +213,12 @@ pub(crate) async fn open(
     v: ProtocolVersion,
     connect: &Packet,
     device: Option<(&str, &str)>,
+    cert: Option<ClientCert>,
     timeout: Duration,
 ) -> Result<Opened, Failure> {
     let start = Instant::now();
     let fut = async {
-        let mut conn = net::connect(target, index)
+        let mut conn = net::connect(target, index, cert)
             .await
             .map_err(Failure::Connect)?;
         if let (true, Some((did, secret))) = (target.noise, device) {
@@ -264,7 +266,7 @@ impl Session {
     ) -> Result<Session, Failure> {
         let p = connect_packet(v, Creds::Anonymous(client_id), keep_alive);
         // Helper clients use the first source address (index 0).
-        let o = open(target, 0, v, &p, None, timeout).await?;
+        let o = open(target, 0, v, &p, None, None, timeout).await?;
         Ok(Session {
             conn: o.conn,
             buf: o.buf,

@@ -414,6 +414,15 @@ pub(crate) async fn run(plan: Plan) -> Result<Report, String> {
         _ => None,
     };
     let mqtt_ca = if c.tls { ca_pem.clone() } else { None };
+    let client_ca = match &c.client_ca {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| format!("client CA file {}: {e}", p.display()))?;
+            let issuer = crate::certs::Issuer::from_pem(&text)?;
+            Some((text, issuer))
+        }
+        None => None,
+    };
     if let Some(pem) = &mqtt_ca {
         net::tls_config(pem)?;
     }
@@ -434,7 +443,7 @@ pub(crate) async fn run(plan: Plan) -> Result<Report, String> {
         let ids_path = c
             .identities
             .clone()
-            .unwrap_or_else(|| rampart::default_identities_path(&data));
+            .unwrap_or_else(|| rampart::default_identities_path(&data, client_ca.is_some()));
         let p: Provisioned = rampart::provision(
             &data,
             c.config.as_deref(),
@@ -443,6 +452,7 @@ pub(crate) async fn run(plan: Plan) -> Result<Report, String> {
             &client,
             plan.count,
             deadline,
+            client_ca.as_ref().map(|(_, issuer)| issuer),
         )
         .await?;
         progress::line(format!(
@@ -508,6 +518,7 @@ pub(crate) async fn run(plan: Plan) -> Result<Report, String> {
                 .as_ref()
                 .map(|p| String::from_utf8_lossy(p).into_owned()),
             noise: c.noise,
+            client_ca_pem: client_ca.as_ref().map(|(text, _)| text.clone()),
             mqtt_version: c.mqtt_version,
             keepalive_secs: c.keepalive_secs,
             source_ips: c.source_ips,
@@ -982,6 +993,7 @@ pub(crate) async fn run(plan: Plan) -> Result<Report, String> {
         target: c.target.clone(),
         tls: c.tls,
         noise: c.noise,
+        client_cert: c.client_ca.is_some(),
         mqtt_version: c.mqtt_version,
         rampart: c.rampart,
         connections: count as u64,

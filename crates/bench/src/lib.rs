@@ -8,6 +8,7 @@
 //!
 //! The binary wires it as `Bench { #[command(subcommand)] cmd: BenchCmd }` calling [`run`].
 
+mod certs;
 mod client;
 mod coord;
 mod hist;
@@ -115,6 +116,12 @@ pub struct Common {
     /// listener: the handshake is part of each connect. Needs --rampart; not with --tls.
     #[arg(long, conflicts_with = "tls")]
     pub noise: bool,
+    /// Present a client certificate on every TLS connection (mutual TLS), issued by this CA just
+    /// before the connect: a new P-256 key, CN = the device's hardware id (`bench-N` for other
+    /// brokers). FILE holds the CA certificate and its PKCS#8 private key, PEM. With --rampart the
+    /// devices belong to a certificate product (`x509`) that trusts this CA and send no password.
+    #[arg(long, requires = "tls", value_name = "FILE")]
+    pub client_ca: Option<PathBuf>,
     /// CA / certificate PEM to trust (TLS and the Rampart HTTPS API). With --rampart defaults to
     /// DATA/tls/cert.pem.
     #[arg(long)]

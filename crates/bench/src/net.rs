@@ -13,12 +13,16 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
+use crate::certs::ClientCert;
+
 /// Where connections go: the resolved address, the host name for SNI and certificate checks, and
 /// the TLS setup if any.
 #[derive(Clone)]
 pub(crate) struct Target {
     pub(crate) addr: SocketAddr,
     pub(crate) tls: Option<(TlsConnector, rustls::pki_types::ServerName<'static>)>,
+    /// The trusted roots of `tls`, for connectors that also present a client certificate.
+    pub(crate) roots: Option<Arc<rustls::RootCertStore>>,
     /// Number of loopback source addresses to spread over (127.0.0.2 upward); 0 = let the kernel
     /// choose. Only used when `addr` is an IPv4 loopback address.
     pub(crate) source_ips: u32,
@@ -59,6 +63,36 @@ pub(crate) async fn resolve(target: &str) -> Result<SocketAddr, String> {
 /// A rustls client configuration trusting the certificates in `ca_pem` (no session resumption:
 /// every connection pays a full handshake, as a fleet of distinct devices would).
 pub(crate) fn tls_config(ca_pem: &[u8]) -> Result<Arc<rustls::ClientConfig>, String> {
+    let roots = Arc::new(root_store(ca_pem)?);
+    let mut cfg = client_config_builder(roots)?.with_no_client_auth();
+    cfg.resumption = rustls::client::Resumption::disabled();
+    Ok(Arc::new(cfg))
+}
+
+fn client_config_builder(
+    roots: Arc<rustls::RootCertStore>,
+) -> Result<rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots))
+}
+
+/// A connector trusting `roots` that presents `cert` (no session resumption either).
+fn connector_with_cert(
+    roots: Arc<rustls::RootCertStore>,
+    cert: ClientCert,
+) -> Result<TlsConnector, String> {
+    let mut cfg = client_config_builder(roots)?
+        .with_client_auth_cert(cert.chain, cert.key)
+        .map_err(|e| format!("client certificate: {e}"))?;
+    cfg.resumption = rustls::client::Resumption::disabled();
+    Ok(TlsConnector::from(Arc::new(cfg)))
+}
+
+/// The certificates of a PEM file as a root store.
+fn root_store(ca_pem: &[u8]) -> Result<rustls::RootCertStore, String> {
     let mut roots = rustls::RootCertStore::empty();
     let mut n = 0;
     for cert in rustls_pemfile::certs(&mut &ca_pem[..]) {
@@ -71,14 +105,7 @@ pub(crate) fn tls_config(ca_pem: &[u8]) -> Result<Arc<rustls::ClientConfig>, Str
     if n == 0 {
         return Err("CA file holds no certificate".into());
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    cfg.resumption = rustls::client::Resumption::disabled();
-    Ok(Arc::new(cfg))
+    Ok(roots)
 }
 
 /// Build a [`Target`].
@@ -88,18 +115,23 @@ pub(crate) async fn target(
     source_ips: u32,
 ) -> Result<Target, String> {
     let addr = resolve(target).await?;
-    let tls = match ca_pem {
+    let (tls, roots) = match ca_pem {
         Some(pem) => {
             let (host, _) = split_host_port(target)?;
             let name = rustls::pki_types::ServerName::try_from(host)
                 .map_err(|e| format!("TLS server name: {e}"))?;
-            Some((TlsConnector::from(tls_config(pem)?), name))
+            let roots = Arc::new(root_store(pem)?);
+            (
+                Some((TlsConnector::from(tls_config(pem)?), name)),
+                Some(roots),
+            )
         }
-        None => None,
+        None => (None, None),
     };
     Ok(Target {
         addr,
         tls,
+        roots,
         source_ips,
         noise: false,
     })
@@ -121,8 +153,12 @@ pub(crate) enum Conn {
 }
 
 /// Open connection number `index` to the target: bind the source address, TCP connect, TLS
-/// handshake.
-pub(crate) async fn connect(t: &Target, index: u64) -> Result<Conn, ConnectError> {
+/// handshake (presenting `cert` when given).
+pub(crate) async fn connect(
+    t: &Target,
+    index: u64,
+    cert: Option<ClientCert>,
+) -> Result<Conn, ConnectError> {
     let sock = match t.addr {
         SocketAddr::V4(a) => {
             let s = TcpSocket::new_v4().map_err(ConnectError::Io)?;
@@ -152,6 +188,15 @@ pub(crate) async fn connect(t: &Target, index: u64) -> Result<Conn, ConnectError
     match &t.tls {
         None => Ok(Conn::Plain(stream)),
         Some((connector, name)) => {
+            let with_cert;
+            let connector = match (cert, &t.roots) {
+                (Some(cert), Some(roots)) => {
+                    with_cert =
+                        connector_with_cert(roots.clone(), cert).map_err(ConnectError::ClientCert)?;
+                    &with_cert
+                }
+                _ => connector,
+            };
             let tls = connector
                 .connect(name.clone(), stream)
                 .await
@@ -167,6 +212,7 @@ pub(crate) enum ConnectError {
     Io(io::Error),
     Tls(io::Error),
     Noise(String),
+    ClientCert(String),
 }
 
 impl std::fmt::Display for ConnectError {
@@ -176,6 +222,7 @@ impl std::fmt::Display for ConnectError {
             ConnectError::Io(e) => write!(f, "connect: {e}"),
             ConnectError::Tls(e) => write!(f, "TLS handshake: {e}"),
             ConnectError::Noise(e) => write!(f, "secure-session handshake: {e}"),
+            ConnectError::ClientCert(e) => write!(f, "{e}"),
         }
     }
 }
@@ -188,6 +235,7 @@ impl ConnectError {
             ConnectError::Io(e) => format!("io_{}", io_kind(e)),
             ConnectError::Tls(_) => "tls_handshake".into(),
             ConnectError::Noise(_) => "noise_handshake".into(),
+            ConnectError::ClientCert(_) => "client_cert".into(),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Rampart specifics: the identities cache, provisioning (bench product, factory batch, registration
 //! over HTTPS in mode `device`), and commands through the HTTP API.
 
+use crate::certs::Issuer;
 use crate::client::now_ms;
 use crate::hist::Histogram;
 use crate::worker::Identity;
@@ -15,8 +16,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// Header of an identities file: `# rampart-bench identities product=<key>`.
+/// Header of an identities file: `# rampart-bench identities product=<key>`, then `did,secret`
+/// lines.
 const HEADER: &str = "# rampart-bench identities product=";
+/// Header of a certificate devices' identities file (`--client-ca`), then `did,hardware_id` lines.
+const CERT_HEADER: &str = "# rampart-bench cert-identities product=";
 /// Registrations in flight at once.
 pub(crate) const REGISTER_CONCURRENCY: usize = 32;
 
@@ -35,10 +39,12 @@ pub(crate) struct Provisioned {
     pub(crate) notes: Vec<String>,
 }
 
-/// Parse an identities file: the product key and its `did,secret` lines.
-pub(crate) fn parse_identities(text: &str) -> Option<(String, Vec<Identity>)> {
+/// Parse an identities file: the product key and its `did,secret` lines (`did,hardware_id` for
+/// certificate devices).
+pub(crate) fn parse_identities(text: &str, certs: bool) -> Option<(String, Vec<Identity>)> {
     let mut lines = text.lines();
-    let pk = lines.next()?.trim().strip_prefix(HEADER)?.trim().to_owned();
+    let header = if certs { CERT_HEADER } else { HEADER };
+    let pk = lines.next()?.trim().strip_prefix(header)?.trim().to_owned();
     if pk.is_empty() {
         return None;
     }
@@ -46,39 +52,52 @@ pub(crate) fn parse_identities(text: &str) -> Option<(String, Vec<Identity>)> {
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .filter_map(|l| {
-            let (did, secret) = l.split_once(',')?;
+            let (did, second) = l.split_once(',')?;
+            let (secret, hardware_id) = if certs {
+                (String::new(), Some(second.trim().to_owned()))
+            } else {
+                (second.trim().to_owned(), None)
+            };
             Some(Identity {
                 did: did.trim().to_owned(),
-                secret: secret.trim().to_owned(),
+                secret,
+                hardware_id,
             })
         })
         .collect();
     Some((pk, ids))
 }
 
-pub(crate) fn format_identities(pk: &str, ids: &[Identity]) -> String {
-    let mut s = format!("{HEADER}{pk}\n");
+pub(crate) fn format_identities(pk: &str, ids: &[Identity], certs: bool) -> String {
+    let mut s = format!("{}{pk}\n", if certs { CERT_HEADER } else { HEADER });
     for i in ids {
         s.push_str(&i.did);
         s.push(',');
-        s.push_str(&i.secret);
+        match &i.hardware_id {
+            Some(hw) if certs => s.push_str(hw),
+            _ => s.push_str(&i.secret),
+        }
         s.push('\n');
     }
     s
 }
 
 /// Write the identities file atomically, mode 0600.
-fn save_identities(path: &Path, pk: &str, ids: &[Identity]) -> Result<(), String> {
+fn save_identities(path: &Path, pk: &str, ids: &[Identity], certs: bool) -> Result<(), String> {
     let tmp = path.with_extension("tmp");
     let _ = std::fs::remove_file(&tmp);
-    rampart_core::secret::write_private(&tmp, format_identities(pk, ids).as_bytes())
+    rampart_core::secret::write_private(&tmp, format_identities(pk, ids, certs).as_bytes())
         .map_err(|e| format!("{}: {e}", tmp.display()))?;
     std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// The default identities cache of a data directory.
-pub(crate) fn default_identities_path(data: &Path) -> PathBuf {
-    data.join("bench-identities.csv")
+pub(crate) fn default_identities_path(data: &Path, certs: bool) -> PathBuf {
+    data.join(if certs {
+        "bench-cert-identities.csv"
+    } else {
+        "bench-identities.csv"
+    })
 }
 
 /// The HTTP API base URL from `DATA/listeners.json` (written by `rampart serve`).
@@ -113,11 +132,17 @@ async fn open_core(data: &Path, config: Option<&Path>) -> Result<Core, String> {
         .map_err(|e| e.to_string())
 }
 
-/// The bench product's definition.
-fn bench_product() -> Result<rampart_core::device::products::NewProduct, String> {
+/// The bench product's definition; with `certs`, a product of certificate devices registered
+/// just in time.
+fn bench_product(certs: bool) -> Result<rampart_core::device::products::NewProduct, String> {
+    let identity = if certs {
+        serde_json::json!({"dynamic_registration": false, "allowlist": false, "x509": true, "x509_jit": true})
+    } else {
+        serde_json::json!({"dynamic_registration": false, "allowlist": false, "secure_session": true})
+    };
     serde_json::from_value(serde_json::json!({
-        "name": "bench",
-        "identity": {"dynamic_registration": false, "allowlist": false, "secure_session": true},
+        "name": if certs { "bench-x509" } else { "bench" },
+        "identity": identity,
         "report_limit_per_min": 60000,
         "datapoints": [
             {"name": "seq", "type": "int", "min": 0, "max": 2147483647},
@@ -129,7 +154,10 @@ fn bench_product() -> Result<rampart_core::device::products::NewProduct, String>
 }
 
 /// Make sure `needed` registered identities exist: reuse the cache, create the product once, issue
-/// a factory batch for the missing ones and register them over HTTPS.
+/// a factory batch for the missing ones and register them over HTTPS. With an `issuer`, certificate
+/// devices instead: the product trusts the issuer's CA and the missing devices are registered in
+/// process by a certificate each, as a just-in-time registration over TLS would.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn provision(
     data: &Path,
     config: Option<&Path>,
@@ -138,10 +166,12 @@ pub(crate) async fn provision(
     http: &reqwest::Client,
     needed: usize,
     deadline: Instant,
+    issuer: Option<&Issuer>,
 ) -> Result<Provisioned, String> {
     let mut out = Provisioned::default();
+    let certs = issuer.is_some();
     let cached = match std::fs::read_to_string(ids_path) {
-        Ok(text) => Some(parse_identities(&text).ok_or_else(|| {
+        Ok(text) => Some(parse_identities(&text, certs).ok_or_else(|| {
             format!(
                 "{}: not a rampart-bench identities file",
                 ids_path.display()
@@ -151,7 +181,12 @@ pub(crate) async fn provision(
         Err(e) => return Err(format!("{}: {e}", ids_path.display())),
     };
     let core = open_core(data, config).await?;
-    let prepared = prepare(&core, cached, data, ids_path, needed, &mut out).await;
+    let prepared = match issuer {
+        Some(issuer) => {
+            prepare_certificates(&core, cached, data, ids_path, needed, issuer, &mut out).await
+        }
+        None => prepare(&core, cached, data, ids_path, needed, &mut out).await,
+    };
     core.close_store().await;
     let (mut ids, todo) = prepared?;
     if todo.is_empty() {
@@ -169,7 +204,7 @@ pub(crate) async fn provision(
     out.register_failed = total - registered.len();
     out.errors = errors;
     ids.extend(registered);
-    save_identities(ids_path, &pk, &ids)?;
+    save_identities(ids_path, &pk, &ids, false)?;
     out.identities = ids;
     Ok(out)
 }
@@ -184,27 +219,7 @@ async fn prepare(
     needed: usize,
     out: &mut Provisioned,
 ) -> Result<(Vec<Identity>, Vec<(String, String)>), String> {
-    let (pk, mut ids) = match cached {
-        Some((pk, ids)) if core.product(&pk).await.is_ok() => (pk, ids),
-        other => {
-            if let Some((pk, _)) = other {
-                let note = format!(
-                    "identities file {} names product {pk}, which {} does not have: started a new one",
-                    ids_path.display(),
-                    data.display()
-                );
-                eprintln!("warning: {note}");
-                out.notes.push(note);
-            }
-            let created = core
-                .create_product(bench_product()?)
-                .await
-                .map_err(|e| format!("create the bench product: {e}"))?;
-            save_identities(ids_path, &created.product_key, &[])?;
-            (created.product_key, Vec::new())
-        }
-    };
-    out.product_key = pk.clone();
+    let (pk, mut ids) = bench_product_of(core, cached, data, ids_path, false, out).await?;
     out.reused = ids.len().min(needed);
     if ids.len() >= needed {
         ids.truncate(needed);
@@ -226,6 +241,127 @@ async fn prepare(
         missing -= n;
     }
     Ok((ids, todo))
+}
+
+/// The cached product and identities when the store still has that product, else a new bench
+/// product with no identities yet.
+async fn bench_product_of(
+    core: &Core,
+    cached: Option<(String, Vec<Identity>)>,
+    data: &Path,
+    ids_path: &Path,
+    certs: bool,
+    out: &mut Provisioned,
+) -> Result<(String, Vec<Identity>), String> {
+    let (pk, ids) = match cached {
+        Some((pk, ids)) if core.product(&pk).await.is_ok() => (pk, ids),
+        other => {
+            if let Some((pk, _)) = other {
+                let note = format!(
+                    "identities file {} names product {pk}, which {} does not have: started a new one",
+                    ids_path.display(),
+                    data.display()
+                );
+                eprintln!("warning: {note}");
+                out.notes.push(note);
+            }
+            let created = core
+                .create_product(bench_product(certs)?)
+                .await
+                .map_err(|e| format!("create the bench product: {e}"))?;
+            save_identities(ids_path, &created.product_key, &[], certs)?;
+            (created.product_key, Vec::new())
+        }
+    };
+    out.product_key = pk.clone();
+    Ok((pk, ids))
+}
+
+/// [`prepare`] for certificate devices: the product trusts the issuer's CA, and each missing
+/// device is registered by presenting a certificate for a new hardware id, through the same
+/// checks (and just-in-time registration) as a CONNECT with that certificate. Everything is
+/// done here, so nothing is left to register over HTTPS.
+async fn prepare_certificates(
+    core: &Core,
+    cached: Option<(String, Vec<Identity>)>,
+    data: &Path,
+    ids_path: &Path,
+    needed: usize,
+    issuer: &Issuer,
+    out: &mut Provisioned,
+) -> Result<(Vec<Identity>, Vec<(String, String)>), String> {
+    let (pk, mut ids) = bench_product_of(core, cached, data, ids_path, true, out).await?;
+    let caller = rampart_core::access::tenancy::Caller::Operator(Actor::cli());
+    match core
+        .add_product_ca(&caller, &pk, issuer.ca_pem(), None)
+        .await
+    {
+        Ok(_) | Err(rampart_core::Error::Conflict(_)) => {}
+        Err(e) => return Err(format!("trust the client CA: {e}")),
+    }
+    out.reused = ids.len().min(needed);
+    if ids.len() >= needed {
+        ids.truncate(needed);
+        return Ok((ids, Vec::new()));
+    }
+    let started = Instant::now();
+    let missing = needed - ids.len();
+    let bar = crate::progress::bar(missing as u64, "register");
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut failed = 0;
+    for _ in 0..missing {
+        let hardware_id = format!("bx{}", hex::encode(rand::random::<[u8; 8]>()));
+        let der = issuer.issue(&hardware_id)?.chain[0].to_vec();
+        let (core, pk) = (core.clone(), pk.clone());
+        tasks.spawn(async move {
+            let did = core
+                .register_certificate(&pk, Some(&der), "127.0.0.1")
+                .await;
+            (did, hardware_id)
+        });
+        while tasks.len() >= REGISTER_CONCURRENCY {
+            if let Some(done) = tasks.join_next().await {
+                collect_registered(done, &mut ids, &mut failed, &mut out.errors, &bar);
+            }
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        collect_registered(done, &mut ids, &mut failed, &mut out.errors, &bar);
+    }
+    bar.finish_and_clear();
+    out.registered = missing - failed;
+    out.register_failed = failed;
+    out.register_secs = started.elapsed().as_secs_f64();
+    save_identities(ids_path, &pk, &ids, true)?;
+    Ok((ids, Vec::new()))
+}
+
+type Registered = (rampart_core::Result<String>, String);
+
+fn collect_registered(
+    done: Result<Registered, tokio::task::JoinError>,
+    ids: &mut Vec<Identity>,
+    failed: &mut usize,
+    errors: &mut BTreeMap<String, u64>,
+    bar: &ProgressBar,
+) {
+    bar.inc(1);
+    match done {
+        Ok((Ok(did), hardware_id)) => ids.push(Identity {
+            did,
+            secret: String::new(),
+            hardware_id: Some(hardware_id),
+        }),
+        Ok((Err(e), _)) => {
+            *failed += 1;
+            tracing::warn!(error = %e, "certificate registration failed");
+            *errors.entry("register_certificate".into()).or_default() += 1;
+        }
+        Err(_) => {
+            *failed += 1;
+            *errors.entry("register_task".into()).or_default() += 1;
+        }
+    }
 }
 
 /// Register factory serials in mode `device`, `REGISTER_CONCURRENCY` at a time.
@@ -268,6 +404,7 @@ async fn register_all(
                     Ok(did) => g.0.push(Identity {
                         did,
                         secret: secret.clone(),
+                        hardware_id: None,
                     }),
                     Err(kind) => *g.1.entry(format!("register_{kind}")).or_default() += 1,
                 }
@@ -470,19 +607,31 @@ mod tests {
             Identity {
                 did: "abc".into(),
                 secret: "00ff".into(),
+                hardware_id: None,
             },
             Identity {
                 did: "def".into(),
                 secret: "11ee".into(),
+                hardware_id: None,
             },
         ];
-        let text = format_identities("pk123", &ids);
-        assert_eq!(parse_identities(&text), Some(("pk123".into(), ids)));
-        assert_eq!(parse_identities("did,secret\n"), None);
+        let text = format_identities("pk123", &ids, false);
+        assert_eq!(parse_identities(&text, false), Some(("pk123".into(), ids)));
+        assert_eq!(parse_identities(&text, true), None);
+        assert_eq!(parse_identities("did,secret\n", false), None);
+        let certs = vec![Identity {
+            did: "abc".into(),
+            secret: String::new(),
+            hardware_id: Some("bx00".into()),
+        }];
+        let text = format_identities("pk9", &certs, true);
+        assert_eq!(text, format!("{CERT_HEADER}pk9\nabc,bx00\n"));
+        assert_eq!(parse_identities(&text, true), Some(("pk9".into(), certs)));
+        assert_eq!(parse_identities(&text, false), None);
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("ids.csv");
-        save_identities(&p, "pk", &[]).unwrap();
-        save_identities(&p, "pk", &[]).unwrap();
+        save_identities(&p, "pk", &[], false).unwrap();
+        save_identities(&p, "pk", &[], false).unwrap();
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -493,10 +642,12 @@ mod tests {
 
     #[test]
     fn bench_product_is_valid() {
-        let p = bench_product().unwrap();
-        assert_eq!(p.report_limit_per_min, 60000);
-        assert_eq!(p.datapoints.len(), 3);
-        rampart_proto::model::Model::new(p.datapoints).unwrap();
+        for certs in [false, true] {
+            let p = bench_product(certs).unwrap();
+            assert_eq!(p.report_limit_per_min, 60000);
+            assert_eq!(p.datapoints.len(), 3);
+            rampart_proto::model::Model::new(p.datapoints).unwrap();
+        }
     }
 
     #[test]

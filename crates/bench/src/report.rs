@@ -131,6 +131,8 @@ pub struct Report {
     pub tls: bool,
     /// Devices spoke Rampart's secure-session layer (Noise).
     pub noise: bool,
+    /// Every connection presented a client certificate (mutual TLS).
+    pub client_cert: bool,
     pub mqtt_version: u8,
     pub rampart: bool,
     pub connections: u64,
@@ -186,7 +188,9 @@ impl Report {
             "`{}` against `{}`{}, MQTT {}, {} connections, {} process(es), {} source address(es), {:.1} s{}\n",
             self.scenario,
             self.target,
-            if self.tls {
+            if self.tls && self.client_cert {
+                " over mutual TLS (a client certificate per connection)"
+            } else if self.tls {
                 " over TLS"
             } else if self.noise {
                 " over the secure-session layer (Noise)"

@@ -40,7 +40,11 @@ impl Scenario {
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Identity {
     pub(crate) did: String,
+    /// Empty for certificate devices.
     pub(crate) secret: String,
+    /// Certificate devices: the subject CN of the certificates issued for this device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) hardware_id: Option<String>,
 }
 
 impl std::fmt::Debug for Identity {
@@ -62,6 +66,9 @@ pub(crate) struct WorkerSpec {
     /// Devices speak Rampart's secure-session layer (Noise) on a plain-TCP port.
     #[serde(default)]
     pub(crate) noise: bool,
+    /// Mutual TLS: the CA (certificate and key, PEM) that issues each connection's certificate.
+    #[serde(default)]
+    pub(crate) client_ca_pem: Option<String>,
     pub(crate) mqtt_version: u8,
     pub(crate) keepalive_secs: u16,
     pub(crate) source_ips: u32,
@@ -258,6 +265,7 @@ enum Phase {
 struct Ctx {
     spec: WorkerSpec,
     target: Target,
+    issuer: Option<crate::certs::Issuer>,
     v: ProtocolVersion,
     stats: Stats,
 }
@@ -306,8 +314,13 @@ async fn run_inner(
     )
     .await?;
     target.noise = spec.noise;
+    let issuer = match &spec.client_ca_pem {
+        Some(pem) => Some(crate::certs::Issuer::from_pem(pem)?),
+        None => None,
+    };
     let count = spec.count;
     let ctx = Arc::new(Ctx {
+        issuer,
         v: client::version(spec.mqtt_version),
         spec,
         target,
@@ -563,19 +576,35 @@ async fn device(
     let timeout = Duration::from_secs(spec.connect_timeout_secs);
     // Boxed: the handshake futures are large and an idle connection should not carry their space.
     let opened = Box::pin(async {
-        let creds = match &spec.identities {
-            Some(ids) => Creds::Device {
+        let creds = match (&spec.identities, &ctx.issuer) {
+            // A certificate device authenticates with its certificate: client id only.
+            (Some(ids), Some(_)) => Creds::Anonymous(ids[i].did.clone()),
+            (Some(ids), None) => Creds::Device {
                 did: &ids[i].did,
                 secret: &ids[i].secret,
             },
-            None => Creds::Anonymous(format!("bench-{index}")),
+            (None, _) => Creds::Anonymous(format!("bench-{index}")),
+        };
+        let cert = match &ctx.issuer {
+            Some(issuer) => {
+                let cn = spec
+                    .identities
+                    .as_ref()
+                    .and_then(|ids| ids[i].hardware_id.clone())
+                    .unwrap_or_else(|| format!("bench-{index}"));
+                Some(issuer.issue(&cn).map_err(|e| {
+                    Failure::Connect(crate::net::ConnectError::ClientCert(e))
+                })?)
+            }
+            None => None,
         };
         let packet = client::connect_packet(ctx.v, creds, spec.keepalive_secs);
         let device = spec
             .identities
             .as_ref()
             .map(|ids| (ids[i].did.as_str(), ids[i].secret.as_str()));
-        let mut o = client::open(&ctx.target, index, ctx.v, &packet, device, timeout).await?;
+        let mut o =
+            client::open(&ctx.target, index, ctx.v, &packet, device, cert, timeout).await?;
         if spec.scenario == Scenario::Command {
             let topic = spec.topic(i, "down");
             tokio::time::timeout(timeout, subscribe(&mut o, ctx.v, &topic))
@@ -932,6 +961,7 @@ mod tests {
             target: "127.0.0.1:1".into(),
             ca_pem: None,
             noise: false,
+            client_ca_pem: None,
             mqtt_version: 3,
             keepalive_secs: 60,
             source_ips: 1,
@@ -957,9 +987,11 @@ mod tests {
             target: Target {
                 addr: "127.0.0.1:1".parse().unwrap(),
                 tls: None,
+                roots: None,
                 source_ips: 1,
                 noise: false,
             },
+            issuer: None,
             v: ProtocolVersion::V311,
             stats: Stats::new(),
         });

@@ -27,6 +27,7 @@ fn cli_accepts_the_documented_forms() {
     for line in [
         "connect --target 127.0.0.1:1883 --connections 10",
         "connect --target h:1 --connections 10 --rate 5 --hold-secs 1 --tls --ca x.pem --mqtt-version 5",
+        "connect --target h:1 --connections 10 --tls --ca x.pem --client-ca client-ca.pem",
         "ingest --target h:1 --devices 3 --rate 10 --qos 1 --duration-secs 2 --payload-bytes 100",
         "ingest --target h:1 --devices 3 --rate 10 --qos 0 --duration-secs 2",
         "command --target h:1 --devices 3 --commands 5 --rate 10",
@@ -41,6 +42,8 @@ fn cli_accepts_the_documented_forms() {
         "ingest --target h:1 --devices 3 --rate 10 --qos 2 --duration-secs 2",
         "connect --target h:1 --connections 1 --mqtt-version 4x",
         "connect --target h:1",
+        // A client certificate is a TLS matter.
+        "connect --target h:1 --connections 1 --client-ca client-ca.pem",
     ] {
         let args: Vec<&str> = bad.split_whitespace().collect();
         assert!(

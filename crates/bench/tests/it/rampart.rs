@@ -238,3 +238,90 @@ async fn ingest_over_the_secure_session_layer() {
     ]);
     assert!(rampart_bench::run_report(cmd).await.is_err());
 }
+
+/// A client CA file as `openssl req -x509 -newkey ec ... -keyout` writes it: the certificate and
+/// its PKCS#8 key.
+fn client_ca_file(dir: &std::path::Path) -> std::path::PathBuf {
+    use rcgen::{CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut p = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "bench test client CA");
+    p.distinguished_name = dn;
+    p.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca = p.self_signed(&key).unwrap();
+    let path = dir.join("client-ca.pem");
+    std::fs::write(&path, format!("{}{}", ca.pem(), key.serialize_pem())).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_certificate_devices_over_mutual_tls() {
+    rampart_bench::set_quiet(true);
+    let srv = Rampart::start().await;
+    let target = format!("localhost:{}", srv.mqtt_tls);
+    let data = srv.data();
+    let ca = srv.ca().display().to_string();
+    let client_ca = client_ca_file(srv.dir.path());
+    let run = |version: &'static str| {
+        parse(&[
+            "connect",
+            "--target",
+            &target,
+            "--tls",
+            "--ca",
+            &ca,
+            "--client-ca",
+            client_ca.to_str().unwrap(),
+            "--mqtt-version",
+            version,
+            "--connections",
+            "12",
+            "--hold-secs",
+            "1",
+            "--rampart",
+            "--data",
+            &data,
+            "--api",
+            &srv.api(),
+            "--timeout-secs",
+            "120",
+        ])
+    };
+    let r = rampart_bench::run_report(run("3")).await.unwrap();
+    assert_eq!(r.connect.ok, 12, "{:?} {:?}", r.errors, r.notes);
+    assert!(r.tls && r.client_cert && r.rampart);
+    let reg = r.registration.as_ref().unwrap();
+    assert_eq!((reg.devices, reg.failed), (12, 0));
+
+    // The cache holds did and hardware id, in a file of its own; MQTT 5 reuses it.
+    let ids = srv.dir.path().join("bench-cert-identities.csv");
+    let text = std::fs::read_to_string(&ids).unwrap();
+    assert!(text.starts_with("# rampart-bench cert-identities product="));
+    let (did, hw) = text.lines().nth(1).unwrap().split_once(',').unwrap();
+    let r = rampart_bench::run_report(run("5")).await.unwrap();
+    assert_eq!(r.connect.ok, 12, "{:?}", r.errors);
+    let reg = r.registration.as_ref().unwrap();
+    assert_eq!((reg.devices, reg.reused), (0, 12));
+
+    // The devices are certificate devices, and the server recorded the certificate they
+    // connected with (no password was sent).
+    let http = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(srv.ca()).unwrap()).unwrap(),
+        )
+        .build()
+        .unwrap();
+    let v: serde_json::Value = http
+        .get(format!("{}/v1/devices/{did}", srv.api()))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["hardware_id"], hw, "{v}");
+    assert_eq!(v["certificate"]["sha256"].as_str().unwrap().len(), 64, "{v}");
+}
