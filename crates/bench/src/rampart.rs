@@ -315,7 +315,7 @@ async fn prepare_certificates(
         let (core, pk) = (core.clone(), pk.clone());
         tasks.spawn(async move {
             let did = core
-                .register_certificate(&pk, Some(&der), "127.0.0.1")
+                .register_certificate(&pk, Some(&der), None)
                 .await;
             (did, hardware_id)
         });

@@ -185,10 +185,10 @@ async fn register(
         // A body field, not a path: malformed is a bad request, as in the signed form.
         let pk = rampart_proto::ids::ProductKey::parse(&req.product_key)
             .map_err(|_| Error::invalid("product_key: not a product key"))?;
-        let ip = client_ip(&addr).unwrap_or_default();
+        let ip = client_ip(&addr);
         let did = s
             .core
-            .register_certificate(pk.as_str(), cert.as_ref().map(|c| &*c.0 .0), &ip)
+            .register_certificate(pk.as_str(), cert.as_ref().map(|c| &*c.0 .0), ip.as_deref())
             .await?;
         return Ok(Json(Registered::did_only(did)).into_response());
     }

@@ -161,6 +161,18 @@ async fn connack5(
 
 /// A product allowing certificate devices (`extra` identity modes on top of `x509`) that trusts
 /// `ca`; returns its key.
+/// An HTTPS client trusting the server, presenting `dev`'s certificate when given.
+fn https(srv: &Server, dev: Option<&Device>) -> reqwest::Client {
+    let mut b = reqwest::Client::builder().add_root_certificate(
+        reqwest::Certificate::from_pem(&std::fs::read(srv.ca_path()).unwrap()).unwrap(),
+    );
+    if let Some(d) = dev {
+        let pem = format!("{}{}", d.cert.pem(), d.key.serialize_pem());
+        b = b.identity(reqwest::Identity::from_pem(pem.as_bytes()).unwrap());
+    }
+    b.build().unwrap()
+}
+
 async fn cert_product(srv: &Server, ca: &Ca, extra: Value) -> String {
     let mut identity = json!({"dynamic_registration": true, "x509": true});
     for (k, v) in extra.as_object().unwrap() {
@@ -314,16 +326,7 @@ async fn certificate_devices_register_just_in_time() {
 
     // MQTT 3.1.1 devices learn their did over HTTPS with the same certificate.
     let other = ca.valid("meter-jit-2", 11);
-    let https = |dev: Option<&Device>| {
-        let mut b = reqwest::Client::builder().add_root_certificate(
-            reqwest::Certificate::from_pem(&std::fs::read(srv.ca_path()).unwrap()).unwrap(),
-        );
-        if let Some(d) = dev {
-            let pem = format!("{}{}", d.cert.pem(), d.key.serialize_pem());
-            b = b.identity(reqwest::Identity::from_pem(pem.as_bytes()).unwrap());
-        }
-        b.build().unwrap()
-    };
+    let https = |dev: Option<&Device>| https(&srv, dev);
     let body = json!({"mode": "x509", "product_key": pk});
     let url = format!("https://localhost:{}/v1/device/register", srv.http);
     let r = https(Some(&other))
@@ -611,4 +614,30 @@ async fn device_keys_are_ecdsa_ed25519_or_rsa_of_2048_bits_unless_the_product_op
         .as_deref()
         .unwrap_or_default()
         .contains("RSA key of 1024 bits"));
+}
+
+#[tokio::test]
+async fn refused_certificate_registrations_count_towards_the_failure_limit() {
+    let srv = Server::start_with(&[("RAMPART_LIMITS__REGISTER_FAILURES_IP", "3")]).await;
+    let trusted = Ca::new("Acme trusted CA");
+    let pk = cert_product(&srv, &trusted, json!({"x509_jit": true})).await;
+    let stranger = Ca::new("Someone else's CA").valid("meter-x-1", 1);
+    let http = https(&srv, Some(&stranger));
+    let url = format!("https://localhost:{}/v1/device/register", srv.http);
+    // Refusals are counted in clock minutes: the loop below runs inside one.
+    srv.start_a_minute();
+    let mut statuses = Vec::new();
+    let mut last = Value::Null;
+    for _ in 0..5 {
+        let r = http
+            .post(&url)
+            .json(&json!({"mode": "x509", "product_key": pk}))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+        last = r.json().await.unwrap();
+    }
+    assert_eq!(statuses, [401, 401, 401, 429, 429], "{last}");
+    assert_eq!(last["error"]["limit"], "register.failures.ip", "{last}");
 }

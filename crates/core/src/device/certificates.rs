@@ -415,12 +415,14 @@ impl Core {
 
     /// Registration over HTTPS with a client certificate (`{"mode": "x509", "product_key"}`):
     /// the device's id, found or (with `x509_jit`) made by the same checks as a CONNECT. For
-    /// MQTT 3.1.1 devices, which cannot learn an assigned client id.
+    /// MQTT 3.1.1 devices, which cannot learn an assigned client id. The limits of signed
+    /// registration apply (`register.ip`, and a refused certificate counts towards
+    /// `register.failures.ip`); `source_ip` is `None` only for in-process tools.
     pub async fn register_certificate(
         &self,
         product_key: &str,
         cert: Option<&[u8]>,
-        source_ip: &str,
+        source_ip: Option<&str>,
     ) -> Result<String> {
         let Some(cert) = cert else {
             return Err(Error::Invalid(
@@ -432,13 +434,21 @@ impl Core {
             .as_ref()
             .and_then(|p| p.hardware_id.clone())
             .unwrap_or_default();
+        let now = self.now_ms();
+        self.admit_registration(source_ip, &claimed, now)?;
         match self
-            .certificate_device(presented, Some(product_key), "", source_ip)
+            .certificate_device(
+                presented,
+                Some(product_key),
+                "",
+                source_ip.unwrap_or_default(),
+            )
             .await
         {
             Ok(dev) => Ok(dev.did.as_str().to_owned()),
             Err((_, why)) => {
-                crate::auth_refusal::record("http", &why, &claimed, Some(source_ip));
+                crate::auth_refusal::record("http", &why, &claimed, source_ip);
+                self.count_registration_failure(source_ip, now);
                 Err(Error::Unauthorized)
             }
         }

@@ -324,23 +324,7 @@ impl Core {
             .as_deref()
             .map(crate::limits::api::network_of)
             .unwrap_or_default();
-        if let Some(ip) = source_ip.as_deref() {
-            if let Err(r) = self.limits().check_register_ip(ip, now) {
-                self.inner_refusals().count(&net, RefusalKind::Limited, now);
-                let why = RefusalReason::Limit(r.state.name);
-                auth_refusal::record("http", &why, &req.hardware_id, Some(ip));
-                return Err(r.into());
-            }
-            let cap = u64::from(self.config().limits.register_failures_ip);
-            if cap > 0 && self.inner_refusals().failures(&net, now) >= cap {
-                self.inner_refusals().count(&net, RefusalKind::Limited, now);
-                let r =
-                    crate::limits::api::counted::<()>(Err(failures_refusal(cap, now))).unwrap_err();
-                let why = RefusalReason::Limit(r.state.name);
-                auth_refusal::record("http", &why, &req.hardware_id, Some(ip));
-                return Err(r.into());
-            }
-        }
+        self.admit_registration(source_ip.as_deref(), &req.hardware_id, now)?;
         let mut bad_device_sign = false;
         let mut why = None;
         let res = self
@@ -413,6 +397,44 @@ impl Core {
             }
         }
         res.map(|(r, _)| r)
+    }
+
+    /// The limits every registration passes first, whatever its proof: `register.ip` per
+    /// address, then `register.failures.ip` (refused proofs from the address this minute). A
+    /// caller without an address (in-process tools) is not limited.
+    pub(crate) fn admit_registration(
+        &self,
+        source_ip: Option<&str>,
+        claimed: &str,
+        now: i64,
+    ) -> Result<()> {
+        let Some(ip) = source_ip else {
+            return Ok(());
+        };
+        let net = crate::limits::api::network_of(ip);
+        if let Err(r) = self.limits().check_register_ip(ip, now) {
+            self.inner_refusals().count(&net, RefusalKind::Limited, now);
+            let why = RefusalReason::Limit(r.state.name);
+            auth_refusal::record("http", &why, claimed, Some(ip));
+            return Err(r.into());
+        }
+        let cap = u64::from(self.config().limits.register_failures_ip);
+        if cap > 0 && self.inner_refusals().failures(&net, now) >= cap {
+            self.inner_refusals().count(&net, RefusalKind::Limited, now);
+            let r = crate::limits::api::counted::<()>(Err(failures_refusal(cap, now))).unwrap_err();
+            let why = RefusalReason::Limit(r.state.name);
+            auth_refusal::record("http", &why, claimed, Some(ip));
+            return Err(r.into());
+        }
+        Ok(())
+    }
+
+    /// Count a refused proof of a registration from `source_ip` towards `register.failures.ip`.
+    pub(crate) fn count_registration_failure(&self, source_ip: Option<&str>, now: i64) {
+        if let Some(ip) = source_ip {
+            let net = crate::limits::api::network_of(ip);
+            self.inner_refusals().count(&net, RefusalKind::Failure, now);
+        }
     }
 
     /// Write one audit entry per address and ended minute of refused registrations (every
