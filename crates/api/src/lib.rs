@@ -73,6 +73,7 @@ fn api() -> ApiRouter {
         .merge(service::routes())
         .merge(v1::products::routes())
         .merge(v1::certificates::routes())
+        .merge(v1::factory::routes())
         .merge(v1::devices::routes())
         .merge(v1::accounts::routes())
         .merge(v1::bindings::routes())

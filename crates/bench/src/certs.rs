@@ -38,8 +38,8 @@ impl Issuer {
         }
         let cert = cert.ok_or("client CA file: no CERTIFICATE block")?;
         let key = key.ok_or("client CA file: no PKCS#8 PRIVATE KEY block")?;
-        let key = KeyPair::try_from(key.secret_pkcs8_der())
-            .map_err(|e| format!("client CA key: {e}"))?;
+        let key =
+            KeyPair::try_from(key.secret_pkcs8_der()).map_err(|e| format!("client CA key: {e}"))?;
         let params = CertificateParams::from_ca_cert_der(&cert)
             .map_err(|e| format!("client CA certificate: {e}"))?;
         let ca = params

@@ -191,8 +191,8 @@ pub(crate) async fn connect(
             let with_cert;
             let connector = match (cert, &t.roots) {
                 (Some(cert), Some(roots)) => {
-                    with_cert =
-                        connector_with_cert(roots.clone(), cert).map_err(ConnectError::ClientCert)?;
+                    with_cert = connector_with_cert(roots.clone(), cert)
+                        .map_err(ConnectError::ClientCert)?;
                     &with_cert
                 }
                 _ => connector,

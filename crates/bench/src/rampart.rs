@@ -314,9 +314,7 @@ async fn prepare_certificates(
         let der = issuer.issue(&hardware_id)?.chain[0].to_vec();
         let (core, pk) = (core.clone(), pk.clone());
         tasks.spawn(async move {
-            let did = core
-                .register_certificate(&pk, Some(&der), None)
-                .await;
+            let did = core.register_certificate(&pk, Some(&der), None).await;
             (did, hardware_id)
         });
         while tasks.len() >= REGISTER_CONCURRENCY {

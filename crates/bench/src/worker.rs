@@ -592,9 +592,11 @@ async fn device(
                     .as_ref()
                     .and_then(|ids| ids[i].hardware_id.clone())
                     .unwrap_or_else(|| format!("bench-{index}"));
-                Some(issuer.issue(&cn).map_err(|e| {
-                    Failure::Connect(crate::net::ConnectError::ClientCert(e))
-                })?)
+                Some(
+                    issuer
+                        .issue(&cn)
+                        .map_err(|e| Failure::Connect(crate::net::ConnectError::ClientCert(e)))?,
+                )
             }
             None => None,
         };
@@ -603,8 +605,7 @@ async fn device(
             .identities
             .as_ref()
             .map(|ids| (ids[i].did.as_str(), ids[i].secret.as_str()));
-        let mut o =
-            client::open(&ctx.target, index, ctx.v, &packet, device, cert, timeout).await?;
+        let mut o = client::open(&ctx.target, index, ctx.v, &packet, device, cert, timeout).await?;
         if spec.scenario == Scenario::Command {
             let topic = spec.topic(i, "down");
             tokio::time::timeout(timeout, subscribe(&mut o, ctx.v, &topic))

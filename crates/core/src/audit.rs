@@ -43,6 +43,13 @@ impl Actor {
             id: "local".into(),
         }
     }
+    /// A factory line, by the factory credential that signed its request.
+    pub fn factory(credential_id: &str) -> Actor {
+        Actor {
+            kind: "factory",
+            id: credential_id.into(),
+        }
+    }
     pub fn device(did: &str) -> Actor {
         Actor {
             kind: "device",

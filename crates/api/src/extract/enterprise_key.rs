@@ -8,6 +8,7 @@
 use crate::{AppState, ClientAddr, Error};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Query, Request};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use rampart_core::access::access_keys::{
@@ -36,7 +37,7 @@ impl EnterpriseKey {
 }
 
 /// A refusal of a signed request: 401 with the scheme in `WWW-Authenticate`.
-fn refusal(e: KeyAuthError) -> Response {
+pub(crate) fn refusal(e: KeyAuthError) -> Response {
     let err = match e {
         KeyAuthError::Internal(e) => Error::from(e),
         e => Error::new(crate::error::key_refusal_code(&e), e.to_string()),
@@ -49,28 +50,39 @@ fn refusal(e: KeyAuthError) -> Response {
     resp
 }
 
+/// A signed request's head and body (at most [`MAX_BODY`]), read before anything is judged.
+pub(crate) async fn read_signed(req: Request) -> Result<(Parts, Bytes), Response> {
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+        Error::new(
+            crate::error::ErrorCode::PayloadTooLarge,
+            "a signed request's body may be at most 1 MiB",
+        )
+        .into_response()
+    })?;
+    Ok((parts, body))
+}
+
+/// What the signature of a request read by [`read_signed`] covers.
+pub(crate) fn signed_request<'a>(parts: &'a Parts, body: &'a [u8]) -> SignedRequest<'a> {
+    SignedRequest {
+        authorization: parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or(""),
+        body,
+        peer: parts.extensions.get::<ClientAddr>().map(|a| a.0.ip()),
+    }
+}
+
 impl FromRequest<AppState> for EnterpriseKey {
     type Rejection = Response;
     async fn from_request(req: Request, state: &AppState) -> Result<EnterpriseKey, Response> {
-        let (parts, body) = req.into_parts();
-        let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
-            Error::new(
-                crate::error::ErrorCode::PayloadTooLarge,
-                "a signed request's body may be at most 1 MiB",
-            )
-            .into_response()
-        })?;
-        let signed = SignedRequest {
-            authorization: parts
-                .headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok()),
-            method: parts.method.as_str(),
-            path: parts.uri.path(),
-            query: parts.uri.query().unwrap_or(""),
-            body: &body,
-            peer: parts.extensions.get::<ClientAddr>().map(|a| a.0.ip()),
-        };
+        let (parts, body) = read_signed(req).await?;
+        let signed = signed_request(&parts, &body);
         let key = state
             .core
             .authenticate_access_key(&signed)

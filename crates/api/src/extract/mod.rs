@@ -9,10 +9,12 @@
 pub(crate) mod auth;
 pub(crate) mod developer;
 pub(crate) mod enterprise_key;
+pub(crate) mod factory_key;
 
 pub(crate) use auth::{bearer, Admin, AppId, Principal, User};
 pub(crate) use developer::{Developer, Manager};
 pub(crate) use enterprise_key::EnterpriseKey;
+pub(crate) use factory_key::FactoryKey;
 
 use crate::{AppState, ClientAddr, Error};
 use axum::extract::{FromRequest, FromRequestParts};

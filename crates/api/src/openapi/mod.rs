@@ -184,6 +184,8 @@ fn security_schemes() -> Value {
             "description": "an access token in the query (live push only: an end user's on /v1/ws, a developer's on /v1/developers/ws)"},
         "client_basic": {"type": "http", "scheme": "basic",
             "description": "OAuth2 client id and secret (or `client_id`/`client_secret` form fields)"},
+        "factory_credential": {"type": "apiKey", "in": "header", "name": "Authorization",
+            "description": "a factory credential's signed request: the access keys' `RAMPART-HMAC-SHA256` scheme with the credential id as `key_id` and its secret as the HMAC key; see docs/api.md, Factory credentials"},
         "access_key": {"type": "apiKey", "in": "header", "name": "Authorization",
             "description": "an enterprise access key's signed request: `Authorization: RAMPART-HMAC-SHA256 key_id=..., ts=..., nonce=..., signature=...`, an HMAC-SHA256 of the request with the key's secret; see docs/enterprise-api.md"}
     })
@@ -212,6 +214,8 @@ fn path_param_meaning(name: &str) -> &'static str {
         "letter_id" => "dead letter id",
         "command_id" => "command id, as the command's answer gave it",
         "ca_id" => "CA certificate id (`ca_...`)",
+        "credential_id" => "factory credential id (`rfc_...`)",
+        "batch_id" => "factory batch id",
         _ => "",
     }
 }

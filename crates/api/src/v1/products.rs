@@ -443,14 +443,14 @@ async fn preregister_device(
 }
 
 /// Largest factory batch issued through the API (the CLI issues larger ones).
-const API_MAX_BATCH: usize = 10_000;
+pub(crate) const API_MAX_BATCH: usize = 10_000;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"count": 100}))]
 pub(crate) struct BatchBody {
     #[schema(minimum = 1, maximum = 10000)]
-    count: usize,
+    pub(crate) count: usize,
 }
 
 /// A batch of factory identities; the device secrets are shown once.
@@ -465,6 +465,25 @@ pub(crate) struct FactoryBatch {
 pub(crate) struct FactoryIdentity {
     serial: String,
     device_secret: String,
+}
+
+impl FactoryBatch {
+    /// The answer for a batch just issued (the only time its secrets are shown).
+    pub(crate) fn issued(
+        batch_id: String,
+        ids: &[rampart_core::device::registry::FactoryIdentity],
+    ) -> FactoryBatch {
+        FactoryBatch {
+            batch_id,
+            identities: ids
+                .iter()
+                .map(|f| FactoryIdentity {
+                    serial: f.serial.clone(),
+                    device_secret: f.secret.expose().to_owned(),
+                })
+                .collect(),
+        }
+    }
 }
 
 #[utoipa::path(post, path = "/v1/products/{product_key}/factory-batches", tag = "products",
@@ -494,17 +513,7 @@ async fn factory_issue(
         .core
         .factory_issue(pk.as_str(), b.count, &caller.actor())
         .await?;
-    let identities = ids
-        .iter()
-        .map(|f| FactoryIdentity {
-            serial: f.serial.clone(),
-            device_secret: f.secret.expose().to_owned(),
-        })
-        .collect();
-    let batch = FactoryBatch {
-        batch_id,
-        identities,
-    };
+    let batch = FactoryBatch::issued(batch_id, &ids);
     Ok((StatusCode::CREATED, Json(batch)).into_response())
 }
 

@@ -323,5 +323,9 @@ async fn connect_certificate_devices_over_mutual_tls() {
         .await
         .unwrap();
     assert_eq!(v["hardware_id"], hw, "{v}");
-    assert_eq!(v["certificate"]["sha256"].as_str().unwrap().len(), 64, "{v}");
+    assert_eq!(
+        v["certificate"]["sha256"].as_str().unwrap().len(),
+        64,
+        "{v}"
+    );
 }

@@ -130,6 +130,20 @@ pub(crate) async fn signed(
     send_signed(srv, &Signing::now(key), method, path_and_query, body).await
 }
 
+/// [`signed`] with a chosen nonce (to replay one).
+pub(crate) async fn signed_with_nonce(
+    srv: &Server,
+    key: &Key,
+    method: &str,
+    path_and_query: &str,
+    body: Option<&Value>,
+    nonce: &str,
+) -> (u16, Value) {
+    let mut sg = Signing::now(key);
+    sg.nonce = nonce.to_owned();
+    send_signed(srv, &sg, method, path_and_query, body).await
+}
+
 pub(crate) fn code(v: &Value) -> &str {
     v["error"]["code"].as_str().unwrap_or("")
 }

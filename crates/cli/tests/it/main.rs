@@ -15,6 +15,7 @@ mod durability;
 mod ed25519;
 mod enterprise_api;
 mod event_stream;
+mod factory;
 mod idle;
 mod in_process;
 mod interop;

@@ -81,6 +81,10 @@ pub const ENTERPRISE_UNSUSPEND: &str = "enterprise.unsuspend";
 
 pub const EVENT_STREAM_LOGIN: &str = "event_stream.login";
 
+pub const FACTORY_AUTH: &str = "factory.auth";
+pub const FACTORY_BATCH_REVOKE: &str = "factory.batch_revoke";
+pub const FACTORY_CREDENTIAL_CREATE: &str = "factory.credential_create";
+pub const FACTORY_CREDENTIAL_REVOKE: &str = "factory.credential_revoke";
 pub const FACTORY_ISSUE: &str = "factory.issue";
 
 pub const OAUTH_CLIENT_AUTH: &str = "oauth.client_auth";

@@ -233,6 +233,31 @@ impl Core {
         if count == 0 || count > MAX_BATCH {
             return Err(Error::Invalid(format!("count must be 1..={MAX_BATCH}")));
         }
+        let (batch_id, ids, sealed) = self.new_batch(product_key, count).await?;
+        self.store()
+            .insert_factory_batch(&batch_id, product_key, &sealed, self.now_ms())
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict => Error::Conflict("batch id collision; retry".into()),
+                e => e.into(),
+            })?;
+        self.audit(
+            AuditEvent::new(actor, action::FACTORY_ISSUE, "ok")
+                .target(format!("product:{product_key}"))
+                .tenant_opt(self.product_tenant(product_key).await)
+                .detail(format!("batch={batch_id} count={count}")),
+        )
+        .await;
+        Ok((batch_id, ids))
+    }
+
+    /// A new batch id and `count` identities for a product, with their secrets sealed (nothing
+    /// stored yet).
+    pub(crate) async fn new_batch(
+        &self,
+        product_key: &str,
+        count: usize,
+    ) -> Result<(String, Vec<FactoryIdentity>, Vec<(String, Vec<u8>)>)> {
         let product = self.product(product_key).await?;
         let batch_id = random_from(DID_ALPHABET, 6);
         let ids: Vec<FactoryIdentity> = (1..=count)
@@ -253,21 +278,7 @@ impl Core {
                 )
             })
             .collect();
-        self.store()
-            .insert_factory_batch(&batch_id, product_key, &sealed, self.now_ms())
-            .await
-            .map_err(|e| match e {
-                StoreError::Conflict => Error::Conflict("batch id collision; retry".into()),
-                e => e.into(),
-            })?;
-        self.audit(
-            AuditEvent::new(actor, action::FACTORY_ISSUE, "ok")
-                .target(format!("product:{product_key}"))
-                .tenant_opt(self.product_tenant(product_key).await)
-                .detail(format!("batch={batch_id} count={count}")),
-        )
-        .await;
-        Ok((batch_id, ids))
+        Ok((batch_id, ids, sealed))
     }
 
     /// Add MAC/IMEI ids to a product's allowlist; returns how many were new.

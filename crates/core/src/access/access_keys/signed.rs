@@ -106,7 +106,7 @@ pub fn signature(secret: &[u8], canonical: &str) -> String {
 }
 
 /// Constant-time comparison with the signature given (lowercase hex, checked by the parser).
-fn signature_matches(secret: &[u8], canonical: &str, given: &str) -> bool {
+pub(crate) fn signature_matches(secret: &[u8], canonical: &str, given: &str) -> bool {
     rampart_proto::sign::verify_hex(secret, canonical, given)
 }
 
@@ -207,20 +207,29 @@ impl Core {
         let (row, ip, fp) = self
             .check_key(p.key_id, &canonical, p.signature, r.peer, now)
             .await?;
+        self.spend_nonce(&format!("ak:{}", row.key_id), p, now)
+            .await?;
+        self.key_session(row, ip, fp).await
+    }
+
+    /// Spend a signed request's nonce under `scope` (one key or credential): `NonceReused` when
+    /// it was spent within the clock window.
+    pub(crate) async fn spend_nonce(
+        &self,
+        scope: &str,
+        p: &AuthParams<'_>,
+        now: i64,
+    ) -> Result<(), KeyAuthError> {
         let fresh = self
             .store()
-            .use_nonce(
-                &format!("ak:{}", row.key_id),
-                p.nonce,
-                p.ts.max(now) + WINDOW_MS,
-                now,
-            )
+            .use_nonce(scope, p.nonce, p.ts.max(now) + WINDOW_MS, now)
             .await
             .map_err(Error::from)?;
-        if !fresh {
-            return Err(KeyAuthError::NonceReused);
+        if fresh {
+            Ok(())
+        } else {
+            Err(KeyAuthError::NonceReused)
         }
-        self.key_session(row, ip, fp).await
     }
 
     async fn key_session(

@@ -1,0 +1,1 @@
+/work/target-release/release/rampart bench connect --target 127.0.0.1:21801 --tls --connections 10000 --rate 1000 --hold-secs 30 --mqtt-version 3 --keepalive-secs 30 --source-ips 8 --processes 1 --timeout-secs 900 --ca $WORK/tls/ca.pem --server-pid 20950 --label mosquitto --out bench/results/2026-12-07-identity/mosquitto-connect-tls.json
