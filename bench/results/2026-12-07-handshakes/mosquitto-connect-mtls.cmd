@@ -1,0 +1,1 @@
+/work/target-release/release/rampart bench connect --target 127.0.0.1:21802 --tls --client-ca $WORK/tls/client-ca.pem --connections 6000 --rate 4000 --hold-secs 5 --mqtt-version 3 --keepalive-secs 30 --source-ips 8 --processes 1 --timeout-secs 900 --ca $WORK/tls/ca.pem --server-pid 30933 --label mosquitto --out bench/results/2026-12-07-handshakes/mosquitto-connect-mtls.json

@@ -1,0 +1,1 @@
+/usr/sbin/mosquitto -c $WORK/mosquitto.conf

@@ -1,0 +1,1 @@
+env RUST_LOG=error RAMPART_ADMIN_TOKEN="$RAMPART_ADMIN_TOKEN" RAMPART_LIMITS__REGISTER_IP__PER_MINUTE=0 RAMPART_MQTT__ALLOW_UNENCRYPTED=true /work/target-release/release/rampart serve --data $WORK/rampart-data --mqtt-listen 127.0.0.1:21820 --mqtt-tls-listen 127.0.0.1:21821 --http-listen 127.0.0.1:21822 --events-listen 127.0.0.1:0
