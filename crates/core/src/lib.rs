@@ -15,6 +15,7 @@ mod error;
 pub mod federation;
 pub mod identity;
 pub mod limits;
+pub mod pulse;
 pub mod secret;
 pub mod stream;
 pub mod telemetry;
