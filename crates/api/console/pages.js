@@ -181,7 +181,7 @@ function productTable(list) {
 }
 
 async function productPage(root, pk) {
-  const p = await call("get_v1_products_product_key", { path: { product_key: pk } });
+  const p = await call("get_v1_products_productkey", { path: { product_key: pk } });
   const manage = canManage(p);
   const secrets = canSeeSecrets(p);
   const identity = h("form", { class: "card" }, h("h2", {}, "Identity options"),
@@ -191,7 +191,7 @@ async function productPage(root, pk) {
   identity.addEventListener("submit", (e) => {
     e.preventDefault();
     attempt(async () => {
-      await call("put_v1_products_product_key_identity", { path: { product_key: pk }, body: values(identity) });
+      await call("put_v1_products_productkey_identity", { path: { product_key: pk }, body: values(identity) });
       notify("Identity options saved.", "ok");
     });
   });
@@ -199,12 +199,12 @@ async function productPage(root, pk) {
   const secretCard = section("Product secret",
     secrets ? h("div", { class: "row" },
       h("button", { type: "button", onclick: () => attempt(async () => {
-        const s = await call("get_v1_products_product_key_secret", { path: { product_key: pk } });
+        const s = await call("get_v1_products_productkey_secret", { path: { product_key: pk } });
         fill(secretArea, secretBox("Product secret", s.product_secret));
       }) }, "Reveal secret"),
       h("button", { type: "button", class: "danger", onclick: () => attempt(async () => {
         if (!confirm("Rotate the product secret? Devices already registered keep working.")) return;
-        const s = await call("post_v1_products_product_key_secret_rotate", { path: { product_key: pk } });
+        const s = await call("post_v1_products_productkey_secret_rotate", { path: { product_key: pk } });
         fill(secretArea, secretBox("New product secret", s.product_secret));
       }) }, "Rotate secret"))
       : h("p", { class: "muted" }, "Only the product's owners and the operator see its secret."),
@@ -278,7 +278,7 @@ async function devicePage(root, did) {
   const d = await call("get_v1_devices_did", { path: { did } });
   let p = null;
   try {
-    p = await call("get_v1_products_product_key", { path: { product_key: d.product_key } });
+    p = await call("get_v1_products_productkey", { path: { product_key: d.product_key } });
   } catch {
     p = { datapoints: [], enterprise_id: null };
   }
@@ -387,17 +387,17 @@ async function keysPage(root, [ent]) {
       ["State", (k) => (k.disabled ? "disabled" : "active")], ["Created", (k) => when(k.created_at)],
       ["", (k) => h("div", { class: "row" },
         h("button", { type: "button", class: "secondary", onclick: () => attempt(async () => {
-          const r = await call("post_v1_enterprises_id_keys_key_id_rotate", { path: { id: ent, key_id: k.key_id }, body: { overlap_secs: 3600 } });
+          const r = await call("post_v1_enterprises_id_keys_keyid_rotate", { path: { id: ent, key_id: k.key_id }, body: { overlap_secs: 3600 } });
           fill(secret, secretBox(`New secret of ${r.key_id}`, r.secret));
           await reload();
         }) }, "Rotate"),
         h("button", { type: "button", class: "secondary", onclick: () => attempt(async () => {
-          await call(k.disabled ? "post_v1_enterprises_id_keys_key_id_enable" : "post_v1_enterprises_id_keys_key_id_disable", { path: { id: ent, key_id: k.key_id } });
+          await call(k.disabled ? "post_v1_enterprises_id_keys_keyid_enable" : "post_v1_enterprises_id_keys_keyid_disable", { path: { id: ent, key_id: k.key_id } });
           await reload();
         }) }, k.disabled ? "Enable" : "Disable"),
         h("button", { type: "button", class: "danger", onclick: () => attempt(async () => {
           if (!confirm(`Delete ${k.key_id}?`)) return;
-          await call("delete_v1_enterprises_id_keys_key_id", { path: { id: ent, key_id: k.key_id } });
+          await call("delete_v1_enterprises_id_keys_keyid", { path: { id: ent, key_id: k.key_id } });
           await reload();
         }) }, "Delete"))],
     ], keys.data, "No access key yet."));
@@ -487,7 +487,7 @@ async function factoryPage(root, [pk]) {
     e.preventDefault();
     attempt(async () => {
       const v = values(batch);
-      const r = await call("post_v1_products_product_key_factory_batches", { path: { product_key: v.product_key }, body: { count: Number(v.count) } });
+      const r = await call("post_v1_products_productkey_factory_batches", { path: { product_key: v.product_key }, body: { count: Number(v.count) } });
       const csv = ["serial,device_secret", ...r.identities.map((i) => `${i.serial},${i.device_secret}`)].join("\n") + "\n";
       fill(batchOut, h("p", {}, `Batch ${r.batch_id}: ${r.identities.length} identities.`),
         h("div", { class: "row" }, h("button", { type: "button", onclick: () => download(`${r.batch_id}.csv`, csv) }, "Download CSV")),
@@ -506,7 +506,7 @@ async function factoryPage(root, [pk]) {
       const file = upload.querySelector("input[type=file]").files[0];
       if (!file) throw new Error("Choose a file.");
       const type = file.name.endsWith(".csv") ? "text/csv" : "text/plain";
-      const r = await call("post_v1_products_product_key_allowlist_file", { path: { product_key: values(upload).product_key }, raw: await file.arrayBuffer(), contentType: type });
+      const r = await call("post_v1_products_productkey_allowlist_file", { path: { product_key: values(upload).product_key }, raw: await file.arrayBuffer(), contentType: type });
       notify(`Allowlist: ${r.added} added of ${r.submitted} submitted (sha256 ${r.sha256.slice(0, 12)}…).`, "ok");
     });
   });
@@ -550,7 +550,7 @@ async function membersPage(root, [ent]) {
         if (!owner) return x.role;
         const s = select(`Role of ${x.email}`, "role", [["owner", "owner"], ["admin", "admin"], ["observer", "observer"]], x.role);
         s.querySelector("select").addEventListener("change", (e) => attempt(async () => {
-          await call("put_v1_enterprises_id_members_developer_id", { path: { id: ent, developer_id: x.developer_id }, body: { role: e.target.value } });
+          await call("put_v1_enterprises_id_members_developerid", { path: { id: ent, developer_id: x.developer_id }, body: { role: e.target.value } });
           notify(`${x.email} is now ${e.target.value}.`, "ok");
           await reload();
         }));
@@ -559,7 +559,7 @@ async function membersPage(root, [ent]) {
       ["Since", (x) => when(x.created_at)],
       ["", (x) => (owner ? h("button", { type: "button", class: "danger", onclick: () => attempt(async () => {
         if (!confirm(`Remove ${x.email}?`)) return;
-        await call("delete_v1_enterprises_id_members_developer_id", { path: { id: ent, developer_id: x.developer_id } });
+        await call("delete_v1_enterprises_id_members_developerid", { path: { id: ent, developer_id: x.developer_id } });
         await reload();
       }) }, "Remove") : "")],
     ], m.data));
@@ -599,13 +599,13 @@ async function certificatesPage(root, [pk]) {
   });
   const cas = h("div", {});
   const reload = async () => {
-    const r = await call("get_v1_products_product_key_ca_certificates", { path: { product_key: pk } });
+    const r = await call("get_v1_products_productkey_ca_certificates", { path: { product_key: pk } });
     fill(cas, table("CA certificates", [
       ["Subject", (c) => c.subject], ["SHA-256", (c) => h("code", {}, c.sha256.slice(0, 16) + "…")],
       ["Expires", (c) => when(c.not_after)],
       ["", (c) => (secrets ? h("button", { type: "button", class: "danger", onclick: () => attempt(async () => {
         if (!confirm(`Delete the CA ${c.subject}? Its devices are refused from their next connection.`)) return;
-        await call("delete_v1_products_product_key_ca_certificates_ca_id", { path: { product_key: pk, ca_id: c.ca_id } });
+        await call("delete_v1_products_productkey_ca_certificates_caid", { path: { product_key: pk, ca_id: c.ca_id } });
         await reload();
       }) }, "Delete") : "")],
     ], r.data, "No CA yet."));
@@ -625,11 +625,11 @@ async function certificatesPage(root, [pk]) {
   };
   fill(root, h("h1", {}, "Certificates"), pick, section(`CAs trusted by ${pk}`, cas),
     pemForm("Add a CA", "ca", "CA certificate (PEM)", async (pem) => {
-      const r = await call("post_v1_products_product_key_ca_certificates", { path: { product_key: pk }, body: { pem } });
+      const r = await call("post_v1_products_productkey_ca_certificates", { path: { product_key: pk }, body: { pem } });
       notify(`CA ${r.subject} added.`, "ok");
     }),
     pemForm("Upload a CRL", "crl", "Certificate revocation list (PEM)", async (pem) => {
-      const r = await call("post_v1_products_product_key_crl", { path: { product_key: pk }, body: { pem } });
+      const r = await call("post_v1_products_productkey_crl", { path: { product_key: pk }, body: { pem } });
       notify(`CRL ${r.crl_number}: ${r.revoked} revoked, ${r.closed_sessions} sessions closed.`, "ok");
     }));
   await reload();

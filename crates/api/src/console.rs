@@ -67,7 +67,7 @@ const fn etag_of(h: u64) -> [u8; 18] {
 }
 
 macro_rules! asset {
-    ($name:literal, $ct:literal) => {{
+    ($name:literal, $ct:expr) => {{
         const BODY: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/console/", $name));
         const TAG: [u8; 18] = etag_of(fnv1a(BODY));
         Asset {
@@ -325,6 +325,34 @@ pub(crate) fn client_module(doc: &serde_json::Value) -> String {
 
 #[cfg(test)]
 mod client_tests {
+    /// Every operation the pages call by name is one of the document's: a console that calls a
+    /// route that does not exist fails here, not in a browser.
+    #[test]
+    fn the_pages_call_only_documented_operations() {
+        let (_, doc) = crate::api().finish();
+        let ids: std::collections::BTreeSet<&str> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|item| item.as_object().unwrap().values())
+            .filter_map(|op| op["operationId"].as_str())
+            .collect();
+        let mut called = 0;
+        for a in super::ASSETS.iter().filter(|a| a.name.ends_with(".js") && a.name != "api.js") {
+            let text = std::str::from_utf8(a.body).unwrap();
+            for quoted in text.split('"').skip(1).step_by(2) {
+                let is_op = ["get_v1_", "post_v1_", "put_v1_", "delete_v1_", "patch_v1_"]
+                    .iter()
+                    .any(|p| quoted.starts_with(p));
+                if is_op {
+                    assert!(ids.contains(quoted), "{} calls {quoted}, which /openapi.json does not have", a.name);
+                    called += 1;
+                }
+            }
+        }
+        assert!(called > 30, "{called}");
+    }
+
     /// `console/api.js` is what the document generates now; with
     /// `RAMPART_REGENERATE_CONSOLE_CLIENT=1` it is rewritten instead.
     #[test]

@@ -226,7 +226,13 @@ fn operation_id(method: &str, path: &str) -> String {
                 .filter(|c| *c != '_' || !seg.starts_with('{')),
         );
     }
-    id.replace("__", "_").trim_end_matches('_').to_owned()
+    let id = id.replace("__", "_").trim_end_matches('_').to_owned();
+    // `/console/` is a page of its own beside `/console`.
+    if path.len() > 1 && path.ends_with('/') {
+        id + "_index"
+    } else {
+        id
+    }
 }
 
 #[cfg(test)]
