@@ -144,6 +144,9 @@ async function loadMe() {
     await call("get_v1_admin_tokens");
     me.email = "operator";
     me.enterprises = [];
+    const state = document.getElementById("live-state");
+    state.textContent = "polling";
+    state.dataset.state = "polling";
   }
 }
 
@@ -206,9 +209,16 @@ const NAV = [
 ];
 
 let cleanup = null;
+let generation = 0;
 
 async function render() {
-  const root = document.getElementById("main");
+  // Each render draws into a view of its own: a slower render that finishes after a newer one
+  // (a hash change during a load) writes into a detached view and stops what it started.
+  generation += 1;
+  const mine = generation;
+  const main = document.getElementById("main");
+  const root = h("div", { class: "view" });
+  main.replaceChildren(root);
   const nav = document.getElementById("nav");
   const who = document.getElementById("who");
   if (cleanup) {
@@ -230,12 +240,16 @@ async function render() {
   document.getElementById("notice").replaceChildren();
   try {
     const r = await page(root, args);
-    if (typeof r === "function") cleanup = r;
+    if (typeof r === "function") {
+      if (mine === generation) cleanup = r;
+      else r();
+    }
   } catch (e) {
+    if (mine !== generation) return;
     fill(root, h("h1", {}, "Something went wrong"));
     notify(e.message || String(e), "error");
   }
-  root.focus({ preventScroll: true });
+  if (mine === generation) main.focus({ preventScroll: true });
 }
 
 window.addEventListener("hashchange", render);

@@ -53,7 +53,7 @@ export function modelEditor(initial = []) {
     const typeId = uid();
     const row = h("fieldset", { class: "point" },
       h("legend", {}, "Data point"),
-      h("div", { class: "field" }, h("label", { for: typeId + "n" }, "Name"),
+      h("div", { class: "field" }, h("label", { for: typeId + "n" }, "Point name"),
         h("input", { id: typeId + "n", name: "name", value: p.name, required: true, pattern: "[A-Za-z_][A-Za-z0-9_]{0,63}" })),
       h("div", { class: "field" }, h("label", { for: typeId }, "Type"),
         h("select", { id: typeId, name: "type" }, TYPES.map((t) => h("option", { value: t, selected: t === p.type }, t)))),

@@ -57,7 +57,7 @@ async function operatorOverview(root) {
     for (const m of a.minutes) for (const [k, v] of Object.entries(m.refusals)) byLimit[k] = (byLimit[k] || 0) + v;
     const refusedTotal = Object.values(byLimit).reduce((s, v) => s + v, 0);
     fill(cards, stat("devices online now", `${a.online} / ${a.devices}`, "stat-online"),
-      stat("messages in the last full minute", lastFull, "stat-rate"),
+      stat(`messages in the last full minute (${a.minutes[a.minutes.length - 1].reports} so far in this one)`, lastFull, "stat-rate"),
       stat("refusals in the last hour", refusedTotal, "stat-refusals"));
     fill(chart, barChart("Reports stored per minute over the last hour", a.minutes.map((m) => ({ t: m.start, v: m.reports }))));
     fill(refusals, table("Refusals by limit", [["Limit", (r) => r[0]], ["Refused", (r) => r[1]]],
@@ -123,7 +123,7 @@ async function productsPage(root, [pk]) {
       h("button", { type: "button", class: "secondary", onclick: () => { jsonArea.value = JSON.stringify(bodyFromForm(), null, 2); formArea.hidden = true; jsonBox.hidden = false; } }, "JSON")),
     formArea, jsonBox, result);
   fill(formArea,
-    field("Name", { name: "name", required: true, value: "" }),
+    field("Product name", { name: "name", required: true, value: "" }),
     isOperator() ? null : select("Owner", "owner", owners, "personal"),
     field("Report limit per minute", { name: "report_limit_per_min", type: "number", min: 1, value: 600 }),
     h("fieldset", {}, h("legend", {}, "Identity"),
@@ -261,7 +261,13 @@ async function devicesPage(root, [did]) {
       d.online = ev.online;
       d.last_seen = ev.ts;
       draw();
-    } else if (ev.kind === "registered") {
+    } else if (ev.kind === "status" && d && !d.online) {
+      // A device that reports is connected, whatever a list read during its connect said.
+      d.online = true;
+      d.last_seen = ev.ts;
+      draw();
+    } else if (ev.kind === "registered" || (ev.kind === "presence" && !d)) {
+      // A device this list has not seen (registered while the list loaded): read the list again.
       attempt(refreshList);
     }
   });
@@ -294,7 +300,8 @@ async function devicePage(root, did) {
   const drawChart = (name) => {
     const box = charts.get(name);
     const pt = p.datapoints.find((x) => x.name === name);
-    fill(box, lineChart(`History of ${name}`, series.get(name) || [], { step: pt.type === "bool", min: pt.min, max: pt.max }));
+    const bool = pt.type === "bool";
+    fill(box, lineChart(`History of ${name}`, series.get(name) || [], { step: bool, min: bool ? 0 : pt.min, max: bool ? 1 : pt.max }));
   };
   const chartCards = p.datapoints.filter((x) => CHARTABLE.includes(x.type)).map((x) => {
     const box = h("div", { class: "chart-box", "data-chart": x.name });

@@ -65,7 +65,7 @@ export function table(caption, columns, rows, empty = "Nothing yet.") {
   return h("div", { class: "table-wrap" },
     h("table", {},
       h("caption", { class: "sr-only" }, caption),
-      h("thead", {}, h("tr", {}, columns.map(([t]) => h("th", { scope: "col" }, t)))),
+      h("thead", {}, h("tr", {}, columns.map(([t]) => h("th", { scope: "col" }, t || h("span", { class: "sr-only" }, "Actions"))))),
       h("tbody", {}, rows.map((r) => h("tr", {}, columns.map(([, f]) => h("td", {}, f(r))))))));
 }
 

@@ -31,6 +31,7 @@ TIMEOUT_MS = 30_000
 
 os.makedirs(ART, exist_ok=True)
 csp_violations = []
+failed_calls = []
 axe_report = {}
 
 
@@ -98,171 +99,183 @@ def main():
         page = ctx.new_page()
         page.set_default_timeout(TIMEOUT_MS)
         page.on("console", lambda m: "Content Security Policy" in m.text and csp_violations.append(m.text))
-
-        # -- the page itself: served with a strict CSP, no inline script --
-        resp = page.goto(f"{URL}/console/")
-        csp = resp.headers["content-security-policy"]
-        assert "script-src 'self'" in csp and "unsafe-inline" not in csp, csp
-
-        # -- operator: overview (online now, messages per minute, refusals by limit, chart) --
-        sign_in_operator(page)
-        expect(page.locator("#stat-online")).to_contain_text("/")
-        expect(page.locator("svg.chart")).to_be_visible()
-        check_a11y(page, "operator-overview")
-        sign_out(page)
-
-        # -- developer: sign in, turn TOTP on in Account, sign in again with a code --
-        form = dev_form(page)
-        form.get_by_label("E-mail").fill(ENV["CONSOLE_DEV_EMAIL"])
-        form.get_by_label("Password").fill(ENV["CONSOLE_DEV_PASSWORD"])
-        form.get_by_role("button", name="Sign in").click()
-        expect(page.get_by_role("heading", name="Fleet overview")).to_be_visible()
-        check_a11y(page, "developer-overview")
-        page.get_by_role("link", name="Account").click()
-        page.get_by_role("button", name="Set up TOTP").click()
-        secret = page.locator("[data-secret='TOTP secret'] output").inner_text().strip()
-        page.get_by_label("Code from the app").fill(totp(secret))
-        page.get_by_role("button", name="Turn TOTP on").click()
-        expect(page.locator("[data-secret='Recovery codes']")).to_be_visible()
-        expect(page.locator("[data-secret='Recovery codes']")).to_contain_text("Shown once")
-        page.locator("[data-secret='Recovery codes']").get_by_role("button", name="Copy").click()
-        expect(page.locator("[data-secret='Recovery codes']")).to_contain_text("Copied.")
-        check_a11y(page, "account")
-        sign_out(page)
-        form = dev_form(page)
-        form.get_by_label("E-mail").fill(ENV["CONSOLE_DEV_EMAIL"])
-        form.get_by_label("Password").fill(ENV["CONSOLE_DEV_PASSWORD"])
-        form.get_by_role("button", name="Sign in").click()
-        expect(page.locator("#notice")).to_contain_text("authenticator")
-        # The confirmation spent this step's code; the next step's is accepted (one step of skew).
-        form.get_by_label("Authenticator code (when TOTP is on)").fill(totp(secret, 1))
-        form.get_by_role("button", name="Sign in").click()
-        expect(page.get_by_role("heading", name="Fleet overview")).to_be_visible()
-        expect(page.locator("#live-state")).to_have_text("live")
-
-        # -- an enterprise, then a product in it with a model; a bad model is refused first --
-        page.get_by_role("link", name="Members").click()
-        create = page.locator("form", has=page.get_by_role("heading", name="Create an enterprise"))
-        create.get_by_label("Name").fill("Acme Devices")
-        create.get_by_role("button", name="Create").click()
-        expect(page.get_by_text("your role: owner")).to_be_visible()
-        check_a11y(page, "members")
-
-        page.get_by_role("link", name="Products").click()
-        form = page.locator("form", has=page.get_by_role("heading", name="Create a product"))
-        form.get_by_label("Name", exact=True).fill("Thermostat")
-        form.get_by_label("Owner").select_option(label="Acme Devices (owner)")
-        form.get_by_role("button", name="Add data point").click()
-        second = form.locator("fieldset.point").nth(1)
-        second.get_by_label("Name").fill("temp")
-        second.get_by_label("Type").select_option("float")
-        form.get_by_role("button", name="Create product").click()
-        expect(page.locator("#notice")).to_contain_text("int and float need min and max")
-        second.get_by_label("Min").fill("-40")
-        second.get_by_label("Max").fill("85")
-        form.get_by_role("button", name="Create product").click()
-        box = page.locator("[data-secret='Product secret']")
-        expect(box).to_be_visible()
-        expect(box).to_contain_text("Shown once")
-        pk = page.locator("#notice").inner_text().split()[1]
-        check_a11y(page, "products")
-        shot(page, "products")
-
-        # -- factory: a batch and its CSV --
-        page.get_by_role("link", name="Factory").click()
-        batch = page.locator("form", has=page.get_by_role("heading", name="Issue a factory batch"))
-        batch.get_by_label("Product").select_option(pk)
-        batch.get_by_label("Devices").fill("2")
-        batch.get_by_role("button", name="Issue batch").click()
-        with page.expect_download() as dl:
-            page.get_by_role("button", name="Download CSV").click()
-        csv_path = os.path.join(ART, "batch.csv")
-        dl.value.save_as(csv_path)
-        rows = open(csv_path, encoding="utf-8").read().split()
-        assert rows[0] == "serial,device_secret" and len(rows) == 3, rows
-        check_a11y(page, "factory")
-
-        # -- a simulated device from that batch comes online; its chart moves --
-        page.get_by_role("link", name="Devices").click()
-        sim = subprocess.Popen(
-            [ENV["CONSOLE_RAMPART"], "device", "simulate", "--server", ENV["CONSOLE_MQTT"], "--ca", ENV["CONSOLE_CA"],
-             "--batch", csv_path, "--count", "1", "--interval-ms", "300", "--duration-s", "120", "--api", URL,
-             "--product", pk],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        page.on("response", lambda r: r.status >= 400 and failed_calls.append(f"{r.status} {r.request.method} {r.url}"))
         try:
-            # The list learns of the registration and the presence from the WebSocket, no reload.
-            row = page.locator("tbody tr", has=page.get_by_text("online", exact=True))
-            expect(row).to_have_count(1, timeout=60_000)
-            check_a11y(page, "devices")
-            shot(page, "devices")
-            row.get_by_role("link").click()
-            expect(page.locator("#device-online")).to_have_text("online")
-            chart = page.locator("[data-chart=temp] svg")
-            page.wait_for_function(
-                "() => Number(document.querySelector('[data-chart=temp] svg')?.dataset.points || 0) >= 1")
-            first = int(chart.get_attribute("data-points"))
-            page.wait_for_function(
-                f"() => Number(document.querySelector('[data-chart=temp] svg')?.dataset.points || 0) > {first}")
-
-            # -- a command from the form built from the model; its ack --
-            page.get_by_label("power (bool)").select_option("true")
-            page.get_by_role("button", name="Send", exact=True).click()
-            expect(page.locator("#ack [data-status]")).to_have_attribute("data-status", "ok")
-            expect(page.locator("output[data-point=power]")).to_have_text("true")
-            check_a11y(page, "device")
-            shot(page, "device")
-        finally:
-            sim.kill()
-            sim.wait()
-
-        # -- an access key: scopes and IP allowlist; the secret shown once --
-        page.get_by_role("link", name="Access keys").click()
-        form = page.locator("form", has=page.get_by_role("heading", name="Create an access key"))
-        form.get_by_label("control").check()
-        form.get_by_label("Allowed IPs or CIDRs (one per line)").fill("127.0.0.1\n10.0.0.0/8")
-        form.get_by_role("button", name="Create key").click()
-        expect(page.locator("[data-secret^='Secret of rak_']")).to_contain_text("ras_")
-        expect(page.locator("table")).to_contain_text("read, control")
-        check_a11y(page, "keys")
-
-        # -- the audit log, filtered by action --
-        page.get_by_role("link", name="Audit log").click()
-        page.get_by_label("Action").fill("access_key.create")
-        page.get_by_role("button", name="Apply").click()
-        expect(page.get_by_text("1 matching entries")).to_be_visible()
-        expect(page.locator("tbody tr")).to_have_count(1)
-        check_a11y(page, "audit-developer")
-        sign_out(page)
-
-        # -- the operator: the chain is intact; the overview counted the reports --
-        sign_in_operator(page)
-        page.wait_for_function("() => Number(document.getElementById('stat-rate')?.textContent) >= 0")
-        page.wait_for_function("() => Number(document.querySelector('svg.chart')?.dataset.total || 0) > 0")
-        shot(page, "overview")
-        page.get_by_role("link", name="Audit log").click()
-        expect(page.locator("#chain-status [data-intact=true]")).to_be_visible()
-        page.get_by_label("Action").fill("product.create")
-        page.get_by_role("button", name="Apply").click()
-        expect(page.locator("tbody tr").first).to_contain_text("product.create")
-        check_a11y(page, "audit-operator")
-        shot(page, "audit")
-
-        # -- every page at a phone's size: no sideways scrolling --
-        page.set_viewport_size({"width": 390, "height": 844})
-        for hash_, heading in [("#/overview", "Fleet overview"), ("#/products", "Products"),
-                               ("#/devices", "Devices"), ("#/audit", "Audit log"), ("#/factory", "Factory"),
-                               ("#/members", "Members and roles"), ("#/keys", "Access keys"),
-                               ("#/certificates", "Certificates"), ("#/account", "Account")]:
-            go(page, hash_, heading)
-            no_overflow(page, hash_)
-        go(page, "#/overview", "Fleet overview")
-        shot(page, "overview-phone")
+            flows(page, ctx)
+        except Exception:
+            page.screenshot(path=os.path.join(ART, "failure.png"), full_page=True)
+            print("page at the failure:", page.url, file=sys.stderr)
+            print("answers >= 400 so far:", *failed_calls, sep="\n  ", file=sys.stderr)
+            raise
         browser.close()
 
     assert not csp_violations, csp_violations
     with open(os.path.join(ART, "axe.json"), "w", encoding="utf-8") as f:
         json.dump(axe_report, f, indent=1)
     print("console flows passed; screenshots in", ART)
+
+
+def flows(page, ctx):
+    """The flows, in the order a new manufacturer meets them."""
+
+    # -- the page itself: served with a strict CSP, no inline script --
+    resp = page.goto(f"{URL}/console/")
+    csp = resp.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp, csp
+
+    # -- operator: overview (online now, messages per minute, refusals by limit, chart) --
+    sign_in_operator(page)
+    expect(page.locator("#stat-online")).to_contain_text("/")
+    expect(page.locator("svg.chart")).to_be_visible()
+    check_a11y(page, "operator-overview")
+    sign_out(page)
+
+    # -- developer: sign in, turn TOTP on in Account, sign in again with a code --
+    form = dev_form(page)
+    form.get_by_label("E-mail").fill(ENV["CONSOLE_DEV_EMAIL"])
+    form.get_by_label("Password").fill(ENV["CONSOLE_DEV_PASSWORD"])
+    form.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Fleet overview")).to_be_visible()
+    check_a11y(page, "developer-overview")
+    page.get_by_role("link", name="Account").click()
+    page.get_by_role("button", name="Set up TOTP").click()
+    secret = page.locator("[data-secret='TOTP secret'] output").inner_text().strip()
+    page.get_by_label("Code from the app").fill(totp(secret))
+    page.get_by_role("button", name="Turn TOTP on").click()
+    expect(page.locator("[data-secret='Recovery codes']")).to_be_visible()
+    expect(page.locator("[data-secret='Recovery codes']")).to_contain_text("Shown once")
+    page.locator("[data-secret='Recovery codes']").get_by_role("button", name="Copy").click()
+    expect(page.locator("[data-secret='Recovery codes']")).to_contain_text("Copied.")
+    check_a11y(page, "account")
+    sign_out(page)
+    form = dev_form(page)
+    form.get_by_label("E-mail").fill(ENV["CONSOLE_DEV_EMAIL"])
+    form.get_by_label("Password").fill(ENV["CONSOLE_DEV_PASSWORD"])
+    form.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#notice")).to_contain_text("authenticator")
+    # The confirmation spent this step's code; the next step's is accepted (one step of skew).
+    form.get_by_label("Authenticator code (when TOTP is on)").fill(totp(secret, 1))
+    form.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Fleet overview")).to_be_visible()
+    expect(page.locator("#live-state")).to_have_text("live")
+
+    # -- an enterprise, then a product in it with a model; a bad model is refused first --
+    page.get_by_role("link", name="Members").click()
+    create = page.locator("form", has=page.get_by_role("heading", name="Create an enterprise"))
+    create.get_by_label("Name").fill("Acme Devices")
+    create.get_by_role("button", name="Create").click()
+    expect(page.get_by_text("your role: owner")).to_be_visible()
+    check_a11y(page, "members")
+
+    page.get_by_role("link", name="Products").click()
+    form = page.locator("form", has=page.get_by_role("heading", name="Create a product"))
+    form.get_by_label("Product name").fill("Thermostat")
+    form.get_by_label("Owner").select_option(label="Acme Devices (owner)")
+    form.get_by_role("button", name="Add data point").click()
+    second = form.locator("fieldset.point").nth(1)
+    second.get_by_label("Point name").fill("temp")
+    second.get_by_label("Type").select_option("float")
+    form.get_by_role("button", name="Create product").click()
+    expect(page.locator("#notice")).to_contain_text("int and float need min and max")
+    second.get_by_label("Min").fill("-40")
+    second.get_by_label("Max").fill("85")
+    form.get_by_role("button", name="Create product").click()
+    box = page.locator("[data-secret='Product secret']")
+    expect(box).to_be_visible()
+    expect(box).to_contain_text("Shown once")
+    pk = page.locator("#notice").inner_text().split()[1]
+    check_a11y(page, "products")
+    shot(page, "products")
+
+    # -- factory: a batch and its CSV --
+    page.get_by_role("link", name="Factory").click()
+    batch = page.locator("form", has=page.get_by_role("heading", name="Issue a factory batch"))
+    batch.get_by_label("Product").select_option(pk)
+    batch.get_by_label("Devices").fill("2")
+    batch.get_by_role("button", name="Issue batch").click()
+    with page.expect_download() as dl:
+        page.get_by_role("button", name="Download CSV").click()
+    csv_path = os.path.join(ART, "batch.csv")
+    dl.value.save_as(csv_path)
+    rows = open(csv_path, encoding="utf-8").read().split()
+    assert rows[0] == "serial,device_secret" and len(rows) == 3, rows
+    check_a11y(page, "factory")
+
+    # -- a simulated device from that batch comes online; its chart moves --
+    page.get_by_role("link", name="Devices").click()
+    sim = subprocess.Popen(
+        [ENV["CONSOLE_RAMPART"], "device", "simulate", "--server", ENV["CONSOLE_MQTT"], "--ca", ENV["CONSOLE_CA"],
+         "--batch", csv_path, "--count", "1", "--interval-ms", "300", "--duration-s", "120", "--api", URL,
+         "--product", pk],
+        stdout=subprocess.DEVNULL, stderr=open(os.path.join(ART, "simulator.log"), "w"))
+    try:
+        # The list learns of the registration and the presence from the WebSocket, no reload.
+        row = page.locator("tbody tr", has=page.get_by_text("online", exact=True))
+        expect(row).to_have_count(1, timeout=60_000)
+        check_a11y(page, "devices")
+        shot(page, "devices")
+        row.get_by_role("link").click()
+        expect(page.locator("#device-online")).to_have_text("online")
+        chart = page.locator("[data-chart=temp] svg")
+        page.wait_for_function(
+            "() => Number(document.querySelector('[data-chart=temp] svg')?.dataset.points || 0) >= 1")
+        first = int(chart.get_attribute("data-points"))
+        page.wait_for_function(
+            f"() => Number(document.querySelector('[data-chart=temp] svg')?.dataset.points || 0) > {first}")
+
+        # -- a command from the form built from the model; its ack --
+        page.get_by_label("power (bool)").select_option("true")
+        page.get_by_role("button", name="Send", exact=True).click()
+        expect(page.locator("#ack [data-status]")).to_have_attribute("data-status", "ok")
+        expect(page.locator("output[data-point=power]")).to_have_text("true")
+        check_a11y(page, "device")
+        shot(page, "device")
+    finally:
+        sim.kill()
+        sim.wait()
+
+    # -- an access key: scopes and IP allowlist; the secret shown once --
+    page.get_by_role("link", name="Access keys").click()
+    form = page.locator("form", has=page.get_by_role("heading", name="Create an access key"))
+    form.get_by_label("control").check()
+    form.get_by_label("Allowed IPs or CIDRs (one per line)").fill("127.0.0.1\n10.0.0.0/8")
+    form.get_by_role("button", name="Create key").click()
+    expect(page.locator("[data-secret^='Secret of rak_']")).to_contain_text("ras_")
+    expect(page.locator("table")).to_contain_text("read, control")
+    check_a11y(page, "keys")
+
+    # -- the audit log, filtered by action --
+    page.get_by_role("link", name="Audit log").click()
+    page.get_by_label("Action").fill("access_key.create")
+    page.get_by_role("button", name="Apply").click()
+    expect(page.get_by_text("1 matching entries")).to_be_visible()
+    expect(page.locator("tbody tr")).to_have_count(1)
+    check_a11y(page, "audit-developer")
+    sign_out(page)
+
+    # -- the operator: the chain is intact; the overview counted the reports --
+    sign_in_operator(page)
+    page.wait_for_function("() => Number(document.getElementById('stat-rate')?.textContent) >= 0")
+    page.wait_for_function("() => Number(document.querySelector('svg.chart')?.dataset.total || 0) > 0")
+    shot(page, "overview")
+    page.get_by_role("link", name="Audit log").click()
+    expect(page.locator("#chain-status [data-intact=true]")).to_be_visible()
+    page.get_by_label("Action").fill("product.create")
+    page.get_by_role("button", name="Apply").click()
+    expect(page.locator("tbody tr").first).to_contain_text("product.create")
+    check_a11y(page, "audit-operator")
+    shot(page, "audit")
+
+    # -- every page at a phone's size: no sideways scrolling --
+    page.set_viewport_size({"width": 390, "height": 844})
+    for hash_, heading in [("#/overview", "Fleet overview"), ("#/products", "Products"),
+                           ("#/devices", "Devices"), ("#/audit", "Audit log"), ("#/factory", "Factory"),
+                           ("#/members", "Members and roles"), ("#/keys", "Access keys"),
+                           ("#/certificates", "Certificates"), ("#/account", "Account")]:
+        go(page, hash_, heading)
+        no_overflow(page, hash_)
+    go(page, "#/overview", "Fleet overview")
+    shot(page, "overview-phone")
 
 
 if __name__ == "__main__":

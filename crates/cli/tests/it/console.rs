@@ -46,7 +46,7 @@ async fn console_main_flows_in_chromium() {
         axe.display()
     );
     let srv = Server::process().await;
-    let (email, password) = ("console@maker.example", "console-Passw0rd-long");
+    let (email, password) = ("dev@maker.example", "Quiet-Harbour-Lantern-42");
     let (s, v) = srv
         .admin(
             "POST",
