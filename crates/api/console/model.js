@@ -54,13 +54,13 @@ export function modelEditor(initial = []) {
     const row = h("fieldset", { class: "point" },
       h("legend", {}, "Data point"),
       h("div", { class: "field" }, h("label", { for: typeId + "n" }, "Point name"),
-        h("input", { id: typeId + "n", name: "name", value: p.name, required: true, pattern: "[A-Za-z_][A-Za-z0-9_]{0,63}" })),
+        h("input", { id: typeId + "n", name: "dp-name", value: p.name, required: true, pattern: "[A-Za-z_][A-Za-z0-9_]{0,63}" })),
       h("div", { class: "field" }, h("label", { for: typeId }, "Type"),
-        h("select", { id: typeId, name: "type" }, TYPES.map((t) => h("option", { value: t, selected: t === p.type }, t)))),
-      h("div", { class: "field small" }, h("label", { for: typeId + "min" }, "Min"), h("input", { id: typeId + "min", name: "min", inputmode: "decimal", value: p.min ?? "" })),
-      h("div", { class: "field small" }, h("label", { for: typeId + "max" }, "Max"), h("input", { id: typeId + "max", name: "max", inputmode: "decimal", value: p.max ?? "" })),
-      h("div", { class: "field" }, h("label", { for: typeId + "v" }, "Enum values (comma-separated)"), h("input", { id: typeId + "v", name: "values", value: (p.values || []).join(",") })),
-      h("div", { class: "check" }, h("input", { type: "checkbox", id: typeId + "w", name: "writable", checked: !!p.writable }), h("label", { for: typeId + "w" }, "Writable")),
+        h("select", { id: typeId, name: "dp-type" }, TYPES.map((t) => h("option", { value: t, selected: t === p.type }, t)))),
+      h("div", { class: "field small" }, h("label", { for: typeId + "min" }, "Min"), h("input", { id: typeId + "min", name: "dp-min", inputmode: "decimal", value: p.min ?? "" })),
+      h("div", { class: "field small" }, h("label", { for: typeId + "max" }, "Max"), h("input", { id: typeId + "max", name: "dp-max", inputmode: "decimal", value: p.max ?? "" })),
+      h("div", { class: "field" }, h("label", { for: typeId + "v" }, "Enum values (comma-separated)"), h("input", { id: typeId + "v", name: "dp-values", value: (p.values || []).join(",") })),
+      h("div", { class: "check" }, h("input", { type: "checkbox", id: typeId + "w", name: "dp-writable", checked: !!p.writable }), h("label", { for: typeId + "w" }, "Writable")),
       h("button", { type: "button", class: "secondary", onclick: () => row.remove() }, "Remove"));
     rows.append(row);
   };
@@ -71,7 +71,7 @@ export function modelEditor(initial = []) {
     el,
     points() {
       return [...rows.querySelectorAll("fieldset.point")].map((f) => {
-        const get = (n) => f.querySelector(`[name=${n}]`);
+        const get = (n) => f.querySelector(`[name=dp-${n}]`);
         const p = { name: get("name").value.trim(), type: get("type").value };
         const min = num(get("min").value);
         const max = num(get("max").value);

@@ -121,7 +121,7 @@ async function productsPage(root, [pk]) {
     h("div", { class: "tabs", role: "group", "aria-label": "Create from" },
       h("button", { type: "button", class: "secondary", onclick: () => { formArea.hidden = false; jsonBox.hidden = true; } }, "Form"),
       h("button", { type: "button", class: "secondary", onclick: () => { jsonArea.value = JSON.stringify(bodyFromForm(), null, 2); formArea.hidden = true; jsonBox.hidden = false; } }, "JSON")),
-    formArea, jsonBox, result);
+    formArea, jsonBox);
   fill(formArea,
     field("Product name", { name: "name", required: true, value: "" }),
     isOperator() ? null : select("Owner", "owner", owners, "personal"),
@@ -131,7 +131,7 @@ async function productsPage(root, [pk]) {
       checkbox("Allowlist only", "allowlist", false),
       checkbox("Static password over TLS", "static_password", false)),
     h("h3", {}, "Data points"), editor.el);
-  form.append(h("button", { type: "submit" }, "Create product"));
+  form.append(h("button", { type: "submit" }, "Create product"), result);
   function bodyFromForm() {
     const v = values(form);
     const body = {

@@ -150,13 +150,18 @@ fn serve(name: &str, headers: &HeaderMap) -> Response {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         let mut r = a.body.into_response();
-        r.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(a.content_type));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(a.content_type),
+        );
         r
     };
     let h = resp.headers_mut();
     h.insert(header::ETAG, HeaderValue::from_static(a.etag));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(CONSOLE_CACHE));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(CONSOLE_CACHE),
+    );
     h.insert(
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
@@ -208,7 +213,10 @@ mod tests {
             .await
             .unwrap();
         let html = std::str::from_utf8(&body).unwrap();
-        assert!(html.contains(r#"<script type="module" src="app.js">"#), "{html}");
+        assert!(
+            html.contains(r#"<script type="module" src="app.js">"#),
+            "{html}"
+        );
 
         let again = get(&router, "/console/", Some(&etag)).await;
         assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
@@ -237,7 +245,14 @@ mod tests {
             let text = std::str::from_utf8(a.body)
                 .unwrap()
                 .replace("http://www.w3.org/2000/svg", "");
-            for bad in ["http://", "https://", "javascript:", "eval(", "new Function", "innerHTML"] {
+            for bad in [
+                "http://",
+                "https://",
+                "javascript:",
+                "eval(",
+                "new Function",
+                "innerHTML",
+            ] {
                 assert!(!text.contains(bad), "{} contains {bad}", a.name);
             }
         }
@@ -296,7 +311,10 @@ pub(crate) fn client_module(doc: &serde_json::Value) -> String {
                         .map_or("null".to_owned(), |k| format!("{k:?}"))
                 })
                 .unwrap_or_else(|| "null".to_owned());
-            let summary = op["summary"].as_str().unwrap_or_default().replace("*/", "* /");
+            let summary = op["summary"]
+                .as_str()
+                .unwrap_or_default()
+                .replace("*/", "* /");
             let mut line = String::new();
             let _ = write!(
                 line,
@@ -338,14 +356,21 @@ mod client_tests {
             .filter_map(|op| op["operationId"].as_str())
             .collect();
         let mut called = 0;
-        for a in super::ASSETS.iter().filter(|a| a.name.ends_with(".js") && a.name != "api.js") {
+        for a in super::ASSETS
+            .iter()
+            .filter(|a| a.name.ends_with(".js") && a.name != "api.js")
+        {
             let text = std::str::from_utf8(a.body).unwrap();
             for quoted in text.split('"').skip(1).step_by(2) {
                 let is_op = ["get_v1_", "post_v1_", "put_v1_", "delete_v1_", "patch_v1_"]
                     .iter()
                     .any(|p| quoted.starts_with(p));
                 if is_op {
-                    assert!(ids.contains(quoted), "{} calls {quoted}, which /openapi.json does not have", a.name);
+                    assert!(
+                        ids.contains(quoted),
+                        "{} calls {quoted}, which /openapi.json does not have",
+                        a.name
+                    );
                     called += 1;
                 }
             }

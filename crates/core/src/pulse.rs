@@ -126,7 +126,9 @@ mod tests {
         assert!(h[..MINUTES - 2]
             .iter()
             .all(|m| m.reports == 0 && m.refusals.is_empty()));
-        assert!(h.windows(2).all(|w| w[1].start_ms - w[0].start_ms == MINUTE_MS));
+        assert!(h
+            .windows(2)
+            .all(|w| w[1].start_ms - w[0].start_ms == MINUTE_MS));
     }
 
     /// A slot reused an hour later starts from zero, and minutes older than the hour are gone.

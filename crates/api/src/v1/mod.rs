@@ -7,8 +7,8 @@
 
 use rampart_core::audit::action;
 pub(crate) mod access_keys;
-pub(crate) mod activity;
 pub(crate) mod accounts;
+pub(crate) mod activity;
 pub(crate) mod admin_tokens;
 pub(crate) mod audit;
 pub(crate) mod bindings;

@@ -184,6 +184,7 @@ def flows(page, ctx):
     expect(box).to_be_visible()
     expect(box).to_contain_text("Shown once")
     pk = page.locator("#notice").inner_text().split()[1]
+    expect(page.locator("table")).to_contain_text("Thermostat")
     check_a11y(page, "products")
     shot(page, "products")
 

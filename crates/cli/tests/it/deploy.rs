@@ -16,8 +16,23 @@ fn deploy(file: &str) -> PathBuf {
 /// blank lines dropped. Panics on a keyword Docker does not have.
 fn dockerfile(text: &str) -> Vec<(String, String)> {
     const KEYWORDS: &[&str] = &[
-        "FROM", "RUN", "CMD", "LABEL", "EXPOSE", "ENV", "ADD", "COPY", "ENTRYPOINT", "VOLUME",
-        "USER", "WORKDIR", "ARG", "ONBUILD", "STOPSIGNAL", "HEALTHCHECK", "SHELL",
+        "FROM",
+        "RUN",
+        "CMD",
+        "LABEL",
+        "EXPOSE",
+        "ENV",
+        "ADD",
+        "COPY",
+        "ENTRYPOINT",
+        "VOLUME",
+        "USER",
+        "WORKDIR",
+        "ARG",
+        "ONBUILD",
+        "STOPSIGNAL",
+        "HEALTHCHECK",
+        "SHELL",
     ];
     let mut out = Vec::new();
     let mut pending = String::new();
@@ -32,7 +47,9 @@ fn dockerfile(text: &str) -> Vec<(String, String)> {
             continue;
         }
         pending.push_str(t);
-        let (kw, args) = pending.split_once(char::is_whitespace).expect("an argument");
+        let (kw, args) = pending
+            .split_once(char::is_whitespace)
+            .expect("an argument");
         let kw = kw.to_uppercase();
         assert!(KEYWORDS.contains(&kw.as_str()), "unknown instruction {kw}");
         out.push((kw, args.trim().to_owned()));
@@ -62,8 +79,9 @@ fn the_dockerfile_builds_in_one_stage_and_runs_as_non_root_in_another() {
         .strip_prefix("rust:")
         .and_then(|v| v.split('-').next())
         .expect("a rust image");
-    let cargo = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml"))
-        .unwrap();
+    let cargo =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml"))
+            .unwrap();
     let want = cargo
         .lines()
         .find_map(|l| l.strip_prefix("rust-version = "))
@@ -71,9 +89,9 @@ fn the_dockerfile_builds_in_one_stage_and_runs_as_non_root_in_another() {
         .trim_matches('"');
     let parse = |v: &str| -> Vec<u32> { v.split('.').map(|n| n.parse().unwrap()).collect() };
     assert!(parse(version) >= parse(want), "{version} < {want}");
-    assert!(build
-        .iter()
-        .any(|(k, a)| k == "RUN" && a.contains("cargo build --release --locked") && a.contains("--bin rampart")));
+    assert!(build.iter().any(|(k, a)| k == "RUN"
+        && a.contains("cargo build --release --locked")
+        && a.contains("--bin rampart")));
     assert!(runtime
         .iter()
         .any(|(k, a)| k == "COPY" && a.starts_with("--from=build ")));
@@ -85,20 +103,31 @@ fn the_dockerfile_builds_in_one_stage_and_runs_as_non_root_in_another() {
         .expect("the runtime stage sets a user");
     let uid = user.split(':').next().unwrap();
     assert!(uid != "0" && uid != "root", "runs as {user}");
-    assert!(!ins.iter().any(|(k, a)| k == "ADD" && a.contains("://")), "no remote ADD");
-    for (k, a) in runtime.iter().filter(|(k, _)| k == "ENTRYPOINT" || k == "CMD") {
+    assert!(
+        !ins.iter().any(|(k, a)| k == "ADD" && a.contains("://")),
+        "no remote ADD"
+    );
+    for (k, a) in runtime
+        .iter()
+        .filter(|(k, _)| k == "ENTRYPOINT" || k == "CMD")
+    {
         let v: Vec<String> = serde_json::from_str(a).unwrap_or_else(|e| panic!("{k} {a}: {e}"));
         assert!(!v.is_empty());
     }
     // The runtime's command is one the binary accepts.
-    let cmd: Vec<String> = serde_json::from_str(
-        &runtime.iter().find(|(k, _)| k == "CMD").unwrap().1,
-    )
-    .unwrap();
+    let cmd: Vec<String> =
+        serde_json::from_str(&runtime.iter().find(|(k, _)| k == "CMD").unwrap().1).unwrap();
     let mut probe: Vec<String> = cmd.clone();
     probe.push("--help".into());
-    let out = std::process::Command::new(bin()).args(&probe).output().unwrap();
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(bin())
+        .args(&probe)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -114,7 +143,9 @@ fn the_systemd_unit_verifies_and_keeps_its_hardening() {
             section = s.to_owned();
             continue;
         }
-        let (k, v) = line.split_once('=').unwrap_or_else(|| panic!("not key=value: {line}"));
+        let (k, v) = line
+            .split_once('=')
+            .unwrap_or_else(|| panic!("not key=value: {line}"));
         keys.push((section.clone(), k.to_owned(), v.to_owned()));
     }
     let has = |s: &str, k: &str, v: &str| keys.iter().any(|(a, b, c)| a == s && b == k && c == v);
@@ -145,7 +176,10 @@ fn the_systemd_unit_verifies_and_keeps_its_hardening() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && !err.contains("rampart.service:"), "{err}");
+    assert!(
+        out.status.success() && !err.contains("rampart.service:"),
+        "{err}"
+    );
 }
 
 fn which(name: &str) -> Result<PathBuf, ()> {
@@ -182,11 +216,17 @@ fn the_grafana_dashboard_queries_only_metrics_the_server_reports() {
                 .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
                 .filter(|w| w.starts_with("rampart_"))
             {
-                assert!(known.iter().any(|k| k == name), "{}: unknown metric {name}", p["title"]);
+                assert!(
+                    known.iter().any(|k| k == name),
+                    "{}: unknown metric {name}",
+                    p["title"]
+                );
                 seen += 1;
             }
         }
     }
     assert!(seen >= 10);
-    assert!(text.contains("rampart_limit_refusals_total") && text.contains("rampart_devices_online"));
+    assert!(
+        text.contains("rampart_limit_refusals_total") && text.contains("rampart_devices_online")
+    );
 }

@@ -7,7 +7,12 @@ use serde_json::Value;
 #[tokio::test]
 async fn readyz_answers_ready_with_its_dependencies() {
     let srv = Server::start().await;
-    let r = srv.http_client.get(srv.url("/readyz")).send().await.unwrap();
+    let r = srv
+        .http_client
+        .get(srv.url("/readyz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["status"], "ready", "{v}");
@@ -59,7 +64,8 @@ async fn sigterm_drains_and_exits_zero_with_json_logs() {
     for v in &lines {
         assert!(v["timestamp"].is_string(), "{v}");
         assert!(
-            ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"].contains(&v["level"].as_str().unwrap_or("")),
+            ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"]
+                .contains(&v["level"].as_str().unwrap_or("")),
             "{v}"
         );
         assert!(v["target"].is_string(), "{v}");
@@ -67,7 +73,10 @@ async fn sigterm_drains_and_exits_zero_with_json_logs() {
     }
     let message = |m: &str| lines.iter().position(|v| v["fields"]["message"] == m);
     let listening = message("HTTP API listening").expect("the listening line");
-    assert!(lines[listening]["fields"]["addr"].is_string(), "fields are fields");
+    assert!(
+        lines[listening]["fields"]["addr"].is_string(),
+        "fields are fields"
+    );
     let stopping = message("shutting down").expect("the shutdown line");
     let stopped = message("stopped: listeners drained, counters flushed, store closed")
         .expect("the last line of a graceful stop");
@@ -90,7 +99,12 @@ async fn the_operator_reads_activity_the_whole_audit_log_and_the_chain_status() 
     })
     .await;
     client
-        .publish(format!("dev/{did}/up"), rumqttc::QoS::AtLeastOnce, false, r#"{"power":true}"#)
+        .publish(
+            format!("dev/{did}/up"),
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            r#"{"power":true}"#,
+        )
         .await
         .unwrap();
     v4_until(&mut el, |e| {
@@ -101,13 +115,19 @@ async fn the_operator_reads_activity_the_whole_audit_log_and_the_chain_status() 
 
     let (s, v) = srv.admin("GET", "/v1/admin/activity", None).await;
     assert_eq!(s, 200, "{v}");
-    assert_eq!((v["devices"].as_i64(), v["online"].as_i64()), (Some(1), Some(1)), "{v}");
+    assert_eq!(
+        (v["devices"].as_i64(), v["online"].as_i64()),
+        (Some(1), Some(1)),
+        "{v}"
+    );
     let minutes = v["minutes"].as_array().unwrap();
     assert_eq!(minutes.len(), 60);
     // (The pulse is one per process, and other tests' servers share this one: at least ours.)
     let reports: u64 = minutes.iter().map(|m| m["reports"].as_u64().unwrap()).sum();
     assert!(reports >= 1, "{v}");
-    assert!(minutes.windows(2).all(|w| w[1]["start"].as_i64() > w[0]["start"].as_i64()));
+    assert!(minutes
+        .windows(2)
+        .all(|w| w[1]["start"].as_i64() > w[0]["start"].as_i64()));
 
     let (s, v) = srv
         .admin("GET", "/v1/admin/audit?action=product.create&limit=5", None)
@@ -116,9 +136,17 @@ async fn the_operator_reads_activity_the_whole_audit_log_and_the_chain_status() 
     let rows = v["data"].as_array().unwrap();
     assert!(!rows.is_empty());
     assert!(rows.iter().all(|r| r["action"] == "product.create"));
-    assert!(rows.iter().any(|r| r["target"].as_str().unwrap_or("").contains(&pk)), "{v}");
+    assert!(
+        rows.iter()
+            .any(|r| r["target"].as_str().unwrap_or("").contains(&pk)),
+        "{v}"
+    );
     let (s, v) = srv.admin("GET", "/v1/admin/audit?from=10&to=5", None).await;
-    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("INVALID_REQUEST")), "{v}");
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("INVALID_REQUEST")),
+        "{v}"
+    );
 
     let (s, v) = srv.admin("GET", "/v1/admin/audit/verify", None).await;
     assert_eq!(s, 200, "{v}");
@@ -127,7 +155,11 @@ async fn the_operator_reads_activity_the_whole_audit_log_and_the_chain_status() 
     assert!(v["first_bad"].is_null());
 
     // None of them is open to anyone without the admin token.
-    for path in ["/v1/admin/activity", "/v1/admin/audit", "/v1/admin/audit/verify"] {
+    for path in [
+        "/v1/admin/activity",
+        "/v1/admin/audit",
+        "/v1/admin/audit/verify",
+    ] {
         let (s, _) = srv.call("GET", path, Some("rdt_not-a-token"), None).await;
         assert_eq!(s, 401, "{path}");
     }

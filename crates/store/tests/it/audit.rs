@@ -177,7 +177,12 @@ async fn the_operator_audit_query_sees_every_tenant_and_none(s: Store) {
     assert_eq!(
         (actions, n),
         (
-            vec!["enterprise.device_read", "user.login", "device.command", "device.command"],
+            vec![
+                "enterprise.device_read",
+                "user.login",
+                "device.command",
+                "device.command"
+            ],
             4
         )
     );
