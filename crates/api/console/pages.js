@@ -384,6 +384,8 @@ async function keysPage(root, [ent]) {
     fill(root, h("h1", {}, "Access keys"), pick, h("p", { class: "muted" }, "Access keys belong to an enterprise: choose one."));
     return;
   }
+  const role = isOperator() ? "operator" : ((me.enterprises.find((e) => e.enterprise_id === ent) || {}).role || "observer");
+  const readOnly = role === "observer";
   const list = h("div", {});
   const secret = h("div", { "aria-live": "polite" });
   const reload = async () => {
@@ -392,7 +394,7 @@ async function keysPage(root, [ent]) {
       ["Key", (k) => h("code", {}, k.key_id)], ["Products", (k) => k.products.join(", ")],
       ["Scopes", (k) => k.scopes.join(", ")], ["Allowed IPs", (k) => k.allow_ips.join(", ")],
       ["State", (k) => (k.disabled ? "disabled" : "active")], ["Created", (k) => when(k.created_at)],
-      ["", (k) => h("div", { class: "row" },
+      ["", (k) => readOnly ? "" : h("div", { class: "row" },
         h("button", { type: "button", class: "secondary", onclick: () => attempt(async () => {
           const r = await call("post_v1_enterprises_id_keys_keyid_rotate", { path: { id: ent, key_id: k.key_id }, body: { overlap_secs: 3600 } });
           fill(secret, secretBox(`New secret of ${r.key_id}`, r.secret));
@@ -432,7 +434,8 @@ async function keysPage(root, [ent]) {
       await reload();
     });
   });
-  fill(root, h("h1", {}, "Access keys"), pick, secret, section(`Keys of ${ent}`, list), form);
+  fill(root, h("h1", {}, "Access keys"), pick, secret, section(`Keys of ${ent} (your role: ${role})`, list),
+    readOnly ? h("p", { class: "muted" }, "Observers see the keys; owners and admins manage them.") : form);
   await reload();
 }
 

@@ -23,7 +23,8 @@ crate::errors!(ActivityErrors: Unauthorized, Internal);
 /// The fleet now and its last hour.
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({"devices": 120, "online": 97, "minutes": [
-    {"start": 1765000020000_i64, "reports": 512, "refusals": {"mqtt.report_rate": 3}}]}))]
+    {"start": 1765000020000_i64, "reports": 512,
+        "refusals": {(rampart_core::limits::name::MQTT_REPORT_RATE): 3}}]}))]
 pub(crate) struct Activity {
     /// every registered device
     devices: i64,
