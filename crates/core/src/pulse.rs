@@ -5,11 +5,13 @@
 //!
 //! Counted where the Prometheus counters are counted (the report writer and
 //! [`crate::limits::api::count_refusal`]), so both always agree. Like the metrics recorder it is
-//! one per process; minutes are wall-clock minutes, so nodes' charts line up.
+//! one per process; minutes are wall-clock minutes of the core's [`Clock`] (the last core made
+//! in the process: a server has one), so nodes' charts line up and a test's skipped wait moves
+//! the pulse too.
 
+use crate::clock::Clock;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// How many minutes are kept (the current one included).
 pub const MINUTES: usize = 60;
@@ -30,13 +32,30 @@ pub struct Minute {
 /// A ring of [`MINUTES`] slots; a slot whose `start_ms` is not the minute asked about is empty.
 pub struct Pulse {
     slots: Mutex<Vec<Minute>>,
+    clock: Mutex<Option<Clock>>,
 }
 
 impl Pulse {
     pub const fn new() -> Pulse {
         Pulse {
             slots: Mutex::new(Vec::new()),
+            clock: Mutex::new(None),
         }
+    }
+
+    /// Count by `clock` from now on (`Core::new` hands over its own).
+    pub fn follow(&self, clock: &Clock) {
+        *self.clock.lock().unwrap_or_else(|p| p.into_inner()) = Some(clock.clone());
+    }
+
+    /// Now, unix ms, by the clock followed (the system's before any core exists).
+    pub fn now_ms(&self) -> i64 {
+        self.clock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or_default()
+            .now_ms()
     }
 
     fn with_minute(&self, now_ms: i64, f: impl FnOnce(&mut Minute)) {
@@ -94,13 +113,6 @@ impl Default for Pulse {
 
 /// The process's pulse.
 pub static PULSE: Pulse = Pulse::new();
-
-/// Now, unix ms: the clock the pulse counts by (not the core's, which tests move).
-pub fn wall_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
 
 #[cfg(test)]
 mod tests {

@@ -53,7 +53,7 @@ pub(crate) struct ActivityMinute {
 async fn activity(State(s): State<AppState>, _admin: Admin) -> Result<Json<Activity>, Error> {
     let (devices, online) = s.core.fleet_counts().await?;
     let minutes = rampart_core::pulse::PULSE
-        .last_hour(rampart_core::pulse::wall_ms())
+        .last_hour(s.core.now_ms())
         .into_iter()
         .map(|m| ActivityMinute {
             start: m.start_ms,
