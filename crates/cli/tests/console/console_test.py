@@ -187,6 +187,17 @@ def flows(page, ctx):
     expect(page.locator("table")).to_contain_text("Thermostat")
     check_a11y(page, "products")
     shot(page, "products")
+    # The same form as JSON: the body it would send, edited by hand.
+    form.get_by_role("button", name="JSON").click()
+    body = json.loads(page.locator("#product-json").input_value())
+    assert [d["name"] for d in body["datapoints"]] == ["power", "temp"], body
+    page.locator("#product-json").fill("{not json")
+    form.get_by_role("button", name="Create product").click()
+    expect(page.locator("#notice")).to_contain_text("does not parse")
+    body["name"] = "Lamp"
+    page.locator("#product-json").fill(json.dumps(body))
+    form.get_by_role("button", name="Create product").click()
+    expect(page.locator("table")).to_contain_text("Lamp")
 
     # -- factory: a batch and its CSV --
     page.get_by_role("link", name="Factory").click()
