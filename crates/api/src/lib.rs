@@ -11,6 +11,7 @@
 //! Never depends on the MQTT edge; talks to devices only through `rampart-core`. This file only
 //! assembles the router; it must never hold a handler.
 
+mod console;
 mod error;
 mod event_stream;
 mod extract;
@@ -50,7 +51,7 @@ pub struct AppState {
     pub http: HttpLimits,
 }
 
-/// Only `GET /metrics` and `GET /healthz`, without authentication: for a listener on a private
+/// Only `GET /metrics`, `GET /healthz` and `GET /readyz`, without authentication: for a listener on a private
 /// address that a Prometheus scraper and health probes reach (`http.metrics_listen`). Everything
 /// else answers 404.
 pub fn metrics_router(state: AppState) -> Router {
@@ -58,6 +59,7 @@ pub fn metrics_router(state: AppState) -> Router {
         .route("/metrics", get(service::open_metrics))
         // A probe here is not queued behind the public listener's TLS handshakes.
         .route("/healthz", get(service::healthz))
+        .route("/readyz", get(service::readyz))
         .with_state(state)
 }
 
@@ -87,6 +89,8 @@ fn api() -> ApiRouter {
         .merge(push::routes())
         .merge(event_stream::routes())
         .merge(oauth::routes())
+        .merge(v1::activity::routes())
+        .merge(console::routes())
 }
 
 /// A state over a fresh SQLite store in a temporary directory, for the crate's unit tests.
@@ -138,10 +142,14 @@ pub fn router(state: AppState) -> Router {
         .layer(SetResponseHeaderLayer::overriding(
             header::CONTENT_SECURITY_POLICY,
             |resp: &Response| {
-                // Only the Swagger UI files run scripts; every other answer keeps `CSP`.
+                // Only the Swagger UI files and the console run scripts; every other answer
+                // keeps `CSP`.
                 let docs = resp.extensions().get::<openapi::DocsPage>().is_some();
+                let console = resp.extensions().get::<console::ConsolePage>().is_some();
                 Some(HeaderValue::from_static(if docs {
                     openapi::DOCS_CSP
+                } else if console {
+                    console::CONSOLE_CSP
                 } else {
                     CSP
                 }))
@@ -149,7 +157,15 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
+            |resp: &Response| {
+                // The console's files are revalidated by ETag; everything else is never stored.
+                let console = resp.extensions().get::<console::ConsolePage>().is_some();
+                Some(HeaderValue::from_static(if console {
+                    console::CONSOLE_CACHE
+                } else {
+                    "no-store"
+                }))
+            },
         ))
         .with_state(state)
 }

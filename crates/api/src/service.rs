@@ -18,6 +18,7 @@ pub(crate) fn routes() -> ApiRouter {
     ApiRouter::new()
         .routes(routes!(healthz))
         .routes(routes!(metrics))
+        .routes(routes!(readyz))
 }
 
 /// The store answers.
@@ -75,6 +76,73 @@ pub(crate) async fn healthz(State(s): State<AppState>) -> Response {
                 StatusCode::SERVICE_UNAVAILABLE,
                 Json(Unhealthy {
                     status: UnhealthyStatus::Unavailable,
+                }),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// Ready for traffic: what a load balancer or an orchestrator's readiness probe asks.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"status": "ready", "store": "sqlite", "bus": "local"}))]
+pub(crate) struct Ready {
+    status: ReadyStatus,
+    /// the store's backend, which answered a query just now
+    #[schema(value_type = StoreBackend)]
+    store: &'static str,
+    /// the device bus: `local` (one node, in process; nothing to reach)
+    bus: BusKind,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum ReadyStatus {
+    Ready,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum BusKind {
+    Local,
+}
+
+/// Not ready, and which dependency is the reason.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"status": "unavailable", "store": "unreachable"}))]
+pub(crate) struct NotReady {
+    status: UnhealthyStatus,
+    store: Unreachable,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Unreachable {
+    Unreachable,
+}
+
+/// Readiness: the store answers a query and the bus is up. `/healthz` says the process lives;
+/// this says it can serve (an orchestrator stops sending traffic on a 503).
+#[utoipa::path(get, path = "/readyz", tag = "service",
+    summary = "Readiness of the server: its store and bus reachable",
+    responses((status = 200, description = "ready for traffic", body = Ready),
+        (status = 503, description = "a dependency is unreachable", body = NotReady)))]
+pub(crate) async fn readyz(State(s): State<AppState>) -> Response {
+    // The bus is in process on a single node; a multi-node bus adds its check here.
+    match s.core.store_health().await {
+        Ok(backend) => Json(Ready {
+            status: ReadyStatus::Ready,
+            store: backend,
+            bus: BusKind::Local,
+        })
+        .into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness: store unreachable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(NotReady {
+                    status: UnhealthyStatus::Unavailable,
+                    store: Unreachable::Unreachable,
                 }),
             )
                 .into_response()

@@ -274,6 +274,25 @@ impl Core {
             .await?;
         Ok((rows.into_iter().map(AuditEntryView::from).collect(), total))
     }
+
+    /// A page of the whole log (or, with `tenant`, one tenant's part), newest first: the
+    /// operator's view. The caller must be the operator; nothing here checks it.
+    pub async fn operator_audit(
+        &self,
+        tenant: Option<&str>,
+        filter: &AuditFilter,
+        offset: i64,
+        limit: i64,
+    ) -> Result<(Vec<AuditEntryView>, i64)> {
+        if filter.to.is_some_and(|t| t < filter.from) {
+            return Err(Error::Invalid("from must not be after to".into()));
+        }
+        let (rows, total) = self
+            .store()
+            .list_any_audit(tenant.unwrap_or(""), filter, offset, limit)
+            .await?;
+        Ok((rows.into_iter().map(AuditEntryView::from).collect(), total))
+    }
 }
 
 /// The `settings` key recording that the chain's links are keyed.

@@ -15,6 +15,7 @@ mod error;
 pub mod federation;
 pub mod identity;
 pub mod limits;
+pub mod pulse;
 pub mod secret;
 pub mod stream;
 pub mod telemetry;
@@ -183,6 +184,7 @@ impl Default for AccountsState {
 
 impl Core {
     pub fn new(store: Store, key: MasterKey, config: CoreConfig) -> Core {
+        pulse::PULSE.follow(&config.clock);
         Core {
             inner: Arc::new(Inner {
                 limits: limits::api::ApiLimits::new(config.limits.clone(), &config.clock),

@@ -500,6 +500,7 @@ impl App {
         let _ = flush_stop.send(());
         let _ = tokio::time::timeout(Duration::from_secs(5), flusher).await;
         core.close_store().await;
+        tracing::info!("stopped: listeners drained, counters flushed, store closed");
         Ok(())
     }
 }

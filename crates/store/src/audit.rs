@@ -65,6 +65,14 @@ macro_rules! tenant_audit_where {
     };
 }
 
+/// [`tenant_audit_where`] where an empty tenant means every entry, with or without one.
+macro_rules! any_audit_where {
+    () => {
+        "WHERE ($1 = '' OR tenant = $1) AND ($2 = '' OR actor_kind = $2) AND ($3 = '' OR actor_id = $3) \
+         AND ($4 = '' OR action = $4) AND ($5 = '' OR target = $5) AND ts >= $6 AND ts <= $7"
+    };
+}
+
 impl Store {
     /// Append an entry to the audit chain. In one transaction: move the head (which waits for any
     /// other append, on both backends), compute the entry's hash from the previous one with
@@ -130,6 +138,38 @@ impl Store {
             " ORDER BY id DESC LIMIT $8 OFFSET $9"
         );
         let count = concat!("SELECT COUNT(*) FROM audit ", tenant_audit_where!());
+        self.filtered_audit(sql, count, tenant, f, offset, limit)
+            .await
+    }
+
+    /// A page of every entry (`tenant` empty) or one tenant's, newest first, and how many match:
+    /// the operator's view of the whole log.
+    pub async fn list_any_audit(
+        &self,
+        tenant: &str,
+        f: &AuditFilter,
+        offset: i64,
+        limit: i64,
+    ) -> Result<(Vec<AuditEntryRow>, i64)> {
+        let sql = concat!(
+            audit_columns!(),
+            any_audit_where!(),
+            " ORDER BY id DESC LIMIT $8 OFFSET $9"
+        );
+        let count = concat!("SELECT COUNT(*) FROM audit ", any_audit_where!());
+        self.filtered_audit(sql, count, tenant, f, offset, limit)
+            .await
+    }
+
+    async fn filtered_audit(
+        &self,
+        sql: &'static str,
+        count: &'static str,
+        tenant: &str,
+        f: &AuditFilter,
+        offset: i64,
+        limit: i64,
+    ) -> Result<(Vec<AuditEntryRow>, i64)> {
         let to = f.to.unwrap_or(i64::MAX);
         macro_rules! bind_filter {
             ($q:expr) => {

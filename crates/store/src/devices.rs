@@ -318,6 +318,12 @@ impl Store {
     }
 
     /// A page of devices (optionally of one product) and the total, states up to date.
+    /// How many devices there are, and how many of them are online now.
+    pub async fn count_devices_online(&self) -> Result<(i64, i64)> {
+        let sql = "SELECT COUNT(*), COUNT(*) FILTER (WHERE online) FROM devices";
+        Ok(with_db!(self, p => sqlx::query_as(sql).fetch_one(p).await?))
+    }
+
     pub async fn list_devices(
         &self,
         product_key: Option<&str>,

@@ -230,7 +230,13 @@ fn operation_id(method: &str, path: &str) -> String {
                 .filter(|c| *c != '_' || !seg.starts_with('{')),
         );
     }
-    id.replace("__", "_").trim_end_matches('_').to_owned()
+    let id = id.replace("__", "_").trim_end_matches('_').to_owned();
+    // `/console/` is a page of its own beside `/console`.
+    if path.len() > 1 && path.ends_with('/') {
+        id + "_index"
+    } else {
+        id
+    }
 }
 
 #[cfg(test)]
@@ -321,7 +327,7 @@ mod tests {
     #[tokio::test]
     async fn every_operation_documents_its_answers_and_parameters() {
         let (_, doc, _dir) = test_router().await;
-        let cannot_fail = ["/healthz", "/openapi.json", "/docs"];
+        let cannot_fail = ["/healthz", "/openapi.json", "/docs", "/readyz"];
         for (path, method, op) in operations(&doc) {
             let at = format!("{method} {path}");
             let responses = op["responses"].as_object().unwrap();

@@ -20,7 +20,12 @@ use std::sync::{Arc, Mutex};
 /// device, bounded by the nonce store; a factory line registers many devices from one address).
 /// `/metrics` is counted: it takes the admin token or a signed key, which must not be guessed
 /// faster than anywhere else.
-pub(crate) const EXEMPT: &[&str] = &["/healthz", "/openapi.json", "/v1/device/register"];
+pub(crate) const EXEMPT: &[&str] = &[
+    "/healthz",
+    "/openapi.json",
+    "/v1/device/register",
+    "/readyz",
+];
 
 /// Where an extractor leaves the state of the quota the call was counted under.
 #[derive(Clone, Default)]

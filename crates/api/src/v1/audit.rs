@@ -6,18 +6,21 @@
 
 use super::schemas::{AuditEntrySchema, Page, PageParams, Sorted};
 use super::{page_of, PageQuery};
-use crate::extract::{EnterpriseKey, Manager, Q};
+use crate::extract::{Admin, EnterpriseKey, Manager, Q};
 use crate::openapi::ApiRouter;
 use crate::{AppState, Error};
 use axum::extract::{Path, State};
 use rampart_core::audit::AuditFilter;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use utoipa_axum::routes;
 
 pub(crate) fn routes() -> ApiRouter {
     ApiRouter::new()
         .routes(routes!(enterprise_audit))
         .routes(routes!(audit))
+        .routes(routes!(admin_audit))
+        .routes(routes!(admin_audit_verify))
 }
 
 /// The filters of an audit query (with `page` and `limit`: [`AuditQuery`]).
@@ -55,9 +58,21 @@ struct AuditQuery {
     to: Option<i64>,
     page: Option<i64>,
     limit: Option<i64>,
+    /// Only on the operator's query: every other one is one tenant's already.
+    tenant: Option<String>,
 }
 
 impl AuditQuery {
+    /// Refuse `tenant` where the tenant is given by the path or the key.
+    fn without_tenant(self) -> Result<AuditQuery, Error> {
+        match self.tenant {
+            Some(_) => Err(Error::invalid(
+                "unknown query parameter `tenant`: this log is one enterprise's",
+            )),
+            None => Ok(self),
+        }
+    }
+
     /// The filter, page and limit.
     fn resolve(self) -> Result<(AuditFilter, i64, i64), Error> {
         let (page, limit) = PageQuery::of(self.page, self.limit).resolve()?;
@@ -88,7 +103,7 @@ async fn enterprise_audit(
     Path(id): Path<String>,
     Q(q): Q<AuditQuery>,
 ) -> Result<Sorted<Page<impl serde::Serialize>>, Error> {
-    let (f, page, limit) = q.resolve()?;
+    let (f, page, limit) = q.without_tenant()?.resolve()?;
     s.core
         .authorize_enterprise(
             &m.caller(),
@@ -115,10 +130,93 @@ async fn audit(
     State(s): State<AppState>,
     k: EnterpriseKey,
 ) -> Result<Sorted<Page<impl serde::Serialize>>, Error> {
-    let (f, page, limit) = k.query::<AuditQuery>()?.resolve()?;
+    let (f, page, limit) = k.query::<AuditQuery>()?.without_tenant()?.resolve()?;
     let (rows, total) = s
         .core
         .key_audit(&k.key, &f, (page - 1) * limit, limit)
         .await?;
     Ok(page_of(rows, page, limit, total))
+}
+
+crate::errors!(AdminAuditErrors: Unauthorized, InvalidRequest, Internal);
+crate::errors!(VerifyErrors: Unauthorized, Internal);
+
+/// The operator's tenant filter (with [`AuditParams`] and [`PageParams`]).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // only described: `AuditQuery` reads it
+pub(crate) struct TenantParam {
+    /// only entries of this enterprise (`ent_...`); absent: every entry, with a tenant or not
+    tenant: Option<String>,
+}
+
+/// Every audit entry, for the operator.
+#[utoipa::path(get, path = "/v1/admin/audit", tag = "operator",
+    summary = "The whole audit log, newest first",
+    params(AuditParams, TenantParam, PageParams),
+    responses((status = 200, description = "a page of audit entries", body = Page<AuditEntrySchema>),
+        AdminAuditErrors),
+    security(("admin" = [])))]
+async fn admin_audit(
+    State(s): State<AppState>,
+    _admin: Admin,
+    Q(q): Q<AuditQuery>,
+) -> Result<Sorted<Page<impl serde::Serialize>>, Error> {
+    let tenant = q.tenant.clone().filter(|t| !t.is_empty());
+    let (f, page, limit) = q.resolve()?;
+    let (rows, total) = s
+        .core
+        .operator_audit(tenant.as_deref(), &f, (page - 1) * limit, limit)
+        .await?;
+    Ok(page_of(rows, page, limit, total))
+}
+
+/// The outcome of recomputing the audit chain (what `rampart audit verify` prints).
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"intact": true, "entries": 42, "unchained": 0, "last_id": 42,
+    "first_bad": null}))]
+pub(crate) struct ChainStatus {
+    /// every chained entry matches its link and the chain head
+    intact: bool,
+    /// chained entries verified (before the first bad one)
+    entries: u64,
+    /// entries from before the chain existed, not verifiable
+    unchained: u64,
+    /// the last verified entry's id
+    #[schema(required = true)]
+    last_id: Option<i64>,
+    /// the first entry that does not match, and why
+    #[schema(required = true)]
+    first_bad: Option<ChainBreak>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ChainBreak {
+    id: i64,
+    reason: String,
+}
+
+/// Recompute the chain now, as `rampart audit verify` does, over the API.
+#[utoipa::path(get, path = "/v1/admin/audit/verify", tag = "operator",
+    summary = "Verify the audit hash chain",
+    description = "Recomputes every link from the first entry (a read of the whole log). A broken \
+        chain is a 200 with `intact: false` and the first entry that does not match.",
+    responses((status = 200, description = "the verification's outcome", body = ChainStatus),
+        VerifyErrors),
+    security(("admin" = [])))]
+async fn admin_audit_verify(
+    State(s): State<AppState>,
+    _admin: Admin,
+) -> Result<axum::Json<ChainStatus>, Error> {
+    let r = s.core.verify_audit_chain().await?;
+    Ok(axum::Json(ChainStatus {
+        intact: r.first_bad.is_none(),
+        entries: r.entries,
+        unchained: r.unchained,
+        last_id: r.last_id,
+        first_bad: r.first_bad.map(|b| ChainBreak {
+            id: b.id,
+            reason: b.reason,
+        }),
+    }))
 }

@@ -8,6 +8,7 @@
 use rampart_core::audit::action;
 pub(crate) mod access_keys;
 pub(crate) mod accounts;
+pub(crate) mod activity;
 pub(crate) mod admin_tokens;
 pub(crate) mod audit;
 pub(crate) mod bindings;

@@ -364,7 +364,7 @@ impl Server {
     }
 
     /// Start on this server's data directory once it has stopped, the same way it ran.
-    async fn start_again(mut self, env: &[(&str, &str)]) -> Server {
+    pub async fn start_again(mut self, env: &[(&str, &str)]) -> Server {
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
         std::fs::remove_file(dir.path().join("listeners.json")).unwrap();
         match self.backend {
@@ -461,6 +461,20 @@ impl Server {
     /// Ask the server process to stop (SIGTERM), as an operator would.
     pub fn terminate(&self) {
         terminate(self.pid());
+    }
+
+    /// SIGTERM, then the process's exit status once it has stopped (at most 30 s).
+    pub async fn terminate_and_wait(&mut self) -> std::process::ExitStatus {
+        self.terminate();
+        let child = self.child();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "server did not stop");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// The text of `/metrics` (asked with the admin token): this server's own counters only.

@@ -758,6 +758,11 @@ impl Core {
     /// One page of the devices a manufacturer-side caller may see, newest first, and the total:
     /// the operator any product's (or every device), a developer those of one product they may
     /// read, or with no product named, those of every product they may read.
+    /// Every device, and those online now: the operator's fleet at a glance.
+    pub async fn fleet_counts(&self) -> Result<(i64, i64)> {
+        Ok(self.store().count_devices_online().await?)
+    }
+
     pub async fn list_devices_for(
         &self,
         caller: &Caller,

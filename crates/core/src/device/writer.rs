@@ -245,6 +245,9 @@ async fn run(
         }
         if res.is_ok() {
             metrics::counter!(crate::telemetry::REPORTS).increment(n as u64);
+            if n > 0 {
+                crate::pulse::PULSE.add_reports(crate::pulse::PULSE.now_ms(), n as u64);
+            }
             if store.journal_len() > 0 {
                 journal_since.get_or_insert_with(Instant::now);
             }

@@ -275,6 +275,7 @@ const DAY_MS: i64 = 86_400_000;
 /// every edge's limits share).
 pub fn count_refusal(name: &'static str) {
     metrics::counter!(crate::telemetry::LIMIT_REFUSALS, "limit" => name).increment(1);
+    crate::pulse::PULSE.add_refusal(crate::pulse::PULSE.now_ms(), name);
 }
 
 pub(crate) fn counted<T>(r: Result<T, Refusal>) -> Result<T, Refusal> {

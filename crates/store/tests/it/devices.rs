@@ -113,6 +113,16 @@ async fn a_devices_public_key_comes_back_with_its_credentials(s: Store) {
     );
 }
 
+async fn devices_and_those_online_are_counted(s: Store) {
+    assert_eq!(s.count_devices_online().await.unwrap(), (0, 0));
+    devices_of(&s, "pk1", &[("d1", "hw1"), ("d2", "hw2"), ("d3", "hw3")]).await;
+    s.set_presence("d1", true, 100).await.unwrap();
+    s.set_presence("d3", true, 100).await.unwrap();
+    assert_eq!(s.count_devices_online().await.unwrap(), (3, 2));
+    s.set_presence("d3", false, 200).await.unwrap();
+    assert_eq!(s.count_devices_online().await.unwrap(), (3, 1));
+}
+
 async fn presence_is_reset_for_every_online_device(s: Store) {
     devices_of(&s, "pk1", &[("d1", "hw1"), ("d2", "hw2")]).await;
     s.set_presence("d1", true, 100).await.unwrap();
@@ -319,6 +329,7 @@ store_cases! {
     credentials_of_several_devices_come_back_once_each,
     a_devices_public_key_comes_back_with_its_credentials,
     presence_is_reset_for_every_online_device,
+    devices_and_those_online_are_counted,
     presence_in_a_batch_keeps_each_devices_last_row,
     states_of_several_devices_come_back_for_those_that_exist,
     last_seen_never_moves_back,
