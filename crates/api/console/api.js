@@ -127,6 +127,8 @@ export const operations = Object.freeze({
   get_v1_products_productkey: { method: "GET", path: "/v1/products/{product_key}", pathParams: ["product_key"], query: [], body: null, security: ["admin", "developer"] },
   /** The CAs a product trusts */
   get_v1_products_productkey_ca_certificates: { method: "GET", path: "/v1/products/{product_key}/ca-certificates", pathParams: ["product_key"], query: [], body: null, security: ["admin", "developer"] },
+  /** A product's factory credentials */
+  get_v1_products_productkey_factory_credentials: { method: "GET", path: "/v1/products/{product_key}/factory-credentials", pathParams: ["product_key"], query: [], body: null, security: ["admin", "developer"] },
   /** Read the product secret */
   get_v1_products_productkey_secret: { method: "GET", path: "/v1/products/{product_key}/secret", pathParams: ["product_key"], query: [], body: null, security: ["admin", "developer"] },
   /** The shares offered to the user */
@@ -231,6 +233,10 @@ export const operations = Object.freeze({
   post_v1_enterprises_id_keys_keyid_enable: { method: "POST", path: "/v1/enterprises/{id}/keys/{key_id}/enable", pathParams: ["id", "key_id"], query: [], body: null, security: ["admin", "developer"] },
   /** Give an access key a new secret */
   post_v1_enterprises_id_keys_keyid_rotate: { method: "POST", path: "/v1/enterprises/{id}/keys/{key_id}/rotate", pathParams: ["id", "key_id"], query: [], body: "application/json", security: ["admin", "developer"] },
+  /** Issue a batch of device identities (factory line) */
+  post_v1_factory_batches: { method: "POST", path: "/v1/factory/batches", pathParams: [], query: [], body: "application/json", security: ["factory_credential"] },
+  /** Revoke a batch */
+  post_v1_factory_batches_batchid_revoke: { method: "POST", path: "/v1/factory/batches/{batch_id}/revoke", pathParams: ["batch_id"], query: [], body: null, security: ["factory_credential", "admin", "developer"] },
   /** Log in (end user) */
   post_v1_login: { method: "POST", path: "/v1/login", pathParams: [], query: [], body: "application/json", security: [] },
   /** End this login */
@@ -255,6 +261,10 @@ export const operations = Object.freeze({
   post_v1_products_productkey_devices: { method: "POST", path: "/v1/products/{product_key}/devices", pathParams: ["product_key"], query: [], body: "application/json", security: ["admin", "developer"] },
   /** Issue a batch of factory device identities */
   post_v1_products_productkey_factory_batches: { method: "POST", path: "/v1/products/{product_key}/factory-batches", pathParams: ["product_key"], query: [], body: "application/json", security: ["admin", "developer"] },
+  /** Give a factory line a credential */
+  post_v1_products_productkey_factory_credentials: { method: "POST", path: "/v1/products/{product_key}/factory-credentials", pathParams: ["product_key"], query: [], body: "application/json", security: ["admin", "developer"] },
+  /** Revoke a factory credential */
+  post_v1_products_productkey_factory_credentials_credentialid_revoke: { method: "POST", path: "/v1/products/{product_key}/factory-credentials/{credential_id}/revoke", pathParams: ["product_key", "credential_id"], query: [], body: null, security: ["admin", "developer"] },
   /** Rotate the product secret */
   post_v1_products_productkey_secret_rotate: { method: "POST", path: "/v1/products/{product_key}/secret/rotate", pathParams: ["product_key"], query: [], body: null, security: ["admin", "developer"] },
   /** Accept a share */

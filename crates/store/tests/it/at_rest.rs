@@ -48,6 +48,9 @@ async fn with_every_sealed_column(s: &Store) {
     s.insert_webhook(&crate::webhooks::hook("arwh", "arent", 1))
         .await
         .unwrap();
+    s.insert_factory_credential(&crate::factory::credential("arfc", "ar1", 10))
+        .await
+        .unwrap();
 }
 
 async fn sealed_values_are_rewritten_once(s: Store) {
