@@ -72,10 +72,11 @@ sealed_column!(
     "prev_secret_enc"
 );
 sealed_column!(WEBHOOK_SECRET, "webhooks", "webhook_id", "secret_enc");
+sealed_column!(OTA_PRIVATE_KEY, "ota_keys", "product_key", "private_enc");
 
 /// Every column that holds sealed values. A new sealed column must be added here, or the
 /// one-time rewrite would leave its old values unreadable.
-pub const SEALED_COLUMNS: [SealedColumn; 9] = [
+pub const SEALED_COLUMNS: [SealedColumn; 10] = [
     PRODUCT_SECRET,
     FACTORY_SECRET,
     DEVICE_SECRET,
@@ -85,6 +86,7 @@ pub const SEALED_COLUMNS: [SealedColumn; 9] = [
     ACCESS_KEY_SECRET,
     ACCESS_KEY_PREV_SECRET,
     WEBHOOK_SECRET,
+    OTA_PRIVATE_KEY,
 ];
 
 /// What a rewrite did.

@@ -105,7 +105,9 @@ fn document(derived: &utoipa::openapi::OpenApi) -> Value {
             {"name": "oauth", "description": "the OAuth2 authorisation server"},
             {"name": "developers"}, {"name": "enterprises"},
             {"name": "enterprise api", "description": "signed requests with an enterprise access key"},
-            {"name": "operator", "description": "the operator's account administration"}
+            {"name": "operator", "description": "the operator's account administration"},
+            {"name": "ota", "description": "firmware, signing keys and update campaigns"},
+            {"name": "device-ota", "description": "the update check, reports and downloads of devices that use HTTPS"}
         ],
         "paths": paths,
         "components": {
@@ -184,6 +186,8 @@ fn security_schemes() -> Value {
             "description": "an access token in the query (live push only: an end user's on /v1/ws, a developer's on /v1/developers/ws)"},
         "client_basic": {"type": "http", "scheme": "basic",
             "description": "OAuth2 client id and secret (or `client_id`/`client_secret` form fields)"},
+        "device": {"type": "http", "scheme": "basic",
+            "description": "a device: its CONNECT user name `did|hmac-sha256|ts` and password (docs/ota.md)"},
         "access_key": {"type": "apiKey", "in": "header", "name": "Authorization",
             "description": "an enterprise access key's signed request: `Authorization: RAMPART-HMAC-SHA256 key_id=..., ts=..., nonce=..., signature=...`, an HMAC-SHA256 of the request with the key's secret; see docs/enterprise-api.md"}
     })
@@ -212,6 +216,8 @@ fn path_param_meaning(name: &str) -> &'static str {
         "letter_id" => "dead letter id",
         "command_id" => "command id, as the command's answer gave it",
         "ca_id" => "CA certificate id (`ca_...`)",
+        "firmware_id" => "firmware id (`fw_...`)",
+        "campaign_id" => "campaign id (`cmp_...`)",
         _ => "",
     }
 }

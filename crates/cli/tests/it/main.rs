@@ -26,6 +26,7 @@ mod mqtt_conformance;
 mod mqtt_limits;
 mod oauth;
 mod openapi;
+mod ota;
 mod passthrough;
 mod readme;
 mod refusals;

@@ -355,6 +355,7 @@ pub(super) async fn apply_publish(
             .map(|_| ()),
         Some(DeviceTopic::Ack) => shared.core.ingest_ack(dev, &p.payload).await,
         Some(DeviceTopic::Raw) => shared.core.ingest_raw(dev, &p.payload).await,
+        Some(DeviceTopic::Ota) => shared.core.ingest_ota(dev, &p.topic, &p.payload).await,
         _ => Ok(()),
     };
     if let Err(e) = result {
