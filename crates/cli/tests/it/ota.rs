@@ -131,12 +131,12 @@ async fn firmware_registry_keys_and_refusals() {
     assert_eq!(v["hardware_versions"], json!(["B1", "B2"]));
     let fw1 = v["firmware_id"].as_str().unwrap().to_owned();
     // Kept by content hash, never under the client's file name.
-    let sha = v["sha256"].as_str().unwrap();
+    let sha = v["sha256"].as_str().unwrap().to_owned();
     let kept = srv
         .data()
         .join("uploads/sha256")
         .join(&sha[..2])
-        .join(sha);
+        .join(&sha);
     assert_eq!(std::fs::read(kept).unwrap(), img);
     assert!(!srv.data().join("evil.bin").exists());
 
@@ -188,11 +188,16 @@ async fn firmware_registry_keys_and_refusals() {
     assert_eq!(ota_key(&srv, &pk).await, k1);
     assert_eq!(audit_rows(&srv, "ota.firmware_upload").await.len(), 3);
 
-    let (s, _) = srv
-        .admin("DELETE", &format!("/v1/products/{pk}/firmware/{fw1}"), None)
+    let resp = srv
+        .http_client
+        .delete(srv.url(&format!("/v1/products/{pk}/firmware/{fw1}")))
+        .bearer_auth(ADMIN)
+        .send()
         .await
-        .clone();
-    assert_eq!(s, 204);
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 204);
+    // Its bytes went with it (no other image had them).
+    assert!(!srv.data().join("uploads/sha256").join(&sha[..2]).join(&sha).exists());
     let (s, v) = srv
         .admin("DELETE", &format!("/v1/products/{pk}/firmware/{fw1}"), None)
         .await;
