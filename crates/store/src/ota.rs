@@ -81,6 +81,17 @@ pub struct OtaCandidate {
 }
 
 
+/// What a device last said it runs for one target.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct OtaDeviceInfoRow {
+    pub did: String,
+    pub target: String,
+    pub version: String,
+    pub sequence: Option<i64>,
+    pub hardware_version: Option<String>,
+    pub updated_at: i64,
+}
+
 impl Store {
     /// Insert a firmware row with the next sequence of its product and target (the row's own
     /// `sequence` is ignored); answers the sequence. `Conflict` when the version exists for the
@@ -385,6 +396,35 @@ impl Store {
             "RETURNING campaign_id, did"
         );
         Ok(with_db!(self, p => sqlx::query_as(sql).bind(now).fetch_all(p).await?))
+    }
+
+    /// The device's parts in campaigns, newest campaign first, at most `limit`, each with its
+    /// campaign.
+    pub async fn ota_device_parts(
+        &self,
+        did: &str,
+        limit: i64,
+    ) -> Result<Vec<(CampaignRow, OtaDeviceRow)>> {
+        let sql = concat!(
+            "SELECT d.campaign_id, d.did, d.stage, d.state, d.bytes, d.reason, d.deadline_at, d.updated_at ",
+            "FROM ota_devices d JOIN ota_campaigns c ON c.campaign_id = d.campaign_id ",
+            "WHERE d.did = $1 ORDER BY c.created_at DESC, c.campaign_id LIMIT $2"
+        );
+        let rows: Vec<OtaDeviceRow> =
+            with_db!(self, p => sqlx::query_as(sql).bind(did).bind(limit).fetch_all(p).await?);
+        let mut out = Vec::with_capacity(rows.len());
+        for d in rows {
+            if let Some(c) = self.campaign(&d.campaign_id).await? {
+                out.push((c, d));
+            }
+        }
+        Ok(out)
+    }
+
+    /// What the device last said it runs, per target.
+    pub async fn ota_device_info(&self, did: &str) -> Result<Vec<OtaDeviceInfoRow>> {
+        let sql = "SELECT did, target, version, sequence, hardware_version, updated_at FROM ota_device_info WHERE did = $1 ORDER BY target";
+        Ok(with_db!(self, p => sqlx::query_as(sql).bind(did).fetch_all(p).await?))
     }
 
     /// Record what a device runs for a target.

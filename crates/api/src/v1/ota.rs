@@ -41,6 +41,7 @@ pub(crate) fn routes() -> ApiRouter {
         .routes(routes!(device_check))
         .routes(routes!(device_status))
         .routes(routes!(device_download))
+        .routes(routes!(enterprise_device_ota))
 }
 
 // ---- firmware ----
@@ -819,4 +820,48 @@ mod tests {
         assert_eq!(parse_range(Some(&h("bytes=0-1,4-5")), 10), Ok(None));
         assert_eq!(parse_range(Some(&h("items=0-1")), 10), Ok(None));
     }
+}
+
+// ---- the enterprise API ----
+
+/// Where a device stands in OTA.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"did": "k3v0d6x1q9m2b7c4n8zt", "running": [{"target": "module",
+    "version": "2.0.0", "sequence": 2, "hardware_version": "B1", "checked_at": 1765000420000_i64}],
+    "campaigns": [{"campaign_id": "cmp_a1b2c3d4e5f6g7h8i9j0", "firmware_id": "fw_k2j4h6g8f0d2s4a6q8w0",
+    "campaign_state": "running", "stage": 1, "state": "succeeded", "bytes": 49152, "reason": null,
+    "updated_at": 1765000420000_i64}]}))]
+pub(crate) struct DeviceOtaOut {
+    did: String,
+    /// what the device said it runs at its last check, per target
+    #[schema(value_type = Vec<Object>)]
+    running: Vec<rampart_core::ota::device::Running>,
+    /// its parts in campaigns, newest first (at most 20): `state` as in a campaign's `counts`
+    /// (or `pending`), `campaign_state` the campaign's
+    #[schema(value_type = Vec<Object>)]
+    campaigns: Vec<rampart_core::ota::device::DevicePart>,
+}
+
+crate::signed_errors!(EnterpriseOtaErrors: Forbidden, NotFound);
+
+#[utoipa::path(get, path = "/v1/enterprise/devices/{did}/ota", tag = "enterprise api",
+    summary = "A device's firmware and update progress (scope `read`)",
+    description = "What the device runs (per target, from its last check) and its parts in \
+        update campaigns with their states. Audited (`enterprise.device_read`). The event stream \
+        carries each move as an `ota_status` event.",
+    responses((status = 200, description = "the device's OTA state", body = DeviceOtaOut),
+        EnterpriseOtaErrors),
+    security(("access_key" = [])))]
+async fn enterprise_device_ota(
+    State(s): State<AppState>,
+    Path(did): Path<String>,
+    k: crate::extract::EnterpriseKey,
+) -> Result<Json<DeviceOtaOut>, Error> {
+    let did = super::parse_did(&did)?;
+    let v = s.core.key_device_ota(&k.key, did.as_str()).await?;
+    Ok(Json(DeviceOtaOut {
+        did: v.did,
+        running: v.running,
+        campaigns: v.campaigns,
+    }))
 }

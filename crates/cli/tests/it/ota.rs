@@ -597,3 +597,270 @@ async fn a_thousand_devices_in_three_stages() {
     );
 }
 
+
+/// The next publish on `topic` (other packets skipped), as JSON.
+async fn next_publish(el: &mut rumqttc::EventLoop, topic: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, el.poll()).await {
+            Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)))) if p.topic == topic => {
+                return serde_json::from_slice(&p.payload).unwrap();
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => panic!("mqtt: {e}"),
+            Err(_) => panic!("nothing on {topic}"),
+        }
+    }
+}
+
+/// Poll until the SUBACK of the device's subscription.
+async fn until_suback(el: &mut rumqttc::EventLoop) {
+    loop {
+        if let rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_)) =
+            tokio::time::timeout(Duration::from_secs(10), el.poll())
+                .await
+                .unwrap()
+                .unwrap()
+        {
+            return;
+        }
+    }
+}
+
+async fn get_raw(srv: &Server, path: &str, auth: Option<&str>, range: Option<&str>) -> reqwest::Response {
+    let url = if path.starts_with("https://") {
+        path.to_owned()
+    } else {
+        srv.url(path)
+    };
+    let mut rb = srv.http_client.get(url);
+    if let Some(a) = auth {
+        rb = rb.header("authorization", a);
+    }
+    if let Some(r) = range {
+        rb = rb.header("range", r);
+    }
+    rb.send().await.unwrap()
+}
+
+/// `Authorization: Basic` of a fresh CONNECT user name and password.
+fn device_auth(did: &str, secret: &str) -> String {
+    let (u, p) = creds(did, secret);
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+    )
+}
+
+/// Manifests pushed over MQTT to an online device and answered to a check, chunks over MQTT,
+/// the device-bound and expiring download URL with `Range`, success only from a check naming
+/// the new version, `ota_status` events on the operator stream, the enterprise API's view, and
+/// rollback campaigns.
+#[tokio::test]
+async fn devices_over_mqtt_and_https() {
+    use crate::event_stream::{read_tenant, Stream};
+    let srv = Server::start_with(&server_env()).await;
+    let (pk, ps, key) = read_tenant(&srv, "OTA Co").await;
+    let (a, a_secret, _) = srv.register(&pk, &ps, "ota-a").await;
+    let (b, b_secret, _) = srv.register(&pk, &ps, "ota-b").await;
+    let public = ota_key(&srv, &pk).await;
+    let (mut st, res) = Stream::login(
+        &srv,
+        &key,
+        json!({"products": [pk], "events": ["ota_status"], "subkey": "ota"}),
+    )
+    .await;
+    assert_eq!(res["result"], true, "{res}");
+    let (s, v) = upload(&srv, &pk, ADMIN, image(2_000, 1), "module", "1.0.0", "").await;
+    assert_eq!(s, 201, "{v}");
+    let old_id = v["firmware_id"].as_str().unwrap().to_owned();
+    let img = image(30_000, 5);
+    let (s, v) = upload(&srv, &pk, ADMIN, img.clone(), "module", "2.0.0", "").await;
+    assert_eq!(s, 201, "{v}");
+    let fw_id = v["firmware_id"].as_str().unwrap().to_owned();
+
+    // Device A on MQTT: its check at connect, then it waits for manifests and chunks.
+    let (u, p) = creds(&a, &a_secret);
+    let (client, mut el) = rumqttc::AsyncClient::new(v4_options(&srv, &a, &u, &p), 64);
+    client
+        .subscribe(format!("dev/{a}/ota/#"), rumqttc::QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    client
+        .subscribe(format!("dev/{a}/ota"), rumqttc::QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    until_suback(&mut el).await;
+    until_suback(&mut el).await;
+    let check = json!({"target": "module", "version": "1.0.0", "sequence": 1}).to_string();
+    client
+        .publish(format!("dev/{a}/ota/check"), rumqttc::QoS::AtLeastOnce, false, check)
+        .await
+        .unwrap();
+    // Device B on HTTPS: nothing to install yet.
+    let q = "/v1/device/ota?target=module&version=1.0.0&sequence=1";
+    let resp = get_raw(&srv, q, Some(&device_auth(&b, &b_secret)), None).await;
+    assert_eq!(resp.status().as_u16(), 204);
+    let resp = get_raw(&srv, q, None, None).await;
+    assert_eq!(resp.status().as_u16(), 401);
+    let resp = get_raw(&srv, q, Some(&device_auth(&b, &a_secret)), None).await;
+    assert_eq!(resp.status().as_u16(), 401);
+
+    let (s, v) = srv
+        .admin(
+            "POST",
+            &format!("/v1/products/{pk}/campaigns"),
+            Some(json!({"firmware_id": fw_id, "selector": {"dids": [a, b]}, "stages": [100]})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let cid = v["campaign_id"].as_str().unwrap().to_owned();
+    // A is online: its manifest is pushed as the stage opens.
+    let m = next_publish(&mut el, &format!("dev/{a}/ota")).await;
+    let ma: rampart_proto::ota::Manifest = serde_json::from_value(m.clone()).unwrap();
+    ma.verify(&public).unwrap();
+    assert_eq!((ma.version.as_str(), ma.sequence, ma.size), ("2.0.0", 2, 30_000));
+    assert_eq!(ma.campaign_id.as_deref(), Some(cid.as_str()));
+    // Chunks over MQTT, each with its digest; too large a chunk is an error answer.
+    let req = json!({"firmware_id": fw_id, "offset": 1000, "length": 4096}).to_string();
+    client
+        .publish(format!("dev/{a}/ota/chunk"), rumqttc::QoS::AtLeastOnce, false, req)
+        .await
+        .unwrap();
+    let c = next_publish(&mut el, &format!("dev/{a}/ota/chunk")).await;
+    let answer: rampart_proto::ota::ChunkAnswer = serde_json::from_value(c).unwrap();
+    assert_eq!(answer.bytes().unwrap(), img[1000..5096]);
+    let req = json!({"firmware_id": fw_id, "offset": 0, "length": 1_000_000}).to_string();
+    client
+        .publish(format!("dev/{a}/ota/chunk"), rumqttc::QoS::AtLeastOnce, false, req)
+        .await
+        .unwrap();
+    let c = next_publish(&mut el, &format!("dev/{a}/ota/chunk")).await;
+    assert!(c["error"].as_str().unwrap().contains("length"), "{c}");
+
+    // B asks over HTTPS and downloads; A's URL is not B's.
+    let resp = get_raw(&srv, q, Some(&device_auth(&b, &b_secret)), None).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let mb: rampart_proto::ota::Manifest = resp.json().await.unwrap();
+    mb.verify(&public).unwrap();
+    let resp = get_raw(&srv, &ma.url, Some(&device_auth(&b, &b_secret)), None).await;
+    assert_eq!(resp.status().as_u16(), 403);
+    let resp = get_raw(&srv, &mb.url, None, None).await;
+    assert_eq!(resp.status().as_u16(), 401);
+    let resp = get_raw(&srv, &mb.url, Some(&device_auth(&b, &b_secret)), None).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.bytes().await.unwrap(), img);
+    let resp = get_raw(&srv, &mb.url, Some(&device_auth(&b, &b_secret)), Some("bytes=29000-")).await;
+    assert_eq!(resp.status().as_u16(), 206);
+    assert_eq!(resp.headers()["content-range"], "bytes 29000-29999/30000");
+    assert_eq!(resp.bytes().await.unwrap(), img[29_000..]);
+    let resp = get_raw(&srv, &mb.url, Some(&device_auth(&b, &b_secret)), Some("bytes=30000-")).await;
+    assert_eq!(resp.status().as_u16(), 416);
+    let mut tampered = mb.url.replace("expires=", "expires=9");
+    let resp = get_raw(&srv, &tampered, Some(&device_auth(&b, &b_secret)), None).await;
+    assert_eq!(resp.status().as_u16(), 403);
+    tampered = mb.url.replace(&b, &a);
+    let resp = get_raw(&srv, &tampered, Some(&device_auth(&a, &a_secret)), None).await;
+    assert_eq!(resp.status().as_u16(), 403);
+
+    // A status never makes a success; a check naming the new version does.
+    let status = |state: &str| json!({"campaign_id": cid, "state": state});
+    let post_status = |body: Value, auth: String| {
+        let srv = &srv;
+        async move {
+            srv.http_client
+                .post(srv.url("/v1/device/ota/status"))
+                .header("authorization", auth)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let r = post_status(status("succeeded"), device_auth(&b, &b_secret)).await;
+    assert_eq!(r.status().as_u16(), 400);
+    for s in ["downloading", "downloaded", "verified", "applying"] {
+        let r = post_status(status(s), device_auth(&b, &b_secret)).await;
+        assert_eq!(r.status().as_u16(), 204, "{s}");
+    }
+    let r = post_status(status("downloading"), device_auth(&b, &b_secret)).await;
+    assert_eq!(r.status().as_u16(), 409);
+    let v = campaign(&srv, &pk, &cid).await;
+    assert_eq!((v["counts"]["applying"].as_i64(), v["counts"]["succeeded"].as_i64()), (Some(1), Some(0)), "{v}");
+    let q2 = "/v1/device/ota?target=module&version=2.0.0&sequence=2&hardware_version=B1";
+    let resp = get_raw(&srv, q2, Some(&device_auth(&b, &b_secret)), None).await;
+    assert_eq!(resp.status().as_u16(), 204);
+    let v = campaign(&srv, &pk, &cid).await;
+    assert_eq!(v["counts"]["succeeded"], 1, "{v}");
+
+    // The operator stream saw B's part move, in order.
+    let mut seen = Vec::new();
+    while !seen.contains(&"succeeded".to_owned()) {
+        let m = st.recv().await;
+        assert_eq!(m["event_type"], "ota_status", "{m}");
+        assert_eq!(m["data"]["campaign_id"], cid.as_str(), "{m}");
+        if m["did"] == b.as_str() {
+            seen.push(m["data"]["state"].as_str().unwrap().to_owned());
+        }
+        st.ack(m["delivery_id"].as_i64().unwrap()).await;
+    }
+    assert_eq!(
+        seen,
+        ["notified", "downloading", "downloaded", "verified", "applying", "succeeded"]
+    );
+    // And the enterprise API shows it.
+    let (s, v) = crate::enterprise_api::signed(&srv, &key, "GET", &format!("/v1/enterprise/devices/{b}/ota"), None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["running"][0]["version"], "2.0.0", "{v}");
+    assert_eq!(v["running"][0]["hardware_version"], "B1", "{v}");
+    assert_eq!(v["campaigns"][0]["state"], "succeeded", "{v}");
+
+    // A device may not publish where manifests come from.
+    client
+        .publish(format!("dev/{a}/ota"), rumqttc::QoS::AtLeastOnce, false, m.to_string())
+        .await
+        .unwrap();
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(10), el.poll()).await.unwrap() {
+            Err(_) => break true,
+            Ok(rumqttc::Event::Incoming(rumqttc::Packet::Disconnect)) => break true,
+            Ok(_) => {}
+        }
+    };
+    assert!(closed);
+
+    // Going back to 1.0.0 (a lower sequence) needs a rollback campaign, one per target at a time.
+    let body = |rollback: bool| {
+        json!({"firmware_id": old_id, "selector": {"dids": [b]}, "stages": [100], "rollback": rollback})
+    };
+    let (s, v) = srv.admin("POST", &format!("/v1/products/{pk}/campaigns"), Some(body(false))).await;
+    assert_error(s, &v, 400, "INVALID_REQUEST");
+    let (s, v) = srv.admin("POST", &format!("/v1/products/{pk}/campaigns"), Some(body(true))).await;
+    assert_error(s, &v, 409, "CONFLICT");
+    let (s, v) = srv.admin("POST", &format!("/v1/products/{pk}/campaigns/{cid}/abort"), None).await;
+    assert_eq!((s, v["state"].as_str()), (200, Some("aborted")), "{v}");
+    let (s, v) = srv.admin("POST", &format!("/v1/products/{pk}/campaigns/{cid}/resume"), None).await;
+    assert_error(s, &v, 409, "CONFLICT");
+    let (s, v) = srv.admin("POST", &format!("/v1/products/{pk}/campaigns"), Some(body(true))).await;
+    assert_eq!(s, 201, "{v}");
+    let back = v["campaign_id"].as_str().unwrap().to_owned();
+    let resp = get_raw(&srv, q2, Some(&device_auth(&b, &b_secret)), None).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let mr: rampart_proto::ota::Manifest = resp.json().await.unwrap();
+    mr.verify(&public).unwrap();
+    assert!(mr.rollback && mr.sequence == 1, "{mr:?}");
+    assert!(mr.check_sequence(2).is_ok());
+    assert_eq!(mr.campaign_id.as_deref(), Some(back.as_str()));
+
+    // The URL expires with the manifest.
+    srv.advance(Duration::from_secs(16 * 60));
+    // The device's clock moved as well.
+    let (u, p) = creds_at(&b, &b_secret, now_ms() + 16 * 60 * 1000);
+    let later = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+    );
+    let resp = get_raw(&srv, &mb.url, Some(&later), None).await;
+    assert_eq!(resp.status().as_u16(), 403);
+}

@@ -55,6 +55,40 @@ pub struct Download {
     pub sha256: String,
 }
 
+/// Where a device stands in OTA: what it runs and its parts in campaigns, newest first.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeviceOta {
+    pub did: String,
+    pub running: Vec<Running>,
+    pub campaigns: Vec<DevicePart>,
+}
+
+/// What a device said it runs for one target at its last check.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Running {
+    pub target: String,
+    pub version: String,
+    pub sequence: Option<i64>,
+    pub hardware_version: Option<String>,
+    pub checked_at: i64,
+}
+
+/// A device's part in one campaign.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DevicePart {
+    pub campaign_id: String,
+    pub firmware_id: String,
+    /// The campaign's state.
+    pub campaign_state: String,
+    /// From 1.
+    pub stage: i64,
+    /// The device's state in it.
+    pub state: String,
+    pub bytes: i64,
+    pub reason: Option<String>,
+    pub updated_at: i64,
+}
+
 /// The order of the states a device moves through.
 fn rank(s: &str) -> Option<u8> {
     Some(match s {
@@ -399,7 +433,59 @@ impl Core {
         }
     }
 
-    /// A device's part moved: logged (and, for operators, an `ota_status` event).
+    /// Where a device stands in OTA, for an access key that may read it (scope `read`; a device
+    /// the key does not reach is `NotFound`). Audited like a device read.
+    pub async fn key_device_ota(
+        &self,
+        k: &crate::access::access_keys::KeySession,
+        did: &str,
+    ) -> Result<DeviceOta> {
+        self.authorize_key_device(k, did, crate::access::access_keys::Scope::Read)
+            .await?;
+        let running = self
+            .store()
+            .ota_device_info(did)
+            .await?
+            .into_iter()
+            .map(|r| Running {
+                target: r.target,
+                version: r.version,
+                sequence: r.sequence,
+                hardware_version: r.hardware_version,
+                checked_at: r.updated_at,
+            })
+            .collect();
+        let campaigns = self
+            .store()
+            .ota_device_parts(did, 20)
+            .await?
+            .into_iter()
+            .map(|(c, d)| DevicePart {
+                campaign_id: c.campaign_id,
+                firmware_id: c.firmware_id,
+                campaign_state: c.state,
+                stage: d.stage + 1,
+                state: d.state,
+                bytes: d.bytes,
+                reason: d.reason,
+                updated_at: d.updated_at,
+            })
+            .collect();
+        self.audit_key_access(
+            k,
+            crate::audit::action::ENTERPRISE_DEVICE_READ,
+            format!("device:{did}/ota"),
+        )
+        .await;
+        Ok(DeviceOta {
+            did: did.to_owned(),
+            running,
+            campaigns,
+        })
+    }
+
+    /// A device's part moved: logged, and an `ota_status` event for the operator stream and
+    /// webhooks.
     pub(crate) async fn ota_device_event(
         &self,
         campaign_id: &str,
@@ -409,5 +495,15 @@ impl Core {
         bytes: Option<u64>,
     ) {
         tracing::debug!(campaign = campaign_id, did, state = state.as_str(), reason, bytes, "OTA progress");
+        self.bus()
+            .publish_event(crate::device::bus::DeviceEvent::OtaStatus {
+                did: did.to_owned(),
+                ts: self.now_ms(),
+                campaign_id: campaign_id.to_owned(),
+                state: state.as_str().to_owned(),
+                reason: reason.map(str::to_owned),
+                bytes,
+            })
+            .await;
     }
 }
