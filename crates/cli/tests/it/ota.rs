@@ -864,3 +864,85 @@ async fn devices_over_mqtt_and_https() {
     let resp = get_raw(&srv, &mb.url, Some(&later), None).await;
     assert_eq!(resp.status().as_u16(), 403);
 }
+
+/// `rampart device simulate --ota-key`: simulated devices check, download, verify, install into
+/// their slots, reboot, commit and report the new version, and the campaign ends `done`.
+#[tokio::test]
+async fn the_simulator_runs_updates() {
+    let srv = Server::start_with(&server_env()).await;
+    let (pk, _) = srv.product(false, false).await;
+    let batch = crate::cli::issue_batch(&srv, &pk, 3, "sim.csv");
+    let key = ota_key(&srv, &pk).await;
+    let (s, v) = upload(&srv, &pk, ADMIN, image(20_000, 3), "module", "1.1.0", "").await;
+    assert_eq!(s, 201, "{v}");
+    let fw_id = v["firmware_id"].as_str().unwrap().to_owned();
+    let slots = tempfile::tempdir().unwrap();
+    let mut sim = tokio::process::Command::new(bin())
+        .args([
+            "device",
+            "simulate",
+            "--server",
+            &format!("localhost:{}", srv.mqtt_tls),
+        ])
+        .arg("--ca")
+        .arg(srv.ca_path())
+        .arg("--batch")
+        .arg(&batch)
+        .args(["--count", "3", "--interval-ms", "1000", "--duration-s", "60"])
+        .args(["--api", &srv.url("")])
+        .args([
+            "--ota-key",
+            &base64::engine::general_purpose::STANDARD.encode(key),
+        ])
+        .args(["--ota-version", "1.0.0", "--ota-check-s", "1"])
+        .arg("--ota-dir")
+        .arg(slots.path())
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Every device has connected and said what it runs.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, v) = srv
+            .admin("GET", &format!("/v1/devices?product_key={pk}"), None)
+            .await;
+        let online = v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["online"] == true)
+            .count();
+        if online == 3 {
+            break;
+        }
+        assert!(sim.try_wait().unwrap().is_none(), "simulator exited early");
+        assert!(Instant::now() < deadline, "devices never came online");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (s, v) = srv
+        .admin(
+            "POST",
+            &format!("/v1/products/{pk}/campaigns"),
+            Some(json!({"firmware_id": fw_id, "selector": {"from_versions": ["1.0.0"]},
+                "stages": [34, 100]})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let cid = v["campaign_id"].as_str().unwrap().to_owned();
+    let v = wait_campaign(&srv, &pk, &cid, |v| v["state"] == "done").await;
+    assert_eq!(v["counts"]["succeeded"], 3, "{v}");
+    // Each device's slots say it runs 1.1.0, committed.
+    let mut running = 0;
+    for entry in std::fs::read_dir(slots.path()).unwrap() {
+        let state: Value =
+            serde_json::from_slice(&std::fs::read(entry.unwrap().path().join("slots.json")).unwrap())
+                .unwrap();
+        let active = state["active"].as_str().unwrap();
+        assert_eq!(state[active]["version"], "1.1.0", "{state}");
+        assert!(state["trial"].is_null(), "{state}");
+        running += 1;
+    }
+    assert_eq!(running, 3);
+    sim.kill().await.unwrap();
+}
