@@ -183,12 +183,10 @@ impl Slots {
 
     /// What the active slot runs.
     pub fn running(&self) -> SlotInfo {
-        self.info(self.state.active)
-            .cloned()
-            .unwrap_or(SlotInfo {
-                version: "0.0.0".into(),
-                sequence: 0,
-            })
+        self.info(self.state.active).cloned().unwrap_or(SlotInfo {
+            version: "0.0.0".into(),
+            sequence: 0,
+        })
     }
 
     /// The active slot's image file.
@@ -203,7 +201,12 @@ impl Slots {
 
     /// Write a verified image to the inactive slot and make it boot next, on trial until
     /// `deadline_ms`.
-    pub fn install(&mut self, image: &Path, info: SlotInfo, deadline_ms: i64) -> std::io::Result<()> {
+    pub fn install(
+        &mut self,
+        image: &Path,
+        info: SlotInfo,
+        deadline_ms: i64,
+    ) -> std::io::Result<()> {
         let target = Self::other(self.state.active);
         let path = self.dir.join(format!("slot-{target}.bin"));
         std::fs::copy(image, &path)?;
@@ -394,7 +397,10 @@ impl HttpOta {
         let url = self.resolve(&m.url);
         let mut stats = DownloadStats::default();
         for _ in 0..16 {
-            let have = tokio::fs::metadata(part).await.map(|x| x.len()).unwrap_or(0);
+            let have = tokio::fs::metadata(part)
+                .await
+                .map(|x| x.len())
+                .unwrap_or(0);
             if have >= m.size {
                 return Ok(stats);
             }
@@ -409,7 +415,12 @@ impl HttpOta {
             stats.requests += 1;
             let status = resp.status().as_u16();
             let mut file = match status {
-                206 => tokio::fs::OpenOptions::new().append(true).open(part).await?,
+                206 => {
+                    tokio::fs::OpenOptions::new()
+                        .append(true)
+                        .open(part)
+                        .await?
+                }
                 200 => {
                     // The whole image again: what was on disk is fetched a second time.
                     stats.refetched += have;
@@ -439,7 +450,9 @@ impl HttpOta {
             drop(resp);
             progress(have + this);
         }
-        Err(Error::invalid("the download did not complete in 16 requests"))
+        Err(Error::invalid(
+            "the download did not complete in 16 requests",
+        ))
     }
 }
 
@@ -510,7 +523,9 @@ pub async fn update(
         }
         return Outcome::Refused(e);
     }
-    let _ = http.status(&report(OtaState::Downloading, None, Some(0))).await;
+    let _ = http
+        .status(&report(OtaState::Downloading, None, Some(0)))
+        .await;
     let part = slots.partial();
     // A partial file of another image is not resumed.
     let marker = part.with_extension("sha256");
@@ -672,7 +687,10 @@ mod tests {
         assert_eq!(s.boot(999).unwrap(), Boot::Trial);
         // Reopened from disk (a reboot), past the deadline: back to the factory image.
         let mut s = Slots::open(dir.path(), factory.clone()).unwrap();
-        assert_eq!(s.boot(1_000).unwrap(), Boot::RolledBack { from: v2.clone() });
+        assert_eq!(
+            s.boot(1_000).unwrap(),
+            Boot::RolledBack { from: v2.clone() }
+        );
         assert_eq!(s.running(), factory);
         // Committed in time, it stays.
         s.install(&img, v2.clone(), 5_000).unwrap();

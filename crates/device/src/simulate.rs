@@ -467,7 +467,9 @@ async fn device_task(
         .fleet
         .ota
         .as_ref()
-        .map_or(Duration::from_secs(3600), |o| o.check_every.max(Duration::from_millis(100)));
+        .map_or(Duration::from_secs(3600), |o| {
+            o.check_every.max(Duration::from_millis(100))
+        });
     let next_check = tokio::time::sleep(check_every);
     tokio::pin!(next_check);
 
@@ -548,7 +550,12 @@ struct SimOtaDevice {
 }
 
 impl SimOtaDevice {
-    fn new(fleet: &Fleet, o: &SimOta, reg: &Registration, product_key: &str) -> Result<Self, Error> {
+    fn new(
+        fleet: &Fleet,
+        o: &SimOta,
+        reg: &Registration,
+        product_key: &str,
+    ) -> Result<Self, Error> {
         let slots = crate::ota::Slots::open(
             &o.dir.join(&reg.did),
             crate::ota::SlotInfo {
@@ -580,7 +587,9 @@ impl SimOtaDevice {
         if self.slots.on_trial() {
             match self.slots.commit() {
                 Ok(()) => Counters::bump(&c.ota_installed),
-                Err(e) => tracing::warn!(did = %client.did(), error = %e, "cannot commit the new image"),
+                Err(e) => {
+                    tracing::warn!(did = %client.did(), error = %e, "cannot commit the new image")
+                }
             }
         }
         let running = self.slots.running();
@@ -600,7 +609,8 @@ impl SimOtaDevice {
             }
         };
         let faults = crate::ota::Faults::default();
-        match crate::ota::update(&self.http, &self.me, &mut self.slots, &m, &faults, 600_000).await {
+        match crate::ota::update(&self.http, &self.me, &mut self.slots, &m, &faults, 600_000).await
+        {
             crate::ota::Outcome::Installed(_) => {
                 tracing::info!(did = %client.did(), version = %m.version, "firmware installed; rebooting");
                 if let Err(e) = client.reconnect_after(jittered(REBOOT_DELAY)) {

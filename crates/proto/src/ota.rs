@@ -132,7 +132,8 @@ impl Version {
         if parts.next().is_some() {
             return None;
         }
-        let ident_ok = |i: &str| !i.is_empty() && i.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        let ident_ok =
+            |i: &str| !i.is_empty() && i.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
         let pre: Vec<String> = match pre {
             Some(p) => {
                 let ids: Vec<String> = p.split('.').map(str::to_owned).collect();
@@ -187,8 +188,14 @@ impl Ord for Version {
             _ => {}
         }
         for (a, b) in self.pre.iter().zip(&other.pre) {
-            let an = a.parse::<u64>().ok().filter(|_| a.bytes().all(|x| x.is_ascii_digit()));
-            let bn = b.parse::<u64>().ok().filter(|_| b.bytes().all(|x| x.is_ascii_digit()));
+            let an = a
+                .parse::<u64>()
+                .ok()
+                .filter(|_| a.bytes().all(|x| x.is_ascii_digit()));
+            let bn = b
+                .parse::<u64>()
+                .ok()
+                .filter(|_| b.bytes().all(|x| x.is_ascii_digit()));
             let c = match (an, bn) {
                 (Some(x), Some(y)) => x.cmp(&y),
                 (Some(_), None) => Less,
@@ -441,7 +448,9 @@ mod tests {
         let mut forged = m.clone();
         forged.rollback = true;
         assert_eq!(forged.verify(&pk), Err(OtaError::BadSignature));
-        assert!(!String::from_utf8(m.signing_bytes()).unwrap().contains("rollback"));
+        assert!(!String::from_utf8(m.signing_bytes())
+            .unwrap()
+            .contains("rollback"));
     }
 
     /// The body of the fenced block of docs/ota.md whose info string ends with `tag`.
@@ -520,7 +529,9 @@ mod tests {
             assert!(v(w[0]) < v(w[1]), "{} < {}", w[0], w[1]);
         }
         assert_eq!(v("1.0.0+b1").cmp(&v("1.0.0+b2")), std::cmp::Ordering::Equal);
-        for bad in ["1.0", "01.0.0", "1.0.0-", "1.0.0-01", "a.b.c", "1.0.0.0", "", "1.0.0+"] {
+        for bad in [
+            "1.0", "01.0.0", "1.0.0-", "1.0.0-01", "a.b.c", "1.0.0.0", "", "1.0.0+",
+        ] {
             assert!(Version::parse(bad).is_none(), "{bad}");
         }
     }

@@ -141,9 +141,15 @@ mod tests {
         assert_eq!(classify("abc", "dev/other/up"), None);
         assert_eq!(classify("abc", "dev/abc/ota"), Some(DeviceTopic::Down));
         assert_eq!(classify("abc", "dev/abc/ota/check"), Some(DeviceTopic::Ota));
-        assert_eq!(classify("abc", "dev/abc/ota/status"), Some(DeviceTopic::Ota));
+        assert_eq!(
+            classify("abc", "dev/abc/ota/status"),
+            Some(DeviceTopic::Ota)
+        );
         assert_eq!(classify("abc", "dev/abc/ota/chunk"), Some(DeviceTopic::Ota));
-        assert_eq!(classify("abc", "dev/abc/ota/other"), Some(DeviceTopic::Other));
+        assert_eq!(
+            classify("abc", "dev/abc/ota/other"),
+            Some(DeviceTopic::Other)
+        );
     }
 
     #[test]

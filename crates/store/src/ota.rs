@@ -80,7 +80,6 @@ pub struct OtaCandidate {
     pub hardware_version: Option<String>,
 }
 
-
 /// What a device last said it runs for one target.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct OtaDeviceInfoRow {
@@ -200,13 +199,19 @@ impl Store {
     }
 
     /// Every device of a product with what it runs for `target`, by did.
-    pub async fn ota_candidates(&self, product_key: &str, target: &str) -> Result<Vec<OtaCandidate>> {
+    pub async fn ota_candidates(
+        &self,
+        product_key: &str,
+        target: &str,
+    ) -> Result<Vec<OtaCandidate>> {
         let sql = concat!(
             "SELECT d.did, i.version, i.hardware_version FROM devices d ",
             "LEFT JOIN ota_device_info i ON i.did = d.did AND i.target = $2 ",
             "WHERE d.product_key = $1 ORDER BY d.did"
         );
-        Ok(with_db!(self, p => sqlx::query_as(sql).bind(product_key).bind(target).fetch_all(p).await?))
+        Ok(
+            with_db!(self, p => sqlx::query_as(sql).bind(product_key).bind(target).fetch_all(p).await?),
+        )
     }
 
     /// Insert a campaign and its devices (`(did, stage index)`) in one transaction.
@@ -288,9 +293,16 @@ impl Store {
     }
 
     /// Open the devices of a stage: each gets its deadline.
-    pub async fn open_ota_stage(&self, campaign_id: &str, stage: i64, deadline_at: i64) -> Result<u64> {
+    pub async fn open_ota_stage(
+        &self,
+        campaign_id: &str,
+        stage: i64,
+        deadline_at: i64,
+    ) -> Result<u64> {
         let sql = "UPDATE ota_devices SET deadline_at = $3 WHERE campaign_id = $1 AND stage = $2 AND deadline_at IS NULL";
-        Ok(with_db!(self, p => sqlx::query(sql).bind(campaign_id).bind(stage).bind(deadline_at).execute(p).await?.rows_affected()))
+        Ok(
+            with_db!(self, p => sqlx::query(sql).bind(campaign_id).bind(stage).bind(deadline_at).execute(p).await?.rows_affected()),
+        )
     }
 
     /// Give every unfinished device of the open stages a new deadline (after a pause).
@@ -299,11 +311,17 @@ impl Store {
             "UPDATE ota_devices SET deadline_at = $2 WHERE campaign_id = $1 AND deadline_at IS NOT NULL ",
             "AND state NOT IN ('succeeded', 'failed', 'timed_out')"
         );
-        Ok(with_db!(self, p => sqlx::query(sql).bind(campaign_id).bind(deadline_at).execute(p).await?.rows_affected()))
+        Ok(
+            with_db!(self, p => sqlx::query(sql).bind(campaign_id).bind(deadline_at).execute(p).await?.rows_affected()),
+        )
     }
 
     /// How many devices of a campaign are in each state (`stage` given: that stage only).
-    pub async fn ota_counts(&self, campaign_id: &str, stage: Option<i64>) -> Result<Vec<(String, i64)>> {
+    pub async fn ota_counts(
+        &self,
+        campaign_id: &str,
+        stage: Option<i64>,
+    ) -> Result<Vec<(String, i64)>> {
         let all = "SELECT state, COUNT(*) FROM ota_devices WHERE campaign_id = $1 GROUP BY state";
         let one = "SELECT state, COUNT(*) FROM ota_devices WHERE campaign_id = $1 AND stage = $2 GROUP BY state";
         Ok(with_db!(self, p => match stage {
@@ -314,7 +332,9 @@ impl Store {
 
     pub async fn ota_device(&self, campaign_id: &str, did: &str) -> Result<Option<OtaDeviceRow>> {
         let sql = "SELECT campaign_id, did, stage, state, bytes, reason, deadline_at, updated_at FROM ota_devices WHERE campaign_id = $1 AND did = $2";
-        Ok(with_db!(self, p => sqlx::query_as(sql).bind(campaign_id).bind(did).fetch_optional(p).await?))
+        Ok(
+            with_db!(self, p => sqlx::query_as(sql).bind(campaign_id).bind(did).fetch_optional(p).await?),
+        )
     }
 
     /// A page of a campaign's devices by stage and did, and how many there are.
@@ -350,7 +370,7 @@ impl Store {
                 out.push((c, d));
             }
         }
-        out.sort_by(|a, b| b.0.created_at.cmp(&a.0.created_at));
+        out.sort_by_key(|p| std::cmp::Reverse(p.0.created_at));
         Ok(out)
     }
 

@@ -121,7 +121,9 @@ async fn text_field(mut f: multer::Field<'_>, name: &str) -> Result<String, Erro
     let mut out = Vec::new();
     while let Some(chunk) = f.chunk().await.map_err(multipart_error)? {
         if out.len() + chunk.len() > FIELD_MAX {
-            return Err(Error::invalid(format!("`{name}` may hold at most {FIELD_MAX} bytes")));
+            return Err(Error::invalid(format!(
+                "`{name}` may hold at most {FIELD_MAX} bytes"
+            )));
         }
         out.extend_from_slice(&chunk);
     }
@@ -199,7 +201,11 @@ async fn upload_firmware(
             }
         }
     }
-    for (given, name) in [(has_file, "file"), (has_target, "target"), (has_version, "version")] {
+    for (given, name) in [
+        (has_file, "file"),
+        (has_target, "target"),
+        (has_version, "version"),
+    ] {
         if !given {
             return Err(Error::invalid(format!("the part `{name}` is missing")));
         }
@@ -247,7 +253,9 @@ async fn delete_firmware(
     Path((pk, id)): Path<(String, String)>,
 ) -> Result<StatusCode, Error> {
     let pk = parse_pk(&pk)?;
-    s.core.firmware_delete(&m.caller(), pk.as_str(), &id).await?;
+    s.core
+        .firmware_delete(&m.caller(), pk.as_str(), &id)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -374,7 +382,11 @@ impl From<CampaignView> for CampaignOut {
             stage: c.stage,
             stages: c.stages,
             reason: c.reason,
-            counts: c.counts.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+            counts: c
+                .counts
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
             devices: c.devices,
             max_failure_percent: c.max_failure_percent,
             min_devices_per_stage: c.min_devices_per_stage,
@@ -493,7 +505,10 @@ async fn act(
     what: CampaignAction,
 ) -> Result<Json<CampaignOut>, Error> {
     let pk = parse_pk(pk)?;
-    let c = s.core.campaign_act(&m.caller(), pk.as_str(), id, what).await?;
+    let c = s
+        .core
+        .campaign_act(&m.caller(), pk.as_str(), id, what)
+        .await?;
     Ok(Json(c.into()))
 }
 
@@ -713,7 +728,9 @@ fn parse_range(h: Option<&HeaderValue>, size: u64) -> Result<Option<(u64, u64)>,
         let end: u64 = if b.is_empty() {
             size.saturating_sub(1)
         } else {
-            b.parse::<u64>().map_err(|_| ())?.min(size.saturating_sub(1))
+            b.parse::<u64>()
+                .map_err(|_| ())?
+                .min(size.saturating_sub(1))
         };
         if start > end {
             return Err(());
@@ -784,7 +801,10 @@ async fn device_download(
     });
     let mut resp = Response::new(axum::body::Body::from_stream(stream));
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", dl.sha256)) {

@@ -4,7 +4,9 @@
 
 use crate::support::*;
 use base64::Engine;
-use rampart_device::ota::{self as dota, Boot, DeviceIdentity, Faults, HttpOta, Outcome, SlotInfo, Slots};
+use rampart_device::ota::{
+    self as dota, Boot, DeviceIdentity, Faults, HttpOta, Outcome, SlotInfo, Slots,
+};
 use rampart_device::Secret;
 use rampart_proto::ota::{Check, Target};
 use serde_json::{json, Value};
@@ -15,7 +17,7 @@ use std::time::{Duration, Instant};
 /// An image of `n` bytes that is not text (so it is not mistaken for markup).
 fn image(n: usize, seed: u8) -> Vec<u8> {
     (0..n)
-        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[(i % 4) as usize] ^ seed)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[i % 4] ^ seed)
         .collect()
 }
 
@@ -132,11 +134,7 @@ async fn firmware_registry_keys_and_refusals() {
     let fw1 = v["firmware_id"].as_str().unwrap().to_owned();
     // Kept by content hash, never under the client's file name.
     let sha = v["sha256"].as_str().unwrap().to_owned();
-    let kept = srv
-        .data()
-        .join("uploads/sha256")
-        .join(&sha[..2])
-        .join(&sha);
+    let kept = srv.data().join("uploads/sha256").join(&sha[..2]).join(&sha);
     assert_eq!(std::fs::read(kept).unwrap(), img);
     assert!(!srv.data().join("evil.bin").exists());
 
@@ -174,7 +172,16 @@ async fn firmware_registry_keys_and_refusals() {
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 401);
-    let (s, v) = upload(&srv, "pk_nothere", ADMIN, image(10, 1), "module", "1.0.0", "").await;
+    let (s, v) = upload(
+        &srv,
+        "pk_nothere",
+        ADMIN,
+        image(10, 1),
+        "module",
+        "1.0.0",
+        "",
+    )
+    .await;
     assert_error(s, &v, 404, "NOT_FOUND");
 
     let (s, v) = srv
@@ -197,7 +204,12 @@ async fn firmware_registry_keys_and_refusals() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 204);
     // Its bytes went with it (no other image had them).
-    assert!(!srv.data().join("uploads/sha256").join(&sha[..2]).join(&sha).exists());
+    assert!(!srv
+        .data()
+        .join("uploads/sha256")
+        .join(&sha[..2])
+        .join(&sha)
+        .exists());
     let (s, v) = srv
         .admin("DELETE", &format!("/v1/products/{pk}/firmware/{fw1}"), None)
         .await;
@@ -297,8 +309,12 @@ async fn run_device(sim: &mut Sim, figures: &Figures) -> bool {
             figures
                 .requests
                 .fetch_add(u64::from(stats.requests), Ordering::Relaxed);
-            figures.received.fetch_add(stats.received, Ordering::Relaxed);
-            figures.refetched.fetch_add(stats.refetched, Ordering::Relaxed);
+            figures
+                .received
+                .fetch_add(stats.received, Ordering::Relaxed);
+            figures
+                .refetched
+                .fetch_add(stats.refetched, Ordering::Relaxed);
             // The reboot into the new slot.
             assert_eq!(sim.slots.boot(now_ms()).unwrap(), Boot::Trial);
             if faults.unhealthy {
@@ -445,19 +461,29 @@ async fn a_thousand_devices_in_three_stages() {
         .admin(
             "POST",
             &format!("/v1/products/{pk}/campaigns"),
-            Some(json!({"firmware_id": fw_id, "selector": {"hardware_versions": ["B1"],
+            Some(
+                json!({"firmware_id": fw_id, "selector": {"hardware_versions": ["B1"],
                 "from_versions": ["1.0.0"]}, "stages": [1, 10, 100], "max_failure_percent": 5,
-                "min_devices_per_stage": 1, "device_timeout_secs": 600})),
+                "min_devices_per_stage": 1, "device_timeout_secs": 600}),
+            ),
         )
         .await;
     assert_eq!(s, 201, "{v}");
     let cid = v["campaign_id"].as_str().unwrap().to_owned();
     let v = campaign(&srv, &pk, &cid).await;
-    assert_eq!((v["state"].as_str(), v["stage"].as_i64()), (Some("running"), Some(1)), "{v}");
+    assert_eq!(
+        (v["state"].as_str(), v["stage"].as_i64()),
+        (Some("running"), Some(1)),
+        "{v}"
+    );
     assert_eq!(v["devices"], N);
     // A running campaign's image cannot be deleted.
     let (s, e) = srv
-        .admin("DELETE", &format!("/v1/products/{pk}/firmware/{fw_id}"), None)
+        .admin(
+            "DELETE",
+            &format!("/v1/products/{pk}/firmware/{fw_id}"),
+            None,
+        )
         .await;
     assert_error(s, &e, 409, "CONFLICT");
 
@@ -491,7 +517,10 @@ async fn a_thousand_devices_in_three_stages() {
     println!("after stage 1: {}", counts(&v));
 
     // Stage 2: five failed writes and one corrupt image are 6 of 90, over 5%: it pauses itself.
-    let stage2 = take(&s2, &[(Role::FailApply, 5), (Role::Corrupt, 1), (Role::Cut, 9)]);
+    let stage2 = take(
+        &s2,
+        &[(Role::FailApply, 5), (Role::Corrupt, 1), (Role::Cut, 9)],
+    );
     let waiting = run_all(stage2, &figures).await;
     let v = wait_campaign(&srv, &pk, &cid, |v| v["state"] == "paused").await;
     let reason = v["reason"].as_str().unwrap();
@@ -507,12 +536,24 @@ async fn a_thousand_devices_in_three_stages() {
         .filter(|d| d["state"] == "failed")
         .map(|d| d["reason"].as_str().unwrap_or(""))
         .collect();
-    assert_eq!(reasons.iter().filter(|r| r.contains("SHA-256")).count(), 1, "{reasons:?}");
-    assert_eq!(reasons.iter().filter(|r| r.contains("flash write")).count(), 5, "{reasons:?}");
+    assert_eq!(
+        reasons.iter().filter(|r| r.contains("SHA-256")).count(),
+        1,
+        "{reasons:?}"
+    );
+    assert_eq!(
+        reasons.iter().filter(|r| r.contains("flash write")).count(),
+        5,
+        "{reasons:?}"
+    );
 
     // Resumed, the failures so far are accepted; devices that found it paused try again.
     let (s, v) = srv
-        .admin("POST", &format!("/v1/products/{pk}/campaigns/{cid}/resume"), None)
+        .admin(
+            "POST",
+            &format!("/v1/products/{pk}/campaigns/{cid}/resume"),
+            None,
+        )
         .await;
     assert_eq!(s, 200, "{v}");
     assert!(run_all(waiting, &figures).await.is_empty());
@@ -533,7 +574,10 @@ async fn a_thousand_devices_in_three_stages() {
         ],
     );
     let mut stage3 = stage3;
-    let downgrade = stage3.iter_mut().find(|s| s.role == Role::Downgrade).unwrap();
+    let downgrade = stage3
+        .iter_mut()
+        .find(|s| s.role == Role::Downgrade)
+        .unwrap();
     // This device runs a release the cloud has not rolled out (a later sequence).
     let dir = root.path().join(format!("{}-newer", downgrade.http.did()));
     downgrade.slots = Slots::open(
@@ -597,7 +641,6 @@ async fn a_thousand_devices_in_three_stages() {
     );
 }
 
-
 /// The next publish on `topic` (other packets skipped), as JSON.
 async fn next_publish(el: &mut rumqttc::EventLoop, topic: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -628,7 +671,12 @@ async fn until_suback(el: &mut rumqttc::EventLoop) {
     }
 }
 
-async fn get_raw(srv: &Server, path: &str, auth: Option<&str>, range: Option<&str>) -> reqwest::Response {
+async fn get_raw(
+    srv: &Server,
+    path: &str,
+    auth: Option<&str>,
+    range: Option<&str>,
+) -> reqwest::Response {
     let url = if path.starts_with("https://") {
         path.to_owned()
     } else {
@@ -695,7 +743,12 @@ async fn devices_over_mqtt_and_https() {
     until_suback(&mut el).await;
     let check = json!({"target": "module", "version": "1.0.0", "sequence": 1}).to_string();
     client
-        .publish(format!("dev/{a}/ota/check"), rumqttc::QoS::AtLeastOnce, false, check)
+        .publish(
+            format!("dev/{a}/ota/check"),
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            check,
+        )
         .await
         .unwrap();
     // Device B on HTTPS: nothing to install yet.
@@ -720,12 +773,20 @@ async fn devices_over_mqtt_and_https() {
     let m = next_publish(&mut el, &format!("dev/{a}/ota")).await;
     let ma: rampart_proto::ota::Manifest = serde_json::from_value(m.clone()).unwrap();
     ma.verify(&public).unwrap();
-    assert_eq!((ma.version.as_str(), ma.sequence, ma.size), ("2.0.0", 2, 30_000));
+    assert_eq!(
+        (ma.version.as_str(), ma.sequence, ma.size),
+        ("2.0.0", 2, 30_000)
+    );
     assert_eq!(ma.campaign_id.as_deref(), Some(cid.as_str()));
     // Chunks over MQTT, each with its digest; too large a chunk is an error answer.
     let req = json!({"firmware_id": fw_id, "offset": 1000, "length": 4096}).to_string();
     client
-        .publish(format!("dev/{a}/ota/chunk"), rumqttc::QoS::AtLeastOnce, false, req)
+        .publish(
+            format!("dev/{a}/ota/chunk"),
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            req,
+        )
         .await
         .unwrap();
     let c = next_publish(&mut el, &format!("dev/{a}/ota/chunk")).await;
@@ -733,7 +794,12 @@ async fn devices_over_mqtt_and_https() {
     assert_eq!(answer.bytes().unwrap(), img[1000..5096]);
     let req = json!({"firmware_id": fw_id, "offset": 0, "length": 1_000_000}).to_string();
     client
-        .publish(format!("dev/{a}/ota/chunk"), rumqttc::QoS::AtLeastOnce, false, req)
+        .publish(
+            format!("dev/{a}/ota/chunk"),
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            req,
+        )
         .await
         .unwrap();
     let c = next_publish(&mut el, &format!("dev/{a}/ota/chunk")).await;
@@ -751,11 +817,23 @@ async fn devices_over_mqtt_and_https() {
     let resp = get_raw(&srv, &mb.url, Some(&device_auth(&b, &b_secret)), None).await;
     assert_eq!(resp.status().as_u16(), 200);
     assert_eq!(resp.bytes().await.unwrap(), img);
-    let resp = get_raw(&srv, &mb.url, Some(&device_auth(&b, &b_secret)), Some("bytes=29000-")).await;
+    let resp = get_raw(
+        &srv,
+        &mb.url,
+        Some(&device_auth(&b, &b_secret)),
+        Some("bytes=29000-"),
+    )
+    .await;
     assert_eq!(resp.status().as_u16(), 206);
     assert_eq!(resp.headers()["content-range"], "bytes 29000-29999/30000");
     assert_eq!(resp.bytes().await.unwrap(), img[29_000..]);
-    let resp = get_raw(&srv, &mb.url, Some(&device_auth(&b, &b_secret)), Some("bytes=30000-")).await;
+    let resp = get_raw(
+        &srv,
+        &mb.url,
+        Some(&device_auth(&b, &b_secret)),
+        Some("bytes=30000-"),
+    )
+    .await;
     assert_eq!(resp.status().as_u16(), 416);
     let mut tampered = mb.url.replace("expires=", "expires=9");
     let resp = get_raw(&srv, &tampered, Some(&device_auth(&b, &b_secret)), None).await;
@@ -787,7 +865,14 @@ async fn devices_over_mqtt_and_https() {
     let r = post_status(status("downloading"), device_auth(&b, &b_secret)).await;
     assert_eq!(r.status().as_u16(), 409);
     let v = campaign(&srv, &pk, &cid).await;
-    assert_eq!((v["counts"]["applying"].as_i64(), v["counts"]["succeeded"].as_i64()), (Some(1), Some(0)), "{v}");
+    assert_eq!(
+        (
+            v["counts"]["applying"].as_i64(),
+            v["counts"]["succeeded"].as_i64()
+        ),
+        (Some(1), Some(0)),
+        "{v}"
+    );
     let q2 = "/v1/device/ota?target=module&version=2.0.0&sequence=2&hardware_version=B1";
     let resp = get_raw(&srv, q2, Some(&device_auth(&b, &b_secret)), None).await;
     assert_eq!(resp.status().as_u16(), 204);
@@ -807,10 +892,24 @@ async fn devices_over_mqtt_and_https() {
     }
     assert_eq!(
         seen,
-        ["notified", "downloading", "downloaded", "verified", "applying", "succeeded"]
+        [
+            "notified",
+            "downloading",
+            "downloaded",
+            "verified",
+            "applying",
+            "succeeded"
+        ]
     );
     // And the enterprise API shows it.
-    let (s, v) = crate::enterprise_api::signed(&srv, &key, "GET", &format!("/v1/enterprise/devices/{b}/ota"), None).await;
+    let (s, v) = crate::enterprise_api::signed(
+        &srv,
+        &key,
+        "GET",
+        &format!("/v1/enterprise/devices/{b}/ota"),
+        None,
+    )
+    .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["running"][0]["version"], "2.0.0", "{v}");
     assert_eq!(v["running"][0]["hardware_version"], "B1", "{v}");
@@ -818,11 +917,19 @@ async fn devices_over_mqtt_and_https() {
 
     // A device may not publish where manifests come from.
     client
-        .publish(format!("dev/{a}/ota"), rumqttc::QoS::AtLeastOnce, false, m.to_string())
+        .publish(
+            format!("dev/{a}/ota"),
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            m.to_string(),
+        )
         .await
         .unwrap();
     let closed = loop {
-        match tokio::time::timeout(Duration::from_secs(10), el.poll()).await.unwrap() {
+        match tokio::time::timeout(Duration::from_secs(10), el.poll())
+            .await
+            .unwrap()
+        {
             Err(_) => break true,
             Ok(rumqttc::Event::Incoming(rumqttc::Packet::Disconnect)) => break true,
             Ok(_) => {}
@@ -831,18 +938,46 @@ async fn devices_over_mqtt_and_https() {
     assert!(closed);
 
     // Going back to 1.0.0 (a lower sequence) needs a rollback campaign, one per target at a time.
-    let body = |rollback: bool| {
-        json!({"firmware_id": old_id, "selector": {"dids": [b]}, "stages": [100], "rollback": rollback})
-    };
-    let (s, v) = srv.admin("POST", &format!("/v1/products/{pk}/campaigns"), Some(body(false))).await;
+    let body = |rollback: bool| json!({"firmware_id": old_id, "selector": {"dids": [b]}, "stages": [100], "rollback": rollback});
+    let (s, v) = srv
+        .admin(
+            "POST",
+            &format!("/v1/products/{pk}/campaigns"),
+            Some(body(false)),
+        )
+        .await;
     assert_error(s, &v, 400, "INVALID_REQUEST");
-    let (s, v) = srv.admin("POST", &format!("/v1/products/{pk}/campaigns"), Some(body(true))).await;
+    let (s, v) = srv
+        .admin(
+            "POST",
+            &format!("/v1/products/{pk}/campaigns"),
+            Some(body(true)),
+        )
+        .await;
     assert_error(s, &v, 409, "CONFLICT");
-    let (s, v) = srv.admin("POST", &format!("/v1/products/{pk}/campaigns/{cid}/abort"), None).await;
+    let (s, v) = srv
+        .admin(
+            "POST",
+            &format!("/v1/products/{pk}/campaigns/{cid}/abort"),
+            None,
+        )
+        .await;
     assert_eq!((s, v["state"].as_str()), (200, Some("aborted")), "{v}");
-    let (s, v) = srv.admin("POST", &format!("/v1/products/{pk}/campaigns/{cid}/resume"), None).await;
+    let (s, v) = srv
+        .admin(
+            "POST",
+            &format!("/v1/products/{pk}/campaigns/{cid}/resume"),
+            None,
+        )
+        .await;
     assert_error(s, &v, 409, "CONFLICT");
-    let (s, v) = srv.admin("POST", &format!("/v1/products/{pk}/campaigns"), Some(body(true))).await;
+    let (s, v) = srv
+        .admin(
+            "POST",
+            &format!("/v1/products/{pk}/campaigns"),
+            Some(body(true)),
+        )
+        .await;
     assert_eq!(s, 201, "{v}");
     let back = v["campaign_id"].as_str().unwrap().to_owned();
     let resp = get_raw(&srv, q2, Some(&device_auth(&b, &b_secret)), None).await;
@@ -888,7 +1023,14 @@ async fn the_simulator_runs_updates() {
         .arg(srv.ca_path())
         .arg("--batch")
         .arg(&batch)
-        .args(["--count", "3", "--interval-ms", "1000", "--duration-s", "60"])
+        .args([
+            "--count",
+            "3",
+            "--interval-ms",
+            "1000",
+            "--duration-s",
+            "60",
+        ])
         .args(["--api", &srv.url("")])
         .args([
             "--ota-key",
@@ -924,8 +1066,10 @@ async fn the_simulator_runs_updates() {
         .admin(
             "POST",
             &format!("/v1/products/{pk}/campaigns"),
-            Some(json!({"firmware_id": fw_id, "selector": {"from_versions": ["1.0.0"]},
-                "stages": [34, 100]})),
+            Some(
+                json!({"firmware_id": fw_id, "selector": {"from_versions": ["1.0.0"]},
+                "stages": [34, 100]}),
+            ),
         )
         .await;
     assert_eq!(s, 201, "{v}");
@@ -935,9 +1079,10 @@ async fn the_simulator_runs_updates() {
     // Each device's slots say it runs 1.1.0, committed.
     let mut running = 0;
     for entry in std::fs::read_dir(slots.path()).unwrap() {
-        let state: Value =
-            serde_json::from_slice(&std::fs::read(entry.unwrap().path().join("slots.json")).unwrap())
-                .unwrap();
+        let state: Value = serde_json::from_slice(
+            &std::fs::read(entry.unwrap().path().join("slots.json")).unwrap(),
+        )
+        .unwrap();
         let active = state["active"].as_str().unwrap();
         assert_eq!(state[active]["version"], "1.1.0", "{state}");
         assert!(state["trial"].is_null(), "{state}");

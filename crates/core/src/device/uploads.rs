@@ -503,7 +503,10 @@ mod tests {
         assert!(matches!(e, Error::TooLarge(_)), "{e}");
         drop(big);
         // Neither the refused upload nor the kept one left a temporary file.
-        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
     }
 
     #[test]

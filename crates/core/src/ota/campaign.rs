@@ -259,10 +259,7 @@ impl Core {
             }
         }
         let fw_hw = split_list(&fw.hardware_versions);
-        let candidates = self
-            .store()
-            .ota_candidates(product_key, &fw.target)
-            .await?;
+        let candidates = self.store().ota_candidates(product_key, &fw.target).await?;
         let chosen: Vec<String> = candidates
             .iter()
             .filter(|c| matches(&new.selector, &fw_hw, &fw.version, c))
@@ -275,7 +272,10 @@ impl Core {
                     .into(),
             ));
         }
-        let campaign_id = format!("cmp_{}", random_from(b"abcdefghijklmnopqrstuvwxyz0123456789", 20));
+        let campaign_id = format!(
+            "cmp_{}",
+            random_from(b"abcdefghijklmnopqrstuvwxyz0123456789", 20)
+        );
         let order = shuffle(chosen, &campaign_id);
         let sizes = stage_sizes(order.len(), &new.stages, new.min_devices_per_stage as usize);
         let mut devices = Vec::with_capacity(order.len());
@@ -587,7 +587,16 @@ impl Core {
             };
             if !self
                 .store()
-                .update_campaign(campaign_id, "running", row.stage, state, stage, None, 0, now)
+                .update_campaign(
+                    campaign_id,
+                    "running",
+                    row.stage,
+                    state,
+                    stage,
+                    None,
+                    0,
+                    now,
+                )
                 .await?
             {
                 // Another report or node moved it first.
@@ -640,7 +649,11 @@ impl Core {
     }
 
     /// Sweep campaigns every `every` until `stop` resolves.
-    pub async fn run_ota_sweeper(&self, every: std::time::Duration, stop: impl std::future::Future<Output = ()>) {
+    pub async fn run_ota_sweeper(
+        &self,
+        every: std::time::Duration,
+        stop: impl std::future::Future<Output = ()>,
+    ) {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(stop);
@@ -682,7 +695,12 @@ mod tests {
         assert!(!matches(&any, &[], "2.0.0", &c("a", Some("2.0.0"), None)));
         let hw = vec!["B1".to_owned()];
         assert!(!matches(&any, &hw, "2.0.0", &c("a", Some("1.0.0"), None)));
-        assert!(matches(&any, &hw, "2.0.0", &c("a", Some("1.0.0"), Some("B1"))));
+        assert!(matches(
+            &any,
+            &hw,
+            "2.0.0",
+            &c("a", Some("1.0.0"), Some("B1"))
+        ));
         let from = Selector {
             from_versions: Some(vec!["1.0.0".into()]),
             ..Default::default()

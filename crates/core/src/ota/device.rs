@@ -43,7 +43,8 @@ pub(crate) fn download_path(
     did: &str,
     expires: i64,
 ) -> String {
-    let sig = rampart_proto::sign::hmac_hex(&url_key(signing), &url_message(firmware_id, did, expires));
+    let sig =
+        rampart_proto::sign::hmac_hex(&url_key(signing), &url_message(firmware_id, did, expires));
     format!("/v1/device/ota/firmware/{firmware_id}?did={did}&expires={expires}&sig={sig}")
 }
 
@@ -116,7 +117,15 @@ impl Core {
             .await?;
         if self
             .store()
-            .set_ota_device_state(&row.campaign_id, did, &["pending"], "notified", None, None, self.now_ms())
+            .set_ota_device_state(
+                &row.campaign_id,
+                did,
+                &["pending"],
+                "notified",
+                None,
+                None,
+                self.now_ms(),
+            )
             .await?
         {
             self.ota_device_event(&row.campaign_id, did, OtaState::Notified, None, None)
@@ -176,7 +185,13 @@ impl Core {
                     .set_ota_device_state(
                         &c.campaign_id,
                         did,
-                        &["notified", "downloading", "downloaded", "verified", "applying"],
+                        &[
+                            "notified",
+                            "downloading",
+                            "downloaded",
+                            "verified",
+                            "applying",
+                        ],
                         "succeeded",
                         None,
                         None,
@@ -197,11 +212,25 @@ impl Core {
                 );
                 if self
                     .store()
-                    .set_ota_device_state(&c.campaign_id, did, &["applying"], "failed", None, Some(&reason), now)
+                    .set_ota_device_state(
+                        &c.campaign_id,
+                        did,
+                        &["applying"],
+                        "failed",
+                        None,
+                        Some(&reason),
+                        now,
+                    )
                     .await?
                 {
-                    self.ota_device_event(&c.campaign_id, did, OtaState::Failed, Some(&reason), None)
-                        .await;
+                    self.ota_device_event(
+                        &c.campaign_id,
+                        did,
+                        OtaState::Failed,
+                        Some(&reason),
+                        None,
+                    )
+                    .await;
                     self.campaign_advance(&c.campaign_id).await?;
                 }
                 continue;
@@ -221,7 +250,11 @@ impl Core {
     /// as are reports for a campaign the device is not in or whose part ended.
     pub async fn ota_status(&self, dev: &DeviceAuth, st: &Status) -> Result<()> {
         let did = dev.did.as_str();
-        if st.reason.as_deref().is_some_and(|r| r.chars().count() > 512) {
+        if st
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.chars().count() > 512)
+        {
             return Err(Error::Invalid("`reason`: at most 512 characters".into()));
         }
         let c = self
@@ -255,7 +288,9 @@ impl Core {
                 ))
             }
             OtaState::TimedOut => {
-                return Err(Error::Invalid("`timed_out` is the cloud's to decide".into()))
+                return Err(Error::Invalid(
+                    "`timed_out` is the cloud's to decide".into(),
+                ))
             }
             OtaState::Failed => {}
             s => {
@@ -309,7 +344,9 @@ impl Core {
             return Err(forbidden("the URL was issued to another device"));
         }
         if expires <= self.now_ms() {
-            return Err(forbidden("the URL expired; check again for a fresh manifest"));
+            return Err(forbidden(
+                "the URL expired; check again for a fresh manifest",
+            ));
         }
         let fw = self
             .store()
@@ -373,11 +410,17 @@ impl Core {
                 .firmware(&c.firmware_id)
                 .await?
                 .ok_or(Error::NotFound("firmware"))?,
-            None => return Err(Error::Forbidden("no open update of this firmware for the device".into())),
+            None => {
+                return Err(Error::Forbidden(
+                    "no open update of this firmware for the device".into(),
+                ))
+            }
         };
         let size = fw.size.max(0) as u64;
         if req.offset >= size {
-            return Err(Error::Invalid(format!("`offset` past the image's {size} bytes")));
+            return Err(Error::Invalid(format!(
+                "`offset` past the image's {size} bytes"
+            )));
         }
         let n = req.length.min(size - req.offset) as usize;
         let path = self
@@ -494,7 +537,14 @@ impl Core {
         reason: Option<&str>,
         bytes: Option<u64>,
     ) {
-        tracing::debug!(campaign = campaign_id, did, state = state.as_str(), reason, bytes, "OTA progress");
+        tracing::debug!(
+            campaign = campaign_id,
+            did,
+            state = state.as_str(),
+            reason,
+            bytes,
+            "OTA progress"
+        );
         self.bus()
             .publish_event(crate::device::bus::DeviceEvent::OtaStatus {
                 did: did.to_owned(),

@@ -45,11 +45,27 @@ fn campaign(id: &str, pk: &str, fw: &str, state: &str) -> CampaignRow {
 
 async fn firmware_sequences_and_guarded_deletes(s: Store) {
     s.insert_product(&product("op1")).await.unwrap();
-    assert_eq!(s.insert_firmware(&firmware("f1", "op1", "module", "1.0.0", "aa")).await.unwrap(), 1);
-    assert_eq!(s.insert_firmware(&firmware("f2", "op1", "module", "1.1.0", "aa")).await.unwrap(), 2);
-    assert_eq!(s.insert_firmware(&firmware("f3", "op1", "mcu", "1.0.0", "bb")).await.unwrap(), 1);
+    assert_eq!(
+        s.insert_firmware(&firmware("f1", "op1", "module", "1.0.0", "aa"))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        s.insert_firmware(&firmware("f2", "op1", "module", "1.1.0", "aa"))
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        s.insert_firmware(&firmware("f3", "op1", "mcu", "1.0.0", "bb"))
+            .await
+            .unwrap(),
+        1
+    );
     assert!(matches!(
-        s.insert_firmware(&firmware("f4", "op1", "module", "1.1.0", "cc")).await,
+        s.insert_firmware(&firmware("f4", "op1", "module", "1.1.0", "cc"))
+            .await,
         Err(StoreError::Conflict)
     ));
     let (rows, total) = s.list_firmware("op1", 0, 10).await.unwrap();
@@ -59,7 +75,10 @@ async fn firmware_sequences_and_guarded_deletes(s: Store) {
     s.insert_campaign(&campaign("c1", "op1", "f2", "running"), &[])
         .await
         .unwrap();
-    assert!(matches!(s.delete_firmware("f2").await, Err(StoreError::Conflict)));
+    assert!(matches!(
+        s.delete_firmware("f2").await,
+        Err(StoreError::Conflict)
+    ));
     assert!(s
         .update_campaign("c1", "running", 0, "aborted", 0, Some("x"), 0, 11)
         .await
@@ -81,14 +100,22 @@ async fn the_first_ota_key_is_kept(s: Store) {
         private_enc: vec![b; 4],
         created_at: 1,
     };
-    assert_eq!(s.insert_ota_key(&k(1)).await.unwrap().public_key, vec![1; 32]);
-    assert_eq!(s.insert_ota_key(&k(2)).await.unwrap().public_key, vec![1; 32]);
+    assert_eq!(
+        s.insert_ota_key(&k(1)).await.unwrap().public_key,
+        vec![1; 32]
+    );
+    assert_eq!(
+        s.insert_ota_key(&k(2)).await.unwrap().public_key,
+        vec![1; 32]
+    );
 }
 
 async fn campaign_devices_move_only_from_named_states(s: Store) {
     s.insert_product(&product("op3")).await.unwrap();
     for d in ["od1", "od2", "od3"] {
-        s.insert_device(&device(d, "op3", &format!("hw-{d}"))).await.unwrap();
+        s.insert_device(&device(d, "op3", &format!("hw-{d}")))
+            .await
+            .unwrap();
     }
     s.upsert_ota_device_info("od1", "module", "1.0.0", Some(1), Some("B1"), 5)
         .await
@@ -125,7 +152,15 @@ async fn campaign_devices_move_only_from_named_states(s: Store) {
         .await
         .unwrap());
     assert!(s
-        .set_ota_device_state("oc1", "od1", &["notified", "downloading"], "downloading", Some(7), None, 22)
+        .set_ota_device_state(
+            "oc1",
+            "od1",
+            &["notified", "downloading"],
+            "downloading",
+            Some(7),
+            None,
+            22
+        )
         .await
         .unwrap());
     let d = s.ota_device("oc1", "od1").await.unwrap().unwrap();
@@ -155,7 +190,10 @@ async fn campaign_devices_move_only_from_named_states(s: Store) {
     expired.sort();
     assert_eq!(
         expired,
-        [("oc1".to_owned(), "od1".to_owned()), ("oc1".to_owned(), "od2".to_owned())]
+        [
+            ("oc1".to_owned(), "od1".to_owned()),
+            ("oc1".to_owned(), "od2".to_owned())
+        ]
     );
     assert_eq!(s.extend_ota_deadlines("oc1", 5_000).await.unwrap(), 0);
     assert_eq!(s.campaigns_in_state("running").await.unwrap().len(), 1);
