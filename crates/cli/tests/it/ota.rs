@@ -524,7 +524,12 @@ async fn a_thousand_devices_in_three_stages() {
     let waiting = run_all(stage2, &figures).await;
     let v = wait_campaign(&srv, &pk, &cid, |v| v["state"] == "paused").await;
     let reason = v["reason"].as_str().unwrap();
-    assert!(reason.starts_with("stage 2: 6 of 90"), "{v}");
+    // It paused at the fifth failure or the sixth, whichever the sweep or a report saw first.
+    assert!(
+        reason.starts_with("stage 2: 5 of 90 devices failed or timed out")
+            || reason.starts_with("stage 2: 6 of 90 devices failed or timed out"),
+        "{v}"
+    );
     assert_eq!(v["counts"]["failed"], 6, "{v}");
     println!("stage 2 paused itself: {reason}; {}", counts(&v));
     let paused = audit_rows(&srv, "ota.campaign_self_pause").await;
@@ -548,13 +553,12 @@ async fn a_thousand_devices_in_three_stages() {
     );
 
     // Resumed, the failures so far are accepted; devices that found it paused try again.
-    let (s, v) = srv
-        .admin(
-            "POST",
-            &format!("/v1/products/{pk}/campaigns/{cid}/resume"),
-            None,
-        )
-        .await;
+    let (s, v) = post(
+        &srv,
+        &format!("/v1/products/{pk}/campaigns/{cid}/resume"),
+        None,
+    )
+    .await;
     assert_eq!(s, 200, "{v}");
     assert!(run_all(waiting, &figures).await.is_empty());
     let v = wait_campaign(&srv, &pk, &cid, |v| v["stage"] == 3).await;
@@ -692,6 +696,11 @@ async fn get_raw(
     rb.send().await.unwrap()
 }
 
+/// An admin POST.
+async fn post(srv: &Server, path: &str, body: Option<Value>) -> (u16, Value) {
+    srv.admin("POST", path, body).await
+}
+
 /// `Authorization: Basic` of a fresh CONNECT user name and password.
 fn device_auth(did: &str, secret: &str) -> String {
     let (u, p) = creds(did, secret);
@@ -779,30 +788,17 @@ async fn devices_over_mqtt_and_https() {
     );
     assert_eq!(ma.campaign_id.as_deref(), Some(cid.as_str()));
     // Chunks over MQTT, each with its digest; too large a chunk is an error answer.
-    let req = json!({"firmware_id": fw_id, "offset": 1000, "length": 4096}).to_string();
-    client
-        .publish(
-            format!("dev/{a}/ota/chunk"),
-            rumqttc::QoS::AtLeastOnce,
-            false,
-            req,
-        )
-        .await
-        .unwrap();
-    let c = next_publish(&mut el, &format!("dev/{a}/ota/chunk")).await;
+    let chunk_topic = format!("dev/{a}/ota/chunk");
+    let ask = |offset: u64, length: u64| {
+        let req = json!({"firmware_id": fw_id, "offset": offset, "length": length}).to_string();
+        client.publish(&chunk_topic, rumqttc::QoS::AtLeastOnce, false, req)
+    };
+    ask(1000, 4096).await.unwrap();
+    let c = next_publish(&mut el, &chunk_topic).await;
     let answer: rampart_proto::ota::ChunkAnswer = serde_json::from_value(c).unwrap();
     assert_eq!(answer.bytes().unwrap(), img[1000..5096]);
-    let req = json!({"firmware_id": fw_id, "offset": 0, "length": 1_000_000}).to_string();
-    client
-        .publish(
-            format!("dev/{a}/ota/chunk"),
-            rumqttc::QoS::AtLeastOnce,
-            false,
-            req,
-        )
-        .await
-        .unwrap();
-    let c = next_publish(&mut el, &format!("dev/{a}/ota/chunk")).await;
+    ask(0, 1_000_000).await.unwrap();
+    let c = next_publish(&mut el, &chunk_topic).await;
     assert!(c["error"].as_str().unwrap().contains("length"), "{c}");
 
     // B asks over HTTPS and downloads; A's URL is not B's.
@@ -939,45 +935,40 @@ async fn devices_over_mqtt_and_https() {
 
     // Going back to 1.0.0 (a lower sequence) needs a rollback campaign, one per target at a time.
     let body = |rollback: bool| json!({"firmware_id": old_id, "selector": {"dids": [b]}, "stages": [100], "rollback": rollback});
-    let (s, v) = srv
-        .admin(
-            "POST",
-            &format!("/v1/products/{pk}/campaigns"),
-            Some(body(false)),
-        )
-        .await;
+    let (s, v) = post(
+        &srv,
+        &format!("/v1/products/{pk}/campaigns"),
+        Some(body(false)),
+    )
+    .await;
     assert_error(s, &v, 400, "INVALID_REQUEST");
-    let (s, v) = srv
-        .admin(
-            "POST",
-            &format!("/v1/products/{pk}/campaigns"),
-            Some(body(true)),
-        )
-        .await;
+    let (s, v) = post(
+        &srv,
+        &format!("/v1/products/{pk}/campaigns"),
+        Some(body(true)),
+    )
+    .await;
     assert_error(s, &v, 409, "CONFLICT");
-    let (s, v) = srv
-        .admin(
-            "POST",
-            &format!("/v1/products/{pk}/campaigns/{cid}/abort"),
-            None,
-        )
-        .await;
+    let (s, v) = post(
+        &srv,
+        &format!("/v1/products/{pk}/campaigns/{cid}/abort"),
+        None,
+    )
+    .await;
     assert_eq!((s, v["state"].as_str()), (200, Some("aborted")), "{v}");
-    let (s, v) = srv
-        .admin(
-            "POST",
-            &format!("/v1/products/{pk}/campaigns/{cid}/resume"),
-            None,
-        )
-        .await;
+    let (s, v) = post(
+        &srv,
+        &format!("/v1/products/{pk}/campaigns/{cid}/resume"),
+        None,
+    )
+    .await;
     assert_error(s, &v, 409, "CONFLICT");
-    let (s, v) = srv
-        .admin(
-            "POST",
-            &format!("/v1/products/{pk}/campaigns"),
-            Some(body(true)),
-        )
-        .await;
+    let (s, v) = post(
+        &srv,
+        &format!("/v1/products/{pk}/campaigns"),
+        Some(body(true)),
+    )
+    .await;
     assert_eq!(s, 201, "{v}");
     let back = v["campaign_id"].as_str().unwrap().to_owned();
     let resp = get_raw(&srv, q2, Some(&device_auth(&b, &b_secret)), None).await;
@@ -1066,10 +1057,8 @@ async fn the_simulator_runs_updates() {
         .admin(
             "POST",
             &format!("/v1/products/{pk}/campaigns"),
-            Some(
-                json!({"firmware_id": fw_id, "selector": {"from_versions": ["1.0.0"]},
-                "stages": [34, 100]}),
-            ),
+            Some(json!({"firmware_id": fw_id, 
+                "stages": [34, 100]})),
         )
         .await;
     assert_eq!(s, 201, "{v}");
