@@ -381,6 +381,14 @@ pub(super) fn refusal_of(did: &str, e: CoreError) -> (u8, Option<String>) {
             tracing::debug!(did, error = %e, "invalid payload refused");
             (reason::PAYLOAD_FORMAT_INVALID, Some(e.to_string()))
         }
+        // An OTA check, status or chunk request the core refused: the device's mistake.
+        e @ (CoreError::Invalid(_)
+        | CoreError::Conflict(_)
+        | CoreError::Forbidden(_)
+        | CoreError::NotFound(_)) => {
+            tracing::debug!(did, error = %e, "publish refused");
+            (reason::PAYLOAD_FORMAT_INVALID, Some(e.to_string()))
+        }
         e => {
             tracing::error!(did, error = %e, "ingest failed");
             (
