@@ -8,13 +8,13 @@
 
 use super::schemas::{Millis, Page, PageParams};
 use super::{page_of, parse_pk, PageQuery};
-use crate::extract::{client_ip, Body, Manager, Q};
+use crate::extract::{Body, Manager, Q};
 use crate::openapi::ApiRouter;
 use crate::{AppState, ClientAddr, Error};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::Json;
 use base64::Engine;
 use rampart_core::device::runtime::DeviceAuth;
 use rampart_core::ota::campaign::{CampaignAction, CampaignView, NewCampaign};
@@ -24,8 +24,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
 use utoipa_axum::routes;
-
-type Addr = Option<Extension<ClientAddr>>;
 
 pub(crate) fn routes() -> ApiRouter {
     ApiRouter::new()
@@ -561,22 +559,38 @@ async fn abort_campaign(
 // ---- the device's side over HTTPS ----
 
 /// The device that signed this request (HTTP Basic with its CONNECT user name and password).
-async fn device(s: &AppState, headers: &HeaderMap, addr: &Addr) -> Result<DeviceAuth, Error> {
-    let raw = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
-        .ok_or_else(Error::unauthorized)?;
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(raw.trim())
-        .map_err(|_| Error::unauthorized())?;
-    let text = String::from_utf8(decoded).map_err(|_| Error::unauthorized())?;
-    let (user, pass) = text.split_once(':').ok_or_else(Error::unauthorized)?;
-    let ip = client_ip(addr).unwrap_or_default();
-    s.core
-        .authenticate_device_request(user, pass, &ip)
-        .await
-        .map_err(|_| Error::unauthorized())
+/// An extractor, so it is checked before the query or body is read: an unsigned request is a 401
+/// whatever else is wrong with it.
+pub(crate) struct DeviceCaller(DeviceAuth);
+
+impl axum::extract::FromRequestParts<AppState> for DeviceCaller {
+    type Rejection = Error;
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        s: &AppState,
+    ) -> Result<DeviceCaller, Error> {
+        let raw = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Basic "))
+            .ok_or_else(Error::unauthorized)?;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(raw.trim())
+            .map_err(|_| Error::unauthorized())?;
+        let text = String::from_utf8(decoded).map_err(|_| Error::unauthorized())?;
+        let (user, pass) = text.split_once(':').ok_or_else(Error::unauthorized)?;
+        let ip = parts
+            .extensions
+            .get::<ClientAddr>()
+            .map(|ClientAddr(a)| a.ip().to_string())
+            .unwrap_or_default();
+        s.core
+            .authenticate_device_request(user, pass, &ip)
+            .await
+            .map(DeviceCaller)
+            .map_err(|_| Error::unauthorized())
+    }
 }
 
 /// What a device runs, as query parameters.
@@ -642,11 +656,9 @@ crate::errors!(DownloadErrors: Unauthorized, InvalidRequest, Forbidden, RangeNot
     security(("device" = [])))]
 async fn device_check(
     State(s): State<AppState>,
-    addr: Addr,
-    headers: HeaderMap,
+    DeviceCaller(dev): DeviceCaller,
     Q(q): Q<CheckQuery>,
 ) -> Result<Response, Error> {
-    let dev = device(&s, &headers, &addr).await?;
     let check = Check {
         target: q.target,
         version: q.version,
@@ -683,11 +695,9 @@ pub(crate) struct StatusBody {
     security(("device" = [])))]
 async fn device_status(
     State(s): State<AppState>,
-    addr: Addr,
-    headers: HeaderMap,
+    DeviceCaller(dev): DeviceCaller,
     Body(st): Body<Status>,
 ) -> Result<StatusCode, Error> {
-    let dev = device(&s, &headers, &addr).await?;
     s.core.ota_status(&dev, &st).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -758,13 +768,12 @@ fn parse_range(h: Option<&HeaderValue>, size: u64) -> Result<Option<(u64, u64)>,
     security(("device" = [])))]
 async fn device_download(
     State(s): State<AppState>,
-    addr: Addr,
+    DeviceCaller(dev): DeviceCaller,
     headers: HeaderMap,
     Path(id): Path<String>,
     Q(q): Q<DownloadQuery>,
 ) -> Result<Response, Error> {
     use tokio::io::{AsyncReadExt, AsyncSeekExt};
-    let dev = device(&s, &headers, &addr).await?;
     let dl = s
         .core
         .ota_download(&dev, &id, &q.did, q.expires, &q.sig)
