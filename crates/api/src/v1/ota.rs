@@ -335,7 +335,7 @@ pub(crate) struct CreatedCampaign {
 #[schema(as = Campaign, example = json!({"campaign_id": "cmp_a1b2c3d4e5f6g7h8i9j0",
     "product_key": "pk_1a2b3c", "firmware_id": "fw_k2j4h6g8f0d2s4a6q8w0", "state": "paused",
     "stage": 2, "stages": [1, 10, 100],
-    "reason": "stage 2: 6 of 90 devices failed or timed out (6%), over max_failure_percent 5%",
+    "reason": "stage 2: 6 of 90 devices failed or timed out (6.7%), over max_failure_percent 5%",
     "counts": {"notified": 3, "downloading": 2, "downloaded": 0, "verified": 0, "applying": 1,
         "succeeded": 88, "failed": 4, "timed_out": 2}, "devices": 1000,
     "selector": {}, "max_failure_percent": 5, "min_devices_per_stage": 1,

@@ -538,10 +538,10 @@ impl Core {
             let now = self.now_ms();
             if total > 0 && counted * 100 > row.max_failure_percent * total {
                 let reason = format!(
-                    "stage {}: {failed} of {total} devices failed or timed out ({}%), over \
+                    "stage {}: {failed} of {total} devices failed or timed out ({:.1}%), over \
                      max_failure_percent {}%{}",
                     row.stage + 1,
-                    failed * 100 / total,
+                    failed as f64 * 100.0 / total as f64,
                     row.max_failure_percent,
                     if row.accepted_failures > 0 {
                         format!(" ({} accepted at the last resume)", row.accepted_failures)
