@@ -121,6 +121,13 @@ impl Store {
         Ok(seq.0)
     }
 
+    /// The highest sequence of a product's releases for `target` (0 before the first).
+    pub async fn max_firmware_sequence(&self, product_key: &str, target: &str) -> Result<i64> {
+        let sql = "SELECT COALESCE(MAX(sequence), 0) FROM firmware WHERE product_key = $1 AND target = $2";
+        let (n,): (i64,) = with_db!(self, p => sqlx::query_as(sql).bind(product_key).bind(target).fetch_one(p).await?);
+        Ok(n)
+    }
+
     pub async fn firmware(&self, firmware_id: &str) -> Result<Option<FirmwareRow>> {
         let sql = concat!(
             "SELECT firmware_id, product_key, target, version, sequence, hardware_versions, notes, size, md5, sha256, created_by, created_at ",

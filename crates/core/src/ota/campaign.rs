@@ -228,13 +228,10 @@ impl Core {
             self.authorize_product(caller, product_key, Act::Secrets)
                 .await?;
         }
-        let (newest, _) = self.store().list_firmware(product_key, 0, 1_000).await?;
-        let top = newest
-            .iter()
-            .filter(|f| f.target == fw.target)
-            .map(|f| f.sequence)
-            .max()
-            .unwrap_or(fw.sequence);
+        let top = self
+            .store()
+            .max_firmware_sequence(product_key, &fw.target)
+            .await?;
         if fw.sequence < top && !new.rollback {
             return Err(Error::Invalid(format!(
                 "firmware {} (sequence {}) is older than the newest {} release (sequence {top}): \

@@ -71,6 +71,8 @@ async fn firmware_sequences_and_guarded_deletes(s: Store) {
     let (rows, total) = s.list_firmware("op1", 0, 10).await.unwrap();
     assert_eq!((rows.len(), total), (3, 3));
     assert_eq!(s.firmware("f2").await.unwrap().unwrap().sequence, 2);
+    assert_eq!(s.max_firmware_sequence("op1", "module").await.unwrap(), 2);
+    assert_eq!(s.max_firmware_sequence("op1", "nothing").await.unwrap(), 0);
 
     s.insert_campaign(&campaign("c1", "op1", "f2", "running"), &[])
         .await
