@@ -27,6 +27,8 @@ export const operations = Object.freeze({
   delete_v1_oauth_grants_grantid: { method: "DELETE", path: "/v1/oauth/grants/{grant_id}", pathParams: ["grant_id"], query: [], body: null, security: ["user"] },
   /** Stop trusting a CA */
   delete_v1_products_productkey_ca_certificates_caid: { method: "DELETE", path: "/v1/products/{product_key}/ca-certificates/{ca_id}", pathParams: ["product_key", "ca_id"], query: [], body: null, security: ["admin", "developer"] },
+  /** Delete a firmware image */
+  delete_v1_products_productkey_firmware_firmwareid: { method: "DELETE", path: "/v1/products/{product_key}/firmware/{firmware_id}", pathParams: ["product_key", "firmware_id"], query: [], body: null, security: ["admin", "developer"] },
   /** Decline or give up a share */
   delete_v1_shares_shareid: { method: "DELETE", path: "/v1/shares/{share_id}", pathParams: ["share_id"], query: [], body: null, security: ["user"] },
   /** The web console */
@@ -71,6 +73,10 @@ export const operations = Object.freeze({
   get_v1_developers_me_invites: { method: "GET", path: "/v1/developers/me/invites", pathParams: [], query: [], body: null, security: ["developer"] },
   /** Live push of the developer's devices (WebSocket) */
   get_v1_developers_ws: { method: "GET", path: "/v1/developers/ws", pathParams: [], query: [], body: null, security: ["developer", "user_query"] },
+  /** A device's update check (HTTPS devices) */
+  get_v1_device_ota: { method: "GET", path: "/v1/device/ota", pathParams: [], query: ["target", "version", "sequence", "hardware_version"], body: null, security: ["device"] },
+  /** Download an image (the URL of a manifest) */
+  get_v1_device_ota_firmware_firmwareid: { method: "GET", path: "/v1/device/ota/firmware/{firmware_id}", pathParams: ["firmware_id"], query: ["did", "expires", "sig"], body: null, security: ["device"] },
   /** List the devices the caller may read */
   get_v1_devices: { method: "GET", path: "/v1/devices", pathParams: [], query: ["product_key", "page", "limit"], body: null, security: ["admin", "developer"] },
   /** A device, its latest state and its shadow */
@@ -93,6 +99,8 @@ export const operations = Object.freeze({
   get_v1_enterprise_devices_did_commands_commandid: { method: "GET", path: "/v1/enterprise/devices/{did}/commands/{command_id}", pathParams: ["did", "command_id"], query: [], body: null, security: ["access_key"] },
   /** A device's reported values, newest first (scope `read`) */
   get_v1_enterprise_devices_did_history: { method: "GET", path: "/v1/enterprise/devices/{did}/history", pathParams: ["did"], query: ["point", "from", "to", "limit"], body: null, security: ["access_key"] },
+  /** A device's firmware and update progress (scope `read`) */
+  get_v1_enterprise_devices_did_ota: { method: "GET", path: "/v1/enterprise/devices/{did}/ota", pathParams: ["did"], query: [], body: null, security: ["access_key"] },
   /** The operator event stream (WebSocket, scope `read`) */
   get_v1_enterprise_events: { method: "GET", path: "/v1/enterprise/events", pathParams: [], query: ["products", "events", "subkey", "prefetch"], body: null, security: ["access_key"] },
   /** The webhooks the key sees (scope `read`) */
@@ -127,8 +135,16 @@ export const operations = Object.freeze({
   get_v1_products_productkey: { method: "GET", path: "/v1/products/{product_key}", pathParams: ["product_key"], query: [], body: null, security: ["admin", "developer"] },
   /** The CAs a product trusts */
   get_v1_products_productkey_ca_certificates: { method: "GET", path: "/v1/products/{product_key}/ca-certificates", pathParams: ["product_key"], query: [], body: null, security: ["admin", "developer"] },
+  /** A campaign: its state, stage and device counts */
+  get_v1_products_productkey_campaigns_campaignid: { method: "GET", path: "/v1/products/{product_key}/campaigns/{campaign_id}", pathParams: ["product_key", "campaign_id"], query: [], body: null, security: ["admin", "developer"] },
+  /** A campaign's devices and where each stands */
+  get_v1_products_productkey_campaigns_campaignid_devices: { method: "GET", path: "/v1/products/{product_key}/campaigns/{campaign_id}/devices", pathParams: ["product_key", "campaign_id"], query: ["page", "limit"], body: null, security: ["admin", "developer"] },
   /** A product's factory credentials */
   get_v1_products_productkey_factory_credentials: { method: "GET", path: "/v1/products/{product_key}/factory-credentials", pathParams: ["product_key"], query: [], body: null, security: ["admin", "developer"] },
+  /** List a product's firmware, newest first */
+  get_v1_products_productkey_firmware: { method: "GET", path: "/v1/products/{product_key}/firmware", pathParams: ["product_key"], query: ["page", "limit"], body: null, security: ["admin", "developer"] },
+  /** The product's OTA signing key (public half) */
+  get_v1_products_productkey_ota_key: { method: "GET", path: "/v1/products/{product_key}/ota-key", pathParams: ["product_key"], query: [], body: null, security: ["admin", "developer"] },
   /** Read the product secret */
   get_v1_products_productkey_secret: { method: "GET", path: "/v1/products/{product_key}/secret", pathParams: ["product_key"], query: [], body: null, security: ["admin", "developer"] },
   /** The shares offered to the user */
@@ -191,6 +207,8 @@ export const operations = Object.freeze({
   post_v1_developers_password_reset_confirm: { method: "POST", path: "/v1/developers/password/reset/confirm", pathParams: [], query: [], body: "application/json", security: [] },
   /** Spend a refresh token for a new pair */
   post_v1_developers_token_refresh: { method: "POST", path: "/v1/developers/token/refresh", pathParams: [], query: [], body: "application/json", security: [] },
+  /** A device's progress report (HTTPS devices) */
+  post_v1_device_ota_status: { method: "POST", path: "/v1/device/ota/status", pathParams: [], query: [], body: "application/json", security: ["device"] },
   /** Register a device (signed request) */
   post_v1_device_register: { method: "POST", path: "/v1/device/register", pathParams: [], query: [], body: "application/json", security: [] },
   /** Mint a single-use bind token (owner) */
@@ -255,6 +273,14 @@ export const operations = Object.freeze({
   post_v1_products_productkey_allowlist_file: { method: "POST", path: "/v1/products/{product_key}/allowlist/file", pathParams: ["product_key"], query: [], body: "text/csv", security: ["admin", "developer"] },
   /** Trust a CA for the product's device certificates */
   post_v1_products_productkey_ca_certificates: { method: "POST", path: "/v1/products/{product_key}/ca-certificates", pathParams: ["product_key"], query: [], body: "application/json", security: ["admin", "developer"] },
+  /** Start a campaign */
+  post_v1_products_productkey_campaigns: { method: "POST", path: "/v1/products/{product_key}/campaigns", pathParams: ["product_key"], query: [], body: "application/json", security: ["admin", "developer"] },
+  /** Abort a campaign */
+  post_v1_products_productkey_campaigns_campaignid_abort: { method: "POST", path: "/v1/products/{product_key}/campaigns/{campaign_id}/abort", pathParams: ["product_key", "campaign_id"], query: [], body: null, security: ["admin", "developer"] },
+  /** Pause a running campaign */
+  post_v1_products_productkey_campaigns_campaignid_pause: { method: "POST", path: "/v1/products/{product_key}/campaigns/{campaign_id}/pause", pathParams: ["product_key", "campaign_id"], query: [], body: null, security: ["admin", "developer"] },
+  /** Resume a paused campaign */
+  post_v1_products_productkey_campaigns_campaignid_resume: { method: "POST", path: "/v1/products/{product_key}/campaigns/{campaign_id}/resume", pathParams: ["product_key", "campaign_id"], query: [], body: null, security: ["admin", "developer"] },
   /** Post a CA's revocation list */
   post_v1_products_productkey_crl: { method: "POST", path: "/v1/products/{product_key}/crl", pathParams: ["product_key"], query: [], body: "application/json", security: ["admin", "developer"] },
   /** Pre-register a device with its Ed25519 public key */
@@ -265,6 +291,8 @@ export const operations = Object.freeze({
   post_v1_products_productkey_factory_credentials: { method: "POST", path: "/v1/products/{product_key}/factory-credentials", pathParams: ["product_key"], query: [], body: "application/json", security: ["admin", "developer"] },
   /** Revoke a factory credential */
   post_v1_products_productkey_factory_credentials_credentialid_revoke: { method: "POST", path: "/v1/products/{product_key}/factory-credentials/{credential_id}/revoke", pathParams: ["product_key", "credential_id"], query: [], body: null, security: ["admin", "developer"] },
+  /** Upload a firmware image */
+  post_v1_products_productkey_firmware: { method: "POST", path: "/v1/products/{product_key}/firmware", pathParams: ["product_key"], query: [], body: "multipart/form-data", security: ["admin", "developer"] },
   /** Rotate the product secret */
   post_v1_products_productkey_secret_rotate: { method: "POST", path: "/v1/products/{product_key}/secret/rotate", pathParams: ["product_key"], query: [], body: null, security: ["admin", "developer"] },
   /** Accept a share */

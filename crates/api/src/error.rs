@@ -277,6 +277,8 @@ error_codes! {
         "body over `http.max_body_bytes` (default 4 MiB; 1 MiB for a signed request)";
     UnsupportedMediaType => UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE",
         "body without `Content-Type: application/json`";
+    RangeNotSatisfiable => RANGE_NOT_SATISFIABLE, "RANGE_NOT_SATISFIABLE",
+        "a `Range` that starts past the end of the file";
     UpgradeRequired => UPGRADE_REQUIRED, "UPGRADE_REQUIRED", "no WebSocket upgrade was asked for";
     RateLimited => TOO_MANY_REQUESTS, "RATE_LIMITED",
         "a rate or quota was exceeded: `error.limit` names it (docs/api.md, Limits), `X-RateLimit-Reset` and `Retry-After` say when to try again";

@@ -86,6 +86,7 @@ fn api() -> ApiRouter {
         .merge(v1::audit::routes())
         .merge(v1::enterprise_api::routes())
         .merge(v1::webhooks::routes())
+        .merge(v1::ota::routes())
         .merge(push::routes())
         .merge(event_stream::routes())
         .merge(oauth::routes())

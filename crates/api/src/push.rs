@@ -205,9 +205,10 @@ pub(crate) fn event_json(ev: &DeviceEvent) -> Option<(&str, Value)> {
             did,
             json!({"did": did, "kind": "delta", "version": version, "delta": delta, "ts": ts}),
         ),
-        DeviceEvent::Raw { .. } | DeviceEvent::Changed { .. } | DeviceEvent::Alarm { .. } => {
-            return None
-        }
+        DeviceEvent::Raw { .. }
+        | DeviceEvent::Changed { .. }
+        | DeviceEvent::Alarm { .. }
+        | DeviceEvent::OtaStatus { .. } => return None,
     })
 }
 

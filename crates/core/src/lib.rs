@@ -15,6 +15,7 @@ mod error;
 pub mod federation;
 pub mod identity;
 pub mod limits;
+pub mod ota;
 pub mod pulse;
 pub mod secret;
 pub mod stream;
@@ -98,6 +99,8 @@ pub struct CoreConfig {
     pub uploads: device::uploads::UploadsConfig,
     /// The time every part of the domain layer reads.
     pub clock: clock::Clock,
+    /// OTA manifests: their lifetime and download URL.
+    pub ota: ota::OtaConfig,
 }
 
 impl Default for CoreConfig {
@@ -115,6 +118,7 @@ impl Default for CoreConfig {
             mqtt_limits: Default::default(),
             uploads: Default::default(),
             clock: clock::Clock::system(),
+            ota: Default::default(),
         }
     }
 }

@@ -11,6 +11,7 @@
 //! | [`register`] | HTTPS registration (`POST /v1/device/register`): signing the request, reading the answer |
 //! | [`command`] | the payloads on `dev/{did}/down` ([`Command`]) and `dev/{did}/ack` ([`Ack`]) |
 //! | [`client`] | [`DeviceClient`] + [`DeviceEvents`]: a handle and an event loop over `rumqttc`, with signed CONNECT, TLS with a custom CA, re-signing reconnects and exponential back-off |
+//! | [`ota`] | the OTA client: manifest and image verification, A/B [`ota::Slots`] with a health deadline, [`ota::HttpOta`] (check, reports, resumable download), [`ota::update`] |
 //! | [`simulate`] | the fleet simulator behind `rampart device simulate`: reads a factory batch, registers and connects devices, reports random valid values, answers commands |
 //!
 //! Nothing in this crate logs a secret: secrets only ever leave a [`Secret`] to be hashed
@@ -19,6 +20,7 @@
 pub mod client;
 pub mod command;
 pub mod error;
+pub mod ota;
 pub mod register;
 pub mod secret;
 pub mod simulate;

@@ -5,7 +5,10 @@
 //! a local state of data-point values, reports it every interval (±20 %), and answers
 //! commands: `set` (apply, ack, report), `reboot` (ack, disconnect, reconnect after ~1 s),
 //! `factory_reset`/`wipe` (ack, reset, report). It counts what happened and returns the
-//! counts when the duration elapses or on Ctrl-C. Secrets are never logged.
+//! counts when the duration elapses or on Ctrl-C. With [`SimOta`], each device also runs the
+//! OTA client ([`crate::ota`]): it checks at every connect, installs what it is given into its
+//! A/B slots, reboots (reconnects), commits the healthy image and reports the new version.
+//! Secrets are never logged.
 
 use std::future::Future;
 use std::io::Read;
@@ -61,6 +64,21 @@ pub struct SimulateOptions {
     pub protocol: Protocol,
     /// Stop after this long; `None` runs until Ctrl-C.
     pub duration: Option<Duration>,
+    /// Run the OTA client too.
+    pub ota: Option<SimOta>,
+}
+
+/// The OTA side of simulated devices.
+#[derive(Debug, Clone)]
+pub struct SimOta {
+    /// The product's OTA public key (`GET /v1/products/{product_key}/ota-key`).
+    pub key: [u8; 32],
+    /// What the devices run at first (sequence 1 of the module target).
+    pub version: String,
+    /// Where each device keeps its slots (`DIR/{did}/`).
+    pub dir: PathBuf,
+    /// How often an online device checks again (besides at every connect).
+    pub check_every: Duration,
 }
 
 /// What happened during a simulation.
@@ -76,6 +94,10 @@ pub struct SimulateReport {
     pub commands_handled: u64,
     /// Failures: registrations, connection attempts, malformed commands, full queues.
     pub errors: u64,
+    /// Firmware images installed, committed and reported (with `ota`).
+    pub ota_installed: u64,
+    /// Updates refused (signature, downgrade) or failed (download, checksum, slot).
+    pub ota_failed: u64,
 }
 
 /// Run the simulation described by `opts` until its duration elapses or Ctrl-C.
@@ -136,6 +158,7 @@ pub async fn simulate(opts: SimulateOptions) -> Result<SimulateReport, Error> {
         product: opts.product,
         count: opts.count,
         backoff: Backoff::default(),
+        ota: opts.ota,
     };
     run(fleet, devices, stop).await
 }
@@ -211,6 +234,7 @@ pub(crate) struct Fleet {
     pub(crate) product: Option<String>,
     pub(crate) count: usize,
     pub(crate) backoff: Backoff,
+    pub(crate) ota: Option<SimOta>,
 }
 
 #[derive(Default)]
@@ -220,6 +244,8 @@ struct Counters {
     reports: AtomicU64,
     commands: AtomicU64,
     errors: AtomicU64,
+    ota_installed: AtomicU64,
+    ota_failed: AtomicU64,
 }
 
 impl Counters {
@@ -234,6 +260,8 @@ impl Counters {
             reports_sent: self.reports.load(Ordering::Relaxed),
             commands_handled: self.commands.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
+            ota_installed: self.ota_installed.load(Ordering::Relaxed),
+            ota_failed: self.ota_failed.load(Ordering::Relaxed),
         }
     }
 }
@@ -398,6 +426,17 @@ async fn device_task(
     Counters::bump(&c.registered);
     tracing::debug!(serial, did = %reg.did, "registered");
 
+    let mut ota = match &ctx.fleet.ota {
+        Some(o) => match SimOtaDevice::new(&ctx.fleet, o, &reg, &product_key) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                Counters::bump(&c.errors);
+                tracing::warn!(serial, did = %reg.did, error = %e, "cannot open the OTA slots");
+                None
+            }
+        },
+        None => None,
+    };
     let mut opts = ConnectOptions::new(
         ctx.fleet.server.clone(),
         reg.did.clone(),
@@ -424,10 +463,25 @@ async fn device_task(
     let mut quiet_failures = false;
     let next_report = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(next_report);
+    let check_every = ctx
+        .fleet
+        .ota
+        .as_ref()
+        .map_or(Duration::from_secs(3600), |o| {
+            o.check_every.max(Duration::from_millis(100))
+        });
+    let next_check = tokio::time::sleep(check_every);
+    tokio::pin!(next_check);
 
     loop {
         tokio::select! {
             _ = stopped(&mut stop) => break,
+            _ = &mut next_check, if online && ota.is_some() => {
+                if let Some(o) = ota.as_mut() {
+                    o.check_and_update(&ctx, &client).await;
+                }
+                next_check.as_mut().reset(Instant::now() + jittered(check_every));
+            }
             _ = &mut next_report, if online => {
                 ctx.fleet.model.refresh_readings(&mut dev.state, &mut rand::thread_rng());
                 dev.report();
@@ -444,6 +498,9 @@ async fn device_task(
                             Counters::bump(&c.connected);
                         }
                         tracing::debug!(serial, did = %reg.did, "connected");
+                        if let Some(o) = ota.as_mut() {
+                            o.check_and_update(&ctx, &client).await;
+                        }
                         dev.report();
                         next_report.as_mut().reset(Instant::now() + jittered(ctx.fleet.interval));
                     }
@@ -483,6 +540,90 @@ async fn device_task(
         while events.next().await.is_some() {}
     })
     .await;
+}
+
+/// A simulated device's OTA client: its slots and the HTTPS side.
+struct SimOtaDevice {
+    http: crate::ota::HttpOta,
+    slots: crate::ota::Slots,
+    me: crate::ota::DeviceIdentity,
+}
+
+impl SimOtaDevice {
+    fn new(
+        fleet: &Fleet,
+        o: &SimOta,
+        reg: &Registration,
+        product_key: &str,
+    ) -> Result<Self, Error> {
+        let slots = crate::ota::Slots::open(
+            &o.dir.join(&reg.did),
+            crate::ota::SlotInfo {
+                version: o.version.clone(),
+                sequence: 1,
+            },
+        )?;
+        Ok(SimOtaDevice {
+            http: crate::ota::HttpOta::new(
+                fleet.http.clone(),
+                &fleet.api,
+                &reg.did,
+                reg.device_secret.clone(),
+            ),
+            slots,
+            me: crate::ota::DeviceIdentity {
+                product_key: product_key.to_owned(),
+                target: rampart_proto::ota::Target::Module,
+                ota_key: o.key,
+            },
+        })
+    }
+
+    /// At every connect and every `check_every`: a trial image that came up is healthy (commit
+    /// it); then the check, which reports what runs; an update it answers is installed and the
+    /// device reboots.
+    async fn check_and_update(&mut self, ctx: &Ctx, client: &DeviceClient) {
+        let c = &ctx.counters;
+        if self.slots.on_trial() {
+            match self.slots.commit() {
+                Ok(()) => Counters::bump(&c.ota_installed),
+                Err(e) => {
+                    tracing::warn!(did = %client.did(), error = %e, "cannot commit the new image")
+                }
+            }
+        }
+        let running = self.slots.running();
+        let check = rampart_proto::ota::Check {
+            target: self.me.target,
+            version: running.version,
+            sequence: Some(running.sequence),
+            hardware_version: None,
+        };
+        let m = match self.http.check(&check).await {
+            Ok(Some(m)) => m,
+            Ok(None) => return,
+            Err(e) => {
+                Counters::bump(&c.errors);
+                tracing::debug!(did = %client.did(), error = %e, "OTA check failed");
+                return;
+            }
+        };
+        let faults = crate::ota::Faults::default();
+        match crate::ota::update(&self.http, &self.me, &mut self.slots, &m, &faults, 600_000).await
+        {
+            crate::ota::Outcome::Installed(_) => {
+                tracing::info!(did = %client.did(), version = %m.version, "firmware installed; rebooting");
+                if let Err(e) = client.reconnect_after(jittered(REBOOT_DELAY)) {
+                    Counters::bump(&c.errors);
+                    tracing::debug!(did = %client.did(), error = %e, "cannot reboot");
+                }
+            }
+            other => {
+                Counters::bump(&c.ota_failed);
+                tracing::warn!(did = %client.did(), outcome = ?other, "update not installed");
+            }
+        }
+    }
 }
 
 /// One simulated device's behaviour; its state is the map of current point values.

@@ -4,6 +4,7 @@ pub mod command;
 pub mod ids;
 pub mod model;
 pub mod mqtt;
+pub mod ota;
 pub mod secure_session;
 pub mod sign;
 pub mod topic;

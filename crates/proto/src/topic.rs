@@ -7,6 +7,8 @@
 //! | `dev/{did}/ack` | device -> cloud | `{"id", "status": "ok"/"error", "message"?}` |
 //! | `dev/{did}/raw` | device -> cloud | passthrough, opaque bytes (at most [`RAW_MAX`]) |
 //! | `dev/{did}/raw/down` | cloud -> device | passthrough, opaque bytes (at most [`RAW_MAX`]), QoS 1 |
+//! | `dev/{did}/ota` | cloud -> device | an OTA manifest (`ota`) |
+//! | `dev/{did}/ota/check`, `ota/status`, `ota/chunk` | device -> cloud | OTA check, progress, chunk request; chunk answers come back on `ota/chunk` |
 //! | `dev/{did}/...` | both | any other subtopic: allowed, stored as nothing, routed to subscribers of that device |
 
 /// Most bytes in one passthrough publish on `dev/{did}/raw` (the event stream carries it as
@@ -19,9 +21,12 @@ pub enum DeviceTopic {
     Report,
     Ack,
     Raw,
-    /// `dev/{did}/down` or `dev/{did}/raw/down`: the cloud's own topics; a device must not
-    /// publish on them.
+    /// `dev/{did}/down`, `dev/{did}/raw/down` or `dev/{did}/ota`: the cloud's own topics; a
+    /// device must not publish on them.
     Down,
+    /// `dev/{did}/ota/check`, `ota/status` or `ota/chunk`: for the cloud only, never routed to
+    /// the device's own subscriptions.
+    Ota,
     /// Another subtopic of the device's namespace.
     Other,
 }
@@ -61,7 +66,8 @@ pub fn classify(did: &str, topic: &str) -> Option<DeviceTopic> {
         "up" => DeviceTopic::Report,
         "ack" => DeviceTopic::Ack,
         "raw" => DeviceTopic::Raw,
-        "down" | "raw/down" => DeviceTopic::Down,
+        "down" | "raw/down" | "ota" => DeviceTopic::Down,
+        "ota/check" | "ota/status" | "ota/chunk" => DeviceTopic::Ota,
         _ => DeviceTopic::Other,
     })
 }
@@ -133,6 +139,17 @@ mod tests {
         assert_eq!(classify("abc", "dev/abc/"), None);
         assert_eq!(classify("abc", "dev/abc/+"), None);
         assert_eq!(classify("abc", "dev/other/up"), None);
+        assert_eq!(classify("abc", "dev/abc/ota"), Some(DeviceTopic::Down));
+        assert_eq!(classify("abc", "dev/abc/ota/check"), Some(DeviceTopic::Ota));
+        assert_eq!(
+            classify("abc", "dev/abc/ota/status"),
+            Some(DeviceTopic::Ota)
+        );
+        assert_eq!(classify("abc", "dev/abc/ota/chunk"), Some(DeviceTopic::Ota));
+        assert_eq!(
+            classify("abc", "dev/abc/ota/other"),
+            Some(DeviceTopic::Other)
+        );
     }
 
     #[test]

@@ -77,6 +77,11 @@ pub async fn open_core(cfg: &Config, purpose: OpenFor) -> Result<Core, ServerErr
         uploads: rampart_core::device::uploads::UploadsConfig {
             dir: Some(dir.join("uploads")),
             max_allowlist_bytes: cfg.uploads.max_allowlist_bytes.max(1),
+            max_firmware_bytes: cfg.ota.max_firmware_bytes.max(1),
+        },
+        ota: rampart_core::ota::OtaConfig {
+            url_ttl_secs: cfg.ota.url_ttl_secs.clamp(10, 86_400),
+            download_base_url: Some(cfg.ota.download_base_url.clone()).filter(|u| !u.is_empty()),
         },
         ..CoreConfig::default()
     };
@@ -159,6 +164,7 @@ struct Prepared {
     state: rampart_api::AppState,
     metrics: Option<TcpListener>,
     events: Option<(TcpListener, TlsAcceptor, rampart_api::EventsTcpConfig)>,
+    ota_sweep: Duration,
 }
 
 /// The process's Prometheus handle. The recorder is global to a process, so it is installed once
@@ -381,6 +387,7 @@ impl App {
                 state,
                 metrics,
                 events,
+                ota_sweep: Duration::from_millis(cfg.ota.sweep_interval_ms.max(10)),
             },
             core,
             data_dir: dir,
@@ -473,6 +480,14 @@ impl App {
                 events_cfg,
                 stopped(),
             )));
+        }
+        {
+            let core = core.clone();
+            let every = serve.ota_sweep;
+            let stop = stopped();
+            tasks.push(tokio::spawn(async move {
+                core.run_ota_sweeper(every, stop).await;
+            }));
         }
         if let Err(e) = write_listeners(&data_dir, &listeners.to_json()) {
             let _ = stop_tx.send(true);

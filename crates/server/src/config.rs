@@ -51,6 +51,8 @@ pub struct Config {
     pub limits: rampart_core::limits::api::LimitsConfig,
     /// Uploaded files: size caps (they are kept in `DATA/uploads` by content hash).
     pub uploads: UploadsConfig,
+    /// Firmware updates (`docs/ota.md`).
+    pub ota: OtaConfig,
     /// The bootstrap admin token, from `RAMPART_ADMIN_TOKEN` only (never from the file, never
     /// printed by `config generate`); without it the first start generates one.
     #[serde(skip)]
@@ -69,6 +71,33 @@ impl Default for UploadsConfig {
         UploadsConfig {
             max_allowlist_bytes: rampart_core::device::uploads::UploadsConfig::default()
                 .max_allowlist_bytes,
+        }
+    }
+}
+
+/// Firmware updates: image size cap, manifest lifetime, download URL, the campaign sweep.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtaConfig {
+    /// Largest firmware image, bytes.
+    pub max_firmware_bytes: u64,
+    /// How long a manifest and its download URL stay good, seconds.
+    pub url_ttl_secs: u64,
+    /// Prefixed to the download path in manifests (e.g. `https://ota.example.com:8443`); empty:
+    /// the manifest carries the path and devices resolve it against the API address they use.
+    pub download_base_url: String,
+    /// How often campaigns are swept (device deadlines, stage advancement), milliseconds.
+    pub sweep_interval_ms: u64,
+}
+
+impl Default for OtaConfig {
+    fn default() -> Self {
+        OtaConfig {
+            max_firmware_bytes: rampart_core::device::uploads::UploadsConfig::default()
+                .max_firmware_bytes,
+            url_ttl_secs: rampart_core::ota::OtaConfig::default().url_ttl_secs,
+            download_base_url: String::new(),
+            sweep_interval_ms: 5_000,
         }
     }
 }
@@ -581,6 +610,7 @@ impl Default for Config {
             webhooks: WebhooksConfig::default(),
             limits: Default::default(),
             uploads: UploadsConfig::default(),
+            ota: OtaConfig::default(),
             admin_token: None,
         }
     }

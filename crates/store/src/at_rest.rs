@@ -78,10 +78,11 @@ sealed_column!(
     "credential_id",
     "secret_enc"
 );
+sealed_column!(OTA_PRIVATE_KEY, "ota_keys", "product_key", "private_enc");
 
 /// Every column that holds sealed values. A new sealed column must be added here, or the
 /// one-time rewrite would leave its old values unreadable.
-pub const SEALED_COLUMNS: [SealedColumn; 10] = [
+pub const SEALED_COLUMNS: [SealedColumn; 11] = [
     PRODUCT_SECRET,
     FACTORY_SECRET,
     DEVICE_SECRET,
@@ -92,6 +93,7 @@ pub const SEALED_COLUMNS: [SealedColumn; 10] = [
     ACCESS_KEY_PREV_SECRET,
     WEBHOOK_SECRET,
     FACTORY_CREDENTIAL_SECRET,
+    OTA_PRIVATE_KEY,
 ];
 
 /// What a rewrite did.

@@ -105,7 +105,9 @@ fn document(derived: &utoipa::openapi::OpenApi) -> Value {
             {"name": "oauth", "description": "the OAuth2 authorisation server"},
             {"name": "developers"}, {"name": "enterprises"},
             {"name": "enterprise api", "description": "signed requests with an enterprise access key"},
-            {"name": "operator", "description": "the operator's account administration"}
+            {"name": "operator", "description": "the operator's account administration"},
+            {"name": "ota", "description": "firmware, signing keys and update campaigns"},
+            {"name": "device-ota", "description": "the update check, reports and downloads of devices that use HTTPS"}
         ],
         "paths": paths,
         "components": {
@@ -186,6 +188,8 @@ fn security_schemes() -> Value {
             "description": "OAuth2 client id and secret (or `client_id`/`client_secret` form fields)"},
         "factory_credential": {"type": "apiKey", "in": "header", "name": "Authorization",
             "description": "a factory credential's signed request: the access keys' `RAMPART-HMAC-SHA256` scheme with the credential id as `key_id` and its secret as the HMAC key; see docs/api.md, Factory credentials"},
+        "device": {"type": "http", "scheme": "basic",
+            "description": "a device: its CONNECT user name `did|hmac-sha256|ts` and password (docs/ota.md)"},
         "access_key": {"type": "apiKey", "in": "header", "name": "Authorization",
             "description": "an enterprise access key's signed request: `Authorization: RAMPART-HMAC-SHA256 key_id=..., ts=..., nonce=..., signature=...`, an HMAC-SHA256 of the request with the key's secret; see docs/enterprise-api.md"}
     })
@@ -216,6 +220,8 @@ fn path_param_meaning(name: &str) -> &'static str {
         "ca_id" => "CA certificate id (`ca_...`)",
         "credential_id" => "factory credential id (`rfc_...`)",
         "batch_id" => "factory batch id",
+        "firmware_id" => "firmware id (`fw_...`)",
+        "campaign_id" => "campaign id (`cmp_...`)",
         _ => "",
     }
 }

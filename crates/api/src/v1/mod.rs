@@ -19,6 +19,7 @@ pub(crate) mod enterprise_api;
 pub(crate) mod enterprises;
 pub(crate) mod factory;
 pub(crate) mod operators;
+pub(crate) mod ota;
 pub(crate) mod products;
 pub(crate) mod schemas;
 pub(crate) mod webhooks;

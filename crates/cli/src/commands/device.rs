@@ -112,6 +112,45 @@ pub(crate) struct SimulateArgs {
     /// MQTT protocol version: 3 (3.1.1) or 5.
     #[arg(long, default_value_t = 3)]
     mqtt_version: u8,
+    /// Run the OTA client too, trusting this product OTA key (base64, from
+    /// `GET /v1/products/{product_key}/ota-key`).
+    #[arg(long)]
+    ota_key: Option<String>,
+    /// The firmware version the devices run at first (with `--ota-key`).
+    #[arg(long, default_value = "1.0.0")]
+    ota_version: String,
+    /// Where the devices keep their A/B slots (with `--ota-key`; default: a directory under the
+    /// system's temporary directory).
+    #[arg(long)]
+    ota_dir: Option<PathBuf>,
+    /// Seconds between two OTA checks of an online device (besides the one at every connect).
+    #[arg(long, default_value_t = 60)]
+    ota_check_s: u64,
+}
+
+/// The simulator's OTA settings from the flags.
+fn ota_options(
+    key: Option<&str>,
+    version: String,
+    dir: Option<PathBuf>,
+) -> Result<Option<rampart_device::simulate::SimOta>, String> {
+    use base64::Engine;
+    let Some(key) = key else { return Ok(None) };
+    let key: [u8; 32] = base64::engine::general_purpose::STANDARD
+        .decode(key.trim())
+        .ok()
+        .and_then(|k| k.try_into().ok())
+        .ok_or("--ota-key: the base64 of a 32-byte Ed25519 public key")?;
+    if rampart_proto::ota::Version::parse(&version).is_none() {
+        return Err("--ota-version: a semantic version".into());
+    }
+    let dir = dir.unwrap_or_else(|| std::env::temp_dir().join("rampart-sim-ota"));
+    Ok(Some(rampart_device::simulate::SimOta {
+        key,
+        version,
+        dir,
+        check_every: Duration::from_secs(60),
+    }))
 }
 
 pub(crate) async fn run(cmd: DeviceCmd) -> AnyResult {
@@ -253,6 +292,10 @@ async fn simulate(a: SimulateArgs) -> AnyResult {
             rampart_device::client::Protocol::V311
         },
         duration: a.duration_s.map(Duration::from_secs),
+        ota: ota_options(a.ota_key.as_deref(), a.ota_version, a.ota_dir)?.map(|mut o| {
+            o.check_every = Duration::from_secs(a.ota_check_s.max(1));
+            o
+        }),
     };
     let report = rampart_device::simulate::simulate(opts)
         .await

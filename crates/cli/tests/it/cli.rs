@@ -18,7 +18,7 @@ fn run(args: &[&str], data: &std::path::Path) -> (bool, String, String) {
 }
 
 /// `rampart factory issue` into `DATA/{name}`, against the running server's data directory.
-fn issue_batch(srv: &Server, pk: &str, count: usize, name: &str) -> std::path::PathBuf {
+pub(crate) fn issue_batch(srv: &Server, pk: &str, count: usize, name: &str) -> std::path::PathBuf {
     let out = srv.data().join(name);
     let count = count.to_string();
     let args = [

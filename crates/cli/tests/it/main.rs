@@ -30,6 +30,7 @@ mod mqtt_limits;
 mod oauth;
 mod openapi;
 mod operability;
+mod ota;
 mod passthrough;
 mod readme;
 mod refusals;

@@ -99,6 +99,16 @@ pub const OAUTH_REVOKE: &str = "oauth.revoke";
 pub const OAUTH_TOKEN: &str = "oauth.token";
 pub const OAUTH_TOKEN_REUSE: &str = "oauth.token_reuse";
 
+pub const OTA_CAMPAIGN_ABORT: &str = "ota.campaign_abort";
+pub const OTA_CAMPAIGN_CREATE: &str = "ota.campaign_create";
+pub const OTA_CAMPAIGN_PAUSE: &str = "ota.campaign_pause";
+pub const OTA_CAMPAIGN_RESUME: &str = "ota.campaign_resume";
+/// A campaign paused itself (failures over its threshold).
+pub const OTA_CAMPAIGN_SELF_PAUSE: &str = "ota.campaign_self_pause";
+pub const OTA_FIRMWARE_DELETE: &str = "ota.firmware_delete";
+pub const OTA_FIRMWARE_UPLOAD: &str = "ota.firmware_upload";
+pub const OTA_KEY_CREATE: &str = "ota.key_create";
+
 pub const PRODUCT_ACCESS: &str = "product.access";
 pub const PRODUCT_CA_ADD: &str = "product.ca_add";
 pub const PRODUCT_CA_DELETE: &str = "product.ca_delete";

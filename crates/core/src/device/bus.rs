@@ -115,6 +115,16 @@ pub enum DeviceEvent {
         version: i64,
         delta: serde_json::Map<String, serde_json::Value>,
     },
+    /// A device's part in an OTA campaign moved (a report, the cloud's `notified`, a check that
+    /// completed or failed it, a timeout). Operator stream only.
+    OtaStatus {
+        did: String,
+        ts: i64,
+        campaign_id: String,
+        state: String,
+        reason: Option<String>,
+        bytes: Option<u64>,
+    },
 }
 
 /// What a device event is, named as the operator event stream and webhooks name it (`kind`),
@@ -131,11 +141,12 @@ pub enum EventKind {
     Registered,
     DatapointChanged,
     Delta,
+    OtaStatus,
 }
 
 impl EventKind {
     /// Every kind, in the order the documentation lists them.
-    pub const ALL: [EventKind; 10] = [
+    pub const ALL: [EventKind; 11] = [
         EventKind::Online,
         EventKind::Offline,
         EventKind::StatusKv,
@@ -146,6 +157,7 @@ impl EventKind {
         EventKind::Registered,
         EventKind::DatapointChanged,
         EventKind::Delta,
+        EventKind::OtaStatus,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -160,6 +172,7 @@ impl EventKind {
             EventKind::Registered => "device_registered",
             EventKind::DatapointChanged => "datapoint_changed",
             EventKind::Delta => "device_delta",
+            EventKind::OtaStatus => "ota_status",
         }
     }
 
@@ -188,6 +201,7 @@ impl DeviceEvent {
             DeviceEvent::Raw { .. } => EventKind::StatusRaw,
             DeviceEvent::Changed { .. } => EventKind::DatapointChanged,
             DeviceEvent::Delta { .. } => EventKind::Delta,
+            DeviceEvent::OtaStatus { .. } => EventKind::OtaStatus,
             DeviceEvent::Alarm { class, .. } => match class {
                 rampart_proto::model::PointClass::Alert => EventKind::AttrAlert,
                 rampart_proto::model::PointClass::Fault => EventKind::AttrFault,
@@ -200,7 +214,10 @@ impl DeviceEvent {
     pub fn is_live(&self) -> bool {
         !matches!(
             self,
-            DeviceEvent::Raw { .. } | DeviceEvent::Changed { .. } | DeviceEvent::Alarm { .. }
+            DeviceEvent::Raw { .. }
+                | DeviceEvent::Changed { .. }
+                | DeviceEvent::Alarm { .. }
+                | DeviceEvent::OtaStatus { .. }
         )
     }
 }

@@ -310,6 +310,39 @@ impl Core {
         Ok(dev)
     }
 
+    /// Authenticate a device's HTTPS request by the same credential as its CONNECT (user name
+    /// `did|hmac-sha256|ts`, password the signature; or a static password where the product
+    /// allows it), with the same checks and the same fresh-timestamp rule, but outside the MQTT
+    /// connect rates: a resumed download is several requests, not a reconnect storm. Refusals
+    /// are logged, counted and audited as CONNECT refusals of the listener `https`.
+    pub async fn authenticate_device_request(
+        &self,
+        username: &str,
+        password: &str,
+        source_ip: &str,
+    ) -> std::result::Result<DeviceAuth, ConnectRefusal> {
+        let cred = Credential::parse(username);
+        let client_id = cred.map(|c| c.did()).unwrap_or("");
+        let res = self
+            .authenticate_inner(client_id, cred, Some(password.as_bytes()), true, Run::Live)
+            .await;
+        match res {
+            Ok(dev) => Ok(dev),
+            Err((refusal, why)) => {
+                let claimed: String = username
+                    .split('|')
+                    .next()
+                    .unwrap_or("")
+                    .chars()
+                    .take(64)
+                    .collect();
+                self.connect_refused("https", &refusal, &why, &claimed, source_ip)
+                    .await;
+                Err(refusal)
+            }
+        }
+    }
+
     /// A refused CONNECT: logged and counted (`auth_refusal`), and audited, at most
     /// `mqtt.limits.refusal_audit_per_ip` entries per address (the next entry names the
     /// refusals left out).

@@ -3,8 +3,9 @@
 //! `DIR/sha256/<first two hex digits>/<64 hex digits>`, written to a temporary file, synced and
 //! renamed — never under a name the client chose.
 //!
-//! The first kind is the allowlist file (a manufacturer's MAC/IMEI list); firmware images
-//! will be the second.
+//! The first kind is the allowlist file (a manufacturer's MAC/IMEI list), read whole; the
+//! second is the firmware image, written to disk as it arrives ([`HashingUpload`]), so a
+//! 64 MiB image never sits in memory.
 
 use crate::audit::action;
 use crate::audit::Actor;
@@ -20,6 +21,8 @@ pub struct UploadsConfig {
     pub dir: Option<PathBuf>,
     /// Largest allowlist file, bytes.
     pub max_allowlist_bytes: usize,
+    /// Largest firmware image, bytes (`ota.max_firmware_bytes`).
+    pub max_firmware_bytes: u64,
 }
 
 impl Default for UploadsConfig {
@@ -27,6 +30,7 @@ impl Default for UploadsConfig {
         UploadsConfig {
             dir: None,
             max_allowlist_bytes: 2 * 1024 * 1024,
+            max_firmware_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -174,6 +178,135 @@ pub fn store_by_hash(dir: &Path, bytes: &[u8]) -> std::io::Result<StoredFile> {
         size,
         new: true,
     })
+}
+
+/// A file being received: written to a temporary file in the store while its SHA-256 and MD5
+/// are computed, refused past its cap, and moved under its hash by [`HashingUpload::persist`].
+/// Dropped before that, it removes its temporary file.
+pub struct HashingUpload {
+    dir: PathBuf,
+    tmp: PathBuf,
+    file: Option<tokio::fs::File>,
+    sha256: Sha256,
+    md5: md5::Md5,
+    size: u64,
+    cap: u64,
+    what: &'static str,
+    /// The first bytes, for [`sniff`].
+    head: Vec<u8>,
+}
+
+/// A file kept by [`HashingUpload::persist`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredUpload {
+    pub sha256: String,
+    pub md5: String,
+    pub size: u64,
+}
+
+const HEAD_BYTES: usize = 512;
+
+impl HashingUpload {
+    /// A new temporary file under `dir`; `what` names the kind in a refusal.
+    pub async fn start(dir: &Path, cap: u64, what: &'static str) -> std::io::Result<HashingUpload> {
+        let tmpdir = dir.join("tmp");
+        tokio::fs::create_dir_all(&tmpdir).await?;
+        let tmp = tmpdir.join(format!(
+            ".upload.{}.{}.tmp",
+            std::process::id(),
+            crate::secret::random_hex(8)
+        ));
+        let mut opts = tokio::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        opts.mode(0o600);
+        let file = opts.open(&tmp).await?;
+        Ok(HashingUpload {
+            dir: dir.to_path_buf(),
+            tmp,
+            file: Some(file),
+            sha256: Sha256::new(),
+            md5: md5::Md5::new(),
+            size: 0,
+            cap,
+            what,
+            head: Vec::new(),
+        })
+    }
+
+    /// Append bytes; `TooLarge` as soon as the cap is passed.
+    pub async fn write(&mut self, chunk: &[u8]) -> Result<()> {
+        use tokio::io::AsyncWriteExt;
+        if self.size + chunk.len() as u64 > self.cap {
+            return Err(Error::TooLarge(format!(
+                "{} may hold at most {} bytes",
+                self.what, self.cap
+            )));
+        }
+        if self.head.len() < HEAD_BYTES {
+            let n = (HEAD_BYTES - self.head.len()).min(chunk.len());
+            self.head.extend_from_slice(&chunk[..n]);
+        }
+        self.sha256.update(chunk);
+        self.md5.update(chunk);
+        self.size += chunk.len() as u64;
+        let f = self
+            .file
+            .as_mut()
+            .ok_or_else(|| Error::Internal("upload already closed".into()))?;
+        f.write_all(chunk)
+            .await
+            .map_err(|e| Error::Internal(format!("upload store: {e}")))
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// What the first bytes say the file is.
+    pub fn sniffed(&self) -> Sniffed {
+        sniff(&self.head)
+    }
+
+    /// Sync the file and move it to `sha256/<2>/<64>` (kept as it is when that content is
+    /// there already).
+    pub async fn persist(mut self) -> std::io::Result<StoredUpload> {
+        let file = self.file.take();
+        if let Some(f) = file {
+            f.sync_all().await?;
+        }
+        let sha256 = hex::encode(std::mem::take(&mut self.sha256).finalize());
+        let md5 = hex::encode(std::mem::take(&mut self.md5).finalize());
+        let sub = self.dir.join("sha256").join(&sha256[..2]);
+        let path = sub.join(&sha256);
+        if tokio::fs::metadata(&path)
+            .await
+            .is_ok_and(|m| m.len() == self.size)
+        {
+            let _ = tokio::fs::remove_file(&self.tmp).await;
+        } else {
+            tokio::fs::create_dir_all(&sub).await?;
+            tokio::fs::rename(&self.tmp, &path).await?;
+            if let Ok(d) = tokio::fs::File::open(&sub).await {
+                let _ = d.sync_all().await;
+            }
+        }
+        // Moved or removed: nothing left for `drop`.
+        self.tmp = PathBuf::new();
+        Ok(StoredUpload {
+            sha256,
+            md5,
+            size: self.size,
+        })
+    }
+}
+
+impl Drop for HashingUpload {
+    fn drop(&mut self) {
+        if !self.tmp.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 /// Hardware ids of an allowlist file: one per line, or the first field of a CSV line; blank
@@ -348,6 +481,32 @@ mod tests {
         assert!(parse_allowlist_file("mac\n# nothing\n").is_err());
         // The header is only skipped on the first data line.
         assert_eq!(parse_allowlist_file("a1\nmac\n").unwrap(), ["a1", "mac"]);
+    }
+
+    #[tokio::test]
+    async fn streamed_uploads_are_hashed_capped_and_cleaned_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut up = HashingUpload::start(dir.path(), 8, "a file").await.unwrap();
+        up.write(b"hel").await.unwrap();
+        up.write(b"lo").await.unwrap();
+        assert_eq!(up.sniffed(), Sniffed::Text);
+        let kept = up.persist().await.unwrap();
+        assert_eq!(kept.size, 5);
+        assert_eq!(kept.md5, "5d41402abc4b2a76b9719d911017c592");
+        assert_eq!(
+            std::fs::read(dir.path().join("sha256/2c").join(&kept.sha256)).unwrap(),
+            b"hello"
+        );
+        let mut big = HashingUpload::start(dir.path(), 8, "a file").await.unwrap();
+        big.write(b"12345").await.unwrap();
+        let e = big.write(b"6789").await.unwrap_err();
+        assert!(matches!(e, Error::TooLarge(_)), "{e}");
+        drop(big);
+        // Neither the refused upload nor the kept one left a temporary file.
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
     }
 
     #[test]

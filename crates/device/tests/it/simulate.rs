@@ -221,6 +221,7 @@ async fn simulates_a_batch_over_tls() {
         interval: Duration::from_millis(300),
         protocol: Protocol::V311,
         duration: Some(Duration::from_secs(5)),
+        ota: None,
     })
     .await
     .unwrap();

@@ -355,6 +355,7 @@ pub(super) async fn apply_publish(
             .map(|_| ()),
         Some(DeviceTopic::Ack) => shared.core.ingest_ack(dev, &p.payload).await,
         Some(DeviceTopic::Raw) => shared.core.ingest_raw(dev, &p.payload).await,
+        Some(DeviceTopic::Ota) => shared.core.ingest_ota(dev, &p.topic, &p.payload).await,
         _ => Ok(()),
     };
     if let Err(e) = result {
@@ -378,6 +379,14 @@ pub(super) fn refusal_of(did: &str, e: CoreError) -> (u8, Option<String>) {
     match e {
         CoreError::Model(e) => {
             tracing::debug!(did, error = %e, "invalid payload refused");
+            (reason::PAYLOAD_FORMAT_INVALID, Some(e.to_string()))
+        }
+        // An OTA check, status or chunk request the core refused: the device's mistake.
+        e @ (CoreError::Invalid(_)
+        | CoreError::Conflict(_)
+        | CoreError::Forbidden(_)
+        | CoreError::NotFound(_)) => {
+            tracing::debug!(did, error = %e, "publish refused");
             (reason::PAYLOAD_FORMAT_INVALID, Some(e.to_string()))
         }
         e => {

@@ -51,6 +51,14 @@ async fn with_every_sealed_column(s: &Store) {
     s.insert_factory_credential(&crate::factory::credential("arfc", "ar1", 10))
         .await
         .unwrap();
+    s.insert_ota_key(&OtaKeyRow {
+        product_key: "ar1".into(),
+        public_key: vec![0; 32],
+        private_enc: vec![4, 4],
+        created_at: 1,
+    })
+    .await
+    .unwrap();
 }
 
 async fn sealed_values_are_rewritten_once(s: Store) {

@@ -52,6 +52,7 @@ mod invitations;
 mod no_string_sql;
 mod nonces;
 mod oauth;
+mod ota;
 mod products;
 mod quotas;
 mod reports;

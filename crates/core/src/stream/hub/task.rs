@@ -128,6 +128,19 @@ pub(super) fn describe(ev: &DeviceEvent) -> (&str, &'static str, i64, serde_json
             *ts,
             json!({ "values": delta, "version": version }),
         ),
+        DeviceEvent::OtaStatus {
+            did,
+            ts,
+            campaign_id,
+            state,
+            reason,
+            bytes,
+        } => (
+            did,
+            kind,
+            *ts,
+            json!({ "campaign_id": campaign_id, "state": state, "reason": reason, "bytes": bytes }),
+        ),
     }
 }
 
