@@ -135,6 +135,8 @@ export const operations = Object.freeze({
   get_v1_products_productkey: { method: "GET", path: "/v1/products/{product_key}", pathParams: ["product_key"], query: [], body: null, security: ["admin", "developer"] },
   /** The CAs a product trusts */
   get_v1_products_productkey_ca_certificates: { method: "GET", path: "/v1/products/{product_key}/ca-certificates", pathParams: ["product_key"], query: [], body: null, security: ["admin", "developer"] },
+  /** A product's campaigns */
+  get_v1_products_productkey_campaigns: { method: "GET", path: "/v1/products/{product_key}/campaigns", pathParams: ["product_key"], query: ["page", "limit"], body: null, security: ["admin", "developer"] },
   /** A campaign: its state, stage and device counts */
   get_v1_products_productkey_campaigns_campaignid: { method: "GET", path: "/v1/products/{product_key}/campaigns/{campaign_id}", pathParams: ["product_key", "campaign_id"], query: [], body: null, security: ["admin", "developer"] },
   /** A campaign's devices and where each stands */

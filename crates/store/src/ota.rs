@@ -266,6 +266,25 @@ impl Store {
         Ok(with_db!(self, p => sqlx::query_as(sql).bind(campaign_id).fetch_optional(p).await?))
     }
 
+    /// A page of a product's campaigns, newest first, and how many it has.
+    pub async fn campaigns_of(
+        &self,
+        product_key: &str,
+        offset: i64,
+        limit: i64,
+    ) -> Result<(Vec<CampaignRow>, i64)> {
+        let sql = concat!(
+            "SELECT campaign_id, product_key, firmware_id, selector, stages, max_failure_percent, min_devices_per_stage, device_timeout_secs, rollback, state, stage, reason, accepted_failures, created_by, created_at, updated_at ",
+            "FROM ota_campaigns WHERE product_key = $1 ORDER BY created_at DESC, campaign_id DESC LIMIT $2 OFFSET $3"
+        );
+        let count = "SELECT COUNT(*) FROM ota_campaigns WHERE product_key = $1";
+        Ok(with_db!(self, p => {
+            let rows = sqlx::query_as(sql).bind(product_key).bind(limit).bind(offset).fetch_all(p).await?;
+            let (n,): (i64,) = sqlx::query_as(count).bind(product_key).fetch_one(p).await?;
+            (rows, n)
+        }))
+    }
+
     /// Campaigns in `state`, oldest first.
     pub async fn campaigns_in_state(&self, state: &str) -> Result<Vec<CampaignRow>> {
         let sql = concat!(

@@ -30,7 +30,7 @@ pub(crate) fn routes() -> ApiRouter {
         .routes(routes!(upload_firmware, list_firmware))
         .routes(routes!(delete_firmware))
         .routes(routes!(ota_key))
-        .routes(routes!(create_campaign))
+        .routes(routes!(create_campaign, list_campaigns))
         .routes(routes!(get_campaign))
         .routes(routes!(campaign_devices))
         .routes(routes!(pause_campaign))
@@ -440,6 +440,28 @@ async fn get_campaign(
     let pk = parse_pk(&pk)?;
     let c = s.core.campaign_get(&m.caller(), pk.as_str(), &id).await?;
     Ok(Json(c.into()))
+}
+
+#[utoipa::path(get, path = "/v1/products/{product_key}/campaigns", tag = "ota",
+    summary = "A product's campaigns",
+    params(("product_key" = String, Path, description = "the product"), PageParams),
+    responses((status = 200, description = "a page of the product's campaigns, newest first, each as GET of one answers it",
+        body = Page<CampaignOut>), ListErrors),
+    security(("admin" = []), ("developer" = [])))]
+async fn list_campaigns(
+    State(s): State<AppState>,
+    m: Manager,
+    Path(pk): Path<String>,
+    Q(q): Q<PageQuery>,
+) -> Result<Response, Error> {
+    let pk = parse_pk(&pk)?;
+    let (page, limit) = q.resolve()?;
+    let (rows, total) = s
+        .core
+        .campaign_list(&m.caller(), pk.as_str(), page, limit)
+        .await?;
+    let rows: Vec<CampaignOut> = rows.into_iter().map(Into::into).collect();
+    Ok(page_of(rows, page, limit, total).into_response())
 }
 
 /// One device's part in a campaign.

@@ -971,6 +971,15 @@ async fn devices_over_mqtt_and_https() {
     .await;
     assert_eq!(s, 201, "{v}");
     let back = v["campaign_id"].as_str().unwrap().to_owned();
+    // The product's campaigns, newest first: the rollback, then the aborted one.
+    let (s, list) = srv
+        .admin("GET", &format!("/v1/products/{pk}/campaigns?limit=2"), None)
+        .await;
+    assert_eq!(s, 200, "{list}");
+    assert_eq!(list["data"][0]["campaign_id"], back.as_str(), "{list}");
+    assert_eq!(list["data"][1]["campaign_id"], cid.as_str(), "{list}");
+    assert_eq!(list["data"][1]["state"], "aborted", "{list}");
+    assert!(list["data"][1]["counts"].is_object(), "{list}");
     let resp = get_raw(&srv, q2, Some(&device_auth(&b, &b_secret)), None).await;
     assert_eq!(resp.status().as_u16(), 200);
     let mr: rampart_proto::ota::Manifest = resp.json().await.unwrap();

@@ -347,6 +347,28 @@ impl Core {
         self.campaign_view(row).await
     }
 
+    /// A page of a product's campaigns, newest first, each with its counts; needs read access
+    /// to the product.
+    pub async fn campaign_list(
+        &self,
+        caller: &Caller,
+        product_key: &str,
+        page: i64,
+        limit: i64,
+    ) -> Result<(Vec<CampaignView>, i64)> {
+        self.authorize_product(caller, product_key, Act::Read)
+            .await?;
+        let (rows, total) = self
+            .store()
+            .campaigns_of(product_key, (page - 1) * limit, limit)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            out.push(self.campaign_view(row).await?);
+        }
+        Ok((out, total))
+    }
+
     pub(crate) async fn campaign_view(&self, row: CampaignRow) -> Result<CampaignView> {
         let mut counts: BTreeMap<&'static str, i64> =
             OtaState::ALL.iter().map(|s| (s.as_str(), 0)).collect();
