@@ -24,25 +24,7 @@ async fn readyz_answers_ready_with_its_dependencies() {
 async fn sigterm_drains_and_exits_zero_with_json_logs() {
     let mut srv = Server::process_logging(&[("RAMPART_LOG__FORMAT", "json")]).await;
     let (_, did, secret) = srv.device().await;
-    let (user, pass) = creds(&did, &secret);
-    let (client, mut el) = rumqttc::AsyncClient::new(v4_options(&srv, &did, &user, &pass), 10);
-    v4_until(&mut el, |e| {
-        matches!(e, Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_)))).then_some(())
-    })
-    .await;
-    client
-        .publish(
-            format!("dev/{did}/up"),
-            rumqttc::QoS::AtLeastOnce,
-            false,
-            r#"{"power":true}"#,
-        )
-        .await
-        .unwrap();
-    v4_until(&mut el, |e| {
-        matches!(e, Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_)))).then_some(())
-    })
-    .await;
+    let (_client, mut el) = connect_and_report(&srv, &did, &secret).await;
 
     let status = srv.terminate_and_wait().await;
     assert!(status.success(), "exit status {status}");
@@ -92,25 +74,7 @@ async fn sigterm_drains_and_exits_zero_with_json_logs() {
 async fn the_operator_reads_activity_the_whole_audit_log_and_the_chain_status() {
     let srv = Server::start().await;
     let (pk, did, secret) = srv.device().await;
-    let (user, pass) = creds(&did, &secret);
-    let (client, mut el) = rumqttc::AsyncClient::new(v4_options(&srv, &did, &user, &pass), 10);
-    v4_until(&mut el, |e| {
-        matches!(e, Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_)))).then_some(())
-    })
-    .await;
-    client
-        .publish(
-            format!("dev/{did}/up"),
-            rumqttc::QoS::AtLeastOnce,
-            false,
-            r#"{"power":true}"#,
-        )
-        .await
-        .unwrap();
-    v4_until(&mut el, |e| {
-        matches!(e, Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_)))).then_some(())
-    })
-    .await;
+    let (_client, _el) = connect_and_report(&srv, &did, &secret).await;
     srv.wait_state(&did, |v| v["online"] == true).await;
 
     let (s, v) = srv.admin("GET", "/v1/admin/activity", None).await;
@@ -163,4 +127,32 @@ async fn the_operator_reads_activity_the_whole_audit_log_and_the_chain_status() 
         let (s, _) = srv.call("GET", path, Some("rdt_not-a-token"), None).await;
         assert_eq!(s, 401, "{path}");
     }
+}
+
+/// Connect the device over MQTT 3.1.1 and have one report acknowledged (so it is stored).
+async fn connect_and_report(
+    srv: &Server,
+    did: &str,
+    secret: &str,
+) -> (rumqttc::AsyncClient, rumqttc::EventLoop) {
+    let (user, pass) = creds(did, secret);
+    let (client, mut el) = rumqttc::AsyncClient::new(v4_options(srv, did, &user, &pass), 10);
+    v4_until(&mut el, |e| {
+        matches!(e, Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_)))).then_some(())
+    })
+    .await;
+    client
+        .publish(
+            format!("dev/{did}/up"),
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            r#"{"power":true}"#,
+        )
+        .await
+        .unwrap();
+    v4_until(&mut el, |e| {
+        matches!(e, Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_)))).then_some(())
+    })
+    .await;
+    (client, el)
 }
