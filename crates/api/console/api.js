@@ -9,6 +9,8 @@ export const operations = Object.freeze({
   delete_v1_bindings_did: { method: "DELETE", path: "/v1/bindings/{did}", pathParams: ["did"], query: [], body: null, security: ["user"] },
   /** Decline an invitation */
   delete_v1_developers_me_invites_inviteid: { method: "DELETE", path: "/v1/developers/me/invites/{invite_id}", pathParams: ["invite_id"], query: [], body: null, security: ["developer"] },
+  /** Delete a device and everything recorded about it */
+  delete_v1_devices_did: { method: "DELETE", path: "/v1/devices/{did}", pathParams: ["did"], query: [], body: null, security: ["admin", "developer"] },
   /** Revoke a share (owner) */
   delete_v1_devices_did_shares_shareid: { method: "DELETE", path: "/v1/devices/{did}/shares/{share_id}", pathParams: ["did", "share_id"], query: [], body: null, security: ["user"] },
   /** Delete a webhook with its queued events and dead letters (scope `control`) */
@@ -31,6 +33,8 @@ export const operations = Object.freeze({
   delete_v1_products_productkey_firmware_firmwareid: { method: "DELETE", path: "/v1/products/{product_key}/firmware/{firmware_id}", pathParams: ["product_key", "firmware_id"], query: [], body: null, security: ["admin", "developer"] },
   /** Decline or give up a share */
   delete_v1_shares_shareid: { method: "DELETE", path: "/v1/shares/{share_id}", pathParams: ["share_id"], query: [], body: null, security: ["user"] },
+  /** Delete the signed-in user's account (GDPR erasure) */
+  delete_v1_users_me: { method: "DELETE", path: "/v1/users/me", pathParams: [], query: [], body: "application/json", security: ["user"] },
   /** The web console */
   get_console: { method: "GET", path: "/console", pathParams: [], query: [], body: null, security: [] },
   /** A file of the web console */
@@ -153,6 +157,8 @@ export const operations = Object.freeze({
   get_v1_shares: { method: "GET", path: "/v1/shares", pathParams: [], query: ["page", "limit"], body: null, security: ["user"] },
   /** The signed-in user */
   get_v1_users_me: { method: "GET", path: "/v1/users/me", pathParams: [], query: [], body: null, security: ["user"] },
+  /** Everything held about the signed-in user (GDPR access) */
+  get_v1_users_me_export: { method: "GET", path: "/v1/users/me/export", pathParams: [], query: [], body: null, security: ["user"] },
   /** Live push of device events (WebSocket) */
   get_v1_ws: { method: "GET", path: "/v1/ws", pathParams: [], query: [], body: null, security: ["user", "user_query"] },
   /** Change a client's name or redirect URIs */

@@ -153,13 +153,18 @@ impl From<axum::extract::rejection::JsonRejection> for Error {
                 ErrorCode::UnsupportedMediaType,
                 "expected Content-Type: application/json",
             ),
-            J::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                Error::new(ErrorCode::PayloadTooLarge, "request body too large")
-            }
-            J::BytesRejection(_) => {
-                Error::invalid("the request body could not be read (too slow or interrupted)")
-            }
+            J::BytesRejection(b) => b.into(),
             r => Error::new(ErrorCode::InvalidJson, r.body_text()),
+        }
+    }
+}
+
+impl From<axum::extract::rejection::BytesRejection> for Error {
+    fn from(b: axum::extract::rejection::BytesRejection) -> Error {
+        if b.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Error::new(ErrorCode::PayloadTooLarge, "request body too large")
+        } else {
+            Error::invalid("the request body could not be read (too slow or interrupted)")
         }
     }
 }

@@ -63,11 +63,13 @@ impl Actor {
             id: user_id.into(),
         }
     }
-    /// Someone who has not proven to be a user yet, named by the login name they gave.
+    /// Someone who has not proven to be a user yet, named by the login name they gave, masked
+    /// (it is an e-mail or phone number, and may belong to someone who later erases their account).
     pub fn user_candidate(username: &str) -> Actor {
+        let name: String = username.chars().take(64).collect();
         Actor {
             kind: "user_candidate",
-            id: username.chars().take(64).collect(),
+            id: crate::secret::mask::mask_contact(&name),
         }
     }
     /// A device that has not proven its identity yet, named by what it claims.
@@ -101,6 +103,11 @@ impl AuditEvent {
     }
     pub fn source_ip(mut self, ip: impl Into<String>) -> Self {
         self.0.source_ip = Some(ip.into());
+        self
+    }
+    /// The caller's address when known.
+    pub fn source_ip_opt(mut self, ip: Option<String>) -> Self {
+        self.0.source_ip = ip;
         self
     }
     pub fn detail(mut self, d: impl Into<String>) -> Self {

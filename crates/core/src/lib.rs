@@ -11,6 +11,7 @@ pub mod audit;
 pub mod auth_refusal;
 pub mod clock;
 pub mod device;
+pub mod erasure;
 mod error;
 pub mod federation;
 pub mod identity;

@@ -8,7 +8,8 @@
 //! This file owns the handle: [`Store`], [`StoreError`], opening and migrating, and `with_db!`.
 //! Each domain's statements and row types are in a file of their own (`devices`, `reports`,
 //! `accounts`, `bindings`, `developers`, `enterprises`, `access_keys`, `audit`, `oauth`, `events`,
-//! `webhooks`, `quotas`, `invitations`, `products`, `factory`, `settings`, `nonces`, `at_rest`),
+//! `webhooks`, `quotas`, `invitations`, `products`, `factory`, `settings`, `nonces`, `at_rest`,
+//! `erasure`),
 //! re-exported here so callers name everything `rampart_store::X`.
 //!
 //! This crate knows rows, not rules: validation, crypto and authorisation live in `rampart-core`.
@@ -71,6 +72,7 @@ mod commands;
 mod developers;
 mod devices;
 mod enterprises;
+mod erasure;
 mod events;
 mod factory;
 mod invitations;
@@ -93,6 +95,7 @@ pub use commands::*;
 pub use developers::*;
 pub use devices::*;
 pub use enterprises::*;
+pub use erasure::*;
 pub use events::*;
 pub use factory::*;
 pub use invitations::*;
@@ -205,9 +208,12 @@ impl Store {
             // hot rows are few, and memory should go to connections.
             .pragma("cache_size", cache(options.sqlite_cache_kib))
             .foreign_keys(true);
+        // What the API deletes (accounts, codes, tokens, erased users) is overwritten with zeros,
+        // not left in free pages where a copy of the file would still show it. The report
+        // writer's connection keeps SQLite's default: it deletes the whole journal every second.
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
-            .connect_with(opts.clone())
+            .connect_with(opts.clone().pragma("secure_delete", "ON"))
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
         // The report writer's connection: a bigger cache (the index pages that history inserts

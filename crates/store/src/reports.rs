@@ -50,6 +50,11 @@ pub(crate) struct Pending {
 }
 
 impl Pending {
+    /// Drop a device's journalled state (its rows are being deleted in the caller's transaction).
+    pub(crate) fn forget(&mut self, did: &str) {
+        self.states.remove(did);
+    }
+
     fn add(&mut self, did: &str, ts: i64, values: &Map<String, Value>) {
         match self.states.get_mut(did) {
             Some((m, t)) => {
@@ -63,7 +68,7 @@ impl Pending {
     }
 }
 
-fn lock(m: &Mutex<Pending>) -> std::sync::MutexGuard<'_, Pending> {
+pub(crate) fn lock(m: &Mutex<Pending>) -> std::sync::MutexGuard<'_, Pending> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 

@@ -1,6 +1,6 @@
 //! Request extractors: who is calling ([`auth`]: the admin token, end users, any principal,
 //! the app id header; [`developer`]: developers and managers; [`enterprise_key`]: signed
-//! enterprise requests) and how the body and query are read ([`Body`], [`Q`]), each rejection
+//! enterprise requests) and how the body and query are read ([`Body`], [`OptionalBody`], [`Q`]), each rejection
 //! answered as an `api::Error`.
 //!
 //! Extractors only establish identity and parse input; they must never decide what the caller
@@ -43,6 +43,23 @@ impl<T: serde::de::DeserializeOwned> FromRequest<AppState> for Body<T> {
         }
         let axum::Json(v) = axum::Json::<T>::from_request(req, state).await?;
         Ok(Body(v))
+    }
+}
+
+/// A JSON body that may be left out (empty or only whitespace): then `T::default()`.
+pub(crate) struct OptionalBody<T>(pub(crate) T);
+
+impl<T: serde::de::DeserializeOwned + Default> FromRequest<AppState> for OptionalBody<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: axum::extract::Request, state: &AppState) -> Result<Self, Error> {
+        let bytes = axum::body::Bytes::from_request(req, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalBody(T::default()));
+        }
+        serde_json::from_slice(&bytes)
+            .map(OptionalBody)
+            .map_err(|e| Error::new(crate::error::ErrorCode::InvalidJson, e.to_string()))
     }
 }
 

@@ -6,10 +6,9 @@
 //! `rampart_core::access::access_keys`'s. This module only maps them to HTTP.
 
 use super::schemas::{Deleted, Listed, Millis, Sorted};
-use crate::extract::{client_ip, Body, Manager};
+use crate::extract::{client_ip, Body, Manager, OptionalBody};
 use crate::openapi::ApiRouter;
 use crate::{AppState, ClientAddr, Error};
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -295,14 +294,8 @@ async fn rotate_key(
     m: Manager,
     addr: Addr,
     Path((id, key_id)): Path<(String, String)>,
-    body: Bytes,
+    OptionalBody(r): OptionalBody<Rotate>,
 ) -> Result<Json<RotatedKey>, Error> {
-    let r: Rotate = if body.iter().all(u8::is_ascii_whitespace) {
-        Rotate::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| Error::new(crate::error::ErrorCode::InvalidJson, e.to_string()))?
-    };
     let k = s
         .core
         .rotate_access_key(

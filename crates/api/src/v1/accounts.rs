@@ -8,7 +8,7 @@
 use super::schemas::{
     Accepted, ActivationPending, Active, Millis, PasswordChanged, SessionsEnded, TokenPairSchema,
 };
-use crate::extract::{client_ip, Admin, AppId, Body, User};
+use crate::extract::{client_ip, Admin, AppId, Body, OptionalBody, User};
 use crate::openapi::ApiRouter;
 use crate::{AppState, ClientAddr, Error};
 use axum::extract::State;
@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use rampart_core::identity::accounts::{Identity, NewApp};
 use rampart_core::secret::Secret;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::routes;
 
@@ -29,7 +29,8 @@ pub(crate) fn routes() -> ApiRouter {
         .routes(routes!(sign_up))
         .routes(routes!(activate))
         .routes(routes!(resend))
-        .routes(routes!(me))
+        .routes(routes!(me, delete_me))
+        .routes(routes!(export_me))
         .routes(routes!(change_password))
         .routes(routes!(reset_request))
         .routes(routes!(reset_confirm))
@@ -108,6 +109,8 @@ crate::errors!(RefreshErrors: InvalidJson, PayloadTooLarge, UnsupportedMediaType
     Internal);
 crate::errors!(LogoutErrors: Unauthorized, Internal);
 crate::errors!(MeErrors: Unauthorized, NotFound, Internal);
+crate::errors!(DeleteMeErrors: Unauthorized, InvalidJson, PayloadTooLarge, Forbidden, Busy,
+    Internal);
 crate::errors!(ChangePasswordErrors: Unauthorized, InvalidJson, PayloadTooLarge,
     UnsupportedMediaType, WeakPassword, Forbidden, Busy, Internal);
 crate::errors!(ResetConfirmErrors: InvalidJson, PayloadTooLarge, UnsupportedMediaType,
@@ -302,6 +305,92 @@ pub(crate) async fn logout_all(
     security(("user" = [])))]
 pub(crate) async fn me(State(s): State<AppState>, User(u): User) -> Result<Response, Error> {
     Ok(Json(s.core.user_view(&u.user_id).await?).into_response())
+}
+
+/// Proof that the account holder is deleting the account: the password, or nothing when the
+/// session's login is fresh.
+#[derive(Deserialize, Default, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = UserDeletion, example = json!({"password": "correct horse battery"}))]
+pub(crate) struct DeleteMe {
+    #[schema(value_type = Option<String>)]
+    password: Option<Secret>,
+}
+
+/// What deleting the account removed.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"user_id": "u_5f2a", "deleted": {"bindings": 2, "shares": 1,
+    "grants": 1, "sessions": 3, "identity_links": 0, "codes": 0}}))]
+pub(crate) struct UserDeleted {
+    user_id: String,
+    deleted: DeletedOfUser,
+}
+
+/// Rows removed with an account, by kind.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct DeletedOfUser {
+    /// the user's device bindings, and those others held through the user's shares
+    bindings: u64,
+    /// shares given or received, invitations sent or addressed to the user
+    shares: u64,
+    /// third-party (OAuth) grants with their tokens
+    grants: u64,
+    /// login sessions with their tokens
+    sessions: u64,
+    /// links to OpenID Connect providers
+    identity_links: u64,
+    /// one-time codes sent to the user's e-mail or phone
+    codes: u64,
+}
+
+#[utoipa::path(delete, path = "/v1/users/me", tag = "accounts",
+    summary = "Delete the signed-in user's account (GDPR erasure)",
+    description = "Audited (`user.delete`, under the user's id only). Needs `password`, or a login \
+        in the last 5 minutes (a wrong password counts toward the login lockout). Removes the \
+        account, its personal data (e-mail, phone), bindings, shares and invitations, third-party \
+        grants, login sessions with their tokens and provider links, in one transaction; devices \
+        the user owned become unowned. Afterwards the tokens and the login fail as for an unknown \
+        user. The body may be left out.",
+    request_body(content = Option<DeleteMe>, description = "the password"),
+    responses((status = 202, description = "deleted; what was removed", body = UserDeleted),
+        DeleteMeErrors),
+    security(("user" = [])))]
+pub(crate) async fn delete_me(
+    State(s): State<AppState>,
+    User(u): User,
+    addr: Addr,
+    OptionalBody(b): OptionalBody<DeleteMe>,
+) -> Result<Response, Error> {
+    let e = s.core.erase_user(&u, b.password, client_ip(&addr)).await?;
+    let body = UserDeleted {
+        user_id: u.user_id.clone(),
+        deleted: DeletedOfUser {
+            bindings: e.bindings,
+            shares: e.shares,
+            grants: e.grants,
+            sessions: e.sessions,
+            identity_links: e.identity_links,
+            codes: e.codes,
+        },
+    };
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+#[utoipa::path(get, path = "/v1/users/me/export", tag = "accounts",
+    summary = "Everything held about the signed-in user (GDPR access)",
+    description = "Audited (`user.export`). The account, bindings, shares given and received, \
+        third-party grants, login sessions, provider links, and the latest history (up to 1,000 \
+        entries each, newest first) of every device the user is bound to.",
+    responses((status = 200, description = "the export", body = super::export::UserExport),
+        MeErrors),
+    security(("user" = [])))]
+pub(crate) async fn export_me(
+    State(s): State<AppState>,
+    User(u): User,
+    addr: Addr,
+) -> Result<Response, Error> {
+    let e = s.core.export_user(&u, client_ip(&addr)).await?;
+    Ok(Json(super::export::UserExport::from(e)).into_response())
 }
 
 /// The old password and the new one.

@@ -13,7 +13,7 @@ use super::schemas::{
 };
 use super::{authorize, parse_did, parse_pk, Paging};
 use crate::error::ErrorCode;
-use crate::extract::{client_ip, read_capped, Body, Manager, Principal, Q};
+use crate::extract::{client_ip, read_capped, Body, Manager, OptionalBody, Principal, Q};
 use crate::openapi::ApiRouter;
 use crate::{AppState, ClientAddr, Error};
 use axum::extract::{Path, State};
@@ -39,6 +39,7 @@ pub(crate) fn routes() -> ApiRouter {
         .routes(routes!(reprovision))
         .routes(routes!(disable_device))
         .routes(routes!(enable_device))
+        .routes(routes!(delete_device))
         .routes(routes!(send_raw))
 }
 
@@ -122,6 +123,30 @@ pub(crate) struct ReprovisionWindow {
 pub(crate) struct DeviceDisabled {
     did: String,
     disabled: bool,
+}
+
+/// What deleting a device removed.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"did": "d_0001", "deleted": {"history": 1200, "bindings": 2,
+    "shares": 1, "commands": 14, "other": 3}}))]
+pub(crate) struct DeviceDeleted {
+    did: String,
+    deleted: DeletedOfDevice,
+}
+
+/// Rows removed with a device, by kind.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct DeletedOfDevice {
+    /// history entries (one per report)
+    history: u64,
+    /// users who were bound to it
+    bindings: u64,
+    /// shares and share invitations
+    shares: u64,
+    /// command records
+    commands: u64,
+    /// desired state, certificate record, OTA records, bind tokens, undelivered events
+    other: u64,
 }
 
 /// A command queued for a device whose persistent session is parked.
@@ -233,23 +258,9 @@ async fn reprovision(
     m: Manager,
     addr: Option<Extension<ClientAddr>>,
     Path(did): Path<String>,
-    body: axum::body::Bytes,
+    OptionalBody(r): OptionalBody<Reprovision>,
 ) -> Result<Response, Error> {
-    let did = parse_did(&did)?;
-    let r: Reprovision = if body.iter().all(u8::is_ascii_whitespace) {
-        Reprovision::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| Error::new(crate::error::ErrorCode::InvalidJson, e.to_string()))?
-    };
-    let caller = m.caller();
-    s.core
-        .authorize_device_for(
-            &caller,
-            did.as_str(),
-            rampart_core::access::tenancy::Act::Manage,
-        )
-        .await?;
+    let (did, caller) = managed(&s, &m, &did).await?;
     let until = s
         .core
         .open_reprovision(
@@ -267,15 +278,20 @@ async fn reprovision(
     Ok(Json(window).into_response())
 }
 
-/// Disable (`on`) or enable a device (admin, or a developer who may manage its product).
-async fn set_device_disabled(
-    s: AppState,
-    m: Manager,
-    addr: Option<Extension<ClientAddr>>,
-    did: String,
-    on: bool,
-) -> Result<Response, Error> {
-    let did = parse_did(&did)?;
+/// The device `did` names, once the caller proved they may manage it (admin, or a developer
+/// who may manage its product); with the caller, for the audit.
+async fn managed(
+    s: &AppState,
+    m: &Manager,
+    did: &str,
+) -> Result<
+    (
+        rampart_proto::ids::Did,
+        rampart_core::access::tenancy::Caller,
+    ),
+    Error,
+> {
+    let did = parse_did(did)?;
     let caller = m.caller();
     s.core
         .authorize_device_for(
@@ -284,6 +300,18 @@ async fn set_device_disabled(
             rampart_core::access::tenancy::Act::Manage,
         )
         .await?;
+    Ok((did, caller))
+}
+
+/// Disable (`on`) or enable a device (admin, or a developer who may manage its product).
+async fn set_device_disabled(
+    s: AppState,
+    m: Manager,
+    addr: Option<Extension<ClientAddr>>,
+    did: String,
+    on: bool,
+) -> Result<Response, Error> {
+    let (did, caller) = managed(&s, &m, &did).await?;
     s.core
         .set_device_disabled(did.as_str(), on, &caller.actor(), client_ip(&addr))
         .await?;
@@ -324,6 +352,40 @@ async fn enable_device(
     Path(did): Path<String>,
 ) -> Result<Response, Error> {
     set_device_disabled(s, m, addr, did, false).await
+}
+
+#[utoipa::path(delete, path = "/v1/devices/{did}", tag = "devices",
+    summary = "Delete a device and everything recorded about it",
+    description = "Audited (`device.delete`, with the counts). Owner or admin of the product (or \
+        an operator). The device's live MQTT session is closed first (DISCONNECT `0x98`) and its \
+        CONNECTs are refused; then its secrets, latest state, history, bindings, shares, commands, \
+        desired state, certificate and OTA records are removed in one transaction. There is no \
+        undo: the device can come back only by registering again as a new device.",
+    responses((status = 200, description = "deleted; what was removed", body = DeviceDeleted),
+        ManageErrors),
+    security(("admin" = []), ("developer" = [])))]
+async fn delete_device(
+    State(s): State<AppState>,
+    m: Manager,
+    addr: Option<Extension<ClientAddr>>,
+    Path(did): Path<String>,
+) -> Result<Response, Error> {
+    let (did, caller) = managed(&s, &m, &did).await?;
+    let e = s
+        .core
+        .erase_device(did.as_str(), &caller.actor(), client_ip(&addr))
+        .await?;
+    Ok(Json(DeviceDeleted {
+        did: did.as_str().to_owned(),
+        deleted: DeletedOfDevice {
+            history: e.history,
+            bindings: e.bindings,
+            shares: e.shares,
+            commands: e.commands,
+            other: e.other,
+        },
+    })
+    .into_response())
 }
 
 #[utoipa::path(get, path = "/v1/devices", tag = "devices",

@@ -17,6 +17,7 @@ pub(crate) mod developers;
 pub(crate) mod devices;
 pub(crate) mod enterprise_api;
 pub(crate) mod enterprises;
+pub(crate) mod export;
 pub(crate) mod factory;
 pub(crate) mod operators;
 pub(crate) mod ota;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
 
-const PW: &str = "velvet tundra oxide lantern";
+pub(crate) const PW: &str = "velvet tundra oxide lantern";
 
 /// A server with one product (dynamic registration) and one app serving it.
 pub(crate) struct Env {
@@ -21,7 +21,7 @@ pub(crate) struct Env {
 }
 
 impl Env {
-    async fn start() -> Env {
+    pub(crate) async fn start() -> Env {
         Env::start_with(&[]).await
     }
 
@@ -79,7 +79,7 @@ impl Env {
     }
 
     /// Every message in the outbox for `to` and `purpose`, oldest first.
-    fn outbox(&self, to: &str, purpose: &str) -> Vec<Value> {
+    pub(crate) fn outbox(&self, to: &str, purpose: &str) -> Vec<Value> {
         let dir = self.srv.data().join("outbox");
         let mut out: Vec<Value> = std::fs::read_dir(&dir)
             .map(|rd| {
@@ -146,7 +146,7 @@ impl Env {
         rows
     }
 
-    async fn login(&self, username: &str, password: &str) -> (String, String) {
+    pub(crate) async fn login(&self, username: &str, password: &str) -> (String, String) {
         let (s, v) = self.try_login(username, password).await;
         assert_eq!(s, 200, "{v}");
         assert!(v["expires_in"].as_i64().unwrap() > 0, "{v}");
@@ -156,7 +156,7 @@ impl Env {
         )
     }
 
-    async fn try_login(&self, username: &str, password: &str) -> (u16, Value) {
+    pub(crate) async fn try_login(&self, username: &str, password: &str) -> (u16, Value) {
         self.call(
             "POST",
             "/v1/login",

@@ -16,6 +16,7 @@ mod device_identity;
 mod durability;
 mod ed25519;
 mod enterprise_api;
+mod erasure;
 mod event_stream;
 mod factory;
 mod idle;

@@ -49,6 +49,7 @@ pub const DEVICE_COMMAND: &str = "device.command";
 pub const DEVICE_CONNECT: &str = "device.connect";
 /// A device connected with an RSA-1024 certificate its product allows.
 pub const DEVICE_CONNECT_WEAK_KEY: &str = "device.connect_weak_key";
+pub const DEVICE_DELETE: &str = "device.delete";
 pub const DEVICE_DISABLE: &str = "device.disable";
 pub const DEVICE_ENABLE: &str = "device.enable";
 pub const DEVICE_PASSCODE_READ: &str = "device.passcode_read";
@@ -119,6 +120,8 @@ pub const PRODUCT_SECRET_READ: &str = "product.secret_read";
 pub const PRODUCT_SECRET_ROTATE: &str = "product.secret_rotate";
 
 pub const USER_ACTIVATE: &str = "user.activate";
+pub const USER_DELETE: &str = "user.delete";
+pub const USER_EXPORT: &str = "user.export";
 pub const USER_LOCKOUT: &str = "user.lockout";
 pub const USER_LOGIN: &str = "user.login";
 pub const USER_LOGOUT: &str = "user.logout";

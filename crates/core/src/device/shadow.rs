@@ -302,6 +302,12 @@ impl Core {
         }
     }
 
+    /// The device was erased: its desired state is gone, and so is its delta.
+    pub(crate) async fn shadow_forgotten(&self, did: &str) {
+        self.shadows_loaded().await;
+        self.shadows().put(did, Values::new(), 0, &Values::new());
+    }
+
     /// A device's session opened (after authentication and presence). `resumed`: the messages
     /// of its parked session, about to be handed to it: the commands among them are now sent.
     /// Answers the message telling the device its delta (`{"desired": {...}, "version": N}` on

@@ -157,6 +157,12 @@ pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send
 /// Delivers notices. Implementations must not log the code.
 pub trait Notifier: Send + Sync + 'static {
     fn send<'a>(&'a self, notice: &'a Notice) -> SendFuture<'a>;
+
+    /// Remove every kept copy of what was sent to `recipient` (its account is being erased).
+    /// Notifiers that keep nothing, having handed the message on, do nothing.
+    fn forget<'a>(&'a self, _recipient: &'a str) -> SendFuture<'a> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// Writes each notice as `DIR/{created_at}-{purpose}-{random}.json` (mode 0600).
@@ -193,6 +199,37 @@ impl Notifier for Outbox {
                 let tmp = path.with_extension("tmp");
                 write_private(&tmp, &body)?;
                 std::fs::rename(&tmp, &path)
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("outbox {}: {e}", self.dir.display()))
+        })
+    }
+
+    fn forget<'a>(&'a self, recipient: &'a str) -> SendFuture<'a> {
+        #[derive(serde::Deserialize)]
+        struct To {
+            to: String,
+        }
+        let dir = self.dir.clone();
+        let recipient = recipient.to_owned();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let entries = match std::fs::read_dir(&dir) {
+                    Ok(rd) => rd,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                    Err(e) => return Err(e),
+                };
+                for entry in entries {
+                    let path = entry?.path();
+                    let Ok(bytes) = std::fs::read(&path) else {
+                        continue;
+                    };
+                    if serde_json::from_slice::<To>(&bytes).is_ok_and(|m| m.to == recipient) {
+                        std::fs::remove_file(&path)?;
+                    }
+                }
+                Ok(())
             })
             .await
             .map_err(|e| e.to_string())?
@@ -361,6 +398,13 @@ impl Notifier for Router {
             Channel::Email => self.email.send(notice),
             Channel::Sms => self.sms.send(notice),
         }
+    }
+
+    fn forget<'a>(&'a self, recipient: &'a str) -> SendFuture<'a> {
+        Box::pin(async move {
+            self.email.forget(recipient).await?;
+            self.sms.forget(recipient).await
+        })
     }
 }
 

@@ -8,6 +8,7 @@
 //! them ([`MasterKey::bind_legacy`]); everything else refuses them.
 
 pub mod at_rest;
+pub mod mask;
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};

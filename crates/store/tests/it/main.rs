@@ -46,6 +46,7 @@ mod commands;
 mod developers;
 mod devices;
 mod enterprises;
+mod erasure;
 mod events;
 mod factory;
 mod invitations;

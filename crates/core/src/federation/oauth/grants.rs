@@ -282,7 +282,10 @@ impl Core {
     ) -> String {
         let actor = match user_id {
             Some(u) => Actor::user(u),
-            None => Actor::user_candidate("anonymous"),
+            None => Actor {
+                kind: "user_candidate",
+                id: "anonymous".into(),
+            },
         };
         self.audit(
             event(&actor, action::OAUTH_GRANT, "denied", &ip)

@@ -370,7 +370,12 @@ impl Core {
     }
 
     /// Count a lockout that a failed try caused (metric and audit).
-    async fn user_lockout(&self, actor: &Actor, claim: lockout::LoginClaim, ip: &Option<String>) {
+    pub(crate) async fn user_lockout(
+        &self,
+        actor: &Actor,
+        claim: lockout::LoginClaim,
+        ip: &Option<String>,
+    ) {
         if let lockout::LoginClaim::Counted {
             after, locks: true, ..
         } = claim

@@ -1,0 +1,99 @@
+//! Erasure and access to one's own data (GDPR): a manufacturer deletes a device, an end user
+//! deletes their account or downloads everything held about them.
+//!
+//! Deleting is final: rows are removed, not flagged, in one store transaction per subject. The
+//! audit log keeps its entries (they name subjects by random ids, which point at nothing once the
+//! rows are gone), and the erasure itself is audited with what it removed. This module must never
+//! answer an erasure before the store committed it.
+
+pub mod user;
+
+pub use rampart_store::{DeviceErased, UserErased};
+pub use user::UserExport;
+
+use crate::access::bindings::AccessChange;
+use crate::audit::{action, Actor, AuditEvent};
+use crate::device::bus::DeviceEvent;
+use crate::{Core, Error, Result};
+use std::time::Duration;
+
+/// How long an erasure waits for the device's live session to close before going on without it.
+const SESSION_CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+impl Core {
+    /// Delete a device: its secrets, state, history, bindings, shares, commands, desired state,
+    /// certificate and OTA records. Its live session is closed first (DISCONNECT `0x98`) and
+    /// its CONNECTs are refused from the start, so nothing it sends afterwards is stored. The
+    /// caller's right to manage the device is checked by the caller. Audited (`device.delete`).
+    pub async fn erase_device(
+        &self,
+        did: &str,
+        actor: &Actor,
+        source_ip: Option<String>,
+    ) -> Result<DeviceErased> {
+        let device = self
+            .store()
+            .get_device(did)
+            .await?
+            .ok_or(Error::NotFound("device"))?;
+        let tenant = self.product_tenant(&device.product_key).await;
+        // Refused at CONNECT from now on; then the live session (if any) is told to close.
+        self.store().set_device_disabled(did, true).await?;
+        self.bus().kick(did);
+        let deadline = tokio::time::Instant::now() + SESSION_CLOSE_WAIT;
+        while self.bus().is_attached(did) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if self.bus().is_attached(did) {
+            tracing::warn!(did, "device erased while its session had not closed yet");
+        }
+        // The writer commits in queue order: once this offline mark is stored, every report the
+        // closed session handed over is stored too, and the erasure below removes it.
+        let ts = self.now_ms();
+        let barrier = self
+            .writer()
+            .presence(
+                rampart_store::PresenceRow {
+                    did: did.to_owned(),
+                    online: false,
+                    ts,
+                },
+                DeviceEvent::Offline {
+                    did: did.to_owned(),
+                    ts,
+                    reason: "deleted".to_owned(),
+                },
+            )
+            .await
+            .map_err(Error::Internal)?;
+        barrier.committed().await.map_err(Error::Internal)?;
+        let erased = self
+            .store()
+            .erase_device(did)
+            .await?
+            .ok_or(Error::NotFound("device"))?;
+        self.shadow_forgotten(did).await;
+        self.bus().event_sink().state_cleared(did);
+        self.access_changed(AccessChange::DeviceCleared {
+            did: did.to_owned(),
+        });
+        let counts = &erased;
+        let mut ev = AuditEvent::new(actor, action::DEVICE_DELETE, "ok")
+            .target(format!("device:{did}"))
+            .detail(format!(
+                "product={} history={} bindings={} shares={} commands={} other={}",
+                device.product_key,
+                counts.history,
+                counts.bindings,
+                counts.shares,
+                counts.commands,
+                counts.other
+            ))
+            .tenant_opt(tenant);
+        if let Some(ip) = source_ip {
+            ev = ev.source_ip(ip);
+        }
+        self.audit(ev).await;
+        Ok(erased)
+    }
+}

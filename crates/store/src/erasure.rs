@@ -1,0 +1,304 @@
+//! Erasure: everything held about one device or one end user removed in one transaction, so a
+//! crash leaves either all of it or none of it. Each statement's count is returned for the answer
+//! and the audit entry.
+//!
+//! Audit rows are never touched here: they name devices and users by their random ids, which
+//! become pseudonyms once the rows those ids point at are gone, and rewriting them would break
+//! the audit chain.
+
+use crate::reports::lock;
+use crate::{Db, Result, Store};
+
+/// What erasing one device removed, table by table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceErased {
+    /// History entries, reports not yet compacted included.
+    pub history: u64,
+    pub bindings: u64,
+    /// Shares and share invitations of the device.
+    pub shares: u64,
+    pub commands: u64,
+    /// Desired state, certificates, OTA records, bind tokens, queued events and dead letters.
+    pub other: u64,
+}
+
+/// What erasing one end user removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserErased {
+    pub bindings: u64,
+    /// Shares given or received, and invitations sent or addressed to the user.
+    pub shares: u64,
+    /// OAuth grants (with their codes and tokens).
+    pub grants: u64,
+    /// Login sessions (token families, with their tokens).
+    pub sessions: u64,
+    /// Links to OpenID Connect providers.
+    pub identity_links: u64,
+    /// One-time codes sent to the user's e-mail or phone.
+    pub codes: u64,
+}
+
+/// SQLite overwrites what a statement deletes with zeros while this is on, instead of leaving it
+/// in free pages. The report writer's connection has it off (compaction deletes the whole
+/// journal every second and must not pay for it), so a device erasure on that connection
+/// switches it on for its own transaction only.
+const SECURE_DELETE_ON: &str = "PRAGMA secure_delete = ON";
+const SECURE_DELETE_OFF: &str = "PRAGMA secure_delete = OFF";
+
+/// After an erasure on SQLite: copy the WAL into the database and cut it to zero bytes, so the
+/// erased rows' earlier page images do not stay readable in the WAL file.
+async fn truncate_wal(pool: &sqlx::SqlitePool) -> Result<()> {
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Statements run in order; children before the rows they reference.
+const DEVICE_TABLES: &[(&str, Part)] = &[
+    ("DELETE FROM history WHERE did = $1", Part::History),
+    ("DELETE FROM bindings WHERE did = $1", Part::Bindings),
+    ("DELETE FROM shares WHERE did = $1", Part::Shares),
+    ("DELETE FROM share_invitations WHERE did = $1", Part::Shares),
+    ("DELETE FROM commands WHERE did = $1", Part::Commands),
+    ("DELETE FROM bind_tokens WHERE did = $1", Part::Other),
+    ("DELETE FROM device_shadows WHERE did = $1", Part::Other),
+    (
+        "DELETE FROM device_certificates WHERE did = $1",
+        Part::Other,
+    ),
+    ("DELETE FROM ota_devices WHERE did = $1", Part::Other),
+    ("DELETE FROM ota_device_info WHERE did = $1", Part::Other),
+    ("DELETE FROM event_queue WHERE did = $1", Part::Other),
+    (
+        "DELETE FROM webhook_dead_letters WHERE did = $1",
+        Part::Other,
+    ),
+];
+
+#[derive(Clone, Copy)]
+enum Part {
+    History,
+    Bindings,
+    Shares,
+    Commands,
+    Other,
+}
+
+impl DeviceErased {
+    fn add(&mut self, part: Part, n: u64) {
+        let slot = match part {
+            Part::History => &mut self.history,
+            Part::Bindings => &mut self.bindings,
+            Part::Shares => &mut self.shares,
+            Part::Commands => &mut self.commands,
+            Part::Other => &mut self.other,
+        };
+        *slot += n;
+    }
+}
+
+impl Store {
+    /// Remove a device and everything recorded about it. `None` when there is no such device.
+    /// On SQLite this runs on the report writer's connection, like a wipe, so a compaction
+    /// cannot merge journalled values back into a state that no longer exists.
+    pub async fn erase_device(&self, did: &str) -> Result<Option<DeviceErased>> {
+        macro_rules! erase {
+            ($pool:expr, $sqlite:expr) => {{
+                let mut tx = $pool.begin().await?;
+                if $sqlite {
+                    sqlx::query(SECURE_DELETE_ON).execute(&mut *tx).await?;
+                }
+                let mut out = DeviceErased::default();
+                for (sql, part) in DEVICE_TABLES {
+                    let n = sqlx::query(sql)
+                        .bind(did)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    out.add(*part, n);
+                }
+                // Only SQLite journals reports before they reach the history.
+                if self.pending.is_some() {
+                    let n = sqlx::query("DELETE FROM report_journal WHERE did = $1")
+                        .bind(did)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    out.add(Part::History, n);
+                }
+                let gone = sqlx::query("DELETE FROM devices WHERE did = $1")
+                    .bind(did)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if $sqlite {
+                    sqlx::query(SECURE_DELETE_OFF).execute(&mut *tx).await?;
+                }
+                if gone == 0 {
+                    tx.rollback().await?;
+                    return Ok(None);
+                }
+                if let Some(pending) = &self.pending {
+                    lock(pending).forget(did);
+                }
+                tx.commit().await?;
+                out
+            }};
+        }
+        let out = match &self.db {
+            Db::Sqlite(p) => {
+                let pool = self.report_writer.as_ref().unwrap_or(p);
+                let out = erase!(pool, true);
+                truncate_wal(pool).await?;
+                out
+            }
+            Db::Postgres(p) => erase!(p, false),
+        };
+        Ok(Some(out))
+    }
+
+    /// Remove an end user: their bindings, shares (given and received) and invitations, OAuth
+    /// grants with their codes and tokens, login sessions with their tokens, provider links, codes
+    /// sent to their e-mail or phone, and the account row. `None` when there is no such user.
+    pub async fn erase_user(&self, user_id: &str) -> Result<Option<UserErased>> {
+        // On SQLite, the pool's connections zero what they delete (see `Store::open`).
+        let out = with_db!(self, p => {
+            let mut tx = p.begin().await?;
+            let contact: Option<(Option<String>, Option<String>)> =
+                sqlx::query_as("SELECT email, phone FROM users WHERE user_id = $1")
+                    .bind(user_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let Some((email, phone)) = contact else {
+                tx.rollback().await?;
+                return Ok(None);
+            };
+            let mut out = UserErased::default();
+            macro_rules! run {
+                ($sql:expr, $($arg:expr),*) => {
+                    sqlx::query($sql)$(.bind($arg))*.execute(&mut *tx).await?.rows_affected()
+                };
+            }
+            // Bindings that others hold through a share this user gave end with the share.
+            out.bindings += run!(
+                "DELETE FROM bindings WHERE user_id = $1 OR share_id IN \
+                 (SELECT share_id FROM shares WHERE owner_id = $1)",
+                user_id
+            );
+            out.shares += run!(
+                "DELETE FROM shares WHERE owner_id = $1 OR invitee_id = $1",
+                user_id
+            );
+            out.shares += run!(
+                "DELETE FROM share_invitations WHERE owner_id = $1 OR email = $2 OR phone = $3",
+                user_id,
+                email.as_deref(),
+                phone.as_deref()
+            );
+            run!("DELETE FROM bind_tokens WHERE created_by = $1", user_id);
+            run!(
+                "DELETE FROM oauth_tokens WHERE grant_id IN \
+                 (SELECT grant_id FROM oauth_grants WHERE user_id = $1)",
+                user_id
+            );
+            run!(
+                "DELETE FROM oauth_codes WHERE grant_id IN \
+                 (SELECT grant_id FROM oauth_grants WHERE user_id = $1)",
+                user_id
+            );
+            out.grants += run!("DELETE FROM oauth_grants WHERE user_id = $1", user_id);
+            run!(
+                "DELETE FROM tokens WHERE family_id IN \
+                 (SELECT family_id FROM token_families WHERE user_id = $1)",
+                user_id
+            );
+            out.sessions += run!("DELETE FROM token_families WHERE user_id = $1", user_id);
+            out.identity_links += run!("DELETE FROM oidc_links WHERE user_id = $1", user_id);
+            out.codes += run!(
+                "DELETE FROM user_codes WHERE recipient = $1 OR recipient = $2",
+                email.as_deref(),
+                phone.as_deref()
+            );
+            run!("DELETE FROM users WHERE user_id = $1", user_id);
+            tx.commit().await?;
+            out
+        });
+        if let Db::Sqlite(p) = &self.db {
+            truncate_wal(p).await?;
+        }
+        Ok(Some(out))
+    }
+}
+
+/// A login session of a user, as listed in their export.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct SessionSummaryRow {
+    pub family_id: String,
+    pub app_id: String,
+    pub revoked: bool,
+    pub created_at: i64,
+}
+
+/// Everything the account tables hold about one user (their devices' data is read separately).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserRecords {
+    pub user: crate::UserRow,
+    pub bindings: Vec<crate::BindingRow>,
+    /// Shares the user gave or received.
+    pub shares: Vec<crate::ShareRow>,
+    pub grants: Vec<crate::OAuthGrantRow>,
+    pub sessions: Vec<SessionSummaryRow>,
+    pub identity_links: Vec<crate::OidcLinkRow>,
+}
+
+/// Most rows of each kind in one export; a user past it holds unusually much of one kind.
+const EXPORT_ROWS: i64 = 10_000;
+
+impl Store {
+    /// Every account row about `user_id`, for their data export. `None` when there is no such user.
+    pub async fn user_records(&self, user_id: &str) -> Result<Option<UserRecords>> {
+        let Some(user) = self.get_user(user_id).await? else {
+            return Ok(None);
+        };
+        with_db!(self, p => {
+            let bindings = sqlx::query_as(
+                "SELECT b.did, b.user_id, b.role, b.share_id, b.created_at, d.product_key \
+                 FROM bindings b JOIN devices d ON d.did = b.did \
+                 WHERE b.user_id = $1 ORDER BY b.created_at, b.did LIMIT $2",
+            )
+            .bind(user_id).bind(EXPORT_ROWS).fetch_all(p).await?;
+            let shares = sqlx::query_as(
+                "SELECT share_id, did, owner_id, invitee_id, role, status, created_at, accepted_at \
+                 FROM shares WHERE owner_id = $1 OR invitee_id = $1 \
+                 ORDER BY created_at, share_id LIMIT $2",
+            )
+            .bind(user_id).bind(EXPORT_ROWS).fetch_all(p).await?;
+            let grants = sqlx::query_as(
+                "SELECT grant_id, user_id, client_id, scope, active, revoked, created_at, expires_at \
+                 FROM oauth_grants WHERE user_id = $1 ORDER BY created_at, grant_id LIMIT $2",
+            )
+            .bind(user_id).bind(EXPORT_ROWS).fetch_all(p).await?;
+            let sessions = sqlx::query_as(
+                "SELECT family_id, app_id, revoked, created_at FROM token_families \
+                 WHERE user_id = $1 ORDER BY created_at, family_id LIMIT $2",
+            )
+            .bind(user_id).bind(EXPORT_ROWS).fetch_all(p).await?;
+            let identity_links = sqlx::query_as(
+                "SELECT provider, subject, user_id, email, created_at FROM oidc_links \
+                 WHERE user_id = $1 ORDER BY created_at, provider LIMIT $2",
+            )
+            .bind(user_id).bind(EXPORT_ROWS).fetch_all(p).await?;
+            Ok(Some(UserRecords { user, bindings, shares, grants, sessions, identity_links }))
+        })
+    }
+
+    /// When the login session `family_id` began (Unix ms), if it exists and is not revoked.
+    pub async fn session_started_at(&self, family_id: &str) -> Result<Option<i64>> {
+        let sql = "SELECT created_at FROM token_families WHERE family_id = $1 AND revoked = $2";
+        Ok(
+            with_db!(self, p => sqlx::query_scalar(sql).bind(family_id).bind(false)
+            .fetch_optional(p).await?),
+        )
+    }
+}
