@@ -1052,7 +1052,10 @@ pub(crate) async fn authorize_device(
             .map_err(Error::from)
     };
     match outcome {
-        Ok(_) => Ok(o.actor()),
+        Ok(_) => {
+            audit_grant_use(s, o, format!("device:{did}"), needed, addr).await;
+            Ok(o.actor())
+        }
         Err(e) => {
             let mut ev = AuditEvent::new(
                 &o.actor(),
@@ -1070,6 +1073,16 @@ pub(crate) async fn authorize_device(
     }
 }
 
+/// What a third party did with a grant is on record like what it was refused: the client and the
+/// user (the actor), what it reached (the target), the grant and the scope it used.
+async fn audit_grant_use(s: &AppState, o: &OAuthSession, target: String, scope: &str, addr: &Addr) {
+    let ev = AuditEvent::new(&o.actor(), action::OAUTH_ACCESS, "ok")
+        .target(target)
+        .source_ip_opt(client_ip(addr))
+        .detail(format!("grant={} scope={scope}", o.grant_id));
+    s.core.audit(ev).await;
+}
+
 /// `GET /v1/bindings` for the user's own token or a third-party token with `devices:read`.
 #[utoipa::path(get, path = "/v1/bindings", tag = "bindings",
     summary = "The user's devices, newest first",
@@ -1080,13 +1093,17 @@ pub(crate) async fn authorize_device(
 pub(crate) async fn list_bindings(
     State(s): State<AppState>,
     p: Principal,
+    addr: Addr,
     Q(q): Q<PageQuery>,
 ) -> Result<Sorted<Page<rampart_core::access::bindings::BindingView>>, Error> {
     let user_id = match p {
         Principal::User(u) => {
             return crate::v1::bindings::list_bindings(State(s), User(u), Q(q)).await;
         }
-        Principal::OAuth(o) if o.scopes.read => o.user_id,
+        Principal::OAuth(o) if o.scopes.read => {
+            audit_grant_use(&s, &o, format!("user:{}", o.user_id), Scopes::READ, &addr).await;
+            o.user_id
+        }
         Principal::OAuth(_) => {
             return Err(Error::new(
                 crate::error::ErrorCode::InsufficientScope,

@@ -359,6 +359,36 @@ async fn third_party_reaches_only_what_the_user_may_within_its_scopes() {
     let mut want = vec![mine.as_str(), shared.as_str()];
     want.sort();
     assert_eq!(dids, want);
+    // each successful read is on record: the client and the user, what was read, the grant
+    let store = rampart_store::Store::open_sqlite(&env.srv.data().join("rampart.db"))
+        .await
+        .unwrap();
+    let reads = store.list_audit(Some("oauth.access"), 10).await.unwrap();
+    store.close().await;
+    let seen: Vec<(&str, &str)> = reads
+        .iter()
+        .map(|r| (r.actor_kind.as_str(), r.target.as_deref().unwrap_or("")))
+        .collect();
+    let me = format!("device:{mine}");
+    assert_eq!(
+        seen.iter()
+            .filter(|(k, t)| *k == "oauth_client" && *t == me)
+            .count(),
+        2,
+        "the device and its history: {reads:?}"
+    );
+    assert!(
+        seen.iter().any(|(_, t)| t.starts_with("user:")),
+        "{reads:?}"
+    );
+    for r in &reads {
+        assert!(r.actor_id.starts_with(&format!("{id}/")), "{r:?}");
+        let d = r.detail.as_deref().unwrap_or("");
+        assert!(
+            d.starts_with("grant=") && d.contains("scope=devices:read"),
+            "{r:?}"
+        );
+    }
     let cmd = json!({"set": {"power": true}});
     let (s, v) = env
         .call(

@@ -88,6 +88,9 @@ pub const FACTORY_CREDENTIAL_CREATE: &str = "factory.credential_create";
 pub const FACTORY_CREDENTIAL_REVOKE: &str = "factory.credential_revoke";
 pub const FACTORY_ISSUE: &str = "factory.issue";
 
+/// A third party read or controlled something through a user's grant (the actor names the client
+/// and the user; the detail names the grant and the scope used).
+pub const OAUTH_ACCESS: &str = "oauth.access";
 pub const OAUTH_CLIENT_AUTH: &str = "oauth.client_auth";
 pub const OAUTH_CLIENT_DELETE: &str = "oauth.client_delete";
 pub const OAUTH_CLIENT_REGISTER: &str = "oauth.client_register";
