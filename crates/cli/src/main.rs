@@ -7,7 +7,7 @@ mod http;
 mod output;
 
 use clap::{Parser, Subcommand};
-use commands::{admin, audit, config, device, events, factory, product, serve, status};
+use commands::{admin, audit, backup, config, device, events, factory, product, serve, status};
 use common::AnyResult;
 use std::process::ExitCode;
 
@@ -63,6 +63,10 @@ enum Cmd {
         #[command(subcommand)]
         cmd: audit::AuditCmd,
     },
+    /// Write an encrypted backup of the data directory (database and uploads) while the server runs.
+    Backup(backup::BackupArgs),
+    /// Restore a backup into a data directory that holds the backup's master.key.
+    Restore(backup::RestoreArgs),
     /// Load generator: connect, ingest and command scenarios against Rampart or any MQTT broker.
     Bench {
         #[command(subcommand)]
@@ -108,6 +112,8 @@ async fn run(cli: Cli) -> AnyResult {
         Cmd::Admin { cmd } => admin::run(cmd).await,
         Cmd::Status(a) => status::run(a).await,
         Cmd::Audit { cmd } => audit::run(cmd).await,
+        Cmd::Backup(a) => backup::backup(a).await,
+        Cmd::Restore(a) => backup::restore(a),
         Cmd::Bench { cmd } => rampart_bench::run(cmd).await,
     }
 }

@@ -9,6 +9,7 @@
 pub mod access;
 pub mod audit;
 pub mod auth_refusal;
+pub mod backup;
 pub mod clock;
 pub mod device;
 pub mod erasure;

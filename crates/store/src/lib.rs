@@ -31,6 +31,9 @@ pub enum StoreError {
     Conflict,
     #[error("invalid store URL: {0}")]
     Url(String),
+    /// Something this backend cannot do (the message says what to use instead).
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -66,6 +69,7 @@ mod accounts;
 mod admin_tokens;
 pub mod at_rest;
 mod audit;
+mod backup;
 mod bindings;
 mod certificates;
 mod commands;

@@ -3,6 +3,7 @@
 
 pub(crate) mod admin;
 pub(crate) mod audit;
+pub(crate) mod backup;
 pub(crate) mod config;
 pub(crate) mod device;
 pub(crate) mod events;

@@ -5,6 +5,7 @@
 mod account_settings;
 mod accounts;
 mod at_rest;
+mod backup;
 mod certificates;
 mod cli;
 mod cli_online;

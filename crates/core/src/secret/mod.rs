@@ -119,6 +119,8 @@ pub struct MasterKey {
     cipher: Aes256Gcm,
     /// HMAC key of the audit chain, derived from the master key with HKDF-SHA256.
     audit_key: Zeroizing<[u8; 32]>,
+    /// The key itself, for keys derived from it for other purposes (backups).
+    raw: Zeroizing<[u8; 32]>,
 }
 
 impl fmt::Debug for MasterKey {
@@ -136,7 +138,23 @@ impl MasterKey {
         MasterKey {
             cipher: Aes256Gcm::new(key.into()),
             audit_key,
+            raw: Zeroizing::new(*key),
         }
+    }
+
+    /// A key for one purpose (`label`) and one use (`salt`), derived with HKDF-SHA256; the master
+    /// key itself never leaves this type.
+    pub fn derive(&self, label: &[u8], salt: &[u8]) -> Zeroizing<[u8; 32]> {
+        let mut out = Zeroizing::new([0u8; 32]);
+        // 32 bytes is far below HKDF-SHA256's output limit, so expand cannot fail.
+        let _ = hkdf::Hkdf::<Sha256>::new(Some(salt), &self.raw[..]).expand(label, &mut out[..]);
+        out
+    }
+
+    /// A name for this key that reveals nothing about it (16 hex characters), so a file made
+    /// with it can say which key it needs.
+    pub fn key_id(&self) -> String {
+        hex::encode(&self.derive(b"rampart key id v1", b"")[..8])
     }
 
     /// HMAC-SHA256 of `data` under the audit chain's key, lowercase hex.
