@@ -26,7 +26,11 @@ impl Env {
     }
 
     pub(crate) async fn start_with(vars: &[(&str, &str)]) -> Env {
-        let srv = Server::start_with(vars).await;
+        Env::on(Server::start_with(vars).await).await
+    }
+
+    /// The product and app of every `Env`, on a server started elsewhere.
+    pub(crate) async fn on(srv: Server) -> Env {
         let (pk, ps) = srv.product(true, false).await;
         let (s, v) = srv
             .admin(
@@ -96,7 +100,7 @@ impl Env {
 
     /// Wait until the outbox holds more than `seen` messages for `to`, and return the newest code.
     /// (Messages are written by a background task; the file is the only signal.)
-    async fn code(&self, to: &str, purpose: &str, seen: usize) -> String {
+    pub(crate) async fn code(&self, to: &str, purpose: &str, seen: usize) -> String {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let msgs = self.outbox(to, purpose);

@@ -24,6 +24,7 @@ mod idle;
 mod in_process;
 mod interop;
 mod limits;
+mod masking;
 mod metrics_access;
 mod mqtt;
 mod mqtt_attacks;
