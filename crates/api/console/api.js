@@ -27,6 +27,8 @@ export const operations = Object.freeze({
   delete_v1_oauth_clients_clientid: { method: "DELETE", path: "/v1/oauth/clients/{client_id}", pathParams: ["client_id"], query: [], body: null, security: ["admin", "developer"] },
   /** Revoke a grant and its tokens */
   delete_v1_oauth_grants_grantid: { method: "DELETE", path: "/v1/oauth/grants/{grant_id}", pathParams: ["grant_id"], query: [], body: null, security: ["user"] },
+  /** Delete a product with its devices and everything recorded about them */
+  delete_v1_products_productkey: { method: "DELETE", path: "/v1/products/{product_key}", pathParams: ["product_key"], query: [], body: null, security: ["admin", "developer"] },
   /** Stop trusting a CA */
   delete_v1_products_productkey_ca_certificates_caid: { method: "DELETE", path: "/v1/products/{product_key}/ca-certificates/{ca_id}", pathParams: ["product_key", "ca_id"], query: [], body: null, security: ["admin", "developer"] },
   /** Delete a firmware image */

@@ -302,3 +302,236 @@ impl Store {
         )
     }
 }
+
+/// What erasing a product removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProductErased {
+    pub devices: u64,
+    /// History entries of its devices.
+    pub history: u64,
+    /// Bindings, shares and invitations of its devices.
+    pub bindings: u64,
+    pub firmware: u64,
+    pub campaigns: u64,
+    /// Factory identities, batches and credentials, allowlisted ids.
+    pub factory: u64,
+    /// Everything else: commands, desired states, certificate records, CAs and CRLs, the OTA key,
+    /// access-key links, event subscriptions, queued events, dead letters.
+    pub other: u64,
+    /// SHA-256 of the firmware images it held (their files may now be unused).
+    pub firmware_hashes: Vec<String>,
+}
+
+/// The devices of product `$1`, for the statements below.
+macro_rules! of_product {
+    ($sql:literal) => {
+        concat!(
+            $sql,
+            " WHERE did IN (SELECT did FROM devices WHERE product_key = $1)"
+        )
+    };
+}
+
+/// Statements run in order; children before the rows they reference.
+const PRODUCT_TABLES: &[(&str, ProductPart)] = &[
+    (of_product!("DELETE FROM history"), ProductPart::History),
+    (of_product!("DELETE FROM bindings"), ProductPart::Bindings),
+    (of_product!("DELETE FROM shares"), ProductPart::Bindings),
+    (
+        of_product!("DELETE FROM share_invitations"),
+        ProductPart::Bindings,
+    ),
+    (of_product!("DELETE FROM commands"), ProductPart::Other),
+    (of_product!("DELETE FROM bind_tokens"), ProductPart::Other),
+    (
+        of_product!("DELETE FROM device_shadows"),
+        ProductPart::Other,
+    ),
+    (
+        of_product!("DELETE FROM device_certificates"),
+        ProductPart::Other,
+    ),
+    (
+        of_product!("DELETE FROM ota_device_info"),
+        ProductPart::Other,
+    ),
+    (
+        "DELETE FROM ota_devices WHERE campaign_id IN \
+         (SELECT campaign_id FROM ota_campaigns WHERE product_key = $1)",
+        ProductPart::Other,
+    ),
+    (
+        "DELETE FROM ota_campaigns WHERE product_key = $1",
+        ProductPart::Campaigns,
+    ),
+    (
+        "DELETE FROM firmware WHERE product_key = $1",
+        ProductPart::Firmware,
+    ),
+    (
+        "DELETE FROM ota_keys WHERE product_key = $1",
+        ProductPart::Other,
+    ),
+    (
+        "DELETE FROM event_queue WHERE product_key = $1",
+        ProductPart::Other,
+    ),
+    (
+        "DELETE FROM webhook_dead_letters WHERE product_key = $1",
+        ProductPart::Other,
+    ),
+    (
+        "DELETE FROM event_groups WHERE product_key = $1",
+        ProductPart::Other,
+    ),
+    (
+        "DELETE FROM product_crls WHERE ca_id IN \
+         (SELECT ca_id FROM product_cas WHERE product_key = $1)",
+        ProductPart::Other,
+    ),
+    (
+        "DELETE FROM product_cas WHERE product_key = $1",
+        ProductPart::Other,
+    ),
+    (
+        "DELETE FROM access_key_products WHERE product_key = $1",
+        ProductPart::Other,
+    ),
+    (
+        "DELETE FROM devices WHERE product_key = $1",
+        ProductPart::Devices,
+    ),
+    (
+        "DELETE FROM factory_identities WHERE product_key = $1",
+        ProductPart::Factory,
+    ),
+    (
+        "DELETE FROM factory_batches WHERE product_key = $1",
+        ProductPart::Factory,
+    ),
+    (
+        "DELETE FROM factory_credentials WHERE product_key = $1",
+        ProductPart::Factory,
+    ),
+    (
+        "DELETE FROM allowlist WHERE product_key = $1",
+        ProductPart::Factory,
+    ),
+];
+
+#[derive(Clone, Copy)]
+enum ProductPart {
+    Devices,
+    History,
+    Bindings,
+    Firmware,
+    Campaigns,
+    Factory,
+    Other,
+}
+
+impl ProductErased {
+    fn add(&mut self, part: ProductPart, n: u64) {
+        let slot = match part {
+            ProductPart::Devices => &mut self.devices,
+            ProductPart::History => &mut self.history,
+            ProductPart::Bindings => &mut self.bindings,
+            ProductPart::Firmware => &mut self.firmware,
+            ProductPart::Campaigns => &mut self.campaigns,
+            ProductPart::Factory => &mut self.factory,
+            ProductPart::Other => &mut self.other,
+        };
+        *slot += n;
+    }
+}
+
+impl Store {
+    /// The ids of a product's devices.
+    pub async fn product_device_ids(&self, product_key: &str) -> Result<Vec<String>> {
+        let sql = "SELECT did FROM devices WHERE product_key = $1 ORDER BY did";
+        Ok(with_db!(self, p => sqlx::query_scalar(sql).bind(product_key).fetch_all(p).await?))
+    }
+
+    /// Refuse every device of a product at CONNECT from now on (the first step of its erasure).
+    pub async fn disable_product_devices(&self, product_key: &str) -> Result<u64> {
+        let sql = "UPDATE devices SET disabled = $1 WHERE product_key = $2";
+        Ok(
+            with_db!(self, p => sqlx::query(sql).bind(true).bind(product_key)
+            .execute(p).await?.rows_affected()),
+        )
+    }
+
+    /// Remove a product with its devices and everything recorded about them, its firmware,
+    /// campaigns, OTA key, CAs, factory identities, batches and credentials, and allowlist, in
+    /// one transaction. `None` when there is no such product.
+    pub async fn erase_product(&self, product_key: &str) -> Result<Option<ProductErased>> {
+        macro_rules! erase {
+            ($pool:expr, $sqlite:expr) => {{
+                let mut tx = $pool.begin().await?;
+                if $sqlite {
+                    sqlx::query(SECURE_DELETE_ON).execute(&mut *tx).await?;
+                }
+                let mut out = ProductErased {
+                    firmware_hashes: sqlx::query_scalar(
+                        "SELECT DISTINCT sha256 FROM firmware WHERE product_key = $1",
+                    )
+                    .bind(product_key)
+                    .fetch_all(&mut *tx)
+                    .await?,
+                    ..Default::default()
+                };
+                let dids: Vec<String> =
+                    sqlx::query_scalar("SELECT did FROM devices WHERE product_key = $1")
+                        .bind(product_key)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                if self.pending.is_some() {
+                    let n = sqlx::query(of_product!("DELETE FROM report_journal"))
+                        .bind(product_key)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    out.add(ProductPart::History, n);
+                }
+                for (sql, part) in PRODUCT_TABLES {
+                    let n = sqlx::query(sql)
+                        .bind(product_key)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    out.add(*part, n);
+                }
+                let gone = sqlx::query("DELETE FROM products WHERE product_key = $1")
+                    .bind(product_key)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if $sqlite {
+                    sqlx::query(SECURE_DELETE_OFF).execute(&mut *tx).await?;
+                }
+                if gone == 0 {
+                    tx.rollback().await?;
+                    return Ok(None);
+                }
+                if let Some(pending) = &self.pending {
+                    let mut g = lock(pending);
+                    for did in &dids {
+                        g.forget(did);
+                    }
+                }
+                tx.commit().await?;
+                out
+            }};
+        }
+        let out = match &self.db {
+            Db::Sqlite(p) => {
+                let pool = self.report_writer.as_ref().unwrap_or(p);
+                let out = erase!(pool, true);
+                truncate_wal(pool).await?;
+                out
+            }
+            Db::Postgres(p) => erase!(p, false),
+        };
+        Ok(Some(out))
+    }
+}

@@ -26,7 +26,7 @@ type Addr = Option<Extension<ClientAddr>>;
 pub(crate) fn routes() -> ApiRouter {
     ApiRouter::new()
         .routes(routes!(create_product, list_products))
-        .routes(routes!(get_product))
+        .routes(routes!(get_product, delete_product))
         .routes(routes!(allowlist_add))
         .routes(routes!(allowlist_upload))
         .routes(routes!(product_secret))
@@ -210,6 +210,70 @@ async fn get_product(
         .await?;
     let p = s.core.product(pk.as_str()).await?;
     Ok(Json(ProductView::from(&*p)).into_response())
+}
+
+/// What deleting a product removed.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"product_key": "pk_1a2b3c", "deleted": {"devices": 120, "history": 88000,
+    "bindings": 95, "firmware": 3, "campaigns": 2, "factory": 500, "other": 41}}))]
+pub(crate) struct ProductDeleted {
+    product_key: String,
+    deleted: DeletedOfProduct,
+}
+
+/// Rows removed with a product, by kind.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct DeletedOfProduct {
+    devices: u64,
+    /// history entries of its devices
+    history: u64,
+    /// bindings, shares and share invitations of its devices
+    bindings: u64,
+    /// firmware images (a file goes when no other record uses it)
+    firmware: u64,
+    campaigns: u64,
+    /// factory identities, batches and credentials, allowlisted ids
+    factory: u64,
+    /// commands, desired states, certificate records, CAs and CRLs, the OTA key, access-key
+    /// links, event subscriptions, queued events, dead letters
+    other: u64,
+}
+
+#[utoipa::path(delete, path = "/v1/products/{product_key}", tag = "products",
+    summary = "Delete a product with its devices and everything recorded about them",
+    description = "Audited (`product.delete`, with the counts). Needs the secrets right (the \
+        product's owner, or an operator). Every device of the product is refused at CONNECT from the \
+        first moment and its live session closed (DISCONNECT `0x98`); then the product, its devices \
+        with their secrets, state, history, bindings and shares, its firmware, campaigns, OTA key, \
+        CAs and CRLs, factory identities, batches and credentials and its allowlist are removed in one \
+        transaction. There is no undo.",
+    responses((status = 200, description = "deleted; what was removed", body = ProductDeleted),
+        ReadErrors),
+    security(("admin" = []), ("developer" = [])))]
+async fn delete_product(
+    State(s): State<AppState>,
+    m: Manager,
+    addr: Addr,
+    Path(pk): Path<String>,
+) -> Result<Response, Error> {
+    let pk = parse_pk(&pk)?;
+    let e = s
+        .core
+        .erase_product(&m.caller(), pk.as_str(), client_ip(&addr))
+        .await?;
+    Ok(Json(ProductDeleted {
+        product_key: pk.as_str().to_owned(),
+        deleted: DeletedOfProduct {
+            devices: e.devices,
+            history: e.history,
+            bindings: e.bindings,
+            firmware: e.firmware,
+            campaigns: e.campaigns,
+            factory: e.factory,
+            other: e.other,
+        },
+    })
+    .into_response())
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -280,3 +280,72 @@ async fn an_old_login_needs_the_password_to_erase() {
         .await;
     assert_eq!(st, 401, "{v}");
 }
+
+/// A product is deleted with its devices: a live device is disconnected (0x98) and refused from
+/// then on, its user loses the binding, the product, its devices and its factory batch are gone,
+/// another product's device keeps working, and the audit entry counts what went.
+#[tokio::test]
+async fn deleting_a_product_takes_its_devices_and_factory_identities() {
+    let env = Env::start().await;
+    let srv = &env.srv;
+    let (did, secret, passcode) = env.device().await;
+    let (other_did, _, _) = env.device().await;
+    let (ada, _) = env.user(&format!("ada-{}@example.com", nonce())).await;
+    let (st, v) = env.bind(&ada, &did, &passcode).await;
+    assert_eq!(st, 201, "{v}");
+    let (st, v) = srv
+        .admin(
+            "POST",
+            &format!("/v1/products/{}/factory-batches", env.pk),
+            Some(json!({"count": 3})),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let (pk2, ps2) = srv.product(true, false).await;
+    let (keep, keep_secret, _) = srv.register(&pk2, &ps2, &format!("hw-{}", nonce())).await;
+    let mut s = raw::session(srv, &did, &secret, 30).await;
+
+    let (st, v) = srv
+        .admin("DELETE", &format!("/v1/products/{}", env.pk), None)
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["product_key"], env.pk.as_str(), "{v}");
+    assert_eq!(v["deleted"]["devices"], 2, "{v}");
+    assert_eq!(v["deleted"]["bindings"], 1, "{v}");
+    assert_eq!(
+        v["deleted"]["factory"], 4,
+        "three identities and their batch: {v}"
+    );
+    raw::expect_disconnect(&mut s, 0x98).await;
+
+    for path in [
+        format!("/v1/products/{}", env.pk),
+        format!("/v1/devices/{did}"),
+        format!("/v1/devices/{other_did}"),
+    ] {
+        let (st, v) = srv.admin("GET", &path, None).await;
+        assert_error(st, &v, 404, "NOT_FOUND");
+    }
+    let (st, v) = env.call("GET", "/v1/bindings", Some(&ada), None).await;
+    assert_eq!((st, &v["data"]), (200, &json!([])), "{v}");
+    let (u, p) = creds(&did, &secret);
+    let (_, connack) = raw::connect_with(srv, &raw::connect_v5_keepalive(&did, &u, &p, 30)).await;
+    assert_ne!(raw::body(&connack)[1], 0x00, "{connack:02x?}");
+    let (st, v) = srv
+        .admin("DELETE", &format!("/v1/products/{}", env.pk), None)
+        .await;
+    assert_error(st, &v, 404, "NOT_FOUND");
+
+    // The other product is untouched.
+    raw::session(srv, &keep, &keep_secret, 30).await;
+    let rows = env.audit("product.delete").await;
+    assert_eq!(rows.len(), 1);
+    assert!(
+        rows[0]
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.starts_with("devices=2 ")),
+        "{:?}",
+        rows[0].detail
+    );
+}

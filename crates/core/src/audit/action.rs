@@ -118,6 +118,7 @@ pub const PRODUCT_CA_ADD: &str = "product.ca_add";
 pub const PRODUCT_CA_DELETE: &str = "product.ca_delete";
 pub const PRODUCT_CRL: &str = "product.crl";
 pub const PRODUCT_CREATE: &str = "product.create";
+pub const PRODUCT_DELETE: &str = "product.delete";
 pub const PRODUCT_IDENTITY: &str = "product.identity";
 pub const PRODUCT_SECRET_READ: &str = "product.secret_read";
 pub const PRODUCT_SECRET_ROTATE: &str = "product.secret_rotate";

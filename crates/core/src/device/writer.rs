@@ -41,6 +41,8 @@ enum Row {
     Report(ReportRow),
     Presence(PresenceRow),
     Connect(ConnectRow),
+    /// Writes nothing: its receipt resolves once everything queued before it is committed.
+    Barrier,
 }
 
 struct Job {
@@ -126,6 +128,12 @@ impl ReportWriter {
         self.queue(Row::Connect(row), None, None, false)
             .await
             .map(|_| ())
+    }
+
+    /// Resolves once everything queued before it is committed (for an erasure, which must run
+    /// after the last write of what it erases).
+    pub(crate) async fn barrier(&self) -> Result<ReportReceipt, String> {
+        self.queue(Row::Barrier, None, None, true).await
     }
 
     async fn queue(
@@ -215,6 +223,7 @@ async fn run(
                     connects.push(c);
                     false
                 }
+                Row::Barrier => false,
             };
             waiters.extend(job.done);
             if stale {

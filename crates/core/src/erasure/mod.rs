@@ -8,10 +8,11 @@
 
 pub mod user;
 
-pub use rampart_store::{DeviceErased, UserErased};
+pub use rampart_store::{DeviceErased, ProductErased, UserErased};
 pub use user::UserExport;
 
 use crate::access::bindings::AccessChange;
+use crate::access::tenancy::{Act, Caller};
 use crate::audit::{action, Actor, AuditEvent};
 use crate::device::bus::DeviceEvent;
 use crate::{Core, Error, Result};
@@ -88,6 +89,76 @@ impl Core {
                 counts.shares,
                 counts.commands,
                 counts.other
+            ))
+            .tenant_opt(tenant);
+        if let Some(ip) = source_ip {
+            ev = ev.source_ip(ip);
+        }
+        self.audit(ev).await;
+        Ok(erased)
+    }
+
+    /// Delete a product (its owner, or an operator) with its devices and everything recorded
+    /// about them, its firmware (the files no other record uses), campaigns, OTA key, CAs and
+    /// CRLs, factory identities, batches and credentials, and allowlist. Every device is refused
+    /// at CONNECT first and its live session closed, as for one device. Audited
+    /// (`product.delete`, with the counts).
+    pub async fn erase_product(
+        &self,
+        caller: &Caller,
+        product_key: &str,
+        source_ip: Option<String>,
+    ) -> Result<ProductErased> {
+        self.authorize_product(caller, product_key, Act::Secrets)
+            .await?;
+        let tenant = self.product_tenant(product_key).await;
+        self.store().disable_product_devices(product_key).await?;
+        let dids = self.store().product_device_ids(product_key).await?;
+        for did in &dids {
+            self.bus().kick(did);
+        }
+        let deadline = tokio::time::Instant::now() + SESSION_CLOSE_WAIT;
+        let mut open: Vec<&String> = dids.iter().filter(|d| self.bus().is_attached(d)).collect();
+        while !open.is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            open.retain(|d| self.bus().is_attached(d));
+        }
+        if !open.is_empty() {
+            tracing::warn!(
+                product_key,
+                sessions = open.len(),
+                "product erased while some of its sessions had not closed yet"
+            );
+        }
+        self.writer()
+            .barrier()
+            .await
+            .map_err(Error::Internal)?
+            .committed()
+            .await
+            .map_err(Error::Internal)?;
+        let erased = self
+            .store()
+            .erase_product(product_key)
+            .await?
+            .ok_or(Error::NotFound("product"))?;
+        for did in &dids {
+            self.shadow_forgotten(did).await;
+            self.bus().event_sink().state_cleared(did);
+            self.access_changed(AccessChange::DeviceCleared { did: did.clone() });
+        }
+        self.forget_product(product_key);
+        let mut ev = AuditEvent::new(&caller.actor(), action::PRODUCT_DELETE, "ok")
+            .target(format!("product:{product_key}"))
+            .detail(format!(
+                "devices={} history={} bindings={} firmware={} campaigns={} factory={} other={}",
+                erased.devices,
+                erased.history,
+                erased.bindings,
+                erased.firmware,
+                erased.campaigns,
+                erased.factory,
+                erased.other
             ))
             .tenant_opt(tenant);
         if let Some(ip) = source_ip {

@@ -170,7 +170,43 @@ async fn a_users_records_are_read_for_their_export(s: Store) {
     assert!(s.user_records("nobody").await.unwrap().is_none());
 }
 
+async fn erasing_a_product_removes_its_devices_and_its_own_rows(s: Store) {
+    with_a_used_device(&s).await;
+    s.insert_factory_batch("b1", "accpk", &[("s1".to_string(), vec![1u8])], 1)
+        .await
+        .unwrap();
+    devices_of(&s, "otherpk", &[("dev_c", "hw-dev_c")]).await;
+    s.insert_binding("dev_c", "u1", "owner", None, 1)
+        .await
+        .unwrap();
+    assert_eq!(s.disable_product_devices("accpk").await.unwrap(), 2);
+    assert_eq!(
+        s.product_device_ids("accpk").await.unwrap(),
+        ["dev_a", "dev_b"]
+    );
+    let e = s.erase_product("accpk").await.unwrap().unwrap();
+    assert_eq!((e.devices, e.history, e.bindings), (2, 3, 4), "{e:?}");
+    assert_eq!((e.factory, e.firmware, e.campaigns), (2, 0, 0), "{e:?}");
+    assert!(s.get_product("accpk").await.unwrap().is_none());
+    assert!(s.get_device("dev_a").await.unwrap().is_none());
+    assert!(s.get_factory_identity("s1").await.unwrap().is_none());
+    s.compact_reports().await.unwrap();
+    assert!(s
+        .history("dev_a", None, 0, i64::MAX, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    // The other product and its device are untouched.
+    assert!(s.get_device("dev_c").await.unwrap().is_some());
+    assert_eq!(
+        s.binding_role("dev_c", "u1").await.unwrap().as_deref(),
+        Some("owner")
+    );
+    assert_eq!(s.erase_product("accpk").await.unwrap(), None);
+}
+
 store_cases! {
+    erasing_a_product_removes_its_devices_and_its_own_rows,
     a_users_records_are_read_for_their_export,
     erasing_a_device_removes_what_refers_to_it,
     erasing_a_user_removes_their_account_bindings_and_shares,
