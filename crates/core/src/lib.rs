@@ -10,6 +10,7 @@ pub mod access;
 pub mod audit;
 pub mod auth_refusal;
 pub mod clock;
+pub mod cluster;
 pub mod device;
 mod error;
 pub mod federation;

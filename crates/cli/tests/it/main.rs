@@ -8,6 +8,7 @@ mod at_rest;
 mod certificates;
 mod cli;
 mod cli_online;
+mod cluster;
 mod commands;
 mod console;
 mod deploy;
