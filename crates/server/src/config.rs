@@ -710,6 +710,7 @@ impl Default for Config {
             limits: Default::default(),
             uploads: UploadsConfig::default(),
             ota: OtaConfig::default(),
+            cluster: ClusterConfig::default(),
             admin_token: None,
         }
     }

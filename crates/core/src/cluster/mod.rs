@@ -138,34 +138,40 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let js = async_nats::jetstream::new(client.clone());
-        let bucket = |name: &str, max_age: Duration, history: i64| kv::Config {
-            bucket: format!("{}_{name}", cfg.subject_prefix),
-            history,
-            max_age,
-            storage: async_nats::jetstream::stream::StorageType::File,
-            num_replicas: cfg.replicas.max(1),
-            ..Default::default()
-        };
-        let open = |c: kv::Config| {
+        // The bucket's stream is made here, in the key-value layout (`KV_{bucket}` on
+        // `$KV.{bucket}.>`): the client's own bucket creation first reads account fields that
+        // NATS servers before 2.10 do not send, and fails there.
+        let open = |name: &str, max_age: Duration| {
             let js = js.clone();
+            let bucket = format!("{}_{name}", cfg.subject_prefix);
+            let stream = async_nats::jetstream::stream::Config {
+                name: format!("KV_{bucket}"),
+                subjects: vec![format!("$KV.{bucket}.>")],
+                max_messages_per_subject: 1,
+                max_age,
+                storage: async_nats::jetstream::stream::StorageType::File,
+                num_replicas: cfg.replicas.max(1),
+                allow_rollup: true,
+                deny_delete: true,
+                allow_direct: true,
+                discard: async_nats::jetstream::stream::DiscardPolicy::New,
+                ..Default::default()
+            };
             async move {
-                let name = c.bucket.clone();
-                match js.get_key_value(&name).await {
-                    Ok(s) => Ok(s),
-                    Err(_) => match js.create_key_value(c).await {
-                        Ok(s) => Ok(s),
-                        // Another node created it in between.
-                        Err(_) => js
-                            .get_key_value(&name)
-                            .await
-                            .map_err(|e| nats_err("opening a bucket", e)),
-                    },
+                if let Ok(s) = js.get_key_value(&bucket).await {
+                    return Ok(s);
                 }
+                // Another node may create it at the same moment: either way it exists after.
+                let created = js.get_or_create_stream(stream).await;
+                js.get_key_value(&bucket).await.map_err(|e| match created {
+                    Err(c) => nats_err(&format!("creating bucket {bucket}"), c),
+                    Ok(_) => nats_err(&format!("opening bucket {bucket}"), e),
+                })
             }
         };
-        let presence = open(bucket("presence", Duration::ZERO, 1)).await?;
-        let nodes = open(bucket("nodes", cfg.liveness, 1)).await?;
-        let connects = open(bucket("connects", connect_ttl, 1)).await?;
+        let presence = open("presence", Duration::ZERO).await?;
+        let nodes = open("nodes", cfg.liveness).await?;
+        let connects = open("connects", connect_ttl).await?;
         Ok(Cluster {
             node: cfg.node_id.clone(),
             incarnation: crate::secret::random_hex(8),
