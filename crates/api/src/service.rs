@@ -255,8 +255,8 @@ mod tests {
             cluster: ClusterState::Off,
         };
         assert_eq!(
-            serde_json::to_string(&up).unwrap(),
-            json!({"status": "ok", "store": "sqlite", "node": "n1", "cluster": "off"}).to_string()
+            serde_json::to_value(&up).unwrap(),
+            json!({"status": "ok", "store": "sqlite", "node": "n1", "cluster": "off"})
         );
         let down = NotReady {
             status: UnhealthyStatus::Unavailable,
@@ -264,8 +264,8 @@ mod tests {
             bus: Some(Unreachable::Unreachable),
         };
         assert_eq!(
-            serde_json::to_string(&down).unwrap(),
-            json!({"status": "unavailable", "bus": "unreachable"}).to_string()
+            serde_json::to_value(&down).unwrap(),
+            json!({"status": "unavailable", "bus": "unreachable"})
         );
         let down = Unhealthy {
             status: UnhealthyStatus::Unavailable,

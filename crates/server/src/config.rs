@@ -145,7 +145,9 @@ impl Config {
         if c.nats_url.is_empty() {
             return Ok(None);
         }
-        if !self.store.url.starts_with("postgres://") && !self.store.url.starts_with("postgresql://") {
+        if !self.store.url.starts_with("postgres://")
+            && !self.store.url.starts_with("postgresql://")
+        {
             return Err(ConfigError(format!(
                 "cluster.nats_url is set but the store is {}: a cluster needs a PostgreSQL store \
                  shared by every node (store.url = \"postgres://...\"); see docs/cluster.md",
@@ -1089,15 +1091,28 @@ mod tests {
         assert!(e.0.contains("SQLite"), "{e}");
         let pg = ("RAMPART_STORE__URL", "postgres://u@h/db");
         let nats = ("RAMPART_CLUSTER__NATS_URL", "nats://127.0.0.1:4222");
-        let c = Config::load_from(None, [pg, nats]).unwrap().cluster().unwrap().unwrap();
+        let c = Config::load_from(None, [pg, nats])
+            .unwrap()
+            .cluster()
+            .unwrap()
+            .unwrap();
         assert!(c.node_id.starts_with("node-"), "{}", c.node_id);
         assert_eq!(c.subject_prefix, "rampart");
         assert_eq!(c.liveness, std::time::Duration::from_secs(10));
-        let other = Config::load_from(None, [pg, nats]).unwrap().cluster().unwrap().unwrap();
+        let other = Config::load_from(None, [pg, nats])
+            .unwrap()
+            .cluster()
+            .unwrap()
+            .unwrap();
         assert_ne!(c.node_id, other.node_id, "a node id of its own per process");
         let c = Config::load_from(
             None,
-            [pg, nats, ("RAMPART_CLUSTER__NODE_ID", "eu-1"), ("RAMPART_CLUSTER__REGION", "eu")],
+            [
+                pg,
+                nats,
+                ("RAMPART_CLUSTER__NODE_ID", "eu-1"),
+                ("RAMPART_CLUSTER__REGION", "eu"),
+            ],
         )
         .unwrap()
         .cluster()
@@ -1106,8 +1121,16 @@ mod tests {
         assert_eq!((c.node_id.as_str(), c.region.as_str()), ("eu-1", "eu"));
         for (k, v, says) in [
             ("RAMPART_CLUSTER__NODE_ID", "a.b", "cluster.node_id"),
-            ("RAMPART_CLUSTER__SUBJECT_PREFIX", "x>", "cluster.subject_prefix"),
-            ("RAMPART_CLUSTER__LIVENESS_SECS", "1", "cluster.liveness_secs"),
+            (
+                "RAMPART_CLUSTER__SUBJECT_PREFIX",
+                "x>",
+                "cluster.subject_prefix",
+            ),
+            (
+                "RAMPART_CLUSTER__LIVENESS_SECS",
+                "1",
+                "cluster.liveness_secs",
+            ),
             ("RAMPART_CLUSTER__NATS_URL", "http://x", "cluster.nats_url"),
         ] {
             let e = Config::load_from(None, [pg, nats, (k, v)])

@@ -115,7 +115,10 @@ impl Fleet {
         vec![
             ("RAMPART_STORE__URL".into(), self.db.url()),
             ("RAMPART_CLUSTER__NATS_URL".into(), self.nats.clone()),
-            ("RAMPART_CLUSTER__SUBJECT_PREFIX".into(), self.prefix.clone()),
+            (
+                "RAMPART_CLUSTER__SUBJECT_PREFIX".into(),
+                self.prefix.clone(),
+            ),
             ("RAMPART_CLUSTER__NODE_ID".into(), node.into()),
             (QUICK_RECONNECTS.0.into(), QUICK_RECONNECTS.1.into()),
         ]
@@ -208,7 +211,11 @@ async fn three_nodes_serve_one_fleet() {
         let (s, v) = srv.call("GET", "/healthz", None, None).await;
         assert_eq!(s, 200, "{v}");
         assert_eq!(
-            (v["node"].as_str(), v["cluster"].as_str(), v["store"].as_str()),
+            (
+                v["node"].as_str(),
+                v["cluster"].as_str(),
+                v["store"].as_str()
+            ),
             (Some(name), Some("connected"), Some("postgres")),
             "{v}"
         );
@@ -270,8 +277,7 @@ async fn three_nodes_serve_one_fleet() {
     })
     .await;
     // (el1 took the session over from the fake device on the same node.)
-    let (_cr, mut replay) =
-        rumqttc::v5::AsyncClient::new(v5_options(c, &did, &u, &p), 10);
+    let (_cr, mut replay) = rumqttc::v5::AsyncClient::new(v5_options(c, &did, &u, &p), 10);
     let refused = v5_until(&mut replay, |e| match e {
         Err(rumqttc::v5::ConnectionError::ConnectionRefused(code)) => Some(code),
         Ok(rumqttc::v5::Event::Incoming(p5::Packet::ConnAck(_))) => {

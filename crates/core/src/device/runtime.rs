@@ -554,7 +554,14 @@ impl Core {
                     if !self
                         .inner
                         .replay
-                        .accept_anywhere(self.cluster(), did.as_str(), ts, row.connect_ts, now, window)
+                        .accept_anywhere(
+                            self.cluster(),
+                            did.as_str(),
+                            ts,
+                            row.connect_ts,
+                            now,
+                            window,
+                        )
                         .await
                     {
                         return Err(bad(RefusalReason::Replayed));
@@ -641,7 +648,9 @@ impl Core {
                 // Another node holds the device now: its presence stands.
                 Ok(false) => return,
                 Ok(true) => {}
-                Err(e) => tracing::warn!(error = %e, did, online, "presence not shared with the cluster"),
+                Err(e) => {
+                    tracing::warn!(error = %e, did, online, "presence not shared with the cluster")
+                }
             }
         }
         let event = if online {
