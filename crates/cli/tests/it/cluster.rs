@@ -196,8 +196,9 @@ async fn cluster_mode_on_sqlite_is_refused_at_start() {
 
 /// Three nodes: each names itself and the cluster state; a device on one node is online on every
 /// node, takes commands sent through any node (acks come back to the caller), is taken over by a
-/// connection to another node, and is offline everywhere (409) once it has gone. CONNECT
-/// credentials and registration nonces are accepted once in the whole cluster.
+/// connection to another node, is cut off by a disable sent through another node, and is offline
+/// everywhere (409) once it has gone. CONNECT credentials and registration nonces are accepted
+/// once in the whole cluster.
 #[tokio::test]
 async fn three_nodes_serve_one_fleet() {
     let Some(mut fleet) = Fleet::prepare("three_nodes_serve_one_fleet") else {
@@ -297,16 +298,20 @@ async fn three_nodes_serve_one_fleet() {
     .await;
     let code = v5_until(&mut el1, server_disconnect).await;
     assert_eq!(code, p5::DisconnectReasonCode::SessionTakenOver);
-    let keep = tokio::spawn(async move { while el3.poll().await.is_ok() {} });
     tokio::time::sleep(Duration::from_millis(300)).await;
     for srv in [a, b, c] {
         assert!(online(srv, &did).await, "online after the takeover");
     }
 
-    // Gone from every node: offline everywhere, and a command is 409 on any node.
-    keep.abort();
+    // Disabled through node 1 while connected to node 3: node 3 closes the session (0x98), and
+    // the device is offline on every node.
+    let (s, v) = a
+        .admin("POST", &format!("/v1/devices/{did}/disable"), None)
+        .await;
+    assert_eq!((s, &v["disabled"]), (200, &json!(true)), "{v}");
+    let code = v5_until(&mut el3, server_disconnect).await;
+    assert_eq!(code, p5::DisconnectReasonCode::AdministrativeAction);
     dev.abort();
-    drop(_c3);
     for srv in [a, b, c] {
         wait_online(srv, &did, false, Duration::from_secs(10)).await;
     }

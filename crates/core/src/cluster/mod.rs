@@ -7,7 +7,7 @@
 //! cluster). JetStream key-value buckets hold presence (`{prefix}_presence`), node liveness
 //! (`{prefix}_nodes`, entries that expire unless renewed) and the last accepted CONNECT timestamp
 //! per device (`{prefix}_connects`); plain NATS request/reply carries commands, acks and kicks on
-//! `{prefix}.node.{node_id}.{cmd,ack,kick}`.
+//! `{prefix}.node.{node_id}.{cmd,ack,kick,revoke}`.
 //!
 //! Nothing here is reached on a single node: the bus stays in process unless the server joins a
 //! cluster (`Core::join_cluster`).
@@ -444,6 +444,24 @@ impl Cluster {
         }
     }
 
+    /// Tell the node holding `did`'s session, if another, to close it: its credentials were
+    /// revoked or the device disabled.
+    pub async fn revoke_elsewhere(&self, did: &str) {
+        match self.holder(did).await {
+            Ok(Some(node)) if node != self.node => {
+                if let Err(e) = self
+                    .client
+                    .publish(self.subject(&node, "revoke"), Bytes::from(did.to_owned()))
+                    .await
+                {
+                    tracing::warn!(error = %e, did, node, "cluster: revocation not sent");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, did, "cluster: revocation not sent"),
+        }
+    }
+
     /// Leave the cluster: this node's devices count as offline at once.
     pub async fn leave(&self) {
         if let Err(e) = self.nodes.delete(&self.node).await {
@@ -478,6 +496,11 @@ impl Core {
             .subscribe(cluster.subject(&cluster.node, "kick"))
             .await
             .map_err(|e| nats_err("subscribing", e))?;
+        let revokes = cluster
+            .client
+            .subscribe(cluster.subject(&cluster.node, "revoke"))
+            .await
+            .map_err(|e| nats_err("subscribing", e))?;
         if !self.bus().join(cluster.clone()) {
             return Err(Error::Conflict("this node is in a cluster already".into()));
         }
@@ -485,7 +508,8 @@ impl Core {
         tokio::spawn(heartbeats(Arc::downgrade(&cluster)));
         tokio::spawn(serve_commands(weak.clone(), cmds));
         tokio::spawn(serve_acks(weak.clone(), acks));
-        tokio::spawn(serve_kicks(weak, kicks));
+        tokio::spawn(serve_kicks(weak.clone(), kicks, false));
+        tokio::spawn(serve_kicks(weak, revokes, true));
         tracing::info!(
             node = cluster.node_id(),
             region = cluster.region(),
@@ -589,12 +613,17 @@ async fn serve_acks(core: Weak<crate::Inner>, mut sub: async_nats::Subscriber) {
     }
 }
 
-async fn serve_kicks(core: Weak<crate::Inner>, mut sub: async_nats::Subscriber) {
+/// Sessions closed at another node's word: taken over (`revoke` false) or revoked.
+async fn serve_kicks(core: Weak<crate::Inner>, mut sub: async_nats::Subscriber, revoke: bool) {
     while let Some(m) = sub.next().await {
         let Some(inner) = core.upgrade() else { return };
         let core = Core { inner };
         if let Ok(did) = std::str::from_utf8(&m.payload) {
-            core.bus().take_over(did);
+            if revoke {
+                core.bus().kick_here(did);
+            } else {
+                core.bus().take_over(did);
+            }
         }
     }
 }

@@ -557,8 +557,20 @@ impl Bus {
         lock(&self.sessions).live.contains_key(did)
     }
 
-    /// Close the session of `did`, if any, and forget a parked one.
+    /// Close the session of `did`, if any, and forget a parked one. In a cluster, the node
+    /// holding the device's session is told as well (without waiting for it).
     pub fn kick(&self, did: &str) {
+        self.kick_here(did);
+        if let Some(c) = self.cluster.get() {
+            let (c, did) = (c.clone(), did.to_owned());
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move { c.revoke_elsewhere(&did).await });
+            }
+        }
+    }
+
+    /// [`Bus::kick`] on this node only.
+    pub(crate) fn kick_here(&self, did: &str) {
         let mut s = lock(&self.sessions);
         s.parked.remove(did);
         if let Some(inbox) = s.live.get(did) {
