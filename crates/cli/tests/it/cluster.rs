@@ -71,13 +71,51 @@ impl Drop for PgDatabase {
 }
 
 /// Nodes of one cluster: a database and a subject prefix of their own, one `master.key`.
+/// Dropped in this order: the nodes stop before their database and buckets go.
 struct Fleet {
+    nodes: Vec<Server>,
     db: PgDatabase,
     nats: String,
     prefix: String,
     /// The master key file's text (hex).
     key: String,
-    nodes: Vec<Server>,
+}
+
+impl Drop for Fleet {
+    /// Stop the nodes, then delete the cluster's buckets (their JetStream streams) on the NATS
+    /// server, speaking its text protocol: the test crate has no NATS client of its own.
+    fn drop(&mut self) {
+        use std::io::{BufRead, BufReader, Write};
+        self.nodes.clear();
+        let Some(addr) = self.nats.strip_prefix("nats://") else {
+            return;
+        };
+        let Ok(stream) = std::net::TcpStream::connect(addr) else {
+            return;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut line = String::new();
+        let _ = reader.read_line(&mut line); // INFO
+        let mut out = String::from("CONNECT {\"verbose\":false}\r\n");
+        for b in ["presence", "nodes", "connects"] {
+            out.push_str(&format!(
+                "PUB $JS.API.STREAM.DELETE.KV_{}_{b} 0\r\n\r\n",
+                self.prefix
+            ));
+        }
+        out.push_str("PING\r\n");
+        let mut w = &stream;
+        if w.write_all(out.as_bytes()).is_ok() {
+            // PONG: the server has read every request.
+            for _ in 0..4 {
+                line.clear();
+                if reader.read_line(&mut line).is_err() || line.starts_with("PONG") {
+                    break;
+                }
+            }
+        }
+    }
 }
 
 impl Fleet {
