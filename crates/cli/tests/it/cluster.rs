@@ -360,7 +360,8 @@ async fn three_nodes_serve_one_fleet() {
 }
 
 /// A node killed with SIGKILL leaves no word: its devices show offline on the other nodes within
-/// 15 s (its liveness entry expires), and a command to them is 409.
+/// 15 s (its liveness entry expires), the surviving node marks them offline in the store (lists),
+/// and a command to them is 409.
 #[tokio::test]
 async fn a_killed_node_s_devices_go_offline_within_15_s() {
     let Some(mut fleet) = Fleet::prepare("a_killed_node_s_devices_go_offline_within_15_s") else {
@@ -376,8 +377,27 @@ async fn a_killed_node_s_devices_go_offline_within_15_s() {
     .await;
     wait_online(&fleet.nodes[0], &did, true, Duration::from_secs(5)).await;
     fleet.nodes[1].kill();
+    let killed = Instant::now();
     let took = wait_online(&fleet.nodes[0], &did, false, Duration::from_secs(15)).await;
     eprintln!("offline on the surviving node {took:?} after kill -9");
+    // The surviving node also sweeps the dead node's devices in the store: lists say offline.
+    let list = format!("/v1/devices?product_key={pk}");
+    loop {
+        let (s, v) = fleet.nodes[0].admin("GET", &list, None).await;
+        assert_eq!(s, 200, "{v}");
+        if v["data"][0]["online"] == false {
+            break;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(25),
+            "still online in the list: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!(
+        "offline in the stored list {:?} after kill -9",
+        killed.elapsed()
+    );
     let (s, v) = fleet.nodes[0]
         .admin(
             "POST",

@@ -462,6 +462,65 @@ impl Cluster {
         }
     }
 
+    /// The nodes whose liveness entry has not expired.
+    async fn live_nodes(&self) -> Result<std::collections::BTreeSet<String>> {
+        let mut keys = self
+            .nodes
+            .keys()
+            .await
+            .map_err(|e| nats_err("listing nodes", e))?;
+        let mut out = std::collections::BTreeSet::new();
+        while let Some(k) = keys.next().await {
+            out.insert(k.map_err(|e| nats_err("listing nodes", e))?);
+        }
+        Ok(out)
+    }
+
+    /// The devices whose presence entry names a node that is not alive, each with the entry's
+    /// revision.
+    async fn orphans(&self) -> Result<Vec<(String, u64)>> {
+        let mut keys = self
+            .presence
+            .keys()
+            .await
+            .map_err(|e| nats_err("listing presence", e))?;
+        let mut dids = Vec::new();
+        while let Some(k) = keys.next().await {
+            dids.push(k.map_err(|e| nats_err("listing presence", e))?);
+        }
+        let mut alive: HashMap<String, bool> = HashMap::new();
+        let mut out = Vec::new();
+        for did in dids {
+            let Some(entry) = self
+                .presence
+                .entry(did.as_str())
+                .await
+                .map_err(|e| nats_err("reading presence", e))?
+            else {
+                continue;
+            };
+            if entry.operation != kv::Operation::Put {
+                continue;
+            }
+            let value = String::from_utf8_lossy(&entry.value).into_owned();
+            let live = match alive.get(&value) {
+                Some(l) => *l,
+                None => {
+                    let l = match value.split_once(' ') {
+                        Some((node, inc)) => self.alive(node, inc).await?,
+                        None => false,
+                    };
+                    alive.insert(value, l);
+                    l
+                }
+            };
+            if !live {
+                out.push((did, entry.revision));
+            }
+        }
+        Ok(out)
+    }
+
     /// Leave the cluster: this node's devices count as offline at once.
     pub async fn leave(&self) {
         if let Err(e) = self.nodes.delete(&self.node).await {
@@ -505,7 +564,10 @@ impl Core {
             return Err(Error::Conflict("this node is in a cluster already".into()));
         }
         let weak = Arc::downgrade(&self.inner);
-        tokio::spawn(heartbeats(Arc::downgrade(&cluster)));
+        // Devices left online by nodes that died before this one started (a whole cluster
+        // restarted, say).
+        self.sweep_dead_nodes(&cluster).await;
+        tokio::spawn(heartbeats(Arc::downgrade(&cluster), weak.clone()));
         tokio::spawn(serve_commands(weak.clone(), cmds));
         tokio::spawn(serve_acks(weak.clone(), acks));
         tokio::spawn(serve_kicks(weak.clone(), kicks, false));
@@ -517,6 +579,53 @@ impl Core {
             "joined the cluster"
         );
         Ok(())
+    }
+
+    /// Mark offline (stored, with a `device_offline` event) the devices whose node died without
+    /// a word, and drop their presence entries. Returns how many.
+    async fn sweep_dead_nodes(&self, cluster: &Cluster) -> usize {
+        let orphans = match cluster.orphans().await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(error = %e, "cluster: presence not swept");
+                return 0;
+            }
+        };
+        let mut n = 0;
+        for (did, revision) in orphans {
+            // Whoever deletes the entry writes the offline state, once.
+            if cluster
+                .presence
+                .delete_expect_revision(did.as_str(), Some(revision))
+                .await
+                .is_err()
+            {
+                continue;
+            }
+            let ts = self.now_ms();
+            let row = rampart_store::PresenceRow {
+                did: did.clone(),
+                online: false,
+                ts,
+            };
+            let event = crate::device::bus::DeviceEvent::Offline {
+                did: did.clone(),
+                ts,
+                reason: "node_lost".into(),
+            };
+            let res = match self.writer().presence(row, event).await {
+                Ok(receipt) => receipt.committed().await,
+                Err(e) => Err(e),
+            };
+            match res {
+                Ok(()) => n += 1,
+                Err(e) => tracing::error!(error = %e, did, "presence write failed"),
+            }
+        }
+        if n > 0 {
+            tracing::info!(devices = n, "cluster: devices of dead nodes marked offline");
+        }
+        n
     }
 
     /// The cluster this node is in, if any.
@@ -537,13 +646,16 @@ impl Core {
     }
 }
 
-async fn heartbeats(cluster: Weak<Cluster>) {
+/// Renew this node's liveness; when a node has gone since the last look, the first live node
+/// by name sweeps the dead node's devices (one sweeper, not every node at once).
+async fn heartbeats(cluster: Weak<Cluster>, core: Weak<crate::Inner>) {
     let every = match cluster.upgrade() {
         Some(c) => (c.liveness / 3).max(Duration::from_millis(100)),
         None => return,
     };
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen = std::collections::BTreeSet::new();
     loop {
         tick.tick().await;
         let Some(c) = cluster.upgrade() else { return };
@@ -553,6 +665,19 @@ async fn heartbeats(cluster: Weak<Cluster>) {
         // Forwarded commands whose ack never came.
         let stale = c.command_timeout + Duration::from_secs(5);
         lock(&c.forwarded).retain(|_, (_, at)| at.elapsed() < stale);
+        let live = match c.live_nodes().await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "cluster: nodes not listed");
+                continue;
+            }
+        };
+        let lost = seen.difference(&live).next().is_some();
+        if lost && live.iter().next().map(String::as_str) == Some(c.node_id()) {
+            let Some(inner) = core.upgrade() else { return };
+            Core { inner }.sweep_dead_nodes(&c).await;
+        }
+        seen = live;
     }
 }
 
