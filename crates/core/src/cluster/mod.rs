@@ -215,13 +215,44 @@ impl Cluster {
         Bytes::from(format!("{} {}", self.node, self.incarnation))
     }
 
-    /// Renew this node's liveness entry.
-    async fn heartbeat(&self) -> Result<()> {
+    /// Renew this node's liveness entry. True when it had lapsed (expired, or never written):
+    /// the other nodes may have counted this node as dead and swept its devices meanwhile.
+    async fn heartbeat(&self) -> Result<bool> {
+        let before = self
+            .nodes
+            .get(&self.node)
+            .await
+            .map_err(|e| nats_err("heartbeat", e))?;
         self.nodes
             .put(&self.node, Bytes::from(self.incarnation.clone()))
             .await
             .map_err(|e| nats_err("heartbeat", e))?;
-        Ok(())
+        Ok(before.is_none_or(|b| b.as_ref() != self.incarnation.as_bytes()))
+    }
+
+    /// Record that this node holds `did` only if nobody does: for sessions whose entries were
+    /// swept while this node was counted as dead. False when the device has an entry (its
+    /// own, or a newer session's on another node, which must not be taken back).
+    async fn reclaim(&self, did: &str) -> Result<bool> {
+        if !valid_name(did) {
+            return Ok(false);
+        }
+        let entry = self
+            .presence
+            .entry(did)
+            .await
+            .map_err(|e| nats_err("reading presence", e))?;
+        let written = match entry {
+            None => self.presence.create(did, self.holder_value()).await.is_ok(),
+            // A delete marker left by the sweep or a release.
+            Some(e) if e.operation != kv::Operation::Put => self
+                .presence
+                .update(did, self.holder_value(), e.revision)
+                .await
+                .is_ok(),
+            Some(_) => false,
+        };
+        Ok(written)
     }
 
     /// Whether `node` in its life `incarnation` is alive (its heartbeat has not expired).
@@ -581,6 +612,47 @@ impl Core {
         Ok(())
     }
 
+    /// Claim again the sessions of this node whose presence entries were swept while its
+    /// heartbeats had lapsed, storing them online again. Returns how many.
+    async fn reclaim_sessions(&self, cluster: &Cluster) -> usize {
+        let mut n = 0;
+        for did in self.bus().live_dids() {
+            match cluster.reclaim(&did).await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, did, "cluster: session not claimed again");
+                    continue;
+                }
+            }
+            let ts = self.now_ms();
+            let row = rampart_store::PresenceRow {
+                did: did.clone(),
+                online: true,
+                ts,
+            };
+            let event = crate::device::bus::DeviceEvent::Online {
+                did: did.clone(),
+                ts,
+            };
+            let res = match self.writer().presence(row, event).await {
+                Ok(receipt) => receipt.committed().await,
+                Err(e) => Err(e),
+            };
+            match res {
+                Ok(()) => n += 1,
+                Err(e) => tracing::error!(error = %e, did, "presence write failed"),
+            }
+        }
+        if n > 0 {
+            tracing::warn!(
+                devices = n,
+                "cluster: this node's heartbeats had lapsed; its sessions were claimed again"
+            );
+        }
+        n
+    }
+
     /// Mark offline (stored, with a `device_offline` event) the devices whose node died without
     /// a word, and drop their presence entries. Returns how many.
     async fn sweep_dead_nodes(&self, cluster: &Cluster) -> usize {
@@ -646,8 +718,9 @@ impl Core {
     }
 }
 
-/// Renew this node's liveness; when a node has gone since the last look, the first live node
-/// by name sweeps the dead node's devices (one sweeper, not every node at once).
+/// Renew this node's liveness (claiming its sessions again when it had lapsed); when a node has
+/// gone since the last look, the first live node by name sweeps the dead node's devices (one
+/// sweeper, not every node at once).
 async fn heartbeats(cluster: Weak<Cluster>, core: Weak<crate::Inner>) {
     let every = match cluster.upgrade() {
         Some(c) => (c.liveness / 3).max(Duration::from_millis(100)),
@@ -659,8 +732,13 @@ async fn heartbeats(cluster: Weak<Cluster>, core: Weak<crate::Inner>) {
     loop {
         tick.tick().await;
         let Some(c) = cluster.upgrade() else { return };
-        if let Err(e) = c.heartbeat().await {
-            tracing::warn!(error = %e, "cluster: heartbeat not written");
+        match c.heartbeat().await {
+            Ok(true) => {
+                let Some(inner) = core.upgrade() else { return };
+                Core { inner }.reclaim_sessions(&c).await;
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "cluster: heartbeat not written"),
         }
         // Forwarded commands whose ack never came.
         let stale = c.command_timeout + Duration::from_secs(5);
@@ -848,6 +926,53 @@ mod tests {
         a.leave().await;
         assert_eq!(b.holder("d3").await.unwrap(), None);
         drop_buckets(&a, &prefix).await;
+    }
+
+    /// A node counted as dead while it lived (its liveness entry gone, its devices swept by
+    /// another node) claims its live sessions again at its next heartbeat.
+    #[tokio::test]
+    async fn a_node_whose_heartbeats_lapsed_claims_its_sessions_again() {
+        let Ok(url) = std::env::var("RAMPART_TEST_NATS_URL") else {
+            eprintln!("skipping: RAMPART_TEST_NATS_URL is not set");
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let core = crate::test_support::core_with_device(dir.path(), "[]").await;
+        let prefix = format!("u{}", crate::secret::random_hex(6));
+        let cfg = |node: &str| ClusterConfig {
+            nats_url: url.clone(),
+            node_id: node.into(),
+            region: String::new(),
+            subject_prefix: prefix.clone(),
+            liveness: Duration::from_secs(2),
+            replicas: 1,
+            command_timeout: Duration::from_secs(10),
+        };
+        core.join_cluster(&cfg("a")).await.unwrap();
+        core.bus().attach(
+            "d1",
+            Arc::new(crate::device::bus::Inbox::default()),
+            false,
+            0,
+        );
+        core.set_presence("d1", true, "connect").await;
+        let other = Cluster::connect(&cfg("b"), Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(other.holder("d1").await.unwrap().as_deref(), Some("a"));
+        other.nodes.delete("a").await.unwrap();
+        other.presence.delete("d1").await.unwrap();
+        assert_eq!(other.holder("d1").await.unwrap(), None);
+        let start = Instant::now();
+        while other.holder("d1").await.unwrap().as_deref() != Some("a") {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "not claimed again"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(core.device_view("d1").await.unwrap().online);
+        drop_buckets(&other, &prefix).await;
     }
 
     #[tokio::test]

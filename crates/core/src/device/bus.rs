@@ -553,6 +553,15 @@ impl Bus {
         true
     }
 
+    /// The devices with a live session on this node.
+    pub(crate) fn live_dids(&self) -> Vec<String> {
+        lock(&self.sessions)
+            .live
+            .keys()
+            .map(|k| k.to_string())
+            .collect()
+    }
+
     pub fn is_attached(&self, did: &str) -> bool {
         lock(&self.sessions).live.contains_key(did)
     }
