@@ -23,12 +23,33 @@ pub(crate) fn routes() -> ApiRouter {
 
 /// The store answers.
 #[derive(Serialize, ToSchema)]
-#[schema(example = json!({"status": "ok", "store": "sqlite"}))]
+#[schema(example = json!({"status": "ok", "store": "postgres", "node": "node-3f9a12c0",
+    "cluster": "connected"}))]
 pub(crate) struct Healthy {
     status: HealthyStatus,
     /// the store's backend
     #[schema(value_type = StoreBackend)]
     store: &'static str,
+    /// this node's name (`cluster.node_id`, or one made up at start)
+    node: String,
+    /// the cluster state: `off` (a single node), `connected` or `disconnected` (from NATS)
+    cluster: ClusterState,
+}
+
+#[derive(Serialize, ToSchema, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum ClusterState {
+    Off,
+    Connected,
+    Disconnected,
+}
+
+fn cluster_state(s: &AppState) -> ClusterState {
+    match s.core.cluster() {
+        None => ClusterState::Off,
+        Some(c) if c.connected() => ClusterState::Connected,
+        Some(_) => ClusterState::Disconnected,
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -68,6 +89,8 @@ pub(crate) async fn healthz(State(s): State<AppState>) -> Response {
         Ok(backend) => Json(Healthy {
             status: HealthyStatus::Ok,
             store: backend,
+            node: s.core.node_id().to_owned(),
+            cluster: cluster_state(&s),
         })
         .into_response(),
         Err(e) => {
@@ -85,13 +108,14 @@ pub(crate) async fn healthz(State(s): State<AppState>) -> Response {
 
 /// Ready for traffic: what a load balancer or an orchestrator's readiness probe asks.
 #[derive(Serialize, ToSchema)]
-#[schema(example = json!({"status": "ready", "store": "sqlite", "bus": "local"}))]
+#[schema(example = json!({"status": "ready", "store": "postgres", "bus": "nats"}))]
 pub(crate) struct Ready {
     status: ReadyStatus,
     /// the store's backend, which answered a query just now
     #[schema(value_type = StoreBackend)]
     store: &'static str,
-    /// the device bus: `local` (one node, in process; nothing to reach)
+    /// the device bus: `local` (one node, in process; nothing to reach) or `nats` (a cluster's
+    /// node; NATS answered a round trip just now)
     bus: BusKind,
 }
 
@@ -105,14 +129,20 @@ pub(crate) enum ReadyStatus {
 #[serde(rename_all = "lowercase")]
 pub(crate) enum BusKind {
     Local,
+    Nats,
 }
 
 /// Not ready, and which dependency is the reason.
 #[derive(Serialize, ToSchema)]
-#[schema(example = json!({"status": "unavailable", "store": "unreachable"}))]
+#[schema(example = json!({"status": "unavailable", "bus": "unreachable"}))]
 pub(crate) struct NotReady {
     status: UnhealthyStatus,
-    store: Unreachable,
+    /// present when the store did not answer
+    #[serde(skip_serializing_if = "Option::is_none")]
+    store: Option<Unreachable>,
+    /// present when a cluster's NATS did not answer
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bus: Option<Unreachable>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -128,25 +158,33 @@ pub(crate) enum Unreachable {
     responses((status = 200, description = "ready for traffic", body = Ready),
         (status = 503, description = "a dependency is unreachable", body = NotReady)))]
 pub(crate) async fn readyz(State(s): State<AppState>) -> Response {
-    // The bus is in process on a single node; a multi-node bus adds its check here.
-    match s.core.store_health().await {
-        Ok(backend) => Json(Ready {
+    let store = s.core.store_health().await;
+    if let Err(e) = &store {
+        tracing::warn!(error = %e, "readiness: store unreachable");
+    }
+    // The bus is in process on a single node; a cluster's node needs its NATS.
+    let bus = match s.core.cluster() {
+        None => Ok(BusKind::Local),
+        Some(c) => c.ping().await.map(|()| BusKind::Nats).map_err(|e| {
+            tracing::warn!(error = %e, "readiness: NATS unreachable");
+        }),
+    };
+    match (store, bus) {
+        (Ok(backend), Ok(bus)) => Json(Ready {
             status: ReadyStatus::Ready,
             store: backend,
-            bus: BusKind::Local,
+            bus,
         })
         .into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness: store unreachable");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(NotReady {
-                    status: UnhealthyStatus::Unavailable,
-                    store: Unreachable::Unreachable,
-                }),
-            )
-                .into_response()
-        }
+        (store, bus) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(NotReady {
+                status: UnhealthyStatus::Unavailable,
+                store: store.is_err().then_some(Unreachable::Unreachable),
+                bus: bus.is_err().then_some(Unreachable::Unreachable),
+            }),
+        )
+            .into_response(),
     }
 }
 
@@ -213,10 +251,21 @@ mod tests {
         let up = Healthy {
             status: HealthyStatus::Ok,
             store: "sqlite",
+            node: "n1".into(),
+            cluster: ClusterState::Off,
         };
         assert_eq!(
-            serde_json::to_string(&up).unwrap(),
-            json!({"status": "ok", "store": "sqlite"}).to_string()
+            serde_json::to_value(&up).unwrap(),
+            json!({"status": "ok", "store": "sqlite", "node": "n1", "cluster": "off"})
+        );
+        let down = NotReady {
+            status: UnhealthyStatus::Unavailable,
+            store: None,
+            bus: Some(Unreachable::Unreachable),
+        };
+        assert_eq!(
+            serde_json::to_value(&down).unwrap(),
+            json!({"status": "unavailable", "bus": "unreachable"})
         );
         let down = Unhealthy {
             status: UnhealthyStatus::Unavailable,

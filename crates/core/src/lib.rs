@@ -11,6 +11,7 @@ pub mod audit;
 pub mod auth_refusal;
 pub mod backup;
 pub mod clock;
+pub mod cluster;
 pub mod device;
 pub mod erasure;
 mod error;

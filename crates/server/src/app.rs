@@ -222,6 +222,8 @@ impl App {
         cfg: Config,
         metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     ) -> Result<App, ServerError> {
+        // A cluster that cannot be (SQLite, a bad name) is refused before anything else.
+        let cluster = cfg.cluster()?;
         // Every listener first: a port in use (a second instance, say) stops the start before
         // the data directory, a key, a certificate or a token is created or printed.
         let mut mqtt_bound = Vec::new();
@@ -257,9 +259,25 @@ impl App {
             counters = quotas,
             "quota counters of running windows loaded"
         );
-        let offline = core.reset_presence().await?;
-        if offline > 0 {
-            tracing::info!(devices = offline, "marked devices offline after restart");
+        match &cluster {
+            Some(c) => {
+                // Presence is the cluster's: the other nodes' devices stay online.
+                core.join_cluster(c)
+                    .await
+                    .map_err(|source| ServerError::Step {
+                        step: "joining the cluster",
+                        source,
+                    })?;
+            }
+            None => {
+                if !cfg.cluster.node_id.is_empty() {
+                    core.bus().name_node(&cfg.cluster.node_id);
+                }
+                let offline = core.reset_presence().await?;
+                if offline > 0 {
+                    tracing::info!(devices = offline, "marked devices offline after restart");
+                }
+            }
         }
         let tls_files = tls::load_or_create(&cfg, &dir).map_err(ServerError::Tls)?;
         let acceptor = TlsAcceptor::from(tls_files.server_config.clone());
@@ -514,6 +532,8 @@ impl App {
         // After the listeners: the last calls are counted before the final flush.
         let _ = flush_stop.send(());
         let _ = tokio::time::timeout(Duration::from_secs(5), flusher).await;
+        // Sessions have closed: the other nodes stop counting on this one at once.
+        core.leave_cluster().await;
         core.close_store().await;
         tracing::info!("stopped: listeners drained, counters flushed, store closed");
         Ok(())

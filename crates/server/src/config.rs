@@ -53,6 +53,8 @@ pub struct Config {
     pub uploads: UploadsConfig,
     /// Firmware updates (`docs/ota.md`).
     pub ota: OtaConfig,
+    /// Several nodes serving one fleet over NATS and PostgreSQL (`docs/cluster.md`).
+    pub cluster: ClusterConfig,
     /// The bootstrap admin token, from `RAMPART_ADMIN_TOKEN` only (never from the file, never
     /// printed by `config generate`); without it the first start generates one.
     #[serde(skip)]
@@ -99,6 +101,105 @@ impl Default for OtaConfig {
             download_base_url: String::new(),
             sweep_interval_ms: 5_000,
         }
+    }
+}
+
+/// Joining a cluster: on when `nats_url` is set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// `nats://host:port` of a NATS server with JetStream; empty: a single node.
+    pub nats_url: String,
+    /// This node's name (`[A-Za-z0-9_-]`, unique among running nodes); empty: `node-` and 8
+    /// random hex digits, new at every start.
+    pub node_id: String,
+    /// The region this node serves (shown by `/healthz`).
+    pub region: String,
+    /// Prefix of the cluster's NATS subjects and JetStream buckets (`[A-Za-z0-9_-]`).
+    pub subject_prefix: String,
+    /// A node missing its heartbeats this long counts as dead, its devices as offline, seconds.
+    pub liveness_secs: u64,
+    /// Replicas of the cluster's JetStream buckets (at most the NATS cluster's size).
+    pub replicas: usize,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            nats_url: String::new(),
+            node_id: String::new(),
+            region: String::new(),
+            subject_prefix: "rampart".into(),
+            liveness_secs: 10,
+            replicas: 1,
+        }
+    }
+}
+
+impl Config {
+    /// The cluster to join, checked: `None` on a single node. Cluster mode needs a PostgreSQL
+    /// store (every node must see the same state), names made of subject-safe characters, and
+    /// a liveness of 2 to 60 seconds.
+    pub fn cluster(&self) -> Result<Option<rampart_core::cluster::ClusterConfig>, ConfigError> {
+        let c = &self.cluster;
+        if c.nats_url.is_empty() {
+            return Ok(None);
+        }
+        if !self.store.url.starts_with("postgres://")
+            && !self.store.url.starts_with("postgresql://")
+        {
+            return Err(ConfigError(format!(
+                "cluster.nats_url is set but the store is {}: a cluster needs a PostgreSQL store \
+                 shared by every node (store.url = \"postgres://...\"); see docs/cluster.md",
+                if self.store.url.is_empty() {
+                    "SQLite in the data directory".to_owned()
+                } else {
+                    format!("`{}`", self.store.url.split("://").next().unwrap_or(""))
+                }
+            )));
+        }
+        if !c.nats_url.starts_with("nats://") && !c.nats_url.starts_with("tls://") {
+            return Err(ConfigError(format!(
+                "cluster.nats_url `{}`: must start with nats:// or tls://",
+                c.nats_url
+            )));
+        }
+        let node_id = if c.node_id.is_empty() {
+            rampart_core::cluster::generated_node_id()
+        } else {
+            c.node_id.clone()
+        };
+        for (key, v) in [
+            ("cluster.node_id", &node_id),
+            ("cluster.subject_prefix", &c.subject_prefix),
+        ] {
+            if !rampart_core::cluster::valid_name(v) {
+                return Err(ConfigError(format!(
+                    "{key} = `{v}`: must be 1-64 characters of [A-Za-z0-9_-]"
+                )));
+            }
+        }
+        if !(2..=60).contains(&c.liveness_secs) {
+            return Err(ConfigError(format!(
+                "cluster.liveness_secs = {}: must be 2 to 60 seconds",
+                c.liveness_secs
+            )));
+        }
+        if !(1..=5).contains(&c.replicas) {
+            return Err(ConfigError(format!(
+                "cluster.replicas = {}: must be 1 to 5",
+                c.replicas
+            )));
+        }
+        Ok(Some(rampart_core::cluster::ClusterConfig {
+            nats_url: c.nats_url.clone(),
+            node_id,
+            region: c.region.clone(),
+            subject_prefix: c.subject_prefix.clone(),
+            liveness: std::time::Duration::from_secs(c.liveness_secs),
+            replicas: c.replicas,
+            command_timeout: std::time::Duration::from_millis(self.commands.timeout_ms),
+        }))
     }
 }
 
@@ -611,6 +712,7 @@ impl Default for Config {
             limits: Default::default(),
             uploads: UploadsConfig::default(),
             ota: OtaConfig::default(),
+            cluster: ClusterConfig::default(),
             admin_token: None,
         }
     }
@@ -974,6 +1076,70 @@ fn merge(base: &mut toml::Value, patch: toml::Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cluster_mode_needs_postgres_and_safe_names() {
+        assert!(Config::default().cluster().unwrap().is_none());
+        let e = Config::load_from(
+            None,
+            [("RAMPART_CLUSTER__NATS_URL", "nats://127.0.0.1:4222")],
+        )
+        .unwrap()
+        .cluster()
+        .unwrap_err();
+        assert!(e.0.contains("a cluster needs a PostgreSQL store"), "{e}");
+        assert!(e.0.contains("SQLite"), "{e}");
+        let pg = ("RAMPART_STORE__URL", "postgres://u@h/db");
+        let nats = ("RAMPART_CLUSTER__NATS_URL", "nats://127.0.0.1:4222");
+        let c = Config::load_from(None, [pg, nats])
+            .unwrap()
+            .cluster()
+            .unwrap()
+            .unwrap();
+        assert!(c.node_id.starts_with("node-"), "{}", c.node_id);
+        assert_eq!(c.subject_prefix, "rampart");
+        assert_eq!(c.liveness, std::time::Duration::from_secs(10));
+        let other = Config::load_from(None, [pg, nats])
+            .unwrap()
+            .cluster()
+            .unwrap()
+            .unwrap();
+        assert_ne!(c.node_id, other.node_id, "a node id of its own per process");
+        let c = Config::load_from(
+            None,
+            [
+                pg,
+                nats,
+                ("RAMPART_CLUSTER__NODE_ID", "eu-1"),
+                ("RAMPART_CLUSTER__REGION", "eu"),
+            ],
+        )
+        .unwrap()
+        .cluster()
+        .unwrap()
+        .unwrap();
+        assert_eq!((c.node_id.as_str(), c.region.as_str()), ("eu-1", "eu"));
+        for (k, v, says) in [
+            ("RAMPART_CLUSTER__NODE_ID", "a.b", "cluster.node_id"),
+            (
+                "RAMPART_CLUSTER__SUBJECT_PREFIX",
+                "x>",
+                "cluster.subject_prefix",
+            ),
+            (
+                "RAMPART_CLUSTER__LIVENESS_SECS",
+                "1",
+                "cluster.liveness_secs",
+            ),
+            ("RAMPART_CLUSTER__NATS_URL", "http://x", "cluster.nats_url"),
+        ] {
+            let e = Config::load_from(None, [pg, nats, (k, v)])
+                .unwrap()
+                .cluster()
+                .unwrap_err();
+            assert!(e.0.starts_with(says), "{e}");
+        }
+    }
 
     #[test]
     fn default_round_trips_and_unknown_keys_fail() {

@@ -9,6 +9,7 @@ mod backup;
 mod certificates;
 mod cli;
 mod cli_online;
+mod cluster;
 mod commands;
 mod console;
 mod deploy;

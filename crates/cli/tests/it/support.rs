@@ -363,6 +363,13 @@ impl Server {
         self.start_again(env).await
     }
 
+    /// Kill the server process with SIGKILL and wait for it to be gone (no restart).
+    pub fn kill(&mut self) {
+        let child = self.child();
+        child.kill().expect("SIGKILL");
+        child.wait().expect("wait for the killed server");
+    }
+
     /// Start on this server's data directory once it has stopped, the same way it ran.
     pub async fn start_again(mut self, env: &[(&str, &str)]) -> Server {
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());

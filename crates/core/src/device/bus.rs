@@ -1,7 +1,10 @@
 //! The in-process bus between the HTTP edge and the MQTT edge: which session holds which device,
 //! messages to a device's session, pending command acks, and a broadcast of device events.
 //!
-//! A later multi-node mode puts NATS behind the same API; callers never see the difference.
+//! On a single node everything here is in process. A node that joined a cluster
+//! ([`crate::cluster`]) keeps the same API: a command for a device held by another node is
+//! forwarded there ([`Bus::deliver_anywhere`]), an ack for a command sent from another node goes
+//! back to it ([`Bus::resolve_ack`]), and presence is recorded cluster-wide by `Core::set_presence`.
 
 use bytes::Bytes;
 use rampart_proto::command::Ack;
@@ -453,6 +456,10 @@ pub struct Bus {
     sessions: Mutex<Sessions>,
     pending: Mutex<HashMap<(String, String), oneshot::Sender<Ack>>>,
     events: Arc<EventSink>,
+    /// The cluster this node joined, if any (set once, at start).
+    cluster: OnceLock<Arc<crate::cluster::Cluster>>,
+    /// This node's name when alone (a cluster names it otherwise).
+    node: OnceLock<String>,
 }
 
 impl Default for Bus {
@@ -466,6 +473,8 @@ impl Default for Bus {
                 tracked: RwLock::new(HashSet::new()),
                 cleared: Mutex::new(Vec::new()),
             }),
+            cluster: OnceLock::new(),
+            node: OnceLock::new(),
         }
     }
 }
@@ -496,6 +505,40 @@ impl Bus {
         parked
     }
 
+    /// Join a cluster (once): false when this bus is in one already.
+    pub(crate) fn join(&self, cluster: Arc<crate::cluster::Cluster>) -> bool {
+        self.cluster.set(cluster).is_ok()
+    }
+
+    /// The cluster this node is in, if any.
+    pub fn cluster(&self) -> Option<&Arc<crate::cluster::Cluster>> {
+        self.cluster.get()
+    }
+
+    /// Name this node (once; a later name is ignored). A cluster's node id wins.
+    pub fn name_node(&self, id: &str) {
+        let _ = self.node.set(id.to_owned());
+    }
+
+    /// This node's name: its cluster node id, the name it was given, or one made up for this
+    /// process.
+    pub fn node_id(&self) -> &str {
+        match self.cluster.get() {
+            Some(c) => c.node_id(),
+            None => self.node.get_or_init(crate::cluster::generated_node_id),
+        }
+    }
+
+    /// Close the live session of `did` on this node because the device connected to another
+    /// node, and forget a parked one here (the device's session lives there now).
+    pub fn take_over(&self, did: &str) {
+        let mut s = lock(&self.sessions);
+        s.parked.remove(did);
+        if let Some(inbox) = s.live.get(did) {
+            inbox.push(ToSession::Kick(KickReason::TakenOver));
+        }
+    }
+
     /// Remove the session of `did` that attached with `inbox`, unless a newer one has replaced
     /// it, parking its state when given. True when this session was the device's current one.
     pub fn detach(&self, did: &str, inbox: &Arc<Inbox>, park: Option<ParkedSession>) -> bool {
@@ -510,12 +553,33 @@ impl Bus {
         true
     }
 
+    /// The devices with a live session on this node.
+    pub(crate) fn live_dids(&self) -> Vec<String> {
+        lock(&self.sessions)
+            .live
+            .keys()
+            .map(|k| k.to_string())
+            .collect()
+    }
+
     pub fn is_attached(&self, did: &str) -> bool {
         lock(&self.sessions).live.contains_key(did)
     }
 
-    /// Close the session of `did`, if any, and forget a parked one.
+    /// Close the session of `did`, if any, and forget a parked one. In a cluster, the node
+    /// holding the device's session is told as well (without waiting for it).
     pub fn kick(&self, did: &str) {
+        self.kick_here(did);
+        if let Some(c) = self.cluster.get() {
+            let (c, did) = (c.clone(), did.to_owned());
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move { c.revoke_elsewhere(&did).await });
+            }
+        }
+    }
+
+    /// [`Bus::kick`] on this node only.
+    pub(crate) fn kick_here(&self, did: &str) {
         let mut s = lock(&self.sessions);
         s.parked.remove(did);
         if let Some(inbox) = s.live.get(did) {
@@ -546,6 +610,27 @@ impl Bus {
                 Delivery::NotDelivered
             }
             None => Delivery::NotDelivered,
+        }
+    }
+
+    /// [`Bus::deliver`], or, when no session on this node has `did` and this node is in a
+    /// cluster, hand it to the node that holds the device's session (`id`: the command's id, so
+    /// its ack comes back here). A cluster that cannot be asked counts as not delivered.
+    pub async fn deliver_anywhere(&self, did: &str, id: &str, msg: Message, now: i64) -> Delivery {
+        let cluster = match self.cluster.get() {
+            Some(c) => c,
+            None => return self.deliver(did, msg, now),
+        };
+        match self.deliver(did, msg.clone(), now) {
+            Delivery::NotDelivered => {}
+            here => return here,
+        }
+        match cluster.forward(did, id, &msg).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, did, "command not forwarded");
+                Delivery::NotDelivered
+            }
         }
     }
 
@@ -582,8 +667,19 @@ impl Bus {
         lock(&self.pending).remove(&(did.to_owned(), id.to_owned()));
     }
 
-    /// Resolve a pending command; false when nobody waits for it.
-    pub(crate) fn resolve_ack(&self, did: &str, ack: Ack) -> bool {
+    /// Resolve a pending command: here, or, in a cluster, on the node that forwarded it here.
+    /// False when nobody waits for it.
+    pub(crate) async fn resolve_ack(&self, did: &str, ack: Ack) -> bool {
+        match self.cluster.get() {
+            Some(c) if !lock(&self.pending).contains_key(&(did.to_owned(), ack.id.clone())) => {
+                c.ack_back(did, &ack).await
+            }
+            _ => self.resolve_local_ack(did, ack),
+        }
+    }
+
+    /// Resolve a command pending on this node; false when nobody here waits for it.
+    pub(crate) fn resolve_local_ack(&self, did: &str, ack: Ack) -> bool {
         let waiter = lock(&self.pending).remove(&(did.to_owned(), ack.id.clone()));
         match waiter {
             Some(tx) => tx.send(ack).is_ok(),

@@ -70,6 +70,31 @@ struct ReplayState {
 }
 
 impl ReplayGuard {
+    /// [`ReplayGuard::accept`], then, in a cluster, the same rule on every node: the timestamp
+    /// must be newer than any accepted for the device on any node. A cluster that cannot be
+    /// asked refuses the CONNECT (the device retries), never lets a replay through.
+    async fn accept_anywhere(
+        &self,
+        cluster: Option<&Arc<crate::cluster::Cluster>>,
+        did: &str,
+        ts: i64,
+        stored: i64,
+        now: i64,
+        window: i64,
+    ) -> bool {
+        if !self.accept(did, ts, stored, now, window) {
+            return false;
+        }
+        let Some(c) = cluster else { return true };
+        match c.accept_connect(did, ts).await {
+            Ok(fresh) => fresh,
+            Err(e) => {
+                tracing::error!(error = %e, did, "the cluster's replay guard did not answer");
+                false
+            }
+        }
+    }
+
     /// Accept `ts` for `did` if it is greater than `stored` (the device's `connect_ts` as read
     /// with its credentials) and than any timestamp this guard accepted for it; remember it.
     fn accept(&self, did: &str, ts: i64, stored: i64, now: i64, window: i64) -> bool {
@@ -529,7 +554,15 @@ impl Core {
                     if !self
                         .inner
                         .replay
-                        .accept(did.as_str(), ts, row.connect_ts, now, window)
+                        .accept_anywhere(
+                            self.cluster(),
+                            did.as_str(),
+                            ts,
+                            row.connect_ts,
+                            now,
+                            window,
+                        )
+                        .await
                     {
                         return Err(bad(RefusalReason::Replayed));
                     }
@@ -605,6 +638,21 @@ impl Core {
         } else {
             -1.0
         });
+        if let Some(c) = self.cluster() {
+            let res = if online {
+                c.claim(did).await.map(|()| true)
+            } else {
+                c.release(did).await
+            };
+            match res {
+                // Another node holds the device now: its presence stands.
+                Ok(false) => return,
+                Ok(true) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, did, online, "presence not shared with the cluster")
+                }
+            }
+        }
         let event = if online {
             DeviceEvent::Online {
                 did: did.to_owned(),
@@ -784,7 +832,7 @@ impl Core {
                 },
             })
             .await;
-        self.bus().resolve_ack(did, ack);
+        self.bus().resolve_ack(did, ack).await;
         Ok(())
     }
 
@@ -825,7 +873,15 @@ impl Core {
             .get_device(did)
             .await?
             .ok_or(Error::NotFound("device"))?;
-        Ok(row.into())
+        let mut view = DeviceView::from(row);
+        // In a cluster the stored flag may belong to a node that died: the cluster says.
+        if let Some(c) = self.cluster() {
+            match c.holder(did).await {
+                Ok(holder) => view.online = holder.is_some(),
+                Err(e) => tracing::warn!(error = %e, did, "presence not read from the cluster"),
+            }
+        }
+        Ok(view)
     }
 
     pub async fn device_history(
@@ -896,7 +952,7 @@ impl Core {
             payload: Bytes::from(payload),
             expires_at: Some(expires_at),
         };
-        let delivery = self.bus().deliver(did, msg, now);
+        let delivery = self.bus().deliver_anywhere(did, &cmd.id, msg, now).await;
         match delivery {
             Delivery::Sent => self.command_moved(did, &cmd.id, Some("sent"), None).await,
             Delivery::Queued => {}
