@@ -447,12 +447,15 @@ impl Store {
     }
 
     /// Time out every unfinished device of a running campaign whose deadline passed; answers
-    /// `(campaign_id, did)` of each.
+    /// `(campaign_id, did)` of each. Driven by the partial index of unfinished parts by deadline
+    /// (`ota_devices_open_deadline`: its condition is repeated word for word so SQLite uses it),
+    /// each row's campaign looked up by key: the cost follows the expired rows, not the size of
+    /// the running campaigns.
     pub async fn expire_ota_devices(&self, now: i64) -> Result<Vec<(String, String)>> {
         let sql = concat!(
             "UPDATE ota_devices SET state = 'timed_out', reason = 'no answer before the deadline', updated_at = $1 ",
-            "WHERE deadline_at IS NOT NULL AND deadline_at < $1 AND state NOT IN ('succeeded', 'failed', 'timed_out') ",
-            "AND campaign_id IN (SELECT campaign_id FROM ota_campaigns WHERE state = 'running') ",
+            "WHERE deadline_at < $1 AND state NOT IN ('succeeded', 'failed', 'timed_out') ",
+            "AND EXISTS (SELECT 1 FROM ota_campaigns c WHERE c.campaign_id = ota_devices.campaign_id AND c.state = 'running') ",
             "RETURNING campaign_id, did"
         );
         Ok(with_db!(self, p => sqlx::query_as(sql).bind(now).fetch_all(p).await?))

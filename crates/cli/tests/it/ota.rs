@@ -1267,3 +1267,171 @@ async fn the_simulator_runs_updates() {
     assert_eq!(running, 3);
     sim.kill().await.unwrap();
 }
+
+/// OTA over MQTT with the SDK's `DeviceClient`: the manifest arrives on `dev/{did}/ota`, the image
+/// in chunks on `dev/{did}/ota/chunk` (each checked against its SHA-256), resumed after the
+/// connection is cut mid-way, progress reported on `dev/{did}/ota/status`; the update counts only
+/// once the device reconnects and its check names the new version.
+#[tokio::test]
+async fn device_client_updates_over_mqtt_with_a_cut() {
+    use rampart_device::{Backoff, ConnectOptions, DeviceClient, Event, TlsSettings, Transport};
+    let srv = Server::start_with(&server_env()).await;
+    let (pk, did, secret) = srv.device().await;
+    let key = ota_key(&srv, &pk).await;
+    let img = image(100_000, 7);
+    let (s, v) = upload(&srv, &pk, ADMIN, img.clone(), "module", "1.1.0", "").await;
+    assert_eq!(s, 201, "{v}");
+    let fw_id = v["firmware_id"].as_str().unwrap().to_owned();
+
+    let tls = TlsSettings::from_ca_file(&srv.ca_path()).unwrap();
+    let mut opts = ConnectOptions::new(
+        format!("localhost:{}", srv.mqtt_tls),
+        did.clone(),
+        secret.as_str().into(),
+        Transport::Tls(tls),
+    );
+    opts.ota = true;
+    opts.backoff = Backoff {
+        initial: Duration::from_millis(50),
+        max: Duration::from_millis(500),
+    };
+    let (client, mut events) = DeviceClient::connect(opts).unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let pump = tokio::spawn(async move {
+        while let Some(ev) = events.next().await {
+            let _ = tx.send(ev);
+        }
+    });
+    async fn until<T>(
+        rx: &mut tokio::sync::mpsc::UnboundedReceiver<Event>,
+        mut f: impl FnMut(Event) -> Option<T>,
+    ) -> T {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let ev = tokio::time::timeout_at(deadline, rx.recv())
+                .await
+                .expect("no such event in time")
+                .expect("the event loop ended");
+            if let Some(t) = f(ev) {
+                return t;
+            }
+        }
+    }
+    let slots_dir = tempfile::tempdir().unwrap();
+    let mut slots = Slots::open(
+        slots_dir.path(),
+        SlotInfo {
+            version: "1.0.0".into(),
+            sequence: 0,
+        },
+    )
+    .unwrap();
+    let check = |slots: &Slots| Check {
+        target: Target::Module,
+        version: slots.running().version,
+        sequence: Some(slots.running().sequence),
+        hardware_version: None,
+    };
+    until(&mut rx, |e| (e == Event::Connected).then_some(())).await;
+    client.ota_check(&check(&slots)).unwrap();
+
+    // The device is online: opening the stage pushes the manifest.
+    let (s, v) = srv
+        .admin(
+            "POST",
+            &format!("/v1/products/{pk}/campaigns"),
+            Some(json!({"firmware_id": fw_id, "selector": {"dids": [did]}, "stages": [100]})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let cid = v["campaign_id"].as_str().unwrap().to_owned();
+    let m = until(&mut rx, |e| match e {
+        Event::Ota(m) => Some(*m),
+        _ => None,
+    })
+    .await;
+    assert_eq!(m.campaign_id.as_deref(), Some(cid.as_str()));
+
+    let mqtt = dota::MqttOta::new(client.clone())
+        .answer_timeout(Duration::from_millis(1500))
+        .chunk_len(8192);
+    let me = DeviceIdentity {
+        product_key: pk.clone(),
+        target: Target::Module,
+        ota_key: key,
+    };
+    // A forged manifest (another version under the same signature) is refused before any chunk.
+    let mut forged = m.clone();
+    forged.version = "9.9.9".into();
+    assert!(matches!(
+        dota::update(&mqtt, &me, &mut slots, &forged, &Faults::default(), 60_000).await,
+        Outcome::Refused(rampart_proto::ota::OtaError::BadSignature)
+    ));
+    // The forgery was reported as a failure: the campaign's device failed. A fresh campaign
+    // for the real run.
+    let v = wait_campaign(&srv, &pk, &cid, |v| v["counts"]["failed"] == 1).await;
+    assert_eq!(v["counts"]["failed"], 1, "{v}");
+    let (s, v) = post(
+        &srv,
+        &format!("/v1/products/{pk}/campaigns/{cid}/abort"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = srv
+        .admin(
+            "POST",
+            &format!("/v1/products/{pk}/campaigns"),
+            Some(json!({"firmware_id": fw_id, "selector": {"dids": [did]}, "stages": [100]})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let cid = v["campaign_id"].as_str().unwrap().to_owned();
+    let m = until(&mut rx, |e| match e {
+        Event::Ota(m) if m.campaign_id.as_deref() == Some(cid.as_str()) => Some(*m),
+        _ => None,
+    })
+    .await;
+
+    // The connection is cut after 40,000 bytes: the download resumes from what is on disk.
+    let faults = Faults {
+        cut_after: Some(40_000),
+        ..Default::default()
+    };
+    let outcome = dota::update(&mqtt, &me, &mut slots, &m, &faults, 60_000).await;
+    let Outcome::Installed(stats) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(stats.received, 100_000, "{stats:?}");
+    assert_eq!(stats.refetched, 0, "{stats:?}");
+    assert!(stats.requests >= 13, "{stats:?}");
+    // The cut was a real one: the connection went down (asked for) and came back.
+    let mut seen = Vec::new();
+    while let Ok(ev) = rx.try_recv() {
+        seen.push(ev);
+    }
+    assert!(
+        seen.iter().any(|e| matches!(e, Event::Disconnected { error: None, .. })),
+        "{seen:?}"
+    );
+    assert!(seen.contains(&Event::Connected), "{seen:?}");
+    let v = wait_campaign(&srv, &pk, &cid, |v| v["counts"]["applying"] == 1).await;
+    assert_eq!(v["counts"]["succeeded"], 0, "a status alone is not success: {v}");
+
+    // Reboot into the new image, healthy: commit, reconnect, say what runs.
+    assert_eq!(slots.boot(now_ms()).unwrap(), Boot::Trial);
+    slots.commit().unwrap();
+    assert_eq!(std::fs::read(slots.active_image()).unwrap(), img);
+    client
+        .reconnect_after(Duration::from_millis(50))
+        .unwrap();
+    until(&mut rx, |e| (e == Event::Connected).then_some(())).await;
+    client.ota_check(&check(&slots)).unwrap();
+    let v = wait_campaign(&srv, &pk, &cid, |v| v["state"] == "done").await;
+    assert_eq!(v["counts"]["succeeded"], 1, "{v}");
+    let devices = campaign_devices(&srv, &pk, &cid).await;
+    assert_eq!(devices[0]["bytes"], 100_000, "{devices:?}");
+
+    client.close();
+    let _ = tokio::time::timeout(Duration::from_secs(5), pump).await;
+}
