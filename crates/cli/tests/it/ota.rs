@@ -267,11 +267,22 @@ async fn deleting_firmware_keeps_bytes_an_allowlist_file_holds() {
     assert_error(s, &v, 409, "CONFLICT");
     assert_eq!(std::fs::read(&kept).unwrap(), bytes);
 
+    let delete = |fw: String| {
+        let srv = &srv;
+        let url = srv.url(&format!("/v1/products/{pk}/firmware/{fw}"));
+        async move {
+            let resp = srv
+                .http_client
+                .delete(url)
+                .bearer_auth(ADMIN)
+                .send()
+                .await
+                .unwrap();
+            resp.status().as_u16()
+        }
+    };
     for fw in [&fw1, &fw2] {
-        let (s, v) = srv
-            .admin("DELETE", &format!("/v1/products/{pk}/firmware/{fw}"), None)
-            .await;
-        assert_eq!(s, 204, "{v}");
+        assert_eq!(delete(fw.clone()).await, 204);
         assert_eq!(
             std::fs::read(&kept).unwrap(),
             bytes,
@@ -288,12 +299,11 @@ async fn deleting_firmware_keeps_bytes_an_allowlist_file_holds() {
     let fw3 = v["firmware_id"].as_str().unwrap().to_owned();
     let own_path = srv.data().join("uploads/sha256").join(&own[..2]).join(&own);
     assert!(own_path.exists());
-    let (s, v) = srv
-        .admin("DELETE", &format!("/v1/products/{pk}/firmware/{fw3}"), None)
-        .await;
-    assert_eq!(s, 204, "{v}");
+    assert_eq!(delete(fw3).await, 204);
     assert!(!own_path.exists());
-    let (s, v) = upload(&srv, &pk, ADMIN, img.clone(), "module", "1.0.0", "").await;
+    let (s, v) = upload(&srv, &pk, ADMIN, image(100, 10), "module", "4.0.0", "").await;
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = upload(&srv, &pk, ADMIN, img.clone(), "module", "4.0.0", "").await;
     assert_error(s, &v, 409, "CONFLICT");
     assert!(!own_path.exists(), "a refused upload left its file");
 }
