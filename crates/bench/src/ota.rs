@@ -468,15 +468,8 @@ async fn run_inner(a: &OtaDownloadArgs) -> Result<OtaReport, String> {
     let cut = ((size as f64) * a.cut_at) as u64;
 
     eprintln!("{} downloads of {size} bytes from Rampart", a.devices);
-    let rampart = download_phase(
-        "rampart",
-        jobs,
-        size,
-        cut,
-        ca_pem.as_deref(),
-        a.server_pid,
-    )
-    .await?;
+    let rampart =
+        download_phase("rampart", jobs, size, cut, ca_pem.as_deref(), a.server_pid).await?;
     let peer = match (&a.peer_url, &a.peer_dir) {
         (Some(url), Some(dir)) => {
             std::fs::write(dir.join("ota-image.bin"), &img)
@@ -489,8 +482,14 @@ async fn run_inner(a: &OtaDownloadArgs) -> Result<OtaReport, String> {
                     last_ts: AtomicI64::new(0),
                 })
                 .collect();
-            eprintln!("{} downloads of {size} bytes from {}", a.devices, a.peer_name);
-            Some(download_phase(&a.peer_name, jobs, size, cut, ca_pem.as_deref(), a.peer_pid).await?)
+            eprintln!(
+                "{} downloads of {size} bytes from {}",
+                a.devices, a.peer_name
+            );
+            Some(
+                download_phase(&a.peer_name, jobs, size, cut, ca_pem.as_deref(), a.peer_pid)
+                    .await?,
+            )
         }
         _ => None,
     };
@@ -520,7 +519,10 @@ fn phase_md(p: &PhaseReport) -> String {
             .map(|v| format!("{v:.0}"))
             .unwrap_or_else(|| "—".into())
     };
-    let kib = |k: Option<u64>| k.map(|k| format!("{:.1} MiB", k as f64 / 1024.0)).unwrap_or_else(|| "—".into());
+    let kib = |k: Option<u64>| {
+        k.map(|k| format!("{:.1} MiB", k as f64 / 1024.0))
+            .unwrap_or_else(|| "—".into())
+    };
     format!(
         "| {} | {} / {} | {} | {} | {:.1} | {:.1} | {} | {} | {} | {} | {} |\n",
         p.server,
@@ -593,7 +595,14 @@ mod tests {
                 .unwrap(),
             )
             .unwrap();
-            user.split(':').next().unwrap().rsplit('|').next().unwrap().parse::<i64>().unwrap()
+            user.split(':')
+                .next()
+                .unwrap()
+                .rsplit('|')
+                .next()
+                .unwrap()
+                .parse::<i64>()
+                .unwrap()
         };
         let a = ts(&device_auth("d", "s", &last));
         let b = ts(&device_auth("d", "s", &last));

@@ -41,8 +41,8 @@ use serde_json::{Map, Value};
 use tokio::sync::Notify;
 
 use crate::command::{Ack, BadCommand, Command, Desired};
-use rampart_proto::ota::{Check, ChunkRequest, Manifest, Status};
 use crate::{Error, Secret};
+use rampart_proto::ota::{Check, ChunkRequest, Manifest, Status};
 
 /// Largest MQTT packet sent or accepted (a command may carry binary values).
 const MAX_PACKET: usize = 256 * 1024;
@@ -450,20 +450,26 @@ impl DeviceClient {
     /// check naming an update's version is what completes it.
     pub fn ota_check(&self, check: &Check) -> Result<(), Error> {
         let payload = serde_json::to_vec(check).map_err(|e| Error::invalid(e.to_string()))?;
-        self.shared.handle.try_publish(&self.shared.ota_check, payload)
+        self.shared
+            .handle
+            .try_publish(&self.shared.ota_check, payload)
     }
 
     /// Publish an OTA progress report on `dev/{did}/ota/status`.
     pub fn ota_status(&self, status: &Status) -> Result<(), Error> {
         let payload = serde_json::to_vec(status).map_err(|e| Error::invalid(e.to_string()))?;
-        self.shared.handle.try_publish(&self.shared.ota_status, payload)
+        self.shared
+            .handle
+            .try_publish(&self.shared.ota_status, payload)
     }
 
     /// Ask for part of an image on `dev/{did}/ota/chunk`; the answer comes to
     /// [`DeviceClient::chunk_answers`].
     pub fn request_chunk(&self, req: &ChunkRequest) -> Result<(), Error> {
         let payload = serde_json::to_vec(req).map_err(|e| Error::invalid(e.to_string()))?;
-        self.shared.handle.try_publish(&self.shared.ota_chunk, payload)
+        self.shared
+            .handle
+            .try_publish(&self.shared.ota_chunk, payload)
     }
 
     /// The raw chunk answers that arrive from now on (with [`ConnectOptions::ota`]). A receiver

@@ -362,11 +362,7 @@ impl MqttOta {
 /// A chunk answer's bytes when it is the answer to `firmware_id` at `offset` and its bytes
 /// match its SHA-256; `Err` with the cloud's refusal; `Ok(None)` for anything else (another
 /// request's answer, a damaged chunk).
-pub fn accept_chunk(
-    raw: &[u8],
-    firmware_id: &str,
-    offset: u64,
-) -> Result<Option<Vec<u8>>, String> {
+pub fn accept_chunk(raw: &[u8], firmware_id: &str, offset: u64) -> Result<Option<Vec<u8>>, String> {
     let Ok(a) = serde_json::from_slice::<rampart_proto::ota::ChunkAnswer>(raw) else {
         return Ok(None);
     };

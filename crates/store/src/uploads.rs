@@ -30,7 +30,8 @@ impl Store {
     /// How many holders the file `sha256` has.
     pub async fn upload_refs(&self, sha256: &str) -> Result<i64> {
         let sql = "SELECT COUNT(*) FROM upload_refs WHERE sha256 = $1";
-        let (n,): (i64,) = with_db!(self, p => sqlx::query_as(sql).bind(sha256).fetch_one(p).await?);
+        let (n,): (i64,) =
+            with_db!(self, p => sqlx::query_as(sql).bind(sha256).fetch_one(p).await?);
         Ok(n)
     }
 }

@@ -396,17 +396,25 @@ async fn only_an_owner_starts_a_rollback_campaign() {
     let (s, v) = upload(&srv, &pk, &admin, image(800, 2), "module", "1.1.0", "").await;
     assert_eq!(s, 201, "{v}");
     let path = format!("/v1/products/{pk}/campaigns");
-    let body = |rollback: bool| {
-        json!({"firmware_id": old, "stages": [100], "device_timeout_secs": 60, "rollback": rollback})
-    };
+    let body = |rollback: bool| json!({"firmware_id": old, "stages": [100], "device_timeout_secs": 60, "rollback": rollback});
     // Without the rollback flag the older image is refused for anyone.
-    let (s, v) = srv.call("POST", &path, Some(&admin), Some(body(false))).await;
+    let (s, v) = srv
+        .call("POST", &path, Some(&admin), Some(body(false)))
+        .await;
     assert_error(s, &v, 400, "INVALID_REQUEST");
-    let (s, v) = srv.call("POST", &path, Some(&admin), Some(body(true))).await;
+    let (s, v) = srv
+        .call("POST", &path, Some(&admin), Some(body(true)))
+        .await;
     assert_error(s, &v, 403, "FORBIDDEN");
     let (s, list) = srv.call("GET", &path, Some(&admin), None).await;
-    assert_eq!((s, list["meta"]["total"].as_i64()), (200, Some(0)), "{list}");
-    let (s, v) = srv.call("POST", &path, Some(&owner), Some(body(true))).await;
+    assert_eq!(
+        (s, list["meta"]["total"].as_i64()),
+        (200, Some(0)),
+        "{list}"
+    );
+    let (s, v) = srv
+        .call("POST", &path, Some(&owner), Some(body(true)))
+        .await;
     assert_eq!(s, 201, "{v}");
     let cid = v["campaign_id"].as_str().unwrap().to_owned();
     // The admin sees it and may pause it like any other campaign.
@@ -1421,20 +1429,22 @@ async fn device_client_updates_over_mqtt_with_a_cut() {
         seen.push(ev);
     }
     assert!(
-        seen.iter().any(|e| matches!(e, Event::Disconnected { error: None, .. })),
+        seen.iter()
+            .any(|e| matches!(e, Event::Disconnected { error: None, .. })),
         "{seen:?}"
     );
     assert!(seen.contains(&Event::Connected), "{seen:?}");
     let v = wait_campaign(&srv, &pk, &cid, |v| v["counts"]["applying"] == 1).await;
-    assert_eq!(v["counts"]["succeeded"], 0, "a status alone is not success: {v}");
+    assert_eq!(
+        v["counts"]["succeeded"], 0,
+        "a status alone is not success: {v}"
+    );
 
     // Reboot into the new image, healthy: commit, reconnect, say what runs.
     assert_eq!(slots.boot(now_ms()).unwrap(), Boot::Trial);
     slots.commit().unwrap();
     assert_eq!(std::fs::read(slots.active_image()).unwrap(), img);
-    client
-        .reconnect_after(Duration::from_millis(50))
-        .unwrap();
+    client.reconnect_after(Duration::from_millis(50)).unwrap();
     until(&mut rx, |e| (e == Event::Connected).then_some(())).await;
     client.ota_check(&check(&slots)).unwrap();
     let v = wait_campaign(&srv, &pk, &cid, |v| v["state"] == "done").await;

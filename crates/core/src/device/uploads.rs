@@ -443,7 +443,11 @@ impl Core {
             .map_err(|e| Error::Internal(format!("upload store: {e}")))?
             .map_err(|e| Error::Internal(format!("upload store: {e}")))?;
         self.store()
-            .add_upload_ref(&stored.sha256, &allowlist_holder(product_key), self.now_ms())
+            .add_upload_ref(
+                &stored.sha256,
+                &allowlist_holder(product_key),
+                self.now_ms(),
+            )
             .await?;
         drop(held);
         let added = self
