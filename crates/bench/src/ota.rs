@@ -30,6 +30,11 @@ pub struct OtaDownloadArgs {
     /// Where each transfer is cut and resumed, as a fraction of the image.
     #[arg(long, default_value_t = 0.5)]
     pub cut_at: f64,
+    /// Loopback source addresses to spread the downloads over (127.0.0.2, 127.0.0.3, ...), as
+    /// devices come from many addresses: the server caps connections per address
+    /// (`http.max_connections_per_ip`, 256). 0: the kernel's choice (one address).
+    #[arg(long, default_value_t = 8)]
+    pub source_ips: u8,
     /// Rampart data directory (provisioning opens it in process, as the other scenarios do).
     #[arg(long)]
     pub data: PathBuf,
@@ -58,9 +63,9 @@ pub struct OtaDownloadArgs {
     /// Directory the peer serves; the image is written there as `ota-image.bin`.
     #[arg(long)]
     pub peer_dir: Option<PathBuf>,
-    /// The peer's process (its RSS is sampled too).
+    /// The peer's processes (their RSS is sampled and summed: nginx's master and workers).
     #[arg(long)]
-    pub peer_pid: Option<u32>,
+    pub peer_pid: Vec<u32>,
     /// What the peer is, for the report.
     #[arg(long, default_value = "peer")]
     pub peer_name: String,
@@ -105,6 +110,7 @@ pub struct OtaReport {
     pub devices: usize,
     pub image_bytes: usize,
     pub cut_at_bytes: u64,
+    pub source_ips: u8,
     pub manifests: usize,
     pub manifest_secs: f64,
     pub rampart: PhaseReport,
@@ -149,13 +155,18 @@ struct Job {
     last_ts: AtomicI64,
 }
 
-/// Sample `pid`'s RSS every 50 ms until `stop`; answers the peak.
-fn sample_rss(pid: Option<u32>, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<Option<u64>> {
+/// The summed RSS of `pids` (none readable: `None`).
+fn rss_sum(pids: &[u32]) -> Option<u64> {
+    let each: Vec<u64> = pids.iter().filter_map(|p| procfs::rss_kib(*p)).collect();
+    (!each.is_empty()).then(|| each.iter().sum())
+}
+
+/// Sample the summed RSS of `pids` every 50 ms until `stop`; answers the peak.
+fn sample_rss(pids: Vec<u32>, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<Option<u64>> {
     tokio::spawn(async move {
-        let pid = pid?;
-        let mut peak = procfs::rss_kib(pid)?;
+        let mut peak = rss_sum(&pids)?;
         while !stop.load(Relaxed) {
-            if let Some(r) = procfs::rss_kib(pid) {
+            if let Some(r) = rss_sum(&pids) {
                 peak = peak.max(r);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -171,33 +182,46 @@ async fn download_phase(
     size: u64,
     cut: u64,
     ca_pem: Option<&[u8]>,
-    pid: Option<u32>,
+    pids: Vec<u32>,
+    source_ips: u8,
 ) -> Result<PhaseReport, String> {
-    let mut b = reqwest::Client::builder()
-        .http1_only()
-        // A connection per download: nothing shared, nothing kept after it.
-        .pool_max_idle_per_host(0)
-        .timeout(Duration::from_secs(600))
-        .connect_timeout(Duration::from_secs(30));
-    if let Some(pem) = ca_pem {
-        b = b.add_root_certificate(
-            reqwest::Certificate::from_pem(pem).map_err(|e| format!("CA file: {e}"))?,
-        );
+    let mut clients = Vec::new();
+    for i in 0..source_ips.max(1) {
+        let mut b = reqwest::Client::builder()
+            .http1_only()
+            // A connection per download: nothing shared, nothing kept after it.
+            .pool_max_idle_per_host(0)
+            .timeout(Duration::from_secs(600))
+            .connect_timeout(Duration::from_secs(30));
+        if source_ips > 0 {
+            b = b.local_address(std::net::IpAddr::V4(std::net::Ipv4Addr::new(
+                127,
+                0,
+                0,
+                2 + i,
+            )));
+        }
+        if let Some(pem) = ca_pem {
+            b = b.add_root_certificate(
+                reqwest::Certificate::from_pem(pem).map_err(|e| format!("CA file: {e}"))?,
+            );
+        }
+        clients.push(b.build().map_err(|e| format!("HTTP client: {e}"))?);
     }
-    let http = b.build().map_err(|e| format!("HTTP client: {e}"))?;
     let mut rep = PhaseReport {
         server: name.to_owned(),
         downloads: jobs.len(),
-        rss_before_kib: pid.and_then(procfs::rss_kib),
+        rss_before_kib: rss_sum(&pids),
         ..Default::default()
     };
     let stop = Arc::new(AtomicBool::new(false));
-    let sampler = sample_rss(pid, stop.clone());
+    let sampler = sample_rss(pids, stop.clone());
     let bytes = Arc::new(AtomicU64::new(0));
     let start = Arc::new(tokio::sync::Barrier::new(jobs.len() + 1));
     let mut tasks = tokio::task::JoinSet::new();
-    for job in jobs {
-        let (http, bytes, start) = (http.clone(), bytes.clone(), start.clone());
+    for (i, job) in jobs.into_iter().enumerate() {
+        let http = clients[i % clients.len()].clone();
+        let (bytes, start) = (bytes.clone(), start.clone());
         tasks.spawn(async move {
             start.wait().await;
             let t0 = Instant::now();
@@ -468,8 +492,16 @@ async fn run_inner(a: &OtaDownloadArgs) -> Result<OtaReport, String> {
     let cut = ((size as f64) * a.cut_at) as u64;
 
     eprintln!("{} downloads of {size} bytes from Rampart", a.devices);
-    let rampart =
-        download_phase("rampart", jobs, size, cut, ca_pem.as_deref(), a.server_pid).await?;
+    let rampart = download_phase(
+        "rampart",
+        jobs,
+        size,
+        cut,
+        ca_pem.as_deref(),
+        a.server_pid.into_iter().collect(),
+        a.source_ips,
+    )
+    .await?;
     let peer = match (&a.peer_url, &a.peer_dir) {
         (Some(url), Some(dir)) => {
             std::fs::write(dir.join("ota-image.bin"), &img)
@@ -487,8 +519,16 @@ async fn run_inner(a: &OtaDownloadArgs) -> Result<OtaReport, String> {
                 a.devices, a.peer_name
             );
             Some(
-                download_phase(&a.peer_name, jobs, size, cut, ca_pem.as_deref(), a.peer_pid)
-                    .await?,
+                download_phase(
+                    &a.peer_name,
+                    jobs,
+                    size,
+                    cut,
+                    ca_pem.as_deref(),
+                    a.peer_pid.clone(),
+                    a.source_ips,
+                )
+                .await?,
             )
         }
         _ => None,
@@ -503,6 +543,7 @@ async fn run_inner(a: &OtaDownloadArgs) -> Result<OtaReport, String> {
         devices: a.devices,
         image_bytes: a.image_bytes,
         cut_at_bytes: cut,
+        source_ips: a.source_ips,
         manifests: a.devices,
         manifest_secs,
         rampart,
@@ -552,6 +593,10 @@ fn markdown(r: &OtaReport) -> String {
     for n in &r.notes {
         s.push_str(&format!("- {n}\n"));
     }
+    s.push_str(&format!(
+        "- downloads from {} loopback source addresses, one HTTP/1.1 connection per request\n",
+        r.source_ips.max(1)
+    ));
     s.push_str(&format!(
         "- manifests: {} devices asked `GET /v1/device/ota` in {:.1} s (64 at a time)\n\n",
         r.manifests, r.manifest_secs
