@@ -169,6 +169,14 @@ def ota_flows(page, pk, csv_path):
         sim.kill()
         sim.wait()
 
+    # An observer of the enterprise (checked at the end): invited here by the owner.
+    page.get_by_role("link", name="Members").click()
+    invite = page.locator("form", has=page.get_by_role("heading", name="Invite"))
+    invite.get_by_label("E-mail").fill(ENV["CONSOLE_OBSERVER_EMAIL"])
+    invite.get_by_label("Role").select_option("observer")
+    invite.get_by_role("button", name="Send invitation").click()
+    expect(page.locator("#notice")).to_contain_text("Invitation")
+
     # A campaign nobody answers (the devices are gone): pause, resume, abort from its page.
     go(page, f"#/firmware/{pk}", "Firmware")
     upload = page.locator("#firmware-upload")
@@ -199,6 +207,53 @@ def ota_flows(page, pk, csv_path):
     expect(page.locator("tbody tr").first).to_contain_text("aborted")
     expect(page.locator("tbody tr").nth(1)).to_contain_text("done")
     shot(page, "campaigns")
+
+
+def api(method, path, body=None, token=None):
+    """A call to the API outside the browser (what the console has no page for)."""
+    import ssl
+    import urllib.request
+    ctx = ssl.create_default_context(cafile=ENV["CONSOLE_CA"])
+    req = urllib.request.Request(URL + path, method=method,
+                                 data=None if body is None else json.dumps(body).encode())
+    if body is not None:
+        req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(req, context=ctx) as r:
+        text = r.read()
+    return json.loads(text) if text else None
+
+
+def observer_flows(page, pk):
+    """The observer accepts the invitation, then sees firmware and campaigns without a way to
+    change them."""
+    email, password = ENV["CONSOLE_OBSERVER_EMAIL"], ENV["CONSOLE_OBSERVER_PASSWORD"]
+    token = api("POST", "/v1/developers/login", {"email": email, "password": password})["access_token"]
+    invite = api("GET", "/v1/developers/me/invites", token=token)["data"][0]["invite_id"]
+    api("POST", f"/v1/developers/me/invites/{invite}/accept", token=token)
+    form = dev_form(page)
+    form.get_by_label("E-mail").fill(email)
+    form.get_by_label("Password").fill(password)
+    form.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Fleet overview")).to_be_visible()
+    go(page, f"#/firmware/{pk}", "Firmware")
+    expect(page.locator("table")).to_contain_text("1.1.0")
+    expect(page.get_by_text("your role: observer")).to_be_visible()
+    expect(page.get_by_text("Read-only for your role: owners and admins upload")).to_be_visible()
+    expect(page.locator("#firmware-upload")).to_have_count(0)
+    expect(page.get_by_role("button", name=re.compile("^Delete"))).to_have_count(0)
+    check_a11y(page, "firmware-observer")
+    go(page, f"#/campaigns/{pk}", "Campaigns")
+    expect(page.locator("tbody tr")).to_have_count(2)
+    expect(page.locator("#campaign-create")).to_have_count(0)
+    page.locator("tbody tr").nth(1).get_by_role("link").first.click()
+    expect(page.locator("#campaign-state")).to_have_attribute("data-state", "done")
+    expect(page.locator("#count-succeeded")).to_have_text("2")
+    expect(page.get_by_role("button", name="Pause")).to_have_count(0)
+    expect(page.get_by_text("Read-only for your role.")).to_be_visible()
+    check_a11y(page, "campaign-observer")
+    sign_out(page)
 
 
 def preselected(page):
@@ -383,6 +438,11 @@ def flows(page, ctx):
         no_overflow(page, hash_)
     go(page, "#/overview", "Fleet overview")
     shot(page, "overview-phone")
+
+    # -- an observer: the OTA pages, read-only --
+    page.set_viewport_size({"width": 1280, "height": 800})
+    sign_out(page)
+    observer_flows(page, pk)
 
 
 if __name__ == "__main__":
