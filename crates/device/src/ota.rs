@@ -827,6 +827,45 @@ mod tests {
     }
 
     #[test]
+    fn chunks_are_kept_only_when_they_answer_the_request_and_match_their_hash() {
+        let answer = |offset: u64, data: &[u8], sha_of: &[u8], error: Option<&str>| {
+            serde_json::to_vec(&rampart_proto::ota::ChunkAnswer {
+                firmware_id: "fw".into(),
+                offset,
+                length: data.len() as u64,
+                data: base64::engine::general_purpose::STANDARD.encode(data),
+                sha256: hex::encode(Sha256::digest(sha_of)),
+                error: error.map(Into::into),
+            })
+            .unwrap()
+        };
+        assert_eq!(
+            accept_chunk(&answer(16, b"abc", b"abc", None), "fw", 16),
+            Ok(Some(b"abc".to_vec()))
+        );
+        // Damaged in transit: not kept, asked again.
+        assert_eq!(
+            accept_chunk(&answer(16, b"abd", b"abc", None), "fw", 16),
+            Ok(None)
+        );
+        // The answer to another request (a resend after a cut), another image, not JSON.
+        assert_eq!(
+            accept_chunk(&answer(0, b"abc", b"abc", None), "fw", 16),
+            Ok(None)
+        );
+        assert_eq!(
+            accept_chunk(&answer(16, b"abc", b"abc", None), "other", 16),
+            Ok(None)
+        );
+        assert_eq!(accept_chunk(b"{", "fw", 16), Ok(None));
+        // The cloud's refusal ends the download.
+        assert_eq!(
+            accept_chunk(&answer(16, b"", b"", Some("no open update")), "fw", 16),
+            Err("no open update".into())
+        );
+    }
+
+    #[test]
     fn images_are_checked_by_size_and_both_digests() {
         let dir = tempfile::tempdir().unwrap();
         let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
