@@ -75,7 +75,8 @@ export async function call(id, { path = {}, query = {}, body, raw, contentType, 
   let payload;
   if (raw !== undefined) {
     payload = raw;
-    headers["Content-Type"] = contentType;
+    // FormData carries its own multipart type (with the boundary) when none is given.
+    if (contentType) headers["Content-Type"] = contentType;
   } else if (body !== undefined) {
     if (op.body !== "application/json") throw new Error(`${id} takes no JSON body`);
     payload = JSON.stringify(body);
@@ -204,7 +205,8 @@ async function start(s) {
 
 const NAV = [
   ["overview", "Overview"], ["products", "Products"], ["devices", "Devices"], ["keys", "Access keys"],
-  ["audit", "Audit log"], ["factory", "Factory"], ["members", "Members"], ["certificates", "Certificates"],
+  ["audit", "Audit log"], ["factory", "Factory"], ["firmware", "Firmware"], ["campaigns", "Campaigns"], ["members", "Members"],
+  ["certificates", "Certificates"],
   ["account", "Account"],
 ];
 

@@ -5,6 +5,7 @@ import { h, fill, field, select, checkbox, table, when, notify, attempt, secretB
 import { lineChart, barChart } from "./chart.js";
 import { live } from "./live.js";
 import { checkModel, modelEditor, commandForm } from "./model.js";
+import { firmwarePage, campaignsPage } from "./ota.js";
 
 const POLL_MS = 5000;
 
@@ -706,6 +707,8 @@ export const pages = {
   keys: keysPage,
   audit: auditPage,
   factory: factoryPage,
+  firmware: firmwarePage,
+  campaigns: campaignsPage,
   members: membersPage,
   certificates: certificatesPage,
   account: accountPage,

@@ -96,6 +96,7 @@ const ASSETS: &[Asset] = &[
     asset!("live.js", JS),
     asset!("pages.js", JS),
     asset!("model.js", JS),
+    asset!("ota.js", JS),
 ];
 
 crate::errors!(ConsoleErrors: NotFound);

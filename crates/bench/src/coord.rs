@@ -77,6 +77,9 @@ impl Plan {
                 ..base(Scenario::Command, a.common, a.devices, a.connect_rate)
             },
             BenchCmd::Worker => return Err("`bench worker` is internal".into()),
+            BenchCmd::OtaDownload(_) => {
+                return Err("`bench ota-download` writes a report of its own".into())
+            }
         };
         plan.validate()?;
         Ok(plan)

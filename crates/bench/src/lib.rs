@@ -14,6 +14,7 @@ mod coord;
 mod hist;
 mod net;
 mod observers;
+mod ota;
 mod procfs;
 mod progress;
 mod rampart;
@@ -21,6 +22,7 @@ mod report;
 mod worker;
 
 pub use hist::Histogram;
+pub use ota::{OtaDownloadArgs, OtaReport, PhaseReport};
 pub use report::{
     CommandReport, ConnectReport, GeneratorReport, IngestReport, Latency, RegistrationReport,
     Report, ServerReport,
@@ -38,6 +40,9 @@ pub enum BenchCmd {
     Ingest(IngestArgs),
     /// N devices answer commands sent to random devices; measure the round trip.
     Command(CommandArgs),
+    /// N devices download a firmware image at once, each cut once and resumed with `Range`:
+    /// bytes per second served and the server's memory, against a peer server if given.
+    OtaDownload(OtaDownloadArgs),
     /// Internal: one worker process of a `--processes P` run (spec on stdin, events on stdout).
     #[command(hide = true)]
     Worker,
@@ -203,6 +208,7 @@ pub async fn run(cmd: BenchCmd) -> Result<(), String> {
             progress::set_quiet(true);
             worker::run_process().await
         }
+        BenchCmd::OtaDownload(a) => ota::run(a).await,
         cmd => run_report(cmd).await.map(|_| ()),
     }
 }

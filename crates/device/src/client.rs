@@ -5,7 +5,9 @@
 //! the HMAC of the connect string, re-signed with a fresh `ts` before every connection
 //! attempt), TLS with a custom CA, MQTT 3.1.1 or 5.0, the subscription to `dev/{did}/down`
 //! (renewed on every connection), parsing commands, and reconnecting with exponential
-//! back-off and jitter. It spawns nothing: the network only moves while [`DeviceEvents`]
+//! back-off and jitter. With [`ConnectOptions::ota`] it also subscribes to `dev/{did}/ota/#`:
+//! manifests arrive as [`Event::Ota`], chunk answers go to [`DeviceClient::chunk_answers`] (for
+//! [`crate::ota::MqttOta`]). It spawns nothing: the network only moves while [`DeviceEvents`]
 //! is polled, so one task per device is enough. It never logs a secret.
 //!
 //! ```no_run
@@ -40,6 +42,7 @@ use tokio::sync::Notify;
 
 use crate::command::{Ack, BadCommand, Command, Desired};
 use crate::{Error, Secret};
+use rampart_proto::ota::{Check, ChunkRequest, Manifest, Status};
 
 /// Largest MQTT packet sent or accepted (a command may carry binary values).
 const MAX_PACKET: usize = 256 * 1024;
@@ -160,6 +163,8 @@ pub struct ConnectOptions {
     pub backoff: Backoff,
     /// Requests (publishes, acks) the handle can queue ahead of the event loop.
     pub queue: usize,
+    /// Take part in OTA over MQTT: subscribe to `dev/{did}/ota/#` on every connection.
+    pub ota: bool,
 }
 
 impl ConnectOptions {
@@ -179,6 +184,7 @@ impl ConnectOptions {
             keep_alive: Duration::from_secs(60),
             backoff: Backoff::default(),
             queue: 64,
+            ota: false,
         }
     }
 }
@@ -201,6 +207,9 @@ pub enum Event {
     /// A payload on the down topic that is not a valid command. When it has an id the
     /// client has already acked it with status `error`.
     BadCommand(BadCommand),
+    /// A manifest on `dev/{did}/ota` (with [`ConnectOptions::ota`]), not verified yet: hand it
+    /// to [`crate::ota::update`], which checks its signature before anything else.
+    Ota(Box<Manifest>),
 }
 
 /// What to do once the handle's DISCONNECT has been written.
@@ -246,6 +255,11 @@ struct Shared {
     did: String,
     up: String,
     ack: String,
+    ota_check: String,
+    ota_status: String,
+    ota_chunk: String,
+    /// Chunk answers as they arrive, for whoever downloads (none listening: dropped).
+    chunks: tokio::sync::broadcast::Sender<Bytes>,
     handle: Handle,
     after_disconnect: Mutex<AfterDisconnect>,
     /// Set by [`DeviceClient::close`]; wakes a driver that is waiting to reconnect.
@@ -376,9 +390,14 @@ impl DeviceClient {
                 (Handle::V5(c), Conn::V5(Box::new(el)))
             }
         };
+        let ota_base = format!("{}ota", topic::prefix(&opts.did));
         let shared = Arc::new(Shared {
             up: topic::up(&opts.did),
             ack: topic::ack(&opts.did),
+            ota_check: format!("{ota_base}/check"),
+            ota_status: format!("{ota_base}/status"),
+            ota_chunk: format!("{ota_base}/chunk"),
+            chunks: tokio::sync::broadcast::channel(64).0,
             did: opts.did.clone(),
             handle,
             after_disconnect: Mutex::new(AfterDisconnect::Stop),
@@ -389,6 +408,11 @@ impl DeviceClient {
         let driver = Driver {
             conn,
             down: topic::down(&opts.did),
+            ota: opts.ota.then(|| OtaTopics {
+                filter: format!("{ota_base}/#"),
+                manifest: ota_base.clone(),
+                chunk: format!("{ota_base}/chunk"),
+            }),
             shared: shared.clone(),
             secret: opts.device_secret,
             backoff: opts.backoff,
@@ -421,6 +445,39 @@ impl DeviceClient {
             .try_publish(&self.shared.ack, ack.to_payload())
     }
 
+    /// Publish the connect-time check on `dev/{did}/ota/check` (what the device runs): the
+    /// cloud answers with a manifest ([`Event::Ota`]) when there is something to install, and a
+    /// check naming an update's version is what completes it.
+    pub fn ota_check(&self, check: &Check) -> Result<(), Error> {
+        let payload = serde_json::to_vec(check).map_err(|e| Error::invalid(e.to_string()))?;
+        self.shared
+            .handle
+            .try_publish(&self.shared.ota_check, payload)
+    }
+
+    /// Publish an OTA progress report on `dev/{did}/ota/status`.
+    pub fn ota_status(&self, status: &Status) -> Result<(), Error> {
+        let payload = serde_json::to_vec(status).map_err(|e| Error::invalid(e.to_string()))?;
+        self.shared
+            .handle
+            .try_publish(&self.shared.ota_status, payload)
+    }
+
+    /// Ask for part of an image on `dev/{did}/ota/chunk`; the answer comes to
+    /// [`DeviceClient::chunk_answers`].
+    pub fn request_chunk(&self, req: &ChunkRequest) -> Result<(), Error> {
+        let payload = serde_json::to_vec(req).map_err(|e| Error::invalid(e.to_string()))?;
+        self.shared
+            .handle
+            .try_publish(&self.shared.ota_chunk, payload)
+    }
+
+    /// The raw chunk answers that arrive from now on (with [`ConnectOptions::ota`]). A receiver
+    /// that falls behind loses the oldest ones: a downloader asks again.
+    pub fn chunk_answers(&self) -> tokio::sync::broadcast::Receiver<Bytes> {
+        self.shared.chunks.subscribe()
+    }
+
     /// Disconnect cleanly once everything queued so far is written, then connect again
     /// after `delay` (a device reboot).
     pub fn reconnect_after(&self, delay: Duration) -> Result<(), Error> {
@@ -451,6 +508,34 @@ enum Phase {
     Stopped,
 }
 
+/// Which of the device's topics a publish came on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Inbound {
+    Down,
+    OtaManifest,
+    OtaChunk,
+    Other,
+}
+
+/// The OTA topics a client with [`ConnectOptions::ota`] listens to.
+struct OtaTopics {
+    filter: String,
+    manifest: String,
+    chunk: String,
+}
+
+/// What a publish's topic is to this device.
+fn inbound(topic: &[u8], down: &str, ota: Option<&OtaTopics>) -> Inbound {
+    if topic == down.as_bytes() {
+        return Inbound::Down;
+    }
+    match ota {
+        Some(o) if topic == o.manifest.as_bytes() => Inbound::OtaManifest,
+        Some(o) if topic == o.chunk.as_bytes() => Inbound::OtaChunk,
+        _ => Inbound::Other,
+    }
+}
+
 enum Conn {
     V4(Box<rumqttc::EventLoop>),
     V5(Box<rumqttc::v5::EventLoop>),
@@ -460,7 +545,7 @@ enum Conn {
 enum Polled {
     ConnAck,
     Publish {
-        on_down: bool,
+        on: Inbound,
         payload: Bytes,
     },
     SubscribeRefused,
@@ -509,14 +594,14 @@ impl Conn {
         }
     }
 
-    async fn poll(&mut self, down: &str) -> Polled {
+    async fn poll(&mut self, down: &str, ota: Option<&OtaTopics>) -> Polled {
         match self {
             Conn::V4(el) => {
                 use rumqttc::{Event as E, Outgoing, Packet};
                 match el.poll().await {
                     Ok(E::Incoming(Packet::ConnAck(_))) => Polled::ConnAck,
                     Ok(E::Incoming(Packet::Publish(p))) => Polled::Publish {
-                        on_down: p.topic == down,
+                        on: inbound(p.topic.as_bytes(), down, ota),
                         payload: p.payload,
                     },
                     Ok(E::Incoming(Packet::SubAck(s)))
@@ -538,7 +623,7 @@ impl Conn {
                 match el.poll().await {
                     Ok(E::Incoming(Packet::ConnAck(_))) => Polled::ConnAck,
                     Ok(E::Incoming(Packet::Publish(p))) => Polled::Publish {
-                        on_down: p.topic == down.as_bytes(),
+                        on: inbound(&p.topic, down, ota),
                         payload: p.payload,
                     },
                     Ok(E::Incoming(Packet::SubAck(s)))
@@ -561,6 +646,7 @@ impl Conn {
 struct Driver {
     conn: Conn,
     down: String,
+    ota: Option<OtaTopics>,
     shared: Arc<Shared>,
     secret: Secret,
     backoff: Backoff,
@@ -605,15 +691,34 @@ impl Driver {
                 }
                 Phase::Live => {}
             }
-            match self.conn.poll(&self.down).await {
+            match self.conn.poll(&self.down, self.ota.as_ref()).await {
                 Polled::ConnAck => {
                     self.failures = 0;
+                    if let Some(o) = &self.ota {
+                        self.conn.subscribe_first(&o.filter);
+                    }
                     self.conn.subscribe_first(&self.down);
                     tracing::debug!(did = %self.shared.did, "connected");
                     return Some(Event::Connected);
                 }
                 Polled::Publish {
-                    on_down: true,
+                    on: Inbound::OtaManifest,
+                    payload,
+                } => match serde_json::from_slice::<Manifest>(&payload) {
+                    Ok(m) => return Some(Event::Ota(Box::new(m))),
+                    Err(e) => {
+                        tracing::debug!(did = %self.shared.did, error = %e, "malformed OTA manifest");
+                    }
+                },
+                Polled::Publish {
+                    on: Inbound::OtaChunk,
+                    payload,
+                } => {
+                    // Nobody listening (no download under way) is fine: the answer is stale.
+                    let _ = self.shared.chunks.send(payload);
+                }
+                Polled::Publish {
+                    on: Inbound::Down,
                     payload,
                 } => {
                     if let Some(d) = Desired::parse(&payload) {
@@ -637,7 +742,10 @@ impl Driver {
                         }
                     });
                 }
-                Polled::Publish { on_down: false, .. } | Polled::Other => {}
+                Polled::Publish {
+                    on: Inbound::Other, ..
+                }
+                | Polled::Other => {}
                 Polled::SubscribeRefused => {
                     tracing::warn!(did = %self.shared.did, "server refused the subscription to the down topic");
                 }

@@ -9,6 +9,10 @@
 //!   previous slot.
 //! - [`HttpOta`]: the HTTPS side (`GET /v1/device/ota`, `POST /v1/device/ota/status`, the download
 //!   with `Range`), each request signed like a CONNECT.
+//! - [`MqttOta`]: the same over the device's MQTT connection ([`crate::DeviceClient`] with
+//!   [`crate::ConnectOptions::ota`]): reports on `dev/{did}/ota/status`, the image in chunks on
+//!   `dev/{did}/ota/chunk`, each chunk checked against its SHA-256 before it is kept.
+//! - [`OtaLink`]: what [`update`] needs of either: progress reports and a resumable download.
 //! - [`update`]: one update from manifest to reboot: verify, download (resuming after cuts into
 //!   `download.part`), check size, SHA-256 and MD5, write the inactive slot, report each state.
 //!
@@ -279,6 +283,180 @@ pub struct DownloadStats {
     pub received: u64,
     /// Bytes received that were already on disk before (a resume's overlap): ideally 0.
     pub refetched: u64,
+    /// Chunk requests over MQTT that got no usable answer (lost to a cut, or failing their
+    /// SHA-256) and were asked again.
+    pub retries: u32,
+}
+
+/// What carries an update: progress reports and a resumable download. [`HttpOta`] and
+/// [`MqttOta`] are the two.
+pub trait OtaLink {
+    /// Send a progress report.
+    fn report(&self, st: &Status) -> impl std::future::Future<Output = Result<(), Error>> + Send;
+    /// Fetch the manifest's image into `part`, resuming from what `part` holds; `cut_after`
+    /// cuts the transfer once after that many bytes (fault injection).
+    fn fetch(
+        &self,
+        m: &Manifest,
+        part: &Path,
+        cut_after: Option<u64>,
+    ) -> impl std::future::Future<Output = Result<DownloadStats, Error>> + Send;
+}
+
+impl OtaLink for HttpOta {
+    async fn report(&self, st: &Status) -> Result<(), Error> {
+        self.status(st).await
+    }
+
+    async fn fetch(
+        &self,
+        m: &Manifest,
+        part: &Path,
+        cut_after: Option<u64>,
+    ) -> Result<DownloadStats, Error> {
+        self.download(m, part, cut_after, |_| {}).await
+    }
+}
+
+/// OTA over the device's MQTT connection. The connection's event loop must keep being polled
+/// (in another task) while a download runs: chunk answers arrive through it.
+#[derive(Debug, Clone)]
+pub struct MqttOta {
+    client: crate::DeviceClient,
+    chunk: u64,
+    answer_timeout: std::time::Duration,
+    max_retries: u32,
+}
+
+impl MqttOta {
+    /// Over `client` (connected with [`crate::ConnectOptions::ota`]): chunks of
+    /// [`rampart_proto::ota::CHUNK_MAX`] bytes, an answer awaited 5 s before asking again,
+    /// 30 requests in a row without a usable answer ending the download.
+    pub fn new(client: crate::DeviceClient) -> MqttOta {
+        MqttOta {
+            client,
+            chunk: rampart_proto::ota::CHUNK_MAX,
+            answer_timeout: std::time::Duration::from_secs(5),
+            max_retries: 30,
+        }
+    }
+
+    /// How long to wait for a chunk's answer before asking again.
+    pub fn answer_timeout(mut self, d: std::time::Duration) -> MqttOta {
+        self.answer_timeout = d;
+        self
+    }
+
+    /// Bytes per chunk request (1 ..= `CHUNK_MAX`).
+    pub fn chunk_len(mut self, n: u64) -> MqttOta {
+        self.chunk = n.clamp(1, rampart_proto::ota::CHUNK_MAX);
+        self
+    }
+
+    /// The connect-time check (what the device runs): see [`crate::DeviceClient::ota_check`].
+    pub fn check(&self, check: &Check) -> Result<(), Error> {
+        self.client.ota_check(check)
+    }
+}
+
+/// A chunk answer's bytes when it is the answer to `firmware_id` at `offset` and its bytes
+/// match its SHA-256; `Err` with the cloud's refusal; `Ok(None)` for anything else (another
+/// request's answer, a damaged chunk).
+pub fn accept_chunk(raw: &[u8], firmware_id: &str, offset: u64) -> Result<Option<Vec<u8>>, String> {
+    let Ok(a) = serde_json::from_slice::<rampart_proto::ota::ChunkAnswer>(raw) else {
+        return Ok(None);
+    };
+    if a.firmware_id != firmware_id || a.offset != offset {
+        return Ok(None);
+    }
+    if let Some(e) = a.error {
+        return Err(e);
+    }
+    Ok(a.bytes().filter(|b| !b.is_empty()))
+}
+
+impl OtaLink for MqttOta {
+    async fn report(&self, st: &Status) -> Result<(), Error> {
+        self.client.ota_status(st)
+    }
+
+    async fn fetch(
+        &self,
+        m: &Manifest,
+        part: &Path,
+        mut cut_after: Option<u64>,
+    ) -> Result<DownloadStats, Error> {
+        use tokio::io::AsyncWriteExt;
+        let mut stats = DownloadStats::default();
+        let mut answers = self.client.chunk_answers();
+        let mut file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(part)
+            .await?;
+        let mut have = file.metadata().await?.len();
+        if have > m.size {
+            // Longer than the image: not a prefix of it.
+            file.set_len(0).await?;
+            have = 0;
+        }
+        let mut misses = 0u32;
+        while have < m.size {
+            if cut_after.is_some_and(|c| have >= c) {
+                cut_after = None;
+                // A real cut: the connection drops and comes back; answers in flight are lost.
+                self.client
+                    .reconnect_after(std::time::Duration::from_millis(100))?;
+            }
+            let req = rampart_proto::ota::ChunkRequest {
+                firmware_id: m.firmware_id.clone(),
+                offset: have,
+                length: self.chunk.min(m.size - have),
+            };
+            self.client.request_chunk(&req)?;
+            stats.requests += 1;
+            let deadline = tokio::time::Instant::now() + self.answer_timeout;
+            let got = loop {
+                match tokio::time::timeout_at(deadline, answers.recv()).await {
+                    Err(_) => break None,
+                    Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => continue,
+                    Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => {
+                        return Err(Error::Mqtt("the connection is closed".into()))
+                    }
+                    Ok(Ok(raw)) => match accept_chunk(&raw, &m.firmware_id, have) {
+                        Ok(Some(bytes)) if bytes.len() as u64 <= m.size - have => {
+                            break Some(bytes)
+                        }
+                        Ok(_) => continue,
+                        Err(why) => {
+                            return Err(Error::Rejected {
+                                status: 0,
+                                code: "OTA_CHUNK".into(),
+                                message: why,
+                            })
+                        }
+                    },
+                }
+            };
+            let Some(bytes) = got else {
+                stats.retries += 1;
+                misses += 1;
+                if misses >= self.max_retries {
+                    return Err(Error::Mqtt(format!(
+                        "no usable chunk answer after {misses} requests in a row"
+                    )));
+                }
+                continue;
+            };
+            misses = 0;
+            file.write_all(&bytes).await?;
+            have += bytes.len() as u64;
+            stats.received += bytes.len() as u64;
+        }
+        file.flush().await?;
+        file.sync_all().await?;
+        Ok(stats)
+    }
 }
 
 async fn rejected(resp: reqwest::Response) -> Error {
@@ -489,11 +667,12 @@ pub struct DeviceIdentity {
     pub ota_key: [u8; 32],
 }
 
-/// One update from manifest to installed-on-trial, reporting each state over `http`.
+/// One update from manifest to installed-on-trial, reporting each state over `http` (HTTPS or
+/// MQTT, see [`OtaLink`]).
 /// A refused manifest is reported as `failed` (when it names a campaign). `health_ms`: how long
 /// the new image has to prove itself after the reboot.
 pub async fn update(
-    http: &HttpOta,
+    http: &impl OtaLink,
     me: &DeviceIdentity,
     slots: &mut Slots,
     m: &Manifest,
@@ -518,13 +697,13 @@ pub async fn update(
     ) {
         if !campaign.is_empty() {
             let _ = http
-                .status(&report(OtaState::Failed, Some(e.to_string()), None))
+                .report(&report(OtaState::Failed, Some(e.to_string()), None))
                 .await;
         }
         return Outcome::Refused(e);
     }
     let _ = http
-        .status(&report(OtaState::Downloading, None, Some(0)))
+        .report(&report(OtaState::Downloading, None, Some(0)))
         .await;
     let part = slots.partial();
     // A partial file of another image is not resumed.
@@ -533,12 +712,12 @@ pub async fn update(
         let _ = std::fs::remove_file(&part);
         let _ = std::fs::write(&marker, &m.sha256);
     }
-    let stats = match http.download(m, &part, faults.cut_after, |_| {}).await {
+    let stats = match http.fetch(m, &part, faults.cut_after).await {
         Ok(s) => s,
         Err(e) => {
             let why = format!("download: {e}");
             let _ = http
-                .status(&report(OtaState::Failed, Some(why.clone()), None))
+                .report(&report(OtaState::Failed, Some(why.clone()), None))
                 .await;
             return Outcome::Failed(why);
         }
@@ -552,18 +731,18 @@ pub async fn update(
         }
     }
     let _ = http
-        .status(&report(OtaState::Downloaded, None, Some(m.size)))
+        .report(&report(OtaState::Downloaded, None, Some(m.size)))
         .await;
     if let Err(e) = verify_image(&part, m) {
         let why = e.to_string();
         let _ = std::fs::remove_file(&part);
         let _ = http
-            .status(&report(OtaState::Failed, Some(why.clone()), None))
+            .report(&report(OtaState::Failed, Some(why.clone()), None))
             .await;
         return Outcome::Failed(why);
     }
-    let _ = http.status(&report(OtaState::Verified, None, None)).await;
-    let _ = http.status(&report(OtaState::Applying, None, None)).await;
+    let _ = http.report(&report(OtaState::Verified, None, None)).await;
+    let _ = http.report(&report(OtaState::Applying, None, None)).await;
     let installed = if faults.fail_apply {
         Err(std::io::Error::other("injected: flash write failed"))
     } else {
@@ -579,7 +758,7 @@ pub async fn update(
     if let Err(e) = installed {
         let why = format!("writing the inactive slot: {e}");
         let _ = http
-            .status(&report(OtaState::Failed, Some(why.clone()), None))
+            .report(&report(OtaState::Failed, Some(why.clone()), None))
             .await;
         return Outcome::Failed(why);
     }
@@ -645,6 +824,45 @@ mod tests {
         expired.expires_at = 10;
         // The signature no longer holds either; expiry is checked on a signed manifest.
         assert!(verify_manifest(&expired, &public, "pk", Target::Module, 4, 11).is_err());
+    }
+
+    #[test]
+    fn chunks_are_kept_only_when_they_answer_the_request_and_match_their_hash() {
+        let answer = |offset: u64, data: &[u8], sha_of: &[u8], error: Option<&str>| {
+            serde_json::to_vec(&rampart_proto::ota::ChunkAnswer {
+                firmware_id: "fw".into(),
+                offset,
+                length: data.len() as u64,
+                data: base64::engine::general_purpose::STANDARD.encode(data),
+                sha256: hex::encode(Sha256::digest(sha_of)),
+                error: error.map(Into::into),
+            })
+            .unwrap()
+        };
+        assert_eq!(
+            accept_chunk(&answer(16, b"abc", b"abc", None), "fw", 16),
+            Ok(Some(b"abc".to_vec()))
+        );
+        // Damaged in transit: not kept, asked again.
+        assert_eq!(
+            accept_chunk(&answer(16, b"abd", b"abc", None), "fw", 16),
+            Ok(None)
+        );
+        // The answer to another request (a resend after a cut), another image, not JSON.
+        assert_eq!(
+            accept_chunk(&answer(0, b"abc", b"abc", None), "fw", 16),
+            Ok(None)
+        );
+        assert_eq!(
+            accept_chunk(&answer(16, b"abc", b"abc", None), "other", 16),
+            Ok(None)
+        );
+        assert_eq!(accept_chunk(b"{", "fw", 16), Ok(None));
+        // The cloud's refusal ends the download.
+        assert_eq!(
+            accept_chunk(&answer(16, b"", b"", Some("no open update")), "fw", 16),
+            Err("no open update".into())
+        );
     }
 
     #[test]

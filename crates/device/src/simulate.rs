@@ -523,6 +523,8 @@ async fn device_task(
                         dev.handle(cmd);
                     }
                     Event::Desired(d) => dev.apply_desired(d),
+                    // The simulator updates over HTTPS; its clients do not subscribe to OTA.
+                    Event::Ota(_) => {}
                     Event::BadCommand(bad) => {
                         if bad.id.is_some() {
                             Counters::bump(&c.commands);

@@ -88,6 +88,7 @@ mod quotas;
 mod reports;
 mod settings;
 mod shadow;
+mod uploads;
 mod webhooks;
 pub use access_keys::*;
 pub use accounts::*;

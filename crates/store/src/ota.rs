@@ -93,7 +93,8 @@ pub struct OtaDeviceInfoRow {
 
 impl Store {
     /// Insert a firmware row with the next sequence of its product and target (the row's own
-    /// `sequence` is ignored); answers the sequence. `Conflict` when the version exists for the
+    /// `sequence` is ignored), and its claim on its file in the upload store; answers the
+    /// sequence. `Conflict` when the version exists for the
     /// target, or when another upload took the same sequence at the same moment.
     pub async fn insert_firmware(&self, r: &FirmwareRow) -> Result<i64> {
         let sql = concat!(
@@ -101,8 +102,10 @@ impl Store {
             "VALUES ($1, $2, $3, $4, (SELECT COALESCE(MAX(sequence), 0) + 1 FROM firmware WHERE product_key = $2 AND target = $3), $5, $6, $7, $8, $9, $10, $11) ",
             "RETURNING sequence"
         );
+        let r#ref = "INSERT INTO upload_refs (sha256, holder, created_at) VALUES ($1, $2, $3) ON CONFLICT (sha256, holder) DO NOTHING";
         let seq: (i64,) = with_db!(self, p => {
-            sqlx::query_as(sql)
+            let mut tx = p.begin().await?;
+            let seq: (i64,) = sqlx::query_as(sql)
                 .bind(&r.firmware_id)
                 .bind(&r.product_key)
                 .bind(&r.target)
@@ -114,9 +117,17 @@ impl Store {
                 .bind(&r.sha256)
                 .bind(&r.created_by)
                 .bind(r.created_at)
-                .fetch_one(p)
+                .fetch_one(&mut *tx)
                 .await
-                .map_err(map_conflict)?
+                .map_err(map_conflict)?;
+            sqlx::query(r#ref)
+                .bind(&r.sha256)
+                .bind(format!("firmware:{}", r.firmware_id))
+                .bind(r.created_at)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            seq
         });
         Ok(seq.0)
     }
@@ -155,15 +166,17 @@ impl Store {
         }))
     }
 
-    /// Delete a firmware row unless a running or paused campaign uses it. `Ok(None)`: no such
-    /// row; `Conflict`: in use; otherwise the row and whether another row still names its bytes.
+    /// Delete a firmware row, and its claim on its file in the upload store, unless a running or
+    /// paused campaign uses it. `Ok(None)`: no such row; `Conflict`: in use; otherwise the row
+    /// and whether anything else (another image, an allowlist file) still holds its bytes.
     pub async fn delete_firmware(&self, firmware_id: &str) -> Result<Option<(FirmwareRow, bool)>> {
         let busy = "SELECT COUNT(*) FROM ota_campaigns WHERE firmware_id = $1 AND state IN ('running', 'paused')";
         let del = concat!(
             "DELETE FROM firmware WHERE firmware_id = $1 ",
             "RETURNING firmware_id, product_key, target, version, sequence, hardware_versions, notes, size, md5, sha256, created_by, created_at"
         );
-        let shared = "SELECT COUNT(*) FROM firmware WHERE sha256 = $1";
+        let unref = "DELETE FROM upload_refs WHERE sha256 = $1 AND holder = $2";
+        let shared = "SELECT COUNT(*) FROM upload_refs WHERE sha256 = $1";
         with_db!(self, p => {
             let mut tx = p.begin().await?;
             let (n,): (i64,) = sqlx::query_as(busy).bind(firmware_id).fetch_one(&mut *tx).await?;
@@ -176,6 +189,7 @@ impl Store {
                 tx.rollback().await?;
                 return Ok(None);
             };
+            sqlx::query(unref).bind(&row.sha256).bind(format!("firmware:{firmware_id}")).execute(&mut *tx).await?;
             let (others,): (i64,) = sqlx::query_as(shared).bind(&row.sha256).fetch_one(&mut *tx).await?;
             tx.commit().await?;
             Ok(Some((row, others > 0)))
@@ -433,12 +447,15 @@ impl Store {
     }
 
     /// Time out every unfinished device of a running campaign whose deadline passed; answers
-    /// `(campaign_id, did)` of each.
+    /// `(campaign_id, did)` of each. Driven by the partial index of unfinished parts by deadline
+    /// (`ota_devices_open_deadline`: its condition is repeated word for word so SQLite uses it),
+    /// each row's campaign looked up by key: the cost follows the expired rows, not the size of
+    /// the running campaigns.
     pub async fn expire_ota_devices(&self, now: i64) -> Result<Vec<(String, String)>> {
         let sql = concat!(
             "UPDATE ota_devices SET state = 'timed_out', reason = 'no answer before the deadline', updated_at = $1 ",
-            "WHERE deadline_at IS NOT NULL AND deadline_at < $1 AND state NOT IN ('succeeded', 'failed', 'timed_out') ",
-            "AND campaign_id IN (SELECT campaign_id FROM ota_campaigns WHERE state = 'running') ",
+            "WHERE deadline_at < $1 AND state NOT IN ('succeeded', 'failed', 'timed_out') ",
+            "AND EXISTS (SELECT 1 FROM ota_campaigns c WHERE c.campaign_id = ota_devices.campaign_id AND c.state = 'running') ",
             "RETURNING campaign_id, did"
         );
         Ok(with_db!(self, p => sqlx::query_as(sql).bind(now).fetch_all(p).await?))

@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -113,6 +114,151 @@ def main():
     with open(os.path.join(ART, "axe.json"), "w", encoding="utf-8") as f:
         json.dump(axe_report, f, indent=1)
     print("console flows passed; screenshots in", ART)
+
+
+def ota_flows(page, pk, csv_path):
+    """Firmware and campaigns: upload an image, roll it out to the batch's simulated devices (which
+    download, verify, install and come back running it) and watch the counts move; then steer a
+    campaign nobody answers: pause, resume, abort."""
+    go(page, f"#/firmware/{pk}", "Firmware")
+    upload = page.locator("#firmware-upload")
+    # Bytes that are not text, as a real image is.
+    image = bytes((i * 2654435761 >> (8 * (i % 4))) & 0xFF for i in range(48_000))
+    upload.get_by_label("Version (semantic)").fill("1.1.0")
+    upload.get_by_label("Hardware versions (comma-separated; empty: any)").fill("")
+    upload.get_by_label("Notes").fill("console test image")
+    upload.get_by_label("Image file").set_input_files(
+        files=[{"name": "module-1.1.0.bin", "mimeType": "application/octet-stream", "buffer": image}])
+    upload.get_by_role("button", name="Upload").click()
+    expect(page.locator("#notice")).to_contain_text("Firmware 1.1.0 (module) uploaded: sequence 1")
+    expect(page.locator("table")).to_contain_text("1.1.0")
+    expect(page.locator("table")).to_contain_text(hashlib.sha256(image).hexdigest()[:16])
+    page.get_by_role("button", name="Show the public key").click()
+    key = page.locator("[data-ota-key]").inner_text().strip()
+    assert len(base64.b64decode(key)) == 32, key
+    check_a11y(page, "firmware")
+    shot(page, "firmware")
+
+    # The batch's two devices run 1.0.0 and check for updates every second.
+    slots = os.path.join(ART, "ota-slots")
+    sim = subprocess.Popen(
+        [ENV["CONSOLE_RAMPART"], "device", "simulate", "--server", ENV["CONSOLE_MQTT"], "--ca", ENV["CONSOLE_CA"],
+         "--batch", csv_path, "--count", "2", "--interval-ms", "1000", "--duration-s", "120", "--api", URL,
+         "--product", pk, "--ota-key", key, "--ota-version", "1.0.0", "--ota-check-s", "1", "--ota-dir", slots],
+        stdout=subprocess.DEVNULL, stderr=open(os.path.join(ART, "simulator-ota.log"), "w"))
+    try:
+        page.get_by_role("link", name="Devices").click()
+        expect(page.locator("tbody tr", has=page.get_by_text("online", exact=True))).to_have_count(2, timeout=60_000)
+        page.get_by_role("link", name="Campaigns").click()
+        expect(page.get_by_role("heading", level=1)).to_have_text("Campaigns")
+        form = page.locator("#campaign-create")
+        form.get_by_label("Firmware").select_option(label="1.1.0 (module, sequence 1)")
+        form.get_by_label("Stages (cumulative %, rising)").fill("50, 100")
+        form.get_by_label("Device timeout (seconds)").fill("120")
+        check_a11y(page, "campaigns")
+        form.get_by_role("button", name="Start campaign").click()
+        expect(page.get_by_role("heading", level=1)).to_contain_text("Campaign cmp_")
+        # The counts follow the devices without a reload: both succeed, stage by stage.
+        expect(page.locator("#count-succeeded")).to_have_text("2", timeout=90_000)
+        expect(page.locator("#campaign-state")).to_have_attribute("data-state", "done")
+        expect(page.get_by_role("button", name="Pause")).to_be_disabled()
+        expect(page.locator("tbody tr")).to_have_count(2)
+        check_a11y(page, "campaign")
+        shot(page, "campaign")
+    finally:
+        sim.kill()
+        sim.wait()
+
+    # An observer of the enterprise (checked at the end): invited here by the owner.
+    page.get_by_role("link", name="Members").click()
+    invite = page.locator("form", has=page.get_by_role("heading", name="Invite"))
+    invite.get_by_label("E-mail").fill(ENV["CONSOLE_OBSERVER_EMAIL"])
+    invite.get_by_label("Role").select_option("observer")
+    invite.get_by_role("button", name="Send invitation").click()
+    expect(page.locator("#notice")).to_contain_text("Invitation")
+
+    # A campaign nobody answers (the devices are gone): pause, resume, abort from its page.
+    go(page, f"#/firmware/{pk}", "Firmware")
+    upload = page.locator("#firmware-upload")
+    upload.get_by_label("Target").select_option("mcu")
+    upload.get_by_label("Version (semantic)").fill("0.2.0")
+    upload.get_by_label("Image file").set_input_files(
+        files=[{"name": "mcu.bin", "mimeType": "application/octet-stream", "buffer": image[:4096]}])
+    upload.get_by_role("button", name="Upload").click()
+    expect(page.locator("#notice")).to_contain_text("Firmware 0.2.0 (mcu) uploaded")
+    page.get_by_role("link", name="Roll out 0.2.0").click()
+    expect(page).to_have_url(re.compile(r"firmware=fw_"))
+    form = page.locator("#campaign-create")
+    expect(form.get_by_label("Firmware")).to_have_value(preselected(page))
+    form.get_by_label("Stages (cumulative %, rising)").fill("100")
+    form.get_by_role("button", name="Start campaign").click()
+    state = page.locator("#campaign-state")
+    expect(state).to_have_attribute("data-state", "running")
+    page.get_by_role("button", name="Pause").click()
+    expect(state).to_have_attribute("data-state", "paused")
+    page.get_by_role("button", name="Resume").click()
+    expect(state).to_have_attribute("data-state", "running")
+    page.once("dialog", lambda d: d.accept())
+    page.get_by_role("button", name="Abort").click()
+    expect(state).to_have_attribute("data-state", "aborted")
+    expect(page.get_by_role("button", name="Resume")).to_be_disabled()
+    page.get_by_role("link", name=re.compile("All campaigns of")).click()
+    expect(page.locator("tbody tr")).to_have_count(2)
+    expect(page.locator("tbody tr").first).to_contain_text("aborted")
+    expect(page.locator("tbody tr").nth(1)).to_contain_text("done")
+    shot(page, "campaigns")
+
+
+def api(method, path, body=None, token=None):
+    """A call to the API outside the browser (what the console has no page for)."""
+    import ssl
+    import urllib.request
+    ctx = ssl.create_default_context(cafile=ENV["CONSOLE_CA"])
+    req = urllib.request.Request(URL + path, method=method,
+                                 data=None if body is None else json.dumps(body).encode())
+    if body is not None:
+        req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(req, context=ctx) as r:
+        text = r.read()
+    return json.loads(text) if text else None
+
+
+def observer_flows(page, pk):
+    """The observer accepts the invitation, then sees firmware and campaigns without a way to
+    change them."""
+    email, password = ENV["CONSOLE_OBSERVER_EMAIL"], ENV["CONSOLE_OBSERVER_PASSWORD"]
+    token = api("POST", "/v1/developers/login", {"email": email, "password": password})["access_token"]
+    invite = api("GET", "/v1/developers/me/invites", token=token)["data"][0]["invite_id"]
+    api("POST", f"/v1/developers/me/invites/{invite}/accept", token=token)
+    form = dev_form(page)
+    form.get_by_label("E-mail").fill(email)
+    form.get_by_label("Password").fill(password)
+    form.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Fleet overview")).to_be_visible()
+    go(page, f"#/firmware/{pk}", "Firmware")
+    expect(page.locator("table")).to_contain_text("1.1.0")
+    expect(page.get_by_text("your role: observer")).to_be_visible()
+    expect(page.get_by_text("Read-only for your role: owners and admins upload")).to_be_visible()
+    expect(page.locator("#firmware-upload")).to_have_count(0)
+    expect(page.get_by_role("button", name=re.compile("^Delete"))).to_have_count(0)
+    check_a11y(page, "firmware-observer")
+    go(page, f"#/campaigns/{pk}", "Campaigns")
+    expect(page.locator("tbody tr")).to_have_count(2)
+    expect(page.locator("#campaign-create")).to_have_count(0)
+    page.locator("tbody tr").nth(1).get_by_role("link").first.click()
+    expect(page.locator("#campaign-state")).to_have_attribute("data-state", "done")
+    expect(page.locator("#count-succeeded")).to_have_text("2")
+    expect(page.get_by_role("button", name="Pause")).to_have_count(0)
+    expect(page.get_by_text("Read-only for your role.")).to_be_visible()
+    check_a11y(page, "campaign-observer")
+    sign_out(page)
+
+
+def preselected(page):
+    """The firmware id the "Roll out" link preselected (from the hash)."""
+    return page.evaluate("() => new URLSearchParams(location.hash.split('?')[1] || '').get('firmware')")
 
 
 def flows(page, ctx):
@@ -246,6 +392,9 @@ def flows(page, ctx):
         sim.kill()
         sim.wait()
 
+    # -- firmware: an image uploaded from the form, listed, its product's OTA key shown --
+    ota_flows(page, pk, csv_path)
+
     # -- an access key: scopes and IP allowlist; the secret shown once --
     page.get_by_role("link", name="Access keys").click()
     form = page.locator("form", has=page.get_by_role("heading", name="Create an access key"))
@@ -283,11 +432,17 @@ def flows(page, ctx):
     for hash_, heading in [("#/overview", "Fleet overview"), ("#/products", "Products"),
                            ("#/devices", "Devices"), ("#/audit", "Audit log"), ("#/factory", "Factory"),
                            ("#/members", "Members and roles"), ("#/keys", "Access keys"),
-                           ("#/certificates", "Certificates"), ("#/account", "Account")]:
+                           ("#/certificates", "Certificates"), ("#/firmware", "Firmware"),
+                           ("#/campaigns", "Campaigns"), ("#/account", "Account")]:
         go(page, hash_, heading)
         no_overflow(page, hash_)
     go(page, "#/overview", "Fleet overview")
     shot(page, "overview-phone")
+
+    # -- an observer: the OTA pages, read-only --
+    page.set_viewport_size({"width": 1280, "height": 800})
+    sign_out(page)
+    observer_flows(page, pk)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 //! The web console in a real browser: `tests/console/console_test.py` drives headless Chromium
 //! with Playwright through the console's main flows against the binary (sign in with TOTP, a
 //! product with a model, a factory batch, a simulated device coming online with its chart
-//! moving, a command and its ack, an access key, the audit log filtered), checks each page with
+//! moving, a command and its ack, firmware uploaded and rolled out to simulated devices with the
+//! campaign's counts followed, pause/resume/abort, the OTA pages as an observer sees them (read-only),
+//! an access key, the audit log filtered), checks each page with
 //! axe-core and at a phone's size, and saves screenshots under `target/console-artifacts/`.
 //!
 //! Needs `CONSOLE_PYTHON` (a Python with `playwright`), Chromium (`CONSOLE_CHROMIUM`, default
@@ -55,6 +57,16 @@ async fn console_main_flows_in_chromium() {
         )
         .await;
     assert_eq!(s, 201, "{v}");
+    // A second developer, invited as an observer during the flows: the OTA pages read-only.
+    let (observer, observer_password) = ("watcher@maker.example", "Amber-Ledger-Quietly-77");
+    let (s, v) = srv
+        .admin(
+            "POST",
+            "/v1/admin/developers",
+            Some(json!({"email": observer, "password": observer_password})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
     let artifacts = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../target/console-artifacts")
         .to_path_buf();
@@ -69,6 +81,8 @@ async fn console_main_flows_in_chromium() {
             .env("CONSOLE_ADMIN", ADMIN)
             .env("CONSOLE_DEV_EMAIL", email)
             .env("CONSOLE_DEV_PASSWORD", password)
+            .env("CONSOLE_OBSERVER_EMAIL", observer)
+            .env("CONSOLE_OBSERVER_PASSWORD", observer_password)
             .env("CONSOLE_RAMPART", bin())
             .env("CONSOLE_CA", ca)
             .env("CONSOLE_MQTT", mqtt)

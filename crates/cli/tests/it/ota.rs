@@ -232,6 +232,202 @@ async fn firmware_over_the_cap_is_refused_while_it_streams() {
     assert_eq!(std::fs::read_dir(tmp).unwrap().count(), 0);
 }
 
+/// Firmware and allowlist files share the content-addressed store: deleting an image whose
+/// bytes an allowlist upload also holds leaves the file for the allowlist, and the file goes
+/// only with its last holder.
+#[tokio::test]
+async fn deleting_firmware_keeps_bytes_an_allowlist_file_holds() {
+    let srv = Server::start_with(&server_env()).await;
+    let (pk, _) = srv.product(true, true).await;
+    let bytes = b"AA:BB:CC:00:00:01\nAA:BB:CC:00:00:02\n".to_vec();
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    let kept = srv.data().join("uploads/sha256").join(&sha[..2]).join(&sha);
+    let resp = srv
+        .http_client
+        .post(srv.url(&format!("/v1/products/{pk}/allowlist/file")))
+        .bearer_auth(ADMIN)
+        .header("content-type", "text/csv")
+        .body(bytes.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["sha256"], sha.as_str(), "{v}");
+
+    // Two images with the same bytes: one file for all three holders.
+    let (s, v) = upload(&srv, &pk, ADMIN, bytes.clone(), "module", "1.0.0", "").await;
+    assert_eq!((s, v["sha256"].as_str()), (201, Some(sha.as_str())), "{v}");
+    let fw1 = v["firmware_id"].as_str().unwrap().to_owned();
+    let (s, v) = upload(&srv, &pk, ADMIN, bytes.clone(), "mcu", "1.0.0", "").await;
+    assert_eq!(s, 201, "{v}");
+    let fw2 = v["firmware_id"].as_str().unwrap().to_owned();
+    // A refused upload of the same bytes (a duplicate version) does not take the file away.
+    let (s, v) = upload(&srv, &pk, ADMIN, bytes.clone(), "mcu", "1.0.0", "").await;
+    assert_error(s, &v, 409, "CONFLICT");
+    assert_eq!(std::fs::read(&kept).unwrap(), bytes);
+
+    let delete = |fw: String| {
+        let srv = &srv;
+        let url = srv.url(&format!("/v1/products/{pk}/firmware/{fw}"));
+        async move {
+            let resp = srv
+                .http_client
+                .delete(url)
+                .bearer_auth(ADMIN)
+                .send()
+                .await
+                .unwrap();
+            resp.status().as_u16()
+        }
+    };
+    for fw in [&fw1, &fw2] {
+        assert_eq!(delete(fw.clone()).await, 204);
+        assert_eq!(
+            std::fs::read(&kept).unwrap(),
+            bytes,
+            "the allowlist's file went with firmware {fw}"
+        );
+    }
+
+    // An image nothing else holds: its file goes with it; a refused duplicate of it leaves
+    // nothing behind either.
+    let img = image(3000, 9);
+    let (s, v) = upload(&srv, &pk, ADMIN, img.clone(), "module", "2.0.0", "").await;
+    assert_eq!(s, 201, "{v}");
+    let own = v["sha256"].as_str().unwrap().to_owned();
+    let fw3 = v["firmware_id"].as_str().unwrap().to_owned();
+    let own_path = srv.data().join("uploads/sha256").join(&own[..2]).join(&own);
+    assert!(own_path.exists());
+    assert_eq!(delete(fw3).await, 204);
+    assert!(!own_path.exists());
+    let (s, v) = upload(&srv, &pk, ADMIN, image(100, 10), "module", "4.0.0", "").await;
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = upload(&srv, &pk, ADMIN, img.clone(), "module", "4.0.0", "").await;
+    assert_error(s, &v, 409, "CONFLICT");
+    assert!(!own_path.exists(), "a refused upload left its file");
+}
+
+/// A developer created by the operator, logged in: (developer_id, access token).
+async fn developer(srv: &Server, email: &str) -> (String, String) {
+    let pw = "velvet tundra oxide lantern";
+    let (s, v) = srv
+        .admin(
+            "POST",
+            "/v1/admin/developers",
+            Some(json!({"email": email, "password": pw})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let id = v["developer_id"].as_str().unwrap().to_owned();
+    let (s, v) = srv
+        .call(
+            "POST",
+            "/v1/developers/login",
+            None,
+            Some(json!({"email": email, "password": pw})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    (id, v["access_token"].as_str().unwrap().to_owned())
+}
+
+/// Rolling back to an older sequence is an owner's decision: an enterprise's admin, who may
+/// upload and roll out, is refused a rollback campaign with 403; the owner starts it.
+#[tokio::test]
+async fn only_an_owner_starts_a_rollback_campaign() {
+    let srv = Server::start_with(&server_env()).await;
+    let (owner_id, owner) = developer(&srv, "boss@ota.example").await;
+    let (_, admin) = developer(&srv, "staff@ota.example").await;
+    let (s, v) = srv
+        .admin(
+            "POST",
+            "/v1/admin/enterprises",
+            Some(json!({"name": "OTA Maker", "owner_developer_id": owner_id})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let ent = v["enterprise_id"].as_str().unwrap().to_owned();
+    let (s, v) = srv
+        .call(
+            "POST",
+            &format!("/v1/enterprises/{ent}/invites"),
+            Some(&owner),
+            Some(json!({"email": "staff@ota.example", "role": "admin"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let (_, inv) = srv
+        .call("GET", "/v1/developers/me/invites", Some(&admin), None)
+        .await;
+    let id = inv["data"][0]["invite_id"].as_str().unwrap().to_owned();
+    let (s, v) = srv
+        .call(
+            "POST",
+            &format!("/v1/developers/me/invites/{id}/accept"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!((s, v["role"].as_str()), (200, Some("admin")), "{v}");
+
+    let (s, v) = srv
+        .call(
+            "POST",
+            "/v1/products",
+            Some(&owner),
+            Some(json!({
+                "name": "Enterprise lamp",
+                "identity": {"dynamic_registration": true, "allowlist": false},
+                "owner": {"enterprise_id": ent},
+                "datapoints": [{"name": "power", "type": "bool", "writable": true}]
+            })),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let pk = v["product_key"].as_str().unwrap().to_owned();
+    let ps = v["product_secret"].as_str().unwrap().to_owned();
+    srv.register(&pk, &ps, "hw-rollback-1").await;
+
+    // The admin uploads both releases and may roll the newer one out.
+    let (s, v) = upload(&srv, &pk, &admin, image(800, 1), "module", "1.0.0", "").await;
+    assert_eq!(s, 201, "{v}");
+    let old = v["firmware_id"].as_str().unwrap().to_owned();
+    let (s, v) = upload(&srv, &pk, &admin, image(800, 2), "module", "1.1.0", "").await;
+    assert_eq!(s, 201, "{v}");
+    let path = format!("/v1/products/{pk}/campaigns");
+    let body = |rollback: bool| json!({"firmware_id": old, "stages": [100], "device_timeout_secs": 60, "rollback": rollback});
+    // Without the rollback flag the older image is refused for anyone.
+    let (s, v) = srv
+        .call("POST", &path, Some(&admin), Some(body(false)))
+        .await;
+    assert_error(s, &v, 400, "INVALID_REQUEST");
+    let (s, v) = srv
+        .call("POST", &path, Some(&admin), Some(body(true)))
+        .await;
+    assert_error(s, &v, 403, "FORBIDDEN");
+    let (s, list) = srv.call("GET", &path, Some(&admin), None).await;
+    assert_eq!(
+        (s, list["meta"]["total"].as_i64()),
+        (200, Some(0)),
+        "{list}"
+    );
+    let (s, v) = srv
+        .call("POST", &path, Some(&owner), Some(body(true)))
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let cid = v["campaign_id"].as_str().unwrap().to_owned();
+    // The admin sees it and may pause it like any other campaign.
+    let (s, v) = srv
+        .call("GET", &format!("{path}/{cid}"), Some(&admin), None)
+        .await;
+    assert_eq!((s, v["rollback"].as_bool()), (200, Some(true)), "{v}");
+    let (s, v) = srv
+        .call("POST", &format!("{path}/{cid}/pause"), Some(&admin), None)
+        .await;
+    assert_eq!((s, v["state"].as_str()), (200, Some("paused")), "{v}");
+}
+
 /// What a simulated device does in the campaign.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
@@ -1088,4 +1284,174 @@ async fn the_simulator_runs_updates() {
     }
     assert_eq!(running, 3);
     sim.kill().await.unwrap();
+}
+
+/// OTA over MQTT with the SDK's `DeviceClient`: the manifest arrives on `dev/{did}/ota`, the image
+/// in chunks on `dev/{did}/ota/chunk` (each checked against its SHA-256), resumed after the
+/// connection is cut mid-way, progress reported on `dev/{did}/ota/status`; the update counts only
+/// once the device reconnects and its check names the new version.
+#[tokio::test]
+async fn device_client_updates_over_mqtt_with_a_cut() {
+    use rampart_device::{Backoff, ConnectOptions, DeviceClient, Event, TlsSettings, Transport};
+    let srv = Server::start_with(&server_env()).await;
+    let (pk, did, secret) = srv.device().await;
+    let key = ota_key(&srv, &pk).await;
+    let img = image(100_000, 7);
+    let (s, v) = upload(&srv, &pk, ADMIN, img.clone(), "module", "1.1.0", "").await;
+    assert_eq!(s, 201, "{v}");
+    let fw_id = v["firmware_id"].as_str().unwrap().to_owned();
+
+    let tls = TlsSettings::from_ca_file(&srv.ca_path()).unwrap();
+    let mut opts = ConnectOptions::new(
+        format!("localhost:{}", srv.mqtt_tls),
+        did.clone(),
+        secret.as_str().into(),
+        Transport::Tls(tls),
+    );
+    opts.ota = true;
+    opts.backoff = Backoff {
+        initial: Duration::from_millis(50),
+        max: Duration::from_millis(500),
+    };
+    let (client, mut events) = DeviceClient::connect(opts).unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let pump = tokio::spawn(async move {
+        while let Some(ev) = events.next().await {
+            let _ = tx.send(ev);
+        }
+    });
+    async fn until<T>(
+        rx: &mut tokio::sync::mpsc::UnboundedReceiver<Event>,
+        mut f: impl FnMut(Event) -> Option<T>,
+    ) -> T {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let ev = tokio::time::timeout_at(deadline, rx.recv())
+                .await
+                .expect("no such event in time")
+                .expect("the event loop ended");
+            if let Some(t) = f(ev) {
+                return t;
+            }
+        }
+    }
+    let slots_dir = tempfile::tempdir().unwrap();
+    let mut slots = Slots::open(
+        slots_dir.path(),
+        SlotInfo {
+            version: "1.0.0".into(),
+            sequence: 0,
+        },
+    )
+    .unwrap();
+    let check = |slots: &Slots| Check {
+        target: Target::Module,
+        version: slots.running().version,
+        sequence: Some(slots.running().sequence),
+        hardware_version: None,
+    };
+    until(&mut rx, |e| (e == Event::Connected).then_some(())).await;
+    client.ota_check(&check(&slots)).unwrap();
+
+    // The device is online: opening the stage pushes the manifest.
+    let (s, v) = srv
+        .admin(
+            "POST",
+            &format!("/v1/products/{pk}/campaigns"),
+            Some(json!({"firmware_id": fw_id, "selector": {"dids": [did]}, "stages": [100]})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let cid = v["campaign_id"].as_str().unwrap().to_owned();
+    let m = until(&mut rx, |e| match e {
+        Event::Ota(m) => Some(*m),
+        _ => None,
+    })
+    .await;
+    assert_eq!(m.campaign_id.as_deref(), Some(cid.as_str()));
+
+    let mqtt = dota::MqttOta::new(client.clone())
+        .answer_timeout(Duration::from_millis(1500))
+        .chunk_len(8192);
+    let me = DeviceIdentity {
+        product_key: pk.clone(),
+        target: Target::Module,
+        ota_key: key,
+    };
+    // A forged manifest (another version under the same signature) is refused before any chunk.
+    let mut forged = m.clone();
+    forged.version = "9.9.9".into();
+    assert!(matches!(
+        dota::update(&mqtt, &me, &mut slots, &forged, &Faults::default(), 60_000).await,
+        Outcome::Refused(rampart_proto::ota::OtaError::BadSignature)
+    ));
+    // The forgery was reported as a failure: the campaign's device failed. A fresh campaign
+    // for the real run.
+    let v = wait_campaign(&srv, &pk, &cid, |v| v["counts"]["failed"] == 1).await;
+    assert_eq!(v["counts"]["failed"], 1, "{v}");
+    let (s, v) = post(
+        &srv,
+        &format!("/v1/products/{pk}/campaigns/{cid}/abort"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = srv
+        .admin(
+            "POST",
+            &format!("/v1/products/{pk}/campaigns"),
+            Some(json!({"firmware_id": fw_id, "selector": {"dids": [did]}, "stages": [100]})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let cid = v["campaign_id"].as_str().unwrap().to_owned();
+    let m = until(&mut rx, |e| match e {
+        Event::Ota(m) if m.campaign_id.as_deref() == Some(cid.as_str()) => Some(*m),
+        _ => None,
+    })
+    .await;
+
+    // The connection is cut after 40,000 bytes: the download resumes from what is on disk.
+    let faults = Faults {
+        cut_after: Some(40_000),
+        ..Default::default()
+    };
+    let outcome = dota::update(&mqtt, &me, &mut slots, &m, &faults, 60_000).await;
+    let Outcome::Installed(stats) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(stats.received, 100_000, "{stats:?}");
+    assert_eq!(stats.refetched, 0, "{stats:?}");
+    assert!(stats.requests >= 13, "{stats:?}");
+    // The cut was a real one: the connection went down (asked for) and came back.
+    let mut seen = Vec::new();
+    while let Ok(ev) = rx.try_recv() {
+        seen.push(ev);
+    }
+    assert!(
+        seen.iter()
+            .any(|e| matches!(e, Event::Disconnected { error: None, .. })),
+        "{seen:?}"
+    );
+    assert!(seen.contains(&Event::Connected), "{seen:?}");
+    let v = wait_campaign(&srv, &pk, &cid, |v| v["counts"]["applying"] == 1).await;
+    assert_eq!(
+        v["counts"]["succeeded"], 0,
+        "a status alone is not success: {v}"
+    );
+
+    // Reboot into the new image, healthy: commit, reconnect, say what runs.
+    assert_eq!(slots.boot(now_ms()).unwrap(), Boot::Trial);
+    slots.commit().unwrap();
+    assert_eq!(std::fs::read(slots.active_image()).unwrap(), img);
+    client.reconnect_after(Duration::from_millis(50)).unwrap();
+    until(&mut rx, |e| (e == Event::Connected).then_some(())).await;
+    client.ota_check(&check(&slots)).unwrap();
+    let v = wait_campaign(&srv, &pk, &cid, |v| v["state"] == "done").await;
+    assert_eq!(v["counts"]["succeeded"], 1, "{v}");
+    let devices = campaign_devices(&srv, &pk, &cid).await;
+    assert_eq!(devices[0]["bytes"], 100_000, "{devices:?}");
+
+    client.close();
+    let _ = tokio::time::timeout(Duration::from_secs(5), pump).await;
 }

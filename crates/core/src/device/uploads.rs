@@ -133,6 +133,31 @@ fn media_type(declared: &str) -> Option<String> {
     Some(media)
 }
 
+/// Held while a file enters the store and its holder is recorded, and while a holder lets go
+/// of a file and the file is removed if it was the last; so an upload of the same bytes cannot
+/// slip between a deletion's count of the holders and its removal of the file. It is one lock
+/// per process: nodes sharing one upload directory over a network file system keep a narrow
+/// window between the two.
+static STORE_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+pub(crate) async fn store_lock() -> tokio::sync::MutexGuard<'static, ()> {
+    STORE_LOCK.lock().await
+}
+
+/// The store's name of an allowlist file's holder: one per product (uploading the same file to
+/// the product again changes nothing).
+pub(crate) fn allowlist_holder(product_key: &str) -> String {
+    format!("allowlist:{product_key}")
+}
+
+/// The path of `sha256` under `dir`, when it is a hash (64 hex digits).
+pub(crate) fn hashed_path(dir: &Path, sha256: &str) -> Option<PathBuf> {
+    if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    Some(dir.join("sha256").join(&sha256[..2]).join(sha256))
+}
+
 /// A file kept in the content-addressed store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredFile {
@@ -412,10 +437,19 @@ impl Core {
             .dir
             .clone()
             .ok_or_else(|| Error::Internal("no upload directory is configured".into()))?;
+        let held = store_lock().await;
         let stored = tokio::task::spawn_blocking(move || store_by_hash(&dir, &bytes))
             .await
             .map_err(|e| Error::Internal(format!("upload store: {e}")))?
             .map_err(|e| Error::Internal(format!("upload store: {e}")))?;
+        self.store()
+            .add_upload_ref(
+                &stored.sha256,
+                &allowlist_holder(product_key),
+                self.now_ms(),
+            )
+            .await?;
+        drop(held);
         let added = self
             .store()
             .allowlist_add(product_key, &ids, self.now_ms())

@@ -76,6 +76,15 @@ pub const MAX_CAMPAIGN_DEVICES: usize = 1_000_000;
 /// Longest device timeout: 30 days.
 const MAX_TIMEOUT_SECS: u64 = 30 * 86_400;
 
+/// Whether [`Core::campaign_advance`] looks for untold devices of the open stages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tell {
+    /// Always (a sweep, a new or resumed campaign).
+    Pending,
+    /// Only when a stage opened during this call (after a device's report).
+    OnOpen,
+}
+
 /// A campaign as the API shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct CampaignView {
@@ -321,7 +330,7 @@ impl Core {
                 )),
         )
         .await;
-        self.campaign_advance(&campaign_id).await?;
+        self.campaign_advance(&campaign_id, Tell::Pending).await?;
         Ok(campaign_id)
     }
 
@@ -506,7 +515,7 @@ impl Core {
         )
         .await;
         if what == CampaignAction::Resume {
-            self.campaign_advance(campaign_id).await?;
+            self.campaign_advance(campaign_id, Tell::Pending).await?;
         }
         let row = self.campaign_of(product_key, campaign_id).await?;
         self.campaign_view(row).await
@@ -526,8 +535,12 @@ impl Core {
 
     /// Look at a running campaign after something changed: pause it when its stage's failures
     /// pass the threshold, open the next stage when every device of this one finished (or end
-    /// it), and tell the online devices of open stages that were not told yet.
-    pub(crate) async fn campaign_advance(&self, campaign_id: &str) -> Result<()> {
+    /// it), and tell the online devices of open stages that were not told yet — on every call
+    /// with [`Tell::Pending`], only when a stage just opened with [`Tell::OnOpen`] (a device's
+    /// report: looking through every untold device of the stage per report would cost a scan
+    /// of the stage for each of its devices).
+    pub(crate) async fn campaign_advance(&self, campaign_id: &str, tell: Tell) -> Result<()> {
+        let mut opened = false;
         // A stage with no devices left to wait for opens the next at once; bounded by the
         // number of stages.
         for _ in 0..=21 {
@@ -594,7 +607,9 @@ impl Core {
                 return Ok(());
             }
             if open > 0 {
-                self.notify_pending(&row).await?;
+                if tell == Tell::Pending || opened {
+                    self.notify_pending(&row).await?;
+                }
                 return Ok(());
             }
             let next = row.stage + 1;
@@ -628,6 +643,7 @@ impl Core {
             self.store()
                 .open_ota_stage(campaign_id, next, now + row.device_timeout_secs * 1000)
                 .await?;
+            opened = true;
         }
         Ok(())
     }
@@ -662,7 +678,7 @@ impl Core {
                 .await;
         }
         for c in self.store().campaigns_in_state("running").await? {
-            self.campaign_advance(&c.campaign_id).await?;
+            self.campaign_advance(&c.campaign_id, Tell::Pending).await?;
         }
         Ok(())
     }

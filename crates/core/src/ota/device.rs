@@ -201,7 +201,8 @@ impl Core {
                 {
                     self.ota_device_event(&c.campaign_id, did, OtaState::Succeeded, None, None)
                         .await;
-                    self.campaign_advance(&c.campaign_id).await?;
+                    self.campaign_advance(&c.campaign_id, super::campaign::Tell::OnOpen)
+                        .await?;
                 }
                 continue;
             }
@@ -231,7 +232,8 @@ impl Core {
                         None,
                     )
                     .await;
-                    self.campaign_advance(&c.campaign_id).await?;
+                    self.campaign_advance(&c.campaign_id, super::campaign::Tell::OnOpen)
+                        .await?;
                 }
                 continue;
             }
@@ -322,7 +324,8 @@ impl Core {
                     .await;
             }
             if to == OtaState::Failed {
-                self.campaign_advance(&c.campaign_id).await?;
+                self.campaign_advance(&c.campaign_id, super::campaign::Tell::OnOpen)
+                    .await?;
             }
         }
         Ok(())

@@ -13,7 +13,7 @@ pub mod device;
 
 use crate::access::tenancy::{Act, Caller};
 use crate::audit::{action, AuditEvent};
-use crate::device::uploads::{HashingUpload, Sniffed};
+use crate::device::uploads::{hashed_path, store_lock, HashingUpload, Sniffed};
 use crate::secret::{random_from, Place};
 use crate::{Core, Error, Result};
 use base64::Engine;
@@ -172,6 +172,9 @@ impl Core {
                 "a firmware image is binary; this one is HTML/XML markup".into(),
             ));
         }
+        // The file and its holder's row arrive together under the store's lock, so a deletion
+        // of another holder of the same bytes cannot remove the file in between.
+        let held = store_lock().await;
         let stored = upload
             .persist()
             .await
@@ -190,7 +193,13 @@ impl Core {
             created_by: format!("{}:{}", caller.actor().kind, caller.actor().id),
             created_at: self.now_ms(),
         };
-        row.sequence = match self.store().insert_firmware(&row).await {
+        let inserted = self.store().insert_firmware(&row).await;
+        if inserted.is_err() {
+            // Refused: the file stays only if something else holds the same bytes.
+            self.remove_unheld(&stored.sha256).await;
+        }
+        drop(held);
+        row.sequence = match inserted {
             Ok(seq) => seq,
             Err(rampart_store::StoreError::Conflict) => {
                 return Err(Error::Conflict(format!(
@@ -241,7 +250,8 @@ impl Core {
     }
 
     /// Delete a firmware image; `Conflict` while a running or paused campaign uses it. Its
-    /// bytes leave the upload store when no other image has the same content. Audited
+    /// bytes leave the upload store when nothing else holds the same content (another image, an
+    /// allowlist file: the store counts the holders of each hash). Audited
     /// (`ota.firmware_delete`).
     pub async fn firmware_delete(
         &self,
@@ -252,6 +262,7 @@ impl Core {
         self.authorize_product(caller, product_key, Act::Manage)
             .await?;
         self.firmware_of(product_key, firmware_id).await?;
+        let held = store_lock().await;
         let (row, shared) = match self.store().delete_firmware(firmware_id).await {
             Ok(Some(r)) => r,
             Ok(None) => return Err(Error::NotFound("firmware")),
@@ -269,6 +280,7 @@ impl Core {
                 }
             }
         }
+        drop(held);
         self.audit(
             AuditEvent::new(&caller.actor(), action::OTA_FIRMWARE_DELETE, "ok")
                 .target(format!("firmware:{firmware_id}"))
@@ -284,11 +296,23 @@ impl Core {
 
     /// Where the bytes of an image with this SHA-256 are.
     pub(crate) fn firmware_path(&self, sha256: &str) -> Option<std::path::PathBuf> {
-        if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
+        hashed_path(self.config().uploads.dir.as_ref()?, sha256)
+    }
+
+    /// Remove the file `sha256` from the upload store when nothing holds it (the caller holds
+    /// the store's lock).
+    async fn remove_unheld(&self, sha256: &str) {
+        match self.store().upload_refs(sha256).await {
+            Ok(0) => {
+                if let Some(path) = self.firmware_path(sha256) {
+                    if let Err(e) = tokio::fs::remove_file(&path).await {
+                        tracing::warn!(error = %e, sha256, "unheld upload not removed");
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, sha256, "upload holders not counted"),
         }
-        let dir = self.config().uploads.dir.as_ref()?;
-        Some(dir.join("sha256").join(&sha256[..2]).join(sha256))
     }
 
     /// The product's OTA key pair, made (and its private half sealed) on first use.

@@ -50,6 +50,8 @@ async fn run_device(client: DeviceClient, mut events: rampart_device::DeviceEven
             Event::Disconnected { error: Some(_), .. } => seen.disconnects_failed += 1,
             Event::BadCommand(b) => seen.bad.push(b.id),
             Event::Desired(d) => seen.desired.push(d.version),
+            // Not subscribed to OTA (`ConnectOptions::ota` is off).
+            Event::Ota(_) => {}
             Event::Command(c) => {
                 client.ack(&Ack::ok(c.id())).unwrap();
                 if matches!(
