@@ -318,8 +318,9 @@ pub struct ProductErased {
     /// Everything else: commands, desired states, certificate records, CAs and CRLs, the OTA key,
     /// access-key links, event subscriptions, queued events, dead letters.
     pub other: u64,
-    /// SHA-256 of the firmware images it held (their files may now be unused).
-    pub firmware_hashes: Vec<String>,
+    /// SHA-256 of the uploaded files it held (firmware images, allowlist files): files whose
+    /// last holder it was are unused now.
+    pub upload_hashes: Vec<String>,
 }
 
 /// The devices of product `$1`, for the statements below.
@@ -363,6 +364,11 @@ const PRODUCT_TABLES: &[(&str, ProductPart)] = &[
     (
         "DELETE FROM ota_campaigns WHERE product_key = $1",
         ProductPart::Campaigns,
+    ),
+    (
+        "DELETE FROM upload_refs WHERE holder = 'allowlist:' || $1 OR holder IN \
+         (SELECT 'firmware:' || firmware_id FROM firmware WHERE product_key = $1)",
+        ProductPart::Uploads,
     ),
     (
         "DELETE FROM firmware WHERE product_key = $1",
@@ -421,6 +427,8 @@ const PRODUCT_TABLES: &[(&str, ProductPart)] = &[
 
 #[derive(Clone, Copy)]
 enum ProductPart {
+    /// Holders of uploaded files: not counted (the firmware and allowlist counts say it).
+    Uploads,
     Devices,
     History,
     Bindings,
@@ -433,6 +441,7 @@ enum ProductPart {
 impl ProductErased {
     fn add(&mut self, part: ProductPart, n: u64) {
         let slot = match part {
+            ProductPart::Uploads => return,
             ProductPart::Devices => &mut self.devices,
             ProductPart::History => &mut self.history,
             ProductPart::Bindings => &mut self.bindings,
@@ -472,8 +481,10 @@ impl Store {
                     sqlx::query(SECURE_DELETE_ON).execute(&mut *tx).await?;
                 }
                 let mut out = ProductErased {
-                    firmware_hashes: sqlx::query_scalar(
-                        "SELECT DISTINCT sha256 FROM firmware WHERE product_key = $1",
+                    upload_hashes: sqlx::query_scalar(
+                        "SELECT DISTINCT sha256 FROM upload_refs WHERE holder = 'allowlist:' || $1 \
+                         OR holder IN (SELECT 'firmware:' || firmware_id FROM firmware \
+                         WHERE product_key = $1)",
                     )
                     .bind(product_key)
                     .fetch_all(&mut *tx)

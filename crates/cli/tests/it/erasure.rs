@@ -301,7 +301,24 @@ async fn deleting_a_product_takes_its_devices_and_factory_identities() {
         )
         .await;
     assert_eq!(st, 201, "{v}");
+    // An allowlist file held by this product only, and the same bytes held by another product.
+    let list = format!("hardware_id\nAA:BB:CC:{:02X}:00:01\n", nonce().len()).into_bytes();
+    let own = format!("hardware_id\n{}\n", nonce()).into_bytes();
+    let (st, v) = crate::uploads::upload(srv, &env.pk, Some("text/csv"), own, Some(ADMIN)).await;
+    assert_eq!(st, 200, "{v}");
+    let own_file = srv
+        .data()
+        .join("uploads/sha256")
+        .join(&v["sha256"].as_str().unwrap()[..2])
+        .join(v["sha256"].as_str().unwrap());
+    assert!(own_file.exists());
+    let (st, v) =
+        crate::uploads::upload(srv, &env.pk, Some("text/csv"), list.clone(), Some(ADMIN)).await;
+    assert_eq!(st, 200, "{v}");
+    let shared_hash = v["sha256"].as_str().unwrap().to_owned();
     let (pk2, ps2) = srv.product(true, false).await;
+    let (st, v) = crate::uploads::upload(srv, &pk2, Some("text/csv"), list, Some(ADMIN)).await;
+    assert_eq!(st, 200, "{v}");
     let (keep, keep_secret, _) = srv.register(&pk2, &ps2, &format!("hw-{}", nonce())).await;
     let mut s = raw::session(srv, &did, &secret, 30).await;
 
@@ -313,8 +330,8 @@ async fn deleting_a_product_takes_its_devices_and_factory_identities() {
     assert_eq!(v["deleted"]["devices"], 2, "{v}");
     assert_eq!(v["deleted"]["bindings"], 1, "{v}");
     assert_eq!(
-        v["deleted"]["factory"], 4,
-        "three identities and their batch: {v}"
+        v["deleted"]["factory"], 6,
+        "three identities, their batch and two allowlisted ids: {v}"
     );
     raw::expect_disconnect(&mut s, 0x98).await;
 
@@ -335,6 +352,15 @@ async fn deleting_a_product_takes_its_devices_and_factory_identities() {
         .admin("DELETE", &format!("/v1/products/{}", env.pk), None)
         .await;
     assert_error(st, &v, 404, "NOT_FOUND");
+
+    // The file only this product held is gone; the one the other product holds too stays.
+    assert!(!own_file.exists());
+    let shared_file = srv
+        .data()
+        .join("uploads/sha256")
+        .join(&shared_hash[..2])
+        .join(&shared_hash);
+    assert!(shared_file.exists());
 
     // The other product is untouched.
     raw::session(srv, &keep, &keep_secret, 30).await;

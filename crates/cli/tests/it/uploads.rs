@@ -7,7 +7,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 /// POST raw bytes with a `Content-Type` (none when `None`); returns status and JSON body.
-async fn upload(
+pub(crate) async fn upload(
     srv: &Server,
     pk: &str,
     content_type: Option<&str>,

@@ -137,11 +137,18 @@ impl Core {
             .committed()
             .await
             .map_err(Error::Internal)?;
+        // The store's lock, so no upload of the same bytes slips between the holders' removal
+        // and the removal of the files nothing holds any more.
+        let held = crate::device::uploads::store_lock().await;
         let erased = self
             .store()
             .erase_product(product_key)
             .await?
             .ok_or(Error::NotFound("product"))?;
+        for sha256 in &erased.upload_hashes {
+            self.remove_unheld(sha256).await;
+        }
+        drop(held);
         for did in &dids {
             self.shadow_forgotten(did).await;
             self.bus().event_sink().state_cleared(did);

@@ -301,7 +301,7 @@ impl Core {
 
     /// Remove the file `sha256` from the upload store when nothing holds it (the caller holds
     /// the store's lock).
-    async fn remove_unheld(&self, sha256: &str) {
+    pub(crate) async fn remove_unheld(&self, sha256: &str) {
         match self.store().upload_refs(sha256).await {
             Ok(0) => {
                 if let Some(path) = self.firmware_path(sha256) {
