@@ -7,6 +7,8 @@ export const operations = Object.freeze({
   delete_v1_admin_tokens_id: { method: "DELETE", path: "/v1/admin/tokens/{id}", pathParams: ["id"], query: [], body: null, security: ["admin"] },
   /** Unbind a device */
   delete_v1_bindings_did: { method: "DELETE", path: "/v1/bindings/{did}", pathParams: ["did"], query: [], body: null, security: ["user"] },
+  /** Delete the signed-in developer's account and what it owns */
+  delete_v1_developers_me: { method: "DELETE", path: "/v1/developers/me", pathParams: [], query: [], body: "application/json", security: ["developer"] },
   /** Decline an invitation */
   delete_v1_developers_me_invites_inviteid: { method: "DELETE", path: "/v1/developers/me/invites/{invite_id}", pathParams: ["invite_id"], query: [], body: null, security: ["developer"] },
   /** Delete a device and everything recorded about it */
@@ -19,6 +21,8 @@ export const operations = Object.freeze({
   delete_v1_enterprise_webhooks_webhookid_dead_letters: { method: "DELETE", path: "/v1/enterprise/webhooks/{webhook_id}/dead-letters", pathParams: ["webhook_id"], query: [], body: null, security: ["access_key"] },
   /** Delete one dead letter (scope `control`) */
   delete_v1_enterprise_webhooks_webhookid_dead_letters_letterid: { method: "DELETE", path: "/v1/enterprise/webhooks/{webhook_id}/dead-letters/{letter_id}", pathParams: ["webhook_id", "letter_id"], query: [], body: null, security: ["access_key"] },
+  /** Delete an enterprise and everything it owns */
+  delete_v1_enterprises_id: { method: "DELETE", path: "/v1/enterprises/{id}", pathParams: ["id"], query: [], body: null, security: ["admin", "developer"] },
   /** Delete an access key */
   delete_v1_enterprises_id_keys_keyid: { method: "DELETE", path: "/v1/enterprises/{id}/keys/{key_id}", pathParams: ["id", "key_id"], query: [], body: null, security: ["admin", "developer"] },
   /** Remove a member (or leave) */

@@ -2,7 +2,7 @@
 //! rows consistent (a membership change that would leave an enterprise without an owner is refused
 //! inside one transaction); what each role may do is decided in `rampart-core`, never here.
 
-use crate::{map_conflict, Result, Store};
+use crate::{map_conflict, BeginWrite, Result, Store};
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct EnterpriseRow {
@@ -158,19 +158,17 @@ impl Store {
         developer_id: &str,
         now: i64,
     ) -> Result<bool> {
-        let get = "SELECT * FROM enterprise_invites WHERE invite_id = $1";
-        let del = "DELETE FROM enterprise_invites WHERE invite_id = $1";
+        // The invitation is taken by deleting it: the transaction writes first (see `BeginWrite`).
+        let take =
+            "DELETE FROM enterprise_invites WHERE invite_id = $1 RETURNING enterprise_id, role";
         let mem = "INSERT INTO enterprise_members (enterprise_id, developer_id, role, created_at) \
                    VALUES ($1, $2, $3, $4)";
         with_db!(self, p => {
-            let mut tx = p.begin().await?;
-            let inv: Option<InviteRow> = sqlx::query_as(get).bind(invite_id).fetch_optional(&mut *tx).await?;
-            let Some(inv) = inv else { return Ok(false) };
-            let n = sqlx::query(del).bind(invite_id).execute(&mut *tx).await?.rows_affected();
-            if n != 1 {
-                return Ok(false);
-            }
-            sqlx::query(mem).bind(&inv.enterprise_id).bind(developer_id).bind(&inv.role).bind(now)
+            let mut tx = p.begin_write().await?;
+            let inv: Option<(String, String)> =
+                sqlx::query_as(take).bind(invite_id).fetch_optional(&mut *tx).await?;
+            let Some((enterprise_id, role)) = inv else { return Ok(false) };
+            sqlx::query(mem).bind(&enterprise_id).bind(developer_id).bind(&role).bind(now)
                 .execute(&mut *tx).await.map_err(map_conflict)?;
             tx.commit().await?;
             Ok(true)

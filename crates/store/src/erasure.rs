@@ -7,7 +7,7 @@
 //! the audit chain.
 
 use crate::reports::lock;
-use crate::{Db, Result, Store};
+use crate::{BeginWrite, Db, Result, Store};
 
 /// What erasing one device removed, table by table.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -105,7 +105,7 @@ impl Store {
     pub async fn erase_device(&self, did: &str) -> Result<Option<DeviceErased>> {
         macro_rules! erase {
             ($pool:expr, $sqlite:expr) => {{
-                let mut tx = $pool.begin().await?;
+                let mut tx = $pool.begin_write().await?;
                 if $sqlite {
                     sqlx::query(SECURE_DELETE_ON).execute(&mut *tx).await?;
                 }
@@ -164,7 +164,7 @@ impl Store {
     pub async fn erase_user(&self, user_id: &str) -> Result<Option<UserErased>> {
         // On SQLite, the pool's connections zero what they delete (see `Store::open`).
         let out = with_db!(self, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let contact: Option<(Option<String>, Option<String>)> =
                 sqlx::query_as("SELECT email, phone FROM users WHERE user_id = $1")
                     .bind(user_id)
@@ -476,7 +476,7 @@ impl Store {
     pub async fn erase_product(&self, product_key: &str) -> Result<Option<ProductErased>> {
         macro_rules! erase {
             ($pool:expr, $sqlite:expr) => {{
-                let mut tx = $pool.begin().await?;
+                let mut tx = $pool.begin_write().await?;
                 if $sqlite {
                     sqlx::query(SECURE_DELETE_ON).execute(&mut *tx).await?;
                 }
@@ -544,5 +544,166 @@ impl Store {
             Db::Postgres(p) => erase!(p, false),
         };
         Ok(Some(out))
+    }
+}
+
+/// What erasing an enterprise removed (its products are erased first, one by one).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EnterpriseErased {
+    pub members: u64,
+    pub invites: u64,
+    /// Access keys with their product links.
+    pub access_keys: u64,
+    /// Webhooks with their dead letters.
+    pub webhooks: u64,
+}
+
+/// What erasing a developer account removed (personal products are erased first).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeveloperErased {
+    /// Login sessions with their tokens.
+    pub sessions: u64,
+    pub recovery_codes: u64,
+    /// Memberships of enterprises.
+    pub memberships: u64,
+    /// Invitations addressed to the developer's e-mail.
+    pub invites: u64,
+    /// OAuth clients the developer registered, with their grants, codes and tokens.
+    pub oauth_clients: u64,
+}
+
+impl Store {
+    /// The products an enterprise owns.
+    pub async fn enterprise_product_keys(&self, enterprise_id: &str) -> Result<Vec<String>> {
+        let sql = "SELECT product_key FROM products WHERE enterprise_id = $1 ORDER BY product_key";
+        Ok(with_db!(self, p => sqlx::query_scalar(sql).bind(enterprise_id).fetch_all(p).await?))
+    }
+
+    /// The products a developer owns personally.
+    pub async fn developer_product_keys(&self, developer_id: &str) -> Result<Vec<String>> {
+        let sql = "SELECT product_key FROM products WHERE owner_developer_id = $1 \
+                   ORDER BY product_key";
+        Ok(with_db!(self, p => sqlx::query_scalar(sql).bind(developer_id).fetch_all(p).await?))
+    }
+
+    /// Remove an enterprise that owns no product any more: its access keys, webhooks with their
+    /// dead letters, invitations, memberships and the enterprise row. `None` when there is no
+    /// such enterprise; `Conflict` while it still owns a product.
+    pub async fn erase_enterprise(&self, enterprise_id: &str) -> Result<Option<EnterpriseErased>> {
+        with_db!(self, p => {
+            let mut tx = p.begin_write().await?;
+            let products: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM products WHERE enterprise_id = $1")
+                    .bind(enterprise_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if products > 0 {
+                tx.rollback().await?;
+                return Err(crate::StoreError::Conflict);
+            }
+            let mut out = EnterpriseErased::default();
+            macro_rules! run {
+                ($sql:expr) => {
+                    sqlx::query($sql).bind(enterprise_id).execute(&mut *tx).await?.rows_affected()
+                };
+            }
+            run!("DELETE FROM access_key_products WHERE key_id IN \
+                  (SELECT key_id FROM access_keys WHERE enterprise_id = $1)");
+            out.access_keys += run!("DELETE FROM access_keys WHERE enterprise_id = $1");
+            run!("DELETE FROM webhook_dead_letters WHERE webhook_id IN \
+                  (SELECT webhook_id FROM webhooks WHERE enterprise_id = $1)");
+            out.webhooks += run!("DELETE FROM webhooks WHERE enterprise_id = $1");
+            out.invites += run!("DELETE FROM enterprise_invites WHERE enterprise_id = $1");
+            out.members += run!("DELETE FROM enterprise_members WHERE enterprise_id = $1");
+            if run!("DELETE FROM enterprises WHERE enterprise_id = $1") == 0 {
+                tx.rollback().await?;
+                return Ok(None);
+            }
+            tx.commit().await?;
+            Ok(Some(out))
+        })
+    }
+
+    /// Remove a developer account that owns no product personally: its sessions and tokens,
+    /// recovery codes, memberships, invitations addressed to its e-mail, the OAuth clients it
+    /// registered (with their grants, codes and tokens), and the account row (e-mail, password
+    /// hash, sealed TOTP seed). `None` when there is no such developer; `Conflict` while it
+    /// still owns a product.
+    pub async fn erase_developer(&self, developer_id: &str) -> Result<Option<DeveloperErased>> {
+        let owner = format!("developer:{developer_id}");
+        with_db!(self, p => {
+            let mut tx = p.begin_write().await?;
+            let email: Option<String> =
+                sqlx::query_scalar("SELECT email FROM developers WHERE developer_id = $1")
+                    .bind(developer_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let Some(email) = email else {
+                tx.rollback().await?;
+                return Ok(None);
+            };
+            let products: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM products WHERE owner_developer_id = $1")
+                    .bind(developer_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if products > 0 {
+                tx.rollback().await?;
+                return Err(crate::StoreError::Conflict);
+            }
+            let mut out = DeveloperErased::default();
+            macro_rules! run {
+                ($sql:expr, $arg:expr) => {
+                    sqlx::query($sql).bind($arg).execute(&mut *tx).await?.rows_affected()
+                };
+            }
+            run!(
+                "DELETE FROM developer_tokens WHERE family_id IN \
+                 (SELECT family_id FROM developer_token_families WHERE developer_id = $1)",
+                developer_id
+            );
+            out.sessions += run!(
+                "DELETE FROM developer_token_families WHERE developer_id = $1",
+                developer_id
+            );
+            out.recovery_codes += run!(
+                "DELETE FROM developer_recovery_codes WHERE developer_id = $1",
+                developer_id
+            );
+            out.memberships += run!(
+                "DELETE FROM enterprise_members WHERE developer_id = $1",
+                developer_id
+            );
+            out.invites += run!("DELETE FROM enterprise_invites WHERE email = $1", &email);
+            run!(
+                "DELETE FROM oauth_tokens WHERE grant_id IN (SELECT grant_id FROM oauth_grants \
+                 WHERE client_id IN (SELECT client_id FROM oauth_clients WHERE owner = $1))",
+                &owner
+            );
+            run!(
+                "DELETE FROM oauth_codes WHERE grant_id IN (SELECT grant_id FROM oauth_grants \
+                 WHERE client_id IN (SELECT client_id FROM oauth_clients WHERE owner = $1))",
+                &owner
+            );
+            run!(
+                "DELETE FROM oauth_grants WHERE client_id IN \
+                 (SELECT client_id FROM oauth_clients WHERE owner = $1)",
+                &owner
+            );
+            out.oauth_clients += run!("DELETE FROM oauth_clients WHERE owner = $1", &owner);
+            run!("DELETE FROM developers WHERE developer_id = $1", developer_id);
+            tx.commit().await?;
+            Ok(Some(out))
+        })
+    }
+
+    /// When the developer login session `family_id` began (Unix ms), if it exists and is live.
+    pub async fn developer_session_started_at(&self, family_id: &str) -> Result<Option<i64>> {
+        let sql = "SELECT created_at FROM developer_token_families \
+                   WHERE family_id = $1 AND revoked = $2";
+        Ok(
+            with_db!(self, p => sqlx::query_scalar(sql).bind(family_id).bind(false)
+            .fetch_optional(p).await?),
+        )
     }
 }

@@ -64,6 +64,31 @@ macro_rules! with_db {
     };
 }
 
+/// A transaction that will write. On SQLite it takes the write lock at its start (`BEGIN
+/// IMMEDIATE`, waiting up to the busy timeout): a deferred transaction that reads first and
+/// writes later fails at once with "database is locked" when another connection committed in
+/// between, and no busy timeout helps. PostgreSQL has no such upgrade.
+pub(crate) trait BeginWrite {
+    type Db: sqlx::Database;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>>> + Send;
+}
+
+impl BeginWrite for SqlitePool {
+    type Db = sqlx::Sqlite;
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        Ok(self.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+impl BeginWrite for PgPool {
+    type Db = sqlx::Postgres;
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+        Ok(self.begin().await?)
+    }
+}
+
 mod access_keys;
 mod accounts;
 mod admin_tokens;

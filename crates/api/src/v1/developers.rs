@@ -9,7 +9,7 @@ use super::schemas::{
     Accepted, ActivationPending, Active, DeveloperView, EnterpriseView, Millis, PasswordChanged,
     SessionsEnded, Sorted,
 };
-use crate::extract::{client_ip, Body, Developer};
+use crate::extract::{client_ip, Body, Developer, OptionalBody};
 use crate::openapi::ApiRouter;
 use crate::{AppState, ClientAddr, Error};
 use axum::extract::State;
@@ -34,7 +34,7 @@ pub(crate) fn routes() -> ApiRouter {
         .routes(routes!(login))
         .routes(routes!(refresh))
         .routes(routes!(logout))
-        .routes(routes!(me))
+        .routes(routes!(me, delete_me))
         .routes(routes!(change_password))
         .routes(routes!(totp_enrol))
         .routes(routes!(totp_confirm))
@@ -55,6 +55,8 @@ crate::errors!(RefreshErrors: InvalidJson, PayloadTooLarge, UnsupportedMediaType
     Internal);
 crate::errors!(SignedInErrors: Unauthorized, Internal);
 crate::errors!(MeErrors: Unauthorized, NotFound, Internal);
+crate::errors!(DeleteMeErrors: Unauthorized, InvalidJson, PayloadTooLarge, Forbidden, Conflict,
+    Busy, Internal);
 crate::errors!(ChangePasswordErrors: Unauthorized, InvalidJson, PayloadTooLarge,
     UnsupportedMediaType, WeakPassword, Forbidden, Busy, Internal);
 crate::errors!(TotpEnrolErrors: Unauthorized, Conflict, Internal);
@@ -363,6 +365,79 @@ async fn logout(
 ) -> Result<Json<SessionsEnded>, Error> {
     s.core.developer_logout(&d, client_ip(&addr)).await?;
     Ok(Json(SessionsEnded { sessions_ended: 1 }))
+}
+
+/// Proof that the developer is deleting the account: the password, or nothing when the
+/// session's login is fresh.
+#[derive(Deserialize, Default, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = DeveloperDeletion, example = json!({"password": "correct horse battery"}))]
+pub(crate) struct DeleteMe {
+    #[schema(value_type = Option<String>)]
+    password: Option<Secret>,
+}
+
+/// What deleting a developer account removed.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"developer_id": "dev_5f2a", "deleted": {"products": 1, "devices": 40,
+    "sessions": 2, "recovery_codes": 10, "memberships": 1, "invites": 0, "oauth_clients": 0}}))]
+pub(crate) struct DeveloperDeleted {
+    developer_id: String,
+    deleted: DeletedOfDeveloper,
+}
+
+/// Rows removed with a developer account, by kind.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct DeletedOfDeveloper {
+    /// personal products, each with its devices and everything recorded about them
+    products: u64,
+    devices: u64,
+    /// login sessions with their tokens
+    sessions: u64,
+    recovery_codes: u64,
+    /// memberships of enterprises
+    memberships: u64,
+    /// invitations addressed to the developer
+    invites: u64,
+    /// OAuth clients the developer registered, with their grants and tokens
+    oauth_clients: u64,
+}
+
+#[utoipa::path(delete, path = "/v1/developers/me", tag = "developers",
+    summary = "Delete the signed-in developer's account and what it owns",
+    description = "Audited (`developer.delete`, under the developer's id only). Needs `password`, \
+        or a login in the last 5 minutes (a wrong password counts toward the login lockout). \
+        Deletes every personal product as `DELETE /v1/products/{product_key}` does, then the \
+        account (e-mail, password hash, TOTP seed), its sessions, recovery codes, memberships, \
+        invitations and OAuth clients. 409 while the developer is the only owner of an \
+        enterprise (delete it, or make another member owner, first). The body may be left out.",
+    request_body(content = Option<DeleteMe>, description = "the password"),
+    responses((status = 202, description = "deleted; what was removed", body = DeveloperDeleted),
+        DeleteMeErrors),
+    security(("developer" = [])))]
+async fn delete_me(
+    State(s): State<AppState>,
+    Developer(d): Developer,
+    addr: Addr,
+    OptionalBody(b): OptionalBody<DeleteMe>,
+) -> Result<Response, Error> {
+    let e = s
+        .core
+        .erase_developer(&d, b.password, client_ip(&addr))
+        .await?;
+    let body = DeveloperDeleted {
+        developer_id: d.developer_id.clone(),
+        deleted: DeletedOfDeveloper {
+            products: e.products,
+            devices: e.devices,
+            sessions: e.rows.sessions,
+            recovery_codes: e.rows.recovery_codes,
+            memberships: e.rows.memberships,
+            invites: e.rows.invites,
+            oauth_clients: e.rows.oauth_clients,
+        },
+    };
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
 #[utoipa::path(get, path = "/v1/developers/me", tag = "developers",

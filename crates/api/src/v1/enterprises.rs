@@ -25,7 +25,7 @@ pub(crate) fn routes() -> ApiRouter {
         .routes(routes!(decline_invite))
         .routes(routes!(accept_invite))
         .routes(routes!(create_enterprise, my_enterprises))
-        .routes(routes!(get_enterprise))
+        .routes(routes!(get_enterprise, delete_enterprise))
         .routes(routes!(members))
         .routes(routes!(set_role, remove_member))
         .routes(routes!(invite))
@@ -35,6 +35,7 @@ crate::errors!(CreateErrors: Unauthorized, InvalidJson, PayloadTooLarge, Unsuppo
     InvalidRequest, Conflict, Internal);
 crate::errors!(MineErrors: Unauthorized, Internal);
 crate::errors!(ReadErrors: Unauthorized, Forbidden, NotFound, Internal);
+crate::errors!(DeleteErrors: Unauthorized, Forbidden, NotFound, Conflict, Internal);
 crate::errors!(RoleErrors: Unauthorized, InvalidJson, PayloadTooLarge, UnsupportedMediaType,
     Forbidden, Conflict, NotFound, Internal);
 crate::errors!(RemoveErrors: Unauthorized, Forbidden, Conflict, NotFound, Internal);
@@ -208,6 +209,61 @@ async fn get_enterprise(
 ) -> Result<Json<EnterpriseView>, Error> {
     let e = s.core.enterprise_view(&m.caller(), &id).await?;
     Ok(Json(EnterpriseView::from(e)))
+}
+
+/// What deleting an enterprise removed.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"enterprise_id": "ent_7k2m", "deleted": {"products": 2, "devices": 300,
+    "members": 4, "invites": 1, "access_keys": 2, "webhooks": 1}}))]
+pub(crate) struct EnterpriseDeleted {
+    enterprise_id: String,
+    deleted: DeletedOfEnterprise,
+}
+
+/// Rows removed with an enterprise, by kind.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct DeletedOfEnterprise {
+    /// products, each with its devices and everything recorded about them
+    products: u64,
+    devices: u64,
+    members: u64,
+    invites: u64,
+    /// access keys of the enterprise API
+    access_keys: u64,
+    /// webhooks with their dead letters
+    webhooks: u64,
+}
+
+#[utoipa::path(delete, path = "/v1/enterprises/{id}", tag = "enterprises",
+    summary = "Delete an enterprise and everything it owns",
+    description = "Audited (`enterprise.delete`, with the counts). The enterprise's owner, or an \
+        operator. Deletes every product of the enterprise as `DELETE /v1/products/{product_key}` \
+        does, then its access keys, webhooks with their dead letters, invitations, memberships and \
+        the enterprise itself. There is no undo.",
+    responses((status = 200, description = "deleted; what was removed", body = EnterpriseDeleted),
+        DeleteErrors),
+    security(("admin" = []), ("developer" = [])))]
+async fn delete_enterprise(
+    State(s): State<AppState>,
+    m: Manager,
+    addr: Addr,
+    Path(id): Path<String>,
+) -> Result<Json<EnterpriseDeleted>, Error> {
+    let e = s
+        .core
+        .erase_enterprise(&m.caller(), &id, client_ip(&addr))
+        .await?;
+    Ok(Json(EnterpriseDeleted {
+        enterprise_id: id,
+        deleted: DeletedOfEnterprise {
+            products: e.products,
+            devices: e.devices,
+            members: e.rows.members,
+            invites: e.rows.invites,
+            access_keys: e.rows.access_keys,
+            webhooks: e.rows.webhooks,
+        },
+    }))
 }
 
 #[utoipa::path(get, path = "/v1/enterprises/{id}/members", tag = "enterprises",

@@ -1106,3 +1106,173 @@ async fn concurrent_wrong_developer_passwords_are_all_counted_on_postgresql() {
     };
     developer_wrong_password_storm(Some(&pg.store_url())).await;
 }
+
+/// An enterprise is deleted by its owner (not by an admin) with its products and their devices;
+/// then the owner deletes their own account with its personal product, which the API refused
+/// while they were the enterprise's only owner. Afterwards their token and login fail, the
+/// other member's account stays, and the audit keeps only ids.
+#[tokio::test]
+async fn deleting_an_enterprise_then_the_developer_takes_what_they_own() {
+    let srv = Server::start().await;
+    let owner_email = format!("own-{}@maker.example", nonce());
+    let admin_email = format!("adm-{}@maker.example", nonce());
+    let owner = operator_made(&srv, &owner_email).await;
+    let admin = operator_made(&srv, &admin_email).await;
+    let (s, ent) = srv
+        .call(
+            "POST",
+            "/v1/enterprises",
+            Some(&owner.access),
+            Some(json!({"name": "Gone Ltd"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{ent}");
+    let ent = ent["enterprise_id"].as_str().unwrap().to_owned();
+    let (s, v) = srv
+        .call(
+            "POST",
+            &format!("/v1/enterprises/{ent}/invites"),
+            Some(&owner.access),
+            Some(json!({"email": admin_email, "role": "admin"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let (_, inv) = srv
+        .call(
+            "GET",
+            "/v1/developers/me/invites",
+            Some(&admin.access),
+            None,
+        )
+        .await;
+    let id = inv["data"][0]["invite_id"].as_str().unwrap().to_owned();
+    let (s, v) = srv
+        .call(
+            "POST",
+            &format!("/v1/developers/me/invites/{id}/accept"),
+            Some(&admin.access),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let mut products = Vec::new();
+    for owned_by in [Some(json!({"enterprise_id": ent})), None] {
+        let (s, v) = srv
+            .call(
+                "POST",
+                "/v1/products",
+                Some(&owner.access),
+                Some(product_body(owned_by)),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+        let pk = v["product_key"].as_str().unwrap().to_owned();
+        let ps = v["product_secret"].as_str().unwrap().to_owned();
+        let (did, _, _) = srv.register(&pk, &ps, &format!("hw-{}", nonce())).await;
+        products.push((pk, did));
+    }
+    let [(ent_pk, ent_did), (own_pk, own_did)] = &products[..] else {
+        unreachable!()
+    };
+
+    // The only owner of an enterprise cannot leave it ownerless; an admin cannot delete it.
+    let (s, v) = srv
+        .call("DELETE", "/v1/developers/me", Some(&owner.access), None)
+        .await;
+    assert_error(s, &v, 409, "CONFLICT");
+    let (s, v) = srv
+        .call(
+            "DELETE",
+            &format!("/v1/enterprises/{ent}"),
+            Some(&admin.access),
+            None,
+        )
+        .await;
+    assert_error(s, &v, 403, "FORBIDDEN");
+
+    let (s, v) = srv
+        .call(
+            "DELETE",
+            &format!("/v1/enterprises/{ent}"),
+            Some(&owner.access),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        v["deleted"],
+        json!({"products": 1, "devices": 1, "members": 2, "invites": 0, "access_keys": 0,
+            "webhooks": 0}),
+        "{v}"
+    );
+    for path in [
+        format!("/v1/enterprises/{ent}"),
+        format!("/v1/products/{ent_pk}"),
+        format!("/v1/devices/{ent_did}"),
+    ] {
+        let (s, v) = srv.admin("GET", &path, None).await;
+        assert_error(s, &v, 404, "NOT_FOUND");
+    }
+
+    // A wrong password changes nothing; the right one deletes the account and its product.
+    let (s, v) = srv
+        .call(
+            "DELETE",
+            "/v1/developers/me",
+            Some(&owner.access),
+            Some(json!({"password": "not the password at all"})),
+        )
+        .await;
+    assert_error(s, &v, 403, "FORBIDDEN");
+    let (s, v) = srv
+        .call(
+            "DELETE",
+            "/v1/developers/me",
+            Some(&owner.access),
+            Some(json!({"password": PW})),
+        )
+        .await;
+    assert_eq!(s, 202, "{v}");
+    assert_eq!(v["developer_id"], owner.id.as_str(), "{v}");
+    assert_eq!(
+        (&v["deleted"]["products"], &v["deleted"]["devices"]),
+        (&json!(1), &json!(1))
+    );
+    for path in [
+        format!("/v1/products/{own_pk}"),
+        format!("/v1/devices/{own_did}"),
+    ] {
+        let (s, v) = srv.admin("GET", &path, None).await;
+        assert_error(s, &v, 404, "NOT_FOUND");
+    }
+    let (s, _) = srv
+        .call("GET", "/v1/developers/me", Some(&owner.access), None)
+        .await;
+    assert_eq!(s, 401);
+    let (s, _) = login(&srv, &owner_email, json!({})).await;
+    assert_eq!(s, 401);
+    let (s, me) = srv
+        .call("GET", "/v1/developers/me", Some(&admin.access), None)
+        .await;
+    assert_eq!(s, 200, "{me}");
+
+    let store = rampart_store::Store::open_sqlite(&srv.data().join("rampart.db"))
+        .await
+        .unwrap();
+    let rows = store.list_audit(None, 10_000).await.unwrap();
+    store.close().await;
+    for action in ["enterprise.delete", "developer.delete"] {
+        assert_eq!(
+            rows.iter().filter(|r| r.action == action).count(),
+            1,
+            "{action}"
+        );
+    }
+    for r in &rows {
+        let text = format!("{r:?}");
+        assert!(
+            !text.contains(&owner_email),
+            "an audit row names the developer: {text}"
+        );
+    }
+}

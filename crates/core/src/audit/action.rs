@@ -27,6 +27,7 @@ pub const AUDIT_READ: &str = "audit.read";
 
 pub const DEVELOPER_ACTIVATE: &str = "developer.activate";
 pub const DEVELOPER_CREATE: &str = "developer.create";
+pub const DEVELOPER_DELETE: &str = "developer.delete";
 pub const DEVELOPER_LOCKOUT: &str = "developer.lockout";
 pub const DEVELOPER_LOGIN: &str = "developer.login";
 pub const DEVELOPER_LOGOUT: &str = "developer.logout";
@@ -66,6 +67,7 @@ pub const DEVICE_UNBIND_ALL: &str = "device.unbind_all";
 
 pub const ENTERPRISE_ACCESS: &str = "enterprise.access";
 pub const ENTERPRISE_CREATE: &str = "enterprise.create";
+pub const ENTERPRISE_DELETE: &str = "enterprise.delete";
 pub const ENTERPRISE_COMMAND_STATUS: &str = "enterprise.command_status";
 pub const ENTERPRISE_DEVICE_ACCESS: &str = "enterprise.device_access";
 pub const ENTERPRISE_DEVICE_HISTORY: &str = "enterprise.device_history";

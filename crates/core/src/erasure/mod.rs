@@ -1,14 +1,17 @@
-//! Erasure and access to one's own data (GDPR): a manufacturer deletes a device, an end user
-//! deletes their account or downloads everything held about them.
+//! Erasure and access to one's own data (GDPR): a manufacturer deletes a device, a product, its
+//! developer account or its enterprise; an end user deletes their account or downloads
+//! everything held about them.
 //!
 //! Deleting is final: rows are removed, not flagged, in one store transaction per subject. The
 //! audit log keeps its entries (they name subjects by random ids, which point at nothing once the
 //! rows are gone), and the erasure itself is audited with what it removed. This module must never
 //! answer an erasure before the store committed it.
 
+mod tenants;
 pub mod user;
 
 pub use rampart_store::{DeviceErased, ProductErased, UserErased};
+pub use tenants::{DeveloperErasure, EnterpriseErasure, FRESH_DEVELOPER_LOGIN_MS};
 pub use user::UserExport;
 
 use crate::access::bindings::AccessChange;

@@ -474,12 +474,13 @@ impl Core {
         let admission = self.passwords().admit()?;
         let Some(dev) = dev else {
             admission.verify(&pw, None).await;
+            // Masked: the address may belong to someone who later erases their account.
             let claimed: String = email.chars().take(64).collect();
             self.audit(
                 event(
                     &Actor {
                         kind: "developer_candidate",
-                        id: claimed,
+                        id: crate::secret::mask::mask_contact(&claimed),
                     },
                     action::DEVELOPER_LOGIN,
                     "failed",
@@ -784,6 +785,47 @@ impl Core {
                 .detail(format!("other sessions ended={n}")),
         )
         .await;
+        Ok(())
+    }
+
+    /// Proof that the developer is at the keyboard now, for acts that cannot be undone: the
+    /// password (a wrong one counts toward the login lockout), or a login at most
+    /// `fresh_ms` old.
+    pub(crate) async fn check_developer_presence(
+        &self,
+        s: &DeveloperSession,
+        password: Option<Secret>,
+        fresh_ms: i64,
+        ip: &Option<String>,
+    ) -> Result<()> {
+        let dev = self.session_developer(s).await?;
+        let Some(pw) = password else {
+            let started = self
+                .store()
+                .developer_session_started_at(&s.family_id)
+                .await?;
+            if started.is_none_or(|t| self.now_ms() - t > fresh_ms) {
+                return Err(Error::Forbidden(format!(
+                    "this needs \"password\", or a login in the last {} minutes",
+                    fresh_ms / 60_000
+                )));
+            }
+            return Ok(());
+        };
+        let admission = self.passwords().admit()?;
+        let claim = self.claim_developer_try(&dev.developer_id).await?;
+        let verified = claim != lockout::LoginClaim::Locked
+            && admission.verify(&pw, Some(dev.password_hash.clone())).await;
+        if !verified {
+            if claim != lockout::LoginClaim::Locked {
+                self.developer_failed(&dev, claim, "wrong password", ip)
+                    .await;
+            }
+            return Err(Error::Forbidden("password is not correct".into()));
+        }
+        self.store()
+            .update_developer_lock_state(&dev.developer_id, claim.refund())
+            .await?;
         Ok(())
     }
 

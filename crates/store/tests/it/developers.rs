@@ -302,7 +302,7 @@ async fn disabling_totp_forgets_the_secret_and_the_recovery_codes(s: Store) {
 
 /// `dev_a` owns enterprise `ent_1` and `dev_b` is a member; products `pk_dev_b` (dev_b's own),
 /// `pk_ent` (ent_1's, with device `ddev1`) and `pk_op` (the operator's).
-async fn with_owned_products(s: &Store) {
+pub(crate) async fn with_owned_products(s: &Store) {
     crate::enterprises::with_enterprise(s).await;
     s.insert_invite(&crate::enterprises::invite("inv_1", "b@example.com"))
         .await

@@ -205,7 +205,40 @@ async fn erasing_a_product_removes_its_devices_and_its_own_rows(s: Store) {
     assert_eq!(s.erase_product("accpk").await.unwrap(), None);
 }
 
+async fn an_enterprise_or_a_developer_is_erased_once_its_products_are_gone(s: Store) {
+    crate::developers::with_owned_products(&s).await;
+    assert_eq!(
+        s.enterprise_product_keys("ent_1").await.unwrap(),
+        ["pk_ent"]
+    );
+    assert_eq!(
+        s.developer_product_keys("dev_b").await.unwrap(),
+        ["pk_dev_b"]
+    );
+    assert!(matches!(
+        s.erase_enterprise("ent_1").await,
+        Err(StoreError::Conflict)
+    ));
+    s.erase_product("pk_ent").await.unwrap().unwrap();
+    let e = s.erase_enterprise("ent_1").await.unwrap().unwrap();
+    assert_eq!((e.members, e.invites), (2, 0), "{e:?}");
+    assert!(s.get_enterprise("ent_1").await.unwrap().is_none());
+    assert_eq!(s.erase_enterprise("ent_1").await.unwrap(), None);
+    assert!(matches!(
+        s.erase_developer("dev_b").await,
+        Err(StoreError::Conflict)
+    ));
+    s.erase_product("pk_dev_b").await.unwrap().unwrap();
+    let d = s.erase_developer("dev_b").await.unwrap().unwrap();
+    assert_eq!(d.memberships, 0, "gone with the enterprise: {d:?}");
+    assert!(s.get_developer("dev_b").await.unwrap().is_none());
+    assert!(s.get_developer("dev_a").await.unwrap().is_some());
+    assert!(s.get_product("pk_op").await.unwrap().is_some());
+    assert_eq!(s.erase_developer("dev_b").await.unwrap(), None);
+}
+
 store_cases! {
+    an_enterprise_or_a_developer_is_erased_once_its_products_are_gone,
     erasing_a_product_removes_its_devices_and_its_own_rows,
     a_users_records_are_read_for_their_export,
     erasing_a_device_removes_what_refers_to_it,
