@@ -3,6 +3,7 @@
 //! not suspended). Rules (roles, expiry, TOTP windows) live in `rampart-core`; this file never
 //! sees a clear password, token or TOTP secret.
 
+use crate::devices::{device_search, prefix_pattern};
 use crate::reports::apply_journal_page;
 use crate::{map_conflict, Db, DeviceRow, LockState, ProductRow, Result, Store};
 
@@ -390,29 +391,36 @@ impl Store {
         )))
     }
 
-    /// A page of the devices of every product a developer may read.
+    /// A page of the devices of every product a developer may read, optionally only those a
+    /// prefix search finds (as [`Store::list_devices`]).
     pub async fn list_developer_devices(
         &self,
         developer_id: &str,
+        search: Option<&str>,
         offset: i64,
         limit: i64,
     ) -> Result<(Vec<DeviceRow>, i64)> {
         let sql = concat!(
             "SELECT d.* FROM devices d WHERE d.product_key IN (SELECT p.product_key FROM products p WHERE ",
             readable_products!(),
-            ") ORDER BY d.created_at, d.did LIMIT $3 OFFSET $4"
+            ") AND ",
+            device_search!("$3"),
+            " ORDER BY d.created_at, d.did LIMIT $4 OFFSET $5"
         );
         let count = concat!(
             "SELECT COUNT(*) FROM devices d WHERE d.product_key IN (SELECT p.product_key FROM products p WHERE ",
             readable_products!(),
-            ")"
+            ") AND ",
+            device_search!("$3")
         );
+        let pattern = prefix_pattern(search);
         if let (Db::Sqlite(p), true) = (&self.db, self.journal_len() > 0) {
             // Reports not compacted yet are part of the states (see `reports`).
             let mut tx = p.begin().await?;
             let mut rows: Vec<DeviceRow> = sqlx::query_as(sql)
                 .bind(developer_id)
                 .bind(false)
+                .bind(&pattern)
                 .bind(limit)
                 .bind(offset)
                 .fetch_all(&mut *tx)
@@ -420,6 +428,7 @@ impl Store {
             let total: i64 = sqlx::query_scalar(count)
                 .bind(developer_id)
                 .bind(false)
+                .bind(&pattern)
                 .fetch_one(&mut *tx)
                 .await?;
             apply_journal_page(&mut tx, &mut rows).await?;
@@ -427,8 +436,8 @@ impl Store {
             return Ok((rows, total));
         }
         Ok(with_db!(self, p => (
-            sqlx::query_as(sql).bind(developer_id).bind(false).bind(limit).bind(offset).fetch_all(p).await?,
-            sqlx::query_scalar(count).bind(developer_id).bind(false).fetch_one(p).await?,
+            sqlx::query_as(sql).bind(developer_id).bind(false).bind(&pattern).bind(limit).bind(offset).fetch_all(p).await?,
+            sqlx::query_scalar(count).bind(developer_id).bind(false).bind(&pattern).fetch_one(p).await?,
         )))
     }
 }
