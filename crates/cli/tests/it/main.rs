@@ -14,6 +14,7 @@ mod commands;
 mod console;
 mod deploy;
 mod developers;
+mod device_search;
 mod device_identity;
 mod durability;
 mod ed25519;
