@@ -344,16 +344,25 @@ async fn a_device_search_matches_a_prefix_of_did_or_hardware_id(s: Store) {
     devices_of(&s, "pk2", &[("d_alpha3", "AA:BB:04")]).await;
 
     let (rows, n) = s.list_devices(None, Some("d_al"), 0, 10).await.unwrap();
-    assert_eq!((dids(&rows), n), (vec!["d_alpha1", "d_alpha2", "d_alpha3"], 3));
+    assert_eq!(
+        (dids(&rows), n),
+        (vec!["d_alpha1", "d_alpha2", "d_alpha3"], 3)
+    );
     // The hardware id, in either case; a match in the middle of a value is no match.
     let (rows, n) = s.list_devices(None, Some("aa:BB"), 0, 10).await.unwrap();
-    assert_eq!((dids(&rows), n), (vec!["d_alpha1", "d_alpha2", "d_alpha3"], 3));
+    assert_eq!(
+        (dids(&rows), n),
+        (vec!["d_alpha1", "d_alpha2", "d_alpha3"], 3)
+    );
     let (rows, n) = s.list_devices(None, Some("D_BETA"), 0, 10).await.unwrap();
     assert_eq!((dids(&rows), n), (vec!["d_beta"], 1));
     let (rows, n) = s.list_devices(None, Some("alpha"), 0, 10).await.unwrap();
     assert_eq!((rows.len(), n), (0, 0));
     // One product's matches; pages of them with the total of all of them.
-    let (rows, n) = s.list_devices(Some("pk1"), Some("aa:"), 0, 10).await.unwrap();
+    let (rows, n) = s
+        .list_devices(Some("pk1"), Some("aa:"), 0, 10)
+        .await
+        .unwrap();
     assert_eq!((dids(&rows), n), (vec!["d_alpha1", "d_alpha2"], 2));
     let (rows, n) = s.list_devices(None, Some("d_"), 1, 2).await.unwrap();
     assert_eq!((dids(&rows), n), (vec!["d_alpha2", "d_alpha3"], 5));
