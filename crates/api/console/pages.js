@@ -284,13 +284,14 @@ async function devicesPage(root, [did]) {
       ["Last seen", (d) => when(d.last_seen)],
     ], data, q ? "No device matches." : "No device yet."));
     const first = (pageNo - 1) * DEVICE_PAGE;
-    count.textContent = data.length
-      ? `${first + 1}–${first + data.length} of ${meta.total}${q ? " matching" : ""}`
-      : `${meta.total}${q ? " matching" : ""}`;
+    const what = q ? "matching" : "devices";
+    count.textContent = data.length ? `${first + 1}–${first + data.length} of ${meta.total} ${what}` : `0 ${what}`;
     prev.disabled = pageNo <= 1;
     next.disabled = first + data.length >= meta.total;
   };
   const load = async () => {
+    asked += 1;
+    const mine = asked;
     if (!SEARCHABLE.test(q)) {
       // No did or hardware id holds such characters: nothing to ask the server.
       shown = { data: [], meta: { total: 0 } };
@@ -298,8 +299,6 @@ async function devicesPage(root, [did]) {
       count.textContent = "Ids are printable ASCII without spaces, at most 64 characters.";
       return;
     }
-    asked += 1;
-    const mine = asked;
     const r = await call("get_v1_devices", { query: { q, page: pageNo, limit: DEVICE_PAGE } });
     // An answer to an older search that came late is dropped.
     if (mine !== asked) return;
