@@ -256,12 +256,17 @@ def observer_flows(page, pk):
     sign_out(page)
 
 
-def operator_overview_is_live(page, csv_path, pk):
+def operator_overview_is_live(page, pk):
     """The operator's overview follows the fleet from its WebSocket (GET /v1/admin/events with the
     token in the query): a device coming online shows well inside the minute its fallback read
     would take."""
     expect(page.locator("#live-state")).to_have_text("live")
     expect(page.locator("#stat-online")).to_contain_text("0 /")
+    # A device of a new batch: the earlier batch's secrets have rotated by now.
+    batch = api("POST", f"/v1/products/{pk}/factory-batches", {"count": 1}, token=ENV["CONSOLE_ADMIN"])
+    csv_path = os.path.join(ART, "batch-operator.csv")
+    with open(csv_path, "w", encoding="utf-8") as f:
+        f.write("serial,device_secret\n" + "".join(f"{i['serial']},{i['device_secret']}\n" for i in batch["identities"]))
     sim = subprocess.Popen(
         [ENV["CONSOLE_RAMPART"], "device", "simulate", "--server", ENV["CONSOLE_MQTT"], "--ca", ENV["CONSOLE_CA"],
          "--batch", csv_path, "--count", "1", "--interval-ms", "1000", "--duration-s", "60", "--api", URL,
@@ -462,7 +467,7 @@ def flows(page, ctx):
     page.wait_for_function("() => Number(document.getElementById('stat-rate')?.textContent) >= 0")
     page.wait_for_function("() => Number(document.querySelector('svg.chart')?.dataset.total || 0) > 0")
     shot(page, "overview")
-    operator_overview_is_live(page, csv_path, pk)
+    operator_overview_is_live(page, pk)
     page.get_by_role("link", name="Audit log").click()
     expect(page.locator("#chain-status [data-intact=true]")).to_be_visible()
     page.get_by_label("Action").fill("product.create")
