@@ -265,7 +265,7 @@ async function devicesPage(root, [did]) {
   if (did) return devicePage(root, did);
   // The list is searched and paged by the server (GET /v1/devices?q=): a prefix of the did or
   // the hardware id, any case, sent once typing pauses.
-  const search = h("input", { id: "device-search", type: "search", placeholder: "did or hardware id prefix", autocomplete: "off", spellcheck: "false" });
+  const search = h("input", { id: "device-search", type: "search", placeholder: "did or hardware id", autocomplete: "off", spellcheck: "false" });
   const body = h("div", {});
   const count = h("span", { id: "device-count", class: "muted", role: "status" });
   const prev = h("button", { type: "button", class: "secondary" }, "Previous");

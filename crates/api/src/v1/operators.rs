@@ -10,8 +10,8 @@
 use super::schemas::{DeveloperView, EnterpriseView, Page, PageParams, Sorted};
 use super::PageQuery;
 use crate::extract::{client_ip, Admin, Body, Q};
-use crate::push::WsToken;
 use crate::openapi::ApiRouter;
+use crate::push::WsToken;
 use crate::{AppState, ClientAddr, Error};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};

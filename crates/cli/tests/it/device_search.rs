@@ -48,7 +48,10 @@ async fn devices_are_found_by_a_prefix_of_did_or_hardware_id() {
     // Either case finds the hardware ids, across products, oldest first.
     let upper = tag.to_uppercase();
     let (found, total) = search(&srv, admin, &format!("q=sn-{upper}-0")).await;
-    assert_eq!((found, total), (vec![dids[0].clone(), dids[1].clone(), dids[3].clone()], 3));
+    assert_eq!(
+        (found, total),
+        (vec![dids[0].clone(), dids[1].clone(), dids[3].clone()], 3)
+    );
     let (found, total) = search(&srv, admin, &format!("q=SN-{tag}")).await;
     assert_eq!((found.len(), total), (4, 4));
     // One product's; pages of the matches, each with the total of all of them.
@@ -160,7 +163,11 @@ async fn operator_events_take_the_admin_token_in_the_query_and_never_log_it() {
     let _dev = fake_device(&srv, &did, &secret, |_| None).await;
     for w in [&mut boot, &mut ws] {
         let ev = w.next_kind("presence").await;
-        assert_eq!((ev["did"].as_str(), &ev["online"]), (Some(did.as_str()), &json!(true)), "{ev}");
+        assert_eq!(
+            (ev["did"].as_str(), &ev["online"]),
+            (Some(did.as_str()), &json!(true)),
+            "{ev}"
+        );
     }
 
     // A wrong or empty token in the query is refused like a wrong header; a right one without
@@ -206,9 +213,15 @@ async fn operator_events_take_the_admin_token_in_the_query_and_never_log_it() {
         log.lines().filter(|l| l.contains("TRACE")).count() > 100,
         "the log is at trace level"
     );
-    for (what, t) in [("the named admin token", named.as_str()), ("the bootstrap token", ADMIN)] {
+    for (what, t) in [
+        ("the named admin token", named.as_str()),
+        ("the bootstrap token", ADMIN),
+    ] {
         if let Some(line) = log.lines().find(|l| l.contains(t)) {
-            panic!("{what} is in the log: {}", line.chars().take(300).collect::<String>());
+            panic!(
+                "{what} is in the log: {}",
+                line.chars().take(300).collect::<String>()
+            );
         }
     }
 }
@@ -217,7 +230,10 @@ async fn operator_events_take_the_admin_token_in_the_query_and_never_log_it() {
 async fn closes(ws: &mut Ws) -> Value {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        assert!(std::time::Instant::now() < deadline, "the stream stayed open");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stream stayed open"
+        );
         let v = ws.next().await;
         if let Some(c) = v.get("closed") {
             return c.clone();
