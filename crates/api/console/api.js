@@ -72,7 +72,7 @@ export const operations = Object.freeze({
   /** A developer */
   get_v1_admin_developers_id: { method: "GET", path: "/v1/admin/developers/{id}", pathParams: ["id"], query: [], body: null, security: ["admin"] },
   /** Live events of every device (WebSocket) */
-  get_v1_admin_events: { method: "GET", path: "/v1/admin/events", pathParams: [], query: [], body: null, security: ["admin"] },
+  get_v1_admin_events: { method: "GET", path: "/v1/admin/events", pathParams: [], query: [], body: null, security: ["admin", "user_query"] },
   /** List the named admin tokens */
   get_v1_admin_tokens: { method: "GET", path: "/v1/admin/tokens", pathParams: [], query: [], body: null, security: ["admin"] },
   /** The user's devices, newest first */
@@ -88,7 +88,7 @@ export const operations = Object.freeze({
   /** Download an image (the URL of a manifest) */
   get_v1_device_ota_firmware_firmwareid: { method: "GET", path: "/v1/device/ota/firmware/{firmware_id}", pathParams: ["firmware_id"], query: ["did", "expires", "sig"], body: null, security: ["device"] },
   /** List the devices the caller may read */
-  get_v1_devices: { method: "GET", path: "/v1/devices", pathParams: [], query: ["product_key", "page", "limit"], body: null, security: ["admin", "developer"] },
+  get_v1_devices: { method: "GET", path: "/v1/devices", pathParams: [], query: ["product_key", "q", "page", "limit"], body: null, security: ["admin", "developer"] },
   /** A device, its latest state and its shadow */
   get_v1_devices_did: { method: "GET", path: "/v1/devices/{did}", pathParams: ["did"], query: [], body: null, security: ["admin", "user", "developer", "oauth"] },
   /** A command's status */

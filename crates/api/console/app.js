@@ -139,15 +139,13 @@ async function loadMe() {
     me.email = d.email;
     me.enterprises = d.enterprises || [];
     me.totp = d.totp_enabled;
-    live.start(() => session.current && session.current.token);
+    live.start(() => session.current && session.current.token, "/v1/developers/ws");
   } else {
     // An admin token proves itself by a call only an operator may make.
     await call("get_v1_admin_tokens");
     me.email = "operator";
     me.enterprises = [];
-    const state = document.getElementById("live-state");
-    state.textContent = "polling";
-    state.dataset.state = "polling";
+    live.start(() => session.current && session.current.token, "/v1/admin/events");
   }
 }
 

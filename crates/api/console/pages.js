@@ -8,6 +8,16 @@ import { checkModel, modelEditor, commandForm } from "./model.js";
 import { firmwarePage, campaignsPage } from "./ota.js";
 
 const POLL_MS = 5000;
+/** While a live stream is open, counts that have no event (refusals) are read this often. */
+const RESYNC_MS = 60000;
+/** The overview's reads while its live stream is down. */
+const FALLBACK_POLL_MS = 10000;
+/** Live events arriving together cause one read of what they changed. */
+const LIVE_COALESCE_MS = 500;
+/** A search is sent once typing pauses this long. */
+const SEARCH_DEBOUNCE_MS = 250;
+/** Devices on one page of the list. */
+const DEVICE_PAGE = 50;
 
 /** Every page of a list operation (at most `max` items). */
 async function all(id, opts = {}, max = 1000) {
@@ -65,8 +75,33 @@ async function operatorOverview(root) {
       Object.entries(byLimit).sort((x, y) => y[1] - x[1]), "No refusals in the last hour."));
   };
   await draw();
-  const t = setInterval(() => attempt(draw), POLL_MS);
-  return () => clearInterval(t);
+  // The operator's stream says when something changed: the counts are read again then, at most
+  // once per LIVE_COALESCE_MS however busy the fleet. Refusals come with no event, so a slow
+  // read keeps them current; while the stream is down, a faster one stands in for it.
+  let soon = null;
+  const off = live.on(() => {
+    soon ??= setTimeout(() => {
+      soon = null;
+      attempt(draw);
+    }, LIVE_COALESCE_MS);
+  });
+  let t = null;
+  const poll = (connected) => {
+    clearInterval(t);
+    t = setInterval(() => attempt(draw), connected ? RESYNC_MS : FALLBACK_POLL_MS);
+  };
+  const offState = live.onState((connected) => {
+    poll(connected);
+    // Reopened: what changed while it was down is read at once.
+    if (connected) attempt(draw);
+  });
+  poll(live.connected);
+  return () => {
+    off();
+    offState();
+    clearTimeout(soon);
+    clearInterval(t);
+  };
 }
 
 async function developerOverview(root) {
@@ -223,41 +258,100 @@ async function productPage(root, pk) {
 
 // ---- devices ----
 
+/** What the server can search for: ids are 1-64 printable ASCII characters. */
+const SEARCHABLE = /^[\x21-\x7e]{0,64}$/;
+
 async function devicesPage(root, [did]) {
   if (did) return devicePage(root, did);
-  const list = await all("get_v1_devices");
-  const byDid = new Map(list.map((d) => [d.did, d]));
-  const search = h("input", { id: "device-search", type: "search", placeholder: "did or hardware id", autocomplete: "off" });
+  // The list is searched and paged by the server (GET /v1/devices?q=): a prefix of the did or
+  // the hardware id, any case, sent once typing pauses.
+  const search = h("input", { id: "device-search", type: "search", placeholder: "did or hardware id", autocomplete: "off", spellcheck: "false" });
   const body = h("div", {});
+  const count = h("span", { id: "device-count", class: "muted", role: "status" });
+  const prev = h("button", { type: "button", class: "secondary" }, "Previous");
+  const next = h("button", { type: "button", class: "secondary" }, "Next");
+  let q = "";
+  let pageNo = 1;
+  let shown = { data: [], meta: { total: 0 } };
+  let asked = 0;
   const draw = () => {
-    const q = search.value.trim().toLowerCase();
-    const rows = [...byDid.values()].filter((d) => !q || d.did.toLowerCase().includes(q) || d.hardware_id.toLowerCase().includes(q));
+    const { data, meta } = shown;
     fill(body, table("Devices", [
       ["Device", (d) => h("a", { href: `#/devices/${d.did}` }, d.did)],
       ["Hardware id", (d) => d.hardware_id],
       ["Product", (d) => h("code", {}, d.product_key)],
       ["State", (d) => onlineBadge(d.online)],
       ["Last seen", (d) => when(d.last_seen)],
-    ], rows, q ? "No device matches." : "No device yet."));
+    ], data, q ? "No device matches." : "No device yet."));
+    const first = (pageNo - 1) * DEVICE_PAGE;
+    const what = q ? "matching" : "devices";
+    count.textContent = data.length ? `${first + 1}–${first + data.length} of ${meta.total} ${what}` : `0 ${what}`;
+    prev.disabled = pageNo <= 1;
+    next.disabled = first + data.length >= meta.total;
   };
-  search.addEventListener("input", draw);
-  const go = h("form", { class: "row" }, h("label", { for: "device-search" }, "Search"), search,
+  const load = async () => {
+    asked += 1;
+    const mine = asked;
+    if (!SEARCHABLE.test(q)) {
+      // No did or hardware id holds such characters: nothing to ask the server.
+      shown = { data: [], meta: { total: 0 } };
+      draw();
+      count.textContent = "Ids are printable ASCII without spaces, at most 64 characters.";
+      return;
+    }
+    const r = await call("get_v1_devices", { query: { q, page: pageNo, limit: DEVICE_PAGE } });
+    // An answer to an older search that came late is dropped.
+    if (mine !== asked) return;
+    shown = r;
+    // The last page emptied under us (devices deleted): step back to one with devices.
+    if (!r.data.length && pageNo > 1 && r.meta.total > 0) {
+      pageNo = Math.ceil(r.meta.total / DEVICE_PAGE);
+      return load();
+    }
+    draw();
+  };
+  let typing = null;
+  search.addEventListener("input", () => {
+    clearTimeout(typing);
+    typing = setTimeout(() => {
+      q = search.value.trim();
+      pageNo = 1;
+      attempt(load);
+    }, SEARCH_DEBOUNCE_MS);
+  });
+  prev.addEventListener("click", () => {
+    pageNo = Math.max(1, pageNo - 1);
+    attempt(load);
+  });
+  next.addEventListener("click", () => {
+    pageNo += 1;
+    attempt(load);
+  });
+  const go = h("form", { class: "row", role: "search" }, h("label", { for: "device-search" }, "Search"), search,
     h("button", { type: "submit" }, "Open"));
   go.addEventListener("submit", (e) => {
     e.preventDefault();
-    const q = search.value.trim();
-    const hit = [...byDid.values()].find((d) => d.did === q || d.hardware_id === q);
-    if (hit) location.hash = `#/devices/${hit.did}`;
-    else if (q) location.hash = `#/devices/${q}`;
+    const typed = search.value.trim();
+    if (!typed) return;
+    const lower = typed.toLowerCase();
+    const hit = shown.data.find((d) => d.did.toLowerCase() === lower || d.hardware_id.toLowerCase() === lower)
+      || (shown.meta.total === 1 && typed.toLowerCase() === q.toLowerCase() ? shown.data[0] : null);
+    location.hash = `#/devices/${hit ? hit.did : typed}`;
   });
-  fill(root, h("h1", {}, "Devices"), go, body);
-  draw();
-  const refreshList = async () => {
-    for (const d of await all("get_v1_devices")) byDid.set(d.did, d);
-    draw();
+  fill(root, h("h1", {}, "Devices"), go, body,
+    h("nav", { class: "row pager", "aria-label": "Pages of devices" }, prev, count, next));
+  await load();
+  // Changes on this page are applied as they come; a new device (or one this page has room
+  // for) reads the page again, at most once per LIVE_COALESCE_MS.
+  let soon = null;
+  const reload = () => {
+    soon ??= setTimeout(() => {
+      soon = null;
+      attempt(load);
+    }, LIVE_COALESCE_MS);
   };
   const off = live.on((ev) => {
-    const d = byDid.get(ev.did);
+    const d = shown.data.find((x) => x.did === ev.did);
     if (ev.kind === "presence" && d) {
       d.online = ev.online;
       d.last_seen = ev.ts;
@@ -267,14 +361,15 @@ async function devicesPage(root, [did]) {
       d.online = true;
       d.last_seen = ev.ts;
       draw();
-    } else if (ev.kind === "registered" || (ev.kind === "presence" && !d)) {
-      // A device this list has not seen (registered while the list loaded): read the list again.
-      attempt(refreshList);
+    } else if (ev.kind === "registered" || (ev.kind === "presence" && !d && shown.data.length < DEVICE_PAGE)) {
+      reload();
     }
   });
-  const t = live.available ? null : setInterval(() => attempt(refreshList), POLL_MS);
+  const t = live.available ? null : setInterval(() => attempt(load), POLL_MS);
   return () => {
     off();
+    clearTimeout(typing);
+    clearTimeout(soon);
     if (t) clearInterval(t);
   };
 }

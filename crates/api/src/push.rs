@@ -18,7 +18,7 @@ use crate::openapi::ApiRouter;
 use crate::{AppState, Error};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{FromRequestParts, State};
+use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use axum::response::Response;
 use rampart_core::access::bindings::{AccessChange, Role};
@@ -93,8 +93,15 @@ impl utoipa::PartialSchema for LiveEvent {
 
 crate::errors!(LivePushErrors: Unauthorized, UpgradeRequired, RateLimited, Internal);
 
-/// The access token from `Authorization: Bearer` or `?access_token=`.
-pub(crate) struct WsToken(Secret);
+/// The access token from `Authorization: Bearer` or `?access_token=` (percent-decoded, as a
+/// browser's `URLSearchParams` encodes it): a browser's WebSocket cannot send a header. The
+/// query is read only here and never logged (no layer of the router records request URIs).
+pub(crate) struct WsToken(pub(crate) Secret);
+
+#[derive(serde::Deserialize)]
+struct TokenQuery {
+    access_token: Option<String>,
+}
 
 impl FromRequestParts<AppState> for WsToken {
     type Rejection = Error;
@@ -102,14 +109,12 @@ impl FromRequestParts<AppState> for WsToken {
         if let Some(t) = bearer(parts) {
             return Ok(WsToken(Secret::new(t.to_owned())));
         }
-        parts
-            .uri
-            .query()
-            .unwrap_or("")
-            .split('&')
-            .find_map(|kv| kv.strip_prefix("access_token="))
+        // A query that does not parse carries no token: the same 401 as none.
+        Query::<TokenQuery>::try_from_uri(&parts.uri)
+            .ok()
+            .and_then(|Query(q)| q.access_token)
             .filter(|t| !t.is_empty())
-            .map(|t| WsToken(Secret::new(t.to_owned())))
+            .map(|t| WsToken(Secret::new(t)))
             .ok_or_else(Error::unauthorized)
     }
 }

@@ -3,6 +3,7 @@
 //! not suspended). Rules (roles, expiry, TOTP windows) live in `rampart-core`; this file never
 //! sees a clear password, token or TOTP secret.
 
+use crate::devices::{device_search, prefix_pattern};
 use crate::reports::apply_journal_page;
 use crate::{map_conflict, Db, DeviceRow, LockState, ProductRow, Result, Store};
 
@@ -390,45 +391,79 @@ impl Store {
         )))
     }
 
-    /// A page of the devices of every product a developer may read.
+    /// A page of the devices of every product a developer may read, optionally only those a
+    /// prefix search finds (as [`Store::list_devices`]).
     pub async fn list_developer_devices(
         &self,
         developer_id: &str,
+        search: Option<&str>,
         offset: i64,
         limit: i64,
     ) -> Result<(Vec<DeviceRow>, i64)> {
-        let sql = concat!(
-            "SELECT d.* FROM devices d WHERE d.product_key IN (SELECT p.product_key FROM products p WHERE ",
-            readable_products!(),
-            ") ORDER BY d.created_at, d.did LIMIT $3 OFFSET $4"
-        );
-        let count = concat!(
-            "SELECT COUNT(*) FROM devices d WHERE d.product_key IN (SELECT p.product_key FROM products p WHERE ",
-            readable_products!(),
-            ")"
-        );
-        if let (Db::Sqlite(p), true) = (&self.db, self.journal_len() > 0) {
-            // Reports not compacted yet are part of the states (see `reports`).
-            let mut tx = p.begin().await?;
-            let mut rows: Vec<DeviceRow> = sqlx::query_as(sql)
-                .bind(developer_id)
-                .bind(false)
-                .bind(limit)
-                .bind(offset)
-                .fetch_all(&mut *tx)
-                .await?;
-            let total: i64 = sqlx::query_scalar(count)
-                .bind(developer_id)
-                .bind(false)
-                .fetch_one(&mut *tx)
-                .await?;
-            apply_journal_page(&mut tx, &mut rows).await?;
-            tx.commit().await?;
-            return Ok((rows, total));
+        macro_rules! sql {
+            ($backend:ident) => {
+                (
+                    concat!(
+                        "SELECT d.* FROM devices d WHERE d.product_key IN (SELECT p.product_key FROM products p WHERE ",
+                        readable_products!(),
+                        ") AND ",
+                        device_search!($backend, "$3"),
+                        " ORDER BY d.created_at, d.did LIMIT $4 OFFSET $5"
+                    ),
+                    concat!(
+                        "SELECT COUNT(*) FROM devices d WHERE d.product_key IN (SELECT p.product_key FROM products p WHERE ",
+                        readable_products!(),
+                        ") AND ",
+                        device_search!($backend, "$3")
+                    ),
+                )
+            };
         }
-        Ok(with_db!(self, p => (
-            sqlx::query_as(sql).bind(developer_id).bind(false).bind(limit).bind(offset).fetch_all(p).await?,
-            sqlx::query_scalar(count).bind(developer_id).bind(false).fetch_one(p).await?,
-        )))
+        let pattern = prefix_pattern(search);
+        let p = match &self.db {
+            Db::Sqlite(p) => p,
+            Db::Postgres(p) => {
+                let (sql, count) = sql!(postgres);
+                return Ok((
+                    sqlx::query_as(sql)
+                        .bind(developer_id)
+                        .bind(false)
+                        .bind(&pattern)
+                        .bind(limit)
+                        .bind(offset)
+                        .fetch_all(p)
+                        .await?,
+                    sqlx::query_scalar(count)
+                        .bind(developer_id)
+                        .bind(false)
+                        .bind(&pattern)
+                        .fetch_one(p)
+                        .await?,
+                ));
+            }
+        };
+        let (sql, count) = sql!(sqlite);
+        let journal = self.journal_len() > 0;
+        // Reports not compacted yet are part of the states (see `reports`).
+        let mut tx = p.begin().await?;
+        let mut rows: Vec<DeviceRow> = sqlx::query_as(sql)
+            .bind(developer_id)
+            .bind(false)
+            .bind(&pattern)
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(&mut *tx)
+            .await?;
+        let total: i64 = sqlx::query_scalar(count)
+            .bind(developer_id)
+            .bind(false)
+            .bind(&pattern)
+            .fetch_one(&mut *tx)
+            .await?;
+        if journal {
+            apply_journal_page(&mut tx, &mut rows).await?;
+        }
+        tx.commit().await?;
+        Ok((rows, total))
     }
 }

@@ -10,6 +10,54 @@
 use crate::reports::{apply_journal, apply_journal_page};
 use crate::{map_conflict, to_json, Db, PerBackend, Result, Store};
 
+/// The condition of a device search, `$n` being [`prefix_pattern`]'s answer: every device when it
+/// is empty, else those whose did or hardware id starts with the prefix, ASCII case ignored.
+/// SQLite's `LIKE` ignores ASCII case itself (a third of the time of lowering each value, measured
+/// on 100,000 devices); PostgreSQL's does not, so there the values are lowered. A backslash
+/// escapes the wildcards the user typed.
+macro_rules! device_search {
+    (sqlite, $n:literal) => {
+        concat!(
+            "(",
+            $n,
+            " = '' OR did LIKE ",
+            $n,
+            " ESCAPE '\\' OR hardware_id LIKE ",
+            $n,
+            " ESCAPE '\\')"
+        )
+    };
+    (postgres, $n:literal) => {
+        concat!(
+            "(",
+            $n,
+            " = '' OR lower(did) LIKE ",
+            $n,
+            " ESCAPE '\\' OR lower(hardware_id) LIKE ",
+            $n,
+            " ESCAPE '\\')"
+        )
+    };
+}
+pub(crate) use device_search;
+
+/// The `LIKE` pattern of a prefix search: lowered (ASCII), `%`, `_` and backslash escaped, `%`
+/// appended; empty for no search.
+pub(crate) fn prefix_pattern(search: Option<&str>) -> String {
+    let Some(q) = search.filter(|q| !q.is_empty()) else {
+        return String::new();
+    };
+    let mut p = String::with_capacity(q.len() + 1);
+    for c in q.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c.to_ascii_lowercase());
+    }
+    p.push('%');
+    p
+}
+
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct DeviceRow {
     pub did: String,
@@ -324,27 +372,48 @@ impl Store {
         Ok(with_db!(self, p => sqlx::query_as(sql).fetch_one(p).await?))
     }
 
+    /// One page of the devices (of one product when `product_key` is given), oldest first, and
+    /// how many there are. With `search`, only the devices whose did or hardware id starts with
+    /// it, ASCII letters matched without regard to case (`total` counts those).
     pub async fn list_devices(
         &self,
         product_key: Option<&str>,
+        search: Option<&str>,
         offset: i64,
         limit: i64,
     ) -> Result<(Vec<DeviceRow>, i64)> {
-        let sql = "SELECT * FROM devices WHERE ($1 = '' OR product_key = $1) ORDER BY created_at, did LIMIT $2 OFFSET $3";
-        let count = "SELECT COUNT(*) FROM devices WHERE ($1 = '' OR product_key = $1)";
+        macro_rules! sql {
+            ($backend:ident) => {
+                (
+                    concat!(
+                        "SELECT * FROM devices WHERE ($1 = '' OR product_key = $1) AND ",
+                        device_search!($backend, "$2"),
+                        " ORDER BY created_at, did LIMIT $3 OFFSET $4"
+                    ),
+                    concat!(
+                        "SELECT COUNT(*) FROM devices WHERE ($1 = '' OR product_key = $1) AND ",
+                        device_search!($backend, "$2")
+                    ),
+                )
+            };
+        }
         let pk = product_key.unwrap_or("");
+        let pattern = prefix_pattern(search);
         match &self.db {
             Db::Sqlite(p) => {
+                let (sql, count) = sql!(sqlite);
                 let journal = self.journal_len() > 0;
                 let mut tx = p.begin().await?;
                 let mut rows: Vec<DeviceRow> = sqlx::query_as(sql)
                     .bind(pk)
+                    .bind(&pattern)
                     .bind(limit)
                     .bind(offset)
                     .fetch_all(&mut *tx)
                     .await?;
                 let total: i64 = sqlx::query_scalar(count)
                     .bind(pk)
+                    .bind(&pattern)
                     .fetch_one(&mut *tx)
                     .await?;
                 if journal {
@@ -353,15 +422,23 @@ impl Store {
                 tx.commit().await?;
                 Ok((rows, total))
             }
-            Db::Postgres(p) => Ok((
-                sqlx::query_as(sql)
-                    .bind(pk)
-                    .bind(limit)
-                    .bind(offset)
-                    .fetch_all(p)
-                    .await?,
-                sqlx::query_scalar(count).bind(pk).fetch_one(p).await?,
-            )),
+            Db::Postgres(p) => {
+                let (sql, count) = sql!(postgres);
+                Ok((
+                    sqlx::query_as(sql)
+                        .bind(pk)
+                        .bind(&pattern)
+                        .bind(limit)
+                        .bind(offset)
+                        .fetch_all(p)
+                        .await?,
+                    sqlx::query_scalar(count)
+                        .bind(pk)
+                        .bind(&pattern)
+                        .fetch_one(p)
+                        .await?,
+                ))
+            }
         }
     }
 

@@ -183,7 +183,7 @@ fn security_schemes() -> Value {
                     "devices:control": "send commands to the devices the user may control",
                     "devices:admin": "the destructive commands (`factory_reset`, `wipe`) on the devices the user owns"}}}},
         "user_query": {"type": "apiKey", "in": "query", "name": "access_token",
-            "description": "an access token in the query (live push only: an end user's on /v1/ws, a developer's on /v1/developers/ws)"},
+            "description": "a token in the query (WebSockets only, which a browser cannot give a header: an end user's on /v1/ws, a developer's on /v1/developers/ws, an admin token on /v1/admin/events)"},
         "client_basic": {"type": "http", "scheme": "basic",
             "description": "OAuth2 client id and secret (or `client_id`/`client_secret` form fields)"},
         "factory_credential": {"type": "apiKey", "in": "header", "name": "Authorization",

@@ -11,7 +11,7 @@ use super::schemas::{
     DeviceView, HistoryMeta, HistoryPage, Millis, Page, PageParams, RegisterRequestSchema,
     Registered, Shadow, Sorted,
 };
-use super::{authorize, parse_did, parse_pk, Paging};
+use super::{authorize, parse_did, parse_pk};
 use crate::error::ErrorCode;
 use crate::extract::{client_ip, read_capped, Body, Manager, OptionalBody, Principal, Q};
 use crate::openapi::ApiRouter;
@@ -388,9 +388,39 @@ async fn delete_device(
     .into_response())
 }
 
+/// The query of `GET /v1/devices`: a page, and optionally one product and a search.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceListQuery {
+    page: Option<i64>,
+    limit: Option<i64>,
+    product_key: Option<String>,
+    q: Option<String>,
+}
+
+/// Longest search: a did or a hardware id is at most this long.
+const SEARCH_MAX: usize = 64;
+
+/// The search of a device list, `None` when empty; ids are printable ASCII, so anything else is
+/// refused rather than searched for in vain.
+fn device_search(q: Option<&str>) -> Result<Option<&str>, Error> {
+    match q {
+        None | Some("") => Ok(None),
+        Some(q) if q.len() <= SEARCH_MAX && q.bytes().all(|b| b.is_ascii_graphic()) => Ok(Some(q)),
+        Some(_) => Err(Error::invalid(format!(
+            "q must be at most {SEARCH_MAX} printable ASCII characters without spaces"
+        ))),
+    }
+}
+
 #[utoipa::path(get, path = "/v1/devices", tag = "devices",
     summary = "List the devices the caller may read",
+    description = "Oldest first. With `q`, only the devices whose did or hardware id starts with \
+        `q` (ASCII letters in either case; `%` and `_` are plain characters); `meta.total` counts \
+        those.",
     params(("product_key" = Option<String>, Query, description = "only this product's devices"),
+        ("q" = Option<String>, Query, max_length = 64,
+            description = "only devices whose did or hardware id starts with this (case-insensitive prefix; empty: all)"),
         PageParams),
     responses((status = 200, description = "a page of devices", body = Page<DeviceSummary>),
         ListErrors),
@@ -398,9 +428,10 @@ async fn delete_device(
 async fn list_devices(
     State(s): State<AppState>,
     m: Manager,
-    Q(q): Q<Paging>,
+    Q(q): Q<DeviceListQuery>,
 ) -> Result<Json<Page<DeviceSummary>>, Error> {
-    let (page, limit) = q.resolve()?;
+    let (page, limit) = super::PageQuery::of(q.page, q.limit).resolve()?;
+    let search = device_search(q.q.as_deref())?;
     // A developer's filter must be a well-formed key (the operator's is only compared).
     if let (Manager::Developer(_), Some(pk)) = (&m, q.product_key.as_deref()) {
         parse_pk(pk)?;
@@ -410,6 +441,7 @@ async fn list_devices(
         .list_devices_for(
             &m.caller(),
             q.product_key.as_deref(),
+            search,
             (page - 1) * limit,
             limit,
         )

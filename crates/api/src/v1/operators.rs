@@ -11,11 +11,12 @@ use super::schemas::{DeveloperView, EnterpriseView, Page, PageParams, Sorted};
 use super::PageQuery;
 use crate::extract::{client_ip, Admin, Body, Q};
 use crate::openapi::ApiRouter;
+use crate::push::WsToken;
 use crate::{AppState, ClientAddr, Error};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use rampart_core::device::bus::DeviceEvent;
@@ -221,21 +222,16 @@ const CLOSE_UNAUTHORIZED: u16 = 4401;
     description = "Upgrades to a WebSocket streaming one `LiveEvent` JSON text message per event \
         (presence, reports, acks, registrations) of every device, as the end users' live push \
         does for their devices. A consumer that falls behind loses events. Closes with 4401 once \
-        the admin token is revoked.",
+        the admin token is revoked. A browser, which cannot set the header on a WebSocket, \
+        passes the token as `?access_token=`.",
     responses((status = 101, description = "switching to the WebSocket; messages are `LiveEvent`"),
         AdminEventsErrors),
-    security(("admin" = [])))]
+    security(("admin" = []), ("user_query" = [])))]
 async fn admin_events(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    WsToken(token): WsToken,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, Error> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| Secret::new(t.trim().to_owned()))
-        .ok_or_else(Error::unauthorized)?;
     if !s.core.check_admin_token(token.expose()).await? {
         return Err(Error::unauthorized());
     }

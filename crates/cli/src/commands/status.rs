@@ -43,7 +43,7 @@ pub(crate) async fn run(a: StatusArgs) -> AnyResult {
         let schema = core.store_schema_version().await?;
         let (_, products) = core.list_products(0, 1).await?;
         let (_, devices) = core
-            .list_devices_for(&Caller::operator(), None, 0, 1)
+            .list_devices_for(&Caller::operator(), None, None, 0, 1)
             .await?;
         Ok::<_, rampart_core::Error>((backend, schema, products, devices))
     }

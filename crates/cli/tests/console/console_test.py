@@ -256,6 +256,53 @@ def observer_flows(page, pk):
     sign_out(page)
 
 
+def operator_overview_is_live(page, pk):
+    """The operator's overview follows the fleet from its WebSocket (GET /v1/admin/events with the
+    token in the query): a device coming online shows well inside the minute its fallback read
+    would take."""
+    expect(page.locator("#live-state")).to_have_text("live")
+    expect(page.locator("#stat-online")).to_contain_text("0 /")
+    # A device of a new batch: the earlier batch's secrets have rotated by now.
+    batch = api("POST", f"/v1/products/{pk}/factory-batches", {"count": 1}, token=ENV["CONSOLE_ADMIN"])
+    csv_path = os.path.join(ART, "batch-operator.csv")
+    with open(csv_path, "w", encoding="utf-8") as f:
+        f.write("serial,device_secret\n" + "".join(f"{i['serial']},{i['device_secret']}\n" for i in batch["identities"]))
+    sim = subprocess.Popen(
+        [ENV["CONSOLE_RAMPART"], "device", "simulate", "--server", ENV["CONSOLE_MQTT"], "--ca", ENV["CONSOLE_CA"],
+         "--batch", csv_path, "--count", "1", "--interval-ms", "1000", "--duration-s", "60", "--api", URL,
+         "--product", pk],
+        stdout=subprocess.DEVNULL, stderr=open(os.path.join(ART, "simulator-operator.log"), "w"))
+    try:
+        # Online as the API sees it, then on the page within a few seconds (no reload, no poll).
+        deadline = time.time() + 60
+        while not any(d["online"] for d in api("GET", f"/v1/devices?product_key={pk}", token=ENV["CONSOLE_ADMIN"])["data"]):
+            assert time.time() < deadline, "the simulated device did not come online"
+            time.sleep(0.2)
+        expect(page.locator("#stat-online")).to_contain_text("1 /", timeout=5_000)
+    finally:
+        sim.kill()
+        sim.wait()
+    expect(page.locator("#stat-online")).to_contain_text("0 /", timeout=5_000)
+
+
+def search_by_hardware_id(page, serial):
+    """The devices page searches on the server as one types: a prefix of the hardware id, in the
+    other case, finds the device; a prefix nothing has shows no row; clearing shows all again."""
+    prefix = serial[:-1].swapcase()
+    search = page.get_by_label("Search")
+    with page.expect_response(lambda r: "/v1/devices?" in r.url and "q=" in r.url and r.status == 200) as answer:
+        search.press_sequentially(prefix, delay=20)
+    assert f"q={prefix[:1]}" in answer.value.url, answer.value.url
+    expect(page.locator("tbody tr")).to_have_count(1)
+    expect(page.locator("tbody tr")).to_contain_text(serial)
+    expect(page.locator("#device-count")).to_contain_text("1 matching")
+    search.fill("no-such-prefix")
+    expect(page.get_by_text("No device matches.")).to_be_visible()
+    search.fill("")
+    expect(page.locator("tbody tr")).to_have_count(1)
+    check_a11y(page, "devices-search")
+
+
 def preselected(page):
     """The firmware id the "Roll out" link preselected (from the hash)."""
     return page.evaluate("() => new URLSearchParams(location.hash.split('?')[1] || '').get('firmware')")
@@ -372,6 +419,7 @@ def flows(page, ctx):
         expect(row).to_have_count(1, timeout=60_000)
         check_a11y(page, "devices")
         shot(page, "devices")
+        search_by_hardware_id(page, rows[1].split(",")[0])
         row.get_by_role("link").click()
         expect(page.locator("#device-online")).to_have_text("online")
         chart = page.locator("[data-chart=temp] svg")
@@ -419,6 +467,7 @@ def flows(page, ctx):
     page.wait_for_function("() => Number(document.getElementById('stat-rate')?.textContent) >= 0")
     page.wait_for_function("() => Number(document.querySelector('svg.chart')?.dataset.total || 0) > 0")
     shot(page, "overview")
+    operator_overview_is_live(page, pk)
     page.get_by_role("link", name="Audit log").click()
     expect(page.locator("#chain-status [data-intact=true]")).to_be_visible()
     page.get_by_label("Action").fill("product.create")

@@ -1,10 +1,12 @@
 //! The web console in a real browser: `tests/console/console_test.py` drives headless Chromium
 //! with Playwright through the console's main flows against the binary (sign in with TOTP, a
 //! product with a model, a factory batch, a simulated device coming online with its chart
-//! moving, a command and its ack, firmware uploaded and rolled out to simulated devices with the
-//! campaign's counts followed, pause/resume/abort, the OTA pages as an observer sees them (read-only),
-//! an access key, the audit log filtered), checks each page with
-//! axe-core and at a phone's size, and saves screenshots under `target/console-artifacts/`.
+//! moving and found by a hardware-id prefix (the server's search), a command and its ack,
+//! firmware uploaded and rolled out to simulated devices with the campaign's counts followed,
+//! pause/resume/abort, the OTA pages as an observer sees them (read-only), an access key, the
+//! audit log filtered, the operator's overview following a device live over
+//! `GET /v1/admin/events`), checks each page with axe-core and at a phone's size, and saves
+//! screenshots under `target/console-artifacts/`.
 //!
 //! Needs `CONSOLE_PYTHON` (a Python with `playwright`), Chromium (`CONSOLE_CHROMIUM`, default
 //! `/usr/bin/chromium`) and axe-core (`npm ci` in `tests/console/`); `.ci/run` sets all three

@@ -15,6 +15,7 @@ mod console;
 mod deploy;
 mod developers;
 mod device_identity;
+mod device_search;
 mod durability;
 mod ed25519;
 mod enterprise_api;

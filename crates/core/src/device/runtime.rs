@@ -836,32 +836,34 @@ impl Core {
         Ok(())
     }
 
-    /// One page of the devices a manufacturer-side caller may see, newest first, and the total:
-    /// the operator any product's (or every device), a developer those of one product they may
-    /// read, or with no product named, those of every product they may read.
     /// Every device, and those online now: the operator's fleet at a glance.
     pub async fn fleet_counts(&self) -> Result<(i64, i64)> {
         Ok(self.store().count_devices_online().await?)
     }
 
+    /// One page of the devices a manufacturer-side caller may see, oldest first, and the total:
+    /// the operator any product's (or every device), a developer those of one product they may
+    /// read, or with no product named, those of every product they may read. With `search`, only
+    /// those whose did or hardware id starts with it (ASCII case ignored); the total counts those.
     pub async fn list_devices_for(
         &self,
         caller: &Caller,
         product_key: Option<&str>,
+        search: Option<&str>,
         offset: i64,
         limit: i64,
     ) -> Result<(Vec<DeviceEntry>, i64)> {
         let (rows, total) = match (caller, product_key) {
             (Caller::Developer(id), None) => {
                 self.store()
-                    .list_developer_devices(id, offset, limit)
+                    .list_developer_devices(id, search, offset, limit)
                     .await?
             }
             (_, pk) => {
                 if let (Caller::Developer(_), Some(pk)) = (caller, pk) {
                     self.authorize_product(caller, pk, Act::Read).await?;
                 }
-                self.store().list_devices(pk, offset, limit).await?
+                self.store().list_devices(pk, search, offset, limit).await?
             }
         };
         Ok((rows.into_iter().map(DeviceEntry::from).collect(), total))

@@ -355,12 +355,18 @@ async fn a_developer_reads_what_live_memberships_reach(s: Store) {
     let (rows, n) = s.list_developer_products("dev_b", 0, 10).await.unwrap();
     assert_eq!(n, 2);
     assert_eq!(keys(rows).len(), 2);
-    let (devs, n) = s.list_developer_devices("dev_a", 0, 10).await.unwrap();
+    let (devs, n) = s
+        .list_developer_devices("dev_a", None, 0, 10)
+        .await
+        .unwrap();
     assert_eq!((devs.len(), n), (1, 1));
     assert!(s.set_enterprise_suspended("ent_1", true).await.unwrap());
     let (_, n) = s.list_developer_products("dev_a", 0, 10).await.unwrap();
     assert_eq!(n, 0);
-    let (_, n) = s.list_developer_devices("dev_a", 0, 10).await.unwrap();
+    let (_, n) = s
+        .list_developer_devices("dev_a", None, 0, 10)
+        .await
+        .unwrap();
     assert_eq!(n, 0);
     assert!(!s.set_enterprise_suspended("nope", true).await.unwrap());
 }

@@ -323,7 +323,120 @@ async fn reprovisioning_removes_every_binding_share_and_bind_token(s: Store) {
     assert!(s.take_bind_token("t1", "p1", 100).await.unwrap().is_none());
 }
 
+fn dids(rows: &[DeviceRow]) -> Vec<&str> {
+    rows.iter().map(|r| r.did.as_str()).collect()
+}
+
+/// A search is a prefix of the did or of the hardware id, whatever the ASCII case; paging and
+/// the total follow the matches, and the product filter still applies.
+async fn a_device_search_matches_a_prefix_of_did_or_hardware_id(s: Store) {
+    devices_of(
+        &s,
+        "pk1",
+        &[
+            ("d_alpha1", "AA:BB:01"),
+            ("d_alpha2", "aa:bb:02"),
+            ("d_beta", "CC:DD:03"),
+            ("d_gamma", "x-d_alpha"),
+        ],
+    )
+    .await;
+    devices_of(&s, "pk2", &[("d_alpha3", "AA:BB:04")]).await;
+
+    let (rows, n) = s.list_devices(None, Some("d_al"), 0, 10).await.unwrap();
+    assert_eq!(
+        (dids(&rows), n),
+        (vec!["d_alpha1", "d_alpha2", "d_alpha3"], 3)
+    );
+    // The hardware id, in either case; a match in the middle of a value is no match.
+    let (rows, n) = s.list_devices(None, Some("aa:BB"), 0, 10).await.unwrap();
+    assert_eq!(
+        (dids(&rows), n),
+        (vec!["d_alpha1", "d_alpha2", "d_alpha3"], 3)
+    );
+    let (rows, n) = s.list_devices(None, Some("D_BETA"), 0, 10).await.unwrap();
+    assert_eq!((dids(&rows), n), (vec!["d_beta"], 1));
+    let (rows, n) = s.list_devices(None, Some("alpha"), 0, 10).await.unwrap();
+    assert_eq!((rows.len(), n), (0, 0));
+    // One product's matches; pages of them with the total of all of them.
+    let (rows, n) = s
+        .list_devices(Some("pk1"), Some("aa:"), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!((dids(&rows), n), (vec!["d_alpha1", "d_alpha2"], 2));
+    let (rows, n) = s.list_devices(None, Some("d_"), 1, 2).await.unwrap();
+    assert_eq!((dids(&rows), n), (vec!["d_alpha2", "d_alpha3"], 5));
+    let (rows, n) = s.list_devices(None, Some("d_"), 4, 2).await.unwrap();
+    assert_eq!((dids(&rows), n), (vec!["d_gamma"], 5));
+    // No search, or an empty one: every device.
+    assert_eq!(s.list_devices(None, None, 0, 10).await.unwrap().1, 5);
+    assert_eq!(s.list_devices(None, Some(""), 0, 10).await.unwrap().1, 5);
+}
+
+/// `%`, `_` and `\` typed in a search are the characters themselves, never wildcards.
+async fn a_device_search_takes_wildcards_literally(s: Store) {
+    devices_of(
+        &s,
+        "pk1",
+        &[
+            ("dx1", "50%_off"),
+            ("dx2", "50ab_off"),
+            ("dx3", "a_b"),
+            ("dx4", "axb"),
+            ("dx5", "c\\d"),
+            ("dx6", "cxd"),
+        ],
+    )
+    .await;
+    let find = |q: &'static str| {
+        let s = s.clone();
+        async move {
+            let (rows, n) = s.list_devices(None, Some(q), 0, 10).await.unwrap();
+            assert_eq!(rows.len() as i64, n);
+            rows.into_iter().map(|r| r.did).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(find("50%").await, ["dx1"]);
+    assert_eq!(find("%").await, Vec::<String>::new());
+    assert_eq!(find("a_").await, ["dx3"]);
+    assert_eq!(find("_").await, Vec::<String>::new());
+    assert_eq!(find("c\\").await, ["dx5"]);
+    assert_eq!(find("dx").await.len(), 6);
+}
+
+/// A developer's search reaches only the devices of the products they may read.
+async fn a_developers_device_search_stays_within_their_products(s: Store) {
+    s.insert_owned_product(&crate::product("pk_mine"), Some("dev_s"))
+        .await
+        .unwrap();
+    s.insert_device(&crate::device("dm1", "pk_mine", "SN-100"))
+        .await
+        .unwrap();
+    s.insert_device(&crate::device("dm2", "pk_mine", "SN-200"))
+        .await
+        .unwrap();
+    devices_of(&s, "pk_other", &[("do1", "SN-101")]).await;
+    let (rows, n) = s
+        .list_developer_devices("dev_s", Some("sn-1"), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!((dids(&rows), n), (vec!["dm1"], 1));
+    let (rows, n) = s
+        .list_developer_devices("dev_s", Some("d"), 1, 1)
+        .await
+        .unwrap();
+    assert_eq!((dids(&rows), n), (vec!["dm2"], 2));
+    let (_, n) = s
+        .list_developer_devices("dev_s", Some("do"), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+}
+
 store_cases! {
+    a_device_search_matches_a_prefix_of_did_or_hardware_id,
+    a_device_search_takes_wildcards_literally,
+    a_developers_device_search_stays_within_their_products,
     devices_conflict_on_the_same_hardware_id,
     a_devices_secret_and_presence_are_stored,
     credentials_of_several_devices_come_back_once_each,

@@ -135,7 +135,7 @@ async fn a_batch_of_several_devices_updates_each(s: Store) {
     let d2 = s.get_device("d2").await.unwrap().unwrap();
     assert_eq!(d2.last_seen, Some(6001));
     assert_eq!(state(&s, "d2").await, serde_json::json!({"temp": -4.5}));
-    let (devs, n) = s.list_devices(Some("pk1"), 0, 10).await.unwrap();
+    let (devs, n) = s.list_devices(Some("pk1"), None, 0, 10).await.unwrap();
     assert_eq!((devs.len(), n), (2, 2));
     let listed: Vec<serde_json::Value> = devs
         .iter()
