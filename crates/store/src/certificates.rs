@@ -2,7 +2,7 @@
 //! and the certificate a device last connected with. Parsing and checking certificates is
 //! `rampart-core`'s work; these are bytes and fields.
 
-use crate::{map_conflict, Result, Store};
+use crate::{map_conflict, BeginWrite, Result, Store};
 
 /// A CA certificate a product trusts for its devices.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -83,8 +83,9 @@ impl Store {
                       VALUES ($1, $2, $3, $4, $5) ON CONFLICT (ca_id) DO UPDATE SET \
                       crl_number = excluded.crl_number, der = excluded.der, \
                       this_update = excluded.this_update, created_at = excluded.created_at";
+        // It reads, then writes: the write lock is taken first (see `BeginWrite`).
         with_db!(self, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let old: Option<String> = sqlx::query_scalar(get).bind(&r.ca_id).fetch_optional(&mut *tx).await?;
             if old.as_deref().is_some_and(|o| !newer(o)) {
                 return Ok(false);
