@@ -86,6 +86,32 @@ async fn operator_made(srv: &Server, email: &str) -> Dev {
     logged_in(srv, email).await
 }
 
+/// `owner` invites `who` (at `email`) into enterprise `ent` as `role`, and `who` accepts.
+async fn join(srv: &Server, ent: &str, owner: &Dev, who: &Dev, email: &str, role: &str) {
+    let (s, v) = srv
+        .call(
+            "POST",
+            &format!("/v1/enterprises/{ent}/invites"),
+            Some(&owner.access),
+            Some(json!({"email": email, "role": role})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let (_, inv) = srv
+        .call("GET", "/v1/developers/me/invites", Some(&who.access), None)
+        .await;
+    let id = inv["data"][0]["invite_id"].as_str().unwrap().to_owned();
+    let (s, v) = srv
+        .call(
+            "POST",
+            &format!("/v1/developers/me/invites/{id}/accept"),
+            Some(&who.access),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+}
+
 fn product_body(owner: Option<Value>) -> Value {
     let mut b = json!({
         "name": "Enterprise lamp",
@@ -900,33 +926,15 @@ async fn developer_live_push_follows_the_role_matrix() {
         .await;
     assert_eq!(s, 201, "{ent}");
     let ent = ent["enterprise_id"].as_str().unwrap().to_owned();
-    let (s, v) = srv
-        .call(
-            "POST",
-            &format!("/v1/enterprises/{ent}/invites"),
-            Some(&owner.access),
-            Some(json!({"email": "staff@maker.example", "role": "observer"})),
-        )
-        .await;
-    assert_eq!(s, 201, "{v}");
-    let (_, inv) = srv
-        .call(
-            "GET",
-            "/v1/developers/me/invites",
-            Some(&member.access),
-            None,
-        )
-        .await;
-    let id = inv["data"][0]["invite_id"].as_str().unwrap().to_owned();
-    let (s, v) = srv
-        .call(
-            "POST",
-            &format!("/v1/developers/me/invites/{id}/accept"),
-            Some(&member.access),
-            None,
-        )
-        .await;
-    assert_eq!(s, 200, "{v}");
+    join(
+        &srv,
+        &ent,
+        &owner,
+        &member,
+        "staff@maker.example",
+        "observer",
+    )
+    .await;
     // a device of each: the enterprise's, the member's own, the outsider's
     let device = |who: &Dev, owner: Option<Value>| {
         let (srv, token) = (&srv, who.access.clone());
@@ -1128,33 +1136,7 @@ async fn deleting_an_enterprise_then_the_developer_takes_what_they_own() {
         .await;
     assert_eq!(s, 201, "{ent}");
     let ent = ent["enterprise_id"].as_str().unwrap().to_owned();
-    let (s, v) = srv
-        .call(
-            "POST",
-            &format!("/v1/enterprises/{ent}/invites"),
-            Some(&owner.access),
-            Some(json!({"email": admin_email, "role": "admin"})),
-        )
-        .await;
-    assert_eq!(s, 201, "{v}");
-    let (_, inv) = srv
-        .call(
-            "GET",
-            "/v1/developers/me/invites",
-            Some(&admin.access),
-            None,
-        )
-        .await;
-    let id = inv["data"][0]["invite_id"].as_str().unwrap().to_owned();
-    let (s, v) = srv
-        .call(
-            "POST",
-            &format!("/v1/developers/me/invites/{id}/accept"),
-            Some(&admin.access),
-            None,
-        )
-        .await;
-    assert_eq!(s, 200, "{v}");
+    join(&srv, &ent, &owner, &admin, &admin_email, "admin").await;
     let mut products = Vec::new();
     for owned_by in [Some(json!({"enterprise_id": ent})), None] {
         let (s, v) = srv
