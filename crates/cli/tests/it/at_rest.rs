@@ -170,3 +170,77 @@ async fn audit_chain_rebuilt_without_the_key_fails_verify_and_names_the_entry() 
     assert!(n >= 1);
     db.close().await;
 }
+
+/// Someone who copies the database files (the database, its WAL and shared memory) finds no
+/// secret in clear: product and device secrets, passcodes, factory secrets and factory
+/// credentials are sealed; app secrets, admin tokens, user passwords and tokens are kept only as
+/// hashes.
+#[tokio::test]
+async fn no_secret_is_in_the_database_files_in_clear() {
+    use serde_json::json;
+    let env = crate::accounts::Env::start().await;
+    let srv = &env.srv;
+    let (did, secret, passcode) = env.device().await;
+    let (s, batch) = srv
+        .admin(
+            "POST",
+            &format!("/v1/products/{}/factory-batches", env.pk),
+            Some(json!({"count": 3})),
+        )
+        .await;
+    assert_eq!(s, 201, "{batch}");
+    let cred = crate::factory::credential_json(srv, &env.pk, 10).await;
+    let (s, app) = srv
+        .admin(
+            "POST",
+            "/v1/apps",
+            Some(json!({"name": "Second app", "product_keys": [env.pk]})),
+        )
+        .await;
+    assert_eq!(s, 201, "{app}");
+    let (s, tok) = srv
+        .admin("POST", "/v1/admin/tokens", Some(json!({"name": "ops"})))
+        .await;
+    assert_eq!(s, 201, "{tok}");
+    let (access, refresh) = env.user(&format!("ada-{}@example.com", nonce())).await;
+    let (st, v) = env.bind(&access, &did, &passcode).await;
+    assert_eq!(st, 201, "{v}");
+
+    let mut secrets: Vec<(&str, String)> = vec![
+        ("the product secret", env.ps.clone()),
+        ("a device secret", secret),
+        ("a passcode", passcode),
+        (
+            "a factory credential",
+            cred["secret"].as_str().unwrap().to_owned(),
+        ),
+        (
+            "an app secret",
+            app["app_secret"].as_str().unwrap().to_owned(),
+        ),
+        ("an admin token", tok["token"].as_str().unwrap().to_owned()),
+        ("the admin token", ADMIN.to_owned()),
+        ("a password", crate::accounts::PW.to_owned()),
+        ("an access token", access),
+        ("a refresh token", refresh),
+    ];
+    for id in batch["identities"].as_array().unwrap() {
+        secrets.push((
+            "a factory secret",
+            id["device_secret"].as_str().unwrap().to_owned(),
+        ));
+    }
+    let mut found = Vec::new();
+    for name in ["rampart.db", "rampart.db-wal", "rampart.db-shm"] {
+        let Ok(bytes) = std::fs::read(srv.data().join(name)) else {
+            continue;
+        };
+        for (what, s) in &secrets {
+            assert!(s.len() >= 6, "{what} is too short to search for");
+            if bytes.windows(s.len()).any(|w| w == s.as_bytes()) {
+                found.push(format!("{what} in {name}"));
+            }
+        }
+    }
+    assert!(found.is_empty(), "in clear: {found:?}");
+}

@@ -11,7 +11,7 @@ use std::process::Command;
 const DAY_MS: i64 = 24 * 3600 * 1000;
 
 /// A new credential of `pk`, as its creation answered.
-async fn credential_json(srv: &Server, pk: &str, max_devices: u32) -> serde_json::Value {
+pub(crate) async fn credential_json(srv: &Server, pk: &str, max_devices: u32) -> serde_json::Value {
     let body =
         json!({"name": "line 2", "max_devices": max_devices, "expires_at": now_ms() + DAY_MS});
     let (s, v) = srv
