@@ -72,6 +72,15 @@ impl Actor {
             id: crate::secret::mask::mask_contact(&name),
         }
     }
+    /// Someone who has not proven to be a developer yet, named by the e-mail they gave, masked
+    /// like [`Actor::user_candidate`].
+    pub fn developer_candidate(email: &str) -> Actor {
+        let name: String = email.chars().take(64).collect();
+        Actor {
+            kind: "developer_candidate",
+            id: crate::secret::mask::mask_contact(&name),
+        }
+    }
     /// A device that has not proven its identity yet, named by what it claims.
     pub fn device_candidate(hardware_id: &str) -> Actor {
         Actor {

@@ -54,6 +54,47 @@ async fn truncate_wal(pool: &sqlx::SqlitePool) -> Result<()> {
     Ok(())
 }
 
+/// One erasure's transaction. On SQLite it runs on the report writer's connection, like a wipe,
+/// so a compaction cannot merge journalled values back into a state that no longer exists, with
+/// `secure_delete` on for its own statements; the WAL is cut after it. `$body` is given the
+/// transaction and evaluates to `Option<T>`: `None` (nothing to erase) rolls back. Evaluates to
+/// `Option<T>`.
+macro_rules! erasure {
+    ($store:expr, |$tx:ident| $body:block) => {{
+        macro_rules! within {
+            ($pool:expr, $sqlite:expr) => {{
+                let mut $tx = $pool.begin_write().await?;
+                if $sqlite {
+                    sqlx::query(SECURE_DELETE_ON).execute(&mut *$tx).await?;
+                }
+                let out = $body;
+                if $sqlite {
+                    sqlx::query(SECURE_DELETE_OFF).execute(&mut *$tx).await?;
+                }
+                match out {
+                    Some(o) => {
+                        $tx.commit().await?;
+                        Some(o)
+                    }
+                    None => {
+                        $tx.rollback().await?;
+                        None
+                    }
+                }
+            }};
+        }
+        match &$store.db {
+            Db::Sqlite(p) => {
+                let pool = $store.report_writer.as_ref().unwrap_or(p);
+                let out = within!(pool, true);
+                truncate_wal(pool).await?;
+                out
+            }
+            Db::Postgres(p) => within!(p, false),
+        }
+    }};
+}
+
 /// Statements run in order; children before the rows they reference.
 const DEVICE_TABLES: &[(&str, Part)] = &[
     ("DELETE FROM history WHERE did = $1", Part::History),
@@ -103,59 +144,39 @@ impl Store {
     /// On SQLite this runs on the report writer's connection, like a wipe, so a compaction
     /// cannot merge journalled values back into a state that no longer exists.
     pub async fn erase_device(&self, did: &str) -> Result<Option<DeviceErased>> {
-        macro_rules! erase {
-            ($pool:expr, $sqlite:expr) => {{
-                let mut tx = $pool.begin_write().await?;
-                if $sqlite {
-                    sqlx::query(SECURE_DELETE_ON).execute(&mut *tx).await?;
-                }
-                let mut out = DeviceErased::default();
-                for (sql, part) in DEVICE_TABLES {
-                    let n = sqlx::query(sql)
-                        .bind(did)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
-                    out.add(*part, n);
-                }
-                // Only SQLite journals reports before they reach the history.
-                if self.pending.is_some() {
-                    let n = sqlx::query("DELETE FROM report_journal WHERE did = $1")
-                        .bind(did)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
-                    out.add(Part::History, n);
-                }
-                let gone = sqlx::query("DELETE FROM devices WHERE did = $1")
+        Ok(erasure!(self, |tx| {
+            let mut out = DeviceErased::default();
+            for (sql, part) in DEVICE_TABLES {
+                let n = sqlx::query(sql)
                     .bind(did)
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();
-                if $sqlite {
-                    sqlx::query(SECURE_DELETE_OFF).execute(&mut *tx).await?;
-                }
-                if gone == 0 {
-                    tx.rollback().await?;
-                    return Ok(None);
-                }
+                out.add(*part, n);
+            }
+            // Only SQLite journals reports before they reach the history.
+            if self.pending.is_some() {
+                let n = sqlx::query("DELETE FROM report_journal WHERE did = $1")
+                    .bind(did)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                out.add(Part::History, n);
+            }
+            let gone = sqlx::query("DELETE FROM devices WHERE did = $1")
+                .bind(did)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if gone == 0 {
+                None
+            } else {
                 if let Some(pending) = &self.pending {
                     lock(pending).forget(did);
                 }
-                tx.commit().await?;
-                out
-            }};
-        }
-        let out = match &self.db {
-            Db::Sqlite(p) => {
-                let pool = self.report_writer.as_ref().unwrap_or(p);
-                let out = erase!(pool, true);
-                truncate_wal(pool).await?;
-                out
+                Some(out)
             }
-            Db::Postgres(p) => erase!(p, false),
-        };
-        Ok(Some(out))
+        }))
     }
 
     /// Remove an end user: their bindings, shares (given and received) and invitations, OAuth
@@ -474,76 +495,56 @@ impl Store {
     /// campaigns, OTA key, CAs, factory identities, batches and credentials, and allowlist, in
     /// one transaction. `None` when there is no such product.
     pub async fn erase_product(&self, product_key: &str) -> Result<Option<ProductErased>> {
-        macro_rules! erase {
-            ($pool:expr, $sqlite:expr) => {{
-                let mut tx = $pool.begin_write().await?;
-                if $sqlite {
-                    sqlx::query(SECURE_DELETE_ON).execute(&mut *tx).await?;
-                }
-                let mut out = ProductErased {
-                    upload_hashes: sqlx::query_scalar(
-                        "SELECT DISTINCT sha256 FROM upload_refs WHERE holder = 'allowlist:' || $1 \
-                         OR holder IN (SELECT 'firmware:' || firmware_id FROM firmware \
-                         WHERE product_key = $1)",
-                    )
+        Ok(erasure!(self, |tx| {
+            let mut out = ProductErased {
+                upload_hashes: sqlx::query_scalar(
+                    "SELECT DISTINCT sha256 FROM upload_refs WHERE holder = 'allowlist:' || $1 \
+                     OR holder IN (SELECT 'firmware:' || firmware_id FROM firmware \
+                     WHERE product_key = $1)",
+                )
+                .bind(product_key)
+                .fetch_all(&mut *tx)
+                .await?,
+                ..Default::default()
+            };
+            let dids: Vec<String> =
+                sqlx::query_scalar("SELECT did FROM devices WHERE product_key = $1")
                     .bind(product_key)
                     .fetch_all(&mut *tx)
-                    .await?,
-                    ..Default::default()
-                };
-                let dids: Vec<String> =
-                    sqlx::query_scalar("SELECT did FROM devices WHERE product_key = $1")
-                        .bind(product_key)
-                        .fetch_all(&mut *tx)
-                        .await?;
-                if self.pending.is_some() {
-                    let n = sqlx::query(of_product!("DELETE FROM report_journal"))
-                        .bind(product_key)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
-                    out.add(ProductPart::History, n);
-                }
-                for (sql, part) in PRODUCT_TABLES {
-                    let n = sqlx::query(sql)
-                        .bind(product_key)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
-                    out.add(*part, n);
-                }
-                let gone = sqlx::query("DELETE FROM products WHERE product_key = $1")
+                    .await?;
+            if self.pending.is_some() {
+                let n = sqlx::query(of_product!("DELETE FROM report_journal"))
                     .bind(product_key)
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();
-                if $sqlite {
-                    sqlx::query(SECURE_DELETE_OFF).execute(&mut *tx).await?;
-                }
-                if gone == 0 {
-                    tx.rollback().await?;
-                    return Ok(None);
-                }
+                out.add(ProductPart::History, n);
+            }
+            for (sql, part) in PRODUCT_TABLES {
+                let n = sqlx::query(sql)
+                    .bind(product_key)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                out.add(*part, n);
+            }
+            let gone = sqlx::query("DELETE FROM products WHERE product_key = $1")
+                .bind(product_key)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if gone == 0 {
+                None
+            } else {
                 if let Some(pending) = &self.pending {
                     let mut g = lock(pending);
                     for did in &dids {
                         g.forget(did);
                     }
                 }
-                tx.commit().await?;
-                out
-            }};
-        }
-        let out = match &self.db {
-            Db::Sqlite(p) => {
-                let pool = self.report_writer.as_ref().unwrap_or(p);
-                let out = erase!(pool, true);
-                truncate_wal(pool).await?;
-                out
+                Some(out)
             }
-            Db::Postgres(p) => erase!(p, false),
-        };
-        Ok(Some(out))
+        }))
     }
 }
 

@@ -25,6 +25,31 @@ use std::time::Duration;
 const SESSION_CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 impl Core {
+    /// Tell the live sessions of `dids` to close (DISCONNECT `0x98`) and wait, at most
+    /// [`SESSION_CLOSE_WAIT`], until they have left the bus: after that they hand the writer
+    /// nothing more. The devices must already be refused at CONNECT.
+    async fn close_sessions<S: AsRef<str>>(&self, dids: &[S]) {
+        for did in dids {
+            self.bus().kick(did.as_ref());
+        }
+        let deadline = tokio::time::Instant::now() + SESSION_CLOSE_WAIT;
+        let mut open: Vec<&str> = dids
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(|d| self.bus().is_attached(d))
+            .collect();
+        while !open.is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            open.retain(|d| self.bus().is_attached(d));
+        }
+        if !open.is_empty() {
+            tracing::warn!(
+                sessions = open.len(),
+                "erasing devices whose sessions had not closed yet"
+            );
+        }
+    }
+
     /// Delete a device: its secrets, state, history, bindings, shares, commands, desired state,
     /// certificate and OTA records. Its live session is closed first (DISCONNECT `0x98`) and
     /// its CONNECTs are refused from the start, so nothing it sends afterwards is stored. The
@@ -43,14 +68,7 @@ impl Core {
         let tenant = self.product_tenant(&device.product_key).await;
         // Refused at CONNECT from now on; then the live session (if any) is told to close.
         self.store().set_device_disabled(did, true).await?;
-        self.bus().kick(did);
-        let deadline = tokio::time::Instant::now() + SESSION_CLOSE_WAIT;
-        while self.bus().is_attached(did) && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        if self.bus().is_attached(did) {
-            tracing::warn!(did, "device erased while its session had not closed yet");
-        }
+        self.close_sessions(&[did]).await;
         // The writer commits in queue order: once this offline mark is stored, every report the
         // closed session handed over is stored too, and the erasure below removes it.
         let ts = self.now_ms();
@@ -117,22 +135,7 @@ impl Core {
         let tenant = self.product_tenant(product_key).await;
         self.store().disable_product_devices(product_key).await?;
         let dids = self.store().product_device_ids(product_key).await?;
-        for did in &dids {
-            self.bus().kick(did);
-        }
-        let deadline = tokio::time::Instant::now() + SESSION_CLOSE_WAIT;
-        let mut open: Vec<&String> = dids.iter().filter(|d| self.bus().is_attached(d)).collect();
-        while !open.is_empty() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            open.retain(|d| self.bus().is_attached(d));
-        }
-        if !open.is_empty() {
-            tracing::warn!(
-                product_key,
-                sessions = open.len(),
-                "product erased while some of its sessions had not closed yet"
-            );
-        }
+        self.close_sessions(&dids).await;
         self.writer()
             .barrier()
             .await

@@ -474,14 +474,9 @@ impl Core {
         let admission = self.passwords().admit()?;
         let Some(dev) = dev else {
             admission.verify(&pw, None).await;
-            // Masked: the address may belong to someone who later erases their account.
-            let claimed: String = email.chars().take(64).collect();
             self.audit(
                 event(
-                    &Actor {
-                        kind: "developer_candidate",
-                        id: crate::secret::mask::mask_contact(&claimed),
-                    },
+                    &Actor::developer_candidate(email),
                     action::DEVELOPER_LOGIN,
                     "failed",
                     &ip,
